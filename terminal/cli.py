@@ -1,0 +1,218 @@
+"""The ``posterm`` command.
+
+Every subcommand prints either what it was asked for or one line
+``posterm: error: ...`` on standard error with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from emv.outcome import TransactionResult
+from emv.transaction import TransactionDataError
+from terminal import registry
+from terminal.emv_session import TapInputs, TapReport, build_transaction, run_tap, trace_header
+from terminal.money import MoneyError, currency, format_amount, parse_amount
+from terminal.ports import DeviceError
+from terminal.settings import SettingsError, load_default_config
+from terminal.trace import TraceError, read_trace_header
+
+__all__ = ["main"]
+
+EXIT_ERROR = 2
+
+
+class CliError(Exception):
+    """Unusable input: printed as one line, exit status 2."""
+
+
+def _hex_arg(text: str, name: str, size: int | None = None) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise CliError(f"{name} {text!r} is not hex") from None
+    if size is not None and len(raw) != size:
+        raise CliError(f"{name} must be {size} bytes ({size * 2} hex digits), got {len(raw)}")
+    return raw
+
+
+def _overrides(items: Sequence[str]) -> dict[int, bytes]:
+    out: dict[int, bytes] = {}
+    for item in items:
+        tag_text, sep, value_text = item.partition("=")
+        if not sep:
+            raise CliError(f"--set {item!r}: expected TAG=HEX, e.g. 9F1A=0840")
+        tag = _hex_arg(tag_text, "--set tag")
+        if not 1 <= len(tag) <= 3:
+            raise CliError(f"--set tag {tag_text!r} is not an EMV tag")
+        out[int.from_bytes(tag, "big")] = _hex_arg(value_text, f"--set {tag_text} value")
+    return out
+
+
+def _tap(reader_url: str, inputs: TapInputs) -> TapReport:
+    config = load_default_config()
+    reader = registry.open_reader(reader_url)
+    try:
+        session = reader.wait_for_card(timeout=10.0)
+        try:
+            return run_tap(session, config, build_transaction(inputs))
+        finally:
+            session.close()
+    finally:
+        reader.close()
+
+
+def _result_json(report: TapReport) -> dict[str, Any]:
+    return report.result.to_json()
+
+
+def _cmd_emv_cards(args: argparse.Namespace) -> int:
+    urls = registry.discover("sim")
+    names = [url.split("card=", 1)[1] for url in urls if "card=" in url]
+    if args.json:
+        print(json.dumps({"cards": names}))
+    else:
+        print("\n".join(names))
+    return 0
+
+
+def _amount_inputs(amount: str | None, currency_text: str | None, default_minor: int | None = None) -> TapInputs:
+    cur = currency(currency_text if currency_text is not None else load_default_config().currency)
+    if amount is None:
+        if default_minor is None:
+            raise CliError("--amount is required")
+        minor = default_minor
+    else:
+        minor = parse_amount(amount, cur)
+    return TapInputs(amount=minor, currency=cur.numeric, currency_exponent=cur.exponent)
+
+
+def _cmd_emv_tap(args: argparse.Namespace) -> int:
+    if args.card and args.reader:
+        raise CliError("give either --card or --reader, not both")
+    url = args.reader or f"sim:card={args.card}"
+    base = _amount_inputs(args.amount, args.currency)
+    inputs = TapInputs(
+        amount=base.amount,
+        currency=base.currency,
+        currency_exponent=base.currency_exponent,
+        unpredictable_number=_hex_arg(args.un, "--un", 4) if args.un else None,
+        date=_hex_arg(args.date, "--date", 3) if args.date else None,
+        overrides=_overrides(args.set),
+    )
+    report = _tap(url, inputs)
+    if args.record:
+        trace = report.recorder.to_trace(trace_header(report.transaction))
+        try:
+            with open(args.record, "w", encoding="utf-8") as handle:
+                json.dump(trace, handle, indent=1)
+                handle.write("\n")
+        except OSError as exc:
+            raise CliError(f"cannot write trace {args.record!r}: {exc.strerror}") from None
+    print(json.dumps(_result_json(report), indent=1))
+    return 0
+
+
+def _cmd_emv_replay(args: argparse.Namespace) -> int:
+    header = read_trace_header(args.trace)
+    cur_text = args.currency if args.currency is not None else str(header.get("currency", "")) or None
+    base = _amount_inputs(args.amount, cur_text, header.get("amount"))
+    un = _hex_arg(args.un, "--un", 4) if args.un else header.get("unpredictable_number")
+    date = _hex_arg(args.date, "--date", 3) if args.date else header.get("date")
+    inputs = TapInputs(
+        amount=base.amount,
+        currency=base.currency,
+        currency_exponent=base.currency_exponent,
+        transaction_type=header.get("transaction_type", 0),
+        unpredictable_number=un,
+        date=date,
+        overrides=_overrides(args.set),
+    )
+    report = _tap(f"sim:replay={args.trace}", inputs)
+    print(json.dumps(_result_json(report), indent=1))
+    return 0
+
+
+def _summary_row(name: str, amount: str, result: TransactionResult) -> list[str]:
+    oda = result.oda
+    oda_text = "-" if oda.result == "not_performed" else f"{oda.method} {oda.result}"
+    if oda.failure:
+        oda_text += f" ({oda.failure})"
+    return [name, amount, result.outcome.value, result.cryptogram_type or "-", oda_text, result.cvm.value]
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """Tap every simulated card at two amounts and print the outcomes as a table."""
+    cur = currency(load_default_config().currency)
+    names = [url.split("card=", 1)[1] for url in registry.discover("sim") if "card=" in url]
+    rows = [["card", "amount", "outcome", "cryptogram", "ODA", "CVM"]]
+    for name in names:
+        for amount in ("12.34", "60.00"):
+            minor = parse_amount(amount, cur)
+            report = _tap(f"sim:card={name}", TapInputs(minor, cur.numeric, cur.exponent))
+            rows.append(_summary_row(name, format_amount(minor, cur), report.result))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    print(f"\n{len(rows) - 1} taps on {len(names)} simulated cards, each ended in a defined outcome.")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="posterm", description="posterm point-of-sale terminal")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the main job on the built-in simulator")
+    demo.set_defaults(func=_cmd_demo)
+
+    emv = sub.add_parser("emv", help="EMV contactless: simulated cards, taps and replays")
+    emv_sub = emv.add_subparsers(dest="emv_command", required=True)
+
+    cards = emv_sub.add_parser("cards", help="list the simulated card profiles")
+    cards.add_argument("--json", action="store_true", help="print one JSON object")
+    cards.set_defaults(func=_cmd_emv_cards)
+
+    def terminal_options(p: argparse.ArgumentParser, amount_required: bool) -> None:
+        p.add_argument("--amount", required=amount_required, help="amount as a decimal, e.g. 12.34")
+        p.add_argument("--currency", help="ISO 4217 code, alphabetic or numeric (default: the terminal's)")
+        p.add_argument("--un", help="unpredictable number, 8 hex digits (default: random)")
+        p.add_argument("--date", help="transaction date YYMMDD (default: today)")
+        p.add_argument(
+            "--set", action="append", default=[], metavar="TAG=HEX",
+            help="override a terminal data object for this run, e.g. 9F1A=0840 (repeatable)",
+        )
+
+    tap = emv_sub.add_parser("tap", help="tap a simulated card (or a reader) and print the result as JSON")
+    tap.add_argument("--card", help="simulated card profile (see 'posterm emv cards')")
+    tap.add_argument("--reader", help="device URL of a reader instead of a simulated card")
+    tap.add_argument("--record", metavar="TRACE.json", help="write the exchange as a trace")
+    terminal_options(tap, amount_required=True)
+    tap.set_defaults(func=_cmd_emv_tap)
+
+    replay = emv_sub.add_parser("replay", help="run a transaction against a recorded trace")
+    replay.add_argument("trace", metavar="TRACE.json")
+    terminal_options(replay, amount_required=False)
+    replay.set_defaults(func=_cmd_emv_replay)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "emv" and args.emv_command == "tap" and not (args.card or args.reader):
+        print("posterm: error: give --card PROFILE (see 'posterm emv cards') or --reader URL", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        return int(args.func(args))
+    except (CliError, DeviceError, MoneyError, SettingsError, TraceError, TransactionDataError) as exc:
+        print(f"posterm: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

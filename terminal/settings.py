@@ -1,0 +1,71 @@
+"""The terminal's configuration as shipped data, loaded on demand.
+
+``terminal/data/terminal.json`` holds the EMV terminal configuration (see
+:meth:`emv.config.TerminalConfig.from_dict`) plus which CA public keys to trust:
+``capk_files`` (files in terminal/data), ``capk_kinds`` (``test``, ``simulator``,
+``live``) and ``revoked_capks`` (``[{"rid", "index"}]``).  The default trusts
+the public EMV *test* keys and the simulator's own keys, never live keys:
+a test card must not pass on a production terminal, nor the reverse.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from emv.capk import CapkError, CapkStore
+from emv.config import ConfigError, TerminalConfig
+
+__all__ = ["SettingsError", "load_config", "load_default_config"]
+
+_OWN_KEYS = ("capk_files", "capk_kinds", "revoked_capks", "default_currency", "about")
+
+
+class SettingsError(Exception):
+    """The configuration cannot be used; the message names the file and field."""
+
+
+def _data_file(name: str) -> Any:
+    return resources.files("terminal").joinpath("data", name)
+
+
+def _read_json(source: Any, what: str) -> Any:
+    try:
+        return json.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError(f"{what} not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SettingsError(f"{what} cannot be read: {exc}") from None
+
+
+def load_config(doc: Mapping[str, Any], base: Path | None = None) -> TerminalConfig:
+    """Build the terminal configuration from a mapping in the format of terminal.json."""
+    kinds = set(doc.get("capk_kinds", ["test", "simulator"]))
+    entries: list[dict[str, Any]] = []
+    for name in doc.get("capk_files", ["capks-public.json", "capks-simulator.json"]):
+        source = base / name if base is not None else _data_file(name)
+        keys = _read_json(source, f"CA key file {name}").get("keys", [])
+        entries.extend(k for k in keys if k.get("kind") in kinds)
+    revoked = {
+        (bytes.fromhex(r["rid"]), int(r["index"], 16) if isinstance(r["index"], str) else int(r["index"]))
+        for r in doc.get("revoked_capks", [])
+    }
+    try:
+        capks = CapkStore.from_entries(entries, revoked=revoked)
+    except CapkError as exc:
+        raise SettingsError(f"CA public keys refused: {exc}") from None
+    emv_part = {k: v for k, v in doc.items() if k not in _OWN_KEYS}
+    try:
+        return TerminalConfig.from_dict(emv_part, capks=capks)
+    except ConfigError as exc:
+        raise SettingsError(f"terminal configuration: {exc}") from None
+
+
+@lru_cache(maxsize=1)
+def load_default_config() -> TerminalConfig:
+    """The configuration shipped in terminal/data/terminal.json (read once)."""
+    return load_config(_read_json(_data_file("terminal.json"), "terminal/data/terminal.json"))
