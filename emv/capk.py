@@ -222,9 +222,7 @@ class CapkStore:
         if key is None:
             raise CapkError("ca_key_missing", f"no CA public key {label}", rid, index)
         if key.expired(on_date):
-            raise CapkError(
-                "ca_key_expired", f"CA public key {label} expired on {key.expiry}", rid, index
-            )
+            raise CapkError("ca_key_expired", f"CA public key {label} expired on {key.expiry}", rid, index)
         return key
 
     def to_entries(self) -> list[dict[str, str]]:

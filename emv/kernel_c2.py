@@ -275,15 +275,13 @@ class _Run:
         return self.ctx.tsi
 
     def values(self) -> dict[int, bytes]:
-        """What a DOL can ask for now: card data, then terminal data (which wins), then
-        the kernel's own objects (TVR, TSI, CVM results, DAC, ICC dynamic number)."""
+        """What a DOL can ask for now: the card's data and the kernel's own objects (CVM
+        results 9F34, DAC 9F45, ICC dynamic number 9F4C live in ``card``), then the terminal
+        data (which wins, with the transaction's overrides), then the live TVR and TSI."""
         out = dict(self.card)
         out.update(self.td)
         out[0x95] = self.tvr.value
         out[0x9B] = self.tsi.value
-        for tag in (0x9F34, 0x9F45, 0x9F4C):
-            if tag in self.card:
-                out[tag] = self.card[tag]
         return out
 
     def terminal_type(self) -> int:
@@ -317,6 +315,8 @@ class _Run:
         self.td = ctx.terminal_data()
         self.td[0x9F33] = self.capabilities
         self.td.update(ctx.txn.overrides)
+        if len(self.td[0x9F33]) == 3:  # an override (replay --set 9F33=...) is what the kernel uses
+            self.capabilities = self.td[0x9F33]
         self.card[0x9F33] = self.td[0x9F33]
         pdol_raw = ctx.fci_data.get(0x9F38, b"")
         try:

@@ -15,12 +15,12 @@ the template the object usually travels in, or None.
 
 >>> TAGS[0x9F02]
 TagInfo(name='Amount, Authorised (Numeric)', format='n', source='terminal', template=None)
->>> format_of(0x5A), format_of(0x9F37), format_of(0xDF7F01)
+>>> format_of(0x5A), format_of(0x9F37), format_of(0xDF8F01)
 ('cn', 'b', 'b')
 >>> name_of(0x9F66)
 'Terminal Transaction Qualifiers (TTQ)'
->>> name_of(0xDF7F01)
-'Unknown tag DF7F01'
+>>> name_of(0xDF8F01)
+'Unknown tag DF8F01'
 """
 
 from __future__ import annotations
@@ -318,8 +318,8 @@ def name_of(tag: int) -> str:
 
     >>> name_of(0x5A)
     'Application Primary Account Number (PAN)'
-    >>> name_of(0x9F7F01)
-    'Unknown tag 9F7F01'
+    >>> name_of(0x9F8F01)
+    'Unknown tag 9F8F01'
     """
     info = TAGS.get(tag)
     if info is not None:

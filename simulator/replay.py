@@ -8,7 +8,9 @@ Trace format (JSON)::
 
 A command is answered by the FIRST UNUSED recorded exchange whose CLA, INS, P1 and
 P2 match (for SELECT also the command data, i.e. the name selected); each
-recorded exchange answers once.  With no match the card answers 6A82.  The
+recorded exchange answers once.  With no match the card answers 6A82.  A
+recorded ``"response": null`` means the card did not answer that command (it
+was taken away or went mute); replaying it raises :class:`CardMuteError`.  The
 transaction fields are kept as given (they are what the terminal must reuse so
 that the recorded cryptograms still verify); only the exchanges are checked.
 """
@@ -20,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from simulator.card import CardMuteError
 
 __all__ = ["RecordedExchange", "ReplayCard", "TraceError", "load_trace"]
 
@@ -35,7 +39,7 @@ class TraceError(ValueError):
 @dataclass(frozen=True)
 class RecordedExchange:
     command: bytes
-    response: bytes
+    response: bytes | None  # None: the card did not answer this command (it went mute)
 
 
 def _command_data(command: bytes) -> bytes:
@@ -66,9 +70,12 @@ def _exchanges(trace: Mapping[str, Any]) -> list[RecordedExchange]:
         if not isinstance(item, Mapping) or "command" not in item or "response" not in item:
             raise TraceError(f"exchanges[{i}]: needs 'command' and 'response'")
         command = _hex_field(item["command"], f"exchanges[{i}].command")
-        response = _hex_field(item["response"], f"exchanges[{i}].response")
         if len(command) < 4:
             raise TraceError(f"exchanges[{i}].command: shorter than a 4-byte header")
+        if item["response"] is None:
+            out.append(RecordedExchange(command, None))
+            continue
+        response = _hex_field(item["response"], f"exchanges[{i}].response")
         if len(response) < 2:
             raise TraceError(f"exchanges[{i}].response: no status word")
         out.append(RecordedExchange(command, response))
@@ -100,6 +107,8 @@ class ReplayCard:
             if header[1] == _INS_SELECT and _command_data(recorded.command) != _command_data(command):
                 continue
             self._used[i] = True
+            if recorded.response is None:
+                raise CardMuteError("the recorded card did not answer this command")
             return recorded.response
         return SW_NOT_FOUND
 

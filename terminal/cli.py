@@ -17,7 +17,7 @@ from emv.transaction import TransactionDataError
 from terminal import registry
 from terminal.emv_session import TapInputs, TapReport, build_transaction, run_tap, trace_header
 from terminal.money import MoneyError, currency, format_amount, parse_amount
-from terminal.ports import DeviceError
+from terminal.ports import CardReader, DeviceError
 from terminal.settings import SettingsError, load_default_config
 from terminal.trace import TraceError, read_trace_header
 
@@ -53,9 +53,11 @@ def _overrides(items: Sequence[str]) -> dict[int, bytes]:
     return out
 
 
-def _tap(reader_url: str, inputs: TapInputs) -> TapReport:
+def _tap(reader: str | CardReader, inputs: TapInputs) -> TapReport:
+    """Tap on ``reader`` (a URL or an open reader, closed afterwards)."""
     config = load_default_config()
-    reader = registry.open_reader(reader_url)
+    if isinstance(reader, str):
+        reader = registry.open_reader(reader)
     try:
         session = reader.wait_for_card(timeout=10.0)
         try:
@@ -84,7 +86,7 @@ def _amount_inputs(amount: str | None, currency_text: str | None, default_minor:
     cur = currency(currency_text if currency_text is not None else load_default_config().currency)
     if amount is None:
         if default_minor is None:
-            raise CliError("--amount is required")
+            raise CliError("--amount is required (the trace gives none)")
         minor = default_minor
     else:
         minor = parse_amount(amount, cur)
@@ -118,7 +120,9 @@ def _cmd_emv_tap(args: argparse.Namespace) -> int:
 
 
 def _cmd_emv_replay(args: argparse.Namespace) -> int:
+    overrides = _overrides(args.set)
     header = read_trace_header(args.trace)
+    reader = registry.open_reader(f"sim:replay={args.trace}")  # checks every exchange of the trace
     cur_text = args.currency if args.currency is not None else str(header.get("currency", "")) or None
     base = _amount_inputs(args.amount, cur_text, header.get("amount"))
     un = _hex_arg(args.un, "--un", 4) if args.un else header.get("unpredictable_number")
@@ -130,9 +134,9 @@ def _cmd_emv_replay(args: argparse.Namespace) -> int:
         transaction_type=header.get("transaction_type", 0),
         unpredictable_number=un,
         date=date,
-        overrides=_overrides(args.set),
+        overrides=overrides,
     )
-    report = _tap(f"sim:replay={args.trace}", inputs)
+    report = _tap(reader, inputs)
     print(json.dumps(_result_json(report), indent=1))
     return 0
 

@@ -55,12 +55,15 @@ class RecordingTransport:
             observer(item)
 
     def to_trace(self, header: dict[str, Any]) -> dict[str, Any]:
-        """The trace as a JSON-ready dict; exchanges without an answer are left out."""
+        """The trace as a JSON-ready dict.
+
+        A command the card did not answer is kept with ``"response": null``, so
+        that a replay ends the same way (the card went silent there).
+        """
         out = dict(header)
         out["exchanges"] = [
-            {"command": e.command.hex().upper(), "response": e.response.hex().upper()}
+            {"command": e.command.hex().upper(), "response": e.response.hex().upper() if e.response else None}
             for e in self.exchanges
-            if e.response is not None
         ]
         return out
 

@@ -93,9 +93,7 @@ def test_simulator_capks_load_too() -> None:
     assert (VISA, 0x50) in store
 
 
-@pytest.mark.parametrize(
-    "field", ["modulus", "exponent", "checksum", "index"]
-)
+@pytest.mark.parametrize("field", ["modulus", "exponent", "checksum", "index"])
 def test_a_damaged_key_is_refused_naming_rid_and_index(field: str) -> None:
     good = _entry()
     bad = dict(good)

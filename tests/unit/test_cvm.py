@@ -209,7 +209,11 @@ def test_fail_cvm_method() -> None:
 
 
 def test_unrecognised_method() -> None:
-    assert run("2500") == ("250001", CvmPerformed.FAILED, ["unrecognised_cvm", "cardholder_verification_failed"])
+    assert run("2500") == (
+        "250001",
+        CvmPerformed.FAILED,
+        ["unrecognised_cvm", "cardholder_verification_failed"],
+    )
     assert run("6500 1F00") == ("1F0002", CvmPerformed.NO_CVM, ["unrecognised_cvm"])
 
 
@@ -246,7 +250,11 @@ def test_offline_pin_without_pin_entry_is_pin_pad_absent() -> None:
     [
         (PinResult.VERIFIED, "010002", []),
         (PinResult.FAILED, "010001", ["cardholder_verification_failed"]),
-        (PinResult.TRY_LIMIT_EXCEEDED, "010001", ["pin_try_limit_exceeded", "cardholder_verification_failed"]),
+        (
+            PinResult.TRY_LIMIT_EXCEEDED,
+            "010001",
+            ["pin_try_limit_exceeded", "cardholder_verification_failed"],
+        ),
         (PinResult.NOT_ENTERED, "010001", ["pin_not_entered", "cardholder_verification_failed"]),
     ],
 )
@@ -272,7 +280,9 @@ def test_terminal_supports_table() -> None:
     assert terminal_supports(CvmMethod.FAIL, 0)
     assert terminal_supports(CvmMethod.ENCIPHERED_PIN_ICC, CAP_ENCIPHERED_PIN_OFFLINE)
     assert not terminal_supports(CvmMethod.ENCIPHERED_PIN_ICC_AND_SIGNATURE, CAP_ENCIPHERED_PIN_OFFLINE)
-    assert terminal_supports(CvmMethod.ENCIPHERED_PIN_ICC_AND_SIGNATURE, CAP_ENCIPHERED_PIN_OFFLINE | CAP_SIGNATURE)
+    assert terminal_supports(
+        CvmMethod.ENCIPHERED_PIN_ICC_AND_SIGNATURE, CAP_ENCIPHERED_PIN_OFFLINE | CAP_SIGNATURE
+    )
 
 
 def test_apply_to_sets_bits() -> None:

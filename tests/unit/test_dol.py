@@ -93,13 +93,13 @@ def test_build_pads_by_dictionary_format_and_keeps_order() -> None:
 
 
 def test_build_with_a_custom_format_function() -> None:
-    dol = parse(h("DF010104"))
-    assert build(dol, {0xDF0101: h("12")}, format_of=lambda _tag: "n") == h("00000012")
+    dol = parse(h("DF8F0104"))
+    assert build(dol, {0xDF8F01: h("12")}, format_of=lambda _tag: "n") == h("00000012")
 
 
 def test_unknown_tag_present_is_binary_and_absent_is_zeros() -> None:
-    dol = parse(h("DF7F0103 DF7F0202"))
-    assert build(dol, {0xDF7F01: h("AB")}) == h("AB0000 0000")
+    dol = parse(h("DF8F0103 DF8F0202"))
+    assert build(dol, {0xDF8F01: h("AB")}) == h("AB0000 0000")
 
 
 def test_split_refuses_wrong_length() -> None:

@@ -254,7 +254,9 @@ def test_extended_selection_only_when_supported() -> None:
 
 def test_happy_path(kernels: Callable[..., FakeKernel]) -> None:
     fake = kernels(Outcome.APPROVED)
-    card = FakeCard({PPSE_SELECT: ppse_fci(dir_entry(VISA, b"VISA", 1)) + OK, select(VISA): adf_fci(VISA) + OK})
+    card = FakeCard(
+        {PPSE_SELECT: ppse_fci(dir_entry(VISA, b"VISA", 1)) + OK, select(VISA): adf_fci(VISA) + OK}
+    )
     r = process(card, cfg(), txn())
     assert r.outcome is Outcome.APPROVED
     (ctx,) = fake.contexts

@@ -114,7 +114,7 @@ def icc_certificate(issuer: Key, icc: Key, static: bytes) -> tuple[bytes, bytes]
 
 def sdad(icc: Key, dynamic: bytes, terminal: bytes, tamper: str | None = None) -> bytes:
     body = b"\x05\x01" + bytes([len(dynamic)]) + dynamic
-    body += b"\xbb" * (icc.size - 22 - len(body) + 1)
+    body += b"\xbb" * (icc.size - 22 - len(body))
     digest = sha1(body, terminal)
     if tamper == "hash":
         digest = bytes([digest[0] ^ 1]) + digest[1:]
@@ -123,7 +123,7 @@ def sdad(icc: Key, dynamic: bytes, terminal: bytes, tamper: str | None = None) -
 
 def ssad(issuer: Key, static: bytes, dac: bytes) -> bytes:
     body = b"\x03\x01" + dac
-    body += b"\xbb" * (issuer.size - 22 - len(body) + 1)
+    body += b"\xbb" * (issuer.size - 22 - len(body))
     return issuer.sign(b"\x6a" + body + sha1(body, static) + b"\xbc")
 
 
@@ -164,6 +164,15 @@ def dol_length(dol_hex: str) -> list[tuple[int, int]]:
         out.append((tag, raw[i]))
         i += 1
     return out
+
+
+def cdol_field(values: bytes, want: int) -> bytes:
+    pos = 0
+    for tag, length in dol_length(CDOL1):
+        if tag == want:
+            return values[pos : pos + length]
+        pos += length
+    raise KeyError(want)
 
 
 @dataclass
@@ -269,7 +278,9 @@ class FakeCard:
                 body = bytes([cid]) + atc + self.cryptogram + iad
                 if self.tamper == "format1":
                     return tlv(0x80, body) + b"\x90\x00"
-            objs = tlv(0x9F27, bytes([cid])) + tlv(0x9F36, atc) + tlv(0x9F26, self.cryptogram) + tlv(0x9F10, iad)
+            objs = (
+                tlv(0x9F27, bytes([cid])) + tlv(0x9F36, atc) + tlv(0x9F26, self.cryptogram) + tlv(0x9F10, iad)
+            )
             return tlv(0x77, objs) + b"\x90\x00"
         objs = tlv(0x9F27, bytes([cid])) + tlv(0x9F36, atc) + tlv(0x9F10, iad)
         tdhc = sha1(self.pdol_values, data, objs)
@@ -277,7 +288,7 @@ class FakeCard:
             tdhc = sha1(b"other")
         signed_cid = cid ^ 0xC0 if self.tamper == "cid" else cid
         dyn = bytes([8]) + self.dynamic_number + bytes([signed_cid]) + self.cryptogram + tdhc
-        un = data[20:24] if len(data) >= 24 else bytes(4)  # 9F37 sits there in CDOL1 (see CDOL1 above)
+        un = cdol_field(data, 0x9F37)
         sig = sdad(self.icc, dyn, un, "hash" if self.tamper == "hash" else None)
         objs = tlv(0x9F27, bytes([cid])) + tlv(0x9F36, atc) + tlv(0x9F4B, sig) + tlv(0x9F10, iad)
         return tlv(0x77, objs) + b"\x90\x00"
@@ -495,7 +506,7 @@ def test_no_velocity_without_limits() -> None:
 
 
 def test_random_selection_goes_online() -> None:
-    cfg = config(target_percent=50, max_target_percent=50)
+    cfg = config(target_percent=50, max_target_percent=50, tac_online=bytes.fromhex("0000001000"))
     card = FakeCard()
     r = run(card, cfg=cfg, random_number=10)
     assert "random_selection" in tvr_names(r)
@@ -534,10 +545,10 @@ def test_dda_card_ddol() -> None:
 
 def test_dda_bad_signature() -> None:
     card = FakeCard(aip="3880", oda="dda", tamper="hash")
-    r = run(card, cfg=config(security_capability=b"\x40"))
+    r = run(card, cfg=config(security_capability=b"\x40", tac_online=bytes.fromhex("0800000000")))
     assert (r.oda.method, r.oda.result, r.oda.failure) == ("DDA", "failed", "sdad_hash")
     assert "dda_failed" in tvr_names(r)
-    assert r.outcome is Outcome.ONLINE_REQUEST  # TAC online has DDA failed
+    assert r.outcome is Outcome.ONLINE_REQUEST
 
 
 def test_sda() -> None:
@@ -595,7 +606,9 @@ def test_restrictions_reach_the_tvr() -> None:
 
 
 def test_exception_file() -> None:
-    cfg = dataclasses.replace(config(), exception_file=ExceptionFile.from_entries([ExceptionFile.entry_for(PAN)]))
+    cfg = dataclasses.replace(
+        config(), exception_file=ExceptionFile.from_entries([ExceptionFile.entry_for(PAN)])
+    )
     r = run(FakeCard(), cfg=cfg)
     assert "pan_in_exception_file" in tvr_names(r)
 
@@ -736,3 +749,10 @@ def test_combination_without_c2_parameters_uses_terminal_capabilities() -> None:
 def test_combination_type_is_frozen_dataclass() -> None:
     # the tests above rely on dataclasses.replace on Combination / TerminalConfig
     assert dataclasses.is_dataclass(Combination)
+
+
+def test_override_of_terminal_capabilities_is_used() -> None:
+    card = FakeCard(pdol="9F3303")
+    r = run(card, overrides={0x9F33: bytes.fromhex("E0F000")})
+    assert card.pdol_values == bytes.fromhex("E0F000")
+    assert r.oda.method is None  # byte 3 says no ODA at all

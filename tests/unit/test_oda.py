@@ -692,7 +692,9 @@ def test_static_data_aip_only_when_the_tag_list_says_82() -> None:
     assert oda.static_data_to_authenticate(records, b"\x39\x00", b"\x82") == bytes.fromhex("9F0800 3900")
     assert oda.static_data_to_authenticate(records, b"\x39\x00", b"") == bytes.fromhex("9F0800")
     for bad in (b"\x82\x82", b"\x9f\x02", b"\x82\x5a", b"\x9f"):
-        fails("icc_data_missing", lambda bad=bad: oda.static_data_to_authenticate(records, b"\x39\x00", bad))
+        with pytest.raises(OdaFailure) as info:
+            oda.static_data_to_authenticate(records, b"\x39\x00", bad)
+        assert info.value.name == "icc_data_missing"
 
 
 @pytest.mark.parametrize(
@@ -899,7 +901,10 @@ def test_simulator_icc_certificates(sim: object, tamper: str | None) -> None:
     cert, rem, exp = pki.icc_certificate(
         issuer, icc.public, PAN, "1230", b"\x00\x00\x02", STATIC, tamper=tamper
     )
-    call = lambda: recover_icc_key(_sim_pub(issuer), cert, rem, exp, PAN, STATIC, TODAY)  # noqa: E731
+
+    def call() -> PublicKey:
+        return recover_icc_key(_sim_pub(issuer), cert, rem, exp, PAN, STATIC, TODAY)
+
     if tamper is None:
         assert call() == _sim_pub(icc)
     else:

@@ -56,7 +56,9 @@ def test_dates() -> None:
     assert pr({0x5F24: bytes.fromhex("991231")}) == ["expired_application"]  # 1999
 
 
-@pytest.mark.parametrize("bad", [b"", b"\x25", bytes.fromhex("25AA01"), bytes.fromhex("251301"), b"\x25\x02\x30"])
+@pytest.mark.parametrize(
+    "bad", [b"", b"\x25", bytes.fromhex("25AA01"), bytes.fromhex("251301"), b"\x25\x02\x30"]
+)
 def test_unreadable_card_dates_count_against_the_card(bad: bytes) -> None:
     assert check_dates({0x5F24: bad}, TODAY).tvr_names() == ["expired_application"]
     assert check_dates({0x5F25: bad}, TODAY).tvr_names() == ["application_not_yet_effective"]
@@ -81,7 +83,9 @@ ALL_AUC = bytes.fromhex("FFC0")
         ((0, 0x20), 0x09, DE, "goods", False),  # cashback is also a purchase of goods
     ],
 )
-def test_usage_control_each_bit(auc_off: tuple[int, int], ttype: int, country: bytes, kind: str, atm: bool) -> None:
+def test_usage_control_each_bit(
+    auc_off: tuple[int, int], ttype: int, country: bytes, kind: str, atm: bool
+) -> None:
     auc = bytearray(ALL_AUC)
     card = {0x9F07: bytes(auc), 0x5F28: country}
     assert pr(card, transaction_type=ttype, purchase_kind=kind, atm=atm) == []

@@ -46,9 +46,7 @@ def test_entries_are_consistent() -> None:
             assert info.template in TAGS and is_constructed(info.template), hex(tag)
 
 
-@pytest.mark.parametrize(
-    "tag", [0x61, 0x6F, 0x70, 0x71, 0x72, 0x73, 0x77, 0xA5, 0xBF0C, 0xFF8101, 0xFF8105]
-)
+@pytest.mark.parametrize("tag", [0x61, 0x6F, 0x70, 0x71, 0x72, 0x73, 0x77, 0xA5, 0xBF0C, 0xFF8101, 0xFF8105])
 def test_templates_are_constructed(tag: int) -> None:
     assert is_constructed(tag) and TAGS[tag].format == "b"
 
@@ -90,10 +88,10 @@ def test_names() -> None:
 
 
 def test_unknown_tags() -> None:
-    assert format_of(0xDF7F01) == "b"
-    assert name_of(0xDF7F01) == "Unknown tag DF7F01"
+    assert format_of(0xDF8F01) == "b"
+    assert name_of(0xDF8F01) == "Unknown tag DF8F01"
     assert name_of(-1) == "Unknown tag -1"
-    assert source_of(0xDF7F01) is None
+    assert source_of(0xDF8F01) is None
 
 
 def test_dol_uses_the_dictionary_formats() -> None:
@@ -102,6 +100,4 @@ def test_dol_uses_the_dictionary_formats() -> None:
         entries,
         {0x9F02: bytes.fromhex("1234"), 0x5A: bytes.fromhex("4761"), 0x9F66: b"\x36", 0x9F1C: b"T1"},
     )
-    assert built.hex().upper() == (
-        "0000000000001234" + "4761" + "FF" * 8 + "36000000" + "5431" + "00" * 8
-    )
+    assert built.hex().upper() == ("0000000000001234" + "4761" + "FF" * 8 + "36000000" + "5431" + "00" * 8)

@@ -80,8 +80,15 @@ def test_encode_tag_limits() -> None:
 
 @pytest.mark.parametrize(
     ("length", "raw"),
-    [(0, "00"), (0x7F, "7F"), (0x80, "8180"), (0xFF, "81FF"), (0x100, "820100"), (0xFFFF, "82FFFF"),
-     (0x10000, "83010000")],
+    [
+        (0, "00"),
+        (0x7F, "7F"),
+        (0x80, "8180"),
+        (0xFF, "81FF"),
+        (0x100, "820100"),
+        (0xFFFF, "82FFFF"),
+        (0x10000, "83010000"),
+    ],
 )
 def test_length_forms(length: int, raw: str) -> None:
     assert encode_length(length) == h(raw)
@@ -202,7 +209,9 @@ def test_round_trip_of_a_response() -> None:
     assert decode(encode_all(objs)) == objs
 
 
-@pytest.mark.xfail(strict=True, reason="emv.tlv skips every FF byte as padding, so tags FF81xx (C-2) do not decode")
+@pytest.mark.xfail(
+    strict=True, reason="emv.tlv skips every FF byte as padding, so tags FF81xx (C-2) do not decode"
+)
 def test_ff_tags_decode() -> None:
     (obj,) = decode(encode(0xFF8101, encode(0x9F02, h("000000000100"))))
     assert obj.tag == 0xFF8101

@@ -1,0 +1,119 @@
+"""A full transaction for every simulated card profile, and a replay of its trace.
+
+The expectations are those of docs/card-profiles.md: the outcome, the
+cryptogram, offline data authentication with its named failure, and the
+TVR bits that say why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from emv.config import TerminalConfig
+from emv.entry_point import process
+from emv.outcome import Message, Outcome, TransactionResult
+from emv.transaction import TransactionData
+from emv.tvr import Tvr
+from simulator import profiles
+from simulator.card import SimulatedCard
+from simulator.replay import ReplayCard
+from simulator.transport import as_transport
+from terminal.emv_session import run_tap, trace_header
+
+DATE = bytes.fromhex("261121")
+UN = bytes.fromhex("1A2B3C4D")
+
+
+@dataclass(frozen=True)
+class Expect:
+    outcome: Outcome
+    cryptogram: str | None = None
+    oda_method: str | None = None
+    oda_result: str = "not_performed"
+    failure: str | None = None
+    tvr_bits: tuple[tuple[int, int], ...] = ()
+    cvm: str | None = None
+    message: Message | None = None
+
+
+EXPECTED: dict[tuple[str, int], Expect] = {
+    ("visa-qvsdc-online", 1234): Expect(Outcome.ONLINE_REQUEST, "ARQC"),
+    ("visa-qvsdc-online", 6000): Expect(Outcome.ONLINE_REQUEST, "ARQC", cvm="online_pin"),
+    ("visa-qvsdc-offline", 1234): Expect(Outcome.APPROVED, "TC", "fDDA", "passed", message=Message.APPROVED),
+    ("visa-qvsdc-offline", 6000): Expect(Outcome.ONLINE_REQUEST, "ARQC"),
+    ("visa-mobile-cdcvm", 1234): Expect(Outcome.ONLINE_REQUEST, "ARQC"),
+    ("visa-mobile-cdcvm", 6000): Expect(Outcome.ONLINE_REQUEST, "ARQC", cvm="consumer_device"),
+    ("mc-cda-online", 1234): Expect(Outcome.ONLINE_REQUEST, "ARQC", "CDA", "passed"),
+    ("mc-cda-online", 6000): Expect(Outcome.ONLINE_REQUEST, "ARQC", "CDA", "passed"),
+    ("mc-cda-offline", 1234): Expect(Outcome.APPROVED, "TC", "CDA", "passed", message=Message.APPROVED),
+    ("mc-cda-offline", 6000): Expect(Outcome.ONLINE_REQUEST, "ARQC", "CDA", "passed",
+                                     tvr_bits=(Tvr.FLOOR_LIMIT_EXCEEDED,)),
+    ("visa-expired", 1234): Expect(Outcome.DECLINED, "TC", "fDDA", "passed", tvr_bits=(Tvr.EXPIRED_APPLICATION,)),
+    ("visa-bad-issuer-cert", 1234): Expect(Outcome.ONLINE_REQUEST, oda_method="fDDA", oda_result="failed",
+                                           failure="issuer_certificate_hash", tvr_bits=(Tvr.DDA_FAILED,)),
+    ("visa-bad-sdad", 1234): Expect(Outcome.ONLINE_REQUEST, oda_method="fDDA", oda_result="failed",
+                                    failure="sdad_hash", tvr_bits=(Tvr.DDA_FAILED,)),
+    ("visa-revoked-ca", 1234): Expect(Outcome.TRY_ANOTHER_INTERFACE, oda_method="fDDA", oda_result="failed",
+                                      failure="ca_key_revoked", tvr_bits=(Tvr.DDA_FAILED,)),
+    ("visa-exception-pan", 1234): Expect(Outcome.DECLINED, "TC", "fDDA", "passed", tvr_bits=(Tvr.PAN_IN_EXCEPTION_FILE,)),
+    ("mc-bad-cda", 1234): Expect(Outcome.DECLINED, oda_method="CDA", oda_result="failed", failure="sdad_hash",
+                                 tvr_bits=(Tvr.CDA_FAILED,)),
+    ("visa-garbage", 1234): Expect(Outcome.END_APPLICATION, message=Message.PROCESSING_ERROR),
+    ("visa-mute", 1234): Expect(Outcome.TRY_AGAIN, message=Message.PRESENT_CARD_AGAIN),
+}
+
+
+def _txn(amount: int) -> TransactionData:
+    return TransactionData(amount=amount, currency=978, date=DATE, unpredictable_number=UN)
+
+
+def _check(result: TransactionResult, exp: Expect) -> None:
+    assert result.outcome is exp.outcome, result.to_json()
+    if exp.cryptogram is not None:
+        assert result.cryptogram_type == exp.cryptogram
+    assert result.oda.result == exp.oda_result, result.oda
+    if exp.oda_method is not None:
+        assert result.oda.method == exp.oda_method
+    assert result.oda.failure == exp.failure
+    tvr = Tvr(result.tvr)
+    for bit in exp.tvr_bits:
+        assert tvr.is_set(bit), f"{Tvr.NAMES[bit]} not set in {tvr!r}"
+    if exp.cvm is not None:
+        assert result.cvm.value == exp.cvm
+    if exp.message is not None:
+        assert exp.message in [m.message for m in result.messages], result.messages
+
+
+def test_every_profile_has_expectations() -> None:
+    assert set(profiles.list_names()) == {name for name, _ in EXPECTED}
+
+
+@pytest.mark.parametrize(("name", "amount"), sorted(EXPECTED), ids=lambda v: str(v))
+def test_tap(terminal_config: TerminalConfig, name: str, amount: int) -> None:
+    result = process(as_transport(SimulatedCard(name, seed=7)), terminal_config, _txn(amount))
+    _check(result, EXPECTED[(name, amount)])
+    if exp_passed := (result.oda.result == "passed"):
+        assert result.oda.issuer_key_recovered and result.oda.icc_key_recovered
+    assert exp_passed == (EXPECTED[(name, amount)].oda_result == "passed")
+    text = str(result.to_json())
+    pan = result.card_data.get(0x5A)
+    if pan is not None:
+        assert pan.hex().upper().rstrip("F") not in text.upper(), "clear PAN in the JSON result"
+
+
+@pytest.mark.parametrize(("name", "amount"), sorted(EXPECTED), ids=lambda v: str(v))
+def test_recorded_trace_replays_to_the_same_outcome(
+    terminal_config: TerminalConfig, name: str, amount: int
+) -> None:
+    txn = _txn(amount)
+    live = run_tap(as_transport(SimulatedCard(name, seed=7)), terminal_config, txn)
+    trace = live.recorder.to_trace(trace_header(txn))
+    replay = ReplayCard(trace)
+    again = process(as_transport(replay), terminal_config, txn)
+    assert again.outcome is live.result.outcome
+    assert again.cryptogram_type == live.result.cryptogram_type
+    assert again.oda.to_json() == live.result.oda.to_json()
+    assert again.tvr == live.result.tvr
+    assert again.commands == live.result.commands
