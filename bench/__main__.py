@@ -27,15 +27,21 @@ measurements, not tests: nothing fails when a figure moves.
 
 def _machine() -> str:
     cpus = os.cpu_count() or 0
-    return f"{platform.python_implementation()} {platform.python_version()}, {platform.machine()}, {cpus} cores"
+    return (
+        f"{platform.python_implementation()} {platform.python_version()}, {platform.machine()}, {cpus} cores"
+    )
 
 
 def write_section(key: str, title: str, body: str) -> None:
     text = PAGE.read_text(encoding="utf-8") if PAGE.exists() else HEADER
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    block = f"<!-- bench:{key} -->\n## {title}\n\nRun {stamp} on {_machine()}.\n\n{body}\n<!-- /bench:{key} -->"
+    block = (
+        f"<!-- bench:{key} -->\n## {title}\n\nRun {stamp} on {_machine()}.\n\n{body}\n<!-- /bench:{key} -->"
+    )
     pattern = re.compile(rf"<!-- bench:{key} -->.*?<!-- /bench:{key} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    )
     PAGE.write_text(text, encoding="utf-8")
 
 
@@ -56,8 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = emv_tap.run(args.runs)
     table = emv_tap.markdown(rows)
     print(table)
-    write_section("emv-tap", "EMV contactless tap: terminal-side time vs airtime (issue 2)",
-                  EMV_INTRO + f"\n{args.runs} transactions per profile at 12.34 EUR.\n\n" + table)
+    write_section(
+        "emv-tap",
+        "EMV contactless tap: terminal-side time vs airtime (issue 2)",
+        EMV_INTRO + f"\n{args.runs} transactions per profile at 12.34 EUR.\n\n" + table,
+    )
     print(f"\nwritten to {PAGE}")
     return 0
 

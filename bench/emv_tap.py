@@ -40,8 +40,12 @@ class TapFigures:
 
 def measure_profile(name: str, runs: int = 200, amount: int = 1234) -> TapFigures:
     config = load_default_config()
-    txn = TransactionData(amount=amount, currency=978, date=bytes.fromhex("261121"),
-                          unpredictable_number=bytes.fromhex("1A2B3C4D"))
+    txn = TransactionData(
+        amount=amount,
+        currency=978,
+        date=bytes.fromhex("261121"),
+        unpredictable_number=bytes.fromhex("1A2B3C4D"),
+    )
     samples: list[float] = []
     report = None
     for i in range(runs + 10):

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 __all__ = [
+    "AC_AAC",
+    "AC_ARQC",
+    "AC_TC",
     "ApduError",
     "ApduTransport",
     "CardCommunicationError",
     "Response",
-    "AC_AAC",
-    "AC_ARQC",
-    "AC_TC",
     "generate_ac",
     "get_data",
     "get_response",
@@ -79,7 +79,7 @@ class Response:
         return f"{self.data.hex().upper()} {self.sw:04X}"
 
 
-def _case(cla: int, ins: int, p1: int, p2: int, data: bytes = b"", le: int | None = 0) -> bytes:
+def _case(cla: int, ins: int, p1: int, p2: int, data: bytes = b"", *, le: int | None = 0) -> bytes:
     if len(data) > 255:
         raise ValueError(f"command data of {len(data)} bytes does not fit a short APDU")
     out = bytes([cla, ins, p1, p2])
@@ -105,7 +105,9 @@ def gpo(pdol_data: bytes) -> bytes:
 def read_record(sfi: int, record: int) -> bytes:
     if not 1 <= sfi <= 30:
         raise ValueError(f"SFI {sfi} out of range")
-    return _case(0x00, 0xB2, record & 0xFF, (sfi << 3) | 0x04)
+    if not 1 <= record <= 0xFF:
+        raise ValueError(f"record number {record} out of range 1..255")
+    return _case(0x00, 0xB2, record, (sfi << 3) | 0x04)
 
 
 def generate_ac(reference: int, cdol_data: bytes, cda: bool = False) -> bytes:
@@ -123,7 +125,7 @@ def get_data(tag: int) -> bytes:
 
 
 def get_response(length: int) -> bytes:
-    return _case(0x00, 0xC0, 0x00, 0x00, b"", length)
+    return _case(0x00, 0xC0, 0x00, 0x00, le=length)
 
 
 def parse_response(raw: bytes) -> Response:

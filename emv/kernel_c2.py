@@ -339,9 +339,10 @@ class _Run:
         return Event.OK
 
     def read(self) -> Event:
-        known = {t: v for t, v in self.card.items() if t not in (0x9F33,)}
+        known = {t: v for t, v in self.card.items() if t != 0x9F33}
         self.records = read_records(self.ctx, self.afl, known=known)
         self.card.update(self.records.data)
+        self.card[0x9F33] = self.td[0x9F33]  # terminal-sourced: a card's copy does not count
         missing = [tlv.tag_hex(t) for t in MANDATORY if not self.card.get(t)]
         if missing:
             raise KernelError(f"mandatory card data missing: {', '.join(missing)}")

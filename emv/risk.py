@@ -26,6 +26,7 @@ from fractions import Fraction
 from typing import Literal
 
 from emv.apdu import AC_AAC, AC_ARQC, AC_TC
+from emv.transaction import bcd_date
 from emv.tvr import Tsi, Tvr
 
 __all__ = [
@@ -125,8 +126,6 @@ class RestrictionContext:
 
 
 def _card_date(value: bytes) -> datetime.date | None:
-    from emv.transaction import bcd_date
-
     try:
         return bcd_date(value)
     except ValueError:
@@ -147,8 +146,6 @@ def check_dates(card: Mapping[int, bytes], transaction_date: bytes) -> RiskResul
     >>> check_dates({0x5F24: bytes.fromhex("251399")}, bytes.fromhex("250614")).tvr_names()
     ['expired_application']
     """
-    from emv.transaction import bcd_date
-
     today = bcd_date(transaction_date)  # the terminal's own date: an error here is a bug
     bits: list[Bit] = []
     effective = card.get(0x5F25)

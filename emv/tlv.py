@@ -152,40 +152,50 @@ def _read_length(data: bytes, pos: int, tag: int) -> tuple[int, int]:
     return length, pos + count
 
 
-def _decode(data: bytes, base: int, depth: int) -> list[Tlv]:
+def _decode_one(data: bytes, pos: int, base: int, depth: int, ff_padding: bool) -> tuple[Tlv, int]:
+    """Decode the object starting at ``pos``; return it and the position after it."""
+    start = pos
+    tag, pos = _read_tag(data, pos)
+    length, pos = _read_length(data, pos, tag)
+    if pos + length > len(data):
+        raise TlvError(f"value of {length} bytes overruns the {len(data) - pos} bytes left", base + start, tag)
+    value = bytes(data[pos : pos + length])
+    children = None
+    if is_constructed(tag):
+        try:
+            children = tuple(_decode(value, base + pos, depth + 1, ff_padding))
+        except TlvError as exc:
+            raise TlvError(f"{exc.reason} (inside {tag_hex(tag)})", exc.offset, exc.tag) from None
+    return Tlv(tag, value, children), pos + length
+
+
+def _decode(data: bytes, base: int, depth: int, ff_padding: bool) -> list[Tlv]:
     if depth > 16:
         raise TlvError("templates nested too deeply", base)
     out: list[Tlv] = []
     pos = 0
     while pos < len(data):
-        if data[pos] in (0x00, 0xFF):  # padding between objects
+        if data[pos] == 0x00 or (ff_padding and data[pos] == 0xFF):  # padding between objects
             pos += 1
             continue
-        start = pos
-        tag, pos = _read_tag(data, pos)
-        length, pos = _read_length(data, pos, tag)
-        if pos + length > len(data):
-            raise TlvError(
-                f"value of {length} bytes overruns the {len(data) - pos} bytes left",
-                base + start,
-                tag,
-            )
-        value = bytes(data[pos : pos + length])
-        children = None
-        if is_constructed(tag):
-            try:
-                children = tuple(_decode(value, base + pos, depth + 1))
-            except TlvError as exc:
-                raise TlvError(f"{exc.reason} (inside {tag_hex(tag)})", exc.offset, exc.tag) from None
-        out.append(Tlv(tag, value, children))
-        pos += length
+        obj, pos = _decode_one(data, pos, base, depth, ff_padding)
+        out.append(obj)
     return out
 
 
-def decode(data: bytes) -> list[Tlv]:
-    """Decode a byte string holding zero or more BER-TLV objects."""
+def decode(data: bytes, *, ff_padding: bool = True) -> list[Tlv]:
+    """Decode a byte string holding zero or more BER-TLV objects.
+
+    ISO/IEC 7816-4 lets ``00`` and ``FF`` stand as padding around objects in
+    what a card sends, and forbids ``FF`` as a tag's first byte there.  The
+    kernel-side data of C-2 does use ``FF81xx`` templates: decode those with
+    ``ff_padding=False``.
+
+    >>> [hex(o.tag) for o in decode(bytes.fromhex("FF8101039F3600"), ff_padding=False)]
+    ['0xff8101']
+    """
     try:
-        return _decode(bytes(data), 0, 0)
+        return _decode(bytes(data), 0, 0, ff_padding)
     except IndexError as exc:  # defensive: every read above is bounds-checked
         raise TlvError("truncated input", len(data)) from exc
 

@@ -10,14 +10,16 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 __all__ = ["Tsi", "Tvr"]
 
 
 class _Bits:
     """A fixed-length bit field; each named bit is (byte index 0-based, mask)."""
 
-    LENGTH = 0
-    NAMES: dict[tuple[int, int], str] = {}
+    LENGTH: ClassVar[int] = 0
+    NAMES: ClassVar[dict[tuple[int, int], str]] = {}
 
     def __init__(self, value: bytes | None = None) -> None:
         self._v = bytearray(value if value is not None else bytes(self.LENGTH))
@@ -74,7 +76,7 @@ class Tvr(_Bits):
     SCRIPT_FAILED_BEFORE_FINAL_GAC = (4, 0x20)
     SCRIPT_FAILED_AFTER_FINAL_GAC = (4, 0x10)
 
-    NAMES = {
+    NAMES: ClassVar[dict[tuple[int, int], str]] = {
         ODA_NOT_PERFORMED: "oda_not_performed",
         SDA_FAILED: "sda_failed",
         ICC_DATA_MISSING: "icc_data_missing",
@@ -114,7 +116,7 @@ class Tsi(_Bits):
     TERMINAL_RISK_MANAGEMENT_PERFORMED = (0, 0x08)
     SCRIPT_PROCESSING_PERFORMED = (0, 0x04)
 
-    NAMES = {
+    NAMES: ClassVar[dict[tuple[int, int], str]] = {
         ODA_PERFORMED: "oda_performed",
         CARDHOLDER_VERIFICATION_PERFORMED: "cardholder_verification_performed",
         CARD_RISK_MANAGEMENT_PERFORMED: "card_risk_management_performed",

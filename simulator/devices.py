@@ -10,10 +10,10 @@ opens them like any reader and never imports the simulator.
 from __future__ import annotations
 
 from simulator import profiles
-from terminal.ports import DeviceError
 from simulator.card import SimulatedCard
 from simulator.replay import ReplayCard, load_trace
 from simulator.transport import CardTransport
+from terminal.ports import DeviceError
 
 __all__ = ["SimulatorCardReader", "SimulatorDeviceError"]
 

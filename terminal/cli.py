@@ -82,7 +82,9 @@ def _cmd_emv_cards(args: argparse.Namespace) -> int:
     return 0
 
 
-def _amount_inputs(amount: str | None, currency_text: str | None, default_minor: int | None = None) -> TapInputs:
+def _amount_inputs(
+    amount: str | None, currency_text: str | None, default_minor: int | None = None
+) -> TapInputs:
     cur = currency(currency_text if currency_text is not None else load_default_config().currency)
     if amount is None:
         if default_minor is None:
@@ -188,7 +190,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--un", help="unpredictable number, 8 hex digits (default: random)")
         p.add_argument("--date", help="transaction date YYMMDD (default: today)")
         p.add_argument(
-            "--set", action="append", default=[], metavar="TAG=HEX",
+            "--set",
+            action="append",
+            default=[],
+            metavar="TAG=HEX",
             help="override a terminal data object for this run, e.g. 9F1A=0840 (repeatable)",
         )
 
@@ -209,7 +214,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "emv" and args.emv_command == "tap" and not (args.card or args.reader):
-        print("posterm: error: give --card PROFILE (see 'posterm emv cards') or --reader URL", file=sys.stderr)
+        print(
+            "posterm: error: give --card PROFILE (see 'posterm emv cards') or --reader URL", file=sys.stderr
+        )
         return EXIT_ERROR
     try:
         return int(args.func(args))

@@ -15,7 +15,7 @@ POSTERM = str(Path(sys.executable).with_name("posterm"))
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONWARNINGS="ignore::DeprecationWarning")
-    return subprocess.run([POSTERM, *args], capture_output=True, text=True, timeout=60, cwd=cwd, env=env)
+    return subprocess.run([POSTERM, *args], check=False, capture_output=True, text=True, timeout=60, cwd=cwd, env=env)
 
 
 def test_cards_lists_every_profile() -> None:
@@ -27,14 +27,29 @@ def test_cards_lists_every_profile() -> None:
 
 def test_tap_prints_the_result_and_records_a_trace_that_replays(tmp_path: Path) -> None:
     trace = tmp_path / "trace.json"
-    proc = run("emv", "tap", "--card", "mc-cda-offline", "--amount", "12.34", "--currency", "978",
-               "--record", str(trace))
+    proc = run(
+        "emv",
+        "tap",
+        "--card",
+        "mc-cda-offline",
+        "--amount",
+        "12.34",
+        "--currency",
+        "978",
+        "--record",
+        str(trace),
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["outcome"] == "approved"
     assert result["cryptogram_type"] == "TC"
-    assert result["oda"] == {"method": "CDA", "result": "passed", "issuer_key_recovered": True,
-                             "icc_key_recovered": True, "failure": None}
+    assert result["oda"] == {
+        "method": "CDA",
+        "result": "passed",
+        "issuer_key_recovered": True,
+        "icc_key_recovered": True,
+        "failure": None,
+    }
     assert result["kernel"] == 2 and result["aid"] == "A0000000041010"
     assert result["commands"][0].startswith("00A404000E325041592E5359532E4444463031")
     assert "*" in result["pan"]
@@ -51,10 +66,25 @@ def test_tap_prints_the_result_and_records_a_trace_that_replays(tmp_path: Path) 
 
 def test_replay_options_override_the_trace(tmp_path: Path) -> None:
     trace = tmp_path / "t.json"
-    assert run("emv", "tap", "--card", "visa-qvsdc-offline", "--amount", "12.34", "--record",
-               str(trace)).returncode == 0
-    proc = run("emv", "replay", str(trace), "--amount", "60.00", "--un", "01020304", "--date", "260101",
-               "--set", "9F1A=0840")
+    assert (
+        run(
+            "emv", "tap", "--card", "visa-qvsdc-offline", "--amount", "12.34", "--record", str(trace)
+        ).returncode
+        == 0
+    )
+    proc = run(
+        "emv",
+        "replay",
+        str(trace),
+        "--amount",
+        "60.00",
+        "--un",
+        "01020304",
+        "--date",
+        "260101",
+        "--set",
+        "9F1A=0840",
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     gpo = next(c for c in result["commands"] if c.startswith("80A8"))

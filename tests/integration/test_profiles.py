@@ -48,18 +48,43 @@ EXPECTED: dict[tuple[str, int], Expect] = {
     ("mc-cda-online", 1234): Expect(Outcome.ONLINE_REQUEST, "ARQC", "CDA", "passed"),
     ("mc-cda-online", 6000): Expect(Outcome.ONLINE_REQUEST, "ARQC", "CDA", "passed"),
     ("mc-cda-offline", 1234): Expect(Outcome.APPROVED, "TC", "CDA", "passed", message=Message.APPROVED),
-    ("mc-cda-offline", 6000): Expect(Outcome.ONLINE_REQUEST, "ARQC", "CDA", "passed",
-                                     tvr_bits=(Tvr.FLOOR_LIMIT_EXCEEDED,)),
-    ("visa-expired", 1234): Expect(Outcome.DECLINED, "TC", "fDDA", "passed", tvr_bits=(Tvr.EXPIRED_APPLICATION,)),
-    ("visa-bad-issuer-cert", 1234): Expect(Outcome.ONLINE_REQUEST, oda_method="fDDA", oda_result="failed",
-                                           failure="issuer_certificate_hash", tvr_bits=(Tvr.DDA_FAILED,)),
-    ("visa-bad-sdad", 1234): Expect(Outcome.ONLINE_REQUEST, oda_method="fDDA", oda_result="failed",
-                                    failure="sdad_hash", tvr_bits=(Tvr.DDA_FAILED,)),
-    ("visa-revoked-ca", 1234): Expect(Outcome.TRY_ANOTHER_INTERFACE, oda_method="fDDA", oda_result="failed",
-                                      failure="ca_key_revoked", tvr_bits=(Tvr.DDA_FAILED,)),
-    ("visa-exception-pan", 1234): Expect(Outcome.DECLINED, "TC", "fDDA", "passed", tvr_bits=(Tvr.PAN_IN_EXCEPTION_FILE,)),
-    ("mc-bad-cda", 1234): Expect(Outcome.DECLINED, oda_method="CDA", oda_result="failed", failure="sdad_hash",
-                                 tvr_bits=(Tvr.CDA_FAILED,)),
+    ("mc-cda-offline", 6000): Expect(
+        Outcome.ONLINE_REQUEST, "ARQC", "CDA", "passed", tvr_bits=(Tvr.FLOOR_LIMIT_EXCEEDED,)
+    ),
+    ("visa-expired", 1234): Expect(
+        Outcome.DECLINED, "TC", "fDDA", "passed", tvr_bits=(Tvr.EXPIRED_APPLICATION,)
+    ),
+    ("visa-bad-issuer-cert", 1234): Expect(
+        Outcome.ONLINE_REQUEST,
+        oda_method="fDDA",
+        oda_result="failed",
+        failure="issuer_certificate_hash",
+        tvr_bits=(Tvr.DDA_FAILED,),
+    ),
+    ("visa-bad-sdad", 1234): Expect(
+        Outcome.ONLINE_REQUEST,
+        oda_method="fDDA",
+        oda_result="failed",
+        failure="sdad_hash",
+        tvr_bits=(Tvr.DDA_FAILED,),
+    ),
+    ("visa-revoked-ca", 1234): Expect(
+        Outcome.TRY_ANOTHER_INTERFACE,
+        oda_method="fDDA",
+        oda_result="failed",
+        failure="ca_key_revoked",
+        tvr_bits=(Tvr.DDA_FAILED,),
+    ),
+    ("visa-exception-pan", 1234): Expect(
+        Outcome.DECLINED, "TC", "fDDA", "passed", tvr_bits=(Tvr.PAN_IN_EXCEPTION_FILE,)
+    ),
+    ("mc-bad-cda", 1234): Expect(
+        Outcome.DECLINED,
+        oda_method="CDA",
+        oda_result="failed",
+        failure="sdad_hash",
+        tvr_bits=(Tvr.CDA_FAILED,),
+    ),
     ("visa-garbage", 1234): Expect(Outcome.END_APPLICATION, message=Message.PROCESSING_ERROR),
     ("visa-mute", 1234): Expect(Outcome.TRY_AGAIN, message=Message.PRESENT_CARD_AGAIN),
 }
@@ -90,7 +115,7 @@ def test_every_profile_has_expectations() -> None:
     assert set(profiles.list_names()) == {name for name, _ in EXPECTED}
 
 
-@pytest.mark.parametrize(("name", "amount"), sorted(EXPECTED), ids=lambda v: str(v))
+@pytest.mark.parametrize(("name", "amount"), sorted(EXPECTED), ids=str)
 def test_tap(terminal_config: TerminalConfig, name: str, amount: int) -> None:
     result = process(as_transport(SimulatedCard(name, seed=7)), terminal_config, _txn(amount))
     _check(result, EXPECTED[(name, amount)])
@@ -103,7 +128,7 @@ def test_tap(terminal_config: TerminalConfig, name: str, amount: int) -> None:
         assert pan.hex().upper().rstrip("F") not in text.upper(), "clear PAN in the JSON result"
 
 
-@pytest.mark.parametrize(("name", "amount"), sorted(EXPECTED), ids=lambda v: str(v))
+@pytest.mark.parametrize(("name", "amount"), sorted(EXPECTED), ids=str)
 def test_recorded_trace_replays_to_the_same_outcome(
     terminal_config: TerminalConfig, name: str, amount: int
 ) -> None:

@@ -63,14 +63,8 @@ class FaultyField:
         return bytes(body) + real[-2:]
 
 
-_config: TerminalConfig | None = None
-
-
 def _terminal_config() -> TerminalConfig:
-    global _config
-    if _config is None:
-        _config = load_default_config()
-    return _config
+    return load_default_config()  # cached after the first call
 
 
 @settings(
@@ -112,7 +106,8 @@ def test_a_card_of_pure_noise_ends_in_a_defined_outcome(responses: list[bytes]) 
             self.i += 1
             return responses[(self.i - 1) % len(responses)]
 
-    txn = TransactionData(amount=1234, currency=978, date=bytes.fromhex("261121"),
-                          unpredictable_number=b"\x01\x02\x03\x04")
+    txn = TransactionData(
+        amount=1234, currency=978, date=bytes.fromhex("261121"), unpredictable_number=b"\x01\x02\x03\x04"
+    )
     result = process(Noise(), _terminal_config(), txn)
     assert isinstance(result.outcome, Outcome)

@@ -209,12 +209,15 @@ def test_round_trip_of_a_response() -> None:
     assert decode(encode_all(objs)) == objs
 
 
-@pytest.mark.xfail(
-    strict=True, reason="emv.tlv skips every FF byte as padding, so tags FF81xx (C-2) do not decode"
-)
 def test_ff_tags_decode() -> None:
-    (obj,) = decode(encode(0xFF8101, encode(0x9F02, h("000000000100"))))
+    (obj,) = decode(encode(0xFF8101, encode(0x9F02, h("000000000100"))), ff_padding=False)
     assert obj.tag == 0xFF8101
+    assert obj.children is not None and obj.children[0].tag == 0x9F02
+
+
+def test_ff_padding_around_objects_is_skipped() -> None:
+    data = h("FFFF") + encode(0x5A, h("4761")) + h("FF00FF") + encode(0x9F36, h("0001")) + h("FFFF")
+    assert [o.tag for o in decode(data)] == [0x5A, 0x9F36]
 
 
 # --------------------------------------------------------------------------- properties
