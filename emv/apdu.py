@@ -24,6 +24,7 @@ __all__ = [
     "ApduError",
     "ApduTransport",
     "CardCommunicationError",
+    "CollisionDetected",
     "Response",
     "generate_ac",
     "get_data",
@@ -55,6 +56,15 @@ class ApduTransport(Protocol):
 
 class CardCommunicationError(Exception):
     """The card could not be reached: removed, mute, or the link failed."""
+
+
+class CollisionDetected(CardCommunicationError):
+    """Raised by a reader's transport when more than one card is in the field.
+
+    A subclass of :class:`CardCommunicationError` so that a reader
+    that does not know it still works; Entry Point answers it with
+    "Present one card only".
+    """
 
 
 class ApduError(Exception):

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from emv import apdu, tlv
-from emv.apdu import ApduTransport, CardCommunicationError
+from emv.apdu import ApduTransport, CardCommunicationError, CollisionDetected
 from emv.config import Combination, TerminalConfig
 from emv.kernel_common import KernelContext, KernelError, PreProcessingIndicators, RecordingTransport
 from emv.outcome import Message, Outcome, ReaderStatus, TransactionResult, UiMessage
@@ -63,15 +63,6 @@ DEFAULT_KERNEL_BY_RID: dict[bytes, int] = {
     bytes.fromhex("A000000152"): 6,
     bytes.fromhex("A000000333"): 7,
 }
-
-
-class CollisionDetected(CardCommunicationError):
-    """Raised by a reader's transport when more than one card is in the field.
-
-    A subclass of :class:`~emv.apdu.CardCommunicationError` so that a reader
-    that does not know it still works; Entry Point answers it with
-    "Present one card only".
-    """
 
 
 # --------------------------------------------------------------------------- pre-processing

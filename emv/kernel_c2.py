@@ -61,7 +61,6 @@ __all__ = [
     "cryptogram_type",
     "parse_gac_response",
     "run",
-    "terminal_capabilities",
 ]
 
 # AIP (82) byte 1
@@ -120,32 +119,6 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.VERIFY_CDA, Event.OK): State.OUTCOME,
     (State.OUTCOME, Event.FINAL): State.DONE,
 }
-
-
-def terminal_capabilities(ctx: KernelContext) -> bytes:
-    """9F33 the C-2 way: byte 1 DF8117, byte 2 DF8118 above the CVM required limit
-    (else DF8119), byte 3 DF811F; a parameter the combination lacks comes from
-    the terminal's own 9F33.
-
-    >>> from emv.config import TerminalConfig
-    >>> from emv.transaction import TransactionData
-    >>> cfg = TerminalConfig.example(capks=None)
-    >>> txn = TransactionData(6000, 978, bytes.fromhex("250614"), bytes(4))
-    >>> mc = cfg.combinations[1]
-    >>> ctx = KernelContext.create(None, cfg, mc, txn, aid=mc.aid)  # type: ignore[arg-type]
-    >>> terminal_capabilities(ctx).hex().upper()
-    'E06008'
-    """
-    c = ctx.combination
-    base = ctx.config.terminal_capabilities
-    limit = c.cvm_required_limit
-    cvm_required = limit is not None and ctx.txn.amount > limit
-    byte2 = c.cvm_capability_cvm_required if cvm_required else c.cvm_capability_no_cvm_required
-    return (
-        (c.card_data_input_capability or base[0:1])
-        + (byte2 or base[1:2])
-        + (c.security_capability or base[2:3])
-    )
 
 
 def choose_oda_method(aip: bytes, capabilities: bytes) -> str | None:
@@ -311,7 +284,7 @@ class _Run:
 
     def initiate(self) -> Event:
         ctx = self.ctx
-        self.capabilities = terminal_capabilities(ctx)
+        self.capabilities = ctx.terminal_capabilities()
         self.td = ctx.terminal_data()
         self.td[0x9F33] = self.capabilities
         self.td.update(ctx.txn.overrides)

@@ -146,17 +146,32 @@ class KernelContext:
         return self.indicators.cvm_required_limit_exceeded
 
     def terminal_capabilities(self) -> bytes:
-        """9F33; for C-2 built from DF8117, DF8118/DF8119 (by the CVM required limit) and DF811F."""
+        """9F33; the C-2 way when the combination has C-2 parameters.
+
+        Byte 1 from DF8117, byte 2 from DF8118 when the amount is above the
+        reader CVM required limit (C-2 compares with "greater than", unlike
+        Entry Point's "at or above"), else DF8119, byte 3 from DF811F; a
+        parameter the combination lacks comes from the terminal's own 9F33.
+
+        >>> from emv.config import TerminalConfig
+        >>> from emv.transaction import TransactionData
+        >>> cfg = TerminalConfig.example(capks=None)
+        >>> mc = cfg.combinations[1]
+        >>> def caps(amount: int) -> str:
+        ...     txn = TransactionData(amount, 978, bytes.fromhex("250614"), bytes(4))
+        ...     ctx = KernelContext.create(None, cfg, mc, txn, aid=mc.aid)  # type: ignore[arg-type]
+        ...     return ctx.terminal_capabilities().hex().upper()
+        >>> caps(6000), caps(5000)
+        ('E06008', 'E00808')
+        """
         c = self.combination
         base = self.config.terminal_capabilities
         if c.card_data_input_capability is None:
             return base
-        cvm = c.cvm_capability_cvm_required if self.cvm_required() else c.cvm_capability_no_cvm_required
-        return (
-            c.card_data_input_capability
-            + (cvm if cvm is not None else base[1:2])
-            + (c.security_capability if c.security_capability is not None else base[2:3])
-        )
+        limit = c.cvm_required_limit
+        above = limit is not None and self.txn.amount > limit
+        byte2 = c.cvm_capability_cvm_required if above else c.cvm_capability_no_cvm_required
+        return c.card_data_input_capability + (byte2 or base[1:2]) + (c.security_capability or base[2:3])
 
     def terminal_data(self) -> dict[int, bytes]:
         """The terminal data objects a DOL may ask for; ``txn.overrides`` win."""

@@ -299,7 +299,7 @@ def ca_public_key(store: CapkStore, rid: bytes, index: int, today: date) -> Publ
     return PublicKey(capk.modulus, capk.exponent)
 
 
-def recover_issuer_key(  # noqa: PLR0917 - the argument order is the documented API
+def recover_issuer_key(
     ca_key: PublicKey,
     certificate: bytes,
     remainder: bytes | None,
@@ -361,7 +361,7 @@ def recover_issuer_key(  # noqa: PLR0917 - the argument order is the documented 
     return IssuerKey(key, issuer_id, expiry.hex(), serial)
 
 
-def recover_icc_key(  # noqa: PLR0917 - the argument order is the documented API
+def recover_icc_key(
     issuer_key: IssuerKey | PublicKey,
     certificate: bytes,
     remainder: bytes | None,

@@ -158,7 +158,9 @@ def _decode_one(data: bytes, pos: int, base: int, depth: int, ff_padding: bool) 
     tag, pos = _read_tag(data, pos)
     length, pos = _read_length(data, pos, tag)
     if pos + length > len(data):
-        raise TlvError(f"value of {length} bytes overruns the {len(data) - pos} bytes left", base + start, tag)
+        raise TlvError(
+            f"value of {length} bytes overruns the {len(data) - pos} bytes left", base + start, tag
+        )
     value = bytes(data[pos : pos + length])
     children = None
     if is_constructed(tag):

@@ -276,7 +276,7 @@ def _split_key(pub: RsaPublicKey, room: int) -> tuple[bytes, bytes]:
     return modulus[:room], modulus[room:]
 
 
-def issuer_certificate(  # noqa: PLR0917 (signature pinned by the brief)
+def issuer_certificate(
     ca: RsaPrivateKey,
     issuer_pub: RsaPublicKey,
     issuer_id: str,
@@ -317,7 +317,7 @@ def issuer_certificate(  # noqa: PLR0917 (signature pinned by the brief)
     return certificate, remainder, exponent
 
 
-def icc_certificate(  # noqa: PLR0917 (signature pinned by the brief)
+def icc_certificate(
     issuer: RsaPrivateKey,
     icc_pub: RsaPublicKey,
     pan: str,

@@ -15,7 +15,9 @@ POSTERM = str(Path(sys.executable).with_name("posterm"))
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONWARNINGS="ignore::DeprecationWarning")
-    return subprocess.run([POSTERM, *args], check=False, capture_output=True, text=True, timeout=60, cwd=cwd, env=env)
+    return subprocess.run(
+        [POSTERM, *args], check=False, capture_output=True, text=True, timeout=60, cwd=cwd, env=env
+    )
 
 
 def test_cards_lists_every_profile() -> None:
