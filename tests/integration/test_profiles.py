@@ -42,7 +42,7 @@ EXPECTED: dict[tuple[str, int], Expect] = {
     ("visa-qvsdc-online", 1234): Expect(Outcome.ONLINE_REQUEST, "ARQC"),
     ("visa-qvsdc-online", 6000): Expect(Outcome.ONLINE_REQUEST, "ARQC", cvm="online_pin"),
     ("visa-qvsdc-offline", 1234): Expect(Outcome.APPROVED, "TC", "fDDA", "passed", message=Message.APPROVED),
-    ("visa-qvsdc-offline", 6000): Expect(Outcome.ONLINE_REQUEST, "ARQC"),
+    ("visa-qvsdc-offline", 6000): Expect(Outcome.ONLINE_REQUEST, "ARQC", cvm="signature"),
     ("visa-mobile-cdcvm", 1234): Expect(Outcome.ONLINE_REQUEST, "ARQC"),
     ("visa-mobile-cdcvm", 6000): Expect(Outcome.ONLINE_REQUEST, "ARQC", cvm="consumer_device"),
     ("mc-cda-online", 1234): Expect(Outcome.ONLINE_REQUEST, "ARQC", "CDA", "passed"),
@@ -85,6 +85,27 @@ EXPECTED: dict[tuple[str, int], Expect] = {
         failure="sdad_hash",
         tvr_bits=(Tvr.CDA_FAILED,),
     ),
+    # Online: qVSDC leaves expiry and the exception file to the issuer.
+    ("visa-expired", 6000): Expect(Outcome.ONLINE_REQUEST, "ARQC"),
+    ("visa-bad-issuer-cert", 6000): Expect(
+        Outcome.DECLINED, tvr_bits=(Tvr.CARDHOLDER_VERIFICATION_FAILED,), cvm="failed"
+    ),
+    ("visa-bad-sdad", 6000): Expect(
+        Outcome.DECLINED, tvr_bits=(Tvr.CARDHOLDER_VERIFICATION_FAILED,), cvm="failed"
+    ),
+    ("visa-revoked-ca", 6000): Expect(
+        Outcome.DECLINED, tvr_bits=(Tvr.CARDHOLDER_VERIFICATION_FAILED,), cvm="failed"
+    ),
+    ("visa-exception-pan", 6000): Expect(Outcome.ONLINE_REQUEST, "ARQC"),
+    ("mc-bad-cda", 6000): Expect(
+        Outcome.DECLINED,
+        oda_method="CDA",
+        oda_result="failed",
+        failure="sdad_hash",
+        tvr_bits=(Tvr.CDA_FAILED,),
+    ),
+    ("visa-garbage", 6000): Expect(Outcome.END_APPLICATION, message=Message.PROCESSING_ERROR),
+    ("visa-mute", 6000): Expect(Outcome.TRY_AGAIN, message=Message.PRESENT_CARD_AGAIN),
     ("visa-garbage", 1234): Expect(Outcome.END_APPLICATION, message=Message.PROCESSING_ERROR),
     ("visa-mute", 1234): Expect(Outcome.TRY_AGAIN, message=Message.PRESENT_CARD_AGAIN),
 }
