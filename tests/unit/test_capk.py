@@ -15,22 +15,21 @@ ROOT = Path(__file__).resolve().parents[2]
 VISA = bytes.fromhex("A000000003")
 
 
-def find_capks_json() -> Path | None:
-    """The lead ships a copy at terminal/data/capks.json; until then use the shared one."""
-    candidates = (ROOT / "terminal" / "data" / "capks.json", ROOT.parent / "shared" / "data" / "capks.json")
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    return None
+SHIPPED = ROOT / "terminal" / "data" / "capks-public.json"
+SHARED = ROOT.parent / "shared" / "data" / "capks.json"
 
 
 @pytest.fixture(scope="module")
 def entries() -> list[dict[str, Any]]:
-    path = find_capks_json()
-    if path is None:  # pragma: no cover - depends on the checkout
-        pytest.skip("capks.json not found")
-    keys: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))["keys"]
+    """The public EMV CAPKs as posterm ships them (a copy of the project's shared data)."""
+    keys: list[dict[str, Any]] = json.loads(SHIPPED.read_text(encoding="utf-8"))["keys"]
     return keys
+
+
+def test_the_shipped_copy_matches_the_shared_data(entries: list[dict[str, Any]]) -> None:
+    if not SHARED.is_file():
+        pytest.skip(f"no shared data beside this checkout ({SHARED}) to compare with")
+    assert json.loads(SHARED.read_text(encoding="utf-8"))["keys"] == entries
 
 
 def _entry(index: int = 0x92, expiry: str | None = None, **change: str) -> dict[str, str]:
