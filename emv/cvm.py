@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from emv.outcome import CvmPerformed
-from emv.tvr import Tsi, Tvr
+from emv.tvr import Bit, BitEffects, Tsi, Tvr
 
 __all__ = [
     "APPLY_NEXT",
@@ -54,7 +54,6 @@ __all__ = [
     "terminal_supports",
 ]
 
-Bit = tuple[int, int]
 
 APPLY_NEXT = 0x40  # rule byte 1 b7: apply the next rule if this one fails
 METHOD_MASK = 0x3F
@@ -211,7 +210,7 @@ class CvmContext:
 
 
 @dataclass(frozen=True)
-class CvmOutcome:
+class CvmOutcome(BitEffects):
     """The result of CVM processing: 9F34, the CVM for the outcome, TVR/TSI bits to set."""
 
     results: bytes
@@ -224,15 +223,6 @@ class CvmOutcome:
     @property
     def failed(self) -> bool:
         return Tvr.CARDHOLDER_VERIFICATION_FAILED in self.tvr_bits
-
-    def apply_to(self, tvr: Tvr, tsi: Tsi) -> None:
-        for bit in self.tvr_bits:
-            tvr.set(bit)
-        for bit in self.tsi_bits:
-            tsi.set(bit)
-
-    def tvr_names(self) -> list[str]:
-        return [Tvr.NAMES[b] for b in self.tvr_bits]
 
 
 def parse_cvm_list(data: bytes) -> CvmList:

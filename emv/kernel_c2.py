@@ -48,6 +48,7 @@ from emv.kernel_common import (
     recover_oda_keys,
     result_from,
     send,
+    unique_primitives,
 )
 from emv.outcome import CvmPerformed, Message, OdaReport, Outcome, ReaderStatus, TransactionResult, UiMessage
 from emv.tvr import Tsi, Tvr
@@ -190,11 +191,7 @@ def parse_gac_response(data: bytes) -> GacResponse:
             out[0x9F10] = v[11:]
         return GacResponse(v[0], out, None)
     if top.tag == 0x77 and top.children is not None:
-        prim: dict[int, bytes] = {}
-        for obj in tlv.iter_primitives(top.children):
-            if obj.tag in prim:
-                raise KernelError(f"GENERATE AC response: tag {tlv.tag_hex(obj.tag)} twice")
-            prim[obj.tag] = obj.value
+        prim = unique_primitives(top.children, "GENERATE AC response")
         cid = prim.get(0x9F27)
         if cid is None or len(cid) != 1:
             raise KernelError("GENERATE AC response: CID (9F27) missing or not 1 byte")

@@ -23,7 +23,7 @@ emv.kernel_common.KernelError: READ RECORD SFI 1 record 1: status 6A83
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from emv import apdu, oda, tlv
@@ -48,6 +48,7 @@ __all__ = [
     "recover_oda_keys",
     "result_from",
     "send",
+    "unique_primitives",
 ]
 
 
@@ -239,6 +240,16 @@ def send(ctx: KernelContext, command: bytes, what: str) -> Response:
         raise KernelError(f"{what}: {exc}") from None
 
 
+def unique_primitives(objects: Iterable[tlv.Tlv], what: str) -> dict[int, bytes]:
+    """The primitive objects of a response template by tag; a tag twice is a card error."""
+    prim: dict[int, bytes] = {}
+    for obj in tlv.iter_primitives(objects):
+        if obj.tag in prim:
+            raise KernelError(f"{what}: tag {tlv.tag_hex(obj.tag)} twice")
+        prim[obj.tag] = obj.value
+    return prim
+
+
 def gpo_response(data: bytes) -> tuple[bytes, bytes, dict[int, bytes]]:
     """(AIP, AFL, all primitives) of a GPO response in format 1 (80) or format 2 (77).
 
@@ -260,11 +271,7 @@ def gpo_response(data: bytes) -> tuple[bytes, bytes, dict[int, bytes]]:
             raise KernelError("GPO response format 1: AIP and AFL entries of 4 bytes expected")
         return top.value[:2], top.value[2:], {0x82: top.value[:2], 0x94: top.value[2:]}
     if top.tag == 0x77 and top.children is not None:
-        prim: dict[int, bytes] = {}
-        for obj in tlv.iter_primitives(top.children):
-            if obj.tag in prim:
-                raise KernelError(f"GPO response: tag {tlv.tag_hex(obj.tag)} twice")
-            prim[obj.tag] = obj.value
+        prim = unique_primitives(top.children, "GPO response")
         aip = prim.get(0x82)
         if aip is None or len(aip) != 2:
             raise KernelError("GPO response: AIP (82) missing or not 2 bytes")

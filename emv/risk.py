@@ -27,7 +27,7 @@ from typing import Literal
 
 from emv.apdu import AC_AAC, AC_ARQC, AC_TC
 from emv.transaction import bcd_date
-from emv.tvr import Tsi, Tvr
+from emv.tvr import Bit, BitEffects, Tsi, Tvr
 
 __all__ = [
     "ActionCodes",
@@ -46,7 +46,6 @@ __all__ = [
     "velocity_check",
 ]
 
-Bit = tuple[int, int]
 
 # Application Usage Control (9F07), Book 3 Annex C2
 AUC_DOMESTIC_CASH = (0, 0x80)
@@ -69,20 +68,11 @@ ALL_ZEROS = bytes(5)
 
 
 @dataclass(frozen=True)
-class RiskResult:
+class RiskResult(BitEffects):
     """TVR / TSI bits a step sets, in the order it decided them."""
 
     tvr_bits: tuple[Bit, ...] = ()
     tsi_bits: tuple[Bit, ...] = ()
-
-    def apply_to(self, tvr: Tvr, tsi: Tsi) -> None:
-        for bit in self.tvr_bits:
-            tvr.set(bit)
-        for bit in self.tsi_bits:
-            tsi.set(bit)
-
-    def tvr_names(self) -> list[str]:
-        return [Tvr.NAMES[b] for b in self.tvr_bits]
 
     def __add__(self, other: RiskResult) -> RiskResult:
         tvr = self.tvr_bits + tuple(b for b in other.tvr_bits if b not in self.tvr_bits)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-__all__ = ["Tsi", "Tvr"]
+__all__ = ["Bit", "BitEffects", "Tsi", "Tvr"]
+
+Bit = tuple[int, int]  # (byte index from 0, mask)
 
 
 class _Bits:
@@ -124,3 +126,23 @@ class Tsi(_Bits):
         TERMINAL_RISK_MANAGEMENT_PERFORMED: "terminal_risk_management_performed",
         SCRIPT_PROCESSING_PERFORMED: "script_processing_performed",
     }
+
+
+class BitEffects:
+    """Mixin for a step's result that names TVR and TSI bits to set.
+
+    The class using it provides ``tvr_bits`` and ``tsi_bits`` (tuples of
+    :data:`Bit`), in the order the step decided them.
+    """
+
+    tvr_bits: tuple[Bit, ...]
+    tsi_bits: tuple[Bit, ...]
+
+    def apply_to(self, tvr: Tvr, tsi: Tsi) -> None:
+        for bit in self.tvr_bits:
+            tvr.set(bit)
+        for bit in self.tsi_bits:
+            tsi.set(bit)
+
+    def tvr_names(self) -> list[str]:
+        return [Tvr.NAMES[b] for b in self.tvr_bits]
