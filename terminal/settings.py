@@ -15,14 +15,18 @@ from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emv.capk import CapkError, CapkStore
 from emv.config import ConfigError, TerminalConfig
 
-__all__ = ["SettingsError", "load_config", "load_default_config"]
+if TYPE_CHECKING:
+    from terminal.facade import TerminalSettings
 
-_OWN_KEYS = ("capk_files", "capk_kinds", "revoked_capks", "default_currency", "about")
+__all__ = ["SettingsError", "load_config", "load_default_config", "load_default_settings", "load_settings"]
+
+_OWN_KEYS = ("capk_files", "capk_kinds", "revoked_capks", "about", "merchant_name", "merchant_address",
+             "offline_limits", "saf_retry", "card_timeout_seconds", "retention_years")
 
 
 class SettingsError(Exception):
@@ -69,3 +73,31 @@ def load_config(doc: Mapping[str, Any], base: Path | None = None) -> TerminalCon
 def load_default_config() -> TerminalConfig:
     """The configuration shipped in terminal/data/terminal.json (read once)."""
     return load_config(_read_json(_data_file("terminal.json"), "terminal/data/terminal.json"))
+
+
+def load_settings(doc: Mapping[str, Any]) -> TerminalSettings:
+    """The terminal-core settings of a terminal.json mapping (merchant, offline limits, retries)."""
+    from terminal.facade import TerminalSettings
+    from terminal.offline import OfflineLimits, RetryPolicy
+
+    try:
+        limits = OfflineLimits.from_dict(doc.get("offline_limits", {})) if "offline_limits" in doc \
+            else OfflineLimits()
+        retry_raw = doc.get("saf_retry", {})
+        retry = RetryPolicy(**{k: retry_raw[k] for k in ("base_seconds", "cap_seconds", "jitter",
+                                                          "expire_after_seconds") if k in retry_raw})
+        return TerminalSettings(
+            merchant_name=str(doc.get("merchant_name", "posterm test shop")),
+            merchant_address=str(doc.get("merchant_address", "")),
+            offline_limits=limits,
+            retry=retry,
+            card_timeout_seconds=float(doc.get("card_timeout_seconds", 30.0)),
+            retention_years=int(doc.get("retention_years", 5)),
+        )
+    except (ValueError, TypeError) as exc:
+        raise SettingsError(f"terminal settings: {exc}") from None
+
+
+@lru_cache(maxsize=1)
+def load_default_settings() -> TerminalSettings:
+    return load_settings(_read_json(_data_file("terminal.json"), "terminal/data/terminal.json"))

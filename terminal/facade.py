@@ -1,0 +1,949 @@
+"""The Terminal facade: the verbs a cashier, a kiosk and the command line use.
+
+A payment is read from the card, written to the journal, and only then acted
+on (write-ahead): the customer is told "approved" only once the record that
+makes it true is durable.  See :mod:`terminal.lifecycle` for the states and
+:mod:`terminal.store` for what is stored how.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from emv import tlv
+from emv.config import TerminalConfig
+from emv.outcome import Outcome, TransactionResult, mask_pan
+from terminal.emv_session import TapInputs, build_transaction, run_tap
+from terminal.host import (
+    Advice,
+    AuthorisationRequest,
+    BatchTotals,
+    HostAnswer,
+    HostError,
+    HostLink,
+    HostNoAnswer,
+    HostRejected,
+    HostUnreachable,
+    Reversal,
+    TotalsLine,
+)
+from terminal.keystore import Keystore
+from terminal.lifecycle import APPROVED_STATES, Event, State
+from terminal.offline import OfflineBehavior, OfflineLimits, PaymentRefused, RetryPolicy
+from terminal.ports import CardReader
+from terminal.store import CardRecord, NewPayment, QueuedItem, StorageError, Store, TxnRow
+
+__all__ = [
+    "CancelToken",
+    "Clock",
+    "ForwardReport",
+    "PaymentResult",
+    "SafStatus",
+    "SettlementRefused",
+    "SettlementResult",
+    "SystemClock",
+    "Terminal",
+    "TerminalEvent",
+    "TerminalSettings",
+]
+
+SCHEMES = {
+    "A000000003": "visa",
+    "A000000004": "mastercard",
+    "A000000025": "amex",
+    "A000000065": "jcb",
+    "A000000152": "discover",
+    "A000000333": "unionpay",
+}
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware (UTC)."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class CancelToken:
+    """Set by :meth:`Terminal.cancel`; anything waiting on the customer checks it."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass(frozen=True)
+class TerminalEvent:
+    """What the UI hears: ``kind`` is one of state_changed, ui_message, offline_status,
+    saf_forwarded, saf_declined, saf_rejected, saf_expired, saf_failed, reversal_sent,
+    reversal_failed, recovered, settled."""
+
+    kind: str
+    txn_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TerminalSettings:
+    merchant_name: str = "posterm test shop"
+    merchant_address: str = ""
+    offline_limits: OfflineLimits = field(default_factory=OfflineLimits)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    card_timeout_seconds: float = 30.0
+    retention_years: int = 5
+
+
+@dataclass(frozen=True)
+class PaymentResult:
+    txn_id: str
+    kind: str
+    state: State
+    amount: int
+    currency: int
+    approved: bool
+    message: str
+    masked_pan: str | None = None
+    scheme: str | None = None
+    offline: bool = False
+    deferred: bool = False
+    approval_code: str | None = None
+    response_code: str | None = None
+    emv: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "txn_id": self.txn_id,
+            "kind": self.kind,
+            "state": self.state.value,
+            "approved": self.approved,
+            "message": self.message,
+            "amount": self.amount,
+            "currency": self.currency,
+            "masked_pan": self.masked_pan,
+            "scheme": self.scheme,
+            "offline": self.offline,
+            "deferred": self.deferred,
+            "approval_code": self.approval_code,
+            "response_code": self.response_code,
+        }
+
+
+@dataclass(frozen=True)
+class SafStatus:
+    queued: int
+    totals: dict[int, tuple[int, int]]  # currency -> (count, amount)
+    oldest_at: str | None
+    oldest_age_seconds: float | None
+    last_attempt_at: str | None
+    last_error: str | None
+    reversals_queued: int
+    declined_after_forwarding: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "queued": self.queued,
+            "totals": {
+                f"{cur:03d}": {"count": n, "amount": amt} for cur, (n, amt) in sorted(self.totals.items())
+            },
+            "oldest_at": self.oldest_at,
+            "oldest_age_seconds": self.oldest_age_seconds,
+            "last_attempt_at": self.last_attempt_at,
+            "last_error": self.last_error,
+            "reversals_queued": self.reversals_queued,
+            "declined_after_forwarding": self.declined_after_forwarding,
+        }
+
+
+@dataclass
+class ForwardReport:
+    reversals_sent: int = 0
+    accepted: int = 0
+    declined: int = 0
+    rejected: int = 0
+    expired: int = 0
+    failed: int = 0
+    stopped_by: str | None = None  # the error that stopped forwarding, if any
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class SettlementRefused(Exception):
+    """Settlement is not possible now; the message says what to do first."""
+
+
+@dataclass(frozen=True)
+class SettlementResult:
+    batch_id: int
+    in_balance: bool
+    host_reference: str | None
+    lines: tuple[TotalsLine, ...]
+    differences: tuple[dict[str, Any], ...]
+    new_batch_id: int
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _scheme_of(aid: bytes | None) -> str:
+    if not aid:
+        return "unknown"
+    return SCHEMES.get(aid[:5].hex().upper(), "other")
+
+
+def _pan_of(result: TransactionResult) -> str | None:
+    pan = result.card_data.get(0x5A)
+    if pan is not None:
+        return pan.hex().upper().rstrip("F")
+    track2 = result.card_data.get(0x57)
+    if track2 is not None:
+        return track2.hex().upper().split("D")[0]
+    return None
+
+
+class Terminal:
+    """One terminal: its configuration, its store, its devices and its host link.
+
+    Build it with :func:`terminal.bootstrap.open_terminal` (one wiring place),
+    or directly in tests.  Public verbs are serialised by a lock, so the UI
+    thread and a background forwarder can share one Terminal.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: TerminalConfig,
+        store: Store,
+        keystore: Keystore,
+        host: HostLink | None,
+        reader: CardReader | None = None,
+        clock: Clock | None = None,
+        settings: TerminalSettings | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.keystore = keystore
+        self.host = host
+        self.reader = reader
+        self.clock = clock or SystemClock()
+        self.settings = settings or TerminalSettings()
+        self._rng = rng or random.Random()
+        self._lock = threading.RLock()
+        self._listeners: list[Callable[[TerminalEvent], None]] = []
+        self._cancel: CancelToken | None = None
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def subscribe(self, listener: Callable[[TerminalEvent], None]) -> Callable[[], None]:
+        """Call ``listener`` for every event; returns the function that unsubscribes."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _emit(self, kind: str, txn_id: str | None = None, **data: Any) -> None:
+        event = TerminalEvent(kind, txn_id, data)
+        for listener in list(self._listeners):
+            with contextlib.suppress(Exception):  # a broken listener must not break a payment
+                listener(event)
+
+    def cancel(self) -> None:
+        """Cancel whatever waits on the customer (the card tap)."""
+        token = self._cancel
+        if token is not None:
+            token.cancel()
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _now(self) -> str:
+        return _iso(self.clock.now())
+
+    def _new_txn_id(self) -> str:
+        return f"{self.clock.now().astimezone(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(3)}"
+
+    def _record(self, txn_id: str, event: Event, data: dict[str, Any], **kw: Any) -> State:
+        state = self.store.record(txn_id, event, self._now(), data, **kw)
+        self._emit("state_changed", txn_id, state=state.value, event=event.value)
+        return state
+
+    def _card_record(self, txn_id: str, result: TransactionResult) -> CardRecord:
+        pan = _pan_of(result)
+        if pan is None:
+            return CardRecord(None, None, None)
+        blob = json.dumps(
+            {
+                "pan": pan,
+                "expiry": (result.card_data.get(0x5F24) or b"").hex(),
+                "psn": (result.card_data.get(0x5F34) or b"").hex(),
+            }
+        ).encode()
+        return CardRecord(
+            masked_pan=mask_pan(pan),
+            pan_token=self.keystore.mac(pan.encode(), "pan-token").hex()[:32],
+            card_blob=self.keystore.encrypt(blob, b"card:" + txn_id.encode()),
+        )
+
+    def _sensitive(self, txn_id: str, result: TransactionResult) -> bytes:
+        emv_data = b"".join(tlv.encode(tag, value) for tag, value in sorted(result.card_data.items()))
+        return self.keystore.encrypt(emv_data, b"sad:" + txn_id.encode())
+
+    def _emv_data(self, txn_id: str) -> bytes:
+        blob = self.store.read_sensitive(txn_id)
+        return b"" if blob is None else self.keystore.decrypt(blob, b"sad:" + txn_id.encode())
+
+    def _details(self, result: TransactionResult) -> dict[str, Any]:
+        return {
+            "aid": result.aid.hex().upper() if result.aid else None,
+            "application_label": result.application_label,
+            "cryptogram_type": result.cryptogram_type,
+            "cryptogram": result.cryptogram.hex().upper() if result.cryptogram else None,
+            "tvr": result.tvr.hex().upper(),
+            "tsi": result.tsi.hex().upper(),
+            "cvm": result.cvm.value,
+            "card_outcome": result.outcome.value,
+            "oda": result.oda.to_json(),
+        }
+
+    def _check_offline_room(self, code: int, amount: int) -> None:
+        oldest = self.store.saf_oldest()
+        age = None if oldest is None else (self.clock.now() - datetime.fromisoformat(oldest)).total_seconds()
+        self.settings.offline_limits.check(code, amount, self.store.saf_totals(), age)
+
+    def _offline_room(self, code: int, amount: int) -> bool:
+        try:
+            self._check_offline_room(code, amount)
+        except PaymentRefused:
+            return False
+        return True
+
+    def _result(self, txn_id: str, message: str, emv: TransactionResult | None = None) -> PaymentResult:
+        row = self.store.get(txn_id)
+        if row is None:  # pragma: no cover - record() created it
+            raise StorageError(f"transaction {txn_id} vanished")
+        return PaymentResult(
+            txn_id=txn_id,
+            kind=row.kind,
+            state=row.state,
+            amount=row.amount,
+            currency=row.currency,
+            approved=row.state in APPROVED_STATES,
+            message=message,
+            masked_pan=row.masked_pan,
+            scheme=row.scheme,
+            offline=row.state is State.OFFLINE_APPROVED or row.details.get("offline", False),
+            deferred=row.state is State.DEFERRED_APPROVED or row.details.get("deferred", False),
+            approval_code=row.details.get("approval_code"),
+            response_code=row.details.get("response_code"),
+            emv=emv.to_json() if emv is not None else None,
+        )
+
+    @contextlib.contextmanager
+    def _refusing_on_storage_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except StorageError as exc:
+            raise PaymentRefused("storage", f"payment refused: {exc}") from exc
+
+    # -- the card -------------------------------------------------------------------------------
+
+    def _tap(
+        self, amount: int, code: int, exponent: int, transaction_type: int, force_online: bool
+    ) -> TransactionResult:
+        if self.reader is None:
+            raise PaymentRefused("no_reader", "no card reader is configured")
+        config = self.config
+        if force_online:
+            # No room to store an offline approval: ask every card for an online cryptogram.
+            config = replace(
+                config,
+                combinations=tuple(replace(c, floor_limit=0) for c in config.combinations),
+                terminal_floor_limit=0,
+            )
+        token = CancelToken()
+        self._cancel = token
+        try:
+            if token.cancelled:
+                raise PaymentRefused("cancelled", "cancelled")
+            session = self.reader.wait_for_card(timeout=self.settings.card_timeout_seconds)
+            try:
+                if token.cancelled:
+                    raise PaymentRefused("cancelled", "cancelled")
+                txn = build_transaction(
+                    TapInputs(
+                        amount=amount,
+                        currency=code,
+                        currency_exponent=exponent,
+                        transaction_type=transaction_type,
+                    ),
+                    now=self.clock.now,
+                )
+                result = run_tap(session, config, txn).result
+            finally:
+                session.close()
+        finally:
+            self._cancel = None
+        for message in result.messages:
+            self._emit("ui_message", None, **message.to_json())
+        return result
+
+    # -- online ---------------------------------------------------------------------------------
+
+    def _deliver_reversals(self, report: ForwardReport | None = None) -> bool:
+        """Send every queued reversal, oldest first; True when none is left."""
+        if self.host is None:
+            return not self.store.reversals_queued()
+        for item in self.store.reversals_queued():
+            reversal = Reversal(
+                txn_id=item.txn_id,
+                idempotency_key=item.idempotency_key,
+                amount=item.amount,
+                currency=item.currency,
+                terminal_id=self.config.terminal_id,
+                reason=item.kind,
+                retransmission=item.attempts > 0,
+            )
+            try:
+                self.host.reverse(reversal)
+            except HostError as exc:
+                now = self.clock.now()
+                nxt = _iso(self.settings.retry.next_attempt(now, item.attempts + 1, self._rng))
+                self.store.note_attempt("reversals", item.id, _iso(now), str(exc) or type(exc).__name__, nxt)
+                self._emit("reversal_failed", item.txn_id, error=str(exc))
+                if report is not None:
+                    report.failed += 1
+                    report.stopped_by = f"reversal: {type(exc).__name__}: {exc}"
+                return False
+            row = self.store.get(item.txn_id)
+            event = (
+                Event.VOID_REVERSED
+                if row is not None and row.state is State.VOID_PENDING
+                else Event.REVERSAL_ACKNOWLEDGED
+            )
+            self._record(item.txn_id, event, {"reversal": item.kind}, reversal_done=True)
+            self._emit("reversal_sent", item.txn_id, reason=item.kind)
+            if report is not None:
+                report.reversals_sent += 1
+        return True
+
+    def _go_online(
+        self,
+        txn_id: str,
+        kind: str,
+        amount: int,
+        code: int,
+        behavior: OfflineBehavior,
+        emv: TransactionResult | None,
+        saf_kind: str,
+    ) -> PaymentResult:
+        """The payment is journalled as ``authorising``; send it and act on the answer."""
+        row = self.store.get(txn_id)
+        assert row is not None
+        unreachable: HostError | None = None
+        if self.host is None:
+            unreachable = HostUnreachable("no host link configured")
+        elif not self._deliver_reversals():
+            unreachable = HostUnreachable("queued reversals could not be delivered first")
+        answer: HostAnswer | None = None
+        if unreachable is None and self.host is not None:
+            request = AuthorisationRequest(
+                txn_id=txn_id,
+                idempotency_key=txn_id,
+                kind=kind,
+                amount=amount,
+                currency=code,
+                terminal_id=self.config.terminal_id,
+                merchant_id=self.config.merchant_id,
+                emv_data=self._emv_data(txn_id),
+                pan_token=row.pan_token or "",
+                original_txn_id=row.original_txn_id,
+            )
+            try:
+                answer = self.host.authorise(request)
+            except HostUnreachable as exc:
+                unreachable = exc
+            except HostNoAnswer as exc:
+                self._record(
+                    txn_id,
+                    Event.NO_ANSWER,
+                    {"error": str(exc)},
+                    drop_sensitive=True,
+                    reversal=("no_answer", secrets.token_hex(16)),
+                )
+                self._deliver_reversals()
+                return self._result(
+                    txn_id, "no answer from the host: the payment was reversed; try again", emv
+                )
+            except HostRejected as exc:
+                self._record(
+                    txn_id,
+                    Event.HOST_DECLINED,
+                    {"response_code": "30", "error": str(exc)},
+                    details={"response_code": "30"},
+                    drop_sensitive=True,
+                )
+                return self._result(txn_id, f"declined: the host refused the message ({exc})", emv)
+        if answer is not None:
+            details = {
+                "approval_code": answer.approval_code,
+                "response_code": answer.response_code,
+                "host_reference": answer.host_reference,
+            }
+            event = Event.HOST_APPROVED if answer.approved else Event.HOST_DECLINED
+            self._record(txn_id, event, details, details=details, drop_sensitive=True)
+            return self._result(
+                txn_id,
+                "approved" if answer.approved else f"declined by the host ({answer.response_code})",
+                emv,
+            )
+        # Not sent: a deferred authorisation, if allowed and within the limits.
+        reason = str(unreachable) or "host unreachable"
+        if behavior is OfflineBehavior.REQUIRE_ONLINE:
+            self._record(txn_id, Event.NOT_SENT_DECLINED, {"error": reason}, drop_sensitive=True)
+            raise PaymentRefused(
+                "host_unreachable",
+                f"declined: the host cannot be reached ({reason}) and this "
+                "payment requires online authorisation",
+            )
+        try:
+            self._check_offline_room(code, amount)
+        except PaymentRefused as exc:
+            self._record(txn_id, Event.NOT_SENT_DECLINED, {"error": str(exc)}, drop_sensitive=True)
+            raise
+        self._record(
+            txn_id,
+            Event.NOT_SENT_DEFERRED,
+            {"error": reason},
+            details={"deferred": True},
+            saf_kind=saf_kind,
+            saf_key=secrets.token_hex(16),
+        )
+        self._emit("offline_status", None, **self.offline_status().to_json())
+        return self._result(txn_id, "approved (deferred: the host will confirm later)", emv)
+
+    # -- verbs ----------------------------------------------------------------------------------
+
+    def sale(
+        self,
+        amount: int,
+        code: int,
+        *,
+        exponent: int = 2,
+        offline_behavior: OfflineBehavior = OfflineBehavior.PREFER_ONLINE,
+    ) -> PaymentResult:
+        """Charge ``amount`` (minor units of currency ``code``) to the card the customer presents."""
+        with self._lock, self._refusing_on_storage_errors():
+            if amount <= 0:
+                raise PaymentRefused("amount", "the amount must be above zero")
+            room = self._offline_room(code, amount)
+            if offline_behavior is OfflineBehavior.FORCE_OFFLINE and not room:
+                self._check_offline_room(code, amount)  # raises the named limit
+            result = self._tap(amount, code, exponent, 0x00, force_online=not room)
+            txn_id = self._new_txn_id()
+            new = NewPayment(txn_id, "sale", amount, code, _scheme_of(result.aid), offline_behavior.value)
+            base = {"amount": amount, "currency": code, "card_outcome": result.outcome.value}
+            card = self._card_record(txn_id, result)
+            details = self._details(result)
+            if result.outcome is Outcome.APPROVED:
+                try:
+                    self._check_offline_room(code, amount)
+                except PaymentRefused as exc:
+                    self._record(
+                        txn_id,
+                        Event.NOT_SENT_DECLINED,
+                        base | {"error": str(exc)},
+                        new=new,
+                        card=card,
+                        details=details,
+                    )
+                    raise
+                self._record(
+                    txn_id,
+                    Event.OFFLINE_APPROVED,
+                    base,
+                    new=new,
+                    card=card,
+                    details=details | {"offline": True},
+                    sensitive=self._sensitive(txn_id, result),
+                    saf_kind="offline_approval",
+                    saf_key=secrets.token_hex(16),
+                )
+                self._emit("offline_status", None, **self.offline_status().to_json())
+                return self._result(txn_id, "approved (offline)", result)
+            if result.outcome is Outcome.DECLINED:
+                self._record(txn_id, Event.CARD_DECLINED, base, new=new, card=card, details=details)
+                return self._result(txn_id, "declined by the card", result)
+            if result.outcome is not Outcome.ONLINE_REQUEST:
+                self._record(
+                    txn_id,
+                    Event.NOT_COMPLETED,
+                    base | {"error": result.error},
+                    new=new,
+                    card=card,
+                    details=details,
+                )
+                return self._result(
+                    txn_id, f"not completed: {result.outcome.value.replace('_', ' ')}", result
+                )
+            if offline_behavior is OfflineBehavior.FORCE_OFFLINE:
+                self._check_offline_room(code, amount)
+                self._record(
+                    txn_id,
+                    Event.NOT_SENT_DEFERRED,
+                    base,
+                    new=new,
+                    card=card,
+                    details=details | {"deferred": True},
+                    sensitive=self._sensitive(txn_id, result),
+                    saf_kind="deferred_authorisation",
+                    saf_key=secrets.token_hex(16),
+                )
+                return self._result(txn_id, "approved (deferred: the host will confirm later)", result)
+            self._record(
+                txn_id,
+                Event.GO_ONLINE,
+                base,
+                new=new,
+                card=card,
+                details=details,
+                sensitive=self._sensitive(txn_id, result),
+            )
+            return self._go_online(
+                txn_id, "sale", amount, code, offline_behavior, result, "deferred_authorisation"
+            )
+
+    def refund(
+        self,
+        amount: int,
+        code: int,
+        *,
+        exponent: int = 2,
+        original_txn_id: str | None = None,
+        offline_behavior: OfflineBehavior = OfflineBehavior.PREFER_ONLINE,
+    ) -> PaymentResult:
+        """Refund to a card: from an original payment (no tap) or to the card presented."""
+        with self._lock, self._refusing_on_storage_errors():
+            if amount <= 0:
+                raise PaymentRefused("amount", "the amount must be above zero")
+            txn_id = self._new_txn_id()
+            if original_txn_id is not None:
+                original = self.store.get(original_txn_id)
+                if original is None:
+                    raise PaymentRefused("no_original", f"no transaction {original_txn_id}")
+                if original.kind != "sale" or original.state not in APPROVED_STATES:
+                    raise PaymentRefused(
+                        "original_not_refundable",
+                        f"{original_txn_id} is a {original.kind} in state {original.state.value}: "
+                        "only an approved sale can be refunded",
+                    )
+                if original.currency != code:
+                    raise PaymentRefused("currency", "a refund is in the currency of the original payment")
+                refunded = sum(
+                    r.amount
+                    for r in self.store.list_transactions(states=list(APPROVED_STATES))
+                    if r.kind == "refund" and r.original_txn_id == original_txn_id
+                )
+                if refunded + amount > original.amount:
+                    raise PaymentRefused(
+                        "amount",
+                        f"refunds would exceed the original amount "
+                        f"({refunded} of {original.amount} already refunded)",
+                    )
+                new = NewPayment(
+                    txn_id, "refund", amount, code, original.scheme, offline_behavior.value, original_txn_id
+                )
+                card = CardRecord(original.masked_pan, original.pan_token, None)
+                details = {k: original.details.get(k) for k in ("aid", "application_label")}
+                self._record(
+                    txn_id,
+                    Event.GO_ONLINE,
+                    {"amount": amount, "currency": code, "original_txn_id": original_txn_id},
+                    new=new,
+                    card=card,
+                    details=details,
+                )
+                return self._go_online(
+                    txn_id, "refund", amount, code, offline_behavior, None, "offline_refund"
+                )
+            result = self._tap(amount, code, exponent, 0x20, force_online=False)
+            pan = _pan_of(result)
+            new = NewPayment(txn_id, "refund", amount, code, _scheme_of(result.aid), offline_behavior.value)
+            base = {"amount": amount, "currency": code, "card_outcome": result.outcome.value}
+            if pan is None:
+                self._record(
+                    txn_id,
+                    Event.NOT_COMPLETED,
+                    base | {"error": result.error},
+                    new=new,
+                    details=self._details(result),
+                )
+                return self._result(txn_id, "not completed: the card could not be read", result)
+            self._record(
+                txn_id,
+                Event.GO_ONLINE,
+                base,
+                new=new,
+                card=self._card_record(txn_id, result),
+                details=self._details(result),
+                sensitive=self._sensitive(txn_id, result),
+            )
+            return self._go_online(txn_id, "refund", amount, code, offline_behavior, result, "offline_refund")
+
+    def void(self, txn_id: str) -> PaymentResult:
+        """Cancel an approved payment of the open batch."""
+        with self._lock, self._refusing_on_storage_errors():
+            row = self.store.get(txn_id)
+            if row is None:
+                raise PaymentRefused("not_found", f"no transaction {txn_id}")
+            batch = self.store.current_batch(self._now())
+            if row.batch_id != batch:
+                raise PaymentRefused(
+                    "other_batch",
+                    f"{txn_id} belongs to batch {row.batch_id}, which is settled: refund it instead",
+                )
+            if row.state in (State.OFFLINE_APPROVED, State.DEFERRED_APPROVED):
+                self._record(
+                    txn_id, Event.VOID, {"void": True}, saf_answer=("withdrawn", None), drop_sensitive=True
+                )
+                return self._result(txn_id, "voided (it had not been sent to the host)")
+            if row.state in (State.APPROVED, State.FORWARDED):
+                self._record(
+                    txn_id, Event.VOID_QUEUED, {"void": True}, reversal=("void", secrets.token_hex(16))
+                )
+                self._deliver_reversals()
+                row = self.store.get(txn_id)
+                done = row is not None and row.state is State.VOIDED
+                return self._result(
+                    txn_id,
+                    "voided" if done else "voided (the reversal will be sent when the host can be reached)",
+                )
+            raise PaymentRefused(
+                "not_voidable", f"{txn_id} is {row.state.value}: only an approved payment can be voided"
+            )
+
+    # -- store and forward ------------------------------------------------------------------------
+
+    def offline_status(self) -> SafStatus:
+        oldest = self.store.saf_oldest()
+        age = None if oldest is None else (self.clock.now() - datetime.fromisoformat(oldest)).total_seconds()
+        totals = self.store.saf_totals()
+        last_at, last_error = self.store.last_attempt()
+        return SafStatus(
+            queued=sum(n for n, _ in totals.values()),
+            totals=totals,
+            oldest_at=oldest,
+            oldest_age_seconds=age,
+            last_attempt_at=last_at,
+            last_error=last_error,
+            reversals_queued=self.store.counts()["reversals_queued"],
+            declined_after_forwarding=[e.txn_id for e in self.store.saf_entries(["declined", "rejected"])],
+        )
+
+    def forward_now(self, limit: int | None = None) -> ForwardReport:
+        """Send queued reversals, then SAF entries in order, now (backoff is not waited for)."""
+        return self._forward(due_only=False, limit=limit)
+
+    def forward_due(self, limit: int | None = None) -> ForwardReport:
+        """What a background forwarder calls: only entries whose backoff has passed."""
+        return self._forward(due_only=True, limit=limit)
+
+    def _forward(self, *, due_only: bool, limit: int | None) -> ForwardReport:
+        report = ForwardReport()
+        with self._lock:
+            if self.host is None:
+                report.stopped_by = "no host link configured"
+                return report
+            if not self._deliver_reversals(report):
+                return report
+            now = self.clock.now()
+            for item in self.store.saf_queued(limit):
+                if (
+                    due_only
+                    and item.next_attempt_at is not None
+                    and datetime.fromisoformat(item.next_attempt_at) > now
+                ):
+                    continue
+                if (
+                    now - datetime.fromisoformat(item.created_at)
+                ).total_seconds() > self.settings.retry.expire_after_seconds:
+                    self._record(
+                        item.txn_id,
+                        Event.SAF_EXPIRED,
+                        {"saf_id": item.id},
+                        saf_answer=("expired", None),
+                        drop_sensitive=True,
+                    )
+                    self._emit("saf_expired", item.txn_id, amount=item.amount, currency=item.currency)
+                    report.expired += 1
+                    continue
+                if not self._forward_one(item, report):
+                    break
+        self._emit("offline_status", None, **self.offline_status().to_json())
+        return report
+
+    def _forward_one(self, item: QueuedItem, report: ForwardReport) -> bool:
+        assert self.host is not None
+        row = self.store.get(item.txn_id)
+        assert row is not None
+        advice = Advice(
+            txn_id=item.txn_id,
+            idempotency_key=item.idempotency_key,
+            kind=item.kind,
+            amount=item.amount,
+            currency=item.currency,
+            terminal_id=self.config.terminal_id,
+            merchant_id=self.config.merchant_id,
+            emv_data=self._emv_data(item.txn_id),
+            pan_token=row.pan_token or "",
+            created_at=item.created_at,
+            retransmission=item.attempts > 0,
+        )
+        try:
+            answer = self.host.advise(advice)
+        except HostRejected as exc:
+            self._record(
+                item.txn_id,
+                Event.FORWARD_REJECTED,
+                {"error": str(exc)},
+                saf_answer=("rejected", None),
+                drop_sensitive=True,
+            )
+            self._emit(
+                "saf_rejected", item.txn_id, error=str(exc), amount=item.amount, currency=item.currency
+            )
+            report.rejected += 1
+            return True
+        except HostError as exc:
+            now = self.clock.now()
+            nxt = _iso(self.settings.retry.next_attempt(now, item.attempts + 1, self._rng))
+            self.store.note_attempt("saf", item.id, _iso(now), f"{type(exc).__name__}: {exc}", nxt)
+            self._emit("saf_failed", item.txn_id, error=str(exc))
+            report.failed += 1
+            report.stopped_by = f"{type(exc).__name__}: {exc}"
+            return False
+        details = {
+            "response_code": answer.response_code,
+            "approval_code": answer.approval_code,
+            "host_reference": answer.host_reference,
+        }
+        if answer.approved:
+            self._record(
+                item.txn_id,
+                Event.FORWARD_ACCEPTED,
+                details,
+                details=details,
+                saf_answer=("accepted", answer.response_code),
+                drop_sensitive=True,
+            )
+            self._emit("saf_forwarded", item.txn_id)
+            report.accepted += 1
+        else:
+            self._record(
+                item.txn_id,
+                Event.FORWARD_DECLINED,
+                details,
+                details=details,
+                saf_answer=("declined", answer.response_code),
+                drop_sensitive=True,
+            )
+            self._emit(
+                "saf_declined",
+                item.txn_id,
+                response_code=answer.response_code,
+                amount=item.amount,
+                currency=item.currency,
+            )
+            report.declined += 1
+        return True
+
+    # -- recovery -------------------------------------------------------------------------------
+
+    def recover(self) -> list[tuple[str, State]]:
+        """Resolve transactions a crash left unfinished; returns (txn_id, new state) for each."""
+        done: list[tuple[str, State]] = []
+        with self._lock:
+            for row in self.store.list_transactions(states=[State.STARTED, State.AUTHORISING]):
+                if row.state is State.STARTED:
+                    state = self._record(row.txn_id, Event.RECOVER_STARTED, {"recovered": True})
+                else:
+                    # The request may have reached the host: reverse it, never resend it as new.
+                    state = self._record(
+                        row.txn_id,
+                        Event.RECOVER_AUTHORISING,
+                        {"recovered": True},
+                        drop_sensitive=True,
+                        reversal=("recovery", secrets.token_hex(16)),
+                    )
+                done.append((row.txn_id, state))
+                self._emit("recovered", row.txn_id, state=state.value)
+        return done
+
+    # -- batch ----------------------------------------------------------------------------------
+
+    def batch_lines(self, batch_id: int | None = None) -> tuple[int, tuple[TotalsLine, ...]]:
+        batch = batch_id if batch_id is not None else self.store.current_batch(self._now())
+        sums: dict[tuple[str, int, str], list[int]] = {}
+        for row in self.store.list_transactions(batch_id=batch, states=list(APPROVED_STATES)):
+            key = (row.scheme, row.currency, row.kind)
+            acc = sums.setdefault(key, [0, 0])
+            acc[0] += 1
+            acc[1] += row.amount
+        lines = tuple(TotalsLine(s, c, k, n, a) for (s, c, k), (n, a) in sorted(sums.items()))
+        return batch, lines
+
+    def settle(self) -> SettlementResult:
+        """Close the batch with the host; refused while anything waits to be sent."""
+        with self._lock:
+            counts = self.store.counts()
+            if counts["saf_queued"] or counts["reversals_queued"]:
+                raise SettlementRefused(
+                    f"settlement refused: {counts['saf_queued']} payment(s) wait in the SAF queue and "
+                    f"{counts['reversals_queued']} reversal(s) are queued; forward them first "
+                    "(posterm saf forward)"
+                )
+            pending = self.store.list_transactions(
+                states=[State.STARTED, State.AUTHORISING, State.VOID_PENDING, State.REVERSAL_PENDING]
+            )
+            if pending:
+                raise SettlementRefused(f"settlement refused: {len(pending)} transaction(s) are unfinished")
+            if self.host is None:
+                raise SettlementRefused("settlement refused: no host link configured")
+            batch, lines = self.batch_lines()
+            totals = BatchTotals(batch, self.config.terminal_id, lines)
+            try:
+                answer = self.host.close_batch(totals)
+            except HostError as exc:
+                raise SettlementRefused(
+                    f"settlement failed: the host did not answer ({exc}); try again"
+                ) from exc
+            new_batch = self.store.close_batch(
+                batch,
+                self._now(),
+                answer.in_balance,
+                answer.host_reference,
+                totals.to_json() | {"differences": list(answer.differences)},
+            )
+            self._emit("settled", None, batch_id=batch, in_balance=answer.in_balance)
+            return SettlementResult(
+                batch, answer.in_balance, answer.host_reference, lines, tuple(answer.differences), new_batch
+            )
+
+    def get(self, txn_id: str) -> TxnRow | None:
+        return self.store.get(txn_id)

@@ -1,0 +1,157 @@
+"""The HostLink port: what the terminal asks of its acquiring host.
+
+The real client (HTTPS with mutual TLS) comes with host_link/; tests and the
+headless command line use :class:`terminal.memory_host.MemoryHost`.
+
+Errors say what the terminal may conclude:
+
+- :class:`HostUnreachable`: nothing was sent (connection refused, DNS, TLS
+  handshake): the payment may fall back to a deferred authorisation.
+- :class:`HostNoAnswer`: the request may have reached the host and the answer
+  was lost (read timeout, connection dropped after sending): the result is
+  unknown, so the terminal must reverse, never retry as new.
+- :class:`HostRejected`: the host answered that the message is malformed.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = [
+    "Advice",
+    "AnswerStatus",
+    "AuthorisationRequest",
+    "BatchTotals",
+    "HostAnswer",
+    "HostError",
+    "HostLink",
+    "HostNoAnswer",
+    "HostRejected",
+    "HostUnreachable",
+    "Reversal",
+    "SettlementAnswer",
+    "TotalsLine",
+]
+
+
+class HostError(Exception):
+    """Base of the host link's errors."""
+
+
+class HostUnreachable(HostError):
+    """Nothing was sent: the host could not be reached."""
+
+
+class HostNoAnswer(HostError):
+    """The request may have been received; no answer came (the result is unknown)."""
+
+
+class HostRejected(HostError):
+    """The host refused the message as malformed (it will never accept it)."""
+
+
+class AnswerStatus(enum.Enum):
+    APPROVED = "approved"
+    DECLINED = "declined"
+
+
+@dataclass(frozen=True)
+class HostAnswer:
+    status: AnswerStatus
+    response_code: str  # ISO 8583 style: "00" approved, "51" insufficient funds, ...
+    approval_code: str | None = None
+    host_reference: str | None = None
+    arpc: bytes | None = None
+
+    @property
+    def approved(self) -> bool:
+        return self.status is AnswerStatus.APPROVED
+
+
+@dataclass(frozen=True)
+class AuthorisationRequest:
+    """An online authorisation (or an online refund, ``kind == "refund"``)."""
+
+    txn_id: str
+    idempotency_key: str
+    kind: str  # "sale" | "refund"
+    amount: int
+    currency: int
+    terminal_id: str
+    merchant_id: str
+    emv_data: bytes  # TLV of the card and terminal data objects the issuer needs (may hold the PAN)
+    pan_token: str  # keyed hash of the PAN: the host's handle on the card without the PAN
+    original_txn_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Advice:
+    """A stored payment forwarded from the SAF queue (offline approval or deferred authorisation)."""
+
+    txn_id: str
+    idempotency_key: str
+    kind: str  # "offline_approval" | "deferred_authorisation" | "offline_refund"
+    amount: int
+    currency: int
+    terminal_id: str
+    merchant_id: str
+    emv_data: bytes
+    pan_token: str
+    created_at: str  # ISO 8601 UTC
+    retransmission: bool = False
+
+
+@dataclass(frozen=True)
+class Reversal:
+    txn_id: str
+    idempotency_key: str
+    amount: int
+    currency: int
+    terminal_id: str
+    reason: str  # "no_answer" | "void" | "recovery"
+    retransmission: bool = False
+
+
+@dataclass(frozen=True)
+class TotalsLine:
+    scheme: str
+    currency: int
+    kind: str  # "sale" | "refund"
+    count: int
+    amount: int
+
+
+@dataclass(frozen=True)
+class BatchTotals:
+    batch_id: int
+    terminal_id: str
+    lines: tuple[TotalsLine, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "terminal_id": self.terminal_id,
+            "lines": [line.__dict__ for line in self.lines],
+        }
+
+
+@dataclass(frozen=True)
+class SettlementAnswer:
+    in_balance: bool
+    host_reference: str | None = None
+    differences: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+
+@runtime_checkable
+class HostLink(Protocol):
+    """The terminal's view of its acquiring host."""
+
+    def authorise(self, request: AuthorisationRequest) -> HostAnswer: ...
+
+    def advise(self, advice: Advice) -> HostAnswer: ...
+
+    def reverse(self, reversal: Reversal) -> HostAnswer: ...
+
+    def close_batch(self, totals: BatchTotals) -> SettlementAnswer: ...
