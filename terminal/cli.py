@@ -177,6 +177,10 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the main job on the built-in simulator")
     demo.set_defaults(func=_cmd_demo)
 
+    from terminal.cli_payments import add_commands
+
+    add_commands(sub)
+
     emv = sub.add_parser("emv", help="EMV contactless: simulated cards, taps and replays")
     emv_sub = emv.add_subparsers(dest="emv_command", required=True)
 
@@ -218,9 +222,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "posterm: error: give --card PROFILE (see 'posterm emv cards') or --reader URL", file=sys.stderr
         )
         return EXIT_ERROR
+    from terminal.cli_payments import CommandError
+    from terminal.keystore import KeystoreError
+    from terminal.offline import PaymentRefused
+    from terminal.store import StorageError
+
     try:
         return int(args.func(args))
-    except (CliError, DeviceError, MoneyError, SettingsError, TraceError, TransactionDataError) as exc:
+    except (CliError, CommandError, DeviceError, MoneyError, SettingsError, TraceError, TransactionDataError,
+            PaymentRefused, StorageError, KeystoreError) as exc:
         print(f"posterm: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
 

@@ -947,3 +947,48 @@ class Terminal:
 
     def get(self, txn_id: str) -> TxnRow | None:
         return self.store.get(txn_id)
+
+
+_RECEIPT_STATUS = {
+    State.VOIDED: "VOIDED",
+    State.VOID_PENDING: "VOIDED",
+    State.REVERSED: "REVERSED",
+    State.REVERSAL_PENDING: "REVERSED",
+}
+
+
+def receipt_data(terminal: Terminal, txn_id: str, *, reprint: bool = False) -> Any:
+    """The :class:`terminal.receipts.ReceiptData` of a journalled transaction (no sensitive data)."""
+    from terminal.receipts import ReceiptData
+
+    row = terminal.store.get(txn_id)
+    if row is None:
+        raise KeyError(txn_id)
+    d = row.details
+    status = "APPROVED" if row.state in APPROVED_STATES else _RECEIPT_STATUS.get(row.state, "DECLINED")
+    return ReceiptData(
+        merchant_name=terminal.settings.merchant_name,
+        merchant_address=terminal.settings.merchant_address,
+        terminal_id=terminal.config.terminal_id,
+        merchant_id=terminal.config.merchant_id,
+        txn_id=row.txn_id,
+        kind=row.kind,  # type: ignore[arg-type]
+        at=datetime.fromisoformat(row.created_at),
+        masked_pan=row.masked_pan or "",
+        application_label=d.get("application_label") or "",
+        aid=d.get("aid") or "",
+        amount=row.amount,
+        currency=row.currency,
+        cryptogram_type=d.get("cryptogram_type"),
+        cryptogram=d.get("cryptogram"),
+        tvr=d.get("tvr") or "0000000000",
+        tsi=d.get("tsi") or "0000",
+        cvm=d.get("cvm") if d.get("cvm") in ("signature", "online_pin", "consumer_device") else "no_cvm",
+        status=status,  # type: ignore[arg-type]
+        offline=bool(d.get("offline")),
+        deferred=bool(d.get("deferred")),
+        approval_code=d.get("approval_code"),
+        host_reference=d.get("host_reference"),
+        response_code=d.get("response_code"),
+        reprint=reprint,
+    )

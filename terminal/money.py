@@ -106,7 +106,13 @@ def parse_amount(text: str, cur: Currency) -> int:
 
 
 def format_amount(minor: int, cur: Currency) -> str:
+    """Minor units as the decimal amount with its code.
+
+    >>> format_amount(-1050, currency("EUR"))
+    '-10.50 EUR'
+    """
+    sign = "-" if minor < 0 else ""
     if cur.exponent == 0:
-        return f"{minor} {cur.code}"
-    whole, frac = divmod(minor, 10**cur.exponent)
-    return f"{whole}.{frac:0{cur.exponent}d} {cur.code}"
+        return f"{sign}{abs(minor)} {cur.code}"
+    whole, frac = divmod(abs(minor), 10**cur.exponent)
+    return f"{sign}{whole}.{frac:0{cur.exponent}d} {cur.code}"

@@ -28,12 +28,15 @@ True
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 import textwrap
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from pathlib import Path
 from typing import Literal, get_args
 
 from terminal.money import currency, format_amount
@@ -279,7 +282,9 @@ def render_escpos(
     lines = receipt_lines(data, copy, width, tz)
     # python-escpos does work when first imported (it loads and pickles its printer
     # database into a temporary directory and calls logging.basicConfig()), so it is
-    # imported here, when a receipt is printed, never when this module is imported.
+    # imported here, when a receipt is printed, never when this module is imported;
+    # its cache goes to one fixed directory instead of a new temporary one per process.
+    os.environ.setdefault("ESCPOS_CAPABILITIES_PICKLE_DIR", str(Path(tempfile.gettempdir()) / "posterm-escpos"))
     from escpos.printer import Dummy
 
     printer = Dummy()

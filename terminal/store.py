@@ -409,6 +409,10 @@ class Store:
             cur.execute("INSERT INTO batches(opened_at) VALUES(?)", (now,))
             return int(cur.lastrowid or 0)
 
+    def closed_batches(self) -> list[int]:
+        return [int(r[0]) for r in self._conn.execute(
+            "SELECT batch_id FROM batches WHERE closed_at IS NOT NULL ORDER BY batch_id")]
+
     def batch_info(self, batch_id: int) -> dict[str, Any]:
         row = self._conn.execute(
             "SELECT batch_id, opened_at, closed_at, in_balance, host_reference, totals FROM batches WHERE batch_id=?",
