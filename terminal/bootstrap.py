@@ -62,8 +62,11 @@ def open_terminal(
     """Open (creating on first use) the terminal whose state lives in ``data_dir``."""
     directory = Path(data_dir) if data_dir is not None else default_data_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    keystore = FileKeystore.open(directory / "keys")
-    store = Store.open(directory / "journal.sqlite", keystore)
+    journal = directory / "journal.sqlite"
+    # Keys are made only with a new journal: a terminal whose key file went
+    # missing must say so, not start over with a key that cannot read its data.
+    keystore = FileKeystore.open(directory / "keys", create=not journal.exists())
+    store = Store.open(journal, keystore)
     terminal = Terminal(
         config=load_default_config(),
         store=store,

@@ -229,8 +229,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args))
-    except (CliError, CommandError, DeviceError, MoneyError, SettingsError, TraceError, TransactionDataError,
-            PaymentRefused, StorageError, KeystoreError) as exc:
+    except (
+        CliError,
+        CommandError,
+        DeviceError,
+        MoneyError,
+        SettingsError,
+        TraceError,
+        TransactionDataError,
+        PaymentRefused,
+        StorageError,
+        KeystoreError,
+    ) as exc:
         print(f"posterm: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
 

@@ -64,8 +64,9 @@ def _cmd_sale(args: argparse.Namespace) -> int:
     cur = currency(args.currency)
     amount = parse_amount(args.amount, cur)
     terminal = _open(args, _reader(args))
-    result = terminal.sale(amount, cur.numeric, exponent=cur.exponent,
-                           offline_behavior=OfflineBehavior(args.offline_behavior))
+    result = terminal.sale(
+        amount, cur.numeric, exponent=cur.exponent, offline_behavior=OfflineBehavior(args.offline_behavior)
+    )
     _print(args, result.to_json(), _payment_text(result))
     return 0
 
@@ -75,8 +76,13 @@ def _cmd_refund(args: argparse.Namespace) -> int:
     amount = parse_amount(args.amount, cur)
     reader = None if args.original else _reader(args)
     terminal = _open(args, reader)
-    result = terminal.refund(amount, cur.numeric, exponent=cur.exponent, original_txn_id=args.original,
-                             offline_behavior=OfflineBehavior(args.offline_behavior))
+    result = terminal.refund(
+        amount,
+        cur.numeric,
+        exponent=cur.exponent,
+        original_txn_id=args.original,
+        offline_behavior=OfflineBehavior(args.offline_behavior),
+    )
     _print(args, result.to_json(), _payment_text(result))
     return 0
 
@@ -92,10 +98,19 @@ def _row_json(terminal: Terminal, txn_id: str) -> dict[str, Any]:
     if row is None:
         raise CommandError(f"no transaction {txn_id}")
     return {
-        "txn_id": row.txn_id, "kind": row.kind, "state": row.state.value, "amount": row.amount,
-        "currency": row.currency, "scheme": row.scheme, "masked_pan": row.masked_pan, "batch_id": row.batch_id,
-        "created_at": row.created_at, "updated_at": row.updated_at, "original_txn_id": row.original_txn_id,
-        "offline_behavior": row.offline_behavior, "details": row.details,
+        "txn_id": row.txn_id,
+        "kind": row.kind,
+        "state": row.state.value,
+        "amount": row.amount,
+        "currency": row.currency,
+        "scheme": row.scheme,
+        "masked_pan": row.masked_pan,
+        "batch_id": row.batch_id,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "original_txn_id": row.original_txn_id,
+        "offline_behavior": row.offline_behavior,
+        "details": row.details,
     }
 
 
@@ -104,43 +119,86 @@ def _cmd_journal(args: argparse.Namespace) -> int:
     if args.journal_command == "list":
         rows = terminal.store.list_transactions()
         if args.limit:
-            rows = rows[-args.limit:]
+            rows = rows[-args.limit :]
         items = [_row_json(terminal, r.txn_id) for r in rows]
-        lines = [f"{r['txn_id']}  {r['kind']:<6} {r['state']:<26} "
-                 f"{format_amount(r['amount'], currency(r['currency'])):>14}  {r['masked_pan'] or ''}"
-                 for r in items]
+        lines = [
+            f"{r['txn_id']}  {r['kind']:<6} {r['state']:<26} "
+            f"{format_amount(r['amount'], currency(r['currency'])):>14}  {r['masked_pan'] or ''}"
+            for r in items
+        ]
         _print(args, {"transactions": items}, "\n".join(lines) or "no transactions")
         return 0
     if args.journal_command == "show":
         row = _row_json(terminal, args.txn_id)
         history = terminal.store.journal_rows(txn_id=args.txn_id)
-        text = json.dumps(row, indent=1) + "\n" + "\n".join(
-            f"#{h['seq']} {h['at']} {h['event']} -> {h['state']}" for h in history)
+        text = (
+            json.dumps(row, indent=1)
+            + "\n"
+            + "\n".join(f"#{h['seq']} {h['at']} {h['event']} -> {h['state']}" for h in history)
+        )
         _print(args, row | {"journal": history}, text)
         return 0
     if args.journal_command == "verify":
         report = terminal.store.verify()
         obj = {"ok": report.ok, "rows": report.rows, "problems": report.problems}
-        text = (f"journal verified: {report.rows} rows, chain intact" if report.ok else
-                "journal verification FAILED:\n" + "\n".join(f"  {p}" for p in report.problems))
+        text = (
+            f"journal verified: {report.rows} rows, chain intact"
+            if report.ok
+            else "journal verification FAILED:\n" + "\n".join(f"  {p}" for p in report.problems)
+        )
         _print(args, obj, text)
         return 0 if report.ok else 1
-    # export
-    rows = terminal.store.journal_rows(since=args.since, until=args.until)
+    return _export(args, terminal)
+
+
+EXPORT_COLUMNS = [
+    "seq",
+    "at",
+    "txn_id",
+    "event",
+    "state",
+    "kind",
+    "amount",
+    "currency",
+    "scheme",
+    "masked_pan",
+    "approval_code",
+    "response_code",
+]
+
+
+def _export(args: argparse.Namespace, terminal: Terminal) -> int:
+    """Journal rows of a date range as CSV: masked PAN only, no card data, no keys."""
+    history = terminal.store.journal_rows(since=args.since, until=args.until)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["seq", "at", "txn_id", "event", "state", "kind", "amount", "currency", "scheme",
-                     "masked_pan", "approval_code", "response_code"])
-    for h in rows:
-        row = terminal.store.get(h["txn_id"])
-        d = row.details if row is not None else {}
-        writer.writerow([h["seq"], h["at"], h["txn_id"], h["event"], h["state"],
-                         row.kind if row else "", row.amount if row else "", row.currency if row else "",
-                         row.scheme if row else "", (row.masked_pan or "") if row else "",
-                         d.get("approval_code") or "", d.get("response_code") or ""])
+    writer.writerow(EXPORT_COLUMNS)
+    for h in history:
+        txn = terminal.store.get(h["txn_id"])
+        details = txn.details if txn is not None else {}
+        writer.writerow(
+            [
+                h["seq"],
+                h["at"],
+                h["txn_id"],
+                h["event"],
+                h["state"],
+                txn.kind if txn else "",
+                txn.amount if txn else "",
+                txn.currency if txn else "",
+                txn.scheme if txn else "",
+                (txn.masked_pan or "") if txn else "",
+                details.get("approval_code") or "",
+                details.get("response_code") or "",
+            ]
+        )
     if args.output:
         Path(args.output).write_text(out.getvalue(), encoding="utf-8")
-        _print(args, {"rows": len(rows), "output": str(args.output)}, f"{len(rows)} rows written to {args.output}")
+        _print(
+            args,
+            {"rows": len(history), "output": str(args.output)},
+            f"{len(history)} rows written to {args.output}",
+        )
     else:
         sys.stdout.write(out.getvalue())
     return 0
@@ -151,10 +209,12 @@ def _cmd_saf(args: argparse.Namespace) -> int:
     if args.saf_command == "forward":
         report = terminal.forward_now()
         status = terminal.offline_status()
-        text = (f"forwarded: {report.accepted} accepted, {report.declined} declined after forwarding, "
-                f"{report.rejected} rejected, {report.expired} expired, {report.reversals_sent} reversal(s) sent"
-                + (f"; stopped: {report.stopped_by}" if report.stopped_by else "")
-                + f"\n{status.queued} still queued")
+        text = (
+            f"forwarded: {report.accepted} accepted, {report.declined} declined after forwarding, "
+            f"{report.rejected} rejected, {report.expired} expired, {report.reversals_sent} reversal(s) sent"
+            + (f"; stopped: {report.stopped_by}" if report.stopped_by else "")
+            + f"\n{status.queued} still queued"
+        )
         _print(args, report.to_json() | {"status": status.to_json()}, text)
         return 0 if report.stopped_by is None else 1
     status = terminal.offline_status()
@@ -210,11 +270,23 @@ def _cmd_report(args: argparse.Namespace) -> int:
     batch, lines = terminal.batch_lines(batch_id)
     info = terminal.store.batch_info(batch)
     closed_at = datetime.fromisoformat(info["closed_at"]) if info["closed_at"] else None
-    text = render_report(kind, batch, terminal.config.terminal_id, datetime.fromisoformat(info["opened_at"]),
-                         closed_at, lines, saf_pending=terminal.offline_status().queued,
-                         in_balance=info["in_balance"])
-    obj = {"kind": kind, "batch_id": batch, "lines": [line.__dict__ for line in lines], "batch": info,
-           "text": text}
+    text = render_report(
+        kind,
+        batch,
+        terminal.config.terminal_id,
+        datetime.fromisoformat(info["opened_at"]),
+        closed_at,
+        lines,
+        saf_pending=terminal.offline_status().queued,
+        in_balance=info["in_balance"],
+    )
+    obj = {
+        "kind": kind,
+        "batch_id": batch,
+        "lines": [line.__dict__ for line in lines],
+        "batch": info,
+        "text": text,
+    }
     _print(args, obj, text)
     return 0
 
@@ -226,13 +298,20 @@ def _cmd_settle(args: argparse.Namespace) -> int:
     except SettlementRefused as exc:
         raise CommandError(str(exc)) from None
     balance = "in balance" if result.in_balance else "OUT OF BALANCE"
-    text = f"batch {result.batch_id} settled, {balance} (host reference {result.host_reference}); " \
-           f"batch {result.new_batch_id} is open"
+    text = (
+        f"batch {result.batch_id} settled, {balance} (host reference {result.host_reference}); "
+        f"batch {result.new_batch_id} is open"
+    )
     for diff in result.differences:
         text += f"\n  difference: {diff}"
-    obj = {"batch_id": result.batch_id, "in_balance": result.in_balance, "host_reference": result.host_reference,
-           "lines": [line.__dict__ for line in result.lines], "differences": list(result.differences),
-           "new_batch_id": result.new_batch_id}
+    obj = {
+        "batch_id": result.batch_id,
+        "in_balance": result.in_balance,
+        "host_reference": result.host_reference,
+        "lines": [line.__dict__ for line in result.lines],
+        "differences": list(result.differences),
+        "new_batch_id": result.new_batch_id,
+    }
     _print(args, obj, text)
     return 0
 
@@ -278,8 +357,10 @@ def add_commands(sub: Any) -> None:
 
     saf = sub.add_parser("saf", help="the store-and-forward queue")
     ssub = saf.add_subparsers(dest="saf_command", required=True)
-    for p in (ssub.add_parser("status", help="what waits, and since when"),
-              ssub.add_parser("forward", help="send queued reversals and payments now")):
+    for p in (
+        ssub.add_parser("status", help="what waits, and since when"),
+        ssub.add_parser("forward", help="send queued reversals and payments now"),
+    ):
         _common(p)
     saf.set_defaults(func=_cmd_saf)
 
@@ -293,11 +374,12 @@ def add_commands(sub: Any) -> None:
 
     report = sub.add_parser("report", help="X report (running totals) or Z report (a settled batch)")
     report.add_argument("kind", choices=["x", "z", "X", "Z"])
-    report.add_argument("--batch", type=int, help="batch number (default: open batch for X, last settled for Z)")
+    report.add_argument(
+        "--batch", type=int, help="batch number (default: open batch for X, last settled for Z)"
+    )
     _common(report, host=False)
     report.set_defaults(func=_cmd_report)
 
     settle = sub.add_parser("settle", help="close the batch with the host")
     _common(settle)
     settle.set_defaults(func=_cmd_settle)
-

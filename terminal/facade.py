@@ -265,6 +265,10 @@ class Terminal:
             with contextlib.suppress(Exception):  # a broken listener must not break a payment
                 listener(event)
 
+    def _emit_offline_status(self) -> None:
+        if self._listeners:  # the status costs queries: only when someone listens
+            self._emit("offline_status", None, **self.offline_status().to_json())
+
     def cancel(self) -> None:
         """Cancel whatever waits on the customer (the card tap)."""
         token = self._cancel
@@ -535,7 +539,7 @@ class Terminal:
             saf_kind=saf_kind,
             saf_key=secrets.token_hex(16),
         )
-        self._emit("offline_status", None, **self.offline_status().to_json())
+        self._emit_offline_status()
         return self._result(txn_id, "approved (deferred: the host will confirm later)", emv)
 
     # -- verbs ----------------------------------------------------------------------------------
@@ -563,7 +567,8 @@ class Terminal:
             details = self._details(result)
             if result.outcome is Outcome.APPROVED:
                 try:
-                    self._check_offline_room(code, amount)
+                    if not room:  # the card approved although it was asked to go online
+                        self._check_offline_room(code, amount)
                 except PaymentRefused as exc:
                     self._record(
                         txn_id,
@@ -585,7 +590,7 @@ class Terminal:
                     saf_kind="offline_approval",
                     saf_key=secrets.token_hex(16),
                 )
-                self._emit("offline_status", None, **self.offline_status().to_json())
+                self._emit_offline_status()
                 return self._result(txn_id, "approved (offline)", result)
             if result.outcome is Outcome.DECLINED:
                 self._record(txn_id, Event.CARD_DECLINED, base, new=new, card=card, details=details)
@@ -795,7 +800,7 @@ class Terminal:
                     continue
                 if not self._forward_one(item, report):
                     break
-        self._emit("offline_status", None, **self.offline_status().to_json())
+        self._emit_offline_status()
         return report
 
     def _forward_one(self, item: QueuedItem, report: ForwardReport) -> bool:
@@ -983,7 +988,7 @@ def receipt_data(terminal: Terminal, txn_id: str, *, reprint: bool = False) -> A
         cryptogram=d.get("cryptogram"),
         tvr=d.get("tvr") or "0000000000",
         tsi=d.get("tsi") or "0000",
-        cvm=d.get("cvm") if d.get("cvm") in ("signature", "online_pin", "consumer_device") else "no_cvm",
+        cvm=d["cvm"] if d.get("cvm") in ("signature", "online_pin", "consumer_device") else "no_cvm",
         status=status,  # type: ignore[arg-type]
         offline=bool(d.get("offline")),
         deferred=bool(d.get("deferred")),

@@ -371,8 +371,15 @@ class MemoryHost:
             return answer, _outcome(answer)
 
         return self._host_answer(
-            self._handle("authorise", request.txn_id, request.terminal_id, request.idempotency_key,
-                         request, validate, process)
+            self._handle(
+                "authorise",
+                request.txn_id,
+                request.terminal_id,
+                request.idempotency_key,
+                request,
+                validate,
+                process,
+            )
         )
 
     def advise(self, advice: Advice) -> HostAnswer:
@@ -409,8 +416,9 @@ class MemoryHost:
             return answer, _outcome(answer)
 
         return self._host_answer(
-            self._handle("advise", advice.txn_id, advice.terminal_id, advice.idempotency_key,
-                         advice, validate, process)
+            self._handle(
+                "advise", advice.txn_id, advice.terminal_id, advice.idempotency_key, advice, validate, process
+            )
         )
 
     def reverse(self, reversal: Reversal) -> HostAnswer:
@@ -418,7 +426,10 @@ class MemoryHost:
 
         def validate() -> None:
             _check_common(
-                reversal.txn_id, reversal.idempotency_key, reversal.terminal_id, reversal.amount,
+                reversal.txn_id,
+                reversal.idempotency_key,
+                reversal.terminal_id,
+                reversal.amount,
                 reversal.currency,
             )
             if reversal.reason not in _REVERSAL_REASONS:
@@ -453,8 +464,15 @@ class MemoryHost:
             return answer, "reversed" if undone else "nothing_to_reverse"
 
         return self._host_answer(
-            self._handle("reverse", reversal.txn_id, reversal.terminal_id, reversal.idempotency_key,
-                         reversal, validate, process)
+            self._handle(
+                "reverse",
+                reversal.txn_id,
+                reversal.terminal_id,
+                reversal.idempotency_key,
+                reversal,
+                validate,
+                process,
+            )
         )
 
     def close_batch(self, totals: BatchTotals) -> SettlementAnswer:
@@ -485,14 +503,16 @@ class MemoryHost:
                 t_count, t_amount = terminal.get((currency, kind), [0, 0])
                 h_count, h_amount = host.get((currency, kind), (0, 0))
                 if (t_count, t_amount) != (h_count, h_amount):
-                    differences.append({
-                        "currency": currency,
-                        "kind": kind,
-                        "terminal_count": t_count,
-                        "terminal_amount": t_amount,
-                        "host_count": h_count,
-                        "host_amount": h_amount,
-                    })
+                    differences.append(
+                        {
+                            "currency": currency,
+                            "kind": kind,
+                            "terminal_count": t_count,
+                            "terminal_amount": t_amount,
+                            "host_count": h_count,
+                            "host_amount": h_amount,
+                        }
+                    )
             self._seq += 1
             answer = SettlementAnswer(
                 in_balance=not differences,
@@ -503,8 +523,13 @@ class MemoryHost:
             return answer, "in_balance" if answer.in_balance else "out_of_balance"
 
         answer = self._handle(
-            "close_batch", f"batch-{totals.batch_id}", totals.terminal_id, f"batch-close:{totals.batch_id}",
-            totals, validate, process,
+            "close_batch",
+            f"batch-{totals.batch_id}",
+            totals.terminal_id,
+            f"batch-close:{totals.batch_id}",
+            totals,
+            validate,
+            process,
         )
         if not isinstance(answer, SettlementAnswer):  # pragma: no cover - keys are namespaced per method
             raise HostRejected("idempotency key reused with a different body")
@@ -660,9 +685,7 @@ class MemoryHost:
         return HostAnswer(AnswerStatus.APPROVED, "00", approval_code=approval, host_reference=reference)
 
     def _add_record(self, **fields: Any) -> None:
-        self._records.append(
-            HostRecord(seq=self._seq, batch=self._batch_no(fields["terminal_id"]), **fields)
-        )
+        self._records.append(HostRecord(seq=self._seq, batch=self._batch_no(fields["terminal_id"]), **fields))
 
     def _open_totals(self, terminal_id: str) -> dict[tuple[int, str], tuple[int, int]]:
         batch = self._batch_no(terminal_id)

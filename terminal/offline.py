@@ -7,10 +7,11 @@ limit, and nothing is queued.
 
 >>> limits = OfflineLimits(per_payment={978: 5000}, total_per_currency={978: 20000}, max_count=3,
 ...                        max_age_seconds=86400)
->>> limits.check(978, 6000, stored={}, oldest_age_seconds=None)
-Traceback (most recent call last):
-...
-terminal.offline.OfflineLimitExceeded: offline limit 'per_payment_amount': 60.00 EUR is over the 50.00 EUR allowed for one offline payment
+>>> try:
+...     limits.check(978, 6000, stored={}, oldest_age_seconds=None)
+... except OfflineLimitExceeded as exc:
+...     print(exc.limit)
+per_payment_amount
 """
 
 from __future__ import annotations

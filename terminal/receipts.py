@@ -284,8 +284,11 @@ def render_escpos(
     # database into a temporary directory and calls logging.basicConfig()), so it is
     # imported here, when a receipt is printed, never when this module is imported;
     # its cache goes to one fixed directory instead of a new temporary one per process.
-    cache = Path(os.environ.setdefault("ESCPOS_CAPABILITIES_PICKLE_DIR",
-                                       str(Path(tempfile.gettempdir()) / "posterm-escpos")))
+    cache = Path(
+        os.environ.setdefault(
+            "ESCPOS_CAPABILITIES_PICKLE_DIR", str(Path(tempfile.gettempdir()) / "posterm-escpos")
+        )
+    )
     cache.mkdir(parents=True, exist_ok=True)
     from escpos.printer import Dummy
 

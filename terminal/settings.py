@@ -25,8 +25,18 @@ if TYPE_CHECKING:
 
 __all__ = ["SettingsError", "load_config", "load_default_config", "load_default_settings", "load_settings"]
 
-_OWN_KEYS = ("capk_files", "capk_kinds", "revoked_capks", "about", "merchant_name", "merchant_address",
-             "offline_limits", "saf_retry", "card_timeout_seconds", "retention_years")
+_OWN_KEYS = (
+    "capk_files",
+    "capk_kinds",
+    "revoked_capks",
+    "about",
+    "merchant_name",
+    "merchant_address",
+    "offline_limits",
+    "saf_retry",
+    "card_timeout_seconds",
+    "retention_years",
+)
 
 
 class SettingsError(Exception):
@@ -81,11 +91,19 @@ def load_settings(doc: Mapping[str, Any]) -> TerminalSettings:
     from terminal.offline import OfflineLimits, RetryPolicy
 
     try:
-        limits = OfflineLimits.from_dict(doc.get("offline_limits", {})) if "offline_limits" in doc \
+        limits = (
+            OfflineLimits.from_dict(doc.get("offline_limits", {}))
+            if "offline_limits" in doc
             else OfflineLimits()
+        )
         retry_raw = doc.get("saf_retry", {})
-        retry = RetryPolicy(**{k: retry_raw[k] for k in ("base_seconds", "cap_seconds", "jitter",
-                                                          "expire_after_seconds") if k in retry_raw})
+        retry = RetryPolicy(
+            **{
+                k: retry_raw[k]
+                for k in ("base_seconds", "cap_seconds", "jitter", "expire_after_seconds")
+                if k in retry_raw
+            }
+        )
         return TerminalSettings(
             merchant_name=str(doc.get("merchant_name", "posterm test shop")),
             merchant_address=str(doc.get("merchant_address", "")),

@@ -30,20 +30,21 @@ __all__ = [
     "CardRecord",
     "NewPayment",
     "QueuedItem",
-    "Store",
     "StorageCorrupt",
     "StorageError",
     "StorageFull",
     "StorageReadOnly",
+    "Store",
     "TxnRow",
     "VerifyReport",
 ]
 
 SCHEMA_VERSION = 1
+PAGE_SIZE = 1024
 GENESIS = bytes(32)
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS journal (
     seq INTEGER PRIMARY KEY,
     txn_id TEXT NOT NULL,
@@ -54,8 +55,6 @@ CREATE TABLE IF NOT EXISTS journal (
     prev_hash BLOB NOT NULL,
     hash BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS journal_txn ON journal (txn_id);
-CREATE INDEX IF NOT EXISTS journal_at ON journal (at);
 CREATE TRIGGER IF NOT EXISTS journal_no_update BEFORE UPDATE ON journal
     BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS journal_no_delete BEFORE DELETE ON journal
@@ -76,15 +75,16 @@ CREATE TABLE IF NOT EXISTS transactions (
     card_blob BLOB,
     original_txn_id TEXT,
     details TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS transactions_state ON transactions (state);
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS transactions_unfinished ON transactions (state)
+    WHERE state IN ('started', 'authorising', 'reversal_pending', 'void_pending');
 CREATE INDEX IF NOT EXISTS transactions_batch ON transactions (batch_id);
-CREATE TABLE IF NOT EXISTS sensitive (txn_id TEXT PRIMARY KEY, blob BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS sensitive (txn_id TEXT PRIMARY KEY, blob BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS saf (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     txn_id TEXT NOT NULL UNIQUE,
     kind TEXT NOT NULL,
-    idempotency_key TEXT NOT NULL UNIQUE,
+    idempotency_key TEXT NOT NULL,
     amount INTEGER NOT NULL,
     currency INTEGER NOT NULL,
     created_at TEXT NOT NULL,
@@ -96,11 +96,11 @@ CREATE TABLE IF NOT EXISTS saf (
     answered_at TEXT,
     response_code TEXT
 );
-CREATE INDEX IF NOT EXISTS saf_status ON saf (status, id);
+CREATE INDEX IF NOT EXISTS saf_queued ON saf (id) WHERE status = 'queued';
 CREATE TABLE IF NOT EXISTS reversals (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     txn_id TEXT NOT NULL UNIQUE,
-    idempotency_key TEXT NOT NULL UNIQUE,
+    idempotency_key TEXT NOT NULL,
     amount INTEGER NOT NULL,
     currency INTEGER NOT NULL,
     reason TEXT NOT NULL,
@@ -236,6 +236,7 @@ class Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new file only; small pages, small commits
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -317,8 +318,17 @@ class Store:
         return self._keystore.mac(f"head:{seq}:{digest.hex()}".encode(), "journal").hex()
 
     def _append(
-        self, cur: sqlite3.Cursor, txn_id: str, at: str, event: str, state: str, data: Mapping[str, Any]
+        self,
+        cur: sqlite3.Cursor,
+        txn_id: str,
+        at: str,
+        event: str,
+        state: str,
+        data: Mapping[str, Any],
+        *,
+        seal: bool = True,
     ) -> int:
+        """Append one row to the chain; ``seal=False`` when another row follows in the same commit."""
         last = cur.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev = (1, GENESIS) if last is None else (int(last[0]) + 1, bytes(last[1]))
         text = _canonical(dict(data))
@@ -327,7 +337,8 @@ class Store:
             "INSERT INTO journal(seq, txn_id, at, event, state, data, prev_hash, hash) VALUES(?,?,?,?,?,?,?,?)",
             (seq, txn_id, at, event, state, text, prev, digest),
         )
-        self._set_meta(cur, "journal_head", self._seal(seq, digest))
+        if seal:
+            self._set_meta(cur, "journal_head", self._seal(seq, digest))
         return seq
 
     def verify(self) -> VerifyReport:
@@ -410,8 +421,12 @@ class Store:
             return int(cur.lastrowid or 0)
 
     def closed_batches(self) -> list[int]:
-        return [int(r[0]) for r in self._conn.execute(
-            "SELECT batch_id FROM batches WHERE closed_at IS NOT NULL ORDER BY batch_id")]
+        return [
+            int(r[0])
+            for r in self._conn.execute(
+                "SELECT batch_id FROM batches WHERE closed_at IS NOT NULL ORDER BY batch_id"
+            )
+        ]
 
     def batch_info(self, batch_id: int) -> dict[str, Any]:
         row = self._conn.execute(
@@ -517,30 +532,13 @@ class Store:
         """
         with self._write() as cur:
             if new is not None:
+                state = next_state(State.STARTED, event)
                 batch = cur.execute("SELECT batch_id FROM batches WHERE closed_at IS NULL").fetchone()
                 if batch is None:
                     cur.execute("INSERT INTO batches(opened_at) VALUES(?)", (at,))
                     batch_id = int(cur.lastrowid or 0)
                 else:
                     batch_id = int(batch[0])
-                cur.execute(
-                    "INSERT INTO transactions(txn_id, kind, state, amount, currency, scheme, offline_behavior, "
-                    "batch_id, created_at, updated_at, original_txn_id, details) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        new.txn_id,
-                        new.kind,
-                        State.STARTED.value,
-                        new.amount,
-                        new.currency,
-                        new.scheme,
-                        new.offline_behavior,
-                        batch_id,
-                        at,
-                        at,
-                        new.original_txn_id,
-                        "{}",
-                    ),
-                )
                 self._append(
                     cur,
                     txn_id,
@@ -554,24 +552,52 @@ class Store:
                         "offline_behavior": new.offline_behavior,
                         "original_txn_id": new.original_txn_id,
                     },
+                    seal=False,
                 )
-            current = self._row(cur, txn_id)
-            if current is None:
-                raise StorageError(f"no transaction {txn_id}")
-            state = next_state(current.state, event)
-            self._append(cur, txn_id, at, event.value, state.value, data)
-            merged = dict(current.details)
-            if details:
-                merged.update(details)
-            cur.execute(
-                "UPDATE transactions SET state=?, updated_at=?, details=? WHERE txn_id=?",
-                (state.value, at, _canonical(merged), txn_id),
-            )
-            if card is not None:
+                self._append(cur, txn_id, at, event.value, state.value, data)
+                card = card or CardRecord(None, None, None)
                 cur.execute(
-                    "UPDATE transactions SET masked_pan=?, pan_token=?, card_blob=? WHERE txn_id=?",
-                    (card.masked_pan, card.pan_token, card.card_blob, txn_id),
+                    "INSERT INTO transactions(txn_id, kind, state, amount, currency, scheme, offline_behavior, "
+                    "batch_id, created_at, updated_at, masked_pan, pan_token, card_blob, original_txn_id, details) "
+                    "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        new.txn_id,
+                        new.kind,
+                        state.value,
+                        new.amount,
+                        new.currency,
+                        new.scheme,
+                        new.offline_behavior,
+                        batch_id,
+                        at,
+                        at,
+                        card.masked_pan,
+                        card.pan_token,
+                        card.card_blob,
+                        new.original_txn_id,
+                        _canonical(dict(details or {})),
+                    ),
                 )
+                amount, currency_code = new.amount, new.currency
+            else:
+                current = self._row(cur, txn_id)
+                if current is None:
+                    raise StorageError(f"no transaction {txn_id}")
+                state = next_state(current.state, event)
+                self._append(cur, txn_id, at, event.value, state.value, data)
+                merged = dict(current.details)
+                if details:
+                    merged.update(details)
+                cur.execute(
+                    "UPDATE transactions SET state=?, updated_at=?, details=? WHERE txn_id=?",
+                    (state.value, at, _canonical(merged), txn_id),
+                )
+                if card is not None:
+                    cur.execute(
+                        "UPDATE transactions SET masked_pan=?, pan_token=?, card_blob=? WHERE txn_id=?",
+                        (card.masked_pan, card.pan_token, card.card_blob, txn_id),
+                    )
+                amount, currency_code = current.amount, current.currency
             if sensitive is not None:
                 cur.execute(
                     "INSERT OR REPLACE INTO sensitive(txn_id, blob) VALUES(?, ?)", (txn_id, sensitive)
@@ -584,7 +610,7 @@ class Store:
                 cur.execute(
                     "INSERT INTO saf(txn_id, kind, idempotency_key, amount, currency, created_at, next_attempt_at) "
                     "VALUES(?,?,?,?,?,?,?)",
-                    (txn_id, saf_kind, saf_key, current.amount, current.currency, at, at),
+                    (txn_id, saf_kind, saf_key, amount, currency_code, at, at),
                 )
             if saf_answer is not None:
                 status, code = saf_answer
@@ -597,7 +623,7 @@ class Store:
                 cur.execute(
                     "INSERT INTO reversals(txn_id, idempotency_key, amount, currency, reason, created_at, "
                     "next_attempt_at) VALUES(?,?,?,?,?,?,?)",
-                    (txn_id, key, current.amount, current.currency, reason, at, at),
+                    (txn_id, key, amount, currency_code, reason, at, at),
                 )
             if reversal_done:
                 cur.execute(

@@ -1,0 +1,466 @@
+"""A payment shown approved is never lost nor charged twice, whatever happens, crashes included.
+
+Hypothesis drives a real :class:`~terminal.facade.Terminal` (a real SQLite file
+in a temporary directory, a real :class:`~terminal.keystore.FileKeystore`,
+simulated cards from the ``sim:`` driver, the in-process
+:class:`~terminal.memory_host.MemoryHost` with its state file) through random
+sequences of sales, refunds, voids, forwarding, settlement, host faults, clock
+jumps and crashes.  A crash abandons the Terminal object (its SQLite
+connection is closed without any cleanup: every transition was committed, so
+this is what a kill leaves) and opens a new one with ``recover=True``.  The
+"crash in the middle" rule makes the host raise a plain ``RuntimeError`` from
+one of its methods (before or after it processed the request), as a bug or a
+kill at that moment would, then crashes and recovers.
+
+After every step the invariants of the issue are checked: each payment shown
+approved is in the journal and queued or settled exactly once; no payment is
+queued twice; the totals equal the sum of the journal.
+
+``POSTERM_SM_EXAMPLES`` and ``POSTERM_SM_STEPS`` set the size of the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sqlite3
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from terminal import registry
+from terminal.bootstrap import open_terminal
+from terminal.facade import SettlementRefused, Terminal, TerminalEvent, TerminalSettings
+from terminal.host import Advice, AuthorisationRequest, BatchTotals, HostAnswer, Reversal, SettlementAnswer
+from terminal.lifecycle import APPROVED_STATES, FINAL_STATES, State
+from terminal.memory_host import HostFaults, MemoryHost
+from terminal.offline import OfflineBehavior, OfflineLimits, PaymentRefused, RetryPolicy
+from terminal.ports import CardReader
+
+EXAMPLES = int(os.environ.get("POSTERM_SM_EXAMPLES", "300"))
+STEPS = int(os.environ.get("POSTERM_SM_STEPS", "50"))
+
+EUR = 978
+PER_PAYMENT = 5000
+# Small offline limits, so that the count and total limits are reached in a short run.
+SETTINGS = TerminalSettings(
+    offline_limits=OfflineLimits(
+        per_payment={EUR: PER_PAYMENT},
+        total_per_currency={EUR: 12000},
+        max_count=5,
+        max_age_seconds=3 * 24 * 3600,
+    ),
+    # No jitter: the backoff (and so forward_due) does not depend on unseeded randomness.
+    retry=RetryPolicy(base_seconds=5, cap_seconds=600, jitter=0.0, expire_after_seconds=7 * 24 * 3600),
+)
+
+OFFLINE_CARDS = ("visa-qvsdc-offline", "mc-cda-offline")
+ONLINE_CARDS = ("visa-qvsdc-online", "mc-cda-online")
+# 1051 / 4951: insufficient funds (51); 4905: do not honour (05); 6000 and 6051: over the
+# offline per-payment limit; 150000: over the contactless transaction limit.
+AMOUNTS = (100, 1234, 1051, 4905, 4951, 5000, 6000, 6051, 150000)
+BEHAVIOURS = tuple(OfflineBehavior)
+CLOCK_STEPS = (1, 600, 6 * 3600, 2 * 86400, 4 * 86400)
+
+# States that count as "approved or later" for a payment shown approved.
+STILL_APPROVED = APPROVED_STATES | {State.VOID_PENDING}
+# A later decision on a payment shown approved, and the event that must have reported it.
+REPORTED_LATER = {
+    State.DECLINED_AFTER_FORWARDING: "saf_declined",
+    State.REJECTED_BY_HOST: "saf_rejected",
+    State.EXPIRED: "saf_expired",
+}
+QUEUED_STATES = frozenset({State.OFFLINE_APPROVED, State.DEFERRED_APPROVED})
+REVERSAL_STATES = frozenset({State.REVERSAL_PENDING, State.VOID_PENDING})
+# What the host must hold, approved and not reversed, once (HOST_HAS_IT) or not at all.  In-flight
+# states (queued, reversal pending) and the host's or the policy's own later decisions are not checked.
+HOST_HAS_IT = frozenset({State.APPROVED, State.FORWARDED})
+HOST_HAS_NOT = frozenset(
+    {State.DECLINED, State.CANCELLED, State.REVERSED, State.VOIDED, State.DECLINED_AFTER_FORWARDING}
+)
+UNFINISHED = frozenset({State.STARTED, State.AUTHORISING})
+# The reasons of the refusals the verbs may give here (anything else, "storage" included, is a bug).
+SALE_REFUSALS = frozenset({"offline_limit", "host_unreachable"})
+REFUND_REFUSALS = frozenset({"offline_limit", "host_unreachable", "original_not_refundable", "amount"})
+VOID_REFUSALS = frozenset({"not_voidable", "other_batch"})
+
+
+class SteppingClock:
+    """A controllable clock: jumps on request, and ticks 1 ms per reading so times are distinct."""
+
+    def __init__(self) -> None:
+        self.moment = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        self.moment += timedelta(milliseconds=1)
+        return self.moment
+
+    def advance(self, seconds: int) -> None:
+        self.moment += timedelta(seconds=seconds)
+
+
+class ExplodingHost:
+    """The real host, except that ``method`` raises RuntimeError (before or after processing)."""
+
+    def __init__(self, real: MemoryHost, method: str, after_processing: bool) -> None:
+        self.real = real
+        self.method = method
+        self.after_processing = after_processing
+        self.exploded = False
+
+    def _call(self, method: str, real_call: Callable[[], Any]) -> Any:
+        if method != self.method:
+            return real_call()
+        if self.after_processing:
+            real_call()
+        self.exploded = True
+        raise RuntimeError(f"killed inside {method}")
+
+    def authorise(self, request: AuthorisationRequest) -> HostAnswer:
+        answer: HostAnswer = self._call("authorise", lambda: self.real.authorise(request))
+        return answer
+
+    def advise(self, advice: Advice) -> HostAnswer:
+        answer: HostAnswer = self._call("advise", lambda: self.real.advise(advice))
+        return answer
+
+    def reverse(self, reversal: Reversal) -> HostAnswer:
+        answer: HostAnswer = self._call("reverse", lambda: self.real.reverse(reversal))
+        return answer
+
+    def close_batch(self, totals: BatchTotals) -> SettlementAnswer:
+        answer: SettlementAnswer = self._call("close_batch", lambda: self.real.close_batch(totals))
+        return answer
+
+
+class TerminalMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="posterm-sm-"))
+        self.clock = SteppingClock()
+        self.faults = HostFaults()  # the network's state: it survives a terminal restart
+        self.readers: dict[str, CardReader] = {}
+        self.shown_approved: set[str] = set()  # PaymentResult.approved was True
+        self.voided_by_model: set[str] = set()  # void() accepted it
+        self.events: dict[str, set[str]] = {}  # txn_id -> kinds of the events the UI heard
+        self.crashes = 0
+        self.term = self._open()
+
+    # -- wiring ------------------------------------------------------------------------------------
+
+    def _open(self) -> Terminal:
+        term = open_terminal(self.dir, host="memory", clock=self.clock, settings=SETTINGS, recover=True)
+        assert isinstance(term.host, MemoryHost)
+        term.host.faults = self.faults
+        term.subscribe(self._heard)
+        return term
+
+    def _heard(self, event: TerminalEvent) -> None:
+        if event.txn_id is not None:
+            self.events.setdefault(event.txn_id, set()).add(event.kind)
+
+    @property
+    def host(self) -> MemoryHost:
+        host = self.term.host
+        if isinstance(host, ExplodingHost):
+            return host.real
+        assert isinstance(host, MemoryHost)
+        return host
+
+    def _reader(self, profile: str) -> CardReader:
+        if profile not in self.readers:
+            self.readers[profile] = registry.open_reader(f"sim:card={profile}")
+        return self.readers[profile]
+
+    def _crash(self) -> None:
+        """Abandon the terminal as a kill would (no cleanup but closing the file), then restart."""
+        self.term.store.close()
+        self.crashes += 1
+        self.term = self._open()
+        left = self.term.store.list_transactions(states=list(UNFINISHED))
+        assert not left, f"after recovery, still unfinished: {[(r.txn_id, r.state.value) for r in left]}"
+
+    def _txn_ids(self) -> list[str]:
+        return [r.txn_id for r in self.term.store.list_transactions()]
+
+    def _note(self, result_txn: str, approved: bool) -> None:
+        if approved:
+            self.shown_approved.add(result_txn)
+
+    # -- rules: payments ---------------------------------------------------------------------------
+
+    @initialize()
+    def start(self) -> None:
+        assert self.term.store.verify().ok
+
+    @rule(
+        offline_card=st.booleans(),
+        card=st.integers(0, 1),
+        amount=st.sampled_from(AMOUNTS),
+        behaviour=st.sampled_from(BEHAVIOURS),
+    )
+    def sale(self, offline_card: bool, card: int, amount: int, behaviour: OfflineBehavior) -> None:
+        profile = (OFFLINE_CARDS if offline_card else ONLINE_CARDS)[card]
+        self.term.reader = self._reader(profile)
+        try:
+            result = self.term.sale(amount, EUR, offline_behavior=behaviour)
+        except PaymentRefused as exc:
+            assert exc.reason in SALE_REFUSALS, f"sale refused for an unexpected reason: {exc.reason}: {exc}"
+            return
+        self._note(result.txn_id, result.approved)
+
+    @rule(data=st.data(), fraction=st.sampled_from((1.0, 0.5, 2.0)), behaviour=st.sampled_from(BEHAVIOURS))
+    def refund_with_original(self, data: st.DataObject, fraction: float, behaviour: OfflineBehavior) -> None:
+        sales = [r for r in self.term.store.list_transactions() if r.kind == "sale"]
+        if not sales:
+            return
+        original = data.draw(st.sampled_from(sales), label="original")
+        amount = max(1, int(original.amount * fraction))
+        try:
+            result = self.term.refund(
+                amount, EUR, original_txn_id=original.txn_id, offline_behavior=behaviour
+            )
+        except PaymentRefused as exc:
+            assert exc.reason in REFUND_REFUSALS, f"refund refused, unexpected reason: {exc.reason}: {exc}"
+            return
+        self._note(result.txn_id, result.approved)
+
+    @rule(data=st.data())
+    def void(self, data: st.DataObject) -> None:
+        ids = self._txn_ids()
+        if not ids:
+            return
+        txn_id = data.draw(st.sampled_from(ids), label="txn_id")
+        self.voided_by_model.add(txn_id)  # a refused void changes nothing
+        try:
+            result = self.term.void(txn_id)
+        except PaymentRefused as exc:
+            assert exc.reason in VOID_REFUSALS, f"void refused for an unexpected reason: {exc.reason}: {exc}"
+            return
+        assert result.state in (State.VOIDED, State.VOID_PENDING), result
+
+    # -- rules: the background and the back office -------------------------------------------------
+
+    @rule()
+    def forward_now(self) -> None:
+        self.term.forward_now()
+
+    @rule()
+    def forward_due(self) -> None:
+        self.term.forward_due()
+
+    @rule()
+    def settle(self) -> None:
+        with contextlib.suppress(SettlementRefused):
+            self.term.settle()
+
+    @rule(seconds=st.sampled_from(CLOCK_STEPS))
+    def advance_clock(self, seconds: int) -> None:
+        self.clock.advance(seconds)
+
+    # -- rules: faults and crashes -----------------------------------------------------------------
+
+    @rule(down=st.booleans())
+    def host_down(self, down: bool) -> None:
+        self.faults.down = down
+
+    @rule(n=st.integers(0, 2), only=st.sampled_from((None, "authorise", "advise", "reverse")))
+    def host_no_answer(self, n: int, only: str | None) -> None:
+        self.faults.no_answer = n
+        self.faults.only = None if only is None else {only}
+
+    @rule(n=st.integers(0, 2))
+    def host_fails_before_processing(self, n: int) -> None:
+        self.faults.fail_before_processing = n
+
+    @rule(n=st.integers(0, 1), only=st.sampled_from((None, "authorise", "advise")))
+    def host_rejects_next(self, n: int, only: str | None) -> None:
+        self.faults.reject_next = n
+        self.faults.only = None if only is None else {only}
+
+    @rule()
+    def host_healthy(self) -> None:
+        self.faults.clear()
+
+    @rule()
+    def crash(self) -> None:
+        self._crash()
+
+    @rule(
+        method=st.sampled_from(("authorise", "advise", "reverse", "close_batch")),
+        after_processing=st.booleans(),
+        offline_card=st.booleans(),
+        amount=st.sampled_from(AMOUNTS),
+        data=st.data(),
+    )
+    def crash_in_the_middle(
+        self, method: str, after_processing: bool, offline_card: bool, amount: int, data: st.DataObject
+    ) -> None:
+        """The host call raises (a bug, or the process killed there); then the terminal crashes."""
+        exploding = ExplodingHost(self.host, method, after_processing)
+        self.term.host = exploding
+        try:
+            if method == "authorise":
+                profile = (OFFLINE_CARDS if offline_card else ONLINE_CARDS)[0]
+                self.term.reader = self._reader(profile)
+                result = self.term.sale(amount, EUR)
+                self._note(result.txn_id, result.approved)
+            elif method == "reverse":
+                ids = self._txn_ids()
+                by_void: bool = data.draw(st.booleans(), label="by_void")
+                if ids and by_void:
+                    txn_id = data.draw(st.sampled_from(ids), label="txn_id")
+                    self.voided_by_model.add(txn_id)  # asked for; it may be durable before the crash
+                    self.term.void(txn_id)
+                else:
+                    self.term.forward_now()
+            elif method == "advise":
+                self.term.forward_now()
+            else:
+                self.term.settle()
+        except RuntimeError:
+            assert exploding.exploded
+        except (PaymentRefused, SettlementRefused):
+            pass
+        self._crash()
+
+    # -- invariants ----------------------------------------------------------------------------
+
+    @invariant()
+    def journal_verifies(self) -> None:
+        report = self.term.store.verify()
+        assert report.ok, report.problems
+
+    @invariant()
+    def shown_approved_is_kept(self) -> None:
+        for txn_id in sorted(self.shown_approved):
+            row = self.term.store.get(txn_id)
+            assert row is not None, f"{txn_id} was shown approved and is not in the store"
+            assert self.term.store.journal_rows(txn_id), f"{txn_id} was shown approved and is not journalled"
+            if row.state in STILL_APPROVED:
+                continue
+            if row.state is State.VOIDED:
+                assert txn_id in self.voided_by_model, f"{txn_id} was shown approved and became voided"
+                continue
+            expected_event = REPORTED_LATER.get(row.state)
+            assert expected_event is not None, f"{txn_id} was shown approved and is now {row.state.value}"
+            assert expected_event in self.events.get(txn_id, set()), (
+                f"{txn_id} was shown approved and became {row.state.value} without a {expected_event} event"
+            )
+
+    @invariant()
+    def nothing_approved_that_was_not_shown(self) -> None:
+        for row in self.term.store.list_transactions(states=list(APPROVED_STATES)):
+            assert row.txn_id in self.shown_approved, (
+                f"{row.txn_id} is {row.state.value} but the customer was never shown it approved"
+            )
+
+    @invariant()
+    def queues_match_states(self) -> None:
+        con = sqlite3.connect(f"file:{self.dir / 'journal.sqlite'}?mode=ro", uri=True)
+        try:
+            saf_rows = con.execute("SELECT txn_id, status FROM saf").fetchall()
+            reversal_rows = con.execute("SELECT txn_id, status FROM reversals").fetchall()
+        finally:
+            con.close()
+        per_txn = Counter(txn for txn, _ in saf_rows)
+        assert all(n == 1 for n in per_txn.values()), f"a payment queued twice: {per_txn}"
+        saf_queued = Counter(txn for txn, status in saf_rows if status == "queued")
+        rev_queued = Counter(txn for txn, status in reversal_rows if status == "queued")
+        for row in self.term.store.list_transactions():
+            what = f"{row.txn_id} is {row.state.value}"
+            if row.state in QUEUED_STATES:
+                assert saf_queued[row.txn_id] == 1, f"{what} with no queued SAF entry"
+            else:
+                assert saf_queued[row.txn_id] == 0, f"{what} and still queued"
+            if row.state in FINAL_STATES:
+                assert rev_queued[row.txn_id] == 0, f"{what} with a queued reversal"
+            if row.state in REVERSAL_STATES:
+                assert rev_queued[row.txn_id] == 1, f"{what} with no queued reversal"
+
+    @invariant()
+    def nothing_unfinished(self) -> None:
+        left = self.term.store.list_transactions(states=list(UNFINISHED))
+        assert not left, [(r.txn_id, r.state.value) for r in left]
+
+    @invariant()
+    def none_charged_twice(self) -> None:
+        assert self.host.duplicates() == {}
+
+    @invariant()
+    def host_charged_what_the_terminal_says(self) -> None:
+        """Settled exactly once: the host holds each settled payment once, and nothing undone."""
+        live: Counter[str] = Counter(
+            r.txn_id for r in self.host.records if r.method != "reverse" and r.approved and not r.reversed
+        )
+        for row in self.term.store.list_transactions():
+            what = f"{row.txn_id} ({row.kind} {row.amount}) is {row.state.value}"
+            if row.state in HOST_HAS_IT:
+                assert live[row.txn_id] == 1, f"{what} but the host holds it {live[row.txn_id]} times"
+            elif row.state in HOST_HAS_NOT:
+                assert live[row.txn_id] == 0, f"{what} but the host holds it as approved (customer charged)"
+
+    @invariant()
+    def totals_are_the_sum_of_the_journal(self) -> None:
+        batch, lines = self.term.batch_lines()
+        assert batch == self.term.store.current_batch(self.clock.moment.isoformat())
+        reported: Counter[tuple[int, str]] = Counter()
+        reported_count: Counter[tuple[int, str]] = Counter()
+        for line in lines:
+            reported[(line.currency, line.kind)] += line.amount
+            reported_count[(line.currency, line.kind)] += line.count
+        started: dict[str, dict[str, Any]] = {}
+        last_state: dict[str, str] = {}
+        for entry in self.term.store.journal_rows():
+            if entry["event"] == "batch_closed":
+                started.clear()  # what started before belongs to a closed batch
+                continue
+            if entry["event"] == "start":
+                started[entry["txn_id"]] = entry["data"]
+            last_state[entry["txn_id"]] = entry["state"]
+        expected: Counter[tuple[int, str]] = Counter()
+        expected_count: Counter[tuple[int, str]] = Counter()
+        approved = {s.value for s in APPROVED_STATES}
+        for txn_id, start in started.items():
+            if last_state[txn_id] in approved:
+                expected[(start["currency"], start["kind"])] += start["amount"]
+                expected_count[(start["currency"], start["kind"])] += 1
+        assert (+reported, +reported_count) == (+expected, +expected_count)
+
+    @invariant()
+    def sensitive_data_only_while_needed(self) -> None:
+        waiting = UNFINISHED | QUEUED_STATES
+        for row in self.term.store.list_transactions():
+            if row.state not in waiting:
+                assert self.term.store.read_sensitive(row.txn_id) is None, (
+                    f"{row.txn_id} is {row.state.value} and its sensitive data is still stored"
+                )
+
+    def teardown(self) -> None:
+        try:
+            # What the run reached, for --hypothesis-show-statistics.
+            for state in sorted({r.state.value for r in self.term.store.list_transactions()}):
+                event(f"reached {state}")
+            if self.crashes:
+                event("crashed")
+            self.term.store.close()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+TerminalMachine.TestCase.settings = settings(
+    max_examples=EXAMPLES,
+    stateful_step_count=STEPS,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestTerminalStateMachine = TerminalMachine.TestCase
+
