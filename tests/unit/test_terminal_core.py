@@ -151,3 +151,11 @@ def test_registry_opens_sim_readers_and_names_bad_urls() -> None:
     for url in ("nothing", "zz:x", "sim:card=nope", "sim:thing=1"):
         with pytest.raises(DeviceError):
             registry.open_reader(url)
+
+
+def test_the_documented_state_table_is_the_code() -> None:
+    from terminal.lifecycle import TRANSITIONS
+
+    doc = (DATA.parent.parent / "docs" / "terminal-core.md").read_text()
+    for (state, event), target in TRANSITIONS.items():
+        assert f"| {state.value} | {event.value} | {target.value} |" in doc
