@@ -211,12 +211,14 @@ def _cmd_saf(args: argparse.Namespace) -> int:
         status = terminal.offline_status()
         text = (
             f"forwarded: {report.accepted} accepted, {report.declined} declined after forwarding, "
-            f"{report.rejected} rejected, {report.expired} expired, {report.reversals_sent} reversal(s) sent"
+            f"{report.rejected} rejected, {report.expired} expired, {report.reversals_sent} reversal(s) sent, "
+            f"{report.failed} failed"
             + (f"; stopped: {report.stopped_by}" if report.stopped_by else "")
             + f"\n{status.queued} still queued"
+            + (f"; last error: {status.last_error}" if report.failed and status.last_error else "")
         )
         _print(args, report.to_json() | {"status": status.to_json()}, text)
-        return 0 if report.stopped_by is None else 1
+        return 0 if report.failed == 0 and report.stopped_by is None else 1
     status = terminal.offline_status()
     lines = [f"{status.queued} payment(s) queued, {status.reversals_queued} reversal(s) queued"]
     for code, (n, amount) in sorted(status.totals.items()):

@@ -35,7 +35,7 @@ from terminal.host import (
     Reversal,
     TotalsLine,
 )
-from terminal.keystore import Keystore
+from terminal.keystore import Keystore, KeystoreError
 from terminal.lifecycle import APPROVED_STATES, Event, State
 from terminal.offline import OfflineBehavior, OfflineLimits, PaymentRefused, RetryPolicy
 from terminal.ports import CardReader
@@ -447,6 +447,21 @@ class Terminal:
                 report.reversals_sent += 1
         return True
 
+    def _reverse_unrecorded(self, txn_id: str, amount: int, code: int) -> None:
+        """The host approved but the approval cannot be stored: reverse it now, best effort.
+
+        The payment stays ``authorising`` in the journal, so the next start-up
+        queues a reversal too; the host acknowledges a second one as "nothing
+        to reverse".
+        """
+        if self.host is None:
+            return
+        with contextlib.suppress(HostError):
+            self.host.reverse(
+                Reversal(txn_id=txn_id, idempotency_key=f"{txn_id}-unrecorded", amount=amount, currency=code,
+                         terminal_id=self.config.terminal_id, reason="recovery")
+            )
+
     def _go_online(
         self,
         txn_id: str,
@@ -511,7 +526,12 @@ class Terminal:
                 "host_reference": answer.host_reference,
             }
             event = Event.HOST_APPROVED if answer.approved else Event.HOST_DECLINED
-            self._record(txn_id, event, details, details=details, drop_sensitive=True)
+            try:
+                self._record(txn_id, event, details, details=details, drop_sensitive=True)
+            except StorageError:
+                if answer.approved:
+                    self._reverse_unrecorded(txn_id, amount, code)
+                raise
             return self._result(
                 txn_id,
                 "approved" if answer.approved else f"declined by the host ({answer.response_code})",
@@ -807,6 +827,15 @@ class Terminal:
         assert self.host is not None
         row = self.store.get(item.txn_id)
         assert row is not None
+        try:
+            emv_data = self._emv_data(item.txn_id)
+        except KeystoreError as exc:
+            # Its card data cannot be read: it stays queued (and settlement refused) for a
+            # technician, but it must not block the entries behind it.
+            self.store.note_attempt("saf", item.id, self._now(), f"card data unreadable: {exc}", None)
+            self._emit("saf_failed", item.txn_id, error=f"card data unreadable: {exc}")
+            report.failed += 1
+            return True
         advice = Advice(
             txn_id=item.txn_id,
             idempotency_key=item.idempotency_key,
@@ -815,7 +844,7 @@ class Terminal:
             currency=item.currency,
             terminal_id=self.config.terminal_id,
             merchant_id=self.config.merchant_id,
-            emv_data=self._emv_data(item.txn_id),
+            emv_data=emv_data,
             pan_token=row.pan_token or "",
             created_at=item.created_at,
             retransmission=item.attempts > 0,

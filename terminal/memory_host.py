@@ -260,10 +260,15 @@ def _jsonable(value: Any) -> Any:
 
 
 def _canonical(method: str, body: Any) -> str:
-    """A canonical text of a request dataclass, ignoring ``retransmission``."""
+    """A digest of the canonical text of a request dataclass, ignoring ``retransmission``.
+
+    Only equality matters for idempotency, so the host keeps the SHA-256 of the
+    body, never the body: requests carry card data (the EMV data objects).
+    """
     fields = dataclasses.asdict(body)
     fields.pop("retransmission", None)
-    return json.dumps({"method": method, "body": _jsonable(fields)}, sort_keys=True, separators=(",", ":"))
+    text = json.dumps({"method": method, "body": _jsonable(fields)}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _encode_answer(answer: HostAnswer | SettlementAnswer) -> dict[str, Any]:

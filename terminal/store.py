@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -144,6 +145,9 @@ def _classify(exc: sqlite3.Error, path: Path) -> StorageError:
         return StorageFull(f"storage full: {path} cannot grow ({exc}); nothing was stored")
     if "readonly" in text or "read-only" in text or "read only" in text:
         return StorageReadOnly(f"storage is read-only: {path} cannot be written ({exc}); nothing was stored")
+    if "unable to open" in text and not os.access(path.parent, os.W_OK):
+        # WAL mode must create its -shm file: on a read-only file system the open fails first.
+        return StorageReadOnly(f"storage is read-only: {path.parent} cannot be written ({exc}); nothing was stored")
     if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text):
         return StorageCorrupt(f"{path} is damaged or not a posterm database ({exc})")
     return StorageError(f"storage error on {path}: {exc}; nothing was stored")
