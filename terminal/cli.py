@@ -82,9 +82,7 @@ def _cmd_emv_cards(args: argparse.Namespace) -> int:
     return 0
 
 
-def _amount_inputs(
-    amount: str | None, currency_text: str | None, default_minor: int | None = None
-) -> TapInputs:
+def _amount_inputs(amount: str | None, currency_text: str | None, default_minor: int | None = None) -> TapInputs:
     cur = currency(currency_text if currency_text is not None else load_default_config().currency)
     if amount is None:
         if default_minor is None:
@@ -218,9 +216,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "emv" and args.emv_command == "tap" and not (args.card or args.reader):
-        print(
-            "posterm: error: give --card PROFILE (see 'posterm emv cards') or --reader URL", file=sys.stderr
-        )
+        print("posterm: error: give --card PROFILE (see 'posterm emv cards') or --reader URL", file=sys.stderr)
         return EXIT_ERROR
     from terminal.cli_payments import CommandError
     from terminal.keystore import KeystoreError

@@ -376,9 +376,7 @@ def add_commands(sub: Any) -> None:
 
     report = sub.add_parser("report", help="X report (running totals) or Z report (a settled batch)")
     report.add_argument("kind", choices=["x", "z", "X", "Z"])
-    report.add_argument(
-        "--batch", type=int, help="batch number (default: open batch for X, last settled for Z)"
-    )
+    report.add_argument("--batch", type=int, help="batch number (default: open batch for X, last settled for Z)")
     _common(report, host=False)
     report.set_defaults(func=_cmd_report)
 

@@ -55,6 +55,8 @@ __all__ = [
     "TerminalSettings",
 ]
 
+SEND_CHUNK = 32  # SAF entries marked "being sent" per commit before they go out
+
 SCHEMES = {
     "A000000003": "visa",
     "A000000004": "mastercard",
@@ -160,9 +162,7 @@ class SafStatus:
     def to_json(self) -> dict[str, Any]:
         return {
             "queued": self.queued,
-            "totals": {
-                f"{cur:03d}": {"count": n, "amount": amt} for cur, (n, amt) in sorted(self.totals.items())
-            },
+            "totals": {f"{cur:03d}": {"count": n, "amount": amt} for cur, (n, amt) in sorted(self.totals.items())},
             "oldest_at": self.oldest_at,
             "oldest_age_seconds": self.oldest_age_seconds,
             "last_attempt_at": self.last_attempt_at,
@@ -415,6 +415,7 @@ class Terminal:
         if self.host is None:
             return not self.store.reversals_queued()
         for item in self.store.reversals_queued():
+            self.store.mark_sending("reversals", [item.id], self._now())
             reversal = Reversal(
                 txn_id=item.txn_id,
                 idempotency_key=item.idempotency_key,
@@ -429,7 +430,7 @@ class Terminal:
             except HostError as exc:
                 now = self.clock.now()
                 nxt = _iso(self.settings.retry.next_attempt(now, item.attempts + 1, self._rng))
-                self.store.note_attempt("reversals", item.id, _iso(now), str(exc) or type(exc).__name__, nxt)
+                self.store.note_failure("reversals", item.id, str(exc) or type(exc).__name__, nxt)
                 self._emit("reversal_failed", item.txn_id, error=str(exc))
                 if report is not None:
                     report.failed += 1
@@ -458,8 +459,14 @@ class Terminal:
             return
         with contextlib.suppress(HostError):
             self.host.reverse(
-                Reversal(txn_id=txn_id, idempotency_key=f"{txn_id}-unrecorded", amount=amount, currency=code,
-                         terminal_id=self.config.terminal_id, reason="recovery")
+                Reversal(
+                    txn_id=txn_id,
+                    idempotency_key=f"{txn_id}-unrecorded",
+                    amount=amount,
+                    currency=code,
+                    terminal_id=self.config.terminal_id,
+                    reason="recovery",
+                )
             )
 
     def _go_online(
@@ -507,9 +514,7 @@ class Terminal:
                     reversal=("no_answer", secrets.token_hex(16)),
                 )
                 self._deliver_reversals()
-                return self._result(
-                    txn_id, "no answer from the host: the payment was reversed; try again", emv
-                )
+                return self._result(txn_id, "no answer from the host: the payment was reversed; try again", emv)
             except HostRejected as exc:
                 self._record(
                     txn_id,
@@ -543,8 +548,7 @@ class Terminal:
             self._record(txn_id, Event.NOT_SENT_DECLINED, {"error": reason}, drop_sensitive=True)
             raise PaymentRefused(
                 "host_unreachable",
-                f"declined: the host cannot be reached ({reason}) and this "
-                "payment requires online authorisation",
+                f"declined: the host cannot be reached ({reason}) and this payment requires online authorisation",
             )
         try:
             self._check_offline_room(code, amount)
@@ -579,7 +583,9 @@ class Terminal:
             room = self._offline_room(code, amount)
             if offline_behavior is OfflineBehavior.FORCE_OFFLINE and not room:
                 self._check_offline_room(code, amount)  # raises the named limit
-            result = self._tap(amount, code, exponent, 0x00, force_online=not room)
+            # require_online: no offline approval by the card either, so ask it for an online cryptogram
+            force_online = not room or offline_behavior is OfflineBehavior.REQUIRE_ONLINE
+            result = self._tap(amount, code, exponent, 0x00, force_online=force_online)
             txn_id = self._new_txn_id()
             new = NewPayment(txn_id, "sale", amount, code, _scheme_of(result.aid), offline_behavior.value)
             base = {"amount": amount, "currency": code, "card_outcome": result.outcome.value}
@@ -587,7 +593,11 @@ class Terminal:
             details = self._details(result)
             if result.outcome is Outcome.APPROVED:
                 try:
-                    if not room:  # the card approved although it was asked to go online
+                    if offline_behavior is OfflineBehavior.REQUIRE_ONLINE:
+                        raise PaymentRefused(
+                            "card_offline", "declined: the card approved offline, but this payment requires the host"
+                        )
+                    if force_online:  # the card approved although it was asked to go online
                         self._check_offline_room(code, amount)
                 except PaymentRefused as exc:
                     self._record(
@@ -624,9 +634,7 @@ class Terminal:
                     card=card,
                     details=details,
                 )
-                return self._result(
-                    txn_id, f"not completed: {result.outcome.value.replace('_', ' ')}", result
-                )
+                return self._result(txn_id, f"not completed: {result.outcome.value.replace('_', ' ')}", result)
             if offline_behavior is OfflineBehavior.FORCE_OFFLINE:
                 self._check_offline_room(code, amount)
                 self._record(
@@ -650,9 +658,7 @@ class Terminal:
                 details=details,
                 sensitive=self._sensitive(txn_id, result),
             )
-            return self._go_online(
-                txn_id, "sale", amount, code, offline_behavior, result, "deferred_authorisation"
-            )
+            return self._go_online(txn_id, "sale", amount, code, offline_behavior, result, "deferred_authorisation")
 
     def refund(
         self,
@@ -688,8 +694,7 @@ class Terminal:
                 if refunded + amount > original.amount:
                     raise PaymentRefused(
                         "amount",
-                        f"refunds would exceed the original amount "
-                        f"({refunded} of {original.amount} already refunded)",
+                        f"refunds would exceed the original amount ({refunded} of {original.amount} already refunded)",
                     )
                 new = NewPayment(
                     txn_id, "refund", amount, code, original.scheme, offline_behavior.value, original_txn_id
@@ -704,9 +709,7 @@ class Terminal:
                     card=card,
                     details=details,
                 )
-                return self._go_online(
-                    txn_id, "refund", amount, code, offline_behavior, None, "offline_refund"
-                )
+                return self._go_online(txn_id, "refund", amount, code, offline_behavior, None, "offline_refund")
             result = self._tap(amount, code, exponent, 0x20, force_online=False)
             pan = _pan_of(result)
             new = NewPayment(txn_id, "refund", amount, code, _scheme_of(result.aid), offline_behavior.value)
@@ -743,21 +746,21 @@ class Terminal:
                     "other_batch",
                     f"{txn_id} belongs to batch {row.batch_id}, which is settled: refund it instead",
                 )
-            if row.state in (State.OFFLINE_APPROVED, State.DEFERRED_APPROVED):
+            if row.state in APPROVED_STATES:
+                queued = row.state in (State.OFFLINE_APPROVED, State.DEFERRED_APPROVED)
                 self._record(
-                    txn_id, Event.VOID, {"void": True}, saf_answer=("withdrawn", None), drop_sensitive=True
-                )
-                return self._result(txn_id, "voided (it had not been sent to the host)")
-            if row.state in (State.APPROVED, State.FORWARDED):
-                self._record(
-                    txn_id, Event.VOID_QUEUED, {"void": True}, reversal=("void", secrets.token_hex(16))
+                    txn_id,
+                    Event.VOID_QUEUED,
+                    {"void": True},
+                    reversal=("void", secrets.token_hex(16)),
+                    saf_answer=("withdrawn", None) if queued else None,
+                    drop_sensitive=queued,
                 )
                 self._deliver_reversals()
                 row = self.store.get(txn_id)
                 done = row is not None and row.state is State.VOIDED
                 return self._result(
-                    txn_id,
-                    "voided" if done else "voided (the reversal will be sent when the host can be reached)",
+                    txn_id, "voided" if done else "voided (the reversal will be sent when the host can be reached)"
                 )
             raise PaymentRefused(
                 "not_voidable", f"{txn_id} is {row.state.value}: only an approved payment can be voided"
@@ -798,12 +801,9 @@ class Terminal:
             if not self._deliver_reversals(report):
                 return report
             now = self.clock.now()
+            sendable: list[QueuedItem] = []
             for item in self.store.saf_queued(limit):
-                if (
-                    due_only
-                    and item.next_attempt_at is not None
-                    and datetime.fromisoformat(item.next_attempt_at) > now
-                ):
+                if due_only and item.next_attempt_at is not None and datetime.fromisoformat(item.next_attempt_at) > now:
                     continue
                 if (
                     now - datetime.fromisoformat(item.created_at)
@@ -818,7 +818,11 @@ class Terminal:
                     self._emit("saf_expired", item.txn_id, amount=item.amount, currency=item.currency)
                     report.expired += 1
                     continue
-                if not self._forward_one(item, report):
+                sendable.append(item)
+            for start in range(0, len(sendable), SEND_CHUNK):
+                chunk = sendable[start : start + SEND_CHUNK]
+                self.store.mark_sending("saf", [item.id for item in chunk], self._now())
+                if not all(self._forward_one(item, report) for item in chunk):
                     break
         self._emit_offline_status()
         return report
@@ -832,7 +836,7 @@ class Terminal:
         except KeystoreError as exc:
             # Its card data cannot be read: it stays queued (and settlement refused) for a
             # technician, but it must not block the entries behind it.
-            self.store.note_attempt("saf", item.id, self._now(), f"card data unreadable: {exc}", None)
+            self.store.note_failure("saf", item.id, f"card data unreadable: {exc}", None)
             self._emit("saf_failed", item.txn_id, error=f"card data unreadable: {exc}")
             report.failed += 1
             return True
@@ -859,15 +863,13 @@ class Terminal:
                 saf_answer=("rejected", None),
                 drop_sensitive=True,
             )
-            self._emit(
-                "saf_rejected", item.txn_id, error=str(exc), amount=item.amount, currency=item.currency
-            )
+            self._emit("saf_rejected", item.txn_id, error=str(exc), amount=item.amount, currency=item.currency)
             report.rejected += 1
             return True
         except HostError as exc:
             now = self.clock.now()
             nxt = _iso(self.settings.retry.next_attempt(now, item.attempts + 1, self._rng))
-            self.store.note_attempt("saf", item.id, _iso(now), f"{type(exc).__name__}: {exc}", nxt)
+            self.store.note_failure("saf", item.id, f"{type(exc).__name__}: {exc}", nxt)
             self._emit("saf_failed", item.txn_id, error=str(exc))
             report.failed += 1
             report.stopped_by = f"{type(exc).__name__}: {exc}"
@@ -943,41 +945,53 @@ class Terminal:
         return batch, lines
 
     def settle(self) -> SettlementResult:
-        """Close the batch with the host; refused while anything waits to be sent."""
+        """Close the batch with the host; refused while anything waits to be sent.
+
+        Two steps, each durable: the batch is frozen with its totals (and the
+        next batch opened) before the host is asked; the host's answer closes
+        it.  If the host does not answer, or the terminal stops in between, the
+        next ``settle`` asks again with the same frozen totals (the host
+        answers a repeated close the same way) before anything else.
+        """
         with self._lock:
-            counts = self.store.counts()
-            if counts["saf_queued"] or counts["reversals_queued"]:
-                raise SettlementRefused(
-                    f"settlement refused: {counts['saf_queued']} payment(s) wait in the SAF queue and "
-                    f"{counts['reversals_queued']} reversal(s) are queued; forward them first "
-                    "(posterm saf forward)"
-                )
-            pending = self.store.list_transactions(
-                states=[State.STARTED, State.AUTHORISING, State.VOID_PENDING, State.REVERSAL_PENDING]
-            )
-            if pending:
-                raise SettlementRefused(f"settlement refused: {len(pending)} transaction(s) are unfinished")
             if self.host is None:
                 raise SettlementRefused("settlement refused: no host link configured")
-            batch, lines = self.batch_lines()
-            totals = BatchTotals(batch, self.config.terminal_id, lines)
+            closing = self.store.closing_batch()
+            if closing is None:
+                self._check_settleable()
+                batch, lines = self.batch_lines()
+                totals = BatchTotals(batch, self.config.terminal_id, lines)
+                new_batch = self.store.begin_close(batch, self._now(), totals.to_json())
+            else:
+                batch, frozen = closing
+                lines = tuple(TotalsLine(**line) for line in frozen["lines"])
+                totals = BatchTotals(batch, str(frozen["terminal_id"]), lines)
+                new_batch = self.store.current_batch(self._now())
             try:
                 answer = self.host.close_batch(totals)
             except HostError as exc:
                 raise SettlementRefused(
-                    f"settlement failed: the host did not answer ({exc}); try again"
+                    f"settlement of batch {batch} is started but the host did not answer ({exc}); "
+                    "run settle again to finish it"
                 ) from exc
-            new_batch = self.store.close_batch(
-                batch,
-                self._now(),
-                answer.in_balance,
-                answer.host_reference,
-                totals.to_json() | {"differences": list(answer.differences)},
-            )
+            self.store.finish_close(batch, self._now(), answer.in_balance, answer.host_reference, answer.differences)
             self._emit("settled", None, batch_id=batch, in_balance=answer.in_balance)
             return SettlementResult(
                 batch, answer.in_balance, answer.host_reference, lines, tuple(answer.differences), new_batch
             )
+
+    def _check_settleable(self) -> None:
+        counts = self.store.counts()
+        if counts["saf_queued"] or counts["reversals_queued"]:
+            raise SettlementRefused(
+                f"settlement refused: {counts['saf_queued']} payment(s) wait in the SAF queue and "
+                f"{counts['reversals_queued']} reversal(s) are queued; forward them first (posterm saf forward)"
+            )
+        unfinished = self.store.list_transactions(
+            states=[State.STARTED, State.AUTHORISING, State.VOID_PENDING, State.REVERSAL_PENDING]
+        )
+        if unfinished:
+            raise SettlementRefused(f"settlement refused: {len(unfinished)} transaction(s) are unfinished")
 
     def get(self, txn_id: str) -> TxnRow | None:
         return self.store.get(txn_id)

@@ -206,8 +206,7 @@ def _read_key_file(path: Path) -> bytes:
             raise KeyFileCorrupt(f"key file {path} is not a regular file")
         if os.name == "posix" and st.st_mode & 0o177:
             raise InsecureKeyFile(
-                f"key file {path} has mode {_mode_text(st.st_mode)}, wider than 0600; "
-                f"fix with `chmod 600 {path}`"
+                f"key file {path} has mode {_mode_text(st.st_mode)}, wider than 0600; fix with `chmod 600 {path}`"
             )
         if st.st_size > _MAX_KEY_FILE:
             raise KeyFileCorrupt(f"key file {path} is too large to be a key file")
@@ -332,9 +331,7 @@ class FileKeystore:
                 directory.mkdir(mode=0o700, parents=True, exist_ok=True)
                 os.chmod(directory, 0o700)
             except OSError as exc:
-                raise KeystoreError(
-                    f"keystore directory {directory} cannot be created: {exc.strerror}"
-                ) from None
+                raise KeystoreError(f"keystore directory {directory} cannot be created: {exc.strerror}") from None
         elif not directory.is_dir():
             raise KeystoreError(f"keystore directory {directory} is not a directory")
 

@@ -67,7 +67,6 @@ class Event(enum.Enum):
     FORWARD_DECLINED = "forward_declined"
     FORWARD_REJECTED = "forward_rejected"
     SAF_EXPIRED = "saf_expired"
-    VOID = "void"
     VOID_QUEUED = "void_queued"
     VOID_REVERSED = "void_reversed"
     RECOVER_STARTED = "recover_started"
@@ -102,10 +101,12 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (S.DEFERRED_APPROVED, E.FORWARD_DECLINED): S.DECLINED_AFTER_FORWARDING,
     (S.DEFERRED_APPROVED, E.FORWARD_REJECTED): S.REJECTED_BY_HOST,
     (S.DEFERRED_APPROVED, E.SAF_EXPIRED): S.EXPIRED,
-    # void (same batch): an entry still in the queue is simply withdrawn;
-    # anything the host has seen is reversed first
-    (S.OFFLINE_APPROVED, E.VOID): S.VOIDED,
-    (S.DEFERRED_APPROVED, E.VOID): S.VOIDED,
+    # void (same batch): a reversal is queued and sent; an entry still in the
+    # SAF queue is withdrawn in the same commit (the host may have received it
+    # just before a crash: the reversal covers that, and is acknowledged as
+    # "nothing to reverse" otherwise)
+    (S.OFFLINE_APPROVED, E.VOID_QUEUED): S.VOID_PENDING,
+    (S.DEFERRED_APPROVED, E.VOID_QUEUED): S.VOID_PENDING,
     (S.APPROVED, E.VOID_QUEUED): S.VOID_PENDING,
     (S.FORWARDED, E.VOID_QUEUED): S.VOID_PENDING,
     (S.VOID_PENDING, E.VOID_REVERSED): S.VOIDED,

@@ -391,9 +391,7 @@ class MemoryHost:
         """Accept an advice from the SAF queue; a deferred authorisation is decided now."""
 
         def validate() -> None:
-            _check_common(
-                advice.txn_id, advice.idempotency_key, advice.terminal_id, advice.amount, advice.currency
-            )
+            _check_common(advice.txn_id, advice.idempotency_key, advice.terminal_id, advice.amount, advice.currency)
             if advice.kind not in _ADVICE_KINDS:
                 raise _reject(f"unknown advice kind {advice.kind!r}")
             if not advice.pan_token:
@@ -421,9 +419,7 @@ class MemoryHost:
             return answer, _outcome(answer)
 
         return self._host_answer(
-            self._handle(
-                "advise", advice.txn_id, advice.terminal_id, advice.idempotency_key, advice, validate, process
-            )
+            self._handle("advise", advice.txn_id, advice.terminal_id, advice.idempotency_key, advice, validate, process)
         )
 
     def reverse(self, reversal: Reversal) -> HostAnswer:
@@ -730,8 +726,7 @@ class MemoryHost:
         self._reset_state()
         self._records = [HostRecord(**r) for r in data["records"]]
         self._idempotency = {
-            k: _Cached(v["method"], v["body"], _decode_answer(v["answer"]))
-            for k, v in data["idempotency"].items()
+            k: _Cached(v["method"], v["body"], _decode_answer(v["answer"])) for k, v in data["idempotency"].items()
         }
         self._batches = {str(k): int(v) for k, v in data["batches"].items()}
         self._blocked = {str(k): str(v) for k, v in data["blocked"].items()}

@@ -90,9 +90,7 @@ class OfflineLimits:
     ) -> None:
         """Raise :class:`OfflineLimitExceeded` if storing ``amount`` would pass a limit."""
         if code not in self.per_payment:
-            raise OfflineLimitExceeded(
-                "currency_not_allowed", f"currency {code:03d} may not be stored offline"
-            )
+            raise OfflineLimitExceeded("currency_not_allowed", f"currency {code:03d} may not be stored offline")
         if amount > self.per_payment[code]:
             raise OfflineLimitExceeded(
                 "per_payment_amount",
@@ -101,9 +99,7 @@ class OfflineLimits:
             )
         count = sum(n for n, _ in stored.values())
         if count + 1 > self.max_count:
-            raise OfflineLimitExceeded(
-                "stored_count", f"{count} payments are stored; at most {self.max_count}"
-            )
+            raise OfflineLimitExceeded("stored_count", f"{count} payments are stored; at most {self.max_count}")
         total = stored.get(code, (0, 0))[1]
         cap = self.total_per_currency.get(code, 0)
         if total + amount > cap:

@@ -88,9 +88,7 @@ def check_masked_pan(masked_pan: str) -> str:
     ValueError: masked_pan looks like a full PAN (12 or more digits in a row); refusing to print it
     """
     if _LONG_DIGIT_RUN.search(masked_pan):
-        raise ValueError(
-            "masked_pan looks like a full PAN (12 or more digits in a row); refusing to print it"
-        )
+        raise ValueError("masked_pan looks like a full PAN (12 or more digits in a row); refusing to print it")
     if sum(ch.isdigit() for ch in masked_pan) > _MAX_VISIBLE_PAN_DIGITS:
         raise ValueError("masked_pan shows more than the first 6 and last 4 digits; refusing to print it")
     return masked_pan
@@ -199,9 +197,7 @@ def _check_render_args(data: ReceiptData, copy: str, width: int) -> None:
     check_masked_pan(data.masked_pan)  # again: a frozen dataclass can still be forced
 
 
-def receipt_lines(
-    data: ReceiptData, copy: Copy, width: int = 42, tz: tzinfo | None = None
-) -> list[ReceiptLine]:
+def receipt_lines(data: ReceiptData, copy: Copy, width: int = 42, tz: tzinfo | None = None) -> list[ReceiptLine]:
     """The receipt's content and layout, shared by the text and ESC/POS renderers."""
     _check_render_args(data, copy, width)
     merchant_copy = copy == "merchant"
@@ -260,9 +256,7 @@ def receipt_lines(
 
 
 def _as_text(lines: Sequence[ReceiptLine], width: int) -> str:
-    rows = [
-        line.text.center(width).rstrip() if line.align == "center" else line.text.rstrip() for line in lines
-    ]
+    rows = [line.text.center(width).rstrip() if line.align == "center" else line.text.rstrip() for line in lines]
     return "\n".join(rows) + "\n"
 
 
@@ -271,9 +265,7 @@ def render_text(data: ReceiptData, copy: Copy, width: int = 42, tz: tzinfo | Non
     return _as_text(receipt_lines(data, copy, width, tz), width)
 
 
-def render_escpos(
-    data: ReceiptData, copy: Copy, width: int = 42, qr: bool = True, tz: tzinfo | None = None
-) -> bytes:
+def render_escpos(data: ReceiptData, copy: Copy, width: int = 42, qr: bool = True, tz: tzinfo | None = None) -> bytes:
     """The receipt as ESC/POS bytes: init, styled lines, a native QR code of the txn id, a cut.
 
     The bytes are the same for the same input (the QR code is rendered by the
@@ -285,9 +277,7 @@ def render_escpos(
     # imported here, when a receipt is printed, never when this module is imported;
     # its cache goes to one fixed directory instead of a new temporary one per process.
     cache = Path(
-        os.environ.setdefault(
-            "ESCPOS_CAPABILITIES_PICKLE_DIR", str(Path(tempfile.gettempdir()) / "posterm-escpos")
-        )
+        os.environ.setdefault("ESCPOS_CAPABILITIES_PICKLE_DIR", str(Path(tempfile.gettempdir()) / "posterm-escpos"))
     )
     cache.mkdir(parents=True, exist_ok=True)
     from escpos.printer import Dummy

@@ -78,9 +78,7 @@ def totals_by_currency(lines: Sequence[TotalsLine]) -> list[CurrencyTotals]:
     result = []
     for numeric, by_kind in sums.items():
 
-        def rows(
-            kind: str, by_kind: dict[str, dict[str, list[int]]] = by_kind
-        ) -> tuple[tuple[str, int, int], ...]:
+        def rows(kind: str, by_kind: dict[str, dict[str, list[int]]] = by_kind) -> tuple[tuple[str, int, int], ...]:
             return tuple((scheme, c, a) for scheme, (c, a) in sorted(by_kind[kind].items()))
 
         result.append(CurrencyTotals(currency(numeric), rows("sale"), rows("refund")))
@@ -175,9 +173,7 @@ def render_report(
         ):
             out.append(title)
             for scheme, scheme_count, scheme_amount in rows:
-                out += _row(
-                    f"  {scheme}", scheme_count, format_amount(scheme_amount, cur), width, amount_width
-                )
+                out += _row(f"  {scheme}", scheme_count, format_amount(scheme_amount, cur), width, amount_width)
             out += _row(f"  TOTAL {title}", count, format_amount(amount, cur), width, amount_width)
         out += _pair("NET", _signed_amount(cur_totals.net_amount, cur), width)
         out.append("=" * width)

@@ -91,11 +91,7 @@ def load_settings(doc: Mapping[str, Any]) -> TerminalSettings:
     from terminal.offline import OfflineLimits, RetryPolicy
 
     try:
-        limits = (
-            OfflineLimits.from_dict(doc.get("offline_limits", {}))
-            if "offline_limits" in doc
-            else OfflineLimits()
-        )
+        limits = OfflineLimits.from_dict(doc.get("offline_limits", {})) if "offline_limits" in doc else OfflineLimits()
         retry_raw = doc.get("saf_retry", {})
         retry = RetryPolicy(
             **{

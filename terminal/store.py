@@ -115,12 +115,16 @@ CREATE TABLE IF NOT EXISTS reversals (
 CREATE TABLE IF NOT EXISTS batches (
     batch_id INTEGER PRIMARY KEY,
     opened_at TEXT NOT NULL,
+    closing_at TEXT,
     closed_at TEXT,
     in_balance INTEGER,
     host_reference TEXT,
     totals TEXT
 );
 """
+
+
+_OPEN_BATCH = "SELECT batch_id FROM batches WHERE closed_at IS NULL AND closing_at IS NULL"
 
 
 class StorageError(Exception):
@@ -261,9 +265,7 @@ class Store:
             row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is not None:
             if int(row[0]) != SCHEMA_VERSION:
-                raise StorageCorrupt(
-                    f"{self.path}: schema version {row[0]}, this posterm knows {SCHEMA_VERSION}"
-                )
+                raise StorageCorrupt(f"{self.path}: schema version {row[0]}, this posterm knows {SCHEMA_VERSION}")
             return
         try:
             self._conn.executescript(
@@ -360,9 +362,7 @@ class Store:
                 count += 1
                 if seq != expected_seq:
                     problems.append(
-                        f"row {expected_seq}"
-                        + (f" to {seq - 1}" if seq - 1 > expected_seq else "")
-                        + " missing"
+                        f"row {expected_seq}" + (f" to {seq - 1}" if seq - 1 > expected_seq else "") + " missing"
                     )
                 if bytes(prev_hash) != prev:
                     problems.append(f"row {seq}: does not follow the row before it")
@@ -414,11 +414,11 @@ class Store:
     # -- batches --------------------------------------------------------------------------------
 
     def current_batch(self, now: str) -> int:
-        row = self._conn.execute("SELECT batch_id FROM batches WHERE closed_at IS NULL").fetchone()
+        row = self._conn.execute(_OPEN_BATCH).fetchone()
         if row is not None:
             return int(row[0])
         with self._write() as cur:
-            row = cur.execute("SELECT batch_id FROM batches WHERE closed_at IS NULL").fetchone()
+            row = cur.execute(_OPEN_BATCH).fetchone()
             if row is not None:
                 return int(row[0])
             cur.execute("INSERT INTO batches(opened_at) VALUES(?)", (now,))
@@ -427,14 +427,13 @@ class Store:
     def closed_batches(self) -> list[int]:
         return [
             int(r[0])
-            for r in self._conn.execute(
-                "SELECT batch_id FROM batches WHERE closed_at IS NOT NULL ORDER BY batch_id"
-            )
+            for r in self._conn.execute("SELECT batch_id FROM batches WHERE closed_at IS NOT NULL ORDER BY batch_id")
         ]
 
     def batch_info(self, batch_id: int) -> dict[str, Any]:
         row = self._conn.execute(
-            "SELECT batch_id, opened_at, closed_at, in_balance, host_reference, totals FROM batches WHERE batch_id=?",
+            "SELECT batch_id, opened_at, closed_at, in_balance, host_reference, totals, closing_at FROM batches "
+            "WHERE batch_id=?",
             (batch_id,),
         ).fetchone()
         if row is None:
@@ -446,20 +445,57 @@ class Store:
             "in_balance": None if row[3] is None else bool(row[3]),
             "host_reference": row[4],
             "totals": json.loads(row[5]) if row[5] else None,
+            "closing_at": row[6],
         }
 
-    def close_batch(
-        self, batch_id: int, now: str, in_balance: bool, host_reference: str | None, totals: Mapping[str, Any]
-    ) -> int:
-        """Close ``batch_id`` and open the next one, atomically; returns the new batch id."""
+    def begin_close(self, batch_id: int, now: str, totals: Mapping[str, Any]) -> int:
+        """Freeze ``batch_id`` with its totals and open the next batch, in one commit.
+
+        Done before the host is asked to close, so that a crash in between
+        leaves the batch closing with the very totals the host may have seen;
+        :meth:`closing_batch` finds it again.  Returns the new batch id.
+        """
         with self._write() as cur:
             cur.execute(
-                "UPDATE batches SET closed_at=?, in_balance=?, host_reference=?, totals=? "
-                "WHERE batch_id=? AND closed_at IS NULL",
-                (now, int(in_balance), host_reference, _canonical(dict(totals)), batch_id),
+                "UPDATE batches SET closing_at=?, totals=? "
+                "WHERE batch_id=? AND closed_at IS NULL AND closing_at IS NULL",
+                (now, _canonical(dict(totals)), batch_id),
             )
             if cur.rowcount != 1:
                 raise StorageError(f"batch {batch_id} is not open")
+            self._append(cur, f"batch-{batch_id}", now, "batch_closing", "closing", {"batch_id": batch_id})
+            cur.execute("INSERT INTO batches(opened_at) VALUES(?)", (now,))
+            return int(cur.lastrowid or 0)
+
+    def closing_batch(self) -> tuple[int, dict[str, Any]] | None:
+        """The batch whose close was asked of the host and not yet answered, with its frozen totals."""
+        row = self._conn.execute(
+            "SELECT batch_id, totals FROM batches WHERE closing_at IS NOT NULL AND closed_at IS NULL "
+            "ORDER BY batch_id LIMIT 1"
+        ).fetchone()
+        return None if row is None else (int(row[0]), json.loads(row[1]))
+
+    def finish_close(
+        self,
+        batch_id: int,
+        now: str,
+        in_balance: bool,
+        host_reference: str | None,
+        differences: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Record the host's answer to the close of a closing batch."""
+        with self._write() as cur:
+            frozen = cur.execute(
+                "SELECT totals FROM batches WHERE batch_id=? AND closing_at IS NOT NULL AND closed_at IS NULL",
+                (batch_id,),
+            ).fetchone()
+            if frozen is None:
+                raise StorageError(f"batch {batch_id} is not closing")
+            totals = json.loads(frozen[0]) | {"differences": [dict(d) for d in differences]}
+            cur.execute(
+                "UPDATE batches SET closed_at=?, in_balance=?, host_reference=?, totals=? WHERE batch_id=?",
+                (now, int(in_balance), host_reference, _canonical(totals), batch_id),
+            )
             self._append(
                 cur,
                 f"batch-{batch_id}",
@@ -468,8 +504,6 @@ class Store:
                 "closed",
                 {"batch_id": batch_id, "in_balance": in_balance, "host_reference": host_reference},
             )
-            cur.execute("INSERT INTO batches(opened_at) VALUES(?)", (now,))
-            return int(cur.lastrowid or 0)
 
     # -- transactions ---------------------------------------------------------------------------
 
@@ -537,7 +571,7 @@ class Store:
         with self._write() as cur:
             if new is not None:
                 state = next_state(State.STARTED, event)
-                batch = cur.execute("SELECT batch_id FROM batches WHERE closed_at IS NULL").fetchone()
+                batch = cur.execute(_OPEN_BATCH).fetchone()
                 if batch is None:
                     cur.execute("INSERT INTO batches(opened_at) VALUES(?)", (at,))
                     batch_id = int(cur.lastrowid or 0)
@@ -603,9 +637,7 @@ class Store:
                     )
                 amount, currency_code = current.amount, current.currency
             if sensitive is not None:
-                cur.execute(
-                    "INSERT OR REPLACE INTO sensitive(txn_id, blob) VALUES(?, ?)", (txn_id, sensitive)
-                )
+                cur.execute("INSERT OR REPLACE INTO sensitive(txn_id, blob) VALUES(?, ?)", (txn_id, sensitive))
             if drop_sensitive:
                 cur.execute("DELETE FROM sensitive WHERE txn_id=?", (txn_id,))
             if saf_kind is not None:
@@ -630,9 +662,7 @@ class Store:
                     (txn_id, key, amount, currency_code, reason, at, at),
                 )
             if reversal_done:
-                cur.execute(
-                    "UPDATE reversals SET status='done', last_attempt_at=? WHERE txn_id=?", (at, txn_id)
-                )
+                cur.execute("UPDATE reversals SET status='done', last_attempt_at=? WHERE txn_id=?", (at, txn_id))
             return state
 
     def read_sensitive(self, txn_id: str) -> bytes | None:
@@ -660,17 +690,29 @@ class Store:
     def reversals_queued(self, limit: int | None = None) -> list[QueuedItem]:
         return self._queue("reversals", "status='queued'", (), limit)
 
-    def note_attempt(
-        self, table: str, item_id: int, at: str, error: str | None, next_attempt_at: str | None
-    ) -> None:
-        """Record a delivery attempt that did not settle the entry (it stays queued)."""
+    def mark_sending(self, table: str, ids: Sequence[int], at: str) -> None:
+        """Count an attempt for these entries *before* they are sent (write-ahead).
+
+        After a crash mid-send, the next send of each carries the retransmission
+        flag, and a void knows the host may have seen it.
+        """
+        if table not in ("saf", "reversals"):
+            raise ValueError(table)
+        if not ids:
+            return
+        with self._write() as cur:
+            cur.execute(
+                f"UPDATE {table} SET attempts=attempts+1, last_attempt_at=? WHERE id IN ({','.join('?' * len(ids))})",
+                (at, *ids),
+            )
+
+    def note_failure(self, table: str, item_id: int, error: str, next_attempt_at: str | None) -> None:
+        """Record why an attempt did not settle the entry (it stays queued) and when to try again."""
         if table not in ("saf", "reversals"):
             raise ValueError(table)
         with self._write() as cur:
             cur.execute(
-                f"UPDATE {table} SET attempts=attempts+1, last_attempt_at=?, last_error=?, next_attempt_at=? "
-                "WHERE id=?",
-                (at, error, next_attempt_at, item_id),
+                f"UPDATE {table} SET last_error=?, next_attempt_at=? WHERE id=?", (error, next_attempt_at, item_id)
             )
 
     def saf_totals(self) -> dict[int, tuple[int, int]]:
@@ -695,9 +737,7 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         return {
-            "saf_queued": int(
-                self._conn.execute("SELECT COUNT(*) FROM saf WHERE status='queued'").fetchone()[0]
-            ),
+            "saf_queued": int(self._conn.execute("SELECT COUNT(*) FROM saf WHERE status='queued'").fetchone()[0]),
             "reversals_queued": int(
                 self._conn.execute("SELECT COUNT(*) FROM reversals WHERE status='queued'").fetchone()[0]
             ),

@@ -64,6 +64,8 @@ REPO = Path(__file__).resolve().parents[2]
 KILLS = int(os.environ.get("POSTERM_TORTURE_KILLS", "200"))
 MAGIC_ENDINGS = (51, 5, 54)  # amounts the memory host declines (see terminal.memory_host)
 START_TIMEOUT = 60.0  # seconds for a child to import, open and recover (slow CI)
+# One result line closes each BEGIN (a forward before a settle is its own BEGIN / FORWARD pair).
+RESULT_WORDS = frozenset({"APPROVED", "DECLINED", "VOIDED", "REFUSED", "FORWARD", "SETTLED"})
 
 S = State
 VOID_STATES = frozenset({S.VOID_PENDING, S.VOIDED})
@@ -192,6 +194,7 @@ def run_round(number: int, master_seed: int, data_dir: Path, err_path: Path, sta
         )
     assert proc.stdout is not None
     out = ChildOutput(proc.stdout)
+    alive = False
     try:
         if mode == "startup":  # during imports, opening the store, or recovery
             out.wait_for(lambda line: line == "OPENING", 1, START_TIMEOUT)
@@ -235,10 +238,6 @@ def run_round(number: int, master_seed: int, data_dir: Path, err_path: Path, sta
     if len(begun) > len(results):
         stats.kills_mid_call[begun[-1].split(" ")[1]] += 1
     return rnd
-
-
-# One result line closes each BEGIN (a forward before a settle is its own BEGIN / FORWARD pair).
-RESULT_WORDS = frozenset({"APPROVED", "DECLINED", "VOIDED", "REFUSED", "FORWARD", "SETTLED"})
 
 
 def name(state: State | None) -> str:
@@ -373,9 +372,15 @@ def check_invariants(data_dir: Path, ledger: Ledger, rnd: Round, stats: Stats) -
         for txn_id, n in live.items():
             held = state.get(txn_id)
             if held is not None and held not in may_charge:
+                hint = ""
+                if held is S.VOIDED and saf_by_txn.get(txn_id) == ["withdrawn"]:
+                    hint = (
+                        ": voided by withdrawing its queued advice, which the host had already accepted"
+                        " (killed between the host's answer and the terminal's record); no reversal was sent"
+                    )
                 problems.append(
                     f"host still charges {txn_id} ({n}x) which the terminal holds as {held.value}"
-                    f" (SAF {saf_by_txn.get(txn_id)}, reversal {rev_by_txn.get(txn_id)})"
+                    f" (SAF {saf_by_txn.get(txn_id)}, reversal {rev_by_txn.get(txn_id)}){hint}"
                 )
         for txn_id, st in state.items():
             if st in (S.APPROVED, S.FORWARDED) and live.get(txn_id, 0) != 1:
@@ -395,7 +400,11 @@ def check_invariants(data_dir: Path, ledger: Ledger, rnd: Round, stats: Stats) -
             if not in_balance:
                 info = term.store.batch_info(batch_id)
                 problems.append(f"batch {batch_id} was settled out of balance: {info}")
-        problems += [f"settlement refused for a reused key: {line}" for line in ledger.settle_conflicts]
+        problems += [
+            f"settlement refused for a reused key (the host closed the batch, the terminal did not: "
+            f"a crash in between leaves the batch unsettleable): {line}"
+            for line in ledger.settle_conflicts
+        ]
 
         stats.states_seen = collections.Counter(st.value for st in state.values())
     finally:

@@ -24,7 +24,7 @@ FORBIDDEN = [(s, e) for s, e in ALL_PAIRS if (s, e) not in TRANSITIONS]
 
 # The void transitions the module documents: a queued entry is withdrawn, anything the host saw
 # is reversed first.  None of them leaves a final state.
-VOID_EVENTS = {E.VOID, E.VOID_QUEUED, E.VOID_REVERSED}
+VOID_EVENTS = {E.VOID_QUEUED, E.VOID_REVERSED}
 
 
 def _reachable() -> dict[State, list[Event]]:
@@ -91,14 +91,14 @@ def test_void_transitions_start_only_from_approved_or_void_pending_states() -> N
     # approved and forwarded are not final: the only way out of them is a void.
     for state in (S.APPROVED, S.FORWARDED):
         assert {e for (s, e) in TRANSITIONS if s is state} == {E.VOID_QUEUED}
-    # a queued approval leaves by forwarding, expiry or a void (withdrawn from the queue)
+    # a queued approval leaves by forwarding, expiry or a void (withdrawn from the queue, and reversed)
     for state in (S.OFFLINE_APPROVED, S.DEFERRED_APPROVED):
         assert {e for (s, e) in TRANSITIONS if s is state} == {
             E.FORWARD_ACCEPTED,
             E.FORWARD_DECLINED,
             E.FORWARD_REJECTED,
             E.SAF_EXPIRED,
-            E.VOID,
+            E.VOID_QUEUED,
         }
     void_sources = {s for (s, e) in TRANSITIONS if e in VOID_EVENTS}
     assert void_sources == {S.OFFLINE_APPROVED, S.DEFERRED_APPROVED, S.APPROVED, S.FORWARDED, S.VOID_PENDING}
