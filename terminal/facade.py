@@ -33,6 +33,7 @@ from terminal.host import (
     HostRejected,
     HostUnreachable,
     Reversal,
+    SettlementAnswer,
     TotalsLine,
 )
 from terminal.keystore import Keystore, KeystoreError
@@ -410,10 +411,41 @@ class Terminal:
 
     # -- online ---------------------------------------------------------------------------------
 
+    def _frozen_batch(self) -> tuple[int, BatchTotals] | None:
+        closing = self.store.closing_batch()
+        if closing is None:
+            return None
+        batch, frozen = closing
+        lines = tuple(TotalsLine(**line) for line in frozen["lines"])
+        return batch, BatchTotals(batch, str(frozen["terminal_id"]), lines)
+
+    def _finish_close(self, batch: int, totals: BatchTotals) -> SettlementAnswer:
+        """Ask the host to close a frozen batch and record its answer (raises HostError)."""
+        assert self.host is not None
+        answer = self.host.close_batch(totals)
+        self.store.finish_close(batch, self._now(), answer.in_balance, answer.host_reference, answer.differences)
+        self._emit("settled", None, batch_id=batch, in_balance=answer.in_balance)
+        return answer
+
     def _deliver_reversals(self, report: ForwardReport | None = None) -> bool:
-        """Send every queued reversal, oldest first; True when none is left."""
+        """Before any online message: finish a batch close that was started, then send every
+        queued reversal, oldest first.  True when nothing is left in the way.
+
+        A close left half-done by a crash must reach the host before anything
+        else does, or the host would count new payments in the batch that the
+        terminal froze without them.
+        """
         if self.host is None:
-            return not self.store.reversals_queued()
+            return not self.store.reversals_queued() and self.store.closing_batch() is None
+        frozen = self._frozen_batch()
+        if frozen is not None:
+            try:
+                self._finish_close(*frozen)
+            except HostError as exc:
+                if report is not None:
+                    report.failed += 1
+                    report.stopped_by = f"batch close: {type(exc).__name__}: {exc}"
+                return False
         for item in self.store.reversals_queued():
             self.store.mark_sending("reversals", [item.id], self._now())
             reversal = Reversal(
@@ -701,14 +733,10 @@ class Terminal:
                 )
                 card = CardRecord(original.masked_pan, original.pan_token, None)
                 details = {k: original.details.get(k) for k in ("aid", "application_label")}
-                self._record(
-                    txn_id,
-                    Event.GO_ONLINE,
-                    {"amount": amount, "currency": code, "original_txn_id": original_txn_id},
-                    new=new,
-                    card=card,
-                    details=details,
-                )
+                data = {"amount": amount, "currency": code, "original_txn_id": original_txn_id}
+                if offline_behavior is OfflineBehavior.FORCE_OFFLINE:
+                    return self._store_refund(txn_id, amount, code, data, new=new, card=card, details=details)
+                self._record(txn_id, Event.GO_ONLINE, data, new=new, card=card, details=details)
                 return self._go_online(txn_id, "refund", amount, code, offline_behavior, None, "offline_refund")
             result = self._tap(amount, code, exponent, 0x20, force_online=False)
             pan = _pan_of(result)
@@ -723,16 +751,32 @@ class Terminal:
                     details=self._details(result),
                 )
                 return self._result(txn_id, "not completed: the card could not be read", result)
+            card = self._card_record(txn_id, result)
+            sensitive = self._sensitive(txn_id, result)
+            if offline_behavior is OfflineBehavior.FORCE_OFFLINE:
+                return self._store_refund(
+                    txn_id, amount, code, base, new=new, card=card, details=self._details(result), sensitive=sensitive
+                )
             self._record(
-                txn_id,
-                Event.GO_ONLINE,
-                base,
-                new=new,
-                card=self._card_record(txn_id, result),
-                details=self._details(result),
-                sensitive=self._sensitive(txn_id, result),
+                txn_id, Event.GO_ONLINE, base, new=new, card=card, details=self._details(result), sensitive=sensitive
             )
             return self._go_online(txn_id, "refund", amount, code, offline_behavior, result, "offline_refund")
+
+    def _store_refund(self, txn_id: str, amount: int, code: int, data: dict[str, Any], **kw: Any) -> PaymentResult:
+        """force_offline refund: queued for the host within the offline limits, never sent now."""
+        self._check_offline_room(code, amount)
+        details = dict(kw.pop("details", {})) | {"deferred": True}
+        self._record(
+            txn_id,
+            Event.NOT_SENT_DEFERRED,
+            data,
+            details=details,
+            saf_kind="offline_refund",
+            saf_key=secrets.token_hex(16),
+            **kw,
+        )
+        self._emit_offline_status()
+        return self._result(txn_id, "refund stored: the host will confirm it later")
 
     def void(self, txn_id: str) -> PaymentResult:
         """Cancel an approved payment of the open batch."""
@@ -956,26 +1000,23 @@ class Terminal:
         with self._lock:
             if self.host is None:
                 raise SettlementRefused("settlement refused: no host link configured")
-            closing = self.store.closing_batch()
-            if closing is None:
+            frozen = self._frozen_batch()
+            if frozen is None:
                 self._check_settleable()
                 batch, lines = self.batch_lines()
                 totals = BatchTotals(batch, self.config.terminal_id, lines)
                 new_batch = self.store.begin_close(batch, self._now(), totals.to_json())
             else:
-                batch, frozen = closing
-                lines = tuple(TotalsLine(**line) for line in frozen["lines"])
-                totals = BatchTotals(batch, str(frozen["terminal_id"]), lines)
+                batch, totals = frozen
+                lines = totals.lines
                 new_batch = self.store.current_batch(self._now())
             try:
-                answer = self.host.close_batch(totals)
+                answer = self._finish_close(batch, totals)
             except HostError as exc:
                 raise SettlementRefused(
                     f"settlement of batch {batch} is started but the host did not answer ({exc}); "
                     "run settle again to finish it"
                 ) from exc
-            self.store.finish_close(batch, self._now(), answer.in_balance, answer.host_reference, answer.differences)
-            self._emit("settled", None, batch_id=batch, in_balance=answer.in_balance)
             return SettlementResult(
                 batch, answer.in_balance, answer.host_reference, lines, tuple(answer.differences), new_batch
             )
