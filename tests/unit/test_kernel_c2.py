@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +25,7 @@ from emv.kernel_common import KernelContext, KernelError
 from emv.outcome import CvmPerformed, Outcome, TransactionResult
 from emv.transaction import TransactionData
 from emv.tvr import Tsi, Tvr
+from tests.unit.rsa_keys import Key, generate
 
 RID = bytes.fromhex("A000000004")
 AID = RID + b"\x10\x10"
@@ -40,38 +40,9 @@ CVM_LIST = "000000000000000042031E031F03"
 # --------------------------------------------------------------------------- a little PKI
 
 
-@dataclass(frozen=True)
-class Key:
-    n: int
-    e: int
-    d: int
-
-    @property
-    def size(self) -> int:
-        return (self.n.bit_length() + 7) // 8
-
-    @property
-    def modulus(self) -> bytes:
-        return self.n.to_bytes(self.size, "big")
-
-    @property
-    def exponent(self) -> bytes:
-        return self.e.to_bytes((self.e.bit_length() + 7) // 8, "big")
-
-    def sign(self, recovered: bytes) -> bytes:
-        assert len(recovered) == self.size
-        return pow(int.from_bytes(recovered, "big"), self.d, self.n).to_bytes(self.size, "big")
-
-
-def _key(bits: int) -> Key:
-    k = rsa.generate_private_key(65537, bits)
-    nums = k.private_numbers()
-    return Key(nums.public_numbers.n, nums.public_numbers.e, nums.d)
-
-
 @functools.cache
 def keys() -> tuple[Key, Key, Key]:
-    return _key(1408), _key(1152), _key(1024)
+    return generate(1408), generate(1152), generate(1024)
 
 
 def sha1(*parts: bytes) -> bytes:

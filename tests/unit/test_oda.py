@@ -16,7 +16,6 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,6 +33,7 @@ from emv.oda import (
     verify_ssad,
 )
 from emv.tvr import Tvr
+from tests.unit.rsa_keys import Key, generate
 
 PAN = "4761739001010010"
 TODAY = date(2025, 6, 15)
@@ -51,40 +51,6 @@ def documented_failures() -> list[str]:
 
 
 @dataclass(frozen=True)
-class Key:
-    n: int
-    e: int
-    d: int
-
-    @property
-    def size(self) -> int:
-        return (self.n.bit_length() + 7) // 8
-
-    @property
-    def modulus(self) -> bytes:
-        return self.n.to_bytes(self.size, "big")
-
-    @property
-    def exponent(self) -> bytes:
-        return self.e.to_bytes((self.e.bit_length() + 7) // 8, "big")
-
-    @property
-    def public(self) -> PublicKey:
-        return PublicKey(self.modulus, self.exponent)
-
-    def sign(self, block: bytes) -> bytes:
-        assert len(block) == self.size
-        m = int.from_bytes(block, "big")
-        assert m < self.n
-        return pow(m, self.d, self.n).to_bytes(self.size, "big")
-
-
-def _generate(bits: int, e: int) -> Key:
-    numbers = rsa.generate_private_key(public_exponent=e, key_size=bits).private_numbers()
-    return Key(numbers.public_numbers.n, numbers.public_numbers.e, numbers.d)
-
-
-@dataclass(frozen=True)
 class Keys:
     ca: Key  # 1024 bits: a 1024-bit issuer key needs a remainder
     big_ca: Key  # 1408 bits: the same issuer key fits in the certificate
@@ -94,7 +60,7 @@ class Keys:
 
 @pytest.fixture(scope="session")
 def keys() -> Keys:
-    return Keys(_generate(1024, 3), _generate(1408, 3), _generate(1024, 3), _generate(1024, 65537))
+    return Keys(generate(1024, 3), generate(1408, 3), generate(1024, 3), generate(1024, 65537))
 
 
 def _pad_digits(digits: str, length: int) -> bytes:
