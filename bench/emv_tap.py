@@ -78,8 +78,7 @@ def run(runs: int = 200) -> list[TapFigures]:
 
 def markdown(rows: list[TapFigures]) -> str:
     lines = [
-        "| profile | outcome | APDUs | bytes | terminal-side median (ms) "
-        "| airtime at 106 kbit/s (ms) | ratio |",
+        "| profile | outcome | APDUs | bytes | terminal-side median (ms) | airtime at 106 kbit/s (ms) | ratio |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:

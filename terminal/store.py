@@ -235,6 +235,7 @@ class Store:
         self.path = path
         self._conn = conn
         self._keystore = keystore
+        self._totals_cache: tuple[int, dict[int, tuple[int, int]]] | None = None
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -247,6 +248,9 @@ class Store:
             conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new file only; small pages, small commits
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
+            # Deleted rows (the encrypted sensitive data once authorised) are zeroed where that
+            # costs no extra I/O, rather than left readable in free space of their pages.
+            conn.execute("PRAGMA secure_delete=FAST")
             conn.execute("PRAGMA foreign_keys=ON")
             store = cls(path, conn, keystore)
             store._migrate()
@@ -287,6 +291,7 @@ class Store:
             if not self._conn.in_transaction:
                 cur.execute("BEGIN IMMEDIATE")
             yield cur
+            self._totals_cache = None
             cur.execute("COMMIT")
         except BaseException as exc:
             if self._conn.in_transaction:
@@ -716,17 +721,28 @@ class Store:
             )
 
     def saf_totals(self) -> dict[int, tuple[int, int]]:
-        """Queued entries per currency: (count, amount)."""
-        return {
+        """Queued entries per currency: (count, amount).
+
+        Every payment asks this (the offline limits), and the sum is a scan of
+        the queue, so it is cached until the database changes: our own commits
+        drop the cache, and ``PRAGMA data_version`` tells of another process's.
+        """
+        version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+        if self._totals_cache is not None and self._totals_cache[0] == version:
+            return dict(self._totals_cache[1])
+        totals = {
             int(cur): (int(n), int(total))
             for cur, n, total in self._conn.execute(
                 "SELECT currency, COUNT(*), COALESCE(SUM(amount), 0) FROM saf WHERE status='queued' GROUP BY currency"
             )
         }
+        self._totals_cache = (version, totals)
+        return dict(totals)
 
     def saf_oldest(self) -> str | None:
-        row = self._conn.execute("SELECT MIN(created_at) FROM saf WHERE status='queued'").fetchone()
-        return None if row is None or row[0] is None else str(row[0])
+        """When the oldest queued entry was made (FIFO: the lowest queued id, through the queue's index)."""
+        row = self._conn.execute("SELECT created_at FROM saf WHERE status='queued' ORDER BY id LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
 
     def last_attempt(self) -> tuple[str | None, str | None]:
         row = self._conn.execute(
