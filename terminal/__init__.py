@@ -1,11 +1,16 @@
 """The terminal application core.
 
-Public face (grows with later issues):
+Public face:
 
-- :mod:`terminal.ports` — the ports that drivers implement (``CardReader``).
-- :mod:`terminal.registry` — open a device from its URL (``sim:card=...``).
-- :mod:`terminal.emv_session` — run Entry Point and a kernel against a reader.
-- :mod:`terminal.trace` — APDU trace recording (the ``--record`` format).
-- :mod:`terminal.settings` — the default terminal configuration shipped as data.
+- :mod:`terminal.bootstrap` — ``open_terminal(data_dir, reader_url=..., host=...)``, the one wiring place.
+- :mod:`terminal.facade` — ``Terminal``: sale, refund, void, forward_now, settle, offline_status,
+  cancel, recover; ``PaymentResult`` and the events the UI hears.
+- :mod:`terminal.lifecycle` — the states of a payment as a table of allowed transitions.
+- :mod:`terminal.store` — the SQLite journal, queues and batches; :mod:`terminal.keystore` — keys.
+- :mod:`terminal.offline` — offline behaviour, limits and retry policy.
+- :mod:`terminal.host` — the HostLink port; :mod:`terminal.memory_host` — the in-process host.
+- :mod:`terminal.receipts`, :mod:`terminal.reports` — receipts (text, ESC/POS), X and Z reports.
+- :mod:`terminal.ports`, :mod:`terminal.registry` — device ports and URLs (``sim:card=...``).
+- :mod:`terminal.emv_session`, :mod:`terminal.trace` — one tap; APDU traces.
 - :mod:`terminal.cli` — the ``posterm`` command.
 """
