@@ -657,7 +657,7 @@ class Terminal:
                     details=details,
                 )
                 raise
-            self._record(
+            state = self._record(
                 txn_id,
                 Event.OFFLINE_APPROVED,
                 base,
@@ -669,7 +669,20 @@ class Terminal:
                 saf_key=secrets.token_hex(16),
             )
             self._emit_offline_status()
-            return self._result(txn_id, "approved (offline)", result)
+            # Built from what was just written rather than read back: this is the hot path.
+            return PaymentResult(
+                txn_id=txn_id,
+                kind="sale",
+                state=state,
+                amount=amount,
+                currency=code,
+                approved=state in APPROVED_STATES,
+                message="approved (offline)",
+                masked_pan=card.masked_pan,
+                scheme=new.scheme,
+                offline=True,
+                card_result=result,
+            )
         if result.outcome is Outcome.DECLINED:
             self._record(txn_id, Event.CARD_DECLINED, base, new=new, card=card, details=details)
             return self._result(txn_id, "declined by the card", result)

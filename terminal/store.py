@@ -236,6 +236,10 @@ class Store:
         self._conn = conn
         self._keystore = keystore
         self._totals_cache: tuple[int, dict[int, tuple[int, int]]] | None = None
+        # The last journal row (seq, hash), kept between commits while no other
+        # connection has written (``PRAGMA data_version`` is unchanged).
+        self._head: tuple[int, bytes] | None = None
+        self._seen_version: int | None = None
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -290,10 +294,16 @@ class Store:
         try:
             if not self._conn.in_transaction:
                 cur.execute("BEGIN IMMEDIATE")
+            version = int(cur.execute("PRAGMA data_version").fetchone()[0])
+            if version != self._seen_version:
+                self._head = None
+                self._seen_version = version
             yield cur
             self._totals_cache = None
             cur.execute("COMMIT")
         except BaseException as exc:
+            self._head = None
+            self._seen_version = None
             if self._conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     cur.execute("ROLLBACK")
@@ -340,14 +350,17 @@ class Store:
         seal: bool = True,
     ) -> int:
         """Append one row to the chain; ``seal=False`` when another row follows in the same commit."""
-        last = cur.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = (1, GENESIS) if last is None else (int(last[0]) + 1, bytes(last[1]))
+        if self._head is None:
+            last = cur.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
+            self._head = (0, GENESIS) if last is None else (int(last[0]), bytes(last[1]))
+        seq, prev = self._head[0] + 1, self._head[1]
         text = _canonical(dict(data))
         digest = self._chain(prev, seq, txn_id, at, event, state, text)
         cur.execute(
             "INSERT INTO journal(seq, txn_id, at, event, state, data, prev_hash, hash) VALUES(?,?,?,?,?,?,?,?)",
             (seq, txn_id, at, event, state, text, prev, digest),
         )
+        self._head = (seq, digest)
         if seal:
             self._set_meta(cur, "journal_head", self._seal(seq, digest))
         return seq
