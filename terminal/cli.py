@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from emv.outcome import TransactionResult
 from emv.transaction import TransactionDataError
@@ -68,10 +67,6 @@ def _tap(reader: str | CardReader, inputs: TapInputs) -> TapReport:
         reader.close()
 
 
-def _result_json(report: TapReport) -> dict[str, Any]:
-    return report.result.to_json()
-
-
 def _cmd_emv_cards(args: argparse.Namespace) -> int:
     urls = registry.discover("sim")
     names = [url.split("card=", 1)[1] for url in urls if "card=" in url]
@@ -115,7 +110,7 @@ def _cmd_emv_tap(args: argparse.Namespace) -> int:
                 handle.write("\n")
         except OSError as exc:
             raise CliError(f"cannot write trace {args.record!r}: {exc.strerror}") from None
-    print(json.dumps(_result_json(report), indent=1))
+    print(json.dumps(report.result.to_json(), indent=1))
     return 0
 
 
@@ -137,7 +132,7 @@ def _cmd_emv_replay(args: argparse.Namespace) -> int:
         overrides=overrides,
     )
     report = _tap(reader, inputs)
-    print(json.dumps(_result_json(report), indent=1))
+    print(json.dumps(report.result.to_json(), indent=1))
     return 0
 
 

@@ -328,9 +328,14 @@ class Terminal:
             "oda": result.oda.to_json(),
         }
 
-    def _check_offline_room(self, code: int, amount: int) -> None:
+    def _oldest_queued(self) -> tuple[str | None, float | None]:
+        """When the oldest SAF entry was made, and its age in seconds now."""
         oldest = self.store.saf_oldest()
         age = None if oldest is None else (self.clock.now() - datetime.fromisoformat(oldest)).total_seconds()
+        return oldest, age
+
+    def _check_offline_room(self, code: int, amount: int) -> None:
+        _, age = self._oldest_queued()
         self.settings.offline_limits.check(code, amount, self.store.saf_totals(), age)
 
     def _offline_room(self, code: int, amount: int) -> bool:
@@ -842,8 +847,7 @@ class Terminal:
     # -- store and forward ------------------------------------------------------------------------
 
     def offline_status(self) -> SafStatus:
-        oldest = self.store.saf_oldest()
-        age = None if oldest is None else (self.clock.now() - datetime.fromisoformat(oldest)).total_seconds()
+        oldest, age = self._oldest_queued()
         totals = self.store.saf_totals()
         last_at, last_error = self.store.last_attempt()
         return SafStatus(
