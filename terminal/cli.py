@@ -163,6 +163,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+COMMANDS_GROUP = "posterm.commands"
+
+
+def _add_plugin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands of the layers above terminal (host link, simulated host, demo), by entry point.
+
+    terminal may not import those packages; each registers ``add_commands(subparsers)``
+    in the ``posterm.commands`` group of setup.cfg instead.
+    """
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        ep.load()(sub)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="posterm", description="posterm point-of-sale terminal")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -173,6 +188,7 @@ def _parser() -> argparse.ArgumentParser:
     from terminal.cli_payments import add_commands
 
     add_commands(sub)
+    _add_plugin_commands(sub)
 
     emv = sub.add_parser("emv", help="EMV contactless: simulated cards, taps and replays")
     emv_sub = emv.add_subparsers(dest="emv_command", required=True)
@@ -214,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("posterm: error: give --card PROFILE (see 'posterm emv cards') or --reader URL", file=sys.stderr)
         return EXIT_ERROR
     from terminal.cli_payments import CommandError
+    from terminal.host import HostError
     from terminal.keystore import KeystoreError
     from terminal.offline import PaymentRefused
     from terminal.store import StorageError
@@ -231,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         PaymentRefused,
         StorageError,
         KeystoreError,
+        HostError,
     ) as exc:
         print(f"posterm: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -148,6 +148,16 @@ def _cmd_journal(args: argparse.Namespace) -> int:
         )
         _print(args, obj, text)
         return 0 if report.ok else 1
+    if args.journal_command == "purge":
+        purged = terminal.purge_expired_records()
+        years = terminal.settings.retention_years
+        _print(
+            args,
+            purged.__dict__ | {"retention_years": years},
+            f"purged {purged.transactions} transactions, {purged.batches} batches and {purged.journal_rows} "
+            f"journal rows older than {years} years",
+        )
+        return 0
     return _export(args, terminal)
 
 
@@ -353,7 +363,10 @@ def add_commands(sub: Any) -> None:
     je.add_argument("--since", help="ISO date or time, inclusive (UTC)")
     je.add_argument("--until", help="ISO date or time, exclusive (UTC)")
     je.add_argument("--output", help="file to write (default: standard output)")
-    for p in (jl, js, jv, je):
+    jp = jsub.add_parser(
+        "purge", help="delete settled records older than the retention period (also done after each settlement)"
+    )
+    for p in (jl, js, jv, je, jp):
         _common(p, host=False)
     journal.set_defaults(func=_cmd_journal)
 

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 
 from emv import tlv
@@ -25,6 +26,7 @@ from terminal.emv_session import TapInputs, build_transaction, run_tap
 from terminal.host import (
     Advice,
     AuthorisationRequest,
+    BatchAdvising,
     BatchTotals,
     HostAnswer,
     HostError,
@@ -40,7 +42,7 @@ from terminal.keystore import Keystore, KeystoreError
 from terminal.lifecycle import APPROVED_STATES, Event, State
 from terminal.offline import OfflineBehavior, OfflineLimits, PaymentRefused, RetryPolicy
 from terminal.ports import CardReader
-from terminal.store import CardRecord, NewPayment, QueuedItem, StorageError, Store, TxnRow
+from terminal.store import CardRecord, NewPayment, PurgeReport, QueuedItem, StorageError, Store, TxnRow
 
 __all__ = [
     "CancelToken",
@@ -57,6 +59,22 @@ __all__ = [
 ]
 
 SEND_CHUNK = 32  # SAF entries marked "being sent" per commit before they go out
+
+# The data objects a host gets with an authorisation or advice, in this order: the ICC
+# data an acquirer carries in ISO 8583 field 55 (the cryptogram, its inputs, the
+# card's and terminal's risk results), plus the PAN, PAN sequence number, track 2
+# equivalent data and expiry date that fields 2, 23, 35 and 14 would carry.  Not the
+# certificates, the DOLs or the signed data: they served offline authentication and
+# are no use to the issuer.
+HOST_DATA_TAGS = (
+    0x5A, 0x5F34, 0x57, 0x5F24,  # PAN, PSN, track 2 equivalent, expiry
+    0x9F26, 0x9F27, 0x9F10, 0x9F36, 0x9F37,  # AC, CID, issuer application data, ATC, unpredictable number
+    0x9F02, 0x9F03, 0x5F2A, 0x9F1A, 0x9A, 0x9C, 0x95, 0x82, 0x84,  # the cryptogram's other inputs, the DF name
+    0x9F33, 0x9F34, 0x9F35, 0x9F09, 0x9F1E, 0x9F41, 0x9F53,  # terminal: capabilities, CVM results, type, ...
+    0x9F66, 0x9F6C, 0x9F6E, 0x9F7C,  # contactless: TTQ, CTQ, form factor, customer exclusive data
+)  # fmt: skip
+
+MIN_RETENTION_YEARS = 5
 
 SCHEMES = {
     "A000000003": "visa",
@@ -111,7 +129,13 @@ class TerminalSettings:
     offline_limits: OfflineLimits = field(default_factory=OfflineLimits)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     card_timeout_seconds: float = 30.0
-    retention_years: int = 5
+    retention_years: int = 5  # settled records are kept at least this long (5 at the least)
+
+    def __post_init__(self) -> None:
+        if self.retention_years < MIN_RETENTION_YEARS:
+            raise ValueError(
+                f"retention_years is {self.retention_years}: records are kept at least {MIN_RETENTION_YEARS} years"
+            )
 
 
 @dataclass(frozen=True)
@@ -201,6 +225,12 @@ class SettlementResult:
     new_batch_id: int
 
 
+def _raise_or_return(answer: HostAnswer | HostRejected) -> HostAnswer:
+    if isinstance(answer, HostRejected):
+        raise answer
+    return answer
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
@@ -281,13 +311,19 @@ class Terminal:
     def _now(self) -> str:
         return _iso(self.clock.now())
 
-    def _new_txn_id(self) -> str:
-        """Time-sortable; 48 random bits keep two ids of the same second apart at any payment rate."""
-        return f"{self.clock.now().astimezone(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(6)}"
+    def _new_txn_id(self) -> tuple[str, str]:
+        """A new transaction id and the moment it was made (ISO 8601 UTC).
 
-    def _record(self, txn_id: str, event: Event, data: dict[str, Any], **kw: Any) -> State:
-        state = self.store.record(txn_id, event, self._now(), data, **kw)
-        self._emit("state_changed", txn_id, state=state.value, event=event.value)
+        Time-sortable (the id starts with the UTC time, so a range of ids is a
+        range of dates); 48 random bits keep two ids of the same second apart.
+        """
+        moment = self.clock.now().astimezone(UTC)
+        return f"{moment:%Y%m%d%H%M%S}-{secrets.token_hex(6)}", moment.isoformat(timespec="microseconds")
+
+    def _record(self, txn_id: str, event: Event, data: dict[str, Any], *, at: str | None = None, **kw: Any) -> State:
+        state = self.store.record(txn_id, event, at or self._now(), data, **kw)
+        if self._listeners:
+            self._emit("state_changed", txn_id, state=state.value, event=event.value)
         return state
 
     def _card_record(self, txn_id: str, result: TransactionResult) -> CardRecord:
@@ -308,7 +344,8 @@ class Terminal:
         )
 
     def _sensitive(self, txn_id: str, result: TransactionResult) -> bytes:
-        emv_data = tlv.encode_pairs(sorted(result.card_data.items()))
+        card_data = result.card_data
+        emv_data = tlv.encode_pairs([(tag, card_data[tag]) for tag in HOST_DATA_TAGS if tag in card_data])
         return self.keystore.encrypt(emv_data, b"sad:" + txn_id.encode())
 
     def _emv_data(self, txn_id: str) -> bytes:
@@ -639,7 +676,7 @@ class Terminal:
         Callers hold the lock.  The benchmark of durable offline approvals
         measures this step (the card's reading is measured apart).
         """
-        txn_id = self._new_txn_id()
+        txn_id, at = self._new_txn_id()
         new = NewPayment(txn_id, "sale", amount, code, _scheme_of(result.aid), offline_behavior.value)
         base = {"amount": amount, "currency": code, "card_outcome": result.outcome.value}
         card = self._card_record(txn_id, result)
@@ -666,6 +703,7 @@ class Terminal:
                 txn_id,
                 Event.OFFLINE_APPROVED,
                 base,
+                at=at,
                 new=new,
                 card=card,
                 details=details | {"offline": True},
@@ -739,7 +777,7 @@ class Terminal:
         with self._lock, self._refusing_on_storage_errors():
             if amount <= 0:
                 raise PaymentRefused("amount", "the amount must be above zero")
-            txn_id = self._new_txn_id()
+            txn_id, _ = self._new_txn_id()
             if original_txn_id is not None:
                 original = self.store.get(original_txn_id)
                 if original is None:
@@ -879,33 +917,70 @@ class Terminal:
                 return report
             now = self.clock.now()
             sendable: list[QueuedItem] = []
+            reversals_added = False
             for item in self.store.saf_queued(limit):
                 if due_only and item.next_attempt_at is not None and datetime.fromisoformat(item.next_attempt_at) > now:
                     continue
                 if (
                     now - datetime.fromisoformat(item.created_at)
                 ).total_seconds() > self.settings.retry.expire_after_seconds:
+                    # Sent before with the answer lost: the host may hold it, so reverse it.
+                    maybe_received = item.attempts > 0
                     self._record(
                         item.txn_id,
-                        Event.SAF_EXPIRED,
+                        Event.SAF_EXPIRED_AFTER_SENDING if maybe_received else Event.SAF_EXPIRED,
                         {"saf_id": item.id},
                         saf_answer=("expired", None),
                         drop_sensitive=True,
+                        reversal=("expired", secrets.token_hex(16)) if maybe_received else None,
                     )
                     self._emit("saf_expired", item.txn_id, amount=item.amount, currency=item.currency)
                     report.expired += 1
+                    reversals_added = reversals_added or maybe_received
                     continue
                 sendable.append(item)
+            if reversals_added and not self._deliver_reversals(report):
+                return report  # reversals go before any other online message
             for start in range(0, len(sendable), SEND_CHUNK):
                 chunk = sendable[start : start + SEND_CHUNK]
                 self.store.mark_sending("saf", [item.id for item in chunk], self._now())
-                if not all(self._forward_one(item, report) for item in chunk):
+                if not self._send_chunk(chunk, report):
                     break
         self._emit_offline_status()
         return report
 
-    def _forward_one(self, item: QueuedItem, report: ForwardReport) -> bool:
+    def _send_chunk(self, chunk: list[QueuedItem], report: ForwardReport) -> bool:
+        """Send a chunk of SAF entries (in one request when the host link takes batches).
+
+        Each answer is recorded as it is classified; False when the host could
+        not be reached or did not answer (the rest waits for the next attempt).
+        """
         assert self.host is not None
+        advices: list[tuple[QueuedItem, Advice]] = []
+        for item in chunk:
+            advice = self._advice(item, report)
+            if advice is not None:
+                advices.append((item, advice))
+        if not advices:
+            return True
+        if not isinstance(self.host, BatchAdvising):
+            return all(self._answer_one(item, partial(self.host.advise, advice), report) for item, advice in advices)
+        try:
+            answers = list(self.host.advise_many([a for _, a in advices]))
+        except HostError as exc:
+            for item, _ in advices:
+                self._forward_failed(item, exc, report)
+            return False
+        if len(answers) != len(advices):
+            short = HostNoAnswer(f"the host answered {len(answers)} of {len(advices)} advices")
+            for item, _ in advices:
+                self._forward_failed(item, short, report)
+            return False
+        for (item, _), answer in zip(advices, answers, strict=True):
+            self._answer_one(item, partial(_raise_or_return, answer), report)
+        return True
+
+    def _advice(self, item: QueuedItem, report: ForwardReport) -> Advice | None:
         row = self.store.get(item.txn_id)
         assert row is not None
         try:
@@ -916,8 +991,8 @@ class Terminal:
             self.store.note_failure("saf", item.id, f"card data unreadable: {exc}", None)
             self._emit("saf_failed", item.txn_id, error=f"card data unreadable: {exc}")
             report.failed += 1
-            return True
-        advice = Advice(
+            return None
+        return Advice(
             txn_id=item.txn_id,
             idempotency_key=item.idempotency_key,
             kind=item.kind,
@@ -930,8 +1005,19 @@ class Terminal:
             created_at=item.created_at,
             retransmission=item.attempts > 0,
         )
+
+    def _forward_failed(self, item: QueuedItem, exc: HostError, report: ForwardReport) -> None:
+        now = self.clock.now()
+        nxt = _iso(self.settings.retry.next_attempt(now, item.attempts + 1, self._rng))
+        self.store.note_failure("saf", item.id, f"{type(exc).__name__}: {exc}", nxt)
+        self._emit("saf_failed", item.txn_id, error=str(exc))
+        report.failed += 1
+        report.stopped_by = f"{type(exc).__name__}: {exc}"
+
+    def _answer_one(self, item: QueuedItem, ask: Callable[[], HostAnswer], report: ForwardReport) -> bool:
+        """Ask (or take) the host's answer to one entry and record it; False if there was none."""
         try:
-            answer = self.host.advise(advice)
+            answer = ask()
         except HostRejected as exc:
             self._record(
                 item.txn_id,
@@ -944,12 +1030,7 @@ class Terminal:
             report.rejected += 1
             return True
         except HostError as exc:
-            now = self.clock.now()
-            nxt = _iso(self.settings.retry.next_attempt(now, item.attempts + 1, self._rng))
-            self.store.note_failure("saf", item.id, f"{type(exc).__name__}: {exc}", nxt)
-            self._emit("saf_failed", item.txn_id, error=str(exc))
-            report.failed += 1
-            report.stopped_by = f"{type(exc).__name__}: {exc}"
+            self._forward_failed(item, exc, report)
             return False
         details = {
             "response_code": answer.response_code,
@@ -1050,9 +1131,29 @@ class Terminal:
                     f"settlement of batch {batch} is started but the host did not answer ({exc}); "
                     "run settle again to finish it"
                 ) from exc
+            with contextlib.suppress(StorageError):  # housekeeping: a failure here must not undo a settlement
+                self.purge_expired_records()
             return SettlementResult(
                 batch, answer.in_balance, answer.host_reference, lines, tuple(answer.differences), new_batch
             )
+
+    def purge_expired_records(self) -> PurgeReport:
+        """Delete the settled records older than the retention period (``retention_years``).
+
+        Called after each successful settlement and by ``posterm journal purge``;
+        see :meth:`terminal.store.Store.purge` for what may go and what stays.
+        """
+        with self._lock:
+            now = self.clock.now().astimezone(UTC)
+            years = self.settings.retention_years
+            try:
+                cutoff = now.replace(year=now.year - years)
+            except ValueError:  # 29 February
+                cutoff = now.replace(year=now.year - years, day=28)
+            report = self.store.purge(_iso(cutoff), _iso(now))
+            if report.journal_rows and self._listeners:
+                self._emit("records_purged", None, **report.__dict__)
+            return report
 
     def _check_settleable(self) -> None:
         counts = self.store.counts()

@@ -16,6 +16,7 @@ Errors say what the terminal may conclude:
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -23,6 +24,7 @@ __all__ = [
     "Advice",
     "AnswerStatus",
     "AuthorisationRequest",
+    "BatchAdvising",
     "BatchTotals",
     "HostAnswer",
     "HostError",
@@ -110,7 +112,7 @@ class Reversal:
     amount: int
     currency: int
     terminal_id: str
-    reason: str  # "no_answer" | "void" | "recovery"
+    reason: str  # "no_answer" | "void" | "recovery" | "expired"
     retransmission: bool = False
 
 
@@ -155,3 +157,16 @@ class HostLink(Protocol):
     def reverse(self, reversal: Reversal) -> HostAnswer: ...
 
     def close_batch(self, totals: BatchTotals) -> SettlementAnswer: ...
+
+
+@runtime_checkable
+class BatchAdvising(Protocol):
+    """What a host link may offer besides :class:`HostLink`: several advices in one request.
+
+    The answers come in the order of the advices; an advice the host refused
+    as malformed is a :class:`HostRejected` in its place (the others stand). A
+    raised :class:`HostError` means no advice got an answer. The terminal sends
+    its SAF queue this way when the link has it, one advice at a time otherwise.
+    """
+
+    def advise_many(self, advices: Sequence[Advice]) -> list[HostAnswer | HostRejected]: ...

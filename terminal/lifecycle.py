@@ -67,6 +67,7 @@ class Event(enum.Enum):
     FORWARD_DECLINED = "forward_declined"
     FORWARD_REJECTED = "forward_rejected"
     SAF_EXPIRED = "saf_expired"
+    SAF_EXPIRED_AFTER_SENDING = "saf_expired_after_sending"
     VOID_QUEUED = "void_queued"
     VOID_REVERSED = "void_reversed"
     RECOVER_STARTED = "recover_started"
@@ -97,10 +98,13 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (S.OFFLINE_APPROVED, E.FORWARD_DECLINED): S.DECLINED_AFTER_FORWARDING,
     (S.OFFLINE_APPROVED, E.FORWARD_REJECTED): S.REJECTED_BY_HOST,
     (S.OFFLINE_APPROVED, E.SAF_EXPIRED): S.EXPIRED,
+    # expired after a send whose answer was lost: the host may hold it, so it is reversed
+    (S.OFFLINE_APPROVED, E.SAF_EXPIRED_AFTER_SENDING): S.REVERSAL_PENDING,
     (S.DEFERRED_APPROVED, E.FORWARD_ACCEPTED): S.FORWARDED,
     (S.DEFERRED_APPROVED, E.FORWARD_DECLINED): S.DECLINED_AFTER_FORWARDING,
     (S.DEFERRED_APPROVED, E.FORWARD_REJECTED): S.REJECTED_BY_HOST,
     (S.DEFERRED_APPROVED, E.SAF_EXPIRED): S.EXPIRED,
+    (S.DEFERRED_APPROVED, E.SAF_EXPIRED_AFTER_SENDING): S.REVERSAL_PENDING,
     # void (same batch): a reversal is queued and sent; an entry still in the
     # SAF queue is withdrawn in the same commit (the host may have received it
     # just before a crash: the reversal covers that, and is acknowledged as

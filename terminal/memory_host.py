@@ -136,7 +136,7 @@ BLOCKED_CARD_CODE = "62"
 
 _AUTH_KINDS = frozenset({"sale", "refund"})
 _ADVICE_KINDS = frozenset({"offline_approval", "deferred_authorisation", "offline_refund"})
-_REVERSAL_REASONS = frozenset({"no_answer", "void", "recovery"})
+_REVERSAL_REASONS = frozenset({"no_answer", "void", "recovery", "expired"})
 _TOTALS_KINDS = frozenset({"sale", "refund"})
 _SETTLEMENT_KIND = {
     "sale": "sale",

@@ -30,6 +30,7 @@ from terminal.lifecycle import Event, State, next_state
 __all__ = [
     "CardRecord",
     "NewPayment",
+    "PurgeReport",
     "QueuedItem",
     "StorageCorrupt",
     "StorageError",
@@ -40,8 +41,11 @@ __all__ = [
     "VerifyReport",
 ]
 
-SCHEMA_VERSION = 1
-PAGE_SIZE = 1024
+SCHEMA_VERSION = 2
+# SQLite's default page size, kept on purpose: a transaction row is about 1 KB, which
+# 1 KB pages would push into an overflow page (and grow the file, rewriting page 1,
+# on nearly every commit), so that a 1 KB-page commit writes more WAL frames.
+PAGE_SIZE = 4096
 GENESIS = bytes(32)
 
 _SCHEMA = """
@@ -75,29 +79,35 @@ CREATE TABLE IF NOT EXISTS transactions (
     pan_token TEXT,
     card_blob BLOB,
     original_txn_id TEXT,
-    details TEXT NOT NULL
+    details TEXT NOT NULL,
+    -- sensitive authentication data (encrypted), set to NULL once its authorisation completes
+    sad_blob BLOB,
+    -- the transaction's store-and-forward entry, if it has one (at most one, by construction):
+    -- saf_id is the journal seq of the row that queued it, so the queue is FIFO in journal order
+    saf_id INTEGER,
+    saf_kind TEXT,
+    saf_key TEXT,
+    saf_status TEXT,
+    saf_created_at TEXT,
+    saf_attempts INTEGER NOT NULL DEFAULT 0,
+    saf_next_attempt_at TEXT,
+    saf_last_attempt_at TEXT,
+    saf_last_error TEXT,
+    saf_answered_at TEXT,
+    saf_response_code TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS transactions_unfinished ON transactions (state)
     WHERE state IN ('started', 'authorising', 'reversal_pending', 'void_pending');
 CREATE INDEX IF NOT EXISTS transactions_batch ON transactions (batch_id);
-CREATE TABLE IF NOT EXISTS sensitive (txn_id TEXT PRIMARY KEY, blob BLOB NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS saf (
-    id INTEGER PRIMARY KEY,
-    txn_id TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL,
-    idempotency_key TEXT NOT NULL,
-    amount INTEGER NOT NULL,
-    currency INTEGER NOT NULL,
-    created_at TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at TEXT,
-    last_attempt_at TEXT,
-    last_error TEXT,
-    status TEXT NOT NULL DEFAULT 'queued',
-    answered_at TEXT,
-    response_code TEXT
-);
-CREATE INDEX IF NOT EXISTS saf_queued ON saf (id) WHERE status = 'queued';
+CREATE INDEX IF NOT EXISTS saf_queue ON transactions (saf_id) WHERE saf_status = 'queued';
+-- Read-only views of the queue and of the sensitive data, for reports, tests and people.
+CREATE VIEW IF NOT EXISTS saf AS
+    SELECT saf_id AS id, txn_id, saf_kind AS kind, saf_key AS idempotency_key, amount, currency,
+           saf_created_at AS created_at, saf_attempts AS attempts, saf_next_attempt_at AS next_attempt_at,
+           saf_last_attempt_at AS last_attempt_at, saf_last_error AS last_error, saf_status AS status,
+           saf_answered_at AS answered_at, saf_response_code AS response_code
+    FROM transactions WHERE saf_id IS NOT NULL;
+CREATE VIEW IF NOT EXISTS sensitive AS SELECT txn_id, sad_blob AS blob FROM transactions WHERE sad_blob IS NOT NULL;
 CREATE TABLE IF NOT EXISTS reversals (
     id INTEGER PRIMARY KEY,
     txn_id TEXT NOT NULL UNIQUE,
@@ -170,6 +180,9 @@ class CardRecord:
     card_blob: bytes | None  # encrypted JSON: PAN, expiry, PAN sequence number
 
 
+_NO_CARD = CardRecord(None, None, None)
+
+
 @dataclass(frozen=True)
 class NewPayment:
     txn_id: str
@@ -218,6 +231,13 @@ class QueuedItem:
     status: str
 
 
+@dataclass(frozen=True)
+class PurgeReport:
+    journal_rows: int
+    transactions: int
+    batches: int
+
+
 @dataclass
 class VerifyReport:
     rows: int
@@ -239,6 +259,7 @@ class Store:
         # The last journal row (seq, hash), kept between commits while no other
         # connection has written (``PRAGMA data_version`` is unchanged).
         self._head: tuple[int, bytes] | None = None
+        self._batch: int | None = None  # the open batch, cached on the same terms
         self._seen_version: int | None = None
 
     # -- opening ------------------------------------------------------------------------------
@@ -249,7 +270,7 @@ class Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
-            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a new file only; small pages, small commits
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # applies to a new file only
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             # Deleted rows (the encrypted sensitive data once authorised) are zeroed where that
@@ -297,12 +318,14 @@ class Store:
             version = int(cur.execute("PRAGMA data_version").fetchone()[0])
             if version != self._seen_version:
                 self._head = None
+                self._batch = None
                 self._seen_version = version
             yield cur
             self._totals_cache = None
             cur.execute("COMMIT")
         except BaseException as exc:
             self._head = None
+            self._batch = None
             self._seen_version = None
             if self._conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
@@ -374,6 +397,12 @@ class Store:
         last_state: dict[str, str] = {}
         cur = self._conn.cursor()
         try:
+            anchor = self._meta(cur, "journal_anchor")
+            if anchor is not None:  # the rows up to the anchor were purged by the retention policy
+                mark = json.loads(anchor)
+                if mark.get("seal") != self._anchor_seal(int(mark["seq"]), bytes.fromhex(mark["hash"])):
+                    problems.append("the purge anchor is not sealed by this terminal (edited)")
+                prev, expected_seq = bytes.fromhex(mark["hash"]), int(mark["seq"]) + 1
             for seq, txn_id, at, event, state, data, prev_hash, digest in cur.execute(
                 "SELECT seq, txn_id, at, event, state, data, prev_hash, hash FROM journal ORDER BY seq"
             ):
@@ -408,6 +437,80 @@ class Store:
         finally:
             cur.close()
         return VerifyReport(count, problems)
+
+    def _anchor_seal(self, seq: int, digest: bytes) -> str:
+        return self._keystore.mac(f"anchor:{seq}:{digest.hex()}".encode(), "journal").hex()
+
+    def purge(self, cutoff: str, now: str) -> PurgeReport:
+        """Delete what the retention policy no longer requires: settled records made before ``cutoff``.
+
+        A transaction goes only when its batch is closed, nothing about it is
+        pending (no queued SAF entry or reversal, no unfinished state) and every
+        one of its journal rows lies in the purged prefix of the journal.  The
+        prefix ends before the first row that must stay (anything at or after
+        ``cutoff``, anything of a transaction that stays), so that the journal
+        keeps a gapless chain; the last purged row's hash is kept, sealed, as
+        the anchor that :meth:`verify` starts from, and the purge itself is
+        journalled.
+        """
+        with self._write() as cur:
+            keep = (
+                "SELECT txn_id FROM transactions t WHERE t.created_at >= :cutoff "
+                "OR t.state IN ('started', 'authorising', 'reversal_pending', 'void_pending') "
+                "OR t.saf_status = 'queued' "
+                "OR t.batch_id NOT IN (SELECT batch_id FROM batches WHERE closed_at IS NOT NULL) "
+                "OR t.txn_id IN (SELECT txn_id FROM reversals WHERE status = 'queued')"
+            )
+            row = cur.execute(
+                f"SELECT MIN(seq) FROM journal WHERE at >= :cutoff OR txn_id IN ({keep}) "
+                "OR (txn_id LIKE 'batch-%' AND CAST(SUBSTR(txn_id, 7) AS INTEGER) IN "
+                "(SELECT batch_id FROM batches WHERE closed_at IS NULL))",
+                {"cutoff": cutoff},
+            ).fetchone()
+            first_kept = row[0] if row[0] is not None else (self._head_seq(cur) + 1)
+            last = cur.execute(
+                "SELECT seq, hash FROM journal WHERE seq < ? ORDER BY seq DESC LIMIT 1", (first_kept,)
+            ).fetchone()
+            if last is None:
+                return PurgeReport(0, 0, 0)
+            through, digest = int(last[0]), bytes(last[1])
+            gone = [
+                r[0]
+                for r in cur.execute(
+                    "SELECT txn_id FROM journal GROUP BY txn_id HAVING MAX(seq) <= ? AND txn_id NOT LIKE 'batch-%' "
+                    "AND txn_id != 'journal'",
+                    (through,),
+                )
+            ]
+            cur.executemany("DELETE FROM transactions WHERE txn_id=?", [(t,) for t in gone])
+            cur.executemany("DELETE FROM reversals WHERE txn_id=?", [(t,) for t in gone])
+            batches = cur.execute(
+                "DELETE FROM batches WHERE closed_at IS NOT NULL AND closed_at < ? "
+                "AND batch_id NOT IN (SELECT batch_id FROM transactions)",
+                (cutoff,),
+            ).rowcount
+            # The append-only triggers stand aside for this one statement, in this one commit.
+            cur.execute("DROP TRIGGER journal_no_delete")
+            rows = cur.execute("DELETE FROM journal WHERE seq <= ?", (through,)).rowcount
+            cur.execute(
+                "CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal "
+                "BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END"
+            )
+            anchor = {"seq": through, "hash": digest.hex(), "seal": self._anchor_seal(through, digest)}
+            self._set_meta(cur, "journal_anchor", _canonical(anchor))
+            self._append(
+                cur,
+                "journal",
+                now,
+                "journal_purged",
+                "purged",
+                {"through_seq": through, "cutoff": cutoff, "transactions": len(gone), "batches": batches},
+            )
+            return PurgeReport(rows, len(gone), batches)
+
+    def _head_seq(self, cur: sqlite3.Cursor) -> int:
+        last = cur.execute("SELECT MAX(seq) FROM journal").fetchone()
+        return int(last[0] or 0)
 
     def journal_rows(
         self, txn_id: str | None = None, since: str | None = None, until: str | None = None
@@ -482,6 +585,7 @@ class Store:
             if cur.rowcount != 1:
                 raise StorageError(f"batch {batch_id} is not open")
             self._append(cur, f"batch-{batch_id}", now, "batch_closing", "closing", {"batch_id": batch_id})
+            self._batch = None
             cur.execute("INSERT INTO batches(opened_at) VALUES(?)", (now,))
             return int(cur.lastrowid or 0)
 
@@ -587,35 +691,29 @@ class Store:
         reversal delivered.  Raises TransitionError when the table forbids it.
         """
         with self._write() as cur:
+            saf: tuple[str, str] | None = None
+            if saf_kind is not None:
+                if saf_key is None:
+                    raise ValueError("an SAF entry needs its idempotency key")
+                saf = (saf_kind, saf_key)
             if new is not None:
+                # A new payment's first journal row carries what the payment is (kind, amount,
+                # currency, ...) together with its first transition: one row, one commit.
                 state = next_state(State.STARTED, event)
-                batch = cur.execute(_OPEN_BATCH).fetchone()
-                if batch is None:
-                    cur.execute("INSERT INTO batches(opened_at) VALUES(?)", (at,))
-                    batch_id = int(cur.lastrowid or 0)
-                else:
-                    batch_id = int(batch[0])
-                self._append(
-                    cur,
-                    txn_id,
-                    at,
-                    "start",
-                    State.STARTED.value,
-                    {
-                        "kind": new.kind,
-                        "amount": new.amount,
-                        "currency": new.currency,
-                        "offline_behavior": new.offline_behavior,
-                        "original_txn_id": new.original_txn_id,
-                    },
-                    seal=False,
-                )
-                self._append(cur, txn_id, at, event.value, state.value, data)
-                card = card or CardRecord(None, None, None)
+                first = {
+                    "kind": new.kind,
+                    "amount": new.amount,
+                    "currency": new.currency,
+                    "offline_behavior": new.offline_behavior,
+                    "original_txn_id": new.original_txn_id,
+                }
+                seq = self._append(cur, txn_id, at, event.value, state.value, first | dict(data))
+                card = card or _NO_CARD
                 cur.execute(
                     "INSERT INTO transactions(txn_id, kind, state, amount, currency, scheme, offline_behavior, "
-                    "batch_id, created_at, updated_at, masked_pan, pan_token, card_blob, original_txn_id, details) "
-                    "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "batch_id, created_at, updated_at, masked_pan, pan_token, card_blob, original_txn_id, details, "
+                    "sad_blob, saf_id, saf_kind, saf_key, saf_status, saf_created_at, saf_next_attempt_at) "
+                    "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         new.txn_id,
                         new.kind,
@@ -624,7 +722,7 @@ class Store:
                         new.currency,
                         new.scheme,
                         new.offline_behavior,
-                        batch_id,
+                        self._open_batch(cur, at),
                         at,
                         at,
                         card.masked_pan,
@@ -632,6 +730,13 @@ class Store:
                         card.card_blob,
                         new.original_txn_id,
                         _canonical(dict(details or {})),
+                        None if drop_sensitive else sensitive,
+                        None if saf is None else seq,
+                        None if saf is None else saf[0],
+                        None if saf is None else saf[1],
+                        None if saf is None else "queued",
+                        None if saf is None else at,
+                        None if saf is None else at,
                     ),
                 )
                 amount, currency_code = new.amount, new.currency
@@ -640,7 +745,7 @@ class Store:
                 if current is None:
                     raise StorageError(f"no transaction {txn_id}")
                 state = next_state(current.state, event)
-                self._append(cur, txn_id, at, event.value, state.value, data)
+                seq = self._append(cur, txn_id, at, event.value, state.value, data)
                 merged = dict(current.details)
                 if details:
                     merged.update(details)
@@ -653,23 +758,24 @@ class Store:
                         "UPDATE transactions SET masked_pan=?, pan_token=?, card_blob=? WHERE txn_id=?",
                         (card.masked_pan, card.pan_token, card.card_blob, txn_id),
                     )
+                if sensitive is not None:
+                    cur.execute("UPDATE transactions SET sad_blob=? WHERE txn_id=?", (sensitive, txn_id))
+                if drop_sensitive:
+                    cur.execute("UPDATE transactions SET sad_blob=NULL WHERE txn_id=?", (txn_id,))
+                if saf is not None:
+                    cur.execute(
+                        "UPDATE transactions SET saf_id=?, saf_kind=?, saf_key=?, saf_status='queued', "
+                        "saf_created_at=?, saf_next_attempt_at=? WHERE txn_id=? AND saf_id IS NULL",
+                        (seq, saf[0], saf[1], at, at, txn_id),
+                    )
+                    if cur.rowcount != 1:
+                        raise StorageError(f"{txn_id} is already in the store-and-forward queue")
                 amount, currency_code = current.amount, current.currency
-            if sensitive is not None:
-                cur.execute("INSERT OR REPLACE INTO sensitive(txn_id, blob) VALUES(?, ?)", (txn_id, sensitive))
-            if drop_sensitive:
-                cur.execute("DELETE FROM sensitive WHERE txn_id=?", (txn_id,))
-            if saf_kind is not None:
-                if saf_key is None:
-                    raise ValueError("an SAF entry needs its idempotency key")
-                cur.execute(
-                    "INSERT INTO saf(txn_id, kind, idempotency_key, amount, currency, created_at, next_attempt_at) "
-                    "VALUES(?,?,?,?,?,?,?)",
-                    (txn_id, saf_kind, saf_key, amount, currency_code, at, at),
-                )
             if saf_answer is not None:
                 status, code = saf_answer
                 cur.execute(
-                    "UPDATE saf SET status=?, response_code=?, answered_at=? WHERE txn_id=? AND status='queued'",
+                    "UPDATE transactions SET saf_status=?, saf_response_code=?, saf_answered_at=? "
+                    "WHERE txn_id=? AND saf_status='queued'",
                     (status, code, at, txn_id),
                 )
             if reversal is not None:
@@ -683,9 +789,20 @@ class Store:
                 cur.execute("UPDATE reversals SET status='done', last_attempt_at=? WHERE txn_id=?", (at, txn_id))
             return state
 
+    def _open_batch(self, cur: sqlite3.Cursor, at: str) -> int:
+        """The open batch's id (opening one if none is), cached like the journal head."""
+        if self._batch is None:
+            row = cur.execute(_OPEN_BATCH).fetchone()
+            if row is None:
+                cur.execute("INSERT INTO batches(opened_at) VALUES(?)", (at,))
+                self._batch = int(cur.lastrowid or 0)
+            else:
+                self._batch = int(row[0])
+        return self._batch
+
     def read_sensitive(self, txn_id: str) -> bytes | None:
-        row = self._conn.execute("SELECT blob FROM sensitive WHERE txn_id=?", (txn_id,)).fetchone()
-        return None if row is None else bytes(row[0])
+        row = self._conn.execute("SELECT sad_blob FROM transactions WHERE txn_id=?", (txn_id,)).fetchone()
+        return None if row is None or row[0] is None else bytes(row[0])
 
     # -- queues ---------------------------------------------------------------------------------
 
@@ -714,24 +831,41 @@ class Store:
         After a crash mid-send, the next send of each carries the retransmission
         flag, and a void knows the host may have seen it.
         """
-        if table not in ("saf", "reversals"):
-            raise ValueError(table)
         if not ids:
             return
+        marks = ",".join("?" * len(ids))
         with self._write() as cur:
-            cur.execute(
-                f"UPDATE {table} SET attempts=attempts+1, last_attempt_at=? WHERE id IN ({','.join('?' * len(ids))})",
-                (at, *ids),
-            )
+            if table == "saf":
+                cur.execute(
+                    "UPDATE transactions SET saf_attempts=saf_attempts+1, saf_last_attempt_at=? "
+                    f"WHERE saf_id IN ({marks})",
+                    (at, *ids),
+                )
+                self._set_meta(cur, "saf_last_attempt", _canonical({"at": at, "error": None}))
+            elif table == "reversals":
+                cur.execute(
+                    f"UPDATE reversals SET attempts=attempts+1, last_attempt_at=? WHERE id IN ({marks})", (at, *ids)
+                )
+            else:
+                raise ValueError(table)
 
     def note_failure(self, table: str, item_id: int, error: str, next_attempt_at: str | None) -> None:
         """Record why an attempt did not settle the entry (it stays queued) and when to try again."""
-        if table not in ("saf", "reversals"):
-            raise ValueError(table)
         with self._write() as cur:
-            cur.execute(
-                f"UPDATE {table} SET last_error=?, next_attempt_at=? WHERE id=?", (error, next_attempt_at, item_id)
-            )
+            if table == "saf":
+                cur.execute(
+                    "UPDATE transactions SET saf_last_error=?, saf_next_attempt_at=? WHERE saf_id=?",
+                    (error, next_attempt_at, item_id),
+                )
+                last = self._meta(cur, "saf_last_attempt")
+                at = json.loads(last)["at"] if last else None
+                self._set_meta(cur, "saf_last_attempt", _canonical({"at": at, "error": error}))
+            elif table == "reversals":
+                cur.execute(
+                    "UPDATE reversals SET last_error=?, next_attempt_at=? WHERE id=?", (error, next_attempt_at, item_id)
+                )
+            else:
+                raise ValueError(table)
 
     def saf_totals(self) -> dict[int, tuple[int, int]]:
         """Queued entries per currency: (count, amount).
@@ -758,11 +892,12 @@ class Store:
         return None if row is None else str(row[0])
 
     def last_attempt(self) -> tuple[str | None, str | None]:
-        row = self._conn.execute(
-            "SELECT last_attempt_at, last_error FROM saf WHERE last_attempt_at IS NOT NULL "
-            "ORDER BY last_attempt_at DESC LIMIT 1"
-        ).fetchone()
-        return (None, None) if row is None else (row[0], row[1])
+        """The last forwarding attempt of the SAF queue and its error, if it failed."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key='saf_last_attempt'").fetchone()
+        if row is None:
+            return None, None
+        last = json.loads(row[0])
+        return last.get("at"), last.get("error")
 
     def counts(self) -> dict[str, int]:
         return {

@@ -160,7 +160,7 @@ def test_journal_list_show_and_export(data_dir: Path, tmp_path: Path) -> None:
     listed = ok_json(data_dir, "journal", "list")["transactions"]
     assert sorted(t["state"] for t in listed) == ["approved", "declined", "offline_approved"]
     shown = ok_json(data_dir, "journal", "show", sale["txn_id"])
-    assert [h["event"] for h in shown["journal"]] == ["start", "go_online", "host_approved"]
+    assert [h["event"] for h in shown["journal"]] == ["go_online", "host_approved"]
     assert shown["details"]["approval_code"] == sale["approval_code"]
 
     out = tmp_path / "f.csv"
@@ -170,7 +170,7 @@ def test_journal_list_show_and_export(data_dir: Path, tmp_path: Path) -> None:
     text = out.read_text()
     no_pan(text)
     rows = list(csv.DictReader(io.StringIO(text)))
-    assert len(rows) == 8  # 3 + 2 + 3 journal rows
+    assert len(rows) == 5  # 2 + 1 + 2 journal rows
     assert {r["txn_id"] for r in rows} == {t["txn_id"] for t in listed}
     assert all("*" in r["masked_pan"] for r in rows)
     assert any(r["approval_code"] == sale["approval_code"] for r in rows)

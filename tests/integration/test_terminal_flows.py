@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from terminal.facade import SettlementRefused, TerminalEvent, TerminalSettings, receipt_data
-from terminal.host import Advice, AuthorisationRequest, HostAnswer
+from terminal.host import Advice, AuthorisationRequest, HostAnswer, HostRejected
 from terminal.lifecycle import APPROVED_STATES, Event, State
 from terminal.money import currency, format_amount
 from terminal.offline import OfflineBehavior, OfflineLimitExceeded, PaymentRefused
@@ -419,6 +419,29 @@ def test_expiry_by_policy(rig: Rig) -> None:
     assert saf_rows(rig)[0][2] == "expired" and sensitive_ids(rig) == set()
 
 
+def test_expiry_after_a_lost_answer_reverses_what_the_host_may_hold(rig: Rig) -> None:
+    sent = offline(rig)
+    marked = offline(rig, 1500)  # in the same send chunk: marked as sending (write-ahead), never sent
+    never = offline(rig, 1600)  # beyond the limit of that forwarding
+    rig.host.faults.only = {"advise"}
+    rig.host.faults.no_answer = 1  # the host takes the first advice; its answer is lost
+    report = rig.terminal.forward_now(limit=2)
+    assert report.failed == 1 and rig.host.accepted_count(sent) == 1
+    rig.host.faults.clear()
+    rig.clock.advance(rig.settings.retry.expire_after_seconds + 60)
+    calls = len(rig.host.calls)
+    report = rig.terminal.forward_now()
+    # all expire; what may have reached the host is reversed, before anything else is sent
+    assert report.expired == 3 and report.reversals_sent == 2 and report.accepted == 0
+    assert [c.method for c in rig.host.calls[calls:]] == ["reverse", "reverse"]
+    assert rig.host.is_reversed(sent) and rig.host.accepted_count(marked) == 0
+    states = {t: rig.terminal.get(t).state for t in (sent, marked, never)}  # type: ignore[union-attr]
+    assert states == {sent: State.REVERSED, marked: State.REVERSED, never: State.EXPIRED}
+    assert [e.txn_id for e in rig.events_of("saf_expired")] == [sent, marked, never]
+    assert {r[0]: r[2] for r in saf_rows(rig)} == dict.fromkeys((sent, marked, never), "expired")
+    assert sensitive_ids(rig) == set() and rig.terminal.store.counts()["reversals_queued"] == 0
+
+
 @pytest.mark.parametrize("how", ["forward_now", "after_the_backoff"])
 def test_backoff(rig: Rig, how: str) -> None:
     txn_id = offline(rig)
@@ -605,11 +628,11 @@ def test_x_report_totals_equal_the_journal_sum(rig: Rig) -> None:
     rig.terminal.reader = None
     rig.terminal.refund(700, EUR, original_txn_id=sale)
 
-    # the journal alone: the start row says what a transaction is, the last row its state
+    # the journal alone: a transaction's first row says what it is, its last row its state
     start: dict[str, dict[str, Any]] = {}
     last: dict[str, str] = {}
     for row in rig.terminal.store.journal_rows():
-        if row["event"] == "start":
+        if row["txn_id"] not in start and not row["txn_id"].startswith("batch-"):
             start[row["txn_id"]] = row["data"]
         last[row["txn_id"]] = row["state"]
     journal: dict[tuple[str, int], list[int]] = {}
@@ -680,3 +703,61 @@ def test_a_voided_payment_prints_voided(rig: Rig) -> None:
     txn_id = online(rig)
     rig.terminal.void(txn_id)
     assert "VOIDED" in render_text(receipt_data(rig.terminal, txn_id), "customer")
+
+
+class _BatchingHost:
+    """The memory host behind a link that sends advices in batches (as the HTTPS link does)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.batches: list[int] = []
+
+    def authorise(self, request: AuthorisationRequest) -> HostAnswer:
+        return self.inner.authorise(request)  # type: ignore[no-any-return]
+
+    def advise(self, advice: Advice) -> HostAnswer:
+        raise AssertionError("a batching link gets its advices through advise_many")
+
+    def reverse(self, reversal: Any) -> HostAnswer:
+        return self.inner.reverse(reversal)  # type: ignore[no-any-return]
+
+    def close_batch(self, totals: Any) -> Any:
+        return self.inner.close_batch(totals)
+
+    def advise_many(self, advices: Any) -> list[HostAnswer | HostRejected]:
+        self.batches.append(len(advices))
+        out: list[HostAnswer | HostRejected] = []
+        for advice in advices:
+            try:
+                out.append(self.inner.advise(advice))
+            except HostRejected as exc:
+                out.append(exc)
+        return out
+
+
+def test_a_batching_link_gets_the_queue_in_batches_and_one_bad_entry_stands_alone(rig: Rig) -> None:
+    first, second, third = offline(rig, 1000), deferred(rig, 1105), offline(rig, 1200)
+    memory = rig.host
+    link = _BatchingHost(memory)
+    rig.terminal.host = link
+    memory.faults.only = {"advise"}
+    memory.faults.down = True
+    report = rig.terminal.forward_now()  # the whole request fails: every entry stays queued
+    assert report.failed == 3 and len(rig.terminal.store.saf_queued()) == 3
+    memory.faults.down = False
+    memory.faults.reject_next = 1  # the first advice of the next request is malformed
+    report = rig.terminal.forward_now()
+    assert link.batches == [3, 3]
+    assert (report.rejected, report.declined, report.accepted) == (1, 1, 1)
+    states = {t: rig.terminal.get(t).state for t in (first, second, third)}  # type: ignore[union-attr]
+    assert states == {
+        first: State.REJECTED_BY_HOST,
+        second: State.DECLINED_AFTER_FORWARDING,  # amount ends in 05: "do not honour" after forwarding
+        third: State.FORWARDED,
+    }
+    assert [c.outcome for c in memory.calls if c.method == "advise"] == [
+        "unreachable",  # the first request stopped at the first advice
+        "rejected",
+        "declined:05",
+        "approved",
+    ]

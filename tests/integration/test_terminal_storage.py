@@ -326,7 +326,7 @@ def test_a_corrupted_card_ciphertext_in_the_database_is_a_clear_error(
         (blob,) = conn.execute("SELECT blob FROM sensitive WHERE txn_id=?", (txn_id,)).fetchone()
         damaged = bytearray(blob)
         damaged[30] ^= 0x40
-        conn.execute("UPDATE sensitive SET blob=? WHERE txn_id=?", (bytes(damaged), txn_id))
+        conn.execute("UPDATE transactions SET sad_blob=? WHERE txn_id=?", (bytes(damaged), txn_id))
         conn.commit()
     finally:
         conn.close()

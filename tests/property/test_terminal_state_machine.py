@@ -475,8 +475,8 @@ class TerminalMachine(RuleBasedStateMachine):
                 # before belongs to a batch that is closed or being closed.
                 started.clear()
                 continue
-            if entry["event"] == "start":
-                started[entry["txn_id"]] = entry["data"]
+            if entry["txn_id"] not in last_state and not entry["txn_id"].startswith("batch-"):
+                started[entry["txn_id"]] = entry["data"]  # a transaction's first row says what it is
             last_state[entry["txn_id"]] = entry["state"]
         expected: Counter[tuple[int, str]] = Counter()
         expected_count: Counter[tuple[int, str]] = Counter()

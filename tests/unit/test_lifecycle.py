@@ -98,6 +98,7 @@ def test_void_transitions_start_only_from_approved_or_void_pending_states() -> N
             E.FORWARD_DECLINED,
             E.FORWARD_REJECTED,
             E.SAF_EXPIRED,
+            E.SAF_EXPIRED_AFTER_SENDING,
             E.VOID_QUEUED,
         }
     void_sources = {s for (s, e) in TRANSITIONS if e in VOID_EVENTS}
