@@ -3,13 +3,23 @@
 Devices come from the driver registry (``posterm.drivers`` entry points) and
 the host link from a name: ``memory`` (the in-process host of
 :mod:`terminal.memory_host`, its state kept in the data directory so that
-separate commands see the same host), ``none`` (unreachable), or a scheme
-registered in the ``posterm.hostlinks`` entry point group.
+separate commands see the same host), ``none`` (unreachable), a scheme
+registered in the ``posterm.hostlinks`` entry point group (``https``: the host
+this data directory is enrolled with, or ``https://host:port``), or ``auto``:
+the enrolled host when there is an enrolment, the memory host otherwise.
+
+The configuration is the parameter version the host last sent, when one was
+applied (``parameters/current.json`` in the data directory, written by
+host_link's parameter download), else the one shipped in terminal/data.  A
+terminal enrolled with a host takes its terminal and merchant ids from its
+certificate, through the host link.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import replace
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -19,12 +29,29 @@ from terminal.host import HostLink
 from terminal.keystore import FileKeystore
 from terminal.memory_host import MemoryHost
 from terminal.ports import DeviceError
-from terminal.settings import load_default_config, load_default_settings
+from emv.config import TerminalConfig
+from terminal.settings import (
+    SettingsError,
+    load_config,
+    load_default_config,
+    load_default_settings,
+    load_settings,
+)
 from terminal.store import Store
 
-__all__ = ["HOSTLINK_GROUP", "default_data_dir", "open_host", "open_terminal"]
+__all__ = [
+    "ENROLMENT_FILE",
+    "HOSTLINK_GROUP",
+    "PARAMETERS_POINTER",
+    "default_data_dir",
+    "load_configuration",
+    "open_host",
+    "open_terminal",
+]
 
 HOSTLINK_GROUP = "posterm.hostlinks"
+ENROLMENT_FILE = Path("host-link") / "enrolment.json"  # written by host_link's enrolment
+PARAMETERS_POINTER = Path("parameters") / "current.json"  # written by host_link's parameter download
 
 
 def default_data_dir() -> Path:
@@ -37,7 +64,31 @@ def default_data_dir() -> Path:
     return Path(user_data_dir("posterm", appauthor=False))
 
 
+def load_configuration(data_dir: Path) -> tuple[TerminalConfig, TerminalSettings, int | None]:
+    """The configuration in force: the applied parameter version if any, else the shipped one.
+
+    Returns (EMV configuration, terminal settings, parameter version or None).
+    A parameter version that cannot be read is an error, not a silent fall
+    back: it was verified when it was applied, so it is damaged.
+    """
+    pointer = data_dir / PARAMETERS_POINTER
+    if not pointer.exists():
+        return load_default_config(), load_default_settings(), None
+    try:
+        current = json.loads(pointer.read_text(encoding="utf-8"))
+        version, directory = int(current["version"]), data_dir / "parameters" / str(current["dir"])
+        doc = json.loads((directory / "terminal.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SettingsError(
+            f"parameters in {pointer.parent} cannot be read ({exc}); 'posterm params rollback' returns to the "
+            "previous version"
+        ) from None
+    return load_config(doc, base=directory), load_settings(doc), version
+
+
 def open_host(name: str, data_dir: Path) -> HostLink | None:
+    if name == "auto":
+        name = "https" if (data_dir / ENROLMENT_FILE).exists() else "memory"
     if name == "none":
         return None
     if name == "memory":
@@ -54,7 +105,7 @@ def open_terminal(
     data_dir: Path | None = None,
     *,
     reader_url: str | None = None,
-    host: str = "memory",
+    host: str = "auto",
     clock: Clock | None = None,
     settings: TerminalSettings | None = None,
     recover: bool = True,
@@ -66,15 +117,21 @@ def open_terminal(
     # Keys are made only with a new journal: a terminal whose key file went
     # missing must say so, not start over with a key that cannot read its data.
     keystore = FileKeystore.open(directory / "keys", create=not journal.exists())
+    config, configured, _ = load_configuration(directory)
+    link = open_host(host, directory)
+    # An enrolled terminal is who its certificate says it is.
+    terminal_id, merchant_id = getattr(link, "terminal_id", None), getattr(link, "merchant_id", None)
+    if isinstance(terminal_id, str) and isinstance(merchant_id, str):
+        config = replace(config, terminal_id=terminal_id, merchant_id=merchant_id)
     store = Store.open(journal, keystore)
     terminal = Terminal(
-        config=load_default_config(),
+        config=config,
         store=store,
         keystore=keystore,
-        host=open_host(host, directory),
+        host=link,
         reader=registry.open_reader(reader_url) if reader_url else None,
         clock=clock,
-        settings=settings or load_default_settings(),
+        settings=settings or configured,
     )
     if recover:
         terminal.recover()

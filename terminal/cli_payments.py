@@ -2,9 +2,10 @@
 
 Every command takes ``--data-dir DIR`` (default: ``$POSTERM_DATA_DIR`` or the
 platform's user data directory) and ``--json`` (one JSON object on standard
-output).  ``--host memory`` (the default until the networked host link
-exists) is an in-process host whose state is kept in the data directory;
-``--host none`` means the host cannot be reached.
+output).  ``--host auto`` (the default) is the host the data directory is
+enrolled with (``posterm enrol``), or else ``memory``, an in-process host whose
+state is kept in the data directory; ``--host none`` means the host cannot be
+reached.
 """
 
 from __future__ import annotations
@@ -36,11 +37,15 @@ def _common(p: argparse.ArgumentParser, host: bool = True) -> None:
     p.add_argument("--data-dir", type=Path, help="where the journal and keys live")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     if host:
-        p.add_argument("--host", default="memory", help="memory (default), none, or a host link URL")
+        p.add_argument(
+            "--host",
+            default="auto",
+            help="auto (default: the enrolled host, else memory), memory, none, https, or https://HOST:PORT",
+        )
 
 
 def _open(args: argparse.Namespace, reader_url: str | None = None) -> Terminal:
-    return open_terminal(args.data_dir, reader_url=reader_url, host=getattr(args, "host", "memory"))
+    return open_terminal(args.data_dir, reader_url=reader_url, host=getattr(args, "host", "auto"))
 
 
 def _print(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
