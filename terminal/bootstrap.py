@@ -23,13 +23,13 @@ from dataclasses import replace
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from emv.config import TerminalConfig
 from terminal import registry
 from terminal.facade import Clock, Terminal, TerminalSettings
 from terminal.host import HostLink
 from terminal.keystore import FileKeystore
 from terminal.memory_host import MemoryHost
 from terminal.ports import DeviceError
-from emv.config import TerminalConfig
 from terminal.settings import (
     SettingsError,
     load_config,
