@@ -18,7 +18,7 @@ DEB_PACKAGES := python3 python3-venv python3-dev gcc
 .PHONY: demo test lint typecheck imports unit bench clean system-deps
 
 demo: $(STAMP)
-	$(BIN)/posterm demo
+	$(BIN)/posterm demo --out demo-output
 
 test: $(STAMP) lint typecheck imports unit
 

@@ -502,6 +502,7 @@ class _Run:
             raise KernelError(f"CDOL1 (8C): {exc}") from None
         self.cda_requested = self.cda_possible and self.decision.cryptogram != "AAC"
         self.cdol1_values = dol.build(cdol1, self.values())
+        self.ctx.record_dol_values(cdol1, self.cdol1_values)
         try:
             command = apdu.generate_ac(self.decision.reference, self.cdol1_values, cda=self.cda_requested)
         except ValueError as exc:

@@ -154,6 +154,7 @@ def _gpo(ctx: KernelContext) -> tuple[apdu.Response, bytes]:
     values = dol.build(pdol, ctx.terminal_data())
     if len(values) > 127:
         raise KernelError(f"PDOL asks for {len(values)} bytes, more than GPO can carry")
+    ctx.record_dol_values(pdol, values)  # qVSDC computes its cryptogram at GPO, over these
     return send(ctx, apdu.gpo(values), "GET PROCESSING OPTIONS"), values
 
 

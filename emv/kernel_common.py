@@ -23,10 +23,10 @@ emv.kernel_common.KernelError: READ RECORD SFI 1 record 1: status 6A83
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from emv import apdu, oda, tlv
+from emv import apdu, dol, oda, tlv
 from emv.apdu import ApduTransport, Response
 from emv.config import Combination, TerminalConfig
 from emv.outcome import CvmPerformed, OdaReport, Outcome, TransactionResult, UiMessage
@@ -107,6 +107,14 @@ class KernelContext:
     tvr: Tvr = field(default_factory=Tvr)
     tsi: Tsi = field(default_factory=Tsi)
     card_data: dict[int, bytes] = field(default_factory=dict)
+    # The terminal data objects as the card received them in the command that produced the
+    # cryptogram (PDOL at GPO for C-3, CDOL1 at GENERATE AC for C-2): the issuer verifies the
+    # cryptogram over these, and the terminal may change some (the TVR) after the command.
+    cryptogram_inputs: dict[int, bytes] = field(default_factory=dict)
+
+    def record_dol_values(self, dol_list: Sequence[dol.DolEntry], values: bytes) -> None:
+        """Remember the values a DOL-built command sent (see :attr:`cryptogram_inputs`)."""
+        self.cryptogram_inputs = dict(dol.split(dol_list, values))
 
     @classmethod
     def create(
@@ -484,5 +492,6 @@ def result_from(
         messages=list(messages),
         commands=list(ctx.commands),
         card_data=data,
+        cryptogram_inputs=dict(ctx.cryptogram_inputs),
         error=error,
     )

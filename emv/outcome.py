@@ -176,6 +176,10 @@ class TransactionResult:
     messages: list[UiMessage] = field(default_factory=list)
     commands: list[bytes] = field(default_factory=list)
     card_data: dict[int, bytes] = field(default_factory=dict)
+    # the terminal data objects as the card received them when it computed its cryptogram
+    # (they may differ from card_data's: the TVR changes after GPO in C-3); what a host needs
+    # to verify the cryptogram
+    cryptogram_inputs: dict[int, bytes] = field(default_factory=dict)
     error: str | None = None  # why a non-final outcome was reached, for the log
 
     @property

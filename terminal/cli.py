@@ -182,9 +182,6 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="posterm", description="posterm point-of-sale terminal")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run the main job on the built-in simulator")
-    demo.set_defaults(func=_cmd_demo)
-
     from terminal.cli_payments import add_commands
 
     add_commands(sub)
@@ -192,6 +189,9 @@ def _parser() -> argparse.ArgumentParser:
 
     emv = sub.add_parser("emv", help="EMV contactless: simulated cards, taps and replays")
     emv_sub = emv.add_subparsers(dest="emv_command", required=True)
+
+    emv_demo = emv_sub.add_parser("demo", help="tap every simulated card at two amounts and show the outcomes")
+    emv_demo.set_defaults(func=_cmd_demo)
 
     cards = emv_sub.add_parser("cards", help="list the simulated card profiles")
     cards.add_argument("--json", action="store_true", help="print one JSON object")

@@ -344,7 +344,9 @@ class Terminal:
         )
 
     def _sensitive(self, txn_id: str, result: TransactionResult) -> bytes:
-        card_data = result.card_data
+        # The cryptogram's inputs as the card received them win over their later values
+        # (C-3 sets TVR bits after GPO): the issuer must see what the card signed.
+        card_data = result.card_data | result.cryptogram_inputs
         emv_data = tlv.encode_pairs([(tag, card_data[tag]) for tag in HOST_DATA_TAGS if tag in card_data])
         return self.keystore.encrypt(emv_data, b"sad:" + txn_id.encode())
 
@@ -920,7 +922,7 @@ class Terminal:
             reversals_added = False
             for item in self.store.saf_queued(limit):
                 if due_only and item.next_attempt_at is not None and datetime.fromisoformat(item.next_attempt_at) > now:
-                    continue
+                    break  # FIFO: what is behind an entry waiting out its backoff waits too
                 if (
                     now - datetime.fromisoformat(item.created_at)
                 ).total_seconds() > self.settings.retry.expire_after_seconds:

@@ -1,0 +1,18 @@
+"""The simulated acquiring host: a real HTTPS service with mutual TLS, an issuer and fault injection.
+
+Modules (imported on demand; nothing runs at import):
+
+- :mod:`~simulator.host.service`: :func:`~simulator.host.service.start_host` and
+  :class:`~simulator.host.service.HostService`, the handle tests and the demo use;
+- :mod:`~simulator.host.server`: uvicorn with TLS 1.3 and client certificates;
+- :mod:`~simulator.host.app`: the API of docs/host-protocol.md (Starlette);
+- :mod:`~simulator.host.issuer`: decisions, ARQC verification, ARPCs (the magic amounts);
+- :mod:`~simulator.host.store`: SQLite at rest (no PAN);
+- :mod:`~simulator.host.ca`: the host CA, server and client certificates;
+- :mod:`~simulator.host.faults`: fault injection and the files shared with the server;
+- :mod:`~simulator.host.params`: parameter versions; :mod:`~simulator.host.admin`: operator actions;
+- :mod:`~simulator.host.schema`: the OpenAPI document and validation;
+- :mod:`~simulator.host.cli`: ``posterm host ...``.
+"""
+
+__all__: list[str] = []

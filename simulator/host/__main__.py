@@ -1,0 +1,8 @@
+"""``python -m simulator.host serve ...``: the host's commands without the ``posterm`` entry point."""
+
+import sys
+
+from simulator.host.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

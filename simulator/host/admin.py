@@ -1,0 +1,164 @@
+"""The host operator's actions on a data directory, with or without the server running.
+
+Everything here works on the SQLite database and the CA files directly, so the
+``posterm host`` commands and :class:`~simulator.host.service.HostService`
+share one implementation and take effect on a running server at once (the
+server reads blocked cards, velocity, parameters and enrolment codes from the
+database on every request). Faults go through :mod:`simulator.host.faults`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import secrets
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from simulator.host.ca import load_or_create_ca
+from simulator.host.faults import read_faults, running_server
+from simulator.host.params import ParametersError, publish
+from simulator.host.schema import first_error
+from simulator.host.store import DB_NAME, HostStore
+
+__all__ = [
+    "AdminError",
+    "block_card",
+    "credential_bundle",
+    "host_status",
+    "make_enrolment_code",
+    "open_store",
+    "publish_parameters",
+    "records",
+    "set_velocity",
+    "unblock_card",
+]
+
+ENROLMENT_CODE_TTL = dt.timedelta(hours=24)
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
+
+
+class AdminError(ValueError):
+    """An operator action that cannot be carried out (one line)."""
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _stamp(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+@contextlib.contextmanager
+def open_store(data_dir: Path) -> Iterator[HostStore]:
+    """The data directory's database (created if needed), closed afterwards."""
+    store = HostStore(Path(data_dir) / DB_NAME)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def make_enrolment_code(data_dir: Path, terminal_id: str, merchant_id: str) -> str:
+    """A one-time enrolment code for the terminal, valid 24 hours (``XXXX-XXXX-XXXX-XXXX``)."""
+    for component, value in (("TerminalId", terminal_id), ("MerchantId", merchant_id)):
+        error = first_error(component, value)
+        if error is not None:
+            name = "terminal id" if component == "TerminalId" else "merchant id"
+            raise AdminError(f"{name} {value!r} {error.removeprefix('body ')}")
+    code = "-".join("".join(secrets.choice(_CODE_ALPHABET) for _ in range(4)) for _ in range(4))
+    now = _now()
+    with open_store(data_dir) as store:
+        store.add_enrolment_code(code, terminal_id, merchant_id, _stamp(now), _stamp(now + ENROLMENT_CODE_TTL))
+    return code
+
+
+def credential_bundle(data_dir: Path, terminal_id: str, merchant_id: str, url: str | None = None) -> dict[str, str]:
+    """What a terminal needs to enrol: the host's URL, its CA certificate and a fresh code.
+
+    ``url`` defaults to the running server's (``server.json``); without a
+    running server it must be given.
+    """
+    if url is None:
+        info = running_server(data_dir)
+        if info is None:
+            raise AdminError(f"no host is running on {data_dir}: start 'posterm host serve' or give --url")
+        url = info.url
+    ca = load_or_create_ca(Path(data_dir) / "tls")
+    code = make_enrolment_code(data_dir, terminal_id, merchant_id)
+    return {
+        "url": url,
+        "ca_certificate_pem": ca.certificate_pem.decode("ascii"),
+        "enrolment_code": code,
+        "terminal_id": terminal_id,
+        "merchant_id": merchant_id,
+    }
+
+
+def _check_code(code: str) -> None:
+    if first_error("ResponseCode", code) is not None or code == "00":
+        raise AdminError(f"response code {code!r}: two characters of [0-9A-Z], not 00")
+
+
+def block_card(data_dir: Path, pan_token: str, code: str = "62") -> None:
+    """Decline this card's authorisations with ``code`` (62 restricted, 43 stolen, ...)."""
+    _check_code(code)
+    if first_error("PanToken", pan_token) is not None:
+        raise AdminError(f"pan token {pan_token!r} is not 1 to 64 of [A-Za-z0-9._:-]")
+    with open_store(data_dir) as store:
+        store.block_card(pan_token, code, _stamp(_now()))
+
+
+def unblock_card(data_dir: Path, pan_token: str) -> bool:
+    """Stop declining this card; False when it was not blocked."""
+    with open_store(data_dir) as store:
+        return store.unblock_card(pan_token)
+
+
+def set_velocity(data_dir: Path, max_approvals: int, window_seconds: int) -> None:
+    """At most ``max_approvals`` approvals per card per ``window_seconds``; 0 switches the check off."""
+    if max_approvals < 0 or window_seconds < 0:
+        raise AdminError("velocity: max approvals and window are >= 0 (0 = off)")
+    with open_store(data_dir) as store:
+        store.set_velocity(max_approvals, window_seconds)
+
+
+def publish_parameters(data_dir: Path, update: Mapping[str, Any], *, checked: bool = True) -> int:
+    """Publish the next parameters version (see :mod:`simulator.host.params`); its number."""
+    with open_store(data_dir) as store:
+        try:
+            return publish(store, update, checked=checked)
+        except ParametersError as exc:
+            raise AdminError(f"parameters refused: {exc}") from None
+
+
+def records(data_dir: Path) -> list[dict[str, Any]]:
+    """Every authorisation, advice and reversal the host processed, oldest first (no PAN)."""
+    with open_store(data_dir) as store:
+        return [r.to_json() for r in store.records()]
+
+
+def host_status(data_dir: Path) -> dict[str, Any]:
+    """Running or not, URL, faults, parameters version, velocity, blocked cards, terminals, counts."""
+    info = running_server(data_dir)
+    _, faults = read_faults(data_dir)
+    with open_store(data_dir) as store:
+        max_approvals, window = store.velocity()
+        rows = store.records()
+        return {
+            "running": info is not None,
+            "pid": info.pid if info else None,
+            "url": info.url if info else None,
+            "faults": faults.to_json() if info else None,
+            "parameters_version": store.parameters_version(),
+            "velocity": {"max_approvals": max_approvals, "window_seconds": window},
+            "blocked_cards": store.blocked_cards(),
+            "terminals": store.terminals(),
+            "records": {
+                "authorisations": sum(1 for r in rows if r.method == "authorise"),
+                "advices": sum(1 for r in rows if r.method == "advise"),
+                "reversals": sum(1 for r in rows if r.method == "reverse"),
+            },
+        }

@@ -1,0 +1,314 @@
+"""``posterm host ...``: run and steer the simulated acquiring host.
+
+Registered through the ``posterm.commands`` entry point group
+(``host = simulator.host.cli:add_commands``); ``python -m simulator.host``
+offers the same sub-commands without the ``host`` word.
+
+- ``serve [--bind 127.0.0.1] [--port 8443] [--data-dir DIR]``: run the HTTPS server;
+- ``enrol-code --terminal-id T --merchant-id M [--url URL] [--out FILE]``: a
+  credential bundle (URL, CA certificate, one-time code valid 24 h) as JSON;
+- ``fault down|up|slow MS|error STATUS|drop|cert expired|cert wrong|cert good|clear
+  [--only PATH ...]``: change the running server's faults (one at a time, the
+  others stay); ``--only`` sets the paths that slow / error / drop are limited
+  to (without it the list stays as it was; ``clear`` resets everything);
+- ``issuer block TOKEN [--code 62]``, ``issuer unblock TOKEN``,
+  ``issuer velocity MAX WINDOW_SECONDS`` (0 = off), ``issuer show``;
+- ``params publish FILE.json [--unchecked]``, ``params show``;
+- ``status``, ``records``.
+
+Every command takes ``--data-dir DIR`` (default: ``$POSTERM_HOST_DIR``, else
+the platform's user data directory for posterm, sub-directory ``host``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from terminal.cli_payments import CommandError
+
+__all__ = ["add_commands", "default_data_dir", "main"]
+
+_SubParsers = argparse._SubParsersAction  # argparse offers no public name for it
+
+
+def default_data_dir() -> Path:
+    """``$POSTERM_HOST_DIR``, else ``<user data dir>/posterm/host``."""
+    env = os.environ.get("POSTERM_HOST_DIR")
+    if env:
+        return Path(env)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("posterm", appauthor=False)) / "host"
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data_dir) if args.data_dir else default_data_dir()
+
+
+def _print(args: argparse.Namespace, obj: Any, text: str) -> None:
+    print(json.dumps(obj, indent=1) if getattr(args, "json", False) else text)
+
+
+def _guard(func: Any) -> Any:
+    """Turn the host package's own errors into one-line :class:`CommandError` s."""
+
+    def run(args: argparse.Namespace) -> int:
+        from simulator.host.admin import AdminError
+        from simulator.host.faults import FaultError
+        from simulator.host.store import StoreError
+
+        try:
+            return int(func(args))
+        except (AdminError, FaultError, StoreError) as exc:
+            raise CommandError(str(exc)) from None
+        except OSError as exc:
+            raise CommandError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+
+    return run
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from simulator.host.faults import running_server
+    from simulator.host.server import serve
+
+    data_dir = _data_dir(args)
+    if not 0 <= args.port <= 65535:
+        raise CommandError(f"--port {args.port} is not a port number")
+    info = running_server(data_dir)
+    if info is not None:
+        raise CommandError(f"a host already runs on {data_dir} (pid {info.pid}, {info.url})")
+    try:
+        status = serve(
+            data_dir, bind=args.bind, port=args.port, parent_pid=args.exit_with_parent, log_level=args.log_level
+        )
+    except SystemExit as exc:  # uvicorn exits when it cannot listen; it logged why
+        raise CommandError(f"the host could not start on {args.bind}:{args.port} (exit {exc.code})") from None
+    return status
+
+
+def _cmd_enrol_code(args: argparse.Namespace) -> int:
+    from simulator.host.admin import credential_bundle
+
+    bundle = credential_bundle(_data_dir(args), args.terminal_id, args.merchant_id, url=args.url)
+    text = json.dumps(bundle, indent=1)
+    if args.out:
+        out = Path(args.out)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+        print(f"credential bundle for terminal {args.terminal_id} written to {out} (code valid 24 hours)")
+    else:
+        print(text)
+    return 0
+
+
+def _cmd_fault(args: argparse.Namespace) -> int:
+    from simulator.host.faults import Faults, read_faults, request_faults, running_server
+
+    data_dir = _data_dir(args)
+    if running_server(data_dir) is None:
+        raise CommandError(f"no host is running on {data_dir}")
+    _, faults = read_faults(data_dir)
+    action, value = args.action, args.value
+
+    def number(what: str) -> int:
+        if value is None or not value.isdigit():
+            raise CommandError(f"fault {action} needs {what}")
+        return int(value)
+
+    if action != "cert" and value is not None and action not in ("slow", "error"):
+        raise CommandError(f"fault {action} takes no value")
+    if action == "clear":
+        faults = Faults()
+    elif action == "down":
+        faults = replace(faults, down=True)
+    elif action == "up":
+        faults = replace(faults, down=False)
+    elif action == "slow":
+        faults = replace(faults, slow_ms=number("a delay in milliseconds"))
+    elif action == "error":
+        faults = replace(faults, error_status=number("a status 500..599"))
+    elif action == "drop":
+        faults = replace(faults, drop_after_request=True)
+    else:  # cert
+        if value not in ("expired", "wrong", "good"):
+            raise CommandError("fault cert needs expired, wrong or good")
+        faults = replace(faults, certificate=value)
+    if args.only and action != "clear":
+        faults = replace(faults, only=tuple(args.only))
+    if not request_faults(data_dir, faults):
+        raise CommandError(f"the host on {data_dir} stopped before it applied the faults")
+    _print(args, faults.to_json(), f"faults now: {json.dumps(faults.to_json()) if faults.any else 'none'}")
+    return 0
+
+
+def _cmd_issuer(args: argparse.Namespace) -> int:
+    from simulator.host import admin
+
+    data_dir = _data_dir(args)
+    if args.issuer_command == "block":
+        admin.block_card(data_dir, args.token, args.code)
+        print(f"card {args.token} blocked: authorisations decline with {args.code}")
+    elif args.issuer_command == "unblock":
+        was = admin.unblock_card(data_dir, args.token)
+        print(f"card {args.token} {'unblocked' if was else 'was not blocked'}")
+    elif args.issuer_command == "velocity":
+        admin.set_velocity(data_dir, args.max_approvals, args.window_seconds)
+        off = args.max_approvals == 0 or args.window_seconds == 0
+        limit = f"at most {args.max_approvals} approvals per card per {args.window_seconds} s"
+        print("velocity check off" if off else limit)
+    else:
+        status = admin.host_status(data_dir)
+        shown = {"velocity": status["velocity"], "blocked_cards": status["blocked_cards"]}
+        _print(args, shown, json.dumps(shown, indent=1))
+    return 0
+
+
+def _cmd_params(args: argparse.Namespace) -> int:
+    from simulator.host import admin
+
+    data_dir = _data_dir(args)
+    if args.params_command == "publish":
+        try:
+            update = json.loads(Path(args.file).read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise CommandError(f"{args.file} is not JSON: {exc}") from None
+        if not isinstance(update, dict):
+            raise CommandError(f"{args.file}: expected a JSON object")
+        version = admin.publish_parameters(data_dir, update, checked=not args.unchecked)
+        print(f"parameters version {version} published")
+        return 0
+    from simulator.host.params import ensure_initial
+
+    with admin.open_store(data_dir) as store:
+        ensure_initial(store)
+        raw = store.parameters()
+    assert raw is not None
+    print(json.dumps(json.loads(raw), indent=1))
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from simulator.host.admin import host_status
+
+    status = host_status(_data_dir(args))
+    line = f"host running (pid {status['pid']}) at {status['url']}" if status["running"] else "host not running"
+    counts = status["records"]
+    text = (
+        f"{line}\nparameters version {status['parameters_version']}, "
+        f"{len(status['terminals'])} terminal(s), {counts['authorisations']} authorisation(s), "
+        f"{counts['advices']} advice(s), {counts['reversals']} reversal(s)"
+    )
+    if status["faults"] and any(v not in (False, 0, None, "good") for v in status["faults"].values()):
+        text += f"\nfaults: {json.dumps(status['faults'])}"
+    _print(args, status, text)
+    return 0
+
+
+def _cmd_records(args: argparse.Namespace) -> int:
+    from simulator.host.admin import records
+
+    rows = records(_data_dir(args))
+    if getattr(args, "json", False):
+        print(json.dumps({"records": rows}, indent=1))
+        return 0
+    for r in rows:
+        flags = " reversed" if r["reversed"] else ""
+        print(
+            f"{r['seq']:>5} {r['method']:<9} {r['txn_id']:<32} {r['kind']:<22} {r['amount']:>10} {r['currency']:>3} "
+            f"{r['response_code']} {r['host_reference']}{flags}"
+        )
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def _common(p: argparse.ArgumentParser, *, json_flag: bool = False) -> None:
+    p.add_argument("--data-dir", help="the host's data directory (default: $POSTERM_HOST_DIR or the user data dir)")
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _add_subcommands(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="host_command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str, func: Any, *, leaf: bool = True, json_flag: bool = False) -> Any:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if leaf:
+            _common(p, json_flag=json_flag)
+        p.set_defaults(func=_guard(func))
+        return p
+
+    serve = command("serve", "run the simulated host (HTTPS, mutual TLS) until interrupted", _cmd_serve)
+    serve.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8443, help="TCP port (default 8443; 0 = any free port)")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument("--exit-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
+
+    enrol = command("enrol-code", "make a one-time enrolment code and print the credential bundle", _cmd_enrol_code)
+    enrol.add_argument("--terminal-id", required=True)
+    enrol.add_argument("--merchant-id", required=True)
+    enrol.add_argument("--url", help="the host URL for the terminal (default: the running server's)")
+    enrol.add_argument("--out", metavar="FILE", help="write the bundle to FILE (mode 0600) instead of printing it")
+
+    fault = command("fault", "inject a fault into the running host", _cmd_fault, json_flag=True)
+    fault.add_argument("action", choices=["down", "up", "slow", "error", "drop", "cert", "clear"])
+    fault.add_argument("value", nargs="?", help="MS for slow, STATUS for error, expired|wrong|good for cert")
+    fault.add_argument("--only", nargs="+", metavar="PATH", help="limit slow / error / drop to these paths")
+
+    issuer = command("issuer", "steer the issuer: blocked cards and velocity", _cmd_issuer, leaf=False)
+    issuer_sub = issuer.add_subparsers(dest="issuer_command", required=True, metavar="ACTION")
+    block = issuer_sub.add_parser("block", help="decline a card (by pan_token)")
+    block.add_argument("token")
+    block.add_argument("--code", default="62", help="response code (default 62, restricted card)")
+    unblock = issuer_sub.add_parser("unblock", help="stop declining a card")
+    unblock.add_argument("token")
+    velocity = issuer_sub.add_parser("velocity", help="limit approvals per card and time window (0 = off)")
+    velocity.add_argument("max_approvals", type=int)
+    velocity.add_argument("window_seconds", type=int)
+    show = issuer_sub.add_parser("show", help="print the blocked cards and the velocity limit")
+    for leaf in (block, unblock, velocity):
+        _common(leaf)
+    _common(show, json_flag=True)
+
+    params = command("params", "parameter versions served to terminals", _cmd_params, leaf=False)
+    params_sub = params.add_subparsers(dest="params_command", required=True, metavar="ACTION")
+    publish = params_sub.add_parser("publish", help="publish a new version from a JSON file")
+    publish.add_argument("file", metavar="FILE.json", help="keys merged over the current config, or a full document")
+    publish.add_argument(
+        "--unchecked", action="store_true", help="skip the terminal-side checks (the schema still applies)"
+    )
+    _common(publish)
+    _common(params_sub.add_parser("show", help="print the current version"))
+
+    command("status", "is the host running, where, with which faults", _cmd_status, json_flag=True)
+    command("records", "the authorisations, advices and reversals the host processed", _cmd_records, json_flag=True)
+
+
+def add_commands(subparsers: _SubParsers[argparse.ArgumentParser]) -> None:
+    """Add ``host`` with its sub-commands to the ``posterm`` command's sub-parsers."""
+    host = subparsers.add_parser("host", help="the simulated acquiring host (HTTPS, mutual TLS, faults)")
+    _add_subcommands(host)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m simulator.host COMMAND ...``."""
+    parser = argparse.ArgumentParser(prog="python -m simulator.host", description="the simulated acquiring host")
+    _add_subcommands(parser)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CommandError as exc:
+        print(f"posterm host: error: {exc}", file=sys.stderr)
+        return 2

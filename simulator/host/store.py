@@ -1,0 +1,483 @@
+"""The simulated host's data at rest: one SQLite database (WAL) in the data directory.
+
+What is kept: enrolment codes (their SHA-256, never the code), enrolled
+terminals, the idempotency cache (per terminal: key, a keyed digest of the
+canonical body, the response bytes), per-advice results, the records of
+authorisations, advices and reversals (by ``pan_token``), host batches, batch
+closes, blocked cards, issuer settings and the parameter versions.
+
+What is never kept: a PAN, track data or ``emv_data``. Body digests are
+HMAC-SHA-256 under a random per-host secret (``meta.digest_secret``) because
+the bodies they cover carry card data.
+
+Several processes use the database at once (the server, the CLI, a test's
+:class:`~simulator.host.service.HostService`): WAL mode, a busy timeout, and
+``BEGIN IMMEDIATE`` for every change, with ``synchronous=FULL``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DB_NAME",
+    "CachedResponse",
+    "EnrolmentCode",
+    "HostStore",
+    "Record",
+    "StoreError",
+]
+
+DB_NAME = "host.db"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS enrolment_codes (
+    code_hash TEXT PRIMARY KEY,
+    terminal_id TEXT NOT NULL,
+    merchant_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    used_at TEXT,
+    csr_digest TEXT,
+    response BLOB
+);
+CREATE TABLE IF NOT EXISTS terminals (
+    terminal_id TEXT PRIMARY KEY,
+    merchant_id TEXT NOT NULL,
+    certificate_serial TEXT NOT NULL,
+    enrolled_at TEXT NOT NULL,
+    software_version TEXT,
+    last_sign_on TEXT
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    terminal_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (terminal_id, key)
+);
+CREATE TABLE IF NOT EXISTS advice_keys (
+    terminal_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    result TEXT NOT NULL,
+    PRIMARY KEY (terminal_id, key)
+);
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY,
+    method TEXT NOT NULL,
+    txn_id TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    terminal_id TEXT NOT NULL,
+    merchant_id TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    currency INTEGER NOT NULL,
+    pan_token TEXT NOT NULL,
+    response_code TEXT NOT NULL,
+    approved INTEGER NOT NULL,
+    reversed INTEGER NOT NULL DEFAULT 0,
+    batch INTEGER NOT NULL,
+    host_reference TEXT NOT NULL,
+    approval_code TEXT,
+    original_txn_id TEXT,
+    note TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_txn ON records (terminal_id, txn_id);
+CREATE INDEX IF NOT EXISTS records_card ON records (pan_token, created_at);
+CREATE TABLE IF NOT EXISTS host_batches (terminal_id TEXT PRIMARY KEY, batch_no INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS batch_closes (
+    terminal_id TEXT NOT NULL,
+    batch_id INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (terminal_id, batch_id)
+);
+CREATE TABLE IF NOT EXISTS blocked_cards (pan_token TEXT PRIMARY KEY, code TEXT NOT NULL, blocked_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS parameters (version INTEGER PRIMARY KEY, issued_at TEXT NOT NULL, document BLOB NOT NULL);
+"""
+
+#: Reference prefixes: authorisation/advice/reversal records, batch closes, sign-ons.
+_REF_PREFIX = {"authorise": "A", "advise": "V", "reverse": "R", "close": "B", "sign_on": "S"}
+
+
+class StoreError(Exception):
+    """The host database cannot be used."""
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    """A stored answer to an idempotent request."""
+
+    digest: str
+    status: int
+    body: bytes
+
+
+@dataclass(frozen=True)
+class EnrolmentCode:
+    terminal_id: str
+    merchant_id: str
+    expires_at: str
+    used_at: str | None
+    csr_digest: str | None
+    response: bytes | None
+
+
+@dataclass(frozen=True)
+class Record:
+    """One processed authorisation, advice or reversal (a reversal's ``kind`` is its reason)."""
+
+    seq: int
+    method: str  # "authorise" | "advise" | "reverse"
+    txn_id: str
+    idempotency_key: str
+    kind: str
+    terminal_id: str
+    merchant_id: str
+    amount: int
+    currency: int
+    pan_token: str
+    response_code: str
+    approved: bool
+    reversed: bool
+    batch: int
+    host_reference: str
+    approval_code: str | None
+    original_txn_id: str | None
+    note: str
+    created_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+_RECORD_COLUMNS = (
+    "seq, method, txn_id, idempotency_key, kind, terminal_id, merchant_id, amount, currency, pan_token, "
+    "response_code, approved, reversed, batch, host_reference, approval_code, original_txn_id, note, created_at"
+)
+
+
+def _record(row: tuple[Any, ...]) -> Record:
+    values = list(row)
+    values[11] = bool(values[11])
+    values[12] = bool(values[12])
+    return Record(*values)
+
+
+class HostStore:
+    """The host's SQLite database. One connection, guarded by a lock (thread-safe)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            with self.transaction():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('digest_secret', ?)", (secrets.token_hex(32),)
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open host database {self.path}: {exc}") from exc
+        self._secret = bytes.fromhex(self.meta("digest_secret") or "")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> HostStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on an exception); re-entrant."""
+        with self._lock:
+            if self._db.in_transaction:
+                yield
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        with self._lock:
+            row: tuple[Any, ...] | None = self._db.execute(sql, args).fetchone()
+            return row
+
+    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return list(self._db.execute(sql, args).fetchall())
+
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> None:
+        with self._lock:
+            self._db.execute(sql, args)
+
+    def digest(self, text: str) -> str:
+        """Keyed digest (HMAC-SHA-256 under the host's secret) of a canonical body."""
+        return hmac.new(self._secret, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    # ------------------------------------------------------------------ meta and references
+
+    def meta(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction():
+            self._exec(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def next_reference(self, what: str) -> str:
+        """A new host reference (``A0000000042`` ...): a prefix per message type and a sequence."""
+        with self.transaction():
+            seq = int(self.meta("seq") or "0") + 1
+            self.set_meta("seq", str(seq))
+        return f"{_REF_PREFIX.get(what, 'H')}{seq:010d}"
+
+    # ------------------------------------------------------------------ enrolment
+
+    @staticmethod
+    def _code_hash(code: str) -> str:
+        return hashlib.sha256(code.strip().upper().encode("utf-8")).hexdigest()
+
+    def add_enrolment_code(
+        self, code: str, terminal_id: str, merchant_id: str, created_at: str, expires_at: str
+    ) -> None:
+        with self.transaction():
+            self._exec(
+                "INSERT INTO enrolment_codes (code_hash, terminal_id, merchant_id, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (self._code_hash(code), terminal_id, merchant_id, created_at, expires_at),
+            )
+
+    def enrolment_code(self, code: str) -> EnrolmentCode | None:
+        row = self._one(
+            "SELECT terminal_id, merchant_id, expires_at, used_at, csr_digest, response FROM enrolment_codes "
+            "WHERE code_hash = ?",
+            (self._code_hash(code),),
+        )
+        return None if row is None else EnrolmentCode(*row)
+
+    def use_enrolment_code(
+        self, code: str, used_at: str, csr_digest: str, response: bytes, certificate_serial: str
+    ) -> bool:
+        """Mark the code used with the answer given; False when another request used it first."""
+        with self.transaction():
+            row = self._one(
+                "SELECT terminal_id, merchant_id, used_at FROM enrolment_codes WHERE code_hash = ?",
+                (self._code_hash(code),),
+            )
+            if row is None or row[2] is not None:
+                return False
+            self._exec(
+                "UPDATE enrolment_codes SET used_at = ?, csr_digest = ?, response = ? WHERE code_hash = ?",
+                (used_at, csr_digest, response, self._code_hash(code)),
+            )
+            self._exec(
+                "INSERT INTO terminals (terminal_id, merchant_id, certificate_serial, enrolled_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(terminal_id) DO UPDATE SET merchant_id = excluded.merchant_id, "
+                "certificate_serial = excluded.certificate_serial, enrolled_at = excluded.enrolled_at",
+                (row[0], row[1], certificate_serial, used_at),
+            )
+        return True
+
+    def record_sign_on(self, terminal_id: str, merchant_id: str, software_version: str, at: str) -> None:
+        with self.transaction():
+            self._exec(
+                "INSERT INTO terminals (terminal_id, merchant_id, certificate_serial, enrolled_at, software_version, "
+                "last_sign_on) VALUES (?, ?, '', ?, ?, ?) ON CONFLICT(terminal_id) DO UPDATE SET "
+                "software_version = excluded.software_version, last_sign_on = excluded.last_sign_on",
+                (terminal_id, merchant_id, at, software_version, at),
+            )
+
+    def terminals(self) -> list[dict[str, Any]]:
+        rows = self._all(
+            "SELECT terminal_id, merchant_id, certificate_serial, enrolled_at, software_version, last_sign_on "
+            "FROM terminals ORDER BY terminal_id"
+        )
+        names = ("terminal_id", "merchant_id", "certificate_serial", "enrolled_at", "software_version", "last_sign_on")
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    # ------------------------------------------------------------------ idempotency
+
+    def cached_response(self, terminal_id: str, key: str) -> CachedResponse | None:
+        row = self._one(
+            "SELECT digest, status, body FROM idempotency WHERE terminal_id = ? AND key = ?", (terminal_id, key)
+        )
+        return None if row is None else CachedResponse(str(row[0]), int(row[1]), bytes(row[2]))
+
+    def save_response(self, terminal_id: str, key: str, digest: str, status: int, body: bytes, at: str) -> None:
+        self._exec(
+            "INSERT INTO idempotency (terminal_id, key, digest, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (terminal_id, key, digest, status, body, at),
+        )
+
+    def advice_result(self, terminal_id: str, key: str) -> tuple[str, dict[str, Any]] | None:
+        """(digest, result) stored for an advice's own idempotency key."""
+        row = self._one("SELECT digest, result FROM advice_keys WHERE terminal_id = ? AND key = ?", (terminal_id, key))
+        return None if row is None else (str(row[0]), json.loads(row[1]))
+
+    def save_advice_result(self, terminal_id: str, key: str, digest: str, result: Mapping[str, Any]) -> None:
+        self._exec(
+            "INSERT INTO advice_keys (terminal_id, key, digest, result) VALUES (?, ?, ?, ?)",
+            (terminal_id, key, digest, json.dumps(result, sort_keys=True)),
+        )
+
+    # ------------------------------------------------------------------ records
+
+    def batch_number(self, terminal_id: str) -> int:
+        row = self._one("SELECT batch_no FROM host_batches WHERE terminal_id = ?", (terminal_id,))
+        return 1 if row is None else int(row[0])
+
+    def open_new_batch(self, terminal_id: str) -> int:
+        new = self.batch_number(terminal_id) + 1
+        self._exec(
+            "INSERT INTO host_batches (terminal_id, batch_no) VALUES (?, ?) "
+            "ON CONFLICT(terminal_id) DO UPDATE SET batch_no = excluded.batch_no",
+            (terminal_id, new),
+        )
+        return new
+
+    def add_record(self, **fields: Any) -> None:
+        """Insert a record; ``batch`` is the terminal's open host batch, ``seq`` assigned here."""
+        fields.setdefault("batch", self.batch_number(fields["terminal_id"]))
+        fields.setdefault("approval_code", None)
+        fields.setdefault("original_txn_id", None)
+        fields.setdefault("note", "")
+        fields["approved"] = int(bool(fields["approved"]))
+        names = sorted(fields)
+        self._exec(
+            f"INSERT INTO records ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
+            tuple(fields[n] for n in names),
+        )
+
+    def reverse(self, terminal_id: str, txn_id: str) -> int:
+        """Mark the approved, not reversed records of ``txn_id`` reversed; how many were."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE records SET reversed = 1 WHERE terminal_id = ? AND txn_id = ? AND method != 'reverse' "
+                "AND approved = 1 AND reversed = 0",
+                (terminal_id, txn_id),
+            )
+            return int(cursor.rowcount)
+
+    def records(self, terminal_id: str | None = None) -> list[Record]:
+        if terminal_id is None:
+            rows = self._all(f"SELECT {_RECORD_COLUMNS} FROM records ORDER BY seq")
+        else:
+            sql = f"SELECT {_RECORD_COLUMNS} FROM records WHERE terminal_id = ? ORDER BY seq"
+            rows = self._all(sql, (terminal_id,))
+        return [_record(r) for r in rows]
+
+    def open_records(self, terminal_id: str) -> list[Record]:
+        """The approved, not reversed authorisations and advices of the terminal's open host batch."""
+        rows = self._all(
+            f"SELECT {_RECORD_COLUMNS} FROM records WHERE terminal_id = ? AND batch = ? AND method != 'reverse' "
+            "AND approved = 1 AND reversed = 0 ORDER BY seq",
+            (terminal_id, self.batch_number(terminal_id)),
+        )
+        return [_record(r) for r in rows]
+
+    def approvals_since(self, pan_token: str, since: str) -> int:
+        """Approved sales-like records of the card since ``since`` (ISO time), for velocity checks."""
+        row = self._one(
+            "SELECT COUNT(*) FROM records WHERE pan_token = ? AND created_at >= ? AND approved = 1 "
+            "AND method != 'reverse'",
+            (pan_token, since),
+        )
+        return 0 if row is None else int(row[0])
+
+    # ------------------------------------------------------------------ batch closes
+
+    def batch_close(self, terminal_id: str, batch_id: int) -> tuple[str, bytes] | None:
+        row = self._one(
+            "SELECT digest, body FROM batch_closes WHERE terminal_id = ? AND batch_id = ?", (terminal_id, batch_id)
+        )
+        return None if row is None else (str(row[0]), bytes(row[1]))
+
+    def save_batch_close(self, terminal_id: str, batch_id: int, digest: str, body: bytes) -> None:
+        self._exec(
+            "INSERT INTO batch_closes (terminal_id, batch_id, digest, body) VALUES (?, ?, ?, ?)",
+            (terminal_id, batch_id, digest, body),
+        )
+
+    # ------------------------------------------------------------------ issuer steering
+
+    def block_card(self, pan_token: str, code: str, at: str) -> None:
+        with self.transaction():
+            self._exec(
+                "INSERT INTO blocked_cards (pan_token, code, blocked_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(pan_token) DO UPDATE SET code = excluded.code, blocked_at = excluded.blocked_at",
+                (pan_token, code, at),
+            )
+
+    def unblock_card(self, pan_token: str) -> bool:
+        with self.transaction(), self._lock:
+            return int(self._db.execute("DELETE FROM blocked_cards WHERE pan_token = ?", (pan_token,)).rowcount) > 0
+
+    def blocked_code(self, pan_token: str) -> str | None:
+        row = self._one("SELECT code FROM blocked_cards WHERE pan_token = ?", (pan_token,))
+        return None if row is None else str(row[0])
+
+    def blocked_cards(self) -> dict[str, str]:
+        return {str(t): str(c) for t, c in self._all("SELECT pan_token, code FROM blocked_cards ORDER BY pan_token")}
+
+    def velocity(self) -> tuple[int, int]:
+        """(max approvals, window seconds); (0, 0) means no velocity limit."""
+        return int(self.meta("velocity_max") or "0"), int(self.meta("velocity_window") or "0")
+
+    def set_velocity(self, max_approvals: int, window_seconds: int) -> None:
+        with self.transaction():
+            self.set_meta("velocity_max", str(max_approvals))
+            self.set_meta("velocity_window", str(window_seconds))
+
+    # ------------------------------------------------------------------ parameters
+
+    def parameters_version(self) -> int:
+        row = self._one("SELECT MAX(version) FROM parameters")
+        return 0 if row is None or row[0] is None else int(row[0])
+
+    def parameters(self, version: int | None = None) -> bytes | None:
+        """The stored parameters document (JSON bytes, as served) of ``version`` (default: current)."""
+        if version is None:
+            version = self.parameters_version()
+        row = self._one("SELECT document FROM parameters WHERE version = ?", (version,))
+        return None if row is None else bytes(row[0])
+
+    def add_parameters(self, version: int, issued_at: str, document: bytes) -> None:
+        """Store a version; the caller checked that ``version`` is the current one plus one."""
+        self._exec(
+            "INSERT INTO parameters (version, issued_at, document) VALUES (?, ?, ?)", (version, issued_at, document)
+        )

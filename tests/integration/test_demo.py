@@ -1,0 +1,47 @@
+"""``posterm demo``: the README's main job, run as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_the_demo_day_runs_every_step_as_expected(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "terminal.cli", "demo", "--out", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "every step had the expected result" in proc.stdout
+    assert "FAIL" not in proc.stdout
+    receipts = sorted((out / "receipts").glob("*.txt"))
+    assert len(receipts) >= 10
+    text = "\n".join(p.read_text() for p in receipts)
+    assert "OFFLINE" in text and "DEFERRED" in text and "APPROVAL CODE" in text
+    # a second run empties what the first made, and refuses a directory it did not make
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "terminal.cli", "demo", "--out", str(out), "--quiet"],
+            capture_output=True,
+            timeout=180,
+            check=False,
+        ).returncode
+        == 0
+    )
+    stranger = tmp_path / "mine"
+    stranger.mkdir()
+    (stranger / "precious.txt").write_text("keep me")
+    refused = subprocess.run(
+        [sys.executable, "-m", "terminal.cli", "demo", "--out", str(stranger), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode != 0 and "not made by the demo" in refused.stderr
+    assert (stranger / "precious.txt").read_text() == "keep me"
