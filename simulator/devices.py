@@ -13,7 +13,7 @@ from simulator import profiles
 from simulator.card import SimulatedCard
 from simulator.replay import ReplayCard, load_trace
 from simulator.transport import CardTransport
-from terminal.ports import DeviceError
+from terminal.ports import CancelToken, DeviceError, WaitCancelled
 
 __all__ = ["SimulatorCardReader", "SimulatorDeviceError"]
 
@@ -25,12 +25,18 @@ class SimulatorDeviceError(DeviceError):
 class _Session(CardTransport):
     """A card in the simulated field; closing it takes the card away."""
 
+    # What a PC/SC reader reports for a contactless ISO 14443-4 card (PC/SC part 3,
+    # historical bytes empty): the simulator's card has no ATR of its own.
+    atr = bytes.fromhex("3B8080010101")
+
     def close(self) -> None:
         pass
 
 
 class SimulatorCardReader:
     """A reader with one simulated card in its field, opened from a ``sim:`` URL."""
+
+    kind = "reader"
 
     def __init__(self, url: str, card: SimulatedCard | ReplayCard) -> None:
         self.url = url
@@ -60,7 +66,10 @@ class SimulatorCardReader:
     def card(self) -> SimulatedCard | ReplayCard:
         return self._card
 
-    def wait_for_card(self, timeout: float | None = None) -> _Session:
+    def wait_for_card(self, timeout: float | None = None, cancel: CancelToken | None = None) -> _Session:
+        """The card is always in the field (a cancel already set still wins)."""
+        if cancel is not None and cancel.cancelled:
+            raise WaitCancelled("cancelled")
         return _Session(self._card)
 
     def close(self) -> None:

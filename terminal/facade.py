@@ -41,7 +41,14 @@ from terminal.host import (
 from terminal.keystore import Keystore, KeystoreError
 from terminal.lifecycle import APPROVED_STATES, Event, State
 from terminal.offline import OfflineBehavior, OfflineLimits, PaymentRefused, RetryPolicy
-from terminal.ports import CardReader
+from terminal.ports import (
+    CancelToken,
+    CardReader,
+    CollisionDetected,
+    DeviceGone,
+    NoCardError,
+    WaitCancelled,
+)
 from terminal.store import CardRecord, NewPayment, PurgeReport, QueuedItem, StorageError, Store, TxnRow
 
 __all__ = [
@@ -95,20 +102,6 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
-
-
-class CancelToken:
-    """Set by :meth:`Terminal.cancel`; anything waiting on the customer checks it."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
 
 
 @dataclass(frozen=True)
@@ -432,7 +425,16 @@ class Terminal:
         try:
             if token.cancelled:
                 raise PaymentRefused("cancelled", "cancelled")
-            session = self.reader.wait_for_card(timeout=self.settings.card_timeout_seconds)
+            try:
+                session = self.reader.wait_for_card(timeout=self.settings.card_timeout_seconds, cancel=token)
+            except WaitCancelled:
+                raise PaymentRefused("cancelled", "cancelled") from None
+            except NoCardError:
+                raise PaymentRefused("no_card", "no card was presented in time") from None
+            except CollisionDetected:
+                raise PaymentRefused("one_card_only", "more than one card in the field: present one card") from None
+            except DeviceGone as exc:
+                raise PaymentRefused("reader_gone", f"the card reader is gone: {exc}") from None
             try:
                 if token.cancelled:
                     raise PaymentRefused("cancelled", "cancelled")

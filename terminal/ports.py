@@ -1,29 +1,114 @@
-"""Ports the terminal core declares and the drivers implement.
+"""Ports the terminal core declares and the drivers implement: card readers, code scanners, printers.
 
-Only what the EMV tap needs is here so far; scanners, printers and the host
-link join in later issues.
+Every device is opened from a URL through :mod:`terminal.registry`; an
+adapter class per URL scheme implements one of these protocols.  The errors
+here are the only ones a driver lets out, so that the core, the diagnostics
+and the user see the same named conditions whatever the hardware:
+
+============================  ==============================================
+:class:`DeviceError`          the device cannot be opened or used (base)
+:class:`DeviceGone`           it was there and is not any more (unplugged)
+:class:`NoCardError`          no card came into the field before the timeout
+:class:`CardRemovedError`     the card left the field during a transaction
+:class:`CollisionDetected`    more than one card in the field ("one card only")
+:class:`WaitCancelled`        the wait was cancelled (:class:`CancelToken`)
+:class:`NoCodeError`          no code was scanned before the timeout
+:class:`PrinterError`         the printer refused a job; ``.status`` says why
+============================  ==============================================
+
+Card errors during a transaction derive from
+:class:`emv.apdu.CardCommunicationError`, which the kernels turn into their
+outcomes (try again, present one card only).
 """
 
 from __future__ import annotations
 
+import enum
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from emv.apdu import ApduTransport, CardCommunicationError
+from emv.apdu import ApduTransport, CardCommunicationError, CollisionDetected
 
-__all__ = ["CardReader", "CardSession", "DeviceError", "NoCardError"]
+__all__ = [
+    "CancelToken",
+    "CardReader",
+    "CardRemovedError",
+    "CardSession",
+    "CodeScanner",
+    "CollisionDetected",
+    "DeviceError",
+    "DeviceGone",
+    "NoCardError",
+    "NoCodeError",
+    "PrinterError",
+    "PrinterStatus",
+    "ReceiptPrinter",
+    "ScannedCode",
+    "WaitCancelled",
+    "codes",
+]
 
 
 class DeviceError(Exception):
-    """A device could not be opened or used; the message says why."""
+    """A device could not be opened or used; the message says which and why."""
+
+
+class DeviceGone(DeviceError, CardCommunicationError):
+    """The device was removed (reader unplugged, serial port gone, printer off the network).
+
+    Also a :class:`~emv.apdu.CardCommunicationError`, so that a reader pulled
+    out in the middle of a transaction ends it like a card taken away.
+    """
 
 
 class NoCardError(CardCommunicationError):
     """No card came into the field before the timeout."""
 
 
+class CardRemovedError(CardCommunicationError):
+    """The card left the field (or stopped answering) during a transaction."""
+
+
+class WaitCancelled(Exception):
+    """A wait for the customer (card, code) was cancelled."""
+
+
+class NoCodeError(Exception):
+    """No code was scanned before the timeout."""
+
+
+class CancelToken:
+    """Set by whoever wants a wait to stop (the facade's ``cancel``); waits poll or block on it."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds, waking at once on cancel; True if cancelled."""
+        return self._event.wait(timeout)
+
+
 @runtime_checkable
 class CardSession(ApduTransport, Protocol):
-    """A card in the field: an APDU transport that can be closed."""
+    """A card in the field: an APDU transport that can be closed.
+
+    ``exchange`` raises :class:`CardRemovedError` when the card is gone and
+    :class:`DeviceGone` when the reader is.  ``atr`` is the card's ATR (for a
+    contactless card, what the reader reports: the ATS or a PC/SC ATR built
+    from it).
+    """
+
+    @property
+    def atr(self) -> bytes: ...
 
     def close(self) -> None: ...
 
@@ -34,8 +119,82 @@ class CardReader(Protocol):
 
     url: str
 
-    def wait_for_card(self, timeout: float | None = None) -> CardSession:
-        """Block until a card is in the field; raise NoCardError on timeout."""
+    def wait_for_card(self, timeout: float | None = None, cancel: CancelToken | None = None) -> CardSession:
+        """Block until one card is in the field.
+
+        Raises :class:`NoCardError` on timeout, :class:`WaitCancelled` when
+        ``cancel`` is set, :class:`CollisionDetected` when several cards are in
+        the field, :class:`DeviceGone` when the reader goes away.
+        """
         ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ScannedCode:
+    """One decoded code: its text, the symbology where the scanner says (``QRCODE``, ``EAN13``, ...)."""
+
+    text: str
+    symbology: str | None = None
+    raw: bytes = b""
+    source: str = ""  # the scanner's URL
+
+
+@runtime_checkable
+class CodeScanner(Protocol):
+    """A QR / barcode scanner: a serial scanner, a camera, image files."""
+
+    url: str
+
+    def read(self, timeout: float | None = None, cancel: CancelToken | None = None) -> ScannedCode:
+        """The next decoded code; :class:`NoCodeError` on timeout, :class:`WaitCancelled` on cancel.
+
+        Garbage (undecodable bytes, partial lines) is dropped, never returned.
+        """
+        ...
+
+    def close(self) -> None: ...
+
+
+def codes(scanner: CodeScanner, cancel: CancelToken | None = None) -> Iterator[ScannedCode]:
+    """The stream of codes from a scanner until ``cancel`` is set (timeouts are waited through)."""
+    token = cancel or CancelToken()
+    while not token.cancelled:
+        try:
+            yield scanner.read(timeout=0.5, cancel=token)
+        except (NoCodeError, WaitCancelled):
+            continue
+
+
+class PrinterStatus(enum.Enum):
+    READY = "ready"
+    PAPER_LOW = "paper_low"
+    PAPER_OUT = "paper_out"
+    COVER_OPEN = "cover_open"
+    OFFLINE = "offline"
+    UNKNOWN = "unknown"  # the printer does not answer status queries
+
+
+class PrinterError(DeviceError):
+    """A job could not be printed; ``status`` says why (paper out, cover open, offline, ...)."""
+
+    def __init__(self, message: str, status: PrinterStatus = PrinterStatus.UNKNOWN) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@runtime_checkable
+class ReceiptPrinter(Protocol):
+    """An ESC/POS receipt printer (serial, USB, network) or the simulator's."""
+
+    url: str
+
+    def print_job(self, data: bytes) -> None:
+        """Send one ESC/POS job; :class:`PrinterError` if it cannot be printed (nothing half-sent
+        is reported as printed)."""
+        ...
+
+    def status(self) -> PrinterStatus: ...
 
     def close(self) -> None: ...

@@ -1,26 +1,47 @@
 """Device URLs -> driver adapters, through entry points (group ``posterm.drivers``).
 
-A URL's scheme (``sim``, ``pcsc``, ``nfc``, ...) names an adapter class
-registered by any installed distribution, so a third party adds a device
-without touching the core::
+A URL's scheme (``sim``, ``pcsc``, ``nfc``, ``serial``, ``camera``, ``escpos``)
+names an adapter class registered by any installed distribution, so a third
+party adds a device without touching the core::
 
     [options.entry_points]
     posterm.drivers =
         sim = simulator.devices:SimulatorCardReader
 
-An adapter class has ``open(url) -> device`` and may have ``discover() -> list[str]``.
+An adapter class has ``kind`` (``"reader"``, ``"scanner"`` or ``"printer"``),
+``open(url) -> device`` and may have ``discover() -> list[str]`` (the URLs of
+what is attached now; cheap, no device is claimed).  :class:`DeviceMonitor`
+polls discovery and reports what was added and removed.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from terminal.ports import CardReader, DeviceError
+from terminal.ports import CardReader, CodeScanner, DeviceError, ReceiptPrinter
 
-__all__ = ["GROUP", "adapter_for", "discover", "open_reader", "schemes"]
+__all__ = [
+    "GROUP",
+    "KINDS",
+    "DeviceChange",
+    "DeviceMonitor",
+    "adapter_for",
+    "discover",
+    "discover_all",
+    "kind_of",
+    "open_printer",
+    "open_reader",
+    "open_scanner",
+    "schemes",
+]
 
 GROUP = "posterm.drivers"
+KINDS = ("reader", "scanner", "printer")
+_PORTS: dict[str, type] = {"reader": CardReader, "scanner": CodeScanner, "printer": ReceiptPrinter}
 
 
 def schemes() -> dict[str, str]:
@@ -44,18 +65,42 @@ def _scheme(url: str) -> str:
     return scheme
 
 
-def open_reader(url: str) -> CardReader:
-    """Open the card reader a URL names."""
+def kind_of(url: str) -> str:
+    """``reader``, ``scanner`` or ``printer``: what the URL's adapter drives."""
+    return str(getattr(adapter_for(_scheme(url)), "kind", "reader"))
+
+
+def _open(url: str, kind: str) -> Any:
     adapter = adapter_for(_scheme(url))
+    if getattr(adapter, "kind", "reader") != kind:
+        raise DeviceError(f"{url!r} names a {getattr(adapter, 'kind', 'reader')}, not a {kind}")
     try:
-        reader = adapter.open(url)
+        device = adapter.open(url)
     except DeviceError:
         raise
     except Exception as exc:  # a driver's own error type: say which device, keep the reason
         raise DeviceError(f"cannot open {url!r}: {exc}") from exc
-    if not isinstance(reader, CardReader):
-        raise DeviceError(f"{url!r} does not name a card reader")
+    if not isinstance(device, _PORTS[kind]):
+        raise DeviceError(f"{url!r} does not name a {kind}")
+    return device
+
+
+def open_reader(url: str) -> CardReader:
+    """Open the card reader a URL names."""
+    reader: CardReader = _open(url, "reader")
     return reader
+
+
+def open_scanner(url: str) -> CodeScanner:
+    """Open the code scanner a URL names."""
+    scanner: CodeScanner = _open(url, "scanner")
+    return scanner
+
+
+def open_printer(url: str) -> ReceiptPrinter:
+    """Open the receipt printer a URL names."""
+    printer: ReceiptPrinter = _open(url, "printer")
+    return printer
 
 
 def discover(scheme: str) -> list[str]:
@@ -63,3 +108,87 @@ def discover(scheme: str) -> list[str]:
     adapter = adapter_for(scheme)
     finder = getattr(adapter, "discover", None)
     return list(finder()) if finder is not None else []
+
+
+def discover_all(kinds: Iterable[str] = KINDS, *, include_sim: bool = False) -> dict[str, list[str]]:
+    """What every adapter sees attached now, by kind; an adapter that fails to look is skipped.
+
+    The ``sim`` scheme lists every card profile; it is left out unless asked for.
+    """
+    wanted = set(kinds)
+    found: dict[str, list[str]] = {k: [] for k in KINDS if k in wanted}
+    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+        if ep.name == "sim" and not include_sim:
+            continue
+        try:
+            adapter = ep.load()
+            kind = str(getattr(adapter, "kind", "reader"))
+            finder = getattr(adapter, "discover", None)
+            if kind not in wanted or finder is None:
+                continue
+            found[kind].extend(finder())
+        except Exception:  # a driver whose library or daemon is missing finds nothing
+            continue
+    return found
+
+
+@dataclass(frozen=True)
+class DeviceChange:
+    kind: str  # reader | scanner | printer
+    url: str
+    added: bool  # False: removed
+
+
+class DeviceMonitor:
+    """Polls discovery in a thread and calls ``listener`` for every device added or removed.
+
+    The first poll reports what is attached as added.  :meth:`stop` joins the thread.
+    """
+
+    def __init__(
+        self,
+        listener: Callable[[DeviceChange], None],
+        *,
+        interval_seconds: float = 1.0,
+        kinds: Iterable[str] = KINDS,
+        discover_fn: Callable[[], dict[str, list[str]]] | None = None,
+    ) -> None:
+        self._listener = listener
+        self._interval = interval_seconds
+        self._kinds = tuple(kinds)
+        self._discover = discover_fn or (lambda: discover_all(self._kinds))
+        self._known: set[tuple[str, str]] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def poll(self) -> list[DeviceChange]:
+        """One round: compare what is attached with what was, report the differences."""
+        now = {(kind, url) for kind, urls in self._discover().items() for url in urls}
+        changes = [DeviceChange(k, u, True) for k, u in sorted(now - self._known)]
+        changes += [DeviceChange(k, u, False) for k, u in sorted(self._known - now)]
+        self._known = now
+        for change in changes:
+            try:
+                self._listener(change)
+            except Exception:  # a broken listener must not stop the monitor
+                continue
+        return changes
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="posterm-device-monitor", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.poll()
+            self._stop.wait(self._interval)
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
