@@ -66,11 +66,41 @@ Then the time to forward 10,000 queued entries to the in-memory host.
 """
 
 
+DEVICES_INTRO = """A full transaction (Entry Point through outcome, 12.34 EUR, the card's own
+computing included in both columns) read through the real stacks next to the
+same transaction in-process: through pcscd and vsmartcard's vpcd driver
+(pyscard, pcscd's socket, the virtual card's TCP connection), and through
+nfcpy's udp transport (polling, anticollision, RATS/ATS, ISO-DEP blocks over
+loopback datagrams). The virtual cards answer from threads of the same process.
+Then the time zbar takes to decode one 1280x720 camera frame holding a QR code.
+"""
+
+
+def devices_section(runs: int = 50, frames: int = 50) -> None:
+    from bench import nfc_stack, pcsc_stack, qr_decode
+
+    profiles = ["visa-qvsdc-online", "visa-qvsdc-offline", "mc-cda-online", "mc-cda-offline"]
+    pcsc = pcsc_stack.markdown(pcsc_stack.measure(profiles, runs))
+    nfc = nfc_stack.markdown(nfc_stack.measure(profiles, runs))
+    qr = qr_decode.markdown(frames, qr_decode.run(frames))
+    body = (
+        DEVICES_INTRO
+        + f"\n{runs} transactions per profile and stack.\n\n### Through pcscd + vpcd\n\n{pcsc}\n\n"
+        + f"### Through nfcpy udp\n\n{nfc}\n\n### QR decoding per camera frame\n\n{qr}"
+    )
+    print(body)
+    write_section("devices", "Devices: transactions through the real reader stacks, QR decoding (issue 5)", body)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--runs", type=int, default=200, help="transactions per profile")
-    parser.add_argument("--only", choices=["emv", "core"], help="run one benchmark")
+    parser.add_argument("--only", choices=["emv", "core", "devices"], help="run one benchmark")
     args = parser.parse_args(argv)
+    if args.only in (None, "devices"):
+        devices_section()
+    if args.only == "devices":
+        return 0
     if args.only != "emv":
         core = terminal_core.run()
         print(terminal_core.markdown(core))

@@ -1,6 +1,13 @@
-"""Adapters from real devices (PC/SC, nfcpy, serial scanners, ESC/POS printers) to terminal's ports.
+"""Adapters from real devices to the terminal's ports, one module per kind of device.
 
-Each adapter registers for a URL scheme in the ``posterm.drivers`` entry point
-group.  Nothing here yet: the simulator's ``sim:`` devices are the only
-readers so far (see simulator/devices.py).
+- :mod:`drivers.pcsc`: PC/SC readers through pyscard (``pcsc:``, ``pcsc:NAME``);
+- :mod:`drivers.nfc`: NFC readers through nfcpy (``nfc:usb``, ``nfc:udp:HOST:PORT``);
+- :mod:`drivers.serial_scanner`: serial QR / barcode scanners (``serial:PATH?baud=...``);
+- :mod:`drivers.camera_scanner`: camera frames and image files decoded with pyzbar (``camera:...``);
+- :mod:`drivers.escpos_printer`: ESC/POS printers over network, serial and USB (``escpos:...``);
+- :mod:`drivers.preview`: ESC/POS bytes rendered to a PNG, for previews and the virtual printer.
+
+Each adapter registers for its URL scheme in the ``posterm.drivers`` entry point
+group; the terminal opens devices through :mod:`terminal.registry` and never
+imports this package.
 """

@@ -27,7 +27,7 @@ class _Session(CardTransport):
 
     # What a PC/SC reader reports for a contactless ISO 14443-4 card (PC/SC part 3,
     # historical bytes empty): the simulator's card has no ATR of its own.
-    atr = bytes.fromhex("3B8080010101")
+    atr = bytes.fromhex("3B80800101")
 
     def close(self) -> None:
         pass

@@ -5,14 +5,16 @@ reader so that every exchange of every session it opens is reported to its
 observers, whatever the adapter.  :class:`ApduTrace` is an observer that
 keeps the last exchanges in memory and shows them masked: the PAN, track 2
 and track 1 equivalent data and the cardholder name are masked inside any
-TLV it can parse, and any run of 13 to 19 decimal digits in the hex of what
-it cannot parse.
+TLV it can parse (and any value holding 13 to 19 digits as text), and any
+run of 13 to 19 decimal digits in the hex of what it cannot parse.
 
 >>> trace = ApduTrace()
 >>> trace.on_exchange(Exchange("sim:", bytes.fromhex("00B2010C00"),
 ...     bytes.fromhex("70105A0847617300000000105F2403301231") + b"\\x90\\x00", 0.001))
 >>> trace.lines()[0].split("  ")[1:3]
 ['> 00B2010C00', '< 7010 5A08476173******0010 5F2403301231 9000']
+>>> mask_hex(bytes.fromhex("6F1B840E325041592E5359532E4444463031A5094F07A0000000031010"))
+'6F1B 840E325041592E5359532E4444463031 A509 4F07A0000000031010'
 """
 
 from __future__ import annotations
@@ -61,7 +63,11 @@ def _mask_value(tag: int, value: bytes) -> str:
         return mask_pan(pan) + ("D" + "*" * len(rest) if sep else "")
     if tag in _NAME_TAGS:
         return "*" * (2 * len(value))
-    return _DIGITS.sub(lambda m: mask_pan(m.group(0)), value.hex().upper())
+    # Another tag's value shows as it is (AIDs, cryptograms and labels are no secret), unless it
+    # carries a card number as text (track 1 style data under a proprietary tag, say).
+    if _DIGITS.search(value.decode("latin-1")):
+        return "*" * (2 * len(value))
+    return value.hex().upper()
 
 
 def _mask_tlv(objects: Iterable[tlv.Tlv]) -> list[str]:

@@ -13,6 +13,11 @@ applied (``parameters/current.json`` in the data directory, written by
 host_link's parameter download), else the one shipped in terminal/data.  A
 terminal enrolled with a host takes its terminal and merchant ids from its
 certificate, through the host link.
+
+The card reader is the one a URL names (``reader_url``), else the one the
+device configuration names (:mod:`terminal.devices`: ``posterm devices set
+reader URL``), opened only when a card is first needed; ``reader_url="none"``
+means no reader at all.
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ from pathlib import Path
 
 from emv.config import TerminalConfig
 from terminal import registry
+from terminal.devices import DEVICES_FILE, NONE_WORDS, DeviceConfigError, LazyReader, load_devices
 from terminal.facade import Clock, Terminal, TerminalSettings
 from terminal.host import HostLink
 from terminal.keystore import FileKeystore
 from terminal.memory_host import MemoryHost
-from terminal.ports import DeviceError
+from terminal.ports import CardReader, DeviceError
 from terminal.settings import (
     SettingsError,
     load_config,
@@ -47,6 +53,7 @@ __all__ = [
     "load_configuration",
     "open_host",
     "open_terminal",
+    "reader_for",
 ]
 
 HOSTLINK_GROUP = "posterm.hostlinks"
@@ -101,6 +108,30 @@ def open_host(name: str, data_dir: Path) -> HostLink | None:
     raise DeviceError(f"unknown host {name!r}: use 'memory', 'none' or a registered host link URL")
 
 
+def reader_for(data_dir: Path, reader_url: str | None = None) -> CardReader | None:
+    """The reader ``reader_url`` names (opened now), or the configured one (opened when first used).
+
+    ``None`` when the URL (or the configuration) says ``none`` (an empty URL too, as before).  An
+    unreadable device configuration is raised when a card is first waited for, not here.
+    """
+    if reader_url is not None:
+        if reader_url.strip().lower() in NONE_WORDS or not reader_url.strip():
+            return None
+        return registry.open_reader(reader_url)
+    try:
+        configured = load_devices(data_dir).reader
+    except DeviceConfigError as exc:
+        # Not fatal here: journal, SAF and settlement must work with a damaged devices.json;
+        # a payment gets the error when it asks for the reader.
+        error = exc
+
+        def refuse(url: str) -> CardReader:
+            raise error
+
+        return LazyReader(DEVICES_FILE, opener=refuse)
+    return LazyReader(configured) if configured is not None else None
+
+
 def open_terminal(
     data_dir: Path | None = None,
     *,
@@ -110,7 +141,10 @@ def open_terminal(
     settings: TerminalSettings | None = None,
     recover: bool = True,
 ) -> Terminal:
-    """Open (creating on first use) the terminal whose state lives in ``data_dir``."""
+    """Open (creating on first use) the terminal whose state lives in ``data_dir``.
+
+    ``reader_url`` not given: the reader of the device configuration (see :func:`reader_for`).
+    """
     directory = Path(data_dir) if data_dir is not None else default_data_dir()
     directory.mkdir(parents=True, exist_ok=True)
     journal = directory / "journal.sqlite"
@@ -118,6 +152,7 @@ def open_terminal(
     # missing must say so, not start over with a key that cannot read its data.
     keystore = FileKeystore.open(directory / "keys", create=not journal.exists())
     config, configured, _ = load_configuration(directory)
+    reader = reader_for(directory, reader_url)
     link = open_host(host, directory)
     # An enrolled terminal is who its certificate says it is.
     terminal_id, merchant_id = getattr(link, "terminal_id", None), getattr(link, "merchant_id", None)
@@ -129,7 +164,7 @@ def open_terminal(
         store=store,
         keystore=keystore,
         host=link,
-        reader=registry.open_reader(reader_url) if reader_url else None,
+        reader=reader,
         clock=clock,
         settings=settings or configured,
     )

@@ -2,27 +2,34 @@
 
 Every subcommand prints either what it was asked for or one line
 ``posterm: error: ...`` on standard error with a non-zero exit status.
+
+A command that works on a terminal's data directory (it has ``--data-dir``)
+logs to ``<data_dir>/logs/posterm.log`` while it runs (see
+:mod:`terminal.logfile`); nothing is logged to the terminal's screen.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from emv.outcome import TransactionResult
 from emv.transaction import TransactionDataError
 from terminal import registry
 from terminal.emv_session import TapInputs, TapReport, build_transaction, run_tap, trace_header
 from terminal.money import MoneyError, currency, format_amount, parse_amount
-from terminal.ports import CardReader, DeviceError
+from terminal.ports import CardReader, CollisionDetected, DeviceError, NoCardError, WaitCancelled
 from terminal.settings import SettingsError, load_default_config
 from terminal.trace import TraceError, read_trace_header
 
 __all__ = ["main"]
 
 EXIT_ERROR = 2
+_log = logging.getLogger("terminal.cli")
 
 
 class CliError(Exception):
@@ -58,7 +65,14 @@ def _tap(reader: str | CardReader, inputs: TapInputs) -> TapReport:
     if isinstance(reader, str):
         reader = registry.open_reader(reader)
     try:
-        session = reader.wait_for_card(timeout=10.0)
+        try:
+            session = reader.wait_for_card(timeout=10.0)
+        except NoCardError:
+            raise CliError(f"no card was presented to {reader.url} within 10 s") from None
+        except CollisionDetected:
+            raise CliError("more than one card in the field: present one card") from None
+        except WaitCancelled:
+            raise CliError("cancelled") from None
         try:
             return run_tap(session, config, build_transaction(inputs))
         finally:
@@ -182,9 +196,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="posterm", description="posterm point-of-sale terminal")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from terminal.cli_payments import add_commands
+    from terminal import cli_devices, cli_payments
 
-    add_commands(sub)
+    cli_payments.add_commands(sub)
+    cli_devices.add_commands(sub)
     _add_plugin_commands(sub)
 
     emv = sub.add_parser("emv", help="EMV contactless: simulated cards, taps and replays")
@@ -224,11 +239,55 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands with a --data-dir that is not a terminal's (the simulated host keeps its own directory).
+_NOT_A_TERMINAL_DIR = frozenset({"host"})
+
+
+def _log_dir(args: argparse.Namespace) -> Path | None:
+    """The terminal data directory this command works on, where its log goes; None: no log file."""
+    if not hasattr(args, "data_dir") or args.command in _NOT_A_TERMINAL_DIR:
+        return None
+    if args.data_dir is not None:
+        return Path(args.data_dir)
+    from terminal.bootstrap import default_data_dir
+
+    try:
+        return default_data_dir()
+    except Exception:  # no platform data directory: no log file, the command still runs
+        return None
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    """The command and its subcommand (``saf forward``): never its arguments, which may hold a secret."""
+    words = [str(args.command)]
+    for key in ("emv_command", "journal_command", "saf_command", "devices_command", "diag_command"):
+        value = getattr(args, key, None)
+        if isinstance(value, str):
+            words.append(value)
+    return " ".join(words)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "emv" and args.emv_command == "tap" and not (args.card or args.reader):
         print("posterm: error: give --card PROFILE (see 'posterm emv cards') or --reader URL", file=sys.stderr)
         return EXIT_ERROR
+    from terminal.logfile import command_logging
+
+    with command_logging(_log_dir(args)) as handler:
+        name = _command_name(args)
+        _log.info("posterm %s: start", name)
+        status = _run(args, logged=handler is not None)
+        _log.info("posterm %s: exit status %d", name, status)
+        return status
+
+
+def _run(args: argparse.Namespace, *, logged: bool) -> int:
+    """Run the command; its errors are logged at INFO (they are the user's, and printed anyway).
+
+    Without a log file nothing is logged above INFO here: logging's last-resort
+    handler would print it on standard error as a second line.
+    """
     from terminal.cli_payments import CommandError
     from terminal.host import HostError
     from terminal.keystore import KeystoreError
@@ -250,8 +309,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         KeystoreError,
         HostError,
     ) as exc:
+        _log.info("error: %s", exc)
         print(f"posterm: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except Exception:
+        if logged:
+            _log.exception("unexpected error")
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,6 +6,12 @@ output).  ``--host auto`` (the default) is the host the data directory is
 enrolled with (``posterm enrol``), or else ``memory``, an in-process host whose
 state is kept in the data directory; ``--host none`` means the host cannot be
 reached.
+
+``sale`` and ``refund`` read the card on the reader of the device
+configuration (``posterm devices set reader URL``; by default a simulated
+``visa-qvsdc-online`` card), on ``--reader URL`` (any reader URL, e.g.
+``pcsc:`` or ``nfc:usb``), or on a simulated card with ``--card PROFILE``
+(short for ``--reader sim:card=PROFILE``).
 """
 
 from __future__ import annotations
@@ -25,8 +31,6 @@ from terminal.money import currency, format_amount, parse_amount
 from terminal.offline import OfflineBehavior
 
 __all__ = ["add_commands"]
-
-DEFAULT_CARD = "visa-qvsdc-online"
 
 
 class CommandError(Exception):
@@ -52,10 +56,23 @@ def _print(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
     print(json.dumps(obj, indent=1) if args.json else text)
 
 
-def _reader(args: argparse.Namespace) -> str:
+def _reader(args: argparse.Namespace) -> str | None:
+    """The reader URL the options name; None: the configured reader."""
     if args.card and args.reader:
         raise CommandError("give either --card or --reader, not both")
-    return args.reader or f"sim:card={args.card or DEFAULT_CARD}"
+    if args.card:
+        return f"sim:card={args.card}"
+    return str(args.reader) if args.reader else None
+
+
+def _open_with_reader(args: argparse.Namespace) -> Terminal:
+    terminal = _open(args, _reader(args))
+    if terminal.reader is None:
+        terminal.store.close()
+        raise CommandError(
+            "no card reader is configured: 'posterm devices set reader URL', or give --reader URL or --card PROFILE"
+        )
+    return terminal
 
 
 def _payment_text(r: PaymentResult) -> str:
@@ -68,7 +85,7 @@ def _payment_text(r: PaymentResult) -> str:
 def _cmd_sale(args: argparse.Namespace) -> int:
     cur = currency(args.currency)
     amount = parse_amount(args.amount, cur)
-    terminal = _open(args, _reader(args))
+    terminal = _open_with_reader(args)
     result = terminal.sale(
         amount, cur.numeric, exponent=cur.exponent, offline_behavior=OfflineBehavior(args.offline_behavior)
     )
@@ -79,8 +96,8 @@ def _cmd_sale(args: argparse.Namespace) -> int:
 def _cmd_refund(args: argparse.Namespace) -> int:
     cur = currency(args.currency)
     amount = parse_amount(args.amount, cur)
-    reader = None if args.original else _reader(args)
-    terminal = _open(args, reader)
+    # Against the original payment no card is read.
+    terminal = _open(args, "none") if args.original else _open_with_reader(args)
     result = terminal.refund(
         amount,
         cur.numeric,
@@ -341,8 +358,13 @@ def add_commands(sub: Any) -> None:
         p: argparse.ArgumentParser = sub.add_parser(name, help=helptext)
         p.add_argument("amount", help="amount as a decimal, e.g. 12.34")
         p.add_argument("--currency", default="EUR", help="ISO 4217 code (default EUR)")
-        p.add_argument("--card", help=f"simulated card profile (default {DEFAULT_CARD})")
-        p.add_argument("--reader", help="device URL of a card reader instead of a simulated card")
+        p.add_argument("--card", help="a simulated card profile (short for --reader sim:card=PROFILE)")
+        p.add_argument(
+            "--reader",
+            metavar="URL",
+            help="device URL of the card reader, e.g. pcsc: or nfc:usb (default: the configured reader, "
+            "see 'posterm devices')",
+        )
         p.add_argument("--offline-behavior", default="prefer_online", choices=behaviours)
         _common(p)
         return p

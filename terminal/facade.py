@@ -45,6 +45,7 @@ from terminal.ports import (
     CancelToken,
     CardReader,
     CollisionDetected,
+    DeviceError,
     DeviceGone,
     NoCardError,
     WaitCancelled,
@@ -435,6 +436,8 @@ class Terminal:
                 raise PaymentRefused("one_card_only", "more than one card in the field: present one card") from None
             except DeviceGone as exc:
                 raise PaymentRefused("reader_gone", f"the card reader is gone: {exc}") from None
+            except DeviceError as exc:  # e.g. another application holds the card exclusively
+                raise PaymentRefused("reader_error", f"the card reader cannot be used: {exc}") from None
             try:
                 if token.cancelled:
                     raise PaymentRefused("cancelled", "cancelled")

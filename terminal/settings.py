@@ -6,6 +6,9 @@
 ``live``) and ``revoked_capks`` (``[{"rid", "index"}]``).  The default trusts
 the public EMV *test* keys and the simulator's own keys, never live keys:
 a test card must not pass on a production terminal, nor the reverse.
+
+A ``devices`` object (``{"reader": URL, "scanner": URL, "printer": URL}``, see
+:mod:`terminal.devices`) is the terminal's own too, not EMV configuration.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ from emv.config import ConfigError, TerminalConfig
 if TYPE_CHECKING:
     from terminal.facade import TerminalSettings
 
-__all__ = ["SettingsError", "load_config", "load_default_config", "load_default_settings", "load_settings"]
+__all__ = [
+    "SettingsError",
+    "load_config",
+    "load_default_config",
+    "load_default_settings",
+    "load_settings",
+    "shipped_document",
+]
 
 _OWN_KEYS = (
     "capk_files",
@@ -36,6 +46,7 @@ _OWN_KEYS = (
     "saf_retry",
     "card_timeout_seconds",
     "retention_years",
+    "devices",
 )
 
 
@@ -77,6 +88,24 @@ def load_config(doc: Mapping[str, Any], base: Path | None = None) -> TerminalCon
         return TerminalConfig.from_dict(emv_part, capks=capks)
     except ConfigError as exc:
         raise SettingsError(f"terminal configuration: {exc}") from None
+
+
+@lru_cache(maxsize=1)
+def _shipped() -> str:
+    return str(_data_file("terminal.json").read_text(encoding="utf-8"))
+
+
+def shipped_document() -> dict[str, Any]:
+    """A fresh copy of terminal/data/terminal.json as a mapping (the file is read once)."""
+    try:
+        doc = json.loads(_shipped())
+    except FileNotFoundError:
+        raise SettingsError("terminal/data/terminal.json not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SettingsError(f"terminal/data/terminal.json cannot be read: {exc}") from None
+    if not isinstance(doc, dict):
+        raise SettingsError("terminal/data/terminal.json: expected a JSON object")
+    return doc
 
 
 @lru_cache(maxsize=1)

@@ -67,7 +67,8 @@ def default_document() -> dict[str, Any]:
     capks: list[dict[str, Any]] = []
     for name in shipped.get("capk_files", []):
         capks.extend(_capk(k) for k in _terminal_json(name).get("keys", []) if k.get("kind") in kinds)
-    config = {k: v for k, v in shipped.items() if k != "capk_files"}
+    # capk_files name the terminal's own files; devices are the terminal's hardware, not the host's business
+    config = {k: v for k, v in shipped.items() if k not in ("capk_files", "devices")}
     return {"config": config, "capks": capks}
 
 

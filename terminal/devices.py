@@ -1,0 +1,269 @@
+"""Which reader, scanner and printer this terminal uses, by device URL.
+
+The configuration has two layers:
+
+1. the shipped defaults: the ``devices`` object of ``terminal/data/terminal.json``
+   when it has one, else :data:`DEFAULT_DEVICES` (a simulated card in a
+   simulated reader, no scanner, no printer);
+2. ``<data_dir>/devices.json``, written by ``posterm devices set KIND URL|none``:
+   each kind it names replaces the default (``null`` means "none").
+
+The parameters the host downloads do not carry devices: which hardware is
+plugged into this terminal is a local matter, so a parameter version never
+changes it.
+
+A URL is checked against the driver registry when it is set (its scheme must
+be registered and its adapter must drive that kind of device); it is not
+opened then.  :class:`LazyReader` opens the configured reader only when a card
+is first needed, so that commands that never read a card (journal, SAF,
+settlement) work while the reader is unplugged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from terminal import registry
+from terminal.ports import CancelToken, CardReader, CardSession, DeviceError, DeviceGone
+from terminal.settings import SettingsError, shipped_document
+
+__all__ = [
+    "DEFAULT_DEVICES",
+    "DEVICES_FILE",
+    "KINDS",
+    "DeviceConfig",
+    "DeviceConfigError",
+    "LazyReader",
+    "load_devices",
+    "set_device",
+    "validate_url",
+]
+
+KINDS: Final = ("reader", "scanner", "printer")
+DEVICES_FILE: Final = "devices.json"
+DEFAULT_DEVICES: Final[Mapping[str, str | None]] = {
+    "reader": "sim:card=visa-qvsdc-online",
+    "scanner": None,
+    "printer": None,
+}
+#: What ``posterm devices set KIND none`` stores: no device of that kind.
+NONE_WORDS: Final = frozenset({"none", "null", "-"})
+#: What ``posterm devices set KIND default`` does: drop the local setting, the shipped default applies.
+DEFAULT_WORD: Final = "default"
+_MAX_FILE: Final = 64 * 1024
+
+
+class DeviceConfigError(SettingsError):
+    """A device configuration or URL that cannot be used; the message names the file or URL."""
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """The device URLs in force (``None``: no device of that kind) and where each comes from."""
+
+    reader: str | None
+    scanner: str | None
+    printer: str | None
+    sources: Mapping[str, str] = field(default_factory=dict)  # kind -> "default" | "devices.json"
+
+    def url(self, kind: str) -> str | None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown device kind {kind!r}; expected one of {', '.join(KINDS)}")
+        value: str | None = getattr(self, kind)
+        return value
+
+    def to_json(self) -> dict[str, Any]:
+        return {kind: {"url": self.url(kind), "source": self.sources.get(kind, "default")} for kind in KINDS}
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise DeviceConfigError(f"unknown device kind {kind!r}; expected one of {', '.join(KINDS)}")
+
+
+def validate_url(kind: str, url: str) -> str:
+    """``url`` stripped, if the registry can open it as a ``kind``; else :class:`DeviceConfigError` saying why.
+
+    Only the scheme and the kind are checked: nothing is opened.
+    """
+    _check_kind(kind)
+    text = url.strip()
+    scheme, sep, _ = text.partition(":")
+    if not sep or not scheme:
+        raise DeviceConfigError(
+            f"{kind} URL {url!r} has no scheme (expected e.g. 'sim:card=visa-qvsdc-online', 'pcsc:', "
+            "'serial:/dev/ttyACM0', 'escpos:net:192.0.2.10:9100')"
+        )
+    known = registry.schemes()
+    if scheme not in known:
+        names = ", ".join(sorted(known)) or "none"
+        raise DeviceConfigError(f"{kind} URL {text!r}: no driver for scheme {scheme!r} (registered: {names})")
+    try:
+        actual = registry.kind_of(text)
+    except DeviceError as exc:
+        raise DeviceConfigError(f"{kind} URL {text!r}: {exc}") from None
+    except Exception as exc:  # the adapter's module does not import (a missing library)
+        raise DeviceConfigError(f"{kind} URL {text!r}: the {scheme!r} driver cannot be loaded: {exc}") from None
+    if actual != kind:
+        raise DeviceConfigError(f"{kind} URL {text!r} names a {actual}, not a {kind}")
+    return text
+
+
+def _url_value(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise DeviceConfigError(f"{where}: expected a device URL or null, got {value!r}")
+    return value.strip()
+
+
+def _defaults() -> dict[str, str | None]:
+    out: dict[str, str | None] = dict(DEFAULT_DEVICES)
+    shipped = shipped_document().get("devices")
+    if shipped is None:
+        return out
+    if not isinstance(shipped, dict):
+        raise DeviceConfigError("terminal/data/terminal.json: 'devices' must be an object of kind -> URL or null")
+    for kind, value in shipped.items():
+        if kind not in KINDS:
+            raise DeviceConfigError(f"terminal/data/terminal.json: devices.{kind}: unknown device kind")
+        out[kind] = _url_value(value, f"terminal/data/terminal.json: devices.{kind}")
+    return out
+
+
+def _read_local(path: Path) -> dict[str, str | None]:
+    """The kinds ``devices.json`` sets; {} when there is no file."""
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(_MAX_FILE + 1)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise DeviceConfigError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    if len(raw) > _MAX_FILE:
+        raise DeviceConfigError(f"{path} is larger than {_MAX_FILE} bytes: not a device configuration")
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DeviceConfigError(
+            f"{path} cannot be read ({exc}); fix it or set the devices again with 'posterm devices set'"
+        ) from None
+    if not isinstance(doc, dict):
+        raise DeviceConfigError(f"{path}: expected a JSON object of kind -> URL or null")
+    out: dict[str, str | None] = {}
+    for kind, value in doc.items():
+        if kind not in KINDS:
+            raise DeviceConfigError(f"{path}: unknown device kind {kind!r} (expected {', '.join(KINDS)})")
+        out[kind] = _url_value(value, f"{path}: {kind}")
+    return out
+
+
+def load_devices(data_dir: Path) -> DeviceConfig:
+    """The device configuration in force for the terminal in ``data_dir`` (nothing is opened)."""
+    urls = _defaults()
+    sources = dict.fromkeys(KINDS, "default")
+    local = _read_local(Path(data_dir) / DEVICES_FILE)
+    for kind, value in local.items():
+        urls[kind] = value
+        sources[kind] = DEVICES_FILE
+    return DeviceConfig(urls["reader"], urls["scanner"], urls["printer"], sources)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Temporary file, fsync, rename over ``path``, fsync of the directory: old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".devices-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # not every platform can open a directory
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def set_device(data_dir: Path, kind: str, url: str | None) -> DeviceConfig:
+    """Configure the ``kind`` device of the terminal in ``data_dir`` and return the configuration in force.
+
+    ``url`` is a device URL (checked with :func:`validate_url`), ``None`` or
+    ``"none"`` for no device, or ``"default"`` to go back to the shipped default.
+    """
+    _check_kind(kind)
+    path = Path(data_dir) / DEVICES_FILE
+    local = _read_local(path)
+    word = url.strip().lower() if url is not None else "none"
+    if word == DEFAULT_WORD:
+        local.pop(kind, None)
+    elif word in NONE_WORDS:
+        local[kind] = None
+    else:
+        assert url is not None
+        local[kind] = validate_url(kind, url)
+    ordered = {k: local[k] for k in KINDS if k in local}
+    try:
+        _write_atomically(path, json.dumps(ordered, indent=1) + "\n")
+    except OSError as exc:
+        raise DeviceConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return load_devices(data_dir)
+
+
+class LazyReader:
+    """A reader named by URL, opened when a card is first needed (and again after it went away).
+
+    It is a :class:`~terminal.ports.CardReader` itself; an error opening the
+    device is raised from :meth:`wait_for_card` as the registry's
+    :class:`~terminal.ports.DeviceError`.
+    """
+
+    def __init__(self, url: str, opener: Callable[[str], CardReader] | None = None) -> None:
+        self.url = url
+        self._opener = opener or registry.open_reader
+        self._reader: CardReader | None = None
+
+    @property
+    def opened(self) -> bool:
+        return self._reader is not None
+
+    def device(self) -> CardReader:
+        """The open reader (opened now if it is not yet)."""
+        if self._reader is None:
+            self._reader = self._opener(self.url)
+        return self._reader
+
+    def wait_for_card(self, timeout: float | None = None, cancel: CancelToken | None = None) -> CardSession:
+        reader = self.device()
+        try:
+            return reader.wait_for_card(timeout, cancel)
+        except DeviceGone:
+            self.close()  # unplugged: the next wait opens it again
+            raise
+
+    def close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with contextlib.suppress(Exception):  # a reader that is gone cannot be closed cleanly
+                reader.close()
+
+    def __getattr__(self, name: str) -> Any:  # the adapter's own extras (e.g. the simulator's card)
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.device(), name)
+
+    def __repr__(self) -> str:
+        return f"LazyReader({self.url!r}, opened={self.opened})"

@@ -1,0 +1,134 @@
+"""The terminal's log file, ``<data_dir>/logs/posterm.log``: small, rotating, card numbers masked.
+
+The ``posterm`` command sets it up for the time one command runs
+(:func:`command_logging`); nothing is configured when a module is imported.
+Every record passes :class:`PanMaskingFilter`, which masks runs of 13 or more
+digits (optionally grouped by spaces or dashes, as a PAN is printed) to their
+first 6 and last 4 digits in the message, the traceback and the stack; the
+support bundle masks the tail it copies once more.
+
+>>> mask_text("card 4761739001010010 declined, ref 12345")
+'card 476173******0010 declined, ref 12345'
+>>> mask_text("PAN 4761 7390 0101 0010")
+'PAN 476173******0010'
+>>> mask_text("transaction 20240501120000-0a1b2c3d4e5f")
+'transaction 20240501120000-0a1b2c3d4e5f'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import logging.handlers
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+from emv.outcome import mask_pan
+
+__all__ = [
+    "LOG_BACKUPS",
+    "LOG_FILE",
+    "LOG_MAX_BYTES",
+    "PanMaskingFilter",
+    "command_logging",
+    "log_tail",
+    "mask_text",
+    "open_log_handler",
+]
+
+LOG_FILE: Final = Path("logs") / "posterm.log"
+LOG_MAX_BYTES: Final = 256 * 1024
+LOG_BACKUPS: Final = 2
+_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+# 13 or more digits, possibly grouped with single spaces or dashes ("4761 7390 0101 0010"); a
+# transaction id (14 digits of UTC time, a dash, 12 hex digits) is left alone.
+_PAN_LIKE = re.compile(r"(?<!\d)(?!\d{14}-[0-9a-f]{12}(?![0-9a-f]))\d(?:[ -]?\d){12,}(?!\d)")
+
+
+def _mask_match(match: re.Match[str]) -> str:
+    digits = re.sub(r"[ -]", "", match.group(0))
+    return mask_pan(digits)
+
+
+def mask_text(text: str) -> str:
+    """``text`` with every PAN-like digit run masked to its first 6 and last 4 digits."""
+    return _PAN_LIKE.sub(_mask_match, text)
+
+
+class PanMaskingFilter(logging.Filter):
+    """Masks PAN-like digit runs in a record's message, traceback and stack (never drops a record)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a record whose arguments do not fit its format: keep the format alone
+            message = str(record.msg)
+        record.msg = mask_text(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = mask_text(record.stack_info)
+        return True
+
+
+def open_log_handler(data_dir: Path, level: int = logging.INFO) -> logging.Handler:
+    """A rotating file handler on ``<data_dir>/logs/posterm.log`` with the masking filter (not attached)."""
+    path = Path(data_dir) / LOG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8", delay=True
+    )
+    handler.setLevel(level)
+    handler.addFilter(PanMaskingFilter())
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    return handler
+
+
+@contextlib.contextmanager
+def command_logging(data_dir: Path | None, level: int = logging.INFO) -> Iterator[logging.Handler | None]:
+    """Log to the data directory's file while the block runs; then detach and close the handler.
+
+    The root logger's level is lowered to ``level`` for the block (and put
+    back after), so that the packages' INFO records reach the file.  A data
+    directory that cannot be written to gives no log file, never an error.
+    """
+    if data_dir is None:
+        yield None
+        return
+    try:
+        handler = open_log_handler(data_dir, level)
+    except OSError:
+        yield None
+        return
+    root = logging.getLogger()
+    before = root.level
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > level:
+        root.setLevel(level)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(before)
+        handler.close()
+
+
+def log_tail(data_dir: Path, max_bytes: int = LOG_MAX_BYTES) -> str:
+    """The last ``max_bytes`` of the log (rotated files first, oldest first), masked again."""
+    base = Path(data_dir) / LOG_FILE
+    files = [base.with_name(f"{base.name}.{i}") for i in range(LOG_BACKUPS, 0, -1)] + [base]
+    chunks: list[bytes] = []
+    for path in files:
+        with contextlib.suppress(OSError):
+            chunks.append(path.read_bytes())
+    data = b"".join(chunks)
+    if len(data) > max_bytes:
+        data = data[-max_bytes:]
+        data = data[data.find(b"\n") + 1 :]  # from the first whole line
+    return mask_text(data.decode("utf-8", "replace"))
