@@ -67,7 +67,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from host_link import _fs
 from host_link.client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, HttpsHostLink
 from host_link.credentials import (
     CA_FILE,
@@ -79,6 +78,7 @@ from host_link.credentials import (
     load_credentials,
 )
 from host_link.tls import client_context
+from terminal import files as _fs
 from terminal.ports import DeviceError
 
 __all__ = ["CredentialBundle", "EnrolmentError", "enrol", "make_csr", "read_bundle"]

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from emv.capk import CapkError, CapkStore
-from host_link import _fs
+from terminal import files as _fs
 from terminal.offline import OfflineLimits
 from terminal.settings import SettingsError, load_config, load_settings
 

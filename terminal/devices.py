@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from terminal import registry
+from terminal.files import atomic_write
 from terminal.ports import CancelToken, CardReader, CardSession, DeviceError, DeviceGone
 from terminal.settings import SettingsError, shipped_document
 
@@ -177,25 +176,9 @@ def load_devices(data_dir: Path) -> DeviceConfig:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    """Temporary file, fsync, rename over ``path``, fsync of the directory: old or new, never half."""
+    """Old or new content, never half (see :func:`terminal.files.atomic_write`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".devices-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # not every platform can open a directory
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    atomic_write(path, text.encode("utf-8"))
 
 
 def set_device(data_dir: Path, kind: str, url: str | None) -> DeviceConfig:

@@ -91,7 +91,8 @@ call the file is read again if another instance has changed it since; the file
 is not locked, so two processes must not use it at the same moment. Faults
 and the call log are not persisted. Without a path the host lives in memory.
 
->>> from terminal.host import AuthorisationRequest
+>>> from terminal.files import atomic_write
+from terminal.host import AuthorisationRequest
 >>> host = MemoryHost()
 >>> req = AuthorisationRequest("t1", "k1", "sale", 1051, 978, "T1", "M1", b"", "tok")
 >>> host.authorise(req).response_code
@@ -101,18 +102,16 @@ and the call log are not persisted. Without a path the host lives in memory.
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from terminal.files import atomic_write
 from terminal.host import (
     Advice,
     AnswerStatus,
@@ -756,16 +755,5 @@ def _outcome(answer: HostAnswer) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, text.encode("utf-8"))
