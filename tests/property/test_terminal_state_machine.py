@@ -401,6 +401,11 @@ class TerminalMachine(RuleBasedStateMachine):
                 assert txn_id in self.voided_by_model, f"{txn_id} was shown approved and became voided"
                 continue
             expected_event = REPORTED_LATER.get(row.state)
+            if row.state in (State.REVERSAL_PENDING, State.REVERSED):
+                # expired after a send whose answer was lost: reversed, in case the host holds it
+                expired = {e.txn_id for e in self.term.store.saf_entries(["expired"])}
+                assert txn_id in expired, f"{txn_id} was shown approved and is now {row.state.value}"
+                expected_event = "saf_expired"
             assert expected_event is not None, f"{txn_id} was shown approved and is now {row.state.value}"
             assert expected_event in self.events.get(txn_id, set()), (
                 f"{txn_id} was shown approved and became {row.state.value} without a {expected_event} event"
