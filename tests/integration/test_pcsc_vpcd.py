@@ -283,8 +283,6 @@ def test_sim_card_command_then_emv_tap_and_sale_on_pcsc(vpcd: PcscdRig, tmp_path
             timeout=30,
             check=False,
         )
-        if "unrecognized arguments: --reader" in sale.stderr:
-            pytest.skip("posterm sale has no --reader option yet")
         assert sale.returncode == 0, sale.stderr
         assert json.loads(sale.stdout)["approved"] is True
     finally:
