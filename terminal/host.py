@@ -16,7 +16,7 @@ Errors say what the terminal may conclude:
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -35,6 +35,7 @@ __all__ = [
     "Reversal",
     "SettlementAnswer",
     "TotalsLine",
+    "reconcile",
 ]
 
 
@@ -137,6 +138,43 @@ class BatchTotals:
             "terminal_id": self.terminal_id,
             "lines": [line.__dict__ for line in self.lines],
         }
+
+
+def reconcile(
+    terminal_lines: Iterable[tuple[int, str, int, int]], host_totals: Mapping[tuple[int, str], tuple[int, int]]
+) -> list[dict[str, Any]]:
+    """The differences between a terminal's batch totals and a host's, per (currency, kind).
+
+    ``terminal_lines`` are (currency, kind, count, amount), summed here over
+    schemes; ``host_totals`` maps (currency, kind) to (count, amount). Empty
+    when in balance; what every host (the memory one, the simulated one) answers.
+
+    >>> reconcile([(978, "sale", 2, 500), (978, "sale", 1, 100)], {(978, "sale"): (3, 600)})
+    []
+    >>> reconcile([(978, "sale", 1, 100)], {(978, "refund"): (1, 50)})[0]["kind"]
+    'refund'
+    """
+    terminal: dict[tuple[int, str], list[int]] = {}
+    for currency, kind, count, amount in terminal_lines:
+        entry = terminal.setdefault((currency, kind), [0, 0])
+        entry[0] += count
+        entry[1] += amount
+    differences: list[dict[str, Any]] = []
+    for currency, kind in sorted(set(terminal) | set(host_totals)):
+        t_count, t_amount = terminal.get((currency, kind), [0, 0])
+        h_count, h_amount = host_totals.get((currency, kind), (0, 0))
+        if (t_count, t_amount) != (h_count, h_amount):
+            differences.append(
+                {
+                    "currency": currency,
+                    "kind": kind,
+                    "terminal_count": t_count,
+                    "terminal_amount": t_amount,
+                    "host_count": h_count,
+                    "host_amount": h_amount,
+                }
+            )
+    return differences
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,7 @@ from terminal.host import (
     HostUnreachable,
     Reversal,
     SettlementAnswer,
+    reconcile,
 )
 
 __all__ = ["MAGIC_AMOUNT_CODES", "Call", "HostFaults", "HostRecord", "MemoryHost"]
@@ -492,27 +493,8 @@ class MemoryHost:
                     raise _reject("negative count or amount in totals")
 
         def process() -> tuple[SettlementAnswer, str]:
-            terminal: dict[tuple[int, str], list[int]] = {}
-            for line in totals.lines:
-                entry = terminal.setdefault((line.currency, line.kind), [0, 0])
-                entry[0] += line.count
-                entry[1] += line.amount
-            host = self._open_totals(totals.terminal_id)
-            differences: list[dict[str, Any]] = []
-            for currency, kind in sorted(set(terminal) | set(host)):
-                t_count, t_amount = terminal.get((currency, kind), [0, 0])
-                h_count, h_amount = host.get((currency, kind), (0, 0))
-                if (t_count, t_amount) != (h_count, h_amount):
-                    differences.append(
-                        {
-                            "currency": currency,
-                            "kind": kind,
-                            "terminal_count": t_count,
-                            "terminal_amount": t_amount,
-                            "host_count": h_count,
-                            "host_amount": h_amount,
-                        }
-                    )
+            lines = ((line.currency, line.kind, line.count, line.amount) for line in totals.lines)
+            differences = reconcile(lines, self._open_totals(totals.terminal_id))
             self._seq += 1
             answer = SettlementAnswer(
                 in_balance=not differences,

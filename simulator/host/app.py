@@ -49,6 +49,7 @@ from simulator.host.issuer import FORMAT_ERROR_CODE, Decision, EmvDataError, Iss
 from simulator.host.params import ensure_initial
 from simulator.host.schema import first_error, openapi_bytes
 from simulator.host.store import HostStore, Record
+from terminal.host import reconcile
 
 __all__ = ["PEER_STATE_KEY", "PUBLIC_PATHS", "TRANSPORT_STATE_KEY", "Peer", "create_app"]
 
@@ -530,27 +531,8 @@ class HostApi:
                 message = f"batch {body['batch_id']} was closed before with other totals"
                 raise _Fail(409, "idempotency_conflict", message)
             return 200, prior[1]
-        terminal: dict[tuple[int, str], list[int]] = {}
-        for line in body["lines"]:
-            entry = terminal.setdefault((line["currency"], line["kind"]), [0, 0])
-            entry[0] += line["count"]
-            entry[1] += line["amount"]
-        host = _totals(self.store.open_records(peer.terminal_id))
-        differences = []
-        for currency, kind in sorted(set(terminal) | set(host)):
-            t_count, t_amount = terminal.get((currency, kind), [0, 0])
-            h_count, h_amount = host.get((currency, kind), (0, 0))
-            if (t_count, t_amount) != (h_count, h_amount):
-                differences.append(
-                    {
-                        "currency": currency,
-                        "kind": kind,
-                        "terminal_count": t_count,
-                        "terminal_amount": t_amount,
-                        "host_count": h_count,
-                        "host_amount": h_amount,
-                    }
-                )
+        lines = ((line["currency"], line["kind"], line["count"], line["amount"]) for line in body["lines"])
+        differences = reconcile(lines, _totals(self.store.open_records(peer.terminal_id)))
         reference = self._reference("close")
         self.store.open_new_batch(peer.terminal_id)
         payload = _json_bytes({"in_balance": not differences, "host_reference": reference, "differences": differences})
