@@ -91,8 +91,7 @@ call the file is read again if another instance has changed it since; the file
 is not locked, so two processes must not use it at the same moment. Faults
 and the call log are not persisted. Without a path the host lives in memory.
 
->>> from terminal.files import atomic_write
-from terminal.host import AuthorisationRequest
+>>> from terminal.host import AuthorisationRequest
 >>> host = MemoryHost()
 >>> req = AuthorisationRequest("t1", "k1", "sale", 1051, 978, "T1", "M1", b"", "tok")
 >>> host.authorise(req).response_code
