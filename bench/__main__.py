@@ -49,7 +49,8 @@ a floor). Target: terminal-side at most 5% of the airtime.
 """
 
 
-CORE_INTRO = """In one run on the same disk, three interleaved rounds, medians:
+CORE_INTRO = """In one run on the same disk, seven interleaved rounds (the disk's speed drifts
+from minute to minute; more rounds steady the medians), medians:
 
 - durable offline approvals through the terminal: the terminal's step after the
   card gave its TC, as a sale runs it (a new transaction, its journal rows, the

@@ -131,7 +131,7 @@ def forward_time(directory: Path, entries: int) -> float:
     return elapsed
 
 
-def run(approvals: int = 1000, raw: int = 2000, forward_entries: int = 10_000, rounds: int = 3) -> CoreFigures:
+def run(approvals: int = 1000, raw: int = 2000, forward_entries: int = 10_000, rounds: int = 7) -> CoreFigures:
     with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parent.parent) as tmp:
         base = Path(tmp)
         raw_rates: list[float] = []
