@@ -30,6 +30,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from emv.capabilities import without_pin_claims
 from emv.capk import CapkStore
 from emv.oda import CertificateRevocationList
 
@@ -345,6 +346,20 @@ class TerminalConfig:
 
     ``terminal_type`` is written in decimal as the book prints it (22 -> 9F35 ``22``);
     ``country_code`` and ``currency`` are ISO numeric codes; limits are minor units.
+
+    ``pin_pad``: is a PIN pad present (default no)?  Without one, every PIN claim
+    is masked off on construction, whatever the path (see :mod:`emv.capabilities`
+    for which bits, and why masking rather than refusing), one line per change
+    in ``capability_notes`` for the caller to log.  ``replace(cfg, pin_pad=True)``
+    does not bring masked bits back: build the configuration with its PIN pad.
+
+    >>> cfg = TerminalConfig.example(capks=None)
+    >>> cfg.terminal_capabilities.hex().upper(), cfg.combinations[0].ttq.hex().upper()
+    ('E028C8', '32004000')
+    >>> TerminalConfig.example(capks=None, pin_pad=True).terminal_capabilities.hex().upper()
+    'E068C8'
+    >>> print(cfg.capability_notes[0])
+    terminal_capabilities: E068C8 claims enciphered PIN online without a PIN pad (pin_pad false); advertised as E028C8
     """
 
     terminal_type: int
@@ -367,6 +382,8 @@ class TerminalConfig:
     revocation_list: CertificateRevocationList = field(
         default_factory=CertificateRevocationList, compare=False
     )
+    pin_pad: bool = False
+    capability_notes: tuple[str, ...] = field(default=(), compare=False)
 
     _REQUIRED = (
         "terminal_type",
@@ -376,6 +393,14 @@ class TerminalConfig:
         "currency",
         "combinations",
     )
+
+    def __post_init__(self) -> None:
+        if self.pin_pad:
+            return
+        caps, combos, notes = without_pin_claims(self.terminal_capabilities, self.combinations)
+        object.__setattr__(self, "terminal_capabilities", caps)
+        object.__setattr__(self, "combinations", combos)
+        object.__setattr__(self, "capability_notes", (*self.capability_notes, *notes))
 
     # -- data objects ---------------------------------------------------------------------------
 
@@ -464,6 +489,7 @@ class TerminalConfig:
             capks=capks if capks is not None else CapkStore(),
             exception_file=ExceptionFile.from_entries(ef_raw),
             revocation_list=revocation_list,
+            pin_pad=_bool("pin_pad", d.get("pin_pad", False)),
         )
 
     @staticmethod
@@ -507,6 +533,7 @@ class TerminalConfig:
             "acquirer_id": self.acquirer_id,
             "ifd_serial": self.ifd_serial,
             "online_capable": self.online_capable,
+            "pin_pad": self.pin_pad,
             "combinations": [c.to_dict() for c in self.combinations],
             "exception_file": self.exception_file.to_entries(),
         }
@@ -524,11 +551,14 @@ class TerminalConfig:
         capks: CapkStore | None,
         exception_file: ExceptionFile | None = None,
         revocation_list: CertificateRevocationList | None = None,
+        pin_pad: bool = False,
     ) -> TerminalConfig:
         """The default configuration of docs/card-profiles.md, for tests.
 
         EUR (978, exponent 2), country 0276, terminal type 22; per combination a
         transaction limit of 1000.00, floor limit 50.00, CVM required limit 50.00.
+        The capabilities below claim online PIN; without ``pin_pad`` they are
+        masked as the class says, which gives the shipped terminal.json's values.
         """
         visa = Combination(
             aid=bytes.fromhex("A0000000031010"),
@@ -578,4 +608,6 @@ class TerminalConfig:
             capks=capks if capks is not None else CapkStore(),
             exception_file=exception_file or ExceptionFile(),
             revocation_list=revocation_list if revocation_list is not None else CertificateRevocationList(),
+            pin_pad=pin_pad,
         )
+

@@ -40,6 +40,7 @@ from emv.transaction import TransactionData
 
 __all__ = [
     "DEFAULT_KERNEL_BY_RID",
+    "OVER_CONTACTLESS_LIMIT",
     "PPSE_NAME",
     "TRANSITIONS",
     "Candidate",
@@ -47,6 +48,7 @@ __all__ = [
     "Event",
     "State",
     "build_candidates",
+    "none_allowed_reason",
     "parse_ppse",
     "pre_process",
     "process",
@@ -80,7 +82,7 @@ def pre_process(
     >>> cfg = TerminalConfig.example(capks=None)
     >>> t = TransactionData(6000, 978, bytes.fromhex("250614"), bytes(4))
     >>> [(c.label, i.ttq.hex()) for c, i in pre_process(cfg, t)]
-    [('VISA', '36c04000'), ('MASTERCARD', '00c00000')]
+    [('VISA', '32c04000'), ('MASTERCARD', '00c00000')]
     >>> pre_process(cfg, TransactionData(100000, 978, bytes.fromhex("250614"), bytes(4)))
     []
     """
@@ -112,6 +114,29 @@ def pre_process(
         if not ind.contactless_application_not_allowed:
             allowed.append((combo, ind))
     return allowed
+
+
+#: The error of a result when every combination's contactless transaction limit is reached:
+#: what the cashier and the customer must do, in words (Book A message 1C goes with it).
+OVER_CONTACTLESS_LIMIT = "over the contactless limit: insert or use another payment"
+
+
+def none_allowed_reason(config: TerminalConfig, txn: TransactionData) -> str:
+    """Why pre-processing allowed no combination, in words for the cashier.
+
+    When the amount is at or over the contactless transaction limit of every
+    combination, that is what the customer needs to hear
+    (:data:`OVER_CONTACTLESS_LIMIT`), not a bare "try another interface".
+
+    >>> from emv.config import TerminalConfig
+    >>> cfg = TerminalConfig.example(capks=None)
+    >>> none_allowed_reason(cfg, TransactionData(100000, 978, bytes.fromhex("250614"), bytes(4)))
+    'over the contactless limit: insert or use another payment'
+    """
+    limits = [c.transaction_limit for c in config.combinations]
+    if limits and all(limit is not None and txn.amount >= limit for limit in limits):
+        return OVER_CONTACTLESS_LIMIT
+    return "no combination allowed for this amount"
 
 
 # --------------------------------------------------------------------------- PPSE
@@ -260,7 +285,7 @@ class State(enum.Enum):
 
 class Event(enum.Enum):
     ALLOWED = "allowed"  # at least one combination allowed
-    NONE_ALLOWED = "none_allowed"  # no combination left -> Try Another Interface
+    NONE_ALLOWED = "none_allowed"  # no combination left -> Try Another Interface (over the limit: say so)
     CANDIDATES = "candidates"  # PPSE gave a candidate list (maybe empty)
     CANDIDATE = "candidate"  # the highest-priority candidate is chosen
     EMPTY = "empty"  # candidate list exhausted -> End Application
@@ -349,7 +374,7 @@ class _Run:
             self.finish(
                 Outcome.TRY_ANOTHER_INTERFACE,
                 _ui(Message.INSERT_SWIPE_OR_TRY_ANOTHER, ReaderStatus.PROCESSING_ERROR),
-                "no combination allowed for this amount",
+                none_allowed_reason(self.config, self.txn),
             )
             return Event.NONE_ALLOWED
         return Event.ALLOWED

@@ -24,8 +24,9 @@ Cards are untrusted.  Whatever a card answers ends in a result or in
 C-2 choices worth knowing:
 
 - 9F33 byte 2 is DF8118 ("CVM required") when the amount is *above* the CVM
-  required limit, else DF8119; the floor limit is exceeded *above* the limit
-  (C-2 compares with ">", Book 3 with ">=").
+  required limit, else DF8119, without its PIN methods when the configuration
+  has no PIN pad (:mod:`emv.capabilities`); the floor limit is exceeded
+  *above* the limit (C-2 compares with ">", Book 3 with ">=").
 - A CDA failure declines the transaction whatever cryptogram the card gave.
 - A GPO answered with an error status word gives *Select Next*.
 """
@@ -37,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from emv import apdu, cvm, dol, oda, risk, tlv
+from emv.capabilities import without_pin_cvm_capability
 from emv.kernel_common import (
     KernelContext,
     KernelError,
@@ -437,13 +439,19 @@ class _Run:
                     cvm_list = cvm.parse_cvm_list(raw)
                 except cvm.CvmListError as exc:
                     raise KernelError(f"CVM list (8E): {exc}") from None
+            # Without a PIN pad the PIN methods are not supported, whatever 9F33 (an override
+            # included) claims: the CVM list moves on to the next rule, or CVM fails (TVR byte 3).
+            capability = self.capabilities[1]
+            if not ctx.config.pin_pad:
+                capability = without_pin_cvm_capability(capability)
             cctx = cvm.CvmContext(
                 amount=ctx.txn.amount,
                 transaction_currency=ctx.txn.currency_bcd(),
                 application_currency=self.card.get(0x9F42),
-                cvm_capability=self.capabilities[1],
+                cvm_capability=capability,
                 transaction_type=ctx.txn.transaction_type,
                 terminal_type=self.terminal_type(),
+                pin_pad_working=ctx.config.pin_pad,
             )
             outcome = cvm.process(cvm_list, cctx)
         outcome.apply_to(self.tvr, self.tsi)

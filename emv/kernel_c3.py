@@ -10,7 +10,12 @@ then reads the records and decides:
   or decline.
 
 Card Verification follows the CTQ when pre-processing asked for a CVM
-(TTQ byte 2 b7).  Malformed card data raises :class:`~emv.kernel_common.KernelError`
+(TTQ byte 2 b7), against the TTQ with its PIN bits removed when the terminal has
+no PIN pad (:mod:`emv.capabilities`), so "online PIN" is never reported for a
+PIN nobody could enter.  A card that requires online PIN from a reader that
+cannot take one gets Try Another Interface ("Insert card") when the reader has a
+contact interface (TTQ byte 1 b5), where the card's own CVM list decides, and
+is declined otherwise.  Malformed card data raises :class:`~emv.kernel_common.KernelError`
 (End Application); GPO status words 6984/6985/6986 give Try Another Interface,
 Select Next and Try Again ("See phone") as Book C-3 says.
 """
@@ -22,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from emv import apdu, dol, oda
+from emv.capabilities import without_pin_ttq
 from emv.config import ExceptionFile
 from emv.kernel_common import (
     KernelContext,
@@ -257,6 +263,28 @@ def _offline_decision(ctx: KernelContext, card: Mapping[int, bytes], checks: _Ch
     return Outcome.APPROVED, ""
 
 
+def _no_common_cvm(ttq: bytes, ctq: bytes | None) -> tuple[Outcome, str]:
+    """A CVM is required and the card and the reader share none: what to do, and why in words.
+
+    A card that requires online PIN (CTQ byte 1 b8) from a reader that cannot take
+    one (no PIN pad, TTQ byte 1 b3 clear) is sent to the contact interface when
+    the reader has one, where the card's CVM list can choose what the terminal
+    supports; without a contact interface, and for every other mismatch, the
+    transaction is declined.
+
+    >>> _no_common_cvm(bytes.fromhex("32404000"), bytes.fromhex("8000"))[0].value
+    'try_another_interface'
+    >>> _no_common_cvm(bytes.fromhex("22404000"), bytes.fromhex("8000"))[0].value
+    'declined'
+    """
+    if _bit(ctq, CTQ_ONLINE_PIN) and not _bit(ttq, TTQ_ONLINE_PIN):
+        why = "the card requires online PIN and this reader has no PIN pad"
+        if _bit(ttq, TTQ_CONTACT_SUPPORTED):
+            return Outcome.TRY_ANOTHER_INTERFACE, f"{why}: insert the card or use another payment"
+        return Outcome.DECLINED, why
+    return Outcome.DECLINED, "no CVM the card and the reader share"
+
+
 _FINAL_MESSAGE = {
     Outcome.APPROVED: UiMessage(Message.APPROVED, ReaderStatus.CARD_READ_SUCCESSFULLY),
     Outcome.DECLINED: UiMessage(Message.NOT_AUTHORISED, ReaderStatus.CARD_READ_SUCCESSFULLY),
@@ -317,14 +345,16 @@ def run(ctx: KernelContext) -> TransactionResult:
 
     cvm = CvmPerformed.NO_CVM
     if _bit(ctx.ttq, TTQ_CVM_REQUIRED) and outcome in (Outcome.APPROVED, Outcome.ONLINE_REQUEST):
-        online_ok = ctx.config.online_capable and not _bit(ctx.ttq, TTQ_OFFLINE_ONLY)
-        cvm = decide_cvm(ctx.ttq, card.get(0x9F6C), online=online_ok)
+        # What this reader can do: never a PIN without a PIN pad, whatever the TTQ says.
+        ttq = ctx.ttq if ctx.config.pin_pad else without_pin_ttq(ctx.ttq)
+        online_ok = ctx.config.online_capable and not _bit(ttq, TTQ_OFFLINE_ONLY)
+        cvm = decide_cvm(ttq, card.get(0x9F6C), online=online_ok)
         if cvm is CvmPerformed.ONLINE_PIN:
             outcome = Outcome.ONLINE_REQUEST  # the PIN can only be checked online
             ctx.tvr.set(Tvr.ONLINE_PIN_ENTERED)
         if cvm is CvmPerformed.FAILED:
             ctx.tvr.set(Tvr.CARDHOLDER_VERIFICATION_FAILED)
-            outcome, why = Outcome.DECLINED, "no CVM the card and the reader share"
+            outcome, why = _no_common_cvm(ttq, card.get(0x9F6C))
         ctx.tsi.set(Tsi.CARDHOLDER_VERIFICATION_PERFORMED)
 
     messages = [UiMessage(Message.CARD_READ_OK, ReaderStatus.CARD_READ_SUCCESSFULLY)]

@@ -14,7 +14,7 @@ as :class:`KernelError`; Entry Point turns them into a result.  A
 >>> ctx = KernelContext.create(_Silent(), cfg, cfg.combinations[0], txn, aid=bytes.fromhex("A0000000031010"))
 >>> td = ctx.terminal_data()
 >>> td[0x9F02].hex(), td[0x5F2A].hex(), td[0x9F66].hex()
-('000000001234', '0978', '36004000')
+('000000001234', '0978', '32004000')
 >>> read_records(ctx, bytes.fromhex("08010100"))
 Traceback (most recent call last):
 ...
@@ -171,7 +171,7 @@ class KernelContext:
         ...     ctx = KernelContext.create(None, cfg, mc, txn, aid=mc.aid)  # type: ignore[arg-type]
         ...     return ctx.terminal_capabilities().hex().upper()
         >>> caps(6000), caps(5000)
-        ('E06008', 'E00808')
+        ('E02008', 'E00808')
         """
         c = self.combination
         base = self.config.terminal_capabilities

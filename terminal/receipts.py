@@ -6,6 +6,11 @@ A receipt is built once as a list of styled lines (:class:`ReceiptLine`);
 which only collects the bytes (nothing is opened or sent).  Both renderings
 therefore always carry the same content.
 
+A receipt says only what is true: the status names what happened (see
+:data:`Status`: a cancelled sale is NOT COMPLETED, never DECLINED), the CVM line
+the CVM performed (a PIN only when one was entered on a PIN pad), and
+"*** DUPLICATE ***" marks a reprint and nothing else.
+
 The PAN never appears in clear: :class:`ReceiptData` refuses a ``masked_pan``
 that shows more than the first 6 and last 4 digits (or any run of 12 digits).
 Text that comes from a card or a configuration is stripped of control
@@ -55,8 +60,24 @@ __all__ = [
 ]
 
 Kind = Literal["sale", "refund", "void"]
-Status = Literal["APPROVED", "DECLINED", "VOIDED", "REVERSED"]
-Cvm = Literal["signature", "online_pin", "consumer_device", "no_cvm"]
+#: What the receipt says happened, in the words printed.  Each says only what is true:
+#:
+#: - ``APPROVED``: approved by the host, by the card offline, or deferred (with the OFFLINE /
+#:   DEFERRED marks);
+#: - ``DECLINED``: declined by the card or the host (``response_code`` / ``reason`` say why);
+#: - ``NOT COMPLETED``: no payment took place and nothing was charged: cancelled, card taken
+#:   away and not presented again, timed out, "insert or use another payment" (over the
+#:   contactless limit, another interface), refused before authorisation, or interrupted
+#:   before anything was sent;
+#: - ``REVERSAL PENDING``: the host's answer was lost; a reversal is queued, not yet delivered;
+#: - ``REVERSED``: that reversal was delivered;
+#: - ``VOID PENDING``: voided at the terminal, its reversal not yet delivered to the host;
+#: - ``VOIDED``: voided, and the host has the reversal (or never had the payment).
+Status = Literal[
+    "APPROVED", "DECLINED", "NOT COMPLETED", "REVERSAL PENDING", "REVERSED", "VOID PENDING", "VOIDED"
+]
+#: The CVM the kernel reports as performed.  A PIN CVM prints only with ``pin_entered``.
+Cvm = Literal["signature", "online_pin", "offline_pin", "consumer_device", "no_cvm"]
 Copy = Literal["merchant", "customer"]
 Align = Literal["left", "center"]
 
@@ -66,7 +87,7 @@ _CVMS: frozenset[str] = frozenset(get_args(Cvm))
 _COPIES: frozenset[str] = frozenset(get_args(Copy))
 
 _CRYPTOGRAM_TYPES = frozenset({"TC", "ARQC", "AAC"})
-_CVM_TEXT = {"online_pin": "PIN VERIFIED", "consumer_device": "VERIFIED ON DEVICE"}
+_PIN_CVMS = frozenset({"online_pin", "offline_pin"})
 _KIND_TEXT = {"sale": "SALE", "refund": "REFUND", "void": "VOID"}
 _HEX = re.compile(r"[0-9A-Fa-f]*")
 _LONG_DIGIT_RUN = re.compile(r"\d{12,}")
@@ -127,6 +148,12 @@ class ReceiptData:
     host_reference: str | None = None
     response_code: str | None = None
     reprint: bool = False
+    # True only when a PIN was really typed on a PIN pad for this transaction; without it a
+    # PIN CVM prints nothing (a journal row from before issue 9 may say "online_pin" for a PIN
+    # nobody entered, and its reprint must not claim one).
+    pin_entered: bool = False
+    # Why, in words, printed under the status ("CANCELLED", "INSUFFICIENT FUNDS", ...); optional.
+    reason: str | None = None
 
     def __post_init__(self) -> None:
         check_masked_pan(self.masked_pan)
@@ -136,6 +163,8 @@ class ReceiptData:
             raise ValueError(f"status must be one of {sorted(_STATUSES)}, got {self.status!r}")
         if self.cvm not in _CVMS:
             raise ValueError(f"cvm must be one of {sorted(_CVMS)}, got {self.cvm!r}")
+        if self.pin_entered and self.cvm not in _PIN_CVMS:
+            raise ValueError(f"pin_entered goes with a PIN cvm (online_pin, offline_pin), not {self.cvm!r}")
         if self.cryptogram_type is not None and self.cryptogram_type not in _CRYPTOGRAM_TYPES:
             raise ValueError(f"cryptogram_type must be TC, ARQC, AAC or None, got {self.cryptogram_type!r}")
         if self.at.tzinfo is None or self.at.utcoffset() is None:
@@ -226,6 +255,8 @@ def receipt_lines(data: ReceiptData, copy: Copy, width: int = 42, tz: tzinfo | N
 
     # Result
     out += _centre(data.status, width // 2, bold=True, big=True)
+    if data.reason:
+        out += _centre(data.reason, width)
     if data.offline:
         out += _centre("OFFLINE", width, bold=True)
     if data.deferred:
@@ -241,9 +272,10 @@ def receipt_lines(data: ReceiptData, copy: Copy, width: int = 42, tz: tzinfo | N
     if merchant_copy:
         out += _pair("TVR", data.tvr.upper(), width)
         out += _pair("TSI", data.tsi.upper(), width)
-    if data.cvm in _CVM_TEXT:
-        out += _centre(_CVM_TEXT[data.cvm], width)
-    if merchant_copy and data.cvm == "signature":
+    cvm_text = _cvm_text(data)
+    if cvm_text:
+        out += _centre(cvm_text, width)
+    if merchant_copy and data.cvm == "signature" and data.status == "APPROVED":
         out += [_blank(), _blank(), _blank()]
         out.append(ReceiptLine("X" + "_" * (width - 1)))
         out += _centre("CARDHOLDER SIGNATURE", width)
@@ -253,6 +285,22 @@ def receipt_lines(data: ReceiptData, copy: Copy, width: int = 42, tz: tzinfo | N
     out += _centre("MERCHANT COPY" if merchant_copy else "CUSTOMER COPY", width, bold=True)
     out += _pair("TXN", data.txn_id, width)
     return out
+
+
+def _cvm_text(data: ReceiptData) -> str | None:
+    """The CVM line: only the CVM performed, and a PIN only when one was entered.
+
+    An online PIN is verified by the issuer, so it is "PIN VERIFIED" only on an
+    approval; otherwise it was only entered.  An offline PIN is reported by the
+    kernel only once the card has verified it.
+    """
+    if data.cvm == "consumer_device":
+        return "VERIFIED ON DEVICE"
+    if data.cvm not in _PIN_CVMS or not data.pin_entered:
+        return None
+    if data.cvm == "online_pin" and data.status != "APPROVED":
+        return "PIN ENTERED"
+    return "PIN VERIFIED"
 
 
 def _as_text(lines: Sequence[ReceiptLine], width: int) -> str:

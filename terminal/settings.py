@@ -14,6 +14,7 @@ A ``devices`` object (``{"reader": URL, "scanner": URL, "printer": URL}``, see
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
@@ -34,6 +35,8 @@ __all__ = [
     "load_settings",
     "shipped_document",
 ]
+
+_log = logging.getLogger(__name__)
 
 _OWN_KEYS = (
     "capk_files",
@@ -85,9 +88,13 @@ def load_config(doc: Mapping[str, Any], base: Path | None = None) -> TerminalCon
         raise SettingsError(f"CA public keys refused: {exc}") from None
     emv_part = {k: v for k, v in doc.items() if k not in _OWN_KEYS}
     try:
-        return TerminalConfig.from_dict(emv_part, capks=capks)
+        config = TerminalConfig.from_dict(emv_part, capks=capks)
     except ConfigError as exc:
         raise SettingsError(f"terminal configuration: {exc}") from None
+    # PIN claims without a PIN pad are masked off, not refused (emv.capabilities): say so.
+    for note in config.capability_notes:
+        _log.warning("terminal configuration: %s", note)
+    return config
 
 
 @lru_cache(maxsize=1)

@@ -1,4 +1,9 @@
-"""The reader contract on the in-process simulator reader (``sim:card=...``)."""
+"""The reader contract on the in-process simulator reader (``sim:card=...``).
+
+Its world is steered through the URL's fault options (``present-after`` keeps
+the card out of the field for an hour: "no card") and the reader's runtime
+``remove_after``, as vpcd's and nfc-udp's virtual cards are.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from simulator.devices import SimulatorCardReader
 from terminal import registry
 from terminal.ports import CardReader
 from tests.contract.reader_suite import *  # noqa: F403
@@ -13,7 +19,7 @@ from tests.contract.rigs import Unsupported
 
 
 class SimRig:
-    """The ``sim:`` reader always has its one card in the field: it cannot take it away."""
+    """The ``sim:`` reader: one card, absent on request, leaving after N commands on request."""
 
     def __init__(self) -> None:
         self.reader: CardReader = registry.open_reader("sim:card=visa-qvsdc-online")
@@ -25,10 +31,11 @@ class SimRig:
         raise Unsupported("the in-process sim: reader holds one card (two cards: the vpcd and nfc-udp rigs)")
 
     def remove(self) -> None:
-        raise Unsupported("the in-process sim: reader always has its card in the field")
+        self.reader = registry.open_reader("sim:card=visa-qvsdc-online?present-after=3600")
 
     def remove_after(self, exchanges: int) -> None:
-        raise Unsupported("the in-process sim: reader always has its card in the field")
+        assert isinstance(self.reader, SimulatorCardReader)
+        self.reader.remove_after(exchanges)
 
     def unplug(self) -> None:
         raise Unsupported("the in-process sim: reader cannot be unplugged")

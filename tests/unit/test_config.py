@@ -146,6 +146,83 @@ def test_combination_defaults_and_extra() -> None:
     assert c.rid == bytes.fromhex("A000000004")
 
 
+# --------------------------------------------------------------------------- PIN pad and PIN claims
+
+
+def _claims_pin(cfg: TerminalConfig) -> list[str]:
+    """Every place a configuration advertises a PIN method (empty: none)."""
+    out = [f"9F33 {cfg.terminal_capabilities.hex()}"] if cfg.terminal_capabilities[1] & 0xD0 else []
+    for c in cfg.combinations:
+        if c.ttq[0] & 0x04 or c.ttq[1] & 0x20:
+            out.append(f"{c.label} TTQ {c.ttq.hex()}")
+        for value in (c.cvm_capability_cvm_required, c.cvm_capability_no_cvm_required):
+            if value is not None and value[0] & 0xD0:
+                out.append(f"{c.label} C-2 CVM capability {value.hex()}")
+    return out
+
+
+def test_without_a_pin_pad_no_pin_is_advertised() -> None:
+    cfg = TerminalConfig.example(capks=None)
+    assert not cfg.pin_pad
+    assert _claims_pin(cfg) == []
+    visa, mc = cfg.combinations
+    assert cfg.terminal_capabilities.hex().upper() == "E028C8"  # signature, no CVM
+    assert visa.ttq.hex().upper() == "32004000"  # qVSDC, contact, signature; CDCVM (byte 3)
+    assert (mc.cvm_capability_cvm_required, mc.cvm_capability_no_cvm_required) == (b"\x20", b"\x08")
+    assert len(cfg.capability_notes) == 3  # 9F33, the VISA TTQ, MasterCard's DF8118
+
+
+def test_with_a_pin_pad_the_pin_methods_stay() -> None:
+    cfg = TerminalConfig.example(capks=None, pin_pad=True)
+    assert cfg.pin_pad and cfg.capability_notes == ()
+    assert len(_claims_pin(cfg)) == 3
+    again = TerminalConfig.from_dict(cfg.to_dict(), capks=None)
+    assert again == cfg and again.pin_pad and again.to_dict()["pin_pad"] is True
+
+
+def test_shipped_configuration_claims_no_pin_and_needs_no_masking() -> None:
+    from terminal.settings import load_config, shipped_document
+
+    doc = shipped_document()
+    assert "pin_pad" not in doc  # the host's TerminalParameters schema has no such field: default false
+    cfg = load_config(doc)
+    assert _claims_pin(cfg) == []
+    assert cfg.capability_notes == ()  # the file itself says only what the terminal can do
+
+
+def test_pin_claims_in_a_loaded_file_are_masked_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    from terminal.settings import load_config, shipped_document
+
+    doc = shipped_document()
+    doc["terminal_capabilities"] = "E0F8C8"
+    doc["combinations"][0]["ttq"] = "36204000"
+    doc["combinations"][1]["cvm_capability_cvm_required"] = "60"
+    doc["combinations"][1]["extra"] = {"DF8119": "48"}
+    with caplog.at_level("WARNING", logger="terminal.settings"):
+        cfg = load_config(doc)
+    assert _claims_pin(cfg) == []
+    assert cfg.combinations[1].extra[0xDF8119] == b"\x08"
+    logged = [r.getMessage() for r in caplog.records]
+    assert logged == [f"terminal configuration: {note}" for note in cfg.capability_notes]
+    assert logged[0] == (
+        "terminal configuration: terminal_capabilities: E0F8C8 claims plaintext PIN for ICC verification, "
+        "enciphered PIN online, enciphered PIN for offline verification without a PIN pad (pin_pad false); "
+        "advertised as E028C8"
+    )
+    assert any("combinations[0].ttq: 36204000 claims online PIN, offline PIN (contact)" in m for m in logged)
+    assert any("combinations[1].cvm_capability_cvm_required: 60 claims enciphered PIN online" in m for m in logged)
+    assert any("combinations[1].extra.DF8119: 48 claims PIN" in m for m in logged)
+    doc["pin_pad"] = True
+    assert load_config(doc).terminal_capabilities.hex().upper() == "E0F8C8"
+
+
+def test_pin_pad_must_be_a_boolean() -> None:
+    d = example_dict()
+    d["pin_pad"] = "yes"
+    with pytest.raises(ConfigError, match="pin_pad: expected true or false"):
+        TerminalConfig.from_dict(d, capks=None)
+
+
 # --------------------------------------------------------------------------- exception file
 
 

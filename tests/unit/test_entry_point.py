@@ -122,20 +122,20 @@ def kernels(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeKernel]:
 def test_pre_processing_bits() -> None:
     c = cfg()
     below = dict((combo.label, ind) for combo, ind in pre_process(c, txn(1234)))
-    assert below["VISA"].ttq == bytes.fromhex("36004000")
+    assert below["VISA"].ttq == bytes.fromhex("32004000")  # no PIN pad: no online PIN (byte 1 b3)
     assert not below["VISA"].floor_limit_exceeded and not below["VISA"].cvm_required_limit_exceeded
     at = dict((combo.label, ind) for combo, ind in pre_process(c, txn(5000)))
     # amount == floor limit is not above it; amount == CVM limit is "at or above"
-    assert at["VISA"].ttq == bytes.fromhex("36404000")
+    assert at["VISA"].ttq == bytes.fromhex("32404000")
     above = dict((combo.label, ind) for combo, ind in pre_process(c, txn(5001)))
-    assert above["VISA"].ttq == bytes.fromhex("36C04000")
+    assert above["VISA"].ttq == bytes.fromhex("32C04000")
     assert above["VISA"].floor_limit_exceeded and above["VISA"].cvm_required_limit_exceeded
 
 
 def test_configured_ttq_bits_are_not_trusted() -> None:
-    visa = replace(cfg().combinations[0], ttq=bytes.fromhex("36C04000"))
+    visa = replace(cfg().combinations[0], ttq=bytes.fromhex("32C04000"))
     ((_, ind),) = pre_process(cfg(visa), txn(100))
-    assert ind.ttq == bytes.fromhex("36004000")
+    assert ind.ttq == bytes.fromhex("32004000")
 
 
 def test_transaction_limit() -> None:
@@ -170,6 +170,28 @@ def test_nothing_allowed_is_try_another_interface() -> None:
     assert r.outcome is Outcome.TRY_ANOTHER_INTERFACE
     assert r.messages[0].message is Message.INSERT_SWIPE_OR_TRY_ANOTHER
     assert card.seen == []  # no card communication at all
+
+
+@pytest.mark.parametrize("amount", [100000, 100001, 99_999_999])
+def test_over_every_contactless_limit_says_so_in_words(amount: int) -> None:
+    r = process(FakeCard({}), cfg(), txn(amount))
+    assert r.outcome is Outcome.TRY_ANOTHER_INTERFACE
+    assert r.error == entry_point.OVER_CONTACTLESS_LIMIT == "over the contactless limit: insert or use another payment"
+    assert [m.message for m in r.messages] == [Message.INSERT_SWIPE_OR_TRY_ANOTHER]  # Book A message 1C kept
+    assert r.to_json()["error"] == entry_point.OVER_CONTACTLESS_LIMIT
+    assert r.to_json()["messages"][0]["id"] == "1C"
+
+
+def test_over_the_limit_of_every_combination_only() -> None:
+    visa, mc = cfg().combinations
+    # MasterCard has no transaction limit: over VISA's limit, the amount is still allowed there.
+    assert pre_process(cfg(visa, replace(mc, transaction_limit=None)), txn(100000))
+    # Each combination excluded, but one for another reason (zero amount not allowed): no limit text.
+    mixed = cfg(replace(visa, transaction_limit=0), replace(mc, zero_amount_allowed=False))
+    r = process(FakeCard({}), mixed, txn(0))
+    assert r.outcome is Outcome.TRY_ANOTHER_INTERFACE
+    assert r.error == "no combination allowed for this amount"
+    assert entry_point.none_allowed_reason(mixed, txn(0)) == r.error
 
 
 # --------------------------------------------------------------------------- PPSE parsing
@@ -261,7 +283,7 @@ def test_happy_path(kernels: Callable[..., FakeKernel]) -> None:
     assert r.outcome is Outcome.APPROVED
     (ctx,) = fake.contexts
     assert ctx.aid == VISA and ctx.fci_data[0x50] == b"TEST"
-    assert ctx.ttq == bytes.fromhex("36004000")
+    assert ctx.ttq == bytes.fromhex("32004000")
     assert r.commands == [PPSE_SELECT, select(VISA)]
 
 

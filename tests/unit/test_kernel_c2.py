@@ -268,8 +268,8 @@ class FakeCard:
 # --------------------------------------------------------------------------- context
 
 
-def config(**combo: object) -> TerminalConfig:
-    cfg = TerminalConfig.example(capks=capk_store(keys()[0]))
+def config(pin_pad: bool = False, **combo: object) -> TerminalConfig:
+    cfg = TerminalConfig.example(capks=capk_store(keys()[0]), pin_pad=pin_pad)
     mc = dataclasses.replace(cfg.combinations[1], **combo)  # type: ignore[arg-type]
     return dataclasses.replace(cfg, combinations=(cfg.combinations[0], mc))
 
@@ -342,7 +342,7 @@ def test_cda_offline_approved() -> None:
 
 def test_cda_above_floor_limit_online_request_with_online_pin() -> None:
     card = FakeCard()
-    r = run(card, amount=6000)
+    r = run(card, amount=6000, cfg=config(pin_pad=True))
     assert r.outcome is Outcome.ONLINE_REQUEST
     assert r.cryptogram_type == "ARQC"
     assert gac_command(card)[2] == 0x90  # ARQC + CDA
@@ -351,6 +351,36 @@ def test_cda_above_floor_limit_online_request_with_online_pin() -> None:
     assert r.card_data[0x9F34] == bytes.fromhex("420300")
     assert tvr_names(r) == ["online_pin_entered", "floor_limit_exceeded"]
     assert [m.message.name for m in r.messages] == ["CARD_READ_OK", "AUTHORISING"]
+
+
+def test_without_a_pin_pad_the_cvm_list_moves_on_to_signature() -> None:
+    """The shipped case: CVM list 4203 1E03 1F03 (online PIN if supported, signature, no CVM)."""
+    card = FakeCard()
+    r = run(card, amount=6000)
+    assert r.outcome is Outcome.ONLINE_REQUEST
+    assert r.cvm is CvmPerformed.SIGNATURE
+    assert r.card_data[0x9F34] == bytes.fromhex("1E0300")
+    assert tvr_names(r) == ["floor_limit_exceeded"]  # no "online PIN entered", no CVM failure
+    assert r.card_data[0x9F33] == bytes.fromhex("E02008")  # what the card was told: signature only
+
+
+@pytest.mark.parametrize("cvm_list", ["00000000000000000200", "00000000000000000203"])
+def test_without_a_pin_pad_a_card_requiring_online_pin_fails_cvm(cvm_list: str) -> None:
+    card = FakeCard(extra={0x8E: bytes.fromhex(cvm_list)})
+    r = run(card, amount=6000)
+    assert r.cvm is CvmPerformed.FAILED
+    tvr = Tvr(r.tvr)
+    assert tvr.is_set(Tvr.CARDHOLDER_VERIFICATION_FAILED)
+    assert not tvr.is_set(Tvr.ONLINE_PIN_ENTERED)
+    # "always" (00): attempted and failed; "if the terminal supports it" (03): skipped, none satisfied
+    assert r.card_data[0x9F34] == bytes.fromhex("020001" if cvm_list.endswith("00") else "3F0001")
+
+
+def test_an_override_claiming_pin_does_not_make_a_pin_without_a_pin_pad() -> None:
+    card = FakeCard()
+    r = run(card, amount=6000, overrides={0x9F33: bytes.fromhex("E0F8C8")})
+    assert r.cvm is CvmPerformed.SIGNATURE
+    assert not Tvr(r.tvr).is_set(Tvr.ONLINE_PIN_ENTERED)
 
 
 def test_card_going_online_on_its_own() -> None:
@@ -445,6 +475,9 @@ def test_pdol_gets_c2_terminal_capabilities() -> None:
     assert card.pdol_values == bytes.fromhex("E00808 22")
     card = FakeCard(pdol="9F3303")
     run(card, amount=6000)
+    assert card.pdol_values == bytes.fromhex("E02008")  # DF8118 without online PIN: no PIN pad
+    card = FakeCard(pdol="9F3303")
+    run(card, amount=6000, cfg=config(pin_pad=True))
     assert card.pdol_values == bytes.fromhex("E06008")
     card = FakeCard(pdol="9F3303")
     run(card, amount=5000)  # at the limit: not above it

@@ -213,10 +213,10 @@ class Card:
         return b"\x6d\x00"
 
 
-def config(keys: dict[str, Key], **kw: Any) -> TerminalConfig:
+def config(keys: dict[str, Key], pin_pad: bool = False, **kw: Any) -> TerminalConfig:
     ca = keys["ca"]
     capk = Capk(RID, CA_INDEX, ca.modulus, ca.exponent, checksum_of(RID, CA_INDEX, ca.modulus, ca.exponent))
-    base = TerminalConfig.example(capks=CapkStore([capk]))
+    base = TerminalConfig.example(capks=CapkStore([capk]), pin_pad=pin_pad)
     return replace(base, **kw)
 
 
@@ -257,7 +257,7 @@ def test_pdol_data_in_gpo_and_overrides_win(keys: dict[str, Key]) -> None:
     r = run(card, overrides={0x9F37: bytes.fromhex("0BADCAFE")})
     gpo = next(c for c in card.commands if c[1] == 0xA8)
     assert gpo[5:7] == bytes([0x83, 16])
-    assert gpo[7:23] == bytes.fromhex("36004000 000000001234 0BADCAFE 0978")
+    assert gpo[7:23] == bytes.fromhex("32004000 000000001234 0BADCAFE 0978")  # no PIN pad: TTQ without online PIN
     assert r.outcome is Outcome.APPROVED  # the card signed what the terminal sent
 
 
@@ -399,18 +399,72 @@ def test_exception_file_wins_over_go_online(keys: dict[str, Key]) -> None:
         (0x40, "8000", Outcome.ONLINE_REQUEST, CvmPerformed.ONLINE_PIN),
     ],
 )
-def test_cvm_when_required(
+def test_cvm_when_required_with_a_pin_pad(
     keys: dict[str, Key], cid: int, ctq: str, outcome: Outcome, cvm: CvmPerformed
 ) -> None:
-    cfg = config(keys)
+    cfg = config(keys, pin_pad=True)
+    assert cfg.combinations[0].ttq[0] & 0x04  # online PIN advertised: there is a PIN pad
     visa = replace(cfg.combinations[0], cvm_required_limit=1000)
     r = run(Card(keys, cid=cid, ctq=bytes.fromhex(ctq)), replace(cfg, combinations=(visa,)))
     assert (r.outcome, r.cvm) == (outcome, cvm)
     assert Tsi(r.tsi).is_set(Tsi.CARDHOLDER_VERIFICATION_PERFORMED)
     if cvm is CvmPerformed.SIGNATURE and outcome is Outcome.APPROVED:
         assert messages(r)[-1] is Message.APPROVED_PLEASE_SIGN
-    if cvm is CvmPerformed.ONLINE_PIN:
-        assert Tvr(r.tvr).is_set(Tvr.ONLINE_PIN_ENTERED)
+    assert Tvr(r.tvr).is_set(Tvr.ONLINE_PIN_ENTERED) == (cvm is CvmPerformed.ONLINE_PIN)
+
+
+@pytest.mark.parametrize(
+    ("cid", "ctq", "outcome", "cvm"),
+    [
+        # the card requires online PIN, nobody can enter one: insert the card (contact supported)
+        (0x80, "8000", Outcome.TRY_ANOTHER_INTERFACE, CvmPerformed.FAILED),
+        (0x40, "8000", Outcome.TRY_ANOTHER_INTERFACE, CvmPerformed.FAILED),
+        # online PIN or signature: signature
+        (0x80, "C000", Outcome.ONLINE_REQUEST, CvmPerformed.SIGNATURE),
+        (0x40, "C000", Outcome.APPROVED, CvmPerformed.SIGNATURE),
+        (0x80, "4000", Outcome.ONLINE_REQUEST, CvmPerformed.SIGNATURE),
+        (0x80, "0080", Outcome.ONLINE_REQUEST, CvmPerformed.CONSUMER_DEVICE),
+        (0x80, "0000", Outcome.DECLINED, CvmPerformed.FAILED),
+    ],
+)
+def test_cvm_when_required_without_a_pin_pad(
+    keys: dict[str, Key], cid: int, ctq: str, outcome: Outcome, cvm: CvmPerformed
+) -> None:
+    cfg = config(keys)
+    visa = replace(cfg.combinations[0], cvm_required_limit=1000)
+    r = run(Card(keys, cid=cid, ctq=bytes.fromhex(ctq)), replace(cfg, combinations=(visa,)))
+    assert (r.outcome, r.cvm) == (outcome, cvm)
+    tvr = Tvr(r.tvr)
+    assert not tvr.is_set(Tvr.ONLINE_PIN_ENTERED)
+    assert tvr.is_set(Tvr.CARDHOLDER_VERIFICATION_FAILED) == (cvm is CvmPerformed.FAILED)
+    if outcome is Outcome.TRY_ANOTHER_INTERFACE:
+        assert messages(r)[-1] is Message.INSERT_CARD
+        assert r.error == (
+            "the card requires online PIN and this reader has no PIN pad: insert the card or use another payment"
+        )
+        assert r.to_json()["cvm"] == "failed"
+
+
+def test_online_pin_required_without_pin_pad_or_contact_is_declined(keys: dict[str, Key]) -> None:
+    cfg = config(keys)
+    visa = replace(cfg.combinations[0], cvm_required_limit=1000, ttq=bytes.fromhex("22004000"))  # no contact
+    r = run(Card(keys, cid=0x80, ctq=bytes.fromhex("8000")), replace(cfg, combinations=(visa,)))
+    assert (r.outcome, r.cvm) == (Outcome.DECLINED, CvmPerformed.FAILED)
+    assert r.error == "the card requires online PIN and this reader has no PIN pad"
+
+
+def test_a_ttq_claiming_online_pin_is_masked_without_a_pin_pad(keys: dict[str, Key]) -> None:
+    """A configuration cannot make the reader claim online PIN without a PIN pad, even rebuilt by hand."""
+    cfg = config(keys)
+    visa = replace(cfg.combinations[0], cvm_required_limit=1000, ttq=bytes.fromhex("36204000"))
+    rebuilt = replace(cfg, combinations=(visa,))
+    assert rebuilt.combinations[0].ttq == bytes.fromhex("32004000")
+    assert any("combinations[0].ttq: 36204000 claims online PIN" in note for note in rebuilt.capability_notes)
+    card = Card(keys, cid=0x80, ctq=bytes.fromhex("8000"))
+    r = run(card, rebuilt)
+    gpo = next(c for c in card.commands if c[1] == 0xA8)
+    assert gpo[7] == 0x32  # what the card was told: no online PIN
+    assert r.cvm is CvmPerformed.FAILED and r.outcome is Outcome.TRY_ANOTHER_INTERFACE
 
 
 def test_no_cvm_below_limit(keys: dict[str, Key]) -> None:

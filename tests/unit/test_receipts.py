@@ -6,13 +6,13 @@ import dataclasses
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
 from emv.outcome import mask_pan
 from terminal.money import MoneyError
-from terminal.receipts import Copy, ReceiptData, check_masked_pan, render_escpos, render_text
+from terminal.receipts import Copy, ReceiptData, Status, check_masked_pan, render_escpos, render_text
 
 FULL_PAN = "4761739001010028"
 ESC, GS = b"\x1b", b"\x1d"
@@ -83,14 +83,49 @@ def test_tvr_and_tsi_on_the_merchant_copy_only() -> None:
     assert "TSI" not in texts["customer"]
 
 
-@pytest.mark.parametrize("status", ["APPROVED", "DECLINED", "VOIDED", "REVERSED"])
+STATUSES = ["APPROVED", "DECLINED", "NOT COMPLETED", "REVERSAL PENDING", "REVERSED", "VOID PENDING", "VOIDED"]
+
+
+def test_the_status_names() -> None:
+    assert sorted(get_args(Status)) == sorted(STATUSES)
+
+
+@pytest.mark.parametrize("status", STATUSES)
 @pytest.mark.parametrize("kind", ["sale", "refund", "void"])
 def test_each_kind_and_status_is_printed(kind: str, status: str) -> None:
     for text in both(make(kind=kind, status=status)).values():
         assert kind.upper() in text
-        assert status in text
-        others = {"APPROVED", "DECLINED", "VOIDED", "REVERSED"} - {status}
-        assert not any(other in text for other in others)
+        printed = " ".join(text.split())  # a status may wrap on a narrow receipt
+        assert status in printed
+        others = set(STATUSES) - {status}
+        assert not any(other in printed for other in others)
+
+
+@pytest.mark.parametrize("width", [24, 32, 42, 48])
+@pytest.mark.parametrize("status", STATUSES)
+def test_every_status_fits_every_width(status: str, width: int) -> None:
+    text = render_text(make(status=status, reason="CANCELLED BY THE CASHIER"), "merchant", width=width)
+    assert all(len(line) <= width for line in text.splitlines())
+    assert status in " ".join(text.split())
+
+
+def test_a_cancelled_sale_is_not_declined() -> None:
+    data = make(status="NOT COMPLETED", reason="cancelled", cryptogram_type=None, cryptogram=None, cvm="no_cvm")
+    for text in both(data).values():
+        assert "NOT COMPLETED" in text and "cancelled" in text
+        assert "DECLINED" not in text and "APPROVED" not in text
+
+
+def test_a_lost_answer_is_reversal_pending_not_reversed() -> None:
+    text = render_text(make(status="REVERSAL PENDING"), "customer")
+    assert "REVERSAL PENDING" in text and "REVERSED" not in text
+
+
+def test_reason_is_optional_and_cleaned() -> None:
+    assert "INSUFFICIENT FUNDS" in render_text(make(status="DECLINED", reason="INSUFFICIENT FUNDS"), "customer")
+    assert "\x1b" not in render_text(make(status="DECLINED", reason="\x1bEVIL"), "customer")
+    bare = render_text(make(), "customer").splitlines()
+    assert bare[bare.index("APPROVED".center(42).rstrip()) + 1].startswith("TC")
 
 
 @pytest.mark.parametrize("offline", [False, True])
@@ -102,22 +137,51 @@ def test_offline_and_deferred_marks(offline: bool, deferred: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    ("cvm", "line"),
+    ("cvm", "pin_entered", "status", "line"),
     [
-        ("signature", None),
-        ("online_pin", "PIN VERIFIED"),
-        ("consumer_device", "VERIFIED ON DEVICE"),
-        ("no_cvm", None),
+        ("signature", False, "APPROVED", None),
+        ("online_pin", True, "APPROVED", "PIN VERIFIED"),
+        ("online_pin", True, "DECLINED", "PIN ENTERED"),  # the issuer did not say it was right
+        ("offline_pin", True, "APPROVED", "PIN VERIFIED"),
+        ("offline_pin", True, "DECLINED", "PIN VERIFIED"),  # the card verified it
+        ("online_pin", False, "APPROVED", None),  # no PIN was entered: say nothing of a PIN
+        ("offline_pin", False, "APPROVED", None),
+        ("consumer_device", False, "APPROVED", "VERIFIED ON DEVICE"),
+        ("no_cvm", False, "APPROVED", None),
     ],
 )
 @pytest.mark.parametrize("copy", ["merchant", "customer"])
-def test_cvm_lines_and_signature_only_on_merchant_copy(cvm: str, line: str | None, copy: Copy) -> None:
-    text = render_text(make(cvm=cvm), copy)
-    for cvm_text in ("PIN VERIFIED", "VERIFIED ON DEVICE"):
+def test_cvm_lines_and_signature_only_on_merchant_copy(
+    cvm: str, pin_entered: bool, status: str, line: str | None, copy: Copy
+) -> None:
+    text = render_text(make(cvm=cvm, pin_entered=pin_entered, status=status), copy)
+    for cvm_text in ("PIN VERIFIED", "PIN ENTERED", "VERIFIED ON DEVICE"):
         assert (cvm_text in text) == (cvm_text == line)
+    assert ("PIN" in text) == (line is not None and "PIN" in line)
     signature = cvm == "signature" and copy == "merchant"
     assert ("SIGNATURE" in text) == signature
     assert ("X____" in text) == signature
+
+
+@pytest.mark.parametrize("status", [s for s in STATUSES if s != "APPROVED"])
+def test_no_signature_strip_unless_approved(status: str) -> None:
+    text = render_text(make(cvm="signature", status=status), "merchant")
+    assert "X____" not in text and "SIGNATURE" not in text
+
+
+def test_pin_cvm_without_pin_entry_is_never_printed_as_pin() -> None:
+    """The original defect: an online-PIN CVM recorded for a sale where no PIN was typed."""
+    for copy in ("merchant", "customer"):
+        for width in (24, 42):
+            text = render_text(make(cvm="online_pin"), copy, width=width)
+            assert "PIN" not in text
+    assert b"PIN" not in render_escpos(make(cvm="online_pin"), "merchant")
+
+
+@pytest.mark.parametrize("cvm", ["signature", "consumer_device", "no_cvm"])
+def test_pin_entered_needs_a_pin_cvm(cvm: str) -> None:
+    with pytest.raises(ValueError, match="pin_entered"):
+        make(cvm=cvm, pin_entered=True)
 
 
 def test_duplicate_only_on_reprint() -> None:
@@ -125,6 +189,27 @@ def test_duplicate_only_on_reprint() -> None:
         assert "*** DUPLICATE ***" in text
     for text in both(make(reprint=False)).values():
         assert "DUPLICATE" not in text
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"kind": "void", "status": "VOIDED"},
+        {"kind": "refund"},
+        {"status": "NOT COMPLETED"},
+        {"status": "REVERSAL PENDING"},
+        {"offline": True, "deferred": True},
+        {"cvm": "signature"},
+        {"approval_code": "A1B2C3", "host_reference": "412345678901", "response_code": "00"},
+        {"reason": "second copy"},
+    ],
+)
+def test_nothing_but_the_reprint_flag_makes_a_duplicate(changes: dict[str, Any]) -> None:
+    data = make(**changes)
+    for copy in ("merchant", "customer"):
+        assert "DUPLICATE" not in render_text(data, copy)
+        assert b"DUPLICATE" not in render_escpos(data, copy)
+        assert "*** DUPLICATE ***" in render_text(dataclasses.replace(data, reprint=True), copy)
 
 
 def test_approval_code_host_reference_and_response_code() -> None:
