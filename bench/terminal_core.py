@@ -5,7 +5,8 @@ settings (WAL, synchronous=FULL): the raw rate is one single-row INSERT per
 committed transaction; the terminal's is complete offline approvals (card
 tap on a simulated card, journal rows, encrypted card data, the SAF entry,
 all in one commit).  Target: the terminal at least half the raw rate.
-Then the time to forward 10,000 queued entries to the in-memory host.
+Then the time to forward 10,000 queued entries to the in-process host (the
+simulated acquirer over an in-memory database).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from simulator.host.inprocess import InProcessHost
 from terminal.bootstrap import open_terminal
 from terminal.facade import TerminalSettings
-from terminal.memory_host import MemoryHost
 from terminal.offline import OfflineBehavior, OfflineLimits
 from terminal.store import PAGE_SIZE
 
@@ -121,7 +122,7 @@ def forward_time(directory: Path, entries: int) -> float:
     )
     for _ in range(entries):
         terminal.sale(1234, 978)
-    terminal.host = MemoryHost()
+    terminal.host = InProcessHost()
     started = time.perf_counter()
     report = terminal.forward_now()
     elapsed = time.perf_counter() - started

@@ -106,7 +106,12 @@ def authorisation_json(request: AuthorisationRequest) -> dict[str, Any]:
 
 
 def advice_json(advice: Advice) -> dict[str, Any]:
-    return {
+    """An advice; ``original_txn_id`` only when it has one (a body without it is the same as before it existed).
+
+    The host digests each advice's body for its idempotency key, so an advice
+    queued and first sent without the field keeps the same body when resent.
+    """
+    body = {
         "txn_id": advice.txn_id,
         "idempotency_key": advice.idempotency_key,
         "kind": advice.kind,
@@ -119,6 +124,9 @@ def advice_json(advice: Advice) -> dict[str, Any]:
         "created_at": advice.created_at,
         "retransmission": advice.retransmission,
     }
+    if advice.original_txn_id is not None:
+        body["original_txn_id"] = advice.original_txn_id
+    return body
 
 
 def advices_json(advices: Sequence[Advice]) -> dict[str, Any]:

@@ -1,12 +1,14 @@
 """The one wiring place: a Terminal from its data directory, configuration and device URLs.
 
 Devices come from the driver registry (``posterm.drivers`` entry points) and
-the host link from a name: ``memory`` (the in-process host of
-:mod:`terminal.memory_host`, its state kept in the data directory so that
-separate commands see the same host), ``none`` (unreachable), a scheme
-registered in the ``posterm.hostlinks`` entry point group (``https``: the host
-this data directory is enrolled with, or ``https://host:port``), or ``auto``:
-the enrolled host when there is an enrolment, the memory host otherwise.
+the host link from a name: ``none`` (unreachable), a name registered in the
+``posterm.hostlinks`` entry point group (``https``: the host this data
+directory is enrolled with, or ``https://host:port``; ``memory``: the
+simulator's in-process host, its state kept in the data directory so that
+separate commands see the same host), or ``auto``: the enrolled host when
+there is an enrolment, ``memory`` otherwise. Every registered link is opened
+the same way, by its factory ``(name, data_dir) -> HostLink``, so the
+terminal never imports a particular host.
 
 The configuration is the parameter version the host last sent, when one was
 applied (``parameters/current.json`` in the data directory, written by
@@ -34,7 +36,6 @@ from terminal.devices import DEVICES_FILE, NONE_WORDS, DeviceConfigError, LazyRe
 from terminal.facade import Clock, Terminal, TerminalSettings
 from terminal.host import HostLink
 from terminal.keystore import FileKeystore
-from terminal.memory_host import MemoryHost
 from terminal.ports import CardReader, DeviceError
 from terminal.settings import (
     SettingsError,
@@ -94,18 +95,19 @@ def load_configuration(data_dir: Path) -> tuple[TerminalConfig, TerminalSettings
 
 
 def open_host(name: str, data_dir: Path) -> HostLink | None:
+    """The host link ``name`` names (see the module docstring); None for ``none``."""
     if name == "auto":
         name = "https" if (data_dir / ENROLMENT_FILE).exists() else "memory"
     if name == "none":
         return None
-    if name == "memory":
-        return MemoryHost(state_file=data_dir / "memory-host.json")
     scheme = name.partition(":")[0]
-    for ep in entry_points(group=HOSTLINK_GROUP):
+    registered = entry_points(group=HOSTLINK_GROUP)
+    for ep in registered:
         if ep.name == scheme:
             link: HostLink = ep.load()(name, data_dir)
             return link
-    raise DeviceError(f"unknown host {name!r}: use 'memory', 'none' or a registered host link URL")
+    known = ", ".join(sorted({ep.name for ep in registered}))
+    raise DeviceError(f"unknown host {name!r}: use 'auto', 'none' or a registered host link ({known})")
 
 
 def reader_for(data_dir: Path, reader_url: str | None = None) -> CardReader | None:

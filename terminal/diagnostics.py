@@ -24,8 +24,9 @@ returns a :class:`DiagResult` for each, in this order:
     An echo to the host with its round-trip time, tried even while the link
     believes the host is down.  Fails when the host cannot be reached or does
     not answer (the reason says which), or when there is no host link at all
-    (``--host none``).  Skipped for the in-process memory host, which has no
-    link to test.  A round trip over 2 s passes with a warning.
+    (``--host none``).  Every link is tested the same way (the in-process
+    ``memory`` host answers the echo too, after checking its database); a link
+    without an echo is skipped.  A round trip over 2 s passes with a warning.
 ``saf_queue``
     What waits in the store-and-forward queue: count, totals, the oldest
     entry's age, the last forwarding error, queued reversals.  Fails when the
@@ -93,7 +94,6 @@ from terminal.facade import SafStatus, Terminal, TerminalSettings
 from terminal.host import HostError, HostLink, HostNoAnswer, HostRejected, HostUnreachable
 from terminal.keystore import MASTER_KEY_ENV, FileKeystore, KeystoreError
 from terminal.logfile import log_tail, mask_text
-from terminal.memory_host import MemoryHost
 from terminal.ports import (
     CancelToken,
     CardReader,
@@ -465,8 +465,6 @@ def _echo(link: HostLink | None) -> DiagResult:
         return _result(
             "host_link", False, "no host link (--host none): payments can only be approved offline", {"host": None}
         )
-    if isinstance(link, MemoryHost):
-        return _result("host_link", None, "in-process host (memory): there is no link to test", {"host": "memory"})
     details: dict[str, Any] = {"host": str(getattr(link, "url", type(link).__name__))}
     terminal_id = getattr(link, "terminal_id", None)
     if isinstance(terminal_id, str):

@@ -1,7 +1,9 @@
 """The HostLink port: what the terminal asks of its acquiring host.
 
 The real client (HTTPS with mutual TLS) comes with host_link/; tests and the
-headless command line use :class:`terminal.memory_host.MemoryHost`.
+headless command line use the simulator's in-process host (the host link named
+``memory``, registered like any other in the ``posterm.hostlinks`` entry
+points), which shares its rules and records with the simulated HTTPS host.
 
 Errors say what the terminal may conclude:
 
@@ -91,7 +93,11 @@ class AuthorisationRequest:
 
 @dataclass(frozen=True)
 class Advice:
-    """A stored payment forwarded from the SAF queue (offline approval or deferred authorisation)."""
+    """A stored payment forwarded from the SAF queue (offline approval, deferred authorisation, offline refund).
+
+    ``original_txn_id``: for an offline refund, the sale it refunds, so that
+    the host can hold each sale's refunds against what it charged.
+    """
 
     txn_id: str
     idempotency_key: str
@@ -104,6 +110,7 @@ class Advice:
     pan_token: str
     created_at: str  # ISO 8601 UTC
     retransmission: bool = False
+    original_txn_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,7 +154,7 @@ def reconcile(
 
     ``terminal_lines`` are (currency, kind, count, amount), summed here over
     schemes; ``host_totals`` maps (currency, kind) to (count, amount). Empty
-    when in balance; what every host (the memory one, the simulated one) answers.
+    when in balance; what every host answers (the simulated acquirer, in-process or over HTTPS).
 
     >>> reconcile([(978, "sale", 2, 500), (978, "sale", 1, 100)], {(978, "sale"): (3, 600)})
     []

@@ -14,13 +14,16 @@ import datetime as dt
 import secrets
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simulator.host.ca import load_or_create_ca
 from simulator.host.faults import read_faults, running_server
 from simulator.host.params import ParametersError, publish
 from simulator.host.schema import first_error
 from simulator.host.store import DB_NAME, HostStore
+
+if TYPE_CHECKING:
+    from simulator.host.acquirer import SalePosition
 
 __all__ = [
     "AdminError",
@@ -31,6 +34,7 @@ __all__ = [
     "open_store",
     "publish_parameters",
     "records",
+    "sale_positions",
     "set_velocity",
     "unblock_card",
 ]
@@ -138,6 +142,18 @@ def records(data_dir: Path) -> list[dict[str, Any]]:
     """Every authorisation, advice and reversal the host processed, oldest first (no PAN)."""
     with open_store(data_dir) as store:
         return [r.to_json() for r in store.records()]
+
+
+def sale_positions(data_dir: Path, terminal_id: str | None = None) -> dict[str, SalePosition]:
+    """Per sale ``txn_id``: what the host holds as charged and as refunded against it (money checks).
+
+    See :func:`simulator.host.acquirer.sale_positions`; the in-process host
+    offers the same through :meth:`~simulator.host.inprocess.InProcessHost.sale_positions`.
+    """
+    from simulator.host.acquirer import sale_positions as positions
+
+    with open_store(data_dir) as store:
+        return positions(store.records(terminal_id), terminal_id)
 
 
 def host_status(data_dir: Path) -> dict[str, Any]:

@@ -25,8 +25,8 @@ velocity limit reached                 ``65``  more approvals of this ``pan_toke
 anything else                          ``00``  approved, 6-character approval code
 =====================================  ======  ==========================================
 
-The ``51`` / ``05`` / ``54`` amounts are those of
-:class:`terminal.memory_host.MemoryHost`, so tests behave the same on both hosts.
+One issuer decides for both ways to the simulated host, HTTPS and in-process
+(:mod:`simulator.host.acquirer`), so tests behave the same on both.
 
 Cryptograms
 -----------
@@ -77,7 +77,7 @@ FORMAT_ERROR_CODE = "30"
 BLOCKED_CARD_CODE = "62"
 EXPIRED_CARD_CODE = "54"
 VELOCITY_CODE = "65"
-#: Last two digits of the amount (minor units) -> response code (as terminal.memory_host).
+#: Last two digits of the amount (minor units) -> response code (the README's "amounts ending in .51, .05, .54").
 MAGIC_AMOUNT_CODES: dict[int, str] = {51: "51", 5: "05", 54: "54"}
 _CSU_APPROVED = bytes.fromhex("00800000")
 _CSU_DECLINED = bytes(4)

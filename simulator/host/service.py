@@ -35,11 +35,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simulator.host import admin
 from simulator.host.ca import load_or_create_ca
 from simulator.host.faults import SERVER_FILE, Faults, request_faults, running_server
+
+if TYPE_CHECKING:
+    from simulator.host.acquirer import SalePosition
 
 __all__ = ["ClientCredentials", "HostService", "HostStartError", "start_host"]
 
@@ -211,6 +214,10 @@ class HostService:
         approval_code, original_txn_id, note, created_at``.
         """
         return admin.records(self.data_dir)
+
+    def sale_positions(self, terminal_id: str | None = None) -> dict[str, SalePosition]:
+        """Per sale ``txn_id``: charged and refunded against it, approved and not reversed (money checks)."""
+        return admin.sale_positions(self.data_dir, terminal_id)
 
     def status(self) -> dict[str, Any]:
         return admin.host_status(self.data_dir)

@@ -11,7 +11,8 @@ HMAC-SHA-256 under a random per-host secret (``meta.digest_secret``) because
 the bodies they cover carry card data.
 
 Several processes use the database at once (the server, the CLI, a test's
-:class:`~simulator.host.service.HostService`): WAL mode, a busy timeout, and
+:class:`~simulator.host.service.HostService`, or the terminal commands that
+share an in-process host, :mod:`simulator.host.inprocess`): WAL mode, a busy timeout, and
 ``BEGIN IMMEDIATE`` for every change, with ``synchronous=FULL``.
 """
 
@@ -111,6 +112,15 @@ CREATE TABLE IF NOT EXISTS blocked_cards (pan_token TEXT PRIMARY KEY, code TEXT 
 CREATE TABLE IF NOT EXISTS parameters (version INTEGER PRIMARY KEY, issued_at TEXT NOT NULL, document BLOB NOT NULL);
 """
 
+#: The settlement kind (what a batch total counts it as) of each record kind; reversals have none.
+_SETTLEMENT_KIND = {
+    "sale": "sale",
+    "refund": "refund",
+    "offline_approval": "sale",
+    "deferred_authorisation": "sale",
+    "offline_refund": "refund",
+}
+
 #: Reference prefixes: authorisation/advice/reversal records, batch closes, sign-ons.
 _REF_PREFIX = {"authorise": "A", "advise": "V", "reverse": "R", "close": "B", "sign_on": "S"}
 
@@ -161,6 +171,13 @@ class Record:
     original_txn_id: str | None
     note: str
     created_at: str
+
+    @property
+    def settlement_kind(self) -> str | None:
+        """``"sale"`` or ``"refund"`` for an authorisation or advice (what batch totals count), None for a reversal."""
+        if self.method == "reverse":
+            return None
+        return _SETTLEMENT_KIND.get(self.kind)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -409,6 +426,14 @@ class HostStore:
             (terminal_id, self.batch_number(terminal_id)),
         )
         return [_record(r) for r in rows]
+
+    def merchant_of(self, terminal_id: str) -> str | None:
+        """The merchant the terminal last spoke for (its records, else its sign-on), if it is known."""
+        sql = "SELECT merchant_id FROM records WHERE terminal_id = ? ORDER BY seq DESC LIMIT 1"
+        row = self._one(sql, (terminal_id,))
+        if row is None:
+            row = self._one("SELECT merchant_id FROM terminals WHERE terminal_id = ?", (terminal_id,))
+        return None if row is None else str(row[0])
 
     def approvals_since(self, pan_token: str, since: str) -> int:
         """Approved sales-like records of the card since ``since`` (ISO time), for velocity checks."""

@@ -1,7 +1,7 @@
 """Fixtures for the terminal-core integration tests: a real terminal on a temporary data directory.
 
 The terminal is built by :func:`terminal.bootstrap.open_terminal` (real SQLite file, real
-FileKeystore, the memory host persisted in the data directory), with a fixed clock the
+FileKeystore, the in-process ``memory`` host with its database in the data directory), with a fixed clock the
 test moves by hand and simulated cards opened through the driver registry.
 """
 
@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from simulator.host.inprocess import InProcessHost
 from terminal import registry
 from terminal.bootstrap import open_terminal
 from terminal.facade import Terminal, TerminalEvent, TerminalSettings
-from terminal.memory_host import MemoryHost
 from terminal.settings import load_default_settings
 
 PROFILES = Path(__file__).resolve().parents[2] / "simulator" / "profiles"
@@ -64,9 +64,9 @@ class Rig:
         return self.data_dir / "journal.sqlite"
 
     @property
-    def host(self) -> MemoryHost:
+    def host(self) -> InProcessHost:
         host = self.terminal.host
-        assert isinstance(host, MemoryHost)
+        assert isinstance(host, InProcessHost)
         return host
 
     def card(self, profile: str) -> None:

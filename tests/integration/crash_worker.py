@@ -1,7 +1,8 @@
 """The child of the crash-consistency torture test (tests/integration/test_crash_torture.py).
 
 Run as ``python crash_worker.py DATA_DIR SEED``: opens the terminal in DATA_DIR
-with the file-backed memory host (recovery runs on open), then runs a random
+with the in-process host ``memory``, its database in DATA_DIR too (recovery
+runs on open), then runs a random
 stream of payments, host faults, forwarding, voids and settlements until it
 is killed.  It reports on stdout, one line per event, written with a single
 ``os.write`` (atomic on a pipe), and only *after* the call returned, i.e.
@@ -34,7 +35,7 @@ import traceback
 from pathlib import Path
 
 CARDS = ("visa-qvsdc-offline", "visa-qvsdc-online", "mc-cda-offline")
-MAGIC_ENDINGS = (51, 5, 54)  # the memory host declines amounts ending in these
+MAGIC_ENDINGS = (51, 5, 54)  # the simulated issuer declines amounts ending in these
 
 
 def emit(*parts: object) -> None:
@@ -59,11 +60,11 @@ def main(argv: list[str]) -> int:
     rng = random.Random(int(argv[2]))
 
     emit("OPENING")
+    from simulator.host.inprocess import InProcessHost
     from terminal import registry
     from terminal.bootstrap import open_terminal
     from terminal.facade import SettlementRefused, TerminalEvent
     from terminal.lifecycle import APPROVED_STATES, State
-    from terminal.memory_host import MemoryHost
     from terminal.offline import OfflineBehavior, PaymentRefused
     from terminal.ports import CardReader
 
@@ -73,7 +74,7 @@ def main(argv: list[str]) -> int:
     term = open_terminal(data_dir, reader_url=f"sim:card={CARDS[0]}", host="memory", recover=False)
     recovered = term.recover()
     host = term.host
-    assert isinstance(host, MemoryHost)
+    assert isinstance(host, InProcessHost)
     readers: dict[str, CardReader] = {}
     emit("READY", len(recovered))
 

@@ -1,7 +1,8 @@
 """Crash-consistency torture: a payment stream killed with SIGKILL at random moments, again and again.
 
 A child process (``crash_worker.py``) opens the terminal on a file-backed
-SQLite store and the file-backed memory host in one data directory, and runs
+SQLite store and the in-process host (``memory``, its SQLite database in the
+same data directory), and runs
 a random stream of offline and online sales, host faults (down, no answer),
 forwarding, voids and settlements.  It reports each result on stdout only
 after the call returned, i.e. once the terminal made it durable.  The parent
@@ -24,7 +25,7 @@ of a restart) and checks, against everything the children ever reported:
    ``reversal_pending`` / ``void_pending`` has exactly one queued reversal and
    nothing else has one; sensitive card data is kept only while a payment
    waits to be forwarded;
-5. at the host (its JSON state file): no transaction accepted twice; every
+5. at the host (its database): no transaction accepted twice; every
    payment the terminal holds as approved online or forwarded is charged
    exactly once and not reversed; nothing the terminal holds as declined,
    cancelled, reversed or voided is still charged, unless its reversal is
@@ -55,14 +56,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from simulator.host.inprocess import InProcessHost, memory_host_database
 from terminal.bootstrap import open_terminal
 from terminal.lifecycle import APPROVED_STATES, State
-from terminal.memory_host import MemoryHost
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 REPO = Path(__file__).resolve().parents[2]
 KILLS = int(os.environ.get("POSTERM_TORTURE_KILLS", "200"))
-MAGIC_ENDINGS = (51, 5, 54)  # amounts the memory host declines (see terminal.memory_host)
+MAGIC_ENDINGS = (51, 5, 54)  # amounts the simulated issuer declines (see simulator.host.issuer)
 START_TIMEOUT = 60.0  # seconds for a child to import, open and recover (slow CI)
 # One result line closes each BEGIN (a forward before a settle is its own BEGIN / FORWARD pair).
 RESULT_WORDS = frozenset({"APPROVED", "DECLINED", "VOIDED", "REFUSED", "FORWARD", "SETTLED"})
@@ -353,10 +354,11 @@ def check_invariants(data_dir: Path, ledger: Ledger, rnd: Round, stats: Stats) -
                 problems.append(f"reversal for unknown transaction {txn_id}")
 
         # 5. the host: nothing charged twice, and the host and the terminal agree on who pays
-        host = MemoryHost(state_file=data_dir / "memory-host.json")
-        records = host.records
+        with InProcessHost(memory_host_database(data_dir)) as host:
+            records = host.records
+            duplicates = host.duplicates()
         stats.host_records = len(records)
-        for txn_id, n in host.duplicates().items():
+        for txn_id, n in duplicates.items():
             problems.append(f"host: {txn_id} accepted {n} times (at the terminal: {name(state.get(txn_id))})")
         live: collections.Counter[str] = collections.Counter()
         reversed_at_host: set[str] = set()

@@ -15,11 +15,11 @@ from host_link.client import HttpsHostLink, IdempotentRetry
 from host_link.forwarder import SafForwarder
 from host_link.reachability import Reachability
 from host_link.tls import client_context
+from simulator.host.inprocess import InProcessHost
 from terminal.bootstrap import open_terminal
 from terminal.facade import Terminal
 from terminal.host import Advice, AuthorisationRequest, BatchTotals, HostAnswer, Reversal, SettlementAnswer
 from terminal.lifecycle import State
-from terminal.memory_host import MemoryHost
 from terminal.offline import RetryPolicy
 from terminal.settings import load_default_settings
 from tests.integration.host_link_rig import MID, TID, Pki, TlsHost, install_protocol, make_pki, server_context
@@ -50,10 +50,10 @@ def queued_order(term: Terminal) -> list[str]:
 
 
 class Outage:
-    """A MemoryHost that goes down after ``after`` advices; ``back()`` brings it back."""
+    """An in-process host that goes down after ``after`` advices; ``back()`` brings it back."""
 
     def __init__(self, after: int) -> None:
-        self.inner = MemoryHost()
+        self.inner = InProcessHost()
         self.after = after
         self.advices = 0
         self.went_down = threading.Event()
@@ -105,7 +105,7 @@ def test_the_queue_drains_in_order_once_through_an_outage_mid_batch(terminal: Te
 def test_after_a_failure_the_queue_still_leaves_in_order(terminal: Terminal) -> None:
     terminal.settings = replace(terminal.settings, retry=RetryPolicy(base_seconds=60, cap_seconds=60, jitter=0))
     order = queued_order(terminal)
-    host = MemoryHost()
+    host = InProcessHost()
     terminal.host = host
     host.faults.down = True
     assert terminal.forward_due(limit=50).stopped_by is not None  # the head of the queue failed
@@ -118,7 +118,7 @@ def test_after_a_failure_the_queue_still_leaves_in_order(terminal: Terminal) -> 
 
 def test_an_answer_lost_mid_batch_is_resent_with_its_key_and_counted_once(terminal: Terminal) -> None:
     order = queued_order(terminal)
-    host = MemoryHost()
+    host = InProcessHost()
     host.faults.only = {"advise"}
     host.faults.no_answer = 1  # the first advice is processed, its answer lost
     terminal.host = host

@@ -359,13 +359,13 @@ def test_idempotency_key_is_fixed_at_creation_and_a_resend_is_a_retransmission(
     ((_, _, _, key, attempts),) = saf_rows(rig)
     assert attempts == 0
     sent: list[Advice] = []
-    real = rig.host.advise
+    real = rig.host.advise_many  # the in-process host takes the queue in batches, as the HTTPS host does
 
-    def spy(advice: Advice) -> HostAnswer:
-        sent.append(advice)
-        return real(advice)
+    def spy(advices: list[Advice]) -> list[HostAnswer | HostRejected]:
+        sent.extend(advices)
+        return real(advices)
 
-    monkeypatch.setattr(rig.host, "advise", spy)
+    monkeypatch.setattr(rig.host, "advise_many", spy)
     rig.host.faults.only = {"advise"}
     rig.host.faults.no_answer = 1
     report = rig.terminal.forward_now()
@@ -419,22 +419,43 @@ def test_expiry_by_policy(rig: Rig) -> None:
     assert saf_rows(rig)[0][2] == "expired" and sensitive_ids(rig) == set()
 
 
+class _OneAtATime:
+    """The rig's host behind a link that has no ``advise_many``: the terminal sends advices one by one."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def authorise(self, request: AuthorisationRequest) -> HostAnswer:
+        return self.inner.authorise(request)  # type: ignore[no-any-return]
+
+    def advise(self, advice: Advice) -> HostAnswer:
+        return self.inner.advise(advice)  # type: ignore[no-any-return]
+
+    def reverse(self, reversal: Any) -> HostAnswer:
+        return self.inner.reverse(reversal)  # type: ignore[no-any-return]
+
+    def close_batch(self, totals: Any) -> Any:
+        return self.inner.close_batch(totals)
+
+
 def test_expiry_after_a_lost_answer_reverses_what_the_host_may_hold(rig: Rig) -> None:
     sent = offline(rig)
     marked = offline(rig, 1500)  # in the same send chunk: marked as sending (write-ahead), never sent
     never = offline(rig, 1600)  # beyond the limit of that forwarding
-    rig.host.faults.only = {"advise"}
-    rig.host.faults.no_answer = 1  # the host takes the first advice; its answer is lost
+    host = rig.host
+    rig.terminal.host = _OneAtATime(host)  # one advice per request, so that ``marked`` is never sent
+    host.faults.only = {"advise"}
+    host.faults.no_answer = 1  # the host takes the first advice; its answer is lost
     report = rig.terminal.forward_now(limit=2)
-    assert report.failed == 1 and rig.host.accepted_count(sent) == 1
-    rig.host.faults.clear()
+    assert report.failed == 1 and host.accepted_count(sent) == 1
+    host.faults.clear()
     rig.clock.advance(rig.settings.retry.expire_after_seconds + 60)
-    calls = len(rig.host.calls)
+    calls = len(host.calls)
     report = rig.terminal.forward_now()
     # all expire; what may have reached the host is reversed, before anything else is sent
     assert report.expired == 3 and report.reversals_sent == 2 and report.accepted == 0
-    assert [c.method for c in rig.host.calls[calls:]] == ["reverse", "reverse"]
-    assert rig.host.is_reversed(sent) and rig.host.accepted_count(marked) == 0
+    assert [c.method for c in host.calls[calls:]] == ["reverse", "reverse"]
+    assert host.is_reversed(sent) and host.accepted_count(marked) == 0
     states = {t: rig.terminal.get(t).state for t in (sent, marked, never)}  # type: ignore[union-attr]
     assert states == {sent: State.REVERSED, marked: State.REVERSED, never: State.EXPIRED}
     assert [e.txn_id for e in rig.events_of("saf_expired")] == [sent, marked, never]

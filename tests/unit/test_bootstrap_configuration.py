@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from simulator.host.inprocess import InProcessHost
 from terminal.bootstrap import PARAMETERS_POINTER, load_configuration, open_host, open_terminal
-from terminal.memory_host import MemoryHost
 from terminal.settings import SettingsError
 
 
@@ -51,5 +51,5 @@ def test_damaged_parameters_are_an_error_not_a_fallback(tmp_path: Path) -> None:
 
 
 def test_auto_host_is_memory_until_enrolled(tmp_path: Path) -> None:
-    assert isinstance(open_host("auto", tmp_path), MemoryHost)
+    assert isinstance(open_host("auto", tmp_path), InProcessHost)
     assert open_host("none", tmp_path) is None

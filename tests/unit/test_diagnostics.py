@@ -322,11 +322,13 @@ def test_a_fresh_terminal_with_the_simulator(data_dir: Path) -> None:
     assert reader.details["ppse_sw"] == "9000" and reader.details["trace"]
     assert results["scanner"].passed is None and "no scanner configured" in results["scanner"].reason
     assert results["printer"].passed is None and "no printer configured" in results["printer"].reason
-    assert results["host_link"].passed is None and "in-process host" in results["host_link"].reason
+    # the in-process host is tested like any link: it answers the echo
+    assert results["host_link"].passed is True and "in-process host" in results["host_link"].reason
     assert results["saf_queue"].passed is True and "no payment" in results["saf_queue"].reason
     assert results["configuration"].passed is True and "shipped configuration" in results["configuration"].reason
     assert results["keys"].passed is None and "no keys yet" in results["keys"].reason
     assert not data_dir.exists() or not (data_dir / "keys").exists()  # diagnostics made no keys
+    assert not (data_dir / "memory-host").exists()  # nor a host database
     assert diagnostics.summary(list(results.values()))["passed"] is True
 
 

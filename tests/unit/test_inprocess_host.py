@@ -1,109 +1,42 @@
-"""terminal.memory_host: decision rules, idempotency, faults, reversals, batch close, persistence, threads."""
+"""simulator.host.inprocess through the HostLink port: decision rules, idempotency, faults, reversals, batch close.
+
+The in-process host shares the HTTPS host's acquirer (rules, records, idempotency); these tests go through the
+port as a terminal would. Its database, threads, batches and registration: test_inprocess_host_shared.py.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import threading
-from pathlib import Path
-from typing import Any
-
 import pytest
 
+from simulator.host.inprocess import Call, InProcessHost
 from terminal.host import (
-    Advice,
     AnswerStatus,
     AuthorisationRequest,
-    BatchTotals,
+    HostAnswer,
     HostLink,
     HostNoAnswer,
     HostRejected,
     HostUnreachable,
-    Reversal,
-    TotalsLine,
 )
-from terminal.memory_host import Call, MemoryHost
-
-TID = "TERM0001"
-EUR = 978
-USD = 840
-
-
-def auth(
-    txn_id: str = "t1", amount: int = 1000, *, key: str | None = None, **kw: Any
-) -> AuthorisationRequest:
-    fields: dict[str, Any] = {
-        "txn_id": txn_id,
-        "idempotency_key": key if key is not None else f"k-{txn_id}",
-        "kind": "sale",
-        "amount": amount,
-        "currency": EUR,
-        "terminal_id": TID,
-        "merchant_id": "M1",
-        "emv_data": b"\x9f\x02\x06\x00\x00\x00\x00\x10\x00",
-        "pan_token": "tok-1",
-    }
-    fields.update(kw)
-    return AuthorisationRequest(**fields)
-
-
-def advice(
-    txn_id: str = "a1",
-    amount: int = 1000,
-    *,
-    kind: str = "offline_approval",
-    key: str | None = None,
-    **kw: Any,
-) -> Advice:
-    fields: dict[str, Any] = {
-        "txn_id": txn_id,
-        "idempotency_key": key if key is not None else f"k-{txn_id}",
-        "kind": kind,
-        "amount": amount,
-        "currency": EUR,
-        "terminal_id": TID,
-        "merchant_id": "M1",
-        "emv_data": b"\x9f\x27\x01\x40",
-        "pan_token": "tok-1",
-        "created_at": "2024-05-01T10:00:00Z",
-    }
-    fields.update(kw)
-    return Advice(**fields)
-
-
-def reversal(txn_id: str, amount: int = 1000, *, key: str | None = None, **kw: Any) -> Reversal:
-    fields: dict[str, Any] = {
-        "txn_id": txn_id,
-        "idempotency_key": key if key is not None else f"r-{txn_id}",
-        "amount": amount,
-        "currency": EUR,
-        "terminal_id": TID,
-        "reason": "no_answer",
-    }
-    fields.update(kw)
-    return Reversal(**fields)
-
-
-def totals(*lines: tuple[str, int, str, int, int], batch_id: int = 1, terminal_id: str = TID) -> BatchTotals:
-    return BatchTotals(batch_id, terminal_id, tuple(TotalsLine(*line) for line in lines))
+from tests.unit.host_messages import EUR, TID, USD, advice, auth, reversal, totals
 
 
 @pytest.fixture
-def host() -> MemoryHost:
-    return MemoryHost()
+def host() -> InProcessHost:
+    return InProcessHost()
 
 
 # --------------------------------------------------------------------------- port
 
 
-def test_is_a_host_link(host: MemoryHost) -> None:
+def test_is_a_host_link(host: InProcessHost) -> None:
     assert isinstance(host, HostLink)
 
 
 # --------------------------------------------------------------------------- decision rules
 
 
-def test_default_approval_has_approval_code_and_reference(host: MemoryHost) -> None:
+def test_default_approval_has_approval_code_and_reference(host: InProcessHost) -> None:
     answer = host.authorise(auth())
     assert answer.status is AnswerStatus.APPROVED
     assert answer.response_code == "00"
@@ -114,7 +47,7 @@ def test_default_approval_has_approval_code_and_reference(host: MemoryHost) -> N
     assert host.calls == (Call("authorise", "t1", "approved"),)
 
 
-def test_references_and_codes_differ_between_transactions(host: MemoryHost) -> None:
+def test_references_and_codes_differ_between_transactions(host: InProcessHost) -> None:
     a = host.authorise(auth("t1"))
     b = host.authorise(auth("t2"))
     assert a.host_reference != b.host_reference
@@ -125,7 +58,7 @@ def test_references_and_codes_differ_between_transactions(host: MemoryHost) -> N
     ("amount", "code"),
     [(1051, "51"), (51, "51"), (2005, "05"), (5, "05"), (10054, "54"), (1050, "00"), (1500, "00")],
 )
-def test_magic_amounts_on_sales(host: MemoryHost, amount: int, code: str) -> None:
+def test_magic_amounts_on_sales(host: InProcessHost, amount: int, code: str) -> None:
     answer = host.authorise(auth(amount=amount))
     assert answer.response_code == code
     assert answer.approved is (code == "00")
@@ -138,14 +71,14 @@ def test_magic_amounts_on_sales(host: MemoryHost, amount: int, code: str) -> Non
 
 
 @pytest.mark.parametrize(("amount", "code"), [(1000, "00"), (1051, "51"), (1005, "05"), (1054, "54")])
-def test_refunds_follow_the_same_rules(host: MemoryHost, amount: int, code: str) -> None:
+def test_refunds_follow_the_same_rules(host: InProcessHost, amount: int, code: str) -> None:
     answer = host.authorise(auth("rf1", amount, kind="refund", original_txn_id="t0"))
     assert answer.response_code == code
     rec = host.records_for("rf1")[0]
     assert rec.kind == "refund" and rec.original_txn_id == "t0"
 
 
-def test_blocked_card_declined_62_by_default_and_43_on_request(host: MemoryHost) -> None:
+def test_blocked_card_declined_62_by_default_and_43_on_request(host: InProcessHost) -> None:
     host.block("tok-bad")
     assert host.authorise(auth("t1", pan_token="tok-bad")).response_code == "62"
     host.block("tok-stolen", code="43")
@@ -156,7 +89,7 @@ def test_blocked_card_declined_62_by_default_and_43_on_request(host: MemoryHost)
     assert host.advise(deferred).response_code == "43"
 
 
-def test_offline_approvals_accepted_whatever_the_amount_or_card(host: MemoryHost) -> None:
+def test_offline_approvals_accepted_whatever_the_amount_or_card(host: InProcessHost) -> None:
     host.block("tok-1")
     for i, amount in enumerate((1000, 1051, 1005, 1054)):
         answer = host.advise(advice(f"a{i}", amount))
@@ -167,7 +100,7 @@ def test_offline_approvals_accepted_whatever_the_amount_or_card(host: MemoryHost
 
 @pytest.mark.parametrize(("amount", "code"), [(1000, "00"), (1051, "51"), (1005, "05"), (1054, "54")])
 def test_deferred_authorisation_can_be_declined_after_forwarding(
-    host: MemoryHost, amount: int, code: str
+    host: InProcessHost, amount: int, code: str
 ) -> None:
     answer = host.advise(advice("d1", amount, kind="deferred_authorisation"))
     assert answer.response_code == code
@@ -180,7 +113,6 @@ def test_deferred_authorisation_can_be_declined_after_forwarding(
     "request_",
     [
         auth(txn_id=""),
-        auth(key=""),
         auth(terminal_id=""),
         auth(pan_token=""),
         auth(kind="cashback"),
@@ -192,7 +124,7 @@ def test_deferred_authorisation_can_be_declined_after_forwarding(
     ],
 )
 def test_malformed_authorisations_rejected_and_not_recorded(
-    host: MemoryHost, request_: AuthorisationRequest
+    host: InProcessHost, request_: AuthorisationRequest
 ) -> None:
     with pytest.raises(HostRejected, match="malformed"):
         host.authorise(request_)
@@ -200,7 +132,7 @@ def test_malformed_authorisations_rejected_and_not_recorded(
     assert host.calls[-1].outcome == "rejected"
 
 
-def test_malformed_advice_reversal_and_totals_rejected(host: MemoryHost) -> None:
+def test_malformed_advice_reversal_and_totals_rejected(host: InProcessHost) -> None:
     with pytest.raises(HostRejected):
         host.advise(advice(kind="online"))
     with pytest.raises(HostRejected):
@@ -216,7 +148,7 @@ def test_malformed_advice_reversal_and_totals_rejected(host: MemoryHost) -> None
 # --------------------------------------------------------------------------- idempotency
 
 
-def test_same_key_same_body_same_answer_one_effect(host: MemoryHost) -> None:
+def test_same_key_same_body_same_answer_one_effect(host: InProcessHost) -> None:
     first = host.authorise(auth())
     second = host.authorise(auth())
     assert second == first
@@ -225,7 +157,7 @@ def test_same_key_same_body_same_answer_one_effect(host: MemoryHost) -> None:
     assert [c.outcome for c in host.calls] == ["approved", "replay"]
 
 
-def test_retransmission_flag_is_ignored_in_the_comparison(host: MemoryHost) -> None:
+def test_retransmission_flag_is_ignored_in_the_comparison(host: InProcessHost) -> None:
     first = host.advise(advice("a1"))
     again = host.advise(advice("a1", retransmission=True))
     assert again == first
@@ -235,7 +167,7 @@ def test_retransmission_flag_is_ignored_in_the_comparison(host: MemoryHost) -> N
     assert len(host.records_for("a1")) == 2
 
 
-def test_declines_are_replayed_too(host: MemoryHost) -> None:
+def test_declines_are_replayed_too(host: InProcessHost) -> None:
     first = host.advise(advice("d1", 1051, kind="deferred_authorisation"))
     assert host.advise(advice("d1", 1051, kind="deferred_authorisation")) == first
     assert host.processed_count("d1") == 1
@@ -250,7 +182,7 @@ def test_declines_are_replayed_too(host: MemoryHost) -> None:
         auth(txn_id="t-other", key="k-t1"),
     ],
 )
-def test_same_key_different_body_rejected(host: MemoryHost, changed: AuthorisationRequest) -> None:
+def test_same_key_different_body_rejected(host: InProcessHost, changed: AuthorisationRequest) -> None:
     host.authorise(auth())
     with pytest.raises(HostRejected, match="idempotency key reused with a different body"):
         host.authorise(changed)
@@ -258,20 +190,41 @@ def test_same_key_different_body_rejected(host: MemoryHost, changed: Authorisati
     assert host.calls[-1].outcome == "conflict"
 
 
-def test_same_key_on_another_method_is_a_conflict(host: MemoryHost) -> None:
+def test_same_key_on_another_method_is_a_conflict(host: InProcessHost) -> None:
     host.authorise(auth("t1", key="shared"))
     with pytest.raises(HostRejected, match="different body"):
-        host.advise(advice("t1", key="shared"))
+        host.reverse(reversal("t1", key="shared"))
+    assert not host.is_reversed("t1")
 
 
-def test_keys_are_scoped_per_terminal(host: MemoryHost) -> None:
+def test_an_advice_key_reused_with_another_advice_is_rejected(host: InProcessHost) -> None:
+    # As over HTTPS: an advice's own key is checked per advice, whatever request carries it.
+    host.advise(advice("a1", key="k"))
+    first, second = host.advise_many([advice("a0", key="k0"), advice("a2", key="k")])
+    assert isinstance(first, HostAnswer) and first.approved
+    assert isinstance(second, HostRejected) and "another advice" in str(second)
+    assert host.accepted_count("a2") == 0 and host.accepted_count("a0") == 1
+    assert [c.outcome for c in host.calls[-2:]] == ["approved", "rejected"]
+    with pytest.raises(HostRejected, match="different body"):  # alone, it is the first request's key again
+        host.advise(advice("a3", key="k"))
+
+
+def test_request_keys_are_those_of_the_https_link(host: InProcessHost) -> None:
+    # A key the protocol's header cannot carry is sent as its SHA-256, as HttpsHostLink does.
+    first = host.authorise(auth("t1", key="not a header key / 1"))
+    assert host.authorise(auth("t1", key="not a header key / 1")) == first
+    assert host.authorise(auth("t1", key="")).approved  # an empty key too: the host sees its digest
+    assert host.accepted_count("t1") == 2
+
+
+def test_keys_are_scoped_per_terminal(host: InProcessHost) -> None:
     host.authorise(auth("t1", key="k"))
     other = host.authorise(auth("t1", key="k", terminal_id="TERM0002"))
     assert other.approved
     assert len(host.records) == 2
 
 
-def test_same_txn_under_two_keys_is_accepted_twice_and_reported(host: MemoryHost) -> None:
+def test_same_txn_under_two_keys_is_accepted_twice_and_reported(host: InProcessHost) -> None:
     host.advise(advice("a1", key="k1"))
     host.advise(advice("a1", key="k2"))
     assert host.accepted_count("a1") == 2
@@ -281,7 +234,7 @@ def test_same_txn_under_two_keys_is_accepted_twice_and_reported(host: MemoryHost
 # --------------------------------------------------------------------------- faults
 
 
-def test_down_raises_unreachable_and_records_nothing(host: MemoryHost) -> None:
+def test_down_raises_unreachable_and_records_nothing(host: InProcessHost) -> None:
     host.faults.down = True
     with pytest.raises(HostUnreachable):
         host.authorise(auth())
@@ -294,7 +247,7 @@ def test_down_raises_unreachable_and_records_nothing(host: MemoryHost) -> None:
     assert host.authorise(auth()).approved  # the key was not consumed either
 
 
-def test_no_answer_processes_then_raises_and_retry_gets_the_answer(host: MemoryHost) -> None:
+def test_no_answer_processes_then_raises_and_retry_gets_the_answer(host: InProcessHost) -> None:
     host.faults.no_answer = 1
     with pytest.raises(HostNoAnswer):
         host.advise(advice("a1"))
@@ -306,7 +259,7 @@ def test_no_answer_processes_then_raises_and_retry_gets_the_answer(host: MemoryH
     assert [c.outcome for c in host.calls] == ["approved+no_answer", "replay"]
 
 
-def test_no_answer_then_reversal_undoes(host: MemoryHost) -> None:
+def test_no_answer_then_reversal_undoes(host: InProcessHost) -> None:
     host.faults.no_answer = 1
     with pytest.raises(HostNoAnswer):
         host.authorise(auth("t1"))
@@ -315,7 +268,7 @@ def test_no_answer_then_reversal_undoes(host: MemoryHost) -> None:
     assert host.open_totals(TID) == {}
 
 
-def test_fail_before_processing_has_no_effect(host: MemoryHost) -> None:
+def test_fail_before_processing_has_no_effect(host: InProcessHost) -> None:
     host.faults.fail_before_processing = 2
     for _ in range(2):
         with pytest.raises(HostNoAnswer):
@@ -326,7 +279,7 @@ def test_fail_before_processing_has_no_effect(host: MemoryHost) -> None:
     assert [c.outcome for c in host.calls] == ["no_answer_before_processing"] * 2 + ["approved"]
 
 
-def test_reject_next(host: MemoryHost) -> None:
+def test_reject_next(host: InProcessHost) -> None:
     host.faults.reject_next = 1
     with pytest.raises(HostRejected, match="malformed"):
         host.advise(advice("a1"))
@@ -334,7 +287,7 @@ def test_reject_next(host: MemoryHost) -> None:
     assert host.advise(advice("a1")).approved
 
 
-def test_faults_targeted_at_one_method(host: MemoryHost) -> None:
+def test_faults_targeted_at_one_method(host: InProcessHost) -> None:
     host.faults.only = {"advise"}
     host.faults.no_answer = 1
     host.faults.down = True
@@ -349,7 +302,7 @@ def test_faults_targeted_at_one_method(host: MemoryHost) -> None:
     assert host.faults.only is None and host.faults.no_answer == 0
 
 
-def test_no_answer_on_batch_close_then_repeat_gets_the_same_answer(host: MemoryHost) -> None:
+def test_no_answer_on_batch_close_then_repeat_gets_the_same_answer(host: InProcessHost) -> None:
     host.authorise(auth("t1", 1000))
     host.faults.no_answer = 1
     close = totals(("visa", EUR, "sale", 1, 1000))
@@ -364,7 +317,7 @@ def test_no_answer_on_batch_close_then_repeat_gets_the_same_answer(host: MemoryH
 # --------------------------------------------------------------------------- reversals
 
 
-def test_reversal_undoes_an_authorisation(host: MemoryHost) -> None:
+def test_reversal_undoes_an_authorisation(host: InProcessHost) -> None:
     host.authorise(auth("t1", 1000))
     answer = host.reverse(reversal("t1", reason="void"))
     assert answer.approved and answer.response_code == "00"
@@ -375,14 +328,14 @@ def test_reversal_undoes_an_authorisation(host: MemoryHost) -> None:
     assert host.calls[-1] == Call("reverse", "t1", "reversed")
 
 
-def test_reversal_undoes_an_advice(host: MemoryHost) -> None:
+def test_reversal_undoes_an_advice(host: InProcessHost) -> None:
     host.advise(advice("a1"))
     host.reverse(reversal("a1", reason="recovery"))
     assert host.is_reversed("a1")
     assert host.open_totals(TID) == {}
 
 
-def test_reversal_of_unknown_txn_is_acknowledged_and_recorded(host: MemoryHost) -> None:
+def test_reversal_of_unknown_txn_is_acknowledged_and_recorded(host: InProcessHost) -> None:
     answer = host.reverse(reversal("ghost"))
     assert answer.response_code == "00"
     (rec,) = host.records
@@ -390,7 +343,7 @@ def test_reversal_of_unknown_txn_is_acknowledged_and_recorded(host: MemoryHost) 
     assert host.calls[-1].outcome == "nothing_to_reverse"
 
 
-def test_reversal_of_declined_or_already_reversed_is_nothing_to_reverse(host: MemoryHost) -> None:
+def test_reversal_of_declined_or_already_reversed_is_nothing_to_reverse(host: InProcessHost) -> None:
     host.authorise(auth("t1", 1051))
     host.reverse(reversal("t1"))
     assert not host.is_reversed("t1")
@@ -401,7 +354,7 @@ def test_reversal_of_declined_or_already_reversed_is_nothing_to_reverse(host: Me
     assert notes == ["reversed 1", "nothing to reverse"]
 
 
-def test_reversal_only_matches_its_terminal(host: MemoryHost) -> None:
+def test_reversal_only_matches_its_terminal(host: InProcessHost) -> None:
     host.authorise(auth("t1"))
     host.reverse(reversal("t1", terminal_id="OTHER"))
     assert not host.is_reversed("t1")
@@ -410,7 +363,7 @@ def test_reversal_only_matches_its_terminal(host: MemoryHost) -> None:
 # --------------------------------------------------------------------------- batch close
 
 
-def _busy_day(host: MemoryHost) -> None:
+def _busy_day(host: InProcessHost) -> None:
     host.authorise(auth("s1", 1000))
     host.authorise(auth("s2", 2500))
     host.authorise(auth("s3", 1051))  # declined: not counted
@@ -425,7 +378,7 @@ def _busy_day(host: MemoryHost) -> None:
     host.authorise(auth("x1", 5000, terminal_id="OTHER"))  # another terminal
 
 
-def test_open_totals(host: MemoryHost) -> None:
+def test_open_totals(host: InProcessHost) -> None:
     _busy_day(host)
     assert host.open_totals(TID) == {
         (EUR, "sale"): (4, 1000 + 2500 + 400 + 600),
@@ -434,7 +387,7 @@ def test_open_totals(host: MemoryHost) -> None:
     }
 
 
-def test_batch_close_in_balance_sums_schemes(host: MemoryHost) -> None:
+def test_batch_close_in_balance_sums_schemes(host: InProcessHost) -> None:
     _busy_day(host)
     answer = host.close_batch(
         totals(
@@ -450,7 +403,7 @@ def test_batch_close_in_balance_sums_schemes(host: MemoryHost) -> None:
     assert host.calls[-1] == Call("close_batch", "batch-1", "in_balance")
 
 
-def test_batch_close_out_of_balance_lists_differences(host: MemoryHost) -> None:
+def test_batch_close_out_of_balance_lists_differences(host: InProcessHost) -> None:
     _busy_day(host)
     answer = host.close_batch(
         totals(
@@ -476,7 +429,7 @@ def test_batch_close_out_of_balance_lists_differences(host: MemoryHost) -> None:
     )
 
 
-def test_batch_close_starts_a_new_batch(host: MemoryHost) -> None:
+def test_batch_close_starts_a_new_batch(host: InProcessHost) -> None:
     host.authorise(auth("s1", 1000))
     assert host.close_batch(totals(("visa", EUR, "sale", 1, 1000))).in_balance
     assert host.batch_number(TID) == 2
@@ -487,140 +440,14 @@ def test_batch_close_starts_a_new_batch(host: MemoryHost) -> None:
     assert host.close_batch(totals(batch_id=3)).in_balance  # an empty batch
 
 
-def test_batch_close_repeated_with_other_totals_is_a_conflict(host: MemoryHost) -> None:
+def test_batch_close_repeated_with_other_totals_is_a_conflict(host: InProcessHost) -> None:
     host.close_batch(totals())
     with pytest.raises(HostRejected, match="different body"):
         host.close_batch(totals(("visa", EUR, "sale", 1, 1)))
 
 
-def test_reversal_after_close_does_not_touch_the_new_batch(host: MemoryHost) -> None:
+def test_reversal_after_close_does_not_touch_the_new_batch(host: InProcessHost) -> None:
     host.authorise(auth("s1", 1000))
     host.close_batch(totals(("visa", EUR, "sale", 1, 1000)))
     host.reverse(reversal("s1"))
     assert host.open_totals(TID) == {}
-
-
-# --------------------------------------------------------------------------- persistence
-
-
-def test_state_persists_across_instances(tmp_path: Path) -> None:
-    state = tmp_path / "host" / "state.json"
-    first = MemoryHost(state)
-    a1 = first.authorise(auth("s1", 1000))
-    first.advise(advice("o1", 400))
-    first.authorise(auth("s2", 500))
-    first.reverse(reversal("s2", 500))
-    first.block("tok-bad", "43")
-    assert state.exists()
-    assert not list(state.parent.glob("*.tmp"))  # the temporary file was renamed
-
-    second = MemoryHost(state)
-    assert second.records == first.records
-    assert second.authorise(auth("s1", 1000)) == a1  # idempotency cache survived
-    assert second.accepted_count("s1") == 1
-    with pytest.raises(HostRejected):
-        second.authorise(auth("s1", 1001))
-    assert second.authorise(auth("s3", pan_token="tok-bad")).response_code == "43"
-    assert second.is_reversed("s2")
-    assert second.close_batch(totals(("visa", EUR, "sale", 2, 1400))).in_balance
-    assert second.batch_number(TID) == 2
-
-    third = MemoryHost(state)
-    assert third.batch_number(TID) == 2
-    assert third.open_totals(TID) == {}
-    assert third.close_batch(totals(("visa", EUR, "sale", 2, 1400))).in_balance  # replay
-    assert third.batch_number(TID) == 2
-    new = third.authorise(auth("s9"))
-    assert new.host_reference != a1.host_reference
-
-
-def test_instances_on_one_file_see_each_others_changes(tmp_path: Path) -> None:
-    state = tmp_path / "state.json"
-    cli_sale = MemoryHost(state)
-    cli_forward = MemoryHost(state)
-    cli_sale.authorise(auth("s1"))
-    cli_forward.advise(advice("o1"))
-    cli_sale.authorise(auth("s2"))
-    assert {r.txn_id for r in cli_forward.records} == {"s1", "o1", "s2"}
-    assert len({r.seq for r in cli_forward.records}) == 3
-
-
-def test_in_memory_host_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    MemoryHost().authorise(auth())
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_state_file_is_json_with_hex_bytes(tmp_path: Path) -> None:
-    state = tmp_path / "state.json"
-    host = MemoryHost(state)
-    host.authorise(auth())
-    data = json.loads(state.read_text())
-    assert data["version"] == 1
-    assert data["records"][0]["txn_id"] == "t1"
-
-
-def test_corrupt_state_file_is_an_error_not_a_reset(tmp_path: Path) -> None:
-    state = tmp_path / "state.json"
-    state.write_text("{not json")
-    with pytest.raises(ValueError, match="cannot read"):
-        MemoryHost(state)
-    assert state.read_text() == "{not json"
-
-
-# --------------------------------------------------------------------------- threads
-
-
-def test_concurrent_advices_each_accepted_exactly_once() -> None:
-    host = MemoryHost()
-    entries = [advice(f"a{i:04d}", 100 + i) for i in range(1000)]
-    # 20 threads × 50 entries; each thread also resends 10 entries of its neighbour's share.
-    shares = [entries[n * 50 : (n + 1) * 50] for n in range(20)]
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(20)
-
-    def forward(n: int) -> None:
-        try:
-            barrier.wait()
-            resent = [dataclasses.replace(e, retransmission=True) for e in shares[(n + 1) % 20][:10]]
-            mine = shares[n] + resent
-            for entry in mine:
-                assert host.advise(entry).approved
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=forward, args=(n,)) for n in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    assert len(host.records) == 1000
-    assert all(host.accepted_count(e.txn_id) == 1 for e in entries)
-    assert host.duplicates() == {}
-    outcomes = [c.outcome for c in host.calls]
-    assert outcomes.count("approved") == 1000 and outcomes.count("replay") == 200
-
-
-def test_faults_switched_from_another_thread_while_forwarding() -> None:
-    host = MemoryHost()
-    host.faults.no_answer = 5
-    results: list[str] = []
-
-    def forward() -> None:
-        for i in range(30):
-            entry = advice(f"a{i}")
-            for _attempt in range(10):
-                try:
-                    host.advise(entry)
-                    results.append("ok")
-                    break
-                except HostNoAnswer:
-                    entry = dataclasses.replace(entry, retransmission=True)
-
-    worker = threading.Thread(target=forward)
-    worker.start()
-    host.faults.fail_before_processing = 3
-    worker.join()
-    assert results == ["ok"] * 30
-    assert all(host.accepted_count(f"a{i}") == 1 for i in range(30))

@@ -1,0 +1,419 @@
+"""The simulated acquirer's business, apart from any transport: one set of rules for both ways in.
+
+The host is reached two ways: over HTTPS (:mod:`simulator.host.app`, which
+deals with TLS identity, headers, JSON parsing, schema validation and status
+codes) and in-process (:mod:`simulator.host.inprocess`, a
+:class:`~terminal.host.HostLink` for tests and the headless CLI, which encodes
+the port's dataclasses with :mod:`host_link.wire` and validates them against
+the same schemas). Both hand :meth:`Acquirer.handle` a body already valid
+against its component of ``host_link/openapi.json`` (:data:`COMPONENTS`), the
+:class:`Peer` that sent it and the request's idempotency key, and pass on the
+:class:`Reply`. So the two hosts decide with the same :class:`Issuer`, keep
+the same :class:`~simulator.host.store.Record` rows in a
+:class:`~simulator.host.store.HostStore`, honour idempotency alike and
+reconcile batches alike: what a test sees on one is what the other does.
+
+Idempotency. Per terminal and request key, the host keeps a keyed digest of
+the canonical body (``retransmission`` left out, also inside advices) and the
+answer. A known key with the same digest gets the stored answer again
+(:attr:`Reply.replayed`), with another digest :class:`IdempotencyConflict`.
+Looking up, processing and storing the answer happen in one ``BEGIN
+IMMEDIATE`` transaction, so two threads or processes sending the same key
+cannot both process it. An advice also has its own key: repeated in another
+request with the same content it gets its first result
+(:attr:`Reply.replayed_advices`), with other content it is rejected. A batch
+close is also keyed by ``batch_id``: a second close of the same batch with the
+same lines gets the first answer, with other lines a conflict.
+
+What is processed (the issuer's decision table is in :mod:`simulator.host.issuer`):
+
+- an authorisation (sale or refund) is decided by the issuer and recorded;
+- a deferred authorisation advice is decided now (so it may be declined after
+  forwarding); offline approvals and offline refunds were approved by the card
+  and are recorded as accepted;
+- a reversal marks every approved, not reversed record of its ``txn_id`` and
+  terminal reversed, and is acknowledged (``00``) even when there is nothing
+  to reverse;
+- a batch close compares the terminal's totals with the approved, not
+  reversed records of its open host batch (:func:`terminal.host.reconcile`)
+  and opens a new host batch.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from simulator.host.issuer import FORMAT_ERROR_CODE, Decision, EmvDataError, Issuer, parse_emv_data
+from simulator.host.params import ensure_initial
+from simulator.host.schema import first_error
+from simulator.host.store import HostStore, Record
+from terminal.host import reconcile
+
+__all__ = [
+    "COMPONENTS",
+    "KEY_PATTERN",
+    "REJECTED_CODE",
+    "Acquirer",
+    "IdempotencyConflict",
+    "Peer",
+    "Reply",
+    "SalePosition",
+    "host_time",
+    "open_totals",
+    "sale_positions",
+    "stamp",
+]
+
+#: The state-changing messages and the component schema their body must satisfy.
+COMPONENTS: Final[dict[str, str]] = {
+    "sign-on": "SignOnRequest",
+    "authorisation": "AuthorisationRequest",
+    "advices": "AdvicesRequest",
+    "reversal": "ReversalRequest",
+    "batch-close": "BatchCloseRequest",
+}
+#: What an idempotency key (the header, or an advice's own) may be.
+KEY_PATTERN: Final = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+REJECTED_CODE: Final = FORMAT_ERROR_CODE  # the response code of a malformed advice
+
+
+class IdempotencyConflict(Exception):
+    """A request key (or a batch) seen before with another body; nothing was done."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    """The terminal a request comes from: its certificate's identity, or (in-process) its own word."""
+
+    terminal_id: str
+    merchant_id: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The host's answer: status and JSON body, as sent and as stored for a repeat of the key.
+
+    ``replayed``: the whole request was a repeat; ``replayed_advices``: the
+    places of the advices that got their earlier result (a new request that
+    carried them again).
+    """
+
+    status: int
+    body: bytes
+    replayed: bool = False
+    replayed_advices: tuple[int, ...] = ()
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass(frozen=True)
+class SalePosition:
+    """What the host holds for one sale: charged, and refunded against it (approved, not reversed).
+
+    ``charged`` sums the sale, deferred authorisation and offline approval
+    records with the sale's ``txn_id``; ``refunded`` the refund and offline
+    refund records whose ``original_txn_id`` is that ``txn_id``. A refund whose
+    original the host never charged shows with ``charged == 0``.
+    """
+
+    txn_id: str
+    terminal_id: str
+    currency: int
+    charged: int
+    refunded: int
+
+    @property
+    def net(self) -> int:
+        """What the customer has paid according to the host (negative: paid out more than charged)."""
+        return self.charged - self.refunded
+
+
+def host_time(now: dt.datetime) -> str:
+    """The host's time as it tells terminals (RFC 3339, seconds, Z)."""
+    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def stamp(now: dt.datetime) -> str:
+    """Stored times: ISO 8601 UTC with microseconds (they sort as text)."""
+    return now.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def _without_retransmission(body: Any) -> Any:
+    if not isinstance(body, dict):
+        return body
+    out = {k: v for k, v in body.items() if k != "retransmission"}
+    if isinstance(out.get("advices"), list):
+        out["advices"] = [_without_retransmission(a) for a in out["advices"]]
+    return out
+
+
+def _canonical(what: str, body: Any) -> str:
+    return json.dumps({"what": what, "body": _without_retransmission(body)}, sort_keys=True, separators=(",", ":"))
+
+
+def open_totals(records: Iterable[Record]) -> dict[tuple[int, str], tuple[int, int]]:
+    """(currency, settlement kind) -> (count, amount) of approved, not reversed authorisations and advices."""
+    out: dict[tuple[int, str], tuple[int, int]] = {}
+    for record in records:
+        kind = record.settlement_kind
+        if kind is None or not record.approved or record.reversed:
+            continue
+        count, amount = out.get((record.currency, kind), (0, 0))
+        out[(record.currency, kind)] = (count + 1, amount + record.amount)
+    return out
+
+
+def sale_positions(records: Iterable[Record], terminal_id: str | None = None) -> dict[str, SalePosition]:
+    """Per sale ``txn_id``: what the host holds as charged and as refunded against it.
+
+    The money check of a test: for every sale, ``refunded`` never exceeds
+    ``charged``. Only approved, not reversed records count.
+    """
+    charged: dict[str, list[Any]] = {}  # txn_id -> [terminal_id, currency, charged, refunded]
+    for record in records:
+        if terminal_id is not None and record.terminal_id != terminal_id:
+            continue
+        kind = record.settlement_kind
+        if kind is None or not record.approved or record.reversed:
+            continue
+        if kind == "sale":
+            entry = charged.setdefault(record.txn_id, [record.terminal_id, record.currency, 0, 0])
+            entry[2] += record.amount
+        elif record.original_txn_id is not None:
+            entry = charged.setdefault(record.original_txn_id, [record.terminal_id, record.currency, 0, 0])
+            entry[3] += record.amount
+    return {txn: SalePosition(txn, tid, cur, c, r) for txn, (tid, cur, c, r) in charged.items()}
+
+
+_Processed = tuple[int, bytes, tuple[int, ...]]
+_Handler = Callable[[dict[str, Any], Peer, str, dt.datetime], _Processed]
+
+
+class Acquirer:
+    """The host's processing of the state-changing messages over one store (thread-safe through it)."""
+
+    def __init__(self, store: HostStore, *, clock: Callable[[], dt.datetime] | None = None) -> None:
+        self.store = store
+        self.issuer = Issuer(store)
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._handlers: dict[str, _Handler] = {
+            "sign-on": self._sign_on,
+            "authorisation": self._authorise,
+            "advices": self._advise,
+            "reversal": self._reverse,
+            "batch-close": self._close_batch,
+        }
+
+    def handle(self, what: str, body: dict[str, Any], peer: Peer, key: str) -> Reply:
+        """Process (or replay) the message ``what`` (a key of :data:`COMPONENTS`).
+
+        ``body`` must be valid against its component schema and name ``peer``
+        where it names a terminal or merchant (the caller checks both), and
+        ``key`` match :data:`KEY_PATTERN`. Raises :class:`IdempotencyConflict`.
+        """
+        handler = self._handlers[what]
+        digest = self.store.digest(_canonical(what, body))
+        with self.store.transaction():
+            cached = self.store.cached_response(peer.terminal_id, key)
+            if cached is not None:
+                if cached.digest != digest:
+                    raise IdempotencyConflict("the Idempotency-Key was used before with another body")
+                return Reply(cached.status, cached.body, replayed=True)
+            now = self.clock()
+            status, payload, replayed_advices = handler(body, peer, key, now)
+            self.store.save_response(peer.terminal_id, key, digest, status, payload, stamp(now))
+        return Reply(status, payload, replayed_advices=replayed_advices)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _reference(self, what: str) -> str:
+        return self.store.next_reference(what)
+
+    def _approval_code(self, reference: str) -> str:
+        """Six characters of [A-Z2-7], derived from the reference under the host's secret."""
+        return base64.b32encode(bytes.fromhex(self.store.digest(f"approval:{reference}"))).decode("ascii")[:6]
+
+    @staticmethod
+    def _tags(emv_data: str) -> dict[int, bytes]:
+        return parse_emv_data(bytes.fromhex(emv_data))
+
+    # ------------------------------------------------------------------ messages (inside the transaction)
+
+    def _sign_on(self, body: dict[str, Any], peer: Peer, key: str, now: dt.datetime) -> _Processed:
+        self.store.record_sign_on(peer.terminal_id, peer.merchant_id, body["software_version"], stamp(now))
+        version = self.store.parameters_version() or ensure_initial(self.store)
+        reference = self._reference("sign_on")
+        payload = {"host_time": host_time(now), "parameters_version": version, "host_reference": reference}
+        return 200, _json_bytes(payload), ()
+
+    def _authorise(self, body: dict[str, Any], peer: Peer, key: str, now: dt.datetime) -> _Processed:
+        try:
+            tags = self._tags(body["emv_data"])
+        except EmvDataError:
+            decision = Decision(FORMAT_ERROR_CODE, "format_error")  # schema-valid hex, but not TLV: ISO "30"
+        else:
+            decision = self.issuer.decide(amount=body["amount"], pan_token=body["pan_token"], tags=tags, now=now)
+        reference = self._reference("authorise")
+        approval = self._approval_code(reference) if decision.approved else None
+        self.store.add_record(
+            method="authorise",
+            txn_id=body["txn_id"],
+            idempotency_key=key,
+            kind=body["kind"],
+            terminal_id=peer.terminal_id,
+            merchant_id=peer.merchant_id,
+            amount=body["amount"],
+            currency=body["currency"],
+            pan_token=body["pan_token"],
+            response_code=decision.response_code,
+            approved=decision.approved,
+            host_reference=reference,
+            approval_code=approval,
+            original_txn_id=body.get("original_txn_id"),
+            note=decision.reason,
+            created_at=stamp(now),
+        )
+        payload = {
+            "status": "approved" if decision.approved else "declined",
+            "response_code": decision.response_code,
+            "approval_code": approval,
+            "host_reference": reference,
+            "arpc": decision.arpc.hex().upper() if decision.arpc is not None else None,
+        }
+        return 200, _json_bytes(payload), ()
+
+    def _advise(self, body: dict[str, Any], peer: Peer, key: str, now: dt.datetime) -> _Processed:
+        results: list[dict[str, Any]] = []
+        replayed: list[int] = []
+        for index, item in enumerate(body["advices"]):
+            result, again = self._one_advice(item, peer, now)
+            results.append(result)
+            if again:
+                replayed.append(index)
+        return 200, _json_bytes({"results": results}), tuple(replayed)
+
+    @staticmethod
+    def _rejected(item: Any, message: str) -> dict[str, Any]:
+        def ident(name: str) -> str | None:
+            value = item.get(name) if isinstance(item, dict) else None
+            return value if isinstance(value, str) and KEY_PATTERN.fullmatch(value) else None
+
+        return {
+            "txn_id": ident("txn_id"),
+            "idempotency_key": ident("idempotency_key"),
+            "outcome": "rejected",
+            "response_code": REJECTED_CODE,
+            "approval_code": None,
+            "host_reference": None,
+            "message": message,
+        }
+
+    def _one_advice(self, item: Any, peer: Peer, now: dt.datetime) -> tuple[dict[str, Any], bool]:
+        """The result of one advice, and whether it is the result given to its key before."""
+        error = first_error("Advice", item)
+        if error is not None:
+            return self._rejected(item, error), False
+        advice: dict[str, Any] = item
+        if advice["terminal_id"] != peer.terminal_id:
+            return self._rejected(advice, "terminal_id differs from the client certificate's"), False
+        if advice["merchant_id"] != peer.merchant_id:
+            return self._rejected(advice, "merchant_id differs from the client certificate's"), False
+        try:
+            tags = self._tags(advice["emv_data"])
+        except EmvDataError as exc:
+            return self._rejected(advice, str(exc)), False
+        digest = self.store.digest(_canonical("advice", advice))
+        prior = self.store.advice_result(peer.terminal_id, advice["idempotency_key"])
+        if prior is not None:
+            if prior[0] == digest:
+                return prior[1], True
+            return self._rejected(advice, "idempotency_key was used before with another advice"), False
+        if advice["kind"] == "deferred_authorisation":
+            decision = self.issuer.decide(amount=advice["amount"], pan_token=advice["pan_token"], tags=tags, now=now)
+            code, approved, note = decision.response_code, decision.approved, decision.reason
+        else:  # approved offline by the card: the host takes note
+            code, approved, note = "00", True, "offline"
+        reference = self._reference("advise")
+        approval = self._approval_code(reference) if approved and advice["kind"] == "deferred_authorisation" else None
+        self.store.add_record(
+            method="advise",
+            txn_id=advice["txn_id"],
+            idempotency_key=advice["idempotency_key"],
+            kind=advice["kind"],
+            terminal_id=peer.terminal_id,
+            merchant_id=peer.merchant_id,
+            amount=advice["amount"],
+            currency=advice["currency"],
+            pan_token=advice["pan_token"],
+            response_code=code,
+            approved=approved,
+            host_reference=reference,
+            approval_code=approval,
+            original_txn_id=advice.get("original_txn_id"),
+            note=note,
+            created_at=stamp(now),
+        )
+        result = {
+            "txn_id": advice["txn_id"],
+            "idempotency_key": advice["idempotency_key"],
+            "outcome": "accepted" if approved else "declined",
+            "response_code": code,
+            "approval_code": approval,
+            "host_reference": reference,
+            "message": None if approved else "declined by the issuer after forwarding",
+        }
+        self.store.save_advice_result(peer.terminal_id, advice["idempotency_key"], digest, result)
+        return result, False
+
+    def _reverse(self, body: dict[str, Any], peer: Peer, key: str, now: dt.datetime) -> _Processed:
+        undone = self.store.reverse(peer.terminal_id, body["txn_id"])
+        reference = self._reference("reverse")
+        self.store.add_record(
+            method="reverse",
+            txn_id=body["txn_id"],
+            idempotency_key=key,
+            kind=body["reason"],
+            terminal_id=peer.terminal_id,
+            merchant_id=peer.merchant_id,
+            amount=body["amount"],
+            currency=body["currency"],
+            pan_token="",
+            response_code="00",
+            approved=True,
+            host_reference=reference,
+            note=f"reversed {undone}" if undone else "nothing to reverse",
+            created_at=stamp(now),
+        )
+        payload = {
+            "status": "approved",
+            "response_code": "00",
+            "host_reference": reference,
+            "message": None if undone else "nothing to reverse",
+        }
+        return 200, _json_bytes(payload), ()
+
+    def _close_batch(self, body: dict[str, Any], peer: Peer, key: str, now: dt.datetime) -> _Processed:
+        lines_digest = self.store.digest(_canonical("batch-lines", body["lines"]))
+        prior = self.store.batch_close(peer.terminal_id, body["batch_id"])
+        if prior is not None:
+            if prior[0] != lines_digest:
+                raise IdempotencyConflict(f"batch {body['batch_id']} was closed before with other totals")
+            return 200, prior[1], ()
+        lines = ((line["currency"], line["kind"], line["count"], line["amount"]) for line in body["lines"])
+        differences = reconcile(lines, open_totals(self.store.open_records(peer.terminal_id)))
+        reference = self._reference("close")
+        self.store.open_new_batch(peer.terminal_id)
+        payload = _json_bytes({"in_balance": not differences, "host_reference": reference, "differences": differences})
+        self.store.save_batch_close(peer.terminal_id, body["batch_id"], lines_digest, payload)
+        return 200, payload, ()
