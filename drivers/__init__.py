@@ -11,3 +11,5 @@ Each adapter registers for its URL scheme in the ``posterm.drivers`` entry point
 group; the terminal opens devices through :mod:`terminal.registry` and never
 imports this package.
 """
+
+__all__: list[str] = []  # the modules are the public face (pinned in tests/unit/test_public_names.py)

@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from emv.apdu import CardCommunicationError
-from terminal.apdu_trace import mask_hex
+from emv.pan import mask_hex
 from terminal.ports import CancelToken, CardRemovedError, DeviceError, DeviceGone, NoCardError, WaitCancelled
 
 __all__ = [

@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from emv import apdu, tlv
 from emv.apdu import ApduTransport, CardCommunicationError, CollisionDetected
 from emv.config import Combination, TerminalConfig
-from emv.kernel_common import KernelContext, KernelError, PreProcessingIndicators, RecordingTransport
+from emv.kernel_common import KernelContext, KernelError, PreProcessingIndicators
 from emv.outcome import Message, Outcome, ReaderStatus, TransactionResult, UiMessage
+from emv.recorder import ApduRecorder
 from emv.transaction import TransactionData
 
 __all__ = [
@@ -327,7 +328,7 @@ class _Run:
     """The working state of one :func:`process` call; one method per state."""
 
     def __init__(self, transport: ApduTransport, config: TerminalConfig, txn: TransactionData) -> None:
-        self.transport = RecordingTransport(transport)
+        self.transport = ApduRecorder(transport)
         self.config = config
         self.txn = txn
         self.allowed: list[tuple[Combination, PreProcessingIndicators]] = []

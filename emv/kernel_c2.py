@@ -45,7 +45,6 @@ from emv.kernel_common import (
     OdaKeys,
     RecordsRead,
     gpo_response,
-    pan_of,
     read_records,
     recover_oda_keys,
     result_from,
@@ -53,6 +52,7 @@ from emv.kernel_common import (
     unique_primitives,
 )
 from emv.outcome import CvmPerformed, Message, OdaReport, Outcome, ReaderStatus, TransactionResult, UiMessage
+from emv.pan import pan_of
 from emv.tvr import Tsi, Tvr
 
 __all__ = [

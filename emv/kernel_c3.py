@@ -33,13 +33,13 @@ from emv.kernel_common import (
     KernelContext,
     KernelError,
     gpo_response,
-    pan_of,
     read_records,
     recover_oda_keys,
     result_from,
     send,
 )
 from emv.outcome import CvmPerformed, Message, OdaReport, Outcome, ReaderStatus, TransactionResult, UiMessage
+from emv.pan import pan_of
 from emv.transaction import bcd_date
 from emv.tvr import Tsi, Tvr
 

@@ -30,6 +30,8 @@ from emv import apdu, dol, oda, tlv
 from emv.apdu import ApduTransport, Response
 from emv.config import Combination, TerminalConfig
 from emv.outcome import CvmPerformed, OdaReport, Outcome, TransactionResult, UiMessage
+from emv.pan import pan_of
+from emv.recorder import ApduRecorder
 from emv.transaction import TransactionData, bcd
 from emv.tvr import Tsi, Tvr
 
@@ -39,10 +41,8 @@ __all__ = [
     "KernelError",
     "OdaKeys",
     "PreProcessingIndicators",
-    "RecordingTransport",
     "RecordsRead",
     "gpo_response",
-    "pan_of",
     "parse_afl",
     "read_records",
     "recover_oda_keys",
@@ -58,18 +58,6 @@ class KernelError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-
-
-class RecordingTransport:
-    """Wraps the reader's transport and keeps every command sent, in order."""
-
-    def __init__(self, inner: ApduTransport) -> None:
-        self.inner = inner
-        self.commands: list[bytes] = []
-
-    def exchange(self, command: bytes) -> bytes:
-        self.commands.append(bytes(command))
-        return self.inner.exchange(command)
 
 
 class _Silent:
@@ -95,7 +83,7 @@ class PreProcessingIndicators:
 class KernelContext:
     """Everything a kernel works with for one transaction on one selected application."""
 
-    transport: RecordingTransport
+    transport: ApduRecorder
     config: TerminalConfig
     combination: Combination
     txn: TransactionData
@@ -129,7 +117,7 @@ class KernelContext:
         indicators: PreProcessingIndicators | None = None,
     ) -> KernelContext:
         """A context with a recording transport; the FCI's primitives become ``fci_data``."""
-        rec = transport if isinstance(transport, RecordingTransport) else RecordingTransport(transport)
+        rec = transport if isinstance(transport, ApduRecorder) else ApduRecorder(transport)
         ind = indicators or PreProcessingIndicators(ttq=combination.ttq)
         fci_data: dict[int, bytes] = {}
         if fci:
@@ -372,30 +360,6 @@ def read_records(ctx: KernelContext, afl: bytes, known: Mapping[int, bytes] | No
             if rec - entry.first < entry.oda_count:
                 out.oda_records.append((entry.sfi, resp.data))
     return out
-
-
-# --------------------------------------------------------------------------- PAN
-
-
-def pan_of(card_data: Mapping[int, bytes]) -> str | None:
-    """The PAN digits from 5A, else from track 2 equivalent data (57); None if neither.
-
-    >>> pan_of({0x5A: bytes.fromhex("4761739001010010")})
-    '4761739001010010'
-    >>> pan_of({0x57: bytes.fromhex("4761739001010010D25122010000000000000F")})
-    '4761739001010010'
-    """
-    raw = card_data.get(0x5A)
-    if raw is not None:
-        digits = raw.hex().upper().rstrip("F")
-    else:
-        t2 = card_data.get(0x57)
-        if t2 is None:
-            return None
-        digits = t2.hex().upper().split("D")[0]
-    if not digits.isdigit():
-        return None
-    return digits
 
 
 # --------------------------------------------------------------------------- ODA keys

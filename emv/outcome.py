@@ -11,6 +11,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from emv.pan import mask_pan, pan_of
+
 __all__ = [
     "CvmPerformed",
     "Message",
@@ -19,6 +21,7 @@ __all__ = [
     "ReaderStatus",
     "TransactionResult",
     "UiMessage",
+    # re-exported from emv.pan for terminal.facade until it imports it from there (issue 9); then dropped
     "mask_pan",
 ]
 
@@ -140,20 +143,6 @@ class OdaReport:
         }
 
 
-def mask_pan(pan: str) -> str:
-    """First 6 and last 4 digits at most; everything else as '*'.
-
-    >>> mask_pan("4761739001010010")
-    '476173******0010'
-    >>> mask_pan("1234")
-    '****'
-    """
-    digits = pan.rstrip("Ff")
-    if len(digits) < 13:
-        return "*" * len(digits)
-    return digits[:6] + "*" * (len(digits) - 10) + digits[-4:]
-
-
 @dataclass
 class TransactionResult:
     """Everything the terminal needs after a tap.
@@ -184,14 +173,9 @@ class TransactionResult:
 
     @property
     def masked_pan(self) -> str | None:
-        pan = self.card_data.get(0x5A)
-        if pan is None:
-            track2 = self.card_data.get(0x57)
-            if track2 is None:
-                return None
-            pan = track2.hex().upper().split("D")[0].encode()
-            return mask_pan(pan.decode())
-        return mask_pan(pan.hex().upper())
+        """The PAN (:func:`emv.pan.pan_of`) masked by :func:`emv.pan.mask_pan`; None without a valid PAN."""
+        pan = pan_of(self.card_data)
+        return mask_pan(pan) if pan is not None else None
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -16,3 +16,5 @@ importing the package does no work):
 - :mod:`host_link.credentials`: the enrolment's files under ``<data_dir>/host-link/``;
 - :mod:`host_link.cli`: ``posterm enrol``, ``posterm echo``, ``posterm params``.
 """
+
+__all__: list[str] = []  # the modules are the public face (pinned in tests/unit/test_public_names.py)

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from emv.pan import mask_text
 from terminal.host import (
     Advice,
     AnswerStatus,
@@ -66,7 +67,6 @@ MAX_ADVICES_PER_REQUEST = 100
 
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})*")
 _RESPONSE_CODE = re.compile(r"[0-9A-Za-z]{2}")
-_PAN_LIKE = re.compile(r"\d{12,19}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -192,7 +192,7 @@ def parse_json(body: bytes) -> Any:
 def clean_text(text: str, limit: int = 200) -> str:
     """Host text fit for an exception message or a log: printable, no PAN-like digit runs, capped."""
     text = _CONTROL.sub(" ", text)
-    text = _PAN_LIKE.sub(lambda m: m.group()[:6] + "*" * (len(m.group()) - 10) + m.group()[-4:], text)
+    text = mask_text(text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

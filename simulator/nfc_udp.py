@@ -81,9 +81,9 @@ from operator import xor
 from types import FrameType
 from typing import Any, Protocol, runtime_checkable
 
+from emv.pan import mask_command, mask_response
 from simulator.card import SimulatedCard, SimulatedCardError
 from simulator.replay import ReplayCard, load_trace
-from terminal.apdu_trace import mask_hex
 
 __all__ = [
     "COLLISION_MARK",
@@ -429,7 +429,7 @@ class VirtualCard:
             answer = _SW_NO_DIAGNOSIS
         self.apdus += 1
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("card %s > %s < %s", self.name, mask_hex(command), mask_hex(answer))
+            log.debug("card %s > %s < %s", self.name, mask_command(command), mask_response(answer))
         return answer
 
 

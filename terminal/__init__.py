@@ -11,6 +11,9 @@ Public face:
 - :mod:`terminal.host` — the HostLink port; :mod:`terminal.memory_host` — the in-process host.
 - :mod:`terminal.receipts`, :mod:`terminal.reports` — receipts (text, ESC/POS), X and Z reports.
 - :mod:`terminal.ports`, :mod:`terminal.registry` — device ports and URLs (``sim:card=...``).
-- :mod:`terminal.emv_session`, :mod:`terminal.trace` — one tap; APDU traces.
+- :mod:`terminal.emv_session`, :mod:`terminal.trace`, :mod:`terminal.apdu_trace` — one tap; APDU traces
+  (recorded by :class:`emv.recorder.ApduRecorder`); card numbers are masked by :mod:`emv.pan`.
 - :mod:`terminal.cli` — the ``posterm`` command.
 """
+
+__all__: list[str] = []  # the modules are the public face (pinned in tests/unit/test_public_names.py)

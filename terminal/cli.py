@@ -24,7 +24,7 @@ from terminal.emv_session import TapInputs, TapReport, build_transaction, run_ta
 from terminal.money import MoneyError, currency, format_amount, parse_amount
 from terminal.ports import CardReader, CollisionDetected, DeviceError, NoCardError, WaitCancelled
 from terminal.settings import SettingsError, load_default_config
-from terminal.trace import TraceError, read_trace_header
+from terminal.trace import TraceError, read_trace_header, to_trace
 
 __all__ = ["main"]
 
@@ -117,7 +117,7 @@ def _cmd_emv_tap(args: argparse.Namespace) -> int:
     )
     report = _tap(url, inputs)
     if args.record:
-        trace = report.recorder.to_trace(trace_header(report.transaction))
+        trace = to_trace(trace_header(report.transaction), report.recorder.exchanges)
         try:
             with open(args.record, "w", encoding="utf-8") as handle:
                 json.dump(trace, handle, indent=1)

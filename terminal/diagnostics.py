@@ -54,7 +54,7 @@ returns a :class:`DiagResult` for each, in this order:
 warnings go into ``details["warnings"]`` and do not fail a test.  No test lets
 an exception out: whatever a device or a file does ends as a failed result
 with its reason.  Card numbers never appear: the APDU trace is masked, and
-every reason passes :func:`terminal.logfile.mask_text`.
+every reason passes :func:`emv.pan.mask_text`.
 
 :func:`list_devices` is ``posterm devices``; :func:`export_bundle` writes the
 support bundle of ``posterm diag export``.
@@ -86,6 +86,7 @@ from emv.apdu import ApduError, CardCommunicationError, CollisionDetected
 from emv.capk import checksum_of
 from emv.config import TerminalConfig
 from emv.entry_point import PPSE_NAME, parse_ppse
+from emv.pan import mask_text
 from terminal import registry
 from terminal.apdu_trace import ApduTrace, observe
 from terminal.bootstrap import ENROLMENT_FILE, PARAMETERS_POINTER, load_configuration, open_host
@@ -93,7 +94,7 @@ from terminal.devices import DeviceConfig, load_devices
 from terminal.facade import SafStatus, Terminal, TerminalSettings
 from terminal.host import HostError, HostLink, HostNoAnswer, HostRejected, HostUnreachable
 from terminal.keystore import MASTER_KEY_ENV, FileKeystore, KeystoreError
-from terminal.logfile import log_tail, mask_text
+from terminal.logfile import log_tail
 from terminal.ports import (
     CancelToken,
     CardReader,
@@ -1155,7 +1156,7 @@ def export_bundle(
         "created_at": moment.isoformat(timespec="seconds"),
         "posterm": _posterm_version(),
         "members": sorted(members),
-        "note": "no keys, no certificates, no card data; card numbers masked to first 6 / last 4 digits",
+        "note": "no keys, no certificates, no card data; card numbers masked (first 6 / last 4 digits at most)",
     }
     members = {"manifest.json": _json_bytes(manifest)} | members
     with _atomic_output(path) as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as bundle:

@@ -18,8 +18,8 @@ from emv.apdu import ApduTransport
 from emv.config import TerminalConfig
 from emv.entry_point import process
 from emv.outcome import TransactionResult
+from emv.recorder import ApduRecorder
 from emv.transaction import TransactionData
-from terminal.trace import RecordingTransport
 
 __all__ = ["TapInputs", "TapReport", "build_transaction", "run_tap", "trace_header"]
 
@@ -41,7 +41,7 @@ class TapInputs:
 @dataclass
 class TapReport:
     result: TransactionResult
-    recorder: RecordingTransport
+    recorder: ApduRecorder  # every exchange of the tap (a trace: terminal.trace.to_trace)
     transaction: TransactionData
     elapsed_seconds: float  # wall time of Entry Point through outcome
 
@@ -82,7 +82,7 @@ def trace_header(txn: TransactionData) -> dict[str, Any]:
 
 def run_tap(transport: ApduTransport, config: TerminalConfig, txn: TransactionData) -> TapReport:
     """Run Entry Point and the selected kernel over ``transport``."""
-    recorder = RecordingTransport(transport)
+    recorder = ApduRecorder(transport)
     started = time.perf_counter()
     result = process(recorder, config, txn)
     elapsed = time.perf_counter() - started

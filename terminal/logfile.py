@@ -2,17 +2,15 @@
 
 The ``posterm`` command sets it up for the time one command runs
 (:func:`command_logging`); nothing is configured when a module is imported.
-Every record passes :class:`PanMaskingFilter`, which masks runs of 13 or more
-digits (optionally grouped by spaces or dashes, as a PAN is printed) to their
-first 6 and last 4 digits in the message, the traceback and the stack; the
-support bundle masks the tail it copies once more.
+Every record passes :class:`PanMaskingFilter`, which masks every run of 12 or
+more digits (optionally grouped by spaces or dashes, as a PAN is printed) with
+:func:`emv.pan.mask_text` in the message, the traceback and the stack; the
+support bundle masks the tail it copies once more (:func:`log_tail`).
 
->>> mask_text("card 4761739001010010 declined, ref 12345")
-'card 476173******0010 declined, ref 12345'
->>> mask_text("PAN 4761 7390 0101 0010")
-'PAN 476173******0010'
->>> mask_text("transaction 20240501120000-0a1b2c3d4e5f")
-'transaction 20240501120000-0a1b2c3d4e5f'
+>>> import logging
+>>> record = logging.LogRecord("x", logging.INFO, "x.py", 1, "card %s declined", ("6759649826438453",), None)
+>>> PanMaskingFilter().filter(record), record.getMessage()
+(True, 'card 675964******8453 declined')
 """
 
 from __future__ import annotations
@@ -20,12 +18,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import logging.handlers
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
-from emv.outcome import mask_pan
+from emv.pan import mask_text
 
 __all__ = [
     "LOG_BACKUPS",
@@ -34,7 +31,6 @@ __all__ = [
     "PanMaskingFilter",
     "command_logging",
     "log_tail",
-    "mask_text",
     "open_log_handler",
 ]
 
@@ -42,21 +38,6 @@ LOG_FILE: Final = Path("logs") / "posterm.log"
 LOG_MAX_BYTES: Final = 256 * 1024
 LOG_BACKUPS: Final = 2
 _FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-# 13 or more digits, possibly grouped with single spaces or dashes ("4761 7390 0101 0010"); a
-# transaction id (14 digits of UTC time, a dash, 12 hex digits) is left alone.
-_PAN_LIKE = re.compile(r"(?<!\d)(?!\d{14}-[0-9a-f]{12}(?![0-9a-f]))\d(?:[ -]?\d){12,}(?!\d)")
-
-
-def _mask_match(match: re.Match[str]) -> str:
-    digits = re.sub(r"[ -]", "", match.group(0))
-    return mask_pan(digits)
-
-
-def mask_text(text: str) -> str:
-    """``text`` with every PAN-like digit run masked to its first 6 and last 4 digits."""
-    return _PAN_LIKE.sub(_mask_match, text)
-
 
 class PanMaskingFilter(logging.Filter):
     """Masks PAN-like digit runs in a record's message, traceback and stack (never drops a record)."""

@@ -1,4 +1,4 @@
-"""APDU traces: an observer transport that records every exchange.
+"""APDU traces: what ``posterm emv tap --record`` writes, from an :class:`emv.recorder.ApduRecorder`.
 
 The trace format (JSON), also read by the replay card::
 
@@ -12,60 +12,31 @@ bug report for a test card); traces of real cards must not leave the terminal.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from emv.apdu import ApduTransport
+from emv.recorder import Exchange
 
-__all__ = ["Exchange", "RecordingTransport", "TraceError", "read_trace_header"]
-
-
-@dataclass(frozen=True)
-class Exchange:
-    command: bytes
-    response: bytes | None  # None: the card did not answer (the error is in ``error``)
-    error: str | None = None
+__all__ = ["TraceError", "read_trace_header", "to_trace"]
 
 
-@dataclass
-class RecordingTransport:
-    """Wraps a transport; keeps every exchange and tells observers about it.
+def to_trace(header: Mapping[str, Any], exchanges: Iterable[Exchange]) -> dict[str, Any]:
+    """The trace of ``exchanges`` (an :class:`emv.recorder.ApduRecorder`'s) as a JSON-ready dict.
 
-    Observers get each :class:`Exchange` as it completes (pyscard's
-    card-connection observer, in small).
+    A command the card did not answer is kept with ``"response": null``, so
+    that a replay ends the same way (the card went silent there).
+
+    >>> trace = to_trace({"amount": 200}, [Exchange(bytes.fromhex("00A4040000"), bytes.fromhex("6A82")),
+    ...                                    Exchange(bytes.fromhex("80A8000000"), None, "CardRemovedError: gone")])
+    >>> trace["amount"], trace["exchanges"][0], trace["exchanges"][1]
+    (200, {'command': '00A4040000', 'response': '6A82'}, {'command': '80A8000000', 'response': None})
     """
-
-    inner: ApduTransport
-    exchanges: list[Exchange] = field(default_factory=list)
-    observers: list[Callable[[Exchange], None]] = field(default_factory=list)
-
-    def exchange(self, command: bytes) -> bytes:
-        try:
-            response = self.inner.exchange(command)
-        except Exception as exc:
-            self._record(Exchange(bytes(command), None, f"{type(exc).__name__}: {exc}"))
-            raise
-        self._record(Exchange(bytes(command), bytes(response)))
-        return response
-
-    def _record(self, item: Exchange) -> None:
-        self.exchanges.append(item)
-        for observer in self.observers:
-            observer(item)
-
-    def to_trace(self, header: dict[str, Any]) -> dict[str, Any]:
-        """The trace as a JSON-ready dict.
-
-        A command the card did not answer is kept with ``"response": null``, so
-        that a replay ends the same way (the card went silent there).
-        """
-        out = dict(header)
-        out["exchanges"] = [
-            {"command": e.command.hex().upper(), "response": e.response.hex().upper() if e.response else None}
-            for e in self.exchanges
-        ]
-        return out
+    out = dict(header)
+    out["exchanges"] = [
+        {"command": e.command.hex().upper(), "response": None if e.response is None else e.response.hex().upper()}
+        for e in exchanges
+    ]
+    return out
 
 
 class TraceError(ValueError):

@@ -51,9 +51,9 @@ The PAN is used in memory only, for these checks.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 
+from emv.pan import pan_of
 from emv.tlv import TlvError, decode_primitive_map
 from simulator.cryptograms import CVN_MC_16, CVN_VISA_18, CryptogramData, arpc, verify_arqc
 from simulator.host.store import HostStore
@@ -81,7 +81,6 @@ VELOCITY_CODE = "65"
 MAGIC_AMOUNT_CODES: dict[int, str] = {51: "51", 5: "05", 54: "54"}
 _CSU_APPROVED = bytes.fromhex("00800000")
 _CSU_DECLINED = bytes(4)
-_PAN = re.compile(r"^[0-9]{12,19}$")
 
 
 class EmvDataError(ValueError):
@@ -118,18 +117,6 @@ class _Arqc:
     psn: str
     cryptogram: bytes
     atc: bytes
-
-
-def _pan(tags: dict[int, bytes]) -> str | None:
-    raw = tags.get(0x5A)
-    if raw is not None:
-        pan = raw.hex().upper().rstrip("F")
-    else:
-        track2 = tags.get(0x57)
-        if track2 is None:
-            return None
-        pan = track2.hex().upper().split("D")[0]
-    return pan if _PAN.match(pan) else None
 
 
 def _keys_for(iad: bytes) -> IssuerMasterKeys | None:
@@ -202,7 +189,7 @@ class Issuer:
         cid = tags.get(0x9F27)
         if cryptogram is None or not cid or cid[0] & 0xC0 != 0x80:
             return None
-        pan = _pan(tags)
+        pan = pan_of(tags)
         iad = tags.get(0x9F10, b"")
         keys = _keys_for(iad)
         atc = tags.get(0x9F36)

@@ -33,6 +33,7 @@ from simulator.vpcd import CONTACTLESS_ATR, VirtualCard, VpcdError
 from terminal.bootstrap import open_terminal
 from terminal.emv_session import TapInputs, TapReport, build_transaction, run_tap, trace_header
 from terminal.settings import load_default_config
+from terminal.trace import to_trace
 from tests.integration.pcscd_rig import PcscdRig, pcscd, vpcd  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -229,7 +230,7 @@ def test_replay_card_through_pcscd_replays_the_recorded_trace(
 ) -> None:
     recorded = _in_process(SimulatedCard("mc-cda-offline", seed=1))
     trace_file = tmp_path / "mc.json"
-    trace_file.write_text(json.dumps(recorded.recorder.to_trace(trace_header(recorded.transaction))))
+    trace_file.write_text(json.dumps(to_trace(trace_header(recorded.transaction), recorded.recorder.exchanges)))
     card = vpcd.card(str(trace_file))
     assert isinstance(card.card, ReplayCard)
     replayed = _through_pcscd(reader)

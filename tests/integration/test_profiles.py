@@ -21,6 +21,7 @@ from simulator.card import SimulatedCard
 from simulator.replay import ReplayCard
 from simulator.transport import as_transport
 from terminal.emv_session import run_tap, trace_header
+from terminal.trace import to_trace
 
 DATE = bytes.fromhex("261121")
 UN = bytes.fromhex("1A2B3C4D")
@@ -166,7 +167,7 @@ def test_recorded_trace_replays_to_the_same_outcome(
 ) -> None:
     txn = _txn(amount)
     live = run_tap(as_transport(SimulatedCard(name, seed=7)), terminal_config, txn)
-    trace = live.recorder.to_trace(trace_header(txn))
+    trace = to_trace(trace_header(txn), live.recorder.exchanges)
     replay = ReplayCard(trace)
     again = process(as_transport(replay), terminal_config, txn)
     assert again.outcome is live.result.outcome

@@ -35,7 +35,7 @@ from terminal.devices import (
 from terminal.diagnostics import TEST_NAMES, DiagResult, export_bundle, list_devices, render_test_page, run_diagnostics
 from terminal.host import HostNoAnswer, HostUnreachable
 from terminal.keystore import MASTER_KEY_ENV
-from terminal.logfile import LOG_FILE, PanMaskingFilter, command_logging, log_tail, mask_text
+from terminal.logfile import LOG_FILE, PanMaskingFilter, command_logging, log_tail
 from terminal.offline import PaymentRefused
 from terminal.ports import (
     CancelToken,
@@ -337,7 +337,7 @@ def test_the_reader_trace_is_masked_and_collected(data_dir: Path) -> None:
     run(data_dir, reader_url="sim:card=mc-cda-online", trace=trace)
     assert len(trace) >= 1
     text = "\n".join(trace.lines())
-    assert "00A404000E325041592E5359532E444446303100" in text  # SELECT 2PAY.SYS.DDF01
+    assert "00A404000E 325041592E5359532E4444463031 00" in text  # SELECT 2PAY.SYS.DDF01
 
 
 @pytest.mark.parametrize(
@@ -632,22 +632,6 @@ def test_list_devices_says_why_a_device_does_not_open(data_dir: Path) -> None:
 # ----------------------------------------------------------------------------- the log file
 
 
-@pytest.mark.parametrize(
-    ("text", "masked"),
-    [
-        ("4761739001010010", "476173******0010"),
-        ("x 5413330089010038 y", "x 541333******0038 y"),
-        ("4761 7390 0101 0010", "476173******0010"),
-        ("4761-7390-0101-0010", "476173******0010"),
-        ("5A0847617390010100105F24", "5A084761*********0105F24"),  # hex: the digit run is masked
-        ("amount 1234, txn 20240501120000-0a1b2c3d4e5f", "amount 1234, txn 20240501120000-0a1b2c3d4e5f"),
-        ("2024-05-01 12:00:00", "2024-05-01 12:00:00"),
-    ],
-)
-def test_mask_text(text: str, masked: str) -> None:
-    assert mask_text(text) == masked
-
-
 def test_log_records_are_masked(tmp_path: Path) -> None:
     logger = logging.getLogger("tests.diagnostics.masking")
     with command_logging(tmp_path) as handler:
@@ -733,7 +717,7 @@ def test_support_bundle(data_dir: Path, tmp_path: Path) -> None:
     blocked = load_configuration(data_dir)[0].exception_file.to_entries()  # hashes of PANs: brute-forceable
     assert blocked and all(entry.encode() not in data for entry in blocked for data in contents.values())
     assert b"476173******0028" in contents["logs/posterm.log"]
-    assert b"00A404000E325041592E5359532E444446303100" in contents["apdu-trace.txt"]
+    assert b"00A404000E 325041592E5359532E4444463031 00" in contents["apdu-trace.txt"]
     config = json.loads(contents["configuration.json"])
     assert config["parameters_version"] == "shipped" and config["capks"] and '"modulus":' not in json.dumps(config)
     assert config["terminal"]["exception_file"] == {"entries": 1}  # a count, not the PAN hashes

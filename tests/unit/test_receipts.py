@@ -10,7 +10,7 @@ from typing import Any, get_args
 
 import pytest
 
-from emv.outcome import mask_pan
+from emv.pan import mask_pan
 from terminal.money import MoneyError
 from terminal.receipts import Copy, ReceiptData, Status, check_masked_pan, render_escpos, render_text
 

@@ -15,7 +15,7 @@ from terminal.emv_session import TapInputs, build_transaction, trace_header
 from terminal.money import MoneyError, currency, format_amount, parse_amount
 from terminal.ports import DeviceError
 from terminal.settings import SettingsError, load_config, load_default_config
-from terminal.trace import Exchange, RecordingTransport, TraceError, read_trace_header
+from terminal.trace import TraceError, read_trace_header
 
 DATA = Path(__file__).resolve().parents[2] / "terminal" / "data"
 
@@ -103,32 +103,6 @@ def test_build_transaction_reads_clock_and_randomness_only_when_not_given() -> N
         "currency": "0978",
         "transaction_type": "00",
     }
-
-
-class _Card:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def exchange(self, command: bytes) -> bytes:
-        self.calls += 1
-        if self.calls == 2:
-            raise OSError("gone")
-        return b"\x90\x00"
-
-
-def test_recording_transport_keeps_every_exchange_and_tells_observers() -> None:
-    seen: list[Exchange] = []
-    rec = RecordingTransport(_Card(), observers=[seen.append])
-    assert rec.exchange(b"\x00\xa4\x04\x00") == b"\x90\x00"
-    with pytest.raises(OSError):
-        rec.exchange(b"\x80\xa8\x00\x00")
-    assert seen == rec.exchanges and len(seen) == 2
-    assert seen[1].response is None and seen[1].error is not None and "gone" in seen[1].error
-    trace = rec.to_trace({"amount": 1})
-    assert trace["exchanges"] == [
-        {"command": "00A40400", "response": "9000"},
-        {"command": "80A80000", "response": None},
-    ]
 
 
 def test_trace_header_is_validated(tmp_path: Path) -> None:
