@@ -20,8 +20,9 @@ from pathlib import Path
 
 from simulator.host.inprocess import InProcessHost
 from terminal.bootstrap import open_terminal
+from terminal.emv_session import TapInputs, build_transaction, run_tap
 from terminal.facade import TerminalSettings
-from terminal.offline import OfflineBehavior, OfflineLimits
+from terminal.offline import OfflineLimits
 from terminal.store import PAGE_SIZE
 
 TARGET_RATIO = 0.5
@@ -76,24 +77,32 @@ def _settings(capacity: int) -> TerminalSettings:
 def offline_approval_rate(directory: Path, count: int) -> float:
     """Durable offline approvals per second: the terminal's step after the card was read.
 
-    One real tap gives the card's outcome (a TC); then the terminal journals
-    ``count`` approvals of it exactly as a sale does (new transaction id, the
-    journal rows, the encrypted card data and sensitive data, the SAF entry,
-    one commit each).
+    Public calls only: ``count`` whole sales (``Terminal.sale``) on an offline
+    card, less the time the same number of card readings take alone
+    (``terminal.emv_session.run_tap`` on the same reader): what is left is the
+    approval step (new transaction id, the journal row, the encrypted card
+    data and sensitive data, the SAF entry, one commit each).
     """
     terminal = open_terminal(
         directory / "approvals", reader_url="sim:card=visa-qvsdc-offline", host="none", settings=_settings(count + 10)
     )
-    # The private seam on purpose: the card is read once, the approval step measured alone.
-    result = terminal._tap(1234, 978, 2, 0x00, force_online=False)
+    reader = terminal.reader
+    assert reader is not None
     started = time.perf_counter()
-    with terminal._lock:
-        for _ in range(count):
-            if not terminal._complete_sale(result, 1234, 978, OfflineBehavior.PREFER_ONLINE, False).approved:
-                raise RuntimeError("benchmark approval not approved")
-    elapsed = time.perf_counter() - started
-    terminal.store.close()
-    return count / elapsed
+    for _ in range(count):
+        if not terminal.sale(1234, 978).approved:
+            raise RuntimeError("benchmark approval not approved")
+    sales = time.perf_counter() - started
+    started = time.perf_counter()
+    for _ in range(count):
+        session = reader.wait_for_card(timeout=1.0)
+        try:
+            run_tap(session, terminal.config, build_transaction(TapInputs(1234, 978)))
+        finally:
+            session.close()
+    taps = time.perf_counter() - started
+    terminal.close()
+    return count / max(sales - taps, 1e-9)
 
 
 def sale_rate(directory: Path, count: int) -> tuple[float, float]:
@@ -109,7 +118,7 @@ def sale_rate(directory: Path, count: int) -> tuple[float, float]:
             raise RuntimeError("benchmark sale not approved")
     elapsed = time.perf_counter() - started
     card_seconds = card.compute_seconds - card_before
-    terminal.store.close()
+    terminal.close()
     return count / (elapsed - card_seconds), count / elapsed
 
 
@@ -128,7 +137,7 @@ def forward_time(directory: Path, entries: int) -> float:
     elapsed = time.perf_counter() - started
     if report.accepted != entries:
         raise RuntimeError(f"forwarded {report.accepted} of {entries}: {report.stopped_by}")
-    terminal.store.close()
+    terminal.close()
     return elapsed
 
 

@@ -22,7 +22,6 @@ __all__ = [
     "TransactionResult",
     "UiMessage",
     # re-exported from emv.pan for terminal.facade until it imports it from there (issue 9); then dropped
-    "mask_pan",
 ]
 
 

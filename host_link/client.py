@@ -56,12 +56,13 @@ import httpx
 
 from host_link import wire
 from host_link.reachability import Reachability
-from host_link.tls import client_context, is_handshake_refusal
+from host_link.tls import client_context, is_handshake_refusal, is_host_certificate_failure
 from terminal.host import (
     Advice,
     AuthorisationRequest,
     BatchTotals,
     HostAnswer,
+    HostCertificateRejected,
     HostNoAnswer,
     HostRejected,
     HostUnreachable,
@@ -114,10 +115,11 @@ class IdempotentRetry:
 class _NotSent(Exception):
     """Nothing reached the host's application.  ``local``: our side's problem (says nothing of the host)."""
 
-    def __init__(self, reason: str, *, local: bool = False) -> None:
+    def __init__(self, reason: str, *, local: bool = False, certificate: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.local = local
+        self.certificate = certificate  # the host's certificate failed our check: a security event
 
 
 class _Lost(Exception):
@@ -428,6 +430,8 @@ class HttpsHostLink:
                     self.reachability.failed(exc.reason)
                 _log.info("%s: host unreachable: %s", what, exc.reason)
                 if attempt == 1:
+                    if exc.certificate:
+                        raise HostCertificateRejected(f"{what}: {exc.reason}") from None
                     raise HostUnreachable(f"{what}: host unreachable: {exc.reason}") from None
                 raise HostNoAnswer(
                     f"no answer to {what} ({lost}); then the host could not be reached: {exc.reason}"
@@ -479,6 +483,8 @@ class HttpsHostLink:
         try:
             response = self._client.send(request, stream=True)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            if is_host_certificate_failure(exc):
+                raise _NotSent(f"the host's certificate is not trusted ({_describe(exc)})", certificate=True) from None
             raise _NotSent(_describe(exc)) from None
         except httpx.PoolTimeout as exc:
             raise _NotSent(_describe(exc), local=True) from None

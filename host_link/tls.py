@@ -49,6 +49,22 @@ def client_context(
     return context
 
 
+def is_host_certificate_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) is our check of the host's certificate failing.
+
+    A wrong, expired or foreign host certificate: a security event (someone may
+    stand between the terminal and its host), not an ordinary outage.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def is_handshake_refusal(exc: BaseException) -> bool:
     """Whether ``exc`` (or an exception it was raised from) is a TLS alert refusing our certificate."""
     seen: set[int] = set()

@@ -8,7 +8,7 @@ Public face:
 - :mod:`terminal.lifecycle` — the states of a payment as a table of allowed transitions.
 - :mod:`terminal.store` — the SQLite journal, queues and batches; :mod:`terminal.keystore` — keys.
 - :mod:`terminal.offline` — offline behaviour, limits and retry policy.
-- :mod:`terminal.host` — the HostLink port; :mod:`terminal.memory_host` — the in-process host.
+- :mod:`terminal.host` — the HostLink port;
 - :mod:`terminal.receipts`, :mod:`terminal.reports` — receipts (text, ESC/POS), X and Z reports.
 - :mod:`terminal.ports`, :mod:`terminal.registry` — device ports and URLs (``sim:card=...``).
 - :mod:`terminal.emv_session`, :mod:`terminal.trace`, :mod:`terminal.apdu_trace` — one tap; APDU traces

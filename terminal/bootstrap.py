@@ -32,11 +32,18 @@ from pathlib import Path
 
 from emv.config import TerminalConfig
 from terminal import registry
-from terminal.devices import DEVICES_FILE, NONE_WORDS, DeviceConfigError, LazyReader, load_devices
+from terminal.devices import (
+    DEVICES_FILE,
+    NONE_WORDS,
+    DeviceConfigError,
+    LazyPrinter,
+    LazyReader,
+    load_devices,
+)
 from terminal.facade import Clock, Terminal, TerminalSettings
 from terminal.host import HostLink
 from terminal.keystore import FileKeystore
-from terminal.ports import CardReader, DeviceError
+from terminal.ports import CardReader, DeviceError, ReceiptPrinter
 from terminal.settings import (
     SettingsError,
     load_config,
@@ -44,7 +51,7 @@ from terminal.settings import (
     load_default_settings,
     load_settings,
 )
-from terminal.store import Store
+from terminal.store import StorageCorrupt, StorageError, Store
 
 __all__ = [
     "ENROLMENT_FILE",
@@ -54,6 +61,7 @@ __all__ = [
     "load_configuration",
     "open_host",
     "open_terminal",
+    "printer_for",
     "reader_for",
 ]
 
@@ -134,6 +142,45 @@ def reader_for(data_dir: Path, reader_url: str | None = None) -> CardReader | No
     return LazyReader(configured) if configured is not None else None
 
 
+def _prepare(directory: Path) -> Path:
+    """The journal's path in ``directory``, checked (and the directory and journal made when new)."""
+    if directory.exists() and not directory.is_dir():
+        raise StorageError(f"the data directory {directory} is a file, not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the data directory {directory}: {exc.strerror or exc}") from None
+    journal = directory / "journal.sqlite"
+    keys_made = (directory / "keys" / "data.key").exists()
+    try:
+        size = journal.stat().st_size if journal.exists() else None
+    except OSError as exc:
+        raise StorageCorrupt(f"the journal {journal} cannot be read ({exc.strerror})") from None
+    if keys_made and not size:
+        what = "missing" if size is None else "empty (0 bytes)"
+        raise StorageCorrupt(
+            f"the journal {journal} is {what}, but this terminal's keys exist: its payments would be lost. "
+            f"Restore journal.sqlite from a backup, or move {directory} aside to set up a new terminal"
+        )
+    if size is None or (size == 0 and not keys_made):
+        Store.initialise(journal)
+    return journal
+
+
+def printer_for(data_dir: Path) -> ReceiptPrinter | None:
+    """The configured receipt printer (opened when the first receipt is printed), or None."""
+    try:
+        url = load_devices(data_dir).printer
+    except DeviceConfigError as exc:
+        error = exc
+
+        def refuse(url: str) -> ReceiptPrinter:
+            raise error
+
+        return LazyPrinter(DEVICES_FILE, opener=refuse)
+    return LazyPrinter(url) if url is not None else None
+
+
 def open_terminal(
     data_dir: Path | None = None,
     *,
@@ -145,28 +192,34 @@ def open_terminal(
 ) -> Terminal:
     """Open (creating on first use) the terminal whose state lives in ``data_dir``.
 
-    ``reader_url`` not given: the reader of the device configuration (see :func:`reader_for`).
+    ``reader_url`` not given: the reader of the device configuration (see
+    :func:`reader_for`); the receipt printer is the configured one (none by
+    default).  A data directory whose keys exist but whose journal is missing
+    or empty is refused (:class:`~terminal.store.StorageCorrupt`): its
+    payments would be lost, and a new journal would hide that.
     """
     directory = Path(data_dir) if data_dir is not None else default_data_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    journal = directory / "journal.sqlite"
-    # Keys are made only with a new journal: a terminal whose key file went
-    # missing must say so, not start over with a key that cannot read its data.
-    keystore = FileKeystore.open(directory / "keys", create=not journal.exists())
+    journal = _prepare(directory)
     config, configured, _ = load_configuration(directory)
-    reader = reader_for(directory, reader_url)
-    link = open_host(host, directory)
+    keystore = FileKeystore.open(directory / "keys", create=Store.is_blank(journal))
+    store = Store.open(journal, keystore, create=False)
+    try:
+        reader = reader_for(directory, reader_url)
+        link = open_host(host, directory)
+    except BaseException:
+        store.close()
+        raise
     # An enrolled terminal is who its certificate says it is.
     terminal_id, merchant_id = getattr(link, "terminal_id", None), getattr(link, "merchant_id", None)
     if isinstance(terminal_id, str) and isinstance(merchant_id, str):
         config = replace(config, terminal_id=terminal_id, merchant_id=merchant_id)
-    store = Store.open(journal, keystore)
     terminal = Terminal(
         config=config,
         store=store,
         keystore=keystore,
         host=link,
         reader=reader,
+        printer=printer_for(directory),
         clock=clock,
         settings=settings or configured,
     )

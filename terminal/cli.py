@@ -21,14 +21,15 @@ from emv.outcome import TransactionResult
 from emv.transaction import TransactionDataError
 from terminal import registry
 from terminal.emv_session import TapInputs, TapReport, build_transaction, run_tap, trace_header
+from terminal.exit_status import ExitStatus, status_for
 from terminal.money import MoneyError, currency, format_amount, parse_amount
-from terminal.ports import CardReader, CollisionDetected, DeviceError, NoCardError, WaitCancelled
+from terminal.ports import CardReader, CollisionDetected, NoCardError, WaitCancelled
 from terminal.settings import SettingsError, load_default_config
 from terminal.trace import TraceError, read_trace_header, to_trace
 
 __all__ = ["main"]
 
-EXIT_ERROR = 2
+EXIT_ERROR = int(ExitStatus.BAD_INPUT)
 _log = logging.getLogger("terminal.cli")
 
 
@@ -192,9 +193,25 @@ def _add_plugin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         ep.load()(sub)
 
 
+_EPILOG = """\
+data directory: commands that keep state take --data-dir DIR; the default is
+  $POSTERM_DATA_DIR, else the user data directory (~/.local/share/posterm on Linux).
+exit status: 0 approved or done; 1 declined, refused or not completed; 2 unusable
+  input; 3 a device, the host or the storage unavailable; 70 internal error (a
+  bug: details in the log); 130 interrupted. With --json, errors are JSON too.
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="posterm", description="posterm point-of-sale terminal")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="posterm",
+        description="posterm: a point-of-sale and contactless payment terminal, with a simulator for every "
+        "device and for the acquiring host.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"posterm {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from terminal import cli_devices, cli_payments
 
@@ -248,13 +265,16 @@ def _log_dir(args: argparse.Namespace) -> Path | None:
     if not hasattr(args, "data_dir") or args.command in _NOT_A_TERMINAL_DIR:
         return None
     if args.data_dir is not None:
-        return Path(args.data_dir)
-    from terminal.bootstrap import default_data_dir
+        directory = Path(args.data_dir)
+    else:
+        from terminal.bootstrap import default_data_dir
 
-    try:
-        return default_data_dir()
-    except Exception:  # no platform data directory: no log file, the command still runs
-        return None
+        try:
+            directory = default_data_dir()
+        except Exception:  # no platform data directory: no log file, the command still runs
+            return None
+    # A data directory that is a file is the command's error to report (once), not the log's.
+    return None if directory.exists() and not directory.is_dir() else directory
 
 
 def _command_name(args: argparse.Namespace) -> str:
@@ -267,11 +287,22 @@ def _command_name(args: argparse.Namespace) -> str:
     return " ".join(words)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("posterm")
+    except PackageNotFoundError:  # running from a checkout that was not installed
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except KeyboardInterrupt:
+        return int(ExitStatus.INTERRUPTED)
     if args.command == "emv" and args.emv_command == "tap" and not (args.card or args.reader):
-        print("posterm: error: give --card PROFILE (see 'posterm emv cards') or --reader URL", file=sys.stderr)
-        return EXIT_ERROR
+        return _fail(args, CliError("give --card PROFILE (see 'posterm emv cards') or --reader URL"))
     from terminal.logfile import command_logging
 
     with command_logging(_log_dir(args)) as handler:
@@ -282,40 +313,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
 
 
+def _fail(args: argparse.Namespace, exc: BaseException) -> int:
+    """Print an error as one line (and as JSON on standard output with ``--json``); its exit status."""
+    status = status_for(exc)
+    message = str(exc) or type(exc).__name__
+    if status is ExitStatus.INTERRUPTED and not str(exc):
+        message = "interrupted"
+    _log.info("error (exit status %d): %s", status, message)
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message, "exit_status": int(status)}))
+    print(f"posterm: error: {message}", file=sys.stderr)
+    return int(status)
+
+
 def _run(args: argparse.Namespace, *, logged: bool) -> int:
-    """Run the command; its errors are logged at INFO (they are the user's, and printed anyway).
+    """Run the command; every error a person can cause or meet ends as one line and its exit status.
 
-    Without a log file nothing is logged above INFO here: logging's last-resort
-    handler would print it on standard error as a second line.
+    Errors are logged at INFO (they are the user's, and printed anyway);
+    an unexpected one (a bug) is logged with its traceback when there is a
+    log file, and shown as one line that says where the details are.
     """
-    from terminal.cli_payments import CommandError
-    from terminal.host import HostError
-    from terminal.keystore import KeystoreError
-    from terminal.offline import PaymentRefused
-    from terminal.store import StorageError
-
     try:
         return int(args.func(args))
-    except (
-        CliError,
-        CommandError,
-        DeviceError,
-        MoneyError,
-        SettingsError,
-        TraceError,
-        TransactionDataError,
-        PaymentRefused,
-        StorageError,
-        KeystoreError,
-        HostError,
-    ) as exc:
-        _log.info("error: %s", exc)
-        print(f"posterm: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except Exception:
-        if logged:
-            _log.exception("unexpected error")
-        raise
+    except KeyboardInterrupt as exc:
+        return _fail(args, exc)
+    except Exception as exc:
+        if status_for(exc) is ExitStatus.BAD_INPUT and not _known(exc):
+            if logged:
+                _log.exception("unexpected error")
+            where = " (details in the log)" if logged else ""
+            return _fail(args, InternalError(f"internal error: {type(exc).__name__}: {exc}{where}"))
+        return _fail(args, exc)
+
+
+class InternalError(Exception):
+    """A bug: reported in one line, with the traceback in the log."""
+
+
+def _known(exc: BaseException) -> bool:
+    """Errors that are the user's input (exit status 2), as opposed to a bug."""
+    from terminal.cli_output import CommandError
+
+    return isinstance(
+        exc,
+        (CliError, CommandError, MoneyError, SettingsError, TraceError, TransactionDataError, InternalError),
+    ) or any(c.__name__ in ("PaymentRefused", "ConfigError", "ProfileError") for c in type(exc).__mro__)
 
 
 if __name__ == "__main__":  # pragma: no cover

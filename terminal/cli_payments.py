@@ -3,57 +3,54 @@
 Every command takes ``--data-dir DIR`` (default: ``$POSTERM_DATA_DIR`` or the
 platform's user data directory) and ``--json`` (one JSON object on standard
 output).  ``--host auto`` (the default) is the host the data directory is
-enrolled with (``posterm enrol``), or else ``memory``, an in-process host whose
-state is kept in the data directory; ``--host none`` means the host cannot be
-reached.
+enrolled with (``posterm enrol``), or else ``memory``, the simulator's
+in-process host whose state is kept in the data directory; ``--host none``
+means the host cannot be reached.
 
 ``sale`` and ``refund`` read the card on the reader of the device
 configuration (``posterm devices set reader URL``; by default a simulated
 ``visa-qvsdc-online`` card), on ``--reader URL`` (any reader URL, e.g.
 ``pcsc:`` or ``nfc:usb``), or on a simulated card with ``--card PROFILE``
-(short for ``--reader sim:card=PROFILE``).
+(short for ``--reader sim:card=PROFILE``).  While a card is awaited, the
+amount and the prompt are printed on standard error.
+
+Exit statuses: see :mod:`terminal.exit_status` (0 approved or done, 1
+declined or not completed, 2 unusable input, 3 unavailable, 130 interrupted).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import sys
-from datetime import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from terminal.bootstrap import open_terminal
-from terminal.facade import PaymentResult, SettlementRefused, Terminal, receipt_data
+from terminal.cli_output import (
+    CommandError,
+    Interrupted,
+    NotDone,
+    emit,
+    iso_moment,
+    positive_int,
+    write_output,
+)
+from terminal.facade import NothingToSettle, PaymentResult, SettlementRefused, Terminal, TerminalEvent
 from terminal.money import currency, format_amount, parse_amount
-from terminal.offline import OfflineBehavior
+from terminal.offline import OfflineBehavior, PaymentRefused
 
 __all__ = ["add_commands"]
 
 
-class CommandError(Exception):
-    """A command that cannot be carried out: one line, exit status 2."""
-
-
-def _common(p: argparse.ArgumentParser, host: bool = True) -> None:
-    p.add_argument("--data-dir", type=Path, help="where the journal and keys live")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    if host:
-        p.add_argument(
-            "--host",
-            default="auto",
-            help="auto (default: the enrolled host, else memory), memory, none, https, or https://HOST:PORT",
-        )
-
-
-def _open(args: argparse.Namespace, reader_url: str | None = None) -> Terminal:
-    return open_terminal(args.data_dir, reader_url=reader_url, host=getattr(args, "host", "auto"))
-
-
-def _print(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
-    print(json.dumps(obj, indent=1) if args.json else text)
+@contextmanager
+def _terminal(args: argparse.Namespace, reader_url: str | None = None) -> Iterator[Terminal]:
+    terminal = open_terminal(args.data_dir, reader_url=reader_url, host=getattr(args, "host", "auto"))
+    try:
+        yield terminal
+    finally:
+        terminal.close()
 
 
 def _reader(args: argparse.Namespace) -> str | None:
@@ -65,289 +62,288 @@ def _reader(args: argparse.Namespace) -> str | None:
     return str(args.reader) if args.reader else None
 
 
-def _open_with_reader(args: argparse.Namespace) -> Terminal:
-    terminal = _open(args, _reader(args))
+def _need_reader(terminal: Terminal) -> None:
     if terminal.reader is None:
-        terminal.store.close()
         raise CommandError(
             "no card reader is configured: 'posterm devices set reader URL', or give --reader URL or --card PROFILE"
         )
-    return terminal
+
+
+def _show_prompts(event: TerminalEvent) -> None:
+    if event.kind == "card_prompt":
+        print(f"{event.data.get('amount')}: {event.data.get('prompt')}", file=sys.stderr, flush=True)
 
 
 def _payment_text(r: PaymentResult) -> str:
     amount = format_amount(r.amount, currency(r.currency))
     card = f" {r.scheme} {r.masked_pan}" if r.masked_pan else ""
     code = f" (approval code {r.approval_code})" if r.approval_code else ""
-    return f"{r.kind} {amount}{card}: {r.message}{code}\ntransaction {r.txn_id}, state {r.state.value}"
+    lines = [f"{r.kind} {amount}{card}: {r.message}{code}", f"transaction {r.txn_id}, state {r.state.value}"]
+    lines += [f"warning: {w}" for w in r.warnings]
+    return "\n".join(lines)
+
+
+def _finish_payment(args: argparse.Namespace, result: PaymentResult) -> int:
+    emit(args, result.to_json(), _payment_text(result))
+    for warning in result.warnings:
+        print(f"posterm: warning: {warning}", file=sys.stderr)
+    return 0 if result.approved or result.state.value == "voided" else 1
+
+
+def _interrupted(terminal: Terminal) -> Interrupted:
+    """After Ctrl-C: finish what recovery finishes, and say in one line what state the payment is in."""
+    terminal.recover()
+    txn_id = terminal.payment_in_progress
+    if txn_id is None:
+        return Interrupted("interrupted before the card was read: no payment was made")
+    row = terminal.transaction(txn_id)
+    state = row.state.value if row is not None else "unknown"
+    if state == "reversal_pending":
+        return Interrupted(f"interrupted: payment {txn_id} is reversal_pending (the reversal is sent next)")
+    return Interrupted(f"interrupted: payment {txn_id} is {state}")
 
 
 def _cmd_sale(args: argparse.Namespace) -> int:
     cur = currency(args.currency)
     amount = parse_amount(args.amount, cur)
-    terminal = _open_with_reader(args)
-    result = terminal.sale(
-        amount, cur.numeric, exponent=cur.exponent, offline_behavior=OfflineBehavior(args.offline_behavior)
-    )
-    _print(args, result.to_json(), _payment_text(result))
-    return 0
+    with _terminal(args, _reader(args)) as terminal:
+        _need_reader(terminal)
+        terminal.subscribe(_show_prompts)
+        try:
+            result = terminal.sale(
+                amount, cur.numeric, exponent=cur.exponent, offline_behavior=OfflineBehavior(args.offline_behavior)
+            )
+        except KeyboardInterrupt:
+            raise _interrupted(terminal) from None
+        return _finish_payment(args, result)
 
 
 def _cmd_refund(args: argparse.Namespace) -> int:
     cur = currency(args.currency)
     amount = parse_amount(args.amount, cur)
-    # Against the original payment no card is read.
-    terminal = _open(args, "none") if args.original else _open_with_reader(args)
-    result = terminal.refund(
-        amount,
-        cur.numeric,
-        exponent=cur.exponent,
-        original_txn_id=args.original,
-        offline_behavior=OfflineBehavior(args.offline_behavior),
-    )
-    _print(args, result.to_json(), _payment_text(result))
-    return 0
+    reader = _reader(args)
+    if args.original is None and not args.unreferenced:
+        raise CommandError(
+            "say what is refunded: --original TXN_ID (to the card of that payment), or --unreferenced "
+            "(to the card presented, with no original payment)"
+        )
+    if args.original is not None and args.unreferenced:
+        raise CommandError("give either --original or --unreferenced, not both")
+    if args.other_card and (args.original is None or reader is None):
+        raise CommandError("--other-card goes with --original and the card presented (--card or --reader)")
+    # Against the original payment, no card is read unless one is named.
+    present = args.original is None or reader is not None
+    with _terminal(args, reader if present else "none") as terminal:
+        if present:
+            _need_reader(terminal)
+            terminal.subscribe(_show_prompts)
+        try:
+            result = terminal.refund(
+                amount,
+                cur.numeric,
+                exponent=cur.exponent,
+                original_txn_id=args.original,
+                present_card=present and args.original is not None,
+                to_other_card=args.other_card,
+                offline_behavior=OfflineBehavior(args.offline_behavior),
+            )
+        except KeyboardInterrupt:
+            raise _interrupted(terminal) from None
+        except PaymentRefused as exc:
+            if exc.reason == "other_card":
+                raise PaymentRefused(exc.reason, f"{exc} (--other-card)") from None
+            raise
+        return _finish_payment(args, result)
 
 
 def _cmd_void(args: argparse.Namespace) -> int:
-    result = _open(args).void(args.txn_id)
-    _print(args, result.to_json(), _payment_text(result))
-    return 0
+    with _terminal(args) as terminal:
+        try:
+            result = terminal.void(args.txn_id)
+        except KeyboardInterrupt:
+            raise _interrupted(terminal) from None
+        emit(args, result.to_json(), _payment_text(result))
+        return 0
 
 
-def _row_json(terminal: Terminal, txn_id: str) -> dict[str, Any]:
-    row = terminal.store.get(txn_id)
-    if row is None:
-        raise CommandError(f"no transaction {txn_id}")
-    return {
-        "txn_id": row.txn_id,
-        "kind": row.kind,
-        "state": row.state.value,
-        "amount": row.amount,
-        "currency": row.currency,
-        "scheme": row.scheme,
-        "masked_pan": row.masked_pan,
-        "batch_id": row.batch_id,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-        "original_txn_id": row.original_txn_id,
-        "offline_behavior": row.offline_behavior,
-        "details": row.details,
-    }
+def _money_text(amount: int, code: int) -> str:
+    try:
+        return format_amount(amount, currency(code))
+    except ValueError:
+        return f"{amount} ({code:03d})"
 
 
 def _cmd_journal(args: argparse.Namespace) -> int:
-    terminal = _open(args)
-    if args.journal_command == "list":
-        rows = terminal.store.list_transactions()
-        if args.limit:
-            rows = rows[-args.limit :]
-        items = [_row_json(terminal, r.txn_id) for r in rows]
-        lines = [
-            f"{r['txn_id']}  {r['kind']:<6} {r['state']:<26} "
-            f"{format_amount(r['amount'], currency(r['currency'])):>14}  {r['masked_pan'] or ''}"
-            for r in items
-        ]
-        _print(args, {"transactions": items}, "\n".join(lines) or "no transactions")
-        return 0
-    if args.journal_command == "show":
-        row = _row_json(terminal, args.txn_id)
-        history = terminal.store.journal_rows(txn_id=args.txn_id)
-        text = (
-            json.dumps(row, indent=1)
-            + "\n"
-            + "\n".join(f"#{h['seq']} {h['at']} {h['event']} -> {h['state']}" for h in history)
-        )
-        _print(args, row | {"journal": history}, text)
-        return 0
-    if args.journal_command == "verify":
-        report = terminal.store.verify()
-        obj = {"ok": report.ok, "rows": report.rows, "problems": report.problems}
-        text = (
-            f"journal verified: {report.rows} rows, chain intact"
-            if report.ok
-            else "journal verification FAILED:\n" + "\n".join(f"  {p}" for p in report.problems)
-        )
-        _print(args, obj, text)
-        return 0 if report.ok else 1
-    if args.journal_command == "purge":
-        purged = terminal.purge_expired_records()
-        years = terminal.settings.retention_years
-        _print(
-            args,
-            purged.__dict__ | {"retention_years": years},
-            f"purged {purged.transactions} transactions, {purged.batches} batches and {purged.journal_rows} "
-            f"journal rows older than {years} years",
-        )
-        return 0
-    return _export(args, terminal)
+    from terminal import cli_journal
 
-
-EXPORT_COLUMNS = [
-    "seq",
-    "at",
-    "txn_id",
-    "event",
-    "state",
-    "kind",
-    "amount",
-    "currency",
-    "scheme",
-    "masked_pan",
-    "approval_code",
-    "response_code",
-]
-
-
-def _export(args: argparse.Namespace, terminal: Terminal) -> int:
-    """Journal rows of a date range as CSV: masked PAN only, no card data, no keys."""
-    history = terminal.store.journal_rows(since=args.since, until=args.until)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(EXPORT_COLUMNS)
-    for h in history:
-        txn = terminal.store.get(h["txn_id"])
-        details = txn.details if txn is not None else {}
-        writer.writerow(
-            [
-                h["seq"],
-                h["at"],
-                h["txn_id"],
-                h["event"],
-                h["state"],
-                txn.kind if txn else "",
-                txn.amount if txn else "",
-                txn.currency if txn else "",
-                txn.scheme if txn else "",
-                (txn.masked_pan or "") if txn else "",
-                details.get("approval_code") or "",
-                details.get("response_code") or "",
-            ]
-        )
-    if args.output:
-        Path(args.output).write_text(out.getvalue(), encoding="utf-8")
-        _print(
-            args,
-            {"rows": len(history), "output": str(args.output)},
-            f"{len(history)} rows written to {args.output}",
-        )
-    else:
-        sys.stdout.write(out.getvalue())
-    return 0
+    with _terminal(args) as terminal:
+        return cli_journal.run(args, terminal)
 
 
 def _cmd_saf(args: argparse.Namespace) -> int:
-    terminal = _open(args)
-    if args.saf_command == "forward":
-        report = terminal.forward_now()
-        status = terminal.offline_status()
-        text = (
-            f"forwarded: {report.accepted} accepted, {report.declined} declined after forwarding, "
-            f"{report.rejected} rejected, {report.expired} expired, {report.reversals_sent} reversal(s) sent, "
-            f"{report.failed} failed"
-            + (f"; stopped: {report.stopped_by}" if report.stopped_by else "")
-            + f"\n{status.queued} still queued"
-            + (f"; last error: {status.last_error}" if report.failed and status.last_error else "")
-        )
-        _print(args, report.to_json() | {"status": status.to_json()}, text)
-        return 0 if report.failed == 0 and report.stopped_by is None else 1
-    status = terminal.offline_status()
-    lines = [f"{status.queued} payment(s) queued, {status.reversals_queued} reversal(s) queued"]
-    for code, (n, amount) in sorted(status.totals.items()):
-        lines.append(f"  {format_amount(amount, currency(code))} in {n} payment(s)")
-    if status.oldest_at:
-        lines.append(f"oldest: {status.oldest_at} ({(status.oldest_age_seconds or 0) / 60:.1f} min)")
-    if status.last_attempt_at:
-        lines.append(f"last attempt: {status.last_attempt_at}: {status.last_error}")
-    if status.declined_after_forwarding:
-        lines.append("declined or rejected after forwarding: " + ", ".join(status.declined_after_forwarding))
-    _print(args, status.to_json(), "\n".join(lines))
-    return 0
+    with _terminal(args) as terminal:
+        if args.saf_command == "forward":
+            try:
+                report = terminal.forward_now()
+            except KeyboardInterrupt:
+                terminal.recover()
+                left = terminal.offline_status()
+                raise Interrupted(
+                    f"interrupted: {left.queued} payment(s) and {left.reversals_queued} reversal(s) still queued; "
+                    "nothing was lost ('posterm saf forward' goes on)"
+                ) from None
+            status = terminal.offline_status()
+            text = (
+                f"forwarded: {report.accepted} accepted, {report.declined} declined after forwarding, "
+                f"{report.rejected} rejected, {report.expired} expired, {report.reversals_sent} reversal(s) sent, "
+                f"{report.failed} failed"
+                + (f"; stopped: {report.stopped_by}" if report.stopped_by else "")
+                + f"\n{status.queued} still queued"
+                + (f"; last error: {status.last_error}" if report.failed and status.last_error else "")
+            )
+            emit(args, report.to_json() | {"status": status.to_json()}, text)
+            return 0 if report.failed == 0 and report.stopped_by is None else 1
+        status = terminal.offline_status(checked=True)
+        lines = [f"{status.queued} payment(s) queued, {status.reversals_queued} reversal(s) queued"]
+        for code, (n, amount) in sorted(status.totals.items()):
+            lines.append(f"  {_money_text(amount, code)} in {n} payment(s)")
+        if status.oldest_at:
+            lines.append(f"oldest: {status.oldest_at} ({(status.oldest_age_seconds or 0) / 60:.1f} min)")
+        if status.last_attempt_at:
+            lines.append(f"last attempt: {status.last_attempt_at}: {status.last_error or 'ok'}")
+        if status.declined_after_forwarding:
+            lines.append("declined or rejected after forwarding: " + ", ".join(status.declined_after_forwarding))
+        if status.security_events:
+            lines.append(
+                f"SECURITY: {status.security_events} host certificate rejection(s); last {status.last_security_event}"
+            )
+        emit(args, status.to_json(), "\n".join(lines))
+        return 0
 
 
 def _cmd_receipt(args: argparse.Namespace) -> int:
     from terminal.receipts import render_escpos, render_text
 
-    terminal = _open(args)
-    try:
-        data = receipt_data(terminal, args.txn_id, reprint=True)
-    except KeyError:
-        raise CommandError(f"no transaction {args.txn_id}") from None
-    if args.format == "escpos":
-        payload = render_escpos(data, args.copy)
+    with _terminal(args) as terminal:
+        if terminal.transaction(args.txn_id) is None:
+            raise CommandError(f"no transaction {args.txn_id}")
+        if args.print:
+            terminal.print_receipt(args.txn_id, args.copy)
+            emit(args, {"txn_id": args.txn_id, "copy": args.copy, "printed": True}, f"{args.copy} copy printed")
+            return 0
+        data = terminal.receipt(args.txn_id, args.copy, issue=True)
+        if args.format == "escpos":
+            payload = render_escpos(data, args.copy)
+            if args.output:
+                write_output(args.output, payload)
+            else:
+                sys.stdout.buffer.write(payload)
+            return 0
+        text = render_text(data, args.copy)
         if args.output:
-            Path(args.output).write_bytes(payload)
-        else:
-            sys.stdout.buffer.write(payload)
+            write_output(args.output, text.encode("utf-8"))
+        emit(args, {"txn_id": args.txn_id, "copy": args.copy, "duplicate": data.reprint, "text": text}, text)
         return 0
-    text = render_text(data, args.copy)
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-    _print(args, {"txn_id": args.txn_id, "copy": args.copy, "text": text}, text)
-    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from terminal.host import TotalsLine
     from terminal.reports import render_report
 
-    terminal = _open(args)
-    kind = args.kind.upper()
-    if kind == "Z":
+    with _terminal(args) as terminal:
+        kind = args.kind.upper()
         batch_id = args.batch
-        if batch_id is None:
-            closed = terminal.store.closed_batches()
+        if kind == "Z" and batch_id is None:
+            closed = terminal.closed_batches()
             if not closed:
-                raise CommandError("no batch has been settled yet (Z reports are made at settlement)")
+                raise CommandError("no batch has been settled yet (a Z report is made for a settled batch)")
             batch_id = closed[-1]
-    else:
-        batch_id = args.batch
-    batch, lines = terminal.batch_lines(batch_id)
-    info = terminal.store.batch_info(batch)
-    closed_at = datetime.fromisoformat(info["closed_at"]) if info["closed_at"] else None
-    text = render_report(
-        kind,
-        batch,
-        terminal.config.terminal_id,
-        datetime.fromisoformat(info["opened_at"]),
-        closed_at,
-        lines,
-        saf_pending=terminal.offline_status().queued,
-        in_balance=info["in_balance"],
+        info = terminal.batch(batch_id)
+        if info is None:
+            raise CommandError(f"no batch {batch_id}")
+        settled = info["closed_at"] is not None
+        if kind == "X" and (settled or info["closing_at"]):
+            raise CommandError(f"batch {info['batch_id']} is settled: its report is 'posterm report z --batch "
+                               f"{info['batch_id']}'")  # fmt: skip
+        if kind == "Z" and not settled:
+            raise CommandError(f"batch {info['batch_id']} is not settled yet: 'posterm report x' shows it")
+        batch, lines = terminal.batch_lines(info["batch_id"])
+        voided: dict[tuple[str, int, str], list[int]] = {}
+        for row in terminal.voids(batch):
+            acc = voided.setdefault((row.scheme, row.currency, row.kind), [0, 0])
+            acc[0] += 1
+            acc[1] += row.amount
+        voids = [TotalsLine(s, c, k, n, a) for (s, c, k), (n, a) in voided.items()]
+        closed_at = datetime.fromisoformat(info["closed_at"]) if settled else None
+        text = render_report(
+            kind,
+            batch,
+            terminal.config.terminal_id,
+            datetime.fromisoformat(info["opened_at"]),
+            closed_at,
+            lines,
+            saf_pending=0 if kind == "Z" else terminal.offline_status().queued,
+            in_balance=info["in_balance"] if kind == "Z" else None,
+            voids=voids,
+        )
+        obj = {
+            "kind": kind,
+            "batch_id": batch,
+            "lines": [line.__dict__ for line in lines],
+            "voids": [line.__dict__ for line in voids],
+            "batch": info,
+            "text": text,
+        }
+        emit(args, obj, text)
+        return 0
+
+
+def _difference_text(diff: dict[str, Any]) -> str:
+    code = int(diff.get("currency", 0))
+    return (
+        f"{diff.get('kind', '?')}s in {_money_text(0, code).split()[-1]}: the terminal counted "
+        f"{diff.get('terminal_count')} for {_money_text(int(diff.get('terminal_amount', 0)), code)}, the host "
+        f"{diff.get('host_count')} for {_money_text(int(diff.get('host_amount', 0)), code)}"
     )
-    obj = {
-        "kind": kind,
-        "batch_id": batch,
-        "lines": [line.__dict__ for line in lines],
-        "batch": info,
-        "text": text,
-    }
-    _print(args, obj, text)
-    return 0
 
 
 def _cmd_settle(args: argparse.Namespace) -> int:
-    terminal = _open(args)
-    try:
-        result = terminal.settle()
-    except SettlementRefused as exc:
-        raise CommandError(str(exc)) from None
-    balance = "in balance" if result.in_balance else "OUT OF BALANCE"
-    text = (
-        f"batch {result.batch_id} settled, {balance} (host reference {result.host_reference}); "
-        f"batch {result.new_batch_id} is open"
+    with _terminal(args) as terminal:
+        try:
+            result = terminal.settle()
+        except NothingToSettle as exc:
+            emit(args, {"settled": False, "reason": str(exc)}, str(exc))
+            return 0
+        except SettlementRefused as exc:
+            raise NotDone(str(exc)) from None
+        balance = "in balance" if result.in_balance else "OUT OF BALANCE"
+        text = (
+            f"batch {result.batch_id} settled, {balance} (host reference {result.host_reference}); "
+            f"batch {result.new_batch_id} is open"
+        )
+        for diff in result.differences:
+            text += f"\n  difference: {_difference_text(diff)}"
+        if not result.in_balance:
+            text += "\n  the batch is closed; compare 'posterm report z' with the acquirer's report"
+        emit(args, result.to_json() | {"settled": True}, text)
+        return 0 if result.in_balance else 1
+
+
+def _common(p: argparse.ArgumentParser, host: bool = True) -> None:
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="where the journal and keys live (default: $POSTERM_DATA_DIR, else the user data directory)",
     )
-    for diff in result.differences:
-        text += f"\n  difference: {diff}"
-    obj = {
-        "batch_id": result.batch_id,
-        "in_balance": result.in_balance,
-        "host_reference": result.host_reference,
-        "lines": [line.__dict__ for line in result.lines],
-        "differences": list(result.differences),
-        "new_batch_id": result.new_batch_id,
-    }
-    _print(args, obj, text)
-    return 0
+    p.add_argument("--json", action="store_true", help="print one JSON object (errors too)")
+    if host:
+        p.add_argument(
+            "--host",
+            default="auto",
+            help="auto (default: the enrolled host, else memory), memory, none, https, or https://HOST:PORT",
+        )
 
 
 def add_commands(sub: Any) -> None:
@@ -355,7 +351,7 @@ def add_commands(sub: Any) -> None:
     behaviours = [b.value for b in OfflineBehavior]
 
     def payment(name: str, helptext: str) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = sub.add_parser(name, help=helptext)
+        p: argparse.ArgumentParser = sub.add_parser(name, help=helptext, description=helptext)
         p.add_argument("amount", help="amount as a decimal, e.g. 12.34")
         p.add_argument("--currency", default="EUR", help="ISO 4217 code (default EUR)")
         p.add_argument("--card", help="a simulated card profile (short for --reader sim:card=PROFILE)")
@@ -370,8 +366,18 @@ def add_commands(sub: Any) -> None:
         return p
 
     payment("sale", "charge a card").set_defaults(func=_cmd_sale)
-    refund = payment("refund", "refund to a card, or against an original payment")
-    refund.add_argument("--original", metavar="TXN_ID", help="the payment refunded (no card needed)")
+    refund = payment("refund", "refund against an original payment, or to the card presented")
+    refund.add_argument(
+        "--original", metavar="TXN_ID", help="the sale refunded: to its card (no card is read unless named)"
+    )
+    refund.add_argument(
+        "--unreferenced", action="store_true", help="a refund with no original payment, to the card presented"
+    )
+    refund.add_argument(
+        "--other-card",
+        action="store_true",
+        help="with --original and --card/--reader: refund to the card presented although it is not the original's",
+    )
     refund.set_defaults(func=_cmd_refund)
 
     void = sub.add_parser("void", help="cancel an approved payment of the open batch")
@@ -379,16 +385,16 @@ def add_commands(sub: Any) -> None:
     _common(void)
     void.set_defaults(func=_cmd_void)
 
-    journal = sub.add_parser("journal", help="the transaction journal")
-    jsub = journal.add_subparsers(dest="journal_command", required=True)
+    journal = sub.add_parser("journal", help="the transaction journal: list, show, verify, export, purge")
+    jsub = journal.add_subparsers(dest="journal_command", required=True, metavar="COMMAND")
     jl = jsub.add_parser("list", help="transactions, oldest first")
-    jl.add_argument("--limit", type=int, help="only the last N")
+    jl.add_argument("--limit", type=positive_int, help="only the last N")
     js = jsub.add_parser("show", help="one transaction and its history")
     js.add_argument("txn_id")
-    jv = jsub.add_parser("verify", help="check the hash chain: edited or removed rows show")
+    jv = jsub.add_parser("verify", help="check the hash chain and every row's seal: edited or removed rows show")
     je = jsub.add_parser("export", help="journal rows of a date range as CSV, without sensitive data")
-    je.add_argument("--since", help="ISO date or time, inclusive (UTC)")
-    je.add_argument("--until", help="ISO date or time, exclusive (UTC)")
+    je.add_argument("--since", type=iso_moment, help="ISO date or time, inclusive (UTC), e.g. 2026-01-01")
+    je.add_argument("--until", type=iso_moment, help="ISO date or time, exclusive (UTC)")
     je.add_argument("--output", help="file to write (default: standard output)")
     jp = jsub.add_parser(
         "purge", help="delete settled records older than the retention period (also done after each settlement)"
@@ -397,8 +403,8 @@ def add_commands(sub: Any) -> None:
         _common(p, host=False)
     journal.set_defaults(func=_cmd_journal)
 
-    saf = sub.add_parser("saf", help="the store-and-forward queue")
-    ssub = saf.add_subparsers(dest="saf_command", required=True)
+    saf = sub.add_parser("saf", help="the store-and-forward queue: status, forward")
+    ssub = saf.add_subparsers(dest="saf_command", required=True, metavar="COMMAND")
     for p in (
         ssub.add_parser("status", help="what waits, and since when"),
         ssub.add_parser("forward", help="send queued reversals and payments now"),
@@ -406,17 +412,20 @@ def add_commands(sub: Any) -> None:
         _common(p)
     saf.set_defaults(func=_cmd_saf)
 
-    receipt = sub.add_parser("receipt", help="print a receipt again from the journal")
+    receipt = sub.add_parser("receipt", help="a receipt from the journal (a second one is marked duplicate)")
     receipt.add_argument("txn_id")
     receipt.add_argument("--format", choices=["text", "escpos"], default="text")
     receipt.add_argument("--copy", choices=["customer", "merchant"], default="customer")
     receipt.add_argument("--output", help="file to write")
+    receipt.add_argument("--print", action="store_true", help="print it on the configured receipt printer")
     _common(receipt, host=False)
     receipt.set_defaults(func=_cmd_receipt)
 
     report = sub.add_parser("report", help="X report (running totals) or Z report (a settled batch)")
     report.add_argument("kind", choices=["x", "z", "X", "Z"])
-    report.add_argument("--batch", type=int, help="batch number (default: open batch for X, last settled for Z)")
+    report.add_argument(
+        "--batch", type=positive_int, help="batch number (default: open batch for X, last settled for Z)"
+    )
     _common(report, host=False)
     report.set_defaults(func=_cmd_report)
 

@@ -30,7 +30,15 @@ from typing import Any, Final
 
 from terminal import registry
 from terminal.files import atomic_write
-from terminal.ports import CancelToken, CardReader, CardSession, DeviceError, DeviceGone
+from terminal.ports import (
+    CancelToken,
+    CardReader,
+    CardSession,
+    DeviceError,
+    DeviceGone,
+    PrinterStatus,
+    ReceiptPrinter,
+)
 from terminal.settings import SettingsError, shipped_document
 
 __all__ = [
@@ -39,6 +47,7 @@ __all__ = [
     "KINDS",
     "DeviceConfig",
     "DeviceConfigError",
+    "LazyPrinter",
     "LazyReader",
     "load_devices",
     "set_device",
@@ -250,3 +259,42 @@ class LazyReader:
 
     def __repr__(self) -> str:
         return f"LazyReader({self.url!r}, opened={self.opened})"
+
+
+class LazyPrinter:
+    """A receipt printer named by URL, opened when the first receipt is printed.
+
+    A :class:`~terminal.ports.ReceiptPrinter` itself; an error opening the
+    device comes from :meth:`print_job` (or :meth:`status`) as a DeviceError.
+    """
+
+    kind = "printer"
+
+    def __init__(self, url: str, opener: Callable[[str], ReceiptPrinter] | None = None) -> None:
+        self.url = url
+        self._opener = opener or registry.open_printer
+        self._printer: ReceiptPrinter | None = None
+
+    def device(self) -> ReceiptPrinter:
+        if self._printer is None:
+            self._printer = self._opener(self.url)
+        return self._printer
+
+    def print_job(self, data: bytes) -> None:
+        try:
+            self.device().print_job(data)
+        except DeviceGone:
+            self.close()
+            raise
+
+    def status(self) -> PrinterStatus:
+        return self.device().status()
+
+    def close(self) -> None:
+        printer, self._printer = self._printer, None
+        if printer is not None:
+            with contextlib.suppress(Exception):
+                printer.close()
+
+    def __repr__(self) -> str:
+        return f"LazyPrinter({self.url!r}, opened={self._printer is not None})"

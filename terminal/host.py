@@ -29,6 +29,7 @@ __all__ = [
     "BatchAdvising",
     "BatchTotals",
     "HostAnswer",
+    "HostCertificateRejected",
     "HostError",
     "HostLink",
     "HostNoAnswer",
@@ -47,6 +48,14 @@ class HostError(Exception):
 
 class HostUnreachable(HostError):
     """Nothing was sent: the host could not be reached."""
+
+
+class HostCertificateRejected(HostUnreachable):
+    """Nothing was sent: the host's certificate is wrong, expired or not issued by its CA.
+
+    A security event, not an ordinary outage: someone may stand between the
+    terminal and its host.  Payments are stored offline all the same.
+    """
 
 
 class HostNoAnswer(HostError):

@@ -1,18 +1,34 @@
-"""The life of a payment as an explicit table of allowed transitions.
+"""The life of a payment as an explicit table of allowed transitions, with their effects.
 
-Every change of a transaction's state is one row of this table, and is
-written to the journal (durably) before the terminal acts on it.  A crash
-at any point leaves each transaction in a state of this table; start-up
-recovery moves the unfinished ones on with the ``recover_*`` events, so
-that each ends in a defined state:
+Every change of a transaction's state is one row of :data:`TRANSITIONS`:
+``(state, event) -> Transition(to, money, effects...)``.  The row says what
+the change does besides moving the state (queue a store-and-forward entry,
+queue a reversal, drop the sensitive card data, record the host's answer to a
+queued entry, mark a reversal delivered) and what it does to the customer's
+money.  :class:`terminal.store.Store` applies a row and everything it names in
+one durable commit, and mints the idempotency keys itself: callers pass only
+data, so an effect can neither be forgotten nor applied twice.
+
+A crash at any point leaves each transaction in a state of this table;
+start-up recovery moves the unfinished ones on with the ``recover_*`` events:
 
 - ``started`` (the card was being read; nothing was shown) -> ``cancelled``;
 - ``authorising`` (the request may have reached the host) -> ``reversal_pending``;
 - ``offline_approved`` / ``deferred_approved`` were made durable together with
   their SAF entry, so they need nothing.
 
+What may follow what *between* payments (a refund against a sale, a void of a
+sale or of a refund) is the second table, :data:`FOLLOW_UPS`, with the reason
+in words for every state it refuses.  Together they keep the money rule:
+
+    for every sale, at every moment, what the customer has paid is the sale
+    amount less its refunds, or nothing if it was voided or reversed, and
+    never below nothing.
+
 >>> next_state(State.STARTED, Event.GO_ONLINE)
 <State.AUTHORISING: 'authorising'>
+>>> TRANSITIONS[State.AUTHORISING, Event.NO_ANSWER].queue_reversal
+'no_answer'
 >>> next_state(State.DECLINED, Event.HOST_APPROVED)  # doctest: +IGNORE_EXCEPTION_DETAIL
 Traceback (most recent call last):
 ...
@@ -22,15 +38,28 @@ terminal.lifecycle.TransitionError: no transition from declined on host_approved
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 __all__ = [
     "APPROVED_STATES",
+    "COUNTED_REFUND_STATES",
     "FINAL_STATES",
+    "FOLLOW_UPS",
     "TRANSITIONS",
+    "UNFINISHED_STATES",
     "Event",
+    "FollowUp",
+    "Money",
     "State",
+    "Transition",
     "TransitionError",
+    "customer_paid",
+    "follow_up_refusal",
     "next_state",
+    "saf_kind",
+    "table_markdown",
+    "transition",
 ]
 
 
@@ -74,46 +103,118 @@ class Event(enum.Enum):
     RECOVER_AUTHORISING = "recover_authorising"
 
 
-S, E = State, Event
+class Money(enum.Enum):
+    """What a transition does to the customer's money, as the terminal's books show it.
 
-TRANSITIONS: dict[tuple[State, Event], State] = {
+    For a sale "the money" is the amount charged; for a refund, the amount paid back.
+    """
+
+    NONE = "none"  # nothing changes hands
+    TAKEN = "taken"  # the amount now counts: charged (sale) or paid back (refund)
+    KEPT = "kept"  # it counted and still does (the host confirmed what the card approved)
+    RETURNED = "returned"  # it counted and no longer does (voided, reversed, refused later)
+    UNKNOWN = "unknown"  # the host may have approved, the answer was lost: a reversal undoes it
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One row of the table: the next state and everything the change implies.
+
+    ``queue_saf``: the payment enters the store-and-forward queue (its kind of
+    entry comes from :func:`saf_kind`).  ``saf_answer``: the queued entry is
+    settled with this status (accepted, declined, rejected, expired,
+    withdrawn).  ``queue_reversal``: a reversal with this reason is queued.
+    ``reversal_done``: the queued reversal was delivered.  ``keep_card_data``:
+    the encrypted data objects for the host may be stored with this change
+    (they are needed later); ``drop_card_data``: they are deleted, because the
+    authorisation they served is complete (PCI DSS 3.3.1).
+    """
+
+    to: State
+    money: Money
+    queue_saf: bool = False
+    saf_answer: str | None = None
+    queue_reversal: str | None = None
+    reversal_done: bool = False
+    keep_card_data: bool = False
+    drop_card_data: bool = False
+
+    def effects(self) -> tuple[str, ...]:
+        """The effects in words, for the documentation table."""
+        out = []
+        if self.keep_card_data:
+            out.append("keep card data")
+        if self.queue_saf:
+            out.append("queue SAF entry")
+        if self.saf_answer:
+            out.append(f"SAF entry {self.saf_answer}")
+        if self.queue_reversal:
+            out.append(f"queue reversal ({self.queue_reversal})")
+        if self.reversal_done:
+            out.append("reversal delivered")
+        if self.drop_card_data:
+            out.append("drop card data")
+        return tuple(out)
+
+
+S, E, M, T = State, Event, Money, Transition
+
+TRANSITIONS: dict[tuple[State, Event], Transition] = {
     # reading the card
-    (S.STARTED, E.CARD_DECLINED): S.DECLINED,
-    (S.STARTED, E.NOT_COMPLETED): S.CANCELLED,
-    (S.STARTED, E.OFFLINE_APPROVED): S.OFFLINE_APPROVED,
-    (S.STARTED, E.GO_ONLINE): S.AUTHORISING,
-    (S.STARTED, E.NOT_SENT_DEFERRED): S.DEFERRED_APPROVED,  # force_offline with an ARQC
-    (S.STARTED, E.NOT_SENT_DECLINED): S.DECLINED,
-    (S.STARTED, E.RECOVER_STARTED): S.CANCELLED,
+    (S.STARTED, E.CARD_DECLINED): T(S.DECLINED, M.NONE),
+    (S.STARTED, E.NOT_COMPLETED): T(S.CANCELLED, M.NONE),
+    (S.STARTED, E.OFFLINE_APPROVED): T(S.OFFLINE_APPROVED, M.TAKEN, queue_saf=True, keep_card_data=True),
+    (S.STARTED, E.GO_ONLINE): T(S.AUTHORISING, M.NONE, keep_card_data=True),
+    # force_offline with an ARQC, or a refund stored for later
+    (S.STARTED, E.NOT_SENT_DEFERRED): T(S.DEFERRED_APPROVED, M.TAKEN, queue_saf=True, keep_card_data=True),
+    (S.STARTED, E.NOT_SENT_DECLINED): T(S.DECLINED, M.NONE),
+    (S.STARTED, E.RECOVER_STARTED): T(S.CANCELLED, M.NONE, drop_card_data=True),
     # online authorisation
-    (S.AUTHORISING, E.HOST_APPROVED): S.APPROVED,
-    (S.AUTHORISING, E.HOST_DECLINED): S.DECLINED,
-    (S.AUTHORISING, E.NO_ANSWER): S.REVERSAL_PENDING,
-    (S.AUTHORISING, E.NOT_SENT_DEFERRED): S.DEFERRED_APPROVED,
-    (S.AUTHORISING, E.NOT_SENT_DECLINED): S.DECLINED,
-    (S.AUTHORISING, E.RECOVER_AUTHORISING): S.REVERSAL_PENDING,
-    (S.REVERSAL_PENDING, E.REVERSAL_ACKNOWLEDGED): S.REVERSED,
-    # store and forward
-    (S.OFFLINE_APPROVED, E.FORWARD_ACCEPTED): S.FORWARDED,
-    (S.OFFLINE_APPROVED, E.FORWARD_DECLINED): S.DECLINED_AFTER_FORWARDING,
-    (S.OFFLINE_APPROVED, E.FORWARD_REJECTED): S.REJECTED_BY_HOST,
-    (S.OFFLINE_APPROVED, E.SAF_EXPIRED): S.EXPIRED,
+    (S.AUTHORISING, E.HOST_APPROVED): T(S.APPROVED, M.TAKEN, drop_card_data=True),
+    (S.AUTHORISING, E.HOST_DECLINED): T(S.DECLINED, M.NONE, drop_card_data=True),
+    (S.AUTHORISING, E.NO_ANSWER): T(S.REVERSAL_PENDING, M.UNKNOWN, queue_reversal="no_answer", drop_card_data=True),
+    (S.AUTHORISING, E.NOT_SENT_DEFERRED): T(S.DEFERRED_APPROVED, M.TAKEN, queue_saf=True),
+    (S.AUTHORISING, E.NOT_SENT_DECLINED): T(S.DECLINED, M.NONE, drop_card_data=True),
+    (S.AUTHORISING, E.RECOVER_AUTHORISING): T(
+        S.REVERSAL_PENDING, M.UNKNOWN, queue_reversal="recovery", drop_card_data=True
+    ),
+    (S.REVERSAL_PENDING, E.REVERSAL_ACKNOWLEDGED): T(S.REVERSED, M.NONE, reversal_done=True),
+    # store and forward: the host's answer settles the entry and ends the card data's use
+    (S.OFFLINE_APPROVED, E.FORWARD_ACCEPTED): T(S.FORWARDED, M.KEPT, saf_answer="accepted", drop_card_data=True),
+    (S.OFFLINE_APPROVED, E.FORWARD_DECLINED): T(
+        S.DECLINED_AFTER_FORWARDING, M.RETURNED, saf_answer="declined", drop_card_data=True
+    ),
+    (S.OFFLINE_APPROVED, E.FORWARD_REJECTED): T(
+        S.REJECTED_BY_HOST, M.RETURNED, saf_answer="rejected", drop_card_data=True
+    ),
+    (S.OFFLINE_APPROVED, E.SAF_EXPIRED): T(S.EXPIRED, M.RETURNED, saf_answer="expired", drop_card_data=True),
     # expired after a send whose answer was lost: the host may hold it, so it is reversed
-    (S.OFFLINE_APPROVED, E.SAF_EXPIRED_AFTER_SENDING): S.REVERSAL_PENDING,
-    (S.DEFERRED_APPROVED, E.FORWARD_ACCEPTED): S.FORWARDED,
-    (S.DEFERRED_APPROVED, E.FORWARD_DECLINED): S.DECLINED_AFTER_FORWARDING,
-    (S.DEFERRED_APPROVED, E.FORWARD_REJECTED): S.REJECTED_BY_HOST,
-    (S.DEFERRED_APPROVED, E.SAF_EXPIRED): S.EXPIRED,
-    (S.DEFERRED_APPROVED, E.SAF_EXPIRED_AFTER_SENDING): S.REVERSAL_PENDING,
-    # void (same batch): a reversal is queued and sent; an entry still in the
-    # SAF queue is withdrawn in the same commit (the host may have received it
-    # just before a crash: the reversal covers that, and is acknowledged as
-    # "nothing to reverse" otherwise)
-    (S.OFFLINE_APPROVED, E.VOID_QUEUED): S.VOID_PENDING,
-    (S.DEFERRED_APPROVED, E.VOID_QUEUED): S.VOID_PENDING,
-    (S.APPROVED, E.VOID_QUEUED): S.VOID_PENDING,
-    (S.FORWARDED, E.VOID_QUEUED): S.VOID_PENDING,
-    (S.VOID_PENDING, E.VOID_REVERSED): S.VOIDED,
+    (S.OFFLINE_APPROVED, E.SAF_EXPIRED_AFTER_SENDING): T(
+        S.REVERSAL_PENDING, M.RETURNED, saf_answer="expired", queue_reversal="expired", drop_card_data=True
+    ),
+    (S.DEFERRED_APPROVED, E.FORWARD_ACCEPTED): T(S.FORWARDED, M.KEPT, saf_answer="accepted", drop_card_data=True),
+    (S.DEFERRED_APPROVED, E.FORWARD_DECLINED): T(
+        S.DECLINED_AFTER_FORWARDING, M.RETURNED, saf_answer="declined", drop_card_data=True
+    ),
+    (S.DEFERRED_APPROVED, E.FORWARD_REJECTED): T(
+        S.REJECTED_BY_HOST, M.RETURNED, saf_answer="rejected", drop_card_data=True
+    ),
+    (S.DEFERRED_APPROVED, E.SAF_EXPIRED): T(S.EXPIRED, M.RETURNED, saf_answer="expired", drop_card_data=True),
+    (S.DEFERRED_APPROVED, E.SAF_EXPIRED_AFTER_SENDING): T(
+        S.REVERSAL_PENDING, M.RETURNED, saf_answer="expired", queue_reversal="expired", drop_card_data=True
+    ),
+    # void (same batch): a reversal is queued and sent; an entry still in the SAF queue is
+    # withdrawn in the same commit (the host may have received it just before a crash: the
+    # reversal covers that, and is acknowledged as "nothing to reverse" otherwise)
+    (S.OFFLINE_APPROVED, E.VOID_QUEUED): T(
+        S.VOID_PENDING, M.RETURNED, saf_answer="withdrawn", queue_reversal="void", drop_card_data=True
+    ),
+    (S.DEFERRED_APPROVED, E.VOID_QUEUED): T(
+        S.VOID_PENDING, M.RETURNED, saf_answer="withdrawn", queue_reversal="void", drop_card_data=True
+    ),
+    (S.APPROVED, E.VOID_QUEUED): T(S.VOID_PENDING, M.RETURNED, queue_reversal="void"),
+    (S.FORWARDED, E.VOID_QUEUED): T(S.VOID_PENDING, M.RETURNED, queue_reversal="void"),
+    (S.VOID_PENDING, E.VOID_REVERSED): T(S.VOIDED, M.NONE, reversal_done=True),
 }
 
 FINAL_STATES = frozenset(
@@ -131,13 +232,111 @@ FINAL_STATES = frozenset(
 # States in which the customer was told "approved" (and the money counts in the batch).
 APPROVED_STATES = frozenset({S.APPROVED, S.OFFLINE_APPROVED, S.DEFERRED_APPROVED, S.FORWARDED})
 
+# States a crash may leave a payment in that recovery or a queued reversal must finish.
+UNFINISHED_STATES = frozenset({S.STARTED, S.AUTHORISING, S.REVERSAL_PENDING, S.VOID_PENDING})
+
 
 class TransitionError(Exception):
     """A transition the table does not allow (a bug, or a replayed event)."""
 
 
-def next_state(state: State, event: Event) -> State:
+def transition(state: State, event: Event) -> Transition:
+    """The row for ``(state, event)``; :class:`TransitionError` when the table has none."""
     try:
         return TRANSITIONS[(state, event)]
     except KeyError:
         raise TransitionError(f"no transition from {state.value} on {event.value}") from None
+
+
+def next_state(state: State, event: Event) -> State:
+    return transition(state, event).to
+
+
+def saf_kind(kind: str, event: Event) -> str:
+    """The kind of store-and-forward entry a payment of ``kind`` gets on ``event``.
+
+    >>> saf_kind("sale", Event.OFFLINE_APPROVED), saf_kind("refund", Event.NOT_SENT_DEFERRED)
+    ('offline_approval', 'offline_refund')
+    """
+    if kind == "refund":
+        return "offline_refund"
+    return "offline_approval" if event is Event.OFFLINE_APPROVED else "deferred_authorisation"
+
+
+# -- what may follow what, between payments ---------------------------------------------------
+
+
+class FollowUp(enum.Enum):
+    REFUND = "refund"  # a refund against this payment (an original sale)
+    VOID = "void"  # the void of this payment (a sale or a refund, same batch)
+
+
+# The states of a payment of a kind in which a follow-up is allowed.  A refund goes only
+# against a sale the host has confirmed: one still queued may yet be declined by the host
+# (and then the customer would get back what was never taken), so it is voided instead.
+FOLLOW_UPS: dict[tuple[FollowUp, str], frozenset[State]] = {
+    (FollowUp.REFUND, "sale"): frozenset({S.APPROVED, S.FORWARDED}),
+    (FollowUp.REFUND, "refund"): frozenset(),
+    (FollowUp.VOID, "sale"): APPROVED_STATES,
+    (FollowUp.VOID, "refund"): APPROVED_STATES,
+}
+
+# Why a follow-up is refused, in words, by the state of the payment it names.
+_REFUSED_BECAUSE: dict[State, str] = {
+    S.STARTED: "it is not finished",
+    S.AUTHORISING: "it is not finished",
+    S.DECLINED: "it was declined: nothing was paid",
+    S.CANCELLED: "it was not completed: nothing was paid",
+    S.REVERSAL_PENDING: "its result was unknown and it is being reversed: nothing stays paid",
+    S.REVERSED: "it was reversed: nothing was paid",
+    S.OFFLINE_APPROVED: "it has not reached the host yet (void it, or forward the queue first)",
+    S.DEFERRED_APPROVED: "it has not reached the host yet (void it, or forward the queue first)",
+    S.DECLINED_AFTER_FORWARDING: "the host declined it after forwarding: nothing was paid",
+    S.REJECTED_BY_HOST: "the host refused it: nothing was paid",
+    S.EXPIRED: "it expired before the host could confirm it: nothing was collected",
+    S.VOID_PENDING: "it was voided",
+    S.VOIDED: "it was voided",
+}
+
+# The states of a refund that count against its original: approved, and anything that may
+# still end approved or is being undone (until the undoing is confirmed, the refund counts).
+COUNTED_REFUND_STATES = APPROVED_STATES | {S.STARTED, S.AUTHORISING, S.REVERSAL_PENDING, S.VOID_PENDING}
+
+
+def follow_up_refusal(action: FollowUp, kind: str, state: State) -> str | None:
+    """Why ``action`` may not follow a ``kind`` payment in ``state``, or None when it may.
+
+    >>> follow_up_refusal(FollowUp.REFUND, "sale", State.DEFERRED_APPROVED)
+    'it has not reached the host yet (void it, or forward the queue first)'
+    >>> follow_up_refusal(FollowUp.VOID, "sale", State.FORWARDED) is None
+    True
+    """
+    if state in FOLLOW_UPS.get((action, kind), frozenset()):
+        return None
+    if action is FollowUp.REFUND and kind != "sale":
+        return f"it is a {kind}: only a sale can be refunded"
+    return _REFUSED_BECAUSE.get(state, f"it is {state.value}")
+
+
+def customer_paid(sale_amount: int, sale_state: State, refunds: Iterable[tuple[int, State]]) -> int:
+    """What the customer has paid for a sale, by the terminal's books.
+
+    The sale's amount if it counts (an approved state), less every refund
+    against it that counts; nothing when the sale was voided or reversed.
+
+    >>> customer_paid(500, State.APPROVED, [(300, State.APPROVED), (100, State.FORWARDED)])
+    100
+    >>> customer_paid(500, State.VOIDED, [])
+    0
+    """
+    charged = sale_amount if sale_state in APPROVED_STATES else 0
+    return charged - sum(amount for amount, state in refunds if state in APPROVED_STATES)
+
+
+def table_markdown() -> str:
+    """The transition table as Markdown, as docs/terminal-core.md shows it (checked by a test)."""
+    lines = ["| from | event | to | money | effects |", "| --- | --- | --- | --- | --- |"]
+    for (state, event), row in TRANSITIONS.items():
+        effects = ", ".join(row.effects()) or "-"
+        lines.append(f"| {state.value} | {event.value} | {row.to.value} | {row.money.value} | {effects} |")
+    return "\n".join(lines)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import logging.handlers
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
@@ -39,6 +40,7 @@ LOG_MAX_BYTES: Final = 256 * 1024
 LOG_BACKUPS: Final = 2
 _FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+
 class PanMaskingFilter(logging.Filter):
     """Masks PAN-like digit runs in a record's message, traceback and stack (never drops a record)."""
 
@@ -58,13 +60,30 @@ class PanMaskingFilter(logging.Filter):
         return True
 
 
+class _QuietFileHandler(logging.handlers.RotatingFileHandler):
+    """A log file that, when it cannot be written, says so once on standard error and goes quiet.
+
+    logging's own handling prints a traceback for every record that fails (a
+    read-only data directory gave five before the command's one clear line).
+    """
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if self.failed:
+            return
+        self.failed = True
+        error = sys.exc_info()[1]
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"posterm: note: cannot write the log {self.baseFilename} ({reason}); not logging\n")
+
+
 def open_log_handler(data_dir: Path, level: int = logging.INFO) -> logging.Handler:
     """A rotating file handler on ``<data_dir>/logs/posterm.log`` with the masking filter (not attached)."""
     path = Path(data_dir) / LOG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8", delay=True
-    )
+    handler = _QuietFileHandler(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8", delay=True)
     handler.setLevel(level)
     handler.addFilter(PanMaskingFilter())
     handler.setFormatter(logging.Formatter(_FORMAT))
@@ -84,7 +103,8 @@ def command_logging(data_dir: Path | None, level: int = logging.INFO) -> Iterato
         return
     try:
         handler = open_log_handler(data_dir, level)
-    except OSError:
+    except OSError as exc:
+        sys.stderr.write(f"posterm: note: cannot write the log in {data_dir} ({exc.strerror or exc}); not logging\n")
         yield None
         return
     root = logging.getLogger()

@@ -6,14 +6,22 @@
 '12.34 EUR'
 >>> parse_amount("500", currency("JPY"))
 500
+>>> parse_amount("1e3", currency("EUR"))  # doctest: +IGNORE_EXCEPTION_DETAIL
+Traceback (most recent call last):
+terminal.money.MoneyError: amount '1e3' is not an amount
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 __all__ = ["Currency", "MoneyError", "currency", "format_amount", "parse_amount"]
+
+# What a person types as an amount: digits, optionally a point and more digits (ASCII only:
+# Python's Decimal would also take "1e3", "1_000", "+3.00" and non-ASCII digits).
+_AMOUNT = re.compile(r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+", re.ASCII)
 
 
 class MoneyError(ValueError):
@@ -91,12 +99,15 @@ def currency(name: str | int) -> Currency:
 
 def parse_amount(text: str, cur: Currency) -> int:
     """A decimal amount as typed -> minor units; refuses more decimals than the currency has."""
+    if not _AMOUNT.fullmatch(text.strip()):
+        raise MoneyError(
+            f"amount {text!r} is not an amount: write digits with at most one decimal point, e.g. 12.34 "
+            "(no sign, exponent, underscores or thousands separators)"
+        )
     try:
         value = Decimal(text.strip())
     except InvalidOperation:
         raise MoneyError(f"amount {text!r} is not a number") from None
-    if not value.is_finite() or value < 0:
-        raise MoneyError(f"amount {text!r} must be a positive number")
     minor = value.scaleb(cur.exponent)
     if minor != minor.to_integral_value():
         raise MoneyError(f"amount {text!r} has more than {cur.exponent} decimals for {cur.code}")

@@ -120,10 +120,15 @@ def render_report(
     saf_pending: int = 0,
     in_balance: bool | None = None,
     *,
+    voids: Sequence[TotalsLine] = (),
     tz: tzinfo | None = None,
     width: int = 42,
 ) -> str:
     """An X (batch open) or Z (batch closed) report as fixed-width text ending with a newline.
+
+    ``voids`` are the payments of the batch that were voided (count and
+    amount per scheme, currency and kind): they do not count in the totals,
+    and are listed after them so that a cashier sees where a payment went.
 
     ``in_balance`` is the host's settlement answer for a Z report (None: not
     known); an X report must not have ``closed_at`` or ``in_balance``.  A Z
@@ -176,6 +181,12 @@ def render_report(
                 out += _row(f"  {scheme}", scheme_count, format_amount(scheme_amount, cur), width, amount_width)
             out += _row(f"  TOTAL {title}", count, format_amount(amount, cur), width, amount_width)
         out += _pair("NET", _signed_amount(cur_totals.net_amount, cur), width)
+        out.append("=" * width)
+    if voids:
+        out.append("VOIDED (NOT IN THE TOTALS)")
+        for line in sorted(voids, key=lambda v: (v.currency, v.kind, v.scheme)):
+            cur = currency(line.currency)
+            out += _pair(f"  {line.kind.upper()} {line.scheme} x{line.count}", format_amount(line.amount, cur), width)
         out.append("=" * width)
     if kind == "Z":
         balance = {True: "IN BALANCE", False: "OUT OF BALANCE", None: "BALANCE NOT CONFIRMED"}[in_balance]

@@ -3,14 +3,17 @@
 One file, so that a state change and the queue entry it implies commit
 together.  WAL mode with ``synchronous=FULL``: a committed row survives power
 loss.  The journal is append-only (triggers refuse UPDATE and DELETE) and
-hash-chained with a key from the keystore, so an edited, inserted or removed
-row shows in :meth:`Store.verify`; the chain head is sealed too, so cutting
-rows off the end shows as well.
+hash-chained with a key from the keystore, and every row that carries money or
+state is sealed with a MAC (see :mod:`terminal.journal`), so an edited,
+inserted or removed row shows in :meth:`Store.verify`.
+
+:meth:`Store.record` applies one row of the lifecycle table
+(:mod:`terminal.lifecycle`) and every effect the row names, and mints the
+idempotency keys of what it queues: callers pass only data.
 
 PAN and card data are stored only encrypted (AES-256-GCM through the
-keystore); sensitive authentication data (track 2 equivalent data, the ICC
-data sent for authorisation) lives in its own table and is deleted as soon as
-its authorisation completes.  Everything else holds the PAN masked.
+keystore); the sensitive authentication data kept for the host is deleted as
+soon as its authorisation completes.  Everything else holds the PAN masked.
 """
 
 from __future__ import annotations
@@ -18,14 +21,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from terminal import journal
+from terminal.journal import SEALED_COLUMNS, Chain, PurgeReport, VerifyReport, canonical
 from terminal.keystore import Keystore
-from terminal.lifecycle import Event, State, next_state
+from terminal.lifecycle import Event, State, saf_kind, transition
+from terminal.schema import SCHEMA, SCHEMA_VERSION, migrate_2_to_3
 
 __all__ = [
     "CardRecord",
@@ -41,100 +48,14 @@ __all__ = [
     "VerifyReport",
 ]
 
-SCHEMA_VERSION = 2
 # SQLite's default page size, kept on purpose: a transaction row is about 1 KB, which
 # 1 KB pages would push into an overflow page (and grow the file, rewriting page 1,
 # on nearly every commit), so that a 1 KB-page commit writes more WAL frames.
 PAGE_SIZE = 4096
-GENESIS = bytes(32)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS journal (
-    seq INTEGER PRIMARY KEY,
-    txn_id TEXT NOT NULL,
-    at TEXT NOT NULL,
-    event TEXT NOT NULL,
-    state TEXT NOT NULL,
-    data TEXT NOT NULL,
-    prev_hash BLOB NOT NULL,
-    hash BLOB NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS journal_no_update BEFORE UPDATE ON journal
-    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS journal_no_delete BEFORE DELETE ON journal
-    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
-CREATE TABLE IF NOT EXISTS transactions (
-    txn_id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    state TEXT NOT NULL,
-    amount INTEGER NOT NULL,
-    currency INTEGER NOT NULL,
-    scheme TEXT NOT NULL,
-    offline_behavior TEXT NOT NULL,
-    batch_id INTEGER NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    masked_pan TEXT,
-    pan_token TEXT,
-    card_blob BLOB,
-    original_txn_id TEXT,
-    details TEXT NOT NULL,
-    -- sensitive authentication data (encrypted), set to NULL once its authorisation completes
-    sad_blob BLOB,
-    -- the transaction's store-and-forward entry, if it has one (at most one, by construction):
-    -- saf_id is the journal seq of the row that queued it, so the queue is FIFO in journal order
-    saf_id INTEGER,
-    saf_kind TEXT,
-    saf_key TEXT,
-    saf_status TEXT,
-    saf_created_at TEXT,
-    saf_attempts INTEGER NOT NULL DEFAULT 0,
-    saf_next_attempt_at TEXT,
-    saf_last_attempt_at TEXT,
-    saf_last_error TEXT,
-    saf_answered_at TEXT,
-    saf_response_code TEXT
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS transactions_unfinished ON transactions (state)
-    WHERE state IN ('started', 'authorising', 'reversal_pending', 'void_pending');
-CREATE INDEX IF NOT EXISTS transactions_batch ON transactions (batch_id);
-CREATE INDEX IF NOT EXISTS saf_queue ON transactions (saf_id) WHERE saf_status = 'queued';
--- Read-only views of the queue and of the sensitive data, for reports, tests and people.
-CREATE VIEW IF NOT EXISTS saf AS
-    SELECT saf_id AS id, txn_id, saf_kind AS kind, saf_key AS idempotency_key, amount, currency,
-           saf_created_at AS created_at, saf_attempts AS attempts, saf_next_attempt_at AS next_attempt_at,
-           saf_last_attempt_at AS last_attempt_at, saf_last_error AS last_error, saf_status AS status,
-           saf_answered_at AS answered_at, saf_response_code AS response_code
-    FROM transactions WHERE saf_id IS NOT NULL;
-CREATE VIEW IF NOT EXISTS sensitive AS SELECT txn_id, sad_blob AS blob FROM transactions WHERE sad_blob IS NOT NULL;
-CREATE TABLE IF NOT EXISTS reversals (
-    id INTEGER PRIMARY KEY,
-    txn_id TEXT NOT NULL UNIQUE,
-    idempotency_key TEXT NOT NULL,
-    amount INTEGER NOT NULL,
-    currency INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at TEXT,
-    last_attempt_at TEXT,
-    last_error TEXT,
-    status TEXT NOT NULL DEFAULT 'queued'
-);
-CREATE TABLE IF NOT EXISTS batches (
-    batch_id INTEGER PRIMARY KEY,
-    opened_at TEXT NOT NULL,
-    closing_at TEXT,
-    closed_at TEXT,
-    in_balance INTEGER,
-    host_reference TEXT,
-    totals TEXT
-);
-"""
-
 
 _OPEN_BATCH = "SELECT batch_id FROM batches WHERE closed_at IS NULL AND closing_at IS NULL"
+_TXN_COLUMNS = SEALED_COLUMNS["transactions"]
+_TXN_SELECT = f"SELECT {', '.join(_TXN_COLUMNS)}, card_blob, seal FROM transactions"
 
 
 class StorageError(Exception):
@@ -162,13 +83,14 @@ def _classify(exc: sqlite3.Error, path: Path) -> StorageError:
     if "unable to open" in text and not os.access(path.parent, os.W_OK):
         # WAL mode must create its -shm file: on a read-only file system the open fails first.
         return StorageReadOnly(f"storage is read-only: {path.parent} cannot be written ({exc}); nothing was stored")
-    if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text):
-        return StorageCorrupt(f"{path} is damaged or not a posterm database ({exc})")
+    if isinstance(exc, sqlite3.DatabaseError) and any(
+        word in text
+        for word in ("not a database", "malformed", "decode", "corrupt", "no such table", "no such column")
+    ):
+        return StorageCorrupt(
+            f"{path} is damaged or not a posterm database ({exc}); restore it from a backup ('posterm diag' tells more)"
+        )
     return StorageError(f"storage error on {path}: {exc}; nothing was stored")
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 @dataclass(frozen=True)
@@ -211,6 +133,7 @@ class TxnRow:
     card_blob: bytes | None
     original_txn_id: str | None
     details: dict[str, Any]
+    sealed: bool = True  # False: the row was changed outside posterm (its seal does not match)
 
 
 @dataclass(frozen=True)
@@ -231,23 +154,6 @@ class QueuedItem:
     status: str
 
 
-@dataclass(frozen=True)
-class PurgeReport:
-    journal_rows: int
-    transactions: int
-    batches: int
-
-
-@dataclass
-class VerifyReport:
-    rows: int
-    problems: list[str]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
 class Store:
     """Open with :meth:`open`; every write method is one durable SQLite transaction."""
 
@@ -255,21 +161,34 @@ class Store:
         self.path = path
         self._conn = conn
         self._keystore = keystore
+        self._chain = Chain(keystore)
         self._totals_cache: tuple[int, dict[int, tuple[int, int]]] | None = None
-        # The last journal row (seq, hash), kept between commits while no other
-        # connection has written (``PRAGMA data_version`` is unchanged).
-        self._head: tuple[int, bytes] | None = None
-        self._batch: int | None = None  # the open batch, cached on the same terms
+        # The journal head (in the chain) and the open batch are kept between commits
+        # while no other connection has written (``PRAGMA data_version`` is unchanged).
+        self._batch: int | None = None
         self._seen_version: int | None = None
 
     # -- opening ------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, keystore: Keystore) -> Store:
+    def open(cls, path: Path, keystore: Keystore, *, create: bool = True) -> Store:
+        """Open the store at ``path``; ``create=False`` refuses a missing, empty or foreign file."""
         path = Path(path)
+        if not create:
+            try:
+                size = path.stat().st_size
+            except OSError as exc:
+                raise StorageCorrupt(f"the journal {path} cannot be read ({exc.strerror})") from None
+            if size == 0:
+                raise StorageCorrupt(f"the journal {path} is empty (0 bytes)")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+        except sqlite3.Error as exc:
+            raise _classify(exc, path) from exc
+        except OSError as exc:
+            raise StorageError(f"cannot open {path}: {exc.strerror}") from exc
+        try:
             conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # applies to a new file only
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
@@ -278,28 +197,91 @@ class Store:
             conn.execute("PRAGMA secure_delete=FAST")
             conn.execute("PRAGMA foreign_keys=ON")
             store = cls(path, conn, keystore)
-            store._migrate()
+            store._migrate(create)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise _classify(exc, path) from exc
+        except ValueError as exc:  # text in the file's schema that does not decode: damaged
+            conn.close()
+            raise StorageCorrupt(f"{path} is damaged ({exc}); restore it from a backup") from exc
+        except StorageError:
+            conn.close()
+            raise
+        return store
+
+    @staticmethod
+    def is_blank(path: Path) -> bool:
+        """True when ``path`` holds no payment yet: missing, empty, or a journal without rows.
+
+        Only then may a terminal's keys be made: keys made for a journal that
+        has rows could never read its card data.
+        """
+        try:
+            if not path.exists() or path.stat().st_size == 0:
+                return True
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        except (OSError, sqlite3.Error):
+            return False
+        try:
+            row = conn.execute("SELECT COUNT(*) FROM journal").fetchone()
+            return int(row[0]) == 0
+        except (sqlite3.Error, ValueError):  # damaged: certainly not blank (Store.open says what is wrong)
+            return False
+        finally:
+            conn.close()
+
+    @classmethod
+    def initialise(cls, path: Path) -> None:
+        """Create an empty journal (the schema only) at ``path``, before the keys are made.
+
+        A terminal is set up in this order, journal first, so that keys never
+        exist without the journal they protect: a data directory with keys and
+        no journal has lost its journal, and is refused.
+        """
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), isolation_level=None)
         except sqlite3.Error as exc:
             raise _classify(exc, path) from exc
         except OSError as exc:
-            raise StorageError(f"cannot open {path}: {exc.strerror}") from exc
-        return store
+            raise StorageError(f"cannot create {path}: {exc.strerror}") from exc
+        try:
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(
+                "BEGIN IMMEDIATE;"
+                + SCHEMA
+                + f"INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '{SCHEMA_VERSION}');"
+                + "COMMIT;"
+            )
+        except sqlite3.Error as exc:
+            raise _classify(exc, path) from exc
+        finally:
+            conn.close()
 
     def close(self) -> None:
         self._conn.close()
 
-    def _migrate(self) -> None:
+    def _migrate(self, create: bool) -> None:
         row = None
         with contextlib.suppress(sqlite3.OperationalError):
             row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is not None:
-            if int(row[0]) != SCHEMA_VERSION:
-                raise StorageCorrupt(f"{self.path}: schema version {row[0]}, this posterm knows {SCHEMA_VERSION}")
+            version = str(row[0])
+            if version == "2":
+                with self._write() as cur:
+                    migrate_2_to_3(cur, self._seal_all)
+                return
+            if version != str(SCHEMA_VERSION):
+                raise StorageCorrupt(f"{self.path}: schema version {version}, this posterm knows {SCHEMA_VERSION}")
             return
+        if not create:
+            raise StorageCorrupt(f"{self.path} is not a posterm journal (it has no schema)")
         try:
             self._conn.executescript(
                 "BEGIN IMMEDIATE;"
-                + _SCHEMA
+                + SCHEMA
                 + f"INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '{SCHEMA_VERSION}');"
                 + "COMMIT;"
             )
@@ -307,6 +289,11 @@ class Store:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             raise _classify(exc, self.path) from exc
+
+    def _seal_all(self, cur: sqlite3.Cursor) -> None:
+        for table, key in (("transactions", "txn_id"), ("reversals", "id"), ("batches", "batch_id")):
+            for (value,) in cur.execute(f"SELECT {key} FROM {table}").fetchall():
+                self._chain.seal_row(cur, table, value)
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Cursor]:
@@ -317,14 +304,14 @@ class Store:
                 cur.execute("BEGIN IMMEDIATE")
             version = int(cur.execute("PRAGMA data_version").fetchone()[0])
             if version != self._seen_version:
-                self._head = None
+                self._chain.head = None
                 self._batch = None
                 self._seen_version = version
             yield cur
             self._totals_cache = None
             cur.execute("COMMIT")
         except BaseException as exc:
-            self._head = None
+            self._chain.head = None
             self._batch = None
             self._seen_version = None
             if self._conn.in_transaction:
@@ -332,9 +319,30 @@ class Store:
                     cur.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
                 raise _classify(exc, self.path) from exc
+            if isinstance(exc, UnicodeDecodeError):
+                raise StorageCorrupt(f"{self.path} is damaged ({exc}); restore it from a backup") from exc
             raise
         finally:
             cur.close()
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Cursor]:
+        """A cursor for reads whose SQLite errors (a damaged file) become one clear StorageError."""
+        cur = self._conn.cursor()
+        try:
+            yield cur
+        except sqlite3.Error as exc:
+            raise _classify(exc, self.path) from exc
+        except (ValueError, TypeError) as exc:  # undecodable JSON or a value of the wrong type
+            raise StorageCorrupt(f"{self.path} holds a damaged value ({exc}); run 'posterm journal verify'") from exc
+        finally:
+            cur.close()
+
+    def check_integrity(self) -> list[str]:
+        """SQLite's own check of the file's structure (``PRAGMA quick_check``): problems, or none."""
+        with self._reading() as cur:
+            rows = [str(r[0]) for r in cur.execute("PRAGMA quick_check").fetchall()]
+        return [] if rows == ["ok"] else rows
 
     def set_size_limit(self, max_pages: int) -> None:
         """Cap the database size (``PRAGMA max_page_count``); for tests of a full disk."""
@@ -352,165 +360,26 @@ class Store:
             (key, value),
         )
 
+    def _append(
+        self, cur: sqlite3.Cursor, txn_id: str, at: str, event: str, state: str, data: Mapping[str, Any]
+    ) -> int:
+        return self._chain.append(cur, txn_id, at, event, state, data, set_meta=self._set_meta)
+
     # -- the journal ----------------------------------------------------------------------------
 
-    def _chain(self, prev: bytes, seq: int, txn_id: str, at: str, event: str, state: str, data: str) -> bytes:
-        body = _canonical([seq, txn_id, at, event, state, data]).encode()
-        return self._keystore.mac(prev + body, "journal")
-
-    def _seal(self, seq: int, digest: bytes) -> str:
-        return self._keystore.mac(f"head:{seq}:{digest.hex()}".encode(), "journal").hex()
-
-    def _append(
-        self,
-        cur: sqlite3.Cursor,
-        txn_id: str,
-        at: str,
-        event: str,
-        state: str,
-        data: Mapping[str, Any],
-        *,
-        seal: bool = True,
-    ) -> int:
-        """Append one row to the chain; ``seal=False`` when another row follows in the same commit."""
-        if self._head is None:
-            last = cur.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
-            self._head = (0, GENESIS) if last is None else (int(last[0]), bytes(last[1]))
-        seq, prev = self._head[0] + 1, self._head[1]
-        text = _canonical(dict(data))
-        digest = self._chain(prev, seq, txn_id, at, event, state, text)
-        cur.execute(
-            "INSERT INTO journal(seq, txn_id, at, event, state, data, prev_hash, hash) VALUES(?,?,?,?,?,?,?,?)",
-            (seq, txn_id, at, event, state, text, prev, digest),
-        )
-        self._head = (seq, digest)
-        if seal:
-            self._set_meta(cur, "journal_head", self._seal(seq, digest))
-        return seq
-
     def verify(self) -> VerifyReport:
-        """Walk the chain: any edited, inserted or removed row, or a cut tail, is a problem."""
-        problems: list[str] = []
-        prev = GENESIS
-        expected_seq = 1
-        count = 0
-        last_state: dict[str, str] = {}
-        cur = self._conn.cursor()
+        """SQLite's structure check, then the chain and every sealed row (:func:`terminal.journal.verify`)."""
         try:
-            anchor = self._meta(cur, "journal_anchor")
-            if anchor is not None:  # the rows up to the anchor were purged by the retention policy
-                mark = json.loads(anchor)
-                if mark.get("seal") != self._anchor_seal(int(mark["seq"]), bytes.fromhex(mark["hash"])):
-                    problems.append("the purge anchor is not sealed by this terminal (edited)")
-                prev, expected_seq = bytes.fromhex(mark["hash"]), int(mark["seq"]) + 1
-            for seq, txn_id, at, event, state, data, prev_hash, digest in cur.execute(
-                "SELECT seq, txn_id, at, event, state, data, prev_hash, hash FROM journal ORDER BY seq"
-            ):
-                count += 1
-                if seq != expected_seq:
-                    problems.append(
-                        f"row {expected_seq}" + (f" to {seq - 1}" if seq - 1 > expected_seq else "") + " missing"
-                    )
-                if bytes(prev_hash) != prev:
-                    problems.append(f"row {seq}: does not follow the row before it")
-                if self._chain(bytes(prev_hash), seq, txn_id, at, event, state, data) != bytes(digest):
-                    problems.append(f"row {seq}: edited (its hash does not match its content)")
-                prev = bytes(digest)
-                expected_seq = seq + 1
-                last_state[txn_id] = state
-            head = self._meta(cur, "journal_head")
-            if count and head != self._seal(expected_seq - 1, prev):
-                problems.append(
-                    f"the journal ends at row {expected_seq - 1} but was sealed at another row "
-                    "(rows removed from the end, or the seal edited)"
-                )
-            if not count and head is not None:
-                problems.append("the journal is empty but was sealed: rows removed")
-            for txn_id, state in cur.execute("SELECT txn_id, state FROM transactions"):
-                if last_state.get(txn_id) != state:
-                    problems.append(
-                        f"transaction {txn_id}: state {state} is not what the journal says "
-                        f"({last_state.get(txn_id, 'no journal rows')})"
-                    )
-        except sqlite3.Error as exc:
-            problems.append(f"cannot read the journal: {exc}")
-        finally:
-            cur.close()
-        return VerifyReport(count, problems)
-
-    def _anchor_seal(self, seq: int, digest: bytes) -> str:
-        return self._keystore.mac(f"anchor:{seq}:{digest.hex()}".encode(), "journal").hex()
+            structure = [f"the file's structure: {p}" for p in self.check_integrity()]
+        except StorageError as exc:
+            structure = [f"the file's structure cannot be checked: {exc}"]
+        report = journal.verify(self._conn, self._chain)
+        return VerifyReport(report.rows, structure + report.problems)
 
     def purge(self, cutoff: str, now: str) -> PurgeReport:
-        """Delete what the retention policy no longer requires: settled records made before ``cutoff``.
-
-        A transaction goes only when its batch is closed, nothing about it is
-        pending (no queued SAF entry or reversal, no unfinished state) and every
-        one of its journal rows lies in the purged prefix of the journal.  The
-        prefix ends before the first row that must stay (anything at or after
-        ``cutoff``, anything of a transaction that stays), so that the journal
-        keeps a gapless chain; the last purged row's hash is kept, sealed, as
-        the anchor that :meth:`verify` starts from, and the purge itself is
-        journalled.
-        """
+        """Delete settled records made before ``cutoff`` (see :func:`terminal.journal.purge`)."""
         with self._write() as cur:
-            keep = (
-                "SELECT txn_id FROM transactions t WHERE t.created_at >= :cutoff "
-                "OR t.state IN ('started', 'authorising', 'reversal_pending', 'void_pending') "
-                "OR t.saf_status = 'queued' "
-                "OR t.batch_id NOT IN (SELECT batch_id FROM batches WHERE closed_at IS NOT NULL) "
-                "OR t.txn_id IN (SELECT txn_id FROM reversals WHERE status = 'queued')"
-            )
-            row = cur.execute(
-                f"SELECT MIN(seq) FROM journal WHERE at >= :cutoff OR txn_id IN ({keep}) "
-                "OR (txn_id LIKE 'batch-%' AND CAST(SUBSTR(txn_id, 7) AS INTEGER) IN "
-                "(SELECT batch_id FROM batches WHERE closed_at IS NULL))",
-                {"cutoff": cutoff},
-            ).fetchone()
-            first_kept = row[0] if row[0] is not None else (self._head_seq(cur) + 1)
-            last = cur.execute(
-                "SELECT seq, hash FROM journal WHERE seq < ? ORDER BY seq DESC LIMIT 1", (first_kept,)
-            ).fetchone()
-            if last is None:
-                return PurgeReport(0, 0, 0)
-            through, digest = int(last[0]), bytes(last[1])
-            gone = [
-                r[0]
-                for r in cur.execute(
-                    "SELECT txn_id FROM journal GROUP BY txn_id HAVING MAX(seq) <= ? AND txn_id NOT LIKE 'batch-%' "
-                    "AND txn_id != 'journal'",
-                    (through,),
-                )
-            ]
-            cur.executemany("DELETE FROM transactions WHERE txn_id=?", [(t,) for t in gone])
-            cur.executemany("DELETE FROM reversals WHERE txn_id=?", [(t,) for t in gone])
-            batches = cur.execute(
-                "DELETE FROM batches WHERE closed_at IS NOT NULL AND closed_at < ? "
-                "AND batch_id NOT IN (SELECT batch_id FROM transactions)",
-                (cutoff,),
-            ).rowcount
-            # The append-only triggers stand aside for this one statement, in this one commit.
-            cur.execute("DROP TRIGGER journal_no_delete")
-            rows = cur.execute("DELETE FROM journal WHERE seq <= ?", (through,)).rowcount
-            cur.execute(
-                "CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal "
-                "BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END"
-            )
-            anchor = {"seq": through, "hash": digest.hex(), "seal": self._anchor_seal(through, digest)}
-            self._set_meta(cur, "journal_anchor", _canonical(anchor))
-            self._append(
-                cur,
-                "journal",
-                now,
-                "journal_purged",
-                "purged",
-                {"through_seq": through, "cutoff": cutoff, "transactions": len(gone), "batches": batches},
-            )
-            return PurgeReport(rows, len(gone), batches)
-
-    def _head_seq(self, cur: sqlite3.Cursor) -> int:
-        last = cur.execute("SELECT MAX(seq) FROM journal").fetchone()
-        return int(last[0] or 0)
+            return journal.purge(cur, self._chain, cutoff, now, set_meta=self._set_meta)
 
     def journal_rows(
         self, txn_id: str | None = None, since: str | None = None, until: str | None = None
@@ -526,48 +395,48 @@ class Store:
         if until is not None:
             sql += " AND at<?"
             args.append(until)
-        rows = self._conn.execute(sql + " ORDER BY seq", args).fetchall()
-        return [
-            {"seq": s, "txn_id": t, "at": a, "event": e, "state": st, "data": json.loads(d)}
-            for s, t, a, e, st, d in rows
-        ]
+        with self._reading() as cur:
+            rows = cur.execute(sql + " ORDER BY seq", args).fetchall()
+            return [
+                {"seq": s, "txn_id": t, "at": a, "event": e, "state": st, "data": json.loads(d)}
+                for s, t, a, e, st, d in rows
+            ]
 
     # -- batches --------------------------------------------------------------------------------
 
     def current_batch(self, now: str) -> int:
-        row = self._conn.execute(_OPEN_BATCH).fetchone()
+        with self._reading() as cur:
+            row = cur.execute(_OPEN_BATCH).fetchone()
         if row is not None:
             return int(row[0])
         with self._write() as cur:
-            row = cur.execute(_OPEN_BATCH).fetchone()
-            if row is not None:
-                return int(row[0])
-            cur.execute("INSERT INTO batches(opened_at) VALUES(?)", (now,))
-            return int(cur.lastrowid or 0)
+            return self._open_batch(cur, now)
 
     def closed_batches(self) -> list[int]:
-        return [
-            int(r[0])
-            for r in self._conn.execute("SELECT batch_id FROM batches WHERE closed_at IS NOT NULL ORDER BY batch_id")
-        ]
+        with self._reading() as cur:
+            return [
+                int(r[0])
+                for r in cur.execute("SELECT batch_id FROM batches WHERE closed_at IS NOT NULL ORDER BY batch_id")
+            ]
 
-    def batch_info(self, batch_id: int) -> dict[str, Any]:
-        row = self._conn.execute(
-            "SELECT batch_id, opened_at, closed_at, in_balance, host_reference, totals, closing_at FROM batches "
-            "WHERE batch_id=?",
-            (batch_id,),
-        ).fetchone()
-        if row is None:
-            raise KeyError(batch_id)
-        return {
-            "batch_id": row[0],
-            "opened_at": row[1],
-            "closed_at": row[2],
-            "in_balance": None if row[3] is None else bool(row[3]),
-            "host_reference": row[4],
-            "totals": json.loads(row[5]) if row[5] else None,
-            "closing_at": row[6],
-        }
+    def batch_info(self, batch_id: int) -> dict[str, Any] | None:
+        """The batch's dates, balance and frozen totals; None when there is no such batch."""
+        with self._reading() as cur:
+            row = cur.execute(
+                f"SELECT {', '.join(SEALED_COLUMNS['batches'])}, seal FROM batches WHERE batch_id=?", (batch_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            return {
+                "batch_id": row[0],
+                "opened_at": row[1],
+                "closing_at": row[2],
+                "closed_at": row[3],
+                "in_balance": None if row[4] is None else bool(row[4]),
+                "host_reference": row[5],
+                "totals": json.loads(row[6]) if row[6] else None,
+                "sealed": row[7] is not None and bytes(row[7]) == self._chain.row_seal("batches", row[:7]),
+            }
 
     def begin_close(self, batch_id: int, now: str, totals: Mapping[str, Any]) -> int:
         """Freeze ``batch_id`` with its totals and open the next batch, in one commit.
@@ -580,22 +449,23 @@ class Store:
             cur.execute(
                 "UPDATE batches SET closing_at=?, totals=? "
                 "WHERE batch_id=? AND closed_at IS NULL AND closing_at IS NULL",
-                (now, _canonical(dict(totals)), batch_id),
+                (now, canonical(dict(totals)), batch_id),
             )
             if cur.rowcount != 1:
                 raise StorageError(f"batch {batch_id} is not open")
+            self._chain.seal_row(cur, "batches", batch_id)
             self._append(cur, f"batch-{batch_id}", now, "batch_closing", "closing", {"batch_id": batch_id})
             self._batch = None
-            cur.execute("INSERT INTO batches(opened_at) VALUES(?)", (now,))
-            return int(cur.lastrowid or 0)
+            return self._open_batch(cur, now)
 
     def closing_batch(self) -> tuple[int, dict[str, Any]] | None:
         """The batch whose close was asked of the host and not yet answered, with its frozen totals."""
-        row = self._conn.execute(
-            "SELECT batch_id, totals FROM batches WHERE closing_at IS NOT NULL AND closed_at IS NULL "
-            "ORDER BY batch_id LIMIT 1"
-        ).fetchone()
-        return None if row is None else (int(row[0]), json.loads(row[1]))
+        with self._reading() as cur:
+            row = cur.execute(
+                "SELECT batch_id, totals FROM batches WHERE closing_at IS NOT NULL AND closed_at IS NULL "
+                "ORDER BY batch_id LIMIT 1"
+            ).fetchone()
+            return None if row is None else (int(row[0]), json.loads(row[1]))
 
     def finish_close(
         self,
@@ -616,8 +486,9 @@ class Store:
             totals = json.loads(frozen[0]) | {"differences": [dict(d) for d in differences]}
             cur.execute(
                 "UPDATE batches SET closed_at=?, in_balance=?, host_reference=?, totals=? WHERE batch_id=?",
-                (now, int(in_balance), host_reference, _canonical(totals), batch_id),
+                (now, int(in_balance), host_reference, canonical(totals), batch_id),
             )
+            self._chain.seal_row(cur, "batches", batch_id)
             self._append(
                 cur,
                 f"batch-{batch_id}",
@@ -627,42 +498,79 @@ class Store:
                 {"batch_id": batch_id, "in_balance": in_balance, "host_reference": host_reference},
             )
 
+    def _open_batch(self, cur: sqlite3.Cursor, at: str) -> int:
+        """The open batch's id (opening one if none is), cached like the journal head."""
+        if self._batch is None:
+            row = cur.execute(_OPEN_BATCH).fetchone()
+            if row is None:
+                cur.execute("INSERT INTO batches(opened_at) VALUES(?)", (at,))
+                self._batch = int(cur.lastrowid or 0)
+                self._chain.seal_row(cur, "batches", self._batch)
+            else:
+                self._batch = int(row[0])
+        return self._batch
+
     # -- transactions ---------------------------------------------------------------------------
 
-    def _row(self, cur: sqlite3.Cursor, txn_id: str) -> TxnRow | None:
-        row = cur.execute(
-            "SELECT txn_id, kind, state, amount, currency, scheme, offline_behavior, batch_id, created_at, "
-            "updated_at, masked_pan, pan_token, card_blob, original_txn_id, details FROM transactions "
-            "WHERE txn_id=?",
-            (txn_id,),
-        ).fetchone()
-        return None if row is None else _txn_row(row)
+    def _txn_row(self, row: Sequence[Any]) -> TxnRow:
+        n = len(_TXN_COLUMNS)
+        values = dict(zip(_TXN_COLUMNS, row[:n], strict=True))
+        seal = row[n + 1]
+        return TxnRow(
+            txn_id=values["txn_id"],
+            kind=values["kind"],
+            state=State(values["state"]),
+            amount=int(values["amount"]),
+            currency=int(values["currency"]),
+            scheme=values["scheme"],
+            offline_behavior=values["offline_behavior"],
+            batch_id=int(values["batch_id"]),
+            created_at=values["created_at"],
+            updated_at=values["updated_at"],
+            masked_pan=values["masked_pan"],
+            pan_token=values["pan_token"],
+            card_blob=None if row[n] is None else bytes(row[n]),
+            original_txn_id=values["original_txn_id"],
+            details=json.loads(values["details"]),
+            sealed=seal is not None and bytes(seal) == self._chain.row_seal("transactions", row[:n]),
+        )
+
+    def _values(self, cur: sqlite3.Cursor, txn_id: str) -> dict[str, Any] | None:
+        row = cur.execute(f"SELECT {', '.join(_TXN_COLUMNS)} FROM transactions WHERE txn_id=?", (txn_id,)).fetchone()
+        return None if row is None else dict(zip(_TXN_COLUMNS, row, strict=True))
 
     def get(self, txn_id: str) -> TxnRow | None:
-        cur = self._conn.cursor()
-        try:
-            return self._row(cur, txn_id)
-        finally:
-            cur.close()
+        with self._reading() as cur:
+            row = cur.execute(f"{_TXN_SELECT} WHERE txn_id=?", (txn_id,)).fetchone()
+            return None if row is None else self._txn_row(row)
 
     def list_transactions(
-        self, *, batch_id: int | None = None, states: Sequence[State] | None = None, limit: int | None = None
+        self,
+        *,
+        batch_id: int | None = None,
+        states: Sequence[State] | None = None,
+        original_txn_id: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
     ) -> list[TxnRow]:
-        sql = (
-            "SELECT txn_id, kind, state, amount, currency, scheme, offline_behavior, batch_id, created_at, "
-            "updated_at, masked_pan, pan_token, card_blob, original_txn_id, details FROM transactions WHERE 1=1"
-        )
+        """Transactions, oldest first (``newest_first``: the other way), filtered as asked."""
+        sql = f"{_TXN_SELECT} WHERE 1=1"
         args: list[Any] = []
         if batch_id is not None:
             sql += " AND batch_id=?"
             args.append(batch_id)
+        if original_txn_id is not None:
+            sql += " AND original_txn_id=?"
+            args.append(original_txn_id)
         if states is not None:
             sql += f" AND state IN ({','.join('?' * len(states))})"
             args.extend(s.value for s in states)
-        sql += " ORDER BY created_at, txn_id"
+        order = "DESC" if newest_first else "ASC"
+        sql += f" ORDER BY created_at {order}, txn_id {order}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_txn_row(r) for r in self._conn.execute(sql, args).fetchall()]
+        with self._reading() as cur:
+            return [self._txn_row(r) for r in cur.execute(sql, args).fetchall()]
 
     def record(
         self,
@@ -675,134 +583,132 @@ class Store:
         card: CardRecord | None = None,
         details: Mapping[str, Any] | None = None,
         sensitive: bytes | None = None,
-        drop_sensitive: bool = False,
-        saf_kind: str | None = None,
-        saf_key: str | None = None,
-        reversal: tuple[str, str] | None = None,
-        saf_answer: tuple[str, str | None] | None = None,
-        reversal_done: bool = False,
     ) -> State:
-        """Apply one transition and everything it implies, in one durable SQLite transaction.
+        """Apply one row of the lifecycle table and every effect it names, in one durable commit.
 
-        ``new`` creates the transaction (in state ``started``) first, within the
-        same commit.  ``saf_kind``/``saf_key`` enqueue an SAF entry;
-        ``reversal=(reason, key)`` a reversal; ``saf_answer=(status, code)``
-        records the host's answer to the SAF entry; ``reversal_done`` marks the
-        reversal delivered.  Raises TransitionError when the table forbids it.
+        ``new`` creates the transaction with this first transition (from
+        ``started``).  ``data`` is journalled; ``details`` are merged into the
+        transaction's details; ``card`` sets its card data; ``sensitive`` is the
+        encrypted data for the host, accepted only where the row keeps card
+        data.  The row decides the rest: an SAF entry (with a new idempotency
+        key), a reversal (likewise), the host's answer to the SAF entry (its
+        response code from ``data["response_code"]``), the reversal delivered,
+        the sensitive data dropped.  Raises TransitionError when the table
+        forbids the change, and nothing is written.
         """
         with self._write() as cur:
-            saf: tuple[str, str] | None = None
-            if saf_kind is not None:
-                if saf_key is None:
-                    raise ValueError("an SAF entry needs its idempotency key")
-                saf = (saf_kind, saf_key)
             if new is not None:
-                # A new payment's first journal row carries what the payment is (kind, amount,
-                # currency, ...) together with its first transition: one row, one commit.
-                state = next_state(State.STARTED, event)
-                first = {
+                values: dict[str, Any] = {
+                    "txn_id": new.txn_id,
+                    "kind": new.kind,
+                    "state": State.STARTED.value,
+                    "amount": new.amount,
+                    "currency": new.currency,
+                    "scheme": new.scheme,
+                    "offline_behavior": new.offline_behavior,
+                    "batch_id": None,
+                    "created_at": at,
+                    "updated_at": at,
+                    "masked_pan": None,
+                    "pan_token": None,
+                    "original_txn_id": new.original_txn_id,
+                    "details": "{}",
+                    "saf_id": None,
+                    "saf_kind": None,
+                    "saf_key": None,
+                    "saf_status": None,
+                    "saf_response_code": None,
+                }
+                card = card or _NO_CARD
+            else:
+                found = self._values(cur, txn_id)
+                if found is None:
+                    raise StorageError(f"no transaction {txn_id}")
+                values = found
+            row = transition(State(values["state"]), event)
+            if sensitive is not None and not row.keep_card_data:
+                raise ValueError(f"{event.value} from {values['state']} does not keep card data")
+            # A new payment's first journal row carries what the payment is (kind, amount,
+            # currency, ...) together with its first transition: one row, one commit.
+            journalled = dict(data)
+            if new is not None:
+                journalled = {
                     "kind": new.kind,
                     "amount": new.amount,
                     "currency": new.currency,
                     "offline_behavior": new.offline_behavior,
                     "original_txn_id": new.original_txn_id,
-                }
-                seq = self._append(cur, txn_id, at, event.value, state.value, first | dict(data))
-                card = card or _NO_CARD
+                } | journalled
+            seq = self._append(cur, txn_id, at, event.value, row.to.value, journalled)
+            values["state"] = row.to.value
+            values["updated_at"] = at
+            if details:
+                values["details"] = canonical(json.loads(values["details"]) | dict(details))
+            if card is not None:
+                values["masked_pan"], values["pan_token"] = card.masked_pan, card.pan_token
+            if row.queue_saf:
+                if values["saf_id"] is not None:
+                    raise StorageError(f"{txn_id} is already in the store-and-forward queue")
+                values["saf_id"] = seq
+                values["saf_kind"] = saf_kind(values["kind"], event)
+                values["saf_key"] = secrets.token_hex(16)
+                values["saf_status"] = "queued"
+            if row.saf_answer is not None and values["saf_status"] == "queued":
+                values["saf_status"] = row.saf_answer
+                values["saf_response_code"] = data.get("response_code")
+            if new is not None:
+                values["batch_id"] = self._open_batch(cur, at)
+            seal = self._chain.row_seal("transactions", [values[c] for c in _TXN_COLUMNS])
+            sad = None if row.drop_card_data else sensitive
+            if new is not None:
+                assert card is not None
                 cur.execute(
-                    "INSERT INTO transactions(txn_id, kind, state, amount, currency, scheme, offline_behavior, "
-                    "batch_id, created_at, updated_at, masked_pan, pan_token, card_blob, original_txn_id, details, "
-                    "sad_blob, saf_id, saf_kind, saf_key, saf_status, saf_created_at, saf_next_attempt_at) "
-                    "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO transactions({', '.join(_TXN_COLUMNS)}, card_blob, sad_blob, saf_created_at, "
+                    f"saf_next_attempt_at, seal) VALUES({','.join('?' * (len(_TXN_COLUMNS) + 5))})",
                     (
-                        new.txn_id,
-                        new.kind,
-                        state.value,
-                        new.amount,
-                        new.currency,
-                        new.scheme,
-                        new.offline_behavior,
-                        self._open_batch(cur, at),
-                        at,
-                        at,
-                        card.masked_pan,
-                        card.pan_token,
+                        *(values[c] for c in _TXN_COLUMNS),
                         card.card_blob,
-                        new.original_txn_id,
-                        _canonical(dict(details or {})),
-                        None if drop_sensitive else sensitive,
-                        None if saf is None else seq,
-                        None if saf is None else saf[0],
-                        None if saf is None else saf[1],
-                        None if saf is None else "queued",
-                        None if saf is None else at,
-                        None if saf is None else at,
+                        sad,
+                        at if row.queue_saf else None,
+                        at if row.queue_saf else None,
+                        seal,
                     ),
                 )
-                amount, currency_code = new.amount, new.currency
             else:
-                current = self._row(cur, txn_id)
-                if current is None:
-                    raise StorageError(f"no transaction {txn_id}")
-                state = next_state(current.state, event)
-                seq = self._append(cur, txn_id, at, event.value, state.value, data)
-                merged = dict(current.details)
-                if details:
-                    merged.update(details)
-                cur.execute(
-                    "UPDATE transactions SET state=?, updated_at=?, details=? WHERE txn_id=?",
-                    (state.value, at, _canonical(merged), txn_id),
-                )
+                sets = ", ".join(f"{c}=?" for c in _TXN_COLUMNS[1:])
+                args: list[Any] = [values[c] for c in _TXN_COLUMNS[1:]]
                 if card is not None:
-                    cur.execute(
-                        "UPDATE transactions SET masked_pan=?, pan_token=?, card_blob=? WHERE txn_id=?",
-                        (card.masked_pan, card.pan_token, card.card_blob, txn_id),
-                    )
-                if sensitive is not None:
-                    cur.execute("UPDATE transactions SET sad_blob=? WHERE txn_id=?", (sensitive, txn_id))
-                if drop_sensitive:
-                    cur.execute("UPDATE transactions SET sad_blob=NULL WHERE txn_id=?", (txn_id,))
-                if saf is not None:
-                    cur.execute(
-                        "UPDATE transactions SET saf_id=?, saf_kind=?, saf_key=?, saf_status='queued', "
-                        "saf_created_at=?, saf_next_attempt_at=? WHERE txn_id=? AND saf_id IS NULL",
-                        (seq, saf[0], saf[1], at, at, txn_id),
-                    )
-                    if cur.rowcount != 1:
-                        raise StorageError(f"{txn_id} is already in the store-and-forward queue")
-                amount, currency_code = current.amount, current.currency
-            if saf_answer is not None:
-                status, code = saf_answer
-                cur.execute(
-                    "UPDATE transactions SET saf_status=?, saf_response_code=?, saf_answered_at=? "
-                    "WHERE txn_id=? AND saf_status='queued'",
-                    (status, code, at, txn_id),
-                )
-            if reversal is not None:
-                reason, key = reversal
+                    sets += ", card_blob=?"
+                    args.append(card.card_blob)
+                if sensitive is not None or row.drop_card_data:
+                    sets += ", sad_blob=?"
+                    args.append(sad)
+                if row.queue_saf:
+                    sets += ", saf_created_at=?, saf_next_attempt_at=?"
+                    args += [at, at]
+                if row.saf_answer is not None:
+                    sets += ", saf_answered_at=?"
+                    args.append(at)
+                cur.execute(f"UPDATE transactions SET {sets}, seal=? WHERE txn_id=?", (*args, seal, txn_id))
+            if row.queue_reversal is not None:
                 cur.execute(
                     "INSERT INTO reversals(txn_id, idempotency_key, amount, currency, reason, created_at, "
                     "next_attempt_at) VALUES(?,?,?,?,?,?,?)",
-                    (txn_id, key, amount, currency_code, reason, at, at),
+                    (txn_id, secrets.token_hex(16), values["amount"], values["currency"], row.queue_reversal, at, at),
                 )
-            if reversal_done:
-                cur.execute("UPDATE reversals SET status='done', last_attempt_at=? WHERE txn_id=?", (at, txn_id))
-            return state
-
-    def _open_batch(self, cur: sqlite3.Cursor, at: str) -> int:
-        """The open batch's id (opening one if none is), cached like the journal head."""
-        if self._batch is None:
-            row = cur.execute(_OPEN_BATCH).fetchone()
-            if row is None:
-                cur.execute("INSERT INTO batches(opened_at) VALUES(?)", (at,))
-                self._batch = int(cur.lastrowid or 0)
-            else:
-                self._batch = int(row[0])
-        return self._batch
+                self._chain.seal_row(cur, "reversals", int(cur.lastrowid or 0))
+            if row.reversal_done:
+                done = cur.execute(
+                    "UPDATE reversals SET status='done', last_attempt_at=? WHERE txn_id=? RETURNING id", (at, txn_id)
+                ).fetchall()
+                for (reversal_id,) in done:
+                    self._chain.seal_row(cur, "reversals", reversal_id)
+            return row.to
 
     def read_sensitive(self, txn_id: str) -> bytes | None:
-        row = self._conn.execute("SELECT sad_blob FROM transactions WHERE txn_id=?", (txn_id,)).fetchone()
-        return None if row is None or row[0] is None else bytes(row[0])
+        with self._reading() as cur:
+            row = cur.execute("SELECT sad_blob FROM transactions WHERE txn_id=?", (txn_id,)).fetchone()
+            return None if row is None or row[0] is None else bytes(row[0])
 
     # -- queues ---------------------------------------------------------------------------------
 
@@ -814,7 +720,8 @@ class Store:
         )
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [QueuedItem(*row) for row in self._conn.execute(sql, args).fetchall()]
+        with self._reading() as cur:
+            return [QueuedItem(*row) for row in cur.execute(sql, args).fetchall()]
 
     def saf_queued(self, limit: int | None = None) -> list[QueuedItem]:
         return self._queue("saf", "status='queued'", (), limit)
@@ -841,7 +748,7 @@ class Store:
                     f"WHERE saf_id IN ({marks})",
                     (at, *ids),
                 )
-                self._set_meta(cur, "saf_last_attempt", _canonical({"at": at, "error": None}))
+                self._set_meta(cur, "saf_last_attempt", canonical({"at": at, "error": None}))
             elif table == "reversals":
                 cur.execute(
                     f"UPDATE reversals SET attempts=attempts+1, last_attempt_at=? WHERE id IN ({marks})", (at, *ids)
@@ -859,7 +766,7 @@ class Store:
                 )
                 last = self._meta(cur, "saf_last_attempt")
                 at = json.loads(last)["at"] if last else None
-                self._set_meta(cur, "saf_last_attempt", _canonical({"at": at, "error": error}))
+                self._set_meta(cur, "saf_last_attempt", canonical({"at": at, "error": error}))
             elif table == "reversals":
                 cur.execute(
                     "UPDATE reversals SET last_error=?, next_attempt_at=? WHERE id=?", (error, next_attempt_at, item_id)
@@ -874,56 +781,95 @@ class Store:
         the queue, so it is cached until the database changes: our own commits
         drop the cache, and ``PRAGMA data_version`` tells of another process's.
         """
-        version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
-        if self._totals_cache is not None and self._totals_cache[0] == version:
-            return dict(self._totals_cache[1])
-        totals = {
-            int(cur): (int(n), int(total))
-            for cur, n, total in self._conn.execute(
-                "SELECT currency, COUNT(*), COALESCE(SUM(amount), 0) FROM saf WHERE status='queued' GROUP BY currency"
-            )
-        }
+        with self._reading() as cur:
+            version = int(cur.execute("PRAGMA data_version").fetchone()[0])
+            if self._totals_cache is not None and self._totals_cache[0] == version:
+                return dict(self._totals_cache[1])
+            totals = {
+                int(code): (int(n), int(total))
+                for code, n, total in cur.execute(
+                    "SELECT currency, COUNT(*), COALESCE(SUM(amount), 0) FROM saf WHERE status='queued' "
+                    "GROUP BY currency"
+                )
+            }
         self._totals_cache = (version, totals)
         return dict(totals)
 
     def saf_oldest(self) -> str | None:
         """When the oldest queued entry was made (FIFO: the lowest queued id, through the queue's index)."""
-        row = self._conn.execute("SELECT created_at FROM saf WHERE status='queued' ORDER BY id LIMIT 1").fetchone()
-        return None if row is None else str(row[0])
+        with self._reading() as cur:
+            row = cur.execute("SELECT created_at FROM saf WHERE status='queued' ORDER BY id LIMIT 1").fetchone()
+            return None if row is None else str(row[0])
 
     def last_attempt(self) -> tuple[str | None, str | None]:
         """The last forwarding attempt of the SAF queue and its error, if it failed."""
-        row = self._conn.execute("SELECT value FROM meta WHERE key='saf_last_attempt'").fetchone()
-        if row is None:
-            return None, None
-        last = json.loads(row[0])
-        return last.get("at"), last.get("error")
+        with self._reading() as cur:
+            row = cur.execute("SELECT value FROM meta WHERE key='saf_last_attempt'").fetchone()
+            if row is None:
+                return None, None
+            last = json.loads(row[0])
+            return last.get("at"), last.get("error")
+
+    def issue_receipt(self, txn_id: str, copy: str, at: str) -> int:
+        """Count a receipt of ``copy`` given out; returns how many were given before this one."""
+        with self._write() as cur:
+            row = cur.execute("SELECT times FROM receipts WHERE txn_id=? AND copy=?", (txn_id, copy)).fetchone()
+            if row is None:
+                cur.execute("INSERT INTO receipts(txn_id, copy, issued_at) VALUES(?,?,?)", (txn_id, copy, at))
+                return 0
+            cur.execute("UPDATE receipts SET times=times+1 WHERE txn_id=? AND copy=?", (txn_id, copy))
+            return int(row[0])
+
+    def receipts_issued(self, txn_id: str, copy: str) -> int:
+        with self._reading() as cur:
+            row = cur.execute("SELECT times FROM receipts WHERE txn_id=? AND copy=?", (txn_id, copy)).fetchone()
+            return 0 if row is None else int(row[0])
+
+    def check_queues(self) -> None:
+        """Read every queued entry in full and check its seal: StorageCorrupt names the first bad one.
+
+        The queues are small (bounded by the offline limits), and they are
+        what a damaged file would lose: ``saf status`` checks them rather than
+        trust a count.
+        """
+        with self._reading() as cur:
+            for row in cur.execute(f"{_TXN_SELECT} WHERE saf_status='queued'").fetchall():
+                txn = self._txn_row(row)
+                if not txn.sealed:
+                    raise StorageCorrupt(
+                        f"transaction {txn.txn_id} in the queue was changed outside posterm or damaged; "
+                        "run 'posterm journal verify'"
+                    )
+            columns = SEALED_COLUMNS["reversals"]
+            for row in cur.execute(f"SELECT {', '.join(columns)}, seal FROM reversals WHERE status='queued'"):
+                if row[-1] is None or bytes(row[-1]) != self._chain.row_seal("reversals", row[:-1]):
+                    raise StorageCorrupt(
+                        f"the reversal of {row[1]} was changed outside posterm or damaged; run 'posterm journal verify'"
+                    )
+
+    def note_security_event(self, at: str, text: str) -> None:
+        """Count a security event (a rejected host certificate) and keep the last one."""
+        with self._write() as cur:
+            count = int(self._meta(cur, "security_events") or 0) + 1
+            self._set_meta(cur, "security_events", str(count))
+            self._set_meta(cur, "last_security_event", canonical({"at": at, "text": text}))
+
+    def security_events(self) -> tuple[int, str | None]:
+        """How many security events were counted, and the last one ("at: text")."""
+        with self._reading() as cur:
+            count = int(self._meta(cur, "security_events") or 0)
+            last = self._meta(cur, "last_security_event")
+        if last is None:
+            return count, None
+        event = json.loads(last)
+        return count, f"{event['at']}: {event['text']}"
 
     def counts(self) -> dict[str, int]:
-        return {
-            "saf_queued": int(self._conn.execute("SELECT COUNT(*) FROM saf WHERE status='queued'").fetchone()[0]),
-            "reversals_queued": int(
-                self._conn.execute("SELECT COUNT(*) FROM reversals WHERE status='queued'").fetchone()[0]
-            ),
-            "sensitive_rows": int(self._conn.execute("SELECT COUNT(*) FROM sensitive").fetchone()[0]),
-        }
-
-
-def _txn_row(row: Sequence[Any]) -> TxnRow:
-    return TxnRow(
-        txn_id=row[0],
-        kind=row[1],
-        state=State(row[2]),
-        amount=int(row[3]),
-        currency=int(row[4]),
-        scheme=row[5],
-        offline_behavior=row[6],
-        batch_id=int(row[7]),
-        created_at=row[8],
-        updated_at=row[9],
-        masked_pan=row[10],
-        pan_token=row[11],
-        card_blob=None if row[12] is None else bytes(row[12]),
-        original_txn_id=row[13],
-        details=json.loads(row[14]),
-    )
+        with self._reading() as cur:
+            return {
+                "saf_queued": int(cur.execute("SELECT COUNT(*) FROM saf WHERE status='queued'").fetchone()[0]),
+                "reversals_queued": int(
+                    cur.execute("SELECT COUNT(*) FROM reversals WHERE status='queued'").fetchone()[0]
+                ),
+                "sensitive_rows": int(cur.execute("SELECT COUNT(*) FROM sensitive").fetchone()[0]),
+            }

@@ -3,7 +3,7 @@
 Hypothesis drives a real :class:`~terminal.facade.Terminal` (a real SQLite file
 in a temporary directory, a real :class:`~terminal.keystore.FileKeystore`,
 simulated cards from the ``sim:`` driver, the in-process
-:class:`~terminal.memory_host.MemoryHost` with its state file) through random
+:class:`~simulator.host.inprocess.InProcessHost` with its state file) through random
 sequences of sales, refunds, voids, forwarding, settlement, host faults, clock
 jumps and crashes.  A crash abandons the Terminal object (its SQLite
 connection is closed without any cleanup: every transition was committed, so
@@ -12,7 +12,10 @@ this is what a kill leaves) and opens a new one with ``recover=True``.  The
 one of its methods (before or after it processed the request), as a bug or a
 kill at that moment would, then crashes and recovers.
 
-After every step the invariants of the issue are checked: each payment shown
+After every step the invariants are checked.  The money rule first: for
+every sale, what the customer has paid is the sale amount less its refunds,
+or nothing if voided or reversed, and never below nothing, on the terminal's
+books and on the simulated host's records.  Then: each payment shown
 approved is in the journal and queued or settled exactly once; no payment is
 queued twice; the totals equal the sum of the journal.  Also: nothing is
 approved that the customer was not shown approved; the host holds each
@@ -37,13 +40,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, currently_in_test_context, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from simulator.host.inprocess import HostFaults, InProcessHost
+
 from terminal import registry
 from terminal.bootstrap import open_terminal
 from terminal.facade import (
+    NothingToSettle,
     PaymentResult,
     SettlementRefused,
     SettlementResult,
@@ -52,8 +59,7 @@ from terminal.facade import (
     TerminalSettings,
 )
 from terminal.host import Advice, AuthorisationRequest, BatchTotals, HostAnswer, Reversal, SettlementAnswer
-from terminal.lifecycle import APPROVED_STATES, FINAL_STATES, State
-from terminal.memory_host import HostFaults, MemoryHost
+from terminal.lifecycle import APPROVED_STATES, COUNTED_REFUND_STATES, FINAL_STATES, State, customer_paid
 from terminal.offline import OfflineBehavior, OfflineLimits, PaymentRefused, RetryPolicy
 from terminal.ports import CardReader
 
@@ -103,8 +109,8 @@ HOST_HAS_NOT = frozenset(
 AMBIGUOUS_AT_HOST = frozenset({State.EXPIRED, State.REJECTED_BY_HOST})
 UNFINISHED = frozenset({State.STARTED, State.AUTHORISING})
 # The reasons of the refusals the verbs may give here (anything else, "storage" included, is a bug).
-SALE_REFUSALS = frozenset({"offline_limit", "host_unreachable", "card_offline"})
-REFUND_REFUSALS = frozenset({"offline_limit", "host_unreachable", "original_not_refundable", "amount"})
+SALE_REFUSALS = frozenset({"offline_limit"})
+REFUND_REFUSALS = frozenset({"offline_limit", "original_not_refundable", "amount", "other_card"})
 VOID_REFUSALS = frozenset({"not_voidable", "other_batch"})
 
 
@@ -131,7 +137,7 @@ class SteppingClock:
 class ExplodingHost:
     """The real host, except that ``method`` raises RuntimeError (before or after processing)."""
 
-    def __init__(self, real: MemoryHost, method: str, after_processing: bool) -> None:
+    def __init__(self, real: InProcessHost, method: str, after_processing: bool) -> None:
         self.real = real
         self.method = method
         self.after_processing = after_processing
@@ -179,7 +185,7 @@ class TerminalMachine(RuleBasedStateMachine):
 
     def _open(self) -> Terminal:
         term = open_terminal(self.dir, host="memory", clock=self.clock, settings=SETTINGS, recover=True)
-        assert isinstance(term.host, MemoryHost)
+        assert isinstance(term.host, InProcessHost)
         term.host.faults = self.faults
         term.subscribe(self._heard)
         return term
@@ -189,11 +195,11 @@ class TerminalMachine(RuleBasedStateMachine):
             self.events.setdefault(event.txn_id, set()).add(event.kind)
 
     @property
-    def host(self) -> MemoryHost:
+    def host(self) -> InProcessHost:
         host = self.term.host
         if isinstance(host, ExplodingHost):
             return host.real
-        assert isinstance(host, MemoryHost)
+        assert isinstance(host, InProcessHost)
         return host
 
     def _reader(self, profile: str) -> CardReader:
@@ -238,15 +244,67 @@ class TerminalMachine(RuleBasedStateMachine):
             return
         self._note(result)
 
-    @rule(data=st.data(), fraction=st.sampled_from((1.0, 0.5, 2.0)), behaviour=st.sampled_from(BEHAVIOURS))
-    def refund_with_original(self, data: st.DataObject, fraction: float, behaviour: OfflineBehavior) -> None:
-        sales = [r for r in self.term.store.list_transactions() if r.kind == "sale"]
+    @rule(
+        data=st.data(),
+        fraction=st.sampled_from((1.0, 0.5, 0.3, 2.0)),
+        behaviour=st.sampled_from(BEHAVIOURS),
+        card=st.sampled_from((None, "same", "other", "other-on-purpose")),
+    )
+    def refund_with_original(
+        self, data: st.DataObject, fraction: float, behaviour: OfflineBehavior, card: str | None
+    ) -> None:
+        """A refund against any payment (refused where the rules say), to its card or to one presented."""
+        payments = self.term.store.list_transactions()
+        if not payments:
+            return
+        original = data.draw(st.sampled_from(payments), label="original")
+        amount = max(1, int(original.amount * fraction))
+        if card is not None:
+            profile = ONLINE_CARDS[0] if card == "same" else ONLINE_CARDS[1]
+            if original.scheme == "mastercard":
+                profile = ONLINE_CARDS[1] if card == "same" else ONLINE_CARDS[0]
+            self.term.reader = self._reader(profile)
+        try:
+            result = self.term.refund(
+                amount,
+                EUR,
+                original_txn_id=original.txn_id,
+                present_card=card is not None,
+                to_other_card=card == "other-on-purpose",
+                offline_behavior=behaviour,
+            )
+        except PaymentRefused as exc:
+            assert exc.reason in REFUND_REFUSALS, f"refund refused, unexpected reason: {exc.reason}: {exc}"
+            _event(f"refund refused: {exc.reason}")
+            return
+        _event(f"refund against a sale: {result.state.value}")
+        self._note(result)
+
+    @rule(data=st.data(), fraction=st.sampled_from((0.3, 0.5, 1.0)), behaviour=st.sampled_from(BEHAVIOURS))
+    def refund_a_confirmed_sale(self, data: st.DataObject, fraction: float, behaviour: OfflineBehavior) -> None:
+        """A partial or full refund of a sale the host confirmed, to its card: the common case."""
+        sales = self.term.store.list_transactions(states=[State.APPROVED, State.FORWARDED])
+        sales = [r for r in sales if r.kind == "sale"]
         if not sales:
             return
         original = data.draw(st.sampled_from(sales), label="original")
-        amount = max(1, int(original.amount * fraction))
         try:
-            result = self.term.refund(amount, EUR, original_txn_id=original.txn_id, offline_behavior=behaviour)
+            result = self.term.refund(
+                max(1, int(original.amount * fraction)), EUR, original_txn_id=original.txn_id,
+                offline_behavior=behaviour,
+            )  # fmt: skip
+        except PaymentRefused as exc:
+            assert exc.reason in REFUND_REFUSALS, f"refund refused, unexpected reason: {exc.reason}: {exc}"
+            _event(f"refund refused: {exc.reason}")
+            return
+        _event(f"refund of a confirmed sale: {result.state.value}")
+        self._note(result)
+
+    @rule(amount=st.sampled_from(AMOUNTS), behaviour=st.sampled_from(BEHAVIOURS))
+    def unreferenced_refund(self, amount: int, behaviour: OfflineBehavior) -> None:
+        self.term.reader = self._reader(ONLINE_CARDS[0])
+        try:
+            result = self.term.refund(amount, EUR, offline_behavior=behaviour)
         except PaymentRefused as exc:
             assert exc.reason in REFUND_REFUSALS, f"refund refused, unexpected reason: {exc.reason}: {exc}"
             return
@@ -295,6 +353,9 @@ class TerminalMachine(RuleBasedStateMachine):
         assert (counts["saf_queued"], counts["reversals_queued"]) == (0, 0), (report, counts)
         try:
             result = self.term.settle()
+        except NothingToSettle:
+            assert not self.term.transactions(batch_id=self.term.batch()["batch_id"])  # type: ignore[index]
+            return
         except SettlementRefused as exc:
             raise AssertionError(f"settlement refused with a healthy host and empty queues: {exc}") from exc
         _event("settled" if result.in_balance else "settled out of balance")
@@ -383,6 +444,33 @@ class TerminalMachine(RuleBasedStateMachine):
         self._crash()
 
     # -- invariants ----------------------------------------------------------------------------
+
+    @invariant()
+    def customer_never_gets_back_more_than_paid_on_the_books(self) -> None:
+        """The money rule on the terminal's books: refunds never exceed their sale, nor outlive it."""
+        rows = self.term.store.list_transactions()
+        refunds: dict[str, list[tuple[int, State]]] = {}
+        for row in rows:
+            if row.kind == "refund" and row.original_txn_id is not None:
+                refunds.setdefault(row.original_txn_id, []).append((row.amount, row.state))
+        sales = {row.txn_id: row for row in rows if row.kind == "sale"}
+        for original, against in refunds.items():
+            assert original in sales, f"refunds against {original}, which is not a sale"
+            sale = sales[original]
+            counted = sum(amount for amount, state in against if state in COUNTED_REFUND_STATES)
+            assert counted <= sale.amount, f"{original} ({sale.amount}) has {counted} refunded or pending"
+            paid = customer_paid(sale.amount, sale.state, against)
+            assert paid >= 0, f"{original} is {sale.state.value}: the customer got back {-paid} more than paid"
+            if any(state in APPROVED_STATES for _, state in against):
+                assert sale.state in APPROVED_STATES, f"{original} is {sale.state.value} and has refunds that count"
+
+    @invariant()
+    def customer_never_gets_back_more_than_paid_at_the_host(self) -> None:
+        """The money rule on the host's records: per sale, refunds approved there never exceed the charge."""
+        for txn_id, position in self.host.sale_positions().items():
+            assert position.net >= 0, (
+                f"the host charged {position.charged} for {txn_id} and refunded {position.refunded} against it"
+            )
 
     @invariant()
     def journal_verifies(self) -> None:
@@ -503,6 +591,8 @@ class TerminalMachine(RuleBasedStateMachine):
 
     def check_all(self) -> None:
         """Every invariant, for the reproductions below (the state machine runs them itself)."""
+        self.customer_never_gets_back_more_than_paid_on_the_books()
+        self.customer_never_gets_back_more_than_paid_at_the_host()
         self.journal_verifies()
         self.shown_approved_is_kept()
         self.nothing_approved_that_was_not_shown()
@@ -579,6 +669,60 @@ def test_a_payment_made_while_a_batch_close_waits_for_the_host_is_settled_in_bal
         machine.host_down(down=False)
         machine.sale(offline_card=False, card=0, amount=1234, behaviour=OfflineBehavior.PREFER_ONLINE)
         machine.drain_and_settle()  # the host counts the second sale in batch 1, the terminal in batch 2
+        machine.check_all()
+    finally:
+        machine.teardown()
+
+
+def test_a_sale_refunded_in_part_cannot_then_be_voided() -> None:
+    """Found by hand (issue 9): 5.00, refunds of 3.00 and 1.00, then a void paid back 9.00."""
+    machine = _machine()
+    try:
+        machine.sale(offline_card=False, card=0, amount=500, behaviour=OfflineBehavior.PREFER_ONLINE)
+        (sale,) = machine._txn_ids()
+        for amount in (300, 100):
+            result = machine.term.refund(amount, EUR, original_txn_id=sale)
+            assert result.approved
+            machine._note(result)
+        with pytest.raises(PaymentRefused, match="refund\\(s\\) were made against it"):
+            machine.term.void(sale)
+        machine.check_all()
+    finally:
+        machine.teardown()
+
+
+def test_a_deferred_sale_cannot_be_refunded_and_then_voided() -> None:
+    """Found by hand (issue 9): a deferred 30.00 sale refunded online, then voided as well."""
+    machine = _machine()
+    try:
+        machine.host_down(down=True)
+        machine.sale(offline_card=False, card=0, amount=3000, behaviour=OfflineBehavior.PREFER_ONLINE)
+        machine.host_down(down=False)
+        (sale,) = machine._txn_ids()
+        with pytest.raises(PaymentRefused, match="not reached the host yet"):
+            machine.term.refund(3000, EUR, original_txn_id=sale)
+        machine.void_txn(sale)
+        assert machine.term.transaction(sale).state in (State.VOIDED, State.VOID_PENDING)  # type: ignore[union-attr]
+        with pytest.raises(PaymentRefused, match="voided"):
+            machine.term.refund(3000, EUR, original_txn_id=sale)
+        machine.check_all()
+    finally:
+        machine.teardown()
+
+
+def test_a_refund_to_another_card_than_the_original_is_refused_unless_asked_for() -> None:
+    """Found by hand (issue 9): --original with --card of another card refunded the original's card."""
+    machine = _machine()
+    try:
+        machine.sale(offline_card=False, card=0, amount=500, behaviour=OfflineBehavior.PREFER_ONLINE)
+        (sale,) = machine._txn_ids()
+        machine.term.reader = machine._reader(ONLINE_CARDS[1])
+        with pytest.raises(PaymentRefused, match="not the card of") as err:
+            machine.term.refund(100, EUR, original_txn_id=sale, present_card=True)
+        assert err.value.reason == "other_card"
+        result = machine.term.refund(100, EUR, original_txn_id=sale, present_card=True, to_other_card=True)
+        assert result.approved and result.scheme == "mastercard"
+        machine._note(result)
         machine.check_all()
     finally:
         machine.teardown()

@@ -1,4 +1,4 @@
-"""terminal.lifecycle: the table of allowed transitions, checked exhaustively."""
+"""terminal.lifecycle: the table of allowed transitions and their effects, checked exhaustively."""
 
 from __future__ import annotations
 
@@ -7,14 +7,23 @@ from collections import deque
 
 import pytest
 
+from pathlib import Path
+
 from terminal.lifecycle import (
     APPROVED_STATES,
+    COUNTED_REFUND_STATES,
     FINAL_STATES,
+    FOLLOW_UPS,
     TRANSITIONS,
     Event,
+    FollowUp,
+    Money,
     State,
     TransitionError,
+    customer_paid,
+    follow_up_refusal,
     next_state,
+    table_markdown,
 )
 
 S, E = State, Event
@@ -33,7 +42,8 @@ def _reachable() -> dict[State, list[Event]]:
     todo = deque([S.STARTED])
     while todo:
         state = todo.popleft()
-        for (src, event), dst in TRANSITIONS.items():
+        for (src, event), row in TRANSITIONS.items():
+            dst = row.to
             if src is state and dst not in paths:
                 paths[dst] = [*paths[state], event]
                 todo.append(dst)
@@ -45,7 +55,7 @@ PATHS = _reachable()
 
 @pytest.mark.parametrize(
     ("pair", "target"),
-    list(TRANSITIONS.items()),
+    [(pair, row.to) for pair, row in TRANSITIONS.items()],
     ids=[f"{s.value}-{e.value}" for s, e in TRANSITIONS],
 )
 def test_every_transition_is_reachable_and_gives_the_listed_state(
@@ -104,7 +114,7 @@ def test_void_transitions_start_only_from_approved_or_void_pending_states() -> N
     void_sources = {s for (s, e) in TRANSITIONS if e in VOID_EVENTS}
     assert void_sources == {S.OFFLINE_APPROVED, S.DEFERRED_APPROVED, S.APPROVED, S.FORWARDED, S.VOID_PENDING}
     assert not void_sources & FINAL_STATES
-    assert TRANSITIONS[(S.VOID_PENDING, E.VOID_REVERSED)] is S.VOIDED
+    assert TRANSITIONS[(S.VOID_PENDING, E.VOID_REVERSED)].to is S.VOIDED
 
 
 def test_non_final_states_all_have_a_way_out() -> None:
@@ -117,7 +127,8 @@ def test_every_non_final_state_can_reach_a_final_state() -> None:
         seen, todo = {state}, [state]
         while todo:
             current = todo.pop()
-            for (src, _), dst in TRANSITIONS.items():
+            for (src, _), row in TRANSITIONS.items():
+                dst = row.to
                 if src is current and dst not in seen:
                     seen.add(dst)
                     todo.append(dst)
@@ -151,3 +162,108 @@ def test_a_replayed_event_is_refused() -> None:
     state = next_state(state, E.HOST_APPROVED)
     with pytest.raises(TransitionError):
         next_state(state, E.HOST_APPROVED)
+
+
+# -- the effects each row carries ----------------------------------------------------------------
+
+QUEUED = {S.OFFLINE_APPROVED, S.DEFERRED_APPROVED}
+# States in which the encrypted card data for the host may still be needed.  (``started`` holds
+# none: a new payment's card data comes with its first transition, and only where that row keeps it.)
+HOLDS_CARD_DATA = {S.AUTHORISING, S.OFFLINE_APPROVED, S.DEFERRED_APPROVED}
+ROWS = list(TRANSITIONS.items())
+IDS = [f"{s.value}-{e.value}" for s, e in TRANSITIONS]
+
+
+@pytest.mark.parametrize(("pair", "row"), ROWS, ids=IDS)
+def test_every_transition_into_a_queued_state_queues_exactly_one_saf_entry(pair: tuple[State, Event], row) -> None:
+    source, _ = pair
+    entering_queue = row.to in QUEUED and source not in QUEUED
+    assert row.queue_saf is entering_queue
+    # and the one way out of the queue settles the entry with the host's answer (or withdraws it)
+    if source in QUEUED and row.to not in QUEUED:
+        assert row.saf_answer in {"accepted", "declined", "rejected", "expired", "withdrawn"}
+    else:
+        assert row.saf_answer is None
+
+
+@pytest.mark.parametrize(("pair", "row"), ROWS, ids=IDS)
+def test_every_end_of_an_authorisation_drops_the_card_data(pair: tuple[State, Event], row) -> None:
+    source, _ = pair
+    if source in HOLDS_CARD_DATA and row.to not in HOLDS_CARD_DATA:
+        assert row.drop_card_data, "the authorisation is over: the card data must go (PCI DSS 3.3.1)"
+    if row.keep_card_data:
+        assert row.to in HOLDS_CARD_DATA and not row.drop_card_data
+        assert source is S.STARTED, "card data comes only with a payment's first transition"
+    if source is S.STARTED:
+        assert row.keep_card_data is (row.to in HOLDS_CARD_DATA)
+
+
+@pytest.mark.parametrize(("pair", "row"), ROWS, ids=IDS)
+def test_reversals_are_queued_exactly_where_the_result_may_stand_at_the_host(
+    pair: tuple[State, Event], row
+) -> None:
+    source, event = pair
+    # a lost answer, a crash mid-authorisation, a void, and an expiry after a send whose answer was lost
+    expected = {
+        E.NO_ANSWER: "no_answer",
+        E.RECOVER_AUTHORISING: "recovery",
+        E.VOID_QUEUED: "void",
+        E.SAF_EXPIRED_AFTER_SENDING: "expired",
+    }.get(event)
+    assert row.queue_reversal == expected
+    if row.queue_reversal is not None:
+        assert row.to in {S.REVERSAL_PENDING, S.VOID_PENDING}
+    assert row.reversal_done is (source in {S.REVERSAL_PENDING, S.VOID_PENDING})
+
+
+@pytest.mark.parametrize(("pair", "row"), ROWS, ids=IDS)
+def test_each_rows_money_effect_matches_its_states(pair: tuple[State, Event], row) -> None:
+    source, _ = pair
+    was, now = source in APPROVED_STATES, row.to in APPROVED_STATES
+    if not was and now:
+        assert row.money is Money.TAKEN
+    elif was and now:
+        assert row.money is Money.KEPT
+    elif was and not now:
+        assert row.money is Money.RETURNED
+    elif row.to is S.REVERSAL_PENDING:
+        assert row.money is Money.UNKNOWN  # the host may have approved: the reversal undoes it
+    else:
+        assert row.money is Money.NONE
+
+
+def test_refunds_go_only_against_a_sale_the_host_confirmed() -> None:
+    assert FOLLOW_UPS[(FollowUp.REFUND, "sale")] == {S.APPROVED, S.FORWARDED}
+    for state in State:
+        why = follow_up_refusal(FollowUp.REFUND, "sale", state)
+        assert (why is None) is (state in {S.APPROVED, S.FORWARDED})
+        assert why is None or why.strip()
+        assert follow_up_refusal(FollowUp.REFUND, "refund", state) is not None
+
+
+def test_voids_go_only_against_what_counts_and_say_why_not() -> None:
+    for kind in ("sale", "refund"):
+        for state in State:
+            why = follow_up_refusal(FollowUp.VOID, kind, state)
+            assert (why is None) is (state in APPROVED_STATES), (kind, state)
+            assert why is None or "void" not in why or state in {S.VOID_PENDING, S.VOIDED} or "queue" in why
+
+
+def test_a_refund_that_may_still_be_paid_counts_against_its_original() -> None:
+    assert APPROVED_STATES <= COUNTED_REFUND_STATES
+    assert {S.AUTHORISING, S.REVERSAL_PENDING, S.VOID_PENDING} <= COUNTED_REFUND_STATES
+    assert not COUNTED_REFUND_STATES & {S.DECLINED, S.CANCELLED, S.REVERSED, S.VOIDED, S.EXPIRED}
+
+
+def test_customer_paid() -> None:
+    assert customer_paid(500, S.APPROVED, [(300, S.APPROVED), (100, S.DECLINED)]) == 200
+    assert customer_paid(500, S.VOIDED, []) == 0
+    assert customer_paid(500, S.FORWARDED, [(500, S.FORWARDED)]) == 0
+
+
+def test_the_documentation_shows_the_table_of_the_code() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "terminal-core.md").read_text(encoding="utf-8")
+    assert table_markdown() in doc, (
+        "docs/terminal-core.md is out of date: paste the output of "
+        "python -c 'from terminal.lifecycle import table_markdown; print(table_markdown())'"
+    )

@@ -131,5 +131,5 @@ def test_the_documented_state_table_is_the_code() -> None:
     from terminal.lifecycle import TRANSITIONS
 
     doc = (DATA.parent.parent / "docs" / "terminal-core.md").read_text()
-    for (state, event), target in TRANSITIONS.items():
-        assert f"| {state.value} | {event.value} | {target.value} |" in doc
+    for (state, event), row in TRANSITIONS.items():
+        assert f"| {state.value} | {event.value} | {row.to.value} | {row.money.value} |" in doc

@@ -1,0 +1,195 @@
+"""Reading the card for a payment, and what of it is kept.
+
+:func:`read_card` waits for the card, runs Entry Point and a kernel, and asks
+for the card again when it was taken away too early (EMV Book A "present
+card again"), up to ``TerminalSettings.card_retries`` times within the same
+payment.  While it waits, listeners hear a ``card_prompt`` event with the
+amount and the prompt, so a screen (or the command line, on standard error)
+can show them; :meth:`terminal.facade.Terminal.cancel` stops the wait.
+
+:class:`CardData` is what the journal keeps of a card: the PAN masked, a
+keyed token, the rest encrypted; the data objects the host needs, encrypted
+until their authorisation completes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+from emv import tlv
+from emv.outcome import Outcome, TransactionResult
+from emv.pan import mask_pan, pan_of
+from terminal.core import Core
+from terminal.emv_session import TapInputs, build_transaction, run_tap
+from terminal.keystore import Keystore
+from terminal.money import currency, format_amount
+from terminal.offline import PaymentRefused
+from terminal.ports import (
+    CancelToken,
+    CardReader,
+    CollisionDetected,
+    DeviceError,
+    DeviceGone,
+    NoCardError,
+    WaitCancelled,
+)
+from terminal.store import CardRecord
+
+__all__ = ["HOST_DATA_TAGS", "SCHEMES", "CardRequest", "card_details", "card_record", "host_data", "read_card",
+           "scheme_of"]  # fmt: skip
+
+# The data objects a host gets with an authorisation or advice, in this order: the ICC
+# data an acquirer carries in ISO 8583 field 55 (the cryptogram, its inputs, the
+# card's and terminal's risk results), plus the PAN, PAN sequence number, track 2
+# equivalent data and expiry date that fields 2, 23, 35 and 14 would carry.  Not the
+# certificates, the DOLs or the signed data: they served offline authentication and
+# are no use to the issuer.
+HOST_DATA_TAGS = (
+    0x5A, 0x5F34, 0x57, 0x5F24,  # PAN, PSN, track 2 equivalent, expiry
+    0x9F26, 0x9F27, 0x9F10, 0x9F36, 0x9F37,  # AC, CID, issuer application data, ATC, unpredictable number
+    0x9F02, 0x9F03, 0x5F2A, 0x9F1A, 0x9A, 0x9C, 0x95, 0x82, 0x84,  # the cryptogram's other inputs, the DF name
+    0x9F33, 0x9F34, 0x9F35, 0x9F09, 0x9F1E, 0x9F41, 0x9F53,  # terminal: capabilities, CVM results, type, ...
+    0x9F66, 0x9F6C, 0x9F6E, 0x9F7C,  # contactless: TTQ, CTQ, form factor, customer exclusive data
+)  # fmt: skip
+
+SCHEMES = {
+    "A000000003": "visa",
+    "A000000004": "mastercard",
+    "A000000025": "amex",
+    "A000000065": "jcb",
+    "A000000152": "discover",
+    "A000000333": "unionpay",
+}
+
+PRESENT_CARD = "present card"
+PRESENT_CARD_AGAIN = "present card again"
+
+
+def scheme_of(aid: bytes | None) -> str:
+    if not aid:
+        return "unknown"
+    return SCHEMES.get(aid[:5].hex().upper(), "other")
+
+
+@dataclass(frozen=True)
+class CardRequest:
+    """What the card is asked for: the amount and its currency, the kind of transaction."""
+
+    amount: int
+    currency: int
+    exponent: int
+    transaction_type: int  # 0x00 purchase, 0x20 refund
+    force_online: bool  # no room to store an offline approval: ask for an online cryptogram
+
+
+def _prompt(core: Core, request: CardRequest, text: str, attempt: int) -> None:
+    if not core.listeners:
+        return
+    try:
+        shown = format_amount(request.amount, currency(request.currency))
+    except ValueError:
+        shown = f"{request.amount} (currency {request.currency:03d})"
+    core.emit("card_prompt", None, prompt=text, amount=shown, attempt=attempt)
+
+
+def _wait(reader: CardReader, core: Core, token: CancelToken) -> Any:
+    try:
+        return reader.wait_for_card(timeout=core.settings.card_timeout_seconds, cancel=token)
+    except WaitCancelled:
+        raise PaymentRefused("cancelled", "cancelled: no card was read") from None
+    except NoCardError:
+        raise PaymentRefused("no_card", "no card was presented in time") from None
+    except CollisionDetected:
+        raise PaymentRefused("one_card_only", "more than one card in the field: present one card") from None
+    except DeviceGone as exc:
+        raise PaymentRefused("reader_gone", f"the card reader is gone: {exc}") from None
+    except DeviceError as exc:  # e.g. another application holds the card exclusively
+        raise PaymentRefused("reader_error", f"the card reader cannot be used: {exc}") from None
+
+
+def read_card(core: Core, reader: CardReader, request: CardRequest, token: CancelToken) -> TransactionResult:
+    """Read the card once, asking for it again (same payment) when it was taken away too early."""
+    config = core.config
+    if request.force_online:
+        config = replace(
+            config,
+            combinations=tuple(replace(c, floor_limit=0) for c in config.combinations),
+            terminal_floor_limit=0,
+        )
+    attempt = 0
+    prompt = PRESENT_CARD
+    while True:
+        _prompt(core, request, prompt, attempt)
+        if token.cancelled:
+            raise PaymentRefused("cancelled", "cancelled: no card was read")
+        session = _wait(reader, core, token)
+        try:
+            if token.cancelled:
+                raise PaymentRefused("cancelled", "cancelled: no card was read")
+            txn = build_transaction(
+                TapInputs(
+                    amount=request.amount,
+                    currency=request.currency,
+                    currency_exponent=request.exponent,
+                    transaction_type=request.transaction_type,
+                ),
+                now=core.clock.now,
+            )
+            result = run_tap(session, config, txn).result
+        finally:
+            session.close()
+        for message in result.messages:
+            core.emit("ui_message", None, **message.to_json())
+        # Book A: Try Again with "present card again" (the card left mid-transaction, or it
+        # answered garbage): the same payment asks for it again, a few times, then gives up.
+        if result.outcome is not Outcome.TRY_AGAIN or attempt >= core.settings.card_retries:
+            return result
+        attempt += 1
+        prompt = PRESENT_CARD_AGAIN
+
+
+def card_record(keystore: Keystore, txn_id: str, result: TransactionResult) -> CardRecord:
+    """The card as the journal keeps it: masked, as a keyed token, and encrypted."""
+    pan = pan_of(result.card_data)
+    if pan is None:
+        return CardRecord(None, None, None)
+    blob = json.dumps(
+        {
+            "pan": pan,
+            "expiry": (result.card_data.get(0x5F24) or b"").hex(),
+            "psn": (result.card_data.get(0x5F34) or b"").hex(),
+        }
+    ).encode()
+    return CardRecord(
+        masked_pan=mask_pan(pan),
+        pan_token=keystore.mac(pan.encode(), "pan-token").hex()[:32],
+        card_blob=keystore.encrypt(blob, b"card:" + txn_id.encode()),
+    )
+
+
+def host_data(keystore: Keystore, txn_id: str, result: TransactionResult) -> bytes:
+    """The data objects for the host's authorisation or advice, encrypted for the journal.
+
+    The cryptogram's inputs as the card received them win over their later
+    values (C-3 sets TVR bits after GPO): the issuer must see what the card signed.
+    """
+    card_data = result.card_data | result.cryptogram_inputs
+    emv_data = tlv.encode_pairs([(tag, card_data[tag]) for tag in HOST_DATA_TAGS if tag in card_data])
+    return keystore.encrypt(emv_data, b"sad:" + txn_id.encode())
+
+
+def card_details(result: TransactionResult) -> dict[str, Any]:
+    """What the journal keeps in clear of the card's side of a payment (no card data)."""
+    return {
+        "aid": result.aid.hex().upper() if result.aid else None,
+        "application_label": result.application_label,
+        "cryptogram_type": result.cryptogram_type,
+        "cryptogram": result.cryptogram.hex().upper() if result.cryptogram else None,
+        "tvr": result.tvr.hex().upper(),
+        "tsi": result.tsi.hex().upper(),
+        "cvm": result.cvm.value,
+        "card_outcome": result.outcome.value,
+        "oda": result.oda.to_json(),
+    }

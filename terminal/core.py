@@ -1,0 +1,135 @@
+"""What the parts of a terminal share: configuration, store, keys, host link, clock and listeners.
+
+:class:`terminal.facade.Terminal` is the face; the forwarder
+(:mod:`terminal.forwarding`) and the settlement (:mod:`terminal.settlement`)
+work behind it on one :class:`Core`, so that each sees only what it needs and
+every state change goes through one place (:meth:`Core.record`), which also
+tells the listeners.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from emv.config import TerminalConfig
+from terminal.host import HostCertificateRejected, HostError, HostLink
+from terminal.keystore import Keystore
+from terminal.lifecycle import Event, State
+from terminal.offline import OfflineLimits, RetryPolicy
+from terminal.results import TerminalEvent
+from terminal.store import Store
+
+__all__ = ["MIN_RETENTION_YEARS", "Clock", "Core", "SystemClock", "TerminalSettings", "iso"]
+
+MIN_RETENTION_YEARS = 5
+
+_log = logging.getLogger("terminal.security")
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware (UTC)."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class TerminalSettings:
+    merchant_name: str = "posterm test shop"
+    merchant_address: str = ""
+    offline_limits: OfflineLimits = field(default_factory=OfflineLimits)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    card_timeout_seconds: float = 30.0
+    retention_years: int = 5  # settled records are kept at least this long (5 at the least)
+    # Receipts printed by themselves at the end of a payment when a printer is configured.
+    receipt_copies: tuple[str, ...] = ("customer",)
+    # How many times a card taken away too early is asked for again ("present card again").
+    card_retries: int = 2
+
+    def __post_init__(self) -> None:
+        if self.retention_years < MIN_RETENTION_YEARS:
+            raise ValueError(
+                f"retention_years is {self.retention_years}: records are kept at least {MIN_RETENTION_YEARS} years"
+            )
+        for copy in self.receipt_copies:
+            if copy not in ("customer", "merchant"):
+                raise ValueError(f"receipt copy {copy!r}: expected 'customer' or 'merchant'")
+        if not 0 <= self.card_retries <= 5:
+            raise ValueError(f"card_retries is {self.card_retries}: expected 0 to 5")
+
+
+class Core:
+    """The shared state of one terminal and the one door through which its payments change."""
+
+    def __init__(
+        self,
+        *,
+        config: TerminalConfig,
+        store: Store,
+        keystore: Keystore,
+        host: HostLink | None,
+        clock: Clock,
+        settings: TerminalSettings,
+        rng: random.Random,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.keystore = keystore
+        self.host = host
+        self.clock = clock
+        self.settings = settings
+        self.rng = rng
+        self.listeners: list[Callable[[TerminalEvent], None]] = []
+        # The payment the current verb created (its first journal row is written), if any:
+        # what an interrupted command reports.
+        self.current_txn_id: str | None = None
+
+    def now(self) -> str:
+        return iso(self.clock.now())
+
+    def emit(self, kind: str, txn_id: str | None = None, **data: Any) -> None:
+        event = TerminalEvent(kind, txn_id, data)
+        for listener in list(self.listeners):
+            with contextlib.suppress(Exception):  # a broken listener must not break a payment
+                listener(event)
+
+    def record(self, txn_id: str, event: Event, data: dict[str, Any], *, at: str | None = None, **kw: Any) -> State:
+        """Apply one lifecycle transition (see :meth:`terminal.store.Store.record`) and tell the listeners."""
+        state = self.store.record(txn_id, event, at or self.now(), data, **kw)
+        if kw.get("new") is not None:
+            self.current_txn_id = txn_id
+        if self.listeners:
+            self.emit("state_changed", txn_id, state=state.value, event=event.value)
+        return state
+
+    def emv_data(self, txn_id: str) -> bytes:
+        """The data objects kept (encrypted) for the host's authorisation or advice of ``txn_id``."""
+        blob = self.store.read_sensitive(txn_id)
+        return b"" if blob is None else self.keystore.decrypt(blob, b"sad:" + txn_id.encode())
+
+    def host_failed(self, exc: HostError) -> None:
+        """Note a failure of the host link; a rejected host certificate is a security event.
+
+        A wrong or expired certificate may be an attacker between the terminal
+        and its acquirer, not an outage: it is logged at ERROR, counted in the
+        store (``saf status`` and ``diag`` show it) and told to the listeners.
+        """
+        if isinstance(exc, HostCertificateRejected):
+            _log.error("security: the host's certificate was rejected: %s", exc)
+            with contextlib.suppress(Exception):  # counting must never stop a payment
+                self.store.note_security_event(self.now(), f"host certificate rejected: {exc}")
+            self.emit("security", None, error=f"host certificate rejected: {exc}")

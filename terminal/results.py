@@ -1,0 +1,142 @@
+"""What the terminal's verbs answer and what its listeners hear: plain, immutable values.
+
+Each has ``to_json()`` for the command line's ``--json`` and the ECR
+interface; none holds a PAN except masked, nor any key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from emv.outcome import TransactionResult
+from terminal.host import TotalsLine
+from terminal.lifecycle import State
+
+__all__ = [
+    "ForwardReport",
+    "PaymentResult",
+    "SafStatus",
+    "SettlementRefused",
+    "SettlementResult",
+    "TerminalEvent",
+]
+
+
+@dataclass(frozen=True)
+class TerminalEvent:
+    """What the UI hears: ``kind`` is one of state_changed, ui_message, card_prompt, offline_status,
+    saf_forwarded, saf_declined, saf_rejected, saf_expired, saf_failed, reversal_sent,
+    reversal_failed, recovered, settled, records_purged, security."""
+
+    kind: str
+    txn_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PaymentResult:
+    txn_id: str
+    kind: str
+    state: State
+    amount: int
+    currency: int
+    approved: bool
+    message: str
+    masked_pan: str | None = None
+    scheme: str | None = None
+    offline: bool = False
+    deferred: bool = False
+    approval_code: str | None = None
+    response_code: str | None = None
+    card_result: TransactionResult | None = None  # the kernel's result; ``.to_json()`` shows it masked
+    warnings: tuple[str, ...] = ()  # what the operator must know besides the result (e.g. a security event)
+
+    @property
+    def completed(self) -> bool:
+        """The payment reached its end: approved, or a final answer (declined, voided, ...)."""
+        return self.approved or self.state not in (State.REVERSAL_PENDING, State.CANCELLED)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "txn_id": self.txn_id,
+            "kind": self.kind,
+            "state": self.state.value,
+            "approved": self.approved,
+            "message": self.message,
+            "amount": self.amount,
+            "currency": self.currency,
+            "masked_pan": self.masked_pan,
+            "scheme": self.scheme,
+            "offline": self.offline,
+            "deferred": self.deferred,
+            "approval_code": self.approval_code,
+            "response_code": self.response_code,
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass(frozen=True)
+class SafStatus:
+    queued: int
+    totals: dict[int, tuple[int, int]]  # currency -> (count, amount)
+    oldest_at: str | None
+    oldest_age_seconds: float | None
+    last_attempt_at: str | None
+    last_error: str | None
+    reversals_queued: int
+    declined_after_forwarding: list[str]
+    security_events: int = 0  # host certificates rejected since the terminal was set up
+    last_security_event: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "queued": self.queued,
+            "totals": {f"{cur:03d}": {"count": n, "amount": amt} for cur, (n, amt) in sorted(self.totals.items())},
+            "oldest_at": self.oldest_at,
+            "oldest_age_seconds": self.oldest_age_seconds,
+            "last_attempt_at": self.last_attempt_at,
+            "last_error": self.last_error,
+            "reversals_queued": self.reversals_queued,
+            "declined_after_forwarding": self.declined_after_forwarding,
+            "security_events": self.security_events,
+            "last_security_event": self.last_security_event,
+        }
+
+
+@dataclass
+class ForwardReport:
+    reversals_sent: int = 0
+    accepted: int = 0
+    declined: int = 0
+    rejected: int = 0
+    expired: int = 0
+    failed: int = 0
+    stopped_by: str | None = None  # the error that stopped forwarding, if any
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class SettlementRefused(Exception):
+    """Settlement is not possible now; the message says what to do first."""
+
+
+@dataclass(frozen=True)
+class SettlementResult:
+    batch_id: int
+    in_balance: bool
+    host_reference: str | None
+    lines: tuple[TotalsLine, ...]
+    differences: tuple[dict[str, Any], ...]
+    new_batch_id: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "in_balance": self.in_balance,
+            "host_reference": self.host_reference,
+            "lines": [line.__dict__ for line in self.lines],
+            "differences": list(self.differences),
+            "new_batch_id": self.new_batch_id,
+        }
