@@ -41,11 +41,13 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 from drivers import preview
+from simulator.sim_cli import background_reads_fail, console_note, stdin_fd, typed_lines
 from terminal.ports import PrinterStatus
 
 __all__ = [
@@ -530,13 +532,18 @@ def serve_printer_cli(args: argparse.Namespace, stop: threading.Event | None = N
     print(f"virtual printer listening: {printer.url}", flush=True)
     if args.out:
         print(f"jobs and previews go to {args.out}", flush=True)
-    print("type a fault (paper-out, paper-out-after=N, paper-low, cover-open, offline, mute) or ready", flush=True)
+    stdin = stdin_fd()
+    hint = "type a fault (paper-out, paper-out-after=N, paper-low, cover-open, offline, mute) or ready"
+    print(console_note(stdin) + hint, flush=True)  # a job in the background leaves the terminal to the shell
     stop = stop or threading.Event()
     reporter = threading.Thread(target=_report_jobs, args=(printer, stop), daemon=True)
     reporter.start()
-    threading.Thread(target=_faults_from_stdin, args=(printer, stop), daemon=True).start()
     try:
-        run_until_signalled(stop)
+        with background_reads_fail():
+            if stdin is not None:
+                typed = typed_lines(stdin, stop)
+                threading.Thread(target=_faults_from_stdin, args=(printer, stop, typed), daemon=True).start()
+            run_until_signalled(stop)
     finally:
         stop.set()
         reporter.join(timeout=2.0)
@@ -545,9 +552,9 @@ def serve_printer_cli(args: argparse.Namespace, stop: threading.Event | None = N
     return 0
 
 
-def _faults_from_stdin(printer: VirtualNetworkPrinter, stop: threading.Event) -> None:
-    """Faults typed while it runs, one a line (``ready`` puts it back)."""
-    for line in sys.stdin:
+def _faults_from_stdin(printer: VirtualNetworkPrinter, stop: threading.Event, typed: Iterator[str]) -> None:
+    """Faults typed while it runs, one a line (``ready`` puts it back); a terminal only in the foreground."""
+    for line in typed:
         if stop.is_set():
             return
         text = line.strip()

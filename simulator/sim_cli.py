@@ -8,7 +8,10 @@
 - ``posterm sim printer``: a network ESC/POS printer on a TCP port.
 
 Each runs until interrupted (Ctrl-C or SIGTERM).  ``--fault`` injects the
-device's faults (see each module).  The devices themselves live in
+device's faults (see each module).  What a device takes typed on standard
+input (the printer's faults) it reads from a terminal only while it is the
+terminal's foreground job (:func:`typed_lines`): ``posterm sim printer &``
+neither stops on SIGTTIN nor takes the shell's keystrokes.  The devices themselves live in
 :mod:`simulator.vpcd`, :mod:`simulator.nfc_udp`, :mod:`simulator.pty_scanner`
 and :mod:`simulator.net_printer`.
 """
@@ -16,8 +19,17 @@ and :mod:`simulator.net_printer`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import select
+import signal
+import sys
+import threading
+from collections.abc import Iterator
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "background_reads_fail", "console_note", "in_foreground", "stdin_fd", "typed_lines"]
+
+_CONSOLE_POLL_SECONDS = 0.2
 
 
 def _cmd_card(args: argparse.Namespace) -> int:
@@ -70,3 +82,84 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     scanner.set_defaults(func=_cmd_scanner)
     net_printer.add_printer_arguments(printer)
     printer.set_defaults(func=_cmd_printer)
+
+
+# -- what the devices read typed on standard input ------------------------------------------------------------------
+
+
+def in_foreground(fd: int) -> bool:
+    """Whether ``fd`` is a terminal whose foreground process group is this process's (what is typed is for us).
+
+    A job started with ``&``, or sent to the background, is not: reading the
+    terminal would stop it (SIGTTIN) or take keystrokes meant for the shell.
+    """
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:  # not a terminal, or closed
+        return False
+
+
+def stdin_fd() -> int | None:
+    """Standard input's file descriptor; None when there is none to read."""
+    try:
+        return sys.stdin.fileno() if sys.stdin is not None else None
+    except (OSError, ValueError):  # closed, or not a real file
+        return None
+
+
+def console_note(fd: int | None) -> str:
+    """A prefix for "type ..." hints: on a terminal in the background, typing waits for ``fg``."""
+    if fd is not None and os.isatty(fd) and not in_foreground(fd):
+        return "in the foreground (fg), "
+    return ""
+
+
+@contextlib.contextmanager
+def background_reads_fail() -> Iterator[None]:
+    """SIGTTIN ignored while it lasts: a terminal read from the background fails (EIO) instead of stopping us.
+
+    :func:`typed_lines` does not read in the background, but a job sent there
+    between its check and its read would otherwise stop.  Handlers are set in
+    the main thread only; elsewhere this does nothing.
+    """
+    try:
+        previous = signal.signal(signal.SIGTTIN, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTTIN, previous)
+
+
+def typed_lines(fd: int, stop: threading.Event) -> Iterator[str]:
+    """Lines from ``fd`` until its end or ``stop``; a terminal only while this process is in its foreground.
+
+    Pipes and files are read as they come (a program feeding input); a
+    terminal is looked at every 0.2 s and read only in the foreground, and
+    only when select() found input waiting: a read blocked across a move to
+    the background would take the next line typed to the shell.
+    """
+    console = os.isatty(fd)
+    pending = b""
+    while not stop.is_set():
+        if console and not in_foreground(fd):
+            stop.wait(_CONSOLE_POLL_SECONDS)
+            continue
+        try:
+            readable, _, _ = select.select([fd], [], [], _CONSOLE_POLL_SECONDS)
+            if not readable or (console and not in_foreground(fd)):  # sent to the background meanwhile
+                continue
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: in the background after all (SIGTTIN ignored); EBADF: closed
+            if not console:
+                return
+            stop.wait(_CONSOLE_POLL_SECONDS)
+            continue
+        if not chunk:  # the end: a last line without its newline counts too
+            if pending:
+                yield pending.decode(errors="replace")
+            return
+        *lines, pending = (pending + chunk).split(b"\n")
+        yield from (line.decode(errors="replace") for line in lines)

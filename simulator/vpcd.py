@@ -414,9 +414,12 @@ def serve_card_cli(args: argparse.Namespace) -> int:
         card.reinsert_after(reinsert)
         card.insert()
         started = f"; pcscd started here, pid {daemon.pid}" if daemon is not None and daemon.started_here else ""
+        # the shipped configuration names the readers on 35963 and 35964; another port's reader is named by its own
+        reader = f"the reader configured as /dev/null:{port}"
+        if port - VPCD_PORT in (0, 1):
+            reader = f"reader {reader_name(port)!r}, device URL pcsc:{reader_name(port)}"
         print(
-            f"serving {args.card} to pcscd's vpcd driver at {args.bind}:{port} "
-            f"(reader {reader_name(port)!r}, device URL pcsc:{reader_name(port)}){started}; Ctrl-C to stop",
+            f"serving {args.card} to pcscd's vpcd driver at {args.bind}:{port} ({reader}){started}; Ctrl-C to stop",
             flush=True,
         )
         while not stop.wait(0.5):

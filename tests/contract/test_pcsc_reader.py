@@ -63,10 +63,7 @@ class PcscRig:
         self.card.remove_after(exchanges)
 
     def unplug(self) -> None:
-        try:
-            self.rig.unplug()
-        except pytest.skip.Exception as exc:
-            raise Unsupported(str(exc)) from None
+        self.rig.unplug()  # the tests' own pcscd stops (and starts again after the test)
 
 
 @pytest.fixture
@@ -199,11 +196,7 @@ def test_pcsc_pcscd_gone_during_a_transaction_and_before_opening(vpcd: PcscdRig)
     reader = PcscReader.open(vpcd.url)
     session = reader.wait_for_card(timeout=5)
     assert session.exchange(PPSE)[-2:] == b"\x90\x00"
-    try:
-        vpcd.unplug()
-    except pytest.skip.Exception:
-        session.close()
-        raise
+    vpcd.unplug()
     with pytest.raises(DeviceGone, match="pcscd is not running"):
         session.exchange(PPSE)
     session.close()

@@ -27,6 +27,7 @@ from emv.outcome import Message, Outcome, TransactionResult
 from emv.transaction import TransactionData
 from simulator import profiles
 from simulator.card import SimulatedCard
+from simulator.pcscd import SOCKET_ENV, reader_has_card
 from simulator.replay import ReplayCard
 from simulator.transport import as_transport
 from simulator.vpcd import CONTACTLESS_ATR, VirtualCard, VpcdError
@@ -183,8 +184,6 @@ class _UnplugAt:
 
 
 def test_reader_unplugged_mid_transaction(vpcd: PcscdRig, reader: PcscReader) -> None:  # noqa: F811
-    if not vpcd.daemon.started_here:
-        pytest.skip("pcscd was not started by the tests: it is not stopped to unplug the reader")
     vpcd.card(_UnplugAt(vpcd, SimulatedCard("mc-cda-offline", seed=1), at=3))
     report = _through_pcscd(reader)
     _assert_card_removed(report.result)
@@ -238,23 +237,10 @@ def test_replay_card_through_pcscd_replays_the_recorded_trace(
     assert card.card.unused == []
 
 
-def _sim_card_command(*args: str) -> list[str]:
-    """``posterm sim card ...``; where ``sim`` is not wired into the CLI yet, the same function called directly."""
-    probe = subprocess.run([str(POSTERM), "sim", "--help"], capture_output=True, text=True, check=False)
-    if probe.returncode == 0:
-        return [str(POSTERM), "sim", "card", *args, "--via", "vpcd"]
-    code = (
-        "import argparse, sys; from simulator.vpcd import serve_card_cli; "
-        "sys.exit(serve_card_cli(argparse.Namespace(card=sys.argv[1], via='vpcd', bind='127.0.0.1', "
-        "port=None, fault=sys.argv[2:])))"
-    )
-    return [sys.executable, "-c", code, args[0], *[a for a in args[1:] if a != "--fault"]]
-
-
 def test_sim_card_command_then_emv_tap_and_sale_on_pcsc(vpcd: PcscdRig, tmp_path: Path) -> None:  # noqa: F811
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     server = subprocess.Popen(
-        _sim_card_command("visa-qvsdc-online"),
+        [str(POSTERM), "sim", "card", "visa-qvsdc-online", "--via", "vpcd", "--port", str(vpcd.port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -264,7 +250,8 @@ def test_sim_card_command_then_emv_tap_and_sale_on_pcsc(vpcd: PcscdRig, tmp_path
     try:
         assert server.stdout is not None
         line = server.stdout.readline()
-        assert "serving visa-qvsdc-online" in line and "35963" in line, server.stderr.read() if server.stderr else ""
+        why = server.stderr.read() if server.stderr and not line else line
+        assert "serving visa-qvsdc-online" in line and f":{vpcd.port} " in line, why
         tap = subprocess.run(
             [str(POSTERM), "emv", "tap", "--reader", "pcsc:", "--amount", "5.00"],
             capture_output=True,
@@ -294,3 +281,59 @@ def test_sim_card_command_then_emv_tap_and_sale_on_pcsc(vpcd: PcscdRig, tmp_path
             server.kill()
             raise
     assert code == 0
+
+
+_SYSTEM_VIEW = """
+import sys
+from simulator.pcscd import wait_for_reader_state
+sys.exit(0 if wait_for_reader_state("Virtual PCD 00 00", True, 5.0) else 1)
+"""
+
+
+def test_a_card_left_serving_on_the_default_port_stays_out_of_the_tests_reader(
+    vpcd: PcscdRig,  # noqa: F811
+    reader: PcscReader,
+) -> None:
+    """A ``posterm sim card --via vpcd`` started in another shell (port 35963, the system pcscd it starts or finds).
+
+    The tests' pcscd reads its own configuration (another port) and runs in a
+    mount namespace of its own, so that card and that pcscd do not show in the
+    tests' readers, and the tests' transactions read the tests' card.
+    """
+    if not vpcd.isolated:
+        pytest.skip("the tests' pcscd runs on the machine's /run/pcscd here (no mount namespace): none runs beside it")
+    elsewhere = {name: value for name, value in os.environ.items() if name != SOCKET_ENV}  # another shell's
+    disturber = subprocess.Popen(
+        [str(POSTERM), "sim", "card", "visa-qvsdc-online", "--via", "vpcd"],
+        cwd=ROOT,
+        env={**elsewhere, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert disturber.stdout is not None and disturber.stderr is not None
+        line = disturber.stdout.readline()
+        if "serving visa-qvsdc-online" not in line:
+            disturber.wait(10)
+            pytest.skip(f"no card could be left serving on the default port here: {disturber.stderr.read().strip()}")
+        seen_elsewhere = subprocess.run(
+            [sys.executable, "-c", _SYSTEM_VIEW], cwd=ROOT, env=elsewhere, capture_output=True, timeout=30, check=False
+        )
+        assert seen_elsewhere.returncode == 0, "the other pcscd should see the card left serving on 35963"
+        assert PcscReader.discover() == [f"pcsc:Virtual PCD 00 0{slot}" for slot in (0, 1)]
+        ours = vpcd.daemon.vpcd_readers()
+        assert ours and not any(reader_has_card(name) for name in ours), "the card on 35963 shows in the tests' reader"
+        here = _in_process(SimulatedCard("mc-cda-offline", seed=1))
+        vpcd.card(SimulatedCard("mc-cda-offline", seed=1))
+        there = _through_pcscd(reader)
+        assert there.result.to_json() == here.result.to_json()
+        assert _exchanges(there) == _exchanges(here)
+    finally:
+        disturber.send_signal(signal.SIGTERM)
+        try:
+            disturber.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            disturber.kill()
+            disturber.communicate()
