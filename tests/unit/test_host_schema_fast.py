@@ -41,7 +41,7 @@ def _resolve(ref: str) -> Any:
     return node
 
 
-def _from_schema(schema: Any, depth: int = 0) -> st.SearchStrategy[Any]:  # noqa: PLR0911 - one per type
+def _from_schema(schema: Any, depth: int = 0) -> st.SearchStrategy[Any]:
     """Instances that aim to be valid (jsonschema has the last word in the tests)."""
     if "$ref" in schema:
         return _from_schema(_resolve(schema["$ref"]), depth)
