@@ -14,20 +14,23 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from emv.outcome import TransactionResult
-from emv.transaction import TransactionDataError
-from terminal import registry
-from terminal.emv_session import TapInputs, TapReport, build_transaction, run_tap, trace_header
 from terminal.exit_status import ExitStatus, status_for
-from terminal.money import MoneyError, currency, format_amount, parse_amount
-from terminal.ports import CardReader, CollisionDetected, NoCardError, WaitCancelled
-from terminal.settings import SettingsError, load_default_config
-from terminal.trace import TraceError, read_trace_header, to_trace
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from emv.outcome import TransactionResult
+    from terminal.emv_session import TapInputs, TapReport
+    from terminal.ports import CardReader
+
+# Start-up time: a command imports only what it runs.  The parser lists every command by
+# name and one-line help (BUILTIN_COMMANDS, and the plugins' tables), and imports the module
+# that adds a command's arguments only when that command is the one run; the functions
+# below import the EMV code, the registry and the settings where they need them.
+
+__all__ = ["BUILTIN_COMMANDS", "CommandEntry", "add_emv_commands", "main", "plugin_commands"]
 
 EXIT_ERROR = int(ExitStatus.BAD_INPUT)
 _log = logging.getLogger("terminal.cli")
@@ -62,6 +65,11 @@ def _overrides(items: Sequence[str]) -> dict[int, bytes]:
 
 def _tap(reader: str | CardReader, inputs: TapInputs) -> TapReport:
     """Tap on ``reader`` (a URL or an open reader, closed afterwards)."""
+    from terminal import registry
+    from terminal.emv_session import build_transaction, run_tap
+    from terminal.ports import CollisionDetected, NoCardError, WaitCancelled
+    from terminal.settings import load_default_config
+
     config = load_default_config()
     if isinstance(reader, str):
         reader = registry.open_reader(reader)
@@ -83,6 +91,8 @@ def _tap(reader: str | CardReader, inputs: TapInputs) -> TapReport:
 
 
 def _cmd_emv_cards(args: argparse.Namespace) -> int:
+    from terminal import registry
+
     urls = registry.discover("sim")
     names = [url.split("card=", 1)[1] for url in urls if "card=" in url]
     if args.json:
@@ -93,6 +103,10 @@ def _cmd_emv_cards(args: argparse.Namespace) -> int:
 
 
 def _amount_inputs(amount: str | None, currency_text: str | None, default_minor: int | None = None) -> TapInputs:
+    from terminal.emv_session import TapInputs
+    from terminal.money import currency, parse_amount
+    from terminal.settings import load_default_config
+
     cur = currency(currency_text if currency_text is not None else load_default_config().currency)
     if amount is None:
         if default_minor is None:
@@ -106,6 +120,9 @@ def _amount_inputs(amount: str | None, currency_text: str | None, default_minor:
 def _cmd_emv_tap(args: argparse.Namespace) -> int:
     if args.card and args.reader:
         raise CliError("give either --card or --reader, not both")
+    from terminal.emv_session import TapInputs, trace_header
+    from terminal.trace import to_trace
+
     url = args.reader or f"sim:card={args.card}"
     base = _amount_inputs(args.amount, args.currency)
     inputs = TapInputs(
@@ -130,6 +147,10 @@ def _cmd_emv_tap(args: argparse.Namespace) -> int:
 
 
 def _cmd_emv_replay(args: argparse.Namespace) -> int:
+    from terminal import registry
+    from terminal.emv_session import TapInputs
+    from terminal.trace import read_trace_header
+
     overrides = _overrides(args.set)
     header = read_trace_header(args.trace)
     reader = registry.open_reader(f"sim:replay={args.trace}")  # checks every exchange of the trace
@@ -161,6 +182,11 @@ def _summary_row(name: str, amount: str, result: TransactionResult) -> list[str]
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Tap every simulated card at two amounts and print the outcomes as a table."""
+    from terminal import registry
+    from terminal.emv_session import TapInputs
+    from terminal.money import currency, format_amount, parse_amount
+    from terminal.settings import load_default_config
+
     cur = currency(load_default_config().currency)
     names = [url.split("card=", 1)[1] for url in registry.discover("sim") if "card=" in url]
     rows = [["card", "amount", "outcome", "cryptogram", "ODA", "CVM"]]
@@ -180,17 +206,85 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS_GROUP = "posterm.commands"
 
+#: A command as the parser lists it before it runs: (name, one-line help, "module:function"),
+#: where the function takes the subparsers and adds the command with its arguments (it may
+#: add its module's other commands too).  Only the function of the command run is imported.
+CommandEntry = tuple[str, str, str]
 
-def _add_plugin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Commands of the layers above terminal (host link, simulated host, demo), by entry point.
+#: The terminal's own commands, in the order ``posterm --help`` lists them (the plugins'
+#: come before ``emv``).  tests/unit/test_cli_commands.py checks each help against the
+#: one its function gives: change both together.
+BUILTIN_COMMANDS: tuple[CommandEntry, ...] = (
+    ("sale", "charge a card", "terminal.cli_payments:add_commands"),
+    ("refund", "refund against an original payment, or to the card presented", "terminal.cli_payments:add_commands"),
+    ("void", "cancel an approved payment of the open batch", "terminal.cli_payments:add_commands"),
+    ("journal", "the transaction journal: list, show, verify, export, purge", "terminal.cli_payments:add_commands"),
+    ("saf", "the store-and-forward queue: status, forward", "terminal.cli_payments:add_commands"),
+    ("receipt", "a receipt from the journal (a second one is marked duplicate)", "terminal.cli_payments:add_commands"),
+    ("report", "X report (running totals) or Z report (a settled batch)", "terminal.cli_payments:add_commands"),
+    ("settle", "close the batch with the host", "terminal.cli_payments:add_commands"),
+    (
+        "devices",
+        "the configured and attached devices, with their status; 'devices set' configures one",
+        "terminal.cli_devices:add_commands",
+    ),
+    (
+        "diag",
+        "self-test of every device, the host link, the SAF queue, configuration, keys",
+        "terminal.cli_devices:add_commands",
+    ),
+    ("emv", "EMV contactless: simulated cards, taps and replays", "terminal.cli:add_emv_commands"),
+)
+_LISTED_LAST = "emv"
 
-    terminal may not import those packages; each registers ``add_commands(subparsers)``
-    in the ``posterm.commands`` group of setup.cfg instead.
+_SubParsers = Any  # argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def _function(target: str) -> Callable[[_SubParsers], None]:
+    import importlib
+
+    module, _, name = target.partition(":")
+    add: Callable[[_SubParsers], None] = getattr(importlib.import_module(module), name)
+    return add
+
+
+def plugin_commands() -> tuple[list[CommandEntry], list[Callable[[_SubParsers], None]]]:
+    """The commands of the layers above terminal (host link, simulated host, demo), by entry point.
+
+    terminal may not import those packages; each registers itself in the
+    ``posterm.commands`` group of setup.cfg, either as a table of
+    :data:`CommandEntry` (listed by name and help, imported when run: what
+    posterm's own packages do) or as a function ``add_commands(subparsers)``
+    that adds its commands at once (simpler, and slower to start).  Returns
+    (the table entries, the functions), in the order of the entry point names.
     """
     from importlib.metadata import entry_points
 
+    entries: list[CommandEntry] = []
+    functions: list[Callable[[_SubParsers], None]] = []
     for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
-        ep.load()(sub)
+        declared = ep.load()
+        if callable(declared):
+            functions.append(declared)
+            continue
+        for item in declared:
+            name, helptext, target = item
+            if not (isinstance(name, str) and isinstance(helptext, str) and ":" in target):
+                raise TypeError(f"entry point {ep.name} of {COMMANDS_GROUP}: {item!r} is not (name, help, 'module:fn')")
+            entries.append((name, helptext, target))
+    return entries, functions
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the installed version, looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        kwargs.setdefault("help", "show program's version number and exit")
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: Any = None) -> None:
+        print(f"posterm {_version()}")
+        parser.exit()
 
 
 _EPILOG = """\
@@ -202,7 +296,14 @@ exit status: 0 approved or done; 1 declined, refused or not completed; 2 unusabl
 """
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: Sequence[str] | None = None, *, command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for a command line: the command's own arguments only, or every command listed.
+
+    ``command`` (default: the first word of ``argv``) names the command to
+    build for real; for any other command line (``--help``, ``--version``, no
+    or an unknown command, or a command of a plugin that adds its commands
+    at once) every command is listed by name and help.
+    """
     parser = argparse.ArgumentParser(
         prog="posterm",
         description="posterm: a point-of-sale and contactless payment terminal, with a simulator for every "
@@ -210,15 +311,31 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"posterm {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    if command is None and argv:
+        command = argv[0]
+    builtin = {name: target for name, _, target in BUILTIN_COMMANDS}
+    if command in builtin:
+        _function(builtin[command])(sub)
+        return parser
+    entries, functions = plugin_commands()
+    plugins = {name: target for name, _, target in entries if name not in builtin}
+    if command in plugins:
+        _function(plugins[command])(sub)
+        return parser
+    listed = [e for e in BUILTIN_COMMANDS if e[0] != _LISTED_LAST]
+    listed += [e for e in entries if e[0] in plugins]
+    listed += [e for e in BUILTIN_COMMANDS if e[0] == _LISTED_LAST]
+    for name, helptext, _ in listed:
+        sub.add_parser(name, help=helptext)
+    for add in functions:
+        add(sub)
+    return parser
 
-    from terminal import cli_devices, cli_payments
 
-    cli_payments.add_commands(sub)
-    cli_devices.add_commands(sub)
-    _add_plugin_commands(sub)
-
+def add_emv_commands(sub: _SubParsers) -> None:
+    """``posterm emv ...``: simulated cards, taps and replays."""
     emv = sub.add_parser("emv", help="EMV contactless: simulated cards, taps and replays")
     emv_sub = emv.add_subparsers(dest="emv_command", required=True)
 
@@ -253,7 +370,6 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("trace", metavar="TRACE.json")
     terminal_options(replay, amount_required=False)
     replay.set_defaults(func=_cmd_emv_replay)
-    return parser
 
 
 # Commands with a --data-dir that is not a terminal's (the simulated host keeps its own directory).
@@ -297,8 +413,11 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = _parser().parse_args(argv)
+        args = _parser(words).parse_args(words)
+        if not hasattr(args, "func"):  # a listed command chosen another way ("posterm -- saf status")
+            args = _parser(words, command=args.command).parse_args(words)
     except KeyboardInterrupt:
         return int(ExitStatus.INTERRUPTED)
     if args.command == "emv" and args.emv_command == "tap" and not (args.card or args.reader):
@@ -352,7 +471,11 @@ class InternalError(Exception):
 
 def _known(exc: BaseException) -> bool:
     """Errors that are the user's input (exit status 2), as opposed to a bug."""
+    from emv.transaction import TransactionDataError
     from terminal.cli_output import CommandError
+    from terminal.money import MoneyError
+    from terminal.settings import SettingsError
+    from terminal.trace import TraceError
 
     return isinstance(
         exc,

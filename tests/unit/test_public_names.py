@@ -240,7 +240,7 @@ PUBLIC: dict[str, set[str]] = {
     # ---------------------------------------------------------------------------- terminal
     "terminal": set(),
     "terminal.apdu_trace": {"ApduObserver", "ApduTrace", "ObservedReader", "observe"},
-    "terminal.cli": {"main"},
+    "terminal.cli": {"BUILTIN_COMMANDS", "CommandEntry", "add_emv_commands", "main", "plugin_commands"},
     "terminal.cli_devices": {"add_commands"},
     "terminal.bootstrap": {
         "ENROLMENT_FILE",
@@ -506,6 +506,7 @@ PUBLIC: dict[str, set[str]] = {
     # ---------------------------------------------------------------------------- host_link
     "host_link": set(),
     "host_link.cli": {"add_commands"},
+    "host_link.commands": {"COMMANDS"},
     "host_link.client": {
         "DEFAULT_CONNECT_TIMEOUT",
         "DEFAULT_READ_TIMEOUT",
@@ -575,6 +576,7 @@ PUBLIC: dict[str, set[str]] = {
         "cvr_from_iad",
         "verify_arqc",
     },
+    "simulator.commands": {"DEMO", "HOST", "SIM"},
     "simulator.demo": {"DemoDay", "Step", "add_commands"},
     "simulator.devices": {"SimulatorCardReader", "SimulatorDeviceError"},
     "simulator.host": set(),
@@ -655,7 +657,14 @@ PUBLIC: dict[str, set[str]] = {
         "parse_emv_data",
     },
     "simulator.host.params": {"ParametersError", "capk_checksum", "default_document", "ensure_initial", "publish"},
-    "simulator.host.schema": {"DOCUMENT_URI", "first_error", "openapi_bytes", "openapi_document", "validator"},
+    "simulator.host.schema": {
+        "DOCUMENT_URI",
+        "fast_check",
+        "first_error",
+        "openapi_bytes",
+        "openapi_document",
+        "validator",
+    },
     "simulator.host.server": {"HostServer", "TlsH11Protocol", "peer_from_ssl", "serve", "server_ssl_context"},
     "simulator.host.service": {"ClientCredentials", "HostService", "HostStartError", "start_host"},
     "simulator.host.store": {"CachedResponse", "DB_NAME", "EnrolmentCode", "HostStore", "Record", "StoreError"},
