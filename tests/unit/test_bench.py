@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bench.airtime import BYTE_SECONDS, FRAME_DELAY_SECONDS, exchange_seconds
 from bench.emv_tap import markdown, measure_profile
 
@@ -18,3 +20,22 @@ def test_measure_profile_reports_figures_for_a_real_tap() -> None:
     assert figures.apdus >= 5 and figures.bytes_exchanged > 500
     assert figures.terminal_ms > 0 and figures.airtime_ms > 10
     assert "visa-qvsdc-offline" in markdown([figures])
+
+
+def test_percentile_is_the_nearest_rank() -> None:
+    from bench.speed import percentile
+
+    samples = [float(i) for i in range(1, 101)]
+    assert percentile(samples, 95) == 95.0
+    assert percentile(samples, 50) == 50.0
+    assert percentile([3.0], 95) == 3.0
+
+
+def test_speed_figures_come_from_a_real_host(tmp_path: Path) -> None:
+    from bench import speed
+
+    figures = speed.run(tmp_path, entries=40, rounds=1, auth_runs=5, cold_runs=1)
+    assert figures.forward_entries == 40 and len(figures.forward_seconds) == 1
+    assert len(figures.auth_ms) == 5 and all(ms > 0 for ms in figures.auth_ms)
+    assert set(figures.cold_seconds) == {"posterm --help", "posterm saf status"}
+    assert "online authorisation: p95" in speed.markdown(figures)
