@@ -120,6 +120,14 @@ def read_card(core: Core, reader: CardReader, request: CardRequest, token: Cance
         )
     attempt = 0
     prompt = PRESENT_CARD
+    opener = getattr(reader, "device", None)  # a reader opened when first used: open it before prompting
+    if callable(opener):
+        try:
+            opener()
+        except DeviceGone as exc:
+            raise PaymentRefused("reader_gone", f"the card reader is gone: {exc}") from None
+        except DeviceError as exc:
+            raise PaymentRefused("reader_error", f"the card reader cannot be used: {exc}") from None
     while True:
         _prompt(core, request, prompt, attempt)
         if token.cancelled:

@@ -12,7 +12,8 @@ configuration (``posterm devices set reader URL``; by default a simulated
 ``visa-qvsdc-online`` card), on ``--reader URL`` (any reader URL, e.g.
 ``pcsc:`` or ``nfc:usb``), or on a simulated card with ``--card PROFILE``
 (short for ``--reader sim:card=PROFILE``).  While a card is awaited, the
-amount and the prompt are printed on standard error.
+amount and the prompt are printed on standard error (not with ``--json``,
+whose output is for programs).
 
 Exit statuses: see :mod:`terminal.exit_status` (0 approved or done, 1
 declined or not completed, 2 unusable input, 3 unavailable, 130 interrupted).
@@ -108,7 +109,8 @@ def _cmd_sale(args: argparse.Namespace) -> int:
     amount = parse_amount(args.amount, cur)
     with _terminal(args, _reader(args)) as terminal:
         _need_reader(terminal)
-        terminal.subscribe(_show_prompts)
+        if not args.json:
+            terminal.subscribe(_show_prompts)
         try:
             result = terminal.sale(
                 amount, cur.numeric, exponent=cur.exponent, offline_behavior=OfflineBehavior(args.offline_behavior)
@@ -136,7 +138,8 @@ def _cmd_refund(args: argparse.Namespace) -> int:
     with _terminal(args, reader if present else "none") as terminal:
         if present:
             _need_reader(terminal)
-            terminal.subscribe(_show_prompts)
+            if not args.json:
+                terminal.subscribe(_show_prompts)
         try:
             result = terminal.refund(
                 amount,

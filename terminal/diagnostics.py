@@ -36,7 +36,14 @@ returns a :class:`DiagResult` for each, in this order:
     merchant has not been paid for it and has not yet seen it on a Z report
     (a settlement counts as the merchant's acknowledgement, since the journal
     has no other one).  Near a limit (80 %), queued reversals, a failed last
-    attempt and declines in settled batches are warnings.
+    attempt and declines in settled batches are warnings.  Host certificates
+    rejected (security events) are counted in the details and are a warning.
+``journal``
+    The journal's integrity, as ``posterm journal verify`` checks it: SQLite's
+    own structure check, the hash chain, and the seal of every row that
+    carries money or state.  Fails, naming each edited, inserted or removed
+    row, when anything does not match; fails when the terminal's keys exist
+    but its journal is missing or empty.
 ``configuration``
     The parameters version in force (or ``shipped``) with SHA-256 checksums of
     its files, the device configuration, and every CA public key with its
@@ -128,7 +135,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-TEST_NAMES: Final = ("reader", "scanner", "printer", "host_link", "saf_queue", "configuration", "keys")
+TEST_NAMES: Final = ("reader", "scanner", "printer", "host_link", "saf_queue", "journal", "configuration", "keys")
 CAPK_EXPIRY_WARNING_DAYS: Final = 90
 NEAR_LIMIT: Final = 0.8  # share of an offline limit from which the SAF test warns
 SLOW_ECHO_SECONDS: Final = 2.0
@@ -534,10 +541,13 @@ def _open_journal(data_dir: Path) -> _Journal:
         return _Journal(error=f"keystore: {_error_text(exc)}")
     except OSError as exc:
         return _Journal(error=f"keystore: {exc.strerror or exc}")
-    if not journal.exists():
-        return _Journal(keystore=keystore, absent=True)
+    if not journal.exists() or journal.stat().st_size == 0:
+        what = "missing" if not journal.exists() else "empty (0 bytes)"
+        return _Journal(
+            keystore=keystore, error=f"journal {journal} is {what}, but the terminal's keys exist: restore it"
+        )
     try:
-        store = Store.open(journal, keystore)
+        store = Store.open(journal, keystore, create=False)
     except (StorageError, KeystoreError, sqlite3.Error, OSError) as exc:
         return _Journal(keystore=keystore, error=f"journal {journal}: {_error_text(exc)}")
     return _Journal(keystore=keystore, store=store)
@@ -608,6 +618,11 @@ def _judge_saf(status: SafStatus, store: Store, settings: TerminalSettings) -> D
         warnings.append(f"last forwarding attempt failed: {status.last_error}")
     if settled:
         warnings.append(f"{len(settled)} payment(s) declined after forwarding in settled batches")
+    if status.security_events:
+        warnings.append(
+            f"SECURITY: the host's certificate was rejected {status.security_events} time(s); last "
+            f"{status.last_security_event}"
+        )
     details["warnings"] = warnings
     if status.queued:
         age_text = f", oldest {(age or 0) / 60:.1f} min old" if age is not None else ""
@@ -619,6 +634,20 @@ def _judge_saf(status: SafStatus, store: Store, settings: TerminalSettings) -> D
     if problems:
         return _result("saf_queue", False, f"{what}; " + "; ".join(problems), details)
     return _result("saf_queue", True, what, details)
+
+
+def _journal_test(journal: _Journal) -> DiagResult:
+    if journal.absent and journal.store is None:
+        return _result("journal", None, "no journal yet: the terminal makes it with its first payment")
+    if journal.store is None:
+        return _result("journal", False, f"the journal cannot be opened: {journal.error}")
+    report = journal.store.verify()
+    details: dict[str, Any] = {"rows": report.rows, "problems": report.problems}
+    if report.ok:
+        return _result("journal", True, f"{report.rows} rows, chain intact, every row sealed", details)
+    shown = "; ".join(report.problems[:3]) + (f"; and {len(report.problems) - 3} more" if len(report.problems) > 3
+                                               else "")  # fmt: skip
+    return _result("journal", False, f"{len(report.problems)} problem(s): {shown}", details)
 
 
 def _keys_test(journal: _Journal) -> DiagResult:
@@ -850,6 +879,7 @@ def run_diagnostics(
         ),
         "host_link": lambda: _host_test(host, directory),
         "saf_queue": lambda: _saf_test(the_journal(), config, settings),
+        "journal": lambda: _journal_test(the_journal()),
         "configuration": lambda: _configuration_test(directory, loaded, load_error, devices, devices_error, day),
         "keys": lambda: _keys_test(the_journal()),
     }

@@ -16,7 +16,7 @@ from typing import Any
 
 from terminal.core import Core
 from terminal.lifecycle import APPROVED_STATES, State
-from terminal.ports import DeviceError, ReceiptPrinter
+from terminal.ports import ReceiptPrinter
 from terminal.response_codes import decline_reason
 
 __all__ = ["RECEIPT_STATUS", "Receipts"]
@@ -110,6 +110,6 @@ class Receipts:
         for copy in self._core.settings.receipt_copies:
             try:
                 self.print(printer, txn_id, copy)
-            except DeviceError as exc:
+            except Exception as exc:  # any fault of the printer or its configuration: the payment stands
                 return f"receipt not printed ({exc}): 'posterm receipt {txn_id} --print' prints it"
         return None

@@ -14,6 +14,7 @@ after the terminal made the result durable:
     APPROVED <txn_id> <amount> <state>    sale() returned PaymentResult.approved
     DECLINED <txn_id> <amount> <state>    sale() returned not approved
     VOIDED <txn_id> <state>               void() returned (voided or void_pending)
+    REFUNDED <txn_id> <original> <amount> <state> <approved>   refund() against a sale returned
     REFUSED <op> <reason> <message>       PaymentRefused / SettlementRefused
     FORWARD <accepted> <declined> <rejected> <failed> <reversals_sent>
     FWD_DECLINED <txn_id>                 the host declined a forwarded entry
@@ -98,9 +99,7 @@ def main(argv: list[str]) -> int:
     def forward() -> None:
         emit("BEGIN", "forward")
         report = term.forward_now()
-        emit(
-            "FORWARD", report.accepted, report.declined, report.rejected, report.failed, report.reversals_sent
-        )
+        emit("FORWARD", report.accepted, report.declined, report.rejected, report.failed, report.reversals_sent)
         report_events()
 
     def sale() -> None:
@@ -123,6 +122,24 @@ def main(argv: list[str]) -> int:
         report_events()
         verdict = "APPROVED" if result.approved else "DECLINED"
         emit(verdict, result.txn_id, result.amount, result.state.value)
+
+    def refund() -> None:
+        """A refund against a sale, of a part, all, or more than it (which must be refused)."""
+        sales = [r for r in term.store.list_transactions(states=list(APPROVED_STATES)) if r.kind == "sale"]
+        if not sales:
+            return
+        original = rng.choice(sales)
+        amount = max(1, int(original.amount * rng.choice((0.3, 0.5, 1.0, 1.5))))
+        behavior = rng.choices((OfflineBehavior.PREFER_ONLINE, OfflineBehavior.FORCE_OFFLINE), weights=(4, 1))[0]
+        emit("BEGIN", "refund", original.txn_id, amount)
+        try:
+            result = term.refund(amount, 978, original_txn_id=original.txn_id, offline_behavior=behavior)
+        except PaymentRefused as exc:
+            report_events()
+            refused("refund", exc)
+            return
+        report_events()
+        emit("REFUNDED", result.txn_id, original.txn_id, amount, result.state.value, int(result.approved))
 
     def void(queued_only: bool = False) -> None:
         batch, _ = term.batch_lines()
@@ -156,8 +173,8 @@ def main(argv: list[str]) -> int:
         host.faults.no_answer = rng.choices((0, 1, 2), weights=(6, 3, 1))[0]
         emit("FAULTS", int(host.faults.down), host.faults.no_answer)
 
-    ops = (sale, faults, forward, void, settle)
-    weights = (10, 2, 3, 1, 0.6)
+    ops = (sale, faults, forward, void, settle, refund)
+    weights = (10, 2, 3, 1, 0.6, 2)
     try:
         if rng.random() < 0.3:  # right after a restart: void a payment that waits in the SAF queue
             void(queued_only=True)

@@ -111,7 +111,7 @@ def test_a_mute_card_still_has_a_defined_outcome() -> None:
     [
         (("emv", "tap", "--card", "no-such-card", "--amount", "1.00"), "no-such-card"),
         (("emv", "tap", "--card", "visa-qvsdc-offline", "--amount", "1.001"), "decimals"),
-        (("emv", "tap", "--card", "visa-qvsdc-offline", "--amount", "abc"), "not a number"),
+        (("emv", "tap", "--card", "visa-qvsdc-offline", "--amount", "abc"), "is not an amount"),
         (("emv", "tap", "--card", "visa-qvsdc-offline", "--amount", "1", "--currency", "XYZ"), "currency"),
         (("emv", "tap", "--card", "visa-qvsdc-offline", "--amount", "1", "--un", "zz"), "hex"),
         (("emv", "tap", "--card", "visa-qvsdc-offline", "--amount", "1", "--date", "261399"), "date"),

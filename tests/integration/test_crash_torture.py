@@ -33,7 +33,12 @@ of a restart) and checks, against everything the children ever reported:
    belongs to a transaction the terminal knows;
 6. the open batch's totals (``Terminal.batch_lines``) are the sum of its
    approved transactions, and every settlement the children made was in
-   balance and none was refused for a reused idempotency key.
+   balance and none was refused for a reused idempotency key;
+7. the money rule, on the terminal's books and on the host's records: for
+   every sale, what the customer has paid is the sale amount less its
+   refunds (refunds still in flight counted), or nothing if voided or
+   reversed, and never below nothing; no refund counts against a sale that
+   no longer does.
 
 ``POSTERM_TORTURE_KILLS`` sets the number of kills (default 200) and
 ``POSTERM_TORTURE_SEED`` the master seed (default: random, printed; each
@@ -58,7 +63,7 @@ from typing import IO
 
 from simulator.host.inprocess import InProcessHost, memory_host_database
 from terminal.bootstrap import open_terminal
-from terminal.lifecycle import APPROVED_STATES, State
+from terminal.lifecycle import APPROVED_STATES, COUNTED_REFUND_STATES, State, customer_paid
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -66,7 +71,7 @@ KILLS = int(os.environ.get("POSTERM_TORTURE_KILLS", "200"))
 MAGIC_ENDINGS = (51, 5, 54)  # amounts the simulated issuer declines (see simulator.host.issuer)
 START_TIMEOUT = 60.0  # seconds for a child to import, open and recover (slow CI)
 # One result line closes each BEGIN (a forward before a settle is its own BEGIN / FORWARD pair).
-RESULT_WORDS = frozenset({"APPROVED", "DECLINED", "VOIDED", "REFUSED", "FORWARD", "SETTLED"})
+RESULT_WORDS = frozenset({"APPROVED", "DECLINED", "VOIDED", "REFUSED", "FORWARD", "SETTLED", "REFUNDED"})
 
 S = State
 VOID_STATES = frozenset({S.VOID_PENDING, S.VOIDED})
@@ -408,6 +413,31 @@ def check_invariants(data_dir: Path, ledger: Ledger, rnd: Round, stats: Stats) -
             for line in ledger.settle_conflicts
         ]
 
+        # 7. the money rule, on the books and at the host
+        refunds: dict[str, list[tuple[int, State]]] = collections.defaultdict(list)
+        for row in txns.values():
+            if row.kind == "refund" and row.original_txn_id is not None:
+                refunds[row.original_txn_id].append((row.amount, row.state))
+        for original, against in refunds.items():
+            sale_row = txns.get(original)
+            if sale_row is None or sale_row.kind != "sale":
+                problems.append(f"refunds against {original}, which is not a sale the terminal holds")
+                continue
+            counted = sum(amount for amount, st in against if st in COUNTED_REFUND_STATES)
+            if counted > sale_row.amount:
+                problems.append(f"{original} ({sale_row.amount}) has {counted} refunded or in flight")
+            if customer_paid(sale_row.amount, sale_row.state, against) < 0:
+                problems.append(f"{original} is {sale_row.state.value}: the customer got back more than paid")
+        host = InProcessHost(memory_host_database(data_dir))
+        try:
+            for txn_id, position in host.sale_positions().items():
+                if position.net < 0:
+                    problems.append(
+                        f"the host charged {position.charged} for {txn_id} and refunded {position.refunded}"
+                    )
+        finally:
+            host.close()
+
         stats.states_seen = collections.Counter(st.value for st in state.values())
     finally:
         term.store.close()
@@ -457,6 +487,7 @@ def test_sigkill_torture_keeps_every_approved_payment(tmp_path: Path) -> None:
     assert len(ledger.approved) >= KILLS // 2, "too few approvals reported: the stream did not run"
     assert sum(stats.kills_mid_call.values()) >= max(1, KILLS // 10), "too few kills landed mid-call"
     assert ledger.counts["FORWARD"] > 0 and ledger.counts["VOIDED"] > 0
+    assert ledger.counts["REFUNDED"] > 0, "no refund was made: the money rule was not exercised"
     approved_kinds = {s for _, s in ledger.approved.values()}
     assert {S.APPROVED, S.OFFLINE_APPROVED} <= approved_kinds
     if KILLS >= 100:  # the full run also went through deferred approvals, recovery and settlements

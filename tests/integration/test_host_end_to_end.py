@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +123,7 @@ def counter(host: HostService, tmp_path: Path) -> Iterator[Counter_]:
         retry=IdempotentRetry(attempts=2, backoff_seconds=0.05, total_seconds=3.0),
     )
     terminal = open_terminal(data_dir, host="none")
-    terminal.host = link
-    terminal.config = replace(terminal.config, terminal_id=creds.terminal_id, merchant_id=creds.merchant_id)
+    terminal.host = link  # the enrolled link brings the terminal's identity
     try:
         yield Counter_(terminal, host, terminal_id)
     finally:

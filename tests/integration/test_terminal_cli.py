@@ -42,6 +42,15 @@ def ok_json(data_dir: Path, *args: str) -> dict[str, Any]:
     return out
 
 
+def declined_json(data_dir: Path, *args: str) -> dict[str, Any]:
+    """A payment that was declined: exit status 1, the result on stdout."""
+    proc = run(data_dir, *args, "--json")
+    assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
+    out: dict[str, Any] = json.loads(proc.stdout)
+    assert not out["approved"]
+    return out
+
+
 def one_line_error(proc: subprocess.CompletedProcess[str], *, code: int = 2) -> str:
     assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
     lines = proc.stderr.strip("\n").split("\n")
@@ -80,7 +89,7 @@ def test_sales_queue_settle_and_verify(data_dir: Path) -> None:
     text = run(data_dir, "saf", "status")
     assert text.returncode == 0 and "2 payment(s) queued" in text.stdout
 
-    refused = one_line_error(run(data_dir, "settle"))
+    refused = one_line_error(run(data_dir, "settle"), code=1)
     assert "settlement refused" in refused and "2 payment(s)" in refused and "saf forward" in refused
 
     forwarded = ok_json(data_dir, "saf", "forward")
@@ -156,7 +165,7 @@ def test_a_deleted_last_journal_row_is_detected(data_dir: Path) -> None:
 def test_journal_list_show_and_export(data_dir: Path, tmp_path: Path) -> None:
     sale = ok_json(data_dir, "sale", "20.00")
     ok_json(data_dir, "sale", "12.34", "--card", "visa-qvsdc-offline")
-    ok_json(data_dir, "sale", "12.51")  # declined by the host
+    declined_json(data_dir, "sale", "12.51")  # declined by the host
     listed = ok_json(data_dir, "journal", "list")["transactions"]
     assert sorted(t["state"] for t in listed) == ["approved", "declined", "offline_approved"]
     shown = ok_json(data_dir, "journal", "show", sale["txn_id"])
@@ -188,20 +197,24 @@ def test_receipts(data_dir: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     payload = out.read_bytes()
     assert payload.startswith(b"\x1b@") and online["approval_code"].encode() in payload
-    assert b"DUPLICATE" in payload
+    assert b"DUPLICATE" not in payload  # the first customer copy given out (no printer printed one)
+    run(data_dir, "receipt", online["txn_id"], "--format", "escpos", "--output", str(out))
+    assert b"DUPLICATE" in out.read_bytes()  # a second one is a reprint
     for pan in ALL_PANS:
         assert not pan or pan.encode() not in payload
     for result, word in ((online, online["approval_code"]), (offline, "OFFLINE"), (deferred, "DEFERRED")):
-        proc = run(data_dir, "receipt", result["txn_id"], "--copy", "merchant")
-        assert proc.returncode == 0, proc.stderr
-        assert word in proc.stdout and "DUPLICATE" in proc.stdout and result["masked_pan"] in proc.stdout
-        no_pan(proc.stdout)
+        for duplicate in (False, True):
+            proc = run(data_dir, "receipt", result["txn_id"], "--copy", "merchant")
+            assert proc.returncode == 0, proc.stderr
+            assert word in proc.stdout and result["masked_pan"] in proc.stdout
+            assert ("DUPLICATE" in proc.stdout) is duplicate
+            no_pan(proc.stdout)
 
 
 def test_report_x(data_dir: Path) -> None:
     ok_json(data_dir, "sale", "20.00")
     ok_json(data_dir, "sale", "12.34", "--card", "visa-qvsdc-offline")
-    ok_json(data_dir, "sale", "12.51")  # declined: not counted
+    declined_json(data_dir, "sale", "12.51")  # declined: not counted
     report = ok_json(data_dir, "report", "x")
     assert report["kind"] == "X"
     assert [(line["kind"], line["count"], line["amount"]) for line in report["lines"]] == [("sale", 2, 3234)]
@@ -216,15 +229,17 @@ def test_refund_and_void(data_dir: Path) -> None:
     assert refund["kind"] == "refund" and refund["state"] == "approved"
     assert refund["masked_pan"] == sale["masked_pan"]
     over = one_line_error(run(data_dir, "refund", "15.01", "--original", sale["txn_id"]))
-    assert "exceed" in over
-    with_card = ok_json(data_dir, "refund", "3.00", "--card", "mc-cda-online")
+    assert "refused" in over and "5.00 EUR of it already refunded, 15.00 EUR left" in over
+    unsaid = one_line_error(run(data_dir, "refund", "3.00", "--card", "mc-cda-online"))
+    assert "--unreferenced" in unsaid
+    with_card = ok_json(data_dir, "refund", "3.00", "--card", "mc-cda-online", "--unreferenced")
     assert with_card["kind"] == "refund" and with_card["state"] == "approved"
     assert with_card["scheme"] == "mastercard"
 
     other = ok_json(data_dir, "sale", "21.00")
     voided = ok_json(data_dir, "void", other["txn_id"])
     assert voided["state"] == "voided" and not voided["approved"]
-    again = one_line_error(run(data_dir, "void", other["txn_id"]))
+    again = one_line_error(run(data_dir, "void", other["txn_id"]), code=1)
     assert "voided" in again
     offline = ok_json(data_dir, "sale", "12.34", "--card", "visa-qvsdc-offline")
     assert ok_json(data_dir, "void", offline["txn_id"])["state"] == "voided"
@@ -265,5 +280,5 @@ def test_a_copied_data_directory_without_its_keys_is_refused(data_dir: Path, tmp
     copy = tmp_path / "copy"
     shutil.copytree(data_dir, copy)
     shutil.rmtree(copy / "keys")
-    message = one_line_error(run(copy, "journal", "list"))
+    message = one_line_error(run(copy, "journal", "list"), code=3)
     assert "keys" in message and ("missing" in message or "does not exist" in message)

@@ -512,7 +512,7 @@ def test_refund_against_the_original_without_a_tap(rig: Rig) -> None:
     assert err.value.reason == "currency"
     with pytest.raises(PaymentRefused) as err:
         rig.terminal.refund(100, EUR, original_txn_id="no-such-txn")
-    assert err.value.reason == "no_original"
+    assert err.value.reason == "not_found"
 
 
 def test_refund_over_the_original_at_once_is_refused(rig: Rig) -> None:

@@ -46,7 +46,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from simulator.host.inprocess import HostFaults, InProcessHost
-
 from terminal import registry
 from terminal.bootstrap import open_terminal
 from terminal.facade import (

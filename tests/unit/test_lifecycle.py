@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from pathlib import Path
 
 import pytest
-
-from pathlib import Path
 
 from terminal.lifecycle import (
     APPROVED_STATES,
