@@ -224,3 +224,26 @@ def test_the_link_reports_what_the_terminal_may_conclude(counter: Counter_) -> N
     counter.fault("drop", "/v1/echo")
     with pytest.raises((HostNoAnswer, HostUnreachable)):
         link.echo(force=True)
+
+
+@pytest.mark.parametrize("certificate", ["wrong", "expired"])
+def test_a_rejected_host_certificate_is_a_security_event(
+    counter: Counter_, certificate: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: an ordinary outage.  Now: logged at ERROR, on the sale's result, counted by saf status and diag."""
+    counter.host.set_faults(certificate=certificate)
+    try:
+        with caplog.at_level("ERROR", logger="terminal.security"):
+            result = counter.sale(2000)
+    finally:
+        counter.host.clear_faults()
+    assert result.state is State.DEFERRED_APPROVED and result.approved
+    assert any("host certificate rejected" in w and "stored offline" in w for w in result.warnings), result
+    assert any(r.levelname == "ERROR" and "certificate" in r.getMessage() for r in caplog.records)
+    status = counter.terminal.offline_status()
+    assert status.security_events == 1 and "host certificate rejected" in (status.last_security_event or "")
+    from terminal.diagnostics import _judge_saf
+
+    judged = _judge_saf(status, counter.terminal.store, counter.terminal.settings)
+    assert any(w.startswith("SECURITY") for w in judged.warnings)
+    counter.drain_and_check()  # and nothing was lost: the deferred payment reaches the host once
