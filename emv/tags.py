@@ -29,7 +29,18 @@ from typing import Literal, NamedTuple
 
 from emv.tlv import tag_hex
 
-__all__ = ["FORMATS", "SOURCES", "TAGS", "TagInfo", "format_of", "name_of", "source_of"]
+__all__ = [
+    "FORMATS",
+    "LENGTHS",
+    "MAX_DOL_LENGTH",
+    "SOURCES",
+    "TAGS",
+    "TagInfo",
+    "check_terminal_value",
+    "format_of",
+    "name_of",
+    "source_of",
+]
 
 Format = Literal["n", "cn", "b", "an", "ans"]
 Source = Literal["card", "terminal", "issuer"]
@@ -338,3 +349,148 @@ def source_of(tag: int) -> str | None:
     """
     info = TAGS.get(tag)
     return info.source if info is not None else None
+
+
+# Lengths in bytes (least, most) of the data objects the terminal provides, from EMV Book 3
+# Annex A and Book C-2 Annex A ("var." lengths with no upper bound in the books are left out).
+# A DOL asks for a fixed length and emv.dol.fit pads or cuts a value to it; so a value given
+# from outside (``posterm emv tap --set``) is checked against these before it is used, or a
+# too long value would be cut silently and the card would see something else than was asked.
+LENGTHS: dict[int, tuple[int, int]] = {
+    0x5F2A: (2, 2),  # n3
+    0x5F36: (1, 1),  # n1
+    0x5F57: (1, 1),  # n2
+    0x81: (4, 4),
+    0x95: (5, 5),
+    0x98: (20, 20),
+    0x9A: (3, 3),  # n6 YYMMDD
+    0x9B: (2, 2),
+    0x9C: (1, 1),  # n2
+    0x9F01: (6, 6),  # n6-11
+    0x9F02: (6, 6),  # n12
+    0x9F03: (6, 6),  # n12
+    0x9F04: (4, 4),
+    0x9F06: (5, 16),
+    0x9F09: (2, 2),
+    0x9F15: (2, 2),  # n4
+    0x9F16: (15, 15),  # ans15
+    0x9F1A: (2, 2),  # n3
+    0x9F1B: (4, 4),
+    0x9F1C: (8, 8),  # an8
+    0x9F1D: (1, 8),
+    0x9F1E: (8, 8),  # an8
+    0x9F21: (3, 3),  # n6 HHMMSS
+    0x9F22: (1, 1),
+    0x9F33: (3, 3),
+    0x9F34: (3, 3),
+    0x9F35: (1, 1),  # n2
+    0x9F37: (4, 4),
+    0x9F39: (1, 1),  # n2
+    0x9F3A: (4, 4),
+    0x9F3C: (2, 2),  # n3
+    0x9F3D: (1, 1),  # n1
+    0x9F40: (5, 5),
+    0x9F41: (2, 4),  # n4-8
+    0x9F53: (1, 1),  # an1
+    0x9F5C: (8, 8),
+    0x9F66: (4, 4),
+    0x9F6A: (4, 4),  # n8
+    0x9F6D: (2, 2),
+    0x9F7A: (1, 1),
+    0x9F7B: (6, 6),  # n12
+    0x9F7E: (1, 1),
+    0x9F7F: (4, 4),
+    0xDF8104: (6, 6),  # n12
+    0xDF8105: (6, 6),  # n12
+    0xDF8108: (1, 1),
+    0xDF8109: (8, 8),
+    0xDF810A: (1, 1),
+    0xDF810B: (1, 1),
+    0xDF810C: (1, 1),
+    0xDF810E: (1, 1),
+    0xDF810F: (1, 1),
+    0xDF8110: (1, 1),
+    0xDF8114: (1, 1),
+    0xDF8115: (6, 6),
+    0xDF8116: (22, 22),
+    0xDF8117: (1, 1),
+    0xDF8118: (1, 1),
+    0xDF8119: (1, 1),
+    0xDF811A: (3, 3),
+    0xDF811B: (1, 1),
+    0xDF811C: (2, 2),
+    0xDF811D: (1, 1),
+    0xDF811E: (1, 1),
+    0xDF811F: (1, 1),
+    0xDF8120: (5, 5),
+    0xDF8121: (5, 5),
+    0xDF8122: (5, 5),
+    0xDF8123: (6, 6),  # n12
+    0xDF8124: (6, 6),  # n12
+    0xDF8125: (6, 6),  # n12
+    0xDF8126: (6, 6),  # n12
+    0xDF8127: (2, 2),
+    0xDF8128: (1, 1),
+    0xDF8129: (8, 8),
+    0xDF812A: (0, 56),  # ans..56
+    0xDF812B: (8, 8),
+    0xDF812C: (1, 1),
+    0xDF812D: (3, 3),  # n6
+    0xDF8130: (1, 1),
+    0xDF8132: (2, 2),
+    0xDF8133: (2, 2),
+    0xDF8134: (2, 2),
+    0xDF8135: (2, 2),
+    0xDF8136: (2, 2),
+    0xDF8137: (1, 1),
+    0xDF8301: (4, 4),
+    0xDF8306: (2, 2),
+    0xDF8307: (1, 1),
+}
+
+#: The longest value a DOL can ask for (its length is one byte): the bound for tags with no length above.
+MAX_DOL_LENGTH = 255
+
+
+def _format_error(fmt: str, value: bytes) -> str | None:
+    if fmt == "n" and not value.hex().isdigit():
+        return "numeric (n): BCD digits 0-9 only"
+    if fmt == "cn" and not value.hex().upper().rstrip("F").isdigit() and value:
+        return "compressed numeric (cn): digits, then F padding"
+    if fmt == "an" and not all(chr(c).isalnum() and c < 0x80 for c in value):
+        return "alphanumeric (an): letters and digits only"
+    if fmt == "ans" and not all(0x20 <= c < 0x7F for c in value):
+        return "alphanumeric special (ans): printable ASCII only"
+    return None
+
+
+def check_terminal_value(tag: int, value: bytes) -> str | None:
+    """Why ``value`` cannot stand for the terminal's data object ``tag``; None when it can.
+
+    The tag must be one the terminal provides (not the card's or the
+    issuer's), the value's length within :data:`LENGTHS` (at most
+    :data:`MAX_DOL_LENGTH` for tags the books give no bound or the dictionary
+    does not know), and its bytes of the tag's format.
+
+    >>> check_terminal_value(0x9F1A, bytes.fromhex("0840")) is None
+    True
+    >>> check_terminal_value(0x9F1A, bytes.fromhex("084000"))
+    'Terminal Country Code (9F1A) is 2 bytes, got 3'
+    >>> check_terminal_value(0x9F02, bytes.fromhex("00000000AB00"))
+    'Amount, Authorised (Numeric) (9F02) is numeric (n): BCD digits 0-9 only'
+    >>> check_terminal_value(0x5A, bytes.fromhex("4761739001010010"))
+    'Application Primary Account Number (PAN) (5A) comes from the card, not the terminal'
+    """
+    info = TAGS.get(tag)
+    label = f"{name_of(tag)} ({tag_hex(tag)})" if info is not None else f"tag {tag_hex(tag)}"
+    if info is not None and info.source != "terminal":
+        return f"{label} comes from the {info.source}, not the terminal"
+    low, high = LENGTHS.get(tag, (0, MAX_DOL_LENGTH))
+    if not low <= len(value) <= high:
+        size = f"{low}" if low == high else f"{low} to {high}"
+        return f"{label} is {size} bytes, got {len(value)}"
+    if info is not None:
+        why = _format_error(info.format, value)
+        if why is not None:
+            return f"{label} is {why}"
+    return None

@@ -8,37 +8,47 @@
   :mod:`host_link.parameters`).
 
 Each takes ``--data-dir DIR`` (default: ``$POSTERM_DATA_DIR`` or the platform's
-user data directory) and ``--json``.
+user data directory) and ``--json``.  Errors follow :mod:`terminal.exit_status`:
+a bundle that cannot be used, a data directory not enrolled, a parameter
+download that does not verify, nothing to roll back: 2; the host refusing (an
+enrolment code spent) or a lost answer: 1; the host unreachable: 3.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from terminal.bootstrap import default_data_dir
-from terminal.cli_payments import CommandError
+from terminal.cli_output import DATA_DIR_HELP, CommandError, emit, file_error
 
 __all__ = ["add_commands"]
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    return Path(args.data_dir) if args.data_dir is not None else default_data_dir()
+    if args.data_dir is not None:
+        return Path(args.data_dir)
+    from terminal.bootstrap import default_data_dir
+
+    return default_data_dir()
 
 
 def _print(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
-    print(json.dumps(obj, indent=1) if args.json else text)
+    emit(args, obj, text)
 
 
 def _cmd_enrol(args: argparse.Namespace) -> int:
     from host_link.enrolment import EnrolmentError, enrol, read_bundle
 
     try:
-        creds = enrol(read_bundle(Path(args.bundle)), _data_dir(args), force=args.force)
+        bundle = read_bundle(Path(args.bundle))
+        creds = enrol(bundle, _data_dir(args), force=args.force)
     except EnrolmentError as exc:
         raise CommandError(str(exc)) from None
+    except ValueError as exc:  # the bundle's URL is not one a client can use
+        raise CommandError(f"credential bundle {args.bundle}: {exc}") from None
+    except OSError as exc:  # the credentials cannot be written: a read-only or full data directory
+        raise file_error(exc, f"the enrolment in {_data_dir(args)}") from None
     _print(
         args,
         creds.to_json() | {"directory": str(creds.directory)},
@@ -94,6 +104,8 @@ def _cmd_params(args: argparse.Namespace) -> int:
         state = parameters.status(data_dir)
     except parameters.ParametersError as exc:
         raise CommandError(str(exc)) from None
+    except OSError as exc:  # a read-only or full data directory
+        raise file_error(exc, f"the parameters in {data_dir}") from None
     if state.current is None:
         text = "no parameters downloaded: the shipped configuration is in force"
     else:
@@ -108,8 +120,8 @@ def add_commands(sub: Any) -> None:
     """Add ``enrol``, ``echo`` and ``params`` to the ``posterm`` parser's subcommands."""
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data-dir", type=Path, help="the terminal's data directory")
-        p.add_argument("--json", action="store_true", help="print one JSON object")
+        p.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
+        p.add_argument("--json", action="store_true", help="print one JSON object (errors too)")
 
     enrol: argparse.ArgumentParser = sub.add_parser("enrol", help="get this terminal's certificate from its host")
     enrol.add_argument("bundle", metavar="BUNDLE.json", help="the credential bundle from the host's operator")
@@ -122,7 +134,7 @@ def add_commands(sub: Any) -> None:
     echo.set_defaults(func=_cmd_echo)
 
     params: argparse.ArgumentParser = sub.add_parser("params", help="parameter download from the host")
-    psub = params.add_subparsers(dest="params_command", required=True)
+    psub = params.add_subparsers(dest="params_command", required=True, metavar="COMMAND")
     for name, helptext in (
         ("download", "fetch a newer version from the host, verify it and put it in force"),
         ("status", "the version in force and the one kept for rollback"),

@@ -69,7 +69,7 @@ from terminal.host import (
     Reversal,
     SettlementAnswer,
 )
-from terminal.ports import DeviceError
+from terminal.ports import DeviceError, DeviceUrlError
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -86,7 +86,11 @@ DEFAULT_READ_TIMEOUT = 10.0
 #: Idle connections are dropped before the usual 5 s keep-alive of servers (uvicorn's),
 #: so that a request is not written on a connection the server is closing.
 KEEPALIVE_SECONDS = 4.0
+#: The largest answer read from the host (1 MiB); more is a lost answer, never read to the end.  An
+#: answer is a few hundred bytes; a batch (at most wire.MAX_ADVICES_PER_REQUEST advices) under 50 KiB.
 MAX_ANSWER_BYTES = 1 << 20
+#: The largest parameter download (16 MiB): AIDs, limits, about a hundred CA keys and an exception
+#: file are a few hundred KiB; what is stored of it is read back under terminal.limits.MAX_PARAMETERS_FILE_BYTES.
 MAX_PARAMETERS_BYTES = 16 << 20
 
 _KEY = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -520,7 +524,7 @@ def open_host_link(name: str, data_dir: Path) -> HttpsHostLink:
     elif name.startswith("https://"):
         url = name
     else:
-        raise DeviceError(f"host link {name!r}: expected 'https' or https://HOST[:PORT]")
+        raise DeviceUrlError(f"host link {name!r}: expected 'https' or https://HOST[:PORT]")
     try:
         context = client_context(ca_file=creds.ca_file, cert_file=creds.cert_file, key_file=creds.key_file)
     except (OSError, ssl.SSLError) as exc:
@@ -528,4 +532,4 @@ def open_host_link(name: str, data_dir: Path) -> HttpsHostLink:
     try:
         return HttpsHostLink(url, terminal_id=creds.terminal_id, merchant_id=creds.merchant_id, ssl_context=context)
     except ValueError as exc:
-        raise DeviceError(str(exc)) from None
+        raise DeviceUrlError(str(exc)) from None

@@ -13,14 +13,22 @@
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from terminal.limits import MAX_STATE_FILE_BYTES, InputFileError, read_json_input
 from terminal.ports import DeviceError
 
-__all__ = ["CREDENTIALS_DIR", "Credentials", "credentials_dir", "load_credentials", "require_credentials"]
+__all__ = [
+    "CREDENTIALS_DIR",
+    "Credentials",
+    "NotEnrolled",
+    "credentials_dir",
+    "load_credentials",
+    "require_credentials",
+]
 
 CREDENTIALS_DIR = "host-link"
 ENROLMENT_FILE = "enrolment.json"
@@ -76,12 +84,12 @@ def load_credentials(data_dir: Path) -> Credentials | None:
     """
     directory = credentials_dir(data_dir)
     path = directory / ENROLMENT_FILE
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise DeviceError(f"host link enrolment {path} cannot be read: {exc}") from None
+    try:
+        doc = read_json_input(path, MAX_STATE_FILE_BYTES, "host link enrolment")
+    except InputFileError as exc:
+        raise DeviceError(f"{exc} (enrol again with --force)") from None
     fields = ("url", "terminal_id", "merchant_id", "enrolled_at", "certificate_not_after")
     if not isinstance(doc, dict) or not all(isinstance(doc.get(f), str) and doc.get(f) for f in fields):
         raise DeviceError(f"host link enrolment {path} is damaged: expected text fields {', '.join(fields)}")
@@ -92,9 +100,13 @@ def load_credentials(data_dir: Path) -> Credentials | None:
     return creds
 
 
+class NotEnrolled(DeviceError):
+    """This data directory has no enrolment: a configuration to complete (exit status 2), not an outage."""
+
+
 def require_credentials(data_dir: Path) -> Credentials:
-    """:func:`load_credentials`, raising DeviceError with the way out when not enrolled."""
+    """:func:`load_credentials`, raising :class:`NotEnrolled` with the way out when not enrolled."""
     creds = load_credentials(data_dir)
     if creds is None:
-        raise DeviceError(NOT_ENROLLED)
+        raise NotEnrolled(NOT_ENROLLED)
     return creds

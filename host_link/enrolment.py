@@ -79,6 +79,7 @@ from host_link.credentials import (
 )
 from host_link.tls import client_context
 from terminal import files as _fs
+from terminal.limits import MAX_BUNDLE_BYTES, InputFileError, read_json_input
 from terminal.ports import DeviceError
 
 __all__ = ["CredentialBundle", "EnrolmentError", "enrol", "make_csr", "read_bundle"]
@@ -131,13 +132,11 @@ class CredentialBundle:
 
 
 def read_bundle(path: Path) -> CredentialBundle:
-    """Read and check a credential bundle file."""
+    """Read and check a credential bundle file (a regular file of at most :data:`~terminal.limits.MAX_BUNDLE_BYTES`)."""
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EnrolmentError(f"credential bundle {path} not found") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise EnrolmentError(f"credential bundle {path} cannot be read: {exc}") from None
+        doc = read_json_input(path, MAX_BUNDLE_BYTES, "credential bundle")
+    except InputFileError as exc:
+        raise EnrolmentError(str(exc)) from None
     return CredentialBundle.from_json(doc, f"credential bundle {path}")
 
 

@@ -47,6 +47,7 @@ from typing import Any, Protocol
 
 from emv.capk import CapkError, CapkStore
 from terminal import files as _fs
+from terminal.limits import MAX_STATE_FILE_BYTES, InputFileError, read_json_input
 from terminal.offline import OfflineLimits
 from terminal.settings import SettingsError, load_config, load_settings
 
@@ -133,12 +134,12 @@ def version_dir_name(version: int) -> str:
 
 def _read_current(base: Path) -> int | None:
     path = base / CURRENT_FILE
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ParametersError(f"{path} cannot be read: {exc}") from None
+    try:
+        doc = read_json_input(path, MAX_STATE_FILE_BYTES, "parameters pointer")
+    except InputFileError as exc:
+        raise ParametersError(str(exc)) from None
     version = doc.get("version") if isinstance(doc, dict) else None
     if isinstance(version, bool) or not isinstance(version, int) or doc.get("dir") != version_dir_name(version):
         raise ParametersError(f'{path} is damaged: expected {{"version": N, "dir": "v00000N"}}')

@@ -41,6 +41,7 @@ from host_link.parameters import download_and_apply
 from simulator.host.service import HostService, start_host
 from terminal import registry
 from terminal.bootstrap import open_terminal
+from terminal.cli_output import CommandError, file_error
 from terminal.facade import PaymentResult, Terminal, TerminalEvent
 from terminal.lifecycle import State
 from terminal.money import currency, format_amount
@@ -267,12 +268,18 @@ class DemoDay:
         self._end(step, ok, actual)
 
     def _prepare_output(self) -> None:
+        """An empty output folder; one that is not the demo's own is never emptied (CommandError instead)."""
+        if self.out.exists() and not self.out.is_dir():
+            raise CommandError(f"--out {self.out} is a file, not a folder")
         if self.out.exists() and any(self.out.iterdir()):
             if not (self.out / MARKER).exists():
-                raise SystemExit(f"posterm: error: {self.out} is not empty and was not made by the demo")
+                raise CommandError(f"--out {self.out} is not empty and was not made by the demo: give another folder")
             shutil.rmtree(self.out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / MARKER).write_text("made by posterm demo; emptied by the next run\n", encoding="utf-8")
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / MARKER).write_text("made by posterm demo; emptied by the next run\n", encoding="utf-8")
+        except OSError as exc:
+            raise file_error(exc, f"the demo's folder {self.out}") from None
 
     def _write_receipts(self, terminal: Terminal) -> None:
         directory = self.out / "receipts"
@@ -320,6 +327,7 @@ def table(steps: list[Step]) -> str:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    """Run the day; 0 when every step had its expected result, 1 otherwise (errors: terminal.exit_status)."""
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="posterm-demo-"))
     started = time.monotonic()
     day = DemoDay(out, say=(lambda _line: None) if args.quiet else print)

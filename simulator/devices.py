@@ -55,7 +55,7 @@ from simulator import profiles
 from simulator.card import SimulatedCard
 from simulator.replay import ReplayCard, TraceError, load_trace
 from simulator.transport import CardTransport
-from terminal.ports import CancelToken, CardRemovedError, DeviceError, NoCardError, WaitCancelled
+from terminal.ports import CancelToken, CardRemovedError, DeviceUrlError, NoCardError, WaitCancelled
 
 __all__ = ["SimulatorCardReader", "SimulatorDeviceError"]
 
@@ -63,8 +63,8 @@ _OPTIONS = "remove-after=N, mute-after=N, reinsert-after=SECONDS, present-after=
 _MAX_SECONDS = 3600.0
 
 
-class SimulatorDeviceError(DeviceError):
-    """A ``sim:`` URL that names nothing the simulator has, or a bad option."""
+class SimulatorDeviceError(DeviceUrlError):
+    """A ``sim:`` URL that names nothing the simulator has, or a bad option (the user's input)."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,29 @@ def _value(url: str, key: str, text: str) -> int | float:
     if not math.isfinite(seconds) or not 0 <= seconds <= _MAX_SECONDS:
         raise SimulatorDeviceError(f"{url!r}: option {key}: seconds between 0 and {_MAX_SECONDS:.0f}")
     return seconds
+
+
+def _card_for(url: str) -> tuple[SimulatedCard | ReplayCard, _Faults]:
+    """The card a ``sim:`` URL names and its faults; :class:`SimulatorDeviceError` saying what is wrong."""
+    _, _, rest = url.partition(":")
+    rest, _, query = rest.partition("?")
+    key, sep, value = rest.partition("=")
+    if not sep or not value:
+        raise SimulatorDeviceError(f"{url!r}: expected sim:card=PROFILE or sim:replay=TRACE.json")
+    if key not in ("card", "replay"):
+        raise SimulatorDeviceError(f"{url!r}: unknown simulator device {key!r} (card, replay)")
+    faults = _parse_faults(url, query)
+    if key == "card":
+        try:
+            profile = profiles.load(value)
+        except profiles.ProfileError as exc:
+            raise SimulatorDeviceError(str(exc)) from None
+        return SimulatedCard(profile), faults
+    try:
+        trace = load_trace(value)
+    except TraceError as exc:
+        raise SimulatorDeviceError(str(exc)) from None
+    return ReplayCard(trace), faults
 
 
 def _plural(n: int) -> str:
@@ -183,25 +206,17 @@ class SimulatorCardReader:
 
     @classmethod
     def open(cls, url: str) -> SimulatorCardReader:
-        _, _, rest = url.partition(":")
-        rest, _, query = rest.partition("?")
-        key, sep, value = rest.partition("=")
-        if not sep or not value:
-            raise SimulatorDeviceError(f"{url!r}: expected sim:card=PROFILE or sim:replay=TRACE.json")
-        if key not in ("card", "replay"):
-            raise SimulatorDeviceError(f"{url!r}: unknown simulator device {key!r} (card, replay)")
-        faults = _parse_faults(url, query)
-        if key == "card":
-            try:
-                profile = profiles.load(value)
-            except profiles.ProfileError as exc:
-                raise SimulatorDeviceError(str(exc)) from None
-            return cls(url, SimulatedCard(profile), faults)
-        try:
-            trace = load_trace(value)
-        except TraceError as exc:
-            raise SimulatorDeviceError(str(exc)) from None
-        return cls(url, ReplayCard(trace), faults)
+        card, faults = _card_for(url)
+        return cls(url, card, faults)
+
+    @staticmethod
+    def check(url: str) -> None:
+        """Whether ``url`` names a card the simulator has, with right options (see :mod:`terminal.registry`).
+
+        What :meth:`open` would refuse is refused here, with the same message;
+        nothing is put in a field.
+        """
+        _card_for(url)
 
     @staticmethod
     def discover() -> list[str]:

@@ -14,7 +14,6 @@ Records name their tags; values come from ``data`` or are computed by the card:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -22,8 +21,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from simulator._bounded import read_json_file
+
 __all__ = [
     "COMPUTED_TAGS",
+    "MAX_PROFILE_BYTES",
     "CardProfile",
     "OdaSpec",
     "ProfileError",
@@ -33,6 +35,8 @@ __all__ = [
 ]
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
+MAX_PROFILE_BYTES = 256 << 10
+"""The largest profile file read: 256 KiB (the shipped ones are 1 to 2 KiB)."""
 
 #: Tags whose values the card computes rather than reading them from ``data``.
 COMPUTED_TAGS = frozenset(
@@ -135,10 +139,7 @@ def load(name: str) -> CardProfile:
 @lru_cache(maxsize=64)
 def _load_cached(name: str) -> CardProfile:
     path = PROFILE_DIR / f"{name}.json"
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ProfileError(f"{path.name}: not valid JSON: {exc}") from exc
+    raw = read_json_file(path, MAX_PROFILE_BYTES, "card profile", ProfileError)
     try:
         return _from_dict(raw)
     except (KeyError, TypeError, ValueError) as exc:

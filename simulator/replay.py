@@ -17,15 +17,21 @@ that the recorded cryptograms still verify); only the exchanges are checked.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from simulator._bounded import read_json_file
 from simulator.card import CardMuteError
 
-__all__ = ["RecordedExchange", "ReplayCard", "TraceError", "load_trace"]
+__all__ = ["MAX_TRACE_BYTES", "RecordedExchange", "ReplayCard", "TraceError", "load_trace"]
+
+MAX_TRACE_BYTES = 1 << 20
+"""The largest trace file read: 1 MiB, the terminal's bound (``terminal.limits.MAX_TRACE_BYTES``).
+
+A contactless transaction recorded is under 25 KiB; the card side keeps its
+own copy of the number because it imports nothing of the terminal's."""
 
 SW_NOT_FOUND = b"\x6a\x82"
 SW_WRONG_LENGTH = b"\x67\x00"
@@ -114,18 +120,12 @@ class ReplayCard:
 
 
 def load_trace(path: str | Path) -> dict[str, Any]:
-    """Read and check a trace file; errors say which file and what is wrong."""
+    """Read and check a trace file; errors say which file and what is wrong.
+
+    At most :data:`MAX_TRACE_BYTES` are read, from a regular file only.
+    """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TraceError(f"trace file {p} not found") from None
-    except OSError as exc:
-        raise TraceError(f"trace file {p} unreadable: {exc}") from exc
-    try:
-        trace = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TraceError(f"trace file {p} is not valid JSON: {exc}") from exc
+    trace = read_json_file(p, MAX_TRACE_BYTES, "trace file", TraceError)
     if not isinstance(trace, dict):
         raise TraceError(f"trace file {p}: a trace must be a JSON object")
     try:

@@ -27,12 +27,48 @@ import sys
 import threading
 from collections.abc import Iterator
 
+from terminal.cli_output import CommandError, port_number
+
 __all__ = ["add_commands", "background_reads_fail", "console_note", "in_foreground", "stdin_fd", "typed_lines"]
 
 _CONSOLE_POLL_SECONDS = 0.2
 
 
+_FAULT_KEYS = {"remove-after": int, "mute-after": int, "reinsert-after": float}
+
+
+def _check_card_args(args: argparse.Namespace) -> None:
+    """Refuse what the card servers would refuse, in the CLI's one-line form, before anything is started.
+
+    The card or trace must exist (``--second-card`` too), and each ``--fault``
+    be one of remove-after=N, mute-after=N, reinsert-after=SECONDS.
+    """
+    from simulator import profiles
+    from simulator.replay import TraceError, load_trace
+
+    for option, spec in (("card", args.card), ("--second-card", args.second_card)):
+        if spec is None:
+            continue
+        try:
+            if spec.endswith(".json") or os.sep in spec or os.path.isfile(spec):
+                load_trace(spec)
+            else:
+                profiles.load(spec)
+        except (profiles.ProfileError, TraceError) as exc:
+            raise CommandError(f"{option} {spec}: {exc}") from None
+    for fault in args.fault:
+        key, sep, value = fault.partition("=")
+        kind = _FAULT_KEYS.get(key)
+        try:
+            number = kind(value) if kind is not None and sep else -1
+        except ValueError:
+            number = -1
+        if number < 0:
+            raise CommandError(f"--fault {fault!r}: expected remove-after=N, mute-after=N or reinsert-after=SECONDS")
+
+
 def _cmd_card(args: argparse.Namespace) -> int:
+    _check_card_args(args)
     if args.via == "vpcd":
         from simulator import vpcd
 
@@ -51,19 +87,22 @@ def _cmd_scanner(args: argparse.Namespace) -> int:
 def _cmd_printer(args: argparse.Namespace) -> int:
     from simulator import net_printer
 
+    if not 0 <= args.port <= 65535:
+        raise CommandError(f"--port {args.port} is not a port number (0 to 65535; 0 picks a free one)")
+
     return net_printer.serve_printer_cli(args)
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sim = sub.add_parser("sim", help="start a simulated device: a card on pcscd or nfc-udp, a scanner, a printer")
-    sim_sub = sim.add_subparsers(dest="sim_command", required=True)
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="DEVICE")
 
     card = sim_sub.add_parser("card", help="serve a simulated card (profile name or a trace file) to a reader stack")
     card.add_argument("card", help="card profile (see 'posterm emv cards') or TRACE.json for the replay card")
     card.add_argument("--via", choices=["vpcd", "nfc-udp"], required=True, help="which stack the card talks to")
     card.add_argument("--second-card", help="a second card in the field at the same time (nfc-udp)")
     card.add_argument("--bind", default="127.0.0.1", help="address (vpcd: pcscd's, nfc-udp: the card's)")
-    card.add_argument("--port", type=int, help="port (vpcd: 35963 for slot 0; nfc-udp: 54329)")
+    card.add_argument("--port", type=port_number, help="port (vpcd: 35963 for slot 0; nfc-udp: 54329)")
     card.add_argument(
         "--fault",
         action="append",

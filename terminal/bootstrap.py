@@ -24,7 +24,6 @@ means no reader at all.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import replace
 from importlib.metadata import entry_points
@@ -43,7 +42,8 @@ from terminal.devices import (
 from terminal.facade import Clock, Terminal, TerminalSettings
 from terminal.host import HostLink
 from terminal.keystore import FileKeystore
-from terminal.ports import CardReader, DeviceError, ReceiptPrinter
+from terminal.limits import MAX_PARAMETERS_FILE_BYTES, MAX_STATE_FILE_BYTES, read_json_input
+from terminal.ports import CardReader, DeviceUrlError, ReceiptPrinter
 from terminal.settings import (
     SettingsError,
     load_config,
@@ -91,9 +91,9 @@ def load_configuration(data_dir: Path) -> tuple[TerminalConfig, TerminalSettings
     if not pointer.exists():
         return load_default_config(), load_default_settings(), None
     try:
-        current = json.loads(pointer.read_text(encoding="utf-8"))
+        current = read_json_input(pointer, MAX_STATE_FILE_BYTES, "parameters pointer")
         version, directory = int(current["version"]), data_dir / "parameters" / str(current["dir"])
-        doc = json.loads((directory / "terminal.json").read_text(encoding="utf-8"))
+        doc = read_json_input(directory / "terminal.json", MAX_PARAMETERS_FILE_BYTES, "parameters file")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SettingsError(
             f"parameters in {pointer.parent} cannot be read ({exc}); 'posterm params rollback' returns to the "
@@ -115,7 +115,7 @@ def open_host(name: str, data_dir: Path) -> HostLink | None:
             link: HostLink = ep.load()(name, data_dir)
             return link
     known = ", ".join(sorted({ep.name for ep in registered}))
-    raise DeviceError(f"unknown host {name!r}: use 'auto', 'none' or a registered host link ({known})")
+    raise DeviceUrlError(f"unknown host {name!r}: use 'auto', 'none' or a registered host link ({known})")
 
 
 def reader_for(data_dir: Path, reader_url: str | None = None) -> CardReader | None:

@@ -11,197 +11,25 @@ logs to ``<data_dir>/logs/posterm.log`` while it runs (see
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from terminal.exit_status import ExitStatus, status_for
-
-if TYPE_CHECKING:
-    from emv.outcome import TransactionResult
-    from terminal.emv_session import TapInputs, TapReport
-    from terminal.ports import CardReader
+from terminal.cli_output import CommandError, CommandParser, UsageError
+from terminal.exit_status import ExitStatus, expected, status_for
 
 # Start-up time: a command imports only what it runs.  The parser lists every command by
 # name and one-line help (BUILTIN_COMMANDS, and the plugins' tables), and imports the module
-# that adds a command's arguments only when that command is the one run; the functions
-# below import the EMV code, the registry and the settings where they need them.
+# that adds a command's arguments only when that command is the one run (the EMV commands
+# are terminal.cli_emv's).
 
-__all__ = ["BUILTIN_COMMANDS", "CommandEntry", "add_emv_commands", "main", "plugin_commands"]
+__all__ = ["BUILTIN_COMMANDS", "CommandEntry", "main", "plugin_commands"]
 
-EXIT_ERROR = int(ExitStatus.BAD_INPUT)
 _log = logging.getLogger("terminal.cli")
-
-
-class CliError(Exception):
-    """Unusable input: printed as one line, exit status 2."""
-
-
-def _hex_arg(text: str, name: str, size: int | None = None) -> bytes:
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raise CliError(f"{name} {text!r} is not hex") from None
-    if size is not None and len(raw) != size:
-        raise CliError(f"{name} must be {size} bytes ({size * 2} hex digits), got {len(raw)}")
-    return raw
-
-
-def _overrides(items: Sequence[str]) -> dict[int, bytes]:
-    out: dict[int, bytes] = {}
-    for item in items:
-        tag_text, sep, value_text = item.partition("=")
-        if not sep:
-            raise CliError(f"--set {item!r}: expected TAG=HEX, e.g. 9F1A=0840")
-        tag = _hex_arg(tag_text, "--set tag")
-        if not 1 <= len(tag) <= 3:
-            raise CliError(f"--set tag {tag_text!r} is not an EMV tag")
-        out[int.from_bytes(tag, "big")] = _hex_arg(value_text, f"--set {tag_text} value")
-    return out
-
-
-def _tap(reader: str | CardReader, inputs: TapInputs) -> TapReport:
-    """Tap on ``reader`` (a URL or an open reader, closed afterwards)."""
-    from terminal import registry
-    from terminal.emv_session import build_transaction, run_tap
-    from terminal.ports import CollisionDetected, NoCardError, WaitCancelled
-    from terminal.settings import load_default_config
-
-    config = load_default_config()
-    if isinstance(reader, str):
-        reader = registry.open_reader(reader)
-    try:
-        try:
-            session = reader.wait_for_card(timeout=10.0)
-        except NoCardError:
-            raise CliError(f"no card was presented to {reader.url} within 10 s") from None
-        except CollisionDetected:
-            raise CliError("more than one card in the field: present one card") from None
-        except WaitCancelled:
-            raise CliError("cancelled") from None
-        try:
-            return run_tap(session, config, build_transaction(inputs))
-        finally:
-            session.close()
-    finally:
-        reader.close()
-
-
-def _cmd_emv_cards(args: argparse.Namespace) -> int:
-    from terminal import registry
-
-    urls = registry.discover("sim")
-    names = [url.split("card=", 1)[1] for url in urls if "card=" in url]
-    if args.json:
-        print(json.dumps({"cards": names}))
-    else:
-        print("\n".join(names))
-    return 0
-
-
-def _amount_inputs(amount: str | None, currency_text: str | None, default_minor: int | None = None) -> TapInputs:
-    from terminal.emv_session import TapInputs
-    from terminal.money import currency, parse_amount
-    from terminal.settings import load_default_config
-
-    cur = currency(currency_text if currency_text is not None else load_default_config().currency)
-    if amount is None:
-        if default_minor is None:
-            raise CliError("--amount is required (the trace gives none)")
-        minor = default_minor
-    else:
-        minor = parse_amount(amount, cur)
-    return TapInputs(amount=minor, currency=cur.numeric, currency_exponent=cur.exponent)
-
-
-def _cmd_emv_tap(args: argparse.Namespace) -> int:
-    if args.card and args.reader:
-        raise CliError("give either --card or --reader, not both")
-    from terminal.emv_session import TapInputs, trace_header
-    from terminal.trace import to_trace
-
-    url = args.reader or f"sim:card={args.card}"
-    base = _amount_inputs(args.amount, args.currency)
-    inputs = TapInputs(
-        amount=base.amount,
-        currency=base.currency,
-        currency_exponent=base.currency_exponent,
-        unpredictable_number=_hex_arg(args.un, "--un", 4) if args.un else None,
-        date=_hex_arg(args.date, "--date", 3) if args.date else None,
-        overrides=_overrides(args.set),
-    )
-    report = _tap(url, inputs)
-    if args.record:
-        trace = to_trace(trace_header(report.transaction), report.recorder.exchanges)
-        try:
-            with open(args.record, "w", encoding="utf-8") as handle:
-                json.dump(trace, handle, indent=1)
-                handle.write("\n")
-        except OSError as exc:
-            raise CliError(f"cannot write trace {args.record!r}: {exc.strerror}") from None
-    print(json.dumps(report.result.to_json(), indent=1))
-    return 0
-
-
-def _cmd_emv_replay(args: argparse.Namespace) -> int:
-    from terminal import registry
-    from terminal.emv_session import TapInputs
-    from terminal.trace import read_trace_header
-
-    overrides = _overrides(args.set)
-    header = read_trace_header(args.trace)
-    reader = registry.open_reader(f"sim:replay={args.trace}")  # checks every exchange of the trace
-    cur_text = args.currency if args.currency is not None else str(header.get("currency", "")) or None
-    base = _amount_inputs(args.amount, cur_text, header.get("amount"))
-    un = _hex_arg(args.un, "--un", 4) if args.un else header.get("unpredictable_number")
-    date = _hex_arg(args.date, "--date", 3) if args.date else header.get("date")
-    inputs = TapInputs(
-        amount=base.amount,
-        currency=base.currency,
-        currency_exponent=base.currency_exponent,
-        transaction_type=header.get("transaction_type", 0),
-        unpredictable_number=un,
-        date=date,
-        overrides=overrides,
-    )
-    report = _tap(reader, inputs)
-    print(json.dumps(report.result.to_json(), indent=1))
-    return 0
-
-
-def _summary_row(name: str, amount: str, result: TransactionResult) -> list[str]:
-    oda = result.oda
-    oda_text = "-" if oda.result == "not_performed" else f"{oda.method} {oda.result}"
-    if oda.failure:
-        oda_text += f" ({oda.failure})"
-    return [name, amount, result.outcome.value, result.cryptogram_type or "-", oda_text, result.cvm.value]
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    """Tap every simulated card at two amounts and print the outcomes as a table."""
-    from terminal import registry
-    from terminal.emv_session import TapInputs
-    from terminal.money import currency, format_amount, parse_amount
-    from terminal.settings import load_default_config
-
-    cur = currency(load_default_config().currency)
-    names = [url.split("card=", 1)[1] for url in registry.discover("sim") if "card=" in url]
-    rows = [["card", "amount", "outcome", "cryptogram", "ODA", "CVM"]]
-    for name in names:
-        for amount in ("12.34", "60.00"):
-            minor = parse_amount(amount, cur)
-            report = _tap(f"sim:card={name}", TapInputs(minor, cur.numeric, cur.exponent))
-            rows.append(_summary_row(name, format_amount(minor, cur), report.result))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for i, row in enumerate(rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
-    print(f"\n{len(rows) - 1} taps on {len(names)} simulated cards, each ended in a defined outcome.")
-    return 0
 
 
 COMMANDS_GROUP = "posterm.commands"
@@ -233,7 +61,7 @@ BUILTIN_COMMANDS: tuple[CommandEntry, ...] = (
         "self-test of every device, the host link, the SAF queue, configuration, keys",
         "terminal.cli_devices:add_commands",
     ),
-    ("emv", "EMV contactless: simulated cards, taps and replays", "terminal.cli:add_emv_commands"),
+    ("emv", "EMV contactless: simulated cards, taps and replays", "terminal.cli_emv:add_commands"),
 )
 _LISTED_LAST = "emv"
 
@@ -304,7 +132,7 @@ def _parser(argv: Sequence[str] | None = None, *, command: str | None = None) ->
     or an unknown command, or a command of a plugin that adds its commands
     at once) every command is listed by name and help.
     """
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="posterm",
         description="posterm: a point-of-sale and contactless payment terminal, with a simulator for every "
         "device and for the acquiring host.",
@@ -334,44 +162,6 @@ def _parser(argv: Sequence[str] | None = None, *, command: str | None = None) ->
     return parser
 
 
-def add_emv_commands(sub: _SubParsers) -> None:
-    """``posterm emv ...``: simulated cards, taps and replays."""
-    emv = sub.add_parser("emv", help="EMV contactless: simulated cards, taps and replays")
-    emv_sub = emv.add_subparsers(dest="emv_command", required=True)
-
-    emv_demo = emv_sub.add_parser("demo", help="tap every simulated card at two amounts and show the outcomes")
-    emv_demo.set_defaults(func=_cmd_demo)
-
-    cards = emv_sub.add_parser("cards", help="list the simulated card profiles")
-    cards.add_argument("--json", action="store_true", help="print one JSON object")
-    cards.set_defaults(func=_cmd_emv_cards)
-
-    def terminal_options(p: argparse.ArgumentParser, amount_required: bool) -> None:
-        p.add_argument("--amount", required=amount_required, help="amount as a decimal, e.g. 12.34")
-        p.add_argument("--currency", help="ISO 4217 code, alphabetic or numeric (default: the terminal's)")
-        p.add_argument("--un", help="unpredictable number, 8 hex digits (default: random)")
-        p.add_argument("--date", help="transaction date YYMMDD (default: today)")
-        p.add_argument(
-            "--set",
-            action="append",
-            default=[],
-            metavar="TAG=HEX",
-            help="override a terminal data object for this run, e.g. 9F1A=0840 (repeatable)",
-        )
-
-    tap = emv_sub.add_parser("tap", help="tap a simulated card (or a reader) and print the result as JSON")
-    tap.add_argument("--card", help="simulated card profile (see 'posterm emv cards')")
-    tap.add_argument("--reader", help="device URL of a reader instead of a simulated card")
-    tap.add_argument("--record", metavar="TRACE.json", help="write the exchange as a trace")
-    terminal_options(tap, amount_required=True)
-    tap.set_defaults(func=_cmd_emv_tap)
-
-    replay = emv_sub.add_parser("replay", help="run a transaction against a recorded trace")
-    replay.add_argument("trace", metavar="TRACE.json")
-    terminal_options(replay, amount_required=False)
-    replay.set_defaults(func=_cmd_emv_replay)
-
-
 # Commands with a --data-dir that is not a terminal's (the simulated host keeps its own directory).
 _NOT_A_TERMINAL_DIR = frozenset({"host"})
 
@@ -396,7 +186,17 @@ def _log_dir(args: argparse.Namespace) -> Path | None:
 def _command_name(args: argparse.Namespace) -> str:
     """The command and its subcommand (``saf forward``): never its arguments, which may hold a secret."""
     words = [str(args.command)]
-    for key in ("emv_command", "journal_command", "saf_command", "devices_command", "diag_command"):
+    for key in (
+        "emv_command",
+        "journal_command",
+        "saf_command",
+        "devices_command",
+        "diag_command",
+        "host_command",
+        "issuer_command",
+        "params_command",
+        "sim_command",
+    ):
         value = getattr(args, key, None)
         if isinstance(value, str):
             words.append(value)
@@ -413,15 +213,24 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``posterm`` command line; its exit status (see :mod:`terminal.exit_status`).
+
+    A wrong command line is reported as every other error (one line, JSON
+    too with ``--json``, exit status 2), not with argparse's usage text.
+    """
     words = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = _parser(words).parse_args(words)
-        if not hasattr(args, "func"):  # a listed command chosen another way ("posterm -- saf status")
-            args = _parser(words, command=args.command).parse_args(words)
+        try:
+            args = _parser(words).parse_args(words)
+            if not hasattr(args, "func"):  # a listed command chosen another way ("posterm -- saf status")
+                args = _parser(words, command=args.command).parse_args(words)
+        except UsageError as exc:
+            return _fail(argparse.Namespace(json="--json" in words), CommandError(_usage_text(exc)))
     except KeyboardInterrupt:
         return int(ExitStatus.INTERRUPTED)
-    if args.command == "emv" and args.emv_command == "tap" and not (args.card or args.reader):
-        return _fail(args, CliError("give --card PROFILE (see 'posterm emv cards') or --reader URL"))
+    data_dir = getattr(args, "data_dir", None)
+    if data_dir is not None and Path(data_dir).exists() and not Path(data_dir).is_dir():
+        return _fail(args, CommandError(f"--data-dir {data_dir} is a file, not a folder"))
     from terminal.logfile import command_logging
 
     with command_logging(_log_dir(args)) as handler:
@@ -430,6 +239,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = _run(args, logged=handler is not None)
         _log.info("posterm %s: exit status %d", name, status)
         return status
+
+
+def _usage_text(exc: UsageError) -> str:
+    """argparse's complaint, with the command it is about and where its options are listed."""
+    where = exc.prog.removeprefix("posterm").strip()
+    return f"{where + ': ' if where else ''}{exc} (see '{exc.prog} --help')"
 
 
 def _fail(args: argparse.Namespace, exc: BaseException) -> int:
@@ -456,6 +271,14 @@ def _run(args: argparse.Namespace, *, logged: bool) -> int:
         return int(args.func(args))
     except KeyboardInterrupt as exc:
         return _fail(args, exc)
+    except BrokenPipeError:
+        # The reader of our output went away (``posterm journal list | head``): nothing to tell it.
+        # Standard output is pointed at /dev/null so that Python's flush at exit does not complain.
+        import os
+
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return int(ExitStatus.NOT_DONE)
     except Exception as exc:
         if status_for(exc) is ExitStatus.BAD_INPUT and not _known(exc):
             if logged:
@@ -470,17 +293,8 @@ class InternalError(Exception):
 
 
 def _known(exc: BaseException) -> bool:
-    """Errors that are the user's input (exit status 2), as opposed to a bug."""
-    from emv.transaction import TransactionDataError
-    from terminal.cli_output import CommandError
-    from terminal.money import MoneyError
-    from terminal.settings import SettingsError
-    from terminal.trace import TraceError
-
-    return isinstance(
-        exc,
-        (CliError, CommandError, MoneyError, SettingsError, TraceError, TransactionDataError, InternalError),
-    ) or any(c.__name__ in ("PaymentRefused", "ConfigError", "ProfileError") for c in type(exc).__mro__)
+    """Errors a person can cause or meet (see :func:`terminal.exit_status.expected`), as opposed to a bug."""
+    return isinstance(exc, InternalError) or expected(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

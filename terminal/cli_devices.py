@@ -11,18 +11,22 @@
   passed, 1 otherwise;
 - ``posterm diag export [--output FILE.zip]``: the support bundle.
 
-All take ``--data-dir DIR``; errors are one line on standard error, exit 2.
+All take ``--data-dir DIR`` (default: ``$POSTERM_DATA_DIR``, else the user
+data directory) and ``--json``.  Errors follow :mod:`terminal.exit_status`:
+one line on standard error (and JSON with ``--json``); a URL that names
+nothing, a missing output folder: 2; a data directory that cannot be written
+(read-only, full): 3.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from terminal.devices import KINDS, set_device
+from terminal.cli_output import DATA_DIR_HELP, CommandError, emit, file_error
+from terminal.devices import DEVICES_FILE, KINDS, DeviceConfigError, set_device
 
 __all__ = ["add_commands"]
 
@@ -33,10 +37,6 @@ def _data_dir(args: argparse.Namespace) -> Path:
     from terminal.bootstrap import default_data_dir
 
     return default_data_dir()
-
-
-def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
-    print(json.dumps(obj, indent=1) if args.json else text)
 
 
 def _devices_text(listing: dict[str, Any]) -> str:
@@ -60,14 +60,19 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     if getattr(args, "devices_command", None) == "set":
         return _cmd_devices_set(args, directory)
     listing = list_devices(directory, include_sim=args.discover_sim, probe=not args.no_probe)
-    _emit(args, listing, _devices_text(listing))
+    emit(args, listing, _devices_text(listing))
     return 0
 
 
 def _cmd_devices_set(args: argparse.Namespace, directory: Path) -> int:
     from terminal.diagnostics import list_devices
 
-    config = set_device(directory, args.kind, args.url)
+    try:
+        config = set_device(directory, args.kind, args.url)
+    except DeviceConfigError as exc:
+        if isinstance(exc.__cause__, OSError):  # the file could not be written: read-only, full, ...
+            raise file_error(exc.__cause__, f"the device configuration {directory / DEVICES_FILE}") from None
+        raise
     url = config.url(args.kind)
     entry = list_devices(directory)["configured"][args.kind] if url is not None else None
     obj = {"kind": args.kind, "url": url, "devices": config.to_json(), "check": entry}
@@ -76,7 +81,7 @@ def _cmd_devices_set(args: argparse.Namespace, directory: Path) -> int:
     else:
         assert entry is not None
         text = f"{args.kind}: {url} ({entry['status']}: {entry['reason']})"
-    _emit(args, obj, text)
+    emit(args, obj, text)
     return 0
 
 
@@ -99,25 +104,32 @@ def _cmd_diag(args: argparse.Namespace) -> int:
     )
     at = datetime.now(UTC).isoformat(timespec="seconds")
     obj = results_json(results, data_dir=str(directory), at=at)
-    _emit(args, obj, text_report(results))
+    emit(args, obj, text_report(results))
     return 0 if obj["passed"] else 1
 
 
 def _cmd_diag_export(args: argparse.Namespace, directory: Path) -> int:
     from terminal.diagnostics import export_bundle
 
-    info = export_bundle(
-        directory,
-        Path(args.output) if args.output else None,
-        host=args.host,
-        reader_url=args.reader,
-        card_timeout=args.card_timeout,
-    )
+    output = Path(args.output) if args.output else None
+    if output is not None:
+        if output.is_dir():
+            raise CommandError(f"--output {args.output}: is a folder; give a file name")
+        if not output.parent.is_dir():
+            raise CommandError(f"--output {args.output}: the folder {output.parent} does not exist")
+    where = output.parent if output is not None else directory / "support"
+    try:
+        where.mkdir(parents=True, exist_ok=True)  # fails at once on a read-only or full data directory
+        info = export_bundle(
+            directory, output, host=args.host, reader_url=args.reader, card_timeout=args.card_timeout
+        )
+    except OSError as exc:
+        raise file_error(exc, f"the support bundle in {where}") from None
     verdict = info.to_json()["diagnostics"]
     text = f"support bundle written to {info.path} ({len(info.members)} files)"
     if verdict["failed"]:
         text += f"; failed tests: {', '.join(verdict['failed'])}"
-    _emit(args, info.to_json(), text)
+    emit(args, info.to_json(), text)
     return 0
 
 
@@ -134,9 +146,12 @@ def _positive(text: str) -> float:
 def _common(p: argparse.ArgumentParser, *, nested: bool) -> None:
     """``--data-dir`` and ``--json``; on a nested command they do not override what the parent parsed."""
     default: Any = argparse.SUPPRESS if nested else None
-    p.add_argument("--data-dir", type=Path, default=default, help="the terminal's data directory")
+    p.add_argument("--data-dir", type=Path, default=default, help=DATA_DIR_HELP)
     p.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS if nested else False, help="print one JSON object"
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS if nested else False,
+        help="print one JSON object (errors too)",
     )
 
 
@@ -173,11 +188,12 @@ def add_commands(sub: Any) -> None:
     devices.set_defaults(func=_cmd_devices)
     dsub = devices.add_subparsers(dest="devices_command")
     dset = dsub.add_parser("set", help="configure the reader, scanner or printer by URL")
-    dset.add_argument("kind", choices=KINDS)
+    dset.add_argument("kind", choices=KINDS, help="reader, scanner or printer")
     dset.add_argument(
         "url",
         metavar="URL",
-        help="a device URL (e.g. pcsc:, serial:/dev/ttyACM0, escpos:net:HOST:9100), none or default",
+        help="a device URL (e.g. pcsc:, serial:/dev/ttyACM0, escpos:net:HOST:9100), none or default; "
+        "checked now (a sim: card profile must exist)",
     )
     _common(dset, nested=True)
 

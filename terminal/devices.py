@@ -13,8 +13,9 @@ plugged into this terminal is a local matter, so a parameter version never
 changes it.
 
 A URL is checked against the driver registry when it is set (its scheme must
-be registered and its adapter must drive that kind of device); it is not
-opened then.  :class:`LazyReader` opens the configured reader only when a card
+be registered, its adapter must drive that kind of device, and what the
+adapter can check without a device must hold: a ``sim:`` card profile must
+exist); it is not opened then.  :class:`LazyReader` opens the configured reader only when a card
 is first needed, so that commands that never read a card (journal, SAF,
 settlement) work while the reader is unplugged.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +32,14 @@ from typing import Any, Final
 
 from terminal import registry
 from terminal.files import atomic_write
+from terminal.limits import MAX_STATE_FILE_BYTES, InputFileError, read_input
 from terminal.ports import (
     CancelToken,
     CardReader,
     CardSession,
     DeviceError,
     DeviceGone,
+    DeviceUrlError,
     PrinterStatus,
     ReceiptPrinter,
 )
@@ -65,7 +69,6 @@ DEFAULT_DEVICES: Final[Mapping[str, str | None]] = {
 NONE_WORDS: Final = frozenset({"none", "null", "-"})
 #: What ``posterm devices set KIND default`` does: drop the local setting, the shipped default applies.
 DEFAULT_WORD: Final = "default"
-_MAX_FILE: Final = 64 * 1024
 
 
 class DeviceConfigError(SettingsError):
@@ -99,7 +102,9 @@ def _check_kind(kind: str) -> None:
 def validate_url(kind: str, url: str) -> str:
     """``url`` stripped, if the registry can open it as a ``kind``; else :class:`DeviceConfigError` saying why.
 
-    Only the scheme and the kind are checked: nothing is opened.
+    The scheme and the kind are checked, and what the adapter can check
+    without opening a device (its ``check(url)``: for ``sim:``, that the card
+    profile or the trace exists and the options are right).  Nothing is opened.
     """
     _check_kind(kind)
     text = url.strip()
@@ -121,6 +126,11 @@ def validate_url(kind: str, url: str) -> str:
         raise DeviceConfigError(f"{kind} URL {text!r}: the {scheme!r} driver cannot be loaded: {exc}") from None
     if actual != kind:
         raise DeviceConfigError(f"{kind} URL {text!r} names a {actual}, not a {kind}")
+    try:
+        registry.check_url(text, kind)
+    except DeviceUrlError as exc:
+        message = str(exc)  # the adapter's message may name the URL already
+        raise DeviceConfigError(message if text in message else f"{kind} URL {text!r}: {message}") from None
     return text
 
 
@@ -148,15 +158,12 @@ def _defaults() -> dict[str, str | None]:
 
 def _read_local(path: Path) -> dict[str, str | None]:
     """The kinds ``devices.json`` sets; {} when there is no file."""
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(_MAX_FILE + 1)
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return {}
-    except OSError as exc:
-        raise DeviceConfigError(f"{path} cannot be read: {exc.strerror or exc}") from None
-    if len(raw) > _MAX_FILE:
-        raise DeviceConfigError(f"{path} is larger than {_MAX_FILE} bytes: not a device configuration")
+    try:
+        raw = read_input(path, MAX_STATE_FILE_BYTES, "device configuration")
+    except InputFileError as exc:
+        raise DeviceConfigError(str(exc)) from None
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -211,7 +218,7 @@ def set_device(data_dir: Path, kind: str, url: str | None) -> DeviceConfig:
     try:
         _write_atomically(path, json.dumps(ordered, indent=1) + "\n")
     except OSError as exc:
-        raise DeviceConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise DeviceConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc  # the cause: for the CLI
     return load_devices(data_dir)
 
 

@@ -17,7 +17,7 @@
 With ``--json`` an error is one JSON object on standard output as well:
 ``{"error": "...", "exit_status": N}``.
 
->>> status_for(ValueError("x"))
+>>> int(status_for(ValueError("x")))
 2
 """
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["ExitStatus", "status_for"]
+__all__ = ["ExitStatus", "expected", "status_for"]
 
 
 class ExitStatus(enum.IntEnum):
@@ -43,7 +43,13 @@ _UNAVAILABLE_REASONS = frozenset({"no_reader", "reader_gone", "reader_error", "n
 
 # Exception class names (anywhere in the class's ancestry) -> status.  Names, not classes, so
 # that this module imports nothing: the layers above terminal map their errors by the same rule.
+# The first name found going up the class's ancestry wins: DeviceUrlError (a URL that names
+# nothing, the user's input) is a DeviceError (unavailable) but maps to BAD_INPUT.
 _BY_NAME: dict[str, ExitStatus] = {
+    "DeviceUrlError": ExitStatus.BAD_INPUT,
+    "NotEnrolled": ExitStatus.BAD_INPUT,
+    "HostRejected": ExitStatus.NOT_DONE,  # the host answered no (an enrolment code refused, ...)
+    "HostNoAnswer": ExitStatus.NOT_DONE,  # a lost answer: not completed (the host may have acted)
     "SettlementRefused": ExitStatus.NOT_DONE,
     "StorageError": ExitStatus.UNAVAILABLE,
     "KeystoreError": ExitStatus.UNAVAILABLE,
@@ -54,6 +60,41 @@ _BY_NAME: dict[str, ExitStatus] = {
     "InternalError": ExitStatus.INTERNAL,
     "Unavailable": ExitStatus.UNAVAILABLE,
 }
+
+
+# Errors that are unusable input (exit status 2) by design, as opposed to a bug that happens
+# to be an exception: terminal.cli reports anything else with status 2 as an internal error.
+_INPUT_ERRORS = frozenset(
+    {
+        "AdminError",  # simulator.host.admin: an operator action that cannot be carried out
+        "CliError",
+        "CommandError",  # terminal.cli_output
+        "ConfigError",
+        "EnrolmentError",
+        "FaultError",
+        "InputFileError",  # terminal.limits: a file that cannot be used as input
+        "MoneyError",
+        "ParametersError",
+        "PaymentRefused",
+        "ProfileError",
+        "SettingsError",
+        "TraceError",
+        "TransactionDataError",
+        "UsageError",  # terminal.cli_output: the command line itself (argparse)
+    }
+)
+
+
+def expected(exc: BaseException) -> bool:
+    """Whether ``exc`` is an error a person can cause or meet (any status), not a bug.
+
+    >>> expected(ValueError("x")), expected(type("InputFileError", (ValueError,), {})("too big"))
+    (False, True)
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & _INPUT_ERRORS or names & _BY_NAME.keys())
 
 
 def status_for(exc: BaseException) -> ExitStatus:

@@ -7,6 +7,7 @@ and the user see the same named conditions whatever the hardware:
 
 ============================  ==============================================
 :class:`DeviceError`          the device cannot be opened or used (base)
+:class:`DeviceUrlError`       the URL names nothing usable (user input)
 :class:`DeviceGone`           it was there and is not any more (unplugged)
 :class:`NoCardError`          no card came into the field before the timeout
 :class:`CardRemovedError`     the card left the field during a transaction
@@ -40,6 +41,7 @@ __all__ = [
     "CollisionDetected",
     "DeviceError",
     "DeviceGone",
+    "DeviceUrlError",
     "NoCardError",
     "NoCodeError",
     "PrinterError",
@@ -53,6 +55,14 @@ __all__ = [
 
 class DeviceError(Exception):
     """A device could not be opened or used; the message says which and why."""
+
+
+class DeviceUrlError(DeviceError):
+    """A device URL (or host link name) that names nothing usable: no such scheme, profile or option.
+
+    The user's input, not an outage: ``posterm`` reports it with exit status 2
+    where other device errors are 3 (see :mod:`terminal.exit_status`).
+    """
 
 
 class DeviceGone(DeviceError, CardCommunicationError):

@@ -10,7 +10,11 @@ party adds a device without touching the core::
 
 An adapter class has ``kind`` (``"reader"``, ``"scanner"`` or ``"printer"``),
 ``open(url) -> device`` and may have ``discover() -> list[str]`` (the URLs of
-what is attached now; cheap, no device is claimed).  :class:`DeviceMonitor`
+what is attached now; cheap, no device is claimed) and ``check(url) -> None``
+(raises :class:`~terminal.ports.DeviceUrlError` when the URL names nothing the
+adapter has, without opening a device: ``posterm devices set`` refuses such a
+URL when it is set rather than when the first card is read).  A URL with no
+scheme, an unknown scheme or the wrong kind of device is a ``DeviceUrlError``.  :class:`DeviceMonitor`
 polls discovery and reports what was added and removed.
 """
 
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from terminal.ports import CardReader, CodeScanner, DeviceError, ReceiptPrinter
+from terminal.ports import CardReader, CodeScanner, DeviceError, DeviceUrlError, ReceiptPrinter
 
 __all__ = [
     "GROUP",
@@ -30,6 +34,7 @@ __all__ = [
     "DeviceChange",
     "DeviceMonitor",
     "adapter_for",
+    "check_url",
     "discover",
     "discover_all",
     "kind_of",
@@ -55,13 +60,13 @@ def adapter_for(scheme: str) -> Any:
         if ep.name == scheme:
             return ep.load()
     known = ", ".join(sorted(schemes())) or "none (is posterm installed?)"
-    raise DeviceError(f"no driver for scheme {scheme!r}; registered: {known}")
+    raise DeviceUrlError(f"no driver for scheme {scheme!r}; registered: {known}")
 
 
 def _scheme(url: str) -> str:
     scheme, sep, _ = url.partition(":")
     if not sep or not scheme:
-        raise DeviceError(f"device URL {url!r} has no scheme (expected e.g. 'sim:card=NAME' or 'pcsc:')")
+        raise DeviceUrlError(f"device URL {url!r} has no scheme (expected e.g. 'sim:card=NAME' or 'pcsc:')")
     return scheme
 
 
@@ -70,10 +75,25 @@ def kind_of(url: str) -> str:
     return str(getattr(adapter_for(_scheme(url)), "kind", "reader"))
 
 
+def check_url(url: str, kind: str) -> None:
+    """Whether ``url`` names a ``kind`` its adapter has, without opening anything; DeviceUrlError if not.
+
+    The scheme and the kind are checked here; the rest (a card profile, a
+    trace file, options) by the adapter's ``check(url)`` when it has one.
+    """
+    adapter = adapter_for(_scheme(url))
+    actual = getattr(adapter, "kind", "reader")
+    if actual != kind:
+        raise DeviceUrlError(f"{url!r} names a {actual}, not a {kind}")
+    check = getattr(adapter, "check", None)
+    if check is not None:
+        check(url)
+
+
 def _open(url: str, kind: str) -> Any:
     adapter = adapter_for(_scheme(url))
     if getattr(adapter, "kind", "reader") != kind:
-        raise DeviceError(f"{url!r} names a {getattr(adapter, 'kind', 'reader')}, not a {kind}")
+        raise DeviceUrlError(f"{url!r} names a {getattr(adapter, 'kind', 'reader')}, not a {kind}")
     try:
         device = adapter.open(url)
     except DeviceError:

@@ -62,6 +62,14 @@ def _data_file(name: str) -> Any:
 
 
 def _read_json(source: Any, what: str) -> Any:
+    """A shipped data file (a package resource), or a file of a parameter version (a Path, read bounded)."""
+    if isinstance(source, Path):
+        from terminal.limits import MAX_PARAMETERS_FILE_BYTES, InputFileError, read_json_input
+
+        try:
+            return read_json_input(source, MAX_PARAMETERS_FILE_BYTES, what)
+        except InputFileError as exc:
+            raise SettingsError(str(exc)) from None
     try:
         return json.loads(source.read_text(encoding="utf-8"))
     except FileNotFoundError:

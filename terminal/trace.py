@@ -48,20 +48,17 @@ def read_trace_header(path: str) -> dict[str, Any]:
 
     Returns the keys present among ``unpredictable_number`` (bytes), ``date``
     (bytes), ``amount`` (int), ``currency`` (int) and ``transaction_type`` (int).
+    The file is read with :func:`terminal.limits.read_json_input`: at most
+    :data:`~terminal.limits.MAX_TRACE_BYTES`, a regular file only.
     """
-    import json
+    from terminal.limits import MAX_TRACE_BYTES, InputFileError, read_json_input
 
     try:
-        with open(path, encoding="utf-8") as handle:
-            doc = json.load(handle)
-    except FileNotFoundError:
-        raise TraceError(f"trace file {path!r} not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TraceError(f"trace file {path!r} cannot be read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise TraceError(f"trace file {path!r} is not JSON: {exc}") from None
+        doc = read_json_input(path, MAX_TRACE_BYTES, "trace file")
+    except InputFileError as exc:
+        raise TraceError(str(exc)) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("exchanges"), list):
-        raise TraceError(f"trace file {path!r} has no 'exchanges' list")
+        raise TraceError(f"trace file {path} has no 'exchanges' list")
     out: dict[str, Any] = {}
     for key, size in (("unpredictable_number", 4), ("date", 3)):
         if key in doc:

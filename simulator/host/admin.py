@@ -56,9 +56,20 @@ def _stamp(moment: dt.datetime) -> str:
 
 
 @contextlib.contextmanager
-def open_store(data_dir: Path) -> Iterator[HostStore]:
-    """The data directory's database (created if needed), closed afterwards."""
-    store = HostStore(Path(data_dir) / DB_NAME)
+def open_store(data_dir: Path, *, create: bool = True) -> Iterator[HostStore]:
+    """The data directory's database (created if needed, unless ``create`` is False), closed afterwards.
+
+    The commands that only look (``status``, ``records``, ``issuer show``,
+    ``params show``) pass ``create=False``: a folder named by mistake gets a
+    clear error, not a new empty host that then says "0 records".
+    """
+    path = Path(data_dir) / DB_NAME
+    if not create and not path.is_file():
+        raise AdminError(
+            f"no simulated host in {data_dir} (it has no {DB_NAME}): give the --data-dir of a host "
+            f"('posterm host serve --data-dir DIR' sets one up)"
+        )
+    store = HostStore(path)
     try:
         yield store
     finally:
@@ -117,7 +128,7 @@ def block_card(data_dir: Path, pan_token: str, code: str = "62") -> None:
 
 def unblock_card(data_dir: Path, pan_token: str) -> bool:
     """Stop declining this card; False when it was not blocked."""
-    with open_store(data_dir) as store:
+    with open_store(data_dir, create=False) as store:
         return store.unblock_card(pan_token)
 
 
@@ -140,7 +151,7 @@ def publish_parameters(data_dir: Path, update: Mapping[str, Any], *, checked: bo
 
 def records(data_dir: Path) -> list[dict[str, Any]]:
     """Every authorisation, advice and reversal the host processed, oldest first (no PAN)."""
-    with open_store(data_dir) as store:
+    with open_store(data_dir, create=False) as store:
         return [r.to_json() for r in store.records()]
 
 
@@ -158,9 +169,9 @@ def sale_positions(data_dir: Path, terminal_id: str | None = None) -> dict[str, 
 
 def host_status(data_dir: Path) -> dict[str, Any]:
     """Running or not, URL, faults, parameters version, velocity, blocked cards, terminals, counts."""
-    info = running_server(data_dir)
-    _, faults = read_faults(data_dir)
-    with open_store(data_dir) as store:
+    with open_store(data_dir, create=False) as store:
+        info = running_server(data_dir)
+        _, faults = read_faults(data_dir)
         max_approvals, window = store.velocity()
         rows = store.records()
         return {

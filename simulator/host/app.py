@@ -56,6 +56,8 @@ __all__ = ["PEER_STATE_KEY", "PUBLIC_PATHS", "TRANSPORT_STATE_KEY", "Peer", "cre
 PEER_STATE_KEY = "posterm_peer"
 TRANSPORT_STATE_KEY = "posterm_transport"
 PUBLIC_PATHS = frozenset({"/v1/enrol", "/v1/openapi.json"})
+#: The largest request body the host reads (2 MiB), checked on Content-Length and again as it streams in:
+#: a request is under 2 KiB, a batch of advices (at most 100) under 200 KiB.  Bigger is a 400, never read whole.
 MAX_BODY_BYTES = 2 * 1024 * 1024
 _log = logging.getLogger("posterm.host")
 

@@ -18,6 +18,10 @@ offers the same sub-commands without the ``host`` word.
 
 Every command takes ``--data-dir DIR`` (default: ``$POSTERM_HOST_DIR``, else
 the platform's user data directory for posterm, sub-directory ``host``).
+The commands that only look (``status``, ``records``, ``issuer show``,
+``params show``) and ``issuer unblock`` need a host there already: they never
+create one.  Errors follow :mod:`terminal.exit_status` (one line, JSON too with
+``--json``): unusable input 2, no host running for ``fault`` 3.
 """
 
 from __future__ import annotations
@@ -31,11 +35,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from terminal.cli_payments import CommandError
+from terminal.cli_output import CommandError, CommandParser, Unavailable, UsageError, file_error
 
 __all__ = ["add_commands", "default_data_dir", "main"]
 
 _SubParsers = argparse._SubParsersAction  # argparse offers no public name for it
+
+#: The card token a posterm terminal sends: the first 16 bytes of a keyed MAC of the PAN, in hex
+#: (``terminal.card_reading``).  The operator blocks a card by it, as ``host records --json`` shows it.
+PAN_TOKEN_HEX_DIGITS = 32
+_HOST_DATA_DIR_HELP = (
+    "the host's data directory (default: $POSTERM_HOST_DIR, else the user data directory's posterm/host)"
+)
 
 
 def default_data_dir() -> Path:
@@ -57,7 +68,12 @@ def _print(args: argparse.Namespace, obj: Any, text: str) -> None:
 
 
 def _guard(func: Any) -> Any:
-    """Turn the host package's own errors into one-line :class:`CommandError` s."""
+    """Turn the host package's own errors into the CLI's (see :mod:`terminal.exit_status`).
+
+    An operator action or a fault that cannot be carried out is unusable
+    input (2); a database that cannot be opened, or a file system that refuses
+    (read-only, full), makes the host's storage unavailable (3).
+    """
 
     def run(args: argparse.Namespace) -> int:
         from simulator.host.admin import AdminError
@@ -66,12 +82,25 @@ def _guard(func: Any) -> Any:
 
         try:
             return int(func(args))
-        except (AdminError, FaultError, StoreError) as exc:
+        except (AdminError, FaultError) as exc:
             raise CommandError(str(exc)) from None
+        except StoreError as exc:
+            raise Unavailable(str(exc)) from None
         except OSError as exc:
-            raise CommandError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+            raise file_error(exc, str(exc.filename or _data_dir(args))) from None
 
     return run
+
+
+def _pan_token(text: str) -> str:
+    """The token as the terminal sends it (lowercase hex), or CommandError: anything else matches no card."""
+    token = text.strip().lower()
+    if len(token) != PAN_TOKEN_HEX_DIGITS or any(c not in "0123456789abcdef" for c in token):
+        raise CommandError(
+            f"pan token {text!r} is not a card's token: {PAN_TOKEN_HEX_DIGITS} hex digits, as the terminal "
+            "sends it (see the pan_token of 'posterm host records --json')"
+        )
+    return token
 
 
 # ----------------------------------------------------------------------------- commands
@@ -117,7 +146,7 @@ def _cmd_fault(args: argparse.Namespace) -> int:
 
     data_dir = _data_dir(args)
     if running_server(data_dir) is None:
-        raise CommandError(f"no host is running on {data_dir}")
+        raise Unavailable(f"no host is running on {data_dir} ('posterm host serve --data-dir {data_dir}')")
     _, faults = read_faults(data_dir)
     action, value = args.action, args.value
 
@@ -147,7 +176,7 @@ def _cmd_fault(args: argparse.Namespace) -> int:
     if args.only and action != "clear":
         faults = replace(faults, only=tuple(args.only))
     if not request_faults(data_dir, faults):
-        raise CommandError(f"the host on {data_dir} stopped before it applied the faults")
+        raise Unavailable(f"the host on {data_dir} stopped before it applied the faults")
     _print(args, faults.to_json(), f"faults now: {json.dumps(faults.to_json()) if faults.any else 'none'}")
     return 0
 
@@ -157,11 +186,13 @@ def _cmd_issuer(args: argparse.Namespace) -> int:
 
     data_dir = _data_dir(args)
     if args.issuer_command == "block":
-        admin.block_card(data_dir, args.token, args.code)
-        print(f"card {args.token} blocked: authorisations decline with {args.code}")
+        token = _pan_token(args.token)
+        admin.block_card(data_dir, token, args.code)
+        print(f"card {token} blocked: authorisations decline with {args.code}")
     elif args.issuer_command == "unblock":
-        was = admin.unblock_card(data_dir, args.token)
-        print(f"card {args.token} {'unblocked' if was else 'was not blocked'}")
+        token = _pan_token(args.token)
+        was = admin.unblock_card(data_dir, token)
+        print(f"card {token} {'unblocked' if was else 'was not blocked'}")
     elif args.issuer_command == "velocity":
         admin.set_velocity(data_dir, args.max_approvals, args.window_seconds)
         off = args.max_approvals == 0 or args.window_seconds == 0
@@ -179,10 +210,12 @@ def _cmd_params(args: argparse.Namespace) -> int:
 
     data_dir = _data_dir(args)
     if args.params_command == "publish":
+        from terminal.limits import MAX_PARAMETERS_FILE_BYTES, InputFileError, read_json_input
+
         try:
-            update = json.loads(Path(args.file).read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise CommandError(f"{args.file} is not JSON: {exc}") from None
+            update = read_json_input(args.file, MAX_PARAMETERS_FILE_BYTES, "parameters file")
+        except InputFileError as exc:
+            raise CommandError(str(exc)) from None
         if not isinstance(update, dict):
             raise CommandError(f"{args.file}: expected a JSON object")
         version = admin.publish_parameters(data_dir, update, checked=not args.unchecked)
@@ -190,7 +223,7 @@ def _cmd_params(args: argparse.Namespace) -> int:
         return 0
     from simulator.host.params import ensure_initial
 
-    with admin.open_store(data_dir) as store:
+    with admin.open_store(data_dir, create=False) as store:
         ensure_initial(store)
         raw = store.parameters()
     assert raw is not None
@@ -235,9 +268,9 @@ def _cmd_records(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser, *, json_flag: bool = False) -> None:
-    p.add_argument("--data-dir", help="the host's data directory (default: $POSTERM_HOST_DIR or the user data dir)")
+    p.add_argument("--data-dir", help=_HOST_DATA_DIR_HELP)
     if json_flag:
-        p.add_argument("--json", action="store_true", help="print one JSON object")
+        p.add_argument("--json", action="store_true", help="print one JSON object (errors too)")
 
 
 def _add_subcommands(parser: argparse.ArgumentParser) -> None:
@@ -269,14 +302,15 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
 
     issuer = command("issuer", "steer the issuer: blocked cards and velocity", _cmd_issuer, leaf=False)
     issuer_sub = issuer.add_subparsers(dest="issuer_command", required=True, metavar="ACTION")
+    token_help = f"the card's pan_token: {PAN_TOKEN_HEX_DIGITS} hex digits, as in 'posterm host records --json'"
     block = issuer_sub.add_parser("block", help="decline a card (by pan_token)")
-    block.add_argument("token")
+    block.add_argument("token", help=token_help)
     block.add_argument("--code", default="62", help="response code (default 62, restricted card)")
     unblock = issuer_sub.add_parser("unblock", help="stop declining a card")
-    unblock.add_argument("token")
+    unblock.add_argument("token", help=token_help)
     velocity = issuer_sub.add_parser("velocity", help="limit approvals per card and time window (0 = off)")
-    velocity.add_argument("max_approvals", type=int)
-    velocity.add_argument("window_seconds", type=int)
+    velocity.add_argument("max_approvals", type=_count, help="approvals allowed per card in the window (0 = off)")
+    velocity.add_argument("window_seconds", type=_count, help="the window in seconds (0 = off)")
     show = issuer_sub.add_parser("show", help="print the blocked cards and the velocity limit")
     for leaf in (block, unblock, velocity):
         _common(leaf)
@@ -302,13 +336,23 @@ def add_commands(subparsers: _SubParsers[argparse.ArgumentParser]) -> None:
     _add_subcommands(host)
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number of at least 0."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 0")
+    return int(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m simulator.host COMMAND ...``."""
-    parser = argparse.ArgumentParser(prog="python -m simulator.host", description="the simulated acquiring host")
+    """``python -m simulator.host COMMAND ...``: the same commands, the same error contract as ``posterm host``."""
+    from terminal.exit_status import status_for
+
+    parser = CommandParser(prog="python -m simulator.host", description="the simulated acquiring host")
     _add_subcommands(parser)
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         return int(args.func(args))
-    except CommandError as exc:
-        print(f"posterm host: error: {exc}", file=sys.stderr)
-        return 2
+    except (CommandError, Unavailable) as exc:
+        where = f" (see '{exc.prog} --help')" if isinstance(exc, UsageError) else ""
+        print(f"posterm host: error: {exc}{where}", file=sys.stderr)
+        return int(status_for(exc))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from terminal.cli_emv import TRACE_NOTE
 
 POSTERM = str(Path(sys.executable).with_name("posterm"))
 
@@ -138,3 +141,35 @@ def test_bad_hex_in_a_trace_file_is_a_clear_error(tmp_path: Path) -> None:
     proc = run("emv", "replay", str(trace))
     assert proc.returncode != 0
     assert "hex" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_recorded_trace_is_private_from_its_creation_and_said_to_hold_card_data(tmp_path: Path) -> None:
+    """Mode 0600 even under a umask that leaves files world-readable, and over an existing readable file."""
+    trace = tmp_path / "trace.json"
+    for _ in range(2):
+        proc = subprocess.run(
+            ["sh", "-c", 'umask 000 && exec "$@"', "sh", POSTERM, "emv", "tap", "--card", "visa-qvsdc-offline",
+             "--amount", "1.00", "--record", str(trace)],
+            check=False, capture_output=True, text=True, timeout=60,
+            env=dict(os.environ, PYTHONWARNINGS="ignore::DeprecationWarning"),
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert stat.S_IMODE(trace.stat().st_mode) == 0o600
+        assert proc.stderr.splitlines() == [TRACE_NOTE.format(path=trace)]
+        assert "card data" in proc.stderr
+        trace.chmod(0o644)  # the second run writes over a readable file: the new one is private again
+    assert [p.name for p in tmp_path.iterdir()] == ["trace.json"]  # no temporary file left behind
+
+
+def test_the_readme_replays_work_as_written_and_end_as_it_says(tmp_path: Path) -> None:
+    assert run("emv", "tap", "--card", "mc-cda-offline", "--amount", "12.34", "--currency", "978",
+               "--record", "trace.json", cwd=tmp_path).returncode == 0  # fmt: skip
+    same = json.loads(run("emv", "replay", "trace.json", cwd=tmp_path).stdout)
+    assert (same["outcome"], same["oda"]["result"]) == ("approved", "passed")
+    other = json.loads(run("emv", "replay", "trace.json", "--amount", "12.35", cwd=tmp_path).stdout)
+    assert (other["outcome"], other["oda"]["failure"]) == ("declined", "cda_transaction_data_hash")
+    proc = run("emv", "replay", "trace.json", "--amount", "60.00", "--set", "9F1A=0840", "--un", "01020304",
+               "--date", "260101", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    above = json.loads(proc.stdout)
+    assert (above["outcome"], above["error"]) == ("end_application", "GENERATE AC: status 6A82")

@@ -292,7 +292,7 @@ def test_cli_enrol_echo_params(
 
 def test_read_bundle_errors(tmp_path: Path) -> None:
     (tmp_path / "b.json").write_text("{nope")
-    with pytest.raises(EnrolmentError, match="cannot be read"):
+    with pytest.raises(EnrolmentError, match="is not JSON"):
         read_bundle(tmp_path / "b.json")
     (tmp_path / "c.json").write_text("[]")
     with pytest.raises(EnrolmentError, match="expected a JSON object"):

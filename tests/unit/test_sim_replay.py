@@ -57,7 +57,7 @@ def test_load_trace_round_trip(tmp_path: Path) -> None:
     ("content", "message"),
     [
         (None, "not found"),
-        ("{not json", "not valid JSON"),
+        ("{not json", "is not JSON"),
         ("[]", "JSON object"),
         ('{"exchanges": 3}', "exchanges"),
         ('{"exchanges": [{"command": "00A4"}]}', "command"),
