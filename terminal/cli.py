@@ -226,8 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args = _parser(words, command=args.command).parse_args(words)
         except UsageError as exc:
             return _fail(argparse.Namespace(json="--json" in words), CommandError(_usage_text(exc)))
-    except KeyboardInterrupt:
-        return int(ExitStatus.INTERRUPTED)
+    except KeyboardInterrupt as exc:  # while the command's module was imported: nothing was done yet
+        return _fail(argparse.Namespace(json="--json" in words), exc)
     data_dir = getattr(args, "data_dir", None)
     if data_dir is not None and Path(data_dir).exists() and not Path(data_dir).is_dir():
         return _fail(args, CommandError(f"--data-dir {data_dir} is a file, not a folder"))

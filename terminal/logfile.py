@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import logging.handlers
+import os
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,9 +129,23 @@ def log_tail(data_dir: Path, max_bytes: int = LOG_MAX_BYTES) -> str:
     chunks: list[bytes] = []
     for path in files:
         with contextlib.suppress(OSError):
-            chunks.append(path.read_bytes())
+            chunks.append(_tail_of(path, max_bytes))
     data = b"".join(chunks)
     if len(data) > max_bytes:
         data = data[-max_bytes:]
         data = data[data.find(b"\n") + 1 :]  # from the first whole line
     return mask_text(data.decode("utf-8", "replace"))
+
+
+def _tail_of(path: Path, max_bytes: int) -> bytes:
+    """The last ``max_bytes`` of a regular file: a log replaced by something else (huge, a pipe) is not read whole."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return b""
+        os.lseek(fd, max(0, info.st_size - max_bytes), os.SEEK_SET)
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return handle.read(max_bytes)
+    finally:
+        os.close(fd)

@@ -163,9 +163,12 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 
 def _read_json(path: Path) -> Any:
+    """A state file of the host's (server.json, faults.json), read bounded; None when missing or unusable."""
+    from terminal.limits import MAX_STATE_FILE_BYTES, read_json_input
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
+        return read_json_input(path, MAX_STATE_FILE_BYTES, "host state file")
+    except ValueError:  # InputFileError: missing, not a regular file, too large, not JSON
         return None
 
 
