@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -97,12 +97,35 @@ class Core:
         # The payment the current verb created (its first journal row is written), if any:
         # what an interrupted command reports.
         self.current_txn_id: str | None = None
+        self._held: list[TerminalEvent] | None = None  # events of an atomic() block, told after its commit
 
     def now(self) -> str:
         return iso(self.clock.now())
 
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Several records in one commit (:meth:`Store.atomic`); the listeners hear of them once it is durable."""
+        if self._held is not None:
+            yield
+            return
+        held: list[TerminalEvent] = []
+        self._held = held
+        try:
+            with self.store.atomic():
+                yield
+        finally:
+            self._held = None
+        for event in held:
+            self._tell(event)
+
     def emit(self, kind: str, txn_id: str | None = None, **data: Any) -> None:
         event = TerminalEvent(kind, txn_id, data)
+        if self._held is not None:
+            self._held.append(event)
+        else:
+            self._tell(event)
+
+    def _tell(self, event: TerminalEvent) -> None:
         for listener in list(self.listeners):
             with contextlib.suppress(Exception):  # a broken listener must not break a payment
                 listener(event)

@@ -37,7 +37,9 @@ from terminal.store import QueuedItem
 
 __all__ = ["SEND_CHUNK", "Forwarder"]
 
-SEND_CHUNK = 32  # SAF entries marked "being sent" per commit before they go out
+#: SAF entries marked "being sent" per commit before they go out: the protocol's most advices
+#: per request (host_link.wire.MAX_ADVICES_PER_REQUEST), whose answers are recorded in one commit.
+SEND_CHUNK = 100
 
 
 def _raise_or_return(answer: HostAnswer | HostRejected) -> HostAnswer:
@@ -170,8 +172,9 @@ class Forwarder:
             for item, _ in advices:
                 self._failed(item, short, report)
             return False
-        for (item, _), answer in zip(advices, answers, strict=True):
-            self._answer_one(item, partial(_raise_or_return, answer), report)
+        with self._core.atomic():  # the chunk's answers in one commit, each recorded before the next chunk goes
+            for (item, _), answer in zip(advices, answers, strict=True):
+                self._answer_one(item, partial(_raise_or_return, answer), report)
         return True
 
     def _advice(self, item: QueuedItem, report: ForwardReport) -> Advice | None:

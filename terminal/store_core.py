@@ -157,13 +157,22 @@ class StoreCore:
         # while no other connection has written (``PRAGMA data_version`` is unchanged).
         self._batch: int | None = None
         self._seen_version: int | None = None
+        self._atomic = 0  # > 0 inside atomic(): each change is a savepoint of its transaction
 
     def close(self) -> None:
         self._conn.close()
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Cursor]:
-        """One write transaction: BEGIN IMMEDIATE ... COMMIT, or nothing at all."""
+        """One write transaction: BEGIN IMMEDIATE ... COMMIT, or nothing at all.
+
+        Inside :meth:`atomic`: a savepoint of that transaction (this change all
+        or nothing, committed with the others).
+        """
+        if self._atomic:
+            with self._savepoint() as cur:
+                yield cur
+            return
         cur = self._conn.cursor()
         try:
             if not self._conn.in_transaction:
@@ -188,6 +197,39 @@ class StoreCore:
             if isinstance(exc, UnicodeDecodeError):
                 raise StorageCorrupt(f"{self.path} is damaged ({exc}); restore it from a backup") from exc
             raise
+        finally:
+            cur.close()
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Several changes in one commit, each still all or nothing on its own (a savepoint).
+
+        The forwarder records the host's answers to a chunk of advices so: one
+        commit a chunk instead of one an answer.  An exception out of the block
+        rolls back every change made in it.
+        """
+        with self._write():
+            self._atomic += 1
+            try:
+                yield
+            finally:
+                self._atomic -= 1
+
+    @contextlib.contextmanager
+    def _savepoint(self) -> Iterator[sqlite3.Cursor]:
+        cur = self._conn.cursor()
+        try:
+            cur.execute("SAVEPOINT store_change")
+            try:
+                yield cur
+            except BaseException:
+                self._chain.head = None  # the journal head and batch may have moved in the undone part
+                self._batch = None
+                with contextlib.suppress(sqlite3.Error):
+                    cur.execute("ROLLBACK TO store_change")
+                    cur.execute("RELEASE store_change")
+                raise
+            cur.execute("RELEASE store_change")
         finally:
             cur.close()
 

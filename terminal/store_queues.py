@@ -52,7 +52,7 @@ class QueueAccess(StoreCore):
             if table == "saf":
                 cur.execute(
                     "UPDATE transactions SET saf_attempts=saf_attempts+1, saf_last_attempt_at=? "
-                    f"WHERE saf_id IN ({marks})",
+                    f"WHERE saf_status='queued' AND saf_id IN ({marks})",  # the saf_queue index, no scan
                     (at, *ids),
                 )
                 self._set_meta(cur, "saf_last_attempt", canonical({"at": at, "error": None}))
@@ -68,7 +68,8 @@ class QueueAccess(StoreCore):
         with self._write() as cur:
             if table == "saf":
                 cur.execute(
-                    "UPDATE transactions SET saf_last_error=?, saf_next_attempt_at=? WHERE saf_id=?",
+                    "UPDATE transactions SET saf_last_error=?, saf_next_attempt_at=? "
+                    "WHERE saf_status='queued' AND saf_id=?",
                     (error, next_attempt_at, item_id),
                 )
                 last = self._meta(cur, "saf_last_attempt")
