@@ -202,6 +202,15 @@ _TYPES: dict[str, _Check] = {
 }
 
 
+def _cost(schema: Any) -> int:
+    """A rough size of a schema, a reference counting as a large one."""
+    if isinstance(schema, dict):
+        return sum(20 if k == "$ref" else 1 + _cost(v) for k, v in schema.items())
+    if isinstance(schema, list):
+        return sum(_cost(v) for v in schema)
+    return 0
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -304,7 +313,10 @@ class _Compiler:
             name = self.compile(value)
             return lambda v: not isinstance(v, dict) or all(name(k) for k in v)
         if key == "anyOf":
-            options = tuple(self.compile(s) for s in value)
+            # The cheapest first (the order does not change the verdict): an advice list's
+            # items are "an Advice, or any object", and each advice is checked on its own later.
+            ranked = sorted(value, key=_cost)
+            options = tuple(self.compile(s) for s in ranked)
             return lambda v: any(o(v) for o in options)
         if key == "format":
             return self._format(value)
