@@ -55,6 +55,7 @@ _BY_NAME: dict[str, ExitStatus] = {
     "KeystoreError": ExitStatus.UNAVAILABLE,
     "DeviceError": ExitStatus.UNAVAILABLE,
     "HostError": ExitStatus.UNAVAILABLE,
+    "HostStartError": ExitStatus.UNAVAILABLE,  # the simulated host could not start (posterm demo)
     "NotDone": ExitStatus.NOT_DONE,
     "Interrupted": ExitStatus.INTERRUPTED,
     "InternalError": ExitStatus.INTERNAL,
