@@ -183,15 +183,20 @@ def _mask_value(tag: int, value: bytes) -> str:
     return text
 
 
-def _mask_tlv(objects: Iterable[tlv.Tlv]) -> list[str]:
-    out: list[str] = []
+def _mask_tlv(objects: Iterable[tlv.Tlv]) -> list[list[str]]:
+    """The objects as shown: one token an object, each the segments [tag and length, value]."""
+    out: list[list[str]] = []
     for obj in objects:
         head = tlv.encode_tag(obj.tag).hex().upper() + tlv.encode_length(len(obj.value)).hex().upper()
         if obj.children is not None:
-            out.append(" ".join([head, *_mask_tlv(obj.children)]))
+            out.append([head])
+            out.extend(_mask_tlv(obj.children))
         else:
-            out.append(head + _mask_value(obj.tag, obj.value))
+            out.append([head, _mask_value(obj.tag, obj.value)])
     return out
+
+
+_DIGIT_RUN: Final = re.compile(r"\d{12,}")
 
 
 def mask_hex(data: bytes) -> str:
@@ -217,8 +222,36 @@ def mask_hex(data: bytes) -> str:
     except tlv.TlvError:
         objects = []
     if objects:
-        return " ".join(_mask_tlv(objects))
+        return " ".join(_hide_runs_across(_mask_tlv(objects)))
     return mask_text(data.hex().upper())
+
+
+def _hide_runs_across(tokens: list[list[str]]) -> list[str]:
+    """The tokens joined, with every run of 12 or more digits that crosses a segment hidden.
+
+    Bytes that happen to parse as TLV may split a PAN into a tag, a length and
+    a value, or into several objects, each too short to be masked, which a
+    reader joins again.  A run within one value was judged with that value
+    (an AID shows as it is).
+    """
+    segments = [segment for token in tokens for segment in token]
+    joined = "".join(segments)
+    ends: list[int] = []
+    position = 0
+    for segment in segments:
+        position += len(segment)
+        ends.append(position)
+    hidden = list(joined)
+    for run in _DIGIT_RUN.finditer(joined):
+        if any(run.start() < end < run.end() for end in ends):
+            hidden[run.start() : run.end()] = "*" * (run.end() - run.start())
+    out: list[str] = []
+    start = 0
+    for token in tokens:
+        width = sum(len(segment) for segment in token)
+        out.append("".join(hidden[start : start + width]))
+        start += width
+    return out
 
 
 def mask_command(command: bytes) -> str:
@@ -251,7 +284,10 @@ def mask_command(command: bytes) -> str:
     elif command[1] in _INS_PIN:
         shown = "*" * (2 * len(data))
     else:
-        shown = mask_hex(data)
+        # A command's data is DOL-built raw bytes (PDOL, CDOL, DDOL data), not TLV: read as TLV,
+        # it splits into pieces each too short to look like a PAN.  As one hex text, any PAN in
+        # it is a run of digits that mask_text finds.
+        shown = mask_text(data.hex().upper())
     return " ".join([f"{header}{lc:02X}", shown, *([le.hex().upper()] if le else [])])
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -121,7 +123,10 @@ def test_mask_hex_hides_pan_and_track_data(pan: str) -> None:
     record = encode(0x70, encode(0x5A, _bcd(pan)) + encode(0x57, _track2(pan)) + encode(0x5F20, b"DOE/JOHN"))
     text = mask_hex(record)
     assert pan not in text and "D2512201" not in text and b"DOE/JOHN".hex().upper() not in text
-    assert text.count(mask_pan(pan)) == 2
+    joined = text.replace(" ", "")
+    assert pan not in joined and not re.search(r"\d{12,}", joined)  # nor across objects
+    # shown masked as a PAN is, unless digits around it made a longer run that is hidden whole
+    assert text.count(mask_pan(pan)) == 2 or text.count("*" * 6) >= 2
     assert mask_pan(pan) in mask_hex(b"\x9f\x4b\x8a" + _bcd(pan) + b"\xaa")  # not TLV: digit runs masked
 
 
