@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -231,6 +232,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_dir = getattr(args, "data_dir", None)
     if data_dir is not None and Path(data_dir).exists() and not Path(data_dir).is_dir():
         return _fail(args, CommandError(f"--data-dir {data_dir} is a file, not a folder"))
+    from_env = os.environ.get("POSTERM_DATA_DIR")
+    if (
+        hasattr(args, "data_dir")
+        and args.command not in _NOT_A_TERMINAL_DIR
+        and data_dir is None
+        and from_env
+        and Path(from_env).is_file()
+    ):
+        return _fail(args, CommandError(f"POSTERM_DATA_DIR {from_env} is a file, not a folder"))
     from terminal.logfile import command_logging
 
     with command_logging(_log_dir(args)) as handler:
