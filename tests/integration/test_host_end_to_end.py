@@ -242,8 +242,8 @@ def test_a_rejected_host_certificate_is_a_security_event(
     assert any(r.levelname == "ERROR" and "certificate" in r.getMessage() for r in caplog.records)
     status = counter.terminal.offline_status()
     assert status.security_events == 1 and "host certificate rejected" in (status.last_security_event or "")
-    from terminal.diagnostics import _judge_saf
+    from terminal.diag_checks import judge_saf
 
-    judged = _judge_saf(status, counter.terminal.store, counter.terminal.settings)
+    judged = judge_saf(status, counter.terminal.store, counter.terminal.settings)
     assert any(w.startswith("SECURITY") for w in judged.warnings)
     counter.drain_and_check()  # and nothing was lost: the deferred payment reaches the host once
