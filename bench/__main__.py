@@ -56,7 +56,8 @@ from minute to minute; more rounds steady the medians), medians:
 - durable offline approvals through the terminal: the terminal's step after the
   card gave its TC, as a sale runs it (a new transaction, its journal rows, the
   PAN encrypted, the EMV data for the host encrypted, the SAF entry: one
-  SQLite commit), 1,000 a round, against
+  SQLite commit), timed by the terminal's own events (from the card reading's
+  last message to the payment's first state change), 1,000 a round, against
 - the raw rate of single-row committed INSERTs (2,000 a round) with the store's
   settings: WAL, synchronous=FULL, its page size. Target: at least half.
 - For scale, whole sales on a simulated offline card: the same plus Entry
