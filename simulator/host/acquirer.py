@@ -296,8 +296,9 @@ class Acquirer:
     def _advise(self, body: dict[str, Any], peer: Peer, key: str, now: dt.datetime) -> _Processed:
         results: list[dict[str, Any]] = []
         replayed: list[int] = []
+        batch = self.store.batch_number(peer.terminal_id)  # the terminal's open host batch, for the whole request
         for index, item in enumerate(body["advices"]):
-            result, again = self._one_advice(item, peer, now)
+            result, again = self._one_advice(item, peer, now, batch)
             results.append(result)
             if again:
                 replayed.append(index)
@@ -319,7 +320,7 @@ class Acquirer:
             "message": message,
         }
 
-    def _one_advice(self, item: Any, peer: Peer, now: dt.datetime) -> tuple[dict[str, Any], bool]:
+    def _one_advice(self, item: Any, peer: Peer, now: dt.datetime, batch: int) -> tuple[dict[str, Any], bool]:
         """The result of one advice, and whether it is the result given to its key before."""
         error = first_error("Advice", item)
         if error is not None:
@@ -348,6 +349,7 @@ class Acquirer:
         approval = self._approval_code(reference) if approved and advice["kind"] == "deferred_authorisation" else None
         self.store.add_record(
             method="advise",
+            batch=batch,
             txn_id=advice["txn_id"],
             idempotency_key=advice["idempotency_key"],
             kind=advice["kind"],

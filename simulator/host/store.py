@@ -278,10 +278,12 @@ class HostStore:
 
     def next_reference(self, what: str) -> str:
         """A new host reference (``A0000000042`` ...): a prefix per message type and a sequence."""
-        with self.transaction():
-            seq = int(self.meta("seq") or "0") + 1
-            self.set_meta("seq", str(seq))
-        return f"{_REF_PREFIX.get(what, 'H')}{seq:010d}"
+        with self._lock:  # one statement: atomic on its own, or a part of the caller's transaction
+            row = self._db.execute(
+                "INSERT INTO meta (key, value) VALUES ('seq', '1') "
+                "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value"
+            ).fetchone()
+        return f"{_REF_PREFIX.get(what, 'H')}{int(row[0]):010d}"
 
     # ------------------------------------------------------------------ enrolment
 
