@@ -7,7 +7,11 @@
 - ``posterm sim scanner``: a serial QR scanner on a pty (a real serial device path);
 - ``posterm sim printer``: a network ESC/POS printer on a TCP port.
 
-Each runs until interrupted (Ctrl-C or SIGTERM).  ``--fault`` injects the
+Each runs until interrupted (Ctrl-C or SIGTERM).  Failures follow the
+command line's one error contract (:mod:`terminal.exit_status`): one
+``posterm: error:`` line, exit status 2 for a card, trace, fault or address
+that cannot be used, 3 when the card server cannot run (pcscd cannot be
+reached or started, the port is in use).  ``--fault`` injects the
 device's faults (see each module).  What a device takes typed on standard
 input (the printer's faults) it reads from a terminal only while it is the
 terminal's foreground job (:func:`typed_lines`): ``posterm sim printer &``

@@ -31,7 +31,6 @@ import contextlib
 import signal
 import socket
 import struct
-import sys
 import threading
 import time
 from pathlib import Path
@@ -370,12 +369,25 @@ def _parse_faults(faults: list[str]) -> tuple[int | None, int | None, float | No
             else:
                 raise ValueError
         except ValueError:
-            raise VpcdError(
-                f"bad --fault {fault!r}: remove-after=N, mute-after=N or reinsert-after=SECONDS"
-            ) from None
+            raise VpcdError(f"bad --fault {fault!r}: remove-after=N, mute-after=N or reinsert-after=SECONDS") from None
         if (remove is not None and remove < 0) or (mute is not None and mute < 0) or (reinsert or 0) < 0:
             raise VpcdError(f"bad --fault {fault!r}: the number must not be negative")
     return remove, mute, reinsert
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error's message as the command line's one line: its first line, and its last when it has more.
+
+    pcscd's errors end with the tail of its log; the last line of it is the
+    one that says why.
+
+    >>> _one_line(Exception("pcscd exited at once (status 1):\\nstarting\\nsocket in use"))
+    'pcscd exited at once (status 1): socket in use'
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
 
 
 def serve_card_cli(args: argparse.Namespace) -> int:
@@ -383,23 +395,26 @@ def serve_card_cli(args: argparse.Namespace) -> int:
 
     When pcscd is not running and the card is for this machine, a pcscd with
     the vpcd driver is started (as root) and stopped again at the end.
+    Errors follow the command line's contract (:mod:`terminal.exit_status`):
+    a fault, profile or trace that cannot be used raises
+    :class:`~terminal.cli_output.CommandError` (2); a pcscd that cannot be
+    started or reached raises :class:`~terminal.cli_output.Unavailable` (3).
     """
     from simulator import pcscd as pcscd_helper
+    from terminal.cli_output import CommandError, Unavailable
 
     port = args.port or VPCD_PORT
     try:
         remove, mute, reinsert = _parse_faults(list(args.fault))
         card = VirtualCard(args.card, host=args.bind, port=port, stay=True)
     except (VpcdError, ProfileError, TraceError, OSError) as exc:  # a bad fault, profile or trace file
-        print(f"posterm sim card: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(_one_line(exc)) from None
     daemon: pcscd_helper.Pcscd | None = None
     if args.bind in ("127.0.0.1", "localhost", "::1"):
         try:
             daemon = pcscd_helper.ensure_pcscd()
         except pcscd_helper.PcscdError as exc:
-            print(f"posterm sim card: {exc}", file=sys.stderr)
-            return 1
+            raise Unavailable(_one_line(exc)) from None
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -426,8 +441,7 @@ def serve_card_cli(args: argparse.Namespace) -> int:
             pass
         return 0
     except VpcdError as exc:
-        print(f"posterm sim card: {exc}", file=sys.stderr)
-        return 1
+        raise Unavailable(_one_line(exc)) from None
     finally:
         card.close()
         for sig, handler in previous.items():

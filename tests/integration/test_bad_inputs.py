@@ -49,7 +49,9 @@ class Bad:
     ``argv`` may hold ``{d}`` (the case's terminal data directory), ``{h}``
     (its simulated host's), ``{t}`` (its private folder), ``{f}`` (the shared
     folder of prepared files), ``{tx}`` (a settled sale of the prepared data
-    directory).  ``setup``: ``""`` (a fresh data directory), ``"settled"`` (a
+    directory), ``{p}`` (a UDP port on 127.0.0.1 that the tests hold bound
+    while the cases run, and on which nothing listens over TCP on 127.0.0.2).
+    ``setup``: ``""`` (a fresh data directory), ``"settled"`` (a
     copy of one with a sale in a settled batch and a host with its records),
     ``"file"`` (``{d}`` is a file).  ``says``: words the error line must hold.
     """
@@ -194,6 +196,8 @@ CASES: tuple[Bad, ...] = (
     _b("sim-card-unknown-profile", "sim card nosuch --via nfc-udp", 2, "nosuch"),
     _b("sim-card-bad-fault", "sim card visa-qvsdc-online --via nfc-udp --fault sideways=1", 2, "sideways"),
     _b("sim-card-no-via", "sim card visa-qvsdc-online", 2, "--via"),
+    _b("sim-card-nfc-port-in-use", "sim card visa-qvsdc-online --via nfc-udp --port {p}", 3, "in use"),
+    _b("sim-card-vpcd-unreachable", "sim card visa-qvsdc-online --via vpcd --bind 127.0.0.2 --port {p}", 3, "pcscd"),
     _b("demo-out-is-a-file", "demo --out {f}/notes.txt", 2, "is a file"),
     _b("demo-out-not-the-demos", "demo --out {f}", 2, "not empty"),
     _b("unknown-command", "frobnicate", 2, "frobnicate"),
@@ -283,7 +287,15 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Prepared:
     return Prepared(files, settled, txn_id, _can_mount_read_only(base))
 
 
-def _run_case(case: Bad, prepared: Prepared, root: Path) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def busy_port() -> Iterator[int]:
+    """A UDP port on 127.0.0.1 held bound while the cases run (a card server already serving there)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        yield int(taken.getsockname()[1])
+
+
+def _run_case(case: Bad, prepared: Prepared, root: Path, busy_port: int) -> subprocess.CompletedProcess[str]:
     case_dir = root / case.id
     case_dir.mkdir()
     data_dir = case_dir / "data"
@@ -297,6 +309,7 @@ def _run_case(case: Bad, prepared: Prepared, root: Path) -> subprocess.Completed
         "t": str(case_dir),
         "f": str(prepared.files),
         "tx": prepared.txn_id,
+        "p": str(busy_port),
     }
     args = [word.format(**values) for word in case.argv]
     if not case.readonly:
@@ -308,12 +321,12 @@ def _run_case(case: Bad, prepared: Prepared, root: Path) -> subprocess.Completed
 
 @pytest.fixture(scope="module")
 def results(
-    prepared: Prepared, tmp_path_factory: pytest.TempPathFactory
+    prepared: Prepared, busy_port: int, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, subprocess.CompletedProcess[str]]:
     root = tmp_path_factory.mktemp("cases")
     runnable = [c for c in CASES if not (c.readonly and prepared.read_only)]
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        done = pool.map(lambda case: _run_case(case, prepared, root), runnable)
+        done = pool.map(lambda case: _run_case(case, prepared, root, busy_port), runnable)
         return {case.id: proc for case, proc in zip(runnable, done, strict=True)}
 
 

@@ -404,10 +404,31 @@ def test_serve_card_cli_refuses_a_bad_fault_and_an_unknown_card() -> None:
     from argparse import Namespace
 
     from simulator.nfc_udp import serve_card_cli
+    from terminal.cli_output import CommandError
+    from terminal.exit_status import status_for
 
     base = {"second_card": None, "bind": "127.0.0.1", "port": 0}
-    assert serve_card_cli(Namespace(card="visa-qvsdc-online", fault=["explode=1"], **base)) == 2
-    assert serve_card_cli(Namespace(card="no-such-card", fault=[], **base)) == 2
+    with pytest.raises(CommandError, match="explode") as bad_fault:
+        serve_card_cli(Namespace(card="visa-qvsdc-online", fault=["explode=1"], **base))
+    with pytest.raises(CommandError, match="no-such-card") as unknown:
+        serve_card_cli(Namespace(card="no-such-card", fault=[], **base))
+    assert status_for(bad_fault.value) == status_for(unknown.value) == 2
+
+
+def test_serve_card_cli_on_a_port_in_use_is_unavailable() -> None:
+    from argparse import Namespace
+
+    from simulator.nfc_udp import serve_card_cli
+    from terminal.cli_output import Unavailable
+    from terminal.exit_status import status_for
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        args = Namespace(card="visa-qvsdc-online", second_card=None, bind="127.0.0.1", port=port, fault=[])
+        with pytest.raises(Unavailable, match=f"127.0.0.1:{port}: the port is in use") as raised:
+            serve_card_cli(args)
+    assert status_for(raised.value) == 3
 
 
 def test_cli_faults_remove_and_reinsert_the_card() -> None:

@@ -761,6 +761,16 @@ PUBLIC: dict[str, set[str]] = {
         "run_until_signalled",
         "serve_printer_cli",
     },
+    "simulator.nfc_card": {
+        "ApduCard",
+        "CardSpec",
+        "DEFAULT_FWI",
+        "FRAME_SIZES",
+        "HISTORICAL_BYTES",
+        "VirtualCard",
+        "frame_size_code",
+        "make_card",
+    },
     "simulator.nfc_udp": {
         "ApduCard",
         "COLLISION_MARK",
