@@ -85,9 +85,7 @@ def _payment_text(r: PaymentResult) -> str:
 
 
 def _finish_payment(args: argparse.Namespace, result: PaymentResult) -> int:
-    emit(args, result.to_json(), _payment_text(result))
-    for warning in result.warnings:
-        print(f"posterm: warning: {warning}", file=sys.stderr)
+    emit(args, result.to_json(), _payment_text(result))  # warnings are in both forms
     return 0 if result.approved or result.state.value == "voided" else 1
 
 

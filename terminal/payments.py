@@ -214,7 +214,8 @@ class Payments:
         # Not sent: a deferred authorisation, if allowed and within the limits.
         reason = str(unreachable) or "host unreachable"
         if isinstance(unreachable, HostCertificateRejected):
-            warnings = (f"host certificate rejected ({unreachable}): payments are stored offline",)
+            # The detail (which check failed) is in the log and in 'saf status'; the cashier needs the fact.
+            warnings = ("host certificate rejected: payments are stored offline (a security event: see the log)",)
         if behavior is OfflineBehavior.REQUIRE_ONLINE:
             core.record(txn_id, Event.NOT_SENT_DECLINED, {"error": reason})
             return self._result(
