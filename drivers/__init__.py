@@ -6,6 +6,8 @@
 - :mod:`drivers.camera_scanner`: camera frames and image files decoded with pyzbar (``camera:...``);
 - :mod:`drivers.escpos_printer`: ESC/POS printers over network, serial and USB (``escpos:...``);
 - :mod:`drivers.preview`: ESC/POS bytes rendered to a PNG, for previews and the virtual printer.
+  Its parts beside it: :mod:`drivers.escpos_commands` (where each command ends) and
+  :mod:`drivers.preview_canvas` (the drawing).
 
 Each adapter registers for its URL scheme in the ``posterm.drivers`` entry point
 group; the terminal opens devices through :mod:`terminal.registry` and never

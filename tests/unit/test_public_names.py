@@ -556,6 +556,20 @@ PUBLIC: dict[str, set[str]] = {
     # ---------------------------------------------------------------------------- drivers
     "drivers": set(),
     "drivers.camera_scanner": {"CameraScanner", "decode_frame"},
+    "drivers.escpos_commands": {
+        "CR",
+        "DLE",
+        "ESC",
+        "FF",
+        "FS",
+        "GS",
+        "HT",
+        "LF",
+        "MAX_DECLARED_BYTES",
+        "command_length",
+        "iter_commands",
+        "u16",
+    },
     "drivers.escpos_printer": {"EscposPrinter", "PrinterTarget", "decode_status", "parse_escpos_url"},
     "drivers.nfc": {"NfcReader", "NfcSession", "atr_from_atqb", "atr_from_ats"},
     "drivers.pcsc": {
@@ -574,6 +588,15 @@ PUBLIC: dict[str, set[str]] = {
         "iter_commands",
         "render_image",
         "render_png",
+    },
+    "drivers.preview_canvas": {
+        "BOTTOM_MARGIN",
+        "Canvas",
+        "DEFAULT_LINE_SPACING",
+        "MAX_HEIGHT_DOTS",
+        "PrinterState",
+        "QR_EC",
+        "TOP_MARGIN",
     },
     "drivers.serial_scanner": {
         "AIM_SYMBOLOGIES",
