@@ -59,7 +59,7 @@ BUILTIN_COMMANDS: tuple[CommandEntry, ...] = (
     ),
     (
         "diag",
-        "self-test of every device, the host link, the SAF queue, configuration, keys",
+        "self-test of every device, the host link, the SAF queue, the journal, configuration, keys",
         "terminal.cli_devices:add_commands",
     ),
     ("emv", "EMV contactless: simulated cards, taps and replays", "terminal.cli_emv:add_commands"),

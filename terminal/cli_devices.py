@@ -120,9 +120,7 @@ def _cmd_diag_export(args: argparse.Namespace, directory: Path) -> int:
     where = output.parent if output is not None else directory / "support"
     try:
         where.mkdir(parents=True, exist_ok=True)  # fails at once on a read-only or full data directory
-        info = export_bundle(
-            directory, output, host=args.host, reader_url=args.reader, card_timeout=args.card_timeout
-        )
+        info = export_bundle(directory, output, host=args.host, reader_url=args.reader, card_timeout=args.card_timeout)
     except OSError as exc:
         raise file_error(exc, f"the support bundle in {where}") from None
     verdict = info.to_json()["diagnostics"]
@@ -197,7 +195,9 @@ def add_commands(sub: Any) -> None:
     )
     _common(dset, nested=True)
 
-    diag = sub.add_parser("diag", help="self-test of every device, the host link, the SAF queue, configuration, keys")
+    diag = sub.add_parser(
+        "diag", help="self-test of every device, the host link, the SAF queue, the journal, configuration, keys"
+    )
     _common(diag, nested=False)
     _diag_options(diag, nested=False)
     diag.add_argument("--scanner", metavar="URL", help="test this scanner instead of the configured one")
