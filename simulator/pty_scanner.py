@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 from drivers.serial_scanner import aim_identifier, parse_token
 from simulator.net_printer import run_until_signalled
+from simulator.sim_cli import background_reads_fail, console_note, stdin_fd, typed_lines
 from terminal.ports import DeviceError
 
 __all__ = ["VirtualScanner", "add_scanner_arguments", "serve_scanner_cli"]
@@ -226,10 +227,17 @@ def serve_scanner_cli(args: argparse.Namespace, stop: threading.Event | None = N
         print(f"open it as: {scanner.url}", flush=True)
         if args.code:
             scanner.stream(args.code, noise_every=1 if args.noise else 0, symbology=args.aim, repeat=True)
+            run_until_signalled(stop)
         else:
-            print("type a code and Enter to send it", flush=True)
-            threading.Thread(target=_send_typed, args=(scanner, args.aim, stop), daemon=True).start()
-        run_until_signalled(stop)
+            # Typed codes are read from a terminal only while this is its foreground job (as the
+            # printer's faults): started with '&' it leaves the terminal to the shell.
+            stdin = stdin_fd()
+            print(console_note(stdin) + "type a code and Enter to send it", flush=True)
+            with background_reads_fail():
+                if stdin is not None:
+                    typed = typed_lines(stdin, stop)
+                    threading.Thread(target=_send_typed, args=(scanner, args.aim, typed), daemon=True).start()
+                run_until_signalled(stop)
     finally:
         stop.set()
         scanner.close()
@@ -237,10 +245,8 @@ def serve_scanner_cli(args: argparse.Namespace, stop: threading.Event | None = N
     return 0
 
 
-def _send_typed(scanner: VirtualScanner, symbology: str | None, stop: threading.Event) -> None:
-    for line in sys.stdin:
-        if stop.is_set():
-            return
+def _send_typed(scanner: VirtualScanner, symbology: str | None, typed: Iterable[str]) -> None:
+    for line in typed:
         text = line.rstrip("\r\n")
         if text:
             try:
