@@ -523,7 +523,7 @@ def serve_printer_cli(args: argparse.Namespace, stop: threading.Event | None = N
         printer.start()
     except OSError as exc:
         print(f"posterm: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        return 3  # the port is taken or not ours: a device that cannot be had now, not a wrong option
     for state, lines, count in faults:
         if state is not None:
             printer.set_status(state)

@@ -197,6 +197,7 @@ CASES: tuple[Bad, ...] = (
     _b("sim-card-bad-fault", "sim card visa-qvsdc-online --via nfc-udp --fault sideways=1", 2, "sideways"),
     _b("sim-card-no-via", "sim card visa-qvsdc-online", 2, "--via"),
     _b("sim-card-nfc-port-in-use", "sim card visa-qvsdc-online --via nfc-udp --port {p}", 3, "in use"),
+    _b("sim-printer-port-in-use", "sim printer --port {p}", 3, "cannot listen"),
     _b("sim-card-vpcd-unreachable", "sim card visa-qvsdc-online --via vpcd --bind 127.0.0.2 --port {p}", 3, "pcscd"),
     _b("demo-out-is-a-file", "demo --out {f}/notes.txt", 2, "is a file"),
     _b("demo-out-not-the-demos", "demo --out {f}", 2, "not empty"),
@@ -289,10 +290,19 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Prepared:
 
 @pytest.fixture(scope="module")
 def busy_port() -> Iterator[int]:
-    """A UDP port on 127.0.0.1 held bound while the cases run (a card server already serving there)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
-        taken.bind(("127.0.0.1", 0))
-        yield int(taken.getsockname()[1])
+    """A port on 127.0.0.1 held while the cases run, for UDP and TCP (a card server, a printer already there)."""
+    for _ in range(20):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+            taken.bind(("127.0.0.1", 0))
+            port = int(taken.getsockname()[1])
+            try:
+                listening = socket.create_server(("127.0.0.1", port))
+            except OSError:
+                continue  # that number is taken for TCP by something else: another one
+            with listening:
+                yield port
+                return
+    raise RuntimeError("no port free for both UDP and TCP")
 
 
 def _run_case(case: Bad, prepared: Prepared, root: Path, busy_port: int) -> subprocess.CompletedProcess[str]:
