@@ -423,7 +423,9 @@ class HttpsHostLink:
                 self.reachability.admit(force=force and attempt == 1)
             except HostUnreachable as exc:
                 if attempt == 1:
-                    raise HostUnreachable(f"{what}: {exc}") from None
+                    again = type(exc)(f"{what}: {exc}")  # a rejected certificate stays one
+                    again.repeated = True  # type: ignore[attr-defined]
+                    raise again from None
                 raise HostNoAnswer(f"no answer to {what} ({lost}); then the host became unreachable") from None
             try:
                 status, data = self._exchange(method, path, payload, headers, params, limit)
@@ -431,7 +433,7 @@ class HttpsHostLink:
                 if exc.local:
                     self.reachability.release()
                 else:
-                    self.reachability.failed(exc.reason)
+                    self.reachability.failed(exc.reason, certificate=exc.certificate)
                 _log.info("%s: host unreachable: %s", what, exc.reason)
                 if attempt == 1:
                     if exc.certificate:

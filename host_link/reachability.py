@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from terminal.host import HostUnreachable
+from terminal.host import HostCertificateRejected, HostUnreachable
 
 __all__ = ["Reachability", "ReachabilityStatus"]
 
@@ -60,6 +60,7 @@ class Reachability:
         self._probing = False
         self._failures = 0
         self._last_error: str | None = None
+        self._certificate = False  # the last failure was the host's certificate failing our check
 
     @property
     def reachable(self) -> bool:
@@ -90,10 +91,16 @@ class Reachability:
             if force or (now >= self._down_until and not self._probing):
                 self._probing = True
                 return
+            # Within the window after a rejected certificate, the refusal says so again (the cashier
+            # is warned for each payment), marked as a repeat: it is the same event, counted once.
+            error = HostCertificateRejected if self._certificate else HostUnreachable
             if self._probing:
-                raise HostUnreachable(f"host unreachable ({self._last_error}); another attempt is under way")
-            wait = self._down_until - now
-            raise HostUnreachable(f"host unreachable ({self._last_error}); next attempt in {wait:.0f} s")
+                refused = error(f"host unreachable ({self._last_error}); another attempt is under way")
+            else:
+                wait = self._down_until - now
+                refused = error(f"host unreachable ({self._last_error}); next attempt in {wait:.0f} s")
+            refused.repeated = True  # type: ignore[attr-defined]
+            raise refused
 
     def succeeded(self) -> None:
         """The host was reached (any answer, or a connection that was made)."""
@@ -102,11 +109,16 @@ class Reachability:
             self._probing = False
             self._failures = 0
 
-    def failed(self, error: str) -> None:
-        """A connection could not be made: refuse calls for the window."""
+    def failed(self, error: str, *, certificate: bool = False) -> None:
+        """A connection could not be made: refuse calls for the window.
+
+        ``certificate``: because the host's certificate failed our check (a
+        security event: the window's refusals say so too).
+        """
         with self._lock:
             self._failures += 1
             self._last_error = error
+            self._certificate = certificate
             self._down_until = self._clock() + self.retry_after_seconds
             self._probing = False
 

@@ -151,7 +151,9 @@ class Core:
         and its acquirer, not an outage: it is logged at ERROR, counted in the
         store (``saf status`` and ``diag`` show it) and told to the listeners.
         """
-        if isinstance(exc, HostCertificateRejected):
+        if isinstance(exc, HostCertificateRejected) and not getattr(exc, "repeated", False):
+            # (a link may refuse again at once, within its retry window, without a new handshake:
+            # such a repeat is marked, and the event was counted when it happened)
             _log.error("security: the host's certificate was rejected: %s", exc)
             with contextlib.suppress(Exception):  # counting must never stop a payment
                 self.store.note_security_event(self.now(), f"host certificate rejected: {exc}")

@@ -235,13 +235,17 @@ def test_a_rejected_host_certificate_is_a_security_event(
     try:
         with caplog.at_level("ERROR", logger="terminal.security"):
             result = counter.sale(2000)
+            # within the link's retry window nothing is tried again, but the cashier is told again
+            again = counter.sale(2100)
     finally:
         counter.host.clear_faults()
-    assert result.state is State.DEFERRED_APPROVED and result.approved
-    assert any("host certificate rejected" in w and "stored offline" in w for w in result.warnings), result
+    for paid in (result, again):
+        assert paid.state is State.DEFERRED_APPROVED and paid.approved
+        assert any("host certificate rejected" in w and "stored offline" in w for w in paid.warnings), paid
     assert any(r.levelname == "ERROR" and "certificate" in r.getMessage() for r in caplog.records)
     status = counter.terminal.offline_status()
     assert status.security_events == 1 and "host certificate rejected" in (status.last_security_event or "")
+    assert len([r for r in caplog.records if r.levelname == "ERROR"]) == 1  # one event, logged once
     from terminal.diag_checks import judge_saf
 
     judged = judge_saf(status, counter.terminal.store, counter.terminal.settings)
