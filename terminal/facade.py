@@ -24,7 +24,7 @@ from typing import Any
 
 from emv.config import TerminalConfig
 from emv.outcome import TransactionResult
-from terminal.card_reading import CardRequest, read_card
+from terminal.card_reading import CardRequest, card_record, read_card
 from terminal.core import Clock, Core, SystemClock, TerminalSettings
 from terminal.forwarding import Forwarder
 from terminal.host import (
@@ -144,6 +144,11 @@ class Terminal:
     def store(self) -> Store:
         """The store, for tests and tools; the command line uses the read verbs below."""
         return self._core.store
+
+    @property
+    def config_currency(self) -> int:
+        """The terminal's currency (ISO 4217 numeric), from its configuration."""
+        return int(str(self._core.config.currency))
 
     @property
     def keystore(self) -> Keystore:
@@ -309,12 +314,25 @@ class Terminal:
         *,
         exponent: int = 2,
         offline_behavior: OfflineBehavior = OfflineBehavior.PREFER_ONLINE,
+        request_key: str | None = None,
+        reference: str | None = None,
     ) -> PaymentResult:
-        """Charge ``amount`` (minor units of currency ``code``) to the card the customer presents."""
+        """Charge ``amount`` (minor units of currency ``code``) to the card the customer presents.
+
+        ``request_key``: the idempotency key of a cash register's or kiosk's
+        request (the ECR interface).  A payment made for that key before is
+        not made again: its result, as it stands now, is the answer.
+        ``reference``: the register's own reference, kept with the payment.
+        """
         with self._lock, self._refusing_on_storage_errors():
-            return self._after_payment(
-                self._payments.sale(amount, code, exponent=exponent, offline_behavior=offline_behavior)
-            )
+            done = self._done_for(request_key)
+            if done is not None:
+                return done
+            result = self._payments.sale(
+                amount, code, exponent=exponent, offline_behavior=offline_behavior, request_key=request_key,
+                reference=reference,
+            )  # fmt: skip
+            return self._after_payment(result)
 
     def refund(
         self,
@@ -326,6 +344,8 @@ class Terminal:
         present_card: bool = False,
         to_other_card: bool = False,
         offline_behavior: OfflineBehavior = OfflineBehavior.PREFER_ONLINE,
+        request_key: str | None = None,
+        reference: str | None = None,
     ) -> PaymentResult:
         """Refund ``amount``: against an original sale, or to the card presented (unreferenced).
 
@@ -334,9 +354,13 @@ class Terminal:
         the original's, or ``to_other_card`` must say that another card is
         meant.  Without an original, the card presented gets an unreferenced
         refund.  Refused (PaymentRefused, with the reason in words) when it
-        would pay back more than the customer paid.
+        would pay back more than the customer paid.  ``request_key`` and
+        ``reference`` as for :meth:`sale`.
         """
         with self._lock, self._refusing_on_storage_errors():
+            done = self._done_for(request_key)
+            if done is not None:
+                return done
             result = self._payments.refund(
                 amount,
                 code,
@@ -345,8 +369,74 @@ class Terminal:
                 present_card=present_card,
                 to_other_card=to_other_card,
                 offline_behavior=offline_behavior,
+                request_key=request_key,
+                reference=reference,
             )
             return self._after_payment(result)
+
+    def _done_for(self, request_key: str | None) -> PaymentResult | None:
+        if request_key is None:
+            return None
+        txn_id = self._core.store.request(request_key)
+        return None if txn_id is None else self._payments.result_of(txn_id)
+
+    def payment_for_request(self, request_key: str) -> PaymentResult | None:
+        """The payment made for a register's request key, as it stands now; None if none was made."""
+        return self._done_for(request_key)
+
+    def payments_for_reference(self, reference: str) -> list[PaymentResult]:
+        """The payments made under a register's reference, oldest first."""
+        return [self._payments.result_of(txn_id) for txn_id in self._core.store.by_reference(reference)]
+
+    def result(self, txn_id: str) -> PaymentResult:
+        """A payment's result as it stands now (its state may have moved since it was made)."""
+        return self._payments.result_of(txn_id)
+
+    def find_payments(
+        self,
+        *,
+        kind: str | None = None,
+        amount: int | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        pan_token: str | None = None,
+        limit: int = 50,
+    ) -> list[TxnRow]:
+        """Payments matching all that is given, newest first: to find a sale to refund or void.
+
+        ``since``/``until`` are ISO 8601 times (``until`` exclusive);
+        ``pan_token`` is what :meth:`read_card_token` gives for a card tapped.
+        """
+        rows = self._core.store.list_transactions(newest_first=True)
+        out: list[TxnRow] = []
+        for row in rows:
+            if kind is not None and row.kind != kind:
+                continue
+            if amount is not None and row.amount != amount:
+                continue
+            if since is not None and row.created_at < since:
+                continue
+            if until is not None and row.created_at >= until:
+                continue
+            if pan_token is not None and row.pan_token != pan_token:
+                continue
+            out.append(row)
+            if len(out) >= limit:
+                break
+        return out
+
+    def read_card_token(self) -> tuple[str, str] | None:
+        """Read the card presented, to find its payments: (masked PAN, its token), or None if unreadable.
+
+        No payment is made: the card is read as for a refund, and nothing of
+        it is stored.
+        """
+        with self._lock:
+            result = self._read_card(CardRequest(1, self.config_currency, 2, 0x20, False))
+            card = card_record(self._core.keystore, "lookup", result)
+            if card.pan_token is None or card.masked_pan is None:
+                return None
+            return card.masked_pan, card.pan_token
 
     def void(self, txn_id: str) -> PaymentResult:
         """Cancel an approved payment (a sale or a refund) of the open batch."""

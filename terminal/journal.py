@@ -266,6 +266,7 @@ def purge(cur: sqlite3.Cursor, chain: Chain, cutoff: str, now: str, *, set_meta:
     cur.executemany("DELETE FROM transactions WHERE txn_id=?", [(t,) for t in gone])
     cur.executemany("DELETE FROM reversals WHERE txn_id=?", [(t,) for t in gone])
     cur.executemany("DELETE FROM receipts WHERE txn_id=?", [(t,) for t in gone])
+    cur.executemany("DELETE FROM requests WHERE txn_id=?", [(t,) for t in gone])
     batches = cur.execute(
         "DELETE FROM batches WHERE closed_at IS NOT NULL AND closed_at < ? "
         "AND batch_id NOT IN (SELECT batch_id FROM transactions)",

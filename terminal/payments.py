@@ -244,8 +244,15 @@ class Payments:
         *,
         exponent: int = 2,
         offline_behavior: OfflineBehavior = OfflineBehavior.PREFER_ONLINE,
+        request_key: str | None = None,
+        reference: str | None = None,
     ) -> PaymentResult:
-        """Charge ``amount`` (minor units of currency ``code``) to the card the customer presents."""
+        """Charge ``amount`` (minor units of currency ``code``) to the card the customer presents.
+
+        ``request_key``: a register's idempotency key, kept with the payment
+        (see :meth:`terminal.facade.Terminal.sale`); ``reference``: its own
+        reference, kept and shown.
+        """
         self._core.current_txn_id = None
         if amount <= 0:
             raise PaymentRefused("amount", "the amount must be above zero")
@@ -255,7 +262,9 @@ class Payments:
         # require_online: no offline approval by the card either, so ask it for an online cryptogram
         force_online = not room or offline_behavior is OfflineBehavior.REQUIRE_ONLINE
         result = self._read_card(CardRequest(amount, code, exponent, 0x00, force_online))
-        return self._complete_sale(result, amount, code, offline_behavior, force_online)
+        return self._complete_sale(
+            result, amount, code, offline_behavior, force_online, request_key=request_key, reference=reference
+        )
 
     def _complete_sale(
         self,
@@ -264,6 +273,9 @@ class Payments:
         code: int,
         offline_behavior: OfflineBehavior,
         force_online: bool,
+        *,
+        request_key: str | None = None,
+        reference: str | None = None,
     ) -> PaymentResult:
         """The part of a sale after the card was read: journal it, then act on the outcome.
 
@@ -272,7 +284,10 @@ class Payments:
         """
         core = self._core
         txn_id, at = self._new_txn_id()
-        new = NewPayment(txn_id, "sale", amount, code, scheme_of(result.aid), offline_behavior.value)
+        new = NewPayment(
+            txn_id, "sale", amount, code, scheme_of(result.aid), offline_behavior.value,
+            request_key=request_key, reference=reference,
+        )  # fmt: skip
         base = {"amount": amount, "currency": code, "card_outcome": result.outcome.value}
         card = card_record(core.keystore, txn_id, result)
         details = card_details(result)
@@ -358,6 +373,8 @@ class Payments:
         present_card: bool = False,
         to_other_card: bool = False,
         offline_behavior: OfflineBehavior = OfflineBehavior.PREFER_ONLINE,
+        request_key: str | None = None,
+        reference: str | None = None,
     ) -> PaymentResult:
         """Refund ``amount``: against an original sale, or to the card presented (unreferenced).
 
@@ -380,7 +397,7 @@ class Payments:
         scheme = scheme_of(result.aid) if result is not None else original.scheme if original else "unknown"
         new = NewPayment(
             txn_id, "refund", amount, code, scheme, offline_behavior.value,
-            original.txn_id if original else None,
+            original.txn_id if original else None, request_key=request_key, reference=reference,
         )  # fmt: skip
         data: dict[str, Any] = {"amount": amount, "currency": code}
         sensitive: bytes | None = None
@@ -418,6 +435,13 @@ class Payments:
             return self._result(txn_id, "refund stored: the host will confirm it later", result)
         core.record(txn_id, Event.GO_ONLINE, data, new=new, card=card, details=details, sensitive=sensitive)
         return self._go_online(txn_id, offline_behavior, result)
+
+    def result_of(self, txn_id: str) -> PaymentResult:
+        """A journalled payment's result as it stands now, with its message in words."""
+        row = self._core.store.get(txn_id)
+        if row is None:
+            raise PaymentRefused("not_found", f"no transaction {txn_id}")
+        return self._result(txn_id, _state_text(row))
 
     def _refund_counted(self, original_txn_id: str) -> list[TxnRow]:
         return [
@@ -479,6 +503,32 @@ class Payments:
             else "voided (the reversal is sent when the host can be reached)"
         )
         return self._result(txn_id, text)
+
+
+_STATE_TEXT = {
+    State.APPROVED: "approved",
+    State.OFFLINE_APPROVED: "approved (offline)",
+    State.DEFERRED_APPROVED: "approved (deferred: the host will confirm later)",
+    State.FORWARDED: "approved (confirmed by the host)",
+    State.CANCELLED: "not completed: nothing was charged",
+    State.REVERSAL_PENDING: "not completed: reversal pending; nothing stays charged",
+    State.REVERSED: "not completed: reversed; nothing was charged",
+    State.VOID_PENDING: "voided (the reversal is sent when the host can be reached)",
+    State.VOIDED: "voided",
+    State.DECLINED_AFTER_FORWARDING: "declined by the host after forwarding",
+    State.REJECTED_BY_HOST: "refused by the host",
+    State.EXPIRED: "not confirmed by the host in time",
+    State.AUTHORISING: "in progress",
+    State.STARTED: "in progress",
+}
+
+
+def _state_text(row: TxnRow) -> str:
+    """What a payment's state means for the customer, in words (a decline with its reason)."""
+    if row.state is State.DECLINED:
+        code = row.details.get("response_code")
+        return f"declined: {decline_reason(code)}" if code and code != "00" else "declined"
+    return str(_STATE_TEXT.get(row.state, row.state.value))
 
 
 def _not_completed_text(result: TransactionResult) -> str:

@@ -3,7 +3,8 @@
 One file holds everything (journal, transactions with their queue entries,
 reversals, batches), so that a state change and all it implies commit
 together.  Version 3 added the row seals (see :mod:`terminal.journal`) and the
-index of refunds by their original payment, and the receipts given out.
+index of refunds by their original payment, and the receipts given out;
+version 4 the requests of cash registers by their idempotency key.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "migrate_2_to_3"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "migrate_2_to_3", "migrate_3_to_4"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -112,6 +113,15 @@ CREATE TABLE IF NOT EXISTS receipts (
     times INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (txn_id, copy)
 ) WITHOUT ROWID;
+-- The requests of cash registers and kiosks (the ECR interface) by their idempotency key:
+-- written in the commit of the payment's first row, so a repeated request finds its payment.
+CREATE TABLE IF NOT EXISTS requests (
+    request_key TEXT PRIMARY KEY,
+    reference TEXT,
+    txn_id TEXT NOT NULL,
+    created_at TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS requests_reference ON requests (reference) WHERE reference IS NOT NULL;
 """
 
 
@@ -133,3 +143,13 @@ def migrate_2_to_3(cur: sqlite3.Cursor, seal_all: Callable[[sqlite3.Cursor], Non
     )
     seal_all(cur)
     cur.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+
+
+def migrate_3_to_4(cur: sqlite3.Cursor) -> None:
+    """Version 4 adds the table of the registers' requests (nothing else changes)."""
+    cur.execute(
+        "CREATE TABLE IF NOT EXISTS requests (request_key TEXT PRIMARY KEY, reference TEXT, "
+        "txn_id TEXT NOT NULL, created_at TEXT NOT NULL) WITHOUT ROWID"
+    )
+    cur.execute("CREATE INDEX IF NOT EXISTS requests_reference ON requests (reference) WHERE reference IS NOT NULL")
+    cur.execute("UPDATE meta SET value='4' WHERE key='schema_version'")

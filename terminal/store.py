@@ -30,7 +30,7 @@ from terminal import journal
 from terminal.journal import PurgeReport, VerifyReport, canonical
 from terminal.keystore import Keystore
 from terminal.lifecycle import Event, State, saf_kind, transition
-from terminal.schema import SCHEMA, SCHEMA_VERSION, migrate_2_to_3
+from terminal.schema import SCHEMA, SCHEMA_VERSION, migrate_2_to_3, migrate_3_to_4
 from terminal.store_batches import BatchAccess
 from terminal.store_core import (
     TXN_COLUMNS,
@@ -170,9 +170,11 @@ class Store(QueueAccess, BatchAccess):
             row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is not None:
             version = str(row[0])
-            if version == "2":
+            if version in ("2", "3"):
                 with self._write() as cur:
-                    migrate_2_to_3(cur, self._seal_all)
+                    if version == "2":
+                        migrate_2_to_3(cur, self._seal_all)
+                    migrate_3_to_4(cur)
                 return
             if version != str(SCHEMA_VERSION):
                 raise StorageCorrupt(f"{self.path}: schema version {version}, this posterm knows {SCHEMA_VERSION}")
@@ -339,6 +341,8 @@ class Store(QueueAccess, BatchAccess):
                     "offline_behavior": new.offline_behavior,
                     "original_txn_id": new.original_txn_id,
                 } | journalled
+                if new.request_key is not None or new.reference is not None:
+                    journalled |= {"request_key": new.request_key, "reference": new.reference}
             seq = self._append(cur, txn_id, at, event.value, row.to.value, journalled)
             values["state"] = row.to.value
             values["updated_at"] = at
@@ -358,6 +362,16 @@ class Store(QueueAccess, BatchAccess):
                 values["saf_response_code"] = data.get("response_code")
             if new is not None:
                 values["batch_id"] = self._open_batch(cur, at)
+                if new.reference is not None:
+                    values["details"] = canonical(json.loads(values["details"]) | {"reference": new.reference})
+                if new.request_key is not None:
+                    try:
+                        cur.execute(
+                            "INSERT INTO requests(request_key, reference, txn_id, created_at) VALUES(?,?,?,?)",
+                            (new.request_key, new.reference, txn_id, at),
+                        )
+                    except sqlite3.IntegrityError:
+                        raise StorageError(f"request key {new.request_key!r} was used for another payment") from None
             seal = self._chain.row_seal("transactions", [values[c] for c in TXN_COLUMNS])
             sad = None if row.drop_card_data else sensitive
             if new is not None:
@@ -404,6 +418,20 @@ class Store(QueueAccess, BatchAccess):
                 for (reversal_id,) in done:
                     self._chain.seal_row(cur, "reversals", reversal_id)
             return row.to
+
+    def request(self, request_key: str) -> str | None:
+        """The payment made for a register's request key, if any."""
+        with self._reading() as cur:
+            row = cur.execute("SELECT txn_id FROM requests WHERE request_key=?", (request_key,)).fetchone()
+            return None if row is None else str(row[0])
+
+    def by_reference(self, reference: str) -> list[str]:
+        """The payments made under a register's reference, oldest first."""
+        with self._reading() as cur:
+            rows = cur.execute(
+                "SELECT txn_id FROM requests WHERE reference=? ORDER BY created_at, txn_id", (reference,)
+            ).fetchall()
+            return [str(r[0]) for r in rows]
 
     def read_sensitive(self, txn_id: str) -> bytes | None:
         with self._reading() as cur:

@@ -102,6 +102,8 @@ class NewPayment:
     scheme: str
     offline_behavior: str
     original_txn_id: str | None = None
+    request_key: str | None = None  # a register's idempotency key (the ECR interface)
+    reference: str | None = None  # the register's own reference for the payment
 
 
 @dataclass(frozen=True)

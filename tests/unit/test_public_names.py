@@ -387,7 +387,7 @@ PUBLIC: dict[str, set[str]] = {
         "SettlementResult",
         "TerminalEvent",
     },
-    "terminal.schema": {"SCHEMA", "SCHEMA_VERSION", "migrate_2_to_3"},
+    "terminal.schema": {"SCHEMA", "SCHEMA_VERSION", "migrate_2_to_3", "migrate_3_to_4"},
     "terminal.settlement": {"NothingToSettle", "Settlement"},
     "terminal.store": {
         "CardRecord",
