@@ -5,7 +5,10 @@ for the card again when it was taken away too early (EMV Book A "present
 card again"), up to ``TerminalSettings.card_retries`` times within the same
 payment.  While it waits, listeners hear a ``card_prompt`` event with the
 amount and the prompt, so a screen (or the command line, on standard error)
-can show them; :meth:`terminal.facade.Terminal.cancel` stops the wait.
+can show them; :meth:`terminal.facade.Terminal.cancel` stops the wait.  The
+EMV Book A messages come as ``ui_message`` events as they happen: "Present
+card" (one light), "Processing" once a card is in the field (two), then the
+kernel's own at the end of the reading (four lights for a card read).
 
 :class:`CardData` is what the journal keeps of a card: the PAN masked, a
 keyed token, the rest encrypted; the data objects the host needs, encrypted
@@ -19,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from emv import tlv
-from emv.outcome import Outcome, TransactionResult
+from emv.outcome import Message, Outcome, ReaderStatus, TransactionResult, UiMessage
 from emv.pan import mask_pan, pan_of
 from terminal.core import Core
 from terminal.emv_session import TapInputs, build_transaction, run_tap
@@ -92,6 +95,8 @@ def _prompt(core: Core, request: CardRequest, text: str, attempt: int) -> None:
     except ValueError:
         shown = f"{request.amount} (currency {request.currency:03d})"
     core.emit("card_prompt", None, prompt=text, amount=shown, attempt=attempt)
+    message = Message.PRESENT_CARD_AGAIN if attempt else Message.PRESENT_CARD
+    core.emit("ui_message", None, **UiMessage(message, ReaderStatus.READY_TO_READ).to_json())
 
 
 def _wait(reader: CardReader, core: Core, token: CancelToken) -> Any:
@@ -133,6 +138,8 @@ def read_card(core: Core, reader: CardReader, request: CardRequest, token: Cance
         if token.cancelled:
             raise PaymentRefused("cancelled", "cancelled: no card was read")
         session = _wait(reader, core, token)
+        if core.listeners:  # Book A: a card in the field, being read (the second light)
+            core.emit("ui_message", None, **UiMessage(Message.PROCESSING, ReaderStatus.PROCESSING).to_json())
         try:
             if token.cancelled:
                 raise PaymentRefused("cancelled", "cancelled: no card was read")

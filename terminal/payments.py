@@ -16,7 +16,7 @@ from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
-from emv.outcome import Outcome, TransactionResult
+from emv.outcome import Message, Outcome, ReaderStatus, TransactionResult, UiMessage
 from terminal.card_reading import CardRequest, card_details, card_record, host_data, scheme_of
 from terminal.core import Core
 from terminal.forwarding import Forwarder
@@ -173,6 +173,10 @@ class Payments:
                 pan_token=row.pan_token or "",
                 original_txn_id=row.original_txn_id,
             )
+            if core.listeners:  # Book A: "Authorising, please wait" while the host decides
+                core.emit(
+                    "ui_message", None, **UiMessage(Message.AUTHORISING, ReaderStatus.CARD_READ_SUCCESSFULLY).to_json()
+                )
             try:
                 answer = core.host.authorise(request)
             except HostUnreachable as exc:
