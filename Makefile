@@ -13,7 +13,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEB_PACKAGES := python3 python3-venv python3-dev gcc pcscd vsmartcard-vpcd libpcsclite-dev swig libzbar0 fonts-dejavu-core
+DEB_PACKAGES := python3 python3-venv python3-dev gcc pcscd vsmartcard-vpcd libpcsclite-dev swig libzbar0 fonts-dejavu-core fonts-wqy-microhei libgl1-mesa-dri libegl1 libmtdev1
 
 .PHONY: demo test lint typecheck imports unit bench clean system-deps
 

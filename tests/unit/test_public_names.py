@@ -880,6 +880,21 @@ PUBLIC: dict[str, set[str]] = {
     },
     # ---------------------------------------------------------------------------- ui
     "ui": set(),
+    "ui.app": {"PostermApp", "kivy_dispatcher", "load_views"},
+    "ui.cli": {"add_commands"},
+    "ui.commands": {"COMMANDS"},
+    "ui.i18n": {"LANGUAGES", "Translator", "catalogue"},
+    "ui.kivy_env": {"CJK_FONTS", "CJK_FONT_PACKAGE", "FontMissing", "cjk_font", "has_display", "prepare"},
+    "ui.scripted": {"run_script"},
+    "ui.screenshots": {"write_screenshots"},
+    "ui.session": {"Session"},
+    "ui.viewmodel": {"Navigator", "Screen", "ViewModel"},
+    "ui.worker": {"Dispatcher", "Job", "ManualDispatcher", "Worker"},
+    "ui.screens": set(),
+    "ui.screens.registry": {"SCREENS", "ScreenSpec", "build"},
+    "ui.screens.sale": {"AmountEntry", "MAX_DIGITS", "PaymentOutcome", "PresentCard", "TENDERS", "Tender"},
+    "ui.views": set(),
+    "ui.views.base": {"class_name", "register", "value"},
 }
 
 

@@ -1,0 +1,119 @@
+"""The Kivy application: the cashier's or the kiosk's, on one session.
+
+Kivy is imported here only, after :func:`ui.kivy_env.prepare`.  The
+application loads the kv files, makes one view per view model of the session
+(:mod:`ui.screens.registry`), and shows the screen the navigator asks for.
+Its clock is the session's dispatcher: every result of the worker and every
+event of the terminal runs on the UI thread, between two frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from ui.kivy_env import cjk_font
+from ui.screens.registry import build
+from ui.session import Session
+from ui.viewmodel import Screen
+
+__all__ = ["PostermApp", "kivy_dispatcher", "load_views"]
+
+_VIEWS = Path(__file__).with_name("views")
+_log = logging.getLogger("ui.app")
+
+
+def kivy_dispatcher(fn: Callable[[], None]) -> None:
+    """Run ``fn`` on Kivy's thread before the next frame (callable from any thread)."""
+    from kivy.clock import Clock  # type: ignore[import-untyped]
+
+    Clock.schedule_once(lambda _dt: fn(), 0)
+
+
+def load_views() -> None:
+    """Register the font for every label (Latin and Chinese from one face) and load the kv files."""
+    from kivy.core.text import DEFAULT_FONT, LabelBase  # type: ignore[import-untyped]
+    from kivy.lang import Builder  # type: ignore[import-untyped]
+
+    from ui.views.base import register
+
+    register()  # VmScreen, which every screen's kv class extends
+    font = cjk_font()
+    LabelBase.register(DEFAULT_FONT, fn_regular=font, fn_bold=font)
+    Builder.load_file(str(_VIEWS / "common.kv"))
+    for path in sorted(_VIEWS.glob("*.kv")):
+        if path.name != "common.kv":
+            Builder.load_file(str(path))
+
+
+def _size() -> tuple[int, int]:
+    width, _, height = os.environ.get("POSTERM_UI_SIZE", "800x480").partition("x")
+    return int(width), int(height)
+
+
+@cache
+def _app_class() -> type:
+    """posterm's Kivy App class, defined when first needed (Kivy is imported then, not with this module)."""
+    from kivy.app import App  # type: ignore[import-untyped]
+
+    class PostermKivyApp(App):  # type: ignore[misc]
+        title = "posterm"
+
+        def __init__(self, session: Session, on_started: Callable[[Any], None] | None, **kw: Any) -> None:
+            super().__init__(**kw)
+            self.session = session
+            self.views: dict[str, Any] = {}
+            self._on_started = on_started
+
+        def build(self) -> Any:
+            from kivy.core.window import Window  # type: ignore[import-untyped]
+            from kivy.factory import Factory  # type: ignore[import-untyped]
+            from kivy.uix.screenmanager import NoTransition, ScreenManager  # type: ignore[import-untyped]
+
+            from ui.views.base import class_name
+
+            Window.size = _size()
+            Window.clearcolor = (0.97, 0.97, 0.95, 1)
+            load_views()
+            if not self.session.screens:
+                build(self.session)
+            manager = ScreenManager(transition=NoTransition())
+            for name, vm in self.session.screens.items():
+                view = getattr(Factory, class_name(name))(name=name)
+                view.attach(vm)
+                manager.add_widget(view)
+                self.views[name] = view
+            self.manager = manager
+            self.session.navigator.listen(self._show)
+            first = "idle" if self.session.kiosk and "idle" in self.views else "amount"
+            if first in self.views:
+                self.session.navigator.go(first)
+            return manager
+
+        def _show(self, screen: Screen) -> None:
+            if screen.name in self.views:
+                self.manager.current = screen.name
+            else:
+                _log.warning("no view for screen %s", screen.name)
+
+        def on_start(self) -> None:
+            self.session.start()
+            if self._on_started is not None:
+                self._on_started(self)
+
+        def on_stop(self) -> None:
+            self.session.stop()
+
+    return PostermKivyApp
+
+
+def PostermApp(session: Session, *, on_started: Callable[[Any], None] | None = None, **kw: Any) -> Any:
+    """posterm's application (a Kivy App) on ``session``: cashier or kiosk, as the session says.
+
+    ``on_started(app)`` runs once the first frame is about to be drawn (screenshots and scripted runs).
+    """
+    return _app_class()(session, on_started, **kw)

@@ -1,0 +1,77 @@
+"""``posterm ui``: the cashier application, ``--kiosk`` the kiosk, ``--screenshots DIR`` every screen as PNG.
+
+The devices are the terminal's configured ones (``posterm devices set``), so
+the same application runs on the simulator and on real readers, scanners and
+printers; ``--reader``/``--card`` name another reader for this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_commands"]
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    from terminal.cli_output import CommandError, Unavailable
+    from ui.kivy_env import FontMissing, cjk_font, has_display, prepare
+
+    if args.card and args.reader:
+        raise CommandError("give either --card or --reader, not both")
+    try:
+        cjk_font()
+    except FontMissing as exc:
+        raise Unavailable(str(exc)) from None
+    from terminal.bootstrap import default_data_dir
+
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    offscreen = bool(args.screenshots) or not has_display()
+    if args.screenshots:
+        from ui.screenshots import write_screenshots
+
+        prepare(data_dir / "kivy", offscreen=True)
+        written = write_screenshots(Path(args.screenshots), data_dir, kiosk=args.kiosk)
+        print(f"{len(written)} screenshots written to {args.screenshots}")
+        return 0
+    if not has_display() and not args.offscreen:
+        raise Unavailable("no display (DISPLAY is not set): run on a screen, or use --screenshots DIR")
+    prepare(data_dir / "kivy", offscreen=offscreen)
+    from terminal.bootstrap import open_terminal
+    from ui.app import PostermApp, kivy_dispatcher
+    from ui.session import Session
+
+    reader = f"sim:card={args.card}" if args.card else args.reader
+    terminal = open_terminal(data_dir, reader_url=reader, host=args.host)
+    session = Session(terminal, kivy_dispatcher, language=args.lang, kiosk=args.kiosk)
+    try:
+        PostermApp(session).run()
+    finally:
+        terminal.close()
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    """Add ``posterm ui`` to the parser's subcommands."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "ui", help="the cashier application (Kivy); --kiosk the kiosk; --screenshots DIR every screen as PNG"
+    )
+    p.add_argument("--kiosk", action="store_true", help="the unattended kiosk: full screen, no way out without PIN")
+    p.add_argument("--lang", default="en", choices=["en", "zh_CN"], help="the language to start in (default en)")
+    p.add_argument("--screenshots", metavar="DIR", help="render every screen in both languages to PNG files, and exit")
+    p.add_argument("--offscreen", action="store_true", help="run without a display (for tests)")
+    p.add_argument("--card", help="a simulated card profile (short for --reader sim:card=PROFILE)")
+    p.add_argument("--reader", metavar="URL", help="device URL of the card reader (default: the configured one)")
+    p.add_argument("--host", default="auto", help="auto (default), memory, none, https, or https://HOST:PORT")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="where the journal and keys live (default: $POSTERM_DATA_DIR, else the user data directory)",
+    )
+    p.set_defaults(func=_cmd_ui)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("run 'posterm ui'")

@@ -1,0 +1,262 @@
+"""A sale at the counter: the amount keyed, a tender chosen, the card presented, the result.
+
+Three touches after the amount: "Charge", the card's tap, and nothing more
+(the receipt prints by itself when a printer is configured).  The amount is
+keyed in the currency's minor units, as a till does: 1, 2, 3, 4 shows 12.34.
+Tenders are a list (:data:`TENDERS`), so that digital currency and QR codes
+join the card as equals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from terminal.facade import PaymentResult, TerminalEvent
+from terminal.money import currency as currency_of
+from ui.session import Session
+from ui.viewmodel import ViewModel
+
+__all__ = ["MAX_DIGITS", "TENDERS", "AmountEntry", "PaymentOutcome", "PresentCard", "Tender"]
+
+MAX_DIGITS = 9  # 9,999,999.99 in a two-decimal currency: a till's keypad, not the protocol's 12 digits
+
+
+@dataclass(frozen=True)
+class Tender:
+    """A way to pay: its name, its label (translated when shown), and how a payment with it starts."""
+
+    name: str
+    label: str
+    start: Callable[[Session, int], None]
+
+
+def start_card_sale(session: Session, amount: int) -> None:
+    """A card sale: the "present card" screen, the sale on the worker, then the result screen."""
+    session.screen("present_card", PresentCard).begin(amount)
+    session.navigator.go("present_card", amount=amount)
+
+    def done(result: PaymentResult) -> None:
+        session.screen("result", PaymentOutcome).show_result(result)
+        session.navigator.go("result", txn_id=result.txn_id)
+
+    def failed(exc: BaseException) -> None:
+        session.screen("result", PaymentOutcome).show_refusal(amount, session.describe(exc))
+        session.navigator.go("result")
+
+    session.run(lambda terminal: terminal.sale(amount, session.currency), done, failed, name="sale")
+
+
+TENDERS: list[Tender] = [Tender("card", "Card", start_card_sale)]
+
+
+def _reason(message: str, approved: bool) -> str:
+    """The result's message under its title: what the title already says is not said twice."""
+    if approved and message.lower() == "approved":
+        return ""
+    for said in ("declined: ", "not completed: "):
+        if message.lower().startswith(said):
+            message = message[len(said) :]
+            break
+    return message[:1].upper() + message[1:]
+
+
+class AmountEntry(ViewModel):
+    """The keypad: digits keyed from the right, as minor units; the tenders to charge with."""
+
+    screen = "amount"
+    digits: str = ""
+    amount: int = 0
+    amount_text: str = ""
+    currency_code: str = ""
+    can_charge: bool = False
+    tenders: tuple[str, ...] = ()
+    title: str = ""
+    charge_label: str = ""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+        self.tenders = tuple(t.name for t in TENDERS)
+        session.tr.listen(lambda _: self.refresh())
+        self.refresh()
+
+    def refresh(self) -> None:
+        tr = self.session.tr
+        cur = currency_of(self.session.currency)
+        self.update(
+            amount=int(self.digits or "0"),
+            amount_text=tr.amount(int(self.digits or "0"), cur.numeric),
+            currency_code=cur.code,
+            can_charge=int(self.digits or "0") > 0,
+            title=tr("Amount"),
+            charge_label=tr("Charge"),
+        )
+
+    def press(self, key: str) -> None:
+        """A digit, "00", "back" or "clear"."""
+        if key == "back":
+            digits = self.digits[:-1]
+        elif key == "clear":
+            digits = ""
+        elif key.isdigit():
+            digits = (self.digits + key).lstrip("0")[:MAX_DIGITS]
+        else:
+            raise ValueError(f"unknown key {key!r}")
+        self.update(digits=digits)
+        self.refresh()
+
+    def tender_label(self, name: str) -> str:
+        tender = next(t for t in TENDERS if t.name == name)
+        return self.session.tr(tender.label)
+
+    def sample(self) -> None:
+        self.update(digits="1234")
+        self.refresh()
+
+    def charge(self, tender: str = "card") -> None:
+        """Charge the amount keyed with ``tender``; the keypad is cleared for the next customer."""
+        if not self.can_charge:
+            return
+        amount = self.amount
+        self.press("clear")
+        next(t for t in TENDERS if t.name == tender).start(self.session, amount)
+
+
+class PresentCard(ViewModel):
+    """ "Present card": the amount, the prompt, the four contactless lights and the Book A message, live."""
+
+    screen = "present_card"
+    amount_text: str = ""
+    prompt: str = ""
+    message: str = ""
+    lights: int = 0
+    lights_text: str = ""
+    can_cancel: bool = True
+    cancel_label: str = ""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+        self._amount = 0
+        session.on_event("card_prompt", self._on_prompt)
+        session.on_event("ui_message", self._on_message)
+
+    def begin(self, amount: int) -> None:
+        tr = self.session.tr
+        self._amount = amount
+        self.update(
+            amount_text=tr.amount(amount, self.session.currency),
+            prompt=tr("Present card"),
+            message="",
+            lights=1,
+            lights_text=self._lights_text(1),
+            can_cancel=True,
+            cancel_label=tr("Cancel"),
+        )
+
+    def _lights_text(self, lights: int) -> str:
+        # The lights spelled out too, for colour-blind customers.
+        return self.session.tr("{lit} of 4 lights", lit=lights)
+
+    def _on_prompt(self, event: TerminalEvent) -> None:
+        prompt = str(event.data.get("prompt", ""))
+        self.update(prompt=self.session.tr(prompt[:1].upper() + prompt[1:]))
+
+    def _on_message(self, event: TerminalEvent) -> None:
+        lights = int(event.data.get("lights", 0))
+        text = str(event.data.get("text", ""))
+        status = str(event.data.get("status", ""))
+        # Once the card is being read there is nothing left to cancel: the payment rules decide.
+        self.update(
+            message=self.session.tr(text),
+            lights=lights,
+            lights_text=self._lights_text(lights),
+            can_cancel=status == "ready_to_read",
+        )
+
+    def cancel(self) -> None:
+        if self.can_cancel:
+            self.session.cancel()
+
+    def sample(self) -> None:
+        self.begin(1234)
+        self.update(lights=2, lights_text=self._lights_text(2), message=self.session.tr("Processing"))
+
+
+class PaymentOutcome(ViewModel):
+    """The result: approved or not, why in words, and what to do with the receipt."""
+
+    screen = "result"
+    approved: bool = False
+    title: str = ""
+    reason: str = ""
+    amount_text: str = ""
+    card_text: str = ""
+    txn_id: str = ""
+    warnings: tuple[str, ...] = ()
+    printed: bool = False
+    next_label: str = ""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+
+    def show_result(self, result: PaymentResult) -> None:
+        tr = self.session.tr
+        if result.approved:
+            title = tr("Approved")
+        elif result.state.value == "reversal_pending":
+            title = tr("Not completed: reversal pending")
+        elif result.state.value in ("cancelled", "reversed"):
+            title = tr("Not completed")
+        else:
+            title = tr("Declined")
+        self.update(
+            approved=result.approved,
+            title=title,
+            reason=_reason(tr(result.message), result.approved),
+            amount_text=tr.amount(result.amount, result.currency),
+            card_text=f"{result.scheme or ''} {result.masked_pan or ''}".strip(),
+            txn_id=result.txn_id,
+            warnings=tuple(tr(w) for w in result.warnings),
+            printed=self.session.terminal.printer is not None and not result.warnings,
+            next_label=tr("Next customer"),
+        )
+
+    def show_refusal(self, amount: int, reason: str) -> None:
+        tr = self.session.tr
+        self.update(
+            approved=False,
+            title=tr("Not completed"),
+            reason=tr(reason),
+            amount_text=tr.amount(amount, self.session.currency),
+            card_text="",
+            txn_id="",
+            warnings=(),
+            printed=False,
+            next_label=tr("Next customer"),
+        )
+
+    def sample(self) -> None:
+        from terminal.lifecycle import State
+
+        self.show_result(
+            PaymentResult(
+                txn_id="20261206120000-0123456789ab", kind="sale", state=State.DECLINED, amount=1251,
+                currency=self.session.currency, approved=False, message="declined: insufficient funds (51)",
+                masked_pan="476173******0010", scheme="visa", response_code="51",
+            )
+        )  # fmt: skip
+
+    def next_customer(self) -> None:
+        self.session.navigator.go("amount")
+
+    def receipt(self) -> None:
+        """Show the receipt (and reprint or e-receipt from there)."""
+        if self.txn_id:
+            self.session.navigator.go("receipt", txn_id=self.txn_id)
+
+    def state(self) -> dict[str, Any]:
+        return super().state()
