@@ -160,12 +160,31 @@ def _write_taps(rows: list[emv_tap.TapFigures], runs: int) -> None:
     )
 
 
+UI_INTRO = """The application, offscreen (SDL's offscreen driver on Mesa's llvmpipe), on the
+simulator's card and the in-process host:
+
+- from `posterm ui` to the first frame: whole processes, from the start of the
+  command until the window reports its first frame flipped;
+- the longest gap between two frames on the UI thread (a clock callback every
+  frame) while the terminal works: every facade call runs on the worker
+  thread, and its result comes back between two frames.
+"""
+
+
+def ui_section() -> None:
+    from bench import ui_speed
+
+    body = UI_INTRO + "\n" + ui_speed.markdown(ui_speed.run())
+    print(body)
+    write_section("ui", "The application: first frame, frames while the terminal works (issue 10)", body)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--runs", type=int, default=200, help="transactions per profile")
     parser.add_argument(
         "--only",
-        choices=["emv", "core", "devices", "speed"],
+        choices=["emv", "core", "devices", "speed", "ui"],
         help="run one benchmark (speed: issue 9's figures, and the core and tap figures of the same run)",
     )
     args = parser.parse_args(argv)
@@ -173,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         devices_section()
     if args.only in (None, "speed"):
         speed_section(args.runs)
+    if args.only in (None, "ui"):
+        ui_section()
     if args.only == "core":
         _write_core(terminal_core.run())
     if args.only == "emv":

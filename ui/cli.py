@@ -8,11 +8,12 @@ printers; ``--reader``/``--card`` name another reader for this run.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_commands"]
+__all__ = ["FIRST_FRAME_ENV", "add_commands"]
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
@@ -47,10 +48,28 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     terminal = open_terminal(data_dir, reader_url=reader, host=args.host)
     session = Session(terminal, kivy_dispatcher, language=args.lang, kiosk=args.kiosk)
     try:
-        PostermApp(session).run()
+        PostermApp(session, on_started=_first_frame_probe() if os.environ.get(FIRST_FRAME_ENV) else None).run()
     finally:
         terminal.close()
     return 0
+
+
+#: Set, the application prints ``first frame`` once its first frame is drawn, and exits (the start-up benchmark).
+FIRST_FRAME_ENV = "POSTERM_UI_FIRST_FRAME_EXIT"
+
+
+def _first_frame_probe() -> Any:
+    def started(app: Any) -> None:
+        from kivy.core.window import Window  # type: ignore[import-untyped]
+
+        def flipped(*_: Any) -> None:  # the first frame drawn and shown
+            Window.unbind(on_flip=flipped)
+            print("first frame", flush=True)
+            app.stop()
+
+        Window.bind(on_flip=flipped)
+
+    return started
 
 
 def add_commands(sub: Any) -> None:
