@@ -113,6 +113,12 @@ class Terminal:
     def config(self) -> TerminalConfig:
         return self._core.config
 
+    @config.setter
+    def config(self, config: TerminalConfig) -> None:
+        """A new EMV configuration from now on (parameters downloaded or rolled back while running)."""
+        with self._lock:
+            self._core.config = config
+
     @property
     def settings(self) -> TerminalSettings:
         return self._core.settings
@@ -295,6 +301,35 @@ class Terminal:
         finally:
             self._cancel = None
 
+    @contextmanager
+    def _told(self, kind: str, amount: int, code: int) -> Iterator[Callable[[PaymentResult], PaymentResult]]:
+        """``payment_started`` now, ``payment_finished`` at the end, whoever started the payment and however it ends.
+
+        A screen that did not start the payment (the kiosk's, while a register
+        drives it through the ECR interface) follows it by these two events:
+        a payment refused before its card was read writes no journal row, so
+        ``state_changed`` alone would never tell that it is over.  The block
+        passes its result through the function it is given.
+        """
+        core = self._core
+        if core.listeners:
+            core.emit("payment_started", None, payment=kind, amount=amount, currency=code)
+        try:
+            yield self._finished
+        except BaseException as exc:
+            if core.listeners:
+                core.emit(
+                    "payment_finished", core.current_txn_id, payment=kind, amount=amount, currency=code, approved=False,
+                    refused=getattr(exc, "reason", "error"), message=str(exc) or type(exc).__name__,
+                )  # fmt: skip
+            raise
+
+    def _finished(self, result: PaymentResult) -> PaymentResult:
+        if self._core.listeners:
+            data = {k: v for k, v in result.to_json().items() if k not in ("txn_id", "kind")}
+            self._core.emit("payment_finished", result.txn_id, payment=result.kind, **data)
+        return result
+
     def _after_payment(self, result: PaymentResult) -> PaymentResult:
         """Print the receipt when a printer is configured; a printer fault never undoes a payment."""
         self._emit_offline_status()
@@ -328,11 +363,12 @@ class Terminal:
             done = self._done_for(request_key)
             if done is not None:
                 return done
-            result = self._payments.sale(
-                amount, code, exponent=exponent, offline_behavior=offline_behavior, request_key=request_key,
-                reference=reference,
-            )  # fmt: skip
-            return self._after_payment(result)
+            with self._told("sale", amount, code) as told:
+                result = self._payments.sale(
+                    amount, code, exponent=exponent, offline_behavior=offline_behavior, request_key=request_key,
+                    reference=reference,
+                )  # fmt: skip
+                return told(self._after_payment(result))
 
     def refund(
         self,
@@ -361,18 +397,19 @@ class Terminal:
             done = self._done_for(request_key)
             if done is not None:
                 return done
-            result = self._payments.refund(
-                amount,
-                code,
-                exponent=exponent,
-                original_txn_id=original_txn_id,
-                present_card=present_card,
-                to_other_card=to_other_card,
-                offline_behavior=offline_behavior,
-                request_key=request_key,
-                reference=reference,
-            )
-            return self._after_payment(result)
+            with self._told("refund", amount, code) as told:
+                result = self._payments.refund(
+                    amount,
+                    code,
+                    exponent=exponent,
+                    original_txn_id=original_txn_id,
+                    present_card=present_card,
+                    to_other_card=to_other_card,
+                    offline_behavior=offline_behavior,
+                    request_key=request_key,
+                    reference=reference,
+                )
+                return told(self._after_payment(result))
 
     def _done_for(self, request_key: str | None) -> PaymentResult | None:
         if request_key is None:

@@ -25,9 +25,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class TerminalEvent:
-    """What the UI hears: ``kind`` is one of state_changed, ui_message, card_prompt, offline_status,
-    saf_forwarded, saf_declined, saf_rejected, saf_expired, saf_failed, reversal_sent,
-    reversal_failed, recovered, settled, records_purged, security."""
+    """What the UI hears: ``kind`` is one of payment_started, state_changed, ui_message, card_prompt,
+    payment_finished, offline_status, saf_forwarded, saf_declined, saf_rejected, saf_expired, saf_failed,
+    reversal_sent, reversal_failed, recovered, settled, records_purged, security.
+
+    ``payment_started`` (``payment``: sale or refund, amount, currency) and
+    ``payment_finished`` (the same, with the result's fields, or ``refused``:
+    the reason's short name, and ``message`` when no result came) bracket
+    every sale and refund."""
 
     kind: str
     txn_id: str | None = None

@@ -497,6 +497,16 @@ PUBLIC: dict[str, set[str]] = {
     },
     "terminal.money": {"Currency", "MoneyError", "currency", "format_amount", "parse_amount"},
     "terminal.offline": {"OfflineBehavior", "OfflineLimitExceeded", "OfflineLimits", "PaymentRefused", "RetryPolicy"},
+    "terminal.params": {
+        "GROUP",
+        "ParameterError",
+        "ParameterState",
+        "ParametersUnavailable",
+        "download_parameters",
+        "parameter_status",
+        "reload_configuration",
+        "rollback_parameters",
+    },
     "terminal.ports": {
         "CancelToken",
         "CardReader",
