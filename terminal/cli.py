@@ -62,6 +62,7 @@ BUILTIN_COMMANDS: tuple[CommandEntry, ...] = (
         "self-test of every device, the host link, the SAF queue, the journal, configuration, keys",
         "terminal.cli_devices:add_commands",
     ),
+    ("pin", "the supervisor's and the technician's PINs: set, status", "terminal.cli_pins:add_commands"),
     ("emv", "EMV contactless: simulated cards, taps and replays", "terminal.cli_emv:add_commands"),
 )
 _LISTED_LAST = "emv"
@@ -197,6 +198,8 @@ def _command_name(args: argparse.Namespace) -> str:
         "issuer_command",
         "params_command",
         "sim_command",
+        "pin_command",
+        "kiosk_command",
     ):
         value = getattr(args, key, None)
         if isinstance(value, str):

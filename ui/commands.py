@@ -15,4 +15,5 @@ COMMANDS = (
         "the cashier application (Kivy); --kiosk the kiosk; --screenshots DIR every screen as PNG",
         "ui.cli:add_commands",
     ),
+    ("kiosk", "run the kiosk unattended: supervise", "ui.supervisor:add_commands"),
 )
