@@ -179,12 +179,32 @@ def ui_section() -> None:
     write_section("ui", "The application: first frame, frames while the terminal works (issue 10)", body)
 
 
+ECR_INTRO = """A real ECR server (uvicorn on a loopback port, on a thread of the benchmark's
+process) over a real terminal (its SQLite journal on disk, the simulator's
+in-process host), driven by httpx as a register drives it: each sale started
+with `POST /v1/payments` and followed by long poll to its result before the
+next. The reader is the simulator's online card behind a wrapper that notes
+when `wait_for_card` is called. The first figure runs from just before the
+request is sent to that moment: the HTTP round trip, the body checked against
+the OpenAPI document, the journal looked up for the key, the hand-over to the
+worker thread and the facade's own checks before it polls.
+"""
+
+
+def ecr_section(runs: int) -> None:
+    from bench import ecr
+
+    body = ECR_INTRO + "\n" + ecr.markdown(ecr.run(runs))
+    print(body)
+    write_section("ecr", "The ECR interface: from a start request to the reader polling (issue 10)", body)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--runs", type=int, default=200, help="transactions per profile")
     parser.add_argument(
         "--only",
-        choices=["emv", "core", "devices", "speed", "ui"],
+        choices=["emv", "core", "devices", "speed", "ui", "ecr"],
         help="run one benchmark (speed: issue 9's figures, and the core and tap figures of the same run)",
     )
     args = parser.parse_args(argv)
@@ -194,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         speed_section(args.runs)
     if args.only in (None, "ui"):
         ui_section()
+    if args.only in (None, "ecr"):
+        ecr_section(args.runs)
     if args.only == "core":
         _write_core(terminal_core.run())
     if args.only == "emv":

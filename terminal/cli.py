@@ -194,6 +194,7 @@ def _command_name(args: argparse.Namespace) -> str:
         "saf_command",
         "devices_command",
         "diag_command",
+        "ecr_command",
         "host_command",
         "issuer_command",
         "params_command",

@@ -16,4 +16,5 @@ COMMANDS = (
         "ui.cli:add_commands",
     ),
     ("kiosk", "run the kiosk unattended: supervise", "ui.supervisor:add_commands"),
+    ("ecr", "the ECR interface: cash registers and kiosks take payments over loopback HTTP", "ui.ecr.cli:add_commands"),
 )
