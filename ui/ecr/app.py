@@ -264,6 +264,12 @@ class EcrApi:
             headers["Idempotent-Replay"] = "true"
         return self._payment(payment, 200 if payment.final and not created else 202, headers)
 
+    async def payments(self, request: Request) -> Response:
+        """``/v1/payments``: POST starts a payment, GET finds them by reference (one route: one Allow header)."""
+        if request.method == "POST":
+            return await self.start(request)
+        return await self.find_by_reference(request)
+
     @_answers
     async def find_by_reference(self, request: Request) -> Response:
         reference = request.query_params.get("reference")
@@ -385,7 +391,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     message = {404: "no such path (see /v1/openapi.json)", 405: "method not allowed on this path"}.get(
         status, "request refused"
     )
-    return _error(status, code, message)
+    answer = _error(status, code, message)
+    if isinstance(exc, HTTPException) and exc.headers:
+        answer.headers.update(exc.headers)  # 405: Allow, which methods the path has (RFC 9110)
+    return answer
 
 
 def create_app(api: EcrApi, *, allow_remote: bool = False) -> ASGIApp:
@@ -394,8 +403,7 @@ def create_app(api: EcrApi, *, allow_remote: bool = False) -> ASGIApp:
         Route("/v1/openapi.json", api.openapi, methods=["GET"]),
         Route("/v1/status", api.status, methods=["GET"]),
         Route("/v1/totals", api.totals, methods=["GET"]),
-        Route("/v1/payments", api.start, methods=["POST"]),
-        Route("/v1/payments", api.find_by_reference, methods=["GET"]),
+        Route("/v1/payments", api.payments, methods=["GET", "POST"]),
         Route("/v1/payments/{id}", api.get, methods=["GET"]),
         Route("/v1/payments/{id}/events", api.events, methods=["GET"]),
         Route("/v1/payments/{id}/cancel", api.cancel, methods=["POST"]),

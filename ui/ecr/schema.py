@@ -60,7 +60,13 @@ def _validator(component: str) -> Draft202012Validator:
     return made
 
 
-_NAME = re.compile(r"^[A-Za-z0-9_]{1,32}$")
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+
+
+def _extra_name(error: ValidationError) -> str | None:
+    """The first unexpected field's name, when it is a plain name (never echo arbitrary text)."""
+    extra = [p for p in error.instance if p not in error.schema.get("properties", {})]
+    return extra[0] if extra and isinstance(extra[0], str) and _NAME.match(extra[0]) else None
 
 
 def _where(error: ValidationError) -> str:
@@ -69,9 +75,7 @@ def _where(error: ValidationError) -> str:
         name = error.message.split("'")[1]
         parts.append(name if _NAME.match(name) else "?")
     if error.validator == "additionalProperties":
-        extra = [p for p in error.instance if p not in error.schema.get("properties", {})]
-        if extra and isinstance(extra[0], str) and _NAME.match(extra[0]):
-            parts.append(extra[0])
+        parts.append(_extra_name(error) or "")
     return ".".join(p for p in parts if p) or "body"
 
 
@@ -81,6 +85,8 @@ def _describe(error: ValidationError) -> str:
     if kind == "required":
         return "is required"
     if kind == "additionalProperties":
+        if _extra_name(error) is None:
+            return "holds a field that is not one of this request's"
         return "is not a field of this request"
     if kind == "maxProperties" and expected == 0:
         return "must be empty ({})"
