@@ -67,6 +67,7 @@ def _app_class() -> type:
             super().__init__(**kw)
             self.session = session
             self.views: dict[str, Any] = {}
+            self.bars: dict[str, Any] = {}
             self._on_started = on_started
 
         def build(self) -> Any:
@@ -81,6 +82,8 @@ def _app_class() -> type:
             load_views()
             if not self.session.screens:
                 build(self.session)
+            from kivy.uix.boxlayout import BoxLayout  # type: ignore[import-untyped]
+
             manager = ScreenManager(transition=NoTransition())
             for name, vm in self.session.screens.items():
                 view = getattr(Factory, class_name(name))(name=name)
@@ -88,11 +91,22 @@ def _app_class() -> type:
                 manager.add_widget(view)
                 self.views[name] = view
             self.manager = manager
+            # The bars (the cashier's offline banner) above every screen: each takes no room while hidden.
+            root = BoxLayout(orientation="vertical")
+            for name, vm in self.session.bars.items():
+                bar = getattr(Factory, class_name(name, "Bar"))()
+                bar.attach(vm)
+                root.add_widget(bar)
+                self.bars[name] = bar
+                start = getattr(vm, "start", None)
+                if callable(start):
+                    start()
+            root.add_widget(manager)
             self.session.navigator.listen(self._show)
             first = "idle" if self.session.kiosk and "idle" in self.views else "amount"
             if first in self.views:
                 self.session.navigator.go(first)
-            return manager
+            return root
 
         def _show(self, screen: Screen) -> None:
             if screen.name in self.views:

@@ -32,6 +32,8 @@ def write_screenshots(out: Path, data_dir: Path, *, kiosk: bool = False) -> list
         terminal = open_terminal(Path(scratch), reader_url="sim:card=visa-qvsdc-online", host="memory")
         session = Session(terminal, kivy_dispatcher, kiosk=kiosk)
         plan = [(language, name) for language in LANGUAGES for name in _names(session)]
+        # A bar (the cashier's offline banner) is shown over the amount screen, as "<bar>.png".
+        plan += [(language, f"bar:{name}") for language in LANGUAGES for name in _bars(session)]
 
         def started(app: Any) -> None:
             def step(index: int) -> None:
@@ -40,8 +42,15 @@ def write_screenshots(out: Path, data_dir: Path, *, kiosk: bool = False) -> list
                     return
                 language, name = plan[index]
                 session.tr.set_language(language)
-                session.screens[name].sample()
-                session.navigator.go(name)
+                if name.startswith("bar:"):
+                    name = name[4:]
+                    session.bars[name].sample()
+                    session.navigator.go("amount" if "amount" in session.screens else next(iter(session.screens)))
+                else:
+                    for bar in session.bars.values():
+                        bar.update(visible=False)  # each screen alone; the bars have their own pictures
+                    session.screens[name].sample()
+                    session.navigator.go(name)
 
                 def shoot(_dt: float) -> None:
                     path = out / language / f"{name}.png"
@@ -67,6 +76,13 @@ def write_screenshots(out: Path, data_dir: Path, *, kiosk: bool = False) -> list
         finally:
             terminal.close()
     return written
+
+
+def _bars(session: Any) -> list[str]:
+    from ui.screens.registry import BARS
+
+    mode = "kiosk" if session.kiosk else "cashier"
+    return [spec.name for spec in BARS if mode in spec.modes]
 
 
 def _names(session: Any) -> list[str]:

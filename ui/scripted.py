@@ -6,10 +6,13 @@ thread between frames, and writes a report: after each step, the screen
 shown, its view model's state, the texts of the widgets drawn on it, and a
 PNG of the window.  A step is one of:
 
-- ``{"do": "amount.press", "args": ["1"]}``: call an action of a screen's view model;
+- ``{"do": "amount.press", "args": ["1"]}``: call an action of a screen's (or a bar's) view model;
 - ``{"touch": "charge"}``: press the widget with that id on the current screen,
   as a finger would (its ``on_release``), refused if it is disabled;
+  ``{"touch": "banner.send_now"}``: the same on a bar above the screens;
 - ``{"wait": "result"}``: wait (up to ``timeout`` s) until that screen is shown and the worker is idle;
+  ``{"wait": "present_card", "state": {"prompt": "Present card again"}}``: until it is shown with
+  those values (the worker may be busy: a payment under way);
 - ``{"sleep": 0.5}``; ``{"language": "zh_CN"}``.
 
 The script: ``{"data_dir": ..., "reader": ..., "host": "memory", "kiosk": false,
@@ -47,6 +50,19 @@ def run_script(script: dict[str, Any], workdir: Path, timeout: float = 120.0) ->
     report["exit_status"] = proc.returncode
     report["stderr"] = proc.stderr[-3000:]
     return report
+
+
+def _reached(session: Any, step: dict[str, Any]) -> bool:
+    """Whether a ``wait`` step's screen is shown (with its ``state`` values, else with the worker idle)."""
+    name = step["wait"]
+    if session.navigator.current.name != name:
+        return False
+    wanted = step.get("state")
+    if not wanted:
+        return not session.worker.busy
+    target = session.screens.get(name) or session.bars.get(name)
+    state = target.state() if target is not None else {}
+    return all(state.get(key) == value for key, value in dict(wanted).items())
 
 
 def _texts(widget: Any) -> list[str]:
@@ -104,6 +120,10 @@ def main(argv: list[str]) -> int:
                 "screen": name,
                 "state": {k: _jsonable(v) for k, v in (vm.state() if vm else {}).items()},
                 "texts": _texts(view) if view is not None else [],
+                "bars": {
+                    bar: {"state": {k: _jsonable(v) for k, v in session.bars[bar].state().items()}, "texts": _texts(w)}
+                    for bar, w in app.bars.items()
+                },
                 "png": str(path),
             }
         )
@@ -117,17 +137,19 @@ def main(argv: list[str]) -> int:
             try:
                 if "wait" in step:
                     limit = deadline or time.monotonic() + float(step.get("timeout", 30))
-                    if session.navigator.current.name != step["wait"] or session.worker.busy:
+                    if not _reached(session, step):
                         if time.monotonic() > limit:
                             raise TimeoutError(f"step {index}: {step['wait']} not shown in time")
                         Clock.schedule_once(lambda _dt: run(index, limit), 0.05)
                         return
                 elif "do" in step:
                     screen, _, action = step["do"].partition(".")
-                    getattr(session.screens[screen], action)(*step.get("args", []))
+                    target = session.screens[screen] if screen in session.screens else session.bars[screen]
+                    getattr(target, action)(*step.get("args", []))
                 elif "touch" in step:
-                    view = app.views[session.navigator.current.name]
-                    widget = view.ids[step["touch"]]
+                    bar, _, wid = str(step["touch"]).rpartition(".")
+                    view = app.bars[bar] if bar else app.views[session.navigator.current.name]
+                    widget = view.ids[wid]
                     if widget.disabled:
                         raise RuntimeError(f"step {index}: {step['touch']} is disabled")
                     widget.dispatch("on_release")

@@ -43,6 +43,7 @@ class Session:
         self.navigator = Navigator()
         self.kiosk = kiosk
         self.screens: dict[str, ViewModel] = {}  # name -> the screen's view model (ui.screens.registry)
+        self.bars: dict[str, ViewModel] = {}  # name -> a bar's view model (drawn above every screen)
         self._handlers: dict[str, list[Callable[[TerminalEvent], None]]] = {}
         self._unsubscribe: Callable[[], None] | None = None
 

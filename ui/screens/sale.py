@@ -74,6 +74,8 @@ class AmountEntry(ViewModel):
     tenders: tuple[str, ...] = ()
     title: str = ""
     charge_label: str = ""
+    menu_label: str = ""
+    has_menu: bool = False  # the cashier's other verbs (refund, void, journal, reports, end of day)
 
     def __init__(self, session: Session) -> None:
         super().__init__()
@@ -92,7 +94,17 @@ class AmountEntry(ViewModel):
             can_charge=int(self.digits or "0") > 0,
             title=tr("Amount"),
             charge_label=tr("Charge"),
+            menu_label=tr("Menu"),
+            has_menu="menu" in self.session.screens,
         )
+
+    def shown(self) -> None:
+        self.refresh()  # the screens are all built by now: whether there is a menu is known
+
+    def menu(self) -> None:
+        """The cashier's menu (refund, void, journal, X report, end of day)."""
+        if "menu" in self.session.screens:
+            self.session.navigator.go("menu")
 
     def press(self, key: str) -> None:
         """A digit, "00", "back" or "clear"."""
@@ -198,14 +210,39 @@ class PaymentOutcome(ViewModel):
     warnings: tuple[str, ...] = ()
     printed: bool = False
     next_label: str = ""
+    kind_text: str = ""  # "Sale", "Refund", "Void": what the title is about
+    voided: bool = False  # a void done: the title is good news, not a refusal
+    can_receipt: bool = False  # the receipt can be shown, given as a QR code (the cashier's screens)
+    printed_text: str = ""
+    e_receipt_label: str = ""
+    receipt_label: str = ""
 
     def __init__(self, session: Session) -> None:
         super().__init__()
         self.session = session
 
+    def _receipt_options(self, txn_id: str, printed: bool) -> dict[str, Any]:
+        """ "No receipt" / "E-receipt" / the receipt on screen: offered where the cashier's screens are."""
+        tr = self.session.tr
+        can = bool(txn_id) and "receipt" in self.session.screens
+        return {
+            "can_receipt": can,
+            "printed_text": tr("Receipt printed") if printed else "",
+            "e_receipt_label": tr("E-receipt"),
+            "receipt_label": tr("Receipt"),
+            # Without a printed receipt, moving on is the cashier saying "no receipt".
+            "next_label": tr("No receipt") if can and not printed else tr("Next customer"),
+        }
+
     def show_result(self, result: PaymentResult) -> None:
         tr = self.session.tr
-        if result.approved:
+        voided = result.state.value in ("voided", "void_pending")
+        reason = _reason(tr(result.message), result.approved)
+        if voided:
+            title = tr("Voided")
+            pending = result.state.value == "void_pending"
+            reason = tr("The reversal is sent when the host can be reached") if pending else ""
+        elif result.approved:
             title = tr("Approved")
         elif result.state.value == "reversal_pending":
             title = tr("Not completed: reversal pending")
@@ -213,22 +250,27 @@ class PaymentOutcome(ViewModel):
             title = tr("Not completed")
         else:
             title = tr("Declined")
+        printed = self.session.terminal.printer is not None and not result.warnings
         self.update(
             approved=result.approved,
+            voided=voided,
             title=title,
-            reason=_reason(tr(result.message), result.approved),
+            kind_text=tr("Void") if voided else tr("Refund") if result.kind == "refund" else tr("Sale"),
+            reason=reason,
             amount_text=tr.amount(result.amount, result.currency),
             card_text=f"{result.scheme or ''} {result.masked_pan or ''}".strip(),
             txn_id=result.txn_id,
             warnings=tuple(tr(w) for w in result.warnings),
-            printed=self.session.terminal.printer is not None and not result.warnings,
-            next_label=tr("Next customer"),
+            printed=printed,
+            **self._receipt_options(result.txn_id, printed),
         )
 
-    def show_refusal(self, amount: int, reason: str) -> None:
+    def show_refusal(self, amount: int, reason: str, kind: str = "sale") -> None:
         tr = self.session.tr
         self.update(
             approved=False,
+            voided=False,
+            kind_text=tr("Refund") if kind == "refund" else tr("Void") if kind == "void" else tr("Sale"),
             title=tr("Not completed"),
             reason=tr(reason),
             amount_text=tr.amount(amount, self.session.currency),
@@ -236,7 +278,7 @@ class PaymentOutcome(ViewModel):
             txn_id="",
             warnings=(),
             printed=False,
-            next_label=tr("Next customer"),
+            **self._receipt_options("", False),
         )
 
     def sample(self) -> None:
@@ -255,8 +297,17 @@ class PaymentOutcome(ViewModel):
 
     def receipt(self) -> None:
         """Show the receipt (and reprint or e-receipt from there)."""
-        if self.txn_id:
-            self.session.navigator.go("receipt", txn_id=self.txn_id)
+        if self.txn_id and self.can_receipt:
+            from ui.screens.receipt import ReceiptView  # the cashier's module, which needs this one
+
+            self.session.screen("receipt", ReceiptView).open(self.txn_id)
+
+    def e_receipt(self) -> None:
+        """The receipt as a QR code for the customer's phone."""
+        if self.txn_id and self.can_receipt:
+            from ui.screens.receipt import ReceiptView
+
+            self.session.screen("receipt", ReceiptView).open(self.txn_id, qr=True)
 
     def state(self) -> dict[str, Any]:
         return super().state()

@@ -27,16 +27,19 @@ def value(state: dict[str, Any], name: str, default: Any = "") -> Any:
     return state.get(name, default)
 
 
-def class_name(screen: str) -> str:
-    """The kv class that draws screen ``screen``: ``present_card`` -> ``PresentCardScreen``."""
-    return "".join(part.capitalize() for part in screen.split("_")) + "Screen"
+def class_name(screen: str, suffix: str = "Screen") -> str:
+    """The kv class that draws screen ``screen``: ``present_card`` -> ``PresentCardScreen``
+    (a bar's: ``class_name("banner", "Bar")`` -> ``BannerBar``)."""
+    return "".join(part.capitalize() for part in screen.split("_")) + suffix
 
 
 @cache
 def register() -> type:
-    """Define ``VmScreen`` (a Kivy Screen bound to one view model) and register it with Kivy's factory."""
+    """Define ``VmScreen`` (a Kivy Screen bound to one view model) and ``VmBar`` (a bar above the
+    screens, bound likewise), and register them with Kivy's factory."""
     from kivy.factory import Factory  # type: ignore[import-untyped]
     from kivy.properties import DictProperty, ObjectProperty  # type: ignore[import-untyped]
+    from kivy.uix.boxlayout import BoxLayout  # type: ignore[import-untyped]
     from kivy.uix.screenmanager import Screen  # type: ignore[import-untyped]
 
     class VmScreen(Screen):  # type: ignore[misc]
@@ -56,5 +59,20 @@ def register() -> type:
                 self.vm.shown()
                 self.s = self.vm.state()
 
+    class VmBar(BoxLayout):  # type: ignore[misc]
+        """A bar above every screen (the offline banner), bound to its view model as a screen is."""
+
+        s = DictProperty({})
+        vm = ObjectProperty(None, allownone=True)
+
+        def attach(self, vm: Any) -> None:
+            self.vm = vm
+            self.s = vm.state()
+            vm.observe(self._changed)
+
+        def _changed(self, name: str, value: Any) -> None:
+            self.s[name] = value
+
     Factory.register("VmScreen", cls=VmScreen)
+    Factory.register("VmBar", cls=VmBar)
     return VmScreen
