@@ -50,6 +50,28 @@ def load_views() -> None:
             Builder.load_file(str(path))
 
 
+def _kiosk_window(app: Any, window: Any) -> None:
+    """The kiosk's window: full screen, no decorations, and no way out without the technician PIN.
+
+    Closing the window (the window manager's close, Alt+F4) and Escape both
+    come to ``on_request_close``, which the technician PIN screen answers:
+    refused, and the PIN asked for (:meth:`ui.screens.technician.TechnicianPin.refuse_close`);
+    the right PIN stops the application (exit status 0, which a supervisor
+    told ``--exit-on-success`` takes as the end).  Offscreen (tests,
+    screenshots) the window keeps its size: there is no screen to fill.
+    """
+    from kivy.config import Config  # type: ignore[import-untyped]
+
+    window.borderless = True
+    if os.environ.get("SDL_VIDEODRIVER") != "offscreen":
+        window.fullscreen = "auto"
+    Config.set("input", "mouse", "mouse,disable_multitouch")  # a right click draws no touch marker
+    guard = app.session.screens.get("technician_pin")
+    if guard is not None:
+        guard.on_exit = app.stop
+    window.bind(on_request_close=lambda *_args, **_kw: bool(guard is None or guard.refuse_close()))
+
+
 def _size() -> tuple[int, int]:
     width, _, height = os.environ.get("POSTERM_UI_SIZE", "800x480").partition("x")
     return int(width), int(height)
@@ -91,6 +113,8 @@ def _app_class() -> type:
                 manager.add_widget(view)
                 self.views[name] = view
             self.manager = manager
+            if self.session.kiosk:
+                _kiosk_window(self, Window)
             # The bars (the cashier's offline banner) above every screen: each takes no room while hidden.
             root = BoxLayout(orientation="vertical")
             for name, vm in self.session.bars.items():

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from terminal.facade import Terminal, TerminalEvent
 from ui.i18n import Translator
+from ui.timers import Timers
 from ui.viewmodel import Navigator, ViewModel
 from ui.worker import Dispatcher, Job, Worker
 
@@ -35,10 +37,15 @@ class Session:
         *,
         language: str = "en",
         kiosk: bool = False,
+        data_dir: Path | None = None,
     ) -> None:
         self.terminal = terminal
         self.dispatch = dispatch
         self.worker = Worker(dispatch)
+        # The terminal's data directory (devices, PINs, logs, parameters): given, else the journal's.
+        self.data_dir = Path(data_dir) if data_dir is not None else Path(terminal.store.path).parent
+        self.timers = Timers(dispatch)  # calls made later on the UI thread (ui.timers)
+        self._stopping: list[Callable[[], None]] = []
         self.tr = Translator(language)
         self.navigator = Navigator()
         self.kiosk = kiosk
@@ -69,7 +76,18 @@ class Session:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        for fn in reversed(self._stopping):
+            try:
+                fn()
+            except Exception:  # the others must stop too
+                _log.exception("stopping %r failed", fn)
+        self._stopping.clear()
+        self.timers.stop()
         self.worker.stop()
+
+    def on_stop(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` when the session stops (a screen's own thread, such as the kiosk's device watch)."""
+        self._stopping.append(fn)
 
     def on_event(self, kind: str, handler: Callable[[TerminalEvent], None]) -> None:
         """Call ``handler(event)`` on the UI thread for each terminal event of ``kind`` ("*": every one)."""

@@ -14,12 +14,16 @@ from dataclasses import dataclass
 from ui.screens.banner import Banner
 from ui.screens.day_end import DayEnd
 from ui.screens.journal import Journal
+from ui.screens.kiosk import KioskIdle, OutOfOrder
+from ui.screens.kiosk_payment import KioskCard, KioskReceipt, KioskResult
 from ui.screens.menu import CashierMenu
 from ui.screens.pin import SupervisorPin
 from ui.screens.receipt import ReceiptView
 from ui.screens.refund import RefundAmount
 from ui.screens.reports import XReport
 from ui.screens.sale import AmountEntry, PaymentOutcome, PresentCard
+from ui.screens.technician import TechDiagnostics, TechnicianMenu, TechnicianPin
+from ui.screens.technician_tools import TechBundle, TechDevices, TechHost, TechLog, TechParams
 from ui.session import Session
 from ui.viewmodel import ViewModel
 
@@ -35,11 +39,12 @@ class ScreenSpec:
 
 _BOTH = frozenset({"cashier", "kiosk"})
 _CASHIER = frozenset({"cashier"})
+_KIOSK = frozenset({"kiosk"})
 
 SCREENS: list[ScreenSpec] = [
     ScreenSpec("amount", AmountEntry, _CASHIER),
-    ScreenSpec("present_card", PresentCard, _BOTH),
-    ScreenSpec("result", PaymentOutcome, _BOTH),
+    ScreenSpec("present_card", PresentCard, _CASHIER),  # the kiosk's customer has its own (kiosk_card)
+    ScreenSpec("result", PaymentOutcome, _CASHIER),  # (kiosk_result)
     ScreenSpec("menu", CashierMenu, _CASHIER),
     ScreenSpec("journal", Journal, _CASHIER),
     ScreenSpec("receipt", ReceiptView, _CASHIER),
@@ -47,6 +52,21 @@ SCREENS: list[ScreenSpec] = [
     ScreenSpec("supervisor_pin", SupervisorPin, _CASHIER),
     ScreenSpec("x_report", XReport, _CASHIER),
     ScreenSpec("day_end", DayEnd, _CASHIER),
+    # The kiosk: its customer's screens (ui.screens.kiosk, ui.screens.kiosk_payment) ...
+    ScreenSpec("idle", KioskIdle, _KIOSK),
+    ScreenSpec("out_of_order", OutOfOrder, _KIOSK),
+    ScreenSpec("kiosk_card", KioskCard, _KIOSK),
+    ScreenSpec("kiosk_result", KioskResult, _KIOSK),
+    ScreenSpec("kiosk_receipt", KioskReceipt, _KIOSK),
+    # ... and the technician's, behind the technician PIN (ui.screens.technician, ui.screens.technician_tools).
+    ScreenSpec("technician_pin", TechnicianPin, _BOTH),
+    ScreenSpec("technician", TechnicianMenu, _BOTH),
+    ScreenSpec("tech_diagnostics", TechDiagnostics, _BOTH),
+    ScreenSpec("tech_devices", TechDevices, _BOTH),
+    ScreenSpec("tech_host", TechHost, _BOTH),
+    ScreenSpec("tech_params", TechParams, _BOTH),
+    ScreenSpec("tech_log", TechLog, _BOTH),
+    ScreenSpec("tech_bundle", TechBundle, _BOTH),
 ]
 
 #: Bars drawn above every screen of their modes (not screens of their own): the kv class
