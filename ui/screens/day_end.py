@@ -290,4 +290,5 @@ class DayEnd(ViewModel):
             error=False,
         )
         self._show()
+        self.update(can_print=True)  # (as with a printer: the Z report can be printed again)
         self._fresh = True
