@@ -54,7 +54,8 @@ def test_a_part_refund_without_the_card_then_the_rest_tapping_it(app: App, data_
     refund.refund(present_card=True)
     key_pin(app)
     assert app.at == "result" and result.approved and result.amount_text == "15.00 EUR"
-    assert app.session.screen("present_card", PresentCard).lights == 4  # the card was read
+    present = app.session.screen("present_card", PresentCard)
+    assert present.lights == 4 and present.kind_text == "Refund"  # the card was read, for a refund
 
     refund.open(sale_id)
     app.settle()

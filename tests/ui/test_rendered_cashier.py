@@ -137,7 +137,7 @@ def test_sale_refund_void_and_end_of_day_on_pcscd_and_the_network_printer(
             {"wait": "receipt"},
             {"touch": "back"},
             {"touch": "next"},
-            # a part refund, found in the journal, without the card, behind the PIN
+            # a part refund, found in the journal, the card tapped again, behind the PIN
             {"touch": "menu"},
             {"touch": "refund"},
             {"wait": "journal"},
@@ -145,7 +145,7 @@ def test_sale_refund_void_and_end_of_day_on_pcscd_and_the_network_printer(
             {"wait": "refund"},
             {"do": "refund.press", "args": ["clear"]},
             *_keys("refund", "500"),
-            {"touch": "no_card"},
+            {"touch": "tap"},
             {"wait": "supervisor_pin"},
             *pin_keyed,
             {"wait": "result", "timeout": 30},
@@ -187,7 +187,7 @@ def test_sale_refund_void_and_end_of_day_on_pcscd_and_the_network_printer(
     refund = _at(steps, {"wait": "refund"})
     assert "Left to refund: 20.00 EUR" in refund["texts"] and "20.00 EUR" in refund["texts"]
     pin = _at(steps, {"wait": "supervisor_pin"})
-    assert any(t.startswith("Refund 5.00 EUR (to the sale's card, without the card)") for t in pin["texts"])
+    assert any(t.startswith("Refund 5.00 EUR (card presented)\nOf: Sale 20.00 EUR") for t in pin["texts"])
     assert "Enter the supervisor PIN" in pin["texts"]
     keyed = _at(steps, {"do": "supervisor_pin.press", "args": [PIN[-1]]})
     assert "●●●●" in keyed["texts"]  # the PIN is never drawn, only its dots

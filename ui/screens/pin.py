@@ -20,7 +20,6 @@ as soon as it was checked.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from terminal.pins import MAX_TRIES, PinError, PinLocked, PinNotSet, PinStore, WeakPin
 from ui.session import Session
@@ -36,7 +35,7 @@ _CHOOSE = "No supervisor PIN is set yet: choose one (4 to 12 digits)"
 
 def pin_store(session: Session) -> PinStore:
     """The PINs of the session's terminal (kept in its data directory, beside the journal)."""
-    return PinStore(Path(session.terminal.store.path).parent)
+    return PinStore(session.data_dir)
 
 
 def _minutes(seconds: int) -> int:

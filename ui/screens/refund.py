@@ -233,7 +233,7 @@ class RefundAmount(ViewModel):
     def _run(self, row: TxnRow, amount: int, present_card: bool, other_card: bool) -> None:
         session, tr = self.session, self.session.tr
         if present_card:
-            session.screen("present_card", PresentCard).begin(amount)
+            session.screen("present_card", PresentCard).begin(amount, kind="refund", code=row.currency)
             session.navigator.go("present_card", amount=amount)
         else:
             self.update(busy=True, error=False, message=tr("Refunding"))

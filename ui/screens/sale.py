@@ -140,6 +140,7 @@ class PresentCard(ViewModel):
     """ "Present card": the amount, the prompt, the four contactless lights and the Book A message, live."""
 
     screen = "present_card"
+    kind_text: str = ""  # "Refund" for a refund (a sale says nothing more than its amount)
     amount_text: str = ""
     prompt: str = ""
     message: str = ""
@@ -155,11 +156,16 @@ class PresentCard(ViewModel):
         session.on_event("card_prompt", self._on_prompt)
         session.on_event("ui_message", self._on_message)
 
-    def begin(self, amount: int) -> None:
+    def begin(self, amount: int, *, kind: str = "sale", code: int | None = None) -> None:
+        """A payment of ``amount`` (currency ``code``, the terminal's by default) waits for the card.
+
+        ``kind`` "refund" says so above the amount: the customer taps to be paid, not to pay.
+        """
         tr = self.session.tr
         self._amount = amount
         self.update(
-            amount_text=tr.amount(amount, self.session.currency),
+            kind_text=tr("Refund") if kind == "refund" else "",
+            amount_text=tr.amount(amount, self.session.currency if code is None else code),
             prompt=tr("Present card"),
             message="",
             lights=1,
