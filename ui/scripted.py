@@ -13,7 +13,16 @@ PNG of the window.  A step is one of:
 - ``{"wait": "result"}``: wait (up to ``timeout`` s) until that screen is shown and the worker is idle;
   ``{"wait": "present_card", "state": {"prompt": "Present card again"}}``: until it is shown with
   those values (the worker may be busy: a payment under way);
-- ``{"sleep": 0.5}``; ``{"language": "zh_CN"}``.
+- ``{"sleep": 0.5}``; ``{"language": "zh_CN"}``;
+- ``{"close": true}``: the window asked to close, as by its close button (it closes unless refused);
+  ``{"key": "escape"}``: the Escape key pressed;
+- ``{"call": "package.module:function", "args": [...]}``: call a function in the application's process
+  (a test's rig: a device stopped or started while the application runs).
+
+The report also says whether every step ran (``completed``: false when the
+application ended before, as a kiosk left with the technician PIN does), the
+screen it ended on (``ended_on``), and the window's ``borderless`` and
+``fullscreen``.
 
 The script: ``{"data_dir": ..., "reader": ..., "host": "memory", "kiosk": false,
 "language": "en", "steps": [...]}``.  Run it with
@@ -22,6 +31,7 @@ The script: ``{"data_dir": ..., "reader": ..., "host": "memory", "kiosk": false,
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -62,7 +72,8 @@ def _reached(session: Any, step: dict[str, Any]) -> bool:
         return not session.worker.busy
     target = session.screens.get(name) or session.bars.get(name)
     state = target.state() if target is not None else {}
-    return all(state.get(key) == value for key, value in dict(wanted).items())
+    # compared as the report shows them (JSON: a tuple is a list), so a script can name any field
+    return all(json.loads(json.dumps(state.get(key))) == value for key, value in dict(wanted).items())
 
 
 def _texts(widget: Any) -> list[str]:
@@ -101,7 +112,7 @@ def main(argv: list[str]) -> int:
     terminal = open_terminal(data_dir, reader_url=script.get("reader"), host=script.get("host", "memory"))
     session = Session(terminal, kivy_dispatcher, language=script.get("language", "en"), kiosk=bool(script.get("kiosk")))
     steps: list[dict[str, Any]] = script["steps"]
-    report: dict[str, Any] = {"steps": [], "error": None}
+    report: dict[str, Any] = {"steps": [], "error": None, "completed": False}
     shots = report_path.parent / "shots"
     shots.mkdir(exist_ok=True)
 
@@ -129,8 +140,12 @@ def main(argv: list[str]) -> int:
         )
 
     def started(app: Any) -> None:
+        window = app.root_window
+        report["window"] = {"borderless": bool(window.borderless), "fullscreen": window.fullscreen}
+
         def run(index: int, deadline: float | None = None) -> None:
             if index >= len(steps):
+                report["completed"] = True
                 app.stop()
                 return
             step = steps[index]
@@ -158,6 +173,17 @@ def main(argv: list[str]) -> int:
                     return
                 elif "language" in step:
                     session.tr.set_language(step["language"])
+                elif "close" in step:
+                    if not window.dispatch("on_request_close"):  # what the window does when nobody refuses
+                        app.stop()
+                        return
+                elif "key" in step:
+                    codes = {"escape": (27, 41)}
+                    key, scancode = codes[str(step["key"])]
+                    window.dispatch("on_keyboard", key, scancode, None, [])
+                elif "call" in step:
+                    module, _, function = str(step["call"]).partition(":")
+                    getattr(importlib.import_module(module), function)(*step.get("args", []))
             except Exception as exc:  # reported, and the run ends
                 report["error"] = f"{type(exc).__name__}: {exc}"
                 app.stop()
@@ -173,6 +199,7 @@ def main(argv: list[str]) -> int:
     try:
         PostermApp(session, on_started=started).run()
     finally:
+        report["ended_on"] = session.navigator.current.name
         terminal.close()
         report_path.write_text(json.dumps(report, indent=1), encoding="utf-8")
     return 0 if report["error"] is None else 1
