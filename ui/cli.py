@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FIRST_FRAME_ENV", "add_commands"]
+__all__ = ["ECR_KIOSK_PORT", "FIRST_FRAME_ENV", "add_commands"]
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
@@ -47,11 +47,39 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     reader = f"sim:card={args.card}" if args.card else args.reader
     terminal = open_terminal(data_dir, reader_url=reader, host=args.host)
     session = Session(terminal, kivy_dispatcher, language=args.lang, kiosk=args.kiosk)
+    server = None
     try:
+        server = _ecr(args, session)
         PostermApp(session, on_started=_first_frame_probe() if os.environ.get(FIRST_FRAME_ENV) else None).run()
     finally:
+        if server is not None:
+            server.stop(timeout=10.0)
         terminal.close()
     return 0
+
+
+def _ecr(args: argparse.Namespace, session: Any) -> Any:
+    """The ECR interface in this process (:mod:`ui.kiosk_ecr`): the kiosk's by default, the cashier's if asked."""
+    from terminal.cli_output import CommandError, Unavailable
+
+    if args.no_ecr and args.ecr_port is not None:
+        raise CommandError("give either --ecr-port or --no-ecr, not both")
+    port = args.ecr_port if args.ecr_port is not None else (ECR_KIOSK_PORT if args.kiosk and not args.no_ecr else None)
+    if port is None:
+        return None
+    from ui.ecr.server import EcrBindError
+    from ui.kiosk_ecr import serve_ecr
+
+    try:
+        server = serve_ecr(session, port)
+    except EcrBindError as exc:
+        raise Unavailable(f"the ECR interface cannot listen: {str(exc).replace('--port', '--ecr-port')}") from None
+    print(f"ECR interface: {server.url}", flush=True)
+    return server
+
+
+#: Where the kiosk serves the ECR interface unless told otherwise (``posterm ecr serve``'s default too).
+ECR_KIOSK_PORT = 8780
 
 
 #: Set, the application prints ``first frame`` once its first frame is drawn, and exits (the start-up benchmark).
@@ -85,11 +113,25 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--reader", metavar="URL", help="device URL of the card reader (default: the configured one)")
     p.add_argument("--host", default="auto", help="auto (default), memory, none, https, or https://HOST:PORT")
     p.add_argument(
+        "--ecr-port",
+        type=_port,
+        metavar="PORT",
+        help="serve the ECR interface in this process on 127.0.0.1:PORT (0: a free one); "
+        f"the kiosk does on {ECR_KIOSK_PORT} unless --no-ecr",
+    )
+    p.add_argument("--no-ecr", action="store_true", help="a kiosk without the ECR interface (payments: demo_amount)")
+    p.add_argument(
         "--data-dir",
         type=Path,
         help="where the journal and keys live (default: $POSTERM_DATA_DIR, else the user data directory)",
     )
     p.set_defaults(func=_cmd_ui)
+
+
+def _port(text: str) -> int:
+    from ui.ecr.cli import port_or_zero
+
+    return port_or_zero(text)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,7 +25,9 @@ screen it ended on (``ended_on``), and the window's ``borderless`` and
 ``fullscreen``.
 
 The script: ``{"data_dir": ..., "reader": ..., "host": "memory", "kiosk": false,
-"language": "en", "steps": [...]}``.  Run it with
+"language": "en", "ecr_port": null, "steps": [...]}``; with ``ecr_port`` the
+ECR interface runs in the application's process as the kiosk serves it
+(:mod:`ui.kiosk_ecr`; 0: a free port, which the report gives as ``ecr_url``).  Run it with
 :func:`run_script` from a test (a subprocess: Kivy owns its process).
 """
 
@@ -138,6 +140,11 @@ def main(argv: list[str]) -> int:
                 "png": str(path),
             }
         )
+
+    if script.get("ecr_port") is not None:
+        from ui.kiosk_ecr import serve_ecr
+
+        report["ecr_url"] = serve_ecr(session, int(script["ecr_port"])).url
 
     def started(app: Any) -> None:
         window = app.root_window

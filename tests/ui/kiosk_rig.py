@@ -9,11 +9,13 @@ Nothing happens at import time.
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ask", "start_printer", "stop_printer"]
+__all__ = ["ask", "ecr_payment", "ecr_sale", "start_printer", "stop_printer"]
 
 _printers: list[Any] = []
 
@@ -40,3 +42,26 @@ def ask(folder: str, name: str, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the test did not do {name!r}")
         time.sleep(0.05)
+
+
+def _ecr(port: int, method: str, path: str, body: dict[str, Any] | None = None, key: str | None = None) -> Any:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json", **({"Idempotency-Key": key} if key else {})},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:  # a register's plain HTTP client
+        return json.loads(answer.read())
+
+
+def ecr_sale(port: int, amount: int, key: str) -> None:
+    """What the kiosk's software does when its customer has chosen: a sale through the ECR interface."""
+    answer = _ecr(port, "POST", "/v1/payments", {"kind": "sale", "amount": amount, "currency": "EUR"}, key)
+    assert answer["status"] in ("starting", "waiting_for_card"), answer
+
+
+def ecr_payment(port: int, key: str, status: str) -> None:
+    """The register reads the payment back: it must have ``status``."""
+    answer = _ecr(port, "GET", f"/v1/payments/{key}")
+    assert answer["status"] == status, answer

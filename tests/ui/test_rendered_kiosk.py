@@ -219,3 +219,37 @@ def test_the_card_reader_out_of_order_and_back(tmp_path: Path, vpcd: PcscdRig) -
     assert steps[-1]["screen"] == "idle"
     for step in steps:
         assert _not_blank(step["png"]), step["png"]
+
+
+def test_a_payment_from_the_kiosks_software_shows_on_its_screen(tmp_path: Path) -> None:
+    """The kiosk's software asks for 12.50 through the ECR interface served in the application's process."""
+    port = _free_port()
+    script = {
+        "data_dir": str(_kiosk_dir(tmp_path, result_seconds=2)),
+        "reader": "sim:card=visa-qvsdc-online?present-after=1.5",
+        "host": "memory",
+        "kiosk": True,
+        "ecr_port": port,
+        "steps": [
+            {"wait": "idle"},
+            {"touch": "lang_zh"},  # this customer reads Chinese
+            {"call": "tests.ui.kiosk_rig:ecr_sale", "args": [port, 1250, "kiosk-order-1"]},
+            {"wait": "kiosk_card", "state": {"prompt": "请出示卡片"}},
+            {"wait": "kiosk_result"},
+            {"call": "tests.ui.kiosk_rig:ecr_payment", "args": [port, "kiosk-order-1", "approved"]},
+            {"wait": "idle", "timeout": 10},
+        ],
+    }
+    report = run_script(script, tmp_path / "run")
+    assert report["error"] is None, report
+    assert report["ecr_url"] == f"http://127.0.0.1:{port}"
+    steps = report["steps"]
+    card = steps[3]
+    assert card["screen"] == "kiosk_card" and card["state"]["amount_text"] == "€12.50"
+    assert "€12.50" in card["texts"] and "请出示卡片" in card["texts"]
+    result = steps[4]
+    assert result["state"]["approved"] is True and "交易成功" in result["texts"]
+    back = steps[-1]
+    assert back["screen"] == "idle" and back["state"]["language"] == "en"  # the next customer starts in English
+    for step in steps:
+        assert _not_blank(step["png"]), step["png"]

@@ -908,7 +908,7 @@ PUBLIC: dict[str, set[str]] = {
     # ---------------------------------------------------------------------------- ui
     "ui": set(),
     "ui.app": {"PostermApp", "kivy_dispatcher", "load_views"},
-    "ui.cli": {"add_commands"},
+    "ui.cli": {"ECR_KIOSK_PORT", "FIRST_FRAME_ENV", "add_commands"},
     "ui.commands": {"COMMANDS"},
     "ui.ecr": {"EcrServer", "PaymentDesk"},
     "ui.ecr.app": {"MAX_BODY_BYTES", "EcrApi", "create_app"},
@@ -928,6 +928,7 @@ PUBLIC: dict[str, set[str]] = {
     "ui.ecr.schema": {"DOCUMENT_URI", "KEY_PATTERN", "first_error", "openapi_bytes", "openapi_document"},
     "ui.ecr.server": {"DEFAULT_PORT", "EcrBindError", "EcrServer", "is_loopback", "listen"},
     "ui.i18n": {"LANGUAGES", "Translator", "catalogue"},
+    "ui.kiosk_ecr": {"serve_ecr"},
     "ui.kivy_env": {"CJK_FONTS", "CJK_FONT_PACKAGE", "FontMissing", "cjk_font", "has_display", "prepare"},
     "ui.scripted": {"run_script"},
     "ui.screenshots": {"write_screenshots"},
