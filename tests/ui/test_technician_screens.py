@@ -62,7 +62,23 @@ def test_the_pin_opens_the_menu_and_cancel_goes_back(tech: App) -> None:
     ]  # fmt: skip
     assert not menu.can_leave  # the cashier's application is closed as any window
     menu.close()
-    assert tech.at == "amount"
+    assert tech.at == "menu"
+
+
+def test_the_cashiers_menu_leads_to_the_technician(tech: App) -> None:
+    from ui.screens.menu import CashierMenu
+
+    cashier = tech.session.screen("menu", CashierMenu)
+    tech.session.navigator.go("menu")
+    assert cashier.technician_label == "Technician"
+    cashier.technician()
+    pin = tech.session.screen("technician_pin", TechnicianPin)
+    assert tech.at == "technician_pin" and pin.purpose == "menu"
+    pin.cancel()
+    assert tech.at == "menu"
+    cashier.technician()
+    enter(tech, PIN)
+    assert tech.at == "technician"
 
 
 def test_five_wrong_tries_lock_it_and_the_time_left_counts_down(tech: App) -> None:

@@ -26,6 +26,7 @@ class CashierMenu(ViewModel):
     day_end_label: str = ""
     language_label: str = ""
     back_label: str = ""
+    technician_label: str = ""  # the technician's menu, behind the technician PIN (ui.screens.technician)
 
     def __init__(self, session: Session) -> None:
         super().__init__()
@@ -45,6 +46,7 @@ class CashierMenu(ViewModel):
             day_end_label=tr("End of day"),
             language_label=others[0] if others else "",  # the other language, written in itself
             back_label=tr("Back to sale"),
+            technician_label=tr("Technician"),
         )
 
     def shown(self) -> None:
@@ -83,6 +85,12 @@ class CashierMenu(ViewModel):
 
     def back(self) -> None:
         self.session.navigator.go("amount")
+
+    def technician(self) -> None:
+        """The technician's menu: the technician PIN first."""
+        from ui.screens.technician import ask_for_technician
+
+        ask_for_technician(self.session, "menu")
 
     def sample(self) -> None:
         self.refresh()

@@ -335,8 +335,11 @@ class TechnicianMenu(ViewModel):
             pin.on_exit()
 
     def close(self) -> None:
-        """Back to the customer's (or the cashier's) screens."""
-        self.session.navigator.go("idle" if self.session.kiosk else "amount")
+        """Back to the customer's screens (the kiosk), or the cashier's menu."""
+        if self.session.kiosk:
+            self.session.navigator.go("idle")
+        else:
+            self.session.navigator.go("menu" if "menu" in self.session.screens else "amount")
 
 
 class TechDiagnostics(ViewModel):
