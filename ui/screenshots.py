@@ -36,6 +36,15 @@ def write_screenshots(out: Path, data_dir: Path, *, kiosk: bool = False) -> list
         plan += [(language, f"bar:{name}") for language in LANGUAGES for name in _bars(session)]
 
         def started(app: Any) -> None:
+            # A screen with more than one typical look names the others (``sample_variants()``, each drawn by
+            # ``sample_<variant>()``), as "<screen>-<variant>.png": the receipt's e-receipt, its QR code.
+            plan.extend(
+                (language, f"{name}-{variant}")
+                for language in LANGUAGES
+                for name in _names(session)
+                for variant in _variants(session, name)
+            )
+
             def step(index: int) -> None:
                 if index >= len(plan):
                     app.stop()
@@ -49,8 +58,9 @@ def write_screenshots(out: Path, data_dir: Path, *, kiosk: bool = False) -> list
                 else:
                     for bar in session.bars.values():
                         bar.update(visible=False)  # each screen alone; the bars have their own pictures
-                    session.screens[name].sample()
-                    session.navigator.go(name)
+                    screen, _, variant = name.partition("-")
+                    getattr(session.screens[screen], f"sample_{variant}" if variant else "sample")()
+                    session.navigator.go(screen)
 
                 def shoot(_dt: float) -> None:
                     path = out / language / f"{name}.png"
@@ -76,6 +86,11 @@ def write_screenshots(out: Path, data_dir: Path, *, kiosk: bool = False) -> list
         finally:
             terminal.close()
     return written
+
+
+def _variants(session: Any, name: str) -> list[str]:
+    variants = getattr(session.screens.get(name), "sample_variants", None)
+    return list(variants()) if callable(variants) else []
 
 
 def _bars(session: Any) -> list[str]:

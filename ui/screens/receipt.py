@@ -267,6 +267,10 @@ class ReceiptView(ViewModel):
             can_void=True,
         )
 
+    def sample_variants(self) -> tuple[str, ...]:
+        """The receipt's other typical look, for a screenshot of its own: the e-receipt (``sample_qr``)."""
+        return ("qr",)
+
     def sample_qr(self) -> None:
         """The e-receipt as the customer sees it (a second screenshot)."""
         self.sample()
