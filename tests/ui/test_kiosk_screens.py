@@ -296,3 +296,22 @@ def test_no_reader_configured_is_out_of_order(data_dir: Path) -> None:
         assert app.at == "technician_pin"  # the technician still gets in
     finally:
         app.close()
+
+
+def test_the_technicians_menu_left_untouched_goes_back_to_idle(data_dir: Path) -> None:
+    app = kiosk(data_dir, technician_seconds=1)
+    try:
+        PinStore(app.session.data_dir).set("technician", PIN)
+        pin = app.session.screen("technician_pin", TechnicianPin)
+        pin.ask("menu")
+        for key in PIN:
+            pin.press(key)
+        pin.submit()
+        app.settle()
+        assert app.at == "technician"
+        app.session.navigator.go("tech_log")  # moving about keeps it open
+        started = time.monotonic()
+        until(app, lambda: app.at == "idle", timeout=10)
+        assert time.monotonic() - started >= 0.9
+    finally:
+        app.close()

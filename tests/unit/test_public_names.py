@@ -979,6 +979,7 @@ PUBLIC: dict[str, set[str]] = {
         "TechnicianMenu",
         "TechnicianPin",
         "ask_for_technician",
+        "touched",
     },
     "ui.screens.technician_tools": {
         "LOG_BYTES",

@@ -21,11 +21,14 @@ The rules, as a customer meets them:
 - The way out (closing the window, Escape) and the technician menu (three
   taps in the top right corner of the idle or "out of order" screen, within
   three seconds) ask for the technician PIN (:mod:`ui.screens.technician`).
+  A PIN pad left untouched goes back to idle after ``pin_seconds``, the
+  technician's menu after ``technician_seconds``: a technician who walks
+  away does not leave the menu open to the next customer.
 
 ``<data_dir>/kiosk.json`` (all optional)::
 
-    {"language": "en", "demo_amount": 250, "result_seconds": 10,
-     "receipt_seconds": 30, "pin_seconds": 30, "device_poll_seconds": 2}
+    {"language": "en", "demo_amount": 250, "result_seconds": 10, "receipt_seconds": 30,
+     "pin_seconds": 30, "technician_seconds": 300, "device_poll_seconds": 2}
 
 A value that cannot be used is logged and its default taken: a kiosk starts.
 """
@@ -78,6 +81,7 @@ class KioskSettings:
     result_seconds: float = 10.0
     receipt_seconds: float = 30.0
     pin_seconds: float = 30.0
+    technician_seconds: float = 300.0  # the technician's menu left untouched goes back to idle
     device_poll_seconds: float = 2.0
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "TechnicianMenu",
     "TechnicianPin",
     "ask_for_technician",
+    "touched",
 ]
 
 _log = logging.getLogger("ui.technician")
@@ -303,8 +304,30 @@ class TechnicianMenu(ViewModel):
     def __init__(self, session: Session) -> None:
         super().__init__()
         self.session = session
+        self._untouched: Timer | None = None
         session.tr.listen(lambda _: self.refresh())
+        session.navigator.listen(lambda screen: self.touched() if _technicians(screen.name) else None)
         self.refresh()
+
+    def touched(self) -> None:
+        """The technician did something: on a kiosk, the menu left untouched for ``technician_seconds`` closes."""
+        if not self.session.kiosk:
+            return
+        if self._untouched is not None:
+            self._untouched.cancel()
+        seconds = getattr(getattr(self.session.screens.get("idle"), "settings", None), "technician_seconds", 300.0)
+        self._untouched = self.session.timers.call_later(seconds, self._left_alone)
+
+    def _left_alone(self) -> None:
+        self._untouched = None
+        if not _technicians(self.session.navigator.current.name):
+            return
+        diagnostics = self.session.screens.get("tech_diagnostics")
+        if self.session.worker.busy or getattr(diagnostics, "running", False):
+            self.touched()  # at work (a test, a download): not left alone
+            return
+        _log.info("the technician's menu was left untouched: back to idle")
+        self.session.navigator.go("idle")
 
     def refresh(self) -> None:
         tr = self.session.tr
@@ -413,6 +436,7 @@ class TechDiagnostics(ViewModel):
         """Run every test, in order; each result is shown as it comes."""
         if self.running:
             return
+        touched(self.session)
         self.results = {}
         self._token = CancelToken()
         self.update(running=True, prompt="", summary="")
@@ -486,6 +510,18 @@ class TechDiagnostics(ViewModel):
         self._current = "saf_queue"
         self.update(running=True)
         self.refresh()
+
+
+def _technicians(screen: str) -> bool:
+    """Whether ``screen`` is one of the technician's (the menu and its tools), not the PIN pad."""
+    return screen == "technician" or screen.startswith("tech_")
+
+
+def touched(session: Session) -> None:
+    """The technician did something on a tool's screen (see :meth:`TechnicianMenu.touched`)."""
+    menu = session.screens.get("technician")
+    if isinstance(menu, TechnicianMenu):
+        menu.touched()
 
 
 def _url(device: Any) -> str | None:

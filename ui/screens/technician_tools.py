@@ -31,6 +31,7 @@ from terminal.diagnostics import export_bundle, list_devices, run_diagnostics
 from terminal.logfile import log_tail
 from terminal.params import ParameterState, download_parameters, parameter_status, reload_configuration
 from terminal.params import rollback_parameters as rollback_to_previous
+from ui.screens.technician import touched
 from ui.session import Session
 from ui.viewmodel import ViewModel
 
@@ -77,6 +78,7 @@ class _Tool(ViewModel):
 
     def _work(self, call: Any, done: Any, what: str) -> None:
         """``call(terminal)`` on the worker; ``done(result)`` on the UI thread; a failure said in the message line."""
+        touched(self.session)
         tr = self.session.tr
         self.update(busy=True, message=tr("Working..."))
 
