@@ -51,7 +51,7 @@ from terminal.settings import (
     load_default_settings,
     load_settings,
 )
-from terminal.store import StorageCorrupt, StorageError, Store
+from terminal.store import StorageCorrupt, StorageError, Store, StoreInUse
 
 __all__ = [
     "ENROLMENT_FILE",
@@ -189,8 +189,15 @@ def open_terminal(
     clock: Clock | None = None,
     settings: TerminalSettings | None = None,
     recover: bool = True,
+    shared: bool = False,
 ) -> Terminal:
     """Open (creating on first use) the terminal whose state lives in ``data_dir``.
+
+    One process at a time makes payments on a data directory (it holds the
+    journal's lock, and runs start-up recovery).  When another holds it, the
+    terminal is refused (:class:`~terminal.store.StoreInUse`) unless
+    ``shared``: then it opens to read (reports, the queue's status, receipts),
+    without recovery, and refuses to make payments.
 
     ``reader_url`` not given: the reader of the device configuration (see
     :func:`reader_for`); the receipt printer is the configured one (none by
@@ -202,7 +209,13 @@ def open_terminal(
     journal = _prepare(directory)
     config, configured, _ = load_configuration(directory)
     keystore = FileKeystore.open(directory / "keys", create=Store.is_blank(journal))
-    store = Store.open(journal, keystore, create=False)
+    try:
+        store = Store.open(journal, keystore, create=False)
+    except StoreInUse:
+        if not shared:
+            raise
+        store = Store.open(journal, keystore, create=False, exclusive=False)
+        recover = False
     try:
         reader = reader_for(directory, reader_url)
         link = open_host(host, directory)

@@ -46,8 +46,9 @@ __all__ = ["add_commands"]
 
 
 @contextmanager
-def _terminal(args: argparse.Namespace, reader_url: str | None = None) -> Iterator[Terminal]:
-    terminal = open_terminal(args.data_dir, reader_url=reader_url, host=getattr(args, "host", "auto"))
+def _terminal(args: argparse.Namespace, reader_url: str | None = None, *, shared: bool = False) -> Iterator[Terminal]:
+    """The terminal of ``--data-dir``; ``shared``: this command only reads, so it runs beside an application."""
+    terminal = open_terminal(args.data_dir, reader_url=reader_url, host=getattr(args, "host", "auto"), shared=shared)
     try:
         yield terminal
     finally:
@@ -177,12 +178,12 @@ def _money_text(amount: int, code: int) -> str:
 def _cmd_journal(args: argparse.Namespace) -> int:
     from terminal import cli_journal
 
-    with _terminal(args) as terminal:
+    with _terminal(args, shared=args.journal_command != "purge") as terminal:
         return cli_journal.run(args, terminal)
 
 
 def _cmd_saf(args: argparse.Namespace) -> int:
-    with _terminal(args) as terminal:
+    with _terminal(args, shared=args.saf_command == "status") as terminal:
         if args.saf_command == "forward":
             try:
                 report = terminal.forward_now()
@@ -225,7 +226,7 @@ def _cmd_saf(args: argparse.Namespace) -> int:
 def _cmd_receipt(args: argparse.Namespace) -> int:
     from terminal.receipts import render_escpos, render_text
 
-    with _terminal(args) as terminal:
+    with _terminal(args, shared=True) as terminal:
         if terminal.transaction(args.txn_id) is None:
             raise CommandError(f"no transaction {args.txn_id}")
         if args.print:
@@ -253,7 +254,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from terminal.host import TotalsLine
     from terminal.reports import render_report
 
-    with _terminal(args) as terminal:
+    with _terminal(args, shared=True) as terminal:
         kind = args.kind.upper()
         batch_id = args.batch
         if kind == "Z" and batch_id is None:

@@ -164,7 +164,7 @@ def open_journal(data_dir: Path) -> Journal:
             keystore=keystore, error=f"journal {journal} is {what}, but the terminal's keys exist: restore it"
         )
     try:
-        store = Store.open(journal, keystore, create=False)
+        store = Store.open(journal, keystore, create=False, exclusive=False)  # diagnostics only read
     except (StorageError, KeystoreError, sqlite3.Error, OSError) as exc:
         return Journal(keystore=keystore, error=f"journal {journal}: {error_text(exc)}")
     return Journal(keystore=keystore, store=store)

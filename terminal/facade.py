@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from emv.config import TerminalConfig
-from emv.outcome import TransactionResult
+from emv.outcome import Message, ReaderStatus, TransactionResult, UiMessage
 from terminal.card_reading import CardRequest, card_record, read_card
 from terminal.core import Clock, Core, SystemClock, TerminalSettings
 from terminal.forwarding import Forwarder
@@ -326,6 +326,14 @@ class Terminal:
 
     def _finished(self, result: PaymentResult) -> PaymentResult:
         if self._core.listeners:
+            # Book A's last message: the outcome, as the customer sees it on the reader's display.
+            if result.approved:
+                shown = UiMessage(Message.APPROVED, ReaderStatus.CARD_READ_SUCCESSFULLY)
+            elif result.state is State.DECLINED or result.state is State.DECLINED_AFTER_FORWARDING:
+                shown = UiMessage(Message.NOT_AUTHORISED, ReaderStatus.CARD_READ_SUCCESSFULLY)
+            else:
+                shown = UiMessage(Message.PROCESSING_ERROR, ReaderStatus.PROCESSING_ERROR)
+            self._core.emit("ui_message", result.txn_id, **shown.to_json())
             data = {k: v for k, v in result.to_json().items() if k not in ("txn_id", "kind")}
             self._core.emit("payment_finished", result.txn_id, payment=result.kind, **data)
         return result
@@ -339,6 +347,19 @@ class Terminal:
         if warning is None:
             return result
         return PaymentResult(**{**result.__dict__, "warnings": (*result.warnings, warning)})
+
+    @property
+    def read_only(self) -> bool:
+        """Opened to read only: another process holds the terminal (see :func:`terminal.bootstrap.open_terminal`)."""
+        return not self._core.store.exclusive
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise PaymentRefused(
+                "busy",
+                f"the terminal in {self._core.store.path.parent} is in use by another process: "
+                "this one can only read (stop the other first)",
+            )
 
     # -- verbs ----------------------------------------------------------------------------------
 
@@ -360,6 +381,7 @@ class Terminal:
         ``reference``: the register's own reference, kept with the payment.
         """
         with self._lock, self._refusing_on_storage_errors():
+            self._writable()
             done = self._done_for(request_key)
             if done is not None:
                 return done
@@ -394,6 +416,7 @@ class Terminal:
         ``reference`` as for :meth:`sale`.
         """
         with self._lock, self._refusing_on_storage_errors():
+            self._writable()
             done = self._done_for(request_key)
             if done is not None:
                 return done
@@ -468,6 +491,7 @@ class Terminal:
         No payment is made: the card is read as for a refund, and nothing of
         it is stored.
         """
+        self._writable()  # the reader is the other process's
         with self._lock:
             result = self._read_card(CardRequest(1, self.config_currency, 2, 0x20, False))
             card = card_record(self._core.keystore, "lookup", result)
@@ -478,12 +502,14 @@ class Terminal:
     def void(self, txn_id: str) -> PaymentResult:
         """Cancel an approved payment (a sale or a refund) of the open batch."""
         with self._lock, self._refusing_on_storage_errors():
+            self._writable()
             return self._after_payment(self._payments.void(txn_id))
 
     # -- store and forward ------------------------------------------------------------------------
 
     def forward_now(self, limit: int | None = None) -> ForwardReport:
         """Send queued reversals, then SAF entries in order, now (backoff is not waited for)."""
+        self._writable()
         with self._lock:
             report = self._forwarder.forward(due_only=False, limit=limit)
         self._emit_offline_status()
@@ -491,6 +517,7 @@ class Terminal:
 
     def forward_due(self, limit: int | None = None) -> ForwardReport:
         """What a background forwarder calls: only entries whose backoff has passed."""
+        self._writable()
         with self._lock:
             report = self._forwarder.forward(due_only=True, limit=limit)
         self._emit_offline_status()
@@ -499,9 +526,14 @@ class Terminal:
     # -- recovery -------------------------------------------------------------------------------
 
     def recover(self) -> list[tuple[str, State]]:
-        """Resolve transactions a crash left unfinished; returns (txn_id, new state) for each."""
+        """Resolve transactions a crash left unfinished; returns (txn_id, new state) for each.
+
+        Not when read only: what looks unfinished is another process's payment in progress.
+        """
         core = self._core
         done: list[tuple[str, State]] = []
+        if self.read_only:
+            return done
         with self._lock:
             for row in core.store.list_transactions(states=[State.STARTED, State.AUTHORISING]):
                 if row.state is State.STARTED:
@@ -517,10 +549,13 @@ class Terminal:
 
     def settle(self) -> SettlementResult:
         """Close the batch with the host; see :meth:`terminal.settlement.Settlement.settle`."""
+        if self.read_only:
+            raise SettlementRefused("settlement refused: the terminal is in use by another process")
         with self._lock:
             return self._settlement.settle()
 
     def purge_expired_records(self) -> PurgeReport:
         """Delete the settled records older than the retention period (``retention_years``)."""
+        self._writable()
         with self._lock:
             return self._settlement.purge_expired_records()

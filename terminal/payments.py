@@ -173,7 +173,7 @@ class Payments:
                 pan_token=row.pan_token or "",
                 original_txn_id=row.original_txn_id,
             )
-            if core.listeners:  # Book A: "Authorising, please wait" while the host decides
+            if core.listeners and emv is None:  # no card was read: the kernel did not say "Authorising"
                 core.emit(
                     "ui_message", None, **UiMessage(Message.AUTHORISING, ReaderStatus.CARD_READ_SUCCESSFULLY).to_json()
                 )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -42,6 +43,7 @@ from terminal.store_core import (
     StorageError,
     StorageFull,
     StorageReadOnly,
+    StoreInUse,
     TxnRow,
     classify,
 )
@@ -57,6 +59,7 @@ __all__ = [
     "StorageFull",
     "StorageReadOnly",
     "Store",
+    "StoreInUse",
     "TxnRow",
     "VerifyReport",
 ]
@@ -75,9 +78,27 @@ class Store(QueueAccess, BatchAccess):
     # -- opening ------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, keystore: Keystore, *, create: bool = True) -> Store:
-        """Open the store at ``path``; ``create=False`` refuses a missing, empty or foreign file."""
+    def open(cls, path: Path, keystore: Keystore, *, create: bool = True, exclusive: bool = True) -> Store:
+        """Open the store at ``path``; ``create=False`` refuses a missing, empty or foreign file.
+
+        ``exclusive``: this store will make payments and run recovery, so it
+        takes the journal's lock (``journal.sqlite.lock``, held until
+        :meth:`close`, released by the system if the process dies) and raises
+        :class:`StoreInUse` if another process holds it.  Recovery in a second
+        process would treat the first one's payment in progress as abandoned.
+        Readers (reports, ``saf status``, diagnostics) open without it.
+        """
         path = Path(path)
+        lock_fd = _lock(path) if exclusive else None
+        try:
+            return cls._open(path, keystore, create=create, lock_fd=lock_fd)
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+
+    @classmethod
+    def _open(cls, path: Path, keystore: Keystore, *, create: bool, lock_fd: int | None) -> Store:
         if not create:
             try:
                 size = path.stat().st_size
@@ -101,6 +122,7 @@ class Store(QueueAccess, BatchAccess):
             conn.execute("PRAGMA secure_delete=FAST")
             conn.execute("PRAGMA foreign_keys=ON")
             store = cls(path, conn, keystore)
+            store._lock_fd = lock_fd
             store._migrate(create)
         except sqlite3.Error as exc:
             conn.close()
@@ -112,6 +134,11 @@ class Store(QueueAccess, BatchAccess):
             conn.close()
             raise
         return store
+
+    @property
+    def exclusive(self) -> bool:
+        """Whether this store holds the journal's lock (it may make payments and recover)."""
+        return self._lock_fd is not None
 
     @staticmethod
     def is_blank(path: Path) -> bool:
@@ -437,3 +464,37 @@ class Store(QueueAccess, BatchAccess):
         with self._reading() as cur:
             row = cur.execute("SELECT sad_blob FROM transactions WHERE txn_id=?", (txn_id,)).fetchone()
             return None if row is None or row[0] is None else bytes(row[0])
+
+
+def _lock(path: Path) -> int:
+    """Take the journal's lock without waiting: its file descriptor, or :class:`StoreInUse` naming the holder."""
+    import fcntl
+
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StorageError(f"cannot open the lock {lock_path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = None
+        try:
+            text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+            holder = int(text) if text.isdigit() else None
+        except OSError:
+            pass
+        os.close(fd)
+        who = f"process {holder}" if holder else "another process"
+        raise StoreInUse(
+            f"the terminal in {path.parent} is in use by {who} (a posterm command or application); "
+            "stop it first, or use a command that only reads",
+            holder,
+        ) from None
+    except OSError as exc:
+        os.close(fd)
+        raise StorageError(f"cannot lock {lock_path}: {exc.strerror}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd

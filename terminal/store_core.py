@@ -33,6 +33,7 @@ __all__ = [
     "StorageFull",
     "StorageReadOnly",
     "StoreCore",
+    "StoreInUse",
     "TxnRow",
     "classify",
 ]
@@ -51,6 +52,14 @@ class StorageFull(StorageError):
 
 class StorageReadOnly(StorageError):
     """The database cannot be written (read-only file system or file)."""
+
+
+class StoreInUse(StorageError):
+    """Another process has the store open to make payments (``pid`` is its process id, if known)."""
+
+    def __init__(self, message: str, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
 
 
 class StorageCorrupt(StorageError):
@@ -161,8 +170,13 @@ class StoreCore:
         self._seen_version: int | None = None
         self._atomic = 0  # > 0 inside atomic(): each change is a savepoint of its transaction
 
+    _lock_fd: int | None = None  # the lock file held while this store makes payments (see Store.open)
+
     def close(self) -> None:
         self._conn.close()
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)  # releases the lock
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Cursor]:
