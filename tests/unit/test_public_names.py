@@ -993,6 +993,7 @@ PUBLIC: dict[str, set[str]] = {
         "TechParams",
         "removable_folders",
     },
+    "ui.screens.texts": {"reason_text"},
     "ui.screens.registry": {"BARS", "SCREENS", "ScreenSpec", "build"},
     "ui.screens.reports": {"XReport", "print_text", "report_job", "report_text", "sample_report"},
     "ui.screens.sale": {"AmountEntry", "MAX_DIGITS", "PaymentOutcome", "PresentCard", "TENDERS", "Tender"},

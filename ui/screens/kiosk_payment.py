@@ -28,6 +28,7 @@ from typing import Any
 from terminal.facade import TerminalEvent
 from terminal.receipts import render_text
 from ui.screens.kiosk import CUSTOMER_SCREENS, KioskIdle, go_idle
+from ui.screens.texts import reason_text
 from ui.session import Session
 from ui.timers import Timer
 from ui.viewmodel import ViewModel
@@ -171,17 +172,6 @@ class KioskCard(ViewModel):
         self.refresh()
 
 
-def _reason(message: str, approved: bool) -> str:
-    """The result's message under its title: what the title already says is not said twice."""
-    if approved and message.lower() == "approved":
-        return ""
-    for said in ("declined: ", "not completed: "):
-        if message.lower().startswith(said):
-            message = message[len(said) :]
-            break
-    return message[:1].upper() + message[1:]
-
-
 class KioskResult(ViewModel):
     """The result for the customer, the receipt's choices, and the way back to idle (by itself, or "Done")."""
 
@@ -240,7 +230,7 @@ class KioskResult(ViewModel):
         self.update(
             approved=approved,
             title=title,
-            reason=_reason(tr(str(data.get("message", ""))), approved),
+            reason=reason_text(tr, str(data.get("message", "")), approved=approved),
             amount_text=tr.amount(int(data.get("amount", 0)), currency) if data else "",
             card_text=f"{data.get('scheme') or ''} {data.get('masked_pan') or ''}".strip(),
             receipt_note=note,

@@ -15,6 +15,7 @@ from typing import Any
 
 from terminal.facade import PaymentResult, TerminalEvent
 from terminal.money import currency as currency_of
+from ui.screens.texts import reason_text
 from ui.session import Session
 from ui.viewmodel import ViewModel
 
@@ -49,17 +50,6 @@ def start_card_sale(session: Session, amount: int) -> None:
 
 
 TENDERS: list[Tender] = [Tender("card", "Card", start_card_sale)]
-
-
-def _reason(message: str, approved: bool) -> str:
-    """The result's message under its title: what the title already says is not said twice."""
-    if approved and message.lower() == "approved":
-        return ""
-    for said in ("declined: ", "not completed: "):
-        if message.lower().startswith(said):
-            message = message[len(said) :]
-            break
-    return message[:1].upper() + message[1:]
 
 
 class AmountEntry(ViewModel):
@@ -243,7 +233,7 @@ class PaymentOutcome(ViewModel):
     def show_result(self, result: PaymentResult) -> None:
         tr = self.session.tr
         voided = result.state.value in ("voided", "void_pending")
-        reason = _reason(tr(result.message), result.approved)
+        reason = reason_text(tr, result.message, approved=result.approved)
         if voided:
             title = tr("Voided")
             pending = result.state.value == "void_pending"
