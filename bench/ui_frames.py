@@ -78,6 +78,7 @@ def main(argv: list[str]) -> int:
         session.run(lambda t: (t.forward_now(), t.settle()), lambda _r: None, lambda _e: None, name="settle")
 
     scenarios: list[tuple[str, Callable[[], None]]] = [
+        ("the first tap after start-up", sale("1000")),
         ("a tap approved online", sale("2000")),
         ("a payment stored offline (no host)", offline),
         ("a host timeout (2 s, then no answer)", timeout),
@@ -108,7 +109,7 @@ def main(argv: list[str]) -> int:
 
             Clock.schedule_once(wait, 0.05)
 
-        Clock.schedule_once(lambda _dt: run(0), 0.5)
+        Clock.schedule_once(lambda _dt: run(0), 2.0)  # after the start-up warm-up (ui.app), as a first customer
 
     try:
         PostermApp(session, on_started=started).run()

@@ -174,6 +174,22 @@ class Terminal:
                         close()
             self._core.store.close()
 
+    def warm_up(self) -> None:
+        """Load now what the first payment would load, so that it is no slower than the next (best effort).
+
+        The kernels and the host link's machinery (its HTTP and schema code,
+        a TLS session) are loaded when first used: about 90 ms, which an
+        application would rather spend before its first customer.  An echo to
+        the host, when the link offers one, also opens its connection.
+        """
+        import emv.kernel_c2
+        import emv.kernel_c3  # noqa: F401
+
+        echo = getattr(self._core.host, "echo", None)
+        if callable(echo):
+            with suppress(Exception):  # an unreachable host is the first payment's business
+                echo()
+
     # -- events ---------------------------------------------------------------------------------
 
     def subscribe(self, listener: Callable[[TerminalEvent], None]) -> Callable[[], None]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -24,6 +25,14 @@ from ui.viewmodel import Screen
 __all__ = ["PostermApp", "kivy_dispatcher", "load_views"]
 
 _VIEWS = Path(__file__).with_name("views")
+_FONT_SIZE = re.compile(r"font_size:\s*'(\d+)sp'")
+
+
+@cache
+def _font_sizes() -> tuple[int, ...]:
+    """Every text size the kv rules use (in sp), for the warm-up."""
+    sizes = {int(m) for path in _VIEWS.glob("*.kv") for m in _FONT_SIZE.findall(path.read_text(encoding="utf-8"))}
+    return tuple(sorted(sizes))
 _log = logging.getLogger("ui.app")
 
 
@@ -139,9 +148,34 @@ def _app_class() -> type:
                 _log.warning("no view for screen %s", screen.name)
 
         def on_start(self) -> None:
+            from kivy.clock import Clock
+
             self.session.start()
+            Clock.schedule_once(lambda _dt: self._warm_up(), 0.3)
+            # and the terminal's first payment: its modules and the host link's, on the worker
+            Clock.schedule_once(
+                lambda _dt: self.session.run(lambda t: t.warm_up(), lambda _r: None, name="warm-up"), 0.3
+            )
             if self._on_started is not None:
                 self._on_started(self)
+
+        def _warm_up(self) -> None:
+            """Load the font at every size the screens use, while nobody waits.
+
+            The first text drawn at a size loads the font at that size (the
+            Chinese font is large).  Each size the kv rules use is rendered
+            once, with Latin and Chinese text, into a texture thrown away.
+            """
+            from kivy.core.text import Label as CoreLabel
+            from kivy.metrics import sp  # type: ignore[import-untyped]
+
+            for size in _font_sizes():
+                for bold in (False, True):
+                    try:
+                        sample = "Approved 12.34 EUR 交易成功 请出示卡片"
+                        CoreLabel(text=sample, font_size=sp(size), bold=bold).refresh()
+                    except Exception:  # a size that cannot be drawn now will be drawn when needed
+                        _log.debug("warm-up at %s sp failed", size, exc_info=True)
 
         def on_stop(self) -> None:
             self.session.stop()

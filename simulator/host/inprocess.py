@@ -332,6 +332,7 @@ class InProcessHost:
         to a message (method ``"echo"``); ``force`` is accepted for the link's
         signature (there is no reachability window here).
         """
+        from host_link.client import header_key  # noqa: F401 - what a payment will need, loaded by the echo
         from host_link.wire import EchoAnswer
         from simulator.host.acquirer import host_time
 
