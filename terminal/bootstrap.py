@@ -37,13 +37,14 @@ from terminal.devices import (
     DeviceConfigError,
     LazyPrinter,
     LazyReader,
+    LazyScanner,
     load_devices,
 )
 from terminal.facade import Clock, Terminal, TerminalSettings
 from terminal.host import HostLink
 from terminal.keystore import FileKeystore
 from terminal.limits import MAX_PARAMETERS_FILE_BYTES, MAX_STATE_FILE_BYTES, read_json_input
-from terminal.ports import CardReader, DeviceUrlError, ReceiptPrinter
+from terminal.ports import CardReader, CodeScanner, DeviceUrlError, ReceiptPrinter
 from terminal.settings import (
     SettingsError,
     load_config,
@@ -63,6 +64,7 @@ __all__ = [
     "open_terminal",
     "printer_for",
     "reader_for",
+    "scanner_for",
 ]
 
 HOSTLINK_GROUP = "posterm.hostlinks"
@@ -181,6 +183,15 @@ def printer_for(data_dir: Path) -> ReceiptPrinter | None:
     return LazyPrinter(url) if url is not None else None
 
 
+def scanner_for(data_dir: Path) -> CodeScanner | None:
+    """The configured code scanner (opened when a code is first awaited), or None."""
+    try:
+        url = load_devices(data_dir).scanner
+    except DeviceConfigError:
+        return None  # the reader's and printer's errors say what is wrong with the file
+    return LazyScanner(url) if url is not None else None
+
+
 def open_terminal(
     data_dir: Path | None = None,
     *,
@@ -233,6 +244,7 @@ def open_terminal(
         host=link,
         reader=reader,
         printer=printer_for(directory),
+        scanner=scanner_for(directory),
         clock=clock,
         settings=settings or configured,
     )

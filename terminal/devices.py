@@ -37,11 +37,13 @@ from terminal.ports import (
     CancelToken,
     CardReader,
     CardSession,
+    CodeScanner,
     DeviceError,
     DeviceGone,
     DeviceUrlError,
     PrinterStatus,
     ReceiptPrinter,
+    ScannedCode,
 )
 from terminal.settings import SettingsError, shipped_document
 
@@ -53,6 +55,7 @@ __all__ = [
     "DeviceConfigError",
     "LazyPrinter",
     "LazyReader",
+    "LazyScanner",
     "load_devices",
     "set_device",
     "validate_url",
@@ -305,3 +308,36 @@ class LazyPrinter:
 
     def __repr__(self) -> str:
         return f"LazyPrinter({self.url!r}, opened={self._printer is not None})"
+
+
+class LazyScanner:
+    """A code scanner named by URL, opened when a code is first awaited (and again after it went away).
+
+    A :class:`~terminal.ports.CodeScanner` itself; an error opening the
+    device comes from :meth:`read` as a DeviceError.
+    """
+
+    kind = "scanner"
+
+    def __init__(self, url: str, opener: Callable[[str], CodeScanner] | None = None) -> None:
+        self.url = url
+        self._opener = opener or registry.open_scanner
+        self._scanner: CodeScanner | None = None
+
+    def read(self, timeout: float | None = None, cancel: CancelToken | None = None) -> ScannedCode:
+        if self._scanner is None:
+            self._scanner = self._opener(self.url)
+        try:
+            return self._scanner.read(timeout, cancel)
+        except DeviceGone:
+            self.close()  # unplugged: the next read opens it again
+            raise
+
+    def close(self) -> None:
+        scanner, self._scanner = self._scanner, None
+        if scanner is not None:
+            with contextlib.suppress(Exception):
+                scanner.close()
+
+    def __repr__(self) -> str:
+        return f"LazyScanner({self.url!r}, opened={self._scanner is not None})"

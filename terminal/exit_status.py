@@ -39,7 +39,9 @@ class ExitStatus(enum.IntEnum):
 
 # PaymentRefused reasons that are the operator's input, or a device that cannot be used.
 _BAD_INPUT_REASONS = frozenset({"not_found", "no_original", "amount", "currency"})
-_UNAVAILABLE_REASONS = frozenset({"no_reader", "reader_gone", "reader_error", "no_printer", "storage", "busy"})
+_UNAVAILABLE_REASONS = frozenset(
+    {"no_reader", "reader_gone", "reader_error", "no_printer", "no_scanner", "scanner_error", "storage", "busy"}
+)
 
 # Exception class names (anywhere in the class's ancestry) -> status.  Names, not classes, so
 # that this module imports nothing: the layers above terminal map their errors by the same rule.

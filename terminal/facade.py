@@ -38,7 +38,15 @@ from terminal.lifecycle import (
 )
 from terminal.offline import OfflineBehavior, PaymentRefused
 from terminal.payments import Payments
-from terminal.ports import CancelToken, CardReader, ReceiptPrinter
+from terminal.ports import (
+    CancelToken,
+    CardReader,
+    CodeScanner,
+    DeviceError,
+    NoCodeError,
+    ReceiptPrinter,
+    WaitCancelled,
+)
 from terminal.receipting import Receipts
 from terminal.results import (
     ForwardReport,
@@ -85,6 +93,7 @@ class Terminal:
         host: HostLink | None,
         reader: CardReader | None = None,
         printer: ReceiptPrinter | None = None,
+        scanner: CodeScanner | None = None,
         clock: Clock | None = None,
         settings: TerminalSettings | None = None,
         rng: random.Random | None = None,
@@ -100,6 +109,7 @@ class Terminal:
         )
         self.reader = reader
         self.printer = printer
+        self.scanner = scanner
         self._settlement = Settlement(self._core)
         self._forwarder = Forwarder(self._core, self._settlement.finish_pending_close)
         self._receipts = Receipts(self._core)
@@ -167,7 +177,7 @@ class Terminal:
     def close(self) -> None:
         """Release the store and the devices (a Terminal is not used after this)."""
         with self._lock:
-            for device in (self.reader, self.printer, self._core.host):
+            for device in (self.reader, self.printer, self.scanner, self._core.host):
                 close = getattr(device, "close", None)
                 if callable(close):
                     with suppress(Exception):  # closing must release the rest whatever one does
@@ -500,6 +510,28 @@ class Terminal:
             if len(out) >= limit:
                 break
         return out
+
+    def scan_code(self, timeout: float = 30.0) -> str:
+        """The next code the scanner reads (a receipt's QR code, say); :meth:`cancel` stops the wait.
+
+        PaymentRefused (in words) when no scanner is configured, no code came
+        in time, the wait was cancelled, or the scanner cannot be used.  The
+        text is the scanner's, untrusted: the caller checks what it holds.
+        """
+        if self.scanner is None:
+            raise PaymentRefused("no_scanner", "no code scanner is configured ('posterm devices set scanner URL')")
+        token = CancelToken()
+        self._cancel = token
+        try:
+            return self.scanner.read(timeout=timeout, cancel=token).text
+        except WaitCancelled:
+            raise PaymentRefused("cancelled", "cancelled: no code was scanned") from None
+        except NoCodeError:
+            raise PaymentRefused("no_code", "no code was scanned in time") from None
+        except DeviceError as exc:
+            raise PaymentRefused("scanner_error", f"the code scanner cannot be used: {exc}") from None
+        finally:
+            self._cancel = None
 
     def read_card_token(self) -> tuple[str, str] | None:
         """Read the card presented, to find its payments: (masked PAN, its token), or None if unreadable.

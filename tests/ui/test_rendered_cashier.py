@@ -12,6 +12,8 @@ not blank).  The application runs in a child process, as Kivy owns the process i
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import pytest
 from PIL import Image
 
 from simulator.net_printer import VirtualNetworkPrinter
+from simulator.pty_scanner import VirtualScanner
 from terminal.devices import set_device
 from terminal.pins import PinStore
 from tests.integration.pcscd_rig import PcscdRig, pcscd, vpcd  # noqa: F401
@@ -113,14 +116,42 @@ def printer() -> Iterator[VirtualNetworkPrinter]:
     virtual.stop()
 
 
-def test_sale_refund_void_and_end_of_day_on_pcscd_and_the_network_printer(
+@pytest.fixture
+def scanner() -> Iterator[VirtualScanner]:
+    virtual = VirtualScanner(rate=4)
+    yield virtual
+    virtual.close()
+
+
+def _scan_the_first_receipt(scanner: VirtualScanner, data_dir: Path, stop: threading.Event) -> None:
+    """The cashier holds the sale's paper receipt under the scanner: its QR code holds the receipt number."""
+    while not stop.is_set():
+        try:
+            conn = sqlite3.connect(f"file:{data_dir / 'journal.sqlite'}?mode=ro", uri=True)
+            try:
+                row = conn.execute(
+                    "SELECT txn_id FROM transactions WHERE kind='sale' ORDER BY created_at LIMIT 1"
+                ).fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            row = None
+        if row is not None:
+            scanner.stream([str(row[0])], repeat=True)
+            return
+        stop.wait(0.2)
+
+
+def test_sale_refund_void_and_end_of_day_on_pcscd_the_scanner_and_the_network_printer(
     tmp_path: Path,
     vpcd: PcscdRig,  # noqa: F811
     printer: VirtualNetworkPrinter,
+    scanner: VirtualScanner,
 ) -> None:
     data_dir = tmp_path / "terminal"
     data_dir.mkdir()
     set_device(data_dir, "printer", printer.url)
+    set_device(data_dir, "scanner", scanner.url)  # the pty scanner, through the serial driver
     PinStore(data_dir).set("supervisor", PIN)
     vpcd.card("visa-qvsdc-online")
     pin_keyed = [*_keys("supervisor_pin", PIN), {"touch": "ok"}]
@@ -137,10 +168,12 @@ def test_sale_refund_void_and_end_of_day_on_pcscd_and_the_network_printer(
             {"wait": "receipt"},
             {"touch": "back"},
             {"touch": "next"},
-            # a part refund, found in the journal, the card tapped again, behind the PIN
+            # a part refund: the sale found by scanning its receipt, the card tapped again, behind the PIN
             {"touch": "menu"},
             {"touch": "refund"},
             {"wait": "journal"},
+            {"touch": "scan_receipt"},
+            {"wait": "journal", "state": {"scanning": False}, "timeout": 30},
             {"do": "journal.select_index", "args": [0]},
             {"wait": "refund"},
             {"do": "refund.press", "args": ["clear"]},
@@ -169,8 +202,18 @@ def test_sale_refund_void_and_end_of_day_on_pcscd_and_the_network_printer(
             {"wait": "day_end", "state": {"stage": "done"}, "timeout": 60},
         ],
     }
-    steps = _run(script, tmp_path / "run")
+    stop = threading.Event()
+    scanning = threading.Thread(target=_scan_the_first_receipt, args=(scanner, data_dir, stop), daemon=True)
+    scanning.start()
+    try:
+        steps = _run(script, tmp_path / "run")
+    finally:
+        stop.set()
+        scanner.stop_stream()
     sale = _at(steps, {"wait": "result"})
+    scanned = _at(steps, {"wait": "journal", "state": {"scanning": False}, "timeout": 30})
+    assert scanned["state"]["receipt_query"] == sale["state"]["txn_id"], scanned["state"]
+    assert len(scanned["state"]["rows"]) == 1 and not scanned["state"]["error"]
     assert sale["state"]["approved"] is True and sale["state"]["printed"] is True
     assert "Receipt printed" in sale["texts"] and "E-receipt" in sale["texts"] and "Next customer" in sale["texts"]
     e_receipt = _at(steps, {"wait": "receipt"})

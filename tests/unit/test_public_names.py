@@ -264,6 +264,7 @@ PUBLIC: dict[str, set[str]] = {
         "open_terminal",
         "printer_for",
         "reader_for",
+        "scanner_for",
     },
     "terminal.card_reading": {
         "CardRequest",
@@ -343,6 +344,7 @@ PUBLIC: dict[str, set[str]] = {
         "KINDS",
         "LazyPrinter",
         "LazyReader",
+        "LazyScanner",
         "load_devices",
         "set_device",
         "validate_url",

@@ -23,6 +23,7 @@ asked (a counter), and one typed character never waits for the last.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from terminal.store import TxnRow
@@ -35,6 +36,8 @@ __all__ = ["MODES", "Journal"]
 #: What the list is opened for: mode -> its title.
 MODES: dict[str, str] = {"all": "Journal", "refund": "Refund: find the sale", "void": "Void: find the payment"}
 
+# A receipt number as the terminal makes it, and as the receipt's QR code holds it.
+_RECEIPT_NUMBER = re.compile(r"[0-9]{14}-[0-9a-f]{12}")
 _SHOWN = 50  # lines at most: a search narrows further
 _SCANNED = 2000  # rows read to match part of a receipt number
 
@@ -59,6 +62,9 @@ class Journal(ViewModel):
     receipt_hint: str = ""
     amount_hint: str = ""
     tap_label: str = ""
+    can_scan: bool = False  # a code scanner is configured: the receipt's QR code finds its payment
+    scanning: bool = False
+    scan_label: str = ""
     clear_label: str = ""
     back_label: str = ""
 
@@ -80,6 +86,8 @@ class Journal(ViewModel):
             receipt_hint=tr("Receipt number"),
             amount_hint=tr("Amount"),
             tap_label=tr("Tap card"),
+            can_scan=self.session.terminal.scanner is not None,
+            scan_label=tr("Cancel") if self.scanning else tr("Scan receipt"),
             clear_label=tr("Clear"),
             back_label=tr("Back"),
         )
@@ -154,6 +162,28 @@ class Journal(ViewModel):
             self.update(reading_card=False, tap_label=tr("Tap card"), error=True, message=self.session.describe(exc))
 
         self.session.run(read, done, failed, name="read card")
+
+    def scan_receipt(self) -> None:
+        """Read the QR code of a printed receipt (its receipt number) with the scanner, and look it up."""
+        if self.scanning:
+            self.session.cancel()  # a second touch: stop waiting for the code
+            return
+        tr = self.session.tr
+        self.update(scanning=True, message=tr("Scan the receipt's code"), error=False, scan_label=tr("Cancel"))
+
+        def done(text: str) -> None:
+            self.update(scanning=False, scan_label=tr("Scan receipt"))
+            number = text.strip()
+            if not _RECEIPT_NUMBER.fullmatch(number):  # the scanner reads anything: a receipt's code or not
+                self.update(message=tr("That code is not a receipt number of this terminal"), error=True)
+                return
+            self.update(message="", period="all")
+            self.set_receipt(number)
+
+        def failed(exc: BaseException) -> None:
+            self.update(scanning=False, scan_label=tr("Scan receipt"), error=True, message=self.session.describe(exc))
+
+        self.session.run(lambda terminal: str(terminal.scan_code()), done, failed, name="scan receipt")
 
     def clear_card(self) -> None:
         self._pan_token = None
