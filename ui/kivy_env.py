@@ -54,6 +54,9 @@ def prepare(home: Path, *, offscreen: bool, width: int = 800, height: int = 480)
     os.environ["KIVY_NO_FILELOG"] = "1"
     os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
     os.environ["KIVY_METRICS_DENSITY"] = os.environ.get("KIVY_METRICS_DENSITY", "1")
+    # A counter's or a kiosk's screen is touched: a text field brings up an on-screen keyboard, docked
+    # at the bottom (a physical keyboard still types).  KCFG_* overrides Kivy's configuration.
+    os.environ.setdefault("KCFG_KIVY_KEYBOARD_MODE", "systemanddock")
     if offscreen:
         os.environ["SDL_VIDEODRIVER"] = "offscreen"
         os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
