@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ __all__ = [
     "AdminError",
     "block_card",
     "credential_bundle",
+    "enrol_terminals",
     "host_status",
     "make_enrolment_code",
     "open_store",
@@ -76,13 +78,17 @@ def open_store(data_dir: Path, *, create: bool = True) -> Iterator[HostStore]:
         store.close()
 
 
-def make_enrolment_code(data_dir: Path, terminal_id: str, merchant_id: str) -> str:
-    """A one-time enrolment code for the terminal, valid 24 hours (``XXXX-XXXX-XXXX-XXXX``)."""
+def _check_ids(terminal_id: str, merchant_id: str) -> None:
     for component, value in (("TerminalId", terminal_id), ("MerchantId", merchant_id)):
         error = first_error(component, value)
         if error is not None:
             name = "terminal id" if component == "TerminalId" else "merchant id"
             raise AdminError(f"{name} {value!r} {error.removeprefix('body ')}")
+
+
+def make_enrolment_code(data_dir: Path, terminal_id: str, merchant_id: str) -> str:
+    """A one-time enrolment code for the terminal, valid 24 hours (``XXXX-XXXX-XXXX-XXXX``)."""
+    _check_ids(terminal_id, merchant_id)
     code = "-".join("".join(secrets.choice(_CODE_ALPHABET) for _ in range(4)) for _ in range(4))
     now = _now()
     with open_store(data_dir) as store:
@@ -110,6 +116,47 @@ def credential_bundle(data_dir: Path, terminal_id: str, merchant_id: str, url: s
         "terminal_id": terminal_id,
         "merchant_id": merchant_id,
     }
+
+
+def enrol_terminals(data_dir: Path, requests: Sequence[tuple[str, str, str]]) -> list[str]:
+    """Enrol many terminals at once, without the network: for each (terminal id, merchant id, CSR PEM), its certificate.
+
+    What ``POST /v1/enrol`` does with a fresh one-time code, for a fleet the
+    operator sets up in bulk (the load generator enrols a thousand terminals
+    with it): each code made, used at once with the CSR and the terminal
+    recorded with its certificate's serial, all in one database transaction.
+    """
+    from cryptography import x509
+
+    from simulator.host.ca import CsrError
+
+    for terminal_id, merchant_id, _ in requests:
+        _check_ids(terminal_id, merchant_id)
+    ca = load_or_create_ca(Path(data_dir) / "tls")
+    now = _now()
+    certificates: list[str] = []
+    with open_store(data_dir) as store, store.transaction():
+        for terminal_id, merchant_id, csr_pem in requests:
+            code = "-".join("".join(secrets.choice(_CODE_ALPHABET) for _ in range(4)) for _ in range(4))
+            store.add_enrolment_code(code, terminal_id, merchant_id, _stamp(now), _stamp(now + ENROLMENT_CODE_TTL))
+            try:
+                certificate = ca.sign_csr(csr_pem, terminal_id, merchant_id)
+            except CsrError as exc:
+                raise AdminError(f"terminal {terminal_id}: {exc}") from None
+            answer = json.dumps(
+                {
+                    "terminal_id": terminal_id,
+                    "merchant_id": merchant_id,
+                    "certificate_pem": certificate.decode("ascii"),
+                    "ca_certificate_pem": ca.certificate_pem.decode("ascii"),
+                },
+                separators=(",", ":"),
+            ).encode("ascii")
+            serial = format(x509.load_pem_x509_certificate(certificate).serial_number, "X")
+            if not store.use_enrolment_code(code, _stamp(now), store.digest(csr_pem.strip()), answer, serial):
+                raise AdminError(f"terminal {terminal_id}: its enrolment code was used already")  # pragma: no cover
+            certificates.append(certificate.decode("ascii"))
+    return certificates
 
 
 def _check_code(code: str) -> None:

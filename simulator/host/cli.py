@@ -14,7 +14,9 @@ offers the same sub-commands without the ``host`` word.
 - ``issuer block TOKEN [--code 62]``, ``issuer unblock TOKEN``,
   ``issuer velocity MAX WINDOW_SECONDS`` (0 = off), ``issuer show``;
 - ``params publish FILE.json [--unchecked]``, ``params show``;
-- ``status``, ``records``.
+- ``status``, ``records``;
+- ``load [--terminals 1000] [--duration 300] [--faults SPEC] ...``: many
+  simulated terminals against a host (:mod:`simulator.loadgen.cli`).
 
 Every command takes ``--data-dir DIR`` (default: ``$POSTERM_HOST_DIR``, else
 the platform's user data directory for posterm, sub-directory ``host``).
@@ -328,6 +330,10 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
 
     command("status", "is the host running, where, with which faults", _cmd_status, json_flag=True)
     command("records", "the authorisations, advices and reversals the host processed", _cmd_records, json_flag=True)
+
+    from simulator.loadgen import cli as load
+
+    load.add_arguments(command("load", load.HELP, load.load_command, leaf=False))
 
 
 def add_commands(subparsers: _SubParsers[argparse.ArgumentParser]) -> None:
