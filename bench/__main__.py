@@ -199,14 +199,91 @@ def ecr_section(runs: int) -> None:
     write_section("ecr", "The ECR interface: from a start request to the reader polling (issue 10)", body)
 
 
+HOST_INTRO = """Authorisations per second of the host (issue 11), against a bare TLS echo server
+on the same machine in the same run (bench/tls_echo.py: the host's TLS settings
+and certificates, TLS 1.3, client certificates verified against the host CA,
+asyncio's TLS transport as uvicorn uses it, no HTTP framework, no database: it
+answers each request with its body). The same client drives both: {connections}
+terminals enrolled with the host, each on its own mutual-TLS connection kept
+alive, sending `POST /v1/authorisations` one after the other, each with its own
+ARQC from a simulated card (made before the clock starts). {rounds} rounds of
+{seconds:g} s alternate echo and host; rates are the medians of the rounds,
+latencies over every round. The server's CPU per request is its processes'
+user + system time over a round divided by the requests answered; the client
+(one process) shares the machine's two cores with the server, so the echo's
+rate is the client's limit as much as the echo's (its CPU column says so).
+"""
+
+
+FLEET_INTRO = """`posterm host load` with its defaults (issue 11): {terminals:,} simulated terminals in one
+asyncio process against a host it starts (uvicorn, TLS 1.3, mutual TLS, SQLite with
+synchronous=FULL), each terminal with its own client certificate (enrolled in bulk
+through the host's CA and store) and its own client address (127.0.0.x), paying
+with real ARQCs from simulated cards (offline approvals with TCs made before the
+run), a pause of {think:g} s on average between a terminal's payments (a
+connection idle for 4 s is not reused, as the terminal's own client does, so
+most payments make a TLS handshake), refunds and voids among them, the faults
+below switched on the host during the run, then every batch closed and the
+terminals' books compared with the host's records. Latencies are of answered
+exchanges (from writing the request to the end of the answer).
+"""
+
+
+def _load_average() -> str:
+    one, five, _ = os.getloadavg()
+    return f"Load average when it started: {one:.2f} (1 min), {five:.2f} (5 min), on {os.cpu_count()} cores."
+
+
+def host_section(workers: list[int], pg: str | None, *, seconds: float = 5.0, rounds: int = 3) -> None:
+    """SQLite and (given a URL) PostgreSQL, each with ``workers`` processes; what cannot run yet says why."""
+    from bench import host_speed
+
+    load = _load_average()
+    results: list[host_speed.PairFigures | tuple[host_speed.Combination, str]] = []
+    for store in (None, pg or "postgresql"):
+        for n in workers:
+            combination = host_speed.Combination(store, n)
+            if store is not None and not pg:
+                results.append((combination, "no PostgreSQL URL given (--pg URL or $POSTERM_BENCH_PG)"))
+                continue
+            with tempfile.TemporaryDirectory(dir=PAGE.parent.parent) as tmp:
+                try:
+                    results.append(host_speed.measure(Path(tmp), combination, seconds=seconds, rounds=rounds))
+                except host_speed.Skipped as exc:
+                    results.append((combination, str(exc)))
+    intro = HOST_INTRO.format(connections=32, rounds=rounds, seconds=seconds)
+    body = intro + "\n" + load + "\n\n" + host_speed.rate_markdown(results)
+    print(body)
+    write_section("host-speed", "The host: authorisations per second against a bare TLS echo (issue 11)", body)
+
+
+def fleet_section(args: list[str]) -> None:
+    from bench import host_speed
+
+    load = _load_average()
+    report = host_speed.fleet_run(args)
+    intro = FLEET_INTRO.format(terminals=report["terminals"], think=report["think_seconds"])
+    body = intro + "\n" + load + "\n\n" + host_speed.fleet_markdown(report)
+    print(body)
+    write_section("host-fleet", "A fleet: 1,000 terminals for five minutes with faults (issue 11)", body)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--runs", type=int, default=200, help="transactions per profile")
     parser.add_argument(
         "--only",
-        choices=["emv", "core", "devices", "speed", "ui", "ecr"],
+        choices=["emv", "core", "devices", "speed", "ui", "ecr", "host", "fleet"],
         help="run one benchmark (speed: issue 9's figures, and the core and tap figures of the same run)",
     )
+    parser.add_argument(
+        "--pg",
+        metavar="URL",
+        default=os.environ.get("POSTERM_BENCH_PG"),
+        help="host: also measure the host on this PostgreSQL store (default $POSTERM_BENCH_PG)",
+    )
+    parser.add_argument("--workers", default="1,2,4", help="host: worker counts to measure (default 1,2,4)")
+    parser.add_argument("--fleet-args", default="", help="fleet: extra options of 'posterm host load'")
     args = parser.parse_args(argv)
     if args.only in (None, "devices"):
         devices_section()
@@ -216,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
         ui_section()
     if args.only in (None, "ecr"):
         ecr_section(args.runs)
+    if args.only in (None, "host"):
+        host_section([int(n) for n in args.workers.split(",") if n.strip()], args.pg)
+    if args.only in (None, "fleet"):
+        fleet_section(args.fleet_args.split())
     if args.only == "core":
         _write_core(terminal_core.run())
     if args.only == "emv":

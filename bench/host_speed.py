@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -282,11 +283,13 @@ def fleet_markdown(d: dict[str, Any]) -> str:
     return "\n".join(rows) + f"\n\nFaults: {timeline or 'none'}.\n\nErrors by kind: {kinds}."
 
 
-def fleet_run(argv: Sequence[str]) -> dict[str, Any]:
-    """Run ``posterm host load --json`` with ``argv`` as a process of its own; its report."""
+def fleet_run(argv: Sequence[str], scratch: Path | None = None) -> dict[str, Any]:
+    """Run ``posterm host load --json`` with ``argv`` as a process of its own (temporary files in ``scratch``)."""
+    env = dict(os.environ, TMPDIR=str(scratch)) if scratch is not None else None
     done = subprocess.run(
-        [sys.executable, "-m", "simulator.loadgen", "--json", *argv], capture_output=True, text=True, check=False
-    )
+        [sys.executable, "-m", "simulator.loadgen", "--json", *argv], capture_output=True, text=True, check=False,
+        env=env,
+    )  # fmt: skip
     if done.returncode not in (0, 1):
         raise RuntimeError(f"the load run failed ({done.returncode}): {done.stderr.strip()[-500:]}")
     report: dict[str, Any] = json.loads(done.stdout)

@@ -39,3 +39,25 @@ def test_speed_figures_come_from_a_real_host(tmp_path: Path) -> None:
     assert len(figures.auth_ms) == 5 and all(ms > 0 for ms in figures.auth_ms)
     assert set(figures.cold_seconds) == {"posterm --help", "posterm saf status"}
     assert "online authorisation: p95" in speed.markdown(figures)
+
+
+def test_host_speed_figures_come_from_a_real_host_and_a_tls_echo(tmp_path: Path) -> None:
+    from bench import host_speed
+
+    combination = host_speed.Combination(None, 1)
+    figures = host_speed.measure(tmp_path, combination, connections=4, seconds=0.5, rounds=1, per_terminal=20)
+    assert figures.host.rates[0] > 0 and figures.echo.rates[0] > 0
+    assert figures.host.failures == 0 and figures.echo.failures == 0
+    assert figures.host.server_ms > 0 and figures.echo.server_ms > 0 and figures.ratio > 0
+    table = host_speed.rate_markdown([figures, (host_speed.Combination("postgresql://x", 2), "no URL")])
+    assert "| SQLite, 1 worker |" in table and "| PostgreSQL, 2 workers | skipped: no URL |" in table
+
+
+def test_fleet_figures_come_from_a_load_run(tmp_path: Path) -> None:
+    from bench import host_speed
+
+    args = ["--terminals", "5", "--duration", "2", "--think", "0.3", "--faults", "none"]
+    report = host_speed.fleet_run(args, scratch=tmp_path)
+    assert report["ok"] is True and report["terminals"] == 5
+    table = host_speed.fleet_markdown(report)
+    assert "books match, every batch in balance" in table and "| batches closed in balance | 5 of 5 |" in table
