@@ -396,16 +396,17 @@ class SimTerminal:
 
     async def settle(self, deadline: float, batch_id: int = 1) -> Settlement:
         """Drain reversals and stored payments (until ``deadline``, monotonic), then close the batch."""
-        while self.books.open_items() and time.monotonic() < deadline:
-            if await self.clear_the_way() and await self.forward() and not self.books.open_items():
+        while (self._reversals or self._saf) and time.monotonic() < deadline:
+            if await self.clear_the_way() and await self.forward():
                 break
             await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
             self._unreachable_until = 0.0
         lines = tuple(self.books.totals())
         open_items = self.books.open_items()
-        if open_items or self._stuck:
-            states = sorted({t.state.value for t in [*open_items, *self._stuck]})
-            reason = f"{len(open_items) + len(self._stuck)} payment(s) not settled ({', '.join(states)})"
+        if open_items:
+            states = ", ".join(sorted({t.state.value for t in open_items}))
+            refused = f", {len(self._stuck)} reversal(s) refused by the host" if self._stuck else ""
+            reason = f"{len(open_items)} payment(s) not settled ({states}{refused})"
             return Settlement(self.terminal_id, False, False, reason, lines)
         totals = BatchTotals(batch_id, self.terminal_id, tuple(TotalsLine(SCHEME, *line) for line in lines))
         key = f"batch-close:{self.terminal_id}:{batch_id}"
