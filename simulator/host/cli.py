@@ -5,8 +5,15 @@ Registered through the ``posterm.commands`` entry point group
 offers the same sub-commands without the ``host`` word.
 
 - ``serve [--bind 127.0.0.1] [--port 8443] [--data-dir DIR]``: run the HTTPS server;
-- ``enrol-code --terminal-id T --merchant-id M [--url URL] [--out FILE]``: a
-  credential bundle (URL, CA certificate, one-time code valid 24 h) as JSON;
+- ``enrol-code --terminal-id T --merchant-id M [--url URL] [--out FILE] [--transfer]``: a
+  credential bundle (URL, CA certificate, one-time code valid 24 h) as JSON; a
+  terminal id that another merchant holds is refused (exit 1) unless
+  ``--transfer``, which revokes its certificate there and is logged;
+- ``terminal list``, ``terminal revoke TID [--merchant MID]``, ``terminal log [TID]``:
+  the enrolled terminals and their certificates, revoking a terminal's
+  certificate (its next request is refused), the audit trail;
+- ``enrol-rate PER_CLIENT OVERALL [--failure-delay S]``: enrolment attempts
+  allowed per minute (per client address, overall), from the next start;
 - ``fault down|up|slow MS|error STATUS|drop|cert expired|cert wrong|cert good|clear
   [--only PATH ...]``: change the running server's faults (one at a time, the
   others stay); ``--only`` sets the paths that slow / error / drop are limited
@@ -35,7 +42,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from terminal.cli_output import CommandError, CommandParser, Unavailable, UsageError, file_error
+from terminal.cli_output import CommandError, CommandParser, NotDone, Unavailable, UsageError, file_error
 
 __all__ = ["add_commands", "default_data_dir", "main"]
 
@@ -76,12 +83,14 @@ def _guard(func: Any) -> Any:
     """
 
     def run(args: argparse.Namespace) -> int:
-        from simulator.host.admin import AdminError
+        from simulator.host.admin import AdminError, AdminRefused
         from simulator.host.faults import FaultError
         from simulator.host.store import StoreError
 
         try:
             return int(func(args))
+        except AdminRefused as exc:
+            raise NotDone(str(exc)) from None
         except (AdminError, FaultError) as exc:
             raise CommandError(str(exc)) from None
         except StoreError as exc:
@@ -128,7 +137,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_enrol_code(args: argparse.Namespace) -> int:
     from simulator.host.admin import credential_bundle
 
-    bundle = credential_bundle(_data_dir(args), args.terminal_id, args.merchant_id, url=args.url)
+    bundle = credential_bundle(
+        _data_dir(args), args.terminal_id, args.merchant_id, url=args.url, transfer=args.transfer
+    )
+    if args.transfer:
+        print(
+            f"terminal id {args.terminal_id} goes to merchant {args.merchant_id}: any certificate of another "
+            "merchant for it is revoked (see 'posterm host terminal log')",
+            file=sys.stderr,
+        )
     text = json.dumps(bundle, indent=1)
     if args.out:
         out = Path(args.out)
@@ -231,6 +248,53 @@ def _cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_terminal(args: argparse.Namespace) -> int:
+    from simulator.host import admin
+
+    data_dir = _data_dir(args)
+    if args.terminal_command == "revoke":
+        merchant, serials = admin.revoke_terminal(data_dir, args.terminal_id, args.merchant)
+        text = (
+            f"terminal {args.terminal_id} of merchant {merchant}: certificate {', '.join(serials)} revoked; "
+            "it needs a new enrolment code to come back"
+            if serials
+            else f"terminal {args.terminal_id} of merchant {merchant} had no valid certificate: nothing to revoke"
+        )
+        _print(args, {"terminal_id": args.terminal_id, "merchant_id": merchant, "revoked": serials}, text)
+        return 0
+    if args.terminal_command == "log":
+        events = admin.audit_log(data_dir, args.terminal_id)
+        lines = [f"{e['at']} {e['action']:<11} {e['merchant_id']}/{e['terminal_id']} {e['detail']}" for e in events]
+        _print(args, {"events": events}, "\n".join(lines) if lines else "nothing logged")
+        return 0
+    rows = admin.terminals(data_dir)
+    lines = [
+        f"{t['terminal_id']:<8} {t['merchant_id']:<15} {t['certificate_status']:<11} "
+        f"{t['certificate_serial'] or '-'} until {t['certificate_not_after'] or '-'}"
+        for t in rows
+    ]
+    _print(args, {"terminals": rows}, "\n".join(lines) if lines else "no terminals")
+    return 0
+
+
+def _cmd_enrol_rate(args: argparse.Namespace) -> int:
+    from simulator.host.admin import set_enrolment_limits
+
+    limits = set_enrolment_limits(_data_dir(args), args.per_client, args.overall, args.failure_delay)
+    _print(
+        args,
+        {
+            "per_client_per_minute": limits.per_client_per_minute,
+            "overall_per_minute": limits.overall_per_minute,
+            "failure_delay_seconds": limits.failure_delay_seconds,
+        },
+        f"enrolment: at most {limits.per_client_per_minute} attempts a minute per client address and "
+        f"{limits.overall_per_minute} overall, refusals after {limits.failure_delay_seconds:g} s "
+        "(from the host's next start)",
+    )
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from simulator.host.admin import host_status
 
@@ -294,6 +358,34 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     enrol.add_argument("--merchant-id", required=True)
     enrol.add_argument("--url", help="the host URL for the terminal (default: the running server's)")
     enrol.add_argument("--out", metavar="FILE", help="write the bundle to FILE (mode 0600) instead of printing it")
+    enrol.add_argument(
+        "--transfer",
+        action="store_true",
+        help="move a terminal id that another merchant holds to this one (revokes it there; logged)",
+    )
+
+    terminal = command(
+        "terminal", "the enrolled terminals: list, revoke a certificate, audit trail", _cmd_terminal, leaf=False
+    )
+    terminal_sub = terminal.add_subparsers(dest="terminal_command", required=True, metavar="ACTION")
+    _common(terminal_sub.add_parser("list", help="every terminal, its merchant and certificate"), json_flag=True)
+    revoke = terminal_sub.add_parser("revoke", help="revoke a terminal's certificate: its next request is refused")
+    revoke.add_argument("terminal_id", metavar="TID")
+    revoke.add_argument("--merchant", metavar="MID", help="the terminal's merchant (needed when several have TID)")
+    _common(revoke, json_flag=True)
+    log = terminal_sub.add_parser("log", help="enrolments, rotations, revocations and transfers")
+    log.add_argument("terminal_id", metavar="TID", nargs="?", help="only this terminal id")
+    _common(log, json_flag=True)
+
+    rate = command(
+        "enrol-rate", "enrolment attempts allowed per minute (from the host's next start)", _cmd_enrol_rate,
+        json_flag=True,
+    )
+    rate.add_argument("per_client", type=_positive, metavar="PER_CLIENT", help="per client address, a minute")
+    rate.add_argument("overall", type=_positive, metavar="OVERALL", help="from everyone together, a minute")
+    rate.add_argument(
+        "--failure-delay", type=float, default=1.0, metavar="S", help="pause before refusing a code (default 1)"
+    )
 
     fault = command("fault", "inject a fault into the running host", _cmd_fault, json_flag=True)
     fault.add_argument("action", choices=["down", "up", "slow", "error", "drop", "cert", "clear"])
@@ -336,6 +428,13 @@ def add_commands(subparsers: _SubParsers[argparse.ArgumentParser]) -> None:
     _add_subcommands(host)
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def _count(text: str) -> int:
     """An argparse type: a whole number of at least 0."""
     if not text.isdigit():
@@ -352,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         return int(args.func(args))
-    except (CommandError, Unavailable) as exc:
+    except (CommandError, NotDone, Unavailable) as exc:
         where = f" (see '{exc.prog} --help')" if isinstance(exc, UsageError) else ""
         print(f"posterm host: error: {exc}{where}", file=sys.stderr)
         return int(status_for(exc))

@@ -39,7 +39,13 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from simulator.host.app import PEER_STATE_KEY, TRANSPORT_STATE_KEY, Peer, create_app
-from simulator.host.ca import ServerCertificates, TlsFiles, load_or_create_ca, write_server_certificates
+from simulator.host.ca import (
+    ServerCertificates,
+    TlsFiles,
+    load_or_create_ca,
+    serial_text,
+    write_server_certificates,
+)
 from simulator.host.faults import (
     SERVER_FILE,
     Faults,
@@ -59,7 +65,12 @@ _log = logging.getLogger("posterm.host")
 
 
 def peer_from_ssl(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> Peer | None:
-    """The identity in a verified client certificate (commonName, organizationName), if any."""
+    """The identity in a verified client certificate (commonName, organizationName, serial), if any.
+
+    The serial is written as the host's certificates table keys it (upper-case
+    hex without leading zeros, :func:`simulator.host.ca.serial_text`); the app
+    refuses a serial the host did not issue or has revoked.
+    """
     if ssl_object is None:
         return None
     cert = ssl_object.getpeercert()  # empty unless a certificate was presented and verified
@@ -72,9 +83,14 @@ def peer_from_ssl(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> Peer | No
             fields.setdefault(str(name), str(value))
     terminal_id = fields.get("commonName")
     merchant_id = fields.get("organizationName")
-    if not terminal_id or not merchant_id:
+    serial = cert.get("serialNumber")
+    if not terminal_id or not merchant_id or not isinstance(serial, str):
         return None
-    return Peer(terminal_id, merchant_id)
+    try:
+        serial_number = int(serial, 16)
+    except ValueError:
+        return None
+    return Peer(terminal_id, merchant_id, serial_text(serial_number))
 
 
 class TlsH11Protocol(H11Protocol):
