@@ -190,7 +190,7 @@ def revoke_terminal(data_dir: Path, terminal_id: str, merchant_id: str | None = 
         elif merchant_id not in merchants:
             raise AdminError(f"no terminal {terminal_id} of merchant {merchant_id} on this host")
         serials = store.revoke_terminal(merchant_id, terminal_id, _stamp(_now()))
-    _log.warning("terminal %s of merchant %s revoked: %s", terminal_id, merchant_id, ", ".join(serials) or "nothing")
+    _log.info("terminal %s of merchant %s revoked: %s", terminal_id, merchant_id, ", ".join(serials) or "nothing")
     return merchant_id, serials
 
 

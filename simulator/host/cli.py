@@ -140,12 +140,6 @@ def _cmd_enrol_code(args: argparse.Namespace) -> int:
     bundle = credential_bundle(
         _data_dir(args), args.terminal_id, args.merchant_id, url=args.url, transfer=args.transfer
     )
-    if args.transfer:
-        print(
-            f"terminal id {args.terminal_id} goes to merchant {args.merchant_id}: any certificate of another "
-            "merchant for it is revoked (see 'posterm host terminal log')",
-            file=sys.stderr,
-        )
     text = json.dumps(bundle, indent=1)
     if args.out:
         out = Path(args.out)

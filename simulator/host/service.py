@@ -130,14 +130,20 @@ class HostService:
         ca_path = directory / "ca.pem"
         ca_path.write_text(bundle["ca_certificate_pem"], encoding="ascii")
         context = ssl.create_default_context(cafile=str(ca_path))
+        deadline = time.monotonic() + 60
         with httpx.Client(base_url=self.url, verify=context, timeout=10.0) as client:
-            answer = client.post(
-                "/v1/enrol",
-                json={
-                    "enrolment_code": bundle["enrolment_code"],
-                    "csr_pem": csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-                },
-            )
+            while True:
+                answer = client.post(
+                    "/v1/enrol",
+                    json={
+                        "enrolment_code": bundle["enrolment_code"],
+                        "csr_pem": csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+                    },
+                )
+                pause = answer.headers.get("retry-after", "")
+                if answer.status_code != 429 or not pause.isdigit() or time.monotonic() + int(pause) > deadline:
+                    break
+                time.sleep(int(pause))  # enrolment is rate-limited (simulator.host.ratelimit): wait as told
         if answer.status_code != 201:
             raise RuntimeError(f"enrolment refused: {answer.status_code} {answer.text}")
         cert_path = directory / "client.pem"
