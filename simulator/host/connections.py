@@ -41,7 +41,6 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from simulator.host.limits import ConnectionLimits
 
 __all__ = [
-    "ConnectionLimits",
     "ConnectionObserver",
     "ConnectionTable",
     "GateFactory",

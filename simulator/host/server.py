@@ -52,7 +52,7 @@ import uvicorn
 
 from simulator.host.app import PEER_STATE_KEY, TRANSPORT_STATE_KEY, Peer, create_app
 from simulator.host.ca import ServerCertificates, TlsFiles, load_or_create_ca, write_server_certificates
-from simulator.host.connections import ConnectionLimits, ConnectionTable, GateFactory, TimedH11Protocol
+from simulator.host.connections import ConnectionTable, GateFactory, TimedH11Protocol
 from simulator.host.faults import (
     SERVER_FILE,
     Faults,
@@ -64,6 +64,7 @@ from simulator.host.faults import (
     write_worker_status,
 )
 from simulator.host.health import Readiness
+from simulator.host.limits import ConnectionLimits
 from simulator.host.metrics import HostMetrics, MetricsEndpoint, start_metrics_endpoint
 from simulator.host.params import ensure_initial
 from simulator.host.store import DB_NAME, HostStore

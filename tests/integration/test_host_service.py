@@ -305,7 +305,8 @@ def test_schema_violations_are_422_naming_the_field(client: httpx.Client) -> Non
     body["amount"] = 0
     answer = post(client, "/v1/authorisations", body)
     assert answer.status_code == 422 and answer.json()["message"].startswith("amount")
-    assert client.post("/v1/sign-on", content=b"{nope", headers={"Idempotency-Key": "x"}).status_code == 400
+    nope = client.post("/v1/sign-on", content=b"{nope", headers={"Idempotency-Key": "x", "Content-Type": "application/json"})
+    assert nope.status_code == 400
 
 
 # ----------------------------------------------------------------------------- the issuer
