@@ -163,6 +163,8 @@ class _Guard:
             transport = state.get(TRANSPORT_STATE_KEY) if isinstance(state, dict) else None
             if transport is not None:
                 transport.abort()
+                while (await receive())["type"] != "http.disconnect":
+                    pass
                 return
             await _error(503, "server_error", "the host is down")(scope, receive, send)
             return

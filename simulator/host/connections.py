@@ -84,7 +84,7 @@ class ConnectionTable:
 
     def __init__(self, limits: ConnectionLimits, observer: ConnectionObserver | None = None) -> None:
         self.limits = limits
-        self.observer: ConnectionObserver = observer or _Quiet()
+        self.observer: ConnectionObserver = observer if observer is not None else _Quiet()
         self._gates: set[TlsGate] = set()
         self._per_client: dict[str, int] = {}
 

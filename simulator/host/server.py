@@ -255,7 +255,7 @@ class HostServer(uvicorn.Server):
         super().__init__(config)
         self.data_dir = data_dir
         self.faults = faults
-        self.table = table or ConnectionTable(ConnectionLimits())
+        self.table = table if table is not None else ConnectionTable(ConnectionLimits())
         self.parent_pid = parent_pid
         self.worker = worker
         self.metrics = metrics
