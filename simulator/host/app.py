@@ -105,7 +105,8 @@ def media_type_error(content_type: str | None, body_start: bytes = b"") -> str |
     Accepted: ``application/json`` (any case, optional spaces) with no
     parameter or ``charset=utf-8`` (quoted or not). Refused: no header, any
     other type (XML, forms, text), another charset, any other parameter, and a
-    body that starts with a byte-order mark (JSON is UTF-8 without one, RFC 8259).
+    body that starts with a byte-order mark or has a NUL byte in its first four
+    (UTF-16 or UTF-32; JSON is UTF-8 without a mark, RFC 8259).
     """
     if content_type is None:
         return "Content-Type application/json is required"
@@ -118,6 +119,8 @@ def media_type_error(content_type: str | None, body_start: bytes = b"") -> str |
             return "application/json is accepted with charset=utf-8 only"
     if body_start.startswith(_BYTE_ORDER_MARKS) or body_start.startswith(b"\x00\x00\xfe\xff"):
         return "the body must be UTF-8 without a byte-order mark"
+    if b"\x00" in body_start:  # UTF-16 or UTF-32 without a mark (JSON in UTF-8 has no NUL byte, RFC 8259 8.1)
+        return "the body must be UTF-8"
     return None
 
 
