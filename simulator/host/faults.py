@@ -16,9 +16,10 @@ files, written through a temporary file and a rename:
 
 Faults:
 
-- ``down``: the listening socket is closed and open connections are aborted,
-  so a client gets ECONNREFUSED; it is opened again on the same port when
-  ``down`` is switched off;
+- ``down``: the listening socket is closed and every connection is aborted,
+  those still in their TLS handshake included, so a client gets ECONNREFUSED
+  and nothing is served; it is opened again on the same port when ``down`` is
+  switched off (with several workers, by each of them);
 - ``slow_ms``: wait that long before answering;
 - ``error_status``: answer with that status (500..599) and an error body,
   without processing;
