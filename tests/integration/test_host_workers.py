@@ -123,7 +123,7 @@ def test_one_key_sent_to_both_workers_at_once_is_processed_once(fleet: tuple[Hos
             body = {"txn_id": f"never-seen-{round_}", "amount": 100, "currency": 978, "terminal_id": TID,
                     "reason": "no_answer"}
             answers = _together([
-                lambda c=client: c.post("/v1/reversals", json=body, headers={"Idempotency-Key": key})
+                lambda c=client, b=body, k=key: c.post("/v1/reversals", json=b, headers={"Idempotency-Key": k})
                 for client in clients.values()
             ])
             assert sorted(a.headers["posterm-worker"] for a in answers) == ["1", "2"]
@@ -132,10 +132,10 @@ def test_one_key_sent_to_both_workers_at_once_is_processed_once(fleet: tuple[Hos
             assert sorted(a.headers.get("idempotent-replay", "") for a in answers) == ["", "true"]
             assert [r["idempotency_key"] for r in host.records()].count(key) == 1
             # the same key with two bodies at once: one is processed, the other is a conflict
-            sign_on = {"terminal_id": TID, "merchant_id": MID}
             clash = _together([
-                lambda c=client, v=version: c.post("/v1/sign-on", json={**sign_on, "software_version": v},
-                                                   headers={"Idempotency-Key": f"clash-{round_}"})
+                lambda c=client, v=version, k=f"clash-{round_}": c.post(
+                    "/v1/sign-on", json={"terminal_id": TID, "merchant_id": MID, "software_version": v},
+                    headers={"Idempotency-Key": k})
                 for client, version in zip(clients.values(), ("a", "b"), strict=True)
             ])
             assert sorted(a.status_code for a in clash) == [200, 409]
@@ -178,7 +178,9 @@ def test_metrics_are_summed_over_the_workers(fleet: tuple[HostService, ClientCre
             client.close()
     echo = {"path": "/v1/echo", "method": "GET", "status": "200"}
     # _clients_on_each_worker asked at least twice, then one more each
-    assert metric(after, "posterm_host_requests_total", **echo) - metric(before, "posterm_host_requests_total", **echo) >= 4
+    name = "posterm_host_requests_total"
+    counted = metric(after, name, **echo) - metric(before, name, **echo)
+    assert counted >= 4
     assert metric(after, "posterm_host_open_connections") >= 2  # the two kept-alive clients, one per worker
     assert metric(after, "posterm_host_workers") == 2
 
@@ -253,8 +255,8 @@ def test_metrics_count_what_the_host_did(tmp_path: Path) -> None:
                        "currency": 978, "terminal_id": "OTHER", "merchant_id": MID, "emv_data": "", "pan_token": "t",
                        "created_at": "2025-03-01T10:00:00.000000+00:00", "retransmission": False}
             assert post("/v1/advices", {"advices": [foreign]}, "v1").json()["results"][0]["outcome"] == "rejected"
-            close = {"batch_id": 1, "terminal_id": TID, "lines": [{"scheme": "visa", "currency": 978, "kind": "sale", "count": 9,
-                                                                   "amount": 99999}]}
+            line = {"scheme": "visa", "currency": 978, "kind": "sale", "count": 9, "amount": 99999}
+            close = {"batch_id": 1, "terminal_id": TID, "lines": [line]}
             assert post("/v1/batches/close", close, "b1").json()["in_balance"] is False
         with socket.create_connection(("127.0.0.1", host.port)) as plain:  # plain HTTP to the TLS port
             plain.sendall(b"GET / HTTP/1.1\r\n\r\n")

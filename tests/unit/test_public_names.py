@@ -810,7 +810,9 @@ PUBLIC: dict[str, set[str]] = {
         "HostServer", "ServeOptions", "TlsH11Protocol", "WORKER_HEADER", "configure_logging", "open_host_store",
         "peer_from_ssl", "serve", "server_certificates_on_disk", "server_ssl_context",
     },
-    "simulator.host.connections": {"ConnectionObserver", "ConnectionTable", "GateFactory", "TimedH11Protocol", "TlsGate"},
+    "simulator.host.connections": {
+        "ConnectionObserver", "ConnectionTable", "GateFactory", "TimedH11Protocol", "TlsGate",
+    },
     "simulator.host.health": {"HEALTH_PATHS", "HealthEndpoints", "Readiness"},
     "simulator.host.limits": {"ConnectionLimits"},
     "simulator.host.metrics": {
