@@ -84,9 +84,18 @@ class _Worker:
 
 
 def _reserve_port(bind: str, port: int) -> socket.socket:
-    """A bound, never listening ``SO_REUSEPORT`` socket on ``bind:port`` (port 0: a free one)."""
+    """A bound, never listening ``SO_REUSEPORT`` socket on ``bind:port`` (port 0: a free one).
+
+    The port is first bound without ``SO_REUSEPORT``, which fails if any
+    socket holds it (another host's workers included): without that probe a
+    second supervisor of the same user would silently share the port.
+    """
     infos = socket.getaddrinfo(bind or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+        address = probe.getsockname()
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -271,13 +280,13 @@ class _Supervisor:
                 reservation = _reserve_port(self.options.bind, self.options.port)
             except OSError as exc:
                 _log.error("cannot bind %s port %d: %s", self.options.bind, self.options.port, exc)
-                return 1
+                raise SystemExit(1) from None
             self.port = int(reservation.getsockname()[1])
             self._start_metrics()
             for worker in self.workers:
                 self._spawn(worker)
             if not self._wait_listening():
-                return 1
+                raise SystemExit(1)
             self._write_server_file()
             _log.info("posterm host: %d workers listening on port %d", len(self.workers), self.port)
             while not self.stopping:

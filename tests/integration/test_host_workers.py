@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import signal
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -278,3 +280,35 @@ def test_metrics_count_what_the_host_did(tmp_path: Path) -> None:
     assert metric(text, "posterm_host_handshake_failures_total", reason="tls_error") >= 1
     assert metric(text, "posterm_host_requests_total", path="/v1/reversals", method="POST", status="409") == 1
     assert metric(text, "posterm_host_request_duration_seconds_count", path="/v1/reversals") == 3
+
+
+# ----------------------------------------------------------------------------- the serve command's options
+
+
+def _serve(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "simulator.host", "serve", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--workers", "0"], "--workers 0"),
+        (["--header-timeout", "0"], "header-timeout"),
+        (["--max-client-connections", "-1"], "max-per-client"),
+        (["--metrics-port", "70000"], "--metrics-port 70000"),
+    ],
+)
+def test_bad_serve_options_are_one_line_and_status_2(tmp_path: Path, args: list[str], said: str) -> None:
+    done = _serve("--data-dir", str(tmp_path / "host"), "--port", "0", *args)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and said in lines[0] and "Traceback" not in done.stderr
+
+
+def test_workers_do_not_share_a_port_with_another_host(fleet: tuple[HostService, ClientCredentials],
+                                                       tmp_path: Path) -> None:
+    host, _ = fleet
+    done = _serve("--data-dir", str(tmp_path / "other"), "--port", str(host.port), "--workers", "2")
+    assert done.returncode == 2 and "could not start" in done.stderr
+    assert not (tmp_path / "other" / "server.json").exists()
