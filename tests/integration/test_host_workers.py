@@ -287,7 +287,7 @@ def test_metrics_count_what_the_host_did(tmp_path: Path) -> None:
 
 def _serve(*args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "simulator.host", "serve", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
 
 
 @pytest.mark.parametrize(
