@@ -110,6 +110,23 @@ def test_a_connection_that_never_starts_its_handshake_is_closed(tmp_path: Path) 
         assert metric(r.host.metrics_text(), "posterm_host_timeouts_total", phase="handshake") >= 1
 
 
+def test_a_handshake_trickled_byte_by_byte_is_cut(tmp_path: Path) -> None:
+    with rig(tmp_path, "--handshake-timeout", "1") as r:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        hello = r.anonymous().wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+        with contextlib.suppress(ssl.SSLWantReadError):
+            hello.do_handshake()
+        client_hello = outgoing.read()
+        assert len(client_hello) > 100  # one byte every 0.1 s: the whole hello would take over 10 s
+        closed = False
+        with socket.create_connection(("127.0.0.1", r.host.port), timeout=PATIENCE) as raw:
+            for byte in client_hello:  # one byte, then 0.1 s to see whether the host closed
+                closed, _ = trickle(raw, bytes([byte]), b"", steps=1)
+                if closed:
+                    break
+        assert closed, "a ClientHello trickled byte by byte kept the connection open"
+
+
 def test_headers_trickled_without_a_certificate_are_cut_with_408(tmp_path: Path) -> None:
     with rig(tmp_path, "--header-timeout", "1") as r, r.tls() as sock:
         closed, answer = trickle(sock, b"GET /v1/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"X-Slow: 1\r\n")
