@@ -2,6 +2,9 @@
 
 Order of the checks on a request (the first that fails answers):
 
+0. ``GET /healthz`` and ``GET /readyz`` are answered first, without a
+   certificate and without faults (:mod:`simulator.host.health`); while the
+   ``down`` fault is on, nothing is answered: the connection is closed;
 1. injected faults (``slow``, ``error``, ``drop``; see :mod:`simulator.host.faults`);
 2. a verified client certificate on every path but ``POST /v1/enrol`` and
    ``GET /v1/openapi.json``, else ``401``;
@@ -14,7 +17,10 @@ Order of the checks on a request (the first that fails answers):
    answer again);
 3. routing: ``404`` / ``405``;
 4. for a state-changing ``POST``: the ``Idempotency-Key`` header (``400``);
-5. the JSON body (``400``) and its schema (``422``, the message names the
+5. the body's ``Content-Type``: ``application/json``, with no ``charset`` or
+   ``charset=utf-8``, else ``415``; a body that starts with a byte-order mark
+   (UTF-8, UTF-16 or UTF-32) is ``415`` too (:func:`media_type_error`);
+   then the JSON body (``400``) and its schema (``422``, the message names the
    field and the rule, never the value sent);
 6. ``terminal_id`` / ``merchant_id`` against the certificate (``403``);
 7. the idempotency cache: a known key with the same canonical body (SHA-256
@@ -46,7 +52,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -54,12 +60,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from simulator.host.acquirer import COMPONENTS, KEY_PATTERN, Acquirer, IdempotencyConflict, Peer, host_time, stamp
 from simulator.host.ca import CertificateAuthority, CsrError, public_key_digest
 from simulator.host.faults import FaultSwitch
+from simulator.host.health import HealthEndpoints, Readiness
+from simulator.host.metrics import HostMetrics, RequestMetrics
 from simulator.host.params import ensure_initial
 from simulator.host.ratelimit import ENROL_LIMITS_KEY, EnrolmentLimiter, EnrolmentLimits
 from simulator.host.schema import first_error, openapi_bytes
 from simulator.host.store import Certificate, HostStore
 
-__all__ = ["PEER_STATE_KEY", "PUBLIC_PATHS", "TRANSPORT_STATE_KEY", "Peer", "create_app"]
+__all__ = ["PEER_STATE_KEY", "PUBLIC_PATHS", "TRANSPORT_STATE_KEY", "Peer", "create_app", "media_type_error"]
 
 PEER_STATE_KEY = "posterm_peer"
 TRANSPORT_STATE_KEY = "posterm_transport"
@@ -99,6 +107,34 @@ def _error(status: int, error: str, message: str, headers: dict[str, str] | None
     return _json_response(status, _error_body(error, message), headers)
 
 
+_BYTE_ORDER_MARKS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")  # UTF-8, UTF-16 LE / BE (UTF-32 LE starts FF FE too)
+
+
+def media_type_error(content_type: str | None, body_start: bytes = b"") -> str | None:
+    """Why a request body of this ``Content-Type`` (and these first bytes) is refused with 415, or None.
+
+    Accepted: ``application/json`` (any case, optional spaces) with no
+    parameter or ``charset=utf-8`` (quoted or not). Refused: no header, any
+    other type (XML, forms, text), another charset, any other parameter, and a
+    body that starts with a byte-order mark or has a NUL byte in its first four
+    (UTF-16 or UTF-32; JSON is UTF-8 without a mark, RFC 8259).
+    """
+    if content_type is None:
+        return "Content-Type application/json is required"
+    media, _, rest = content_type.partition(";")
+    if media.strip().lower() != "application/json":
+        return "the body must be application/json"
+    for parameter in rest.split(";") if rest.strip() else ():
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() != "charset" or value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            return "application/json is accepted with charset=utf-8 only"
+    if body_start.startswith(_BYTE_ORDER_MARKS) or body_start.startswith(b"\x00\x00\xfe\xff"):
+        return "the body must be UTF-8 without a byte-order mark"
+    if b"\x00" in body_start:  # UTF-16 or UTF-32 without a mark (JSON in UTF-8 has no NUL byte, RFC 8259 8.1)
+        return "the body must be UTF-8"
+    return None
+
+
 def _integral(value: Any) -> Any:
     """JSON numbers like ``100.0`` that passed an ``integer`` schema become ints."""
     if isinstance(value, float) and value.is_integer():
@@ -136,6 +172,16 @@ class _Guard:
             return
         path = str(scope.get("path", ""))
         faults = self.faults.current
+        if faults.down:  # the server closes every connection when down goes on; one that slipped through too
+            state = scope.get("state")
+            transport = state.get(TRANSPORT_STATE_KEY) if isinstance(state, dict) else None
+            if transport is not None:
+                transport.abort()
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                return
+            await _error(503, "server_error", "the host is down")(scope, receive, send)
+            return
         if faults.applies_to(path):
             if faults.slow_ms:
                 await asyncio.sleep(faults.slow_ms / 1000)
@@ -162,6 +208,8 @@ class _Guard:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            _log.info("%s %s: the client went away before its request was read", scope.get("method"), path)
         except Exception as exc:
             # The type and the frames only: an exception's text could quote request data.
             frames = "".join(traceback.format_tb(exc.__traceback__))
@@ -239,9 +287,11 @@ class HostApi:
         *,
         clock: Callable[[], dt.datetime] | None = None,
         enrol_limits: EnrolmentLimits | None = None,
+        metrics: HostMetrics | None = None,
     ) -> None:
         self.store = store
         self.ca = ca
+        self.metrics = metrics
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.acquirer = Acquirer(store, clock=self.clock)
         self.limiter = EnrolmentLimiter(enrol_limits or EnrolmentLimits.from_json(store.meta(ENROL_LIMITS_KEY)))
@@ -252,6 +302,9 @@ class HostApi:
 
     @staticmethod
     async def _body(request: Request) -> Any:
+        refused = media_type_error(request.headers.get("content-type"))
+        if refused is not None:
+            raise _Fail(415, "unsupported_media_type", refused)
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             raise _Fail(400, "bad_request", f"body larger than {MAX_BODY_BYTES} bytes")
@@ -262,9 +315,13 @@ class HostApi:
             if size > MAX_BODY_BYTES:
                 raise _Fail(400, "bad_request", f"body larger than {MAX_BODY_BYTES} bytes")
             chunks.append(chunk)
+        raw = b"".join(chunks)
+        refused = media_type_error(request.headers.get("content-type"), raw[:4])
+        if refused is not None:
+            raise _Fail(415, "unsupported_media_type", refused)
         try:
-            return json.loads(b"".join(chunks))
-        except (ValueError, RecursionError):
+            return json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             raise _Fail(400, "bad_request", "the body is not a JSON document") from None
 
     async def _validated(self, request: Request, component: str) -> dict[str, Any]:
@@ -298,7 +355,13 @@ class HostApi:
             try:
                 reply = self.acquirer.handle(what, body, peer, key)
             except IdempotencyConflict as exc:
+                if self.metrics is not None:
+                    self.metrics.idempotency_conflict(what)
                 raise _Fail(409, "idempotency_conflict", str(exc)) from None
+            if self.metrics is not None:
+                self.metrics.observe_reply(
+                    what, body, reply.body, replayed=reply.replayed, replayed_advices=reply.replayed_advices
+                )
             headers = {"Idempotent-Replay": "true"} if reply.replayed else None
             return _json_response(reply.status, reply.body, headers)
         except _Fail as fail:
@@ -456,13 +519,18 @@ def create_app(
     *,
     clock: Callable[[], dt.datetime] | None = None,
     enrol_limits: EnrolmentLimits | None = None,
+    metrics: HostMetrics | None = None,
+    readiness: Readiness | None = None,
 ) -> ASGIApp:
     """The host's ASGI application over ``store`` and ``ca``; ``faults`` is read per request.
 
     ``enrol_limits``: how fast enrolment may be tried (default: the host's
-    setting, ``posterm host enrol-rate``, else :class:`EnrolmentLimits`).
+    setting, ``posterm host enrol-rate``, else :class:`EnrolmentLimits`);
+    ``metrics``: count requests and what the replies did; ``readiness``: what
+    ``/readyz`` checks (default: the store and the faults).
     """
-    api = HostApi(store, ca, clock=clock, enrol_limits=enrol_limits)
+    faults = faults or FaultSwitch()
+    api = HostApi(store, ca, clock=clock, enrol_limits=enrol_limits, metrics=metrics)
     routes: list[tuple[str, _Endpoint, str]] = [
         ("/v1/openapi.json", api.openapi, "GET"),
         ("/v1/enrol", api.enrol, "POST"),
@@ -480,4 +548,6 @@ def create_app(
         exception_handlers={HTTPException: _http_error},
     )
     app.router.redirect_slashes = False
-    return _Guard(_CertificateCheck(app, store), faults or FaultSwitch())
+    guarded = _Guard(_CertificateCheck(app, store), faults)
+    served: ASGIApp = HealthEndpoints(guarded, readiness or Readiness(store, faults))
+    return RequestMetrics(served, metrics) if metrics is not None else served

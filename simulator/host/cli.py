@@ -4,7 +4,9 @@ Registered through the ``posterm.commands`` entry point group
 (``host = simulator.host.cli:add_commands``); ``python -m simulator.host``
 offers the same sub-commands without the ``host`` word.
 
-- ``serve [--bind 127.0.0.1] [--port 8443] [--data-dir DIR]``: run the HTTPS server;
+- ``serve [--bind 127.0.0.1] [--port 8443] [--data-dir DIR] [--workers N]
+  [--metrics-port PORT] [timeouts and caps]``: run the HTTPS server (see
+  docs/operations.md);
 - ``enrol-code --terminal-id T --merchant-id M [--url URL] [--out FILE] [--transfer]``: a
   credential bundle (URL, CA certificate, one-time code valid 24 h) as JSON; a
   terminal id that another merchant holds is refused (exit 1) unless
@@ -122,16 +124,48 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args)
     if not 0 <= args.port <= 65535:
         raise CommandError(f"--port {args.port} is not a port number")
-    info = running_server(data_dir)
+    info = running_server(data_dir) if args.worker is None else None  # a worker runs under its supervisor
     if info is not None:
         raise CommandError(f"a host already runs on {data_dir} (pid {info.pid}, {info.url})")
+    limits = _limits(args)
+    if not 1 <= args.workers <= 64:
+        raise CommandError(f"--workers {args.workers}: 1 to 64 worker processes")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise CommandError(f"--metrics-port {args.metrics_port} is not a port number")
     try:
         status = serve(
-            data_dir, bind=args.bind, port=args.port, parent_pid=args.exit_with_parent, log_level=args.log_level
+            data_dir,
+            bind=args.bind,
+            port=args.port,
+            parent_pid=args.exit_with_parent,
+            log_level=args.log_level,
+            limits=limits,
+            workers=args.workers,
+            metrics_bind=args.metrics_bind,
+            metrics_port=args.metrics_port,
+            store=getattr(args, "store", None),
+            worker=args.worker,
         )
     except SystemExit as exc:  # uvicorn exits when it cannot listen; it logged why
         raise CommandError(f"the host could not start on {args.bind}:{args.port} (exit {exc.code})") from None
     return status
+
+
+def _limits(args: argparse.Namespace) -> Any:
+    """The connection limits of ``serve``'s options, or CommandError naming the bad one."""
+    from simulator.host.limits import ConnectionLimits
+
+    try:
+        return ConnectionLimits(
+            handshake_timeout=args.handshake_timeout,
+            header_timeout=args.header_timeout,
+            body_timeout=args.body_timeout,
+            idle_timeout=args.idle_timeout,
+            max_per_client=args.max_client_connections,
+            max_connections=args.max_connections,
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc).replace("_", "-")) from None
 
 
 def _cmd_enrol_code(args: argparse.Namespace) -> int:
@@ -346,6 +380,32 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--port", type=int, default=8443, help="TCP port (default 8443; 0 = any free port)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--exit-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
+    serve.add_argument("--worker", type=int, metavar="INDEX", help=argparse.SUPPRESS)  # set by the supervisor
+    serve.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="worker processes serving the port (default 1)"
+    )
+    serve.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="serve Prometheus /metrics on this port (0 = any free port)"
+    )
+    serve.add_argument("--metrics-bind", default="127.0.0.1", help="address of /metrics (default 127.0.0.1)")
+    from simulator.host.limits import ConnectionLimits
+
+    defaults = ConnectionLimits()
+    for flag, default, what in (
+        ("--handshake-timeout", defaults.handshake_timeout, "seconds a TLS handshake may take"),
+        ("--header-timeout", defaults.header_timeout, "seconds for a request's headers, from its first byte"),
+        ("--body-timeout", defaults.body_timeout, "seconds for a request's body, from its headers"),
+        ("--idle-timeout", defaults.idle_timeout, "seconds an idle keep-alive connection stays open"),
+    ):
+        serve.add_argument(flag, type=float, default=default, metavar="S", help=f"{what} (default {default:g})")
+    serve.add_argument(
+        "--max-client-connections", type=int, default=defaults.max_per_client, metavar="N",
+        help=f"connections per client address and worker, 0 = no limit (default {defaults.max_per_client})",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-connections", type=int, default=defaults.max_connections, metavar="N",
+        help=f"connections per worker, 0 = no limit (default {defaults.max_connections})",
+    )  # fmt: skip
 
     enrol = command("enrol-code", "make a one-time enrolment code and print the credential bundle", _cmd_enrol_code)
     enrol.add_argument("--terminal-id", required=True)

@@ -145,7 +145,8 @@ def test_unknown_paths_and_methods_answer_json_errors(client: AppClient) -> None
         ({"Idempotency-Key": "k"}, "{not json", 400, "JSON"),
         ({"Idempotency-Key": "k"}, "[" * 100_000, 400, "JSON"),
         ({"Idempotency-Key": "k"}, "1" * 5000, 400, "JSON"),
-        ({"Idempotency-Key": "k"}, b"\xff\xfe", 400, "JSON"),
+        ({"Idempotency-Key": "k"}, b"\xff\xfe", 415, "byte-order mark"),
+        ({"Idempotency-Key": "k"}, b"\xc3(", 400, "JSON"),
         ({"Idempotency-Key": "k"}, json.dumps(auth(amount=10**12)), 422, "amount must be <= 999999999999"),
         ({"Idempotency-Key": "k"}, json.dumps(auth(currency=0)), 422, "currency must be >= 1"),
         ({"Idempotency-Key": "k"}, json.dumps(auth(kind="gift")), 422, "kind must be one of"),
@@ -157,7 +158,7 @@ def test_unknown_paths_and_methods_answer_json_errors(client: AppClient) -> None
 )
 def test_request_checks_in_order(client: AppClient, headers: dict[str, str], content: Any, status: int,
                                  text: str) -> None:
-    answer = client.post("/v1/authorisations", content=content, headers=headers)
+    answer = client.post("/v1/authorisations", content=content, headers={"Content-Type": "application/json", **headers})
     assert answer.status_code == status, answer.text
     assert text in answer.json()["message"]
     conforms("Error", answer)
@@ -171,7 +172,7 @@ def test_validation_messages_never_quote_the_value(client: AppClient) -> None:
 
 def test_an_integral_float_is_an_integer(client: AppClient) -> None:
     answer = client.post("/v1/authorisations", content=json.dumps(auth()).replace("1234", "1234.0"),
-                         headers={"Idempotency-Key": "f"})
+                         headers={"Idempotency-Key": "f", "Content-Type": "application/json"})
     assert answer.status_code == 200
     conforms("AuthorisationResponse", answer)
 

@@ -767,7 +767,9 @@ PUBLIC: dict[str, set[str]] = {
         "terminals",
         "unblock_card",
     },
-    "simulator.host.app": {"PEER_STATE_KEY", "PUBLIC_PATHS", "Peer", "TRANSPORT_STATE_KEY", "create_app"},
+    "simulator.host.app": {
+        "PEER_STATE_KEY", "PUBLIC_PATHS", "Peer", "TRANSPORT_STATE_KEY", "create_app", "media_type_error",
+    },
     "simulator.host.ca": {
         "CLIENT_CERT_DAYS",
         "CertificateAuthority",
@@ -790,13 +792,16 @@ PUBLIC: dict[str, set[str]] = {
         "Faults",
         "SERVER_FILE",
         "ServerInfo",
+        "WORKERS_DIR",
         "acknowledge",
         "atomic_write_json",
         "combine",
         "read_faults",
+        "read_worker_status",
         "request_faults",
         "running_server",
         "write_faults",
+        "write_worker_status",
     },
     "simulator.host.inprocess": {
         "Call",
@@ -828,7 +833,20 @@ PUBLIC: dict[str, set[str]] = {
         "openapi_document",
         "validator",
     },
-    "simulator.host.server": {"HostServer", "TlsH11Protocol", "peer_from_ssl", "serve", "server_ssl_context"},
+    "simulator.host.server": {
+        "HostServer", "ServeOptions", "TlsH11Protocol", "WORKER_HEADER", "configure_logging", "open_host_store",
+        "peer_from_ssl", "serve", "server_certificates_on_disk", "server_ssl_context",
+    },
+    "simulator.host.connections": {
+        "ConnectionObserver", "ConnectionTable", "GateFactory", "TimedH11Protocol", "TlsGate",
+    },
+    "simulator.host.health": {"HEALTH_PATHS", "HealthEndpoints", "Readiness"},
+    "simulator.host.limits": {"ConnectionLimits"},
+    "simulator.host.metrics": {
+        "DUPLICATE_CODES", "HostMetrics", "KNOWN_PATHS", "MetricsEndpoint", "RequestMetrics", "multiprocess_registry",
+        "start_metrics_endpoint",
+    },
+    "simulator.host.workers": {"supervise"},
     "simulator.host.service": {"ClientCredentials", "HostService", "HostStartError", "start_host"},
     "simulator.host.ratelimit": {"ENROL_LIMITS_KEY", "EnrolmentLimiter", "EnrolmentLimits", "TokenBucket"},
     "simulator.host.store": {
