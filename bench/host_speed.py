@@ -21,7 +21,6 @@ terminals, five minutes, the default fault schedule).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import os
 import statistics
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simulator.host.service import HostService
 from simulator.loadgen.cards import CardPool
 from simulator.loadgen.fleet import Fleet, enrol_fleet, terminal_ids
 from simulator.loadgen.https import HostConnection, Lost, NotSent
@@ -170,20 +170,18 @@ def _record(figures: RateFigures, result: tuple[int, float, list[float], float |
     figures.failures += failures
 
 
-def _start_host(directory: Path, combination: Combination) -> object:
+def _start_host(directory: Path, combination: Combination) -> HostService:
     from simulator.host.service import start_host
 
-    accepted = inspect.signature(start_host).parameters
-    extra: dict[str, object] = {}
-    if combination.workers != 1:
-        if "workers" not in accepted:
-            raise Skipped("the host has no --workers option yet")
-        extra["workers"] = combination.workers
+    extra: list[str] = []
     if combination.store is not None:
-        if "store" not in accepted:
+        usage = subprocess.run(
+            [sys.executable, "-m", "simulator.host", "serve", "--help"], capture_output=True, text=True, check=False
+        ).stdout
+        if "--store" not in usage:
             raise Skipped("the host has no --store option yet")
-        extra["store"] = combination.store
-    return start_host(directory, log_level="warning", **extra)  # type: ignore[arg-type]
+        extra = ["--store", combination.store]
+    return start_host(directory, log_level="warning", workers=combination.workers, extra_args=extra)
 
 
 def measure(
@@ -196,10 +194,7 @@ def measure(
     per_terminal: int = 150,
 ) -> PairFigures:
     """Host and echo, ``rounds`` alternating rounds of ``seconds`` over ``connections`` terminals."""
-    from simulator.host.service import HostService
-
     host = _start_host(directory / "host", combination)
-    assert isinstance(host, HostService)
     echo: subprocess.Popen[str] | None = None
     try:
         fleet = enrol_fleet(host.data_dir, terminal_ids(connections, "BH"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,9 +56,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=_positive(int), help="host worker processes (for a host the run starts)")
     p.add_argument("--store", metavar="URL", help="the host's store, e.g. postgresql://... (for a host the run starts)")
     p.add_argument(
+        "--serve-args", metavar="OPTIONS", default="",
+        help="more 'posterm host serve' options for a host the run starts, e.g. \"--max-client-connections 2000\"",
+    )  # fmt: skip
+    p.add_argument(
         "--source-addresses", type=_positive(int), metavar="N",
-        help="connect from N loopback addresses 127.0.0.1... (default: one per terminal; 1: all from 127.0.0.1, "
-        "which needs a per-address connection cap of at least --terminals)",
+        help="connect from N loopback addresses 127.0.0.1... (default: one per terminal; with fewer, the host's "
+        "--max-client-connections, 256 by default, must allow terminals/N each: see --serve-args)",
     )  # fmt: skip
     p.add_argument(
         "--settle-seconds", type=_positive(float), default=120.0, help="seconds allowed to settle (default 120)"
@@ -74,8 +79,11 @@ def load_command(args: argparse.Namespace) -> int:
 
     try:
         faults = None if args.faults is None else parse_schedule(args.faults)
+        serve_args = tuple(shlex.split(args.serve_args))
     except ScheduleError as exc:
         raise CommandError(str(exc)) from None
+    except ValueError as exc:  # shlex: an unclosed quote
+        raise CommandError(f"--serve-args: {exc}") from None
     options = LoadOptions(
         terminals=args.terminals,
         duration=args.duration,
@@ -84,6 +92,7 @@ def load_command(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir) if args.data_dir else None,
         workers=args.workers,
         store=args.store,
+        serve_args=serve_args,
         source_addresses=args.source_addresses,
         settle_seconds=args.settle_seconds,
         seed=args.seed,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import os
 import resource
 import secrets
@@ -54,6 +53,7 @@ class LoadOptions:
     data_dir: Path | None = None  # a host's data directory (its running server is used), else a fresh one
     workers: int | None = None  # passed to the host it starts (when the host has the option)
     store: str | None = None  # ditto
+    serve_args: tuple[str, ...] = ()  # more 'posterm host serve' options for the host it starts
     source_addresses: int | None = None  # None: one loopback address per terminal; 1: all from 127.0.0.1
     connect_timeout: float = 3.0
     read_timeout: float = 10.0
@@ -269,18 +269,13 @@ def _host(options: LoadOptions) -> Iterator[tuple[Path, str, int]]:
     if options.data_dir is not None:
         info = running_server(options.data_dir)
         if info is not None:
-            if options.workers is not None or options.store is not None:
-                raise LoadError("--workers and --store are for a host started by the run, not a running one")
+            if options.workers is not None or options.store is not None or options.serve_args:
+                raise LoadError("--workers, --store and --serve-args are for a host the run starts, not a running one")
             yield options.data_dir, info.url, info.pid
             return
-    extra: dict[str, Any] = {}
-    accepted = inspect.signature(start_host).parameters
-    for name in ("workers", "store"):
-        value = getattr(options, name)
-        if value is not None:
-            if name not in accepted:
-                raise LoadError(f"this host has no --{name} option yet")
-            extra[name] = value
+    extra = list(options.serve_args)
+    if options.store is not None:
+        extra += ["--store", options.store]
     with contextlib.ExitStack() as stack:
         if options.data_dir is None:
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="loadgen-host-", dir=options.scratch))
@@ -288,7 +283,7 @@ def _host(options: LoadOptions) -> Iterator[tuple[Path, str, int]]:
         else:
             data_dir = options.data_dir
         try:
-            host = start_host(data_dir, log_level="warning", **extra)
+            host = start_host(data_dir, log_level="warning", workers=options.workers or 1, extra_args=extra)
         except HostStartError as exc:
             raise LoadError(f"the host did not start: {exc}") from None
         stack.enter_context(host)
@@ -339,9 +334,11 @@ def run_load(options: LoadOptions) -> LoadReport:
             client_peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             host_peak_mb=driven.host_peak_mb,
         )
-        if spread == 1 or host != "127.0.0.1":
-            report.notes.append("every terminal connects from one address: the host's per-address cap must allow "
-                                f"{options.terminals} connections")  # fmt: skip
+        if spread < options.terminals or host != "127.0.0.1":
+            report.notes.append(
+                f"the terminals connect from {min(spread, options.terminals)} address(es): the host's "
+                f"--max-client-connections must allow {-(-options.terminals // max(1, spread))} each"
+            )
         else:
             report.notes.append(f"terminals spread over {min(spread, options.terminals)} loopback client addresses")
         return report

@@ -64,7 +64,7 @@ def test_every_fault_kind_and_one_client_address(tmp_path: Path) -> None:
     assert errors.get("authorisation: HTTP 503", 0) > 0
     assert errors.get("authorisation: closed_without_answer", 0) > 0
     assert report["outcomes"].get("sale no answer: reversal pending", 0) > 0
-    assert any("one address" in note for note in report["notes"])
+    assert any("from 1 address(es)" in note and "allow 20 each" in note for note in report["notes"])
 
 
 @pytest.mark.parametrize(
