@@ -35,6 +35,7 @@ class RunStats:
     """Counters of one run, shared by every simulated terminal of it (one asyncio loop: no locks)."""
 
     latencies: dict[str, list[float]] = field(default_factory=dict)  # message -> seconds of answered exchanges
+    answered_at: dict[str, list[float]] = field(default_factory=dict)  # message -> when each answer came (monotonic)
     payments: list[float] = field(default_factory=list)  # seconds from the tap to the result, per sale
     outcomes: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)  # "<message>: <kind>"
@@ -44,6 +45,7 @@ class RunStats:
 
     def answered(self, message: str, seconds: float, replayed: bool) -> None:
         self.latencies.setdefault(message, []).append(seconds)
+        self.answered_at.setdefault(message, []).append(time.monotonic())
         if replayed:
             self.replayed[message] += 1
 
@@ -52,6 +54,15 @@ class RunStats:
 
     def outcome(self, name: str) -> None:
         self.outcomes[name] += 1
+
+    def between(self, message: str, windows: list[tuple[float, float]]) -> list[float]:
+        """The latencies of ``message`` answered within any of ``windows`` (monotonic (start, end) pairs)."""
+        times = self.answered_at.get(message, [])
+        return [
+            s
+            for s, t in zip(self.latencies.get(message, []), times, strict=True)
+            if any(a <= t < b for a, b in windows)
+        ]
 
     def latency_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

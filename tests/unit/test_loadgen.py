@@ -137,6 +137,16 @@ def test_a_fault_step_that_cannot_be_read_says_why(text: str, words: str) -> Non
         parse_schedule(text)
 
 
+def test_the_calm_windows_are_the_run_without_the_faults_in_force() -> None:
+    from simulator.loadgen.run import _calm
+
+    log = [(10.0, "down@10+5"), (15.0, "none"), (20.0, "slow=300@20+5"), (22.0, "slow=300@20+5, drop@22+5"),
+           (25.0, "drop@22+5"), (27.0, "none")]  # fmt: skip
+    assert _calm(100.0, 130.0, log) == [(100.0, 110.0), (115.0, 120.0), (127.0, 130.0)]
+    assert _calm(100.0, 130.0, []) == [(100.0, 130.0)]
+    assert _calm(100.0, 105.0, [(10.0, "down@10+5")]) == [(100.0, 105.0)]
+
+
 def test_a_step_prints_as_it_is_written() -> None:
     assert str(FaultStep("error", 503, 4.0, 2.5)) == "error=503@4+2.5"
 
