@@ -186,7 +186,7 @@ class Forwarder:
         except KeystoreError as exc:
             # Its card data cannot be read: it stays queued (and settlement refused) for a
             # technician, but it must not block the entries behind it.
-            core.store.note_failure("saf", item.id, f"card data unreadable: {exc}", None)
+            core.store.note_failure("saf", item.id, f"card data unreadable: {exc}", None, host_contact=False)
             core.emit("saf_failed", item.txn_id, error=f"card data unreadable: {exc}")
             report.failed += 1
             return None

@@ -31,7 +31,7 @@ from terminal import journal
 from terminal.journal import PurgeReport, VerifyReport, canonical
 from terminal.keystore import Keystore
 from terminal.lifecycle import Event, State, saf_kind, transition
-from terminal.schema import SCHEMA, SCHEMA_VERSION, migrate_2_to_3, migrate_3_to_4
+from terminal.schema import SCHEMA, SCHEMA_VERSION, migrate_2_to_3, migrate_3_to_4, migrate_4_to_5
 from terminal.store_batches import BatchAccess
 from terminal.store_core import (
     TXN_COLUMNS,
@@ -47,6 +47,7 @@ from terminal.store_core import (
     TxnRow,
     classify,
 )
+from terminal.store_outcomes import OutcomeAccess, contact_of
 from terminal.store_queues import QueueAccess
 
 __all__ = [
@@ -72,7 +73,7 @@ PAGE_SIZE = 4096
 _NO_CARD = CardRecord(None, None, None)
 
 
-class Store(QueueAccess, BatchAccess):
+class Store(QueueAccess, BatchAccess, OutcomeAccess):
     """Open with :meth:`open`; every write method is one durable SQLite transaction."""
 
     # -- opening ------------------------------------------------------------------------------
@@ -197,11 +198,13 @@ class Store(QueueAccess, BatchAccess):
             row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is not None:
             version = str(row[0])
-            if version in ("2", "3"):
+            if version in ("2", "3", "4"):
                 with self._write() as cur:
                     if version == "2":
                         migrate_2_to_3(cur, self._seal_all)
-                    migrate_3_to_4(cur)
+                    if version in ("2", "3"):
+                        migrate_3_to_4(cur)
+                    migrate_4_to_5(cur)
                 return
             if version != str(SCHEMA_VERSION):
                 raise StorageCorrupt(f"{self.path}: schema version {version}, this posterm knows {SCHEMA_VERSION}")
@@ -354,7 +357,8 @@ class Store(QueueAccess, BatchAccess):
                 if found is None:
                     raise StorageError(f"no transaction {txn_id}")
                 values = found
-            row = transition(State(values["state"]), event)
+            before = State(values["state"])
+            row = transition(before, event)
             if sensitive is not None and not row.keep_card_data:
                 raise ValueError(f"{event.value} from {values['state']} does not keep card data")
             # A new payment's first journal row carries what the payment is (kind, amount,
@@ -438,6 +442,9 @@ class Store(QueueAccess, BatchAccess):
                     (txn_id, secrets.token_hex(16), values["amount"], values["currency"], row.queue_reversal, at, at),
                 )
                 self._chain.seal_row(cur, "reversals", int(cur.lastrowid or 0))
+            contact = contact_of(before, event, data)
+            if contact is not None:
+                self._note_contact(cur, at, *contact)
             if row.reversal_done:
                 done = cur.execute(
                     "UPDATE reversals SET status='done', last_attempt_at=? WHERE txn_id=? RETURNING id", (at, txn_id)
@@ -450,6 +457,12 @@ class Store(QueueAccess, BatchAccess):
         """The payment made for a register's request key, if any."""
         with self._reading() as cur:
             row = cur.execute("SELECT txn_id FROM requests WHERE request_key=?", (request_key,)).fetchone()
+            return None if row is None else str(row[0])
+
+    def request_key_of(self, txn_id: str) -> str | None:
+        """The register's request key a payment was made for, if a register asked for it."""
+        with self._reading() as cur:
+            row = cur.execute("SELECT request_key FROM requests WHERE txn_id=? LIMIT 1", (txn_id,)).fetchone()
             return None if row is None else str(row[0])
 
     def by_reference(self, reference: str) -> list[str]:

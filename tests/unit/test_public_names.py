@@ -276,7 +276,7 @@ PUBLIC: dict[str, set[str]] = {
         "read_card",
         "scheme_of",
     },
-    "terminal.cli_journal": {"EXPORT_COLUMNS", "run"},
+    "terminal.cli_journal": {"EXPORT_COLUMNS", "last", "run"},
     "terminal.cli_output": {
         "DATA_DIR_HELP",
         "CommandError",
@@ -389,7 +389,7 @@ PUBLIC: dict[str, set[str]] = {
         "SettlementResult",
         "TerminalEvent",
     },
-    "terminal.schema": {"SCHEMA", "SCHEMA_VERSION", "migrate_2_to_3", "migrate_3_to_4"},
+    "terminal.schema": {"SCHEMA", "SCHEMA_VERSION", "migrate_2_to_3", "migrate_3_to_4", "migrate_4_to_5"},
     "terminal.settlement": {"NothingToSettle", "Settlement"},
     "terminal.store": {
         "CardRecord",
@@ -441,6 +441,9 @@ PUBLIC: dict[str, set[str]] = {
     },
     "terminal.store_queues": {"QueueAccess"},
     "terminal.store_batches": {"BatchAccess"},
+    "terminal.store_outcomes": {"IN_PROGRESS", "OutcomeAccess", "contact_of"},
+    "terminal.notices": {"OutcomeRecord", "describe", "outcome_word", "tell_unshown"},
+    "terminal.telling": {"Telling"},
     "terminal.diag_bundle": {
         "BundleInfo",
         "LOG_TAIL_BYTES",

@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
@@ -215,7 +216,13 @@ class EcrApi:
         return body
 
     def _payment(self, payment: EcrPayment, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-        return _json(status, self.desk.snapshot(payment), headers)
+        return self._delivering(_json(status, self.desk.snapshot(payment), headers), [payment])
+
+    def _delivering(self, response: Response, payments: list[EcrPayment]) -> Response:
+        """Once ``response`` is sent, the final payments in it count as shown (:meth:`PaymentDesk.delivered`)."""
+        if any(p.final for p in payments):
+            response.background = BackgroundTask(self.desk.delivered, payments)
+        return response
 
     async def _found(self, request: Request) -> EcrPayment:
         payment_id = self._id(request)
@@ -276,7 +283,7 @@ class EcrApi:
         if not reference or len(reference) > 64:
             raise _Fail(400, "bad_request", "give ?reference= (the register's reference, 1 to 64 characters)")
         payments = await self._read(self.desk.by_reference, reference)
-        return _json(200, {"payments": [self.desk.snapshot(p) for p in payments]})
+        return self._delivering(_json(200, {"payments": [self.desk.snapshot(p) for p in payments]}), payments)
 
     @_answers
     async def get(self, request: Request) -> Response:
@@ -307,7 +314,8 @@ class EcrApi:
             if snap["version"] > seen:
                 seen = snap["version"]
                 yield f"event: payment\nid: {seen}\ndata: {json.dumps(snap, ensure_ascii=False)}\n\n"
-                if snap["final"]:
+                if snap["final"]:  # (resumed once the event was sent)
+                    desk.delivered([payment])
                     return
             elif snap["final"] or desk.closing:
                 return
@@ -338,7 +346,7 @@ class EcrApi:
         else:
             outcome, text = "too_late", "too late to cancel: the card was read; the payment goes on (follow it)"
         snap["cancel"] = {"outcome": outcome, "message": text}
-        return _json(200 if snap["final"] else 202, snap)
+        return self._delivering(_json(200 if snap["final"] else 202, snap), [payment])
 
     @_answers
     async def void(self, request: Request) -> Response:
