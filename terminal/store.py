@@ -23,11 +23,13 @@ import json
 import os
 import secrets
 import sqlite3
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from terminal import journal
+from terminal.files import private_umask
 from terminal.journal import PurgeReport, VerifyReport, canonical
 from terminal.keystore import Keystore
 from terminal.lifecycle import Event, State, saf_kind, transition
@@ -109,7 +111,7 @@ class Store(QueueAccess, BatchAccess, OutcomeAccess):
                 raise StorageCorrupt(f"the journal {path} is empty (0 bytes)")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+            conn = _connect(path, check_same_thread=False, timeout=30)
         except sqlite3.Error as exc:
             raise classify(exc, path) from exc
         except OSError as exc:
@@ -172,7 +174,7 @@ class Store(QueueAccess, BatchAccess, OutcomeAccess):
         """
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), isolation_level=None)
+            conn = _connect(path)
         except sqlite3.Error as exc:
             raise classify(exc, path) from exc
         except OSError as exc:
@@ -477,6 +479,25 @@ class Store(QueueAccess, BatchAccess, OutcomeAccess):
         with self._reading() as cur:
             row = cur.execute("SELECT sad_blob FROM transactions WHERE txn_id=?", (txn_id,)).fetchone()
             return None if row is None or row[0] is None else bytes(row[0])
+
+
+def _connect(path: Path, **kwargs: Any) -> sqlite3.Connection:
+    """A connection to ``path``, its file its owner's only: made so, and put right if an older posterm left it wider.
+
+    SQLite gives the ``-wal`` and ``-shm`` files the database file's mode, so
+    they are private too once it is; the first statements (WAL mode, the
+    schema) run with the same umask in case SQLite makes them at once.
+    """
+    with private_umask():
+        conn: sqlite3.Connection = sqlite3.connect(str(path), isolation_level=None, **kwargs)
+        with contextlib.suppress(sqlite3.Error):  # a damaged file: the caller's first statement says so
+            conn.execute("PRAGMA schema_version").fetchone()  # opens (and makes) the file now
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                info = os.lstat(f"{path}{suffix}")
+                if info.st_mode & 0o077 and not os.path.islink(f"{path}{suffix}"):
+                    os.chmod(f"{path}{suffix}", stat.S_IMODE(info.st_mode) & 0o700)
+    return conn
 
 
 def _lock(path: Path) -> int:
