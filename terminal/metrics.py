@@ -182,7 +182,7 @@ def snapshot(
             else DeviceState(kind, url if isinstance(url, str) else None, "unknown", "not used since the start")
         )
     return TerminalMetrics(
-        at=now.astimezone(UTC).isoformat(timespec="seconds"),
+        at=now.astimezone(UTC).isoformat(timespec="microseconds"),
         terminal_id=terminal.config.terminal_id,
         merchant_id=terminal.config.merchant_id,
         saf_depth=saf.queued,
