@@ -10,7 +10,9 @@ cannot be started or reached.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -115,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_arguments(parser)
     try:
         return load_command(parser.parse_args(argv))
+    except BrokenPipeError:  # the reader of the report went away (| head): nothing to tell it
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (CommandError, Unavailable) as exc:
         where = f" (see '{exc.prog} --help')" if isinstance(exc, UsageError) else ""
         print(f"posterm host load: error: {exc}{where}", file=sys.stderr)

@@ -21,7 +21,7 @@ import secrets
 import string
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,10 @@ from simulator.loadgen.sim_terminal import Mix, Settlement, SimTerminal
 from simulator.loadgen.stats import RunStats, percentile
 
 __all__ = ["LoadError", "LoadOptions", "LoadReport", "peak_resident_mb", "process_cpu_seconds", "run_load"]
+
+
+#: A 'down' counts from this long after the host said it applied it (an answer already on its way may still land).
+DOWN_GRACE_SECONDS = 0.5
 
 
 class LoadError(RuntimeError):
@@ -88,6 +92,7 @@ class LoadReport:
     host_peak_mb: float | None
     calm: list[tuple[float, float]]  # monotonic windows of the run with no fault in force
     answered_in_run: dict[str, int]  # answers per message while the terminals paid (settlement's left out)
+    answers_while_down: int  # answers that came while the host was down (from DOWN_GRACE_SECONDS after it went)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -130,6 +135,7 @@ class LoadReport:
             },
             "latency": self.stats.latency_json(),
             "latency_without_faults": {"authorisation": self.calm_latency()},
+            "answers_while_down": self.answers_while_down,
             "sale_end_to_end": {
                 "count": len(payments),
                 "p50_ms": round(1000 * percentile(payments, 50), 2),
@@ -195,6 +201,7 @@ class LoadReport:
             f"one core), host {doc['cpu_seconds']['host']} s",
             f"memory (peak resident): client {doc['memory_mb']['client']} MB, host {doc['memory_mb']['host']} MB",
             f"TLS handshakes {self.transport.handshakes}, connections reused {self.transport.reused}",
+            f"answers that came while the host was down: {self.answers_while_down}",
             "faults: " + ("; ".join(f"{at:g} s: {what}" for at, what in self.fault_log) or "none"),
             "errors by kind: " + (", ".join(f"{k} x{n}" for k, n in self.stats.errors.most_common()) or "none"),
             f"settlement: {self.in_balance} of {len(self.settlements)} batches closed in balance",
@@ -348,6 +355,7 @@ def run_load(options: LoadOptions) -> LoadReport:
             host_peak_mb=driven.host_peak_mb,
             calm=driven.calm,
             answered_in_run=driven.answered_in_run,
+            answers_while_down=driven.answers_while_down,
         )
         if spread < options.terminals or host != "127.0.0.1":
             report.notes.append(
@@ -374,14 +382,20 @@ class _Driven:
     host_peak_mb: float | None
     calm: list[tuple[float, float]]
     answered_in_run: dict[str, int]
+    answers_while_down: int
 
 
-def _calm(started: float, ended: float, fault_log: list[tuple[float, str]]) -> list[tuple[float, float]]:
-    """The windows of ``[started, ended)`` with no fault in force, from the log of changes (seconds after start)."""
+def _windows(
+    started: float, ended: float, fault_log: list[tuple[float, str]], wanted: Callable[[str], bool]
+) -> list[tuple[float, float]]:
+    """The windows of ``[started, ended)`` whose faults in force (a log entry's text) are ``wanted``.
+
+    ``fault_log``: the changes, in seconds after ``started``; before the first, no fault was in force.
+    """
     windows: list[tuple[float, float]] = []
-    since: float | None = started
+    since: float | None = started if wanted("none") else None
     for at, in_force in fault_log:
-        if in_force == "none":
+        if wanted(in_force):
             since = started + at if since is None else since
         elif since is not None:
             windows.append((since, started + at))
@@ -460,7 +474,8 @@ async def _drive(
     for t in terminals:
         t.connection.close()
     host_cpu = None if host_cpu_before is None or host_cpu_after is None else host_cpu_after - host_cpu_before
-    calm = _calm(started, ended, fault_log)
+    calm = _windows(started, ended, fault_log, lambda faults: faults == "none")
+    down = _windows(started, ended, fault_log, lambda faults: "down@" in faults)
     return _Driven(
         terminals,
         stats,
@@ -475,4 +490,5 @@ async def _drive(
         host_peak,
         calm,
         answered_in_run,
+        sum(len(stats.between(m, [(a + DOWN_GRACE_SECONDS, b) for a, b in down])) for m in stats.latencies),
     )

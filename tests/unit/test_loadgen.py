@@ -137,14 +137,21 @@ def test_a_fault_step_that_cannot_be_read_says_why(text: str, words: str) -> Non
         parse_schedule(text)
 
 
-def test_the_calm_windows_are_the_run_without_the_faults_in_force() -> None:
-    from simulator.loadgen.run import _calm
+def test_the_windows_of_the_run_with_no_fault_and_with_the_host_down() -> None:
+    from simulator.loadgen.run import _windows
 
-    log = [(10.0, "down@10+5"), (15.0, "none"), (20.0, "slow=300@20+5"), (22.0, "slow=300@20+5, drop@22+5"),
-           (25.0, "drop@22+5"), (27.0, "none")]  # fmt: skip
-    assert _calm(100.0, 130.0, log) == [(100.0, 110.0), (115.0, 120.0), (127.0, 130.0)]
-    assert _calm(100.0, 130.0, []) == [(100.0, 130.0)]
-    assert _calm(100.0, 105.0, [(10.0, "down@10+5")]) == [(100.0, 105.0)]
+    def calm(faults: str) -> bool:
+        return faults == "none"
+
+    def down(faults: str) -> bool:
+        return "down@" in faults
+
+    log = [(10.0, "down@10+5"), (15.0, "none"), (20.0, "slow=300@20+5"), (22.0, "slow=300@20+5, down@22+5"),
+           (25.0, "down@22+5"), (27.0, "none")]  # fmt: skip
+    assert _windows(100.0, 130.0, log, calm) == [(100.0, 110.0), (115.0, 120.0), (127.0, 130.0)]
+    assert _windows(100.0, 130.0, log, down) == [(110.0, 115.0), (122.0, 127.0)]
+    assert _windows(100.0, 130.0, [], calm) == [(100.0, 130.0)] and _windows(100.0, 130.0, [], down) == []
+    assert _windows(100.0, 105.0, [(10.0, "down@10+5")], calm) == [(100.0, 105.0)]
 
 
 def test_a_step_prints_as_it_is_written() -> None:
