@@ -161,38 +161,45 @@ def test_a_step_prints_as_it_is_written() -> None:
 # ----------------------------------------------------------------------------- cards
 
 
-def test_taps_carry_cryptograms_the_hosts_issuer_verifies(tmp_path: Path) -> None:
-    import datetime as dt
-
+def test_taps_carry_cryptograms_the_host_verifies_and_approves(tmp_path: Path) -> None:
+    """Sales, a refund to the same card and an offline approval, through the host's own processing."""
     from emv.tlv import decode_primitive_map
-    from simulator.cryptograms import CryptogramData, verify_arqc
-    from simulator.host.issuer import Issuer
+    from host_link import wire
+    from simulator.host.acquirer import Acquirer, Peer
     from simulator.host.store import HostStore
-    from simulator.loadgen.cards import OFFLINE_PROFILE, CardPool
-    from simulator.profiles import load
+    from simulator.loadgen.cards import CardPool
+    from terminal.host import Advice, AuthorisationRequest
 
     pool = CardPool(2, offline=1, seed=7)
-    taps = [pool.tap_online(1234) for _ in range(6)] + [pool.tap_online(500, card=0, refund=True)]
-    seen = {(t.card, t.atc) for t in taps}
-    assert len(seen) == len(taps), "an ATC twice on one card"
-    assert len({t.cryptogram for t in taps}) == len(taps)
-    with HostStore(tmp_path / "host.db") as store:
-        issuer = Issuer(store)
-        for tap in taps:
-            decision = issuer.decide(
-                amount=tap.amount, pan_token=tap.pan_token, tags=decode_primitive_map(tap.emv_data),
-                now=dt.datetime.now(dt.UTC),
-            )  # fmt: skip
-            assert decision.approved and decision.arpc is not None
-    assert taps[-1].transaction_type == 0x20 and taps[-1].card == 0
+    taps = [pool.tap_online(1234 + i) for i in range(6)]
+    refund = pool.tap_online(500, card=taps[0].card, refund=True)
+    assert len({(t.card, t.atc) for t in [*taps, refund]}) == 7, "an ATC twice on one card"
+    assert len({t.cryptogram for t in [*taps, refund]}) == 7
+    assert refund.transaction_type == 0x20 and refund.card == taps[0].card
     pool.precompute_offline(2, [700])
     offline = pool.offline_tap()
-    assert offline is not None and pool.offline_left == 1
-    tags = decode_primitive_map(offline.emv_data)
-    assert tags[0x9F27] == b"\x40" and offline.amount == 700
-    keys = load(OFFLINE_PROFILE).cryptogram_key
-    pan = tags[0x5A].hex().rstrip("f")
-    assert verify_arqc(keys, pan, tags[0x5F34].hex(), CryptogramData.from_tags(tags), tags[0x9F26])
+    assert offline is not None and pool.offline_left == 1 and offline.amount == 700
+    assert decode_primitive_map(offline.emv_data)[0x9F27] == b"\x40"  # a TC
+    peer = Peer("T1", "M1")
+
+    def request(txn_id: str, tap: Any, kind: str = "sale", original: str | None = None) -> dict[str, Any]:
+        return wire.authorisation_json(
+            AuthorisationRequest(
+                txn_id, txn_id, kind, tap.amount, EUR, "T1", "M1", tap.emv_data, tap.pan_token, original
+            )
+        )
+
+    with HostStore(tmp_path / "host.db") as store:
+        acquirer = Acquirer(store)
+        for i, tap in enumerate(taps):
+            answer = acquirer.handle("authorisation", request(f"s{i}", tap), peer, f"s{i}").json()
+            assert answer["status"] == "approved" and answer["arpc"], answer
+        answer = acquirer.handle("authorisation", request("r0", refund, "refund", "s0"), peer, "r0").json()
+        assert answer["status"] == "approved" and answer["arpc"], answer
+        advice = Advice("o1", "o1", "offline_approval", 700, EUR, "T1", "M1", offline.emv_data, offline.pan_token,
+                        "2026-01-01T00:00:00Z")  # fmt: skip
+        results = acquirer.handle("advices", wire.advices_json([advice]), peer, "a1").json()["results"]
+        assert results[0]["outcome"] == "accepted", results
 
 
 def test_card_tokens_are_the_same_for_a_card_and_differ_between_cards() -> None:
