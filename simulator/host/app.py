@@ -44,10 +44,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from simulator.host.acquirer import COMPONENTS, KEY_PATTERN, Acquirer, IdempotencyConflict, Peer, host_time, stamp
+from simulator.host.acquirer import COMPONENTS, KEY_PATTERN, Acquirer, Peer, Refused, host_time, stamp
 from simulator.host.ca import CertificateAuthority, CsrError
 from simulator.host.faults import FaultSwitch
-from simulator.host.params import ensure_initial
+from simulator.host.params import for_terminal
 from simulator.host.schema import first_error, openapi_bytes
 from simulator.host.store import HostStore
 
@@ -241,8 +241,8 @@ class HostApi:
             self._check_ids(body, peer)
             try:
                 reply = self.acquirer.handle(what, body, peer, key)
-            except IdempotencyConflict as exc:
-                raise _Fail(409, "idempotency_conflict", str(exc)) from None
+            except Refused as exc:  # an idempotency conflict (409), a reversal of another amount (422)
+                raise _Fail(exc.status, exc.error, exc.message) from None
             headers = {"Idempotent-Replay": "true"} if reply.replayed else None
             return _json_response(reply.status, reply.body, headers)
         except _Fail as fail:
@@ -259,17 +259,19 @@ class HostApi:
         return _json_response(200, _json_bytes({"host_time": host_time(self.clock()), "host_reference": reference}))
 
     async def parameters(self, request: Request) -> Response:
+        """The requesting terminal's own parameters (:func:`simulator.host.params.for_terminal`)."""
+        peer = _peer(request.scope)
+        if peer is None:  # pragma: no cover - the guard answered 401 already
+            return _error(401, "no_client_certificate", "a client certificate is required")
         have_values = request.query_params.getlist("have")
-        current = self.store.parameters_version() or ensure_initial(self.store)
         if have_values:
             text = have_values[-1]
             if not (text.isascii() and text.isdigit() and len(text) <= 10 and int(text) <= 2147483647):
                 return _error(422, "invalid", "have must be an integer 0..2147483647")
-            if int(text) == current:
-                return Response(status_code=304)
-        document = self.store.parameters(current)
-        assert document is not None
-        return _json_response(200, document)
+        served = for_terminal(self.store, peer.merchant_id, peer.terminal_id)
+        if have_values and int(have_values[-1]) == served.version:
+            return Response(status_code=304)
+        return _json_response(200, served.document)
 
     async def enrol(self, request: Request) -> Response:
         try:

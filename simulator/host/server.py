@@ -49,6 +49,7 @@ from simulator.host.faults import (
     read_faults,
     write_faults,
 )
+from simulator.host.files import tighten
 from simulator.host.params import ensure_initial
 from simulator.host.store import DB_NAME, HostStore
 
@@ -278,7 +279,7 @@ def serve(
 ) -> int:
     """Run the host until SIGINT / SIGTERM (or the parent's exit); 0 after a clean stop."""
     data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    tighten(data_dir)  # 0700 / 0600 throughout, also for a data directory an older host left readable
     tls_dir = data_dir / "tls"
     ca = load_or_create_ca(tls_dir)
     certs = write_server_certificates(ca, tls_dir, [bind])

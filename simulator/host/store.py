@@ -7,8 +7,15 @@ authorisations, advices and reversals (by ``pan_token``), host batches, batch
 closes, blocked cards, issuer settings and the parameter versions.
 
 What is never kept: a PAN, track data or ``emv_data``. Body digests are
-HMAC-SHA-256 under a random per-host secret (``meta.digest_secret``) because
-the bodies they cover carry card data.
+HMAC-SHA-256 under a random per-host secret because the bodies they cover
+carry card data; a record's ``pan_token`` is the host's own token of the card
+(HMAC-SHA-256 of the PAN under another secret, :meth:`HostStore.card_token`),
+not the one the terminal sent. Both secrets are in the host's key store
+(:mod:`simulator.host.keys`, ``keys/`` beside the database), never in it: a
+``meta.digest_secret`` left by an older host is moved there on opening.
+
+The database file is created 0600 in a 0700 folder before SQLite opens it
+(SQLite gives its ``-wal`` and ``-shm`` files the same mode).
 
 Several processes use the database at once (the server, the CLI, a test's
 :class:`~simulator.host.service.HostService`, or the terminal commands that
@@ -22,13 +29,16 @@ import contextlib
 import hashlib
 import hmac
 import json
-import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from simulator.host.files import private_dir, private_file
+from simulator.host.keys import CARD_TOKEN, DIGEST, HostKeys, KeyStoreError, card_token
+from simulator.host.store_issuer import ISSUER_SCHEMA, OPTIONAL_CONSTRAINTS, IssuerTables
 
 __all__ = [
     "DB_NAME",
@@ -196,28 +206,55 @@ def _record(row: tuple[Any, ...]) -> Record:
     return Record(*values)
 
 
-class HostStore:
-    """The host's SQLite database. One connection, guarded by a lock (thread-safe)."""
+class HostStore(IssuerTables):
+    """The host's SQLite database. One connection, guarded by a lock (thread-safe).
 
-    def __init__(self, path: Path) -> None:
+    ``keys``: the host's key store (default: ``keys/`` beside the database, in
+    memory for ``:memory:``).
+    """
+
+    def __init__(self, path: Path, *, keys: HostKeys | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        in_memory = str(path) == ":memory:"
+        self.keys = keys if keys is not None else HostKeys.beside(self.path)
         self._lock = threading.RLock()
         try:
+            if not in_memory:
+                private_dir(self.path.parent)
+                for suffix in ("", "-wal", "-shm"):  # the last two: those an older host left 0644
+                    sibling = self.path.with_name(self.path.name + suffix)
+                    if not suffix or sibling.exists():
+                        private_file(sibling)
             self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             with self.transaction():
-                for statement in _SCHEMA.split(";"):
+                for statement in (_SCHEMA + ISSUER_SCHEMA).split(";"):
                     if statement.strip():
                         self._db.execute(statement)
-                self._db.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('digest_secret', ?)", (secrets.token_hex(32),)
-                )
-        except sqlite3.Error as exc:
+                self._move_secret_out()
+            for constraint in OPTIONAL_CONSTRAINTS:
+                # An older database may hold what the constraint forbids (a transaction approved twice):
+                # then the acquirer's own check stands alone there.
+                with contextlib.suppress(sqlite3.IntegrityError), self.transaction():
+                    self._db.execute(constraint)
+            self._secret = self.keys.secret(DIGEST)
+            self._card_secret = self.keys.secret(CARD_TOKEN)
+        except (sqlite3.Error, OSError, KeyStoreError) as exc:
             raise StoreError(f"cannot open host database {self.path}: {exc}") from exc
-        self._secret = bytes.fromhex(self.meta("digest_secret") or "")
+
+    def _move_secret_out(self) -> None:
+        """Move a body-digest secret kept in ``meta`` by an older host into the key store (in the transaction)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'digest_secret'").fetchone()
+        if row is None:
+            return
+        try:
+            value = bytes.fromhex(str(row[0]))
+        except ValueError:
+            raise StoreError(f"host database {self.path}: meta.digest_secret is damaged") from None
+        self.keys.adopt(DIGEST, value)  # durable before the row goes: a crash between leaves both, equal
+        self._db.execute("DELETE FROM meta WHERE key = 'digest_secret'")
 
     def close(self) -> None:
         with self._lock:
@@ -262,6 +299,10 @@ class HostStore:
     def digest(self, text: str) -> str:
         """Keyed digest (HMAC-SHA-256 under the host's secret) of a canonical body."""
         return hmac.new(self._secret, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def card_token(self, pan: str) -> str:
+        """The host's token of the card with ``pan``: the same whichever terminal sent it (32 hex digits)."""
+        return card_token(self._card_secret, pan)
 
     # ------------------------------------------------------------------ meta and references
 
