@@ -47,16 +47,18 @@ def card_emv_data(
     date: dt.date = dt.date(2026, 3, 2),
     country: int = 276,
     track2: bool = False,
+    expiry: str | None = None,
 ) -> bytes:
     """TLV of a card's data objects with a cryptogram of type ``cryptogram`` over them.
 
     ``card`` names one of :data:`CARDS`; ``pan`` gives another PAN under its
     keys (another card of the same issuer); ``track2`` sends the PAN in track 2
     equivalent data (57) instead of 5A. ``transaction_type`` is 9C (``0x20``
-    for a refund).
+    for a refund); ``expiry`` (YYMMDD) replaces the card's.
     """
-    default_pan, psn, key_name, expiry = CARDS[card]
+    default_pan, psn, key_name, default_expiry = CARDS[card]
     pan = pan or default_pan
+    expiry = expiry or default_expiry
     keys = issuer_master_keys(key_name)
     cid = _CID[cryptogram]
     cvr = bytes([cid >> 2 | 0x20, 0, 0, 0, 0, 0]) if keys.cvn == CVN_MC_16 else bytes([0x03, cid >> 2, 0, 0])

@@ -51,12 +51,11 @@ What is processed (the whole order of the checks is in :mod:`simulator.host.issu
 from __future__ import annotations
 
 import base64
-import dataclasses
 import datetime as dt
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from simulator.host.issuer import FORMAT_ERROR_CODE, Decision, EmvDataError, Issuer, parse_emv_data
@@ -310,7 +309,7 @@ class Acquirer:
         if kind in ("offline_approval", "offline_refund"):  # the card approved it: the host takes note
             return Decision("00", note or "offline", None, proven.token)
         decision = self.issuer.decide(amount=message["amount"], proven=proven, now=now)
-        return dataclasses.replace(decision, reason=note) if decision.approved and note else decision
+        return replace(decision, reason=note) if decision.approved and note else decision
 
     def _authorise(self, body: dict[str, Any], peer: Peer, key: str, now: dt.datetime) -> _Processed:
         try:

@@ -238,7 +238,7 @@ class HostStore(IssuerTables):
                 # An older database may hold what the constraint forbids (a transaction approved twice):
                 # then the acquirer's own check stands alone there.
                 with contextlib.suppress(sqlite3.IntegrityError), self.transaction():
-                    self._db.execute(constraint)
+                    self._exec(constraint)
             self._secret = self.keys.secret(DIGEST)
             self._card_secret = self.keys.secret(CARD_TOKEN)
         except (sqlite3.Error, OSError, KeyStoreError) as exc:
@@ -246,7 +246,7 @@ class HostStore(IssuerTables):
 
     def _move_secret_out(self) -> None:
         """Move a body-digest secret kept in ``meta`` by an older host into the key store (in the transaction)."""
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'digest_secret'").fetchone()
+        row = self._one("SELECT value FROM meta WHERE key = 'digest_secret'")
         if row is None:
             return
         try:
@@ -254,7 +254,7 @@ class HostStore(IssuerTables):
         except ValueError:
             raise StoreError(f"host database {self.path}: meta.digest_secret is damaged") from None
         self.keys.adopt(DIGEST, value)  # durable before the row goes: a crash between leaves both, equal
-        self._db.execute("DELETE FROM meta WHERE key = 'digest_secret'")
+        self._exec("DELETE FROM meta WHERE key = 'digest_secret'")
 
     def close(self) -> None:
         with self._lock:

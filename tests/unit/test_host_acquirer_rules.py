@@ -8,11 +8,14 @@ findings over HTTPS with real terminals: tests/integration/test_host_acquirer_ru
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from emv import tlv
 from simulator.card_data import card_emv_data
-from simulator.host.inprocess import InProcessHost
+from simulator.host import admin
+from simulator.host.inprocess import MEMORY_HOST_DIR, MEMORY_HOST_REFUND_ALLOWANCE, InProcessHost, open_memory_host
 from terminal.host import HostRejected
 from terminal.response_codes import decline_reason
 from tests.unit.host_messages import EUR, TID, USD, advice, auth, reversal
@@ -243,3 +246,17 @@ def test_records_keep_the_hosts_token_never_the_pan(host: InProcessHost) -> None
     (record,) = host.records
     assert record.pan_token == host.card_token(PAN) != "terminal-token"
     assert PAN not in repr(record) and len(record.pan_token) == 32
+
+
+def test_the_memory_host_is_made_with_a_default_allowance_the_operator_can_change(tmp_path: Path) -> None:
+    memory = open_memory_host("memory", tmp_path)
+    assert memory.authorise(auth("u1", MEMORY_HOST_REFUND_ALLOWANCE, kind="refund")).approved
+    assert memory.authorise(auth("u2", 1, kind="refund")).response_code == "58"  # the 24 hours' allowance is used
+    memory.close()
+    admin.set_refund_allowance(tmp_path / MEMORY_HOST_DIR, "M1", 0)  # this merchant: none, whatever the default
+    reopened = open_memory_host("memory", tmp_path)  # made once: reopening does not give it back
+    assert reopened.authorise(auth("u3", 1, kind="refund", terminal_id=OTHER_TID)).response_code == "58"
+    assert reopened.authorise(auth("u4", 1, kind="refund", merchant_id="M2")).approved  # M2: the default
+    admin.set_refund_allowance(tmp_path / MEMORY_HOST_DIR, "*", 0)
+    assert reopened.authorise(auth("u5", 1, kind="refund", merchant_id="M3")).response_code == "58"
+    assert InProcessHost().authorise(auth("u1", 1, kind="refund")).response_code == "58"  # any other host: none
