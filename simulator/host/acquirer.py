@@ -60,7 +60,7 @@ from typing import Any, Final
 
 from simulator.host.issuer import FORMAT_ERROR_CODE, Decision, EmvDataError, Issuer, parse_emv_data
 from simulator.host.params import for_terminal
-from simulator.host.proofs import Claim, Proven, Purpose, Refusal
+from simulator.host.proofs import Claim, ProofVerifier, Proven, Purpose, Refusal
 from simulator.host.rules import Refused, check_refund, check_reversal, duplicate
 from simulator.host.schema import first_error
 from simulator.host.store import HostStore, Record
@@ -218,9 +218,16 @@ _Handler = Callable[[dict[str, Any], Peer, str, dt.datetime], _Processed]
 class Acquirer:
     """The host's processing of the state-changing messages over one store (thread-safe through it)."""
 
-    def __init__(self, store: HostStore, *, clock: Callable[[], dt.datetime] | None = None) -> None:
+    def __init__(
+        self,
+        store: HostStore,
+        *,
+        clock: Callable[[], dt.datetime] | None = None,
+        proofs: tuple[ProofVerifier, ...] | None = None,
+    ) -> None:
+        """``proofs``: the means of payment the issuer verifies (default: EMV cards; :mod:`simulator.host.proofs`)."""
         self.store = store
-        self.issuer = Issuer(store)
+        self.issuer = Issuer(store) if proofs is None else Issuer(store, proofs)
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._handlers: dict[str, _Handler] = {
             "sign-on": self._sign_on,

@@ -263,7 +263,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     line = f"host running (pid {status['pid']}) at {status['url']}" if status["running"] else "host not running"
     counts = status["records"]
     text = (
-        f"{line}\nparameters version {status['parameters_version']}, "
+        f"{line}\ncommon parameters version {status['parameters_version']}, "
         f"{len(status['terminals'])} terminal(s), {counts['authorisations']} authorisation(s), "
         f"{counts['advices']} advice(s), {counts['reversals']} reversal(s)"
     )

@@ -35,16 +35,17 @@ def private_dir(directory: Path) -> Path:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     st = directory.stat()
     if _owned(st) and not st.st_mode & stat.S_ISVTX and stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(directory, 0o700)
+        with contextlib.suppress(OSError):  # a read-only file system: what only reads goes on
+            os.chmod(directory, 0o700)
     return directory
 
 
 def private_file(path: Path) -> Path:
     """``path`` created empty if missing, and 0600 (never readable by others, not even for an instant)."""
     path = Path(path)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
-    with contextlib.suppress(PermissionError):  # a file of another user: its owner's business
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    with contextlib.suppress(OSError):  # a file of another user, a read-only file system
         if stat.S_IMODE(path.stat().st_mode) != 0o600:
             os.chmod(path, 0o600)
     return path

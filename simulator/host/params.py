@@ -253,4 +253,4 @@ def for_terminal(store: HostStore, merchant_id: str, terminal_id: str) -> Served
         }
         served = Served(version, basis, stamp, json.dumps(document, separators=(",", ":")).encode("utf-8"))
         store.add_served(merchant_id, terminal_id, served)
-        return served
+        return store.served(merchant_id, terminal_id, version) or served

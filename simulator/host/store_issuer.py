@@ -221,8 +221,9 @@ class IssuerTables:
         return 0 if row is None or row[0] is None else int(row[0])
 
     def add_served(self, merchant_id: str, terminal_id: str, served: Served) -> None:
+        """Keep a version served (another process that made the same version first wins: it is the same)."""
         self._exec(
             "INSERT INTO served_parameters (merchant_id, terminal_id, version, basis, issued_at, document) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (merchant_id, terminal_id, version) DO NOTHING",
             (merchant_id, terminal_id, served.version, served.basis, served.issued_at, served.document),
         )

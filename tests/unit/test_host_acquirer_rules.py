@@ -8,14 +8,19 @@ findings over HTTPS with real terminals: tests/integration/test_host_acquirer_ru
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
 
 from emv import tlv
+from host_link import wire
 from simulator.card_data import card_emv_data
 from simulator.host import admin
+from simulator.host.acquirer import Acquirer, Peer
 from simulator.host.inprocess import MEMORY_HOST_DIR, MEMORY_HOST_REFUND_ALLOWANCE, InProcessHost, open_memory_host
+from simulator.host.proofs import Claim, EmvCardProof, Proven, Refusal
+from simulator.host.store import HostStore
 from terminal.host import HostRejected
 from terminal.response_codes import decline_reason
 from tests.unit.host_messages import EUR, TID, USD, advice, auth, reversal
@@ -260,3 +265,31 @@ def test_the_memory_host_is_made_with_a_default_allowance_the_operator_can_chang
     admin.set_refund_allowance(tmp_path / MEMORY_HOST_DIR, "*", 0)
     assert reopened.authorise(auth("u5", 1, kind="refund", merchant_id="M3")).response_code == "58"
     assert InProcessHost().authorise(auth("u1", 1, kind="refund")).response_code == "58"  # any other host: none
+
+
+class WalletProof:
+    """A stand-in for a later means of payment's proof (a QR wallet's, a digital-currency record's)."""
+
+    def recognises(self, tags: Mapping[int, bytes]) -> bool:
+        return 0xDF7F in tags
+
+    def verify(self, tags: Mapping[int, bytes], claim: Claim, token: Callable[[str], str]) -> Proven | Refusal:
+        if tags[0xDF7F] != b"signed":
+            return Refusal("82", "wallet_signature_failed")
+        return Proven(token("wallet-1"))
+
+
+def test_another_means_of_payment_brings_its_own_proof() -> None:
+    with HostStore(Path(":memory:")) as store:
+        acquirer = Acquirer(store, proofs=(EmvCardProof(), WalletProof()))
+        peer = Peer(TID, "M1")
+
+        def code(txn_id: str, emv_data: bytes) -> str:
+            body = wire.authorisation_json(auth(txn_id, emv_data=emv_data))
+            return str(acquirer.handle("authorisation", body, peer, txn_id).json()["response_code"])
+
+        assert code("w1", tlv.encode(0xDF7F, b"signed")) == "00"
+        assert code("w2", tlv.encode(0xDF7F, b"forged")) == "82"
+        assert code("c1", card_emv_data(1000, EUR)) == "00"  # cards still prove themselves as before
+        assert code("n1", tlv.encode(0x9F02, bytes(6))) == "14"  # what no proof recognises: no card data
+        assert store.records()[0].pan_token == store.card_token("wallet-1")
