@@ -1,10 +1,19 @@
 """The simulated host's data at rest: one SQLite database (WAL) in the data directory.
 
 What is kept: enrolment codes (their SHA-256, never the code), enrolled
-terminals, the idempotency cache (per terminal: key, a keyed digest of the
-canonical body, the response bytes), per-advice results, the records of
-authorisations, advices and reversals (by ``pan_token``), host batches, batch
-closes, blocked cards, issuer settings and the parameter versions.
+terminals and every certificate issued to them (serial, revoked or not), an
+audit trail of enrolments, rotations, revocations and transfers, the
+idempotency cache (per terminal: key, a keyed digest of the canonical body,
+the response bytes), per-advice results, the records of authorisations,
+advices and reversals (by ``pan_token``), host batches, batch closes, blocked
+cards, issuer settings and the parameter versions.
+
+Tenancy. A terminal id is unique within its merchant only: whatever belongs to
+a terminal (idempotency, advice keys, host batches, batch closes, the records
+a reversal or a settlement looks at) is keyed by (merchant id, terminal id),
+the pair in the terminal's certificate. The tables and the migration of a
+version 1 file (keyed by terminal id alone) are in
+:mod:`simulator.host.store_schema`.
 
 What is never kept: a PAN, track data or ``emv_data``. Body digests are
 HMAC-SHA-256 under a random per-host secret because the bodies they cover
@@ -38,11 +47,14 @@ from typing import Any
 
 from simulator.host.files import private_dir, private_file
 from simulator.host.keys import CARD_TOKEN, DIGEST, HostKeys, KeyStoreError, card_token
+from simulator.host.store_identity import Certificate, EnrolmentCode, TerminalIdentities
 from simulator.host.store_issuer import ISSUER_SCHEMA, OPTIONAL_CONSTRAINTS, IssuerTables
+from simulator.host.store_schema import SCHEMA, SCHEMA_VERSION, migrate_v1, statements
 
 __all__ = [
     "DB_NAME",
     "CachedResponse",
+    "Certificate",
     "EnrolmentCode",
     "HostStore",
     "Record",
@@ -50,77 +62,6 @@ __all__ = [
 ]
 
 DB_NAME = "host.db"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS enrolment_codes (
-    code_hash TEXT PRIMARY KEY,
-    terminal_id TEXT NOT NULL,
-    merchant_id TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    expires_at TEXT NOT NULL,
-    used_at TEXT,
-    csr_digest TEXT,
-    response BLOB
-);
-CREATE TABLE IF NOT EXISTS terminals (
-    terminal_id TEXT PRIMARY KEY,
-    merchant_id TEXT NOT NULL,
-    certificate_serial TEXT NOT NULL,
-    enrolled_at TEXT NOT NULL,
-    software_version TEXT,
-    last_sign_on TEXT
-);
-CREATE TABLE IF NOT EXISTS idempotency (
-    terminal_id TEXT NOT NULL,
-    key TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    body BLOB NOT NULL,
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (terminal_id, key)
-);
-CREATE TABLE IF NOT EXISTS advice_keys (
-    terminal_id TEXT NOT NULL,
-    key TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    result TEXT NOT NULL,
-    PRIMARY KEY (terminal_id, key)
-);
-CREATE TABLE IF NOT EXISTS records (
-    seq INTEGER PRIMARY KEY,
-    method TEXT NOT NULL,
-    txn_id TEXT NOT NULL,
-    idempotency_key TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    terminal_id TEXT NOT NULL,
-    merchant_id TEXT NOT NULL,
-    amount INTEGER NOT NULL,
-    currency INTEGER NOT NULL,
-    pan_token TEXT NOT NULL,
-    response_code TEXT NOT NULL,
-    approved INTEGER NOT NULL,
-    reversed INTEGER NOT NULL DEFAULT 0,
-    batch INTEGER NOT NULL,
-    host_reference TEXT NOT NULL,
-    approval_code TEXT,
-    original_txn_id TEXT,
-    note TEXT NOT NULL DEFAULT '',
-    created_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS records_txn ON records (terminal_id, txn_id);
-CREATE INDEX IF NOT EXISTS records_card ON records (pan_token, created_at);
-CREATE TABLE IF NOT EXISTS host_batches (terminal_id TEXT PRIMARY KEY, batch_no INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS batch_closes (
-    terminal_id TEXT NOT NULL,
-    batch_id INTEGER NOT NULL,
-    digest TEXT NOT NULL,
-    body BLOB NOT NULL,
-    PRIMARY KEY (terminal_id, batch_id)
-);
-CREATE TABLE IF NOT EXISTS blocked_cards (pan_token TEXT PRIMARY KEY, code TEXT NOT NULL, blocked_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS parameters (version INTEGER PRIMARY KEY, issued_at TEXT NOT NULL, document BLOB NOT NULL);
-"""
 
 #: The settlement kind (what a batch total counts it as) of each record kind; reversals have none.
 _SETTLEMENT_KIND = {
@@ -146,16 +87,6 @@ class CachedResponse:
     digest: str
     status: int
     body: bytes
-
-
-@dataclass(frozen=True)
-class EnrolmentCode:
-    terminal_id: str
-    merchant_id: str
-    expires_at: str
-    used_at: str | None
-    csr_digest: str | None
-    response: bytes | None
 
 
 @dataclass(frozen=True)
@@ -206,7 +137,7 @@ def _record(row: tuple[Any, ...]) -> Record:
     return Record(*values)
 
 
-class HostStore(IssuerTables):
+class HostStore(TerminalIdentities, IssuerTables):
     """The host's SQLite database. One connection, guarded by a lock (thread-safe).
 
     ``keys``: the host's key store (default: ``keys/`` beside the database, in
@@ -229,11 +160,7 @@ class HostStore(IssuerTables):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            with self.transaction():
-                for statement in (_SCHEMA + ISSUER_SCHEMA).split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                self._move_secret_out()
+            self._create_or_migrate()
             for constraint in OPTIONAL_CONSTRAINTS:
                 # An older database may hold what the constraint forbids (a transaction approved twice):
                 # then the acquirer's own check stands alone there.
@@ -255,6 +182,39 @@ class HostStore(IssuerTables):
             raise StoreError(f"host database {self.path}: meta.digest_secret is damaged") from None
         self.keys.adopt(DIGEST, value)  # durable before the row goes: a crash between leaves both, equal
         self._exec("DELETE FROM meta WHERE key = 'digest_secret'")
+
+    def _create_or_migrate(self) -> None:
+        """Make the tables of a new database, or bring an older one to :data:`SCHEMA_VERSION`, in one transaction.
+
+        A file without ``schema_version`` but with a ``digest_secret`` was made
+        by version 1 (which set the secret on first open): it is migrated in
+        place. Two processes opening a file at once: the second waits for the
+        first's transaction and then finds the version written. The secret
+        itself then leaves ``meta`` for the key store (:meth:`_move_secret_out`).
+        """
+        with self.transaction():
+            self._exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            row = self._one("SELECT value FROM meta WHERE key = 'schema_version'")
+            version = int(row[0]) if row is not None else None
+            if version is not None and version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"host database {self.path} has schema version {version}, newer than this posterm "
+                    f"({SCHEMA_VERSION}): upgrade posterm"
+                )
+            if version is None and self._one("SELECT value FROM meta WHERE key = 'digest_secret'") is not None:
+                migrate_v1(self._exec)
+            for statement in [*statements(SCHEMA), *statements(ISSUER_SCHEMA)]:
+                self._exec(statement)
+            self._exec(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
+            self._move_secret_out()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.meta("schema_version") or "0")
 
     def close(self) -> None:
         with self._lock:
@@ -326,113 +286,60 @@ class HostStore(IssuerTables):
             ).fetchone()
         return f"{_REF_PREFIX.get(what, 'H')}{int(row[0]):010d}"
 
-    # ------------------------------------------------------------------ enrolment
-
-    @staticmethod
-    def _code_hash(code: str) -> str:
-        return hashlib.sha256(code.strip().upper().encode("utf-8")).hexdigest()
-
-    def add_enrolment_code(
-        self, code: str, terminal_id: str, merchant_id: str, created_at: str, expires_at: str
-    ) -> None:
-        with self.transaction():
-            self._exec(
-                "INSERT INTO enrolment_codes (code_hash, terminal_id, merchant_id, created_at, expires_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (self._code_hash(code), terminal_id, merchant_id, created_at, expires_at),
-            )
-
-    def enrolment_code(self, code: str) -> EnrolmentCode | None:
-        row = self._one(
-            "SELECT terminal_id, merchant_id, expires_at, used_at, csr_digest, response FROM enrolment_codes "
-            "WHERE code_hash = ?",
-            (self._code_hash(code),),
-        )
-        return None if row is None else EnrolmentCode(*row)
-
-    def use_enrolment_code(
-        self, code: str, used_at: str, csr_digest: str, response: bytes, certificate_serial: str
-    ) -> bool:
-        """Mark the code used with the answer given; False when another request used it first."""
-        with self.transaction():
-            row = self._one(
-                "SELECT terminal_id, merchant_id, used_at FROM enrolment_codes WHERE code_hash = ?",
-                (self._code_hash(code),),
-            )
-            if row is None or row[2] is not None:
-                return False
-            self._exec(
-                "UPDATE enrolment_codes SET used_at = ?, csr_digest = ?, response = ? WHERE code_hash = ?",
-                (used_at, csr_digest, response, self._code_hash(code)),
-            )
-            self._exec(
-                "INSERT INTO terminals (terminal_id, merchant_id, certificate_serial, enrolled_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(terminal_id) DO UPDATE SET merchant_id = excluded.merchant_id, "
-                "certificate_serial = excluded.certificate_serial, enrolled_at = excluded.enrolled_at",
-                (row[0], row[1], certificate_serial, used_at),
-            )
-        return True
-
-    def record_sign_on(self, terminal_id: str, merchant_id: str, software_version: str, at: str) -> None:
-        with self.transaction():
-            self._exec(
-                "INSERT INTO terminals (terminal_id, merchant_id, certificate_serial, enrolled_at, software_version, "
-                "last_sign_on) VALUES (?, ?, '', ?, ?, ?) ON CONFLICT(terminal_id) DO UPDATE SET "
-                "software_version = excluded.software_version, last_sign_on = excluded.last_sign_on",
-                (terminal_id, merchant_id, at, software_version, at),
-            )
-
-    def terminals(self) -> list[dict[str, Any]]:
-        rows = self._all(
-            "SELECT terminal_id, merchant_id, certificate_serial, enrolled_at, software_version, last_sign_on "
-            "FROM terminals ORDER BY terminal_id"
-        )
-        names = ("terminal_id", "merchant_id", "certificate_serial", "enrolled_at", "software_version", "last_sign_on")
-        return [dict(zip(names, row, strict=True)) for row in rows]
-
     # ------------------------------------------------------------------ idempotency
 
-    def cached_response(self, terminal_id: str, key: str) -> CachedResponse | None:
+    def cached_response(self, merchant_id: str, terminal_id: str, key: str) -> CachedResponse | None:
         row = self._one(
-            "SELECT digest, status, body FROM idempotency WHERE terminal_id = ? AND key = ?", (terminal_id, key)
+            "SELECT digest, status, body FROM idempotency WHERE merchant_id = ? AND terminal_id = ? AND key = ?",
+            (merchant_id, terminal_id, key),
         )
         return None if row is None else CachedResponse(str(row[0]), int(row[1]), bytes(row[2]))
 
-    def save_response(self, terminal_id: str, key: str, digest: str, status: int, body: bytes, at: str) -> None:
+    def save_response(
+        self, merchant_id: str, terminal_id: str, key: str, digest: str, status: int, body: bytes, at: str
+    ) -> None:
         self._exec(
-            "INSERT INTO idempotency (terminal_id, key, digest, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (terminal_id, key, digest, status, body, at),
+            "INSERT INTO idempotency (merchant_id, terminal_id, key, digest, status, body, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (merchant_id, terminal_id, key, digest, status, body, at),
         )
 
-    def advice_result(self, terminal_id: str, key: str) -> tuple[str, dict[str, Any]] | None:
+    def advice_result(self, merchant_id: str, terminal_id: str, key: str) -> tuple[str, dict[str, Any]] | None:
         """(digest, result) stored for an advice's own idempotency key."""
-        row = self._one("SELECT digest, result FROM advice_keys WHERE terminal_id = ? AND key = ?", (terminal_id, key))
+        row = self._one(
+            "SELECT digest, result FROM advice_keys WHERE merchant_id = ? AND terminal_id = ? AND key = ?",
+            (merchant_id, terminal_id, key),
+        )
         return None if row is None else (str(row[0]), json.loads(row[1]))
 
-    def save_advice_result(self, terminal_id: str, key: str, digest: str, result: Mapping[str, Any]) -> None:
+    def save_advice_result(
+        self, merchant_id: str, terminal_id: str, key: str, digest: str, result: Mapping[str, Any]
+    ) -> None:
         self._exec(
-            "INSERT INTO advice_keys (terminal_id, key, digest, result) VALUES (?, ?, ?, ?)",
-            (terminal_id, key, digest, json.dumps(result, sort_keys=True)),
+            "INSERT INTO advice_keys (merchant_id, terminal_id, key, digest, result) VALUES (?, ?, ?, ?, ?)",
+            (merchant_id, terminal_id, key, digest, json.dumps(result, sort_keys=True)),
         )
 
     # ------------------------------------------------------------------ records
 
-    def batch_number(self, terminal_id: str) -> int:
-        row = self._one("SELECT batch_no FROM host_batches WHERE terminal_id = ?", (terminal_id,))
+    def batch_number(self, merchant_id: str, terminal_id: str) -> int:
+        row = self._one(
+            "SELECT batch_no FROM host_batches WHERE merchant_id = ? AND terminal_id = ?", (merchant_id, terminal_id)
+        )
         return 1 if row is None else int(row[0])
 
-    def open_new_batch(self, terminal_id: str) -> int:
-        new = self.batch_number(terminal_id) + 1
+    def open_new_batch(self, merchant_id: str, terminal_id: str) -> int:
+        new = self.batch_number(merchant_id, terminal_id) + 1
         self._exec(
-            "INSERT INTO host_batches (terminal_id, batch_no) VALUES (?, ?) "
-            "ON CONFLICT(terminal_id) DO UPDATE SET batch_no = excluded.batch_no",
-            (terminal_id, new),
+            "INSERT INTO host_batches (merchant_id, terminal_id, batch_no) VALUES (?, ?, ?) "
+            "ON CONFLICT(merchant_id, terminal_id) DO UPDATE SET batch_no = excluded.batch_no",
+            (merchant_id, terminal_id, new),
         )
         return new
 
     def add_record(self, **fields: Any) -> None:
         """Insert a record; ``batch`` is the terminal's open host batch, ``seq`` assigned here."""
-        fields.setdefault("batch", self.batch_number(fields["terminal_id"]))
+        fields.setdefault("batch", self.batch_number(fields["merchant_id"], fields["terminal_id"]))
         fields.setdefault("approval_code", None)
         fields.setdefault("original_txn_id", None)
         fields.setdefault("note", "")
@@ -443,39 +350,51 @@ class HostStore(IssuerTables):
             tuple(fields[n] for n in names),
         )
 
-    def reverse(self, terminal_id: str, txn_id: str) -> int:
-        """Mark the approved, not reversed records of ``txn_id`` reversed; how many were."""
-        with self._lock:
-            cursor = self._db.execute(
-                "UPDATE records SET reversed = 1 WHERE terminal_id = ? AND txn_id = ? AND method != 'reverse' "
-                "AND approved = 1 AND reversed = 0",
-                (terminal_id, txn_id),
-            )
-            return int(cursor.rowcount)
+    def reverse(self, merchant_id: str, terminal_id: str, txn_id: str) -> int:
+        """Mark the terminal's approved, not reversed records of ``txn_id`` reversed; how many were."""
+        where = (
+            "merchant_id = ? AND terminal_id = ? AND txn_id = ? AND method != 'reverse' AND approved = 1 "
+            "AND reversed = 0"
+        )
+        args = (merchant_id, terminal_id, txn_id)
+        with self.transaction():
+            row = self._one(f"SELECT COUNT(*) FROM records WHERE {where}", args)
+            self._exec(f"UPDATE records SET reversed = 1 WHERE {where}", args)
+        return 0 if row is None else int(row[0])
 
-    def records(self, terminal_id: str | None = None) -> list[Record]:
-        if terminal_id is None:
-            rows = self._all(f"SELECT {_RECORD_COLUMNS} FROM records ORDER BY seq")
-        else:
-            sql = f"SELECT {_RECORD_COLUMNS} FROM records WHERE terminal_id = ? ORDER BY seq"
-            rows = self._all(sql, (terminal_id,))
-        return [_record(r) for r in rows]
+    def records(self, terminal_id: str | None = None, merchant_id: str | None = None) -> list[Record]:
+        """The records, oldest first: all, or a terminal's (of one merchant, or of any merchant)."""
+        conditions = [
+            (name, value)
+            for name, value in (("terminal_id", terminal_id), ("merchant_id", merchant_id))
+            if value is not None
+        ]
+        where = " AND ".join(f"{name} = ?" for name, _ in conditions)
+        sql = f"SELECT {_RECORD_COLUMNS} FROM records" + (f" WHERE {where}" if where else "") + " ORDER BY seq"
+        return [_record(r) for r in self._all(sql, tuple(value for _, value in conditions))]
 
-    def open_records(self, terminal_id: str) -> list[Record]:
+    def open_records(self, merchant_id: str, terminal_id: str) -> list[Record]:
         """The approved, not reversed authorisations and advices of the terminal's open host batch."""
         rows = self._all(
-            f"SELECT {_RECORD_COLUMNS} FROM records WHERE terminal_id = ? AND batch = ? AND method != 'reverse' "
-            "AND approved = 1 AND reversed = 0 ORDER BY seq",
-            (terminal_id, self.batch_number(terminal_id)),
+            f"SELECT {_RECORD_COLUMNS} FROM records WHERE merchant_id = ? AND terminal_id = ? AND batch = ? "
+            "AND method != 'reverse' AND approved = 1 AND reversed = 0 ORDER BY seq",
+            (merchant_id, terminal_id, self.batch_number(merchant_id, terminal_id)),
         )
         return [_record(r) for r in rows]
 
     def merchant_of(self, terminal_id: str) -> str | None:
-        """The merchant the terminal last spoke for (its records, else its sign-on), if it is known."""
+        """The merchant a terminal id last spoke for (its records, else its sign-on), if it is known.
+
+        Only for a sender without a certificate (the in-process host): over
+        HTTPS the merchant is the certificate's.
+        """
         sql = "SELECT merchant_id FROM records WHERE terminal_id = ? ORDER BY seq DESC LIMIT 1"
         row = self._one(sql, (terminal_id,))
         if row is None:
-            row = self._one("SELECT merchant_id FROM terminals WHERE terminal_id = ?", (terminal_id,))
+            row = self._one(
+                "SELECT merchant_id FROM terminals WHERE terminal_id = ? ORDER BY last_sign_on DESC LIMIT 1",
+                (terminal_id,),
+            )
         return None if row is None else str(row[0])
 
     def approvals_since(self, pan_token: str, since: str) -> int:
@@ -489,16 +408,17 @@ class HostStore(IssuerTables):
 
     # ------------------------------------------------------------------ batch closes
 
-    def batch_close(self, terminal_id: str, batch_id: int) -> tuple[str, bytes] | None:
+    def batch_close(self, merchant_id: str, terminal_id: str, batch_id: int) -> tuple[str, bytes] | None:
         row = self._one(
-            "SELECT digest, body FROM batch_closes WHERE terminal_id = ? AND batch_id = ?", (terminal_id, batch_id)
+            "SELECT digest, body FROM batch_closes WHERE merchant_id = ? AND terminal_id = ? AND batch_id = ?",
+            (merchant_id, terminal_id, batch_id),
         )
         return None if row is None else (str(row[0]), bytes(row[1]))
 
-    def save_batch_close(self, terminal_id: str, batch_id: int, digest: str, body: bytes) -> None:
+    def save_batch_close(self, merchant_id: str, terminal_id: str, batch_id: int, digest: str, body: bytes) -> None:
         self._exec(
-            "INSERT INTO batch_closes (terminal_id, batch_id, digest, body) VALUES (?, ?, ?, ?)",
-            (terminal_id, batch_id, digest, body),
+            "INSERT INTO batch_closes (merchant_id, terminal_id, batch_id, digest, body) VALUES (?, ?, ?, ?, ?)",
+            (merchant_id, terminal_id, batch_id, digest, body),
         )
 
     # ------------------------------------------------------------------ issuer steering
