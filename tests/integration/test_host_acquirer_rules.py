@@ -18,14 +18,18 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import ssl
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from host_link.client import HttpsHostLink, IdempotentRetry
@@ -274,3 +278,47 @@ def test_a_data_directory_made_by_the_cli_is_private(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert wrong_modes(data_dir) == {}
     assert {"host.db", "tls/ca/key.pem", "tls/ca/cert.pem", "keys/digest.key"} <= set(modes(data_dir))
+
+
+# --------------------------------------------------------------------------- several workers at once
+
+
+def test_two_workers_approve_a_txn_once_and_never_refund_more_than_the_sale(tmp_path: Path) -> None:
+    """The checks read then write in one transaction: two worker processes on one store race and stay right."""
+    with start_host(tmp_path / "host", workers=2) as host:
+        terminal = host.enrol("TW01", MERCHANT_A, tmp_path / "terminal")
+        context = ssl.create_default_context(cafile=str(host.ca_certificate_path))
+        context.load_cert_chain(terminal.certificate, terminal.key)
+        clients = [httpx.Client(base_url=host.url, verify=context, timeout=30.0) for _ in range(8)]
+        workers = {c.get("/v1/echo").headers["posterm-worker"] for c in clients}
+
+        def body(txn_id: str, kind: str = "sale", amount: int = 1000, **kw: Any) -> dict[str, Any]:
+            refund = kind == "refund"
+            card = card_emv_data(amount, EUR, cryptogram="aac" if refund else "arqc", transaction_type=0x20 * refund)
+            return {"txn_id": txn_id, "kind": kind, "amount": amount, "currency": EUR, "terminal_id": "TW01",
+                    "merchant_id": MERCHANT_A, "emv_data": card.hex(), "pan_token": "t"} | kw  # fmt: skip
+
+        def at_once(bodies: list[dict[str, Any]]) -> list[str]:
+            barrier = threading.Barrier(len(bodies))
+
+            def send(i: int) -> str:
+                barrier.wait()
+                key = f"{body_of[i]['txn_id']}-{i}"
+                answer = clients[i].post("/v1/authorisations", json=body_of[i], headers={"Idempotency-Key": key})
+                return str(answer.json().get("response_code", answer.text))
+
+            body_of = bodies
+            with ThreadPoolExecutor(len(bodies)) as pool:
+                return list(pool.map(send, range(len(bodies))))
+
+        try:
+            sale_codes = at_once([body("same-txn") for _ in clients])  # one txn_id under eight keys
+            refund_codes = at_once(
+                [body(f"rf{i}", "refund", original_txn_id="same-txn") for i in range(len(clients))]
+            )
+        finally:
+            for c in clients:
+                c.close()
+    assert len(workers) == 2  # both processes took part
+    assert sorted(sale_codes) == ["00"] + ["94"] * 7
+    assert sorted(refund_codes) == ["00"] + ["13"] * 7  # the sale's 10.00 refunded once, never eight times
