@@ -1,6 +1,6 @@
 """The terminal's own figures for whoever runs it: its queues, its host, its devices, its certificate.
 
-What an operator watches on a fleet of terminals (docs/operations-terminal.md
+What an operator watches on a fleet of terminals (docs/operations.md, "The terminal"
 says what each figure means and what to alert on):
 
 - the store-and-forward queue: how many payments wait, the age of the

@@ -7,8 +7,14 @@ revocation, and the audit trail of all of it.
 Everything here works on the SQLite database and the CA files directly, so the
 ``posterm host`` commands and :class:`~simulator.host.service.HostService`
 share one implementation and take effect on a running server at once (the
-server reads blocked cards, velocity, parameters and enrolment codes from the
-database on every request). Faults go through :mod:`simulator.host.faults`.
+server reads blocked cards, velocity, refund allowances, parameters and
+enrolment codes from the database on every request). Faults go through
+:mod:`simulator.host.faults`.
+
+A card is named by its PAN or by the host's own token of it (32 hex digits,
+the ``pan_token`` of ``posterm host records --json``; not the terminal's
+token, which the host no longer trusts): a PAN is turned into the token at
+once and never stored or printed (masked at most).
 """
 
 from __future__ import annotations
@@ -19,16 +25,20 @@ import json
 import logging
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from emv.pan import PAN_MAX_DIGITS, PAN_MIN_DIGITS, mask_pan
 from simulator.host.ca import load_or_create_ca
 from simulator.host.faults import read_faults, running_server
-from simulator.host.params import ParametersError, publish
+from simulator.host.files import tighten
+from simulator.host.keys import CARD_TOKEN_HEX_DIGITS
+from simulator.host.params import ParametersError, for_terminal, publish, set_terminal_part
 from simulator.host.ratelimit import ENROL_LIMITS_KEY, EnrolmentLimits
 from simulator.host.schema import first_error
 from simulator.host.store import DB_NAME, HostStore
+from simulator.host.store_issuer import DEFAULT_MERCHANT
 
 if TYPE_CHECKING:
     from simulator.host.acquirer import SalePosition
@@ -36,8 +46,10 @@ if TYPE_CHECKING:
 __all__ = [
     "AdminError",
     "AdminRefused",
+    "CardBlock",
     "audit_log",
     "block_card",
+    "card_of",
     "credential_bundle",
     "enrol_terminals",
     "host_status",
@@ -48,7 +60,10 @@ __all__ = [
     "revoke_terminal",
     "sale_positions",
     "set_enrolment_limits",
+    "set_refund_allowance",
+    "set_terminal_parameters",
     "set_velocity",
+    "terminal_parameters",
     "terminals",
     "unblock_card",
 ]
@@ -89,6 +104,7 @@ def open_store(data_dir: Path, *, create: bool = True) -> Iterator[HostStore]:
             f"no simulated host in {data_dir} (it has no {DB_NAME}): give the --data-dir of a host "
             f"('posterm host serve --data-dir DIR' sets one up)"
         )
+    tighten(Path(data_dir))  # 0700 / 0600, also for a data directory an older host left readable
     store = HostStore(path)
     try:
         yield store
@@ -264,19 +280,70 @@ def _check_code(code: str) -> None:
         raise AdminError(f"response code {code!r}: two characters of [0-9A-Z], not 00")
 
 
-def block_card(data_dir: Path, pan_token: str, code: str = "62") -> None:
-    """Decline this card's authorisations with ``code`` (62 restricted, 43 stolen, ...)."""
+@dataclass(frozen=True)
+class CardBlock:
+    """A card as the operator named it: the host's token, and how to show it (masked PAN, or the token)."""
+
+    token: str
+    shown: str
+
+
+def _card_text(card: str) -> tuple[str | None, str | None]:
+    """(PAN, token) from what the operator typed: one of them, or AdminError (the input is never quoted)."""
+    text = card.strip()
+    digits = text.replace(" ", "").replace("-", "")
+    if digits.isascii() and digits.isdigit() and PAN_MIN_DIGITS <= len(digits) <= PAN_MAX_DIGITS:
+        return digits, None
+    token = text.lower()
+    if len(token) == CARD_TOKEN_HEX_DIGITS and all(c in "0123456789abcdef" for c in token):
+        return None, token
+    raise AdminError(  # not quoted: it may be (part of) a card number
+        f"not a card: give its PAN ({PAN_MIN_DIGITS} to {PAN_MAX_DIGITS} digits) or the host's card token "
+        f"({CARD_TOKEN_HEX_DIGITS} hex digits, the pan_token of 'posterm host records --json')"
+    )
+
+
+def card_of(store: HostStore, card: str) -> CardBlock:
+    """The host's token of ``card``: a PAN (spaces and dashes allowed) or a host card token."""
+    pan, token = _card_text(card)
+    if pan is not None:
+        return CardBlock(store.card_token(pan), mask_pan(pan))
+    assert token is not None
+    return CardBlock(token, token)
+
+
+def block_card(data_dir: Path, card: str, code: str = "62") -> CardBlock:
+    """Decline this card's authorisations with ``code`` (62 restricted, 43 stolen, ...), on every terminal.
+
+    ``card``: its PAN (never stored) or the host's card token.
+    """
     _check_code(code)
-    if first_error("PanToken", pan_token) is not None:
-        raise AdminError(f"pan token {pan_token!r} is not 1 to 64 of [A-Za-z0-9._:-]")
+    _card_text(card)  # before a host is made for nothing
     with open_store(data_dir) as store:
-        store.block_card(pan_token, code, _stamp(_now()))
+        named = card_of(store, card)
+        store.block_card(named.token, code, _stamp(_now()))
+    return named
 
 
-def unblock_card(data_dir: Path, pan_token: str) -> bool:
-    """Stop declining this card; False when it was not blocked."""
+def unblock_card(data_dir: Path, card: str) -> tuple[CardBlock, bool]:
+    """Stop declining this card (PAN or host card token); whether it was blocked."""
     with open_store(data_dir, create=False) as store:
-        return store.unblock_card(pan_token)
+        named = card_of(store, card)
+        return named, store.unblock_card(named.token)
+
+
+def set_refund_allowance(data_dir: Path, merchant_id: str, daily_amount: int) -> None:
+    """Let the merchant refund up to ``daily_amount`` minor units per currency per 24 h no sale covers (0: none).
+
+    ``merchant_id`` ``*`` sets the default of every merchant without an allowance of its own.
+    """
+    error = None if merchant_id == DEFAULT_MERCHANT else first_error("MerchantId", merchant_id)
+    if error is not None:
+        raise AdminError(f"merchant id {merchant_id!r} {error.removeprefix('body ')}")
+    if daily_amount < 0:
+        raise AdminError("refund allowance: an amount in minor units, >= 0 (0 = none)")
+    with open_store(data_dir) as store, store.transaction():
+        store.set_refund_allowance(merchant_id, daily_amount, _stamp(_now()))
 
 
 def set_velocity(data_dir: Path, max_approvals: int, window_seconds: int) -> None:
@@ -294,6 +361,36 @@ def publish_parameters(data_dir: Path, update: Mapping[str, Any], *, checked: bo
             return publish(store, update, checked=checked)
         except ParametersError as exc:
             raise AdminError(f"parameters refused: {exc}") from None
+
+
+def _merchant_of(store: HostStore, terminal_id: str, merchant_id: str | None) -> str:
+    """The merchant of the terminal's own part: given, else the one merchant the terminal id is enrolled under."""
+    _check_ids(terminal_id, merchant_id)
+    if merchant_id is not None:
+        return merchant_id
+    merchants = store.terminal_merchants(terminal_id)
+    if len(merchants) != 1:
+        why = "is not enrolled" if not merchants else f"exists under merchants {', '.join(merchants)}"
+        raise AdminError(f"terminal {terminal_id} {why}: give --merchant-id")
+    return merchants[0]
+
+
+def set_terminal_parameters(
+    data_dir: Path, terminal_id: str, update: Mapping[str, Any], *, merchant_id: str | None = None, checked: bool = True
+) -> tuple[str, dict[str, Any]]:
+    """Merge ``update`` over the terminal's own part of its parameters; (its merchant, the own part now)."""
+    with open_store(data_dir) as store:
+        merchant = _merchant_of(store, terminal_id, merchant_id)
+        try:
+            return merchant, set_terminal_part(store, merchant, terminal_id, update, checked=checked)
+        except ParametersError as exc:
+            raise AdminError(f"parameters refused: {exc}") from None
+
+
+def terminal_parameters(data_dir: Path, terminal_id: str, merchant_id: str | None = None) -> bytes:
+    """The parameters document the terminal gets now (its version made if the parts moved)."""
+    with open_store(data_dir, create=False) as store:
+        return for_terminal(store, _merchant_of(store, terminal_id, merchant_id), terminal_id).document
 
 
 def records(data_dir: Path) -> list[dict[str, Any]]:
@@ -330,6 +427,7 @@ def host_status(data_dir: Path) -> dict[str, Any]:
             "velocity": {"max_approvals": max_approvals, "window_seconds": window},
             "enrol_limits": asdict(EnrolmentLimits.from_json(store.meta(ENROL_LIMITS_KEY))),
             "blocked_cards": store.blocked_cards(),
+            "refund_allowances": store.refund_allowances(),
             "terminals": store.terminals(),
             "records": {
                 "authorisations": sum(1 for r in rows if r.method == "authorise"),

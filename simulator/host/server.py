@@ -69,6 +69,7 @@ from simulator.host.faults import (
     write_faults,
     write_worker_status,
 )
+from simulator.host.files import tighten
 from simulator.host.health import Readiness
 from simulator.host.limits import ConnectionLimits
 from simulator.host.metrics import HostMetrics, MetricsEndpoint, start_metrics_endpoint
@@ -480,7 +481,7 @@ def serve(
         store=store,
     )
     data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    tighten(data_dir)  # 0700 / 0600 throughout, also for a data directory an older host left readable
     if worker is None and workers > 1:
         from simulator.host.workers import supervise
 

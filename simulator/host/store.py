@@ -16,8 +16,15 @@ version 1 file (keyed by terminal id alone) are in
 :mod:`simulator.host.store_schema`.
 
 What is never kept: a PAN, track data or ``emv_data``. Body digests are
-HMAC-SHA-256 under a random per-host secret (``meta.digest_secret``) because
-the bodies they cover carry card data.
+HMAC-SHA-256 under a random per-host secret because the bodies they cover
+carry card data; a record's ``pan_token`` is the host's own token of the card
+(HMAC-SHA-256 of the PAN under another secret, :meth:`HostStore.card_token`),
+not the one the terminal sent. Both secrets are in the host's key store
+(:mod:`simulator.host.keys`, ``keys/`` beside the database), never in it: a
+``meta.digest_secret`` left by an older host is moved there on opening.
+
+The database file is created 0600 in a 0700 folder before SQLite opens it
+(SQLite gives its ``-wal`` and ``-shm`` files the same mode).
 
 Several processes use the database at once (the server, the CLI, a test's
 :class:`~simulator.host.service.HostService`, or the terminal commands that
@@ -31,7 +38,6 @@ import contextlib
 import hashlib
 import hmac
 import json
-import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
@@ -39,7 +45,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from simulator.host.files import private_dir, private_file
+from simulator.host.keys import CARD_TOKEN, DIGEST, HostKeys, KeyStoreError, card_token
 from simulator.host.store_identity import Certificate, EnrolmentCode, TerminalIdentities
+from simulator.host.store_issuer import ISSUER_SCHEMA, OPTIONAL_CONSTRAINTS, IssuerTables
 from simulator.host.store_schema import SCHEMA, SCHEMA_VERSION, migrate_v1, statements
 
 __all__ = [
@@ -128,22 +137,51 @@ def _record(row: tuple[Any, ...]) -> Record:
     return Record(*values)
 
 
-class HostStore(TerminalIdentities):
-    """The host's SQLite database. One connection, guarded by a lock (thread-safe)."""
+class HostStore(TerminalIdentities, IssuerTables):
+    """The host's SQLite database. One connection, guarded by a lock (thread-safe).
 
-    def __init__(self, path: Path) -> None:
+    ``keys``: the host's key store (default: ``keys/`` beside the database, in
+    memory for ``:memory:``).
+    """
+
+    def __init__(self, path: Path, *, keys: HostKeys | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        in_memory = str(path) == ":memory:"
+        self.keys = keys if keys is not None else HostKeys.beside(self.path)
         self._lock = threading.RLock()
         try:
+            if not in_memory:
+                private_dir(self.path.parent)
+                for suffix in ("", "-wal", "-shm"):  # the last two: those an older host left 0644
+                    sibling = self.path.with_name(self.path.name + suffix)
+                    if not suffix or sibling.exists():
+                        private_file(sibling)
             self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._create_or_migrate()
-        except sqlite3.Error as exc:
+            for constraint in OPTIONAL_CONSTRAINTS:
+                # An older database may hold what the constraint forbids (a transaction approved twice):
+                # then the acquirer's own check stands alone there.
+                with contextlib.suppress(sqlite3.IntegrityError), self.transaction():
+                    self._exec(constraint)
+            self._secret = self.keys.secret(DIGEST)
+            self._card_secret = self.keys.secret(CARD_TOKEN)
+        except (sqlite3.Error, OSError, KeyStoreError) as exc:
             raise StoreError(f"cannot open host database {self.path}: {exc}") from exc
-        self._secret = bytes.fromhex(self.meta("digest_secret") or "")
+
+    def _move_secret_out(self) -> None:
+        """Move a body-digest secret kept in ``meta`` by an older host into the key store (in the transaction)."""
+        row = self._one("SELECT value FROM meta WHERE key = 'digest_secret'")
+        if row is None:
+            return
+        try:
+            value = bytes.fromhex(str(row[0]))
+        except ValueError:
+            raise StoreError(f"host database {self.path}: meta.digest_secret is damaged") from None
+        self.keys.adopt(DIGEST, value)  # durable before the row goes: a crash between leaves both, equal
+        self._exec("DELETE FROM meta WHERE key = 'digest_secret'")
 
     def _create_or_migrate(self) -> None:
         """Make the tables of a new database, or bring an older one to :data:`SCHEMA_VERSION`, in one transaction.
@@ -151,7 +189,8 @@ class HostStore(TerminalIdentities):
         A file without ``schema_version`` but with a ``digest_secret`` was made
         by version 1 (which set the secret on first open): it is migrated in
         place. Two processes opening a file at once: the second waits for the
-        first's transaction and then finds the version written.
+        first's transaction and then finds the version written. The secret
+        itself then leaves ``meta`` for the key store (:meth:`_move_secret_out`).
         """
         with self.transaction():
             self._exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -164,17 +203,14 @@ class HostStore(TerminalIdentities):
                 )
             if version is None and self._one("SELECT value FROM meta WHERE key = 'digest_secret'") is not None:
                 migrate_v1(self._exec)
-            for statement in statements(SCHEMA):
+            for statement in [*statements(SCHEMA), *statements(ISSUER_SCHEMA)]:
                 self._exec(statement)
             self._exec(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (str(SCHEMA_VERSION),),
             )
-            self._exec(
-                "INSERT INTO meta (key, value) VALUES ('digest_secret', ?) ON CONFLICT(key) DO NOTHING",
-                (secrets.token_hex(32),),
-            )
+            self._move_secret_out()
 
     @property
     def schema_version(self) -> int:
@@ -223,6 +259,10 @@ class HostStore(TerminalIdentities):
     def digest(self, text: str) -> str:
         """Keyed digest (HMAC-SHA-256 under the host's secret) of a canonical body."""
         return hmac.new(self._secret, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def card_token(self, pan: str) -> str:
+        """The host's token of the card with ``pan``: the same whichever terminal sent it (32 hex digits)."""
+        return card_token(self._card_secret, pan)
 
     # ------------------------------------------------------------------ meta and references
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from simulator.host.keys import DIGEST
 from simulator.host.store import DB_NAME, HostStore, StoreError
 from simulator.host.store_schema import SCHEMA_VERSION
 
@@ -98,7 +99,8 @@ def test_a_version_1_file_is_migrated_in_place(v1_file: Path) -> None:
         assert store.blocked_cards() == {"tok-bad": "43"}
         assert store.parameters_version() == 1
         assert store.next_reference("authorise") == "A0000000008"
-        assert store.meta("digest_secret") == "ab" * 32  # the same secret: stored digests still compare
+        assert store.meta("digest_secret") is None  # moved to the host's key store (issue 11), the same secret:
+        assert store.keys.secret(DIGEST) == bytes.fromhex("ab" * 32)  # stored digests still compare
         code = store.enrolment_code(OPEN_CODE)
         assert code is not None and (code.terminal_id, code.merchant_id, code.transfer) == ("T9", "M9", False)
         # the terminal's latest certificate is its one valid certificate; older ones are unknown

@@ -20,6 +20,7 @@ import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from host_link.client import HttpsHostLink, IdempotentRetry
+from simulator.card_data import CARDS, card_emv_data
 from simulator.host import admin
 from simulator.host.app import PEER_STATE_KEY, Peer, create_app
 from simulator.host.ca import load_or_create_ca
@@ -86,11 +87,14 @@ def hosts(tmp_path: Path) -> Iterator[tuple[HttpsHostLink, InProcessHost, Path]]
 
 
 def auth(txn_id: str, amount: int, kind: str = "sale", **kw: Any) -> AuthorisationRequest:
-    return AuthorisationRequest(txn_id, f"k-{txn_id}", kind, amount, EUR, TID, MID, b"", f"tok-{txn_id[:2]}", **kw)
+    refund = kind == "refund"
+    card = card_emv_data(amount, EUR, cryptogram="aac" if refund else "arqc", transaction_type=0x20 if refund else 0)
+    return AuthorisationRequest(txn_id, f"k-{txn_id}", kind, amount, EUR, TID, MID, card, f"tok-{txn_id[:2]}", **kw)
 
 
 def advice(txn_id: str, amount: int, kind: str, **kw: Any) -> Advice:
-    return Advice(txn_id, f"k-{txn_id}", kind, amount, EUR, TID, MID, b"", "tok-o", "2026-03-02T11:00:00Z", **kw)
+    card = card_emv_data(amount, EUR, cryptogram="arqc" if kind == "deferred_authorisation" else "tc")
+    return Advice(txn_id, f"k-{txn_id}", kind, amount, EUR, TID, MID, card, "tok-o", "2026-03-02T11:00:00Z", **kw)
 
 
 def reversal(txn_id: str, amount: int, reason: str) -> Reversal:
@@ -111,7 +115,7 @@ def day(host: HostLink) -> list[Any]:
         lambda: host.advise(advice("d1", 854, "deferred_authorisation")),
         lambda: host.advise(advice("d2", 600, "deferred_authorisation")),
         lambda: host.advise(advice("orf1", 200, "offline_refund", original_txn_id="s4")),
-        lambda: host.reverse(reversal("s4", 3000, "void")),
+        lambda: host.reverse(reversal("s4", 3000, "void")),  # refused: a refund against it stands (422)
         lambda: host.reverse(reversal("d2", 600, "expired")),
         lambda: host.reverse(reversal("ghost", 100, "no_answer")),
         lambda: host.close_batch(
@@ -137,9 +141,9 @@ def shape(answer: HostAnswer | SettlementAnswer) -> tuple[Any, ...]:
 
 
 RECORD_FIELDS = (
-    "method", "txn_id", "idempotency_key", "kind", "terminal_id", "merchant_id", "amount", "currency", "pan_token",
+    "method", "txn_id", "idempotency_key", "kind", "terminal_id", "merchant_id", "amount", "currency",
     "response_code", "approved", "reversed", "batch", "original_txn_id", "note", "created_at",
-)
+)  # not pan_token: each host's card tokens are under its own secret (the same card, one token, per host)
 
 
 def test_both_hosts_answer_and_record_alike(hosts: tuple[HttpsHostLink, InProcessHost, Path]) -> None:
@@ -147,10 +151,14 @@ def test_both_hosts_answer_and_record_alike(hosts: tuple[HttpsHostLink, InProces
     over_https, in_process = day(link), day(inprocess)
     assert over_https == in_process
     assert ("rejected", True) in in_process  # the second close of batch 1 with other totals
+    assert ("rejected", False) in in_process  # the reversal of a sale that has a refund against it
     https_records = [{f: r[f] for f in RECORD_FIELDS} for r in admin.records(https_dir)]
     inprocess_records = [{f: getattr(r, f) for f in RECORD_FIELDS} for r in inprocess.records]
     assert https_records == inprocess_records
-    assert len(inprocess_records) == 13  # 10 authorisations and advices, 3 reversals
+    assert len(inprocess_records) == 12  # 10 authorisations and advices, 2 reversals
+    with HostStore(https_dir / DB_NAME) as store:  # one card, one token, whichever message carried it
+        token = store.card_token(CARDS["visa"][0])
+    assert {r["pan_token"] for r in admin.records(https_dir) if r["method"] != "reverse"} == {token}
 
 
 def test_sale_positions_of_both_hosts(hosts: tuple[HttpsHostLink, InProcessHost, Path]) -> None:
@@ -161,6 +169,6 @@ def test_sale_positions_of_both_hosts(hosts: tuple[HttpsHostLink, InProcessHost,
     assert positions == inprocess.sale_positions()
     assert {t: (p.charged, p.refunded) for t, p in positions.items()} == {
         "s1": (1000, 400),
-        "s4": (0, 200),  # the sale was voided (reversed), an offline refund against it stands
+        "s4": (3000, 200),  # the void was refused while an offline refund against it stands
         "o1": (700, 0),
     }

@@ -6,7 +6,7 @@ it: loopback, unless the server was told otherwise.  The figures are
 :func:`terminal.metrics.snapshot`'s, read from the journal on each scrape
 (nothing is sent to the host, no device is opened), plus the payments by
 outcome since the process started and each device as its last use left it
-(:class:`terminal.metrics.UsageTracker`).  docs/operations-terminal.md says
+(:class:`terminal.metrics.UsageTracker`).  docs/operations.md, "The terminal" says
 what each means and what to alert on.
 
 Each scrape builds a registry of its own (no global state, two servers in
