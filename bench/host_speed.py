@@ -251,6 +251,7 @@ def fleet_markdown(d: dict[str, Any]) -> str:
     """The fleet run's figures (the report's JSON, :meth:`simulator.loadgen.run.LoadReport.to_json`)."""
     auth = d["latency"].get("authorisation", {})
     calm = d["latency_without_faults"]["authorisation"]
+    steady = d["latency_steady"]["authorisation"]
     books, settlement, cpu = d["books"], d["settlement"], d["cpu_seconds"]
     enrol, tls, throughput, memory = d["enrolment_seconds"], d["tls"], d["throughput_per_second"], d["memory_mb"]
     rows = [
@@ -265,6 +266,9 @@ def fleet_markdown(d: dict[str, Any]) -> str:
         f"{auth.get('p95_ms')} ms |",
         f"| authorisation latency p50 / p95 while no fault was in force ({calm['count']:,} answers) | "
         f"{calm['p50_ms']} / {calm['p95_ms']} ms |",
+        f"| authorisation latency p50 / p95 once no fault had been in force for "
+        f"{d['latency_steady']['after_a_fault_seconds']:g} s ({steady['count']:,} answers) | "
+        f"{steady['p50_ms']} / {steady['p95_ms']} ms |",
         f"| all messages answered per second | {throughput['all_messages']} /s |",
         f"| TLS handshakes / connections reused | {tls['handshakes']:,} / {tls['connections_reused']:,} |",
         f"| CPU: the generator (share of one core) / the host | {cpu['client']} s "

@@ -105,7 +105,11 @@ def load_command(args: argparse.Namespace) -> int:
         report = run_load(options)
     except LoadError as exc:
         raise Unavailable(str(exc)) from None
-    print(json.dumps(report.to_json(), indent=1) if args.json else report.text())
+    try:
+        print(json.dumps(report.to_json(), indent=1) if args.json else report.text(), flush=True)
+    except BrokenPipeError:  # the reader of the report went away (| head): nothing more to tell it
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0 if report.ok else 1
 
 

@@ -38,6 +38,8 @@ from simulator.loadgen.stats import RunStats, percentile
 __all__ = ["LoadError", "LoadOptions", "LoadReport", "peak_resident_mb", "process_cpu_seconds", "run_load"]
 
 
+#: "Steady": no fault in force, and none for this long (the terminals' backlogs after a fault are sent by then).
+RECOVERY_SECONDS = 10.0
 #: A 'down' counts from this long after the host said it applied it (an answer already on its way may still land).
 DOWN_GRACE_SECONDS = 0.5
 
@@ -91,6 +93,7 @@ class LoadReport:
     client_peak_mb: float
     host_peak_mb: float | None
     calm: list[tuple[float, float]]  # monotonic windows of the run with no fault in force
+    run_started: float  # monotonic
     answered_in_run: dict[str, int]  # answers per message while the terminals paid (settlement's left out)
     answers_while_down: int  # answers that came while the host was down (from DOWN_GRACE_SECONDS after it went)
     notes: list[str] = field(default_factory=list)
@@ -106,9 +109,10 @@ class LoadReport:
     def throughput(self, message: str = "authorisation") -> float:
         return self.answered_in_run.get(message, 0) / self.run_seconds if self.run_seconds else 0.0
 
-    def calm_latency(self, message: str = "authorisation") -> dict[str, Any]:
-        """p50 / p95 of ``message`` answered while no fault was in force."""
-        samples = self.stats.between(message, self.calm)
+    def calm_latency(self, message: str = "authorisation", *, settled: float = 0.0) -> dict[str, Any]:
+        """p50 / p95 of ``message`` answered while no fault was in force (and none for ``settled`` seconds)."""
+        windows = [(a + settled if a > self.run_started else a, b) for a, b in self.calm]
+        samples = self.stats.between(message, [(a, b) for a, b in windows if a < b])
         return {
             "count": len(samples),
             "p50_ms": round(1000 * percentile(samples, 50), 2),
@@ -135,6 +139,10 @@ class LoadReport:
             },
             "latency": self.stats.latency_json(),
             "latency_without_faults": {"authorisation": self.calm_latency()},
+            "latency_steady": {
+                "after_a_fault_seconds": RECOVERY_SECONDS,
+                "authorisation": self.calm_latency(settled=RECOVERY_SECONDS),
+            },
             "answers_while_down": self.answers_while_down,
             "sale_end_to_end": {
                 "count": len(payments),
@@ -190,13 +198,15 @@ class LoadReport:
         doc = self.to_json()
         lat = doc["latency"].get("authorisation", {"p50_ms": 0, "p95_ms": 0, "count": 0})
         calm = doc["latency_without_faults"]["authorisation"]
+        steady = doc["latency_steady"]["authorisation"]
         books = self.reconciliation
         lines = [
             f"{self.options.terminals} terminals for {self.run_seconds:.0f} s against {self.url}",
             f"enrolment: {self.fleet.keys_seconds:.2f} s keys and CSRs, {self.fleet.enrol_seconds:.2f} s signed "
             f"and recorded by the host, {self.fleet.contexts_seconds:.2f} s TLS contexts",
             f"authorisations: {lat['count']} answered, {self.throughput():.1f}/s, p50 {lat['p50_ms']} ms, "
-            f"p95 {lat['p95_ms']} ms (with no fault in force: p50 {calm['p50_ms']} ms, p95 {calm['p95_ms']} ms)",
+            f"p95 {lat['p95_ms']} ms; with no fault in force p50 {calm['p50_ms']} ms, p95 {calm['p95_ms']} ms; "
+            f"{RECOVERY_SECONDS:g} s or more after the last fault p50 {steady['p50_ms']} ms, p95 {steady['p95_ms']} ms",
             f"CPU: client {self.client_cpu_seconds:.1f} s ({doc['cpu_seconds']['client_share_of_one_core']:.0%} of "
             f"one core), host {doc['cpu_seconds']['host']} s",
             f"memory (peak resident): client {doc['memory_mb']['client']} MB, host {doc['memory_mb']['host']} MB",
@@ -354,6 +364,7 @@ def run_load(options: LoadOptions) -> LoadReport:
             client_peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             host_peak_mb=driven.host_peak_mb,
             calm=driven.calm,
+            run_started=driven.started,
             answered_in_run=driven.answered_in_run,
             answers_while_down=driven.answers_while_down,
         )
@@ -383,6 +394,7 @@ class _Driven:
     calm: list[tuple[float, float]]
     answered_in_run: dict[str, int]
     answers_while_down: int
+    started: float
 
 
 def _windows(
@@ -491,4 +503,5 @@ async def _drive(
         calm,
         answered_in_run,
         sum(len(stats.between(m, [(a + DOWN_GRACE_SECONDS, b) for a, b in down])) for m in stats.latencies),
+        started,
     )

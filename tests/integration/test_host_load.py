@@ -80,3 +80,17 @@ def test_unusable_options_are_one_line_and_status_2(tmp_path: Path, args: list[s
     assert done.returncode == 2
     assert words in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_reader_that_goes_away_ends_the_command_without_an_error(tmp_path: Path) -> None:
+    """``posterm host load | head``: the report's reader is gone; no error about the host's data directory."""
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    process = subprocess.Popen(
+        [POSTERM, "host", "load", "--terminals", "3", "--duration", "1", "--faults", "none"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before the report is written
+    errors = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 0
+    assert "error" not in errors and "Traceback" not in errors
