@@ -271,8 +271,9 @@ def fleet_markdown(d: dict[str, Any]) -> str:
         f"{steady['p50_ms']} / {steady['p95_ms']} ms |",
         f"| all messages answered per second | {throughput['all_messages']} /s |",
         f"| TLS handshakes / connections reused | {tls['handshakes']:,} / {tls['connections_reused']:,} |",
-        f"| CPU: the generator (share of one core) / the host | {cpu['client']} s "
-        f"({cpu['client_share_of_one_core']:.0%}) / {cpu['host']} s |",
+        f"| CPU: the generator (share of one core; of it, the card taps) / the host | {cpu['client']} s "
+        f"({cpu['client_share_of_one_core']:.0%}; {cpu['card_taps']} s) / {cpu['host']} s |",
+        f"| answers that came while the host was down | {d['answers_while_down']} |",
         f"| memory (peak resident): the generator / the host | {memory['client']} MB / {memory['host']} MB |",
         f"| batches closed in balance | {settlement['closed_in_balance']:,} of {settlement['batches']:,} |",
         f"| books: counted by the terminals / by the host | {books['counted_by_terminals']:,} / "
@@ -282,8 +283,12 @@ def fleet_markdown(d: dict[str, Any]) -> str:
         f"| verdict | {'books match, every batch in balance' if d['ok'] else 'BOOKS DO NOT MATCH'} |",
     ]
     timeline = "; ".join(f"{f['at_seconds']} s: {f['in_force']}" for f in d["faults"])
+    outcomes = ", ".join(f"{k} x{n:,}" for k, n in d["outcomes"].items())
     kinds = ", ".join(f"{k} x{n}" for k, n in d["errors"].items()) or "none"
-    return "\n".join(rows) + f"\n\nFaults: {timeline or 'none'}.\n\nErrors by kind: {kinds}."
+    return (
+        "\n".join(rows)
+        + f"\n\nFaults: {timeline or 'none'}.\n\nWhat the terminals did: {outcomes}.\n\nErrors by kind: {kinds}."
+    )
 
 
 def fleet_run(argv: Sequence[str], scratch: Path | None = None) -> dict[str, Any]:
