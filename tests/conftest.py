@@ -1,12 +1,27 @@
-"""Shared fixtures: the default terminal configuration and simulated cards."""
+"""Shared fixtures: the default terminal configuration, simulated cards, and the host's two store engines.
+
+``host_store_at`` (and ``host_store``, opened on it) is parametrised over the
+host store's engines: ``sqlite`` (a file in the test's folder) and
+``postgresql`` (a fresh database, copied from the migrated template, in the
+session's private cluster, see :mod:`tests.postgres_rig`). The cluster starts
+on first use and stops at the end of the session. When it cannot start, the
+tests that need it fail with the reason: they are never skipped.
+"""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from emv.config import TerminalConfig
+from simulator.host.storage import Location
+from simulator.host.store import DB_NAME, HostStore
+from tests.postgres_rig import ClusterError, PostgresCluster, start_cluster
+
+ENGINES = ["sqlite", "postgresql"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -19,3 +34,43 @@ def terminal_config() -> TerminalConfig:
     from terminal.settings import load_default_config
 
     return load_default_config()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """The session's private PostgreSQL cluster (started on first use, stopped at the end)."""
+    try:
+        cluster = start_cluster()
+    except ClusterError as exc:
+        pytest.fail(f"PostgreSQL could not be started for the tests: {exc}", pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture()
+def postgres_url(postgres: PostgresCluster) -> Iterator[str]:
+    """A fresh database with the host schema, dropped after the test; its URL."""
+    name = postgres.create_database()
+    yield postgres.url(name)
+    postgres.drop_database(name)
+
+
+@pytest.fixture(params=ENGINES)
+def host_store_at(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
+    """Where a host store for the test is: a SQLite file, or a fresh PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return tmp_path / "host-store" / DB_NAME
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture()
+def host_store(host_store_at: Location) -> Iterator[HostStore]:
+    """A host store on each engine, closed after the test."""
+    store = HostStore(host_store_at)
+    try:
+        yield store
+    finally:
+        store.close()

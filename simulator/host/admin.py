@@ -1,10 +1,15 @@
 """The host operator's actions on a data directory, with or without the server running.
 
-Everything here works on the SQLite database and the CA files directly, so the
+Everything here works on the host's database and the CA files directly, so the
 ``posterm host`` commands and :class:`~simulator.host.service.HostService`
 share one implementation and take effect on a running server at once (the
 server reads blocked cards, velocity, parameters and enrolment codes from the
 database on every request). Faults go through :mod:`simulator.host.faults`.
+
+The database is ``host.db`` in the data directory unless ``store`` names
+another (``--store`` / ``POSTERM_HOST_STORE``: a ``postgresql://`` URL, see
+:func:`~simulator.host.store.store_location`); the data directory still holds
+the CA, the server's files and its faults.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from simulator.host.ca import load_or_create_ca
 from simulator.host.faults import read_faults, running_server
 from simulator.host.params import ParametersError, publish
 from simulator.host.schema import first_error
-from simulator.host.store import DB_NAME, HostStore
+from simulator.host.storage import describe
+from simulator.host.store import DB_NAME, HostStore, StoreMissing, store_location
 
 if TYPE_CHECKING:
     from simulator.host.acquirer import SalePosition
@@ -56,27 +62,38 @@ def _stamp(moment: dt.datetime) -> str:
 
 
 @contextlib.contextmanager
-def open_store(data_dir: Path, *, create: bool = True) -> Iterator[HostStore]:
-    """The data directory's database (created if needed, unless ``create`` is False), closed afterwards.
+def open_store(data_dir: Path, *, create: bool = True, store: str | None = None) -> Iterator[HostStore]:
+    """The host's database (created if needed, unless ``create`` is False), closed afterwards.
 
-    The commands that only look (``status``, ``records``, ``issuer show``,
-    ``params show``) pass ``create=False``: a folder named by mistake gets a
-    clear error, not a new empty host that then says "0 records".
+    ``store``: a PostgreSQL URL (or a SQLite file) instead of the data
+    directory's ``host.db``. The commands that only look (``status``,
+    ``records``, ``issuer show``, ``params show``) pass ``create=False``: a
+    folder or a database named by mistake gets a clear error, not a new empty
+    host that then says "0 records".
     """
-    path = Path(data_dir) / DB_NAME
-    if not create and not path.is_file():
+    try:
+        location = store_location(data_dir, store)
+    except ValueError as exc:
+        raise AdminError(f"--store: {exc}") from None
+    try:
+        opened = HostStore(location, create=create)
+    except StoreMissing:
+        if store:
+            raise AdminError(
+                f"no simulated host in the database {describe(location)}: give the --store of a host "
+                f"('posterm host serve --store URL' sets one up)"
+            ) from None
         raise AdminError(
             f"no simulated host in {data_dir} (it has no {DB_NAME}): give the --data-dir of a host "
             f"('posterm host serve --data-dir DIR' sets one up)"
-        )
-    store = HostStore(path)
+        ) from None
     try:
-        yield store
+        yield opened
     finally:
-        store.close()
+        opened.close()
 
 
-def make_enrolment_code(data_dir: Path, terminal_id: str, merchant_id: str) -> str:
+def make_enrolment_code(data_dir: Path, terminal_id: str, merchant_id: str, *, store: str | None = None) -> str:
     """A one-time enrolment code for the terminal, valid 24 hours (``XXXX-XXXX-XXXX-XXXX``)."""
     for component, value in (("TerminalId", terminal_id), ("MerchantId", merchant_id)):
         error = first_error(component, value)
@@ -85,12 +102,14 @@ def make_enrolment_code(data_dir: Path, terminal_id: str, merchant_id: str) -> s
             raise AdminError(f"{name} {value!r} {error.removeprefix('body ')}")
     code = "-".join("".join(secrets.choice(_CODE_ALPHABET) for _ in range(4)) for _ in range(4))
     now = _now()
-    with open_store(data_dir) as store:
-        store.add_enrolment_code(code, terminal_id, merchant_id, _stamp(now), _stamp(now + ENROLMENT_CODE_TTL))
+    with open_store(data_dir, store=store) as db:
+        db.add_enrolment_code(code, terminal_id, merchant_id, _stamp(now), _stamp(now + ENROLMENT_CODE_TTL))
     return code
 
 
-def credential_bundle(data_dir: Path, terminal_id: str, merchant_id: str, url: str | None = None) -> dict[str, str]:
+def credential_bundle(
+    data_dir: Path, terminal_id: str, merchant_id: str, url: str | None = None, *, store: str | None = None
+) -> dict[str, str]:
     """What a terminal needs to enrol: the host's URL, its CA certificate and a fresh code.
 
     ``url`` defaults to the running server's (``server.json``); without a
@@ -102,7 +121,7 @@ def credential_bundle(data_dir: Path, terminal_id: str, merchant_id: str, url: s
             raise AdminError(f"no host is running on {data_dir}: start 'posterm host serve' or give --url")
         url = info.url
     ca = load_or_create_ca(Path(data_dir) / "tls")
-    code = make_enrolment_code(data_dir, terminal_id, merchant_id)
+    code = make_enrolment_code(data_dir, terminal_id, merchant_id, store=store)
     return {
         "url": url,
         "ca_certificate_pem": ca.certificate_pem.decode("ascii"),
@@ -117,45 +136,49 @@ def _check_code(code: str) -> None:
         raise AdminError(f"response code {code!r}: two characters of [0-9A-Z], not 00")
 
 
-def block_card(data_dir: Path, pan_token: str, code: str = "62") -> None:
+def block_card(data_dir: Path, pan_token: str, code: str = "62", *, store: str | None = None) -> None:
     """Decline this card's authorisations with ``code`` (62 restricted, 43 stolen, ...)."""
     _check_code(code)
     if first_error("PanToken", pan_token) is not None:
         raise AdminError(f"pan token {pan_token!r} is not 1 to 64 of [A-Za-z0-9._:-]")
-    with open_store(data_dir) as store:
-        store.block_card(pan_token, code, _stamp(_now()))
+    with open_store(data_dir, store=store) as db:
+        db.block_card(pan_token, code, _stamp(_now()))
 
 
-def unblock_card(data_dir: Path, pan_token: str) -> bool:
+def unblock_card(data_dir: Path, pan_token: str, *, store: str | None = None) -> bool:
     """Stop declining this card; False when it was not blocked."""
-    with open_store(data_dir, create=False) as store:
-        return store.unblock_card(pan_token)
+    with open_store(data_dir, create=False, store=store) as db:
+        return db.unblock_card(pan_token)
 
 
-def set_velocity(data_dir: Path, max_approvals: int, window_seconds: int) -> None:
+def set_velocity(data_dir: Path, max_approvals: int, window_seconds: int, *, store: str | None = None) -> None:
     """At most ``max_approvals`` approvals per card per ``window_seconds``; 0 switches the check off."""
     if max_approvals < 0 or window_seconds < 0:
         raise AdminError("velocity: max approvals and window are >= 0 (0 = off)")
-    with open_store(data_dir) as store:
-        store.set_velocity(max_approvals, window_seconds)
+    with open_store(data_dir, store=store) as db:
+        db.set_velocity(max_approvals, window_seconds)
 
 
-def publish_parameters(data_dir: Path, update: Mapping[str, Any], *, checked: bool = True) -> int:
+def publish_parameters(
+    data_dir: Path, update: Mapping[str, Any], *, checked: bool = True, store: str | None = None
+) -> int:
     """Publish the next parameters version (see :mod:`simulator.host.params`); its number."""
-    with open_store(data_dir) as store:
+    with open_store(data_dir, store=store) as db:
         try:
-            return publish(store, update, checked=checked)
+            return publish(db, update, checked=checked)
         except ParametersError as exc:
             raise AdminError(f"parameters refused: {exc}") from None
 
 
-def records(data_dir: Path) -> list[dict[str, Any]]:
+def records(data_dir: Path, *, store: str | None = None) -> list[dict[str, Any]]:
     """Every authorisation, advice and reversal the host processed, oldest first (no PAN)."""
-    with open_store(data_dir, create=False) as store:
-        return [r.to_json() for r in store.records()]
+    with open_store(data_dir, create=False, store=store) as db:
+        return [r.to_json() for r in db.records()]
 
 
-def sale_positions(data_dir: Path, terminal_id: str | None = None) -> dict[str, SalePosition]:
+def sale_positions(
+    data_dir: Path, terminal_id: str | None = None, *, store: str | None = None
+) -> dict[str, SalePosition]:
     """Per sale ``txn_id``: what the host holds as charged and as refunded against it (money checks).
 
     See :func:`simulator.host.acquirer.sale_positions`; the in-process host
@@ -163,26 +186,27 @@ def sale_positions(data_dir: Path, terminal_id: str | None = None) -> dict[str, 
     """
     from simulator.host.acquirer import sale_positions as positions
 
-    with open_store(data_dir) as store:
-        return positions(store.records(terminal_id), terminal_id)
+    with open_store(data_dir, store=store) as db:
+        return positions(db.records(terminal_id), terminal_id)
 
 
-def host_status(data_dir: Path) -> dict[str, Any]:
-    """Running or not, URL, faults, parameters version, velocity, blocked cards, terminals, counts."""
-    with open_store(data_dir, create=False) as store:
+def host_status(data_dir: Path, *, store: str | None = None) -> dict[str, Any]:
+    """Running or not, URL, faults, the store (no password), parameters version, velocity, cards, terminals, counts."""
+    with open_store(data_dir, create=False, store=store) as db:
         info = running_server(data_dir)
         _, faults = read_faults(data_dir)
-        max_approvals, window = store.velocity()
-        rows = store.records()
+        max_approvals, window = db.velocity()
+        rows = db.records()
         return {
             "running": info is not None,
             "pid": info.pid if info else None,
             "url": info.url if info else None,
             "faults": faults.to_json() if info else None,
-            "parameters_version": store.parameters_version(),
+            "store": db.where,
+            "parameters_version": db.parameters_version(),
             "velocity": {"max_approvals": max_approvals, "window_seconds": window},
-            "blocked_cards": store.blocked_cards(),
-            "terminals": store.terminals(),
+            "blocked_cards": db.blocked_cards(),
+            "terminals": db.terminals(),
             "records": {
                 "authorisations": sum(1 for r in rows if r.method == "authorise"),
                 "advices": sum(1 for r in rows if r.method == "advise"),

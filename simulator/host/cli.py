@@ -17,7 +17,14 @@ offers the same sub-commands without the ``host`` word.
 - ``status``, ``records``.
 
 Every command takes ``--data-dir DIR`` (default: ``$POSTERM_HOST_DIR``, else
-the platform's user data directory for posterm, sub-directory ``host``).
+the platform's user data directory for posterm, sub-directory ``host``); the
+ones that use the host's database also take ``--store URL`` (default:
+``$POSTERM_HOST_STORE``, else ``host.db`` in the data directory): a
+``postgresql://user@host/db`` URL puts the host on PostgreSQL (the data
+directory keeps the CA, the server's files and the faults). The URL's
+password is never printed; prefer libpq's ``~/.pgpass`` or ``PGPASSWORD``.
+A store that cannot be opened (a URL libpq refuses, a server that does not
+answer, a login refused) is exit 3.
 The commands that only look (``status``, ``records``, ``issuer show``,
 ``params show``) and ``issuer unblock`` need a host there already: they never
 create one.  Errors follow :mod:`terminal.exit_status` (one line, JSON too with
@@ -44,6 +51,10 @@ _SubParsers = argparse._SubParsersAction  # argparse offers no public name for i
 #: The card token a posterm terminal sends: the first 16 bytes of a keyed MAC of the PAN, in hex
 #: (``terminal.card_reading``).  The operator blocks a card by it, as ``host records --json`` shows it.
 PAN_TOKEN_HEX_DIGITS = 32
+_STORE_HELP = (
+    "the host's database: a postgresql://user@host/db URL (default: $POSTERM_HOST_STORE, else host.db in the "
+    "data directory)"
+)
 _HOST_DATA_DIR_HELP = (
     "the host's data directory (default: $POSTERM_HOST_DIR, else the user data directory's posterm/host)"
 )
@@ -61,6 +72,14 @@ def default_data_dir() -> Path:
 
 def _data_dir(args: argparse.Namespace) -> Path:
     return Path(args.data_dir) if args.data_dir else default_data_dir()
+
+
+def _store(args: argparse.Namespace) -> str | None:
+    """``--store``, else ``$POSTERM_HOST_STORE``, else None (``host.db`` in the data directory)."""
+    from simulator.host.store import STORE_ENV
+
+    value = getattr(args, "store", None) or os.environ.get(STORE_ENV)
+    return value or None
 
 
 def _print(args: argparse.Namespace, obj: Any, text: str) -> None:
@@ -116,9 +135,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     info = running_server(data_dir)
     if info is not None:
         raise CommandError(f"a host already runs on {data_dir} (pid {info.pid}, {info.url})")
+    from simulator.host.store import store_location
+
+    try:
+        store_location(data_dir, _store(args))
+    except ValueError as exc:
+        raise CommandError(f"--store: {exc}") from None
     try:
         status = serve(
-            data_dir, bind=args.bind, port=args.port, parent_pid=args.exit_with_parent, log_level=args.log_level
+            data_dir,
+            bind=args.bind,
+            port=args.port,
+            parent_pid=args.exit_with_parent,
+            log_level=args.log_level,
+            store=_store(args),
         )
     except SystemExit as exc:  # uvicorn exits when it cannot listen; it logged why
         raise CommandError(f"the host could not start on {args.bind}:{args.port} (exit {exc.code})") from None
@@ -128,7 +158,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_enrol_code(args: argparse.Namespace) -> int:
     from simulator.host.admin import credential_bundle
 
-    bundle = credential_bundle(_data_dir(args), args.terminal_id, args.merchant_id, url=args.url)
+    bundle = credential_bundle(_data_dir(args), args.terminal_id, args.merchant_id, url=args.url, store=_store(args))
     text = json.dumps(bundle, indent=1)
     if args.out:
         out = Path(args.out)
@@ -184,22 +214,22 @@ def _cmd_fault(args: argparse.Namespace) -> int:
 def _cmd_issuer(args: argparse.Namespace) -> int:
     from simulator.host import admin
 
-    data_dir = _data_dir(args)
+    data_dir, store = _data_dir(args), _store(args)
     if args.issuer_command == "block":
         token = _pan_token(args.token)
-        admin.block_card(data_dir, token, args.code)
+        admin.block_card(data_dir, token, args.code, store=store)
         print(f"card {token} blocked: authorisations decline with {args.code}")
     elif args.issuer_command == "unblock":
         token = _pan_token(args.token)
-        was = admin.unblock_card(data_dir, token)
+        was = admin.unblock_card(data_dir, token, store=store)
         print(f"card {token} {'unblocked' if was else 'was not blocked'}")
     elif args.issuer_command == "velocity":
-        admin.set_velocity(data_dir, args.max_approvals, args.window_seconds)
+        admin.set_velocity(data_dir, args.max_approvals, args.window_seconds, store=store)
         off = args.max_approvals == 0 or args.window_seconds == 0
         limit = f"at most {args.max_approvals} approvals per card per {args.window_seconds} s"
         print("velocity check off" if off else limit)
     else:
-        status = admin.host_status(data_dir)
+        status = admin.host_status(data_dir, store=store)
         shown = {"velocity": status["velocity"], "blocked_cards": status["blocked_cards"]}
         _print(args, shown, json.dumps(shown, indent=1))
     return 0
@@ -208,7 +238,7 @@ def _cmd_issuer(args: argparse.Namespace) -> int:
 def _cmd_params(args: argparse.Namespace) -> int:
     from simulator.host import admin
 
-    data_dir = _data_dir(args)
+    data_dir, store = _data_dir(args), _store(args)
     if args.params_command == "publish":
         from terminal.limits import MAX_PARAMETERS_FILE_BYTES, InputFileError, read_json_input
 
@@ -218,14 +248,14 @@ def _cmd_params(args: argparse.Namespace) -> int:
             raise CommandError(str(exc)) from None
         if not isinstance(update, dict):
             raise CommandError(f"{args.file}: expected a JSON object")
-        version = admin.publish_parameters(data_dir, update, checked=not args.unchecked)
+        version = admin.publish_parameters(data_dir, update, checked=not args.unchecked, store=store)
         print(f"parameters version {version} published")
         return 0
     from simulator.host.params import ensure_initial
 
-    with admin.open_store(data_dir, create=False) as store:
-        ensure_initial(store)
-        raw = store.parameters()
+    with admin.open_store(data_dir, create=False, store=store) as db:
+        ensure_initial(db)
+        raw = db.parameters()
     assert raw is not None
     print(json.dumps(json.loads(raw), indent=1))
     return 0
@@ -234,7 +264,7 @@ def _cmd_params(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from simulator.host.admin import host_status
 
-    status = host_status(_data_dir(args))
+    status = host_status(_data_dir(args), store=_store(args))
     line = f"host running (pid {status['pid']}) at {status['url']}" if status["running"] else "host not running"
     counts = status["records"]
     text = (
@@ -251,7 +281,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_records(args: argparse.Namespace) -> int:
     from simulator.host.admin import records
 
-    rows = records(_data_dir(args))
+    rows = records(_data_dir(args), store=_store(args))
     if getattr(args, "json", False):
         print(json.dumps({"records": rows}, indent=1))
         return 0
@@ -267,8 +297,10 @@ def _cmd_records(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 
 
-def _common(p: argparse.ArgumentParser, *, json_flag: bool = False) -> None:
+def _common(p: argparse.ArgumentParser, *, json_flag: bool = False, store: bool = True) -> None:
     p.add_argument("--data-dir", help=_HOST_DATA_DIR_HELP)
+    if store:
+        p.add_argument("--store", metavar="URL", help=_STORE_HELP)
     if json_flag:
         p.add_argument("--json", action="store_true", help="print one JSON object (errors too)")
 
@@ -276,10 +308,12 @@ def _common(p: argparse.ArgumentParser, *, json_flag: bool = False) -> None:
 def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="host_command", required=True, metavar="COMMAND")
 
-    def command(name: str, help_text: str, func: Any, *, leaf: bool = True, json_flag: bool = False) -> Any:
+    def command(
+        name: str, help_text: str, func: Any, *, leaf: bool = True, json_flag: bool = False, store: bool = True
+    ) -> Any:
         p = sub.add_parser(name, help=help_text, description=help_text)
         if leaf:
-            _common(p, json_flag=json_flag)
+            _common(p, json_flag=json_flag, store=store)
         p.set_defaults(func=_guard(func))
         return p
 
@@ -295,7 +329,7 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     enrol.add_argument("--url", help="the host URL for the terminal (default: the running server's)")
     enrol.add_argument("--out", metavar="FILE", help="write the bundle to FILE (mode 0600) instead of printing it")
 
-    fault = command("fault", "inject a fault into the running host", _cmd_fault, json_flag=True)
+    fault = command("fault", "inject a fault into the running host", _cmd_fault, json_flag=True, store=False)
     fault.add_argument("action", choices=["down", "up", "slow", "error", "drop", "cert", "clear"])
     fault.add_argument("value", nargs="?", help="MS for slow, STATUS for error, expired|wrong|good for cert")
     fault.add_argument("--only", nargs="+", metavar="PATH", help="limit slow / error / drop to these paths")

@@ -103,6 +103,7 @@ def _store_version(store: HostStore, body: Mapping[str, Any], *, checked: bool, 
 def ensure_initial(store: HostStore) -> int:
     """Make version 1 from the shipped data if there is no version yet; the current version."""
     with store.transaction():
+        store.lock("parameters")  # workers starting together store version 1 once
         if store.parameters_version() == 0:
             _store_version(store, default_document(), checked=True, issued_at=None)
         return store.parameters_version()
@@ -113,6 +114,7 @@ def publish(store: HostStore, update: Mapping[str, Any], *, checked: bool = True
     if not isinstance(update, Mapping):
         raise ParametersError("a parameters update is a JSON object")
     with store.transaction():
+        store.lock("parameters")
         ensure_initial(store)
         raw = store.parameters()
         assert raw is not None

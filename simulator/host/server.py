@@ -50,7 +50,7 @@ from simulator.host.faults import (
     write_faults,
 )
 from simulator.host.params import ensure_initial
-from simulator.host.store import DB_NAME, HostStore
+from simulator.host.store import HostStore, store_location
 
 __all__ = ["HostServer", "TlsH11Protocol", "peer_from_ssl", "serve", "server_ssl_context"]
 
@@ -275,22 +275,32 @@ def serve(
     port: int = 8443,
     parent_pid: int | None = None,
     log_level: str = "info",
+    store: str | None = None,
 ) -> int:
-    """Run the host until SIGINT / SIGTERM (or the parent's exit); 0 after a clean stop."""
+    """Run the host until SIGINT / SIGTERM (or the parent's exit); 0 after a clean stop.
+
+    ``store``: the database (a ``postgresql://`` URL; default ``host.db`` in
+    ``data_dir``, see :func:`~simulator.host.store.store_location`). A worker
+    process opens its own store from the same value: a store is never shared
+    across ``fork``. ValueError for a store of an unknown kind,
+    :class:`~simulator.host.store.StoreError` for one that cannot be opened.
+    """
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+    location = store_location(data_dir, store)
     tls_dir = data_dir / "tls"
     ca = load_or_create_ca(tls_dir)
     certs = write_server_certificates(ca, tls_dir, [bind])
-    store = HostStore(data_dir / DB_NAME)
+    host_store = HostStore(location)
+    _log.info("host store: %s", host_store.where)
     try:
-        ensure_initial(store)
+        ensure_initial(host_store)
         switch = FaultSwitch()
         switch.generation = write_faults(data_dir, Faults())  # faults do not survive a restart
         acknowledge(data_dir, switch.generation)
         context = server_ssl_context(certs, switch)
         config = uvicorn.Config(
-            create_app(store, ca, switch),
+            create_app(host_store, ca, switch),
             host=bind,
             port=port,
             http=TlsH11Protocol,
@@ -306,4 +316,4 @@ def serve(
         server.run()
         return 0 if server.started else 1
     finally:
-        store.close()
+        host_store.close()

@@ -18,6 +18,10 @@ Everything else works on the data directory like the ``posterm host``
 commands (:mod:`simulator.host.admin`): card blocks, velocity and parameters
 take effect on the next request; :meth:`HostService.set_faults` returns only
 once the server has applied the faults.
+
+``start_host(dir, store="postgresql://...")`` runs the host on PostgreSQL (the
+URL reaches the child through ``POSTERM_HOST_STORE``, not its command line,
+which any user can read); the service's own calls use the same store.
 """
 
 from __future__ import annotations
@@ -80,9 +84,13 @@ class HostService:
     and ``pid``.
     """
 
-    def __init__(self, process: subprocess.Popen[bytes], data_dir: Path, url: str, port: int) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], data_dir: Path, url: str, port: int, store: str | None = None
+    ) -> None:
         self._process = process
         self.data_dir = data_dir
+        #: The host's database when it is not ``host.db`` in ``data_dir`` (a PostgreSQL URL).
+        self.store = store
         self.url = url
         self.port = port
         self.pid = process.pid
@@ -104,7 +112,7 @@ class HostService:
 
     def credential_bundle(self, terminal_id: str, merchant_id: str) -> dict[str, str]:
         """``{url, ca_certificate_pem, enrolment_code, terminal_id, merchant_id}`` with a fresh one-time code."""
-        return admin.credential_bundle(self.data_dir, terminal_id, merchant_id, url=self.url)
+        return admin.credential_bundle(self.data_dir, terminal_id, merchant_id, url=self.url, store=self.store)
 
     def enrol(self, terminal_id: str, merchant_id: str, directory: Path) -> ClientCredentials:
         """Enrol a terminal over the network (``POST /v1/enrol``) and write its files to ``directory``.
@@ -193,18 +201,18 @@ class HostService:
 
     def block_card(self, pan_token: str, code: str = "62") -> None:
         """Decline authorisations of this card with ``code``."""
-        admin.block_card(self.data_dir, pan_token, code)
+        admin.block_card(self.data_dir, pan_token, code, store=self.store)
 
     def unblock_card(self, pan_token: str) -> None:
-        admin.unblock_card(self.data_dir, pan_token)
+        admin.unblock_card(self.data_dir, pan_token, store=self.store)
 
     def set_velocity(self, max_approvals: int, window_seconds: int) -> None:
         """At most ``max_approvals`` per card within ``window_seconds`` (then ``65``); 0 = off."""
-        admin.set_velocity(self.data_dir, max_approvals, window_seconds)
+        admin.set_velocity(self.data_dir, max_approvals, window_seconds, store=self.store)
 
     def publish_parameters(self, overrides: Mapping[str, Any], *, checked: bool = True) -> int:
         """Publish a new parameters version (merged over the current config, or a full document)."""
-        return admin.publish_parameters(self.data_dir, overrides, checked=checked)
+        return admin.publish_parameters(self.data_dir, overrides, checked=checked, store=self.store)
 
     def records(self) -> list[dict[str, Any]]:
         """What the host processed: authorisations, advices and reversals with their status (no PAN).
@@ -213,14 +221,14 @@ class HostService:
         currency, pan_token, response_code, approved, reversed, batch, host_reference,
         approval_code, original_txn_id, note, created_at``.
         """
-        return admin.records(self.data_dir)
+        return admin.records(self.data_dir, store=self.store)
 
     def sale_positions(self, terminal_id: str | None = None) -> dict[str, SalePosition]:
         """Per sale ``txn_id``: charged and refunded against it, approved and not reversed (money checks)."""
-        return admin.sale_positions(self.data_dir, terminal_id)
+        return admin.sale_positions(self.data_dir, terminal_id, store=self.store)
 
     def status(self) -> dict[str, Any]:
-        return admin.host_status(self.data_dir)
+        return admin.host_status(self.data_dir, store=self.store)
 
     # ------------------------------------------------------------------ lifetime
 
@@ -264,8 +272,12 @@ def start_host(
     bind: str = "127.0.0.1",
     startup_timeout: float = 20.0,
     log_level: str = "info",
+    store: str | None = None,
 ) -> HostService:
-    """Start ``python -m simulator.host serve`` on ``data_dir`` and wait until it listens."""
+    """Start ``python -m simulator.host serve`` on ``data_dir`` and wait until it listens.
+
+    ``store``: the host's database if not ``host.db`` in ``data_dir`` (a ``postgresql://`` URL).
+    """
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     if running_server(data_dir) is not None:
@@ -288,9 +300,16 @@ def start_host(
         "--log-level",
         log_level,
     ]
+    from simulator.host.store import STORE_ENV
+
+    env = {k: v for k, v in os.environ.items() if k != STORE_ENV}
+    if store:
+        env[STORE_ENV] = store
     log = (data_dir / LOG_FILE).open("ab")
     try:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
+        )
     finally:
         log.close()
     if not _ATEXIT:
@@ -301,7 +320,7 @@ def start_host(
         while True:
             info = running_server(data_dir)
             if info is not None and info.pid == process.pid:
-                service = HostService(process, data_dir, info.url, info.port)
+                service = HostService(process, data_dir, info.url, info.port, store)
                 _LIVE.add(service)
                 return service
             if process.poll() is not None:

@@ -1,4 +1,4 @@
-"""The simulated host's data at rest: one SQLite database (WAL) in the data directory.
+"""The simulated host's data at rest: a SQLite file in the data directory, or a PostgreSQL database.
 
 What is kept: enrolment codes (their SHA-256, never the code), enrolled
 terminals, the idempotency cache (per terminal: key, a keyed digest of the
@@ -10,107 +10,53 @@ What is never kept: a PAN, track data or ``emv_data``. Body digests are
 HMAC-SHA-256 under a random per-host secret (``meta.digest_secret``) because
 the bodies they cover carry card data.
 
-Several processes use the database at once (the server, the CLI, a test's
-:class:`~simulator.host.service.HostService`, or the terminal commands that
-share an in-process host, :mod:`simulator.host.inprocess`): WAL mode, a busy timeout, and
-``BEGIN IMMEDIATE`` for every change, with ``synchronous=FULL``.
+Where: a :data:`~simulator.host.storage.Location`, a ``Path`` (SQLite, the
+embedded default: ``host.db`` in the host's data directory, the simulator, the
+in-process host) or a ``postgresql://`` URL (a fleet of host workers). The
+engines and what makes each safe when several processes use one database are
+in :mod:`simulator.host.storage`; the tables are its numbered migrations,
+applied at open.
+
+Queries here are portable SQL: ``?`` placeholders, ``INSERT ... ON CONFLICT
+... DO ...``, ``RETURNING``; nothing of one engine only. They go through
+:meth:`HostStore._one`, :meth:`HostStore._all`, :meth:`HostStore._exec` (rows
+changed) inside :meth:`HostStore.transaction` where they must be atomic. A
+check that decides a change made by another request (a card's approvals, a
+refund's original) takes :meth:`HostStore.lock` on what it checks, first, in
+the same transaction: PostgreSQL workers run transactions side by side.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from simulator.host.storage import Location, StoreConflict, StoreError, StoreMissing, open_engine, parse_location
+from simulator.host.storage.migrations import upgrade
+
 __all__ = [
     "DB_NAME",
+    "STORE_ENV",
     "CachedResponse",
     "EnrolmentCode",
     "HostStore",
     "Record",
+    "StoreConflict",
     "StoreError",
+    "StoreMissing",
+    "store_location",
 ]
 
 DB_NAME = "host.db"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS enrolment_codes (
-    code_hash TEXT PRIMARY KEY,
-    terminal_id TEXT NOT NULL,
-    merchant_id TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    expires_at TEXT NOT NULL,
-    used_at TEXT,
-    csr_digest TEXT,
-    response BLOB
-);
-CREATE TABLE IF NOT EXISTS terminals (
-    terminal_id TEXT PRIMARY KEY,
-    merchant_id TEXT NOT NULL,
-    certificate_serial TEXT NOT NULL,
-    enrolled_at TEXT NOT NULL,
-    software_version TEXT,
-    last_sign_on TEXT
-);
-CREATE TABLE IF NOT EXISTS idempotency (
-    terminal_id TEXT NOT NULL,
-    key TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    body BLOB NOT NULL,
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (terminal_id, key)
-);
-CREATE TABLE IF NOT EXISTS advice_keys (
-    terminal_id TEXT NOT NULL,
-    key TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    result TEXT NOT NULL,
-    PRIMARY KEY (terminal_id, key)
-);
-CREATE TABLE IF NOT EXISTS records (
-    seq INTEGER PRIMARY KEY,
-    method TEXT NOT NULL,
-    txn_id TEXT NOT NULL,
-    idempotency_key TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    terminal_id TEXT NOT NULL,
-    merchant_id TEXT NOT NULL,
-    amount INTEGER NOT NULL,
-    currency INTEGER NOT NULL,
-    pan_token TEXT NOT NULL,
-    response_code TEXT NOT NULL,
-    approved INTEGER NOT NULL,
-    reversed INTEGER NOT NULL DEFAULT 0,
-    batch INTEGER NOT NULL,
-    host_reference TEXT NOT NULL,
-    approval_code TEXT,
-    original_txn_id TEXT,
-    note TEXT NOT NULL DEFAULT '',
-    created_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS records_txn ON records (terminal_id, txn_id);
-CREATE INDEX IF NOT EXISTS records_card ON records (pan_token, created_at);
-CREATE TABLE IF NOT EXISTS host_batches (terminal_id TEXT PRIMARY KEY, batch_no INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS batch_closes (
-    terminal_id TEXT NOT NULL,
-    batch_id INTEGER NOT NULL,
-    digest TEXT NOT NULL,
-    body BLOB NOT NULL,
-    PRIMARY KEY (terminal_id, batch_id)
-);
-CREATE TABLE IF NOT EXISTS blocked_cards (pan_token TEXT PRIMARY KEY, code TEXT NOT NULL, blocked_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS parameters (version INTEGER PRIMARY KEY, issued_at TEXT NOT NULL, document BLOB NOT NULL);
-"""
+#: The environment variable that names the host's store for the ``posterm host`` commands (``--store``).
+STORE_ENV = "POSTERM_HOST_STORE"
 
 #: The settlement kind (what a batch total counts it as) of each record kind; reversals have none.
 _SETTLEMENT_KIND = {
@@ -123,10 +69,6 @@ _SETTLEMENT_KIND = {
 
 #: Reference prefixes: authorisation/advice/reversal records, batch closes, sign-ons.
 _REF_PREFIX = {"authorise": "A", "advise": "V", "reverse": "R", "close": "B", "sign_on": "S"}
-
-
-class StoreError(Exception):
-    """The host database cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -196,32 +138,52 @@ def _record(row: tuple[Any, ...]) -> Record:
     return Record(*values)
 
 
-class HostStore:
-    """The host's SQLite database. One connection, guarded by a lock (thread-safe)."""
+def store_location(data_dir: Path, store: str | None = None) -> Location:
+    """Where a host's database is: ``store`` (``--store``: a PostgreSQL URL or a SQLite file), else
+    ``host.db`` in ``data_dir``. ValueError (one line) for a store of an unknown kind."""
+    if store is None or not store.strip():
+        return Path(data_dir) / DB_NAME
+    return parse_location(store)
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
+
+class HostStore:
+    """The host's database over an engine (thread-safe; see :mod:`simulator.host.storage`).
+
+    ``create=False``: a database without a host's tables is :class:`StoreMissing`, not made.
+    """
+
+    def __init__(self, location: Location, *, create: bool = True) -> None:
+        self.engine = open_engine(location, create=create)
+        #: The SQLite file, or None on PostgreSQL.
+        self.path: Path | None = getattr(self.engine, "path", None)
         try:
-            self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
+            if not create and not self.engine.has_schema():
+                raise StoreMissing(f"no host database at {self.engine.where}")
+            upgrade(self.engine)
             with self.transaction():
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                self._db.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('digest_secret', ?)", (secrets.token_hex(32),)
+                self._exec(
+                    "INSERT INTO meta (key, value) VALUES ('digest_secret', ?) ON CONFLICT (key) DO NOTHING",
+                    (secrets.token_hex(32),),
                 )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open host database {self.path}: {exc}") from exc
-        self._secret = bytes.fromhex(self.meta("digest_secret") or "")
+            self._secret = bytes.fromhex(self.meta("digest_secret") or "")
+        except StoreMissing:
+            self.engine.close()
+            raise
+        except StoreError as exc:
+            self.engine.close()
+            message = str(exc)
+            raise StoreError(message if message.startswith("cannot open") else f"cannot open {message}") from None
+        except BaseException:
+            self.engine.close()
+            raise
+
+    @property
+    def where(self) -> str:
+        """The database for a message: its file, or its URL without the password."""
+        return self.engine.where
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.engine.close()
 
     def __enter__(self) -> HostStore:
         return self
@@ -231,33 +193,32 @@ class HostStore:
 
     # ------------------------------------------------------------------ plumbing
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on an exception); re-entrant."""
-        with self._lock:
-            if self._db.in_transaction:
-                yield
-                return
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def transaction(self) -> AbstractContextManager[None]:
+        """One transaction (SQLite: ``BEGIN IMMEDIATE``); re-entrant, rolled back on an exception."""
+        return self.engine.transaction()
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.engine.in_transaction
+
+    def lock(self, *name: str) -> None:
+        """Inside a transaction: hold the lock ``name`` (e.g. ``"terminal", tid``) until it ends.
+
+        What another worker's transaction checks and changes under the same
+        name waits for this one to commit. Take a terminal's lock first, then
+        anything shared (a card, a transaction of another terminal).
+        """
+        self.engine.lock(*name)
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
-        with self._lock:
-            row: tuple[Any, ...] | None = self._db.execute(sql, args).fetchone()
-            return row
+        return self.engine.one(sql, args)
 
     def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return list(self._db.execute(sql, args).fetchall())
+        return self.engine.all(sql, args)
 
-    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> None:
-        with self._lock:
-            self._db.execute(sql, args)
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        """Run a statement; how many rows it inserted, changed or deleted."""
+        return self.engine.execute(sql, args)
 
     def digest(self, text: str) -> str:
         """Keyed digest (HMAC-SHA-256 under the host's secret) of a canonical body."""
@@ -278,12 +239,7 @@ class HostStore:
 
     def next_reference(self, what: str) -> str:
         """A new host reference (``A0000000042`` ...): a prefix per message type and a sequence."""
-        with self._lock:  # one statement: atomic on its own, or a part of the caller's transaction
-            row = self._db.execute(
-                "INSERT INTO meta (key, value) VALUES ('seq', '1') "
-                "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value"
-            ).fetchone()
-        return f"{_REF_PREFIX.get(what, 'H')}{int(row[0]):010d}"
+        return f"{_REF_PREFIX.get(what, 'H')}{self.engine.next_reference_number():010d}"
 
     # ------------------------------------------------------------------ enrolment
 
@@ -320,10 +276,14 @@ class HostStore:
             )
             if row is None or row[2] is not None:
                 return False
-            self._exec(
-                "UPDATE enrolment_codes SET used_at = ?, csr_digest = ?, response = ? WHERE code_hash = ?",
+            # "AND used_at IS NULL": of two concurrent uses (PostgreSQL workers) only one changes the row
+            spent = self._exec(
+                "UPDATE enrolment_codes SET used_at = ?, csr_digest = ?, response = ? "
+                "WHERE code_hash = ? AND used_at IS NULL",
                 (used_at, csr_digest, response, self._code_hash(code)),
             )
+            if spent != 1:
+                return False
             self._exec(
                 "INSERT INTO terminals (terminal_id, merchant_id, certificate_serial, enrolled_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(terminal_id) DO UPDATE SET merchant_id = excluded.merchant_id, "
@@ -404,13 +364,11 @@ class HostStore:
 
     def reverse(self, terminal_id: str, txn_id: str) -> int:
         """Mark the approved, not reversed records of ``txn_id`` reversed; how many were."""
-        with self._lock:
-            cursor = self._db.execute(
-                "UPDATE records SET reversed = 1 WHERE terminal_id = ? AND txn_id = ? AND method != 'reverse' "
-                "AND approved = 1 AND reversed = 0",
-                (terminal_id, txn_id),
-            )
-            return int(cursor.rowcount)
+        return self._exec(
+            "UPDATE records SET reversed = 1 WHERE terminal_id = ? AND txn_id = ? AND method != 'reverse' "
+            "AND approved = 1 AND reversed = 0",
+            (terminal_id, txn_id),
+        )
 
     def records(self, terminal_id: str | None = None) -> list[Record]:
         if terminal_id is None:
@@ -471,8 +429,8 @@ class HostStore:
             )
 
     def unblock_card(self, pan_token: str) -> bool:
-        with self.transaction(), self._lock:
-            return int(self._db.execute("DELETE FROM blocked_cards WHERE pan_token = ?", (pan_token,)).rowcount) > 0
+        with self.transaction():
+            return self._exec("DELETE FROM blocked_cards WHERE pan_token = ?", (pan_token,)) > 0
 
     def blocked_code(self, pan_token: str) -> str | None:
         row = self._one("SELECT code FROM blocked_cards WHERE pan_token = ?", (pan_token,))

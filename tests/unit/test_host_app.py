@@ -26,6 +26,7 @@ from simulator.host.app import PEER_STATE_KEY, Peer, create_app
 from simulator.host.ca import load_or_create_ca
 from simulator.host.faults import Faults, FaultSwitch
 from simulator.host.schema import first_error
+from simulator.host.storage import Location
 from simulator.host.store import DB_NAME, HostStore
 
 TID, MID = "T1", "M1"
@@ -67,9 +68,10 @@ class AppClient:
 
 
 class Rig:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, store: Location | None = None) -> None:
         self.data_dir = data_dir
-        self.store = HostStore(data_dir / DB_NAME)
+        self.location = str(store or data_dir / DB_NAME)  # what admin's functions take as their store
+        self.store = HostStore(store or data_dir / DB_NAME)
         self.ca = load_or_create_ca(data_dir / "tls")
         self.faults = FaultSwitch()
         self.app = create_app(self.store, self.ca, self.faults, clock=lambda: NOW)
@@ -79,8 +81,9 @@ class Rig:
 
 
 @pytest.fixture()
-def rig(tmp_path: Path) -> Iterator[Rig]:
-    r = Rig(tmp_path)
+def rig(tmp_path: Path, host_store_at: Location) -> Iterator[Rig]:
+    """The app over a store on each engine (SQLite, PostgreSQL: tests/conftest.py)."""
+    r = Rig(tmp_path, host_store_at)
     yield r
     r.store.close()
 
@@ -241,7 +244,7 @@ def test_reversal_and_batch_close(rig: Rig, client: AppClient) -> None:
 
 def test_enrolment(rig: Rig) -> None:
     anonymous = rig.client(peer=None)
-    code = admin.make_enrolment_code(rig.data_dir, "T7", "M7")
+    code = admin.make_enrolment_code(rig.data_dir, "T7", "M7", store=rig.location)
     key = ec.generate_private_key(ec.SECP256R1())
     csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
            "asked for")])).sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode())
@@ -251,7 +254,7 @@ def test_enrolment(rig: Rig) -> None:
     conforms("EnrolResponse", answer)
     assert anonymous.post("/v1/enrol", json={"enrolment_code": code, "csr_pem": csr}).content == answer.content
     assert rig.store.terminals()[0]["terminal_id"] == "T7"
-    expired = admin.make_enrolment_code(rig.data_dir, "T8", "M8")
+    expired = admin.make_enrolment_code(rig.data_dir, "T8", "M8", store=rig.location)
     late = Rig.__new__(Rig)
     late.__dict__.update(rig.__dict__)
     late.app = create_app(rig.store, rig.ca, rig.faults, clock=lambda: dt.datetime.now(dt.UTC) + dt.timedelta(days=2))

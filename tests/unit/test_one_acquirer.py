@@ -24,6 +24,7 @@ from simulator.host import admin
 from simulator.host.app import PEER_STATE_KEY, Peer, create_app
 from simulator.host.ca import load_or_create_ca
 from simulator.host.inprocess import InProcessHost
+from simulator.host.storage import Location
 from simulator.host.store import DB_NAME, HostStore
 from terminal.host import (
     Advice,
@@ -66,9 +67,10 @@ def asgi_transport(app: ASGIApp, peer: Peer) -> httpx.MockTransport:
 
 
 @pytest.fixture()
-def hosts(tmp_path: Path) -> Iterator[tuple[HttpsHostLink, InProcessHost, Path]]:
+def hosts(tmp_path: Path, host_store_at: Location) -> Iterator[tuple[HttpsHostLink, InProcessHost, Path, str]]:
+    """The HTTPS app over a store on each engine (tests/conftest.py), the in-process host on SQLite."""
     https_dir = tmp_path / "https"
-    store = HostStore(https_dir / DB_NAME)
+    store = HostStore(host_store_at)
     app = create_app(store, load_or_create_ca(https_dir / "tls"), clock=lambda: NOW)
     link = HttpsHostLink(
         "https://host.test",
@@ -78,7 +80,7 @@ def hosts(tmp_path: Path) -> Iterator[tuple[HttpsHostLink, InProcessHost, Path]]
         retry=IdempotentRetry(attempts=1),
     )
     inprocess = InProcessHost(tmp_path / "memory-host" / DB_NAME, clock=lambda: NOW)
-    yield link, inprocess, https_dir
+    yield link, inprocess, https_dir, str(host_store_at)
     link.close()
     inprocess.close()
     store.close()
@@ -141,22 +143,22 @@ RECORD_FIELDS = (
 )
 
 
-def test_both_hosts_answer_and_record_alike(hosts: tuple[HttpsHostLink, InProcessHost, Path]) -> None:
-    link, inprocess, https_dir = hosts
+def test_both_hosts_answer_and_record_alike(hosts: tuple[HttpsHostLink, InProcessHost, Path, str]) -> None:
+    link, inprocess, https_dir, store = hosts
     over_https, in_process = day(link), day(inprocess)
     assert over_https == in_process
     assert ("rejected", True) in in_process  # the second close of batch 1 with other totals
-    https_records = [{f: r[f] for f in RECORD_FIELDS} for r in admin.records(https_dir)]
+    https_records = [{f: r[f] for f in RECORD_FIELDS} for r in admin.records(https_dir, store=store)]
     inprocess_records = [{f: getattr(r, f) for f in RECORD_FIELDS} for r in inprocess.records]
     assert https_records == inprocess_records
     assert len(inprocess_records) == 13  # 10 authorisations and advices, 3 reversals
 
 
-def test_sale_positions_of_both_hosts(hosts: tuple[HttpsHostLink, InProcessHost, Path]) -> None:
-    link, inprocess, https_dir = hosts
+def test_sale_positions_of_both_hosts(hosts: tuple[HttpsHostLink, InProcessHost, Path, str]) -> None:
+    link, inprocess, https_dir, store = hosts
     day(link)
     day(inprocess)
-    positions = admin.sale_positions(https_dir)
+    positions = admin.sale_positions(https_dir, store=store)
     assert positions == inprocess.sale_positions()
     assert {t: (p.charged, p.refunded) for t, p in positions.items()} == {
         "s1": (1000, 400),
