@@ -19,9 +19,7 @@ import pytest
 from emv.config import TerminalConfig
 from simulator.host.storage import Location
 from simulator.host.store import DB_NAME, HostStore
-from tests.postgres_rig import ClusterError, PostgresCluster, start_cluster
-
-ENGINES = ["sqlite", "postgresql"]
+from tests.postgres_rig import ENGINES, ClusterError, PostgresCluster, start_cluster
 
 
 def pytest_configure(config: pytest.Config) -> None:

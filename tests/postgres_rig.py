@@ -27,8 +27,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["ClusterError", "PostgresCluster", "find_bin_dir", "start_cluster"]
+__all__ = ["ENGINES", "ClusterError", "PostgresCluster", "find_bin_dir", "start_cluster"]
 
+#: The host store's engines, the parameters of the tests that run on each.
+ENGINES = ["sqlite", "postgresql"]
 SUPERUSER = "posterm"
 TEMPLATE = "posterm_host_template"
 _START_SECONDS = 60

@@ -49,7 +49,7 @@ from simulator.host.ca import CertificateAuthority, CsrError
 from simulator.host.faults import FaultSwitch
 from simulator.host.params import ensure_initial
 from simulator.host.schema import first_error, openapi_bytes
-from simulator.host.store import HostStore
+from simulator.host.store import HostStore, StoreError
 
 __all__ = ["PEER_STATE_KEY", "PUBLIC_PATHS", "TRANSPORT_STATE_KEY", "Peer", "create_app"]
 
@@ -327,6 +327,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _error(status, code, message, headers)
 
 
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    """The database went away (a PostgreSQL restart): 503; the client tries again with the same key."""
+    reason = str(exc).split(" DETAIL:", 1)[0]  # no password in it (storage.base.scrub); a DETAIL could quote a key
+    _log.error("host database unavailable on %s %s: %s", request.method, request.url.path, reason)
+    return _error(503, "server_error", "the host's database is unavailable: try again")
+
+
 def create_app(
     store: HostStore,
     ca: CertificateAuthority,
@@ -349,7 +356,7 @@ def create_app(
     ]
     app = Starlette(
         routes=[Route(path, fn, methods=[method]) for path, fn, method in routes],
-        exception_handlers={HTTPException: _http_error},
+        exception_handlers={HTTPException: _http_error, StoreError: _store_unavailable},
     )
     app.router.redirect_slashes = False
     return _Guard(app, faults or FaultSwitch())

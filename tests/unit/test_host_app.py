@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -28,6 +29,7 @@ from simulator.host.faults import Faults, FaultSwitch
 from simulator.host.schema import first_error
 from simulator.host.storage import Location
 from simulator.host.store import DB_NAME, HostStore
+from tests.postgres_rig import PostgresCluster
 
 TID, MID = "T1", "M1"
 NOW = dt.datetime(2025, 6, 15, 12, 0, tzinfo=dt.UTC)
@@ -260,6 +262,27 @@ def test_enrolment(rig: Rig) -> None:
     late.app = create_app(rig.store, rig.ca, rig.faults, clock=lambda: dt.datetime.now(dt.UTC) + dt.timedelta(days=2))
     answer = late.client(peer=None).post("/v1/enrol", json={"enrolment_code": expired, "csr_pem": csr})
     assert answer.status_code == 403
+
+
+def test_a_database_that_goes_away_is_503_then_served_again(
+    tmp_path: Path, postgres: PostgresCluster, postgres_url: str
+) -> None:
+    """Before: an unhandled error, a 500 and a traceback in the log. Now: 503 for that request, and the pool
+    replaces its dead connections, so the next request is served."""
+    rig = Rig(tmp_path, postgres_url)
+    try:
+        client = rig.client()
+        assert post(client, "/v1/authorisations", auth(), key="a1").status_code == 200
+        postgres.sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                     f"'{urlsplit(postgres_url).path[1:]}' AND pid <> pg_backend_pid()")
+        answer = post(client, "/v1/authorisations", auth(txn_id="t2"), key="a2")
+        assert answer.status_code == 503
+        conforms("Error", answer)
+        again = post(client, "/v1/authorisations", auth(txn_id="t2"), key="a2")
+        assert again.status_code == 200 and again.json()["status"] in ("approved", "declined")
+        assert [r.txn_id for r in rig.store.records()] == ["t1", "t2"]
+    finally:
+        rig.store.close()
 
 
 def test_faults_in_the_app(rig: Rig, client: AppClient) -> None:
