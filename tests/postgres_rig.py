@@ -167,7 +167,9 @@ def start_cluster() -> PostgresCluster:
     user = _server_user()
     if user is not None and shutil.which("runuser") is None:
         raise ClusterError("running as root without runuser (util-linux): cannot start PostgreSQL as another user")
-    root = Path(tempfile.mkdtemp(prefix="posterm-pg-"))
+    # /tmp rather than $TMPDIR: the server's user must reach the folder, and its socket's path must stay short
+    base = "/tmp" if os.access("/tmp", os.W_OK | os.X_OK) else None
+    root = Path(tempfile.mkdtemp(prefix="posterm-pg-", dir=base))
     if user is not None:
         entry = pwd.getpwnam(user)
         os.chown(root, entry.pw_uid, entry.pw_gid)

@@ -176,3 +176,16 @@ def test_workers_starting_together_make_parameters_version_1_once(stores: list[H
     versions = together(stores, lambda i, s: ensure_initial(s))
     assert versions == [1] * WORKERS
     assert stores[0]._all("SELECT version FROM parameters") == [(1,)]
+
+
+def test_workers_deciding_for_one_card_at_once_keep_its_velocity_limit(stores: list[HostStore]) -> None:
+    """Eight terminals (so eight terminal locks) pay with one card at once; at most 3 approvals allowed."""
+    stores[0].set_velocity(3, 3600)
+
+    def pay(i: int, store: HostStore) -> str:
+        body = {**card_auth(f"v{i}", 500, atc=200 + i), "terminal_id": f"T{i}", "pan_token": "one-card"}
+        reply = Acquirer(store).handle("authorisation", body, Peer(f"T{i}", MID), f"v{i}")
+        return str(reply.json()["response_code"])
+
+    codes = together(stores, pay)
+    assert sorted(codes) == ["00"] * 3 + ["65"] * (WORKERS - 3)
