@@ -40,7 +40,11 @@ def postgres() -> Iterator[PostgresCluster]:
     try:
         cluster = start_cluster()
     except ClusterError as exc:
-        pytest.fail(f"PostgreSQL could not be started for the tests: {exc}", pytrace=False)
+        reason = str(exc)
+    else:
+        reason = ""
+    if reason:
+        pytest.fail(f"PostgreSQL could not be started for the tests: {reason}", pytrace=False)
     try:
         yield cluster
     finally:

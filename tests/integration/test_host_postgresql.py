@@ -144,3 +144,18 @@ def test_the_server_on_postgresql_never_shows_its_password(fleet: Fleet, tmp_pat
         assert bundle["enrolment_code"]
     assert SECRET not in host.log_path.read_text()
     assert not (data / "host.db").exists()
+
+
+def test_without_postgresql_its_tests_fail_with_the_reason_never_skip(tmp_path: Path) -> None:
+    """The suite's own promise: a machine where PostgreSQL cannot start fails those tests, loudly."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "POSTERM_PG_BIN": str(tmp_path / "no-postgresql-here")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs",
+         "tests/unit/test_host_store.py::test_references_are_unique_and_increasing"],
+        cwd=root, capture_output=True, text=True, timeout=300, env=env, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0, proc.stdout
+    assert "ERROR tests/unit/test_host_store.py::test_references_are_unique_and_increasing[postgresql]" in proc.stdout
+    assert "SKIP" not in proc.stdout.upper(), proc.stdout
+    assert "PostgreSQL could not be started for the tests" in proc.stdout and "has no initdb" in proc.stdout
