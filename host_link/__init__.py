@@ -13,8 +13,9 @@ importing the package does no work):
   background sender of the SAF queue;
 - :mod:`host_link.parameters`: versioned, verified, atomic parameter download, with rollback;
 - :mod:`host_link.enrolment`: how a new terminal gets its certificate (the flow is in its docstring);
+- :mod:`host_link.renewal`: how it renews that certificate before it ends, without a code;
 - :mod:`host_link.credentials`: the enrolment's files under ``<data_dir>/host-link/``;
-- :mod:`host_link.cli`: ``posterm enrol``, ``posterm echo``, ``posterm params``.
+- :mod:`host_link.cli`: ``posterm enrol``, ``posterm renew``, ``posterm echo``, ``posterm params``.
 """
 
 __all__: list[str] = []  # the modules are the public face (pinned in tests/unit/test_public_names.py)

@@ -2,6 +2,9 @@
 
 - ``posterm enrol BUNDLE.json [--force]``: get this terminal's certificate
   from its host (see :mod:`host_link.enrolment`);
+- ``posterm renew``: renew that certificate now, before it ends, without a
+  code (see :mod:`host_link.renewal`; the link also does it by itself within
+  30 days of the end);
 - ``posterm echo``: is the host there, how long does a round trip take, what
   time does it have;
 - ``posterm params download|status|rollback``: parameter versions (see
@@ -54,6 +57,26 @@ def _cmd_enrol(args: argparse.Namespace) -> int:
         creds.to_json() | {"directory": str(creds.directory)},
         f"enrolled as terminal {creds.terminal_id} of merchant {creds.merchant_id} with {creds.url}; "
         f"certificate valid until {creds.certificate_not_after}",
+    )
+    return 0
+
+
+def _cmd_renew(args: argparse.Namespace) -> int:
+    from host_link.enrolment import EnrolmentError
+    from host_link.renewal import renew
+
+    data_dir = _data_dir(args)
+    try:
+        renewed = renew(data_dir)
+    except EnrolmentError as exc:
+        raise CommandError(str(exc)) from None
+    except OSError as exc:  # the new key or certificate cannot be written
+        raise file_error(exc, f"the enrolment in {data_dir}") from None
+    _print(
+        args,
+        renewed.to_json(),
+        f"certificate renewed: serial {renewed.serial}, valid until {renewed.not_after.isoformat(timespec='seconds')}; "
+        "the previous one is revoked",
     )
     return 0
 
@@ -117,7 +140,7 @@ def _cmd_params(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    """Add ``enrol``, ``echo`` and ``params`` to the ``posterm`` parser's subcommands."""
+    """Add ``enrol``, ``renew``, ``echo`` and ``params`` to the ``posterm`` parser's subcommands."""
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
@@ -128,6 +151,12 @@ def add_commands(sub: Any) -> None:
     enrol.add_argument("--force", action="store_true", help="replace an existing enrolment")
     common(enrol)
     enrol.set_defaults(func=_cmd_enrol)
+
+    renew: argparse.ArgumentParser = sub.add_parser(
+        "renew", help="renew this terminal's certificate with its host, before it ends"
+    )
+    common(renew)
+    renew.set_defaults(func=_cmd_renew)
 
     echo: argparse.ArgumentParser = sub.add_parser("echo", help="round trip to the host: is it there, and how fast")
     common(echo)

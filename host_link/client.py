@@ -19,11 +19,19 @@ within the reachability window after that     ``HostUnreachable`` at once  ``Hos
 read timeout, connection dropped after the    ``HostNoAnswer``, never      retried with backoff (same
 request was written, 5xx, 408, 429,           retried                      ``Idempotency-Key``), then
 malformed answer                                                           ``HostNoAnswer``
+429 with ``Retry-After`` (nothing was done)   after the pause, again       after the pause, again (within the
+                                              (within the retry's total    retry's total time), else
+                                              time), else ``HostRejected`` ``HostRejected``
 401                                           ``HostRejected`` (not        ``HostRejected``
-                                              enrolled / not recognised)
+                                              enrolled / not recognised,
+                                              certificate revoked)
 other 4xx (400, 403, 404, 409, 422, ...)      ``HostRejected`` with the    ``HostRejected``
                                               host's message
 ===========================================  ===========================  ======================================
+
+Before a request the link may renew its certificate (``POST /v1/certificate``,
+see :mod:`host_link.renewal`): when a renewal policy is given and says it is
+due; the request then goes out with the new certificate.
 
 A retry that finds the host unreachable ends in ``HostNoAnswer``: the first
 attempt may have reached the host.  ``echo`` is never retried.  Every ``POST``
@@ -50,7 +58,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -76,6 +84,7 @@ __all__ = [
     "DEFAULT_READ_TIMEOUT",
     "HttpsHostLink",
     "IdempotentRetry",
+    "RenewalPolicy",
     "advices_key",
     "header_key",
     "open_host_link",
@@ -114,6 +123,18 @@ class IdempotentRetry:
     def delay(self, failed_attempts: int) -> float:
         """The pause after ``failed_attempts`` lost answers (1 = after the first)."""
         return min(self.max_backoff_seconds, self.backoff_seconds * 2.0 ** max(failed_attempts - 1, 0))
+
+
+class RenewalPolicy(Protocol):
+    """When and how a link renews its certificate (:class:`host_link.renewal.AutoRenewal`)."""
+
+    def due(self) -> bool:
+        """Whether the next request should renew first (called before every request: cheap)."""
+        ...
+
+    def renew(self, link: HttpsHostLink) -> ssl.SSLContext | None:
+        """Renew through ``link``: the client context of the new certificate, or None (keep the current one)."""
+        ...
 
 
 class _NotSent(Exception):
@@ -196,6 +217,7 @@ class HttpsHostLink:
         reachability: Reachability | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        renewal: RenewalPolicy | None = None,
     ) -> None:
         parsed = httpx.URL(url)
         if parsed.scheme != "https" or not parsed.host:
@@ -209,20 +231,39 @@ class HttpsHostLink:
         self.retry = retry or IdempotentRetry()
         self._sleep = sleep
         self._clock = clock
-        if transport is None:
-            transport = httpx.HTTPTransport(
-                verify=ssl_context if ssl_context is not None else True,
-                retries=0,
-                limits=httpx.Limits(max_connections=4, max_keepalive_connections=2, keepalive_expiry=KEEPALIVE_SECONDS),
-            )
-        self._client = httpx.Client(
+        self.renewal = renewal
+        self._timeout = httpx.Timeout(
+            connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
+        )
+        self._retired: list[httpx.Client] = []
+        self._client = self._make_client(transport if transport is not None else self._tls_transport(ssl_context))
+
+    @staticmethod
+    def _tls_transport(ssl_context: ssl.SSLContext | None) -> httpx.HTTPTransport:
+        return httpx.HTTPTransport(
+            verify=ssl_context if ssl_context is not None else True,
+            retries=0,
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2, keepalive_expiry=KEEPALIVE_SECONDS),
+        )
+
+    def _make_client(self, transport: httpx.BaseTransport) -> httpx.Client:
+        return httpx.Client(
             base_url=self.url,
             transport=transport,
-            timeout=httpx.Timeout(connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout),
+            timeout=self._timeout,
             follow_redirects=False,
             trust_env=False,  # no proxy from the environment: card data goes to the host only
             headers={"Accept": "application/json", "User-Agent": f"posterm/{_software_version()}"},
         )
+
+    def use_certificate(self, ssl_context: ssl.SSLContext) -> None:
+        """Send from now on with the client certificate of ``ssl_context`` (after a renewal).
+
+        The previous connections are left to the requests using them and
+        closed with the link.
+        """
+        self._retired.append(self._client)
+        self._client = self._make_client(self._tls_transport(ssl_context))
 
     # ------------------------------------------------------------------ status
 
@@ -379,10 +420,37 @@ class HttpsHostLink:
             body={"enrolment_code": enrolment_code, "csr_pem": csr_pem},
             idempotent=False,
             decode=decode,
+            renew_first=False,
+        )
+
+    def renew_certificate(self, csr_pem: str, key: str) -> dict[str, Any]:
+        """``POST /v1/certificate`` (see :mod:`host_link.renewal`): retried on a lost answer.
+
+        The same ``key`` and a CSR of the same public key get the same
+        certificate again, also once the certificate asking has been replaced.
+        """
+
+        def decode(status: int, body: bytes) -> dict[str, Any]:
+            doc = wire.parse_json(body)
+            if not isinstance(doc, dict):
+                raise wire.MalformedAnswer("answer: expected a JSON object")
+            return doc
+
+        return self._call(
+            "POST",
+            "/v1/certificate",
+            what="certificate renewal",
+            body={"csr_pem": csr_pem},
+            key=key,
+            idempotent=True,
+            decode=decode,
+            renew_first=False,
         )
 
     def close(self) -> None:
         """Close the pooled connections."""
+        for retired in self._retired:
+            retired.close()
         self._client.close()
 
     def __enter__(self) -> HttpsHostLink:
@@ -409,7 +477,12 @@ class HttpsHostLink:
         limit: int = MAX_ANSWER_BYTES,
         force: bool = False,
         accept_304: bool = False,
+        renew_first: bool = True,
     ) -> T:
+        if renew_first and self.renewal is not None and self.renewal.due():
+            context = self.renewal.renew(self)
+            if context is not None:
+                self.use_certificate(context)
         payload = None if body is None else json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json"} if payload is not None else {}
         if key is not None:
@@ -428,7 +501,7 @@ class HttpsHostLink:
                     raise again from None
                 raise HostNoAnswer(f"no answer to {what} ({lost}); then the host became unreachable") from None
             try:
-                status, data = self._exchange(method, path, payload, headers, params, limit)
+                status, data, retry_after = self._exchange(method, path, payload, headers, params, limit)
             except _NotSent as exc:
                 if exc.local:
                     self.reachability.release()
@@ -457,9 +530,18 @@ class HttpsHostLink:
                         lost = f"malformed answer: {exc}"
                 elif status == 401:
                     raise HostRejected(
-                        f"{what}: the host does not recognise this terminal (401: not enrolled, or its "
-                        f"certificate was not accepted; run 'posterm enrol BUNDLE')"
+                        f"{what}: the host does not recognise this terminal (401 {wire.error_text(data)}: not "
+                        f"enrolled, or its certificate was revoked or replaced; run 'posterm enrol BUNDLE')"
                     )
+                elif status == 429 and retry_after is not None:
+                    # too many requests, answered before anything was done: wait as told, then again
+                    if self._clock() - started + retry_after > self.retry.total_seconds:
+                        raise HostRejected(
+                            f"{what}: the host is busy (429 {wire.error_text(data)}): try again in {retry_after:g} s"
+                        )
+                    _log.info("%s: attempt %d: host busy, again in %g s", what, attempt, retry_after)
+                    self._sleep(retry_after)
+                    continue
                 elif status >= 500 or status in (408, 429):
                     lost = f"host error {status}: {wire.error_text(data)}"
                 elif 400 <= status < 500:
@@ -482,8 +564,11 @@ class HttpsHostLink:
         headers: Mapping[str, str],
         params: Mapping[str, str] | None,
         limit: int,
-    ) -> tuple[int, bytes]:
-        """One request; raises _NotSent (nothing reached the host) or _Lost (the answer is unknown)."""
+    ) -> tuple[int, bytes, float | None]:
+        """One request: status, body and ``Retry-After`` in seconds (if given as a number).
+
+        Raises _NotSent (nothing reached the host) or _Lost (the answer is unknown).
+        """
         request = self._client.build_request(method, path, content=payload, headers=headers, params=params)
         started = self._clock()
         try:
@@ -509,13 +594,17 @@ class HttpsHostLink:
         finally:
             response.close()
         _log.debug("%s %s -> %d in %.1f ms", method, path, response.status_code, 1000 * (self._clock() - started))
-        return response.status_code, bytes(data)
+        after = response.headers.get("retry-after", "")
+        retry_after = float(after) if after.isascii() and after.isdigit() and len(after) <= 6 else None
+        return response.status_code, bytes(data), retry_after
 
 
-def open_host_link(name: str, data_dir: Path) -> HttpsHostLink:
+def open_host_link(name: str, data_dir: Path, *, renewal: bool = True) -> HttpsHostLink:
     """The ``posterm.hostlinks`` factory: ``https`` (the enrolled URL) or ``https://HOST:PORT``.
 
-    Raises :class:`~terminal.ports.DeviceError` when the data directory is not
+    ``renewal``: the link renews its certificate by itself when it is due
+    (:class:`host_link.renewal.AutoRenewal`). Raises
+    :class:`~terminal.ports.DeviceError` when the data directory is not
     enrolled or its credentials cannot be used.
     """
     from host_link.credentials import require_credentials
@@ -531,7 +620,17 @@ def open_host_link(name: str, data_dir: Path) -> HttpsHostLink:
         context = client_context(ca_file=creds.ca_file, cert_file=creds.cert_file, key_file=creds.key_file)
     except (OSError, ssl.SSLError) as exc:
         raise DeviceError(f"host link credentials in {creds.directory} cannot be used: {exc}") from None
+    policy: RenewalPolicy | None = None
+    if renewal:
+        from host_link.renewal import AutoRenewal
+
+        try:
+            policy = AutoRenewal(Path(data_dir))
+        except (OSError, ValueError) as exc:
+            raise DeviceError(f"host link certificate in {creds.directory} cannot be read: {exc}") from None
     try:
-        return HttpsHostLink(url, terminal_id=creds.terminal_id, merchant_id=creds.merchant_id, ssl_context=context)
+        return HttpsHostLink(
+            url, terminal_id=creds.terminal_id, merchant_id=creds.merchant_id, ssl_context=context, renewal=policy
+        )
     except ValueError as exc:
         raise DeviceUrlError(str(exc)) from None

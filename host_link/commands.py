@@ -14,6 +14,7 @@ __all__ = ["COMMANDS"]
 
 COMMANDS = (
     ("enrol", "get this terminal's certificate from its host", "host_link.cli:add_commands"),
+    ("renew", "renew this terminal's certificate with its host, before it ends", "host_link.cli:add_commands"),
     ("echo", "round trip to the host: is it there, and how fast", "host_link.cli:add_commands"),
     ("params", "parameter download from the host", "host_link.cli:add_commands"),
 )

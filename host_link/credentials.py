@@ -8,16 +8,30 @@
                         made on the terminal, never sent anywhere
 ``client-cert.pem``     the terminal's certificate, issued by the host's CA
 ``ca.pem``              the host's CA: the only CA the terminal trusts
+``client-key.next.pem`` a renewal's new key (0600), kept from before the request until
+                        the new certificate is in place (see :mod:`host_link.renewal`)
+``client-cert.next.pem`` the renewal's new certificate, written before it is put in place
+``.renewal.lock``       held (``flock``) while a renewal or its completion runs
 ======================  ============================================================
+
+A renewal that stopped after the new certificate was written but before both
+files were in place is completed by :func:`load_credentials` (the pair is
+checked first: a key and a certificate that do not match are never put in
+place).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from terminal import files as _fs
 from terminal.limits import MAX_STATE_FILE_BYTES, InputFileError, read_json_input
 from terminal.ports import DeviceError
 
@@ -26,7 +40,9 @@ __all__ = [
     "Credentials",
     "NotEnrolled",
     "credentials_dir",
+    "install_pending_certificate",
     "load_credentials",
+    "renewal_lock",
     "require_credentials",
 ]
 
@@ -35,6 +51,9 @@ ENROLMENT_FILE = "enrolment.json"
 KEY_FILE = "client-key.pem"
 CERT_FILE = "client-cert.pem"
 CA_FILE = "ca.pem"
+PENDING_KEY_FILE = "client-key.next.pem"
+PENDING_CERT_FILE = "client-cert.next.pem"
+LOCK_FILE = ".renewal.lock"
 
 NOT_ENROLLED = "not enrolled with a host: run 'posterm enrol BUNDLE' first"
 
@@ -86,6 +105,12 @@ def load_credentials(data_dir: Path) -> Credentials | None:
     path = directory / ENROLMENT_FILE
     if not os.path.lexists(path):
         return None
+    if os.path.lexists(directory / PENDING_CERT_FILE):
+        try:
+            with renewal_lock(directory):
+                install_pending_certificate(directory)
+        except (OSError, InputFileError) as exc:  # the host replaced the old certificate: this must complete
+            raise DeviceError(f"a certificate renewal in {directory} cannot be completed: {exc}") from None
     try:
         doc = read_json_input(path, MAX_STATE_FILE_BYTES, "host link enrolment")
     except InputFileError as exc:
@@ -98,6 +123,67 @@ def load_credentials(data_dir: Path) -> Credentials | None:
         if not needed.is_file():
             raise DeviceError(f"host link enrolment is incomplete: {needed} is missing (enrol again with --force)")
     return creds
+
+
+@contextlib.contextmanager
+def renewal_lock(directory: Path, *, blocking: bool = True) -> Iterator[bool]:
+    """Hold the enrolment's renewal lock (``flock``); yields False when ``blocking`` is off and it is taken."""
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _same_key(key_path: Path, cert_path: Path) -> bool:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    try:
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except (OSError, ValueError, TypeError):
+        return False
+    return bool(key.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki))
+
+
+def install_pending_certificate(directory: Path) -> str | None:
+    """Put a renewal's new certificate (and key) in place, under :func:`renewal_lock`; its expiry, or None.
+
+    Order: the new key replaces the old one, then the new certificate the old
+    one, each an atomic rename made durable, then ``enrolment.json`` records
+    the new expiry. Stopped anywhere, the next call finishes. A pending
+    certificate that is not for the key it would be used with is dropped.
+    """
+    from cryptography import x509
+
+    cert_next, key_next = directory / PENDING_CERT_FILE, directory / KEY_FILE
+    if not cert_next.is_file():
+        return None
+    if (directory / PENDING_KEY_FILE).is_file():
+        key_next = directory / PENDING_KEY_FILE
+    if not _same_key(key_next, cert_next):
+        cert_next.unlink()
+        _fs.fsync_dir(directory)
+        return None
+    not_after = x509.load_pem_x509_certificate(cert_next.read_bytes()).not_valid_after_utc
+    if key_next != directory / KEY_FILE:
+        os.replace(key_next, directory / KEY_FILE)
+        _fs.fsync_dir(directory)
+    os.replace(cert_next, directory / CERT_FILE)
+    _fs.fsync_dir(directory)
+    marker = directory / ENROLMENT_FILE
+    doc = read_json_input(marker, MAX_STATE_FILE_BYTES, "host link enrolment")
+    if isinstance(doc, dict):
+        doc["certificate_not_after"] = not_after.isoformat(timespec="seconds")
+        _fs.atomic_write(marker, (json.dumps(doc, indent=1) + "\n").encode(), 0o644)
+    return str(doc.get("certificate_not_after")) if isinstance(doc, dict) else None
 
 
 class NotEnrolled(DeviceError):

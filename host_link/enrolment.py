@@ -38,6 +38,14 @@ The flow
    enrolled URL) and presents that certificate on every connection; the host
    checks that the ids in each message are those of the certificate.
 
+Renewing
+--------
+
+Before the certificate ends (365 days), the terminal renews it with the host
+without a code: :mod:`host_link.renewal` (``posterm renew``, and the link by
+itself within 30 days of the end). Enrolling again revokes the old
+certificate at the host: only the latest one works.
+
 Enrolling again
 ---------------
 
@@ -73,6 +81,8 @@ from host_link.credentials import (
     CERT_FILE,
     ENROLMENT_FILE,
     KEY_FILE,
+    PENDING_CERT_FILE,
+    PENDING_KEY_FILE,
     Credentials,
     credentials_dir,
     load_credentials,
@@ -82,7 +92,7 @@ from terminal import files as _fs
 from terminal.limits import MAX_BUNDLE_BYTES, InputFileError, read_json_input
 from terminal.ports import DeviceError
 
-__all__ = ["CredentialBundle", "EnrolmentError", "enrol", "make_csr", "read_bundle"]
+__all__ = ["CredentialBundle", "EnrolmentError", "check_certificate_answer", "enrol", "make_csr", "read_bundle"]
 
 _ID = re.compile(r"[\x20-\x7e]{1,64}")
 
@@ -161,9 +171,18 @@ def _spki(key: Any) -> bytes:
     return data
 
 
-def _check_answer(
-    answer: dict[str, Any], bundle: CredentialBundle, key: ec.EllipticCurvePrivateKey, now: datetime
+def check_certificate_answer(
+    answer: dict[str, Any],
+    ca_certificates: list[x509.Certificate],
+    terminal_id: str,
+    merchant_id: str,
+    key: ec.EllipticCurvePrivateKey,
+    now: datetime,
+    *,
+    ca_name: str = "the CA of the credential bundle",
 ) -> x509.Certificate:
+    """The certificate of a host's answer (enrolment or renewal), checked; :class:`EnrolmentError` if it is not
+    issued by one of ``ca_certificates``, not for ``key``, names other ids, or has expired."""
     pem = answer.get("certificate_pem")
     if not isinstance(pem, str):
         raise EnrolmentError("the host's answer has no certificate_pem")
@@ -172,7 +191,7 @@ def _check_answer(
     except (ValueError, UnicodeEncodeError):
         raise EnrolmentError("the host's certificate_pem is not a PEM certificate") from None
     issued = False
-    for ca in bundle.ca_certificates():
+    for ca in ca_certificates:
         try:
             cert.verify_directly_issued_by(ca)
         except (ValueError, TypeError, InvalidSignature):
@@ -180,16 +199,16 @@ def _check_answer(
         issued = True
         break
     if not issued:
-        raise EnrolmentError("the host's certificate is not issued by the CA of the credential bundle")
+        raise EnrolmentError(f"the host's certificate is not issued by {ca_name}")
     if _spki(cert.public_key()) != _spki(key.public_key()):
         raise EnrolmentError("the host's certificate is not for this terminal's key")
     cn, org = _name(cert, NameOID.COMMON_NAME), _name(cert, NameOID.ORGANIZATION_NAME)
-    if (cn, org) != (bundle.terminal_id, bundle.merchant_id):
+    if (cn, org) != (terminal_id, merchant_id):
         raise EnrolmentError(
-            f"the host issued a certificate for terminal {cn!r} of merchant {org!r}, but the bundle is for "
-            f"terminal {bundle.terminal_id!r} of merchant {bundle.merchant_id!r}: ask the operator"
+            f"the host issued a certificate for terminal {cn!r} of merchant {org!r}, but this is "
+            f"terminal {terminal_id!r} of merchant {merchant_id!r}: ask the operator"
         )
-    for name, expected in (("terminal_id", bundle.terminal_id), ("merchant_id", bundle.merchant_id)):
+    for name, expected in (("terminal_id", terminal_id), ("merchant_id", merchant_id)):
         if name in answer and answer[name] != expected:
             raise EnrolmentError(f"the host's answer names another {name} than the bundle")
     if cert.not_valid_after_utc <= now:
@@ -239,13 +258,18 @@ def enrol(
     ) as link:
         answer = link.request_certificate(bundle.enrolment_code, csr_pem)
     now = datetime.now(UTC)
-    cert = _check_answer(answer, bundle, key, now)
+    cert = check_certificate_answer(
+        answer, bundle.ca_certificates(), bundle.terminal_id, bundle.merchant_id, key, now
+    )
 
     _fs.make_private_dir(directory)
     marker = directory / ENROLMENT_FILE
     if marker.exists():  # not enrolled from here until the new marker is written
         marker.unlink()
         _fs.fsync_dir(directory)
+    for pending in (PENDING_CERT_FILE, PENDING_KEY_FILE):  # an unfinished renewal of the old enrolment
+        if (directory / pending).exists():
+            (directory / pending).unlink()
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )

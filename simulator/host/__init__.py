@@ -7,8 +7,11 @@ Modules (imported on demand; nothing runs at import):
 - :mod:`~simulator.host.server`: uvicorn with TLS 1.3 and client certificates;
 - :mod:`~simulator.host.app`: the API of docs/host-protocol.md (Starlette);
 - :mod:`~simulator.host.issuer`: decisions, ARQC verification, ARPCs (the magic amounts);
-- :mod:`~simulator.host.store`: SQLite at rest (no PAN);
+- :mod:`~simulator.host.store`: the data at rest (no PAN), keyed by (merchant, terminal), on
+  SQLite or PostgreSQL (:mod:`~simulator.host.storage`: the engines, and the tables as numbered
+  migrations); terminals and certificates in :mod:`~simulator.host.store_identity`;
 - :mod:`~simulator.host.ca`: the host CA, server and client certificates;
+- :mod:`~simulator.host.ratelimit`: how fast enrolment codes can be tried;
 - :mod:`~simulator.host.faults`: fault injection and the files shared with the server;
 - :mod:`~simulator.host.params`: parameter versions; :mod:`~simulator.host.admin`: operator actions;
 - :mod:`~simulator.host.schema`: the OpenAPI document and validation;

@@ -13,7 +13,12 @@ the same :class:`~simulator.host.store.Record` rows in a
 :class:`~simulator.host.store.HostStore`, honour idempotency alike and
 reconcile batches alike: what a test sees on one is what the other does.
 
-Idempotency. Per terminal and request key, the host keeps a keyed digest of
+Tenancy. A terminal is its (merchant id, terminal id) pair, the subject of its
+certificate: idempotency keys, advice keys, host batches, batch closes and the
+records a reversal or a settlement touches are those of that pair only, so a
+terminal id used by two merchants never reaches the other's sales or batches.
+
+Idempotency. Per terminal (merchant and terminal id) and request key, the host keeps a keyed digest of
 the canonical body (``retransmission`` left out, also inside advices) and the
 answer. A known key with the same digest gets the stored answer again
 (:attr:`Reply.replayed`), with another digest :class:`IdempotencyConflict`.
@@ -23,8 +28,8 @@ transaction's ``BEGIN IMMEDIATE`` already runs one writer at a time), so two
 threads, processes or host workers sending the same key cannot both process
 it: the second waits and replays the first's answer. A transaction that lost
 a race anyway (a deadlock, a key stored meanwhile: :class:`StoreConflict`) was
-rolled back whole, and is run again, up to :data:`ATTEMPTS` times. An advice also has its own key: repeated in another
-request with the same content it gets its first result
+rolled back whole, and is run again, up to :data:`ATTEMPTS` times. An advice
+also has its own key: repeated in another request with the same content it gets its first result
 (:attr:`Reply.replayed_advices`), with other content it is rejected. A batch
 close is also keyed by ``batch_id``: a second close of the same batch with the
 same lines gets the first answer, with other lines a conflict.
@@ -36,7 +41,7 @@ What is processed (the issuer's decision table is in :mod:`simulator.host.issuer
   forwarding); offline approvals and offline refunds were approved by the card
   and are recorded as accepted;
 - a reversal marks every approved, not reversed record of its ``txn_id`` and
-  terminal reversed, and is acknowledged (``00``) even when there is nothing
+  terminal (merchant and terminal id) reversed, and is acknowledged (``00``) even when there is nothing
   to reverse;
 - a batch close compares the terminal's totals with the approved, not
   reversed records of its open host batch (:func:`terminal.host.reconcile`)
@@ -96,10 +101,16 @@ class IdempotencyConflict(Exception):
 
 @dataclass(frozen=True)
 class Peer:
-    """The terminal a request comes from: its certificate's identity, or (in-process) its own word."""
+    """The terminal a request comes from: its certificate's identity, or (in-process) its own word.
+
+    ``serial``: the client certificate's serial number (upper-case hex, no
+    leading zeros) over HTTPS, which the host checks against the certificates
+    it issued and has not revoked; None in-process (no certificate).
+    """
 
     terminal_id: str
     merchant_id: str
+    serial: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,15 +253,15 @@ class Acquirer:
 
     def _handle_once(self, handler: _Handler, body: dict[str, Any], peer: Peer, key: str, digest: str) -> Reply:
         with self.store.transaction():
-            self.store.lock("terminal", peer.terminal_id)
-            cached = self.store.cached_response(peer.terminal_id, key)
+            self.store.lock("terminal", peer.merchant_id, peer.terminal_id)
+            cached = self.store.cached_response(peer.merchant_id, peer.terminal_id, key)
             if cached is not None:
                 if cached.digest != digest:
                     raise IdempotencyConflict("the Idempotency-Key was used before with another body")
                 return Reply(cached.status, cached.body, replayed=True)
             now = self.clock()
             status, payload, replayed_advices = handler(body, peer, key, now)
-            self.store.save_response(peer.terminal_id, key, digest, status, payload, stamp(now))
+            self.store.save_response(peer.merchant_id, peer.terminal_id, key, digest, status, payload, stamp(now))
         return Reply(status, payload, replayed_advices=replayed_advices)
 
     # ------------------------------------------------------------------ helpers
@@ -314,7 +325,8 @@ class Acquirer:
     def _advise(self, body: dict[str, Any], peer: Peer, key: str, now: dt.datetime) -> _Processed:
         results: list[dict[str, Any]] = []
         replayed: list[int] = []
-        batch = self.store.batch_number(peer.terminal_id)  # the terminal's open host batch, for the whole request
+        # the terminal's open host batch, for the whole request
+        batch = self.store.batch_number(peer.merchant_id, peer.terminal_id)
         for index, item in enumerate(body["advices"]):
             result, again = self._one_advice(item, peer, now, batch)
             results.append(result)
@@ -353,7 +365,7 @@ class Acquirer:
         except EmvDataError as exc:
             return self._rejected(advice, str(exc)), False
         digest = self.store.digest(_canonical("advice", advice))
-        prior = self.store.advice_result(peer.terminal_id, advice["idempotency_key"])
+        prior = self.store.advice_result(peer.merchant_id, peer.terminal_id, advice["idempotency_key"])
         if prior is not None:
             if prior[0] == digest:
                 return prior[1], True
@@ -393,11 +405,11 @@ class Acquirer:
             "host_reference": reference,
             "message": None if approved else "declined by the issuer after forwarding",
         }
-        self.store.save_advice_result(peer.terminal_id, advice["idempotency_key"], digest, result)
+        self.store.save_advice_result(peer.merchant_id, peer.terminal_id, advice["idempotency_key"], digest, result)
         return result, False
 
     def _reverse(self, body: dict[str, Any], peer: Peer, key: str, now: dt.datetime) -> _Processed:
-        undone = self.store.reverse(peer.terminal_id, body["txn_id"])
+        undone = self.store.reverse(peer.merchant_id, peer.terminal_id, body["txn_id"])
         reference = self._reference("reverse")
         self.store.add_record(
             method="reverse",
@@ -425,15 +437,15 @@ class Acquirer:
 
     def _close_batch(self, body: dict[str, Any], peer: Peer, key: str, now: dt.datetime) -> _Processed:
         lines_digest = self.store.digest(_canonical("batch-lines", body["lines"]))
-        prior = self.store.batch_close(peer.terminal_id, body["batch_id"])
+        prior = self.store.batch_close(peer.merchant_id, peer.terminal_id, body["batch_id"])
         if prior is not None:
             if prior[0] != lines_digest:
                 raise IdempotencyConflict(f"batch {body['batch_id']} was closed before with other totals")
             return 200, prior[1], ()
         lines = ((line["currency"], line["kind"], line["count"], line["amount"]) for line in body["lines"])
-        differences = reconcile(lines, open_totals(self.store.open_records(peer.terminal_id)))
+        differences = reconcile(lines, open_totals(self.store.open_records(peer.merchant_id, peer.terminal_id)))
         reference = self._reference("close")
-        self.store.open_new_batch(peer.terminal_id)
+        self.store.open_new_batch(peer.merchant_id, peer.terminal_id)
         payload = _json_bytes({"in_balance": not differences, "host_reference": reference, "differences": differences})
-        self.store.save_batch_close(peer.terminal_id, body["batch_id"], lines_digest, payload)
+        self.store.save_batch_close(peer.merchant_id, peer.terminal_id, body["batch_id"], lines_digest, payload)
         return 200, payload, ()

@@ -1,5 +1,9 @@
 """The host operator's actions on a data directory, with or without the server running.
 
+Terminals: enrolment codes (a terminal id moves to another merchant only by
+an explicit transfer), the list of terminals with their certificates,
+revocation, and the audit trail of all of it.
+
 Everything here works on the host's database and the CA files directly, so the
 ``posterm host`` commands and :class:`~simulator.host.service.HostService`
 share one implementation and take effect on a running server at once (the
@@ -16,14 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import secrets
 from collections.abc import Iterator, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simulator.host.ca import load_or_create_ca
 from simulator.host.faults import read_faults, running_server
 from simulator.host.params import ParametersError, publish
+from simulator.host.ratelimit import ENROL_LIMITS_KEY, EnrolmentLimits
 from simulator.host.schema import first_error
 from simulator.host.storage import describe
 from simulator.host.store import DB_NAME, HostStore, StoreMissing, store_location
@@ -33,6 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AdminError",
+    "AdminRefused",
+    "audit_log",
     "block_card",
     "credential_bundle",
     "host_status",
@@ -40,17 +49,26 @@ __all__ = [
     "open_store",
     "publish_parameters",
     "records",
+    "revoke_terminal",
     "sale_positions",
+    "set_enrolment_limits",
     "set_velocity",
+    "terminals",
     "unblock_card",
 ]
 
 ENROLMENT_CODE_TTL = dt.timedelta(hours=24)
-_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
+#: 32 letters (no 0/O, 1/I): a code of 16 of them is one of 32**16 = 2**80 (see simulator.host.ratelimit).
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+_log = logging.getLogger("posterm.host")
 
 
 class AdminError(ValueError):
     """An operator action that cannot be carried out (one line)."""
+
+
+class AdminRefused(AdminError):
+    """An operator action refused as it stands (a terminal id of another merchant without a transfer)."""
 
 
 def _now() -> dt.datetime:
@@ -93,27 +111,67 @@ def open_store(data_dir: Path, *, create: bool = True, store: str | None = None)
         opened.close()
 
 
-def make_enrolment_code(data_dir: Path, terminal_id: str, merchant_id: str, *, store: str | None = None) -> str:
-    """A one-time enrolment code for the terminal, valid 24 hours (``XXXX-XXXX-XXXX-XXXX``)."""
+def _check_ids(terminal_id: str, merchant_id: str | None) -> None:
     for component, value in (("TerminalId", terminal_id), ("MerchantId", merchant_id)):
+        if value is None:
+            continue
         error = first_error(component, value)
         if error is not None:
             name = "terminal id" if component == "TerminalId" else "merchant id"
             raise AdminError(f"{name} {value!r} {error.removeprefix('body ')}")
+
+
+def make_enrolment_code(
+    data_dir: Path, terminal_id: str, merchant_id: str, *, transfer: bool = False, store: str | None = None
+) -> str:
+    """A one-time enrolment code for the terminal, valid 24 hours (``XXXX-XXXX-XXXX-XXXX``).
+
+    A terminal id is unique within a merchant: one that another merchant
+    holds (a valid certificate, or an open code) is refused unless
+    ``transfer``, which moves it: the other merchant's certificates for it are
+    revoked and its open codes withdrawn now, the move is written to the audit
+    trail and logged, and the code's use revokes anything issued meanwhile.
+    The other merchant's records and batches stay its own.
+    """
+    _check_ids(terminal_id, merchant_id)
     code = "-".join("".join(secrets.choice(_CODE_ALPHABET) for _ in range(4)) for _ in range(4))
-    now = _now()
-    with open_store(data_dir, store=store) as db:
-        db.add_enrolment_code(code, terminal_id, merchant_id, _stamp(now), _stamp(now + ENROLMENT_CODE_TTL))
+    now = _stamp(_now())
+    with open_store(data_dir, store=store) as db, db.transaction():
+        db.lock("terminal id", terminal_id)  # PostgreSQL workers: one merchant's code for a terminal id at a time
+        others = [m for m in db.terminal_id_holders(terminal_id, now) if m != merchant_id]
+        if others and not transfer:
+            raise AdminRefused(
+                f"terminal id {terminal_id} belongs to merchant {', '.join(others)}: give another terminal id, or "
+                f"--transfer to move it to merchant {merchant_id} (its certificate there is revoked)"
+            )
+        if others:
+            revoked = [s for other in others for s in db.revoke_terminal(other, terminal_id, now, "transferred")]
+            withdrawn = db.withdraw_codes(terminal_id, merchant_id, now)
+            detail = (
+                f"from merchant {', '.join(others)}: revoked {', '.join(revoked) or 'no certificate'}, "
+                f"{withdrawn} open code(s) withdrawn"
+            )
+            db.add_audit(now, "transfer", merchant_id, terminal_id, detail)
+            _log.warning("terminal id %s transferred to merchant %s %s", terminal_id, merchant_id, detail)
+        db.add_enrolment_code(
+            code, terminal_id, merchant_id, now, _stamp(_now() + ENROLMENT_CODE_TTL), transfer=transfer
+        )
     return code
 
 
 def credential_bundle(
-    data_dir: Path, terminal_id: str, merchant_id: str, url: str | None = None, *, store: str | None = None
+    data_dir: Path,
+    terminal_id: str,
+    merchant_id: str,
+    url: str | None = None,
+    *,
+    transfer: bool = False,
+    store: str | None = None,
 ) -> dict[str, str]:
     """What a terminal needs to enrol: the host's URL, its CA certificate and a fresh code.
 
     ``url`` defaults to the running server's (``server.json``); without a
-    running server it must be given.
+    running server it must be given. ``transfer``: see :func:`make_enrolment_code`.
     """
     if url is None:
         info = running_server(data_dir)
@@ -121,7 +179,7 @@ def credential_bundle(
             raise AdminError(f"no host is running on {data_dir}: start 'posterm host serve' or give --url")
         url = info.url
     ca = load_or_create_ca(Path(data_dir) / "tls")
-    code = make_enrolment_code(data_dir, terminal_id, merchant_id, store=store)
+    code = make_enrolment_code(data_dir, terminal_id, merchant_id, transfer=transfer, store=store)
     return {
         "url": url,
         "ca_certificate_pem": ca.certificate_pem.decode("ascii"),
@@ -129,6 +187,63 @@ def credential_bundle(
         "terminal_id": terminal_id,
         "merchant_id": merchant_id,
     }
+
+
+def terminals(data_dir: Path, *, store: str | None = None) -> list[dict[str, Any]]:
+    """Every terminal (per merchant) with its current certificate and that certificate's status."""
+    with open_store(data_dir, create=False, store=store) as db:
+        return db.terminals()
+
+
+def revoke_terminal(
+    data_dir: Path, terminal_id: str, merchant_id: str | None = None, *, store: str | None = None
+) -> tuple[str, list[str]]:
+    """Revoke every certificate of the terminal: (its merchant, the serials revoked).
+
+    Without ``merchant_id`` the terminal id must belong to one merchant only.
+    The terminal's next request is refused (``401 certificate_revoked``); it
+    needs a new enrolment code to come back.
+    """
+    _check_ids(terminal_id, merchant_id)
+    with open_store(data_dir, create=False, store=store) as db:
+        merchants = db.terminal_merchants(terminal_id)
+        if merchant_id is None:
+            if not merchants:
+                raise AdminError(f"no terminal {terminal_id} on this host ('posterm host terminal list')")
+            if len(merchants) > 1:
+                raise AdminError(
+                    f"terminal id {terminal_id} exists under merchants {', '.join(merchants)}: give --merchant"
+                )
+            merchant_id = merchants[0]
+        elif merchant_id not in merchants:
+            raise AdminError(f"no terminal {terminal_id} of merchant {merchant_id} on this host")
+        serials = db.revoke_terminal(merchant_id, terminal_id, _stamp(_now()))
+    _log.info("terminal %s of merchant %s revoked: %s", terminal_id, merchant_id, ", ".join(serials) or "nothing")
+    return merchant_id, serials
+
+
+def audit_log(data_dir: Path, terminal_id: str | None = None, *, store: str | None = None) -> list[dict[str, Any]]:
+    """The audit trail: enrolments, rotations, revocations and transfers, oldest first."""
+    with open_store(data_dir, create=False, store=store) as db:
+        return db.audit(terminal_id)
+
+
+def set_enrolment_limits(
+    data_dir: Path,
+    per_client_per_minute: int,
+    overall_per_minute: int,
+    failure_delay_seconds: float = 1.0,
+    *,
+    store: str | None = None,
+) -> EnrolmentLimits:
+    """How fast enrolment may be tried (see :mod:`simulator.host.ratelimit`); read when the host starts."""
+    try:
+        limits = EnrolmentLimits(per_client_per_minute, overall_per_minute, failure_delay_seconds)
+    except ValueError as exc:
+        raise AdminError(str(exc)) from None
+    with open_store(data_dir, store=store) as db:
+        db.set_meta(ENROL_LIMITS_KEY, limits.to_json())
+    return limits
 
 
 def _check_code(code: str) -> None:
@@ -191,7 +306,7 @@ def sale_positions(
 
 
 def host_status(data_dir: Path, *, store: str | None = None) -> dict[str, Any]:
-    """Running or not, URL, faults, the store (no password), parameters version, velocity, cards, terminals, counts."""
+    """Running or not, URL, faults, parameters version, velocity, blocked cards, terminals, counts."""
     with open_store(data_dir, create=False, store=store) as db:
         info = running_server(data_dir)
         _, faults = read_faults(data_dir)
@@ -205,6 +320,7 @@ def host_status(data_dir: Path, *, store: str | None = None) -> dict[str, Any]:
             "store": db.where,
             "parameters_version": db.parameters_version(),
             "velocity": {"max_approvals": max_approvals, "window_seconds": window},
+            "enrol_limits": asdict(EnrolmentLimits.from_json(db.meta(ENROL_LIMITS_KEY))),
             "blocked_cards": db.blocked_cards(),
             "terminals": db.terminals(),
             "records": {

@@ -2,12 +2,25 @@
 
 Order of the checks on a request (the first that fails answers):
 
+0. ``GET /healthz`` and ``GET /readyz`` are answered first, without a
+   certificate and without faults (:mod:`simulator.host.health`); while the
+   ``down`` fault is on, nothing is answered: the connection is closed;
 1. injected faults (``slow``, ``error``, ``drop``; see :mod:`simulator.host.faults`);
 2. a verified client certificate on every path but ``POST /v1/enrol`` and
    ``GET /v1/openapi.json``, else ``401``;
+2b. that certificate's serial: one the host issued to exactly the terminal
+   and merchant of its subject and has not revoked, else ``401``
+   (``certificate_unknown`` / ``certificate_revoked``); checked on every
+   request, so a revocation stops a terminal at its next request, kept-alive
+   connection or not (the only exception: a certificate just replaced by a
+   rotation may repeat that rotation, ``POST /v1/certificate``, to get its
+   answer again);
 3. routing: ``404`` / ``405``;
 4. for a state-changing ``POST``: the ``Idempotency-Key`` header (``400``);
-5. the JSON body (``400``) and its schema (``422``, the message names the
+5. the body's ``Content-Type``: ``application/json``, with no ``charset`` or
+   ``charset=utf-8``, else ``415``; a body that starts with a byte-order mark
+   (UTF-8, UTF-16 or UTF-32) is ``415`` too (:func:`media_type_error`);
+   then the JSON body (``400``) and its schema (``422``, the message names the
    field and the rule, never the value sent);
 6. ``terminal_id`` / ``merchant_id`` against the certificate (``403``);
 7. the idempotency cache: a known key with the same canonical body (SHA-256
@@ -39,23 +52,29 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from simulator.host.acquirer import COMPONENTS, KEY_PATTERN, Acquirer, IdempotencyConflict, Peer, host_time, stamp
-from simulator.host.ca import CertificateAuthority, CsrError
+from simulator.host.ca import CertificateAuthority, CsrError, public_key_digest
 from simulator.host.faults import FaultSwitch
+from simulator.host.health import HealthEndpoints, Readiness
+from simulator.host.metrics import HostMetrics, RequestMetrics
 from simulator.host.params import ensure_initial
+from simulator.host.ratelimit import ENROL_LIMITS_KEY, EnrolmentLimiter, EnrolmentLimits
 from simulator.host.schema import first_error, openapi_bytes
-from simulator.host.store import HostStore, StoreError
+from simulator.host.store import Certificate, HostStore, StoreError
 
-__all__ = ["PEER_STATE_KEY", "PUBLIC_PATHS", "TRANSPORT_STATE_KEY", "Peer", "create_app"]
+__all__ = ["PEER_STATE_KEY", "PUBLIC_PATHS", "TRANSPORT_STATE_KEY", "Peer", "create_app", "media_type_error"]
 
 PEER_STATE_KEY = "posterm_peer"
 TRANSPORT_STATE_KEY = "posterm_transport"
 PUBLIC_PATHS = frozenset({"/v1/enrol", "/v1/openapi.json"})
+ROTATION_PATH = "/v1/certificate"
+#: The one answer to an enrolment code that is unknown, used (by another CSR) or expired: no oracle.
+ENROL_REFUSED = "enrolment code refused: unknown, used or expired (ask the host's operator for a new one)"
 #: The largest request body the host reads (2 MiB), checked on Content-Length and again as it streams in:
 #: a request is under 2 KiB, a batch of advices (at most 100) under 200 KiB.  Bigger is a 400, never read whole.
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -86,6 +105,34 @@ def _json_response(status: int, body: bytes, headers: dict[str, str] | None = No
 
 def _error(status: int, error: str, message: str, headers: dict[str, str] | None = None) -> Response:
     return _json_response(status, _error_body(error, message), headers)
+
+
+_BYTE_ORDER_MARKS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")  # UTF-8, UTF-16 LE / BE (UTF-32 LE starts FF FE too)
+
+
+def media_type_error(content_type: str | None, body_start: bytes = b"") -> str | None:
+    """Why a request body of this ``Content-Type`` (and these first bytes) is refused with 415, or None.
+
+    Accepted: ``application/json`` (any case, optional spaces) with no
+    parameter or ``charset=utf-8`` (quoted or not). Refused: no header, any
+    other type (XML, forms, text), another charset, any other parameter, and a
+    body that starts with a byte-order mark or has a NUL byte in its first four
+    (UTF-16 or UTF-32; JSON is UTF-8 without a mark, RFC 8259).
+    """
+    if content_type is None:
+        return "Content-Type application/json is required"
+    media, _, rest = content_type.partition(";")
+    if media.strip().lower() != "application/json":
+        return "the body must be application/json"
+    for parameter in rest.split(";") if rest.strip() else ():
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() != "charset" or value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            return "application/json is accepted with charset=utf-8 only"
+    if body_start.startswith(_BYTE_ORDER_MARKS) or body_start.startswith(b"\x00\x00\xfe\xff"):
+        return "the body must be UTF-8 without a byte-order mark"
+    if b"\x00" in body_start:  # UTF-16 or UTF-32 without a mark (JSON in UTF-8 has no NUL byte, RFC 8259 8.1)
+        return "the body must be UTF-8"
+    return None
 
 
 def _integral(value: Any) -> Any:
@@ -125,6 +172,16 @@ class _Guard:
             return
         path = str(scope.get("path", ""))
         faults = self.faults.current
+        if faults.down:  # the server closes every connection when down goes on; one that slipped through too
+            state = scope.get("state")
+            transport = state.get(TRANSPORT_STATE_KEY) if isinstance(state, dict) else None
+            if transport is not None:
+                transport.abort()
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                return
+            await _error(503, "server_error", "the host is down")(scope, receive, send)
+            return
         if faults.applies_to(path):
             if faults.slow_ms:
                 await asyncio.sleep(faults.slow_ms / 1000)
@@ -151,6 +208,8 @@ class _Guard:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            _log.info("%s %s: the client went away before its request was read", scope.get("method"), path)
         except Exception as exc:
             # The type and the frames only: an exception's text could quote request data.
             frames = "".join(traceback.format_tb(exc.__traceback__))
@@ -172,6 +231,55 @@ class _Guard:
         return True
 
 
+class _CertificateCheck:
+    """Step 2b: the client certificate's serial is one the host issued to that terminal and has not revoked."""
+
+    def __init__(self, app: ASGIApp, store: HostStore) -> None:
+        self.app = app
+        self.store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", ""))
+        peer = _peer(scope)
+        if scope["type"] == "http" and path not in PUBLIC_PATHS and peer is not None:
+            try:
+                refusal = self.refusal(peer, path)
+            except StoreError as exc:  # outside Starlette: its handler (_store_unavailable) cannot answer
+                _log.error("host database unavailable on %s: %s", path, str(exc).split(" DETAIL:", 1)[0])
+                await _drain(receive)
+                await _error(503, "server_error", _STORE_UNAVAILABLE)(scope, receive, send)
+                return
+            if refusal is not None:
+                await _drain(receive)
+                await _error(401, *refusal)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def refusal(self, peer: Peer, path: str) -> tuple[str, str] | None:
+        """(error, message) of a certificate refused on ``path``, None for one in force."""
+        certificate = None if peer.serial is None else self.store.certificate(peer.serial)
+        if certificate is None or (certificate.merchant_id, certificate.terminal_id) != (
+            peer.merchant_id,
+            peer.terminal_id,
+        ):
+            return "certificate_unknown", "this certificate is not one the host issued to this terminal: enrol again"
+        if certificate.valid or (path == ROTATION_PATH and _rotated(certificate)):
+            return None
+        return "certificate_revoked", (
+            f"this certificate was revoked ({certificate.revoked_reason}) on {certificate.revoked_at}: "
+            "use the terminal's current certificate, or enrol again with a new code"
+        )
+
+
+def _rotated(certificate: Certificate) -> bool:
+    """Replaced by a rotation whose answer it may fetch again."""
+    return certificate.revoked_reason == "superseded" and certificate.rotation_response is not None
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
 _Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -184,11 +292,15 @@ class HostApi:
         ca: CertificateAuthority,
         *,
         clock: Callable[[], dt.datetime] | None = None,
+        enrol_limits: EnrolmentLimits | None = None,
+        metrics: HostMetrics | None = None,
     ) -> None:
         self.store = store
         self.ca = ca
+        self.metrics = metrics
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.acquirer = Acquirer(store, clock=self.clock)
+        self.limiter = EnrolmentLimiter(enrol_limits or EnrolmentLimits.from_json(store.meta(ENROL_LIMITS_KEY)))
         self._echo_prefix = secrets.token_hex(2).upper()
         self._echo_count = 0
 
@@ -196,6 +308,9 @@ class HostApi:
 
     @staticmethod
     async def _body(request: Request) -> Any:
+        refused = media_type_error(request.headers.get("content-type"))
+        if refused is not None:
+            raise _Fail(415, "unsupported_media_type", refused)
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             raise _Fail(400, "bad_request", f"body larger than {MAX_BODY_BYTES} bytes")
@@ -206,9 +321,13 @@ class HostApi:
             if size > MAX_BODY_BYTES:
                 raise _Fail(400, "bad_request", f"body larger than {MAX_BODY_BYTES} bytes")
             chunks.append(chunk)
+        raw = b"".join(chunks)
+        refused = media_type_error(request.headers.get("content-type"), raw[:4])
+        if refused is not None:
+            raise _Fail(415, "unsupported_media_type", refused)
         try:
-            return json.loads(b"".join(chunks))
-        except (ValueError, RecursionError):
+            return json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             raise _Fail(400, "bad_request", "the body is not a JSON document") from None
 
     async def _validated(self, request: Request, component: str) -> dict[str, Any]:
@@ -242,7 +361,13 @@ class HostApi:
             try:
                 reply = self.acquirer.handle(what, body, peer, key)
             except IdempotencyConflict as exc:
+                if self.metrics is not None:
+                    self.metrics.idempotency_conflict(what)
                 raise _Fail(409, "idempotency_conflict", str(exc)) from None
+            if self.metrics is not None:
+                self.metrics.observe_reply(
+                    what, body, reply.body, replayed=reply.replayed, replayed_advices=reply.replayed_advices
+                )
             headers = {"Idempotent-Replay": "true"} if reply.replayed else None
             return _json_response(reply.status, reply.body, headers)
         except _Fail as fail:
@@ -272,35 +397,101 @@ class HostApi:
         return _json_response(200, document)
 
     async def enrol(self, request: Request) -> Response:
+        """``POST /v1/enrol``: rate-limited; one answer for every refused code, given slowly (no oracle)."""
+        wait = self.limiter.admit(_client_address(request))
+        if wait:
+            message = f"too many enrolment attempts: retry after {wait} s"
+            return _error(429, "too_many_requests", message, {"Retry-After": str(wait)})
         try:
             body = await self._validated(request, "EnrolRequest")
             now = self.clock()
             code = self.store.enrolment_code(body["enrolment_code"])
-            if code is None or code.expires_at < stamp(now):
-                raise _Fail(403, "forbidden", "unknown or expired enrolment code")
             csr_digest = self.store.digest(body["csr_pem"].strip())
-            if code.used_at is not None:
-                if code.csr_digest == csr_digest and code.response is not None:
-                    return _json_response(201, code.response, {"Idempotent-Replay": "true"})
-                raise _Fail(403, "forbidden", "this enrolment code was used already")
+            if code is not None and code.used_at is not None and code.csr_digest == csr_digest and code.response:
+                # the same request again (its answer was lost): the same answer
+                return _json_response(201, code.response, {"Idempotent-Replay": "true"})
+            if code is None or code.used_at is not None or code.expires_at < stamp(now):
+                await self._refused()
+                raise _Fail(403, "forbidden", ENROL_REFUSED)
             try:
-                certificate = self.ca.sign_csr(body["csr_pem"], code.terminal_id, code.merchant_id)
+                issued = self.ca.issue_terminal_certificate(body["csr_pem"], code.terminal_id, code.merchant_id)
             except CsrError as exc:
                 raise _Fail(422, "invalid", str(exc)) from None
-            payload = _json_bytes(
-                {
-                    "terminal_id": code.terminal_id,
-                    "merchant_id": code.merchant_id,
-                    "certificate_pem": certificate.decode("ascii"),
-                    "ca_certificate_pem": self.ca.certificate_pem.decode("ascii"),
-                }
+            payload = self._certificate_payload(code.terminal_id, code.merchant_id, issued.pem)
+            outcome = self.store.use_enrolment_code(
+                body["enrolment_code"], stamp(now), csr_digest, payload, issued.serial, stamp(issued.not_after)
             )
-            from cryptography import x509
-
-            serial = format(x509.load_pem_x509_certificate(certificate).serial_number, "X")
-            if not self.store.use_enrolment_code(body["enrolment_code"], stamp(now), csr_digest, payload, serial):
-                raise _Fail(403, "forbidden", "this enrolment code was used already")
+            if outcome == "held":
+                raise _Fail(
+                    403,
+                    "forbidden",
+                    f"terminal id {code.terminal_id} is enrolled under another merchant: the host's operator must "
+                    "make a transfer code (posterm host enrol-code --transfer)",
+                )
+            if outcome != "enrolled":  # another request used the code first
+                await self._refused()
+                raise _Fail(403, "forbidden", ENROL_REFUSED)
+            _log.info("terminal %s of merchant %s enrolled (certificate %s)", code.terminal_id, code.merchant_id,
+                      issued.serial)
             return _json_response(201, payload)
+        except _Fail as fail:
+            return _error(fail.status, fail.error, fail.message)
+
+    async def _refused(self) -> None:
+        """A refused code is answered after the same pause, whatever the reason (slow to guess, no timing)."""
+        await asyncio.sleep(self.limiter.limits.failure_delay_seconds)
+
+    def _certificate_payload(self, terminal_id: str, merchant_id: str, certificate_pem: bytes) -> bytes:
+        return _json_bytes(
+            {
+                "terminal_id": terminal_id,
+                "merchant_id": merchant_id,
+                "certificate_pem": certificate_pem.decode("ascii"),
+                "ca_certificate_pem": self.ca.certificate_pem.decode("ascii"),
+            }
+        )
+
+    async def rotate(self, request: Request) -> Response:
+        """``POST /v1/certificate``: a new certificate for the terminal of the current one, which is then revoked.
+
+        Idempotent: the replaced certificate may send the same request again
+        (same ``Idempotency-Key``, a CSR of the same key) and gets the same
+        answer; the same key with another public key is ``409``; anything else
+        from it is ``401 certificate_revoked`` (already refused by the
+        certificate layer unless it was replaced by a rotation).
+        """
+        try:
+            peer = _peer(request.scope)
+            if peer is None or peer.serial is None:  # pragma: no cover - the guard answered 401 already
+                raise _Fail(401, "no_client_certificate", "a client certificate is required")
+            key = request.headers.get("idempotency-key")
+            if key is None:
+                raise _Fail(400, "bad_request", "the Idempotency-Key header is missing")
+            if not KEY_PATTERN.fullmatch(key):
+                raise _Fail(400, "bad_request", "the Idempotency-Key header must be 1 to 64 of [A-Za-z0-9._:-]")
+            body = await self._validated(request, "CertificateRequest")
+            try:
+                new_key = public_key_digest(self.ca.csr_public_key(body["csr_pem"]))
+            except CsrError as exc:
+                raise _Fail(422, "invalid", str(exc)) from None
+            current = self.store.certificate(peer.serial)
+            if current is not None and current.valid:
+                issued = self.ca.issue_terminal_certificate(body["csr_pem"], peer.terminal_id, peer.merchant_id)
+                payload = self._certificate_payload(peer.terminal_id, peer.merchant_id, issued.pem)
+                at = stamp(self.clock())
+                if self.store.rotate_certificate(
+                    peer.serial, issued.serial, stamp(issued.not_after), key, new_key, payload, at
+                ):
+                    _log.info("terminal %s of merchant %s: certificate %s replaced by %s", peer.terminal_id,
+                              peer.merchant_id, peer.serial, issued.serial)
+                    return _json_response(201, payload)
+                current = self.store.certificate(peer.serial)  # replaced meanwhile, by this request's twin?
+            if current is not None and _rotated(current) and current.rotation_key == key:
+                if current.rotation_public_key != new_key:
+                    raise _Fail(409, "idempotency_conflict", "the Idempotency-Key was used before with another key")
+                assert current.rotation_response is not None
+                return _json_response(201, current.rotation_response, {"Idempotent-Replay": "true"})
+            raise _Fail(401, "certificate_revoked", "this certificate was replaced: use the terminal's current one")
         except _Fail as fail:
             return _error(fail.status, fail.error, fail.message)
 
@@ -327,11 +518,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _error(status, code, message, headers)
 
 
+_STORE_UNAVAILABLE = "the host's database is unavailable: try again"
+
+
 async def _store_unavailable(request: Request, exc: Exception) -> Response:
     """The database went away (a PostgreSQL restart): 503; the client tries again with the same key."""
     reason = str(exc).split(" DETAIL:", 1)[0]  # no password in it (storage.base.scrub); a DETAIL could quote a key
     _log.error("host database unavailable on %s %s: %s", request.method, request.url.path, reason)
-    return _error(503, "server_error", "the host's database is unavailable: try again")
+    return _error(503, "server_error", _STORE_UNAVAILABLE)
 
 
 def create_app(
@@ -340,12 +534,23 @@ def create_app(
     faults: FaultSwitch | None = None,
     *,
     clock: Callable[[], dt.datetime] | None = None,
+    enrol_limits: EnrolmentLimits | None = None,
+    metrics: HostMetrics | None = None,
+    readiness: Readiness | None = None,
 ) -> ASGIApp:
-    """The host's ASGI application over ``store`` and ``ca``; ``faults`` is read per request."""
-    api = HostApi(store, ca, clock=clock)
+    """The host's ASGI application over ``store`` and ``ca``; ``faults`` is read per request.
+
+    ``enrol_limits``: how fast enrolment may be tried (default: the host's
+    setting, ``posterm host enrol-rate``, else :class:`EnrolmentLimits`);
+    ``metrics``: count requests and what the replies did; ``readiness``: what
+    ``/readyz`` checks (default: the store and the faults).
+    """
+    faults = faults or FaultSwitch()
+    api = HostApi(store, ca, clock=clock, enrol_limits=enrol_limits, metrics=metrics)
     routes: list[tuple[str, _Endpoint, str]] = [
         ("/v1/openapi.json", api.openapi, "GET"),
         ("/v1/enrol", api.enrol, "POST"),
+        (ROTATION_PATH, api.rotate, "POST"),
         ("/v1/sign-on", api.sign_on, "POST"),
         ("/v1/echo", api.echo, "GET"),
         ("/v1/authorisations", api.authorise, "POST"),
@@ -359,4 +564,6 @@ def create_app(
         exception_handlers={HTTPException: _http_error, StoreError: _store_unavailable},
     )
     app.router.redirect_slashes = False
-    return _Guard(app, faults or FaultSwitch())
+    guarded = _Guard(_CertificateCheck(app, store), faults)
+    served: ASGIApp = HealthEndpoints(guarded, readiness or Readiness(store, faults))
+    return RequestMetrics(served, metrics) if metrics is not None else served

@@ -4,9 +4,11 @@ One EC P-256 CA per data directory, made on first use, issues:
 
 - the host's TLS server certificate (``serverAuth``, for ``127.0.0.1``,
   ``::1``, ``localhost`` and the bind address), made fresh at every start;
-- terminal client certificates from a CSR at enrolment (``clientAuth``;
-  subject commonName = terminal id, organizationName = merchant id, whatever
-  the CSR asked for);
+- terminal client certificates from a CSR at enrolment and at a rotation
+  (``clientAuth``; subject commonName = terminal id, organizationName =
+  merchant id, whatever the CSR asked for); :meth:`CertificateAuthority.issue_terminal_certificate`
+  also gives the serial (upper-case hex, as :func:`serial_text` writes it and
+  the host's certificates table keys them) and the expiry;
 - for fault injection, an *expired* server certificate from the same CA and a
   *wrong* one from a throwaway CA that no terminal trusts.
 
@@ -19,6 +21,7 @@ starting at once end with one CA), and the server files written by
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import os
 import secrets
@@ -40,9 +43,12 @@ __all__ = [
     "CLIENT_CERT_DAYS",
     "CertificateAuthority",
     "CsrError",
+    "IssuedCertificate",
     "ServerCertificates",
     "TlsFiles",
     "load_or_create_ca",
+    "public_key_digest",
+    "serial_text",
     "write_server_certificates",
 ]
 
@@ -74,8 +80,29 @@ class ServerCertificates:
     ca_certificate: Path
 
 
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """A terminal certificate just issued: PEM, serial (:func:`serial_text`), expiry, key digest."""
+
+    pem: bytes
+    serial: str
+    not_after: dt.datetime
+    public_key_digest: str
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def serial_text(serial_number: int) -> str:
+    """A certificate serial as the host stores and compares it: upper-case hex without leading zeros."""
+    return format(serial_number, "X")
+
+
+def public_key_digest(public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey) -> str:
+    """SHA-256 (hex) of the key's SubjectPublicKeyInfo: names a key whatever CSR carried it."""
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -226,6 +253,11 @@ class CertificateAuthority:
         Raises :class:`CsrError` for a CSR that is not PEM, whose self-signature
         is wrong, or whose key is neither RSA >= 2048 bits nor EC P-256.
         """
+        return self.issue_terminal_certificate(csr_pem, terminal_id, merchant_id).pem
+
+    @staticmethod
+    def csr_public_key(csr_pem: str | bytes) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:
+        """The public key of a CSR the host would sign (the checks of :meth:`sign_csr`), or :class:`CsrError`."""
         data = csr_pem.encode("utf-8", "replace") if isinstance(csr_pem, str) else csr_pem
         try:
             csr = x509.load_pem_x509_csr(data)
@@ -249,6 +281,11 @@ class CertificateAuthority:
             valid = False
         if not valid:
             raise CsrError("csr_pem: the request's signature does not verify")
+        return public_key
+
+    def issue_terminal_certificate(self, csr_pem: str | bytes, terminal_id: str, merchant_id: str) -> IssuedCertificate:
+        """:meth:`sign_csr` with the details the host registers (serial, expiry, key digest)."""
+        public_key = self.csr_public_key(csr_pem)
         now = _now()
         subject = x509.Name(
             [
@@ -263,7 +300,12 @@ class CertificateAuthority:
             now + dt.timedelta(days=CLIENT_CERT_DAYS),
             ExtendedKeyUsageOID.CLIENT_AUTH,
         )
-        return cert.public_bytes(serialization.Encoding.PEM)
+        return IssuedCertificate(
+            cert.public_bytes(serialization.Encoding.PEM),
+            serial_text(cert.serial_number),
+            cert.not_valid_after_utc,
+            public_key_digest(public_key),
+        )
 
 
 def load_or_create_ca(tls_dir: Path) -> CertificateAuthority:

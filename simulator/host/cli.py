@@ -4,9 +4,18 @@ Registered through the ``posterm.commands`` entry point group
 (``host = simulator.host.cli:add_commands``); ``python -m simulator.host``
 offers the same sub-commands without the ``host`` word.
 
-- ``serve [--bind 127.0.0.1] [--port 8443] [--data-dir DIR]``: run the HTTPS server;
-- ``enrol-code --terminal-id T --merchant-id M [--url URL] [--out FILE]``: a
-  credential bundle (URL, CA certificate, one-time code valid 24 h) as JSON;
+- ``serve [--bind 127.0.0.1] [--port 8443] [--data-dir DIR] [--workers N]
+  [--metrics-port PORT] [timeouts and caps]``: run the HTTPS server (see
+  docs/operations.md);
+- ``enrol-code --terminal-id T --merchant-id M [--url URL] [--out FILE] [--transfer]``: a
+  credential bundle (URL, CA certificate, one-time code valid 24 h) as JSON; a
+  terminal id that another merchant holds is refused (exit 1) unless
+  ``--transfer``, which revokes its certificate there and is logged;
+- ``terminal list``, ``terminal revoke TID [--merchant MID]``, ``terminal log [TID]``:
+  the enrolled terminals and their certificates, revoking a terminal's
+  certificate (its next request is refused), the audit trail;
+- ``enrol-rate PER_CLIENT OVERALL [--failure-delay S]``: enrolment attempts
+  allowed per minute (per client address, overall), from the next start;
 - ``fault down|up|slow MS|error STATUS|drop|cert expired|cert wrong|cert good|clear
   [--only PATH ...]``: change the running server's faults (one at a time, the
   others stay); ``--only`` sets the paths that slow / error / drop are limited
@@ -42,7 +51,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from terminal.cli_output import CommandError, CommandParser, Unavailable, UsageError, file_error
+from terminal.cli_output import CommandError, CommandParser, NotDone, Unavailable, UsageError, file_error
 
 __all__ = ["add_commands", "default_data_dir", "main"]
 
@@ -95,12 +104,14 @@ def _guard(func: Any) -> Any:
     """
 
     def run(args: argparse.Namespace) -> int:
-        from simulator.host.admin import AdminError
+        from simulator.host.admin import AdminError, AdminRefused
         from simulator.host.faults import FaultError
         from simulator.host.store import StoreError
 
         try:
             return int(func(args))
+        except AdminRefused as exc:
+            raise NotDone(str(exc)) from None
         except (AdminError, FaultError) as exc:
             raise CommandError(str(exc)) from None
         except StoreError as exc:
@@ -132,7 +143,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args)
     if not 0 <= args.port <= 65535:
         raise CommandError(f"--port {args.port} is not a port number")
-    info = running_server(data_dir)
+    info = running_server(data_dir) if args.worker is None else None  # a worker runs under its supervisor
     if info is not None:
         raise CommandError(f"a host already runs on {data_dir} (pid {info.pid}, {info.url})")
     from simulator.host.store import store_location
@@ -141,6 +152,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         store_location(data_dir, _store(args))
     except ValueError as exc:
         raise CommandError(f"--store: {exc}") from None
+    limits = _limits(args)
+    if not 1 <= args.workers <= 64:
+        raise CommandError(f"--workers {args.workers}: 1 to 64 worker processes")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise CommandError(f"--metrics-port {args.metrics_port} is not a port number")
     try:
         status = serve(
             data_dir,
@@ -148,17 +164,41 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             port=args.port,
             parent_pid=args.exit_with_parent,
             log_level=args.log_level,
+            limits=limits,
+            workers=args.workers,
+            metrics_bind=args.metrics_bind,
+            metrics_port=args.metrics_port,
             store=_store(args),
+            worker=args.worker,
         )
     except SystemExit as exc:  # uvicorn exits when it cannot listen; it logged why
         raise CommandError(f"the host could not start on {args.bind}:{args.port} (exit {exc.code})") from None
     return status
 
 
+def _limits(args: argparse.Namespace) -> Any:
+    """The connection limits of ``serve``'s options, or CommandError naming the bad one."""
+    from simulator.host.limits import ConnectionLimits
+
+    try:
+        return ConnectionLimits(
+            handshake_timeout=args.handshake_timeout,
+            header_timeout=args.header_timeout,
+            body_timeout=args.body_timeout,
+            idle_timeout=args.idle_timeout,
+            max_per_client=args.max_client_connections,
+            max_connections=args.max_connections,
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc).replace("_", "-")) from None
+
+
 def _cmd_enrol_code(args: argparse.Namespace) -> int:
     from simulator.host.admin import credential_bundle
 
-    bundle = credential_bundle(_data_dir(args), args.terminal_id, args.merchant_id, url=args.url, store=_store(args))
+    bundle = credential_bundle(
+        _data_dir(args), args.terminal_id, args.merchant_id, url=args.url, transfer=args.transfer, store=_store(args)
+    )
     text = json.dumps(bundle, indent=1)
     if args.out:
         out = Path(args.out)
@@ -214,22 +254,22 @@ def _cmd_fault(args: argparse.Namespace) -> int:
 def _cmd_issuer(args: argparse.Namespace) -> int:
     from simulator.host import admin
 
-    data_dir, store = _data_dir(args), _store(args)
+    data_dir = _data_dir(args)
     if args.issuer_command == "block":
         token = _pan_token(args.token)
-        admin.block_card(data_dir, token, args.code, store=store)
+        admin.block_card(data_dir, token, args.code, store=_store(args))
         print(f"card {token} blocked: authorisations decline with {args.code}")
     elif args.issuer_command == "unblock":
         token = _pan_token(args.token)
-        was = admin.unblock_card(data_dir, token, store=store)
+        was = admin.unblock_card(data_dir, token, store=_store(args))
         print(f"card {token} {'unblocked' if was else 'was not blocked'}")
     elif args.issuer_command == "velocity":
-        admin.set_velocity(data_dir, args.max_approvals, args.window_seconds, store=store)
+        admin.set_velocity(data_dir, args.max_approvals, args.window_seconds, store=_store(args))
         off = args.max_approvals == 0 or args.window_seconds == 0
         limit = f"at most {args.max_approvals} approvals per card per {args.window_seconds} s"
         print("velocity check off" if off else limit)
     else:
-        status = admin.host_status(data_dir, store=store)
+        status = admin.host_status(data_dir, store=_store(args))
         shown = {"velocity": status["velocity"], "blocked_cards": status["blocked_cards"]}
         _print(args, shown, json.dumps(shown, indent=1))
     return 0
@@ -238,7 +278,7 @@ def _cmd_issuer(args: argparse.Namespace) -> int:
 def _cmd_params(args: argparse.Namespace) -> int:
     from simulator.host import admin
 
-    data_dir, store = _data_dir(args), _store(args)
+    data_dir = _data_dir(args)
     if args.params_command == "publish":
         from terminal.limits import MAX_PARAMETERS_FILE_BYTES, InputFileError, read_json_input
 
@@ -248,16 +288,65 @@ def _cmd_params(args: argparse.Namespace) -> int:
             raise CommandError(str(exc)) from None
         if not isinstance(update, dict):
             raise CommandError(f"{args.file}: expected a JSON object")
-        version = admin.publish_parameters(data_dir, update, checked=not args.unchecked, store=store)
+        version = admin.publish_parameters(data_dir, update, checked=not args.unchecked, store=_store(args))
         print(f"parameters version {version} published")
         return 0
     from simulator.host.params import ensure_initial
 
-    with admin.open_store(data_dir, create=False, store=store) as db:
+    with admin.open_store(data_dir, create=False, store=_store(args)) as db:
         ensure_initial(db)
         raw = db.parameters()
     assert raw is not None
     print(json.dumps(json.loads(raw), indent=1))
+    return 0
+
+
+def _cmd_terminal(args: argparse.Namespace) -> int:
+    from simulator.host import admin
+
+    data_dir = _data_dir(args)
+    if args.terminal_command == "revoke":
+        merchant, serials = admin.revoke_terminal(data_dir, args.terminal_id, args.merchant, store=_store(args))
+        text = (
+            f"terminal {args.terminal_id} of merchant {merchant}: certificate {', '.join(serials)} revoked; "
+            "it needs a new enrolment code to come back"
+            if serials
+            else f"terminal {args.terminal_id} of merchant {merchant} had no valid certificate: nothing to revoke"
+        )
+        _print(args, {"terminal_id": args.terminal_id, "merchant_id": merchant, "revoked": serials}, text)
+        return 0
+    if args.terminal_command == "log":
+        events = admin.audit_log(data_dir, args.terminal_id, store=_store(args))
+        lines = [f"{e['at']} {e['action']:<11} {e['merchant_id']}/{e['terminal_id']} {e['detail']}" for e in events]
+        _print(args, {"events": events}, "\n".join(lines) if lines else "nothing logged")
+        return 0
+    rows = admin.terminals(data_dir, store=_store(args))
+    lines = [
+        f"{t['terminal_id']:<8} {t['merchant_id']:<15} {t['certificate_status']:<11} "
+        f"{t['certificate_serial'] or '-'} until {t['certificate_not_after'] or '-'}"
+        for t in rows
+    ]
+    _print(args, {"terminals": rows}, "\n".join(lines) if lines else "no terminals")
+    return 0
+
+
+def _cmd_enrol_rate(args: argparse.Namespace) -> int:
+    from simulator.host.admin import set_enrolment_limits
+
+    limits = set_enrolment_limits(
+        _data_dir(args), args.per_client, args.overall, args.failure_delay, store=_store(args)
+    )
+    _print(
+        args,
+        {
+            "per_client_per_minute": limits.per_client_per_minute,
+            "overall_per_minute": limits.overall_per_minute,
+            "failure_delay_seconds": limits.failure_delay_seconds,
+        },
+        f"enrolment: at most {limits.per_client_per_minute} attempts a minute per client address and "
+        f"{limits.overall_per_minute} overall, refusals after {limits.failure_delay_seconds:g} s "
+        "(from the host's next start)",
+    )
     return 0
 
 
@@ -322,12 +411,66 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--port", type=int, default=8443, help="TCP port (default 8443; 0 = any free port)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--exit-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
+    serve.add_argument("--worker", type=int, metavar="INDEX", help=argparse.SUPPRESS)  # set by the supervisor
+    serve.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="worker processes serving the port (default 1)"
+    )
+    serve.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="serve Prometheus /metrics on this port (0 = any free port)"
+    )
+    serve.add_argument("--metrics-bind", default="127.0.0.1", help="address of /metrics (default 127.0.0.1)")
+    from simulator.host.limits import ConnectionLimits
+
+    defaults = ConnectionLimits()
+    for flag, default, what in (
+        ("--handshake-timeout", defaults.handshake_timeout, "seconds a TLS handshake may take"),
+        ("--header-timeout", defaults.header_timeout, "seconds for a request's headers, from its first byte"),
+        ("--body-timeout", defaults.body_timeout, "seconds for a request's body, from its headers"),
+        ("--idle-timeout", defaults.idle_timeout, "seconds an idle keep-alive connection stays open"),
+    ):
+        serve.add_argument(flag, type=float, default=default, metavar="S", help=f"{what} (default {default:g})")
+    serve.add_argument(
+        "--max-client-connections", type=int, default=defaults.max_per_client, metavar="N",
+        help=f"connections per client address and worker, 0 = no limit (default {defaults.max_per_client})",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-connections", type=int, default=defaults.max_connections, metavar="N",
+        help=f"connections per worker, 0 = no limit (default {defaults.max_connections})",
+    )  # fmt: skip
 
     enrol = command("enrol-code", "make a one-time enrolment code and print the credential bundle", _cmd_enrol_code)
     enrol.add_argument("--terminal-id", required=True)
     enrol.add_argument("--merchant-id", required=True)
     enrol.add_argument("--url", help="the host URL for the terminal (default: the running server's)")
     enrol.add_argument("--out", metavar="FILE", help="write the bundle to FILE (mode 0600) instead of printing it")
+    enrol.add_argument(
+        "--transfer",
+        action="store_true",
+        help="move a terminal id that another merchant holds to this one (revokes it there; logged)",
+    )
+
+    terminal = command(
+        "terminal", "the enrolled terminals: list, revoke a certificate, audit trail", _cmd_terminal, leaf=False
+    )
+    terminal_sub = terminal.add_subparsers(dest="terminal_command", required=True, metavar="ACTION")
+    _common(terminal_sub.add_parser("list", help="every terminal, its merchant and certificate"), json_flag=True)
+    revoke = terminal_sub.add_parser("revoke", help="revoke a terminal's certificate: its next request is refused")
+    revoke.add_argument("terminal_id", metavar="TID")
+    revoke.add_argument("--merchant", metavar="MID", help="the terminal's merchant (needed when several have TID)")
+    _common(revoke, json_flag=True)
+    log = terminal_sub.add_parser("log", help="enrolments, rotations, revocations and transfers")
+    log.add_argument("terminal_id", metavar="TID", nargs="?", help="only this terminal id")
+    _common(log, json_flag=True)
+
+    rate = command(
+        "enrol-rate", "enrolment attempts allowed per minute (from the host's next start)", _cmd_enrol_rate,
+        json_flag=True,
+    )
+    rate.add_argument("per_client", type=_positive, metavar="PER_CLIENT", help="per client address, a minute")
+    rate.add_argument("overall", type=_positive, metavar="OVERALL", help="from everyone together, a minute")
+    rate.add_argument(
+        "--failure-delay", type=float, default=1.0, metavar="S", help="pause before refusing a code (default 1)"
+    )
 
     fault = command("fault", "inject a fault into the running host", _cmd_fault, json_flag=True, store=False)
     fault.add_argument("action", choices=["down", "up", "slow", "error", "drop", "cert", "clear"])
@@ -370,6 +513,13 @@ def add_commands(subparsers: _SubParsers[argparse.ArgumentParser]) -> None:
     _add_subcommands(host)
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def _count(text: str) -> int:
     """An argparse type: a whole number of at least 0."""
     if not text.isdigit():
@@ -386,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         return int(args.func(args))
-    except (CommandError, Unavailable) as exc:
+    except (CommandError, NotDone, Unavailable) as exc:
         where = f" (see '{exc.prog} --help')" if isinstance(exc, UsageError) else ""
         print(f"posterm host: error: {exc}{where}", file=sys.stderr)
         return int(status_for(exc))

@@ -9,13 +9,17 @@ files, written through a temporary file and a rename:
 - ``faults.json``: the faults wanted, with a ``generation`` number; the server
   polls it every 50 ms;
 - ``faults-applied.json``: the generation the server has applied, so that
-  :func:`request_faults` returns only once the faults are in force.
+  :func:`request_faults` returns only once the faults are in force;
+- ``workers/<index>.json``: with ``--workers N``, what each worker process
+  reports (pid, port, listening, the generation it applied); the supervisor
+  writes ``faults-applied.json`` once every live worker applied a generation.
 
 Faults:
 
-- ``down``: the listening socket is closed and open connections are aborted,
-  so a client gets ECONNREFUSED; it is opened again on the same port when
-  ``down`` is switched off;
+- ``down``: the listening socket is closed and every connection is aborted,
+  those still in their TLS handshake included, so a client gets ECONNREFUSED
+  and nothing is served; it is opened again on the same port when ``down`` is
+  switched off (with several workers, by each of them);
 - ``slow_ms``: wait that long before answering;
 - ``error_status``: answer with that status (500..599) and an error body,
   without processing;
@@ -48,6 +52,7 @@ __all__ = [
     "CERTIFICATES",
     "FAULTS_FILE",
     "SERVER_FILE",
+    "WORKERS_DIR",
     "FaultError",
     "FaultSwitch",
     "Faults",
@@ -56,14 +61,17 @@ __all__ = [
     "atomic_write_json",
     "combine",
     "read_faults",
+    "read_worker_status",
     "request_faults",
     "running_server",
     "write_faults",
+    "write_worker_status",
 ]
 
 SERVER_FILE = "server.json"
 FAULTS_FILE = "faults.json"
 APPLIED_FILE = "faults-applied.json"
+WORKERS_DIR = "workers"
 CERTIFICATES = ("good", "expired", "wrong")
 _POLL_SECONDS = 0.02
 
@@ -154,6 +162,8 @@ class ServerInfo:
     port: int
     url: str
     started_at: str
+    workers: int = 1
+    metrics_url: str | None = None
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -194,6 +204,8 @@ def running_server(data_dir: Path) -> ServerInfo | None:
             port=int(data["port"]),
             url=str(data["url"]),
             started_at=str(data["started_at"]),
+            workers=int(data.get("workers", 1)),
+            metrics_url=str(data["metrics_url"]) if data.get("metrics_url") else None,
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -245,6 +257,17 @@ def request_faults(data_dir: Path, faults: Faults, *, timeout: float = 10.0) -> 
         if time.monotonic() > deadline:
             raise FaultError(f"the host did not apply the faults within {timeout:g} s")
         time.sleep(_POLL_SECONDS)
+
+
+def write_worker_status(data_dir: Path, index: int, status: dict[str, Any]) -> None:
+    """A worker's report to its supervisor (see the module docstring)."""
+    atomic_write_json(Path(data_dir) / WORKERS_DIR / f"{index}.json", status)
+
+
+def read_worker_status(data_dir: Path, index: int) -> dict[str, Any] | None:
+    """What worker ``index`` last reported, or None."""
+    data = _read_json(Path(data_dir) / WORKERS_DIR / f"{index}.json")
+    return data if isinstance(data, dict) else None
 
 
 def combine(base: Faults, *, only: Sequence[str] | None = None, **changes: Any) -> Faults:

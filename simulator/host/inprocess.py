@@ -15,7 +15,9 @@ ending in ``51`` / ``05`` / ``54`` and ``999NN``, velocity), idempotency,
 reversals, batch reconciliation and the records are therefore those of the
 HTTPS host. One difference in identity: with no client certificate, a message's
 ``terminal_id`` and ``merchant_id`` are taken as the sender's (a reversal or
-batch close, which names no merchant, is booked to the terminal's last one).
+batch close, which names no merchant, is booked to the terminal's last one),
+and no certificate serial is checked. The host's state is keyed by (merchant,
+terminal) here too.
 
 Where it lives. :func:`open_memory_host` (the ``memory`` entry of the
 ``posterm.hostlinks`` entry points, so that bootstrap opens it like any other
@@ -419,17 +421,21 @@ class InProcessHost:
                 counts[r.txn_id] = counts.get(r.txn_id, 0) + 1
         return {txn: n for txn, n in counts.items() if n > 1}
 
-    def batch_number(self, terminal_id: str) -> int:
-        """The number of the terminal's open host batch (1 before the first close)."""
-        with self._store() as store:
-            return store.batch_number(terminal_id)
+    def batch_number(self, terminal_id: str, merchant_id: str | None = None) -> int:
+        """The number of the terminal's open host batch (1 before the first close).
 
-    def open_totals(self, terminal_id: str) -> dict[tuple[int, str], tuple[int, int]]:
+        The host keys batches by merchant and terminal; ``merchant_id``
+        defaults to the one the terminal id last spoke for.
+        """
+        with self._store() as store:
+            return store.batch_number(merchant_id or store.merchant_of(terminal_id) or "", terminal_id)
+
+    def open_totals(self, terminal_id: str, merchant_id: str | None = None) -> dict[tuple[int, str], tuple[int, int]]:
         """The host's totals of the terminal's open batch: (currency, kind) -> (count, amount)."""
         from simulator.host.acquirer import open_totals
 
         with self._store() as store:
-            return open_totals(store.open_records(terminal_id))
+            return open_totals(store.open_records(merchant_id or store.merchant_of(terminal_id) or "", terminal_id))
 
     def sale_positions(self, terminal_id: str | None = None) -> dict[str, SalePosition]:
         """Per sale ``txn_id``: charged and refunded against it (approved, not reversed), for money checks."""

@@ -7,6 +7,12 @@ by the host CA fails the handshake. The context's ``sni_callback`` (called for
 every handshake, with or without SNI) swaps in the expired or wrong-CA server
 certificate while such a fault is on.
 
+Connections: the server listens in plain TCP and every accepted connection
+goes through :mod:`simulator.host.connections` (caps per client address and
+per process, the TLS handshake with a timeout, deadlines for a request's
+headers and body, the idle keep-alive timeout), so that every connection,
+handshaking or not, is known from its accept on.
+
 The client certificate reaches the app through the ASGI scope: uvicorn copies
 its per-protocol ``app_state`` into every request's ``scope["state"]``.
 :class:`TlsH11Protocol` (the h11 protocol class, subclassed) gives each
@@ -17,8 +23,13 @@ handshake is done) and the transport into it when the connection is made.
 
 :class:`HostServer` (a ``uvicorn.Server``) writes ``server.json`` once it
 listens, polls ``faults.json`` every 50 ms (``down`` closes the listening
-socket and aborts the open connections, ``up`` opens it again on the same
-port) and, given ``parent_pid``, stops when that process goes away.
+socket and aborts every connection, handshaking ones included; ``up`` opens
+it again on the same port) and, given ``parent_pid``, stops when that process
+goes away. With ``--workers N`` (:mod:`simulator.host.workers`) N such servers
+run as worker processes, each with its own listening socket on the same port
+(``SO_REUSEPORT``) and its own store connection; each then reports the faults
+it applied in ``workers/<index>.json`` and the supervisor writes
+``server.json`` and ``faults-applied.json``.
 """
 
 from __future__ import annotations
@@ -30,16 +41,24 @@ import logging
 import os
 import signal
 import ssl
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from simulator.host.app import PEER_STATE_KEY, TRANSPORT_STATE_KEY, Peer, create_app
-from simulator.host.ca import ServerCertificates, TlsFiles, load_or_create_ca, write_server_certificates
+from simulator.host.ca import (
+    ServerCertificates,
+    TlsFiles,
+    load_or_create_ca,
+    serial_text,
+    write_server_certificates,
+)
+from simulator.host.connections import ConnectionTable, GateFactory, TimedH11Protocol
 from simulator.host.faults import (
     SERVER_FILE,
     Faults,
@@ -48,18 +67,41 @@ from simulator.host.faults import (
     atomic_write_json,
     read_faults,
     write_faults,
+    write_worker_status,
 )
+from simulator.host.health import Readiness
+from simulator.host.limits import ConnectionLimits
+from simulator.host.metrics import HostMetrics, MetricsEndpoint, start_metrics_endpoint
 from simulator.host.params import ensure_initial
 from simulator.host.store import HostStore, store_location
 
-__all__ = ["HostServer", "TlsH11Protocol", "peer_from_ssl", "serve", "server_ssl_context"]
+__all__ = [
+    "WORKER_HEADER",
+    "HostServer",
+    "ServeOptions",
+    "TlsH11Protocol",
+    "configure_logging",
+    "open_host_store",
+    "peer_from_ssl",
+    "serve",
+    "server_certificates_on_disk",
+    "server_ssl_context",
+]
+
+#: The response header that names the worker (1..N) that answered, with ``--workers`` N > 1.
+WORKER_HEADER = "Posterm-Worker"
 
 _POLL_SECONDS = 0.05
 _log = logging.getLogger("posterm.host")
 
 
 def peer_from_ssl(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> Peer | None:
-    """The identity in a verified client certificate (commonName, organizationName), if any."""
+    """The identity in a verified client certificate (commonName, organizationName, serial), if any.
+
+    The serial is written as the host's certificates table keys it (upper-case
+    hex without leading zeros, :func:`simulator.host.ca.serial_text`); the app
+    refuses a serial the host did not issue or has revoked.
+    """
     if ssl_object is None:
         return None
     cert = ssl_object.getpeercert()  # empty unless a certificate was presented and verified
@@ -72,13 +114,18 @@ def peer_from_ssl(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> Peer | No
             fields.setdefault(str(name), str(value))
     terminal_id = fields.get("commonName")
     merchant_id = fields.get("organizationName")
-    if not terminal_id or not merchant_id:
+    serial = cert.get("serialNumber")
+    if not terminal_id or not merchant_id or not isinstance(serial, str):
         return None
-    return Peer(terminal_id, merchant_id)
+    try:
+        serial_number = int(serial, 16)
+    except ValueError:
+        return None
+    return Peer(terminal_id, merchant_id, serial_text(serial_number))
 
 
-class TlsH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, with the TLS peer and the transport in each request's ``state``."""
+class TlsH11Protocol(TimedH11Protocol):
+    """uvicorn's h11 protocol (with deadlines), with the TLS peer and the transport in each request's ``state``."""
 
     def __init__(
         self,
@@ -121,24 +168,138 @@ def server_ssl_context(certs: ServerCertificates, faults: FaultSwitch) -> ssl.SS
     return main
 
 
+def server_certificates_on_disk(tls_dir: Path) -> ServerCertificates:
+    """The server certificates :func:`write_server_certificates` wrote (a worker uses its supervisor's)."""
+
+    def files(name: str) -> TlsFiles:
+        return TlsFiles(tls_dir / f"{name}.pem", tls_dir / f"{name}-key.pem")
+
+    return ServerCertificates(
+        good=files("server"),
+        expired=files("server-expired"),
+        wrong=files("server-wrong"),
+        ca_certificate=tls_dir / "ca" / "cert.pem",
+    )
+
+
+def open_host_store(data_dir: Path, store: str | None = None) -> HostStore:
+    """The host's store: ``store`` (a ``postgresql://`` URL, or a SQLite file) if given, else ``host.db`` in
+    the data directory (:func:`~simulator.host.store.store_location`).
+
+    Every process opens its own (a worker too, from the same value, never a
+    store inherited across ``fork``); this is the one place that turns the
+    ``--store`` option into a store. ValueError for a store of an unknown
+    kind, :class:`~simulator.host.store.StoreError` for one that cannot be
+    opened. The log names it without its password.
+    """
+    opened = HostStore(store_location(data_dir, store))
+    _log.info("host store: %s", opened.where)
+    return opened
+
+
+def configure_logging(level: str) -> None:
+    """The host's own log lines (``posterm.host``) to stderr with the process id, once per process."""
+    logger = logging.getLogger("posterm.host")
+    logger.setLevel(level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s posterm.host[%(process)d]: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def _url(bind: str, port: int) -> str:
     host = "127.0.0.1" if bind in ("0.0.0.0", "") else "::1" if bind == "::" else bind
     return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
 
 
+@dataclass(frozen=True)
+class ServeOptions:
+    """How ``posterm host serve`` runs (what the supervisor passes on to its workers)."""
+
+    bind: str = "127.0.0.1"
+    port: int = 8443
+    log_level: str = "info"
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    workers: int = 1
+    metrics_bind: str = "127.0.0.1"
+    metrics_port: int | None = None
+    store: str | None = None
+
+    def worker_argv(self, data_dir: Path, index: int, port: int, parent_pid: int) -> list[str]:
+        """The command line of worker ``index`` (1..N) on ``port``, watching its supervisor ``parent_pid``.
+
+        The store is not on it (any user can read a command line, and a URL may
+        hold a password): :meth:`worker_env` passes it.
+        """
+        argv = [
+            sys.executable, "-m", "simulator.host", "serve",
+            "--data-dir", str(data_dir),
+            "--bind", self.bind,
+            "--port", str(port),
+            "--log-level", self.log_level,
+            "--worker", str(index),
+            "--exit-with-parent", str(parent_pid),
+            *self.limits.to_argv(),
+        ]  # fmt: skip
+        return argv
+
+    def worker_env(self, env: Mapping[str, str]) -> dict[str, str]:
+        """A worker's environment: ``env`` with the store in ``POSTERM_HOST_STORE`` (or without one)."""
+        from simulator.host.store import STORE_ENV
+
+        out = {k: v for k, v in env.items() if k != STORE_ENV}
+        if self.store:
+            out[STORE_ENV] = self.store
+        return out
+
+
+class _WorkerHeader:
+    """ASGI wrapper: ``Posterm-Worker: <index>`` on every answer of a worker process."""
+
+    def __init__(self, app: Any, index: int) -> None:
+        self.app = app
+        self.header = (WORKER_HEADER.lower().encode("ascii"), str(index).encode("ascii"))
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def with_header(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, with_header if scope["type"] == "http" else send)
+
+
 class HostServer(uvicorn.Server):
-    """uvicorn's server plus ``server.json``, the fault watcher and the parent watch."""
+    """uvicorn's server plus ``server.json``, the fault watcher, the parent watch and the connection gate."""
 
     def __init__(
-        self, config: uvicorn.Config, *, data_dir: Path, faults: FaultSwitch, parent_pid: int | None = None
+        self,
+        config: uvicorn.Config,
+        *,
+        data_dir: Path,
+        faults: FaultSwitch,
+        table: ConnectionTable | None = None,
+        parent_pid: int | None = None,
+        worker: int | None = None,
+        metrics: HostMetrics | None = None,
+        info: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(config)
         self.data_dir = data_dir
         self.faults = faults
+        self.table = table if table is not None else ConnectionTable(ConnectionLimits())
         self.parent_pid = parent_pid
+        self.worker = worker
+        self.metrics = metrics
+        self.info = info or {}
         self.port = 0
         self._watcher: asyncio.Task[None] | None = None
-        self._listening = True
+        self._listening = False
+
+    @property
+    def listening(self) -> bool:
+        return self._listening
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -158,18 +319,32 @@ class HostServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
     async def startup(self, sockets: list[Any] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        self.port = int(self.servers[0].sockets[0].getsockname()[1])
-        atomic_write_json(
-            self.data_dir / SERVER_FILE,
-            {
-                "pid": os.getpid(),
-                "bind": self.config.host,
-                "port": self.port,
-                "url": _url(self.config.host, self.port),
-                "started_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            },
-        )
+        """Listen (unless a worker starts while ``down`` is on), then tell the other processes."""
+        await self.lifespan.startup()
+        self.servers = []
+        self.port = self.config.port
+        if not self.faults.current.down and not await self._open_listeners():
+            raise SystemExit(1)
+        if self.metrics is not None:
+            self.metrics.down.set(1 if self.faults.current.down else 0)
+        self.started = True
+        url = _url(self.config.host, self.port)
+        if self.worker is None:
+            atomic_write_json(
+                self.data_dir / SERVER_FILE,
+                {
+                    "pid": os.getpid(),
+                    "bind": self.config.host,
+                    "port": self.port,
+                    "url": url,
+                    "started_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    **self.info,
+                },
+            )
+            _log.info("posterm host listening on %s", url)
+        else:
+            self._report(self.faults.generation)
+            _log.info("posterm host worker %d (pid %d) listening on %s", self.worker, os.getpid(), url)
         self._watcher = asyncio.create_task(self._watch())
 
     async def shutdown(self, sockets: list[Any] | None = None) -> None:
@@ -177,9 +352,19 @@ class HostServer(uvicorn.Server):
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        with contextlib.suppress(FileNotFoundError):
-            (self.data_dir / SERVER_FILE).unlink()
+        if self.worker is None:
+            with contextlib.suppress(FileNotFoundError):
+                (self.data_dir / SERVER_FILE).unlink()
+        self.table.abort_handshaking()
         await super().shutdown(sockets=sockets)
+
+    def _report(self, generation: int) -> None:
+        """Tell that ``generation`` of the faults is in force here (the supervisor's file, or a worker's)."""
+        if self.worker is None:
+            acknowledge(self.data_dir, generation)
+        else:
+            status = {"pid": os.getpid(), "applied": generation, "listening": self._listening, "port": self.port}
+            write_worker_status(self.data_dir, self.worker, status)
 
     # ------------------------------------------------------------------ faults
 
@@ -205,31 +390,35 @@ class HostServer(uvicorn.Server):
         previous = self.faults.current
         closing: list[Any] = []
         if wanted.down and self._listening:
+            self.faults.current = wanted  # from here on, a handshake that completes is not handed to HTTP
             closing = self._close_listeners()
+        elif wanted.down:
+            self.faults.current = wanted
+            self.table.abort_all()
         elif not wanted.down and not self._listening and not await self._open_listeners():
             return False  # the port could not be bound again: retried at the next tick, not acknowledged
         self.faults.current = wanted
         self.faults.generation = generation
+        if self.metrics is not None:
+            self.metrics.down.set(1 if wanted.down else 0)
         if wanted.certificate != previous.certificate:
             closing = list(self.server_state.connections)
             for connection in closing:
                 connection.shutdown()  # idle keep-alive connections close, so the next request handshakes
         await self._until_closed(closing)
-        acknowledge(self.data_dir, generation)
+        self._report(generation)
         _log.info("faults now %s", wanted.to_json() if wanted.any else "none")
         return True
 
     def _close_listeners(self) -> list[Any]:
-        """Stop listening and abort the open connections; those connections."""
+        """Stop listening and abort every connection, handshaking ones included; the HTTP ones."""
         for server in self.servers:
             server.close()
         self.servers = []
-        connections = list(self.server_state.connections)
-        for connection in connections:
-            transport = getattr(connection, "transport", None)
-            if transport is not None:
-                transport.abort()
         self._listening = False
+        connections = list(self.server_state.connections)
+        aborted = self.table.abort_all()
+        _log.info("down: %d connection(s) aborted", aborted)
         return connections
 
     async def _until_closed(self, connections: list[Any], timeout: float = 1.0) -> None:
@@ -241,7 +430,9 @@ class HostServer(uvicorn.Server):
         """
         deadline = asyncio.get_running_loop().time() + timeout
         await asyncio.sleep(0)
-        while any(c in self.server_state.connections for c in connections):
+        while any(c in self.server_state.connections for c in connections) or (
+            self.faults.current.down and len(self.table)
+        ):
             if asyncio.get_running_loop().time() > deadline:
                 return
             await asyncio.sleep(0.005)
@@ -258,12 +449,18 @@ class HostServer(uvicorn.Server):
 
         try:
             server = await loop.create_server(
-                protocol, host=config.host, port=self.port, ssl=config.ssl, backlog=config.backlog
+                protocol,
+                host=config.host,
+                port=self.port,
+                backlog=config.backlog,
+                reuse_port=self.worker is not None,  # the workers share the port, each with its own socket
             )
         except OSError as exc:
-            _log.error("cannot listen again on port %d: %s", self.port, exc)
+            _log.error("cannot listen on %s port %d: %s", config.host, self.port, exc)
             return False
         self.servers = [server]
+        if server.sockets:
+            self.port = int(server.sockets[0].getsockname()[1])
         self._listening = True
         return True
 
@@ -275,45 +472,100 @@ def serve(
     port: int = 8443,
     parent_pid: int | None = None,
     log_level: str = "info",
+    limits: ConnectionLimits | None = None,
+    workers: int = 1,
+    metrics_bind: str = "127.0.0.1",
+    metrics_port: int | None = None,
     store: str | None = None,
+    worker: int | None = None,
 ) -> int:
     """Run the host until SIGINT / SIGTERM (or the parent's exit); 0 after a clean stop.
 
-    ``store``: the database (a ``postgresql://`` URL; default ``host.db`` in
-    ``data_dir``, see :func:`~simulator.host.store.store_location`). A worker
-    process opens its own store from the same value: a store is never shared
-    across ``fork``. ValueError for a store of an unknown kind,
-    :class:`~simulator.host.store.StoreError` for one that cannot be opened.
+    ``workers`` > 1: a supervisor runs that many worker processes on the port
+    (:func:`simulator.host.workers.supervise`); ``worker`` is given to such a
+    worker process only. ``metrics_port``: serve ``/metrics`` there (0: any
+    free port, written to ``server.json`` as ``metrics_url``).
     """
+    options = ServeOptions(
+        bind=bind,
+        port=port,
+        log_level=log_level,
+        limits=limits or ConnectionLimits(),
+        workers=workers,
+        metrics_bind=metrics_bind,
+        metrics_port=metrics_port,
+        store=store,
+    )
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    location = store_location(data_dir, store)
+    if worker is None and workers > 1:
+        from simulator.host.workers import supervise
+
+        return supervise(data_dir, options, parent_pid=parent_pid)
+    return _serve_one(data_dir, options, parent_pid=parent_pid, worker=worker)
+
+
+def _serve_one(data_dir: Path, options: ServeOptions, *, parent_pid: int | None, worker: int | None) -> int:
+    """One server process: the only one, or worker ``worker`` of a supervisor."""
+    configure_logging(options.log_level)
     tls_dir = data_dir / "tls"
     ca = load_or_create_ca(tls_dir)
-    certs = write_server_certificates(ca, tls_dir, [bind])
-    host_store = HostStore(location)
-    _log.info("host store: %s", host_store.where)
+    if worker is None:
+        certs = write_server_certificates(ca, tls_dir, [options.bind])
+    else:
+        certs = server_certificates_on_disk(tls_dir)
+    store = open_host_store(data_dir, options.store)
+    endpoint: MetricsEndpoint | None = None
     try:
-        ensure_initial(host_store)
         switch = FaultSwitch()
-        switch.generation = write_faults(data_dir, Faults())  # faults do not survive a restart
-        acknowledge(data_dir, switch.generation)
+        if worker is None:
+            ensure_initial(store)
+            switch.generation = write_faults(data_dir, Faults())  # faults do not survive a restart
+            acknowledge(data_dir, switch.generation)
+        else:  # a worker (re)started by its supervisor takes the faults in force
+            with contextlib.suppress(ValueError):
+                switch.generation, switch.current = read_faults(data_dir)
+        metrics = HostMetrics()
+        limits = options.limits.fitted()
+        table = ConnectionTable(limits, metrics)
         context = server_ssl_context(certs, switch)
+        listening: list[HostServer] = []
+        readiness = Readiness(store, switch, lambda: bool(listening) and listening[0].listening)
+        app: Any = create_app(store, ca, switch, metrics=metrics, readiness=readiness)
+        if worker is not None:
+            app = _WorkerHeader(app, worker)
+        gate = GateFactory(table, context, TlsH11Protocol, lambda: switch.current.down)
         config = uvicorn.Config(
-            create_app(host_store, ca, switch),
-            host=bind,
-            port=port,
-            http=TlsH11Protocol,
+            app,
+            host=options.bind,
+            port=options.port,
+            http=cast(Any, gate),
             ws="none",
             lifespan="off",
-            ssl_context_factory=lambda _config, _default: context,
-            log_level=log_level,
+            log_level=options.log_level,
             use_colors=False,
             server_header=False,
             timeout_graceful_shutdown=3,
         )
-        server = HostServer(config, data_dir=data_dir, faults=switch, parent_pid=parent_pid)
+        config.timeout_keep_alive = limits.idle_timeout  # type: ignore[assignment]  # seconds, a float is fine
+        info: dict[str, Any] = {}
+        if worker is None and options.metrics_port is not None:
+            endpoint = start_metrics_endpoint([metrics.registry], options.metrics_bind, options.metrics_port)
+            info["metrics_url"] = endpoint.url
+        server = HostServer(
+            config,
+            data_dir=data_dir,
+            faults=switch,
+            table=table,
+            parent_pid=parent_pid,
+            worker=worker,
+            metrics=metrics,
+            info=info,
+        )
+        listening.append(server)
         server.run()
         return 0 if server.started else 1
     finally:
-        host_store.close()
+        if endpoint is not None:
+            endpoint.close()
+        store.close()

@@ -80,12 +80,21 @@ class HostService:
     """A running host server process (a context manager: leaving it stops the server).
 
     Attributes: ``url`` (``https://127.0.0.1:PORT``), ``port``, ``data_dir``,
-    ``ca_certificate_pem`` (the host CA in PEM, the terminal's only trust root)
-    and ``pid``.
+    ``ca_certificate_pem`` (the host CA in PEM, the terminal's only trust root),
+    ``pid`` (the server's, or with workers the supervisor's), ``workers`` and
+    ``metrics_url`` (``http://127.0.0.1:PORT/metrics``, or None).
     """
 
     def __init__(
-        self, process: subprocess.Popen[bytes], data_dir: Path, url: str, port: int, store: str | None = None
+        self,
+        process: subprocess.Popen[bytes],
+        data_dir: Path,
+        url: str,
+        port: int,
+        *,
+        workers: int = 1,
+        metrics_url: str | None = None,
+        store: str | None = None,
     ) -> None:
         self._process = process
         self.data_dir = data_dir
@@ -94,6 +103,8 @@ class HostService:
         self.url = url
         self.port = port
         self.pid = process.pid
+        self.workers = workers
+        self.metrics_url = metrics_url
         self.ca_certificate_pem: bytes = load_or_create_ca(data_dir / "tls").certificate_pem
 
     @property
@@ -107,6 +118,28 @@ class HostService:
 
     def running(self) -> bool:
         return self._process.poll() is None
+
+    def worker_pids(self) -> dict[int, int]:
+        """Worker index -> pid of the worker processes running now (empty with one process)."""
+        from simulator.host.faults import read_worker_status
+
+        out: dict[int, int] = {}
+        for index in range(1, self.workers + 1 if self.workers > 1 else 1):
+            status = read_worker_status(self.data_dir, index)
+            pid = status.get("pid") if status else None
+            if isinstance(pid, int):
+                out[index] = pid
+        return out
+
+    def metrics_text(self) -> str:
+        """What ``/metrics`` shows now (the host must run with ``metrics=True``)."""
+        import httpx
+
+        if self.metrics_url is None:
+            raise RuntimeError("the host runs without a metrics endpoint (start_host(..., metrics=True))")
+        answer = httpx.get(self.metrics_url, timeout=10.0)
+        answer.raise_for_status()
+        return answer.text
 
     # ------------------------------------------------------------------ enrolment
 
@@ -138,14 +171,20 @@ class HostService:
         ca_path = directory / "ca.pem"
         ca_path.write_text(bundle["ca_certificate_pem"], encoding="ascii")
         context = ssl.create_default_context(cafile=str(ca_path))
+        deadline = time.monotonic() + 60
         with httpx.Client(base_url=self.url, verify=context, timeout=10.0) as client:
-            answer = client.post(
-                "/v1/enrol",
-                json={
-                    "enrolment_code": bundle["enrolment_code"],
-                    "csr_pem": csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-                },
-            )
+            while True:
+                answer = client.post(
+                    "/v1/enrol",
+                    json={
+                        "enrolment_code": bundle["enrolment_code"],
+                        "csr_pem": csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+                    },
+                )
+                pause = answer.headers.get("retry-after", "")
+                if answer.status_code != 429 or not pause.isdigit() or time.monotonic() + int(pause) > deadline:
+                    break
+                time.sleep(int(pause))  # enrolment is rate-limited (simulator.host.ratelimit): wait as told
         if answer.status_code != 201:
             raise RuntimeError(f"enrolment refused: {answer.status_code} {answer.text}")
         cert_path = directory / "client.pem"
@@ -272,11 +311,18 @@ def start_host(
     bind: str = "127.0.0.1",
     startup_timeout: float = 20.0,
     log_level: str = "info",
+    workers: int = 1,
+    metrics: bool = False,
+    extra_args: Sequence[str] = (),
     store: str | None = None,
 ) -> HostService:
     """Start ``python -m simulator.host serve`` on ``data_dir`` and wait until it listens.
 
-    ``store``: the host's database if not ``host.db`` in ``data_dir`` (a ``postgresql://`` URL).
+    ``workers``: worker processes on the port (``--workers``); ``metrics``:
+    serve ``/metrics`` on a free loopback port (:attr:`HostService.metrics_url`);
+    ``extra_args``: more ``serve`` options (timeouts, caps); ``store``: the host's database if not
+    ``host.db`` in ``data_dir`` (a ``postgresql://`` URL, passed in ``POSTERM_HOST_STORE``, not on the
+    command line).
     """
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -299,6 +345,10 @@ def start_host(
         str(os.getpid()),
         "--log-level",
         log_level,
+        "--workers",
+        str(workers),
+        *(["--metrics-port", "0"] if metrics else []),
+        *extra_args,
     ]
     from simulator.host.store import STORE_ENV
 
@@ -320,7 +370,15 @@ def start_host(
         while True:
             info = running_server(data_dir)
             if info is not None and info.pid == process.pid:
-                service = HostService(process, data_dir, info.url, info.port, store)
+                service = HostService(
+                    process,
+                    data_dir,
+                    info.url,
+                    info.port,
+                    workers=info.workers,
+                    metrics_url=info.metrics_url,
+                    store=store,
+                )
                 _LIVE.add(service)
                 return service
             if process.poll() is not None:

@@ -1,10 +1,17 @@
 """The simulated host's data at rest: a SQLite file in the data directory, or a PostgreSQL database.
 
 What is kept: enrolment codes (their SHA-256, never the code), enrolled
-terminals, the idempotency cache (per terminal: key, a keyed digest of the
-canonical body, the response bytes), per-advice results, the records of
-authorisations, advices and reversals (by ``pan_token``), host batches, batch
-closes, blocked cards, issuer settings and the parameter versions.
+terminals and every certificate issued to them (serial, revoked or not), an
+audit trail of enrolments, rotations, revocations and transfers, the
+idempotency cache (per terminal: key, a keyed digest of the canonical body,
+the response bytes), per-advice results, the records of authorisations,
+advices and reversals (by ``pan_token``), host batches, batch closes, blocked
+cards, issuer settings and the parameter versions.
+
+Tenancy. A terminal id is unique within its merchant only: whatever belongs to
+a terminal (idempotency, advice keys, host batches, batch closes, the records
+a reversal or a settlement looks at) is keyed by (merchant id, terminal id),
+the pair in the terminal's certificate.
 
 What is never kept: a PAN, track data or ``emv_data``. Body digests are
 HMAC-SHA-256 under a random per-host secret (``meta.digest_secret``) because
@@ -14,8 +21,9 @@ Where: a :data:`~simulator.host.storage.Location`, a ``Path`` (SQLite, the
 embedded default: ``host.db`` in the host's data directory, the simulator, the
 in-process host) or a ``postgresql://`` URL (a fleet of host workers). The
 engines and what makes each safe when several processes use one database are
-in :mod:`simulator.host.storage`; the tables are its numbered migrations,
-applied at open.
+in :mod:`simulator.host.storage`; the tables are its numbered migrations
+(``simulator/host/storage/migrations/``, the one place of the DDL), applied
+at open.
 
 Queries here are portable SQL: ``?`` placeholders, ``INSERT ... ON CONFLICT
 ... DO ...``, ``RETURNING``; nothing of one engine only. They go through
@@ -39,12 +47,14 @@ from pathlib import Path
 from typing import Any
 
 from simulator.host.storage import Location, StoreConflict, StoreError, StoreMissing, open_engine, parse_location
-from simulator.host.storage.migrations import upgrade
+from simulator.host.storage.migrations import current_version, upgrade
+from simulator.host.store_identity import Certificate, EnrolmentCode, TerminalIdentities
 
 __all__ = [
     "DB_NAME",
     "STORE_ENV",
     "CachedResponse",
+    "Certificate",
     "EnrolmentCode",
     "HostStore",
     "Record",
@@ -78,16 +88,6 @@ class CachedResponse:
     digest: str
     status: int
     body: bytes
-
-
-@dataclass(frozen=True)
-class EnrolmentCode:
-    terminal_id: str
-    merchant_id: str
-    expires_at: str
-    used_at: str | None
-    csr_digest: str | None
-    response: bytes | None
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def store_location(data_dir: Path, store: str | None = None) -> Location:
     return parse_location(store)
 
 
-class HostStore:
+class HostStore(TerminalIdentities):
     """The host's database over an engine (thread-safe; see :mod:`simulator.host.storage`).
 
     ``create=False``: a database without a host's tables is :class:`StoreMissing`, not made.
@@ -182,6 +182,11 @@ class HostStore:
         """The database for a message: its file, or its URL without the password."""
         return self.engine.where
 
+    @property
+    def schema_version(self) -> int:
+        """The highest migration applied (:mod:`simulator.host.storage.migrations`)."""
+        return current_version(self.engine)
+
     def close(self) -> None:
         self.engine.close()
 
@@ -202,7 +207,7 @@ class HostStore:
         return self.engine.in_transaction
 
     def lock(self, *name: str) -> None:
-        """Inside a transaction: hold the lock ``name`` (e.g. ``"terminal", tid``) until it ends.
+        """Inside a transaction: hold the lock ``name`` (e.g. ``"terminal", mid, tid``) until it ends.
 
         What another worker's transaction checks and changes under the same
         name waits for this one to commit. Take a terminal's lock first, then
@@ -241,117 +246,60 @@ class HostStore:
         """A new host reference (``A0000000042`` ...): a prefix per message type and a sequence."""
         return f"{_REF_PREFIX.get(what, 'H')}{self.engine.next_reference_number():010d}"
 
-    # ------------------------------------------------------------------ enrolment
-
-    @staticmethod
-    def _code_hash(code: str) -> str:
-        return hashlib.sha256(code.strip().upper().encode("utf-8")).hexdigest()
-
-    def add_enrolment_code(
-        self, code: str, terminal_id: str, merchant_id: str, created_at: str, expires_at: str
-    ) -> None:
-        with self.transaction():
-            self._exec(
-                "INSERT INTO enrolment_codes (code_hash, terminal_id, merchant_id, created_at, expires_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (self._code_hash(code), terminal_id, merchant_id, created_at, expires_at),
-            )
-
-    def enrolment_code(self, code: str) -> EnrolmentCode | None:
-        row = self._one(
-            "SELECT terminal_id, merchant_id, expires_at, used_at, csr_digest, response FROM enrolment_codes "
-            "WHERE code_hash = ?",
-            (self._code_hash(code),),
-        )
-        return None if row is None else EnrolmentCode(*row)
-
-    def use_enrolment_code(
-        self, code: str, used_at: str, csr_digest: str, response: bytes, certificate_serial: str
-    ) -> bool:
-        """Mark the code used with the answer given; False when another request used it first."""
-        with self.transaction():
-            row = self._one(
-                "SELECT terminal_id, merchant_id, used_at FROM enrolment_codes WHERE code_hash = ?",
-                (self._code_hash(code),),
-            )
-            if row is None or row[2] is not None:
-                return False
-            # "AND used_at IS NULL": of two concurrent uses (PostgreSQL workers) only one changes the row
-            spent = self._exec(
-                "UPDATE enrolment_codes SET used_at = ?, csr_digest = ?, response = ? "
-                "WHERE code_hash = ? AND used_at IS NULL",
-                (used_at, csr_digest, response, self._code_hash(code)),
-            )
-            if spent != 1:
-                return False
-            self._exec(
-                "INSERT INTO terminals (terminal_id, merchant_id, certificate_serial, enrolled_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(terminal_id) DO UPDATE SET merchant_id = excluded.merchant_id, "
-                "certificate_serial = excluded.certificate_serial, enrolled_at = excluded.enrolled_at",
-                (row[0], row[1], certificate_serial, used_at),
-            )
-        return True
-
-    def record_sign_on(self, terminal_id: str, merchant_id: str, software_version: str, at: str) -> None:
-        with self.transaction():
-            self._exec(
-                "INSERT INTO terminals (terminal_id, merchant_id, certificate_serial, enrolled_at, software_version, "
-                "last_sign_on) VALUES (?, ?, '', ?, ?, ?) ON CONFLICT(terminal_id) DO UPDATE SET "
-                "software_version = excluded.software_version, last_sign_on = excluded.last_sign_on",
-                (terminal_id, merchant_id, at, software_version, at),
-            )
-
-    def terminals(self) -> list[dict[str, Any]]:
-        rows = self._all(
-            "SELECT terminal_id, merchant_id, certificate_serial, enrolled_at, software_version, last_sign_on "
-            "FROM terminals ORDER BY terminal_id"
-        )
-        names = ("terminal_id", "merchant_id", "certificate_serial", "enrolled_at", "software_version", "last_sign_on")
-        return [dict(zip(names, row, strict=True)) for row in rows]
-
     # ------------------------------------------------------------------ idempotency
 
-    def cached_response(self, terminal_id: str, key: str) -> CachedResponse | None:
+    def cached_response(self, merchant_id: str, terminal_id: str, key: str) -> CachedResponse | None:
         row = self._one(
-            "SELECT digest, status, body FROM idempotency WHERE terminal_id = ? AND key = ?", (terminal_id, key)
+            "SELECT digest, status, body FROM idempotency WHERE merchant_id = ? AND terminal_id = ? AND key = ?",
+            (merchant_id, terminal_id, key),
         )
         return None if row is None else CachedResponse(str(row[0]), int(row[1]), bytes(row[2]))
 
-    def save_response(self, terminal_id: str, key: str, digest: str, status: int, body: bytes, at: str) -> None:
+    def save_response(
+        self, merchant_id: str, terminal_id: str, key: str, digest: str, status: int, body: bytes, at: str
+    ) -> None:
         self._exec(
-            "INSERT INTO idempotency (terminal_id, key, digest, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (terminal_id, key, digest, status, body, at),
+            "INSERT INTO idempotency (merchant_id, terminal_id, key, digest, status, body, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (merchant_id, terminal_id, key, digest, status, body, at),
         )
 
-    def advice_result(self, terminal_id: str, key: str) -> tuple[str, dict[str, Any]] | None:
+    def advice_result(self, merchant_id: str, terminal_id: str, key: str) -> tuple[str, dict[str, Any]] | None:
         """(digest, result) stored for an advice's own idempotency key."""
-        row = self._one("SELECT digest, result FROM advice_keys WHERE terminal_id = ? AND key = ?", (terminal_id, key))
+        row = self._one(
+            "SELECT digest, result FROM advice_keys WHERE merchant_id = ? AND terminal_id = ? AND key = ?",
+            (merchant_id, terminal_id, key),
+        )
         return None if row is None else (str(row[0]), json.loads(row[1]))
 
-    def save_advice_result(self, terminal_id: str, key: str, digest: str, result: Mapping[str, Any]) -> None:
+    def save_advice_result(
+        self, merchant_id: str, terminal_id: str, key: str, digest: str, result: Mapping[str, Any]
+    ) -> None:
         self._exec(
-            "INSERT INTO advice_keys (terminal_id, key, digest, result) VALUES (?, ?, ?, ?)",
-            (terminal_id, key, digest, json.dumps(result, sort_keys=True)),
+            "INSERT INTO advice_keys (merchant_id, terminal_id, key, digest, result) VALUES (?, ?, ?, ?, ?)",
+            (merchant_id, terminal_id, key, digest, json.dumps(result, sort_keys=True)),
         )
 
     # ------------------------------------------------------------------ records
 
-    def batch_number(self, terminal_id: str) -> int:
-        row = self._one("SELECT batch_no FROM host_batches WHERE terminal_id = ?", (terminal_id,))
+    def batch_number(self, merchant_id: str, terminal_id: str) -> int:
+        row = self._one(
+            "SELECT batch_no FROM host_batches WHERE merchant_id = ? AND terminal_id = ?", (merchant_id, terminal_id)
+        )
         return 1 if row is None else int(row[0])
 
-    def open_new_batch(self, terminal_id: str) -> int:
-        new = self.batch_number(terminal_id) + 1
+    def open_new_batch(self, merchant_id: str, terminal_id: str) -> int:
+        new = self.batch_number(merchant_id, terminal_id) + 1
         self._exec(
-            "INSERT INTO host_batches (terminal_id, batch_no) VALUES (?, ?) "
-            "ON CONFLICT(terminal_id) DO UPDATE SET batch_no = excluded.batch_no",
-            (terminal_id, new),
+            "INSERT INTO host_batches (merchant_id, terminal_id, batch_no) VALUES (?, ?, ?) "
+            "ON CONFLICT(merchant_id, terminal_id) DO UPDATE SET batch_no = excluded.batch_no",
+            (merchant_id, terminal_id, new),
         )
         return new
 
     def add_record(self, **fields: Any) -> None:
         """Insert a record; ``batch`` is the terminal's open host batch, ``seq`` assigned here."""
-        fields.setdefault("batch", self.batch_number(fields["terminal_id"]))
+        fields.setdefault("batch", self.batch_number(fields["merchant_id"], fields["terminal_id"]))
         fields.setdefault("approval_code", None)
         fields.setdefault("original_txn_id", None)
         fields.setdefault("note", "")
@@ -362,37 +310,48 @@ class HostStore:
             tuple(fields[n] for n in names),
         )
 
-    def reverse(self, terminal_id: str, txn_id: str) -> int:
-        """Mark the approved, not reversed records of ``txn_id`` reversed; how many were."""
-        return self._exec(
-            "UPDATE records SET reversed = 1 WHERE terminal_id = ? AND txn_id = ? AND method != 'reverse' "
-            "AND approved = 1 AND reversed = 0",
-            (terminal_id, txn_id),
+    def reverse(self, merchant_id: str, terminal_id: str, txn_id: str) -> int:
+        """Mark the terminal's approved, not reversed records of ``txn_id`` reversed; how many were."""
+        where = (
+            "merchant_id = ? AND terminal_id = ? AND txn_id = ? AND method != 'reverse' AND approved = 1 "
+            "AND reversed = 0"
         )
+        args = (merchant_id, terminal_id, txn_id)
+        return self._exec(f"UPDATE records SET reversed = 1 WHERE {where}", args)
 
-    def records(self, terminal_id: str | None = None) -> list[Record]:
-        if terminal_id is None:
-            rows = self._all(f"SELECT {_RECORD_COLUMNS} FROM records ORDER BY seq")
-        else:
-            sql = f"SELECT {_RECORD_COLUMNS} FROM records WHERE terminal_id = ? ORDER BY seq"
-            rows = self._all(sql, (terminal_id,))
-        return [_record(r) for r in rows]
+    def records(self, terminal_id: str | None = None, merchant_id: str | None = None) -> list[Record]:
+        """The records, oldest first: all, or a terminal's (of one merchant, or of any merchant)."""
+        conditions = [
+            (name, value)
+            for name, value in (("terminal_id", terminal_id), ("merchant_id", merchant_id))
+            if value is not None
+        ]
+        where = " AND ".join(f"{name} = ?" for name, _ in conditions)
+        sql = f"SELECT {_RECORD_COLUMNS} FROM records" + (f" WHERE {where}" if where else "") + " ORDER BY seq"
+        return [_record(r) for r in self._all(sql, tuple(value for _, value in conditions))]
 
-    def open_records(self, terminal_id: str) -> list[Record]:
+    def open_records(self, merchant_id: str, terminal_id: str) -> list[Record]:
         """The approved, not reversed authorisations and advices of the terminal's open host batch."""
         rows = self._all(
-            f"SELECT {_RECORD_COLUMNS} FROM records WHERE terminal_id = ? AND batch = ? AND method != 'reverse' "
-            "AND approved = 1 AND reversed = 0 ORDER BY seq",
-            (terminal_id, self.batch_number(terminal_id)),
+            f"SELECT {_RECORD_COLUMNS} FROM records WHERE merchant_id = ? AND terminal_id = ? AND batch = ? "
+            "AND method != 'reverse' AND approved = 1 AND reversed = 0 ORDER BY seq",
+            (merchant_id, terminal_id, self.batch_number(merchant_id, terminal_id)),
         )
         return [_record(r) for r in rows]
 
     def merchant_of(self, terminal_id: str) -> str | None:
-        """The merchant the terminal last spoke for (its records, else its sign-on), if it is known."""
+        """The merchant a terminal id last spoke for (its records, else its sign-on), if it is known.
+
+        Only for a sender without a certificate (the in-process host): over
+        HTTPS the merchant is the certificate's.
+        """
         sql = "SELECT merchant_id FROM records WHERE terminal_id = ? ORDER BY seq DESC LIMIT 1"
         row = self._one(sql, (terminal_id,))
         if row is None:
-            row = self._one("SELECT merchant_id FROM terminals WHERE terminal_id = ?", (terminal_id,))
+            row = self._one(
+                "SELECT merchant_id FROM terminals WHERE terminal_id = ? ORDER BY last_sign_on DESC LIMIT 1",
+                (terminal_id,),
+            )
         return None if row is None else str(row[0])
 
     def approvals_since(self, pan_token: str, since: str) -> int:
@@ -406,16 +365,17 @@ class HostStore:
 
     # ------------------------------------------------------------------ batch closes
 
-    def batch_close(self, terminal_id: str, batch_id: int) -> tuple[str, bytes] | None:
+    def batch_close(self, merchant_id: str, terminal_id: str, batch_id: int) -> tuple[str, bytes] | None:
         row = self._one(
-            "SELECT digest, body FROM batch_closes WHERE terminal_id = ? AND batch_id = ?", (terminal_id, batch_id)
+            "SELECT digest, body FROM batch_closes WHERE merchant_id = ? AND terminal_id = ? AND batch_id = ?",
+            (merchant_id, terminal_id, batch_id),
         )
         return None if row is None else (str(row[0]), bytes(row[1]))
 
-    def save_batch_close(self, terminal_id: str, batch_id: int, digest: str, body: bytes) -> None:
+    def save_batch_close(self, merchant_id: str, terminal_id: str, batch_id: int, digest: str, body: bytes) -> None:
         self._exec(
-            "INSERT INTO batch_closes (terminal_id, batch_id, digest, body) VALUES (?, ?, ?, ?)",
-            (terminal_id, batch_id, digest, body),
+            "INSERT INTO batch_closes (merchant_id, terminal_id, batch_id, digest, body) VALUES (?, ?, ?, ?, ?)",
+            (merchant_id, terminal_id, batch_id, digest, body),
         )
 
     # ------------------------------------------------------------------ issuer steering

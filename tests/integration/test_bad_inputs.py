@@ -190,6 +190,12 @@ CASES: tuple[Bad, ...] = (
     _b("host-publish-device", f"host params publish /dev/zero {H}", 2, "not a regular file"),
     _b("host-publish-not-json", f"host params publish {{f}}/notes.txt {H}", 2, "not JSON"),
     _b("host-enrol-code-no-url", f"host enrol-code --terminal-id T1 --merchant-id M1 {H}", 2, "--url"),
+    _b("host-terminal-list-no-host", f"host terminal list {H}", 2, "no simulated host"),
+    _b("host-terminal-revoke-no-host", f"host terminal revoke T1 {H} --json", 2, "no simulated host"),
+    _b("host-terminal-revoke-bad-id", f"host terminal revoke T.1 {H}", 2, "terminal id"),
+    _b("host-enrol-rate-zero", f"host enrol-rate 0 10 {H}", 2, "at least 1"),
+    _b("host-enrol-rate-delay", f"host enrol-rate 10 10 --failure-delay 99 {H}", 2, "0 to 60 seconds"),
+    _b("renew-not-enrolled", f"renew {D}", 2, "not enrolled"),
     _b("host-data-dir-is-a-file", "host status --data-dir {f}/notes.txt", 2, "is a file"),
     # --- simulated devices, the demo, the command line itself -------------------------------------------
     _b("sim-card-bad-port", "sim card visa-qvsdc-online --via vpcd --port 99999", 2, "99999"),

@@ -24,6 +24,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from simulator.host.schema import openapi_document
 from simulator.host.service import ClientCredentials, HostService, start_host
@@ -97,7 +98,13 @@ def test_api_conforms_to_its_document(
             unique = SENT[0] % 4 != 0
             case.headers["Idempotency-Key"] = f"u{SENT[0]}-{key}"[:64] if unique else f"pool-{SENT[0] % 3}"
     SENT[0] += 1
-    case.call_and_validate(base_url=host.url, session=session, timeout=30, verify=session.verify, cert=session.cert)
+    # A CSR is a signed structure no generator makes: a schema-valid one is refused (422) by the rotation
+    # (/v1/enrol refuses the generated code first, 403), so "valid data accepted" cannot hold there.
+    excluded = [positive_data_acceptance] if case.path == "/v1/certificate" else None
+    case.call_and_validate(
+        base_url=host.url, session=session, timeout=30, verify=session.verify, cert=session.cert,
+        excluded_checks=excluded,
+    )
 
 
 def test_fuzzing_reached_the_processing(fuzz_host: tuple[HostService, ClientCredentials]) -> None:

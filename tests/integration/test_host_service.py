@@ -305,7 +305,9 @@ def test_schema_violations_are_422_naming_the_field(client: httpx.Client) -> Non
     body["amount"] = 0
     answer = post(client, "/v1/authorisations", body)
     assert answer.status_code == 422 and answer.json()["message"].startswith("amount")
-    assert client.post("/v1/sign-on", content=b"{nope", headers={"Idempotency-Key": "x"}).status_code == 400
+    json_type = {"Content-Type": "application/json"}
+    nope = client.post("/v1/sign-on", content=b"{nope", headers={"Idempotency-Key": "x", **json_type})
+    assert nope.status_code == 400
 
 
 # ----------------------------------------------------------------------------- the issuer

@@ -1,13 +1,16 @@
 """The host's HTTP API in process: validation order, errors, idempotency, every answer against its schema.
 
 The TLS layer is replaced by a tiny ASGI wrapper that puts a :class:`Peer` into
-the scope's ``state``, as :class:`simulator.host.server.TlsH11Protocol` does.
+the scope's ``state``, as :class:`simulator.host.server.TlsH11Protocol` does;
+the peer's certificate serial is registered in the store as enrolment does
+(:meth:`Rig.peer`), since the host refuses a serial it did not issue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +36,7 @@ from tests.postgres_rig import PostgresCluster
 
 TID, MID = "T1", "M1"
 NOW = dt.datetime(2025, 6, 15, 12, 0, tzinfo=dt.UTC)
-OWN = Peer(TID, MID)
+OWN = Peer(TID, MID, "1A2B3C")
 
 
 def with_peer(app: ASGIApp, peer: Peer | None) -> ASGIApp:
@@ -77,6 +80,14 @@ class Rig:
         self.ca = load_or_create_ca(data_dir / "tls")
         self.faults = FaultSwitch()
         self.app = create_app(self.store, self.ca, self.faults, clock=lambda: NOW)
+        self.store.add_certificate(OWN.serial or "", MID, TID, "2025-06-01T00:00:00+00:00")
+
+    def peer(self, terminal_id: str, merchant_id: str) -> Peer:
+        """A peer whose certificate the host issued (registered as enrolment registers it)."""
+        serial = hashlib.sha256(f"{merchant_id}/{terminal_id}".encode()).hexdigest()[:16].upper()
+        if self.store.certificate(serial) is None:
+            self.store.add_certificate(serial, merchant_id, terminal_id, "2025-06-01T00:00:00+00:00")
+        return Peer(terminal_id, merchant_id, serial)
 
     def client(self, peer: Peer | None = OWN) -> AppClient:
         return AppClient(with_peer(self.app, peer))
@@ -139,7 +150,8 @@ def test_unknown_paths_and_methods_answer_json_errors(client: AppClient) -> None
         ({"Idempotency-Key": "k"}, "{not json", 400, "JSON"),
         ({"Idempotency-Key": "k"}, "[" * 100_000, 400, "JSON"),
         ({"Idempotency-Key": "k"}, "1" * 5000, 400, "JSON"),
-        ({"Idempotency-Key": "k"}, b"\xff\xfe", 400, "JSON"),
+        ({"Idempotency-Key": "k"}, b"\xff\xfe", 415, "byte-order mark"),
+        ({"Idempotency-Key": "k"}, b"\xc3(", 400, "JSON"),
         ({"Idempotency-Key": "k"}, json.dumps(auth(amount=10**12)), 422, "amount must be <= 999999999999"),
         ({"Idempotency-Key": "k"}, json.dumps(auth(currency=0)), 422, "currency must be >= 1"),
         ({"Idempotency-Key": "k"}, json.dumps(auth(kind="gift")), 422, "kind must be one of"),
@@ -151,7 +163,7 @@ def test_unknown_paths_and_methods_answer_json_errors(client: AppClient) -> None
 )
 def test_request_checks_in_order(client: AppClient, headers: dict[str, str], content: Any, status: int,
                                  text: str) -> None:
-    answer = client.post("/v1/authorisations", content=content, headers=headers)
+    answer = client.post("/v1/authorisations", content=content, headers={"Content-Type": "application/json", **headers})
     assert answer.status_code == status, answer.text
     assert text in answer.json()["message"]
     conforms("Error", answer)
@@ -165,7 +177,7 @@ def test_validation_messages_never_quote_the_value(client: AppClient) -> None:
 
 def test_an_integral_float_is_an_integer(client: AppClient) -> None:
     answer = client.post("/v1/authorisations", content=json.dumps(auth()).replace("1234", "1234.0"),
-                         headers={"Idempotency-Key": "f"})
+                         headers={"Idempotency-Key": "f", "Content-Type": "application/json"})
     assert answer.status_code == 200
     conforms("AuthorisationResponse", answer)
 
@@ -178,7 +190,7 @@ def test_idempotency_replay_conflict_and_per_terminal_keys(rig: Rig, client: App
     assert post(client, "/v1/authorisations", auth(1235)).status_code == 409
     assert post(client, "/v1/reversals", {"txn_id": "t1", "amount": 1, "currency": 978, "terminal_id": TID,
                                           "reason": "void"}).status_code == 409  # same key, another message
-    other = rig.client(Peer("T2", MID))  # keys are per terminal
+    other = rig.client(rig.peer("T2", MID))  # keys are per terminal
     assert post(other, "/v1/authorisations", auth(terminal_id="T2")).status_code == 200
     assert len(rig.store.records()) == 2
 
@@ -241,7 +253,7 @@ def test_reversal_and_batch_close(rig: Rig, client: AppClient) -> None:
     assert close.json()["in_balance"] is True
     out = post(client, "/v1/batches/close", {"batch_id": 8, "terminal_id": TID, "lines": lines}, key="f")
     assert out.json()["in_balance"] is False and len(out.json()["differences"]) == 2
-    assert rig.store.batch_number(TID) == 3
+    assert rig.store.batch_number(MID, TID) == 3
 
 
 def test_enrolment(rig: Rig) -> None:

@@ -77,8 +77,8 @@ def test_references_are_unique_and_increasing(host_store: HostStore) -> None:
 
 def test_an_enrolment_code_is_used_once(host_store: HostStore) -> None:
     host_store.add_enrolment_code("ABCD-EFGH", "T1", "M1", "2025-01-01", "2099-01-01")
-    assert host_store.use_enrolment_code("abcd-efgh", "2025-01-02", "d1", b"answer", "0A")
-    assert not host_store.use_enrolment_code("ABCD-EFGH", "2025-01-03", "d2", b"other", "0B")
+    assert host_store.use_enrolment_code("abcd-efgh", "2025-01-02", "d1", b"answer", "0A") == "enrolled"
+    assert host_store.use_enrolment_code("ABCD-EFGH", "2025-01-03", "d2", b"other", "0B") == "refused"
     code = host_store.enrolment_code("ABCD-EFGH")
     assert code is not None and code.response == b"answer" and code.csr_digest == "d1"
     assert [t["certificate_serial"] for t in host_store.terminals()] == ["0A"]
@@ -87,11 +87,11 @@ def test_an_enrolment_code_is_used_once(host_store: HostStore) -> None:
 def test_bytes_and_large_amounts_survive_the_round_trip(host_store: HostStore) -> None:
     body = bytes(range(256)) * 3
     with host_store.transaction():
-        host_store.save_response("T1", "k1", "digest", 200, body, "2025-01-01")
+        host_store.save_response("M1", "T1", "k1", "digest", 200, body, "2025-01-01")
         host_store.add_record(method="authorise", txn_id="x", idempotency_key="k1", kind="sale", terminal_id="T1",
                               merchant_id="M1", amount=999_999_999_999, currency=978, pan_token="p",
                               response_code="00", approved=True, host_reference="A1", created_at="2025-01-01")
-    cached = host_store.cached_response("T1", "k1")
+    cached = host_store.cached_response("M1", "T1", "k1")
     assert cached is not None and cached.body == body and cached.status == 200
     (record,) = host_store.records()
     assert record.amount == 999_999_999_999 and record.approved is True and record.reversed is False

@@ -119,7 +119,7 @@ def test_the_same_batch_close_at_once_closes_it_once(stores: list[HostStore]) ->
     replies = together(stores, lambda i, s: Acquirer(s).handle("batch-close", close, PEER, f"close-{i}"))
     assert len({r.body for r in replies}) == 1  # every worker's key got the one close's answer
     assert replies[0].json()["in_balance"] is True
-    assert stores[0].batch_number(TID) == 2  # the host batch moved on once, not once per worker
+    assert stores[0].batch_number(MID, TID) == 2  # the host batch moved on once, not once per worker
     assert stores[0]._one("SELECT COUNT(*) FROM batch_closes") == (1,)
 
 
@@ -189,3 +189,21 @@ def test_workers_deciding_for_one_card_at_once_keep_its_velocity_limit(stores: l
 
     codes = together(stores, pay)
     assert sorted(codes) == ["00"] * 3 + ["65"] * (WORKERS - 3)
+
+
+def test_one_enrolment_code_used_by_workers_at_once_enrols_once(stores: list[HostStore]) -> None:
+    stores[0].add_enrolment_code("ABCD-EFGH-JKLM-NPQR", TID, MID, "2025-01-01", "2099-01-01")
+    outcomes = together(stores, lambda i, s: s.use_enrolment_code(
+        "ABCD-EFGH-JKLM-NPQR", "2025-06-01", f"csr{i}", b"{}", f"SERIAL{i}"))
+    assert sorted(outcomes) == ["enrolled"] + ["refused"] * (WORKERS - 1)
+    valid = [r[0] for r in stores[0]._all("SELECT serial FROM certificates WHERE revoked_at IS NULL")]
+    assert valid == [f"SERIAL{outcomes.index('enrolled')}"]  # one certificate issued for the one code
+
+
+def test_one_certificate_rotated_by_workers_at_once_is_replaced_once(stores: list[HostStore]) -> None:
+    stores[0].add_certificate("OLD1", MID, TID, "2025-01-01")
+    done = together(stores, lambda i, s: s.rotate_certificate(
+        "OLD1", f"NEW{i}", "2026-01-01", f"key{i}", f"pk{i}", b"{}", "2025-06-01"))
+    assert sorted(done) == [False] * (WORKERS - 1) + [True]
+    valid = [r[0] for r in stores[0]._all("SELECT serial FROM certificates WHERE revoked_at IS NULL")]
+    assert valid == [f"NEW{done.index(True)}"]  # the terminal holds one valid certificate, not eight

@@ -72,11 +72,12 @@ def hosts(tmp_path: Path, host_store_at: Location) -> Iterator[tuple[HttpsHostLi
     https_dir = tmp_path / "https"
     store = HostStore(host_store_at)
     app = create_app(store, load_or_create_ca(https_dir / "tls"), clock=lambda: NOW)
+    store.add_certificate("5E41A1", MID, TID, "2026-03-01T00:00:00+00:00")  # as enrolment registers it
     link = HttpsHostLink(
         "https://host.test",
         terminal_id=TID,
         merchant_id=MID,
-        transport=asgi_transport(app, Peer(TID, MID)),
+        transport=asgi_transport(app, Peer(TID, MID, "5E41A1")),
         retry=IdempotentRetry(attempts=1),
     )
     inprocess = InProcessHost(tmp_path / "memory-host" / DB_NAME, clock=lambda: NOW)

@@ -8,7 +8,11 @@ an engine is recorded there as done, with nothing to do). The table
 open, in one transaction under ``lock("schema")`` (on SQLite its ``BEGIN
 IMMEDIATE``, on PostgreSQL an advisory lock taken before anything is read): of
 several workers starting together one upgrades, the others wait and find it
-done. A database newer than this code is refused, not downgraded.
+done. A database newer than this code is refused, not downgraded. A SQLite file
+of before the numbering is adopted: one without any version mark holds the
+tables of migration 1 (which only creates what is missing), one that marked
+``schema_version`` = 2 in ``meta`` (the tenancy schema, briefly) is at
+migration 3.
 
 To change the schema, add the next file; never edit one that was released
 (it has run on databases that will not run it again).
@@ -65,6 +69,9 @@ def migrations() -> tuple[Migration, ...]:
     return out
 
 
+#: A version mark in ``meta`` of before the numbering -> the migration such a database is at.
+_LEGACY_MARKS: Final = {"2": 3}
+
 _VERSION_TABLE: Final = (
     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
     "applied_at TEXT NOT NULL)"
@@ -90,11 +97,22 @@ def upgrade(engine: Engine) -> int:
                 f"({len(known)}): run a posterm at least as new"
             )
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        if have == 0 and engine.has_schema():
+            mark = engine.one("SELECT value FROM meta WHERE key = 'schema_version'")
+            if mark is not None and str(mark[0]) in _LEGACY_MARKS:
+                have = _LEGACY_MARKS[str(mark[0])]
+                for migration in known[:have]:
+                    _record(engine, migration, now)
+                engine.execute("DELETE FROM meta WHERE key = 'schema_version'")
         for migration in known[have:]:
             for statement in statements(migration.script(engine.name)):
                 engine.execute(statement)
-            engine.execute(
-                "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
-                (migration.version, migration.name, now),
-            )
+            _record(engine, migration, now)
         return len(known)
+
+
+def _record(engine: Engine, migration: Migration, now: str) -> None:
+    engine.execute(
+        "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+        (migration.version, migration.name, now),
+    )
