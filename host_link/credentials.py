@@ -182,7 +182,7 @@ def install_pending_certificate(directory: Path) -> str | None:
     doc = read_json_input(marker, MAX_STATE_FILE_BYTES, "host link enrolment")
     if isinstance(doc, dict):
         doc["certificate_not_after"] = not_after.isoformat(timespec="seconds")
-        _fs.atomic_write(marker, (json.dumps(doc, indent=1) + "\n").encode(), 0o644)
+        _fs.atomic_write(marker, (json.dumps(doc, indent=1) + "\n").encode(), 0o600)
     return str(doc.get("certificate_not_after")) if isinstance(doc, dict) else None
 
 

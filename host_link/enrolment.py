@@ -275,8 +275,8 @@ def enrol(
     )
     ca_pem = bundle.ca_certificate_pem if bundle.ca_certificate_pem.endswith("\n") else bundle.ca_certificate_pem + "\n"
     _fs.atomic_write(directory / KEY_FILE, key_pem, 0o600)
-    _fs.atomic_write(directory / CERT_FILE, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-    _fs.atomic_write(directory / CA_FILE, ca_pem.encode("ascii"), 0o644)
+    _fs.atomic_write(directory / CERT_FILE, cert.public_bytes(serialization.Encoding.PEM), 0o600)
+    _fs.atomic_write(directory / CA_FILE, ca_pem.encode("ascii"), 0o600)
     creds = Credentials(
         directory=directory,
         url=bundle.url.rstrip("/"),
@@ -285,5 +285,5 @@ def enrol(
         enrolled_at=now.isoformat(timespec="seconds"),
         certificate_not_after=cert.not_valid_after_utc.isoformat(timespec="seconds"),
     )
-    _fs.atomic_write(marker, (json.dumps(creds.to_json(), indent=1) + "\n").encode(), 0o644)
+    _fs.atomic_write(marker, (json.dumps(creds.to_json(), indent=1) + "\n").encode(), 0o600)
     return creds

@@ -308,7 +308,7 @@ def _check_loadable(directory: Path, verified: VerifiedParameters) -> None:
 
 def _write_files(directory: Path, verified: VerifiedParameters) -> None:
     for name, doc in ((CAPK_FILE, verified.capks_json), (CONFIG_FILE, verified.terminal_json)):
-        (directory / name).write_bytes((json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+        _fs.atomic_write(directory / name, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def _switch_current(base: Path, version: int) -> None:

@@ -128,7 +128,7 @@ def _renew_locked(creds: Credentials, link: HttpsHostLink) -> Renewed:
         dt.datetime.now(dt.UTC),
         ca_name="the host's CA of this enrolment",
     )
-    _fs.atomic_write(creds.directory / PENDING_CERT_FILE, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    _fs.atomic_write(creds.directory / PENDING_CERT_FILE, cert.public_bytes(serialization.Encoding.PEM), 0o600)
     install_pending_certificate(creds.directory)
     _log.info("certificate of terminal %s renewed until %s", creds.terminal_id, cert.not_valid_after_utc.isoformat())
     return Renewed(format(cert.serial_number, "X"), cert.not_valid_after_utc)

@@ -41,6 +41,7 @@ from terminal.devices import (
     load_devices,
 )
 from terminal.facade import Clock, Terminal, TerminalSettings
+from terminal.files import make_private_dir, secure_tree
 from terminal.host import HostLink
 from terminal.keystore import FileKeystore
 from terminal.limits import MAX_PARAMETERS_FILE_BYTES, MAX_STATE_FILE_BYTES, read_json_input
@@ -55,6 +56,7 @@ from terminal.settings import (
 from terminal.store import StorageCorrupt, StorageError, Store, StoreInUse
 
 __all__ = [
+    "DATA_DIR_ENTRIES",
     "ENROLMENT_FILE",
     "HOSTLINK_GROUP",
     "PARAMETERS_POINTER",
@@ -67,6 +69,23 @@ __all__ = [
     "scanner_for",
 ]
 
+#: What a terminal keeps in its data directory: its owner's only (files 0600, folders 0700),
+#: put right at every start (:func:`terminal.files.secure_tree`).  ``memory-host`` is the
+#: in-process host's, ``host-link`` and ``parameters`` host_link's.
+DATA_DIR_ENTRIES = (
+    "journal.sqlite",
+    "journal.sqlite-wal",
+    "journal.sqlite-shm",
+    "journal.sqlite.lock",
+    "keys",
+    "logs",
+    "pins",
+    "devices.json",
+    "parameters",
+    "host-link",
+    "memory-host",
+    "support",
+)
 HOSTLINK_GROUP = "posterm.hostlinks"
 ENROLMENT_FILE = Path("host-link") / "enrolment.json"  # written by host_link's enrolment
 PARAMETERS_POINTER = Path("parameters") / "current.json"  # written by host_link's parameter download
@@ -149,9 +168,10 @@ def _prepare(directory: Path) -> Path:
     if directory.exists() and not directory.is_dir():
         raise StorageError(f"the data directory {directory} is a file, not a directory")
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(directory)
     except OSError as exc:
         raise StorageError(f"cannot create the data directory {directory}: {exc.strerror or exc}") from None
+    secure_tree(directory, DATA_DIR_ENTRIES)  # what an older posterm left readable by others
     journal = directory / "journal.sqlite"
     keys_made = (directory / "keys" / "data.key").exists()
     try:

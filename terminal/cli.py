@@ -49,6 +49,7 @@ BUILTIN_COMMANDS: tuple[CommandEntry, ...] = (
     ("void", "cancel an approved payment of the open batch", "terminal.cli_payments:add_commands"),
     ("journal", "the transaction journal: list, show, verify, export, purge", "terminal.cli_payments:add_commands"),
     ("saf", "the store-and-forward queue: status, forward", "terminal.cli_payments:add_commands"),
+    ("last", "the last payment, and whether its outcome was shown", "terminal.cli_payments:add_commands"),
     ("receipt", "a receipt from the journal (a second one is marked duplicate)", "terminal.cli_payments:add_commands"),
     ("report", "X report (running totals) or Z report (a settled batch)", "terminal.cli_payments:add_commands"),
     ("settle", "close the batch with the host", "terminal.cli_payments:add_commands"),

@@ -8,7 +8,8 @@
   default);
 - ``posterm diag [--json] [--reader URL] [--no-print] ...``: every self-test
   of :mod:`terminal.diagnostics`; exit status 0 when every test that ran
-  passed, 1 otherwise;
+  passed, 1 otherwise; with ``--json`` also the terminal's figures
+  (``metrics``: :mod:`terminal.metrics`);
 - ``posterm diag export [--output FILE.zip]``: the support bundle.
 
 All take ``--data-dir DIR`` (default: ``$POSTERM_DATA_DIR``, else the user
@@ -27,6 +28,7 @@ from typing import Any
 
 from terminal.cli_output import DATA_DIR_HELP, CommandError, emit, file_error
 from terminal.devices import DEVICES_FILE, KINDS, DeviceConfigError, set_device
+from terminal.files import make_private_dir
 
 __all__ = ["add_commands"]
 
@@ -104,8 +106,20 @@ def _cmd_diag(args: argparse.Namespace) -> int:
     )
     at = datetime.now(UTC).isoformat(timespec="seconds")
     obj = results_json(results, data_dir=str(directory), at=at)
+    if args.json:
+        obj["metrics"] = _metrics(directory, results)
     emit(args, obj, text_report(results))
     return 0 if obj["passed"] else 1
+
+
+def _metrics(directory: Path, results: Any) -> dict[str, Any] | None:
+    """The terminal's figures (:func:`terminal.metrics.diag_metrics`); what stops them is said, never raised."""
+    from terminal.metrics import diag_metrics
+
+    try:
+        return diag_metrics(directory, results)
+    except Exception as exc:  # the tests say what is wrong; the figures are a bonus
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def _cmd_diag_export(args: argparse.Namespace, directory: Path) -> int:
@@ -119,7 +133,10 @@ def _cmd_diag_export(args: argparse.Namespace, directory: Path) -> int:
             raise CommandError(f"--output {args.output}: the folder {output.parent} does not exist")
     where = output.parent if output is not None else directory / "support"
     try:
-        where.mkdir(parents=True, exist_ok=True)  # fails at once on a read-only or full data directory
+        if output is None:
+            make_private_dir(where)  # fails at once on a read-only or full data directory
+        else:
+            where.mkdir(parents=True, exist_ok=True)
         info = export_bundle(directory, output, host=args.host, reader_url=args.reader, card_timeout=args.card_timeout)
     except OSError as exc:
         raise file_error(exc, f"the support bundle in {where}") from None

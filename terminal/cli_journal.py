@@ -1,4 +1,4 @@
-"""``posterm journal list|show|verify|export|purge``: the journal, read through the facade."""
+"""``posterm journal list|show|verify|export|purge`` and ``posterm last``: the journal, read through the facade."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from terminal.cli_output import CommandError, emit, write_output
 from terminal.facade import Terminal
 from terminal.money import currency, format_amount
+from terminal.notices import OutcomeRecord, describe
 
-__all__ = ["EXPORT_COLUMNS", "run"]
+__all__ = ["EXPORT_COLUMNS", "last", "run"]
 
 EXPORT_COLUMNS = [
     "seq",
@@ -147,3 +149,62 @@ def _export(args: argparse.Namespace, terminal: Terminal) -> int:
 def run(args: argparse.Namespace, terminal: Terminal) -> int:
     verbs = {"list": _list, "show": _show, "verify": _verify, "purge": _purge, "export": _export}
     return verbs[args.journal_command](args, terminal)
+
+
+_SHOWN_BY = {
+    "cli": "the command line",
+    "ui": "the application's screen",
+    "ecr": "the register (ECR interface)",
+    "notice": "a notice at a later start",
+    "before_upgrade": "a posterm that did not record it (made before the upgrade)",
+}
+
+
+def _last_text(record: OutcomeRecord, told_now: bool, read_only: bool) -> str:
+    r = record.result
+    card = f" {r.scheme} {r.masked_pan}" if r.masked_pan else ""
+    code = f" (approval code {r.approval_code})" if r.approval_code else ""
+    lines = [
+        f"last {r.kind}: {_amount(r.amount, r.currency)}{card}: {r.message}{code}",
+        f"made at {record.at}, transaction {r.txn_id}, state {r.state.value}",
+    ]
+    if record.shown_at is not None:
+        lines.append(f"shown at {record.shown_at} by {_SHOWN_BY.get(record.shown_by or '', record.shown_by)}")
+    elif r.state.value in ("started", "authorising"):
+        lines.append("in progress (another process is making it)" if read_only else "in progress")
+    elif told_now:
+        lines.append("NOT SHOWN before now: the process that made it stopped before it told anyone")
+    else:
+        lines.append("NOT SHOWN to anyone yet (the terminal is in use by another process, which tells it)")
+    return "\n".join(lines)
+
+
+def last(args: argparse.Namespace, terminal: Terminal, note: Callable[[str], None]) -> int:
+    """``posterm last``: the last payment and whether its outcome was shown (showing it here counts).
+
+    The other payments nobody was shown are told on standard error first, as
+    every command tells them.  With ``--json``: ``{"last_payment": {...}}``,
+    the payment as it was before this command (``shown`` false if nobody had
+    been told), and ``shown_now`` whether this command marked it.
+    """
+    record = terminal.last_payment()
+    if record is None:
+        emit(args, {"last_payment": None, "shown_now": False}, "no payment has been made yet")
+        return 0
+    txn_id = record.result.txn_id
+    others = [u for u in terminal.unshown_payments() if u.result.txn_id != txn_id]
+    for item in others:
+        note(describe(item))
+    if others:
+        terminal.mark_shown([u.result.txn_id for u in others], "notice")
+    unshown = record.shown_at is None and record.result.state.value not in ("started", "authorising")
+    told_now = unshown and not terminal.read_only
+    emit(
+        args,
+        {"last_payment": record.to_json(), "shown_now": told_now},
+        _last_text(record, told_now, terminal.read_only),
+    )
+    sys.stdout.flush()
+    if told_now:
+        terminal.mark_shown([txn_id], "cli")
+    return 0

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -40,19 +40,41 @@ from terminal.cli_output import (
 )
 from terminal.facade import NothingToSettle, PaymentResult, SettlementRefused, Terminal, TerminalEvent
 from terminal.money import currency, format_amount, parse_amount
+from terminal.notices import tell_unshown
 from terminal.offline import OfflineBehavior, PaymentRefused
 
 __all__ = ["add_commands"]
 
 
 @contextmanager
-def _terminal(args: argparse.Namespace, reader_url: str | None = None, *, shared: bool = False) -> Iterator[Terminal]:
-    """The terminal of ``--data-dir``; ``shared``: this command only reads, so it runs beside an application."""
+def _terminal(
+    args: argparse.Namespace, reader_url: str | None = None, *, shared: bool = False, tell: bool = True
+) -> Iterator[Terminal]:
+    """The terminal of ``--data-dir``; ``shared``: this command only reads, so it runs beside an application.
+
+    Before anything else, the payments a process killed before it showed them
+    left are told on standard error, one line each, and marked shown
+    (:func:`terminal.notices.tell_unshown`); ``tell=False`` for ``posterm
+    last``, which tells them its own way.
+    """
     terminal = open_terminal(args.data_dir, reader_url=reader_url, host=getattr(args, "host", "auto"), shared=shared)
     try:
+        if tell:
+            tell_unshown(terminal, _note)
         yield terminal
     finally:
         terminal.close()
+
+
+def _note(line: str) -> None:
+    print(f"posterm: note: {line}", file=sys.stderr, flush=True)
+
+
+def _shown(terminal: Terminal, txn_id: str) -> None:
+    """The outcome of ``txn_id`` is out: standard output flushed (a closed pipe raises), then marked shown."""
+    sys.stdout.flush()
+    with suppress(Exception):  # unmarked, it is told again at the next start: better than failing the command
+        terminal.mark_shown([txn_id], "cli")
 
 
 def _reader(args: argparse.Namespace) -> str | None:
@@ -85,8 +107,9 @@ def _payment_text(r: PaymentResult) -> str:
     return "\n".join(lines)
 
 
-def _finish_payment(args: argparse.Namespace, result: PaymentResult) -> int:
+def _finish_payment(args: argparse.Namespace, terminal: Terminal, result: PaymentResult) -> int:
     emit(args, result.to_json(), _payment_text(result))  # warnings are in both forms
+    _shown(terminal, result.txn_id)
     return 0 if result.approved or result.state.value == "voided" else 1
 
 
@@ -116,7 +139,7 @@ def _cmd_sale(args: argparse.Namespace) -> int:
             )
         except KeyboardInterrupt:
             raise _interrupted(terminal) from None
-        return _finish_payment(args, result)
+        return _finish_payment(args, terminal, result)
 
 
 def _cmd_refund(args: argparse.Namespace) -> int:
@@ -155,7 +178,7 @@ def _cmd_refund(args: argparse.Namespace) -> int:
             if exc.reason == "other_card":
                 raise PaymentRefused(exc.reason, f"{exc} (--other-card)") from None
             raise
-        return _finish_payment(args, result)
+        return _finish_payment(args, terminal, result)
 
 
 def _cmd_void(args: argparse.Namespace) -> int:
@@ -165,6 +188,7 @@ def _cmd_void(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             raise _interrupted(terminal) from None
         emit(args, result.to_json(), _payment_text(result))
+        _shown(terminal, result.txn_id)
         return 0
 
 
@@ -173,6 +197,13 @@ def _money_text(amount: int, code: int) -> str:
         return format_amount(amount, currency(code))
     except ValueError:
         return f"{amount} ({code:03d})"
+
+
+def _cmd_last(args: argparse.Namespace) -> int:
+    from terminal import cli_journal
+
+    with _terminal(args, shared=True, tell=False) as terminal:
+        return cli_journal.last(args, terminal, _note)
 
 
 def _cmd_journal(args: argparse.Namespace) -> int:
@@ -413,6 +444,15 @@ def add_commands(sub: Any) -> None:
     ):
         _common(p)
     saf.set_defaults(func=_cmd_saf)
+
+    last = sub.add_parser(
+        "last",
+        help="the last payment, and whether its outcome was shown",
+        description="The last payment (sale or refund) with its outcome, and whether that outcome was shown to "
+        "anyone: a payment whose process stopped before it printed anything was not. Showing it here counts.",
+    )
+    _common(last, host=False)
+    last.set_defaults(func=_cmd_last)
 
     receipt = sub.add_parser("receipt", help="a receipt from the journal (a second one is marked duplicate)")
     receipt.add_argument("txn_id")

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from terminal import registry
-from terminal.files import atomic_write
+from terminal.files import atomic_write, make_private_dir
 from terminal.limits import MAX_STATE_FILE_BYTES, InputFileError, read_input
 from terminal.ports import (
     CancelToken,
@@ -196,8 +196,8 @@ def load_devices(data_dir: Path) -> DeviceConfig:
 
 def _write_atomically(path: Path, text: str) -> None:
     """Old or new content, never half (see :func:`terminal.files.atomic_write`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, text.encode("utf-8"))
+    make_private_dir(path.parent)
+    atomic_write(path, text.encode("utf-8"))  # 0600: the terminal's own
 
 
 def set_device(data_dir: Path, kind: str, url: str | None) -> DeviceConfig:

@@ -34,6 +34,7 @@ from terminal.devices import load_devices
 from terminal.diag_checks import KEYS_DIR, capk_list, configuration_files
 from terminal.diag_result import DiagResult, error_text, posterm_version, summary
 from terminal.facade import TerminalSettings
+from terminal.files import make_private_dir
 from terminal.keystore import MASTER_KEY_ENV
 from terminal.limits import MAX_STATE_FILE_BYTES, InputFileError, read_json_input
 from terminal.logfile import log_tail
@@ -189,7 +190,8 @@ def default_bundle_path(data_dir: Path, moment: datetime) -> Path:
 
 @contextlib.contextmanager
 def _atomic_output(path: Path) -> Iterator[io.BufferedWriter]:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.exists():  # a folder made for the bundle (the data directory's support/) is private
+        make_private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=".posterm-support-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -6,7 +6,9 @@ makes it true is durable.  The states and their effects are the table of
 :mod:`terminal.lifecycle`; what is stored how, :mod:`terminal.store`.  Behind
 this face: reading the card (:mod:`terminal.card_reading`), store and forward
 (:mod:`terminal.forwarding`), batches and settlement
-(:mod:`terminal.settlement`), receipts (:mod:`terminal.receipting`).
+(:mod:`terminal.settlement`), receipts (:mod:`terminal.receipting`); its
+reads of payments found, outcomes shown and the host's last contact are
+:class:`terminal.telling.Telling`'s.
 
 The money rule every verb keeps (checked by a stateful property test):
 for every sale, what the customer has paid is the sale amount less its
@@ -58,6 +60,7 @@ from terminal.results import (
 )
 from terminal.settlement import NothingToSettle, Settlement
 from terminal.store import PurgeReport, StorageCorrupt, StorageError, Store, TxnRow
+from terminal.telling import Telling
 
 __all__ = [
     "CancelToken",
@@ -75,7 +78,7 @@ __all__ = [
 ]
 
 
-class Terminal:
+class Terminal(Telling):
     """One terminal: its configuration, its store, its devices and its host link.
 
     Build it with :func:`terminal.bootstrap.open_terminal` (one wiring place),
@@ -374,11 +377,6 @@ class Terminal:
             return result
         return PaymentResult(**{**result.__dict__, "warnings": (*result.warnings, warning)})
 
-    @property
-    def read_only(self) -> bool:
-        """Opened to read only: another process holds the terminal (see :func:`terminal.bootstrap.open_terminal`)."""
-        return not self._core.store.exclusive
-
     def _writable(self) -> None:
         if self.read_only:
             raise PaymentRefused(
@@ -477,39 +475,6 @@ class Terminal:
     def result(self, txn_id: str) -> PaymentResult:
         """A payment's result as it stands now (its state may have moved since it was made)."""
         return self._payments.result_of(txn_id)
-
-    def find_payments(
-        self,
-        *,
-        kind: str | None = None,
-        amount: int | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        pan_token: str | None = None,
-        limit: int = 50,
-    ) -> list[TxnRow]:
-        """Payments matching all that is given, newest first: to find a sale to refund or void.
-
-        ``since``/``until`` are ISO 8601 times (``until`` exclusive);
-        ``pan_token`` is what :meth:`read_card_token` gives for a card tapped.
-        """
-        rows = self._core.store.list_transactions(newest_first=True)
-        out: list[TxnRow] = []
-        for row in rows:
-            if kind is not None and row.kind != kind:
-                continue
-            if amount is not None and row.amount != amount:
-                continue
-            if since is not None and row.created_at < since:
-                continue
-            if until is not None and row.created_at >= until:
-                continue
-            if pan_token is not None and row.pan_token != pan_token:
-                continue
-            out.append(row)
-            if len(out) >= limit:
-                break
-        return out
 
     def scan_code(self, timeout: float = 30.0) -> str:
         """The next code the scanner reads (a receipt's QR code, say); :meth:`cancel` stops the wait.

@@ -28,6 +28,7 @@ from terminal.host import (
     HostError,
     HostNoAnswer,
     HostRejected,
+    HostUnreachable,
     Reversal,
 )
 from terminal.keystore import KeystoreError
@@ -88,7 +89,9 @@ class Forwarder:
             except HostError as exc:
                 core.host_failed(exc)
                 nxt = iso(core.settings.retry.next_attempt(core.clock.now(), item.attempts + 1, core.rng))
-                core.store.note_failure("reversals", item.id, str(exc) or type(exc).__name__, nxt)
+                core.store.note_failure(
+                    "reversals", item.id, str(exc) or type(exc).__name__, nxt, contact=_contact_result(exc)
+                )
                 core.emit("reversal_failed", item.txn_id, error=str(exc))
                 if report is not None:
                     report.failed += 1
@@ -186,7 +189,7 @@ class Forwarder:
         except KeystoreError as exc:
             # Its card data cannot be read: it stays queued (and settlement refused) for a
             # technician, but it must not block the entries behind it.
-            core.store.note_failure("saf", item.id, f"card data unreadable: {exc}", None)
+            core.store.note_failure("saf", item.id, f"card data unreadable: {exc}", None, contact=None)
             core.emit("saf_failed", item.txn_id, error=f"card data unreadable: {exc}")
             report.failed += 1
             return None
@@ -209,7 +212,7 @@ class Forwarder:
         core = self._core
         core.host_failed(exc)
         nxt = iso(core.settings.retry.next_attempt(core.clock.now(), item.attempts + 1, core.rng))
-        core.store.note_failure("saf", item.id, f"{type(exc).__name__}: {exc}", nxt)
+        core.store.note_failure("saf", item.id, f"{type(exc).__name__}: {exc}", nxt, contact=_contact_result(exc))
         core.emit("saf_failed", item.txn_id, error=str(exc))
         report.failed += 1
         report.stopped_by = f"{type(exc).__name__}: {exc}"
@@ -247,3 +250,12 @@ class Forwarder:
             )
             report.declined += 1
         return True
+
+
+def _contact_result(exc: HostError) -> str:
+    """How the host failed, for its last contact (:mod:`terminal.store_outcomes`)."""
+    if isinstance(exc, HostUnreachable):
+        return "unreachable"
+    if isinstance(exc, HostNoAnswer):
+        return "no_answer"
+    return "failed"

@@ -23,9 +23,10 @@ import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from emv.pan import mask_text
+from terminal.files import make_private_dir
 
 __all__ = [
     "LOG_BACKUPS",
@@ -71,6 +72,15 @@ class _QuietFileHandler(logging.handlers.RotatingFileHandler):
 
     failed = False
 
+    def _open(self) -> Any:
+        """The log file, made readable by its owner only (it tells what payments were made)."""
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        with contextlib.suppress(OSError):
+            info = os.fstat(fd)
+            if stat.S_IMODE(info.st_mode) & 0o077:
+                os.fchmod(fd, stat.S_IMODE(info.st_mode) & 0o700)  # one an older posterm left readable
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
     def handleError(self, record: logging.LogRecord) -> None:
         if self.failed:
             return
@@ -84,7 +94,8 @@ class _QuietFileHandler(logging.handlers.RotatingFileHandler):
 def open_log_handler(data_dir: Path, level: int = logging.INFO) -> logging.Handler:
     """A rotating file handler on ``<data_dir>/logs/posterm.log`` with the masking filter (not attached)."""
     path = Path(data_dir) / LOG_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(Path(data_dir))
+    make_private_dir(path.parent)
     handler = _QuietFileHandler(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8", delay=True)
     handler.setLevel(level)
     handler.addFilter(PanMaskingFilter())

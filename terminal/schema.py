@@ -4,7 +4,10 @@ One file holds everything (journal, transactions with their queue entries,
 reversals, batches), so that a state change and all it implies commit
 together.  Version 3 added the row seals (see :mod:`terminal.journal`) and the
 index of refunds by their original payment, and the receipts given out;
-version 4 the requests of cash registers by their idempotency key.
+version 4 the requests of cash registers by their idempotency key; version 5
+whether each payment's outcome was shown to someone (``shown_at``,
+``shown_by``), so that a payment made by a process that died before it told
+anyone is told at the next start.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "migrate_2_to_3", "migrate_3_to_4"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "migrate_2_to_3", "migrate_3_to_4", "migrate_4_to_5"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -64,7 +67,11 @@ CREATE TABLE IF NOT EXISTS transactions (
     saf_answered_at TEXT,
     saf_response_code TEXT,
     -- MAC over the columns that carry money or state (terminal.journal.SEALED_COLUMNS)
-    seal BLOB
+    seal BLOB,
+    -- when and by what the payment's outcome was shown (a command printed it, a screen showed it,
+    -- a register fetched it); NULL: nobody has been told yet. Not sealed: it carries no money.
+    shown_at TEXT,
+    shown_by TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS transactions_unfinished ON transactions (state)
     WHERE state IN ('started', 'authorising', 'reversal_pending', 'void_pending');
@@ -72,6 +79,7 @@ CREATE INDEX IF NOT EXISTS transactions_batch ON transactions (batch_id);
 CREATE INDEX IF NOT EXISTS transactions_original ON transactions (original_txn_id)
     WHERE original_txn_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS saf_queue ON transactions (saf_id) WHERE saf_status = 'queued';
+CREATE INDEX IF NOT EXISTS transactions_unshown ON transactions (created_at) WHERE shown_at IS NULL;
 -- Read-only views of the queue and of the sensitive data, for reports, tests and people.
 CREATE VIEW IF NOT EXISTS saf AS
     SELECT saf_id AS id, txn_id, saf_kind AS kind, saf_key AS idempotency_key, amount, currency,
@@ -122,6 +130,7 @@ CREATE TABLE IF NOT EXISTS requests (
     created_at TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS requests_reference ON requests (reference) WHERE reference IS NOT NULL;
+CREATE INDEX IF NOT EXISTS requests_txn ON requests (txn_id);
 """
 
 
@@ -153,3 +162,20 @@ def migrate_3_to_4(cur: sqlite3.Cursor) -> None:
     )
     cur.execute("CREATE INDEX IF NOT EXISTS requests_reference ON requests (reference) WHERE reference IS NOT NULL")
     cur.execute("UPDATE meta SET value='4' WHERE key='schema_version'")
+
+
+def migrate_4_to_5(cur: sqlite3.Cursor) -> None:
+    """Version 5 adds whether each payment's outcome was shown; every payment made before counts as shown.
+
+    Those payments were made by a posterm that did not record it: telling
+    them all again at the first start after the upgrade would bury the one
+    that matters under every payment of the past.
+    """
+    columns = {str(row[1]) for row in cur.execute("PRAGMA table_info(transactions)").fetchall()}
+    for column in ("shown_at", "shown_by"):
+        if column not in columns:
+            cur.execute(f"ALTER TABLE transactions ADD COLUMN {column} TEXT")
+    cur.execute("UPDATE transactions SET shown_at=updated_at, shown_by='before_upgrade' WHERE shown_at IS NULL")
+    cur.execute("CREATE INDEX IF NOT EXISTS transactions_unshown ON transactions (created_at) WHERE shown_at IS NULL")
+    cur.execute("CREATE INDEX IF NOT EXISTS requests_txn ON requests (txn_id)")
+    cur.execute("UPDATE meta SET value='5' WHERE key='schema_version'")

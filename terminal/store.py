@@ -23,15 +23,17 @@ import json
 import os
 import secrets
 import sqlite3
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from terminal import journal
+from terminal.files import private_umask
 from terminal.journal import PurgeReport, VerifyReport, canonical
 from terminal.keystore import Keystore
 from terminal.lifecycle import Event, State, saf_kind, transition
-from terminal.schema import SCHEMA, SCHEMA_VERSION, migrate_2_to_3, migrate_3_to_4
+from terminal.schema import SCHEMA, SCHEMA_VERSION, migrate_2_to_3, migrate_3_to_4, migrate_4_to_5
 from terminal.store_batches import BatchAccess
 from terminal.store_core import (
     TXN_COLUMNS,
@@ -47,6 +49,7 @@ from terminal.store_core import (
     TxnRow,
     classify,
 )
+from terminal.store_outcomes import OutcomeAccess, contact_of
 from terminal.store_queues import QueueAccess
 
 __all__ = [
@@ -72,7 +75,7 @@ PAGE_SIZE = 4096
 _NO_CARD = CardRecord(None, None, None)
 
 
-class Store(QueueAccess, BatchAccess):
+class Store(QueueAccess, BatchAccess, OutcomeAccess):
     """Open with :meth:`open`; every write method is one durable SQLite transaction."""
 
     # -- opening ------------------------------------------------------------------------------
@@ -108,7 +111,7 @@ class Store(QueueAccess, BatchAccess):
                 raise StorageCorrupt(f"the journal {path} is empty (0 bytes)")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+            conn = _connect(path, check_same_thread=False, timeout=30)
         except sqlite3.Error as exc:
             raise classify(exc, path) from exc
         except OSError as exc:
@@ -171,7 +174,7 @@ class Store(QueueAccess, BatchAccess):
         """
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), isolation_level=None)
+            conn = _connect(path)
         except sqlite3.Error as exc:
             raise classify(exc, path) from exc
         except OSError as exc:
@@ -197,11 +200,13 @@ class Store(QueueAccess, BatchAccess):
             row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is not None:
             version = str(row[0])
-            if version in ("2", "3"):
+            if version in ("2", "3", "4"):
                 with self._write() as cur:
                     if version == "2":
                         migrate_2_to_3(cur, self._seal_all)
-                    migrate_3_to_4(cur)
+                    if version in ("2", "3"):
+                        migrate_3_to_4(cur)
+                    migrate_4_to_5(cur)
                 return
             if version != str(SCHEMA_VERSION):
                 raise StorageCorrupt(f"{self.path}: schema version {version}, this posterm knows {SCHEMA_VERSION}")
@@ -354,7 +359,8 @@ class Store(QueueAccess, BatchAccess):
                 if found is None:
                     raise StorageError(f"no transaction {txn_id}")
                 values = found
-            row = transition(State(values["state"]), event)
+            before = State(values["state"])
+            row = transition(before, event)
             if sensitive is not None and not row.keep_card_data:
                 raise ValueError(f"{event.value} from {values['state']} does not keep card data")
             # A new payment's first journal row carries what the payment is (kind, amount,
@@ -438,6 +444,9 @@ class Store(QueueAccess, BatchAccess):
                     (txn_id, secrets.token_hex(16), values["amount"], values["currency"], row.queue_reversal, at, at),
                 )
                 self._chain.seal_row(cur, "reversals", int(cur.lastrowid or 0))
+            contact = contact_of(before, event, data)
+            if contact is not None:
+                self._note_contact(cur, at, *contact)
             if row.reversal_done:
                 done = cur.execute(
                     "UPDATE reversals SET status='done', last_attempt_at=? WHERE txn_id=? RETURNING id", (at, txn_id)
@@ -452,6 +461,12 @@ class Store(QueueAccess, BatchAccess):
             row = cur.execute("SELECT txn_id FROM requests WHERE request_key=?", (request_key,)).fetchone()
             return None if row is None else str(row[0])
 
+    def request_key_of(self, txn_id: str) -> str | None:
+        """The register's request key a payment was made for, if a register asked for it."""
+        with self._reading() as cur:
+            row = cur.execute("SELECT request_key FROM requests WHERE txn_id=? LIMIT 1", (txn_id,)).fetchone()
+            return None if row is None else str(row[0])
+
     def by_reference(self, reference: str) -> list[str]:
         """The payments made under a register's reference, oldest first."""
         with self._reading() as cur:
@@ -464,6 +479,25 @@ class Store(QueueAccess, BatchAccess):
         with self._reading() as cur:
             row = cur.execute("SELECT sad_blob FROM transactions WHERE txn_id=?", (txn_id,)).fetchone()
             return None if row is None or row[0] is None else bytes(row[0])
+
+
+def _connect(path: Path, **kwargs: Any) -> sqlite3.Connection:
+    """A connection to ``path``, its file its owner's only: made so, and put right if an older posterm left it wider.
+
+    SQLite gives the ``-wal`` and ``-shm`` files the database file's mode, so
+    they are private too once it is; the first statements (WAL mode, the
+    schema) run with the same umask in case SQLite makes them at once.
+    """
+    with private_umask():
+        conn: sqlite3.Connection = sqlite3.connect(str(path), isolation_level=None, **kwargs)
+        with contextlib.suppress(sqlite3.Error):  # a damaged file: the caller's first statement says so
+            conn.execute("PRAGMA schema_version").fetchone()  # opens (and makes) the file now
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                info = os.lstat(f"{path}{suffix}")
+                if info.st_mode & 0o077 and not os.path.islink(f"{path}{suffix}"):
+                    os.chmod(f"{path}{suffix}", stat.S_IMODE(info.st_mode) & 0o700)
+    return conn
 
 
 def _lock(path: Path) -> int:

@@ -103,6 +103,7 @@ class BatchAccess(StoreCore):
                 (now, int(in_balance), host_reference, canonical(totals), batch_id),
             )
             self._chain.seal_row(cur, "batches", batch_id)
+            self._note_contact(cur, now, "answered", "settlement")
             self._append(
                 cur,
                 f"batch-{batch_id}",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from terminal.journal import SEALED_COLUMNS, Chain
+from terminal.journal import SEALED_COLUMNS, Chain, canonical
 from terminal.keystore import Keystore
 from terminal.lifecycle import State
 
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 TXN_COLUMNS = SEALED_COLUMNS["transactions"]
-TXN_SELECT = f"SELECT {', '.join(TXN_COLUMNS)}, card_blob, seal FROM transactions"
+TXN_SELECT = f"SELECT {', '.join(TXN_COLUMNS)}, card_blob, seal, shown_at, shown_by FROM transactions"
 
 
 class StorageError(Exception):
@@ -133,6 +133,8 @@ class TxnRow:
     original_txn_id: str | None
     details: dict[str, Any]
     sealed: bool = True  # False: the row was changed outside posterm (its seal does not match)
+    shown_at: str | None = None  # when its outcome was shown to someone; None: nobody was told yet
+    shown_by: str | None = None  # what showed it: cli, ui, ecr, notice (told at a later start), ...
 
 
 @dataclass(frozen=True)
@@ -284,6 +286,13 @@ class StoreCore:
             (key, value),
         )
 
+    def _note_contact(self, cur: sqlite3.Cursor, at: str, result: str, what: str, error: str | None = None) -> None:
+        """Within the caller's commit: the host was contacted at ``at`` with this result."""
+        mark = canonical({"at": at, "result": result, "what": what, "error": error})
+        self._set_meta(cur, "host_contact", mark)
+        if result == "answered":
+            self._set_meta(cur, "host_answered", mark)
+
     def _append(
         self, cur: sqlite3.Cursor, txn_id: str, at: str, event: str, state: str, data: Mapping[str, Any]
     ) -> int:
@@ -310,4 +319,6 @@ class StoreCore:
             original_txn_id=values["original_txn_id"],
             details=json.loads(values["details"]),
             sealed=seal is not None and bytes(seal) == self._chain.row_seal("transactions", row[:n]),
+            shown_at=row[n + 2],
+            shown_by=row[n + 3],
         )

@@ -63,8 +63,15 @@ class QueueAccess(StoreCore):
             else:
                 raise ValueError(table)
 
-    def note_failure(self, table: str, item_id: int, error: str, next_attempt_at: str | None) -> None:
-        """Record why an attempt did not settle the entry (it stays queued) and when to try again."""
+    def note_failure(
+        self, table: str, item_id: int, error: str, next_attempt_at: str | None, *, contact: str | None = "failed"
+    ) -> None:
+        """Record why an attempt did not settle the entry (it stays queued) and when to try again.
+
+        ``contact``: how the host failed (``unreachable``, ``no_answer``,
+        ``failed``), for the host's last contact; None for a fault of the
+        terminal's own, which reached no host.
+        """
         with self._write() as cur:
             if table == "saf":
                 cur.execute(
@@ -75,10 +82,15 @@ class QueueAccess(StoreCore):
                 last = self._meta(cur, "saf_last_attempt")
                 at = json.loads(last)["at"] if last else None
                 self._set_meta(cur, "saf_last_attempt", canonical({"at": at, "error": error}))
+                if at is not None and contact is not None:
+                    self._note_contact(cur, at, contact, "advice", error[:300])
             elif table == "reversals":
                 cur.execute(
                     "UPDATE reversals SET last_error=?, next_attempt_at=? WHERE id=?", (error, next_attempt_at, item_id)
                 )
+                last = cur.execute("SELECT last_attempt_at FROM reversals WHERE id=?", (item_id,)).fetchone()
+                if last is not None and last[0] is not None and contact is not None:
+                    self._note_contact(cur, str(last[0]), contact, "reversal", error[:300])
             else:
                 raise ValueError(table)
 

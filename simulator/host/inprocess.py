@@ -70,6 +70,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from simulator.host.store import DB_NAME, HostStore, Record, StoreError
+from terminal.files import make_private_dir, private_umask
 from terminal.host import (
     Advice,
     AuthorisationRequest,
@@ -456,7 +457,10 @@ class InProcessHost:
             from simulator.host.acquirer import Acquirer
 
             path = self.database if self.database is not None else Path(":memory:")
-            self._acquirer = Acquirer(HostStore(path), clock=self._clock)
+            if self.database is not None:  # in the terminal's data directory: as private as its journal
+                make_private_dir(self.database.parent)
+            with private_umask():  # the database file (and its -wal, -shm) readable by its owner only
+                self._acquirer = Acquirer(HostStore(path), clock=self._clock)
         return self._acquirer
 
     @contextmanager

@@ -122,6 +122,7 @@ def main(argv: list[str]) -> int:
         report_events()
         verdict = "APPROVED" if result.approved else "DECLINED"
         emit(verdict, result.txn_id, result.amount, result.state.value)
+        term.mark_shown([result.txn_id], "cli")
 
     def refund() -> None:
         """A refund against a sale, of a part, all, or more than it (which must be refused)."""
@@ -140,6 +141,7 @@ def main(argv: list[str]) -> int:
             return
         report_events()
         emit("REFUNDED", result.txn_id, original.txn_id, amount, result.state.value, int(result.approved))
+        term.mark_shown([result.txn_id], "cli")
 
     def void(queued_only: bool = False) -> None:
         batch, _ = term.batch_lines()

@@ -34,7 +34,11 @@ of a restart) and checks, against everything the children ever reported:
 6. the open batch's totals (``Terminal.batch_lines``) are the sum of its
    approved transactions, and every settlement the children made was in
    balance and none was refused for a reused idempotency key;
-7. the money rule, on the terminal's books and on the host's records: for
+7. a payment is marked shown only if a child reported it (as a command
+   prints it), and every payment with an outcome that no child reported (the
+   kill came between its commit and the report) is among those the next
+   start tells (``Terminal.unshown_payments``);
+8. the money rule, on the terminal's books and on the host's records: for
    every sale, what the customer has paid is the sale amount less its
    refunds (refunds still in flight counted), or nothing if voided or
    reversed, and never below nothing; no refund counts against a sale that
@@ -100,10 +104,13 @@ class Ledger:
     settle_conflicts: list[str] = field(default_factory=list)
     refused: collections.Counter[str] = field(default_factory=collections.Counter)
     counts: collections.Counter[str] = field(default_factory=collections.Counter)
+    reported: set[str] = field(default_factory=set)  # payments whose result a child printed
 
     def take(self, line: str) -> None:
         word, *args = line.split(" ")
         self.counts[word] += 1
+        if word in ("APPROVED", "DECLINED", "REFUNDED"):
+            self.reported.add(args[0])
         if word == "APPROVED":
             self.approved[args[0]] = (int(args[1]), State(args[2]))
         elif word == "DECLINED":
@@ -133,6 +140,8 @@ class Stats:
     states_seen: collections.Counter[str] = field(default_factory=collections.Counter)
     host_records: int = 0
     journal_rows: int = 0
+    unshown: int = 0  # payments with an outcome that no child reported: the next start tells them
+    unshown_approved: int = 0
 
 
 class ChildOutput:
@@ -413,7 +422,19 @@ def check_invariants(data_dir: Path, ledger: Ledger, rnd: Round, stats: Stats) -
             for line in ledger.settle_conflicts
         ]
 
-        # 7. the money rule, on the books and at the host
+        # 7. shown only what was reported; what was not reported is told at the next start
+        told = {r.result.txn_id for r in term.unshown_payments()} if rnd.parent_recovers else set()
+        for txn_id, row in txns.items():
+            if row.shown_at is not None and txn_id not in ledger.reported:
+                problems.append(f"{txn_id} ({row.state.value}) is marked shown but no child reported it")
+            outcome = row.state not in (S.STARTED, S.AUTHORISING)
+            if rnd.parent_recovers and outcome and txn_id not in ledger.reported and txn_id not in told:
+                problems.append(f"{txn_id} ({row.state.value}) was never reported and would not be told")
+        if rnd.parent_recovers:
+            stats.unshown = len(told)
+            stats.unshown_approved = sum(1 for t in told if txns[t].state in APPROVED_STATES)
+
+        # 8. the money rule, on the books and at the host
         refunds: dict[str, list[tuple[int, State]]] = collections.defaultdict(list)
         for row in txns.values():
             if row.kind == "refund" and row.original_txn_id is not None:
@@ -481,6 +502,10 @@ def test_sigkill_torture_keeps_every_approved_payment(tmp_path: Path) -> None:
     print(f"  recovered: by the parent {stats.recovered_by_parent}, by the child {stats.recovered_by_child}")
     print(f"  final states: {dict(stats.states_seen)}")
     print(f"  journal rows {stats.journal_rows}, host records {stats.host_records}")
+    print(
+        f"  committed and never reported (told at the next start), at the last check: {stats.unshown}, "
+        f"{stats.unshown_approved} of them approved"
+    )
 
     # It must not pass vacuously.
     assert stats.kills == KILLS

@@ -289,6 +289,11 @@ def test_cli_enrol_echo_params(
     code, _, err = run(capsys, "enrol", str(tmp_path / "missing.json"), "--data-dir", data, "--force")
     assert code == 2 and "not found" in err
 
+    # what enrolment and the parameters wrote (under the test's umask, 022 here) is the owner's only
+    for path in [Path(data) / "host-link", *(Path(data) / "host-link").rglob("*")]:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+
 
 def test_read_bundle_errors(tmp_path: Path) -> None:
     (tmp_path / "b.json").write_text("{nope")

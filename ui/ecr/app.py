@@ -23,24 +23,28 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from terminal.metrics import DeviceState, TerminalMetrics, UsageTracker, snapshot
 from terminal.offline import PaymentRefused
 from terminal.ports import DeviceError
 from terminal.store import StorageError
 from ui.ecr.desk import Busy, Conflict, DeskClosed, NoPayment, PaymentDesk
+from ui.ecr.metrics import CONTENT_TYPE, exposition
 from ui.ecr.records import EcrPayment, PaymentRequest, RequestError
 from ui.ecr.schema import KEY_PATTERN, first_error, openapi_bytes
 
@@ -161,13 +165,22 @@ def _answers(
 
 
 class EcrApi:
-    """The endpoints, over one desk; ``close()`` stops the thread that reads the journal."""
+    """The endpoints, over one desk; ``close()`` stops the thread that reads the journal.
 
-    def __init__(self, desk: PaymentDesk) -> None:
+    ``devices``: the devices' states as something else watches them (the
+    kiosk's device watch), for ``/metrics``; else as their last use left them.
+    """
+
+    def __init__(self, desk: PaymentDesk, devices: Callable[[], Mapping[str, DeviceState]] | None = None) -> None:
         self.desk = desk
         self._reads = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ecr-reads")
+        self._usage = UsageTracker()
+        self._stop_tracking = self._usage.attach(desk.terminal)
+        self._devices = devices
 
     def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            self._stop_tracking()
         self._reads.shutdown(wait=True)
 
     # -- plumbing --------------------------------------------------------------------------------
@@ -215,7 +228,13 @@ class EcrApi:
         return body
 
     def _payment(self, payment: EcrPayment, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-        return _json(status, self.desk.snapshot(payment), headers)
+        return self._delivering(_json(status, self.desk.snapshot(payment), headers), [payment])
+
+    def _delivering(self, response: Response, payments: list[EcrPayment]) -> Response:
+        """Once ``response`` is sent, the final payments in it count as shown (:meth:`PaymentDesk.delivered`)."""
+        if any(p.final for p in payments):
+            response.background = BackgroundTask(self.desk.delivered, payments)
+        return response
 
     async def _found(self, request: Request) -> EcrPayment:
         payment_id = self._id(request)
@@ -276,7 +295,7 @@ class EcrApi:
         if not reference or len(reference) > 64:
             raise _Fail(400, "bad_request", "give ?reference= (the register's reference, 1 to 64 characters)")
         payments = await self._read(self.desk.by_reference, reference)
-        return _json(200, {"payments": [self.desk.snapshot(p) for p in payments]})
+        return self._delivering(_json(200, {"payments": [self.desk.snapshot(p) for p in payments]}), payments)
 
     @_answers
     async def get(self, request: Request) -> Response:
@@ -307,7 +326,8 @@ class EcrApi:
             if snap["version"] > seen:
                 seen = snap["version"]
                 yield f"event: payment\nid: {seen}\ndata: {json.dumps(snap, ensure_ascii=False)}\n\n"
-                if snap["final"]:
+                if snap["final"]:  # (resumed once the event was sent)
+                    desk.delivered([payment])
                     return
             elif snap["final"] or desk.closing:
                 return
@@ -338,7 +358,7 @@ class EcrApi:
         else:
             outcome, text = "too_late", "too late to cancel: the card was read; the payment goes on (follow it)"
         snap["cancel"] = {"outcome": outcome, "message": text}
-        return _json(200 if snap["final"] else 202, snap)
+        return self._delivering(_json(200 if snap["final"] else 202, snap), [payment])
 
     @_answers
     async def void(self, request: Request) -> Response:
@@ -371,6 +391,19 @@ class EcrApi:
     async def totals(self, request: Request) -> Response:
         return _json(200, await asyncio.wrap_future(self.desk.totals()))
 
+    def _reading(self) -> TerminalMetrics:
+        terminal = self.desk.terminal
+        devices = self._usage.devices(terminal)
+        if self._devices is not None:
+            devices |= dict(self._devices())
+        return snapshot(terminal, devices=devices, payments=self._usage.payments)
+
+    @_answers
+    async def metrics(self, request: Request) -> Response:
+        """``GET /metrics``: the terminal's figures in Prometheus' text format (:mod:`ui.ecr.metrics`)."""
+        reading = await self._read(self._reading)
+        return Response(exposition(reading), media_type=CONTENT_TYPE)
+
     @_answers
     async def status(self, request: Request) -> Response:
         check = request.query_params.get("check_host", "false")
@@ -400,6 +433,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(api: EcrApi, *, allow_remote: bool = False) -> ASGIApp:
     """The ECR interface's ASGI application over ``api``'s desk."""
     routes = [
+        Route("/metrics", api.metrics, methods=["GET"]),
         Route("/v1/openapi.json", api.openapi, methods=["GET"]),
         Route("/v1/status", api.status, methods=["GET"]),
         Route("/v1/totals", api.totals, methods=["GET"]),

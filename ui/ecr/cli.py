@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         sock.close()
         raise
     try:
+        _tell_unshown(terminal)
         server = EcrServer(terminal, host=args.host, port=args.port, allow_remote=args.allow_remote, sock=sock)
         listening = {
             "url": server.url,
@@ -100,6 +102,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return 0
     finally:
         terminal.close()
+
+
+def _tell_unshown(terminal: Any) -> None:
+    """The payments nobody was shown, on standard error, for whoever started the server; not marked shown.
+
+    The register is the one to be told: it finds them in ``GET /v1/status``
+    (``unshown``) and by their key, and fetching one marks it shown.
+    """
+    from terminal.notices import describe
+
+    records = terminal.unshown_payments()
+    for number, record in enumerate(records):
+        key = record.request_key
+        action = f"the register finds it at GET /v1/payments/{key}" if key is not None else None
+        line = describe(record, last=number == len(records) - 1, action=action)
+        print(f"posterm ecr: note: {line}", file=sys.stderr, flush=True)
 
 
 def add_commands(sub: Any) -> None:

@@ -11,8 +11,12 @@ from typing import Any
 
 from terminal.facade import Terminal
 from terminal.money import currency, format_amount
+from terminal.notices import OutcomeRecord, describe
 
-__all__ = ["echo", "status", "totals"]
+__all__ = ["MAX_UNSHOWN_LISTED", "echo", "status", "totals", "unshown"]
+
+#: How many payments nobody was shown the status lists (the newest; ``unshown_count`` says how many in all).
+MAX_UNSHOWN_LISTED = 50
 
 
 def _code(numeric: int) -> str:
@@ -70,9 +74,27 @@ def totals(terminal: Terminal) -> dict[str, Any]:
     }
 
 
+def unshown(record: OutcomeRecord, last: bool = False) -> dict[str, Any]:
+    """A payment nobody was shown, as the status lists it: ``id`` is the register's key when it asked for it."""
+    key = record.request_key
+    action = f"GET /v1/payments/{key} shows it" if key is not None else None
+    return record.to_json() | {
+        "id": key if key is not None else record.result.txn_id,
+        "text": describe(record, last=last, action=action),
+    }
+
+
 def status(terminal: Terminal) -> dict[str, Any]:
-    """The devices, the host as last heard from, and the queues (reads only)."""
+    """The devices, the host as last heard from, the queues, and the payments nobody was shown (reads only).
+
+    ``unshown``: payments with an outcome that no register fetched and no
+    screen or command showed, oldest first (what a restart after a crash
+    leaves, or a register that has not fetched its last payment yet); a
+    register fetching one (``GET /v1/payments/{id}``) marks it shown.
+    """
     saf = terminal.offline_status()
+    records = terminal.unshown_payments()
+    listed = records[-MAX_UNSHOWN_LISTED:]
     return {
         "terminal_id": terminal.config.terminal_id,
         "merchant_id": terminal.config.merchant_id,
@@ -85,6 +107,8 @@ def status(terminal: Terminal) -> dict[str, Any]:
             "last_error": saf.last_error,
         },
         "saf": saf.to_json(),
+        "unshown": [unshown(r, last=r is records[-1]) for r in listed],
+        "unshown_count": len(records),
     }
 
 

@@ -41,7 +41,7 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from terminal.exit_status import expected
@@ -64,6 +64,8 @@ __all__ = ["Busy", "Conflict", "DeskClosed", "NoPayment", "PaymentDesk", "Worker
 
 _log = logging.getLogger("ui.ecr")
 _T = TypeVar("_T")
+#: How many payments delivered to registers the desk remembers, to write each shown mark once.
+_SHOWN_REMEMBERED = 100_000
 
 
 class Worker(Protocol):
@@ -137,6 +139,7 @@ class PaymentDesk:
         self._watchers: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._closing = False
+        self._shown: set[str] = set()  # txn_ids whose outcome went out to a register (marked, or being marked)
 
     # -- life ---------------------------------------------------------------------------------
 
@@ -534,6 +537,37 @@ class PaymentDesk:
             return txn_id
 
         return self.exclusive(f"printing the receipt of payment {payment.id}", print_it)
+
+    # -- shown --------------------------------------------------------------------------------
+
+    def delivered(self, payments: Iterable[EcrPayment]) -> None:
+        """These payments' final outcomes went out to a register: marked shown in the journal, on the worker.
+
+        Once a register has a payment's outcome, a restart need not tell it
+        again (:mod:`terminal.notices`).  Does not block: the mark waits its
+        turn behind the payment that runs, if any.
+        """
+        with self._lock:
+            if len(self._shown) > _SHOWN_REMEMBERED:
+                self._shown.clear()  # marking again is a no-op in the journal: the memory only saves a write
+            ids = [p.txn_id for p in payments if p.final and p.txn_id is not None and p.txn_id not in self._shown]
+            self._shown.update(ids)
+        if not ids:
+            return
+
+        def mark() -> None:
+            try:
+                self.terminal.mark_shown(ids, "ecr")
+            except Exception as exc:  # told again at the next start: better than a register's request failing
+                _log.warning("ECR: cannot mark %s shown: %s", ", ".join(ids), exc)
+                with self._lock:
+                    self._shown.difference_update(ids)
+
+        try:
+            self._worker.submit(mark, _ignore)
+        except Exception:  # the worker has stopped: the next start tells them
+            with self._lock:
+                self._shown.difference_update(ids)
 
     # -- the day --------------------------------------------------------------------------------
 

@@ -26,11 +26,12 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from terminal.facade import Terminal
+from terminal.metrics import DeviceState
 from ui.ecr.desk import PaymentDesk, Worker
 
 if TYPE_CHECKING:
@@ -115,7 +116,8 @@ class EcrServer:
     answer requests whose Host header is not the loopback (for a server
     bound to another address on purpose; the interface has no
     authentication).  ``sock``: a socket from :func:`listen` already
-    listening on ``host`` (else one is made by :meth:`bind`).
+    listening on ``host`` (else one is made by :meth:`bind`).  ``devices``:
+    the devices' states as the caller watches them (the kiosk), for ``GET /metrics``.
     """
 
     def __init__(
@@ -127,13 +129,14 @@ class EcrServer:
         port: int = DEFAULT_PORT,
         allow_remote: bool = False,
         sock: socket.socket | None = None,
+        devices: Callable[[], Mapping[str, DeviceState]] | None = None,
     ) -> None:
         from ui.ecr.app import EcrApi, create_app
 
         self.terminal = terminal
         self.host = host
         self.desk = PaymentDesk(terminal, worker)
-        self._api = EcrApi(self.desk)
+        self._api = EcrApi(self.desk, devices)
         self.app = create_app(self._api, allow_remote=allow_remote)
         self._requested_port = port
         self._socket: socket.socket | None = sock

@@ -29,6 +29,7 @@ from terminal.facade import TerminalEvent
 from terminal.receipts import render_text
 from ui.screens.kiosk import CUSTOMER_SCREENS, KioskIdle, go_idle
 from ui.screens.texts import reason_text
+from ui.screens.unshown import mark_shown
 from ui.session import Session
 from ui.timers import Timer
 from ui.viewmodel import ViewModel
@@ -201,6 +202,8 @@ class KioskResult(ViewModel):
         """Show a payment's end (``payment_finished``'s data), and start the way back to idle."""
         self.txn_id, self._data = txn_id, dict(data)
         self.refresh()
+        if txn_id is not None:
+            mark_shown(self.session, txn_id)  # the customer has seen it: not told again at the next start
         idle = _idle(self.session)
         self.countdown.start(idle.settings.result_seconds if idle is not None else 10)
 

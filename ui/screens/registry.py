@@ -24,6 +24,7 @@ from ui.screens.reports import XReport
 from ui.screens.sale import AmountEntry, PaymentOutcome, PresentCard
 from ui.screens.technician import TechDiagnostics, TechnicianMenu, TechnicianPin
 from ui.screens.technician_tools import TechBundle, TechDevices, TechHost, TechLog, TechParams
+from ui.screens.unshown import UnshownNotice
 from ui.session import Session
 from ui.viewmodel import ViewModel
 
@@ -72,6 +73,7 @@ SCREENS: list[ScreenSpec] = [
 #: Bars drawn above every screen of their modes (not screens of their own): the kv class
 #: ``<Name>Bar`` (ui/views/<name>.kv) draws each, bound to its view model in ``session.bars``.
 BARS: list[ScreenSpec] = [
+    ScreenSpec("unshown", UnshownNotice, _BOTH),  # payments made and never shown before the last stop
     ScreenSpec("banner", Banner, _CASHIER),
 ]
 

@@ -16,6 +16,7 @@ from typing import Any
 from terminal.facade import PaymentResult, TerminalEvent
 from terminal.money import currency as currency_of
 from ui.screens.texts import reason_text
+from ui.screens.unshown import mark_shown
 from ui.session import Session
 from ui.viewmodel import ViewModel
 
@@ -260,6 +261,7 @@ class PaymentOutcome(ViewModel):
             printed=printed,
             **self._receipt_options(result.txn_id, printed),
         )
+        mark_shown(self.session, result.txn_id)  # seen on the screen: not told again at the next start
 
     def show_refusal(self, amount: int, reason: str, kind: str = "sale") -> None:
         tr = self.session.tr
