@@ -6,17 +6,23 @@ host store's engines: ``sqlite`` (a file in the test's folder) and
 session's private cluster, see :mod:`tests.postgres_rig`). The cluster starts
 on first use and stops at the end of the session. When it cannot start, the
 tests that need it fail with the reason: they are never skipped.
+
+``open_host_store`` opens a store with the test's key store
+(``host_store_keys``): a PostgreSQL store needs one named, and every store of
+one database must use the same (the database keeps check values of its secrets).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from emv.config import TerminalConfig
+from simulator.host.keys import KEYS_DIR, HostKeys
 from simulator.host.storage import Location
 from simulator.host.store import DB_NAME, HostStore
 from tests.postgres_rig import ENGINES, ClusterError, PostgresCluster, start_cluster
@@ -69,9 +75,30 @@ def host_store_at(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
 
 
 @pytest.fixture()
-def host_store(host_store_at: Location) -> Iterator[HostStore]:
+def host_store_keys(tmp_path: Path) -> HostKeys:
+    """The key store of the test's host store: ``keys/`` beside the SQLite file, the same folder for PostgreSQL.
+
+    A PostgreSQL store has no folder of its own: the host's processes name the key store of the host's
+    data directory (``HostStore(url, keys=...)``); every store opened on one database must use the same.
+    """
+    return HostKeys(tmp_path / "host-store" / KEYS_DIR)
+
+
+@pytest.fixture()
+def open_host_store(host_store_keys: HostKeys) -> Callable[..., HostStore]:
+    """``HostStore(location, ...)`` with the test's key store (another with ``keys=``)."""
+
+    def open_store(location: Location, **kwargs: Any) -> HostStore:
+        kwargs.setdefault("keys", HostKeys(host_store_keys.directory))
+        return HostStore(location, **kwargs)
+
+    return open_store
+
+
+@pytest.fixture()
+def host_store(host_store_at: Location, open_host_store: Callable[..., HostStore]) -> Iterator[HostStore]:
     """A host store on each engine, closed after the test."""
-    store = HostStore(host_store_at)
+    store = open_host_store(host_store_at)
     try:
         yield store
     finally:

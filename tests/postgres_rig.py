@@ -177,9 +177,14 @@ def start_cluster() -> PostgresCluster:
     try:
         cluster.start()
         cluster.sql(f'CREATE DATABASE "{TEMPLATE}"')
-        from simulator.host.store import HostStore
+        from simulator.host.storage import open_engine
+        from simulator.host.storage.migrations import upgrade
 
-        HostStore(cluster.url(TEMPLATE)).close()  # migrated once; every test database is a copy
+        engine = open_engine(cluster.url(TEMPLATE))  # migrated once; every test database is a copy
+        try:  # the tables only: a HostStore opened on a copy makes its own key check values
+            upgrade(engine)
+        finally:
+            engine.close()
     except BaseException as exc:
         cluster.stop()
         if isinstance(exc, ClusterError | OSError | subprocess.SubprocessError):

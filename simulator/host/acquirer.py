@@ -34,15 +34,24 @@ also has its own key: repeated in another request with the same content it gets 
 close is also keyed by ``batch_id``: a second close of the same batch with the
 same lines gets the first answer, with other lines a conflict.
 
-What is processed (the issuer's decision table is in :mod:`simulator.host.issuer`):
+What is processed (the whole order of the checks is in :mod:`simulator.host.issuer`):
 
-- an authorisation (sale or refund) is decided by the issuer and recorded;
-- a deferred authorisation advice is decided now (so it may be declined after
-  forwarding); offline approvals and offline refunds were approved by the card
-  and are recorded as accepted;
-- a reversal marks every approved, not reversed record of its ``txn_id`` and
-  terminal (merchant and terminal id) reversed, and is acknowledged (``00``) even when there is nothing
-  to reverse;
+- an authorisation (sale or refund): a ``txn_id`` approved before is a
+  duplicate (``94``, :mod:`simulator.host.rules`); the card must prove itself
+  (card data and a cryptogram that verifies, :mod:`simulator.host.proofs`;
+  a refund against a sale may come without a card: it goes to the sale's);
+  a refund must be covered by its sale or by the merchant's allowance
+  (:func:`~simulator.host.rules.check_refund`); then the issuer decides, and
+  the record keeps the host's own token of the card;
+- a deferred authorisation advice likewise, decided now (so it may be
+  declined after forwarding); an offline approval's TC, and an offline
+  refund's card and cover, are checked the same way, and then accepted:
+  the card approved them;
+- a reversal must name the amount and currency of what it undoes
+  (:func:`~simulator.host.rules.check_reversal`, else :class:`Refused`, 422);
+  it marks the approved, not reversed records of its ``txn_id`` and terminal
+  (merchant and terminal id) reversed, and is acknowledged (``00``) even when there is nothing to
+  reverse;
 - a batch close compares the terminal's totals with the approved, not
   reversed records of its open host batch (:func:`terminal.host.reconcile`)
   and opens a new host batch.
@@ -55,11 +64,13 @@ import datetime as dt
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from simulator.host.issuer import FORMAT_ERROR_CODE, Decision, EmvDataError, Issuer, parse_emv_data
-from simulator.host.params import ensure_initial
+from simulator.host.params import for_terminal
+from simulator.host.proofs import Claim, ProofVerifier, Proven, Purpose, Refusal
+from simulator.host.rules import Refused, check_refund, check_reversal, duplicate
 from simulator.host.schema import first_error
 from simulator.host.store import HostStore, Record, StoreConflict
 from terminal.host import reconcile
@@ -72,6 +83,7 @@ __all__ = [
     "Acquirer",
     "IdempotencyConflict",
     "Peer",
+    "Refused",
     "Reply",
     "SalePosition",
     "host_time",
@@ -95,8 +107,11 @@ REJECTED_CODE: Final = FORMAT_ERROR_CODE  # the response code of a malformed adv
 ATTEMPTS: Final = 5
 
 
-class IdempotencyConflict(Exception):
+class IdempotencyConflict(Refused):
     """A request key (or a batch) seen before with another body; nothing was done."""
+
+    status = 409
+    error = "idempotency_conflict"
 
 
 @dataclass(frozen=True)
@@ -221,9 +236,16 @@ _Handler = Callable[[dict[str, Any], Peer, str, dt.datetime], _Processed]
 class Acquirer:
     """The host's processing of the state-changing messages over one store (thread-safe through it)."""
 
-    def __init__(self, store: HostStore, *, clock: Callable[[], dt.datetime] | None = None) -> None:
+    def __init__(
+        self,
+        store: HostStore,
+        *,
+        clock: Callable[[], dt.datetime] | None = None,
+        proofs: tuple[ProofVerifier, ...] | None = None,
+    ) -> None:
+        """``proofs``: the means of payment the issuer verifies (default: EMV cards; :mod:`simulator.host.proofs`)."""
         self.store = store
-        self.issuer = Issuer(store)
+        self.issuer = Issuer(store) if proofs is None else Issuer(store, proofs)
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._handlers: dict[str, _Handler] = {
             "sign-on": self._sign_on,
@@ -238,7 +260,9 @@ class Acquirer:
 
         ``body`` must be valid against its component schema and name ``peer``
         where it names a terminal or merchant (the caller checks both), and
-        ``key`` match :data:`KEY_PATTERN`. Raises :class:`IdempotencyConflict`.
+        ``key`` match :data:`KEY_PATTERN`. Raises :class:`Refused` (nothing
+        done, nothing stored): :class:`IdempotencyConflict` (409), or a
+        reversal that does not name what it reverses (422).
         """
         handler = self._handlers[what]
         digest = self.store.digest(_canonical(what, body))
@@ -281,10 +305,47 @@ class Acquirer:
 
     def _sign_on(self, body: dict[str, Any], peer: Peer, key: str, now: dt.datetime) -> _Processed:
         self.store.record_sign_on(peer.terminal_id, peer.merchant_id, body["software_version"], stamp(now))
-        version = self.store.parameters_version() or ensure_initial(self.store)
+        version = for_terminal(self.store, peer.merchant_id, peer.terminal_id).version
         reference = self._reference("sign_on")
         payload = {"host_time": host_time(now), "parameters_version": version, "host_reference": reference}
         return 200, _json_bytes(payload), ()
+
+    def _decide(self, message: dict[str, Any], peer: Peer, tags: dict[int, bytes], now: dt.datetime) -> Decision:
+        """An authorisation's or an advice's decision: duplicate, proof, refund cover, then the issuer."""
+        refusal = duplicate(self.store, peer.merchant_id, peer.terminal_id, message["txn_id"])
+        if refusal is not None:
+            return Issuer.refuse(refusal)
+        kind, original = message["kind"], message.get("original_txn_id")
+        refund = kind in ("refund", "offline_refund")
+        purpose = Purpose.REFUND if refund else Purpose.OFFLINE if kind == "offline_approval" else Purpose.ONLINE
+        proven: Proven | None = None
+        if not (refund and original is not None) or any(p.recognises(tags) for p in self.issuer.proofs):
+            claim = Claim(purpose, message["amount"], message["currency"])
+            checked = self.issuer.prove(tags, claim)  # a refund against a sale may come without a card
+            if isinstance(checked, Refusal):
+                return Issuer.refuse(checked)
+            proven = checked
+        note: str | None = None
+        if refund:
+            cover = check_refund(
+                self.store,
+                merchant_id=peer.merchant_id,
+                terminal_id=peer.terminal_id,
+                original_txn_id=original,
+                amount=message["amount"],
+                currency=message["currency"],
+                card=proven,
+                now=now,
+            )
+            if isinstance(cover, Refusal):
+                return Issuer.refuse(cover, proven)
+            note = cover.note
+            proven = proven if proven is not None else Proven(cover.card_token)  # the sale's card
+        assert proven is not None
+        if kind in ("offline_approval", "offline_refund"):  # the card approved it: the host takes note
+            return Decision("00", note or "offline", None, proven.token)
+        decision = self.issuer.decide(amount=message["amount"], proven=proven, now=now)
+        return replace(decision, reason=note) if decision.approved and note else decision
 
     def _authorise(self, body: dict[str, Any], peer: Peer, key: str, now: dt.datetime) -> _Processed:
         try:
@@ -292,7 +353,7 @@ class Acquirer:
         except EmvDataError:
             decision = Decision(FORMAT_ERROR_CODE, "format_error")  # schema-valid hex, but not TLV: ISO "30"
         else:
-            decision = self.issuer.decide(amount=body["amount"], pan_token=body["pan_token"], tags=tags, now=now)
+            decision = self._decide(body, peer, tags, now)
         reference = self._reference("authorise")
         approval = self._approval_code(reference) if decision.approved else None
         self.store.add_record(
@@ -304,7 +365,7 @@ class Acquirer:
             merchant_id=peer.merchant_id,
             amount=body["amount"],
             currency=body["currency"],
-            pan_token=body["pan_token"],
+            pan_token=decision.card_token,
             response_code=decision.response_code,
             approved=decision.approved,
             host_reference=reference,
@@ -370,11 +431,8 @@ class Acquirer:
             if prior[0] == digest:
                 return prior[1], True
             return self._rejected(advice, "idempotency_key was used before with another advice"), False
-        if advice["kind"] == "deferred_authorisation":
-            decision = self.issuer.decide(amount=advice["amount"], pan_token=advice["pan_token"], tags=tags, now=now)
-            code, approved, note = decision.response_code, decision.approved, decision.reason
-        else:  # approved offline by the card: the host takes note
-            code, approved, note = "00", True, "offline"
+        decision = self._decide(advice, peer, tags, now)
+        code, approved, note = decision.response_code, decision.approved, decision.reason
         reference = self._reference("advise")
         approval = self._approval_code(reference) if approved and advice["kind"] == "deferred_authorisation" else None
         self.store.add_record(
@@ -387,7 +445,7 @@ class Acquirer:
             merchant_id=peer.merchant_id,
             amount=advice["amount"],
             currency=advice["currency"],
-            pan_token=advice["pan_token"],
+            pan_token=decision.card_token,
             response_code=code,
             approved=approved,
             host_reference=reference,
@@ -403,12 +461,20 @@ class Acquirer:
             "response_code": code,
             "approval_code": approval,
             "host_reference": reference,
-            "message": None if approved else "declined by the issuer after forwarding",
+            "message": None if approved else f"declined after forwarding ({note})",
         }
         self.store.save_advice_result(peer.merchant_id, peer.terminal_id, advice["idempotency_key"], digest, result)
         return result, False
 
     def _reverse(self, body: dict[str, Any], peer: Peer, key: str, now: dt.datetime) -> _Processed:
+        check_reversal(
+            self.store,
+            merchant_id=peer.merchant_id,
+            terminal_id=peer.terminal_id,
+            txn_id=body["txn_id"],
+            amount=body["amount"],
+            currency=body["currency"],
+        )
         undone = self.store.reverse(peer.merchant_id, peer.terminal_id, body["txn_id"])
         reference = self._reference("reverse")
         self.store.add_record(

@@ -7,13 +7,20 @@ revocation, and the audit trail of all of it.
 Everything here works on the host's database and the CA files directly, so the
 ``posterm host`` commands and :class:`~simulator.host.service.HostService`
 share one implementation and take effect on a running server at once (the
-server reads blocked cards, velocity, parameters and enrolment codes from the
-database on every request). Faults go through :mod:`simulator.host.faults`.
+server reads blocked cards, velocity, refund allowances, parameters and
+enrolment codes from the database on every request). Faults go through
+:mod:`simulator.host.faults`.
 
 The database is ``host.db`` in the data directory unless ``store`` names
 another (``--store`` / ``POSTERM_HOST_STORE``: a ``postgresql://`` URL, see
 :func:`~simulator.host.store.store_location`); the data directory still holds
-the CA, the server's files and its faults.
+the CA, the host's secrets (``keys/``, whatever the store), the server's files
+and its faults.
+
+A card is named by its PAN or by the host's own token of it (32 hex digits,
+the ``pan_token`` of ``posterm host records --json``; not the terminal's
+token, which the host no longer trusts): a PAN is turned into the token at
+once and never stored or printed (masked at most).
 """
 
 from __future__ import annotations
@@ -23,17 +30,21 @@ import datetime as dt
 import logging
 import secrets
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from emv.pan import PAN_MAX_DIGITS, PAN_MIN_DIGITS, mask_pan
 from simulator.host.ca import load_or_create_ca
 from simulator.host.faults import read_faults, running_server
-from simulator.host.params import ParametersError, publish
+from simulator.host.files import tighten
+from simulator.host.keys import CARD_TOKEN_HEX_DIGITS
+from simulator.host.params import ParametersError, for_terminal, publish, set_terminal_part
 from simulator.host.ratelimit import ENROL_LIMITS_KEY, EnrolmentLimits
 from simulator.host.schema import first_error
 from simulator.host.storage import describe
-from simulator.host.store import DB_NAME, HostStore, StoreMissing, store_location
+from simulator.host.store import DB_NAME, HostStore, StoreMissing, host_keys, store_location
+from simulator.host.store_issuer import DEFAULT_MERCHANT
 
 if TYPE_CHECKING:
     from simulator.host.acquirer import SalePosition
@@ -41,8 +52,10 @@ if TYPE_CHECKING:
 __all__ = [
     "AdminError",
     "AdminRefused",
+    "CardBlock",
     "audit_log",
     "block_card",
+    "card_of",
     "credential_bundle",
     "host_status",
     "make_enrolment_code",
@@ -52,7 +65,10 @@ __all__ = [
     "revoke_terminal",
     "sale_positions",
     "set_enrolment_limits",
+    "set_refund_allowance",
+    "set_terminal_parameters",
     "set_velocity",
+    "terminal_parameters",
     "terminals",
     "unblock_card",
 ]
@@ -93,8 +109,10 @@ def open_store(data_dir: Path, *, create: bool = True, store: str | None = None)
         location = store_location(data_dir, store)
     except ValueError as exc:
         raise AdminError(f"--store: {exc}") from None
+    if create or Path(data_dir).is_dir():
+        tighten(Path(data_dir))  # 0700 / 0600, also for a data directory an older host left readable
     try:
-        opened = HostStore(location, create=create)
+        opened = HostStore(location, create=create, keys=host_keys(data_dir))
     except StoreMissing:
         if store:
             raise AdminError(
@@ -251,19 +269,70 @@ def _check_code(code: str) -> None:
         raise AdminError(f"response code {code!r}: two characters of [0-9A-Z], not 00")
 
 
-def block_card(data_dir: Path, pan_token: str, code: str = "62", *, store: str | None = None) -> None:
-    """Decline this card's authorisations with ``code`` (62 restricted, 43 stolen, ...)."""
+@dataclass(frozen=True)
+class CardBlock:
+    """A card as the operator named it: the host's token, and how to show it (masked PAN, or the token)."""
+
+    token: str
+    shown: str
+
+
+def _card_text(card: str) -> tuple[str | None, str | None]:
+    """(PAN, token) from what the operator typed: one of them, or AdminError (the input is never quoted)."""
+    text = card.strip()
+    digits = text.replace(" ", "").replace("-", "")
+    if digits.isascii() and digits.isdigit() and PAN_MIN_DIGITS <= len(digits) <= PAN_MAX_DIGITS:
+        return digits, None
+    token = text.lower()
+    if len(token) == CARD_TOKEN_HEX_DIGITS and all(c in "0123456789abcdef" for c in token):
+        return None, token
+    raise AdminError(  # not quoted: it may be (part of) a card number
+        f"not a card: give its PAN ({PAN_MIN_DIGITS} to {PAN_MAX_DIGITS} digits) or the host's card token "
+        f"({CARD_TOKEN_HEX_DIGITS} hex digits, the pan_token of 'posterm host records --json')"
+    )
+
+
+def card_of(store: HostStore, card: str) -> CardBlock:
+    """The host's token of ``card``: a PAN (spaces and dashes allowed) or a host card token."""
+    pan, token = _card_text(card)
+    if pan is not None:
+        return CardBlock(store.card_token(pan), mask_pan(pan))
+    assert token is not None
+    return CardBlock(token, token)
+
+
+def block_card(data_dir: Path, card: str, code: str = "62", *, store: str | None = None) -> CardBlock:
+    """Decline this card's authorisations with ``code`` (62 restricted, 43 stolen, ...), on every terminal.
+
+    ``card``: its PAN (never stored) or the host's card token.
+    """
     _check_code(code)
-    if first_error("PanToken", pan_token) is not None:
-        raise AdminError(f"pan token {pan_token!r} is not 1 to 64 of [A-Za-z0-9._:-]")
+    _card_text(card)  # before a host is made for nothing
     with open_store(data_dir, store=store) as db:
-        db.block_card(pan_token, code, _stamp(_now()))
+        named = card_of(db, card)
+        db.block_card(named.token, code, _stamp(_now()))
+    return named
 
 
-def unblock_card(data_dir: Path, pan_token: str, *, store: str | None = None) -> bool:
-    """Stop declining this card; False when it was not blocked."""
+def unblock_card(data_dir: Path, card: str, *, store: str | None = None) -> tuple[CardBlock, bool]:
+    """Stop declining this card (PAN or host card token); whether it was blocked."""
     with open_store(data_dir, create=False, store=store) as db:
-        return db.unblock_card(pan_token)
+        named = card_of(db, card)
+        return named, db.unblock_card(named.token)
+
+
+def set_refund_allowance(data_dir: Path, merchant_id: str, daily_amount: int, *, store: str | None = None) -> None:
+    """Let the merchant refund up to ``daily_amount`` minor units per currency per 24 h no sale covers (0: none).
+
+    ``merchant_id`` ``*`` sets the default of every merchant without an allowance of its own.
+    """
+    error = None if merchant_id == DEFAULT_MERCHANT else first_error("MerchantId", merchant_id)
+    if error is not None:
+        raise AdminError(f"merchant id {merchant_id!r} {error.removeprefix('body ')}")
+    if daily_amount < 0:
+        raise AdminError("refund allowance: an amount in minor units, >= 0 (0 = none)")
+    with open_store(data_dir, store=store) as db, db.transaction():
+        db.set_refund_allowance(merchant_id, daily_amount, _stamp(_now()))
 
 
 def set_velocity(data_dir: Path, max_approvals: int, window_seconds: int, *, store: str | None = None) -> None:
@@ -283,6 +352,44 @@ def publish_parameters(
             return publish(db, update, checked=checked)
         except ParametersError as exc:
             raise AdminError(f"parameters refused: {exc}") from None
+
+
+def _merchant_of(store: HostStore, terminal_id: str, merchant_id: str | None) -> str:
+    """The merchant of the terminal's own part: given, else the one merchant the terminal id is enrolled under."""
+    _check_ids(terminal_id, merchant_id)
+    if merchant_id is not None:
+        return merchant_id
+    merchants = store.terminal_merchants(terminal_id)
+    if len(merchants) != 1:
+        why = "is not enrolled" if not merchants else f"exists under merchants {', '.join(merchants)}"
+        raise AdminError(f"terminal {terminal_id} {why}: give --merchant-id")
+    return merchants[0]
+
+
+def set_terminal_parameters(
+    data_dir: Path,
+    terminal_id: str,
+    update: Mapping[str, Any],
+    *,
+    merchant_id: str | None = None,
+    checked: bool = True,
+    store: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Merge ``update`` over the terminal's own part of its parameters; (its merchant, the own part now)."""
+    with open_store(data_dir, store=store) as db:
+        merchant = _merchant_of(db, terminal_id, merchant_id)
+        try:
+            return merchant, set_terminal_part(db, merchant, terminal_id, update, checked=checked)
+        except ParametersError as exc:
+            raise AdminError(f"parameters refused: {exc}") from None
+
+
+def terminal_parameters(
+    data_dir: Path, terminal_id: str, merchant_id: str | None = None, *, store: str | None = None
+) -> bytes:
+    """The parameters document the terminal gets now (its version made if the parts moved)."""
+    with open_store(data_dir, create=False, store=store) as db:
+        return for_terminal(db, _merchant_of(db, terminal_id, merchant_id), terminal_id).document
 
 
 def records(data_dir: Path, *, store: str | None = None) -> list[dict[str, Any]]:
@@ -322,6 +429,7 @@ def host_status(data_dir: Path, *, store: str | None = None) -> dict[str, Any]:
             "velocity": {"max_approvals": max_approvals, "window_seconds": window},
             "enrol_limits": asdict(EnrolmentLimits.from_json(db.meta(ENROL_LIMITS_KEY))),
             "blocked_cards": db.blocked_cards(),
+            "refund_allowances": db.refund_allowances(),
             "terminals": db.terminals(),
             "records": {
                 "authorisations": sum(1 for r in rows if r.method == "authorise"),

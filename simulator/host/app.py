@@ -57,12 +57,21 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from simulator.host.acquirer import COMPONENTS, KEY_PATTERN, Acquirer, IdempotencyConflict, Peer, host_time, stamp
+from simulator.host.acquirer import (
+    COMPONENTS,
+    KEY_PATTERN,
+    Acquirer,
+    IdempotencyConflict,
+    Peer,
+    Refused,
+    host_time,
+    stamp,
+)
 from simulator.host.ca import CertificateAuthority, CsrError, public_key_digest
 from simulator.host.faults import FaultSwitch
 from simulator.host.health import HealthEndpoints, Readiness
 from simulator.host.metrics import HostMetrics, RequestMetrics
-from simulator.host.params import ensure_initial
+from simulator.host.params import for_terminal
 from simulator.host.ratelimit import ENROL_LIMITS_KEY, EnrolmentLimiter, EnrolmentLimits
 from simulator.host.schema import first_error, openapi_bytes
 from simulator.host.store import Certificate, HostStore, StoreError
@@ -360,10 +369,10 @@ class HostApi:
             self._check_ids(body, peer)
             try:
                 reply = self.acquirer.handle(what, body, peer, key)
-            except IdempotencyConflict as exc:
-                if self.metrics is not None:
+            except Refused as exc:  # an idempotency conflict (409), a reversal of another amount (422)
+                if self.metrics is not None and isinstance(exc, IdempotencyConflict):
                     self.metrics.idempotency_conflict(what)
-                raise _Fail(409, "idempotency_conflict", str(exc)) from None
+                raise _Fail(exc.status, exc.error, exc.message) from None
             if self.metrics is not None:
                 self.metrics.observe_reply(
                     what, body, reply.body, replayed=reply.replayed, replayed_advices=reply.replayed_advices
@@ -384,17 +393,19 @@ class HostApi:
         return _json_response(200, _json_bytes({"host_time": host_time(self.clock()), "host_reference": reference}))
 
     async def parameters(self, request: Request) -> Response:
+        """The requesting terminal's own parameters (:func:`simulator.host.params.for_terminal`)."""
+        peer = _peer(request.scope)
+        if peer is None:  # pragma: no cover - the guard answered 401 already
+            return _error(401, "no_client_certificate", "a client certificate is required")
         have_values = request.query_params.getlist("have")
-        current = self.store.parameters_version() or ensure_initial(self.store)
         if have_values:
             text = have_values[-1]
             if not (text.isascii() and text.isdigit() and len(text) <= 10 and int(text) <= 2147483647):
                 return _error(422, "invalid", "have must be an integer 0..2147483647")
-            if int(text) == current:
-                return Response(status_code=304)
-        document = self.store.parameters(current)
-        assert document is not None
-        return _json_response(200, document)
+        served = for_terminal(self.store, peer.merchant_id, peer.terminal_id)
+        if have_values and int(have_values[-1]) == served.version:
+            return Response(status_code=304)
+        return _json_response(200, served.document)
 
     async def enrol(self, request: Request) -> Response:
         """``POST /v1/enrol``: rate-limited; one answer for every refused code, given slowly (no oracle)."""

@@ -15,7 +15,9 @@ One EC P-256 CA per data directory, made on first use, issues:
 Layout under ``<data dir>/tls``: ``ca/key.pem`` + ``ca/cert.pem`` (the CA,
 created in a temporary directory and renamed into place, so two processes
 starting at once end with one CA), and the server files written by
-:func:`write_server_certificates`. Private keys are written mode 0600.
+:func:`write_server_certificates`. Every file is written 0600 (keys and
+certificates alike: the data directory is the host's alone,
+:mod:`simulator.host.files`) in 0700 folders.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from simulator.host.files import private_dir
 from terminal.files import atomic_write
 
 __all__ = [
@@ -111,10 +114,10 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _write(path: Path, data: bytes, *, private: bool = False) -> None:
-    """Write ``data`` atomically and durably (0600 for keys, from the first byte)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, data, 0o600 if private else 0o644)
+def _write(path: Path, data: bytes) -> None:
+    """Write ``data`` atomically and durably, 0600 from the first byte, in a 0700 folder."""
+    private_dir(path.parent)
+    atomic_write(path, data, 0o600)
 
 
 def _ca_certificate(key: ec.EllipticCurvePrivateKey, common_name: str, now: dt.datetime) -> x509.Certificate:
@@ -312,11 +315,11 @@ def load_or_create_ca(tls_dir: Path) -> CertificateAuthority:
     """The CA of ``tls_dir/ca``, made on first use (safe when two processes race)."""
     ca_dir = tls_dir / "ca"
     if not (ca_dir / "cert.pem").exists():
-        tls_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(tls_dir)
         fresh = CertificateAuthority.generate()
         tmp = Path(tempfile.mkdtemp(prefix=".ca.", dir=tls_dir))
         try:
-            _write(tmp / "key.pem", fresh.key_pem, private=True)
+            _write(tmp / "key.pem", fresh.key_pem)
             _write(tmp / "cert.pem", fresh.certificate_pem)
             try:
                 os.rename(tmp, ca_dir)
@@ -338,7 +341,7 @@ def write_server_certificates(ca: CertificateAuthority, tls_dir: Path, hosts: It
 
     def save(name: str, key_pem: bytes, cert_pem: bytes) -> TlsFiles:
         files = TlsFiles(tls_dir / f"{name}.pem", tls_dir / f"{name}-key.pem")
-        _write(files.key, key_pem, private=True)
+        _write(files.key, key_pem)
         _write(files.certificate, cert_pem)
         return files
 

@@ -20,9 +20,16 @@ offers the same sub-commands without the ``host`` word.
   [--only PATH ...]``: change the running server's faults (one at a time, the
   others stay); ``--only`` sets the paths that slow / error / drop are limited
   to (without it the list stays as it was; ``clear`` resets everything);
-- ``issuer block TOKEN [--code 62]``, ``issuer unblock TOKEN``,
-  ``issuer velocity MAX WINDOW_SECONDS`` (0 = off), ``issuer show``;
-- ``params publish FILE.json [--unchecked]``, ``params show``;
+- ``issuer block CARD [--code 62]``, ``issuer unblock CARD`` (CARD: the PAN,
+  never stored, or the host's card token as ``records --json`` shows it; ``-``
+  reads it from standard input, out of the shell's history),
+  ``issuer velocity MAX WINDOW_SECONDS`` (0 = off),
+  ``issuer refund-allowance MERCHANT_ID AMOUNT`` (minor units per currency per
+  24 h of refunds no sale covers; 0 = none), ``issuer show``;
+- ``params publish FILE.json [--unchecked]`` (the common part),
+  ``params set-terminal TERMINAL_ID FILE.json [--merchant-id M] [--unchecked]``
+  (a terminal's own part, merged key by key; null removes a key),
+  ``params show [--terminal-id T [--merchant-id M]]``;
 - ``status``, ``records``.
 
 Every command takes ``--data-dir DIR`` (default: ``$POSTERM_HOST_DIR``, else
@@ -57,9 +64,6 @@ __all__ = ["add_commands", "default_data_dir", "main"]
 
 _SubParsers = argparse._SubParsersAction  # argparse offers no public name for it
 
-#: The card token a posterm terminal sends: the first 16 bytes of a keyed MAC of the PAN, in hex
-#: (``terminal.card_reading``).  The operator blocks a card by it, as ``host records --json`` shows it.
-PAN_TOKEN_HEX_DIGITS = 32
 _STORE_HELP = (
     "the host's database: a postgresql://user@host/db URL (default: $POSTERM_HOST_STORE, else host.db in the "
     "data directory)"
@@ -122,15 +126,14 @@ def _guard(func: Any) -> Any:
     return run
 
 
-def _pan_token(text: str) -> str:
-    """The token as the terminal sends it (lowercase hex), or CommandError: anything else matches no card."""
-    token = text.strip().lower()
-    if len(token) != PAN_TOKEN_HEX_DIGITS or any(c not in "0123456789abcdef" for c in token):
-        raise CommandError(
-            f"pan token {text!r} is not a card's token: {PAN_TOKEN_HEX_DIGITS} hex digits, as the terminal "
-            "sends it (see the pan_token of 'posterm host records --json')"
-        )
-    return token
+def _card(text: str) -> str:
+    """A card as given on the command line; ``-``: one line of standard input (a PAN stays out of the history)."""
+    if text != "-":
+        return text
+    line = sys.stdin.readline(200).strip()
+    if not line:
+        raise CommandError("no card on standard input: give its PAN or the host's card token")
+    return line
 
 
 # ----------------------------------------------------------------------------- commands
@@ -256,13 +259,16 @@ def _cmd_issuer(args: argparse.Namespace) -> int:
 
     data_dir = _data_dir(args)
     if args.issuer_command == "block":
-        token = _pan_token(args.token)
-        admin.block_card(data_dir, token, args.code, store=_store(args))
-        print(f"card {token} blocked: authorisations decline with {args.code}")
+        named = admin.block_card(data_dir, _card(args.card), args.code, store=_store(args))
+        print(f"card {named.shown} blocked on every terminal: authorisations decline with {args.code}"
+              + (f" (host card token {named.token})" if named.shown != named.token else ""))  # fmt: skip
     elif args.issuer_command == "unblock":
-        token = _pan_token(args.token)
-        was = admin.unblock_card(data_dir, token, store=_store(args))
-        print(f"card {token} {'unblocked' if was else 'was not blocked'}")
+        named, was = admin.unblock_card(data_dir, _card(args.card), store=_store(args))
+        print(f"card {named.shown} {'unblocked' if was else 'was not blocked'}")
+    elif args.issuer_command == "refund-allowance":
+        admin.set_refund_allowance(data_dir, args.merchant_id, args.amount, store=_store(args))
+        limit = f"refunds no sale covers up to {args.amount} minor units per currency per 24 hours"
+        print(f"merchant {args.merchant_id}: {limit if args.amount else 'no refunds that no sale covers'}")
     elif args.issuer_command == "velocity":
         admin.set_velocity(data_dir, args.max_approvals, args.window_seconds, store=_store(args))
         off = args.max_approvals == 0 or args.window_seconds == 0
@@ -270,9 +276,21 @@ def _cmd_issuer(args: argparse.Namespace) -> int:
         print("velocity check off" if off else limit)
     else:
         status = admin.host_status(data_dir, store=_store(args))
-        shown = {"velocity": status["velocity"], "blocked_cards": status["blocked_cards"]}
+        shown = {k: status[k] for k in ("velocity", "blocked_cards", "refund_allowances")}
         _print(args, shown, json.dumps(shown, indent=1))
     return 0
+
+
+def _read_parameters_file(path: str) -> dict[str, Any]:
+    from terminal.limits import MAX_PARAMETERS_FILE_BYTES, InputFileError, read_json_input
+
+    try:
+        update = read_json_input(path, MAX_PARAMETERS_FILE_BYTES, "parameters file")
+    except InputFileError as exc:
+        raise CommandError(str(exc)) from None
+    if not isinstance(update, dict):
+        raise CommandError(f"{path}: expected a JSON object")
+    return update
 
 
 def _cmd_params(args: argparse.Namespace) -> int:
@@ -280,23 +298,35 @@ def _cmd_params(args: argparse.Namespace) -> int:
 
     data_dir = _data_dir(args)
     if args.params_command == "publish":
-        from terminal.limits import MAX_PARAMETERS_FILE_BYTES, InputFileError, read_json_input
-
-        try:
-            update = read_json_input(args.file, MAX_PARAMETERS_FILE_BYTES, "parameters file")
-        except InputFileError as exc:
-            raise CommandError(str(exc)) from None
-        if not isinstance(update, dict):
-            raise CommandError(f"{args.file}: expected a JSON object")
+        update = _read_parameters_file(args.file)
         version = admin.publish_parameters(data_dir, update, checked=not args.unchecked, store=_store(args))
-        print(f"parameters version {version} published")
+        print(f"common parameters version {version} published (each terminal's version moves with it)")
         return 0
-    from simulator.host.params import ensure_initial
+    if args.params_command == "set-terminal":
+        update = _read_parameters_file(args.file)
+        merchant, own = admin.set_terminal_parameters(
+            data_dir,
+            args.terminal_id,
+            update,
+            merchant_id=args.merchant_id,
+            checked=not args.unchecked,
+            store=_store(args),
+        )
+        keys = ", ".join(sorted(own)) or "none"
+        print(f"terminal {args.terminal_id} of merchant {merchant}: own parameters now {keys}")
+        return 0
+    if args.terminal_id is not None:
+        raw = admin.terminal_parameters(data_dir, args.terminal_id, args.merchant_id, store=_store(args))
+    elif args.merchant_id is not None:
+        raise CommandError("--merchant-id goes with --terminal-id")
+    else:
+        from simulator.host.params import ensure_initial
 
-    with admin.open_store(data_dir, create=False, store=_store(args)) as db:
-        ensure_initial(db)
-        raw = db.parameters()
-    assert raw is not None
+        with admin.open_store(data_dir, create=False, store=_store(args)) as db:
+            ensure_initial(db)
+            common = db.parameters()
+        assert common is not None
+        raw = common
     print(json.dumps(json.loads(raw), indent=1))
     return 0
 
@@ -357,7 +387,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     line = f"host running (pid {status['pid']}) at {status['url']}" if status["running"] else "host not running"
     counts = status["records"]
     text = (
-        f"{line}\nparameters version {status['parameters_version']}, "
+        f"{line}\ncommon parameters version {status['parameters_version']}, "
         f"{len(status['terminals'])} terminal(s), {counts['authorisations']} authorisation(s), "
         f"{counts['advices']} advice(s), {counts['reversals']} reversal(s)"
     )
@@ -479,29 +509,46 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
 
     issuer = command("issuer", "steer the issuer: blocked cards and velocity", _cmd_issuer, leaf=False)
     issuer_sub = issuer.add_subparsers(dest="issuer_command", required=True, metavar="ACTION")
-    token_help = f"the card's pan_token: {PAN_TOKEN_HEX_DIGITS} hex digits, as in 'posterm host records --json'"
-    block = issuer_sub.add_parser("block", help="decline a card (by pan_token)")
-    block.add_argument("token", help=token_help)
+    card_help = (
+        "the card: its PAN (never stored) or the host's card token (the pan_token of 'posterm host records --json'); "
+        "- reads it from standard input"
+    )
+    block = issuer_sub.add_parser("block", help="decline a card on every terminal (by PAN or host card token)")
+    block.add_argument("card", help=card_help)
     block.add_argument("--code", default="62", help="response code (default 62, restricted card)")
     unblock = issuer_sub.add_parser("unblock", help="stop declining a card")
-    unblock.add_argument("token", help=token_help)
+    unblock.add_argument("card", help=card_help)
+    allowance = issuer_sub.add_parser(
+        "refund-allowance", help="let a merchant refund what no sale covers (unreferenced, or to another card)"
+    )
+    allowance.add_argument("merchant_id", metavar="MERCHANT_ID")
+    allowance.add_argument("amount", type=_count, help="minor units per currency per 24 hours (0 = none)")
     velocity = issuer_sub.add_parser("velocity", help="limit approvals per card and time window (0 = off)")
     velocity.add_argument("max_approvals", type=_count, help="approvals allowed per card in the window (0 = off)")
     velocity.add_argument("window_seconds", type=_count, help="the window in seconds (0 = off)")
     show = issuer_sub.add_parser("show", help="print the blocked cards and the velocity limit")
-    for leaf in (block, unblock, velocity):
+    for leaf in (block, unblock, velocity, allowance):
         _common(leaf)
     _common(show, json_flag=True)
 
     params = command("params", "parameter versions served to terminals", _cmd_params, leaf=False)
     params_sub = params.add_subparsers(dest="params_command", required=True, metavar="ACTION")
-    publish = params_sub.add_parser("publish", help="publish a new version from a JSON file")
+    publish = params_sub.add_parser("publish", help="publish a new version of the common part from a JSON file")
     publish.add_argument("file", metavar="FILE.json", help="keys merged over the current config, or a full document")
     publish.add_argument(
         "--unchecked", action="store_true", help="skip the terminal-side checks (the schema still applies)"
     )
     _common(publish)
-    _common(params_sub.add_parser("show", help="print the current version"))
+    own = params_sub.add_parser("set-terminal", help="set a terminal's own part (merchant name, address, ...)")
+    own.add_argument("terminal_id", metavar="TERMINAL_ID")
+    own.add_argument("file", metavar="FILE.json", help="config keys merged over the terminal's own part (null: remove)")
+    own.add_argument("--merchant-id", help="the terminal's merchant (default: the one it is enrolled under)")
+    own.add_argument("--unchecked", action="store_true", help="skip the terminal-side checks")
+    _common(own)
+    show_params = params_sub.add_parser("show", help="print the common part, or what a terminal gets")
+    show_params.add_argument("--terminal-id", help="print this terminal's document (ids, own part, its version)")
+    show_params.add_argument("--merchant-id", help="the terminal's merchant (default: the one it is enrolled under)")
+    _common(show_params)
 
     command("status", "is the host running, where, with which faults", _cmd_status, json_flag=True)
     command("records", "the authorisations, advices and reversals the host processed", _cmd_records, json_flag=True)

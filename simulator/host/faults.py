@@ -45,6 +45,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from simulator.host.files import private_dir
 from terminal.files import atomic_write
 
 __all__ = [
@@ -167,9 +168,9 @@ class ServerInfo:
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON atomically and durably."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))
+    """Write ``data`` as JSON atomically and durably (0600, in a 0700 folder: the data directory is the host's)."""
+    private_dir(path.parent)
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True).encode("utf-8"), 0o600)
 
 
 def _read_json(path: Path) -> Any:

@@ -24,7 +24,12 @@ Where it lives. :func:`open_memory_host` (the ``memory`` entry of the
 link) keeps the database in ``<data dir>/memory-host/host.db``: separate CLI
 commands see the same host, and the host's operator commands work on it
 (``posterm host records --data-dir <data dir>/memory-host``, ``posterm host
-issuer block TOKEN --data-dir ...``). The database is opened on first use,
+issuer block PAN --data-dir ...``). It stands for the acquirer of a merchant
+the operator has given an allowance for refunds no sale covers (unreferenced,
+or to another card; :mod:`simulator.host.rules`): a new ``memory`` host is
+made with a default allowance of :data:`MEMORY_HOST_REFUND_ALLOWANCE` per
+currency per 24 hours (``posterm host issuer refund-allowance '*' 0
+--data-dir ...`` takes it away). Any other host starts with none. The database is opened on first use,
 not when the link is made, so a command that never talks to the host creates
 nothing. ``InProcessHost()`` without a path keeps an in-memory database and
 writes nothing. A database that cannot be opened or used makes each call
@@ -53,10 +58,14 @@ whole batch, as one HTTPS request). ``None`` means every method.
 Call log. :attr:`InProcessHost.calls` holds a :class:`Call` per message (per
 advice for a batch), faulted and replayed ones included.
 
+>>> from simulator.card_data import card_emv_data
 >>> from terminal.host import AuthorisationRequest
 >>> host = InProcessHost()
->>> host.authorise(AuthorisationRequest("t1", "k1", "sale", 1051, 978, "T1", "M1", b"", "tok")).response_code
+>>> card = card_emv_data(1051, 978)  # a simulated card's data objects, with its ARQC
+>>> host.authorise(AuthorisationRequest("t1", "k1", "sale", 1051, 978, "T1", "M1", card, "tok")).response_code
 '51'
+>>> host.authorise(AuthorisationRequest("t2", "k2", "sale", 1000, 978, "T1", "M1", b"", "tok")).response_code
+'14'
 """
 
 from __future__ import annotations
@@ -69,6 +78,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from simulator.host.keys import HostKeys
+from simulator.host.storage import Location, describe, parse_location
 from simulator.host.store import DB_NAME, HostStore, Record, StoreError
 from terminal.files import make_private_dir, private_umask
 from terminal.host import (
@@ -92,6 +103,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MEMORY_HOST_DIR",
+    "MEMORY_HOST_REFUND_ALLOWANCE",
     "Call",
     "HostFaults",
     "InProcessHost",
@@ -104,6 +116,8 @@ _T = TypeVar("_T")
 
 #: The folder of the ``memory`` host in a terminal's data directory (a host data directory of its own).
 MEMORY_HOST_DIR = "memory-host"
+#: The default refund allowance a new ``memory`` host is made with: 1000.00 per currency per 24 hours.
+MEMORY_HOST_REFUND_ALLOWANCE = 100_000
 
 
 def memory_host_database(data_dir: Path) -> Path:
@@ -115,7 +129,7 @@ def open_memory_host(name: str, data_dir: Path) -> InProcessHost:
     """The ``posterm.hostlinks`` factory for ``memory``: the in-process host of this data directory."""
     if name != "memory":
         raise DeviceError(f"host link {name!r}: the in-process host is named 'memory'")
-    return InProcessHost(memory_host_database(data_dir))
+    return InProcessHost(memory_host_database(data_dir), refund_allowance=MEMORY_HOST_REFUND_ALLOWANCE)
 
 
 class Call(NamedTuple):
@@ -187,23 +201,38 @@ class InProcessHost:
     """The simulated acquirer as a :class:`~terminal.host.HostLink` and :class:`~terminal.host.BatchAdvising`.
 
     ``database``: the host's SQLite file (created on first use), or None for
-    an in-memory one. ``clock``: the host's time (issuer expiry and velocity
-    checks, stored times); the system clock by default. Thread-safe.
+    an in-memory one; or any host store's location (a ``postgresql://`` URL:
+    the same acquirer on PostgreSQL, for tests that run on both engines), with
+    ``keys`` naming its key store (the default: ``keys/`` beside a SQLite
+    file). ``clock``: the host's time (issuer expiry and velocity checks,
+    stored times); the system clock by default. Thread-safe.
     """
 
     def __init__(
-        self, database: Path | None = None, *, clock: Callable[[], dt.datetime] | None = None
+        self,
+        database: Location | None = None,
+        *,
+        clock: Callable[[], dt.datetime] | None = None,
+        refund_allowance: int | None = None,
+        keys: HostKeys | None = None,
     ) -> None:
-        self.database = Path(database) if database is not None else None
+        """``refund_allowance``: the default allowance (merchant ``*``) a new database is made with."""
+        self.database: Location | None = None if database is None else parse_location(str(database))
         self.faults = HostFaults()
         self._clock = clock
+        self._refund_allowance = refund_allowance
+        self._keys = keys
         self._lock = threading.RLock()
         self._calls: list[Call] = []
         self._acquirer: Acquirer | None = None
         self._echoes = 0
 
     def __repr__(self) -> str:
-        return f"InProcessHost({str(self.database) if self.database else ':memory:'})"
+        return f"InProcessHost({self._where})"
+
+    @property
+    def _where(self) -> str:
+        return ":memory:" if self.database is None else describe(self.database)
 
     @property
     def url(self) -> str:
@@ -342,7 +371,7 @@ class InProcessHost:
         started = time.monotonic()
         with self._lock:
             self._faults_before("echo", [""])
-            if self._acquirer is not None or self.database is None or self.database.exists():
+            if self._acquirer is not None or not isinstance(self.database, Path) or self.database.exists():
                 with self._store() as store:
                     store.meta("seq")
             self._echoes += 1
@@ -365,17 +394,35 @@ class InProcessHost:
 
     # ------------------------------------------------------------------ steering and inspection
 
-    def block(self, pan_token: str, code: str = "62") -> None:
-        """Decline authorisations of this card with ``code`` (``"62"`` restricted, ``"43"`` stolen...)."""
+    def block(self, card: str, code: str = "62") -> None:
+        """Decline authorisations of this card (its PAN, or the host's card token) with ``code``.
+
+        ``"62"`` restricted, ``"43"`` stolen...; on every terminal, whatever token the terminal sends.
+        """
+        from simulator.host.acquirer import stamp
+        from simulator.host.admin import card_of
+
+        with self._store() as store:
+            store.block_card(card_of(store, card).token, code, stamp(self._now()))
+
+    def unblock(self, card: str) -> None:
+        """Stop declining this card (its PAN, or the host's card token)."""
+        from simulator.host.admin import card_of
+
+        with self._store() as store:
+            store.unblock_card(card_of(store, card).token)
+
+    def card_token(self, pan: str) -> str:
+        """The host's own token of the card with ``pan`` (what its records and blocks name)."""
+        with self._store() as store:
+            return store.card_token(pan)
+
+    def set_refund_allowance(self, merchant_id: str, daily_amount: int) -> None:
+        """Let ``merchant_id`` refund what no sale covers, up to ``daily_amount`` per currency per 24 h (0: none)."""
         from simulator.host.acquirer import stamp
 
         with self._store() as store:
-            store.block_card(pan_token, code, stamp(self._now()))
-
-    def unblock(self, pan_token: str) -> None:
-        """Stop declining this card."""
-        with self._store() as store:
-            store.unblock_card(pan_token)
+            store.set_refund_allowance(merchant_id, daily_amount, stamp(self._now()))
 
     def set_velocity(self, max_approvals: int, window_seconds: int) -> None:
         """At most ``max_approvals`` per card within ``window_seconds`` (then ``65``); 0 switches it off."""
@@ -413,8 +460,9 @@ class InProcessHost:
     def duplicates(self) -> dict[str, int]:
         """The ``txn_id`` of every transaction accepted more than once, with its count.
 
-        The host deduplicates by idempotency key, not by ``txn_id``: a
-        transaction sent twice under two keys is accepted twice, and shows here.
+        The host approves a ``txn_id`` once per terminal (a second one is
+        declined ``94``), so this is empty unless records of two terminals share
+        a ``txn_id`` or an older database held a duplicate: a money check.
         """
         counts: dict[str, int] = {}
         for r in self.records:
@@ -456,12 +504,25 @@ class InProcessHost:
         if self._acquirer is None:
             from simulator.host.acquirer import Acquirer
 
-            path = self.database if self.database is not None else Path(":memory:")
-            if self.database is not None:  # in the terminal's data directory: as private as its journal
+            location = self.database if self.database is not None else Path(":memory:")
+            if isinstance(self.database, Path):  # in the terminal's data directory: as private as its journal
                 make_private_dir(self.database.parent)
             with private_umask():  # the database file (and its -wal, -shm) readable by its owner only
-                self._acquirer = Acquirer(HostStore(path), clock=self._clock)
+                acquirer = Acquirer(HostStore(location, keys=self._keys), clock=self._clock)
+            if self._refund_allowance is not None:
+                self._provision(acquirer.store, self._refund_allowance)
+            self._acquirer = acquirer
         return self._acquirer
+
+    def _provision(self, store: HostStore, allowance: int) -> None:
+        """Once per database: the default refund allowance (the operator may change it afterwards)."""
+        from simulator.host.acquirer import stamp
+        from simulator.host.store_issuer import DEFAULT_MERCHANT
+
+        with store.transaction():
+            if store.meta("provisioned") is None:
+                store.set_refund_allowance(DEFAULT_MERCHANT, allowance, stamp(self._now()))
+                store.set_meta("provisioned", "memory-host")
 
     @contextmanager
     def _store(self) -> Iterator[HostStore]:
@@ -474,7 +535,7 @@ class InProcessHost:
         try:
             yield
         except (StoreError, sqlite3.Error) as exc:
-            raise HostUnreachable(f"in-process host database {self.database or ':memory:'}: {exc}") from None
+            raise HostUnreachable(f"in-process host database {self._where}: {exc}") from None
 
     def _log(self, method: str, txn_ids: Sequence[str], outcomes: Sequence[str] | str) -> None:
         if isinstance(outcomes, str):
@@ -507,7 +568,7 @@ class InProcessHost:
         faults_checked: bool = False,
     ) -> _T:
         """Faults, schema, the acquirer, the answer read back: one message, as the HTTPS path takes it."""
-        from simulator.host.acquirer import COMPONENTS, IdempotencyConflict, Peer
+        from simulator.host.acquirer import COMPONENTS, IdempotencyConflict, Peer, Refused
         from simulator.host.schema import first_error
 
         with self._lock:
@@ -528,6 +589,9 @@ class InProcessHost:
             except IdempotencyConflict as exc:
                 self._log(method, txn_ids, "conflict")
                 raise HostRejected(f"idempotency key reused with a different body ({exc})") from None
+            except Refused as exc:  # as the HTTPS host's 422: nothing was done
+                self._log(method, txn_ids, "refused")
+                raise HostRejected(f"refused: {exc}") from None
             except HostUnreachable:
                 self._log(method, txn_ids, "unreachable")
                 raise

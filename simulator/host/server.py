@@ -69,11 +69,12 @@ from simulator.host.faults import (
     write_faults,
     write_worker_status,
 )
+from simulator.host.files import tighten
 from simulator.host.health import Readiness
 from simulator.host.limits import ConnectionLimits
 from simulator.host.metrics import HostMetrics, MetricsEndpoint, start_metrics_endpoint
 from simulator.host.params import ensure_initial
-from simulator.host.store import HostStore, store_location
+from simulator.host.store import HostStore, host_keys, store_location
 
 __all__ = [
     "WORKER_HEADER",
@@ -190,9 +191,11 @@ def open_host_store(data_dir: Path, store: str | None = None) -> HostStore:
     store inherited across ``fork``); this is the one place that turns the
     ``--store`` option into a store. ValueError for a store of an unknown
     kind, :class:`~simulator.host.store.StoreError` for one that cannot be
-    opened. The log names it without its password.
+    opened. The log names it without its password. The host's secrets are
+    in the data directory's ``keys/`` whatever the store (every worker shares
+    the data directory).
     """
-    opened = HostStore(store_location(data_dir, store))
+    opened = HostStore(store_location(data_dir, store), keys=host_keys(data_dir))
     _log.info("host store: %s", opened.where)
     return opened
 
@@ -497,7 +500,7 @@ def serve(
         store=store,
     )
     data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    tighten(data_dir)  # 0700 / 0600 throughout, also for a data directory an older host left readable
     if worker is None and workers > 1:
         from simulator.host.workers import supervise
 

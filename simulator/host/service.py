@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from simulator.host import admin
 from simulator.host.ca import load_or_create_ca
 from simulator.host.faults import SERVER_FILE, Faults, request_faults, running_server
+from simulator.host.files import private_dir
 
 if TYPE_CHECKING:
     from simulator.host.acquirer import SalePosition
@@ -238,12 +239,24 @@ class HostService:
 
     # ------------------------------------------------------------------ issuer
 
-    def block_card(self, pan_token: str, code: str = "62") -> None:
-        """Decline authorisations of this card with ``code``."""
-        admin.block_card(self.data_dir, pan_token, code, store=self.store)
+    def block_card(self, card: str, code: str = "62") -> None:
+        """Decline authorisations of this card (its PAN, or the host's card token) with ``code``."""
+        admin.block_card(self.data_dir, card, code, store=self.store)
 
-    def unblock_card(self, pan_token: str) -> None:
-        admin.unblock_card(self.data_dir, pan_token, store=self.store)
+    def unblock_card(self, card: str) -> None:
+        admin.unblock_card(self.data_dir, card, store=self.store)
+
+    def set_refund_allowance(self, merchant_id: str, daily_amount: int) -> None:
+        """Let ``merchant_id`` refund what no sale covers, up to ``daily_amount`` per currency per 24 h (0: none)."""
+        admin.set_refund_allowance(self.data_dir, merchant_id, daily_amount, store=self.store)
+
+    def set_terminal_parameters(
+        self, terminal_id: str, update: Mapping[str, Any], *, merchant_id: str | None = None, checked: bool = True
+    ) -> dict[str, Any]:
+        """Merge ``update`` over the terminal's own part of its parameters; the own part now."""
+        return admin.set_terminal_parameters(
+            self.data_dir, terminal_id, update, merchant_id=merchant_id, checked=checked, store=self.store
+        )[1]
 
     def set_velocity(self, max_approvals: int, window_seconds: int) -> None:
         """At most ``max_approvals`` per card within ``window_seconds`` (then ``65``); 0 = off."""
@@ -324,8 +337,7 @@ def start_host(
     ``host.db`` in ``data_dir`` (a ``postgresql://`` URL, passed in ``POSTERM_HOST_STORE``, not on the
     command line).
     """
-    data_dir = Path(data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = private_dir(Path(data_dir).resolve())
     if running_server(data_dir) is not None:
         raise HostStartError(f"a host is already running on {data_dir}")
     with contextlib.suppress(FileNotFoundError):
@@ -355,7 +367,7 @@ def start_host(
     env = {k: v for k, v in os.environ.items() if k != STORE_ENV}
     if store:
         env[STORE_ENV] = store
-    log = (data_dir / LOG_FILE).open("ab")
+    log = os.fdopen(os.open(data_dir / LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
     try:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env

@@ -14,8 +14,21 @@ a reversal or a settlement looks at) is keyed by (merchant id, terminal id),
 the pair in the terminal's certificate.
 
 What is never kept: a PAN, track data or ``emv_data``. Body digests are
-HMAC-SHA-256 under a random per-host secret (``meta.digest_secret``) because
-the bodies they cover carry card data.
+HMAC-SHA-256 under a random per-host secret because the bodies they cover
+carry card data; a record's ``pan_token`` is the host's own token of the card
+(HMAC-SHA-256 of the PAN under another secret, :meth:`HostStore.card_token`),
+not the one the terminal sent. Both secrets are in the host's key store
+(:mod:`simulator.host.keys`: ``keys/`` of the host's data directory, beside
+``host.db``), never in the database, on either engine: a
+``meta.digest_secret`` left by an older host (or by a PostgreSQL store of
+before the key store) is moved there on opening. Every host process of one
+store uses the same ``keys/`` (the workers share the data directory, like the
+CA); the database keeps only a check value of each secret, so that a host
+opened with another key store is refused rather than deciding with keys that
+match nothing (:class:`HostStore`).
+
+A SQLite file is created 0600 in a 0700 folder before SQLite opens it
+(SQLite gives its ``-wal`` and ``-shm`` files the same mode).
 
 Where: a :data:`~simulator.host.storage.Location`, a ``Path`` (SQLite, the
 embedded default: ``host.db`` in the host's data directory, the simulator, the
@@ -36,19 +49,21 @@ the same transaction: PostgreSQL workers run transactions side by side.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
-import secrets
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from simulator.host.keys import CARD_TOKEN, DIGEST, KEYS_DIR, HostKeys, KeyStoreError, card_token
 from simulator.host.storage import Location, StoreConflict, StoreError, StoreMissing, open_engine, parse_location
 from simulator.host.storage.migrations import current_version, upgrade
 from simulator.host.store_identity import Certificate, EnrolmentCode, TerminalIdentities
+from simulator.host.store_issuer import OPTIONAL_CONSTRAINTS, IssuerTables
 
 __all__ = [
     "DB_NAME",
@@ -61,6 +76,8 @@ __all__ = [
     "StoreConflict",
     "StoreError",
     "StoreMissing",
+    "host_keys",
+    "key_check_value",
     "store_location",
 ]
 
@@ -146,13 +163,49 @@ def store_location(data_dir: Path, store: str | None = None) -> Location:
     return parse_location(store)
 
 
-class HostStore(TerminalIdentities):
+def host_keys(data_dir: Path) -> HostKeys:
+    """The key store of the host whose data directory is ``data_dir`` (``keys/`` in it), whatever its store."""
+    return HostKeys(Path(data_dir) / KEYS_DIR)
+
+
+#: The meta rows that hold a check value of each secret (never the secret): see :meth:`HostStore._checked_secrets`.
+_KEY_CHECK_PREFIX = "key_check:"
+_KEY_CHECK_TEXT = b"posterm host key check value"
+
+
+def key_check_value(secret: bytes) -> str:
+    """A check value of a secret (16 hex digits of an HMAC under it): tells two secrets apart, reveals neither."""
+    return hmac.new(secret, _KEY_CHECK_TEXT, hashlib.sha256).hexdigest()[:16]
+
+
+class HostStore(TerminalIdentities, IssuerTables):
     """The host's database over an engine (thread-safe; see :mod:`simulator.host.storage`).
 
     ``create=False``: a database without a host's tables is :class:`StoreMissing`, not made.
+
+    ``keys``: the host's key store, where its secrets are (:mod:`simulator.host.keys`). A SQLite
+    file's default is ``keys/`` beside it (in memory for ``:memory:``). A PostgreSQL store has no
+    default: the host's processes share a database but may not share a folder beside it, so the
+    caller names the key store every one of them uses (``keys/`` of the host's data directory,
+    :func:`host_keys`; ValueError without one).
+
+    The database keeps a check value of each secret (:func:`key_check_value`, in ``meta``): a
+    key store whose secrets are not those the database was used with (another data directory's,
+    a lost ``keys/`` made again) is refused with :class:`StoreError` at open, before any request
+    is decided with a digest or a card token that matches nothing.
     """
 
-    def __init__(self, location: Location, *, create: bool = True) -> None:
+    def __init__(self, location: Location, *, create: bool = True, keys: HostKeys | None = None) -> None:
+        if isinstance(location, str):
+            location = parse_location(location)
+        if keys is None:
+            if isinstance(location, str):
+                raise ValueError(
+                    "a PostgreSQL host store needs the host's key store (keys=host_keys(DATA_DIR)): "
+                    "its secrets are never kept in the database"
+                )
+            keys = HostKeys.beside(location)
+        self.keys = keys
         self.engine = open_engine(location, create=create)
         #: The SQLite file, or None on PostgreSQL.
         self.path: Path | None = getattr(self.engine, "path", None)
@@ -160,22 +213,85 @@ class HostStore(TerminalIdentities):
             if not create and not self.engine.has_schema():
                 raise StoreMissing(f"no host database at {self.engine.where}")
             upgrade(self.engine)
+            self._make_optional_constraints()
             with self.transaction():
-                self._exec(
-                    "INSERT INTO meta (key, value) VALUES ('digest_secret', ?) ON CONFLICT (key) DO NOTHING",
-                    (secrets.token_hex(32),),
-                )
-            self._secret = bytes.fromhex(self.meta("digest_secret") or "")
+                self.lock("keys")  # of several processes opening at once, one moves a secret out of meta
+                self._move_secret_out()
+                self._secret, self._card_secret = self._checked_secrets(DIGEST, CARD_TOKEN)
         except StoreMissing:
             self.engine.close()
             raise
-        except StoreError as exc:
+        except (StoreError, OSError, KeyStoreError) as exc:
             self.engine.close()
             message = str(exc)
             raise StoreError(message if message.startswith("cannot open") else f"cannot open {message}") from None
         except BaseException:
             self.engine.close()
             raise
+
+    def _make_optional_constraints(self) -> None:
+        """Make the :data:`~simulator.host.store_issuer.OPTIONAL_CONSTRAINTS` the data allows.
+
+        Each in a transaction of its own, which a failure rolls back alone (on
+        PostgreSQL a failed statement spoils the rest of its transaction): one
+        already made is left, one the data already breaks (a transaction
+        approved twice by an older host) is not tried, and one that a row
+        committed meanwhile breaks (PostgreSQL's unique violation,
+        :class:`StoreConflict`) is given up. There the acquirer's own checks
+        stand alone.
+        """
+        for constraint in OPTIONAL_CONSTRAINTS:
+            if self.engine.has_index(constraint.name):
+                continue
+            with contextlib.suppress(StoreConflict), self.transaction():
+                self.lock("schema")
+                if self._one(constraint.violations) is None:
+                    self._exec(constraint.statement)
+
+    def _move_secret_out(self) -> None:
+        """Move a body-digest secret kept in ``meta`` by an older host into the key store (in the transaction)."""
+        row = self._one("SELECT value FROM meta WHERE key = 'digest_secret'")
+        if row is None:
+            return
+        try:
+            value = bytes.fromhex(str(row[0]))
+        except ValueError:
+            raise StoreError(f"host database {self.where}: meta.digest_secret is damaged") from None
+        self.keys.adopt(DIGEST, value)  # durable before the row goes: a crash between leaves both, equal
+        self._exec("DELETE FROM meta WHERE key = 'digest_secret'")
+
+    def _checked_secrets(self, *names: str) -> list[bytes]:
+        """The key store's secrets, each made if the database never had one; refused if not the database's.
+
+        The first opener keeps each secret's check value in ``meta``. A secret
+        the database had and the key store lacks (a lost ``keys/``, another
+        data directory) is not made anew: that would leave a wrong key store
+        behind, and the right one could no longer simply be put back.
+        """
+        where = self.keys.directory or "in memory"
+        out: list[bytes] = []
+        for name in names:
+            key = _KEY_CHECK_PREFIX + name
+            stored = self.meta(key)
+            if stored is not None and not self.keys.has(name):
+                raise StoreError(
+                    f"host database {self.where}: the key store {where} has no {name} secret, and this database "
+                    "was used with one; restore the host's keys/ from its backup, or give the data directory "
+                    "that goes with this store"
+                )
+            secret = self.keys.secret(name)
+            check = key_check_value(secret)
+            if stored is None:
+                self._exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, check))
+                stored = self.meta(key)
+            if stored is not None and not hmac.compare_digest(stored, check):
+                raise StoreError(
+                    f"host database {self.where}: the key store {where} does not hold the {name} secret this "
+                    "database was used with; restore the host's keys/ from its backup, or give the data "
+                    "directory that goes with this store"
+                )
+            out.append(secret)
+        return out
 
     @property
     def where(self) -> str:
@@ -228,6 +344,10 @@ class HostStore(TerminalIdentities):
     def digest(self, text: str) -> str:
         """Keyed digest (HMAC-SHA-256 under the host's secret) of a canonical body."""
         return hmac.new(self._secret, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def card_token(self, pan: str) -> str:
+        """The host's token of the card with ``pan``: the same whichever terminal sent it (32 hex digits)."""
+        return card_token(self._card_secret, pan)
 
     # ------------------------------------------------------------------ meta and references
 

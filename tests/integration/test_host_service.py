@@ -28,6 +28,7 @@ from cryptography.x509.oid import NameOID
 
 from emv import tlv
 from simulator.card import SimulatedCard
+from simulator.card_data import card_emv_data
 from simulator.cryptograms import arpc as compute_arpc
 from simulator.host.ca import CertificateAuthority
 from simulator.host.service import HostService, start_host
@@ -120,8 +121,16 @@ def _new(prefix: str) -> str:
     return f"{prefix}{next(_counter):06d}"
 
 
-def auth_body(amount: int = 1234, *, txn_id: str | None = None, emv_data: str = "", token: str = "tok-plain",
-              kind: str = "sale") -> dict[str, Any]:
+def card(amount: int, **kw: Any) -> str:
+    """A simulated card's data objects with a cryptogram over ``amount`` EUR (hex), as a terminal sends them."""
+    return card_emv_data(amount, 978, **kw).hex().upper()
+
+
+def auth_body(amount: int = 1234, *, txn_id: str | None = None, emv_data: str | None = None,
+              token: str = "tok-plain", kind: str = "sale") -> dict[str, Any]:
+    if emv_data is None:
+        refund = kind == "refund"
+        emv_data = card(amount, cryptogram="aac" if refund else "arqc", transaction_type=0x20 if refund else 0)
     return {
         "txn_id": txn_id or _new("txn"),
         "kind": kind,
@@ -144,7 +153,7 @@ def advice_body(amount: int, kind: str = "offline_approval", token: str = "tok-a
         "currency": 978,
         "terminal_id": TID,
         "merchant_id": MID,
-        "emv_data": "",
+        "emv_data": card(amount, cryptogram="arqc" if kind == "deferred_authorisation" else "tc"),
         "pan_token": token,
         "created_at": "2025-03-01T10:00:00.000000+00:00",
         "retransmission": False,
@@ -354,10 +363,15 @@ def test_a_bad_arqc_is_declined_without_arpc(client: httpx.Client) -> None:
 
 def test_an_expired_card_is_54(client: httpx.Client) -> None:
     yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=40)
-    emv_data = tlv.encode(0x5F24, bytes.fromhex(yesterday.strftime("%y%m%d"))).hex()
+    emv_data = card(1000, expiry=yesterday.strftime("%y%m%d"))
     assert post(client, "/v1/authorisations", auth_body(1000, emv_data=emv_data)).json()["response_code"] == "54"
-    not_yet = tlv.encode(0x5F24, bytes.fromhex("491231")).hex()
+    not_yet = card(1000, expiry="491231")
     assert post(client, "/v1/authorisations", auth_body(1000, emv_data=not_yet)).json()["response_code"] == "00"
+
+
+def test_an_authorisation_without_card_data_is_declined_14(client: httpx.Client) -> None:
+    answer = post(client, "/v1/authorisations", auth_body(1000, emv_data="", token="made-up")).json()
+    assert (answer["status"], answer["response_code"]) == ("declined", "14")
 
 
 def test_emv_data_that_is_not_tlv_is_a_format_error_decline(client: httpx.Client) -> None:
@@ -366,13 +380,21 @@ def test_emv_data_that_is_not_tlv_is_a_format_error_decline(client: httpx.Client
 
 
 def test_blocked_cards_and_velocity_are_steered_at_run_time(host: HostService, client: httpx.Client) -> None:
-    host.block_card("tok-blocked", "43")
-    assert post(client, "/v1/authorisations", auth_body(token="tok-blocked")).json()["response_code"] == "43"
-    host.unblock_card("tok-blocked")
-    assert post(client, "/v1/authorisations", auth_body(token="tok-blocked")).json()["response_code"] == "00"
+    blocked, fast = "4761739001017777", "4761739001018888"  # cards of their own: velocity counts a card's approvals
+    host.block_card(blocked, "43")
+    assert post(client, "/v1/authorisations", auth_body(emv_data=card(1234, pan=blocked))).json()["response_code"] == (
+        "43"
+    )
+    host.unblock_card(blocked)
+    assert post(client, "/v1/authorisations", auth_body(emv_data=card(1234, pan=blocked))).json()["response_code"] == (
+        "00"
+    )
     host.set_velocity(2, 3600)
     try:
-        codes = [post(client, "/v1/authorisations", auth_body(token="tok-fast")).json()["response_code"] for _ in "123"]
+        codes = [
+            post(client, "/v1/authorisations", auth_body(emv_data=card(1234, pan=fast))).json()["response_code"]
+            for _ in "123"
+        ]
     finally:
         host.set_velocity(0, 0)
     assert codes == ["00", "00", "65"]
@@ -424,9 +446,10 @@ def test_batch_close_in_and_out_of_balance(host: HostService, tmp_path: Path) ->
         def close(batch_id: int, lines: list[dict[str, Any]], key: str | None = None) -> httpx.Response:
             return post(c, "/v1/batches/close", {"batch_id": batch_id, "terminal_id": "BATCH01", "lines": lines}, key)
 
+        host.set_refund_allowance("BATCHMERCHANT", 500)  # the refund below has no sale
         for amount in (1000, 2000):
             post(c, "/v1/authorisations", body(amount))
-        post(c, "/v1/authorisations", body(500, "refund"))
+        assert post(c, "/v1/authorisations", body(500, "refund")).json()["status"] == "approved"
         post(c, "/v1/authorisations", body(1251))  # declined: not in the totals
         reversed_txn = body(3000)
         post(c, "/v1/authorisations", reversed_txn)
@@ -456,10 +479,11 @@ def test_batch_close_in_and_out_of_balance(host: HostService, tmp_path: Path) ->
 
 def test_parameters_publish_makes_a_new_version(host: HostService, client: httpx.Client) -> None:
     current = client.get("/v1/parameters").json()["version"]
-    version = host.publish_parameters({"merchant_name": "fuzzy shop"})
-    assert version == current + 1
+    host.publish_parameters({"merchant_name": "fuzzy shop"})  # the common part: every terminal's version moves
     answer = client.get("/v1/parameters", params={"have": current})
     assert answer.status_code == 200 and answer.json()["config"]["merchant_name"] == "fuzzy shop"
+    version = answer.json()["version"]
+    assert version > current and answer.json()["config"]["terminal_id"] == TID
     assert answer.json()["capks"] and all(len(k["checksum"]) == 40 for k in answer.json()["capks"])
     assert client.get("/v1/parameters", params={"have": version}).status_code == 304
     assert client.get("/v1/parameters", params={"have": "x"}).status_code == 422

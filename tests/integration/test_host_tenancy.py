@@ -35,6 +35,7 @@ from host_link.enrolment import CredentialBundle, make_csr
 from host_link.enrolment import enrol as enrol_terminal
 from host_link.renewal import AutoRenewal
 from host_link.tls import client_context
+from simulator.card_data import card_emv_data
 from simulator.host.service import HostService, start_host
 from terminal.host import HostRejected
 
@@ -106,7 +107,8 @@ def post(client: httpx.Client, path: str, body: Any) -> httpx.Response:
 
 def sale(terminal: Enrolled, txn_id: str, amount: int) -> dict[str, Any]:
     return {"txn_id": txn_id, "kind": "sale", "amount": amount, "currency": 978, "terminal_id": terminal.terminal_id,
-            "merchant_id": terminal.merchant_id, "emv_data": "", "pan_token": "tok-tenancy"}
+            "merchant_id": terminal.merchant_id, "emv_data": card_emv_data(amount, 978).hex(),
+            "pan_token": "tok-tenancy"}
 
 
 def reversal(terminal: Enrolled, txn_id: str, amount: int) -> dict[str, Any]:

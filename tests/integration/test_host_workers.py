@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from simulator.card_data import card_emv_data
 from simulator.host.service import ClientCredentials, HostService, start_host
 from tests.integration.test_host_transport import metric
 from tests.postgres_rig import ENGINES, PostgresCluster
@@ -274,7 +275,7 @@ def test_metrics_count_what_the_host_did(tmp_path: Path) -> None:
             assert post("/v1/reversals", reversal, "r1").headers["idempotent-replay"] == "true"
             assert post("/v1/reversals", {**reversal, "amount": 2}, "r1").status_code == 409
             sale = {"txn_id": "s1", "kind": "sale", "amount": 1234, "currency": 978, "terminal_id": TID,
-                    "merchant_id": MID, "emv_data": "", "pan_token": "tok"}
+                    "merchant_id": MID, "emv_data": card_emv_data(1234, 978).hex(), "pan_token": "tok"}
             outcome = post("/v1/authorisations", sale, "a1").json()
             foreign = {"txn_id": "f1", "idempotency_key": "fk1", "kind": "offline_approval", "amount": 5,
                        "currency": 978, "terminal_id": "OTHER", "merchant_id": MID, "emv_data": "", "pan_token": "t",

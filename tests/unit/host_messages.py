@@ -1,9 +1,16 @@
-"""The port's messages for the in-process host's tests: one terminal, sensible defaults, any field changed."""
+"""The port's messages for the in-process host's tests: one terminal, sensible defaults, any field changed.
+
+``emv_data`` defaults to a simulated card's data objects with a cryptogram the host verifies
+(:func:`simulator.card_data.card_emv_data`, over the message's amount and currency): an ARQC for a
+sale and a deferred authorisation, a TC for an offline approval or refund, an AAC for a refund.
+``card=`` names another simulated card (:data:`simulator.card_data.CARDS`).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from simulator.card_data import card_emv_data
 from terminal.host import Advice, AuthorisationRequest, BatchTotals, Reversal, TotalsLine
 
 TID = "TERM0001"
@@ -11,8 +18,16 @@ EUR = 978
 USD = 840
 
 
+def _amount(value: int) -> int:
+    return value if 0 < value < 10**12 else 1  # a malformed message's amount: the card saw a sensible one
+
+
+def _currency(value: int) -> int:
+    return value if 0 < value < 1000 else 978
+
+
 def auth(
-    txn_id: str = "t1", amount: int = 1000, *, key: str | None = None, **kw: Any
+    txn_id: str = "t1", amount: int = 1000, *, key: str | None = None, card: str = "visa", **kw: Any
 ) -> AuthorisationRequest:
     fields: dict[str, Any] = {
         "txn_id": txn_id,
@@ -22,10 +37,15 @@ def auth(
         "currency": EUR,
         "terminal_id": TID,
         "merchant_id": "M1",
-        "emv_data": b"\x9f\x02\x06\x00\x00\x00\x00\x10\x00",
         "pan_token": "tok-1",
     }
     fields.update(kw)
+    if "emv_data" not in fields:
+        refund = fields["kind"] == "refund"
+        fields["emv_data"] = card_emv_data(
+            _amount(fields["amount"]), _currency(fields["currency"]),
+            card=card, cryptogram="aac" if refund else "arqc", transaction_type=0x20 if refund else 0x00,
+        )  # fmt: skip
     return AuthorisationRequest(**fields)
 
 
@@ -35,6 +55,7 @@ def advice(
     *,
     kind: str = "offline_approval",
     key: str | None = None,
+    card: str = "visa",
     **kw: Any,
 ) -> Advice:
     fields: dict[str, Any] = {
@@ -45,11 +66,16 @@ def advice(
         "currency": EUR,
         "terminal_id": TID,
         "merchant_id": "M1",
-        "emv_data": b"\x9f\x27\x01\x40",
         "pan_token": "tok-1",
         "created_at": "2024-05-01T10:00:00Z",
     }
     fields.update(kw)
+    if "emv_data" not in fields:
+        fields["emv_data"] = card_emv_data(
+            _amount(fields["amount"]), _currency(fields["currency"]),
+            card=card, cryptogram="arqc" if kind == "deferred_authorisation" else "tc",
+            transaction_type=0x20 if kind == "offline_refund" else 0x00,
+        )  # fmt: skip
     return Advice(**fields)
 
 

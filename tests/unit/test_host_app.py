@@ -25,13 +25,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from simulator.card_data import card_emv_data
 from simulator.host import admin
 from simulator.host.app import PEER_STATE_KEY, Peer, create_app
 from simulator.host.ca import load_or_create_ca
 from simulator.host.faults import Faults, FaultSwitch
 from simulator.host.schema import first_error
 from simulator.host.storage import Location
-from simulator.host.store import DB_NAME, HostStore
+from simulator.host.store import DB_NAME, HostStore, host_keys
 from tests.postgres_rig import PostgresCluster
 
 TID, MID = "T1", "M1"
@@ -76,7 +77,7 @@ class Rig:
     def __init__(self, data_dir: Path, store: Location | None = None) -> None:
         self.data_dir = data_dir
         self.location = str(store or data_dir / DB_NAME)  # what admin's functions take as their store
-        self.store = HostStore(store or data_dir / DB_NAME)
+        self.store = HostStore(store or data_dir / DB_NAME, keys=host_keys(data_dir))  # as admin opens it
         self.ca = load_or_create_ca(data_dir / "tls")
         self.faults = FaultSwitch()
         self.app = create_app(self.store, self.ca, self.faults, clock=lambda: NOW)
@@ -111,9 +112,16 @@ def conforms(component: str, answer: Any) -> None:
     assert error is None, (component, error, answer.text)
 
 
+def card(amount: int, **kw: Any) -> str:
+    """A simulated card's data objects for ``amount`` EUR, in hex (a real cryptogram the issuer verifies)."""
+    return card_emv_data(amount if isinstance(amount, int) and 0 < amount < 10**12 else 1, 978, **kw).hex()
+
+
 def auth(amount: int = 1234, **changes: Any) -> dict[str, Any]:
+    refund = changes.get("kind") == "refund"
     body = {"txn_id": "t1", "kind": "sale", "amount": amount, "currency": 978, "terminal_id": TID,
-            "merchant_id": MID, "emv_data": "", "pan_token": "tok"}
+            "merchant_id": MID, "pan_token": "tok",
+            "emv_data": card(amount, cryptogram="aac" if refund else "arqc", transaction_type=0x20 if refund else 0)}
     body.update(changes)
     return body
 
@@ -176,7 +184,7 @@ def test_validation_messages_never_quote_the_value(client: AppClient) -> None:
 
 
 def test_an_integral_float_is_an_integer(client: AppClient) -> None:
-    answer = client.post("/v1/authorisations", content=json.dumps(auth()).replace("1234", "1234.0"),
+    answer = client.post("/v1/authorisations", content=json.dumps(auth()).replace('"amount": 1234', '"amount": 1234.0'),
                          headers={"Idempotency-Key": "f", "Content-Type": "application/json"})
     assert answer.status_code == 200
     conforms("AuthorisationResponse", answer)
@@ -204,17 +212,21 @@ def test_sign_on_echo_and_parameters(rig: Rig, client: AppClient) -> None:
     assert client.get("/v1/echo").json()["host_reference"] != echo.json()["host_reference"]
     params = client.get("/v1/parameters")
     conforms("ParametersResponse", params)
-    assert client.get("/v1/parameters?have=1").status_code == 304
-    assert client.get("/v1/parameters?have=1").content == b""
-    assert client.get("/v1/parameters?have=2").status_code == 200
+    version = params.json()["version"]
+    assert sign_on.json()["parameters_version"] == version  # the terminal's own version
+    assert (params.json()["config"]["terminal_id"], params.json()["config"]["merchant_id"]) == (TID, MID)
+    assert client.get(f"/v1/parameters?have={version}").status_code == 304
+    assert client.get(f"/v1/parameters?have={version}").content == b""
+    assert client.get(f"/v1/parameters?have={version - 1}").status_code == 200
     for bad in ("-1", "x", "99999999999", "１"):
         assert client.get("/v1/parameters", params={"have": bad}).status_code == 422
     assert rig.store.terminals()[0]["software_version"] == "1.0"
 
 
-def test_advices_each_judged_on_its_own(client: AppClient) -> None:
+def test_advices_each_judged_on_its_own(rig: Rig, client: AppClient) -> None:
+    admin.set_refund_allowance(rig.data_dir, MID, 1000, store=rig.location)  # the offline refund below has no sale
     good = {"txn_id": "a1", "idempotency_key": "ak1", "kind": "deferred_authorisation", "amount": 251,
-            "currency": 978, "terminal_id": TID, "merchant_id": MID, "emv_data": "", "pan_token": "tok",
+            "currency": 978, "terminal_id": TID, "merchant_id": MID, "emv_data": card(251), "pan_token": "tok",
             "created_at": "2025-06-15T11:00:00Z"}
     items: list[Any] = [
         good,
@@ -222,7 +234,8 @@ def test_advices_each_judged_on_its_own(client: AppClient) -> None:
         {**good, "idempotency_key": "ak2", "terminal_id": "T9"},
         {**good, "idempotency_key": "ak3", "emv_data": "9F"},
         {**good, "idempotency_key": "ak4", "created_at": "yesterday"},
-        {**good, "idempotency_key": "ak5", "kind": "offline_refund", "amount": 300},
+        {**good, "txn_id": "a5", "idempotency_key": "ak5", "kind": "offline_refund", "amount": 300,
+         "emv_data": card(300, cryptogram="tc", transaction_type=0x20)},
         {**good, "amount": 252},  # ak1 again with another body
     ]
     answer = post(client, "/v1/advices", {"advices": items})
@@ -240,6 +253,7 @@ def test_advices_each_judged_on_its_own(client: AppClient) -> None:
 
 
 def test_reversal_and_batch_close(rig: Rig, client: AppClient) -> None:
+    admin.set_refund_allowance(rig.data_dir, MID, 400, store=rig.location)  # r1 is a refund that no sale covers
     post(client, "/v1/authorisations", auth(1000, txn_id="s1"), key="a")
     post(client, "/v1/authorisations", auth(400, txn_id="r1", kind="refund"), key="b")
     post(client, "/v1/authorisations", auth(700, txn_id="s2"), key="c")

@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from simulator.host import admin
 from simulator.host.app import ENROL_REFUSED, Peer, create_app
 from simulator.host.ratelimit import EnrolmentLimiter, EnrolmentLimits
-from tests.unit.test_host_app import NOW, AppClient, Rig, conforms, with_peer
+from tests.unit.test_host_app import NOW, AppClient, Rig, card, conforms, with_peer
 
 FAST = EnrolmentLimits(per_client_per_minute=1000, overall_per_minute=1000, failure_delay_seconds=0.0)
 
@@ -61,7 +61,7 @@ def post(client: AppClient, path: str, body: Any, key: str) -> Any:
 
 def sale(peer: Peer, txn_id: str, amount: int) -> dict[str, Any]:
     return {"txn_id": txn_id, "kind": "sale", "amount": amount, "currency": 978, "terminal_id": peer.terminal_id,
-            "merchant_id": peer.merchant_id, "emv_data": "", "pan_token": "tok"}
+            "merchant_id": peer.merchant_id, "emv_data": card(amount), "pan_token": "tok"}
 
 
 def lines(count: int, amount: int) -> list[dict[str, Any]]:

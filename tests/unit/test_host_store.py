@@ -6,36 +6,46 @@ and on a fresh database of the session's private PostgreSQL cluster.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from simulator.host.keys import DIGEST
 from simulator.host.storage import Location, StoreMissing, parse_location
 from simulator.host.storage.base import ddl_for, format_placeholders, redact, scrub, statements
 from simulator.host.storage.migrations import current_version, migrations
 from simulator.host.store import DB_NAME, HostStore, StoreError, store_location
+from simulator.host.store_issuer import OPTIONAL_CONSTRAINTS
 from tests.postgres_rig import PostgresCluster
+
+OpenStore = Callable[..., HostStore]
 
 # ----------------------------------------------------------------------------- both engines
 
 
-def test_a_new_store_is_at_the_latest_schema_version_and_reopening_changes_nothing(host_store_at: Location) -> None:
-    with HostStore(host_store_at) as store:
-        assert current_version(store.engine) == len(migrations()) >= 2
-        secret = store.meta("digest_secret")
+def test_a_new_store_is_at_the_latest_schema_version_and_reopening_changes_nothing(
+    host_store_at: Location, open_host_store: OpenStore
+) -> None:
+    with open_host_store(host_store_at) as store:
+        assert current_version(store.engine) == len(migrations()) >= 4
+        digest = store.digest("body")
         store.set_meta("probe", "kept")
-    with HostStore(host_store_at) as again:
+    with open_host_store(host_store_at) as again:
         rows = again._all("SELECT version, name FROM schema_version ORDER BY version")
         assert [r[0] for r in rows] == [m.version for m in migrations()]  # each applied once
-        assert again.meta("digest_secret") == secret and again.meta("probe") == "kept"
+        assert again.digest("body") == digest and again.meta("probe") == "kept"
+        assert again.meta("digest_secret") is None  # the secret is in the key store, never in the database
+        assert again.engine.has_index("records_approved_once")
 
 
-def test_a_database_newer_than_the_code_is_refused(host_store_at: Location) -> None:
-    with HostStore(host_store_at) as store:
+def test_a_database_newer_than_the_code_is_refused(host_store_at: Location, open_host_store: OpenStore) -> None:
+    with open_host_store(host_store_at) as store:
         store._exec("INSERT INTO schema_version (version, name, applied_at) VALUES (999, 'future', 'x')")
     with pytest.raises(StoreError, match=r"schema version 999, newer than this posterm's"):
-        HostStore(host_store_at)
+        open_host_store(host_store_at)
 
 
 def test_a_transaction_is_rolled_back_whole_on_an_exception(host_store: HostStore) -> None:
@@ -97,25 +107,65 @@ def test_bytes_and_large_amounts_survive_the_round_trip(host_store: HostStore) -
     assert record.amount == 999_999_999_999 and record.approved is True and record.reversed is False
 
 
+def _approve_twice(store: HostStore) -> None:
+    """What a host of before issue 11 could leave: one txn_id of a terminal approved under two keys."""
+    with store.transaction():
+        for n in (1, 2):
+            store.add_record(method="authorise", txn_id="twice", idempotency_key=f"k{n}", kind="sale",
+                             terminal_id="T1", merchant_id="M1", amount=100, currency=978, pan_token="p",
+                             response_code="00", approved=True, host_reference=f"A{n}", created_at="2025-01-01")
+
+
+def test_data_that_breaks_the_unique_approval_index_leaves_it_unmade_and_the_store_usable(
+    host_store_at: Location, open_host_store: OpenStore
+) -> None:
+    with open_host_store(host_store_at) as store:
+        assert store.engine.has_index("records_approved_once")
+        store._exec("DROP INDEX records_approved_once")
+        _approve_twice(store)
+    with open_host_store(host_store_at) as store:  # the index cannot be made: not tried, the store opens
+        assert not store.engine.has_index("records_approved_once")
+        assert len(store.approved_records("M1", "T1", "twice")) == 2
+        store.set_meta("after", "ok")  # nothing left spoilt
+        assert store.meta("after") == "ok"
+
+
+def test_a_unique_approval_index_that_fails_anyway_is_given_up_alone(
+    host_store_at: Location, open_host_store: OpenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows that break it committed between the check and the index (another process's, on PostgreSQL):
+    the failed CREATE spoils its transaction there, which is rolled back alone; the store opens and works."""
+    with open_host_store(host_store_at) as store:
+        store._exec("DROP INDEX records_approved_once")
+        _approve_twice(store)
+    (constraint,) = OPTIONAL_CONSTRAINTS
+    blind = dataclasses.replace(constraint, violations="SELECT 1 FROM meta WHERE 1 = 0")  # sees nothing
+    monkeypatch.setattr("simulator.host.store.OPTIONAL_CONSTRAINTS", (blind,))
+    with open_host_store(host_store_at) as store:
+        assert not store.engine.has_index("records_approved_once")
+        store.set_meta("after", "ok")
+        assert store.meta("after") == "ok"
+
+
 def test_create_false_refuses_a_place_without_a_host(host_store_at: Location, tmp_path: Path,
-                                                    request: pytest.FixtureRequest) -> None:
+                                                    request: pytest.FixtureRequest, open_host_store: OpenStore) -> None:
     if isinstance(host_store_at, Path):
         with pytest.raises(StoreMissing):
-            HostStore(tmp_path / "nothing" / DB_NAME, create=False)
+            open_host_store(tmp_path / "nothing" / DB_NAME, create=False)
         assert not (tmp_path / "nothing").exists()
     else:
         cluster: PostgresCluster = request.getfixturevalue("postgres")
         empty = cluster.create_database(template=None)
         try:
             with pytest.raises(StoreMissing):
-                HostStore(cluster.url(empty), create=False)
-            with HostStore(cluster.url(empty)) as made:  # create=True makes the tables
-                assert made.meta("digest_secret")
-            HostStore(cluster.url(empty), create=False).close()
+                open_host_store(cluster.url(empty), create=False)
+            with open_host_store(cluster.url(empty)) as made:  # create=True makes the tables
+                assert made.schema_version == len(migrations())
+            open_host_store(cluster.url(empty), create=False).close()
         finally:
             cluster.drop_database(empty)
-    HostStore(host_store_at).close()
-    HostStore(host_store_at, create=False).close()  # now there is a host
+    open_host_store(host_store_at).close()
+    open_host_store(host_store_at, create=False).close()  # now there is a host
 
 
 # ----------------------------------------------------------------------------- SQLite only
@@ -127,11 +177,12 @@ def test_an_older_sqlite_host_db_without_schema_version_is_adopted(tmp_path: Pat
     db = sqlite3.connect(path)
     for statement in statements(migrations()[0].script("sqlite")):
         db.execute(statement)
-    db.execute("INSERT INTO meta (key, value) VALUES ('seq', '41'), ('digest_secret', 'ab')")
+    secret = "ab" * 32
+    db.execute("INSERT INTO meta (key, value) VALUES ('seq', '41'), ('digest_secret', ?)", (secret,))
     db.commit()
     db.close()
     with HostStore(path) as store:
-        assert store.meta("digest_secret") == "ab"
+        assert store.meta("digest_secret") is None and store.keys.secret(DIGEST).hex() == secret  # moved out
         assert store.next_reference("authorise") == "A0000000042"
         assert current_version(store.engine) == len(migrations())
 

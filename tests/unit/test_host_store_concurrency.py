@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import pytest
 
 from emv.tlv import encode_pairs
+from simulator.card_data import card_emv_data
 from simulator.cryptograms import CryptogramData, build_iad, compute
 from simulator.host.acquirer import Acquirer, Peer, Reply
 from simulator.host.params import ensure_initial
@@ -34,6 +35,7 @@ TID, MID, EUR = "T1", "M1", 978
 PEER = Peer(TID, MID)
 PAN = "4761739001010010"
 _T = TypeVar("_T")
+OpenStore = Callable[..., HostStore]
 
 
 def card_auth(txn_id: str, amount: int, atc: int) -> dict[str, Any]:
@@ -66,9 +68,9 @@ def card_auth(txn_id: str, amount: int, atc: int) -> dict[str, Any]:
 
 
 @pytest.fixture()
-def stores(host_store_at: Location) -> Iterator[list[HostStore]]:
-    """One store per worker, all on the same database (each engine: tests/conftest.py)."""
-    opened = [HostStore(host_store_at) for _ in range(WORKERS)]
+def stores(host_store_at: Location, open_host_store: OpenStore) -> Iterator[list[HostStore]]:
+    """One store per worker, all on the same database and key store (each engine: tests/conftest.py)."""
+    opened = [open_host_store(host_store_at) for _ in range(WORKERS)]
     yield opened
     for store in opened:
         store.close()
@@ -145,7 +147,8 @@ def test_authorisations_during_closes_land_in_exactly_one_closed_batch(stores: l
 
 
 def test_openers_of_a_new_database_at_once_upgrade_it_once(host_store_at: Location, tmp_path: Path,
-                                                          request: pytest.FixtureRequest) -> None:
+                                                          request: pytest.FixtureRequest,
+                                                          open_host_store: OpenStore) -> None:
     if isinstance(host_store_at, Path):
         location: Location = tmp_path / "fresh" / DB_NAME
         cleanup: Callable[[], None] = lambda: None  # noqa: E731
@@ -159,14 +162,15 @@ def test_openers_of_a_new_database_at_once_upgrade_it_once(host_store_at: Locati
 
         def open_one(_: int) -> str:
             barrier.wait()
-            with HostStore(location) as store:
-                return store.meta("digest_secret") or ""
+            with open_host_store(location) as store:
+                return store.digest("body") + store.card_token(PAN)
 
         with ThreadPoolExecutor(WORKERS) as pool:
             secrets = list(pool.map(open_one, range(WORKERS)))
-        assert len(set(secrets)) == 1 and secrets[0]  # one secret, kept by the first opener
-        with HostStore(location) as store:
+        assert len(set(secrets)) == 1  # one pair of secrets, made by the first opener, used by all
+        with open_host_store(location) as store:
             versions = store._all("SELECT version FROM schema_version ORDER BY version")
+            assert store.engine.has_index("records_approved_once")
         assert [v[0] for v in versions] == [m.version for m in migrations()]
     finally:
         cleanup()
@@ -207,3 +211,25 @@ def test_one_certificate_rotated_by_workers_at_once_is_replaced_once(stores: lis
     assert sorted(done) == [False] * (WORKERS - 1) + [True]
     valid = [r[0] for r in stores[0]._all("SELECT serial FROM certificates WHERE revoked_at IS NULL")]
     assert valid == [f"NEW{done.index(True)}"]  # the terminal holds one valid certificate, not eight
+
+
+def refund_body(txn_id: str, terminal_id: str, amount: int, atc: int) -> dict[str, Any]:
+    """An unreferenced refund (no sale named) with a card that proves itself (an AAC over the refund)."""
+    card = card_emv_data(amount, EUR, cryptogram="aac", transaction_type=0x20, atc=atc)
+    return {"txn_id": txn_id, "kind": "refund", "amount": amount, "currency": EUR, "terminal_id": terminal_id,
+            "merchant_id": MID, "emv_data": card.hex().upper(), "pan_token": "t"}  # fmt: skip
+
+
+def test_terminals_of_one_merchant_refunding_at_once_keep_its_allowance(stores: list[HostStore]) -> None:
+    """Eight terminals (eight terminal locks) refund 3.00 each at once against the merchant's 10.00 allowance."""
+    with stores[0].transaction():
+        stores[0].set_refund_allowance(MID, 1000, "2026-01-01T00:00:00+00:00")
+
+    def refund(i: int, store: HostStore) -> str:
+        reply = Acquirer(store).handle("authorisation", refund_body(f"rf{i}", f"T{i}", 300, atc=300 + i),
+                                       Peer(f"T{i}", MID), f"rf{i}")
+        return str(reply.json()["response_code"])
+
+    codes = together(stores, refund)
+    assert sorted(codes) == ["00"] * 3 + ["58"] * (WORKERS - 3)
+    assert stores[0].allowance_used(MID, EUR, "2000-01-01") == 900

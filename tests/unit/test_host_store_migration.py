@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from simulator.host.keys import DIGEST
 from simulator.host.storage.migrations import migrations
 from simulator.host.store import DB_NAME, HostStore, StoreError
 
@@ -103,7 +104,8 @@ def test_a_version_1_file_is_migrated_in_place(v1_file: Path) -> None:
         assert store.blocked_cards() == {"tok-bad": "43"}
         assert store.parameters_version() == 1
         assert store.next_reference("authorise") == "A0000000008"
-        assert store.meta("digest_secret") == "ab" * 32  # the same secret: stored digests still compare
+        assert store.meta("digest_secret") is None  # moved to the host's key store (issue 11), the same secret:
+        assert store.keys.secret(DIGEST) == bytes.fromhex("ab" * 32)  # stored digests still compare
         code = store.enrolment_code(OPEN_CODE)
         assert code is not None and (code.terminal_id, code.merchant_id, code.transfer) == ("T9", "M9", False)
         # the terminal's latest certificate is its one valid certificate; older ones are unknown
@@ -152,3 +154,46 @@ def test_a_file_that_marked_schema_2_in_meta_is_taken_as_at_migration_3(tmp_path
         assert store.meta("schema_version") is None
         certificate = store.certificate("CAFE01")
         assert certificate is not None and certificate.valid
+
+
+def test_a_host_db_of_the_issuer_schema_before_the_numbering_keeps_its_rows_and_keys(tmp_path: Path) -> None:
+    """A host.db of a posterm that made the issuer's tables without numbered migrations (schema mark 2 in meta,
+    the tables of migration 4 made already, its secrets in keys/ and no check value of them) is adopted."""
+    path = tmp_path / DB_NAME
+    with HostStore(path) as store:
+        with store.transaction():
+            store.set_refund_allowance("M1", 5000, AT)
+            store.set_terminal_part("M1", "T1", {"merchant_name": "Shop"}, AT)
+        digest = store.digest("body")
+    db = sqlite3.connect(path)  # as that code left it
+    db.execute("DROP TABLE schema_version")
+    db.execute("DELETE FROM meta WHERE key LIKE 'key_check:%'")
+    db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '2')")
+    db.commit()
+    db.close()
+    with HostStore(path) as store:
+        assert store.schema_version == SCHEMA_VERSION >= 4
+        assert store.refund_allowance("M1") == 5000 and store.terminal_part("M1", "T1") == {"merchant_name": "Shop"}
+        assert store.digest("body") == digest  # the same key store
+        assert store.engine.has_index("records_approved_once")
+        assert store.meta("key_check:digest") is not None  # from now on a foreign key store is refused
+
+
+def test_a_transaction_approved_twice_by_an_older_host_leaves_the_unique_index_unmade(tmp_path: Path) -> None:
+    """The unique index on approved transactions is made when the data allows; else the store still opens."""
+    path = tmp_path / DB_NAME
+    HostStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP INDEX records_approved_once")
+    for seq in (1, 2):  # what a host of before issue 11 could do: one txn_id approved under two keys
+        db.execute(
+            "INSERT INTO records (seq, method, txn_id, idempotency_key, kind, terminal_id, merchant_id, amount, "
+            "currency, pan_token, response_code, approved, reversed, batch, host_reference, created_at) "
+            "VALUES (?, 'authorise', 'twice', ?, 'sale', 'T1', 'M1', 100, 978, 'tok', '00', 1, 0, 1, ?, ?)",
+            (seq, f"k{seq}", f"A{seq}", AT),
+        )
+    db.commit()
+    db.close()
+    with HostStore(path) as store:
+        assert not store.engine.has_index("records_approved_once")
+        assert len(store.approved_records("M1", "T1", "twice")) == 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from simulator.card_data import CARDS
 from simulator.host.inprocess import Call, InProcessHost
 from terminal.host import (
     AnswerStatus,
@@ -72,6 +73,7 @@ def test_magic_amounts_on_sales(host: InProcessHost, amount: int, code: str) -> 
 
 @pytest.mark.parametrize(("amount", "code"), [(1000, "00"), (1051, "51"), (1005, "05"), (1054, "54")])
 def test_refunds_follow_the_same_rules(host: InProcessHost, amount: int, code: str) -> None:
+    host.authorise(auth("t0", 2000))
     answer = host.authorise(auth("rf1", amount, kind="refund", original_txn_id="t0"))
     assert answer.response_code == code
     rec = host.records_for("rf1")[0]
@@ -79,18 +81,20 @@ def test_refunds_follow_the_same_rules(host: InProcessHost, amount: int, code: s
 
 
 def test_blocked_card_declined_62_by_default_and_43_on_request(host: InProcessHost) -> None:
-    host.block("tok-bad")
-    assert host.authorise(auth("t1", pan_token="tok-bad")).response_code == "62"
-    host.block("tok-stolen", code="43")
-    assert host.authorise(auth("t2", pan_token="tok-stolen")).response_code == "43"
-    host.unblock("tok-bad")
-    assert host.authorise(auth("t3", pan_token="tok-bad")).response_code == "00"
-    deferred = advice("d1", kind="deferred_authorisation", pan_token="tok-stolen")
+    visa, mastercard = CARDS["visa"][0], CARDS["mastercard"][0]
+    host.block(visa)  # by PAN (the host keeps its token), whatever token the terminal sends
+    assert host.authorise(auth("t1", card="visa")).response_code == "62"
+    host.block(host.card_token(mastercard), code="43")  # or by the host's token
+    assert host.authorise(auth("t2", card="mastercard")).response_code == "43"
+    host.unblock(visa)
+    assert host.authorise(auth("t3", card="visa")).response_code == "00"
+    deferred = advice("d1", kind="deferred_authorisation", card="mastercard")
     assert host.advise(deferred).response_code == "43"
 
 
 def test_offline_approvals_accepted_whatever_the_amount_or_card(host: InProcessHost) -> None:
-    host.block("tok-1")
+    host.block(CARDS["visa"][0])
+    host.set_refund_allowance("M1", 1051)  # the offline refund below has no sale
     for i, amount in enumerate((1000, 1051, 1005, 1054)):
         answer = host.advise(advice(f"a{i}", amount))
         assert answer.approved and answer.response_code == "00"
@@ -213,8 +217,8 @@ def test_request_keys_are_those_of_the_https_link(host: InProcessHost) -> None:
     # A key the protocol's header cannot carry is sent as its SHA-256, as HttpsHostLink does.
     first = host.authorise(auth("t1", key="not a header key / 1"))
     assert host.authorise(auth("t1", key="not a header key / 1")) == first
-    assert host.authorise(auth("t1", key="")).approved  # an empty key too: the host sees its digest
-    assert host.accepted_count("t1") == 2
+    assert host.authorise(auth("t1", key="")).response_code == "94"  # an empty key too: a new key, a duplicate
+    assert host.accepted_count("t1") == 1
 
 
 def test_keys_are_scoped_per_terminal(host: InProcessHost) -> None:
@@ -224,11 +228,11 @@ def test_keys_are_scoped_per_terminal(host: InProcessHost) -> None:
     assert len(host.records) == 2
 
 
-def test_same_txn_under_two_keys_is_accepted_twice_and_reported(host: InProcessHost) -> None:
+def test_same_txn_under_two_keys_is_accepted_once(host: InProcessHost) -> None:
     host.advise(advice("a1", key="k1"))
-    host.advise(advice("a1", key="k2"))
-    assert host.accepted_count("a1") == 2
-    assert host.duplicates() == {"a1": 2}
+    assert host.advise(advice("a1", key="k2")).response_code == "94"
+    assert host.accepted_count("a1") == 1
+    assert host.duplicates() == {}
 
 
 # --------------------------------------------------------------------------- faults
@@ -364,6 +368,7 @@ def test_reversal_only_matches_its_terminal(host: InProcessHost) -> None:
 
 
 def _busy_day(host: InProcessHost) -> None:
+    host.set_refund_allowance("M1", 500)  # r1 and or1 are refunds that no sale covers
     host.authorise(auth("s1", 1000))
     host.authorise(auth("s2", 2500))
     host.authorise(auth("s3", 1051))  # declined: not counted

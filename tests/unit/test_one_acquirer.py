@@ -20,12 +20,13 @@ import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from host_link.client import HttpsHostLink, IdempotentRetry
+from simulator.card_data import CARDS, card_emv_data
 from simulator.host import admin
 from simulator.host.app import PEER_STATE_KEY, Peer, create_app
 from simulator.host.ca import load_or_create_ca
 from simulator.host.inprocess import InProcessHost
 from simulator.host.storage import Location
-from simulator.host.store import DB_NAME, HostStore
+from simulator.host.store import DB_NAME, HostStore, host_keys
 from terminal.host import (
     Advice,
     AuthorisationRequest,
@@ -70,7 +71,7 @@ def asgi_transport(app: ASGIApp, peer: Peer) -> httpx.MockTransport:
 def hosts(tmp_path: Path, host_store_at: Location) -> Iterator[tuple[HttpsHostLink, InProcessHost, Path, str]]:
     """The HTTPS app over a store on each engine (tests/conftest.py), the in-process host on SQLite."""
     https_dir = tmp_path / "https"
-    store = HostStore(host_store_at)
+    store = HostStore(host_store_at, keys=host_keys(https_dir))  # the host's keys/, as admin opens it
     app = create_app(store, load_or_create_ca(https_dir / "tls"), clock=lambda: NOW)
     store.add_certificate("5E41A1", MID, TID, "2026-03-01T00:00:00+00:00")  # as enrolment registers it
     link = HttpsHostLink(
@@ -88,11 +89,14 @@ def hosts(tmp_path: Path, host_store_at: Location) -> Iterator[tuple[HttpsHostLi
 
 
 def auth(txn_id: str, amount: int, kind: str = "sale", **kw: Any) -> AuthorisationRequest:
-    return AuthorisationRequest(txn_id, f"k-{txn_id}", kind, amount, EUR, TID, MID, b"", f"tok-{txn_id[:2]}", **kw)
+    refund = kind == "refund"
+    card = card_emv_data(amount, EUR, cryptogram="aac" if refund else "arqc", transaction_type=0x20 if refund else 0)
+    return AuthorisationRequest(txn_id, f"k-{txn_id}", kind, amount, EUR, TID, MID, card, f"tok-{txn_id[:2]}", **kw)
 
 
 def advice(txn_id: str, amount: int, kind: str, **kw: Any) -> Advice:
-    return Advice(txn_id, f"k-{txn_id}", kind, amount, EUR, TID, MID, b"", "tok-o", "2026-03-02T11:00:00Z", **kw)
+    card = card_emv_data(amount, EUR, cryptogram="arqc" if kind == "deferred_authorisation" else "tc")
+    return Advice(txn_id, f"k-{txn_id}", kind, amount, EUR, TID, MID, card, "tok-o", "2026-03-02T11:00:00Z", **kw)
 
 
 def reversal(txn_id: str, amount: int, reason: str) -> Reversal:
@@ -113,7 +117,7 @@ def day(host: HostLink) -> list[Any]:
         lambda: host.advise(advice("d1", 854, "deferred_authorisation")),
         lambda: host.advise(advice("d2", 600, "deferred_authorisation")),
         lambda: host.advise(advice("orf1", 200, "offline_refund", original_txn_id="s4")),
-        lambda: host.reverse(reversal("s4", 3000, "void")),
+        lambda: host.reverse(reversal("s4", 3000, "void")),  # refused: a refund against it stands (422)
         lambda: host.reverse(reversal("d2", 600, "expired")),
         lambda: host.reverse(reversal("ghost", 100, "no_answer")),
         lambda: host.close_batch(
@@ -139,9 +143,9 @@ def shape(answer: HostAnswer | SettlementAnswer) -> tuple[Any, ...]:
 
 
 RECORD_FIELDS = (
-    "method", "txn_id", "idempotency_key", "kind", "terminal_id", "merchant_id", "amount", "currency", "pan_token",
+    "method", "txn_id", "idempotency_key", "kind", "terminal_id", "merchant_id", "amount", "currency",
     "response_code", "approved", "reversed", "batch", "original_txn_id", "note", "created_at",
-)
+)  # not pan_token: each host's card tokens are under its own secret (the same card, one token, per host)
 
 
 def test_both_hosts_answer_and_record_alike(hosts: tuple[HttpsHostLink, InProcessHost, Path, str]) -> None:
@@ -149,10 +153,14 @@ def test_both_hosts_answer_and_record_alike(hosts: tuple[HttpsHostLink, InProces
     over_https, in_process = day(link), day(inprocess)
     assert over_https == in_process
     assert ("rejected", True) in in_process  # the second close of batch 1 with other totals
+    assert ("rejected", False) in in_process  # the reversal of a sale that has a refund against it
     https_records = [{f: r[f] for f in RECORD_FIELDS} for r in admin.records(https_dir, store=store)]
     inprocess_records = [{f: getattr(r, f) for f in RECORD_FIELDS} for r in inprocess.records]
     assert https_records == inprocess_records
-    assert len(inprocess_records) == 13  # 10 authorisations and advices, 3 reversals
+    assert len(inprocess_records) == 12  # 10 authorisations and advices, 2 reversals
+    with admin.open_store(https_dir, store=store) as db:  # one card, one token, whichever message carried it
+        token = db.card_token(CARDS["visa"][0])
+    assert {r["pan_token"] for r in admin.records(https_dir, store=store) if r["method"] != "reverse"} == {token}
 
 
 def test_sale_positions_of_both_hosts(hosts: tuple[HttpsHostLink, InProcessHost, Path, str]) -> None:
@@ -163,6 +171,6 @@ def test_sale_positions_of_both_hosts(hosts: tuple[HttpsHostLink, InProcessHost,
     assert positions == inprocess.sale_positions()
     assert {t: (p.charged, p.refunded) for t, p in positions.items()} == {
         "s1": (1000, 400),
-        "s4": (0, 200),  # the sale was voided (reversed), an offline refund against it stands
+        "s4": (3000, 200),  # the void was refused while an offline refund against it stands
         "o1": (700, 0),
     }

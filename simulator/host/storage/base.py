@@ -113,6 +113,10 @@ class Engine(abc.ABC):
         """Whether the database holds a host's tables already."""
 
     @abc.abstractmethod
+    def has_index(self, name: str) -> bool:
+        """Whether the database has an index of this name."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Release the connections (the engine cannot be used afterwards)."""
 

@@ -37,12 +37,24 @@ committed before it began. What keeps the host's checks true:
    transaction's number is skipped.
 5. **Named locks for the rest**: the parameters' next version is read and
    stored under ``lock("parameters")``; migrations run under one lock, so
-   workers starting together upgrade the schema once.
+   workers starting together upgrade the schema once. The issuer's checks
+   that read what other requests write lock it first
+   (:mod:`simulator.host.rules`): the transaction a request names (approved
+   once, a sale's refunds, a reversal's target), the merchant's refund
+   allowance (shared by its terminals), the card (its velocity count, shared
+   by every terminal); a unique index on approved transactions backs the
+   first.
 
 Deadlocks and serialization failures (``40P01``, ``40001``) and unique
 violations (``23505``) raise :class:`StoreConflict`: the transaction is gone,
 and running it again is safe. Locks are taken terminal first, then anything
-shared.
+shared, always in the order terminal, transaction, allowance, card.
+
+The host's secrets (the body digests' and the card tokens' HMAC keys) are not
+in the database: they are in the key store of the host's data directory
+(``keys/``), which every worker shares (:mod:`simulator.host.keys`); the
+database holds a check value of each, so a process given another key store
+is refused at open.
 
 Why not ``SERIALIZABLE`` with retries: its predicate locks are taken on index
 pages, so two terminals' idempotency checks of keys on the same page and the
@@ -215,6 +227,10 @@ class PostgresEngine(Engine):
 
     def has_schema(self) -> bool:
         row = self.one("SELECT to_regclass('meta') IS NOT NULL")
+        return bool(row and row[0])
+
+    def has_index(self, name: str) -> bool:
+        row = self.one("SELECT to_regclass(CAST(? AS TEXT)) IS NOT NULL", (name,))
         return bool(row and row[0])
 
     def close(self) -> None:

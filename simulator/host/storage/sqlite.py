@@ -1,5 +1,9 @@
 """The embedded engine: one SQLite file (WAL), for one machine, the simulator and the in-process host.
 
+The file is the host's alone: made 0600 in a 0700 folder before SQLite opens
+it (:mod:`simulator.host.files`; SQLite gives its ``-wal`` and ``-shm`` the
+file's mode), and one an older host left readable is made private again.
+
 Several processes use the file at once (the server, the CLI, a test's
 :class:`~simulator.host.service.HostService`, the terminal commands that share
 an in-process host): WAL mode, a busy timeout of 10 s, ``synchronous=FULL``,
@@ -22,7 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from simulator.host.storage.base import Engine, Row, StoreError, StoreMissing
+from simulator.host.files import private_dir, private_file
+from simulator.host.storage.base import Engine, Row, StoreConflict, StoreError, StoreMissing
 
 __all__ = ["SqliteEngine"]
 
@@ -41,7 +46,11 @@ class SqliteEngine(Engine):
         if not memory:
             if not create and not self.path.is_file():
                 raise StoreMissing(f"no host database at {self.path}")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
+            for suffix in ("", "-wal", "-shm"):  # the last two: those an older host left 0644
+                sibling = self.path.with_name(self.path.name + suffix)
+                if not suffix or sibling.exists():
+                    private_file(sibling)  # 0600 before SQLite opens it (its -wal and -shm get its mode)
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(
@@ -68,8 +77,13 @@ class SqliteEngine(Engine):
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
+        """SQLite's errors as the store's: a unique key already there is a :class:`StoreConflict`, as on
+        PostgreSQL (the transaction is rolled back by :meth:`transaction`)."""
         try:
             yield
+        except sqlite3.IntegrityError as exc:
+            kind = StoreConflict if "UNIQUE constraint failed" in str(exc) or "not unique" in str(exc) else StoreError
+            raise kind(f"host database {self.path}: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"host database {self.path}: {exc}") from exc
 
@@ -128,6 +142,9 @@ class SqliteEngine(Engine):
 
     def has_schema(self) -> bool:
         return self.one("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'meta'") is not None
+
+    def has_index(self, name: str) -> bool:
+        return self.one("SELECT name FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)) is not None
 
     def close(self) -> None:
         with self._lock:
