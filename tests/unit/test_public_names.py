@@ -730,6 +730,7 @@ PUBLIC: dict[str, set[str]] = {
         "batch_close_json",
         "clean_text",
         "echo_answer",
+        "error_code",
         "error_text",
         "parameters_answer",
         "parse_json",
@@ -738,6 +739,7 @@ PUBLIC: dict[str, set[str]] = {
         "settlement_answer",
         "sign_on_answer",
         "sign_on_json",
+        "unrecognised_text",
     },
     # ---------------------------------------------------------------------------- simulator
     "simulator": set(),
