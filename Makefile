@@ -6,14 +6,17 @@
 # Both install what is missing on their own: Debian packages (when run as
 # root; otherwise they say what to install), the virtual environment in
 # .venv, and the Python packages.  A second run finds everything in place
-# and installs nothing.
+# and installs nothing.  PostgreSQL (Debian's postgresql) is for the tests
+# of the host's PostgreSQL store: they start a private cluster of their own
+# in a temporary folder (as an unprivileged user when run as root) and stop
+# it afterwards; the system's cluster, if any, is left alone.
 
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEB_PACKAGES := python3 python3-venv python3-dev gcc pcscd vsmartcard-vpcd libpcsclite-dev swig libzbar0 fonts-dejavu-core fonts-wqy-microhei libgl1-mesa-dri libegl1 libmtdev1
+DEB_PACKAGES := python3 python3-venv python3-dev gcc pcscd vsmartcard-vpcd libpcsclite-dev swig libzbar0 fonts-dejavu-core fonts-wqy-microhei libgl1-mesa-dri libegl1 libmtdev1 postgresql
 
 .PHONY: demo test lint typecheck imports unit bench clean system-deps
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import emv_tap, speed, terminal_core
+from bench import host_speed as bench_host_speed
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 HEADER = """# Benchmarks
@@ -235,26 +236,49 @@ def _load_average() -> str:
 
 
 def host_section(workers: list[int], pg: str | None, *, seconds: float = 5.0, rounds: int = 3) -> None:
-    """SQLite and (given a URL) PostgreSQL, each with ``workers`` processes; what cannot run yet says why."""
+    """SQLite and PostgreSQL (``pg``: a URL, ``auto`` for a private durable cluster, None to leave it out), each
+    with ``workers`` processes; what cannot run says why."""
     from bench import host_speed
 
     load = _load_average()
     results: list[host_speed.PairFigures | tuple[host_speed.Combination, str]] = []
-    for store in (None, pg or "postgresql"):
+    with tempfile.TemporaryDirectory(dir=PAGE.parent.parent) as tmp:
         for n in workers:
-            combination = host_speed.Combination(store, n)
-            if store is not None and not pg:
-                results.append((combination, "no PostgreSQL URL given (--pg URL or $POSTERM_BENCH_PG)"))
-                continue
-            with tempfile.TemporaryDirectory(dir=PAGE.parent.parent) as tmp:
-                try:
-                    results.append(host_speed.measure(Path(tmp), combination, seconds=seconds, rounds=rounds))
-                except host_speed.Skipped as exc:
-                    results.append((combination, str(exc)))
+            results.append(host_speed.measure(Path(tmp) / f"sqlite-{n}", host_speed.Combination(None, n),
+                                              seconds=seconds, rounds=rounds))  # fmt: skip
+        results += _postgresql(Path(tmp) / "postgresql", workers, pg, seconds=seconds, rounds=rounds)
     intro = HOST_INTRO.format(connections=32, rounds=rounds, seconds=seconds)
     body = intro + "\n" + load + "\n\n" + host_speed.rate_markdown(results)
     print(body)
     write_section("host-speed", "The host: authorisations per second against a bare TLS echo (issue 11)", body)
+
+
+def _postgresql(
+    folder: Path, workers: list[int], pg: str | None, *, seconds: float, rounds: int
+) -> list[bench_host_speed.PairFigures | tuple[bench_host_speed.Combination, str]]:
+    """The PostgreSQL rows: one data directory for them all (the database checks the host's keys/ against it)."""
+    from bench import host_speed
+
+    if not pg:
+        why = "no PostgreSQL (--pg URL, or --pg auto for a private cluster)"
+        return [(host_speed.Combination("postgresql", n), why) for n in workers]
+    cluster = None
+    if pg == "auto":
+        from bench.pg_cluster import ClusterError, durable_cluster
+
+        try:
+            cluster = durable_cluster()
+        except ClusterError as exc:
+            return [(host_speed.Combination("postgresql", n), f"PostgreSQL did not start: {exc}") for n in workers]
+    out: list[host_speed.PairFigures | tuple[host_speed.Combination, str]] = []
+    try:
+        for n in workers:
+            url = pg if cluster is None else cluster.url(cluster.create_database())
+            out.append(host_speed.measure(folder, host_speed.Combination(url, n), seconds=seconds, rounds=rounds))
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    return out
 
 
 def fleet_section(args: list[str]) -> None:
@@ -279,8 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pg",
         metavar="URL",
-        default=os.environ.get("POSTERM_BENCH_PG"),
-        help="host: also measure the host on this PostgreSQL store (default $POSTERM_BENCH_PG)",
+        default=os.environ.get("POSTERM_BENCH_PG", "auto"),
+        help="host: the host on PostgreSQL too, on this database URL, or 'auto': a private durable cluster "
+        "(default $POSTERM_BENCH_PG, else auto), or 'none'",
     )
     parser.add_argument("--workers", default="1,2,4", help="host: worker counts to measure (default 1,2,4)")
     parser.add_argument("--fleet-args", default="", help="fleet: extra options of 'posterm host load'")
@@ -294,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "ecr"):
         ecr_section(args.runs)
     if args.only in (None, "host"):
-        host_section([int(n) for n in args.workers.split(",") if n.strip()], args.pg)
+        pg = None if args.pg in ("", "none") else args.pg
+        host_section([int(n) for n in args.workers.split(",") if n.strip()], pg)
     if args.only in (None, "fleet"):
         fleet_section(args.fleet_args.split())
     if args.only == "core":

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -43,7 +44,6 @@ __all__ = [
     "Combination",
     "PairFigures",
     "RateFigures",
-    "Skipped",
     "fleet_markdown",
     "fleet_run",
     "measure",
@@ -52,10 +52,6 @@ __all__ = [
 
 TARGET_RATIO = 0.5
 EUR = 978
-
-
-class Skipped(Exception):
-    """This combination cannot run on this host yet (the message says why)."""
 
 
 @dataclass(frozen=True)
@@ -173,15 +169,7 @@ def _record(figures: RateFigures, result: tuple[int, float, list[float], float |
 def _start_host(directory: Path, combination: Combination) -> HostService:
     from simulator.host.service import start_host
 
-    extra: list[str] = []
-    if combination.store is not None:
-        usage = subprocess.run(
-            [sys.executable, "-m", "simulator.host", "serve", "--help"], capture_output=True, text=True, check=False
-        ).stdout
-        if "--store" not in usage:
-            raise Skipped("the host has no --store option yet")
-        extra = ["--store", combination.store]
-    return start_host(directory, log_level="warning", workers=combination.workers, extra_args=extra)
+    return start_host(directory, log_level="warning", workers=combination.workers, store=combination.store)
 
 
 def measure(
@@ -197,7 +185,7 @@ def measure(
     host = _start_host(directory / "host", combination)
     echo: subprocess.Popen[str] | None = None
     try:
-        fleet = enrol_fleet(host.data_dir, terminal_ids(connections, "BH"))
+        fleet = enrol_fleet(host.data_dir, terminal_ids(connections, "BH"), store=combination.store)
         cards = CardPool(CardPool.cards_for(connections * per_terminal * rounds) * 20, seed=11)
         echo = subprocess.Popen(
             [sys.executable, "-m", "bench.tls_echo", "--data-dir", str(host.data_dir), "--workers",
@@ -209,11 +197,12 @@ def measure(
         if len(line) != 2 or line[0] != "PORT":
             raise RuntimeError(f"the TLS echo server did not start ({line})")
         echo_port = int(line[1])
-        echo_work = _bodies(fleet, cards, per_terminal, "echo")
+        run = secrets.token_hex(2)  # txn ids of their own, should the store have served an earlier run
+        echo_work = _bodies(fleet, cards, per_terminal, f"e{run}")
         host_figures, echo_figures = RateFigures(), RateFigures()
         for r in range(rounds):
             _record(echo_figures, asyncio.run(_round(echo_port, fleet, echo_work, seconds, echo.pid)))
-            work = _bodies(fleet, cards, per_terminal, f"r{r}")
+            work = _bodies(fleet, cards, per_terminal, f"r{run}{r}")
             _record(host_figures, asyncio.run(_round(host.port, fleet, work, seconds, host.pid)))
         return PairFigures(combination, connections, seconds, host_figures, echo_figures)
     finally:

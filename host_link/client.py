@@ -529,10 +529,7 @@ class HttpsHostLink:
                     except wire.MalformedAnswer as exc:
                         lost = f"malformed answer: {exc}"
                 elif status == 401:
-                    raise HostRejected(
-                        f"{what}: the host does not recognise this terminal (401 {wire.error_text(data)}: not "
-                        f"enrolled, or its certificate was revoked or replaced; run 'posterm enrol BUNDLE')"
-                    )
+                    raise HostRejected(wire.unrecognised_text(what, data))
                 elif status == 429 and retry_after is not None:
                     # too many requests, answered before anything was done: wait as told, then again
                     if self._clock() - started + retry_after > self.retry.total_seconds:

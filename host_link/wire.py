@@ -52,6 +52,7 @@ __all__ = [
     "batch_close_json",
     "clean_text",
     "echo_answer",
+    "error_code",
     "error_text",
     "parameters_answer",
     "parse_json",
@@ -60,6 +61,7 @@ __all__ = [
     "settlement_answer",
     "sign_on_answer",
     "sign_on_json",
+    "unrecognised_text",
 ]
 
 #: The protocol accepts 1 to 100 advices per ``POST /v1/advices``.
@@ -363,6 +365,34 @@ def parameters_answer(doc: Any) -> dict[str, Any]:
     if not isinstance(capks, list) or not all(isinstance(k, dict) for k in capks):
         raise MalformedAnswer("capks: expected a list of objects")
     return dict(d)
+
+
+def unrecognised_text(what: str, body: bytes) -> str:
+    """One line for a ``401``: the host does not take this terminal's certificate, and what to do.
+
+    >>> unrecognised_text("echo", b'{"error": "certificate_revoked", "message": "revoked on ..."}')
+    "echo: the host revoked this terminal's certificate: enrol again with a new code (posterm enrol BUNDLE --force)"
+    """
+    again = "enrol again with a new code (posterm enrol BUNDLE --force)"
+    code = error_code(body)
+    if code == "certificate_revoked":
+        return f"{what}: the host revoked this terminal's certificate: {again}"
+    if code == "certificate_unknown":
+        return f"{what}: the host does not know this terminal's certificate: {again}"
+    return (
+        f"{what}: the host does not recognise this terminal (401 {error_text(body)}): not enrolled, or its "
+        "certificate was revoked or replaced; run 'posterm enrol BUNDLE'"
+    )
+
+
+def error_code(body: bytes) -> str | None:
+    """The ``error`` word of the host's error body, if it has one."""
+    try:
+        doc = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    code = doc.get("error") if isinstance(doc, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def error_text(body: bytes) -> str:

@@ -10,11 +10,11 @@ Modules (imported on demand; nothing runs at import):
   :mod:`~simulator.host.proofs`: what a card must prove (card data, a cryptogram that
   verifies), the seam for other means of payment; :mod:`~simulator.host.rules`: the
   acquirer's checks (a transaction approved once, refunds covered, reversals exact);
-- :mod:`~simulator.host.store`: SQLite at rest (no PAN), keyed by (merchant, terminal);
-  its tables and migrations in :mod:`~simulator.host.store_schema`, terminals and
-  certificates in :mod:`~simulator.host.store_identity`, the checks' and the
-  per-terminal parameters' in :mod:`~simulator.host.store_issuer`;
-- :mod:`~simulator.host.keys`: the host's secrets (out of the database);
+- :mod:`~simulator.host.store`: the data at rest (no PAN), keyed by (merchant, terminal), on
+  SQLite or PostgreSQL (:mod:`~simulator.host.storage`: the engines, and the tables as numbered
+  migrations); terminals and certificates in :mod:`~simulator.host.store_identity`, the
+  checks' and the per-terminal parameters' in :mod:`~simulator.host.store_issuer`;
+- :mod:`~simulator.host.keys`: the host's secrets (out of the database, on either engine);
   :mod:`~simulator.host.files`: its data directory kept private (0700 / 0600);
 - :mod:`~simulator.host.ca`: the host CA, server and client certificates;
 - :mod:`~simulator.host.ratelimit`: how fast enrolment codes can be tried;

@@ -22,10 +22,14 @@ Idempotency. Per terminal (merchant and terminal id) and request key, the host k
 the canonical body (``retransmission`` left out, also inside advices) and the
 answer. A known key with the same digest gets the stored answer again
 (:attr:`Reply.replayed`), with another digest :class:`IdempotencyConflict`.
-Looking up, processing and storing the answer happen in one ``BEGIN
-IMMEDIATE`` transaction, so two threads or processes sending the same key
-cannot both process it. An advice also has its own key: repeated in another
-request with the same content it gets its first result
+Looking up, processing and storing the answer happen in one transaction that
+first takes the terminal's lock (:meth:`HostStore.lock`; on SQLite the
+transaction's ``BEGIN IMMEDIATE`` already runs one writer at a time), so two
+threads, processes or host workers sending the same key cannot both process
+it: the second waits and replays the first's answer. A transaction that lost
+a race anyway (a deadlock, a key stored meanwhile: :class:`StoreConflict`) was
+rolled back whole, and is run again, up to :data:`ATTEMPTS` times. An advice
+also has its own key: repeated in another request with the same content it gets its first result
 (:attr:`Reply.replayed_advices`), with other content it is rejected. A batch
 close is also keyed by ``batch_id``: a second close of the same batch with the
 same lines gets the first answer, with other lines a conflict.
@@ -68,10 +72,11 @@ from simulator.host.params import for_terminal
 from simulator.host.proofs import Claim, ProofVerifier, Proven, Purpose, Refusal
 from simulator.host.rules import Refused, check_refund, check_reversal, duplicate
 from simulator.host.schema import first_error
-from simulator.host.store import HostStore, Record
+from simulator.host.store import HostStore, Record, StoreConflict
 from terminal.host import reconcile
 
 __all__ = [
+    "ATTEMPTS",
     "COMPONENTS",
     "KEY_PATTERN",
     "REJECTED_CODE",
@@ -98,6 +103,8 @@ COMPONENTS: Final[dict[str, str]] = {
 #: What an idempotency key (the header, or an advice's own) may be.
 KEY_PATTERN: Final = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 REJECTED_CODE: Final = FORMAT_ERROR_CODE  # the response code of a malformed advice
+#: How many times a request's transaction is run when it keeps losing races (StoreConflict).
+ATTEMPTS: Final = 5
 
 
 class IdempotencyConflict(Refused):
@@ -259,7 +266,18 @@ class Acquirer:
         """
         handler = self._handlers[what]
         digest = self.store.digest(_canonical(what, body))
+        attempt = 1
+        while True:
+            try:
+                return self._handle_once(handler, body, peer, key, digest)
+            except StoreConflict:
+                if attempt >= ATTEMPTS or self.store.in_transaction:
+                    raise  # the caller's own transaction is gone: only it can run it again
+                attempt += 1
+
+    def _handle_once(self, handler: _Handler, body: dict[str, Any], peer: Peer, key: str, digest: str) -> Reply:
         with self.store.transaction():
+            self.store.lock("terminal", peer.merchant_id, peer.terminal_id)
             cached = self.store.cached_response(peer.merchant_id, peer.terminal_id, key)
             if cached is not None:
                 if cached.digest != digest:

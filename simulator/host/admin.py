@@ -4,12 +4,18 @@ Terminals: enrolment codes (a terminal id moves to another merchant only by
 an explicit transfer), the list of terminals with their certificates,
 revocation, and the audit trail of all of it.
 
-Everything here works on the SQLite database and the CA files directly, so the
+Everything here works on the host's database and the CA files directly, so the
 ``posterm host`` commands and :class:`~simulator.host.service.HostService`
 share one implementation and take effect on a running server at once (the
 server reads blocked cards, velocity, refund allowances, parameters and
 enrolment codes from the database on every request). Faults go through
 :mod:`simulator.host.faults`.
+
+The database is ``host.db`` in the data directory unless ``store`` names
+another (``--store`` / ``POSTERM_HOST_STORE``: a ``postgresql://`` URL, see
+:func:`~simulator.host.store.store_location`); the data directory still holds
+the CA, the host's secrets (``keys/``, whatever the store), the server's files
+and its faults.
 
 A card is named by its PAN or by the host's own token of it (32 hex digits,
 the ``pan_token`` of ``posterm host records --json``; not the terminal's
@@ -37,7 +43,8 @@ from simulator.host.keys import CARD_TOKEN_HEX_DIGITS
 from simulator.host.params import ParametersError, for_terminal, publish, set_terminal_part
 from simulator.host.ratelimit import ENROL_LIMITS_KEY, EnrolmentLimits
 from simulator.host.schema import first_error
-from simulator.host.store import DB_NAME, HostStore
+from simulator.host.storage import describe
+from simulator.host.store import DB_NAME, HostStore, StoreMissing, host_keys, store_location
 from simulator.host.store_issuer import DEFAULT_MERCHANT
 
 if TYPE_CHECKING:
@@ -91,25 +98,37 @@ def _stamp(moment: dt.datetime) -> str:
 
 
 @contextlib.contextmanager
-def open_store(data_dir: Path, *, create: bool = True) -> Iterator[HostStore]:
-    """The data directory's database (created if needed, unless ``create`` is False), closed afterwards.
+def open_store(data_dir: Path, *, create: bool = True, store: str | None = None) -> Iterator[HostStore]:
+    """The host's database (created if needed, unless ``create`` is False), closed afterwards.
 
-    The commands that only look (``status``, ``records``, ``issuer show``,
-    ``params show``) pass ``create=False``: a folder named by mistake gets a
-    clear error, not a new empty host that then says "0 records".
+    ``store``: a PostgreSQL URL (or a SQLite file) instead of the data
+    directory's ``host.db``. The commands that only look (``status``,
+    ``records``, ``issuer show``, ``params show``) pass ``create=False``: a
+    folder or a database named by mistake gets a clear error, not a new empty
+    host that then says "0 records".
     """
-    path = Path(data_dir) / DB_NAME
-    if not create and not path.is_file():
+    try:
+        location = store_location(data_dir, store)
+    except ValueError as exc:
+        raise AdminError(f"--store: {exc}") from None
+    if create or Path(data_dir).is_dir():
+        tighten(Path(data_dir))  # 0700 / 0600, also for a data directory an older host left readable
+    try:
+        opened = HostStore(location, create=create, keys=host_keys(data_dir))
+    except StoreMissing:
+        if store:
+            raise AdminError(
+                f"no simulated host in the database {describe(location)}: give the --store of a host "
+                f"('posterm host serve --store URL' sets one up)"
+            ) from None
         raise AdminError(
             f"no simulated host in {data_dir} (it has no {DB_NAME}): give the --data-dir of a host "
             f"('posterm host serve --data-dir DIR' sets one up)"
-        )
-    tighten(Path(data_dir))  # 0700 / 0600, also for a data directory an older host left readable
-    store = HostStore(path)
+        ) from None
     try:
-        yield store
+        yield opened
     finally:
-        store.close()
+        opened.close()
 
 
 def _check_ids(terminal_id: str, merchant_id: str | None) -> None:
@@ -122,7 +141,9 @@ def _check_ids(terminal_id: str, merchant_id: str | None) -> None:
             raise AdminError(f"{name} {value!r} {error.removeprefix('body ')}")
 
 
-def make_enrolment_code(data_dir: Path, terminal_id: str, merchant_id: str, *, transfer: bool = False) -> str:
+def make_enrolment_code(
+    data_dir: Path, terminal_id: str, merchant_id: str, *, transfer: bool = False, store: str | None = None
+) -> str:
     """A one-time enrolment code for the terminal, valid 24 hours (``XXXX-XXXX-XXXX-XXXX``).
 
     A terminal id is unique within a merchant: one that another merchant
@@ -135,30 +156,37 @@ def make_enrolment_code(data_dir: Path, terminal_id: str, merchant_id: str, *, t
     _check_ids(terminal_id, merchant_id)
     code = "-".join("".join(secrets.choice(_CODE_ALPHABET) for _ in range(4)) for _ in range(4))
     now = _stamp(_now())
-    with open_store(data_dir) as store, store.transaction():
-        others = [m for m in store.terminal_id_holders(terminal_id, now) if m != merchant_id]
+    with open_store(data_dir, store=store) as db, db.transaction():
+        db.lock("terminal id", terminal_id)  # PostgreSQL workers: one merchant's code for a terminal id at a time
+        others = [m for m in db.terminal_id_holders(terminal_id, now) if m != merchant_id]
         if others and not transfer:
             raise AdminRefused(
                 f"terminal id {terminal_id} belongs to merchant {', '.join(others)}: give another terminal id, or "
                 f"--transfer to move it to merchant {merchant_id} (its certificate there is revoked)"
             )
         if others:
-            revoked = [s for other in others for s in store.revoke_terminal(other, terminal_id, now, "transferred")]
-            withdrawn = store.withdraw_codes(terminal_id, merchant_id, now)
+            revoked = [s for other in others for s in db.revoke_terminal(other, terminal_id, now, "transferred")]
+            withdrawn = db.withdraw_codes(terminal_id, merchant_id, now)
             detail = (
                 f"from merchant {', '.join(others)}: revoked {', '.join(revoked) or 'no certificate'}, "
                 f"{withdrawn} open code(s) withdrawn"
             )
-            store.add_audit(now, "transfer", merchant_id, terminal_id, detail)
+            db.add_audit(now, "transfer", merchant_id, terminal_id, detail)
             _log.warning("terminal id %s transferred to merchant %s %s", terminal_id, merchant_id, detail)
-        store.add_enrolment_code(
+        db.add_enrolment_code(
             code, terminal_id, merchant_id, now, _stamp(_now() + ENROLMENT_CODE_TTL), transfer=transfer
         )
     return code
 
 
 def credential_bundle(
-    data_dir: Path, terminal_id: str, merchant_id: str, url: str | None = None, *, transfer: bool = False
+    data_dir: Path,
+    terminal_id: str,
+    merchant_id: str,
+    url: str | None = None,
+    *,
+    transfer: bool = False,
+    store: str | None = None,
 ) -> dict[str, str]:
     """What a terminal needs to enrol: the host's URL, its CA certificate and a fresh code.
 
@@ -171,7 +199,7 @@ def credential_bundle(
             raise AdminError(f"no host is running on {data_dir}: start 'posterm host serve' or give --url")
         url = info.url
     ca = load_or_create_ca(Path(data_dir) / "tls")
-    code = make_enrolment_code(data_dir, terminal_id, merchant_id, transfer=transfer)
+    code = make_enrolment_code(data_dir, terminal_id, merchant_id, transfer=transfer, store=store)
     return {
         "url": url,
         "ca_certificate_pem": ca.certificate_pem.decode("ascii"),
@@ -181,14 +209,16 @@ def credential_bundle(
     }
 
 
-def enrol_terminals(data_dir: Path, requests: Sequence[tuple[str, str, str]]) -> list[str]:
+def enrol_terminals(
+    data_dir: Path, requests: Sequence[tuple[str, str, str]], *, store: str | None = None
+) -> list[str]:
     """Enrol many terminals at once, without the network: for each (terminal id, merchant id, CSR PEM), its certificate.
 
     What ``POST /v1/enrol`` does with a fresh one-time code, for a fleet the
     operator sets up in bulk (the load generator enrols a thousand terminals
     with it): each code made and used at once with the CSR, the certificate
     registered with its serial, all in one database transaction. A terminal id
-    another merchant holds is refused, as a code for it would be.
+    another merchant holds is refused, as a code for it would be. ``store``: as :func:`open_store`.
     """
     from simulator.host.ca import CsrError
 
@@ -198,10 +228,10 @@ def enrol_terminals(data_dir: Path, requests: Sequence[tuple[str, str, str]]) ->
     now = _stamp(_now())
     expires = _stamp(_now() + ENROLMENT_CODE_TTL)
     certificates: list[str] = []
-    with open_store(data_dir) as store, store.transaction():
+    with open_store(data_dir, store=store) as db, db.transaction():
         for terminal_id, merchant_id, csr_pem in requests:
             code = "-".join("".join(secrets.choice(_CODE_ALPHABET) for _ in range(4)) for _ in range(4))
-            store.add_enrolment_code(code, terminal_id, merchant_id, now, expires)
+            db.add_enrolment_code(code, terminal_id, merchant_id, now, expires)
             try:
                 issued = ca.issue_terminal_certificate(csr_pem, terminal_id, merchant_id)
             except CsrError as exc:
@@ -215,8 +245,8 @@ def enrol_terminals(data_dir: Path, requests: Sequence[tuple[str, str, str]]) ->
                 },
                 separators=(",", ":"),
             ).encode("ascii")
-            digest = store.digest(csr_pem.strip())
-            outcome = store.use_enrolment_code(code, now, digest, answer, issued.serial, _stamp(issued.not_after))
+            digest = db.digest(csr_pem.strip())
+            outcome = db.use_enrolment_code(code, now, digest, answer, issued.serial, _stamp(issued.not_after))
             if outcome == "held":
                 raise AdminRefused(f"terminal id {terminal_id} is enrolled under another merchant")
             if outcome != "enrolled":  # pragma: no cover - the code was made just above, in this transaction
@@ -225,13 +255,15 @@ def enrol_terminals(data_dir: Path, requests: Sequence[tuple[str, str, str]]) ->
     return certificates
 
 
-def terminals(data_dir: Path) -> list[dict[str, Any]]:
+def terminals(data_dir: Path, *, store: str | None = None) -> list[dict[str, Any]]:
     """Every terminal (per merchant) with its current certificate and that certificate's status."""
-    with open_store(data_dir, create=False) as store:
-        return store.terminals()
+    with open_store(data_dir, create=False, store=store) as db:
+        return db.terminals()
 
 
-def revoke_terminal(data_dir: Path, terminal_id: str, merchant_id: str | None = None) -> tuple[str, list[str]]:
+def revoke_terminal(
+    data_dir: Path, terminal_id: str, merchant_id: str | None = None, *, store: str | None = None
+) -> tuple[str, list[str]]:
     """Revoke every certificate of the terminal: (its merchant, the serials revoked).
 
     Without ``merchant_id`` the terminal id must belong to one merchant only.
@@ -239,8 +271,8 @@ def revoke_terminal(data_dir: Path, terminal_id: str, merchant_id: str | None = 
     needs a new enrolment code to come back.
     """
     _check_ids(terminal_id, merchant_id)
-    with open_store(data_dir, create=False) as store:
-        merchants = store.terminal_merchants(terminal_id)
+    with open_store(data_dir, create=False, store=store) as db:
+        merchants = db.terminal_merchants(terminal_id)
         if merchant_id is None:
             if not merchants:
                 raise AdminError(f"no terminal {terminal_id} on this host ('posterm host terminal list')")
@@ -251,27 +283,32 @@ def revoke_terminal(data_dir: Path, terminal_id: str, merchant_id: str | None = 
             merchant_id = merchants[0]
         elif merchant_id not in merchants:
             raise AdminError(f"no terminal {terminal_id} of merchant {merchant_id} on this host")
-        serials = store.revoke_terminal(merchant_id, terminal_id, _stamp(_now()))
+        serials = db.revoke_terminal(merchant_id, terminal_id, _stamp(_now()))
     _log.info("terminal %s of merchant %s revoked: %s", terminal_id, merchant_id, ", ".join(serials) or "nothing")
     return merchant_id, serials
 
 
-def audit_log(data_dir: Path, terminal_id: str | None = None) -> list[dict[str, Any]]:
+def audit_log(data_dir: Path, terminal_id: str | None = None, *, store: str | None = None) -> list[dict[str, Any]]:
     """The audit trail: enrolments, rotations, revocations and transfers, oldest first."""
-    with open_store(data_dir, create=False) as store:
-        return store.audit(terminal_id)
+    with open_store(data_dir, create=False, store=store) as db:
+        return db.audit(terminal_id)
 
 
 def set_enrolment_limits(
-    data_dir: Path, per_client_per_minute: int, overall_per_minute: int, failure_delay_seconds: float = 1.0
+    data_dir: Path,
+    per_client_per_minute: int,
+    overall_per_minute: int,
+    failure_delay_seconds: float = 1.0,
+    *,
+    store: str | None = None,
 ) -> EnrolmentLimits:
     """How fast enrolment may be tried (see :mod:`simulator.host.ratelimit`); read when the host starts."""
     try:
         limits = EnrolmentLimits(per_client_per_minute, overall_per_minute, failure_delay_seconds)
     except ValueError as exc:
         raise AdminError(str(exc)) from None
-    with open_store(data_dir) as store:
-        store.set_meta(ENROL_LIMITS_KEY, limits.to_json())
+    with open_store(data_dir, store=store) as db:
+        db.set_meta(ENROL_LIMITS_KEY, limits.to_json())
     return limits
 
 
@@ -312,27 +349,27 @@ def card_of(store: HostStore, card: str) -> CardBlock:
     return CardBlock(token, token)
 
 
-def block_card(data_dir: Path, card: str, code: str = "62") -> CardBlock:
+def block_card(data_dir: Path, card: str, code: str = "62", *, store: str | None = None) -> CardBlock:
     """Decline this card's authorisations with ``code`` (62 restricted, 43 stolen, ...), on every terminal.
 
     ``card``: its PAN (never stored) or the host's card token.
     """
     _check_code(code)
     _card_text(card)  # before a host is made for nothing
-    with open_store(data_dir) as store:
-        named = card_of(store, card)
-        store.block_card(named.token, code, _stamp(_now()))
+    with open_store(data_dir, store=store) as db:
+        named = card_of(db, card)
+        db.block_card(named.token, code, _stamp(_now()))
     return named
 
 
-def unblock_card(data_dir: Path, card: str) -> tuple[CardBlock, bool]:
+def unblock_card(data_dir: Path, card: str, *, store: str | None = None) -> tuple[CardBlock, bool]:
     """Stop declining this card (PAN or host card token); whether it was blocked."""
-    with open_store(data_dir, create=False) as store:
-        named = card_of(store, card)
-        return named, store.unblock_card(named.token)
+    with open_store(data_dir, create=False, store=store) as db:
+        named = card_of(db, card)
+        return named, db.unblock_card(named.token)
 
 
-def set_refund_allowance(data_dir: Path, merchant_id: str, daily_amount: int) -> None:
+def set_refund_allowance(data_dir: Path, merchant_id: str, daily_amount: int, *, store: str | None = None) -> None:
     """Let the merchant refund up to ``daily_amount`` minor units per currency per 24 h no sale covers (0: none).
 
     ``merchant_id`` ``*`` sets the default of every merchant without an allowance of its own.
@@ -342,23 +379,25 @@ def set_refund_allowance(data_dir: Path, merchant_id: str, daily_amount: int) ->
         raise AdminError(f"merchant id {merchant_id!r} {error.removeprefix('body ')}")
     if daily_amount < 0:
         raise AdminError("refund allowance: an amount in minor units, >= 0 (0 = none)")
-    with open_store(data_dir) as store, store.transaction():
-        store.set_refund_allowance(merchant_id, daily_amount, _stamp(_now()))
+    with open_store(data_dir, store=store) as db, db.transaction():
+        db.set_refund_allowance(merchant_id, daily_amount, _stamp(_now()))
 
 
-def set_velocity(data_dir: Path, max_approvals: int, window_seconds: int) -> None:
+def set_velocity(data_dir: Path, max_approvals: int, window_seconds: int, *, store: str | None = None) -> None:
     """At most ``max_approvals`` approvals per card per ``window_seconds``; 0 switches the check off."""
     if max_approvals < 0 or window_seconds < 0:
         raise AdminError("velocity: max approvals and window are >= 0 (0 = off)")
-    with open_store(data_dir) as store:
-        store.set_velocity(max_approvals, window_seconds)
+    with open_store(data_dir, store=store) as db:
+        db.set_velocity(max_approvals, window_seconds)
 
 
-def publish_parameters(data_dir: Path, update: Mapping[str, Any], *, checked: bool = True) -> int:
+def publish_parameters(
+    data_dir: Path, update: Mapping[str, Any], *, checked: bool = True, store: str | None = None
+) -> int:
     """Publish the next parameters version (see :mod:`simulator.host.params`); its number."""
-    with open_store(data_dir) as store:
+    with open_store(data_dir, store=store) as db:
         try:
-            return publish(store, update, checked=checked)
+            return publish(db, update, checked=checked)
         except ParametersError as exc:
             raise AdminError(f"parameters refused: {exc}") from None
 
@@ -376,30 +415,40 @@ def _merchant_of(store: HostStore, terminal_id: str, merchant_id: str | None) ->
 
 
 def set_terminal_parameters(
-    data_dir: Path, terminal_id: str, update: Mapping[str, Any], *, merchant_id: str | None = None, checked: bool = True
+    data_dir: Path,
+    terminal_id: str,
+    update: Mapping[str, Any],
+    *,
+    merchant_id: str | None = None,
+    checked: bool = True,
+    store: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Merge ``update`` over the terminal's own part of its parameters; (its merchant, the own part now)."""
-    with open_store(data_dir) as store:
-        merchant = _merchant_of(store, terminal_id, merchant_id)
+    with open_store(data_dir, store=store) as db:
+        merchant = _merchant_of(db, terminal_id, merchant_id)
         try:
-            return merchant, set_terminal_part(store, merchant, terminal_id, update, checked=checked)
+            return merchant, set_terminal_part(db, merchant, terminal_id, update, checked=checked)
         except ParametersError as exc:
             raise AdminError(f"parameters refused: {exc}") from None
 
 
-def terminal_parameters(data_dir: Path, terminal_id: str, merchant_id: str | None = None) -> bytes:
+def terminal_parameters(
+    data_dir: Path, terminal_id: str, merchant_id: str | None = None, *, store: str | None = None
+) -> bytes:
     """The parameters document the terminal gets now (its version made if the parts moved)."""
-    with open_store(data_dir, create=False) as store:
-        return for_terminal(store, _merchant_of(store, terminal_id, merchant_id), terminal_id).document
+    with open_store(data_dir, create=False, store=store) as db:
+        return for_terminal(db, _merchant_of(db, terminal_id, merchant_id), terminal_id).document
 
 
-def records(data_dir: Path) -> list[dict[str, Any]]:
+def records(data_dir: Path, *, store: str | None = None) -> list[dict[str, Any]]:
     """Every authorisation, advice and reversal the host processed, oldest first (no PAN)."""
-    with open_store(data_dir, create=False) as store:
-        return [r.to_json() for r in store.records()]
+    with open_store(data_dir, create=False, store=store) as db:
+        return [r.to_json() for r in db.records()]
 
 
-def sale_positions(data_dir: Path, terminal_id: str | None = None) -> dict[str, SalePosition]:
+def sale_positions(
+    data_dir: Path, terminal_id: str | None = None, *, store: str | None = None
+) -> dict[str, SalePosition]:
     """Per sale ``txn_id``: what the host holds as charged and as refunded against it (money checks).
 
     See :func:`simulator.host.acquirer.sale_positions`; the in-process host
@@ -407,28 +456,29 @@ def sale_positions(data_dir: Path, terminal_id: str | None = None) -> dict[str, 
     """
     from simulator.host.acquirer import sale_positions as positions
 
-    with open_store(data_dir) as store:
-        return positions(store.records(terminal_id), terminal_id)
+    with open_store(data_dir, store=store) as db:
+        return positions(db.records(terminal_id), terminal_id)
 
 
-def host_status(data_dir: Path) -> dict[str, Any]:
+def host_status(data_dir: Path, *, store: str | None = None) -> dict[str, Any]:
     """Running or not, URL, faults, parameters version, velocity, blocked cards, terminals, counts."""
-    with open_store(data_dir, create=False) as store:
+    with open_store(data_dir, create=False, store=store) as db:
         info = running_server(data_dir)
         _, faults = read_faults(data_dir)
-        max_approvals, window = store.velocity()
-        rows = store.records()
+        max_approvals, window = db.velocity()
+        rows = db.records()
         return {
             "running": info is not None,
             "pid": info.pid if info else None,
             "url": info.url if info else None,
             "faults": faults.to_json() if info else None,
-            "parameters_version": store.parameters_version(),
+            "store": db.where,
+            "parameters_version": db.parameters_version(),
             "velocity": {"max_approvals": max_approvals, "window_seconds": window},
-            "enrol_limits": asdict(EnrolmentLimits.from_json(store.meta(ENROL_LIMITS_KEY))),
-            "blocked_cards": store.blocked_cards(),
-            "refund_allowances": store.refund_allowances(),
-            "terminals": store.terminals(),
+            "enrol_limits": asdict(EnrolmentLimits.from_json(db.meta(ENROL_LIMITS_KEY))),
+            "blocked_cards": db.blocked_cards(),
+            "refund_allowances": db.refund_allowances(),
+            "terminals": db.terminals(),
             "records": {
                 "authorisations": sum(1 for r in rows if r.method == "authorise"),
                 "advices": sum(1 for r in rows if r.method == "advise"),

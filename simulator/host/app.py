@@ -74,7 +74,7 @@ from simulator.host.metrics import HostMetrics, RequestMetrics
 from simulator.host.params import for_terminal
 from simulator.host.ratelimit import ENROL_LIMITS_KEY, EnrolmentLimiter, EnrolmentLimits
 from simulator.host.schema import first_error, openapi_bytes
-from simulator.host.store import Certificate, HostStore
+from simulator.host.store import Certificate, HostStore, StoreError
 
 __all__ = ["PEER_STATE_KEY", "PUBLIC_PATHS", "TRANSPORT_STATE_KEY", "Peer", "create_app", "media_type_error"]
 
@@ -251,7 +251,13 @@ class _CertificateCheck:
         path = str(scope.get("path", ""))
         peer = _peer(scope)
         if scope["type"] == "http" and path not in PUBLIC_PATHS and peer is not None:
-            refusal = self.refusal(peer, path)
+            try:
+                refusal = self.refusal(peer, path)
+            except StoreError as exc:  # outside Starlette: its handler (_store_unavailable) cannot answer
+                _log.error("host database unavailable on %s: %s", path, str(exc).split(" DETAIL:", 1)[0])
+                await _drain(receive)
+                await _error(503, "server_error", _STORE_UNAVAILABLE)(scope, receive, send)
+                return
             if refusal is not None:
                 await _drain(receive)
                 await _error(401, *refusal)(scope, receive, send)
@@ -523,6 +529,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _error(status, code, message, headers)
 
 
+_STORE_UNAVAILABLE = "the host's database is unavailable: try again"
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    """The database went away (a PostgreSQL restart): 503; the client tries again with the same key."""
+    reason = str(exc).split(" DETAIL:", 1)[0]  # no password in it (storage.base.scrub); a DETAIL could quote a key
+    _log.error("host database unavailable on %s %s: %s", request.method, request.url.path, reason)
+    return _error(503, "server_error", _STORE_UNAVAILABLE)
+
+
 def create_app(
     store: HostStore,
     ca: CertificateAuthority,
@@ -556,7 +572,7 @@ def create_app(
     ]
     app = Starlette(
         routes=[Route(path, fn, methods=[method]) for path, fn, method in routes],
-        exception_handlers={HTTPException: _http_error},
+        exception_handlers={HTTPException: _http_error, StoreError: _store_unavailable},
     )
     app.router.redirect_slashes = False
     guarded = _Guard(_CertificateCheck(app, store), faults)

@@ -35,7 +35,14 @@ offers the same sub-commands without the ``host`` word.
   simulated terminals against a host (:mod:`simulator.loadgen.cli`).
 
 Every command takes ``--data-dir DIR`` (default: ``$POSTERM_HOST_DIR``, else
-the platform's user data directory for posterm, sub-directory ``host``).
+the platform's user data directory for posterm, sub-directory ``host``); the
+ones that use the host's database also take ``--store URL`` (default:
+``$POSTERM_HOST_STORE``, else ``host.db`` in the data directory): a
+``postgresql://user@host/db`` URL puts the host on PostgreSQL (the data
+directory keeps the CA, the server's files and the faults). The URL's
+password is never printed; prefer libpq's ``~/.pgpass`` or ``PGPASSWORD``.
+A store that cannot be opened (a URL libpq refuses, a server that does not
+answer, a login refused) is exit 3.
 The commands that only look (``status``, ``records``, ``issuer show``,
 ``params show``) and ``issuer unblock`` need a host there already: they never
 create one.  Errors follow :mod:`terminal.exit_status` (one line, JSON too with
@@ -59,6 +66,10 @@ __all__ = ["add_commands", "default_data_dir", "main"]
 
 _SubParsers = argparse._SubParsersAction  # argparse offers no public name for it
 
+_STORE_HELP = (
+    "the host's database: a postgresql://user@host/db URL (default: $POSTERM_HOST_STORE, else host.db in the "
+    "data directory)"
+)
 _HOST_DATA_DIR_HELP = (
     "the host's data directory (default: $POSTERM_HOST_DIR, else the user data directory's posterm/host)"
 )
@@ -76,6 +87,14 @@ def default_data_dir() -> Path:
 
 def _data_dir(args: argparse.Namespace) -> Path:
     return Path(args.data_dir) if args.data_dir else default_data_dir()
+
+
+def _store(args: argparse.Namespace) -> str | None:
+    """``--store``, else ``$POSTERM_HOST_STORE``, else None (``host.db`` in the data directory)."""
+    from simulator.host.store import STORE_ENV
+
+    value = getattr(args, "store", None) or os.environ.get(STORE_ENV)
+    return value or None
 
 
 def _print(args: argparse.Namespace, obj: Any, text: str) -> None:
@@ -132,6 +151,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     info = running_server(data_dir) if args.worker is None else None  # a worker runs under its supervisor
     if info is not None:
         raise CommandError(f"a host already runs on {data_dir} (pid {info.pid}, {info.url})")
+    from simulator.host.store import store_location
+
+    try:
+        store_location(data_dir, _store(args))
+    except ValueError as exc:
+        raise CommandError(f"--store: {exc}") from None
     limits = _limits(args)
     if not 1 <= args.workers <= 64:
         raise CommandError(f"--workers {args.workers}: 1 to 64 worker processes")
@@ -148,7 +173,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             workers=args.workers,
             metrics_bind=args.metrics_bind,
             metrics_port=args.metrics_port,
-            store=getattr(args, "store", None),
+            store=_store(args),
             worker=args.worker,
         )
     except SystemExit as exc:  # uvicorn exits when it cannot listen; it logged why
@@ -177,7 +202,7 @@ def _cmd_enrol_code(args: argparse.Namespace) -> int:
     from simulator.host.admin import credential_bundle
 
     bundle = credential_bundle(
-        _data_dir(args), args.terminal_id, args.merchant_id, url=args.url, transfer=args.transfer
+        _data_dir(args), args.terminal_id, args.merchant_id, url=args.url, transfer=args.transfer, store=_store(args)
     )
     text = json.dumps(bundle, indent=1)
     if args.out:
@@ -236,23 +261,23 @@ def _cmd_issuer(args: argparse.Namespace) -> int:
 
     data_dir = _data_dir(args)
     if args.issuer_command == "block":
-        named = admin.block_card(data_dir, _card(args.card), args.code)
+        named = admin.block_card(data_dir, _card(args.card), args.code, store=_store(args))
         print(f"card {named.shown} blocked on every terminal: authorisations decline with {args.code}"
               + (f" (host card token {named.token})" if named.shown != named.token else ""))  # fmt: skip
     elif args.issuer_command == "unblock":
-        named, was = admin.unblock_card(data_dir, _card(args.card))
+        named, was = admin.unblock_card(data_dir, _card(args.card), store=_store(args))
         print(f"card {named.shown} {'unblocked' if was else 'was not blocked'}")
     elif args.issuer_command == "refund-allowance":
-        admin.set_refund_allowance(data_dir, args.merchant_id, args.amount)
+        admin.set_refund_allowance(data_dir, args.merchant_id, args.amount, store=_store(args))
         limit = f"refunds no sale covers up to {args.amount} minor units per currency per 24 hours"
         print(f"merchant {args.merchant_id}: {limit if args.amount else 'no refunds that no sale covers'}")
     elif args.issuer_command == "velocity":
-        admin.set_velocity(data_dir, args.max_approvals, args.window_seconds)
+        admin.set_velocity(data_dir, args.max_approvals, args.window_seconds, store=_store(args))
         off = args.max_approvals == 0 or args.window_seconds == 0
         limit = f"at most {args.max_approvals} approvals per card per {args.window_seconds} s"
         print("velocity check off" if off else limit)
     else:
-        status = admin.host_status(data_dir)
+        status = admin.host_status(data_dir, store=_store(args))
         shown = {k: status[k] for k in ("velocity", "blocked_cards", "refund_allowances")}
         _print(args, shown, json.dumps(shown, indent=1))
     return 0
@@ -276,27 +301,32 @@ def _cmd_params(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args)
     if args.params_command == "publish":
         update = _read_parameters_file(args.file)
-        version = admin.publish_parameters(data_dir, update, checked=not args.unchecked)
+        version = admin.publish_parameters(data_dir, update, checked=not args.unchecked, store=_store(args))
         print(f"common parameters version {version} published (each terminal's version moves with it)")
         return 0
     if args.params_command == "set-terminal":
         update = _read_parameters_file(args.file)
         merchant, own = admin.set_terminal_parameters(
-            data_dir, args.terminal_id, update, merchant_id=args.merchant_id, checked=not args.unchecked
+            data_dir,
+            args.terminal_id,
+            update,
+            merchant_id=args.merchant_id,
+            checked=not args.unchecked,
+            store=_store(args),
         )
         keys = ", ".join(sorted(own)) or "none"
         print(f"terminal {args.terminal_id} of merchant {merchant}: own parameters now {keys}")
         return 0
     if args.terminal_id is not None:
-        raw = admin.terminal_parameters(data_dir, args.terminal_id, args.merchant_id)
+        raw = admin.terminal_parameters(data_dir, args.terminal_id, args.merchant_id, store=_store(args))
     elif args.merchant_id is not None:
         raise CommandError("--merchant-id goes with --terminal-id")
     else:
         from simulator.host.params import ensure_initial
 
-        with admin.open_store(data_dir, create=False) as store:
-            ensure_initial(store)
-            common = store.parameters()
+        with admin.open_store(data_dir, create=False, store=_store(args)) as db:
+            ensure_initial(db)
+            common = db.parameters()
         assert common is not None
         raw = common
     print(json.dumps(json.loads(raw), indent=1))
@@ -308,7 +338,7 @@ def _cmd_terminal(args: argparse.Namespace) -> int:
 
     data_dir = _data_dir(args)
     if args.terminal_command == "revoke":
-        merchant, serials = admin.revoke_terminal(data_dir, args.terminal_id, args.merchant)
+        merchant, serials = admin.revoke_terminal(data_dir, args.terminal_id, args.merchant, store=_store(args))
         text = (
             f"terminal {args.terminal_id} of merchant {merchant}: certificate {', '.join(serials)} revoked; "
             "it needs a new enrolment code to come back"
@@ -318,11 +348,11 @@ def _cmd_terminal(args: argparse.Namespace) -> int:
         _print(args, {"terminal_id": args.terminal_id, "merchant_id": merchant, "revoked": serials}, text)
         return 0
     if args.terminal_command == "log":
-        events = admin.audit_log(data_dir, args.terminal_id)
+        events = admin.audit_log(data_dir, args.terminal_id, store=_store(args))
         lines = [f"{e['at']} {e['action']:<11} {e['merchant_id']}/{e['terminal_id']} {e['detail']}" for e in events]
         _print(args, {"events": events}, "\n".join(lines) if lines else "nothing logged")
         return 0
-    rows = admin.terminals(data_dir)
+    rows = admin.terminals(data_dir, store=_store(args))
     lines = [
         f"{t['terminal_id']:<8} {t['merchant_id']:<15} {t['certificate_status']:<11} "
         f"{t['certificate_serial'] or '-'} until {t['certificate_not_after'] or '-'}"
@@ -335,7 +365,9 @@ def _cmd_terminal(args: argparse.Namespace) -> int:
 def _cmd_enrol_rate(args: argparse.Namespace) -> int:
     from simulator.host.admin import set_enrolment_limits
 
-    limits = set_enrolment_limits(_data_dir(args), args.per_client, args.overall, args.failure_delay)
+    limits = set_enrolment_limits(
+        _data_dir(args), args.per_client, args.overall, args.failure_delay, store=_store(args)
+    )
     _print(
         args,
         {
@@ -353,7 +385,7 @@ def _cmd_enrol_rate(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from simulator.host.admin import host_status
 
-    status = host_status(_data_dir(args))
+    status = host_status(_data_dir(args), store=_store(args))
     line = f"host running (pid {status['pid']}) at {status['url']}" if status["running"] else "host not running"
     counts = status["records"]
     text = (
@@ -370,7 +402,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_records(args: argparse.Namespace) -> int:
     from simulator.host.admin import records
 
-    rows = records(_data_dir(args))
+    rows = records(_data_dir(args), store=_store(args))
     if getattr(args, "json", False):
         print(json.dumps({"records": rows}, indent=1))
         return 0
@@ -386,8 +418,10 @@ def _cmd_records(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 
 
-def _common(p: argparse.ArgumentParser, *, json_flag: bool = False) -> None:
+def _common(p: argparse.ArgumentParser, *, json_flag: bool = False, store: bool = True) -> None:
     p.add_argument("--data-dir", help=_HOST_DATA_DIR_HELP)
+    if store:
+        p.add_argument("--store", metavar="URL", help=_STORE_HELP)
     if json_flag:
         p.add_argument("--json", action="store_true", help="print one JSON object (errors too)")
 
@@ -395,10 +429,12 @@ def _common(p: argparse.ArgumentParser, *, json_flag: bool = False) -> None:
 def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="host_command", required=True, metavar="COMMAND")
 
-    def command(name: str, help_text: str, func: Any, *, leaf: bool = True, json_flag: bool = False) -> Any:
+    def command(
+        name: str, help_text: str, func: Any, *, leaf: bool = True, json_flag: bool = False, store: bool = True
+    ) -> Any:
         p = sub.add_parser(name, help=help_text, description=help_text)
         if leaf:
-            _common(p, json_flag=json_flag)
+            _common(p, json_flag=json_flag, store=store)
         p.set_defaults(func=_guard(func))
         return p
 
@@ -468,7 +504,7 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
         "--failure-delay", type=float, default=1.0, metavar="S", help="pause before refusing a code (default 1)"
     )
 
-    fault = command("fault", "inject a fault into the running host", _cmd_fault, json_flag=True)
+    fault = command("fault", "inject a fault into the running host", _cmd_fault, json_flag=True, store=False)
     fault.add_argument("action", choices=["down", "up", "slow", "error", "drop", "cert", "clear"])
     fault.add_argument("value", nargs="?", help="MS for slow, STATUS for error, expired|wrong|good for cert")
     fault.add_argument("--only", nargs="+", metavar="PATH", help="limit slow / error / drop to these paths")

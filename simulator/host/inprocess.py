@@ -78,6 +78,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from simulator.host.keys import HostKeys
+from simulator.host.storage import Location, describe, parse_location
 from simulator.host.store import DB_NAME, HostStore, Record, StoreError
 from terminal.files import make_private_dir, private_umask
 from terminal.host import (
@@ -199,29 +201,38 @@ class InProcessHost:
     """The simulated acquirer as a :class:`~terminal.host.HostLink` and :class:`~terminal.host.BatchAdvising`.
 
     ``database``: the host's SQLite file (created on first use), or None for
-    an in-memory one. ``clock``: the host's time (issuer expiry and velocity
-    checks, stored times); the system clock by default. Thread-safe.
+    an in-memory one; or any host store's location (a ``postgresql://`` URL:
+    the same acquirer on PostgreSQL, for tests that run on both engines), with
+    ``keys`` naming its key store (the default: ``keys/`` beside a SQLite
+    file). ``clock``: the host's time (issuer expiry and velocity checks,
+    stored times); the system clock by default. Thread-safe.
     """
 
     def __init__(
         self,
-        database: Path | None = None,
+        database: Location | None = None,
         *,
         clock: Callable[[], dt.datetime] | None = None,
         refund_allowance: int | None = None,
+        keys: HostKeys | None = None,
     ) -> None:
         """``refund_allowance``: the default allowance (merchant ``*``) a new database is made with."""
-        self.database = Path(database) if database is not None else None
+        self.database: Location | None = None if database is None else parse_location(str(database))
         self.faults = HostFaults()
         self._clock = clock
         self._refund_allowance = refund_allowance
+        self._keys = keys
         self._lock = threading.RLock()
         self._calls: list[Call] = []
         self._acquirer: Acquirer | None = None
         self._echoes = 0
 
     def __repr__(self) -> str:
-        return f"InProcessHost({str(self.database) if self.database else ':memory:'})"
+        return f"InProcessHost({self._where})"
+
+    @property
+    def _where(self) -> str:
+        return ":memory:" if self.database is None else describe(self.database)
 
     @property
     def url(self) -> str:
@@ -360,7 +371,7 @@ class InProcessHost:
         started = time.monotonic()
         with self._lock:
             self._faults_before("echo", [""])
-            if self._acquirer is not None or self.database is None or self.database.exists():
+            if self._acquirer is not None or not isinstance(self.database, Path) or self.database.exists():
                 with self._store() as store:
                     store.meta("seq")
             self._echoes += 1
@@ -493,11 +504,11 @@ class InProcessHost:
         if self._acquirer is None:
             from simulator.host.acquirer import Acquirer
 
-            path = self.database if self.database is not None else Path(":memory:")
-            if self.database is not None:  # in the terminal's data directory: as private as its journal
+            location = self.database if self.database is not None else Path(":memory:")
+            if isinstance(self.database, Path):  # in the terminal's data directory: as private as its journal
                 make_private_dir(self.database.parent)
             with private_umask():  # the database file (and its -wal, -shm) readable by its owner only
-                acquirer = Acquirer(HostStore(path), clock=self._clock)
+                acquirer = Acquirer(HostStore(location, keys=self._keys), clock=self._clock)
             if self._refund_allowance is not None:
                 self._provision(acquirer.store, self._refund_allowance)
             self._acquirer = acquirer
@@ -524,7 +535,7 @@ class InProcessHost:
         try:
             yield
         except (StoreError, sqlite3.Error) as exc:
-            raise HostUnreachable(f"in-process host database {self.database or ':memory:'}: {exc}") from None
+            raise HostUnreachable(f"in-process host database {self._where}: {exc}") from None
 
     def _log(self, method: str, txn_ids: Sequence[str], outcomes: Sequence[str] | str) -> None:
         if isinstance(outcomes, str):

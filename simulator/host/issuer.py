@@ -156,6 +156,10 @@ class Issuer:
         max_approvals, window = self._store.velocity()
         if max_approvals > 0 and window > 0:
             since = (now - dt.timedelta(seconds=window)).isoformat(timespec="microseconds")
-            if self._store.approvals_since(proven.token, since) >= max_approvals:
-                return VELOCITY_CODE, "velocity"
+            # In the acquirer's transaction: the card's lock is held until its record is stored, so host
+            # workers deciding for the same card at once (other terminals) count each other's approvals.
+            with self._store.transaction():
+                self._store.lock("card", proven.token)
+                if self._store.approvals_since(proven.token, since) >= max_approvals:
+                    return VELOCITY_CODE, "velocity"
         return "00", "approved"

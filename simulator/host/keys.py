@@ -21,6 +21,16 @@ cards they were set for.
 
 A host without a data directory (the in-process host in memory) keeps its
 secrets in memory (:meth:`HostKeys.in_memory`).
+
+Whatever the store. A PostgreSQL store (a fleet of host workers) keeps its
+secrets here too, in ``keys/`` of the host's data directory, never in the
+database: every worker and every ``posterm host`` command of one host uses
+the same data directory (the CA's key is there as well), so they all read
+the same files; hosts on several machines need the same ``keys/`` (and
+``tls/ca/``) on each. The store keeps a check value of each secret and
+refuses a key store that does not match
+(:class:`~simulator.host.store.HostStore`), so that a worker started with
+another data directory cannot decide with other secrets.
 """
 
 from __future__ import annotations

@@ -163,8 +163,10 @@ def _store_version(store: HostStore, body: Mapping[str, Any], *, checked: bool, 
 def ensure_initial(store: HostStore) -> int:
     """Make common version 1 from the shipped data if there is no version yet; the current common version."""
     with store.transaction():
-        if store.parameters_version() == 0:
-            _store_version(store, default_document(), checked=True, issued_at=None)
+        if store.parameters_version() == 0:  # the lock only then: every sign-on comes here
+            store.lock("parameters")  # workers starting together store version 1 once
+            if store.parameters_version() == 0:  # read again under the lock (a new snapshot on PostgreSQL)
+                _store_version(store, default_document(), checked=True, issued_at=None)
         return store.parameters_version()
 
 
@@ -180,6 +182,7 @@ def publish(store: HostStore, update: Mapping[str, Any], *, checked: bool = True
     if not isinstance(update, Mapping):
         raise ParametersError("a parameters update is a JSON object")
     with store.transaction():
+        store.lock("parameters")
         ensure_initial(store)
         current = _common(store)
         shared = {k: v for k, v in current["config"].items() if k not in ID_KEYS}  # older hosts kept the ids there
@@ -236,6 +239,7 @@ def _basis(common_version: int, own: Mapping[str, Any], merchant_id: str, termin
 def for_terminal(store: HostStore, merchant_id: str, terminal_id: str) -> Served:
     """The terminal's current parameters (its version and the document as served), made if they moved."""
     with store.transaction():
+        store.lock("terminal", merchant_id, terminal_id)  # (a sign-on holds it already) one new version at once
         common_version = ensure_initial(store)
         own = store.terminal_part(merchant_id, terminal_id)
         basis = _basis(common_version, own, merchant_id, terminal_id)

@@ -43,6 +43,19 @@ counting the approved, not reversed ones (recorded with the reason
 it: ``58`` (transaction not permitted to the terminal). A merchant has none
 until the operator gives one. An unreferenced refund needs card data (``14``).
 
+Several host processes at once
+------------------------------
+Each check reads and then the acquirer writes, in the request's one
+transaction (:meth:`simulator.host.acquirer.Acquirer.handle`). On SQLite that
+transaction has the database to itself; on PostgreSQL workers run
+transactions side by side, so each check first takes the store's lock
+(:meth:`~simulator.host.store.HostStore.lock`) on what it reads, held until
+the request's records are stored: the transaction it names (its approvals,
+a sale's refunds, a reversal's target), then the merchant's allowance; the
+issuer then locks the card (velocity). Lock order: the terminal (taken first
+by the acquirer), the transaction, the allowance, the card, so that two
+requests never wait for each other in a circle.
+
 A reversal names what it reverses, exactly
 ------------------------------------------
 Protocol v1 has no partial reversals: a reversal undoes the whole transaction,
@@ -109,22 +122,33 @@ class Cover:
     note: str | None = None
 
 
+def _hold_transaction(store: HostStore, merchant_id: str, terminal_id: str, txn_id: str) -> None:
+    """Lock a transaction of the terminal (inside the caller's transaction, after the terminal's lock)."""
+    store.lock("transaction", merchant_id, terminal_id, txn_id)
+
+
 def duplicate(store: HostStore, merchant_id: str, terminal_id: str, txn_id: str) -> Refusal | None:
     """``94`` when this terminal's ``txn_id`` was approved before."""
-    if store.approved_records(merchant_id, terminal_id, txn_id):
-        return Refusal(DUPLICATE_CODE, "duplicate_transaction")
+    with store.transaction():
+        _hold_transaction(store, merchant_id, terminal_id, txn_id)
+        if store.approved_records(merchant_id, terminal_id, txn_id):
+            return Refusal(DUPLICATE_CODE, "duplicate_transaction")
     return None
 
 
 def _allowance(
     store: HostStore, merchant_id: str, currency: int, amount: int, now: dt.datetime, note: str
 ) -> Refusal | None:
-    limit = store.refund_allowance(merchant_id)
-    if limit <= 0:
-        return Refusal(NOT_PERMITTED_CODE, f"{note}_not_allowed")
-    since = (now - ALLOWANCE_WINDOW).astimezone(dt.UTC).isoformat(timespec="microseconds")
-    if store.allowance_used(merchant_id, currency, since) + amount > limit:
-        return Refusal(NOT_PERMITTED_CODE, "refund_allowance_exceeded")
+    with store.transaction():
+        # Shared by the merchant's terminals: held until the refund is stored, so that refunds of
+        # several terminals at once (other host workers) count each other against the allowance.
+        store.lock("allowance", merchant_id)
+        limit = store.refund_allowance(merchant_id)
+        if limit <= 0:
+            return Refusal(NOT_PERMITTED_CODE, f"{note}_not_allowed")
+        since = (now - ALLOWANCE_WINDOW).astimezone(dt.UTC).isoformat(timespec="microseconds")
+        if store.allowance_used(merchant_id, currency, since) + amount > limit:
+            return Refusal(NOT_PERMITTED_CODE, "refund_allowance_exceeded")
     return None
 
 
@@ -140,11 +164,26 @@ def check_refund(
     now: dt.datetime,
 ) -> Cover | Refusal:
     """Whether a refund (online or offline) may go ahead; see the module docstring's table."""
+    with store.transaction():
+        return _check_refund(store, merchant_id, terminal_id, original_txn_id, amount, currency, card, now)
+
+
+def _check_refund(
+    store: HostStore,
+    merchant_id: str,
+    terminal_id: str,
+    original_txn_id: str | None,
+    amount: int,
+    currency: int,
+    card: Proven | None,
+    now: dt.datetime,
+) -> Cover | Refusal:
     if original_txn_id is None:
         if card is None:
             return Refusal(NO_CARD_DATA_CODE, "no_card_data")
         refusal = _allowance(store, merchant_id, currency, amount, now, _UNREFERENCED)
         return refusal or Cover(card.token, _UNREFERENCED)
+    _hold_transaction(store, merchant_id, terminal_id, original_txn_id)  # its refunds: one check at a time
     sales = [r for r in store.approved_records(merchant_id, terminal_id, original_txn_id) if r.is_sale]
     if not sales:
         return Refusal(ORIGINAL_NOT_FOUND_CODE, "original_not_found")
@@ -166,6 +205,14 @@ def check_reversal(
     store: HostStore, *, merchant_id: str, terminal_id: str, txn_id: str, amount: int, currency: int
 ) -> None:
     """Raise :class:`Refused` when the reversal does not name exactly what it would undo."""
+    with store.transaction():
+        _hold_transaction(store, merchant_id, terminal_id, txn_id)
+        _check_reversal(store, merchant_id, terminal_id, txn_id, amount, currency)
+
+
+def _check_reversal(
+    store: HostStore, merchant_id: str, terminal_id: str, txn_id: str, amount: int, currency: int
+) -> None:
     targets = [r for r in store.approved_records(merchant_id, terminal_id, txn_id) if not r.reversed]
     for target in targets:
         if (target.amount, target.currency) != (amount, currency):

@@ -43,7 +43,7 @@ import signal
 import ssl
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -74,7 +74,7 @@ from simulator.host.health import Readiness
 from simulator.host.limits import ConnectionLimits
 from simulator.host.metrics import HostMetrics, MetricsEndpoint, start_metrics_endpoint
 from simulator.host.params import ensure_initial
-from simulator.host.store import DB_NAME, HostStore
+from simulator.host.store import HostStore, host_keys, store_location
 
 __all__ = [
     "WORKER_HEADER",
@@ -184,12 +184,20 @@ def server_certificates_on_disk(tls_dir: Path) -> ServerCertificates:
 
 
 def open_host_store(data_dir: Path, store: str | None = None) -> HostStore:
-    """The host's store: ``store`` (a path) if given, else ``host.db`` in the data directory.
+    """The host's store: ``store`` (a ``postgresql://`` URL, or a SQLite file) if given, else ``host.db`` in
+    the data directory (:func:`~simulator.host.store.store_location`).
 
-    Every process opens its own (a worker too); this is the one place that
-    turns the ``--store`` option into a store.
+    Every process opens its own (a worker too, from the same value, never a
+    store inherited across ``fork``); this is the one place that turns the
+    ``--store`` option into a store. ValueError for a store of an unknown
+    kind, :class:`~simulator.host.store.StoreError` for one that cannot be
+    opened. The log names it without its password. The host's secrets are
+    in the data directory's ``keys/`` whatever the store (every worker shares
+    the data directory).
     """
-    return HostStore(Path(store) if store else Path(data_dir) / DB_NAME)
+    opened = HostStore(store_location(data_dir, store), keys=host_keys(data_dir))
+    _log.info("host store: %s", opened.where)
+    return opened
 
 
 def configure_logging(level: str) -> None:
@@ -222,7 +230,11 @@ class ServeOptions:
     store: str | None = None
 
     def worker_argv(self, data_dir: Path, index: int, port: int, parent_pid: int) -> list[str]:
-        """The command line of worker ``index`` (1..N) on ``port``, watching its supervisor ``parent_pid``."""
+        """The command line of worker ``index`` (1..N) on ``port``, watching its supervisor ``parent_pid``.
+
+        The store is not on it (any user can read a command line, and a URL may
+        hold a password): :meth:`worker_env` passes it.
+        """
         argv = [
             sys.executable, "-m", "simulator.host", "serve",
             "--data-dir", str(data_dir),
@@ -233,9 +245,16 @@ class ServeOptions:
             "--exit-with-parent", str(parent_pid),
             *self.limits.to_argv(),
         ]  # fmt: skip
-        if self.store is not None:
-            argv += ["--store", self.store]
         return argv
+
+    def worker_env(self, env: Mapping[str, str]) -> dict[str, str]:
+        """A worker's environment: ``env`` with the store in ``POSTERM_HOST_STORE`` (or without one)."""
+        from simulator.host.store import STORE_ENV
+
+        out = {k: v for k, v in env.items() if k != STORE_ENV}
+        if self.store:
+            out[STORE_ENV] = self.store
+        return out
 
 
 class _WorkerHeader:

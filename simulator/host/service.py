@@ -18,6 +18,10 @@ Everything else works on the data directory like the ``posterm host``
 commands (:mod:`simulator.host.admin`): card blocks, velocity and parameters
 take effect on the next request; :meth:`HostService.set_faults` returns only
 once the server has applied the faults.
+
+``start_host(dir, store="postgresql://...")`` runs the host on PostgreSQL (the
+URL reaches the child through ``POSTERM_HOST_STORE``, not its command line,
+which any user can read); the service's own calls use the same store.
 """
 
 from __future__ import annotations
@@ -91,9 +95,12 @@ class HostService:
         *,
         workers: int = 1,
         metrics_url: str | None = None,
+        store: str | None = None,
     ) -> None:
         self._process = process
         self.data_dir = data_dir
+        #: The host's database when it is not ``host.db`` in ``data_dir`` (a PostgreSQL URL).
+        self.store = store
         self.url = url
         self.port = port
         self.pid = process.pid
@@ -139,7 +146,7 @@ class HostService:
 
     def credential_bundle(self, terminal_id: str, merchant_id: str) -> dict[str, str]:
         """``{url, ca_certificate_pem, enrolment_code, terminal_id, merchant_id}`` with a fresh one-time code."""
-        return admin.credential_bundle(self.data_dir, terminal_id, merchant_id, url=self.url)
+        return admin.credential_bundle(self.data_dir, terminal_id, merchant_id, url=self.url, store=self.store)
 
     def enrol(self, terminal_id: str, merchant_id: str, directory: Path) -> ClientCredentials:
         """Enrol a terminal over the network (``POST /v1/enrol``) and write its files to ``directory``.
@@ -234,30 +241,30 @@ class HostService:
 
     def block_card(self, card: str, code: str = "62") -> None:
         """Decline authorisations of this card (its PAN, or the host's card token) with ``code``."""
-        admin.block_card(self.data_dir, card, code)
+        admin.block_card(self.data_dir, card, code, store=self.store)
 
     def unblock_card(self, card: str) -> None:
-        admin.unblock_card(self.data_dir, card)
+        admin.unblock_card(self.data_dir, card, store=self.store)
 
     def set_refund_allowance(self, merchant_id: str, daily_amount: int) -> None:
         """Let ``merchant_id`` refund what no sale covers, up to ``daily_amount`` per currency per 24 h (0: none)."""
-        admin.set_refund_allowance(self.data_dir, merchant_id, daily_amount)
+        admin.set_refund_allowance(self.data_dir, merchant_id, daily_amount, store=self.store)
 
     def set_terminal_parameters(
         self, terminal_id: str, update: Mapping[str, Any], *, merchant_id: str | None = None, checked: bool = True
     ) -> dict[str, Any]:
         """Merge ``update`` over the terminal's own part of its parameters; the own part now."""
         return admin.set_terminal_parameters(
-            self.data_dir, terminal_id, update, merchant_id=merchant_id, checked=checked
+            self.data_dir, terminal_id, update, merchant_id=merchant_id, checked=checked, store=self.store
         )[1]
 
     def set_velocity(self, max_approvals: int, window_seconds: int) -> None:
         """At most ``max_approvals`` per card within ``window_seconds`` (then ``65``); 0 = off."""
-        admin.set_velocity(self.data_dir, max_approvals, window_seconds)
+        admin.set_velocity(self.data_dir, max_approvals, window_seconds, store=self.store)
 
     def publish_parameters(self, overrides: Mapping[str, Any], *, checked: bool = True) -> int:
         """Publish a new parameters version (merged over the current config, or a full document)."""
-        return admin.publish_parameters(self.data_dir, overrides, checked=checked)
+        return admin.publish_parameters(self.data_dir, overrides, checked=checked, store=self.store)
 
     def records(self) -> list[dict[str, Any]]:
         """What the host processed: authorisations, advices and reversals with their status (no PAN).
@@ -266,14 +273,14 @@ class HostService:
         currency, pan_token, response_code, approved, reversed, batch, host_reference,
         approval_code, original_txn_id, note, created_at``.
         """
-        return admin.records(self.data_dir)
+        return admin.records(self.data_dir, store=self.store)
 
     def sale_positions(self, terminal_id: str | None = None) -> dict[str, SalePosition]:
         """Per sale ``txn_id``: charged and refunded against it, approved and not reversed (money checks)."""
-        return admin.sale_positions(self.data_dir, terminal_id)
+        return admin.sale_positions(self.data_dir, terminal_id, store=self.store)
 
     def status(self) -> dict[str, Any]:
-        return admin.host_status(self.data_dir)
+        return admin.host_status(self.data_dir, store=self.store)
 
     # ------------------------------------------------------------------ lifetime
 
@@ -320,12 +327,15 @@ def start_host(
     workers: int = 1,
     metrics: bool = False,
     extra_args: Sequence[str] = (),
+    store: str | None = None,
 ) -> HostService:
     """Start ``python -m simulator.host serve`` on ``data_dir`` and wait until it listens.
 
     ``workers``: worker processes on the port (``--workers``); ``metrics``:
     serve ``/metrics`` on a free loopback port (:attr:`HostService.metrics_url`);
-    ``extra_args``: more ``serve`` options (timeouts, caps, ``--store``).
+    ``extra_args``: more ``serve`` options (timeouts, caps); ``store``: the host's database if not
+    ``host.db`` in ``data_dir`` (a ``postgresql://`` URL, passed in ``POSTERM_HOST_STORE``, not on the
+    command line).
     """
     data_dir = private_dir(Path(data_dir).resolve())
     if running_server(data_dir) is not None:
@@ -352,9 +362,16 @@ def start_host(
         *(["--metrics-port", "0"] if metrics else []),
         *extra_args,
     ]
+    from simulator.host.store import STORE_ENV
+
+    env = {k: v for k, v in os.environ.items() if k != STORE_ENV}
+    if store:
+        env[STORE_ENV] = store
     log = os.fdopen(os.open(data_dir / LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
     try:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
+        )
     finally:
         log.close()
     if not _ATEXIT:
@@ -366,7 +383,13 @@ def start_host(
             info = running_server(data_dir)
             if info is not None and info.pid == process.pid:
                 service = HostService(
-                    process, data_dir, info.url, info.port, workers=info.workers, metrics_url=info.metrics_url
+                    process,
+                    data_dir,
+                    info.url,
+                    info.port,
+                    workers=info.workers,
+                    metrics_url=info.metrics_url,
+                    store=store,
                 )
                 _LIVE.add(service)
                 return service

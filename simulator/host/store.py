@@ -1,4 +1,4 @@
-"""The simulated host's data at rest: one SQLite database (WAL) in the data directory.
+"""The simulated host's data at rest: a SQLite file in the data directory, or a PostgreSQL database.
 
 What is kept: enrolment codes (their SHA-256, never the code), enrolled
 terminals and every certificate issued to them (serial, revoked or not), an
@@ -11,25 +11,40 @@ cards, issuer settings and the parameter versions.
 Tenancy. A terminal id is unique within its merchant only: whatever belongs to
 a terminal (idempotency, advice keys, host batches, batch closes, the records
 a reversal or a settlement looks at) is keyed by (merchant id, terminal id),
-the pair in the terminal's certificate. The tables and the migration of a
-version 1 file (keyed by terminal id alone) are in
-:mod:`simulator.host.store_schema`.
+the pair in the terminal's certificate.
 
 What is never kept: a PAN, track data or ``emv_data``. Body digests are
 HMAC-SHA-256 under a random per-host secret because the bodies they cover
 carry card data; a record's ``pan_token`` is the host's own token of the card
 (HMAC-SHA-256 of the PAN under another secret, :meth:`HostStore.card_token`),
 not the one the terminal sent. Both secrets are in the host's key store
-(:mod:`simulator.host.keys`, ``keys/`` beside the database), never in it: a
-``meta.digest_secret`` left by an older host is moved there on opening.
+(:mod:`simulator.host.keys`: ``keys/`` of the host's data directory, beside
+``host.db``), never in the database, on either engine: a
+``meta.digest_secret`` left by an older host (or by a PostgreSQL store of
+before the key store) is moved there on opening. Every host process of one
+store uses the same ``keys/`` (the workers share the data directory, like the
+CA); the database keeps only a check value of each secret, so that a host
+opened with another key store is refused rather than deciding with keys that
+match nothing (:class:`HostStore`).
 
-The database file is created 0600 in a 0700 folder before SQLite opens it
+A SQLite file is created 0600 in a 0700 folder before SQLite opens it
 (SQLite gives its ``-wal`` and ``-shm`` files the same mode).
 
-Several processes use the database at once (the server, the CLI, a test's
-:class:`~simulator.host.service.HostService`, or the terminal commands that
-share an in-process host, :mod:`simulator.host.inprocess`): WAL mode, a busy timeout, and
-``BEGIN IMMEDIATE`` for every change, with ``synchronous=FULL``.
+Where: a :data:`~simulator.host.storage.Location`, a ``Path`` (SQLite, the
+embedded default: ``host.db`` in the host's data directory, the simulator, the
+in-process host) or a ``postgresql://`` URL (a fleet of host workers). The
+engines and what makes each safe when several processes use one database are
+in :mod:`simulator.host.storage`; the tables are its numbered migrations
+(``simulator/host/storage/migrations/``, the one place of the DDL), applied
+at open.
+
+Queries here are portable SQL: ``?`` placeholders, ``INSERT ... ON CONFLICT
+... DO ...``, ``RETURNING``; nothing of one engine only. They go through
+:meth:`HostStore._one`, :meth:`HostStore._all`, :meth:`HostStore._exec` (rows
+changed) inside :meth:`HostStore.transaction` where they must be atomic. A
+check that decides a change made by another request (a card's approvals, a
+refund's original) takes :meth:`HostStore.lock` on what it checks, first, in
+the same transaction: PostgreSQL workers run transactions side by side.
 """
 
 from __future__ import annotations
@@ -38,30 +53,37 @@ import contextlib
 import hashlib
 import hmac
 import json
-import sqlite3
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simulator.host.files import private_dir, private_file
-from simulator.host.keys import CARD_TOKEN, DIGEST, HostKeys, KeyStoreError, card_token
+from simulator.host.keys import CARD_TOKEN, DIGEST, KEYS_DIR, HostKeys, KeyStoreError, card_token
+from simulator.host.storage import Location, StoreConflict, StoreError, StoreMissing, open_engine, parse_location
+from simulator.host.storage.migrations import current_version, upgrade
 from simulator.host.store_identity import Certificate, EnrolmentCode, TerminalIdentities
-from simulator.host.store_issuer import ISSUER_SCHEMA, OPTIONAL_CONSTRAINTS, IssuerTables
-from simulator.host.store_schema import SCHEMA, SCHEMA_VERSION, migrate_v1, statements
+from simulator.host.store_issuer import OPTIONAL_CONSTRAINTS, IssuerTables
 
 __all__ = [
     "DB_NAME",
+    "STORE_ENV",
     "CachedResponse",
     "Certificate",
     "EnrolmentCode",
     "HostStore",
     "Record",
+    "StoreConflict",
     "StoreError",
+    "StoreMissing",
+    "host_keys",
+    "key_check_value",
+    "store_location",
 ]
 
 DB_NAME = "host.db"
+#: The environment variable that names the host's store for the ``posterm host`` commands (``--store``).
+STORE_ENV = "POSTERM_HOST_STORE"
 
 #: The settlement kind (what a batch total counts it as) of each record kind; reversals have none.
 _SETTLEMENT_KIND = {
@@ -74,10 +96,6 @@ _SETTLEMENT_KIND = {
 
 #: Reference prefixes: authorisation/advice/reversal records, batch closes, sign-ons.
 _REF_PREFIX = {"authorise": "A", "advise": "V", "reverse": "R", "close": "B", "sign_on": "S"}
-
-
-class StoreError(Exception):
-    """The host database cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -137,39 +155,98 @@ def _record(row: tuple[Any, ...]) -> Record:
     return Record(*values)
 
 
-class HostStore(TerminalIdentities, IssuerTables):
-    """The host's SQLite database. One connection, guarded by a lock (thread-safe).
+def store_location(data_dir: Path, store: str | None = None) -> Location:
+    """Where a host's database is: ``store`` (``--store``: a PostgreSQL URL or a SQLite file), else
+    ``host.db`` in ``data_dir``. ValueError (one line) for a store of an unknown kind."""
+    if store is None or not store.strip():
+        return Path(data_dir) / DB_NAME
+    return parse_location(store)
 
-    ``keys``: the host's key store (default: ``keys/`` beside the database, in
-    memory for ``:memory:``).
+
+def host_keys(data_dir: Path) -> HostKeys:
+    """The key store of the host whose data directory is ``data_dir`` (``keys/`` in it), whatever its store."""
+    return HostKeys(Path(data_dir) / KEYS_DIR)
+
+
+#: The meta rows that hold a check value of each secret (never the secret): see :meth:`HostStore._checked_secrets`.
+_KEY_CHECK_PREFIX = "key_check:"
+_KEY_CHECK_TEXT = b"posterm host key check value"
+
+
+def key_check_value(secret: bytes) -> str:
+    """A check value of a secret (16 hex digits of an HMAC under it): tells two secrets apart, reveals neither."""
+    return hmac.new(secret, _KEY_CHECK_TEXT, hashlib.sha256).hexdigest()[:16]
+
+
+class HostStore(TerminalIdentities, IssuerTables):
+    """The host's database over an engine (thread-safe; see :mod:`simulator.host.storage`).
+
+    ``create=False``: a database without a host's tables is :class:`StoreMissing`, not made.
+
+    ``keys``: the host's key store, where its secrets are (:mod:`simulator.host.keys`). A SQLite
+    file's default is ``keys/`` beside it (in memory for ``:memory:``). A PostgreSQL store has no
+    default: the host's processes share a database but may not share a folder beside it, so the
+    caller names the key store every one of them uses (``keys/`` of the host's data directory,
+    :func:`host_keys`; ValueError without one).
+
+    The database keeps a check value of each secret (:func:`key_check_value`, in ``meta``): a
+    key store whose secrets are not those the database was used with (another data directory's,
+    a lost ``keys/`` made again) is refused with :class:`StoreError` at open, before any request
+    is decided with a digest or a card token that matches nothing.
     """
 
-    def __init__(self, path: Path, *, keys: HostKeys | None = None) -> None:
-        self.path = Path(path)
-        in_memory = str(path) == ":memory:"
-        self.keys = keys if keys is not None else HostKeys.beside(self.path)
-        self._lock = threading.RLock()
+    def __init__(self, location: Location, *, create: bool = True, keys: HostKeys | None = None) -> None:
+        if isinstance(location, str):
+            location = parse_location(location)
+        if keys is None:
+            if isinstance(location, str):
+                raise ValueError(
+                    "a PostgreSQL host store needs the host's key store (keys=host_keys(DATA_DIR)): "
+                    "its secrets are never kept in the database"
+                )
+            keys = HostKeys.beside(location)
+        self.keys = keys
+        self.engine = open_engine(location, create=create)
+        #: The SQLite file, or None on PostgreSQL.
+        self.path: Path | None = getattr(self.engine, "path", None)
         try:
-            if not in_memory:
-                private_dir(self.path.parent)
-                for suffix in ("", "-wal", "-shm"):  # the last two: those an older host left 0644
-                    sibling = self.path.with_name(self.path.name + suffix)
-                    if not suffix or sibling.exists():
-                        private_file(sibling)
-            self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._create_or_migrate()
-            for constraint in OPTIONAL_CONSTRAINTS:
-                # An older database may hold what the constraint forbids (a transaction approved twice):
-                # then the acquirer's own check stands alone there.
-                with contextlib.suppress(sqlite3.IntegrityError), self.transaction():
-                    self._exec(constraint)
-            self._secret = self.keys.secret(DIGEST)
-            self._card_secret = self.keys.secret(CARD_TOKEN)
-        except (sqlite3.Error, OSError, KeyStoreError) as exc:
-            raise StoreError(f"cannot open host database {self.path}: {exc}") from exc
+            if not create and not self.engine.has_schema():
+                raise StoreMissing(f"no host database at {self.engine.where}")
+            upgrade(self.engine)
+            self._make_optional_constraints()
+            with self.transaction():
+                self.lock("keys")  # of several processes opening at once, one moves a secret out of meta
+                self._move_secret_out()
+                self._secret, self._card_secret = self._checked_secrets(DIGEST, CARD_TOKEN)
+        except StoreMissing:
+            self.engine.close()
+            raise
+        except (StoreError, OSError, KeyStoreError) as exc:
+            self.engine.close()
+            message = str(exc)
+            raise StoreError(message if message.startswith("cannot open") else f"cannot open {message}") from None
+        except BaseException:
+            self.engine.close()
+            raise
+
+    def _make_optional_constraints(self) -> None:
+        """Make the :data:`~simulator.host.store_issuer.OPTIONAL_CONSTRAINTS` the data allows.
+
+        Each in a transaction of its own, which a failure rolls back alone (on
+        PostgreSQL a failed statement spoils the rest of its transaction): one
+        already made is left, one the data already breaks (a transaction
+        approved twice by an older host) is not tried, and one that a row
+        committed meanwhile breaks (PostgreSQL's unique violation,
+        :class:`StoreConflict`) is given up. There the acquirer's own checks
+        stand alone.
+        """
+        for constraint in OPTIONAL_CONSTRAINTS:
+            if self.engine.has_index(constraint.name):
+                continue
+            with contextlib.suppress(StoreConflict), self.transaction():
+                self.lock("schema")
+                if self._one(constraint.violations) is None:
+                    self._exec(constraint.statement)
 
     def _move_secret_out(self) -> None:
         """Move a body-digest secret kept in ``meta`` by an older host into the key store (in the transaction)."""
@@ -179,46 +256,55 @@ class HostStore(TerminalIdentities, IssuerTables):
         try:
             value = bytes.fromhex(str(row[0]))
         except ValueError:
-            raise StoreError(f"host database {self.path}: meta.digest_secret is damaged") from None
+            raise StoreError(f"host database {self.where}: meta.digest_secret is damaged") from None
         self.keys.adopt(DIGEST, value)  # durable before the row goes: a crash between leaves both, equal
         self._exec("DELETE FROM meta WHERE key = 'digest_secret'")
 
-    def _create_or_migrate(self) -> None:
-        """Make the tables of a new database, or bring an older one to :data:`SCHEMA_VERSION`, in one transaction.
+    def _checked_secrets(self, *names: str) -> list[bytes]:
+        """The key store's secrets, each made if the database never had one; refused if not the database's.
 
-        A file without ``schema_version`` but with a ``digest_secret`` was made
-        by version 1 (which set the secret on first open): it is migrated in
-        place. Two processes opening a file at once: the second waits for the
-        first's transaction and then finds the version written. The secret
-        itself then leaves ``meta`` for the key store (:meth:`_move_secret_out`).
+        The first opener keeps each secret's check value in ``meta``. A secret
+        the database had and the key store lacks (a lost ``keys/``, another
+        data directory) is not made anew: that would leave a wrong key store
+        behind, and the right one could no longer simply be put back.
         """
-        with self.transaction():
-            self._exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            row = self._one("SELECT value FROM meta WHERE key = 'schema_version'")
-            version = int(row[0]) if row is not None else None
-            if version is not None and version > SCHEMA_VERSION:
+        where = self.keys.directory or "in memory"
+        out: list[bytes] = []
+        for name in names:
+            key = _KEY_CHECK_PREFIX + name
+            stored = self.meta(key)
+            if stored is not None and not self.keys.has(name):
                 raise StoreError(
-                    f"host database {self.path} has schema version {version}, newer than this posterm "
-                    f"({SCHEMA_VERSION}): upgrade posterm"
+                    f"host database {self.where}: the key store {where} has no {name} secret, and this database "
+                    "was used with one; restore the host's keys/ from its backup, or give the data directory "
+                    "that goes with this store"
                 )
-            if version is None and self._one("SELECT value FROM meta WHERE key = 'digest_secret'") is not None:
-                migrate_v1(self._exec)
-            for statement in [*statements(SCHEMA), *statements(ISSUER_SCHEMA)]:
-                self._exec(statement)
-            self._exec(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (str(SCHEMA_VERSION),),
-            )
-            self._move_secret_out()
+            secret = self.keys.secret(name)
+            check = key_check_value(secret)
+            if stored is None:
+                self._exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, check))
+                stored = self.meta(key)
+            if stored is not None and not hmac.compare_digest(stored, check):
+                raise StoreError(
+                    f"host database {self.where}: the key store {where} does not hold the {name} secret this "
+                    "database was used with; restore the host's keys/ from its backup, or give the data "
+                    "directory that goes with this store"
+                )
+            out.append(secret)
+        return out
+
+    @property
+    def where(self) -> str:
+        """The database for a message: its file, or its URL without the password."""
+        return self.engine.where
 
     @property
     def schema_version(self) -> int:
-        return int(self.meta("schema_version") or "0")
+        """The highest migration applied (:mod:`simulator.host.storage.migrations`)."""
+        return current_version(self.engine)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.engine.close()
 
     def __enter__(self) -> HostStore:
         return self
@@ -228,33 +314,32 @@ class HostStore(TerminalIdentities, IssuerTables):
 
     # ------------------------------------------------------------------ plumbing
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on an exception); re-entrant."""
-        with self._lock:
-            if self._db.in_transaction:
-                yield
-                return
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def transaction(self) -> AbstractContextManager[None]:
+        """One transaction (SQLite: ``BEGIN IMMEDIATE``); re-entrant, rolled back on an exception."""
+        return self.engine.transaction()
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.engine.in_transaction
+
+    def lock(self, *name: str) -> None:
+        """Inside a transaction: hold the lock ``name`` (e.g. ``"terminal", mid, tid``) until it ends.
+
+        What another worker's transaction checks and changes under the same
+        name waits for this one to commit. Take a terminal's lock first, then
+        anything shared (a card, a transaction of another terminal).
+        """
+        self.engine.lock(*name)
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
-        with self._lock:
-            row: tuple[Any, ...] | None = self._db.execute(sql, args).fetchone()
-            return row
+        return self.engine.one(sql, args)
 
     def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return list(self._db.execute(sql, args).fetchall())
+        return self.engine.all(sql, args)
 
-    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> None:
-        with self._lock:
-            self._db.execute(sql, args)
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        """Run a statement; how many rows it inserted, changed or deleted."""
+        return self.engine.execute(sql, args)
 
     def digest(self, text: str) -> str:
         """Keyed digest (HMAC-SHA-256 under the host's secret) of a canonical body."""
@@ -279,12 +364,7 @@ class HostStore(TerminalIdentities, IssuerTables):
 
     def next_reference(self, what: str) -> str:
         """A new host reference (``A0000000042`` ...): a prefix per message type and a sequence."""
-        with self._lock:  # one statement: atomic on its own, or a part of the caller's transaction
-            row = self._db.execute(
-                "INSERT INTO meta (key, value) VALUES ('seq', '1') "
-                "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value"
-            ).fetchone()
-        return f"{_REF_PREFIX.get(what, 'H')}{int(row[0]):010d}"
+        return f"{_REF_PREFIX.get(what, 'H')}{self.engine.next_reference_number():010d}"
 
     # ------------------------------------------------------------------ idempotency
 
@@ -357,10 +437,7 @@ class HostStore(TerminalIdentities, IssuerTables):
             "AND reversed = 0"
         )
         args = (merchant_id, terminal_id, txn_id)
-        with self.transaction():
-            row = self._one(f"SELECT COUNT(*) FROM records WHERE {where}", args)
-            self._exec(f"UPDATE records SET reversed = 1 WHERE {where}", args)
-        return 0 if row is None else int(row[0])
+        return self._exec(f"UPDATE records SET reversed = 1 WHERE {where}", args)
 
     def records(self, terminal_id: str | None = None, merchant_id: str | None = None) -> list[Record]:
         """The records, oldest first: all, or a terminal's (of one merchant, or of any merchant)."""
@@ -432,8 +509,8 @@ class HostStore(TerminalIdentities, IssuerTables):
             )
 
     def unblock_card(self, pan_token: str) -> bool:
-        with self.transaction(), self._lock:
-            return int(self._db.execute("DELETE FROM blocked_cards WHERE pan_token = ?", (pan_token,)).rowcount) > 0
+        with self.transaction():
+            return self._exec("DELETE FROM blocked_cards WHERE pan_token = ?", (pan_token,)) > 0
 
     def blocked_code(self, pan_token: str) -> str | None:
         row = self._one("SELECT code FROM blocked_cards WHERE pan_token = ?", (pan_token,))

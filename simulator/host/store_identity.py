@@ -70,9 +70,11 @@ class TerminalIdentities:
 
         def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]: ...
 
-        def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> None: ...
+        def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> int: ...
 
         def transaction(self) -> contextlib.AbstractContextManager[None]: ...
+
+        def lock(self, *name: str) -> None: ...
 
     # ------------------------------------------------------------------ enrolment
 
@@ -118,9 +120,7 @@ class TerminalIdentities:
         where = "terminal_id = ? AND merchant_id <> ? AND used_at IS NULL AND expires_at >= ?"
         args = (terminal_id, other_than, at)
         with self.transaction():
-            row = self._one(f"SELECT COUNT(*) FROM enrolment_codes WHERE {where}", args)
-            self._exec(f"UPDATE enrolment_codes SET used_at = ? WHERE {where}", (at, *args))
-        return 0 if row is None else int(row[0])
+            return self._exec(f"UPDATE enrolment_codes SET used_at = ? WHERE {where}", (at, *args))
 
     def use_enrolment_code(
         self,
@@ -149,14 +149,20 @@ class TerminalIdentities:
             if row is None or row[2] is not None or str(row[3]) < used_at:
                 return "refused"
             terminal_id, merchant_id, transfer = str(row[0]), str(row[1]), bool(row[4])
+            # PostgreSQL workers: enrolments of one terminal id (under any merchant) one at a time, and
+            # "AND used_at IS NULL": of two uses of one code at once only the first changes the row.
+            self.lock("terminal id", terminal_id)
             others = [m for m in self.terminal_id_holders(terminal_id, used_at) if m != merchant_id]
             held = [m for m in others if self._valid_serials(m, terminal_id)]
             if held and not transfer:
                 return "held"
-            self._exec(
-                "UPDATE enrolment_codes SET used_at = ?, csr_digest = ?, response = ? WHERE code_hash = ?",
+            spent = self._exec(
+                "UPDATE enrolment_codes SET used_at = ?, csr_digest = ?, response = ? "
+                "WHERE code_hash = ? AND used_at IS NULL",
                 (used_at, csr_digest, response, self._code_hash(code)),
             )
+            if spent != 1:
+                return "refused"
             revoked = self._revoke(merchant_id, terminal_id, used_at, "re-enrolled")
             for other in held:
                 moved = self._revoke(other, terminal_id, used_at, "transferred")
@@ -282,11 +288,14 @@ class TerminalIdentities:
             old = self.certificate(old_serial)
             if old is None or not old.valid:
                 return False
-            self._exec(
+            # "AND revoked_at IS NULL": of two rotations of one certificate at once (PostgreSQL workers)
+            # only the first replaces it
+            if not self._exec(
                 "UPDATE certificates SET revoked_at = ?, revoked_reason = 'superseded', rotation_key = ?, "
-                "rotation_public_key = ?, rotation_response = ? WHERE serial = ?",
+                "rotation_public_key = ?, rotation_response = ? WHERE serial = ? AND revoked_at IS NULL",
                 (at, key, public_key_digest, response, old_serial),
-            )
+            ):
+                return False
             self.add_certificate(new_serial, old.merchant_id, old.terminal_id, at, not_after)
             self._exec(
                 "UPDATE terminals SET certificate_serial = ? WHERE merchant_id = ? AND terminal_id = ?",

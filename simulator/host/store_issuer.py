@@ -13,56 +13,58 @@ portable between SQLite and PostgreSQL, through the store's own helpers.
 
 Every lookup of a transaction names the merchant and the terminal: a
 terminal's ``txn_id`` means nothing under another merchant or terminal.
+
+The tables are migration 4 (``simulator/host/storage/migrations/0004_issuer.sql``);
+the one constraint that older data may break is made at open when it can be
+(:data:`OPTIONAL_CONSTRAINTS`). The checks that read these rows and then write
+(:mod:`simulator.host.rules`) take the store's locks first, in the
+acquirer's transaction: on PostgreSQL workers run transactions side by side.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 __all__ = [
     "ALLOWANCE_NOTES",
     "DEFAULT_MERCHANT",
-    "ISSUER_SCHEMA",
     "OPTIONAL_CONSTRAINTS",
     "IssuerTables",
+    "OptionalConstraint",
     "Original",
     "Served",
 ]
 
-ISSUER_SCHEMA: Final = """
-CREATE INDEX IF NOT EXISTS records_original ON records (merchant_id, terminal_id, original_txn_id);
-CREATE TABLE IF NOT EXISTS refund_allowances (
-    merchant_id TEXT PRIMARY KEY,
-    daily_amount INTEGER NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS terminal_parameters (
-    merchant_id TEXT NOT NULL,
-    terminal_id TEXT NOT NULL,
-    own TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (merchant_id, terminal_id)
-);
-CREATE TABLE IF NOT EXISTS served_parameters (
-    merchant_id TEXT NOT NULL,
-    terminal_id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    basis TEXT NOT NULL,
-    issued_at TEXT NOT NULL,
-    document BLOB NOT NULL,
-    PRIMARY KEY (merchant_id, terminal_id, version)
-);
-"""
+
+@dataclass(frozen=True)
+class OptionalConstraint:
+    """A constraint that data of an older host may already break: made at open when the data allows.
+
+    ``violations``: a query that finds a row when the data breaks it (then the
+    statement is not tried, and the acquirer's own checks stand alone).
+    """
+
+    name: str
+    statement: str
+    violations: str
+
 
 #: Constraints that an older database may already break (a transaction approved twice, before issue 11):
-#: made when they can be, else the acquirer's own checks stand alone on that database.
+#: made when they can be (:meth:`simulator.host.store.HostStore._make_optional_constraints`), else the
+#: acquirer's own checks stand alone on that database. The one DDL kept out of the numbered migrations
+#: (``simulator/host/storage/migrations/``), which cannot depend on the data; portable SQL.
 OPTIONAL_CONSTRAINTS: Final = (
-    "CREATE UNIQUE INDEX IF NOT EXISTS records_approved_once ON records (merchant_id, terminal_id, txn_id) "
-    "WHERE approved = 1 AND method <> 'reverse'",
+    OptionalConstraint(
+        "records_approved_once",
+        "CREATE UNIQUE INDEX IF NOT EXISTS records_approved_once ON records (merchant_id, terminal_id, txn_id) "
+        "WHERE approved = 1 AND method <> 'reverse'",
+        "SELECT 1 FROM records WHERE approved = 1 AND method <> 'reverse' "
+        "GROUP BY merchant_id, terminal_id, txn_id HAVING COUNT(*) > 1 LIMIT 1",
+    ),
 )
 
 #: The merchant id of the default refund allowance (of every merchant without one of its own).
@@ -102,20 +104,17 @@ class Served:
 class IssuerTables:
     """The queries; :class:`~simulator.host.store.HostStore` provides the connection helpers."""
 
-    # Provided by HostStore (declared here for the type checker; never called on this class alone).
-    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by HostStore (declared here for the type checker)
 
-    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
+        def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None: ...
 
-    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> None:
-        raise NotImplementedError
+        def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]: ...
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        raise NotImplementedError
-        yield  # pragma: no cover
+        def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> int: ...
+
+        def transaction(self) -> contextlib.AbstractContextManager[None]: ...
+
+        def lock(self, *name: str) -> None: ...
 
     # ------------------------------------------------------------------ transactions
 

@@ -123,7 +123,7 @@ class _Supervisor:
     # ------------------------------------------------------------------ workers
 
     def _spawn(self, worker: _Worker) -> None:
-        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir}
+        env = {**self.options.worker_env(os.environ), "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir}
         argv = self.options.worker_argv(self.data_dir, worker.index, self.port, os.getpid())
         with contextlib.suppress(FileNotFoundError):
             (self.data_dir / WORKERS_DIR / f"{worker.index}.json").unlink()

@@ -56,7 +56,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="load the host running on this data directory (default: start a fresh host in a temporary folder)",
     )  # fmt: skip
     p.add_argument("--workers", type=_positive(int), help="host worker processes (for a host the run starts)")
-    p.add_argument("--store", metavar="URL", help="the host's store, e.g. postgresql://... (for a host the run starts)")
+    p.add_argument(
+        "--store", metavar="URL",
+        help="the host's database, a postgresql://... URL, for the host the run starts or the one running on "
+        "--data-dir (default: $POSTERM_HOST_STORE, else host.db in the data directory)",
+    )  # fmt: skip
     p.add_argument(
         "--serve-args", metavar="OPTIONS", default="",
         help="more 'posterm host serve' options for a host the run starts, e.g. \"--max-client-connections 2000\"",
@@ -93,7 +97,7 @@ def load_command(args: argparse.Namespace) -> int:
         faults=faults,
         data_dir=Path(args.data_dir) if args.data_dir else None,
         workers=args.workers,
-        store=args.store,
+        store=args.store or os.environ.get("POSTERM_HOST_STORE") or None,
         serve_args=serve_args,
         source_addresses=args.source_addresses,
         settle_seconds=args.settle_seconds,

@@ -111,15 +111,17 @@ def enrol_fleet(
     *,
     sources: Sequence[str | None] = (None,),
     scratch: Path | None = None,
+    store: str | None = None,
 ) -> Fleet:
-    """Enrol ``ids`` with the host of ``data_dir`` and make each terminal's TLS context."""
+    """Enrol ``ids`` with the host of ``data_dir`` (its database ``store``) and make each terminal's TLS context."""
     from simulator.host.admin import enrol_terminals
     from simulator.host.ca import load_or_create_ca
 
     started = time.perf_counter()
     made = [_key_and_csr(terminal_id) for terminal_id, _ in ids]
     keyed = time.perf_counter()
-    certificates = enrol_terminals(data_dir, [(t, m, csr) for (t, m), (_, csr) in zip(ids, made, strict=True)])
+    requests = [(t, m, csr) for (t, m), (_, csr) in zip(ids, made, strict=True)]
+    certificates = enrol_terminals(data_dir, requests, store=store)
     enrolled = time.perf_counter()
     ca_pem = load_or_create_ca(Path(data_dir) / "tls").certificate_pem.decode("ascii")
     folder = Path(tempfile.mkdtemp(prefix="loadgen-keys-", dir=scratch))  # 0700

@@ -57,8 +57,8 @@ class LoadOptions:
     mix: Mix = field(default_factory=Mix)
     faults: tuple[FaultStep, ...] | None = None
     data_dir: Path | None = None  # a host's data directory (its running server is used), else a fresh one
-    workers: int | None = None  # passed to the host it starts (when the host has the option)
-    store: str | None = None  # ditto
+    workers: int | None = None  # worker processes of the host it starts
+    store: str | None = None  # the host's database (a postgresql:// URL; None: host.db in the data directory)
     serve_args: tuple[str, ...] = ()  # more 'posterm host serve' options for the host it starts
     source_addresses: int | None = None  # None: one loopback address per terminal; 1: all from 127.0.0.1
     connect_timeout: float = 3.0
@@ -299,13 +299,10 @@ def _host(options: LoadOptions) -> Iterator[tuple[Path, str, int]]:
     if options.data_dir is not None:
         info = running_server(options.data_dir)
         if info is not None:
-            if options.workers is not None or options.store is not None or options.serve_args:
-                raise LoadError("--workers, --store and --serve-args are for a host the run starts, not a running one")
+            if options.workers is not None or options.serve_args:
+                raise LoadError("--workers and --serve-args are for a host the run starts, not a running one")
             yield options.data_dir, info.url, info.pid
             return
-    extra = list(options.serve_args)
-    if options.store is not None:
-        extra += ["--store", options.store]
     with contextlib.ExitStack() as stack:
         if options.data_dir is None:
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="loadgen-host-", dir=options.scratch))
@@ -313,7 +310,13 @@ def _host(options: LoadOptions) -> Iterator[tuple[Path, str, int]]:
         else:
             data_dir = options.data_dir
         try:
-            host = start_host(data_dir, log_level="warning", workers=options.workers or 1, extra_args=extra)
+            host = start_host(
+                data_dir,
+                log_level="warning",
+                workers=options.workers or 1,
+                extra_args=options.serve_args,
+                store=options.store,
+            )
         except HostStartError as exc:
             raise LoadError(f"the host did not start: {exc}") from None
         stack.enter_context(host)
@@ -334,7 +337,7 @@ def run_load(options: LoadOptions) -> LoadReport:
         prefix = "".join(secrets.choice(string.ascii_uppercase) for _ in range(2))
         fleet = enrol_fleet(
             data_dir, terminal_ids(options.terminals, prefix), sources=source_addresses(host, spread),
-            scratch=options.scratch,
+            scratch=options.scratch, store=options.store,
         )  # fmt: skip
         expected = options.terminals * options.duration / options.mix.think_seconds
         cards = CardPool(CardPool.cards_for(int(expected * 2) + 1) * 50, offline=20, seed=seed)
@@ -359,7 +362,7 @@ def run_load(options: LoadOptions) -> LoadReport:
             offline_precomputed=offline_wanted,
             fault_log=driven.fault_log,
             settlements=driven.settlements,
-            reconciliation=reconcile([t.books for t in driven.terminals], records(data_dir)),
+            reconciliation=reconcile([t.books for t in driven.terminals], records(data_dir, store=options.store)),
             settle_seconds=driven.settle_seconds,
             client_peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             host_peak_mb=driven.host_peak_mb,

@@ -1,6 +1,7 @@
 """Issue 11's findings about the issuer side, over real HTTPS with mutual TLS, with real terminals and CLI commands.
 
-One host process (``start_host``) serves the module; terminals of two merchants enrol through the real
+One host process (``start_host``) serves the module, on each store engine (host.db, and a database of the
+private PostgreSQL cluster: tests/conftest.py); terminals of two merchants enrol through the real
 enrolment and pay with simulated cards (real kernels, real cryptograms). What a terminal would never send
 (empty card data, a txn_id again, a refund of another terminal's sale, a reversal of another amount) goes
 through the real client, ``HttpsHostLink``. The operator's commands run as subprocesses.
@@ -10,14 +11,15 @@ through the real client, ``HttpsHostLink``. The operator's commands run as subpr
   the card on every terminal;
 - an authorisation without card data, a duplicate txn_id, a refund naming another terminal's sale or
   ten times its sale, a reversal of another amount: refused;
-- the host's data directory is its own (0700, every file 0600) and holds no secret in host.db.
+- the host's data directory is its own (0700, every file 0600) and holds no secret in its database;
+- two worker processes sharing one store (each engine) approve a txn_id once and refund a sale once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import sqlite3
 import ssl
 import stat
 import subprocess
@@ -30,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
+import psycopg.sql
 import pytest
 
 from host_link.client import HttpsHostLink, IdempotentRetry
@@ -37,6 +41,8 @@ from host_link.credentials import load_credentials
 from host_link.enrolment import CredentialBundle, enrol
 from host_link.tls import client_context
 from simulator.card_data import card_emv_data
+from simulator.host import admin
+from simulator.host.keys import CARD_TOKEN, DIGEST
 from simulator.host.service import HostService, start_host
 from simulator.profiles import load as load_profile
 from terminal import registry
@@ -45,15 +51,32 @@ from terminal.facade import Terminal
 from terminal.host import AuthorisationRequest, HostRejected, Reversal
 from terminal.lifecycle import State
 from terminal.response_codes import decline_reason
+from tests.postgres_rig import ENGINES, PostgresCluster
 
 EUR = 978
 POSTERM = str(Path(sys.executable).with_name("posterm"))
 MERCHANT_A, MERCHANT_B = "MERCHANTA00001", "MERCHANTB00002"
 
 
-@pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostService]:
-    with start_host(tmp_path_factory.mktemp("host") / "data") as service:
+@contextlib.contextmanager
+def store_of(engine: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None (host.db in the data directory) for SQLite; a fresh database's URL for PostgreSQL, dropped after."""
+    if engine == "sqlite":
+        yield None
+        return
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    database = cluster.create_database()
+    try:
+        yield cluster.url(database)
+    finally:
+        cluster.drop_database(database)
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostService]:
+    with store_of(request.param, request) as store, start_host(
+        tmp_path_factory.mktemp("host") / "data", store=store
+    ) as service:
         yield service
 
 
@@ -104,7 +127,8 @@ def posterm(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
 
 
 def host_cli(host: HostService, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    done = posterm("host", *args, "--data-dir", str(host.data_dir), stdin=stdin)
+    store = ["--store", host.store] if host.store else []
+    done = posterm("host", *args, "--data-dir", str(host.data_dir), *store, stdin=stdin)
     assert done.returncode == 0, done.stderr
     return done
 
@@ -168,7 +192,7 @@ def test_a_card_blocked_by_its_pan_is_blocked_on_every_terminal(host: HostServic
         assert (result.state, result.response_code) == (State.DECLINED, "43"), till.terminal_id
         assert "stolen card, pick up (43)" in result.message
     records = host_cli(host, "records", "--json").stdout
-    assert pan not in records and pan not in (host.data_dir / "host.db").read_bytes().decode("latin-1")
+    assert pan not in records and pan not in stored_text(host)
     host_cli(host, "issuer", "unblock", pan)
     assert tills["TB01"].sale(1700, card).state is State.APPROVED
 
@@ -243,6 +267,16 @@ def test_a_reversal_of_another_amount_reverses_nothing(host: HostService, tills:
 # --------------------------------------------------------------------------- data at rest
 
 
+def stored_text(host: HostService) -> str:
+    """Everything the host's database holds, as text: host.db's bytes, or every PostgreSQL table's rows."""
+    if host.store is None:
+        return (host.data_dir / "host.db").read_bytes().decode("latin-1")
+    with psycopg.connect(host.store) as conn:
+        tables = [t for (t,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        query = psycopg.sql.SQL("SELECT * FROM {}")
+        return "\n".join(str(row) for t in tables for row in conn.execute(query.format(psycopg.sql.Identifier(t))))
+
+
 def modes(root: Path) -> dict[str, int]:
     out = {".": stat.S_IMODE(root.stat().st_mode)}
     for path in root.rglob("*"):
@@ -263,10 +297,14 @@ def test_the_running_hosts_files_are_its_own(host: HostService, tills: dict[str,
     host.clear_faults()
     assert wrong_modes(host.data_dir) == {}
     names = set(modes(host.data_dir))
-    assert {"host.db", "host.db-wal", "host.db-shm", "host.log", "server.json", "faults.json"} <= names
+    assert {"host.log", "server.json", "faults.json"} <= names
     assert {"tls/ca/key.pem", "tls/ca/cert.pem", "tls/server-key.pem", "keys/digest.key"} <= names
-    with sqlite3.connect(f"file:{host.data_dir / 'host.db'}?mode=ro", uri=True) as db:
-        assert "digest_secret" not in {k for (k,) in db.execute("SELECT key FROM meta")}  # no secret in it
+    assert ({"host.db", "host.db-wal", "host.db-shm"} <= names) is (host.store is None)
+    with admin.open_store(host.data_dir, create=False, store=host.store) as db:
+        assert db.meta("digest_secret") is None  # no secret in the database
+        secrets = [db.keys.secret(name).hex() for name in (DIGEST, CARD_TOKEN)]
+    stored = stored_text(host)
+    assert not [s for s in secrets if s in stored]
 
 
 def test_a_data_directory_made_by_the_cli_is_private(tmp_path: Path) -> None:
@@ -283,9 +321,12 @@ def test_a_data_directory_made_by_the_cli_is_private(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- several workers at once
 
 
-def test_two_workers_approve_a_txn_once_and_never_refund_more_than_the_sale(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_two_workers_approve_a_txn_once_and_never_refund_more_than_the_sale(
+    engine: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     """The checks read then write in one transaction: two worker processes on one store race and stay right."""
-    with start_host(tmp_path / "host", workers=2) as host:
+    with store_of(engine, request) as store, start_host(tmp_path / "host", workers=2, store=store) as host:
         terminal = host.enrol("TW01", MERCHANT_A, tmp_path / "terminal")
         context = ssl.create_default_context(cafile=str(host.ca_certificate_path))
         context.load_cert_chain(terminal.certificate, terminal.key)

@@ -1,6 +1,8 @@
 """The terminal and the simulated host end to end: real HTTPS with mutual TLS on loopback.
 
-One host process serves the module; each test enrols a terminal of its own
+One host process serves the module, once with its books in SQLite (``host.db``
+in its data directory) and once in PostgreSQL (a database of the session's
+private cluster, tests/conftest.py); each test enrols a terminal of its own
 (its own id, so its own host batch). Every fault of the host is tried at every
 step the terminal talks to it (authorisation, forwarding, reversal,
 settlement); after each, the faults are cleared, the terminal drains, and the
@@ -35,6 +37,7 @@ from terminal.bootstrap import open_terminal
 from terminal.facade import SettlementRefused, Terminal
 from terminal.host import HostNoAnswer, HostUnreachable
 from terminal.lifecycle import APPROVED_STATES, State
+from tests.postgres_rig import ENGINES, PostgresCluster
 
 EUR = 978
 ONLINE = "visa-qvsdc-online"
@@ -51,13 +54,21 @@ FAULTS: dict[str, dict[str, Any]] = {
 _ids = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostService]:
-    service = start_host(tmp_path_factory.mktemp("host"))
+@pytest.fixture(scope="module", params=ENGINES)
+def host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostService]:
+    """The host server process, on each store engine."""
+    cluster: PostgresCluster | None = None
+    database = None
+    if request.param == "postgresql":
+        cluster = request.getfixturevalue("postgres")
+        database = cluster.create_database()
+    service = start_host(tmp_path_factory.mktemp("host"), store=cluster.url(database) if cluster and database else None)
     try:
         yield service
     finally:
         service.stop()
+        if cluster is not None and database is not None:
+            cluster.drop_database(database)
 
 
 @dataclass
@@ -133,6 +144,14 @@ def counter(host: HostService, tmp_path: Path) -> Iterator[Counter_]:
 
 
 # -- every message, no faults ---------------------------------------------------------------------
+
+
+def test_the_host_keeps_its_books_in_the_store_it_was_given(counter: Counter_) -> None:
+    counter.sale(2500)
+    on_postgresql = counter.host.store is not None
+    assert (counter.host.data_dir / "host.db").exists() is not on_postgresql
+    assert counter.host.status()["store"].startswith("postgresql://" if on_postgresql else "/")
+    assert any(r["terminal_id"] == counter.terminal_id for r in counter.host.records())
 
 
 def test_a_day_without_faults(counter: Counter_) -> None:

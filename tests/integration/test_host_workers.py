@@ -1,4 +1,4 @@
-"""``posterm host serve --workers 2`` on SQLite, and the host's health and metrics, over real TLS.
+"""``posterm host serve --workers 2`` on SQLite and on PostgreSQL, and the host's health and metrics, over real TLS.
 
 Which worker answered is in the ``Posterm-Worker`` header (1 or 2); their pids
 are in ``workers/<index>.json`` and checked against ``/proc``.
@@ -6,6 +6,7 @@ are in ``workers/<index>.json`` and checked against ``/proc``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import ssl
@@ -23,6 +24,7 @@ import pytest
 from simulator.card_data import card_emv_data
 from simulator.host.service import ClientCredentials, HostService, start_host
 from tests.integration.test_host_transport import metric
+from tests.postgres_rig import ENGINES, PostgresCluster
 
 TID, MID = "TERM0001", "POSTERM0000001"
 
@@ -46,11 +48,32 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HostService, ClientCredentials]]:
+@pytest.fixture(scope="module", params=ENGINES)
+def fleet(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[HostService, ClientCredentials]]:
+    """Two workers on one port, sharing one store: host.db, or a PostgreSQL database (tests/conftest.py)."""
     base = tmp_path_factory.mktemp("fleet")
-    with start_host(base / "host", workers=2, metrics=True) as host:
-        yield host, host.enrol(TID, MID, base / "terminal")
+    cluster: PostgresCluster | None = request.getfixturevalue("postgres") if request.param == "postgresql" else None
+    database = cluster.create_database() if cluster is not None else None
+    store = cluster.url(database) if cluster is not None and database is not None else None
+    try:
+        with start_host(base / "host", workers=2, metrics=True, store=store) as host:
+            yield host, host.enrol(TID, MID, base / "terminal")
+    finally:
+        if cluster is not None and database is not None:
+            cluster.drop_database(database)
+
+
+def test_every_worker_keeps_its_books_in_the_one_store(fleet: tuple[HostService, ClientCredentials]) -> None:
+    host, _ = fleet
+    assert (host.data_dir / "host.db").exists() is (host.store is None)
+    if host.store is not None:  # the URL reaches the workers in their environment, not on a command line
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            with contextlib.suppress(OSError):
+                line = cmdline.read_bytes()
+                if str(host.data_dir).encode() in line:
+                    assert b"postgresql://" not in line, line
 
 
 def _worker_of(client: httpx.Client) -> str:

@@ -2,13 +2,14 @@
 
 Card data and a verifiable cryptogram for every payment, a transaction approved once, refunds covered by
 their sale (or the merchant's allowance), reversals of exactly what they undo, and the host's own card
-token whatever token a terminal sends. The in-process host shares the HTTPS host's acquirer; the same
-findings over HTTPS with real terminals: tests/integration/test_host_acquirer_rules.py.
+token whatever token a terminal sends. The in-process host shares the HTTPS host's acquirer; here it
+runs on each store engine (a SQLite file, a PostgreSQL database: tests/conftest.py). The same findings
+over HTTPS with real terminals: tests/integration/test_host_acquirer_rules.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,9 @@ from simulator.card_data import card_emv_data
 from simulator.host import admin
 from simulator.host.acquirer import Acquirer, Peer
 from simulator.host.inprocess import MEMORY_HOST_DIR, MEMORY_HOST_REFUND_ALLOWANCE, InProcessHost, open_memory_host
+from simulator.host.keys import HostKeys
 from simulator.host.proofs import Claim, EmvCardProof, Proven, Refusal
+from simulator.host.storage import Location
 from simulator.host.store import HostStore
 from terminal.host import HostRejected
 from terminal.response_codes import decline_reason
@@ -30,8 +33,10 @@ PAN = "4761739001010010"  # simulator.card_data.CARDS["visa"]
 
 
 @pytest.fixture
-def host() -> InProcessHost:
-    return InProcessHost()
+def host(host_store_at: Location, host_store_keys: HostKeys) -> Iterator[InProcessHost]:
+    """The acquirer behind the HostLink port, on each store engine (tests/conftest.py)."""
+    with InProcessHost(host_store_at, keys=host_store_keys) as inprocess:
+        yield inprocess
 
 
 def note(host: InProcessHost, txn_id: str) -> str:
@@ -279,17 +284,16 @@ class WalletProof:
         return Proven(token("wallet-1"))
 
 
-def test_another_means_of_payment_brings_its_own_proof() -> None:
-    with HostStore(Path(":memory:")) as store:
-        acquirer = Acquirer(store, proofs=(EmvCardProof(), WalletProof()))
-        peer = Peer(TID, "M1")
+def test_another_means_of_payment_brings_its_own_proof(host_store: HostStore) -> None:
+    acquirer = Acquirer(host_store, proofs=(EmvCardProof(), WalletProof()))
+    peer = Peer(TID, "M1")
 
-        def code(txn_id: str, emv_data: bytes) -> str:
-            body = wire.authorisation_json(auth(txn_id, emv_data=emv_data))
-            return str(acquirer.handle("authorisation", body, peer, txn_id).json()["response_code"])
+    def code(txn_id: str, emv_data: bytes) -> str:
+        body = wire.authorisation_json(auth(txn_id, emv_data=emv_data))
+        return str(acquirer.handle("authorisation", body, peer, txn_id).json()["response_code"])
 
-        assert code("w1", tlv.encode(0xDF7F, b"signed")) == "00"
-        assert code("w2", tlv.encode(0xDF7F, b"forged")) == "82"
-        assert code("c1", card_emv_data(1000, EUR)) == "00"  # cards still prove themselves as before
-        assert code("n1", tlv.encode(0x9F02, bytes(6))) == "14"  # what no proof recognises: no card data
-        assert store.records()[0].pan_token == store.card_token("wallet-1")
+    assert code("w1", tlv.encode(0xDF7F, b"signed")) == "00"
+    assert code("w2", tlv.encode(0xDF7F, b"forged")) == "82"
+    assert code("c1", card_emv_data(1000, EUR)) == "00"  # cards still prove themselves as before
+    assert code("n1", tlv.encode(0x9F02, bytes(6))) == "14"  # what no proof recognises: no card data
+    assert host_store.records()[0].pan_token == host_store.card_token("wallet-1")

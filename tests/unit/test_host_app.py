@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -30,7 +31,9 @@ from simulator.host.app import PEER_STATE_KEY, Peer, create_app
 from simulator.host.ca import load_or_create_ca
 from simulator.host.faults import Faults, FaultSwitch
 from simulator.host.schema import first_error
-from simulator.host.store import DB_NAME, HostStore
+from simulator.host.storage import Location
+from simulator.host.store import DB_NAME, HostStore, host_keys
+from tests.postgres_rig import PostgresCluster
 
 TID, MID = "T1", "M1"
 NOW = dt.datetime(2025, 6, 15, 12, 0, tzinfo=dt.UTC)
@@ -71,9 +74,10 @@ class AppClient:
 
 
 class Rig:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, store: Location | None = None) -> None:
         self.data_dir = data_dir
-        self.store = HostStore(data_dir / DB_NAME)
+        self.location = str(store or data_dir / DB_NAME)  # what admin's functions take as their store
+        self.store = HostStore(store or data_dir / DB_NAME, keys=host_keys(data_dir))  # as admin opens it
         self.ca = load_or_create_ca(data_dir / "tls")
         self.faults = FaultSwitch()
         self.app = create_app(self.store, self.ca, self.faults, clock=lambda: NOW)
@@ -91,8 +95,9 @@ class Rig:
 
 
 @pytest.fixture()
-def rig(tmp_path: Path) -> Iterator[Rig]:
-    r = Rig(tmp_path)
+def rig(tmp_path: Path, host_store_at: Location) -> Iterator[Rig]:
+    """The app over a store on each engine (SQLite, PostgreSQL: tests/conftest.py)."""
+    r = Rig(tmp_path, host_store_at)
     yield r
     r.store.close()
 
@@ -219,7 +224,7 @@ def test_sign_on_echo_and_parameters(rig: Rig, client: AppClient) -> None:
 
 
 def test_advices_each_judged_on_its_own(rig: Rig, client: AppClient) -> None:
-    admin.set_refund_allowance(rig.data_dir, MID, 1000)  # the offline refund below has no sale
+    admin.set_refund_allowance(rig.data_dir, MID, 1000, store=rig.location)  # the offline refund below has no sale
     good = {"txn_id": "a1", "idempotency_key": "ak1", "kind": "deferred_authorisation", "amount": 251,
             "currency": 978, "terminal_id": TID, "merchant_id": MID, "emv_data": card(251), "pan_token": "tok",
             "created_at": "2025-06-15T11:00:00Z"}
@@ -248,7 +253,7 @@ def test_advices_each_judged_on_its_own(rig: Rig, client: AppClient) -> None:
 
 
 def test_reversal_and_batch_close(rig: Rig, client: AppClient) -> None:
-    admin.set_refund_allowance(rig.data_dir, MID, 400)  # r1 is a refund that no sale covers
+    admin.set_refund_allowance(rig.data_dir, MID, 400, store=rig.location)  # r1 is a refund that no sale covers
     post(client, "/v1/authorisations", auth(1000, txn_id="s1"), key="a")
     post(client, "/v1/authorisations", auth(400, txn_id="r1", kind="refund"), key="b")
     post(client, "/v1/authorisations", auth(700, txn_id="s2"), key="c")
@@ -267,7 +272,7 @@ def test_reversal_and_batch_close(rig: Rig, client: AppClient) -> None:
 
 def test_enrolment(rig: Rig) -> None:
     anonymous = rig.client(peer=None)
-    code = admin.make_enrolment_code(rig.data_dir, "T7", "M7")
+    code = admin.make_enrolment_code(rig.data_dir, "T7", "M7", store=rig.location)
     key = ec.generate_private_key(ec.SECP256R1())
     csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
            "asked for")])).sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode())
@@ -277,12 +282,33 @@ def test_enrolment(rig: Rig) -> None:
     conforms("EnrolResponse", answer)
     assert anonymous.post("/v1/enrol", json={"enrolment_code": code, "csr_pem": csr}).content == answer.content
     assert rig.store.terminals()[0]["terminal_id"] == "T7"
-    expired = admin.make_enrolment_code(rig.data_dir, "T8", "M8")
+    expired = admin.make_enrolment_code(rig.data_dir, "T8", "M8", store=rig.location)
     late = Rig.__new__(Rig)
     late.__dict__.update(rig.__dict__)
     late.app = create_app(rig.store, rig.ca, rig.faults, clock=lambda: dt.datetime.now(dt.UTC) + dt.timedelta(days=2))
     answer = late.client(peer=None).post("/v1/enrol", json={"enrolment_code": expired, "csr_pem": csr})
     assert answer.status_code == 403
+
+
+def test_a_database_that_goes_away_is_503_then_served_again(
+    tmp_path: Path, postgres: PostgresCluster, postgres_url: str
+) -> None:
+    """Before: an unhandled error, a 500 and a traceback in the log. Now: 503 for that request, and the pool
+    replaces its dead connections, so the next request is served."""
+    rig = Rig(tmp_path, postgres_url)
+    try:
+        client = rig.client()
+        assert post(client, "/v1/authorisations", auth(), key="a1").status_code == 200
+        postgres.sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                     f"'{urlsplit(postgres_url).path[1:]}' AND pid <> pg_backend_pid()")
+        answer = post(client, "/v1/authorisations", auth(txn_id="t2"), key="a2")
+        assert answer.status_code == 503
+        conforms("Error", answer)
+        again = post(client, "/v1/authorisations", auth(txn_id="t2"), key="a2")
+        assert again.status_code == 200 and again.json()["status"] in ("approved", "declined")
+        assert [r.txn_id for r in rig.store.records()] == ["t1", "t2"]
+    finally:
+        rig.store.close()
 
 
 def test_faults_in_the_app(rig: Rig, client: AppClient) -> None:

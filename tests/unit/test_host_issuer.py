@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pytest
 
@@ -18,8 +17,9 @@ PAN = "4761739001010010"
 
 
 @pytest.fixture()
-def store(tmp_path: Path) -> HostStore:
-    return HostStore(tmp_path / "host.db")
+def store(host_store: HostStore) -> HostStore:
+    """A host store on each engine (SQLite, PostgreSQL: tests/conftest.py)."""
+    return host_store
 
 
 @pytest.fixture()

@@ -110,7 +110,7 @@ def test_a_renewal_without_an_answer_keeps_its_key_and_sends_the_same_idempotenc
     ca = CertificateAuthority.generate()
     creds = enrolled(tmp_path, ca)
     current = creds.cert_file.read_bytes()
-    with pytest.raises(HostRejected, match="certificate_revoked"):
+    with pytest.raises(HostRejected, match=r"the host revoked this terminal's certificate: enrol again"):
         renew(tmp_path, link=link(Host(ca, status=401)))
     pending = (creds.directory / PENDING_KEY_FILE).read_bytes()
     assert creds.cert_file.read_bytes() == current  # the current certificate stays in use

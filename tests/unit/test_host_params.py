@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -21,8 +20,9 @@ from simulator.host.store import HostStore
 
 
 @pytest.fixture()
-def store(tmp_path: Path) -> HostStore:
-    return HostStore(tmp_path / "host.db")
+def store(host_store: HostStore) -> HostStore:
+    """A host store on each engine (SQLite, PostgreSQL: tests/conftest.py)."""
+    return host_store
 
 
 def current(store: HostStore) -> dict[str, object]:

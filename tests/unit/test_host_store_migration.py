@@ -1,5 +1,8 @@
 """A host.db written by schema version 1 (keyed by terminal id alone) is migrated in place on open.
 
+(Migration 3, ``0003_tenancy.sql``, of :mod:`simulator.host.storage.migrations`; a file of version 1 has no
+version mark and the tables of migration 1.)
+
 The version 1 file is made here with version 1's own statements (copied from the
 release that wrote such files), holding what a host of that time held,
 including the mix the bug left behind: one terminal id with records of two
@@ -15,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from simulator.host.keys import DIGEST
+from simulator.host.storage.migrations import migrations
 from simulator.host.store import DB_NAME, HostStore, StoreError
-from simulator.host.store_schema import SCHEMA_VERSION
+
+SCHEMA_VERSION = len(migrations())
 
 V1_SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -85,7 +90,7 @@ def v1_file(tmp_path: Path) -> Path:
 
 def test_a_version_1_file_is_migrated_in_place(v1_file: Path) -> None:
     with HostStore(v1_file) as store:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.schema_version == SCHEMA_VERSION >= 3
         # what was kept is still there, under the merchant it belonged to
         assert [(r.txn_id, r.merchant_id) for r in store.records()] == [("s1", "M1"), ("s2", "M2")]
         assert store.cached_response("M1", "T1", "k-m1") is not None
@@ -112,7 +117,7 @@ def test_a_version_1_file_is_migrated_in_place(v1_file: Path) -> None:
         }
         assert store.terminal_id_holders("T9", AT) == ["M9"]  # an open code of version 1 still counts
     with HostStore(v1_file) as again:  # opening a migrated file again changes nothing
-        assert again.schema_version == 2 and len(again.records()) == 2
+        assert again.schema_version == SCHEMA_VERSION and len(again.records()) == 2
     db = sqlite3.connect(v1_file)
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
     db.close()
@@ -124,8 +129,71 @@ def test_a_file_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / DB_NAME
     HostStore(path).close()
     db = sqlite3.connect(path)
-    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    db.execute("INSERT INTO schema_version (version, name, applied_at) VALUES (99, 'future', ?)", (AT,))
     db.commit()
     db.close()
     with pytest.raises(StoreError, match="schema version 99, newer"):
         HostStore(path)
+
+
+def test_a_file_that_marked_schema_2_in_meta_is_taken_as_at_migration_3(tmp_path: Path) -> None:
+    """Before the migrations were numbered, the tenancy schema wrote schema_version = 2 into meta."""
+    path = tmp_path / DB_NAME
+    with HostStore(path) as store:
+        store.add_certificate("CAFE01", "M1", "T1", AT)
+    db = sqlite3.connect(path)  # made as that code made it: the tables of migration 3, the mark in meta
+    db.execute("DROP TABLE schema_version")
+    db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '2')")
+    db.commit()
+    db.close()
+    with HostStore(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        assert [r[0] for r in store._all("SELECT version FROM schema_version ORDER BY version")] == list(
+            range(1, SCHEMA_VERSION + 1)
+        )
+        assert store.meta("schema_version") is None
+        certificate = store.certificate("CAFE01")
+        assert certificate is not None and certificate.valid
+
+
+def test_a_host_db_of_the_issuer_schema_before_the_numbering_keeps_its_rows_and_keys(tmp_path: Path) -> None:
+    """A host.db of a posterm that made the issuer's tables without numbered migrations (schema mark 2 in meta,
+    the tables of migration 4 made already, its secrets in keys/ and no check value of them) is adopted."""
+    path = tmp_path / DB_NAME
+    with HostStore(path) as store:
+        with store.transaction():
+            store.set_refund_allowance("M1", 5000, AT)
+            store.set_terminal_part("M1", "T1", {"merchant_name": "Shop"}, AT)
+        digest = store.digest("body")
+    db = sqlite3.connect(path)  # as that code left it
+    db.execute("DROP TABLE schema_version")
+    db.execute("DELETE FROM meta WHERE key LIKE 'key_check:%'")
+    db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '2')")
+    db.commit()
+    db.close()
+    with HostStore(path) as store:
+        assert store.schema_version == SCHEMA_VERSION >= 4
+        assert store.refund_allowance("M1") == 5000 and store.terminal_part("M1", "T1") == {"merchant_name": "Shop"}
+        assert store.digest("body") == digest  # the same key store
+        assert store.engine.has_index("records_approved_once")
+        assert store.meta("key_check:digest") is not None  # from now on a foreign key store is refused
+
+
+def test_a_transaction_approved_twice_by_an_older_host_leaves_the_unique_index_unmade(tmp_path: Path) -> None:
+    """The unique index on approved transactions is made when the data allows; else the store still opens."""
+    path = tmp_path / DB_NAME
+    HostStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP INDEX records_approved_once")
+    for seq in (1, 2):  # what a host of before issue 11 could do: one txn_id approved under two keys
+        db.execute(
+            "INSERT INTO records (seq, method, txn_id, idempotency_key, kind, terminal_id, merchant_id, amount, "
+            "currency, pan_token, response_code, approved, reversed, batch, host_reference, created_at) "
+            "VALUES (?, 'authorise', 'twice', ?, 'sale', 'T1', 'M1', 100, 978, 'tok', '00', 1, 0, 1, ?, ?)",
+            (seq, f"k{seq}", f"A{seq}", AT),
+        )
+    db.commit()
+    db.close()
+    with HostStore(path) as store:
+        assert not store.engine.has_index("records_approved_once")
+        assert len(store.approved_records("M1", "T1", "twice")) == 2

@@ -25,7 +25,8 @@ from simulator.host import admin
 from simulator.host.app import PEER_STATE_KEY, Peer, create_app
 from simulator.host.ca import load_or_create_ca
 from simulator.host.inprocess import InProcessHost
-from simulator.host.store import DB_NAME, HostStore
+from simulator.host.storage import Location
+from simulator.host.store import DB_NAME, HostStore, host_keys
 from terminal.host import (
     Advice,
     AuthorisationRequest,
@@ -67,9 +68,10 @@ def asgi_transport(app: ASGIApp, peer: Peer) -> httpx.MockTransport:
 
 
 @pytest.fixture()
-def hosts(tmp_path: Path) -> Iterator[tuple[HttpsHostLink, InProcessHost, Path]]:
+def hosts(tmp_path: Path, host_store_at: Location) -> Iterator[tuple[HttpsHostLink, InProcessHost, Path, str]]:
+    """The HTTPS app over a store on each engine (tests/conftest.py), the in-process host on SQLite."""
     https_dir = tmp_path / "https"
-    store = HostStore(https_dir / DB_NAME)
+    store = HostStore(host_store_at, keys=host_keys(https_dir))  # the host's keys/, as admin opens it
     app = create_app(store, load_or_create_ca(https_dir / "tls"), clock=lambda: NOW)
     store.add_certificate("5E41A1", MID, TID, "2026-03-01T00:00:00+00:00")  # as enrolment registers it
     link = HttpsHostLink(
@@ -80,7 +82,7 @@ def hosts(tmp_path: Path) -> Iterator[tuple[HttpsHostLink, InProcessHost, Path]]
         retry=IdempotentRetry(attempts=1),
     )
     inprocess = InProcessHost(tmp_path / "memory-host" / DB_NAME, clock=lambda: NOW)
-    yield link, inprocess, https_dir
+    yield link, inprocess, https_dir, str(host_store_at)
     link.close()
     inprocess.close()
     store.close()
@@ -146,26 +148,26 @@ RECORD_FIELDS = (
 )  # not pan_token: each host's card tokens are under its own secret (the same card, one token, per host)
 
 
-def test_both_hosts_answer_and_record_alike(hosts: tuple[HttpsHostLink, InProcessHost, Path]) -> None:
-    link, inprocess, https_dir = hosts
+def test_both_hosts_answer_and_record_alike(hosts: tuple[HttpsHostLink, InProcessHost, Path, str]) -> None:
+    link, inprocess, https_dir, store = hosts
     over_https, in_process = day(link), day(inprocess)
     assert over_https == in_process
     assert ("rejected", True) in in_process  # the second close of batch 1 with other totals
     assert ("rejected", False) in in_process  # the reversal of a sale that has a refund against it
-    https_records = [{f: r[f] for f in RECORD_FIELDS} for r in admin.records(https_dir)]
+    https_records = [{f: r[f] for f in RECORD_FIELDS} for r in admin.records(https_dir, store=store)]
     inprocess_records = [{f: getattr(r, f) for f in RECORD_FIELDS} for r in inprocess.records]
     assert https_records == inprocess_records
     assert len(inprocess_records) == 12  # 10 authorisations and advices, 2 reversals
-    with HostStore(https_dir / DB_NAME) as store:  # one card, one token, whichever message carried it
-        token = store.card_token(CARDS["visa"][0])
-    assert {r["pan_token"] for r in admin.records(https_dir) if r["method"] != "reverse"} == {token}
+    with admin.open_store(https_dir, store=store) as db:  # one card, one token, whichever message carried it
+        token = db.card_token(CARDS["visa"][0])
+    assert {r["pan_token"] for r in admin.records(https_dir, store=store) if r["method"] != "reverse"} == {token}
 
 
-def test_sale_positions_of_both_hosts(hosts: tuple[HttpsHostLink, InProcessHost, Path]) -> None:
-    link, inprocess, https_dir = hosts
+def test_sale_positions_of_both_hosts(hosts: tuple[HttpsHostLink, InProcessHost, Path, str]) -> None:
+    link, inprocess, https_dir, store = hosts
     day(link)
     day(inprocess)
-    positions = admin.sale_positions(https_dir)
+    positions = admin.sale_positions(https_dir, store=store)
     assert positions == inprocess.sale_positions()
     assert {t: (p.charged, p.refunded) for t, p in positions.items()} == {
         "s1": (1000, 400),
