@@ -210,7 +210,9 @@ alive, sending `POST /v1/authorisations` one after the other, each with its own
 ARQC from a simulated card (made before the clock starts). {rounds} rounds of
 {seconds:g} s alternate echo and host; rates are the medians of the rounds,
 latencies over every round. The server's CPU per request is its processes'
-user + system time over a round divided by the requests answered; the client
+user + system time over a round divided by the requests answered (for the
+host on PostgreSQL, the private cluster's processes too; on a URL given, the
+host's only); the client
 (one process) shares the machine's two cores with the server, so the echo's
 rate is the client's limit as much as the echo's (its CPU column says so).
 """
@@ -274,7 +276,9 @@ def _postgresql(
     try:
         for n in workers:
             url = pg if cluster is None else cluster.url(cluster.create_database())
-            out.append(host_speed.measure(folder, host_speed.Combination(url, n), seconds=seconds, rounds=rounds))
+            database = None if cluster is None else cluster.pid
+            combination = host_speed.Combination(url, n)
+            out.append(host_speed.measure(folder, combination, seconds=seconds, rounds=rounds, database_pid=database))
     finally:
         if cluster is not None:
             cluster.stop()

@@ -70,6 +70,11 @@ class DurableCluster:
             self.running = False
         shutil.rmtree(self.root, ignore_errors=True)
 
+    @property
+    def pid(self) -> int:
+        """The postmaster's process id (its backends are its children)."""
+        return int((self.root / "data" / "postmaster.pid").read_text().split()[0])
+
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{_SUPERUSER}@/{database}?host={self.root}&port={self.port}"
 

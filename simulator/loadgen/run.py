@@ -226,7 +226,7 @@ class LoadReport:
 
 
 def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of ``pid`` and its live descendants (Linux /proc); None if unreadable."""
+    """User + system CPU seconds of ``pid`` and its descendants, live or reaped (Linux /proc); None if unreadable."""
     ticks = os.sysconf("SC_CLK_TCK")
     stats: dict[int, tuple[int, float]] = {}
     for entry in Path("/proc").iterdir():
@@ -237,7 +237,8 @@ def process_cpu_seconds(pid: int) -> float | None:
         except OSError:
             continue
         fields = raw[raw.rfind(")") + 2 :].split()
-        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+        # utime, stime, and cutime, cstime: the children it has reaped (a database's finished backends)
+        stats[int(entry.name)] = (int(fields[1]), sum(int(f) for f in fields[11:15]) / ticks)
     if pid not in stats:
         return None
     total = 0.0

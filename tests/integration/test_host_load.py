@@ -51,6 +51,18 @@ def test_fifty_terminals_with_the_host_down_and_up_settle_and_the_books_match(tm
     assert report["cpu_seconds"]["client"] > 0 and report["tls"]["handshakes"] >= 50
 
 
+def test_two_host_workers_on_postgresql_settle_and_the_books_match(tmp_path: Path, postgres_url: str) -> None:
+    done = _load(
+        tmp_path, "--terminals", "30", "--duration", "8", "--think", "0.4", "--faults", "down@3+2",
+        "--workers", "2", "--store", postgres_url, "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["books"]["matched"] is True and report["settlement"]["closed_in_balance"] == 30
+    assert report["books"]["counted_by_host"] > 0
+    assert report["outcomes"].get("deferred_authorisation accepted", 0) > 0
+
+
 def test_every_fault_kind_and_one_client_address(tmp_path: Path) -> None:
     """Drop after the request and 503 make lost answers: retried with the same key, then reversed."""
     done = _load(

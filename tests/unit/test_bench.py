@@ -61,3 +61,29 @@ def test_fleet_figures_come_from_a_load_run(tmp_path: Path) -> None:
     assert report["ok"] is True and report["terminals"] == 5
     table = host_speed.fleet_markdown(report)
     assert "books match, every batch in balance" in table and "| batches closed in balance | 5 of 5 |" in table
+
+
+def test_host_speed_on_a_durable_postgresql_counts_the_database_cpu(tmp_path: Path) -> None:
+    from bench import host_speed
+    from bench.pg_cluster import durable_cluster
+
+    cluster = durable_cluster()
+    try:
+        combination = host_speed.Combination(cluster.url(cluster.create_database()), 2)
+        before = process_seconds(cluster.pid)
+        figures = host_speed.measure(
+            tmp_path, combination, connections=4, seconds=0.5, rounds=1, per_terminal=20, database_pid=cluster.pid
+        )
+        assert process_seconds(cluster.pid) > before  # the database worked, and its time is counted
+    finally:
+        cluster.stop()
+    assert figures.host.rates[0] > 0 and figures.host.failures == 0
+    assert "| PostgreSQL, 2 workers |" in host_speed.rate_markdown([figures])
+
+
+def process_seconds(pid: int) -> float:
+    from simulator.loadgen.run import process_cpu_seconds
+
+    seconds = process_cpu_seconds(pid)
+    assert seconds is not None
+    return seconds
