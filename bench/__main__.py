@@ -219,9 +219,9 @@ rate is the client's limit as much as the echo's (its CPU column says so).
 
 
 FLEET_INTRO = """`posterm host load` with its defaults (issue 11): {terminals:,} simulated terminals in one
-asyncio process against a host it starts (uvicorn, TLS 1.3, mutual TLS, SQLite with
-synchronous=FULL), each terminal with its own client certificate (enrolled in bulk
-through the host's CA and store) and its own client address (127.0.0.x), paying
+asyncio process against a host it starts (uvicorn, TLS 1.3, mutual TLS,
+{store}), each terminal with its own client certificate (enrolled in
+bulk through the host's CA and store) and its own client address (127.0.0.x), paying
 with real ARQCs from simulated cards (offline approvals with TCs made before the
 run), a pause of {think:g} s on average between a terminal's payments (a
 connection idle for 4 s is not reused, as the terminal's own client does, so
@@ -230,6 +230,10 @@ below switched on the host during the run, then every batch closed and the
 terminals' books compared with the host's records. Latencies are of answered
 exchanges (from writing the request to the end of the answer).
 """
+
+
+FLEET_SQLITE = "one worker, SQLite with\nsynchronous=FULL"
+FLEET_POSTGRESQL = "{workers} workers, PostgreSQL on a\nprivate cluster with fsync and synchronous commit on"
 
 
 def _load_average() -> str:
@@ -285,15 +289,40 @@ def _postgresql(
     return out
 
 
-def fleet_section(args: list[str]) -> None:
+def fleet_section(args: list[str], pg: str | None, pg_workers: int = 2) -> None:
+    """The fleet on SQLite (one worker); then, with ``pg`` (a URL or ``auto``), on PostgreSQL with ``pg_workers``."""
     from bench import host_speed
 
     load = _load_average()
     report = host_speed.fleet_run(args)
-    intro = FLEET_INTRO.format(terminals=report["terminals"], think=report["think_seconds"])
+    intro = FLEET_INTRO.format(terminals=report["terminals"], think=report["think_seconds"], store=FLEET_SQLITE)
     body = intro + "\n" + load + "\n\n" + host_speed.fleet_markdown(report)
     print(body)
     write_section("host-fleet", "A fleet: 1,000 terminals for five minutes with faults (issue 11)", body)
+    if not pg:
+        return
+    cluster = None
+    if pg == "auto":
+        from bench.pg_cluster import ClusterError, durable_cluster
+
+        try:
+            cluster = durable_cluster()
+        except ClusterError as exc:
+            print(f"the fleet on PostgreSQL left out: {exc}")
+            return
+    try:
+        url = pg if cluster is None else cluster.url(cluster.create_database())
+        load = _load_average()
+        with tempfile.TemporaryDirectory(dir=PAGE.parent.parent) as tmp:
+            report = host_speed.fleet_run([*args, "--workers", str(pg_workers), "--store", url], scratch=Path(tmp))
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    store = FLEET_POSTGRESQL.format(workers=pg_workers)
+    intro = FLEET_INTRO.format(terminals=report["terminals"], think=report["think_seconds"], store=store)
+    body = intro + "\n" + load + "\n\n" + host_speed.fleet_markdown(report)
+    print(body)
+    write_section("host-fleet-postgresql", "The same fleet, the host on PostgreSQL with two workers (issue 11)", body)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -326,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         pg = None if args.pg in ("", "none") else args.pg
         host_section([int(n) for n in args.workers.split(",") if n.strip()], pg)
     if args.only in (None, "fleet"):
-        fleet_section(args.fleet_args.split())
+        fleet_section(args.fleet_args.split(), None if args.pg in ("", "none") else args.pg)
     if args.only == "core":
         _write_core(terminal_core.run())
     if args.only == "emv":

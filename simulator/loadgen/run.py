@@ -31,7 +31,7 @@ from simulator.loadgen.books import Reconciliation, reconcile
 from simulator.loadgen.cards import CardPool
 from simulator.loadgen.fleet import Fleet, enrol_fleet, source_addresses, terminal_ids
 from simulator.loadgen.https import HostConnection, TransportStats
-from simulator.loadgen.schedule import FaultStep, default_schedule, run_schedule
+from simulator.loadgen.schedule import FaultChange, FaultStep, change_faults, default_schedule, run_schedule
 from simulator.loadgen.sim_terminal import Mix, Settlement, SimTerminal
 from simulator.loadgen.stats import RunStats, percentile
 
@@ -86,7 +86,7 @@ class LoadReport:
     card_taps: int
     offline_precompute_seconds: float
     offline_precomputed: int
-    fault_log: list[tuple[float, str]]
+    fault_log: list[FaultChange]
     settlements: list[Settlement]
     reconciliation: Reconciliation
     settle_seconds: float
@@ -175,7 +175,9 @@ class LoadReport:
                 "offline_precomputed": self.offline_precomputed,
                 "offline_precompute_seconds": round(self.offline_precompute_seconds, 2),
             },
-            "faults": [{"at_seconds": at, "in_force": what} for at, what in self.fault_log],
+            "faults": [
+                {"at_seconds": c.applied, "asked_at_seconds": c.asked, "in_force": c.in_force} for c in self.fault_log
+            ],
             "settlement": {
                 "batches": len(self.settlements),
                 "closed_in_balance": self.in_balance,
@@ -212,7 +214,7 @@ class LoadReport:
             f"memory (peak resident): client {doc['memory_mb']['client']} MB, host {doc['memory_mb']['host']} MB",
             f"TLS handshakes {self.transport.handshakes}, connections reused {self.transport.reused}",
             f"answers that came while the host was down: {self.answers_while_down}",
-            "faults: " + ("; ".join(f"{at:g} s: {what}" for at, what in self.fault_log) or "none"),
+            "faults: " + ("; ".join(f"{c.applied:g} s: {c.in_force}" for c in self.fault_log) or "none"),
             "errors by kind: " + (", ".join(f"{k} x{n}" for k, n in self.stats.errors.most_common()) or "none"),
             f"settlement: {self.in_balance} of {len(self.settlements)} batches closed in balance",
             f"books: {books.counted_by_terminals} payments counted by the terminals, {books.counted_by_host} "
@@ -391,7 +393,7 @@ class _Driven:
     client_cpu_seconds: float
     host_cpu_seconds: float | None
     card_tap_seconds: float
-    fault_log: list[tuple[float, str]]
+    fault_log: list[FaultChange]
     settlements: list[Settlement]
     settle_seconds: float
     host_peak_mb: float | None
@@ -402,19 +404,20 @@ class _Driven:
 
 
 def _windows(
-    started: float, ended: float, fault_log: list[tuple[float, str]], wanted: Callable[[str], bool]
+    started: float, ended: float, fault_log: list[FaultChange], wanted: Callable[[str], bool]
 ) -> list[tuple[float, float]]:
-    """The windows of ``[started, ended)`` whose faults in force (a log entry's text) are ``wanted``.
+    """The windows of ``[started, ended)`` whose faults in force are ``wanted``, surely so.
 
-    ``fault_log``: the changes, in seconds after ``started``; before the first, no fault was in force.
+    A window opens once the host applied a wanted change and closes as soon as the next change was asked;
+    before the first change no fault was in force.
     """
     windows: list[tuple[float, float]] = []
     since: float | None = started if wanted("none") else None
-    for at, in_force in fault_log:
-        if wanted(in_force):
-            since = started + at if since is None else since
+    for change in fault_log:
+        if wanted(change.in_force):
+            since = started + change.applied if since is None else since
         elif since is not None:
-            windows.append((since, started + at))
+            windows.append((since, started + change.asked))
             since = None
     if since is not None:
         windows.append((since, ended))
@@ -433,7 +436,7 @@ async def _drive(
     seed: int,
 ) -> _Driven:
     """The run proper: every terminal paying for ``options.duration`` under the faults, then settlement."""
-    from simulator.host.faults import Faults, request_faults
+    from simulator.host.faults import Faults
 
     stats = RunStats()
     transport = TransportStats()
@@ -460,7 +463,7 @@ async def _drive(
         for i, identity in enumerate(fleet.terminals)
     ]
     stop = asyncio.Event()
-    fault_log: list[tuple[float, str]] = []
+    fault_log: list[FaultChange] = []
     host_cpu_before = process_cpu_seconds(pid)
     cpu_before = time.process_time()
     taps_before = cards.tap_seconds
@@ -480,9 +483,9 @@ async def _drive(
     schedule.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await schedule
-    await asyncio.to_thread(request_faults, data_dir, Faults())
-    if fault_log and fault_log[-1][1] != "none":
-        fault_log.append((round(time.monotonic() - started, 2), "none"))
+    cleared = await change_faults(data_dir, Faults(), "none", started)
+    if fault_log and fault_log[-1].in_force != "none":
+        fault_log.append(cleared)
     settle_started = time.monotonic()
     deadline = settle_started + options.settle_seconds
     settlements = list(await asyncio.gather(*(t.settle(deadline) for t in terminals)))

@@ -26,7 +26,16 @@ from pathlib import Path
 
 from simulator.host.faults import Faults, request_faults
 
-__all__ = ["FaultStep", "ScheduleError", "default_schedule", "faults_at", "parse_schedule", "run_schedule"]
+__all__ = [
+    "FaultChange",
+    "FaultStep",
+    "ScheduleError",
+    "change_faults",
+    "default_schedule",
+    "faults_at",
+    "parse_schedule",
+    "run_schedule",
+]
 
 _STEP = re.compile(r"(down|slow|drop|error)(?:=(\d+))?@(\d+(?:\.\d+)?)\+(\d+(?:\.\d+)?)")
 
@@ -111,9 +120,23 @@ def faults_at(steps: Sequence[FaultStep], elapsed: float) -> Faults:
     return _faults([s for s in steps if s.start <= elapsed < s.end])
 
 
-async def run_schedule(
-    data_dir: Path, steps: Sequence[FaultStep], started: float, log: list[tuple[float, str]]
-) -> None:
+@dataclass(frozen=True)
+class FaultChange:
+    """A change of the host's faults: when it was asked and when the host had applied it (seconds into the run)."""
+
+    asked: float
+    applied: float
+    in_force: str  # the steps under way after it ("down@60+15, slow=300@62+5"), or "none"
+
+
+async def change_faults(data_dir: Path, faults: Faults, in_force: str, started: float) -> FaultChange:
+    """Ask the running host for ``faults`` and wait until it applied them (a thread waits, not the loop)."""
+    asked = time.monotonic() - started
+    await asyncio.to_thread(request_faults, data_dir, faults)
+    return FaultChange(round(asked, 3), round(time.monotonic() - started, 3), in_force)
+
+
+async def run_schedule(data_dir: Path, steps: Sequence[FaultStep], started: float, log: list[FaultChange]) -> None:
     """Apply ``steps`` on time (``started`` is the run's ``time.monotonic()`` start), noting each change in ``log``.
 
     Cancel it to stop early; the faults then stay as they are (the run clears them).
@@ -125,7 +148,6 @@ async def run_schedule(
         wanted = faults_at(steps, moment)
         if wanted == current:
             continue
-        await asyncio.to_thread(request_faults, data_dir, wanted)
-        current = wanted
         active = [str(s) for s in steps if s.start <= moment < s.end]
-        log.append((round(time.monotonic() - started, 2), ", ".join(active) or "none"))
+        log.append(await change_faults(data_dir, wanted, ", ".join(active) or "none", started))
+        current = wanted

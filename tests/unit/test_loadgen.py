@@ -15,7 +15,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from simulator.loadgen.books import COUNTED, TRANSITIONS, Books, Ev, St, Txn, reconcile
-from simulator.loadgen.schedule import FaultStep, ScheduleError, default_schedule, faults_at, parse_schedule
+from simulator.loadgen.schedule import (
+    FaultChange,
+    FaultStep,
+    ScheduleError,
+    default_schedule,
+    faults_at,
+    parse_schedule,
+)
 
 EUR = 978
 
@@ -146,12 +153,15 @@ def test_the_windows_of_the_run_with_no_fault_and_with_the_host_down() -> None:
     def down(faults: str) -> bool:
         return "down@" in faults
 
-    log = [(10.0, "down@10+5"), (15.0, "none"), (20.0, "slow=300@20+5"), (22.0, "slow=300@20+5, down@22+5"),
-           (25.0, "down@22+5"), (27.0, "none")]  # fmt: skip
-    assert _windows(100.0, 130.0, log, calm) == [(100.0, 110.0), (115.0, 120.0), (127.0, 130.0)]
-    assert _windows(100.0, 130.0, log, down) == [(110.0, 115.0), (122.0, 127.0)]
+    def change(at: float, in_force: str) -> FaultChange:  # asked at ``at``, applied 0.25 s later
+        return FaultChange(at, at + 0.25, in_force)
+
+    log = [change(10.0, "down@10+5"), change(15.0, "none"), change(20.0, "slow=300@20+5"),
+           change(22.0, "slow=300@20+5, down@22+5"), change(25.0, "down@22+5"), change(27.0, "none")]  # fmt: skip
+    assert _windows(100.0, 130.0, log, calm) == [(100.0, 110.0), (115.25, 120.0), (127.25, 130.0)]
+    assert _windows(100.0, 130.0, log, down) == [(110.25, 115.0), (122.25, 127.0)]
     assert _windows(100.0, 130.0, [], calm) == [(100.0, 130.0)] and _windows(100.0, 130.0, [], down) == []
-    assert _windows(100.0, 105.0, [(10.0, "down@10+5")], calm) == [(100.0, 105.0)]
+    assert _windows(100.0, 105.0, [change(10.0, "down@10+5")], calm) == [(100.0, 105.0)]
 
 
 def test_a_step_prints_as_it_is_written() -> None:

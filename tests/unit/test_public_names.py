@@ -784,8 +784,10 @@ PUBLIC: dict[str, set[str]] = {
         "run_load",
     },
     "simulator.loadgen.schedule": {
+        "FaultChange",
         "FaultStep",
         "ScheduleError",
+        "change_faults",
         "default_schedule",
         "faults_at",
         "parse_schedule",
