@@ -17,6 +17,7 @@ generators that speak the protocol without a card reader:
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import Final, Literal
 
 from emv import tlv
@@ -43,7 +44,7 @@ def card_emv_data(
     cryptogram: Literal["arqc", "tc", "aac"] = "arqc",
     transaction_type: int = 0x00,
     atc: int = 1,
-    unpredictable_number: bytes = bytes.fromhex("11223344"),
+    unpredictable_number: bytes | None = None,
     date: dt.date = dt.date(2026, 3, 2),
     country: int = 276,
     track2: bool = False,
@@ -54,7 +55,9 @@ def card_emv_data(
     ``card`` names one of :data:`CARDS`; ``pan`` gives another PAN under its
     keys (another card of the same issuer); ``track2`` sends the PAN in track 2
     equivalent data (57) instead of 5A. ``transaction_type`` is 9C (``0x20``
-    for a refund); ``expiry`` (YYMMDD) replaces the card's.
+    for a refund); ``expiry`` (YYMMDD) replaces the card's. Without an
+    ``unpredictable_number`` the terminal's is random, as a kernel's is, so
+    each call gives another cryptogram (the host approves a cryptogram once).
     """
     default_pan, psn, key_name, default_expiry = CARDS[card]
     pan = pan or default_pan
@@ -70,7 +73,7 @@ def card_emv_data(
         currency=bytes.fromhex(f"{currency:04d}"),
         date=bytes.fromhex(date.strftime("%y%m%d")),
         transaction_type=bytes([transaction_type]),
-        unpredictable_number=unpredictable_number,
+        unpredictable_number=unpredictable_number if unpredictable_number is not None else os.urandom(4),
         aip=bytes.fromhex("1980" if keys.cvn == CVN_MC_16 else "0000"),
         atc=atc.to_bytes(2, "big"),
         iad=build_iad(keys, cvr),

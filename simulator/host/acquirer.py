@@ -70,7 +70,7 @@ from typing import Any, Final
 from simulator.host.issuer import FORMAT_ERROR_CODE, Decision, EmvDataError, Issuer, parse_emv_data
 from simulator.host.params import for_terminal
 from simulator.host.proofs import Claim, ProofVerifier, Proven, Purpose, Refusal
-from simulator.host.rules import Refused, check_refund, check_reversal, duplicate
+from simulator.host.rules import Refused, check_refund, check_reversal, duplicate, replayed
 from simulator.host.schema import first_error
 from simulator.host.store import HostStore, Record, StoreConflict
 from terminal.host import reconcile
@@ -325,6 +325,9 @@ class Acquirer:
             if isinstance(checked, Refusal):
                 return Issuer.refuse(checked)
             proven = checked
+            refusal = replayed(self.store, checked)
+            if refusal is not None:
+                return Issuer.refuse(refusal, proven)
         note: str | None = None
         if refund:
             cover = check_refund(
@@ -343,8 +346,8 @@ class Acquirer:
             proven = proven if proven is not None else Proven(cover.card_token)  # the sale's card
         assert proven is not None
         if kind in ("offline_approval", "offline_refund"):  # the card approved it: the host takes note
-            return Decision("00", note or "offline", None, proven.token)
-        decision = self.issuer.decide(amount=message["amount"], proven=proven, now=now)
+            return Decision("00", note or "offline", None, proven.token, proven.proof)
+        decision = replace(self.issuer.decide(amount=message["amount"], proven=proven, now=now), proof=proven.proof)
         return replace(decision, reason=note) if decision.approved and note else decision
 
     def _authorise(self, body: dict[str, Any], peer: Peer, key: str, now: dt.datetime) -> _Processed:
@@ -366,6 +369,7 @@ class Acquirer:
             amount=body["amount"],
             currency=body["currency"],
             pan_token=decision.card_token,
+            proof=decision.proof if decision.approved else None,
             response_code=decision.response_code,
             approved=decision.approved,
             host_reference=reference,
@@ -446,6 +450,7 @@ class Acquirer:
             amount=advice["amount"],
             currency=advice["currency"],
             pan_token=decision.card_token,
+            proof=decision.proof if decision.approved else None,
             response_code=code,
             approved=approved,
             host_reference=reference,

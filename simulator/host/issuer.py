@@ -103,6 +103,7 @@ class Decision:
     reason: str  # approved | duplicate_transaction | no_card_data | arqc_failed | blocked | expired | ...
     arpc: bytes | None = None
     card_token: str = ""
+    proof: str | None = None  # the one-time proof approved (Proven.proof), kept on the record
 
     @property
     def approved(self) -> bool:

@@ -116,11 +116,15 @@ class Proven:
     """A means of payment established: the host's token for it, and how to answer it.
 
     ``answer``: the ARPC (as the protocol's ``arpc``) for a response code, when an ARQC was verified.
+    ``proof``: the host's token of the one-time proof itself (for a card, its cryptogram with the ATC and
+    the PAN), so that the same proof is approved once: a cryptogram sent again under another transaction
+    id, by any terminal, is a replay (:func:`simulator.host.rules.replayed`). None: nothing one-time.
     """
 
     token: str
     expiry: dt.date | None = None
     answer: Callable[[str], bytes] | None = None
+    proof: str | None = None
 
     def expired(self, today: dt.date) -> bool:
         return self.expiry is not None and self.expiry < today
@@ -214,7 +218,7 @@ class EmvCardProof:
         if _bcd(tags[0x5F2A]) != claim.currency:
             return Refusal(AMOUNT_DIFFERS_CODE, "currency_differs_from_card")
         answer = _arpc_for(keys, pan, psn, cryptogram, atc) if kind == "arqc" else None
-        return Proven(token(pan), _expiry(tags), answer)
+        return Proven(token(pan), _expiry(tags), answer, proof=token(f"{pan}:{atc.hex()}:{cryptogram.hex()}"))
 
 
 def _arpc_for(keys: IssuerMasterKeys, pan: str, psn: str, cryptogram: bytes, atc: bytes) -> Callable[[str], bytes]:

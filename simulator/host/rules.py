@@ -88,6 +88,7 @@ __all__ = [
     "check_refund",
     "check_reversal",
     "duplicate",
+    "replayed",
 ]
 
 DUPLICATE_CODE: Final = "94"
@@ -133,6 +134,28 @@ def duplicate(store: HostStore, merchant_id: str, terminal_id: str, txn_id: str)
         _hold_transaction(store, merchant_id, terminal_id, txn_id)
         if store.approved_records(merchant_id, terminal_id, txn_id):
             return Refusal(DUPLICATE_CODE, "duplicate_transaction")
+    return None
+
+
+def replayed(store: HostStore, proven: Proven) -> Refusal | None:
+    """``94`` when the message's one-time proof (a card's cryptogram) was approved before, by any terminal.
+
+    A cryptogram covers the terminal's unpredictable number and the card's ATC,
+    so a card never gives the same one twice: the same cryptogram under a new
+    transaction id is a message replayed (by a faulty or hostile terminal, or
+    by someone who recorded it), never a second purchase. An approval since
+    reversed does not count: what it charged was given back, and a terminal
+    whose answer was lost may rightly send the same cryptogram again once its
+    reversal went through. Held under the proof's lock until the record is
+    stored (after the terminal, the transaction and the allowance; before the
+    card).
+    """
+    if proven.proof is None:
+        return None
+    with store.transaction():
+        store.lock("proof", proven.proof)
+        if store.proof_approved(proven.proof):
+            return Refusal(DUPLICATE_CODE, "cryptogram_replayed")
     return None
 
 

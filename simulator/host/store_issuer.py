@@ -128,6 +128,14 @@ class IssuerTables:
         )
         return [Original(str(t), str(m), str(k), int(a), int(c), str(p), bool(r)) for t, m, k, a, c, p, r in rows]
 
+    def proof_approved(self, proof: str) -> bool:
+        """Whether an approved, not reversed authorisation or advice (of any terminal) carried ``proof``."""
+        row = self._one(
+            "SELECT 1 FROM records WHERE proof = ? AND approved = 1 AND reversed = 0 AND method <> 'reverse' LIMIT 1",
+            (proof,),
+        )
+        return row is not None
+
     def refunds_against(self, merchant_id: str, terminal_id: str, original_txn_id: str) -> tuple[int, int]:
         """(count, amount) of the approved, not reversed refunds against a sale."""
         row = self._one(

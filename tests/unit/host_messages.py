@@ -8,6 +8,7 @@ sale and a deferred authorisation, a TC for an offline approval or refund, an AA
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from simulator.card_data import card_emv_data
@@ -24,6 +25,15 @@ def _amount(value: int) -> int:
 
 def _currency(value: int) -> int:
     return value if 0 < value < 1000 else 978
+
+
+def _unpredictable(fields: dict[str, Any]) -> bytes:
+    """The terminal's unpredictable number for this message: one per terminal and transaction.
+
+    So each transaction gets its own cryptogram (the host approves a cryptogram
+    once), and the same message built twice is the same body (idempotency).
+    """
+    return hashlib.sha256(f"{fields['terminal_id']}:{fields['txn_id']}".encode()).digest()[:4]
 
 
 def auth(
@@ -45,6 +55,7 @@ def auth(
         fields["emv_data"] = card_emv_data(
             _amount(fields["amount"]), _currency(fields["currency"]),
             card=card, cryptogram="aac" if refund else "arqc", transaction_type=0x20 if refund else 0x00,
+            unpredictable_number=_unpredictable(fields),
         )  # fmt: skip
     return AuthorisationRequest(**fields)
 
@@ -75,6 +86,7 @@ def advice(
             _amount(fields["amount"]), _currency(fields["currency"]),
             card=card, cryptogram="arqc" if kind == "deferred_authorisation" else "tc",
             transaction_type=0x20 if kind == "offline_refund" else 0x00,
+            unpredictable_number=_unpredictable(fields),
         )  # fmt: skip
     return Advice(**fields)
 

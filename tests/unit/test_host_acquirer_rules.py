@@ -123,6 +123,31 @@ def test_a_reversed_txn_id_is_not_approved_again_a_declined_one_may_be(host: InP
     assert host.authorise(auth("t2", 1000, key="k-t2-again")).approved
 
 
+def test_a_cryptogram_is_approved_once_whatever_the_txn_id_and_terminal(host: InProcessHost) -> None:
+    tapped = card_emv_data(1000, EUR)
+    assert host.authorise(auth("t1", emv_data=tapped)).approved
+    replays = [auth("t2", emv_data=tapped), auth("t3", emv_data=tapped, terminal_id=OTHER_TID)]
+    for replay in replays:
+        answer = host.authorise(replay)
+        assert (answer.approved, answer.response_code, note(host, replay.txn_id)) == (
+            False,
+            "94",
+            "cryptogram_replayed",
+        )
+    tc = card_emv_data(1000, EUR, cryptogram="tc")
+    assert host.advise(advice("a1", emv_data=tc)).response_code == "00"
+    assert host.advise(advice("a2", emv_data=tc)).response_code == "94"  # an offline approval's TC too
+    assert host.authorise(auth("t4")).approved  # the same card tapped again: another cryptogram
+    assert [r.txn_id for r in host.records if r.approved] == ["t1", "a1", "t4"]
+
+
+def test_a_cryptogram_whose_approval_was_reversed_may_come_again(host: InProcessHost) -> None:
+    tapped = card_emv_data(1000, EUR)
+    assert host.authorise(auth("t1", emv_data=tapped)).approved
+    host.reverse(reversal("t1"))  # the terminal never had the answer: it reversed
+    assert host.authorise(auth("t2", emv_data=tapped)).approved
+
+
 def test_txn_ids_are_per_terminal(host: InProcessHost) -> None:
     assert host.authorise(auth("t1")).approved
     assert host.authorise(auth("t1", terminal_id=OTHER_TID)).approved

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -88,14 +89,27 @@ def hosts(tmp_path: Path, host_store_at: Location) -> Iterator[tuple[HttpsHostLi
     store.close()
 
 
+def _un(txn_id: str) -> bytes:
+    """One unpredictable number per transaction: its own cryptogram, the same message to both hosts."""
+    return hashlib.sha256(txn_id.encode()).digest()[:4]
+
+
 def auth(txn_id: str, amount: int, kind: str = "sale", **kw: Any) -> AuthorisationRequest:
     refund = kind == "refund"
-    card = card_emv_data(amount, EUR, cryptogram="aac" if refund else "arqc", transaction_type=0x20 if refund else 0)
+    card = card_emv_data(
+        amount,
+        EUR,
+        cryptogram="aac" if refund else "arqc",
+        transaction_type=0x20 if refund else 0,
+        unpredictable_number=_un(txn_id),
+    )
     return AuthorisationRequest(txn_id, f"k-{txn_id}", kind, amount, EUR, TID, MID, card, f"tok-{txn_id[:2]}", **kw)
 
 
 def advice(txn_id: str, amount: int, kind: str, **kw: Any) -> Advice:
-    card = card_emv_data(amount, EUR, cryptogram="arqc" if kind == "deferred_authorisation" else "tc")
+    card = card_emv_data(
+        amount, EUR, cryptogram="arqc" if kind == "deferred_authorisation" else "tc", unpredictable_number=_un(txn_id)
+    )
     return Advice(txn_id, f"k-{txn_id}", kind, amount, EUR, TID, MID, card, "tok-o", "2026-03-02T11:00:00Z", **kw)
 
 
@@ -143,8 +157,21 @@ def shape(answer: HostAnswer | SettlementAnswer) -> tuple[Any, ...]:
 
 
 RECORD_FIELDS = (
-    "method", "txn_id", "idempotency_key", "kind", "terminal_id", "merchant_id", "amount", "currency",
-    "response_code", "approved", "reversed", "batch", "original_txn_id", "note", "created_at",
+    "method",
+    "txn_id",
+    "idempotency_key",
+    "kind",
+    "terminal_id",
+    "merchant_id",
+    "amount",
+    "currency",
+    "response_code",
+    "approved",
+    "reversed",
+    "batch",
+    "original_txn_id",
+    "note",
+    "created_at",
 )  # not pan_token: each host's card tokens are under its own secret (the same card, one token, per host)
 
 

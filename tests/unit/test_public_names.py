@@ -937,6 +937,7 @@ PUBLIC: dict[str, set[str]] = {
         "check_refund",
         "check_reversal",
         "duplicate",
+        "replayed",
     },
     "simulator.host.schema": {
         "DOCUMENT_URI",
