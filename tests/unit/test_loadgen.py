@@ -328,3 +328,21 @@ def test_the_command_exits_1_when_the_books_do_not_match(monkeypatch: pytest.Mon
     assert "BOOKS DO NOT MATCH" in capsys.readouterr().out
     Report.ok = True
     assert cli.load_command(parser.parse_args(["--json"])) == 0
+
+
+def test_bulk_enrolment_registers_each_certificate_and_refuses_a_held_terminal_id(tmp_path: Path) -> None:
+    from simulator.host import admin
+    from simulator.loadgen.fleet import _key_and_csr
+
+    data_dir = tmp_path / "host"
+    requests = [(tid, "M1", _key_and_csr(tid)[1]) for tid in ("T1", "T2")]
+    certificates = admin.enrol_terminals(data_dir, requests)
+    serials = {format(x509.load_pem_x509_certificate(c.encode()).serial_number, "X") for c in certificates}
+    enrolled = {(t["terminal_id"], t["merchant_id"]): t for t in admin.terminals(data_dir)}
+    assert set(enrolled) == {("T1", "M1"), ("T2", "M1")}
+    assert {t["certificate_serial"].upper() for t in enrolled.values()} == serials
+    assert {t["certificate_status"] for t in enrolled.values()} == {"active"}
+    with pytest.raises(admin.AdminRefused, match="another merchant"):
+        admin.enrol_terminals(data_dir, [("T1", "M2", _key_and_csr("T1")[1])])
+    with pytest.raises(admin.AdminError, match="terminal id"):
+        admin.enrol_terminals(data_dir, [("far-too-long-id", "M1", _key_and_csr("X")[1])])
