@@ -143,7 +143,7 @@ def test_a_file_that_marked_schema_2_in_meta_is_taken_as_at_migration_3(tmp_path
         store.add_certificate("CAFE01", "M1", "T1", AT)
     db = sqlite3.connect(path)  # made as that code made it: the tables of migration 3, the mark in meta
     db.execute("DROP TABLE schema_version")
-    db.execute("DROP INDEX records_proof")  # migration 5 came after that code
+    db.execute("DROP INDEX records_proof_approved")  # migrations 5 and 6 came after that code
     db.execute("ALTER TABLE records DROP COLUMN proof")
     db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '2')")
     db.commit()
@@ -169,7 +169,7 @@ def test_a_host_db_of_the_issuer_schema_before_the_numbering_keeps_its_rows_and_
         digest = store.digest("body")
     db = sqlite3.connect(path)  # as that code left it
     db.execute("DROP TABLE schema_version")
-    db.execute("DROP INDEX records_proof")  # migration 5 came after that code
+    db.execute("DROP INDEX records_proof_approved")  # migrations 5 and 6 came after that code
     db.execute("ALTER TABLE records DROP COLUMN proof")
     db.execute("DELETE FROM meta WHERE key LIKE 'key_check:%'")
     db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '2')")
