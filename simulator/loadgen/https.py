@@ -245,7 +245,7 @@ class HostConnection:
                     tls.close()
                     raise
         except ConnectionRefusedError as exc:
-            raise NotSent("refused", str(exc)) from None
+            raise NotSent("connection_refused", str(exc)) from None
         except TimeoutError:
             raise NotSent("connect_timeout") from None
         except ssl.SSLEOFError:

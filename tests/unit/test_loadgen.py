@@ -304,7 +304,7 @@ def test_the_client_tells_an_answer_a_refusal_a_drop_and_a_silence_apart(tmp_pat
 
     out = asyncio.run(scenario())
     assert out["answers"] == (200, b'{"a":1}', True, b'{"a":2}', 1, 1)
-    assert out["closed port"] == "refused"
+    assert out["closed port"] == "connection_refused"
     assert out["drop"] in ("closed_without_answer", "reset")
     assert out["silent"] == "read_timeout"
 
