@@ -471,6 +471,8 @@ def host_status(data_dir: Path, *, store: str | None = None) -> dict[str, Any]:
             "running": info is not None,
             "pid": info.pid if info else None,
             "url": info.url if info else None,
+            "workers": info.workers if info else None,
+            "metrics_url": info.metrics_url if info else None,
             "faults": faults.to_json() if info else None,
             "store": db.where,
             "parameters_version": db.parameters_version(),

@@ -387,6 +387,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     status = host_status(_data_dir(args), store=_store(args))
     line = f"host running (pid {status['pid']}) at {status['url']}" if status["running"] else "host not running"
+    if status["running"]:
+        line += f", {status['workers']} worker(s)"
+        if status["metrics_url"]:
+            line += f", metrics at {status['metrics_url']}"
     counts = status["records"]
     text = (
         f"{line}\ncommon parameters version {status['parameters_version']}, "

@@ -7,6 +7,7 @@ are in ``workers/<index>.json`` and checked against ``/proc``.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import ssl
@@ -209,6 +210,17 @@ def test_metrics_are_summed_over_the_workers(fleet: tuple[HostService, ClientCre
     assert counted >= 4
     assert metric(after, "posterm_host_open_connections") >= 2  # the two kept-alive clients, one per worker
     assert metric(after, "posterm_host_workers") == 2
+
+
+def test_host_status_names_the_workers_and_the_metrics_url(fleet: tuple[HostService, ClientCredentials]) -> None:
+    host, _ = fleet
+    argv = [sys.executable, "-m", "simulator.host", "status", "--data-dir", str(host.data_dir)]
+    env = {**os.environ, **({"POSTERM_HOST_STORE": host.store} if host.store else {})}
+    text = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=True).stdout
+    assert f"at {host.url}, 2 worker(s), metrics at {host.metrics_url}" in text.splitlines()[0]
+    done = subprocess.run([*argv, "--json"], capture_output=True, text=True, env=env, timeout=60, check=True)
+    status = json.loads(done.stdout)
+    assert (status["workers"], status["metrics_url"]) == (2, host.metrics_url) and host.metrics_url
 
 
 def test_a_worker_that_dies_is_restarted(fleet: tuple[HostService, ClientCredentials]) -> None:
