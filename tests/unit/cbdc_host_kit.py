@@ -45,14 +45,21 @@ class KeyPair:
     def sign(self, message: bytes) -> bytes:
         """r || s over SM3(ZA || M), ZA with this key and the default user id."""
         signer = sm2.CryptSM2(private_key=self.private, public_key=self.public)
-        return bytes.fromhex(signer.sign_with_sm3(message))
+        while True:
+            signature = signer.sign_with_sm3(message)
+            if signature is not None:  # gmssl gives None for the rare nonce that makes no signature
+                return bytes.fromhex(signature)
 
 
 def new_key() -> KeyPair:
-    d = secrets.randbelow(_N - 2) + 1
-    private = f"{d:064x}"
-    public = sm2.CryptSM2(private_key=private, public_key="")._kg(d, _G)
-    return KeyPair(private, public)
+    """A random key pair, never one whose x starts with byte 04: gmssl takes such a key for an 04-prefixed one
+    (and computes ZA, hence every signature, over the wrong bytes: one key in 256 signed nothing valid)."""
+    while True:
+        d = secrets.randbelow(_N - 2) + 1
+        private = f"{d:064x}"
+        public = sm2.CryptSM2(private_key=private, public_key="")._kg(d, _G)
+        if not public.startswith("04"):
+            return KeyPair(private, public)
 
 
 def _bcd(value: int, digits: int) -> bytes:
