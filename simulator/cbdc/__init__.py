@@ -13,3 +13,5 @@ misreading in the other.
 - :mod:`simulator.cbdc.wallet`: the wallet application answering the APDUs;
 - :mod:`simulator.cbdc.cli`: ``posterm sim wallet ...``.
 """
+
+__all__: list[str] = []
