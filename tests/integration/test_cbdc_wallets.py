@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from drivers.pcsc import PcscReader
+from emv.apdu import CardCommunicationError
 from simulator.cbdc import pki
 from simulator.cbdc.wallet import WalletCard
 from simulator.nfc_udp import VirtualNfcField
@@ -174,6 +175,36 @@ def test_a_wallet_answers_through_nfcpy_udp(field: VirtualNfcField, nfc_reader: 
     assert WalletCard("cbdc-anon", state_dir=tmp_path).store.used()["cbdc-anon"].counter == 1
 
 
+def _torn_then_resumed(exchange_before: Any, present_again: Any) -> None:
+    """PAY gets no answer (the reader raises); presented again the wallet shows it debited and gives the record."""
+    ok(exchange_before(SELECT_AID))
+    with pytest.raises(CardCommunicationError):  # what every reader raises for a card that does not answer
+        exchange_before(pay_apdu(request(1234, challenge=b"T" * 16)))
+    exchange = present_again()
+    ok(exchange(SELECT_AID))
+    fields = template(ok(exchange(INFO)), 0xE1)
+    assert int.from_bytes(fields[0xDF42], "big") == 1 and int(fields[0xDF45].hex()) == 500_000 - 1234
+    record = ok(exchange(get_record(1)))
+    assert template(record, 0xE4)[0xDF53] == b"T" * 16 and sm3(record) == fields[0xDF43]
+    assert verify(pki.wallet("torn").public_key, *signed_part(record))
+
+
+def test_a_torn_wallet_through_nfcpy_udp_answers_get_record_when_presented_again(
+    field: VirtualNfcField, nfc_reader: CardReader, tmp_path: Path
+) -> None:
+    wallet = WalletCard("cbdc-torn", state_dir=tmp_path)
+    field.insert(wallet)
+    first = nfc_reader.wait_for_card(timeout=5)
+
+    def again() -> Any:
+        first.close()
+        field.remove()
+        field.insert(wallet)
+        return nfc_reader.wait_for_card(timeout=5).exchange
+
+    _torn_then_resumed(first.exchange, again)
+
+
 def _free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -254,3 +285,26 @@ def test_posterm_sim_card_serves_a_wallet_via_vpcd(vpcd: PcscdRig, tmp_path: Pat
             raise
     assert code == 0
     assert _show("cbdc-anon", tmp_path)["counter"] == 1
+
+
+def test_a_torn_wallet_through_pcscd_answers_get_record_when_presented_again(
+    vpcd: PcscdRig, tmp_path: Path  # noqa: F811
+) -> None:
+    wallet = WalletCard("cbdc-torn", state_dir=tmp_path)
+    vpcd.card(wallet)
+    reader = PcscReader.open(f"{vpcd.url}?answer-timeout=1")
+    sessions = [reader.wait_for_card(timeout=5)]
+
+    def again() -> Any:
+        sessions[0].close()
+        vpcd.remove_all()
+        vpcd.card(wallet)
+        sessions.append(reader.wait_for_card(timeout=5))
+        return sessions[-1].exchange
+
+    try:
+        _torn_then_resumed(sessions[0].exchange, again)
+    finally:
+        sessions[-1].close()
+        reader.close()
+        vpcd.remove_all()

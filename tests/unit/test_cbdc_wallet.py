@@ -485,3 +485,18 @@ def test_the_mute_wallet_through_the_sim_reader_is_a_card_communication_error(tm
     session = SimulatorCardReader.open(f"sim:card=cbdc-torn?state-dir={tmp_path}").wait_for_card(timeout=1)
     ok(session.exchange(SELECT_AID))
     assert int.from_bytes(template(ok(session.exchange(INFO)), 0xE1)[0xDF42], "big") == 1
+
+
+def test_bad_identity_profiles_carry_their_defect_in_what_they_send(open_wallet) -> None:  # type: ignore[no-untyped-def]
+    root_key = bytes.fromhex(pki.trust_roots()[0]["public_key"])
+    expired = open_wallet("cbdc-expired")
+    assert _cert(ok(expired.exchange(bytes.fromhex("80B2010000"))))[0xDF77] == bytes.fromhex("20241231")
+    untrusted = open_wallet("cbdc-untrusted-operator")
+    operator_cert = ok(untrusted.exchange(bytes.fromhex("80B2020000")))
+    wallet_cert = ok(untrusted.exchange(bytes.fromhex("80B2010000")))
+    assert _cert(operator_cert)[0xDF73] == bytes.fromhex("00000001")  # claims the root ...
+    assert not _signed_by(operator_cert, root_key)  # ... which did not sign it
+    assert _signed_by(wallet_cert, _cert(operator_cert)[0xDF75])  # the wallet itself is consistent
+    blocked = open_wallet("cbdc-blocked")
+    assert info(blocked)[0xDF41] == bytes.fromhex("D1A0000000000007")
+    ok(blocked.exchange(pay_apdu(request())))  # the wallet pays: the block list is the terminal's business
