@@ -308,3 +308,39 @@ def test_a_torn_wallet_through_pcscd_answers_get_record_when_presented_again(
         sessions[-1].close()
         reader.close()
         vpcd.remove_all()
+
+
+_PAYER = """
+import sys
+from simulator.cbdc.wallet import WalletCard
+from tests.unit.test_cbdc_wallet import SELECT_AID, ok, pay_apdu, request
+
+card = WalletCard("cbdc-verified", state_dir=sys.argv[1])
+ok(card.exchange(SELECT_AID))
+for i in range(int(sys.argv[3])):
+    ok(card.exchange(pay_apdu(request(100 + i, challenge=(sys.argv[2] * 16).encode()[:16]))))
+"""
+
+
+def test_two_processes_paying_from_one_wallet_share_one_counter_and_one_chain(tmp_path: Path) -> None:
+    """One wallet served by two processes at once (two readers): each counter is used once, the chain holds."""
+    count = 6
+    payers = [
+        subprocess.Popen([sys.executable, "-c", _PAYER, str(tmp_path), tag, str(count)], cwd=ROOT, env=_env(),
+                         stderr=subprocess.PIPE, text=True)
+        for tag in ("A", "B")
+    ]
+    for payer in payers:
+        _, err = payer.communicate(timeout=120)
+        assert payer.returncode == 0, err
+    proc = posterm("sim", "wallet", "records", "cbdc-verified", "--json", state=tmp_path)
+    kept = [bytes.fromhex(r["record"]) for r in json.loads(proc.stdout)["records"]]
+    assert [template(r, 0xE4)[0xDF42] for r in kept] == [n.to_bytes(4, "big") for n in range(1, 2 * count + 1)]
+    previous = bytes(32)
+    for record in kept:
+        assert template(record, 0xE4)[0xDF43] == previous
+        previous = sm3(record)
+    spent = sum(int(template(r, 0xE4)[0xDF51].hex()) for r in kept)
+    assert spent == 2 * sum(100 + i for i in range(count))
+    shown = _show("cbdc-verified", tmp_path)
+    assert shown["balance"] == 2_000_000 - spent and shown["last_record_hash"] == previous.hex().upper()
