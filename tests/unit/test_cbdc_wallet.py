@@ -500,3 +500,28 @@ def test_bad_identity_profiles_carry_their_defect_in_what_they_send(open_wallet)
     blocked = open_wallet("cbdc-blocked")
     assert info(blocked)[0xDF41] == bytes.fromhex("D1A0000000000007")
     ok(blocked.exchange(pay_apdu(request())))  # the wallet pays: the block list is the terminal's business
+
+
+def test_a_dual_card_lists_both_applications_and_routes_by_selection(tmp_path: Path) -> None:
+    from simulator.card import SimulatedCard
+
+    card = WalletCard("cbdc-dual", state_dir=tmp_path)
+    visa = SimulatedCard("visa-qvsdc-offline")
+    fci = template(ok(card.exchange(SELECT_PPSE)), 0x6F)
+    entries = tlv_items(template(_tlv(0xA5, fci[0xA5]), 0xA5)[0xBF0C])
+    assert [t for t, _, _ in entries] == [0x61, 0x61]
+    wallet_entry, emv_entry = (template(whole, 0x61) for _, _, whole in entries)
+    assert wallet_entry[0x4F] == AID and wallet_entry[0x9F2A] == bytes.fromhex("810156")
+    visa_ppse = template(ok(visa.exchange(SELECT_PPSE)), 0x6F)
+    assert emv_entry == template(template(_tlv(0xA5, visa_ppse[0xA5]), 0xA5)[0xBF0C], 0x61)
+    select_visa = bytes.fromhex("00A4040007") + emv_entry[0x4F] + b"\x00"
+    assert ok(card.exchange(select_visa)) == ok(visa.exchange(select_visa))
+    record = bytes.fromhex("00B2010C00")
+    assert ok(card.exchange(record)) == ok(visa.exchange(record))  # the EMV application answers
+    assert sw(card.exchange(INFO)) == "6A88"  # GET DATA 0000 of the EMV application, not the wallet's
+    ok(card.exchange(SELECT_AID))
+    paid = template(ok(card.exchange(pay_apdu(request()))), 0xE4)
+    assert paid[0xDF41] == pki.wallet("dual").wallet_id and balance_of(card) == 500_000 - 1234
+    assert sw(card.exchange(record)) == "6E00"  # B2 under the wallet is READ CERTIFICATE, CLA 80
+    card.reset()
+    assert sw(card.exchange(INFO)) == "6D00"
