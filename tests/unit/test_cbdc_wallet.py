@@ -525,3 +525,54 @@ def test_a_dual_card_lists_both_applications_and_routes_by_selection(tmp_path: P
     assert sw(card.exchange(record)) == "6E00"  # B2 under the wallet is READ CERTIFICATE, CLA 80
     card.reset()
     assert sw(card.exchange(INFO)) == "6D00"
+
+
+_REQUEST_TAGS = [0xDF51, 0xDF44, 0xDF52, 0xDF56, 0xDF53, 0xDF54, 0xDF55, 0x9F02]
+_GOOD_VALUES = {
+    0xDF51: bytes.fromhex("000000000100"),
+    0xDF44: bytes.fromhex("0156"),
+    0xDF52: b"SHOP",
+    0xDF56: b"TERM0001",
+    0xDF53: bytes(16),
+    0xDF54: bytes.fromhex("20261206101500"),
+}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    items=st.lists(
+        st.tuples(
+            st.sampled_from(_REQUEST_TAGS),
+            st.one_of(st.binary(max_size=18), st.sampled_from(list(_GOOD_VALUES.values()))),
+        ),
+        max_size=8,
+    ),
+    base=st.booleans(),
+)
+def test_random_payment_requests_are_refused_cleanly_or_paid_exactly(
+    tmp_path: Path, items: list[tuple[int, bytes]], base: bool
+) -> None:
+    """Whatever the E3 holds: a status word of §4 and nothing debited, or a record of exactly what was asked."""
+    card = WalletCard("cbdc-verified", state_dir=tmp_path)
+    ok(card.exchange(SELECT_AID))
+    before = info(card)
+    body_items = ([*_GOOD_VALUES.items()] if base else []) + items
+    data = _tlv(0xE3, b"".join(_tlv(t, v) for t, v in body_items))
+    if len(data) > 255:
+        return
+    answer = card.exchange(pay_apdu(data))
+    assert card.last_error is None
+    after = info(card)
+    if answer[-2:] != OK:
+        assert sw(answer) in {"6A80", "6A90", "6A91", "6A92", "6A93"}
+        assert after == before
+        return
+    fields = template(answer[:-2], 0xE4)
+    sent = dict(body_items)
+    assert len(sent) == len(body_items)  # the wallet paid: no tag was given twice
+    for tag in _GOOD_VALUES:
+        assert fields[tag] == sent[tag]
+    amount = int(fields[0xDF51].hex())
+    assert amount > 0 and int(after[0xDF45].hex()) == int(before[0xDF45].hex()) - amount
+    assert _signed_by(answer[:-2], pki.wallet("verified").public_key)
+    assert int.from_bytes(after[0xDF42], "big") == int.from_bytes(before[0xDF42], "big") + 1
