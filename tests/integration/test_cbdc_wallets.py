@@ -222,6 +222,7 @@ def test_posterm_sim_card_serves_a_wallet_via_nfc_udp(tmp_path: Path) -> None:
         line = server.stdout.readline()
         url = f"nfc:udp:127.0.0.1:{port}"
         assert url in line, (line, server.stderr.read() if server.poll() is not None and server.stderr else "")
+        assert f"wallet state {tmp_path / 'wallets.sqlite'}" in line
         reader = registry.open_reader(url)
         try:
             session = reader.wait_for_card(timeout=5)
@@ -265,7 +266,7 @@ def test_posterm_sim_card_serves_a_wallet_via_vpcd(vpcd: PcscdRig, tmp_path: Pat
         assert server.stdout is not None
         line = server.stdout.readline()
         why = server.stderr.read() if server.stderr and not line else line
-        assert "serving cbdc-anon" in line, why
+        assert "serving cbdc-anon" in line and f"wallet state {tmp_path / 'wallets.sqlite'}" in line, why
         vpcd.wait_present(True)
         reader = PcscReader.open(vpcd.url)
         try:
