@@ -26,7 +26,7 @@ from tests.unit.cbdc_wallet_helpers import sm3, template, tlv_items, verify, za
 SELECT_AID = bytes.fromhex("00A404000B") + AID + b"\x00"
 SELECT_PPSE = bytes.fromhex("00A404000E325041592E5359532E444446303100")
 INFO = bytes.fromhex("80CA000000")
-LAST_RECORD = bytes.fromhex("80560000 00".replace(" ", ""))
+LAST_RECORD = bytes.fromhex("8056000000")
 OK = b"\x90\x00"
 CHALLENGE = bytes(range(16))
 
@@ -301,7 +301,7 @@ def test_the_daily_limit_counts_by_the_requests_date(open_wallet) -> None:  # ty
         (pay_apdu(_tlv(0xE4, request()[2:])), "6A80"),
         (bytes.fromhex("8054000000"), "6700"),
         (bytes.fromhex("8054010005") + request()[:5], "6A86"),
-        (bytes.fromhex("80CA0100 00".replace(" ", "")), "6A86"),
+        (bytes.fromhex("80CA010000"), "6A86"),
         (bytes.fromhex("80CA000001AA00"), "6700"),
         (bytes.fromhex("8056000002000100"), "6700"),
         (bytes.fromhex("00CA000000"), "6E00"),
