@@ -337,3 +337,20 @@ def test_the_batch_totals_count_credited_payments_only(host: Acquirer) -> None:
         {**cbdc_line, "count": 1, "amount": 100}]}, Peer(TID, MID), "close-right")  # fmt: skip
     assert right.json() == {**right.json(), "in_balance": True, "differences": []}
     assert store.cbdc_wallet(good.hex) is not None
+
+
+def test_a_new_host_starts_from_the_simulators_pki_and_the_terminals_shipped_block_list(
+    host_store: HostStore,
+) -> None:
+    from simulator.cbdc import pki
+    from simulator.host.cbdc_operator import simulator_pki
+
+    served = json.loads(for_terminal(host_store, MID, TID).document)  # the first use seeds the operator
+    shipped = simulator_pki()
+    assert shipped is not None
+    assert served["cbdc"]["roots"] == pki.trust_roots()
+    assert served["cbdc"]["blocked_wallets"] == sorted(shipped.blocked_wallets)
+    assert "cbdc" not in served["config"]  # beside config, never in it (the terminal refuses it there)
+    assert first_error("ParametersResponse", served) is None
+    anon = host_store.cbdc_wallet("D1A0000000000001")
+    assert anon is not None and anon.balance == pki.opening_balances()["D1A0000000000001"]
