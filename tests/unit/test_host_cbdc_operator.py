@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cbdc.protocol import PaymentRecord
 from emv.tlv import decode, encode
@@ -354,3 +356,71 @@ def test_a_new_host_starts_from_the_simulators_pki_and_the_terminals_shipped_blo
     assert first_error("ParametersResponse", served) is None
     anon = host_store.cbdc_wallet("D1A0000000000001")
     assert anon is not None and anon.balance == pki.opening_balances()["D1A0000000000001"]
+
+
+def test_two_syncs_at_once_credit_a_torn_record_back_once(
+    host: Acquirer, host_store_at: Any, open_host_store: Callable[..., HostStore]
+) -> None:
+    """Two host processes (two stores on one database) run the same wallet's sync at the same moment."""
+    import threading
+
+    from simulator.host.cbdc_operator import Operator
+
+    wallet = kit().wallet("D1A00000000000D7")
+    torn_record = torn(host, wallet, 400, "x1")
+    upload = [wallet.certificate, wallet.operator_certificate, torn_record]
+    stores = [open_host_store(host_store_at) for _ in range(2)]
+    barrier = threading.Barrier(2)
+    reports: list[Any] = [None, None]
+
+    def sync(index: int) -> None:
+        barrier.wait(10)
+        reports[index] = wallet_sync(Operator(stores[index]), wallet.hex, upload, NOW)
+
+    threads = [threading.Thread(target=sync, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for store in stores:
+        store.close()
+    assert sorted(r.credited_back_total for r in reports) == [0, 400]
+    held = host.store.cbdc_wallet(wallet.hex)
+    assert held is not None and held.credited_back == 400
+
+
+@pytest.fixture(scope="module")
+def fuzz_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Acquirer, KitWallet, tuple[Any, ...]]]:
+    """One SQLite host for every example, its operator trusting a wallet that made one record."""
+    wallet = kit().wallet("D1A00000000000E9")
+    record = wallet.pay(100, MID, TID)
+    store = HostStore(tmp_path_factory.mktemp("fuzz") / "host.db")
+    seed(store, kit().pki({wallet.hex: OPENING}), NOW.isoformat())
+    try:
+        yield Acquirer(store, clock=lambda: NOW), wallet, record
+    finally:
+        store.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_any_bytes_in_a_digital_currency_advice_end_in_an_answer(
+    fuzz_host: tuple[Acquirer, KitWallet, tuple[Any, ...]], data: st.DataObject
+) -> None:
+    """The envelope, and the wallet's bytes in it, are untrusted: any of them ends in rejected / declined /
+    accepted-without-credit, never an exception, never a credit."""
+    host, wallet, (raw, payment, counter, previous) = fuzz_host
+    good = envelope(wallet, raw, payment, counter, previous)
+    kind = data.draw(st.sampled_from(["cbdc_payment", "cbdc_refused", "cbdc_torn"]))
+    emv = data.draw(st.one_of(
+        st.binary(max_size=300),
+        st.builds(lambda i, b: good[:i] + bytes([b]) + good[i + 1:], st.integers(0, len(good) - 1),
+                  st.integers(0, 255)),
+        st.builds(lambda i: good[:i], st.integers(0, len(good))),
+    ))  # fmt: skip
+    item = advice(kind, f"z{next(_keys)}", emv, payment, wallet)
+    result = send(host, item)[0]
+    assert result["outcome"] in ("rejected", "declined", "accepted")
+    if emv != good or kind != "cbdc_payment":
+        assert item["txn_id"] not in {txn for txn, _ in credited(host.store)}
+    assert len(credited(host.store)) <= 1  # the one good record, credited once whatever came before
