@@ -239,7 +239,8 @@ def open_terminal(
     directory = Path(data_dir) if data_dir is not None else default_data_dir()
     journal = _prepare(directory)
     config, configured, _ = load_configuration(directory)
-    keystore = FileKeystore.open(directory / "keys", create=Store.is_blank(journal))
+    cipher = (settings or configured).keystore_cipher
+    keystore = FileKeystore.open(directory / "keys", create=Store.is_blank(journal), cipher=cipher)
     try:
         store = Store.open(journal, keystore, create=False)
     except StoreInUse:

@@ -537,6 +537,10 @@ PUBLIC: dict[str, set[str]] = {
         "snapshot",
     },
     "terminal.keystore": {
+        "CIPHERS",
+        "DEFAULT_CIPHER",
+        "UnknownCipher",
+        "check_cipher",
         "CorruptCiphertext",
         "FileKeystore",
         "InsecureKeyFile",
