@@ -52,6 +52,7 @@ _OWN_KEYS = (
     "card_timeout_seconds",
     "retention_years",
     "devices",
+    "cbdc",
     "keystore",
 )
 

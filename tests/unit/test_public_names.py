@@ -259,6 +259,7 @@ PUBLIC: dict[str, set[str]] = {
         "ENROLMENT_FILE",
         "HOSTLINK_GROUP",
         "PARAMETERS_POINTER",
+        "configuration_document",
         "default_data_dir",
         "load_configuration",
         "open_host",
@@ -449,6 +450,7 @@ PUBLIC: dict[str, set[str]] = {
     },
     "terminal.store_queues": {"QueueAccess"},
     "terminal.store_cbdc": {"CBDC_EVIDENCE_KINDS", "CBDC_PAYMENT_KIND", "CBDC_SCHEME", "CbdcAccess", "CbdcUnsent"},
+    "terminal.cbdc_params": {"CbdcParameters", "cbdc_parameters"},
     "terminal.cbdc_state": {
         "CBDC_EVIDENCE_KINDS",
         "CBDC_PAYMENT_KIND",
@@ -716,6 +718,7 @@ PUBLIC: dict[str, set[str]] = {
         "read_bundle",
     },
     "host_link.forwarder": {"ForwardingTerminal", "SafForwarder"},
+    "host_link.cbdc_parameters": {"CBDC_LIMITS", "CbdcParametersError", "root_checksum", "verify_cbdc"},
     "host_link.parameters": {
         "LIMITS",
         "ParameterSource",
