@@ -25,6 +25,7 @@ from emv.capk import checksum_of
 from emv.config import TerminalConfig
 from emv.pan import mask_text
 from terminal.bootstrap import PARAMETERS_POINTER, open_host
+from terminal.cbdc_params import cbdc_parameters
 from terminal.devices import DeviceConfig
 from terminal.diag_result import DiagResult, error_text, make_result
 from terminal.facade import SafStatus, Terminal, TerminalSettings
@@ -32,7 +33,7 @@ from terminal.host import HostError, HostLink, HostNoAnswer, HostRejected, HostU
 from terminal.keystore import CIPHERS, DEFAULT_CIPHER, MASTER_KEY_ENV, FileKeystore, KeystoreError
 from terminal.limits import MAX_PARAMETERS_FILE_BYTES, MAX_STATE_FILE_BYTES, InputFileError, read_input, read_json_input
 from terminal.ports import DeviceError
-from terminal.settings import load_default_config, shipped_document
+from terminal.settings import SettingsError, load_default_config, shipped_document
 from terminal.store import StorageError, Store
 
 __all__ = [
@@ -389,7 +390,7 @@ def configuration_test(
     devices_error: str | None,
     today: date,
 ) -> DiagResult:
-    """``configuration``: the parameters in force and every CA key (``loaded`` is what was loaded, or None)."""
+    """``configuration``: the parameters in force, every CA key and digital-currency root (``loaded``: or None)."""
     details: dict[str, Any] = {}
     problems: list[str] = []
     warnings: list[str] = []
@@ -414,6 +415,15 @@ def configuration_test(
     details["warnings"] = warnings
     where = f"parameters version {version}" if version is not None else "shipped configuration"
     text = f"{where}; {len(keys)} CA keys, checksums {'verified' if not key_problems else 'NOT all verified'}"
+    try:  # the digital-currency roots: their SM3 checksums checked again, as the CA keys' are
+        cbdc = cbdc_parameters(data_dir)
+    except SettingsError as exc:
+        details["cbdc"] = None
+        problems.append(f"digital-currency parameters refused: {exc}")
+    else:
+        details["cbdc"] = cbdc.to_json() if cbdc is not None else None
+        if cbdc is not None:
+            text += f"; digital currency version {cbdc.version}, {len(cbdc.roots)} roots, checksums verified"
     if problems:
         return make_result("configuration", False, f"{text}; " + "; ".join(problems), details)
     return make_result("configuration", True, text, details)

@@ -46,10 +46,11 @@ returns a :class:`DiagResult` for each, in this order:
     but its journal is missing or empty.
 ``configuration``
     The parameters version in force (or ``shipped``) with SHA-256 checksums of
-    its files, the device configuration, and every CA public key with its
-    RID, index and SHA-1 checksum verified again.  Fails when the
-    configuration cannot be loaded, a key's checksum does not match, or there
-    is no CA key at all.  Keys expired or expiring within
+    its files, the device configuration, every CA public key with its
+    RID, index and SHA-1 checksum verified again, and the digital-currency
+    section (version, roots with their SM3 checksums verified again, block
+    lists, limits).  Fails when the configuration cannot be loaded, a key's
+    or root's checksum does not match, or there is no CA key at all.  Keys expired or expiring within
     :data:`CAPK_EXPIRY_WARNING_DAYS` days are warnings.
 ``keys``
     Key check values of the keystore's keys (never the keys): the data key of

@@ -235,3 +235,23 @@ def test_params_status_names_a_damaged_section_in_one_line(tmp_path: Path) -> No
     proc = _posterm(tmp_path, "params", "status")
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().count("\n") == 0 and "checksum does not match" in proc.stderr, proc.stderr
+
+
+def test_diag_checks_the_roots_again(tmp_path: Path) -> None:
+    from terminal.diagnostics import run_diagnostics
+
+    parameters.apply(with_cbdc(1, section(3)), tmp_path)
+
+    def configuration() -> Any:
+        results = run_diagnostics(tmp_path, tests=["configuration"], host="none")
+        return next(r for r in results if r.name == "configuration")
+
+    result = configuration()
+    assert result.passed is True and "digital currency version 3, 2 roots, checksums verified" in result.reason
+    assert result.details["cbdc"]["roots"] == ["00000001", "00000002"]
+    path = tmp_path / "parameters" / "v000001" / "terminal.json"
+    doc = json.loads(path.read_text())
+    _flip_checksum(doc["cbdc"])
+    path.write_text(json.dumps(doc))
+    result = configuration()
+    assert result.passed is False and "checksum does not match" in result.reason
