@@ -111,7 +111,7 @@ def test_a_download_without_the_section_leaves_the_terminal_without_digital_curr
     assert cbdc_parameters(tmp_path) is None and written(tmp_path, 2) is None
 
 
-def _flip_checksum(d: dict[str, Any]) -> None:
+def flip_checksum(d: dict[str, Any]) -> None:
     checksum = d["roots"][1]["checksum"]
     d["roots"][1]["checksum"] = ("0" if checksum[0] != "0" else "1") + checksum[1:]
 
@@ -126,7 +126,7 @@ def _off_curve(d: dict[str, Any]) -> None:  # a checksum that matches a key that
 
 
 CBDC_REFUSALS: list[tuple[str, Any, str]] = [
-    ("bad checksum", _flip_checksum, r"cbdc\.roots\[1\] \(00000002\): the checksum does not match SM3\(id \|\| key\)"),
+    ("bad checksum", flip_checksum, r"cbdc\.roots\[1\] \(00000002\): the checksum does not match SM3\(id \|\| key\)"),
     ("keys swapped", _swap_keys, r"cbdc\.roots\[0\] \(00000001\): the checksum does not match"),
     ("key off the curve", _off_curve, "not a point of the curve"),
     ("root id short", lambda d: d["roots"][0].update(id="001"), r"cbdc\.roots\[0\]\.id: expected 8 hex digits"),
@@ -230,7 +230,7 @@ def test_params_status_names_a_damaged_section_in_one_line(tmp_path: Path) -> No
     parameters.apply(with_cbdc(1, section(3)), tmp_path)
     path = tmp_path / "parameters" / "v000001" / "terminal.json"
     doc = json.loads(path.read_text())
-    _flip_checksum(doc["cbdc"])  # edited on disk after it was verified
+    flip_checksum(doc["cbdc"])  # edited on disk after it was verified
     path.write_text(json.dumps(doc))
     proc = _posterm(tmp_path, "params", "status")
     assert proc.returncode == 2 and proc.stdout == ""
@@ -251,7 +251,7 @@ def test_diag_checks_the_roots_again(tmp_path: Path) -> None:
     assert result.details["cbdc"]["roots"] == ["00000001", "00000002"]
     path = tmp_path / "parameters" / "v000001" / "terminal.json"
     doc = json.loads(path.read_text())
-    _flip_checksum(doc["cbdc"])
+    flip_checksum(doc["cbdc"])
     path.write_text(json.dumps(doc))
     result = configuration()
     assert result.passed is False and "checksum does not match" in result.reason
