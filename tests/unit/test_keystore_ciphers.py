@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from terminal.keystore import (
     CIPHERS,
@@ -24,6 +29,38 @@ PAN = b"6212345678901232"
 @pytest.fixture(autouse=True)
 def _no_master_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
+
+
+@pytest.fixture(scope="module")
+def sm4() -> Iterator[FileKeystore]:
+    """One SM4-GCM keystore for the property tests (function-scoped fixtures do not mix with @given)."""
+    saved = os.environ.pop(MASTER_KEY_ENV, None)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            yield FileKeystore.open(Path(tmp) / "keys", cipher="sm4-gcm")
+    finally:
+        if saved is not None:
+            os.environ[MASTER_KEY_ENV] = saved
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), plaintext=st.binary(max_size=64), context=st.binary(max_size=20))
+def test_sm4_round_trips_and_any_single_change_is_refused(
+    sm4: FileKeystore, data: st.DataObject, plaintext: bytes, context: bytes
+) -> None:
+    blob = bytearray(sm4.encrypt(plaintext, context))
+    assert sm4.decrypt(bytes(blob), context) == plaintext
+    index = data.draw(st.integers(0, len(blob) - 1))
+    blob[index] ^= data.draw(st.integers(1, 255))
+    with pytest.raises(CorruptCiphertext):
+        sm4.decrypt(bytes(blob), context)
+
+
+@settings(max_examples=200, deadline=None)
+@given(tail=st.binary(max_size=200), context=st.binary(max_size=20))
+def test_arbitrary_bytes_after_a_valid_sm4_header_are_refused(sm4: FileKeystore, tail: bytes, context: bytes) -> None:
+    with pytest.raises(CorruptCiphertext):
+        sm4.decrypt(b"\x02" + bytes.fromhex(sm4.key_id) + tail, context)
 
 
 def test_the_sm4_vector_of_gb_t_32907_through_the_kcv_primitive() -> None:
