@@ -37,8 +37,9 @@ CBDC-SPEC §8) is verified by :func:`host_link.cbdc_parameters.verify_cbdc`
 (a bad checksum refuses the whole download) and written into the version's
 ``terminal.json`` as ``cbdc``: applied in the same switch as the CA keys.  A
 download without it leaves the terminal without digital currency (as with CA
-keys, a download replaces the shipped trust); a ``cbdc`` inside ``config`` is
-refused, so that there is one place the trust comes from.
+keys, a download replaces the shipped trust); a ``cbdc`` inside ``config``
+(a copy of a shipped terminal.json) is dropped, so that the trust comes from
+one place only, the section verified here.
 """
 
 from __future__ import annotations
@@ -290,15 +291,14 @@ def verify(
         if expected is not None and name in config and config[name] != expected:
             raise ParametersError(f"config.{name}: {config[name]!r} is not this terminal's ({expected!r})")
     _check_ranges(config)
-    if "cbdc" in config:
-        raise ParametersError("config.cbdc: digital-currency parameters come as the download's own cbdc section")
     cbdc_section = None
     if download.get("cbdc") is not None:
         try:
             cbdc_section = verify_cbdc(download["cbdc"], in_force=cbdc_in_force)
         except CbdcParametersError as exc:
             raise ParametersError(f"digital-currency parameters refused: {exc}") from None
-    terminal_json = {k: v for k, v in config.items() if k not in ("capk_files", "capk_kinds")}
+    # a cbdc inside config (a copy of a shipped terminal.json) is not trust: only the verified section is
+    terminal_json = {k: v for k, v in config.items() if k not in ("capk_files", "capk_kinds", "cbdc")}
     terminal_json["capk_files"] = [CAPK_FILE]
     terminal_json["capk_kinds"] = kinds
     if cbdc_section is not None:

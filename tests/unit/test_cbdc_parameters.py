@@ -176,12 +176,15 @@ def test_an_older_section_is_refused_but_an_equal_or_newer_one_is_not(tmp_path: 
     assert parameters.apply(with_cbdc(2, section(5)), tmp_path) == 2
 
 
-def test_a_section_inside_config_is_refused(tmp_path: Path) -> None:
+def test_a_section_inside_config_is_not_trust(tmp_path: Path) -> None:
     d = download(1)
-    d["config"]["cbdc"] = section(1)
-    with pytest.raises(ParametersError, match=r"config\.cbdc: digital-currency parameters come as the download's own"):
-        parameters.apply(d, tmp_path)
-    assert parameters.current_version(tmp_path) is None
+    d["config"]["cbdc"] = section(9, blocked_wallets=[])  # unverified, and it would unblock a wallet
+    parameters.apply(d, tmp_path)
+    assert written(tmp_path, 1) is None and cbdc_parameters(tmp_path) is None
+    d = with_cbdc(2, section(3))
+    d["config"]["cbdc"] = section(9, blocked_wallets=[])
+    parameters.apply(d, tmp_path)
+    assert written(tmp_path, 2) == section(3)
 
 
 def test_a_section_that_is_not_an_object_is_refused(tmp_path: Path) -> None:
