@@ -19,7 +19,11 @@ Then each record, in counter order, under the wallet's lock:
   moves from ``unclaimed`` to ``credited_back`` in one conditional update, so a
   second sync (or two at once) credits nothing more, and a terminal that
   claims it afterwards is declined (``59 credited_back``);
-- a record a merchant was credited for (or that was refused) stays as it is.
+- a record its terminal refused after the wallet debited (``cbdc_refused``
+  evidence: no merchant gave anything for it) is credited back too, once;
+- a record a merchant was credited for, or that the operator refused (a
+  blocked wallet's, an overspend: the merchant may have given the goods),
+  stays as it is.
 
 A record nobody claimed and nobody declared torn stays ``unclaimed``: its
 terminal may still be offline with the payment in its queue.
@@ -34,6 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from simulator.host.cbdc_operator import (
     CREDITED_BACK,
+    REFUSED,
+    REFUSED_AT_TERMINAL,
     UNCLAIMED,
     Operator,
     block,
@@ -46,7 +52,6 @@ from simulator.host.store_cbdc import BLOCKED_WALLET
 
 if TYPE_CHECKING:
     from cbdc.protocol import PaymentRecord
-
     from simulator.host.store import HostStore
     from simulator.host.store_cbdc import StoredRecord
 
@@ -67,7 +72,8 @@ class SyncReport:
     wallet_id: str
     records: int  # records uploaded
     new: int  # of which the operator did not hold before
-    credited_back: tuple[dict[str, Any], ...]  # counter, amount, currency, merchant_id, terminal_id, txn_id
+    credited_back: tuple[dict[str, Any], ...]  # why (torn|refused), counter, amount, currency, merchant_id,
+    # terminal_id, txn_id
     frauds: tuple[dict[str, Any], ...]  # counter, reason
     blocked: bool  # the wallet is on the block list now
 
@@ -167,6 +173,7 @@ def _credit_back(store: HostStore, record: PaymentRecord) -> dict[str, Any] | No
             return None
         store.add_cbdc_money(record.wallet_id_hex, credited_back=record.amount)
         return {
+            "why": "torn",
             "counter": record.counter,
             "amount": record.amount,
             "currency": record.currency,
@@ -207,6 +214,11 @@ def wallet_sync(operator: Operator, wallet_id: str, items: list[bytes], now: dt.
             if held is None:
                 store.add_cbdc_record(stored(record, UNCLAIMED, "wallet_sync", at, None))
                 new += 1
+            elif _refused_at_terminal(held):
+                given = _refund_refused(store, held)
+                if given is not None:
+                    credited.append(given)
+                continue
             elif not _unclaimed(held):
                 continue
             given = _credit_back(store, record)
@@ -218,3 +230,26 @@ def wallet_sync(operator: Operator, wallet_id: str, items: list[bytes], now: dt.
 
 def _unclaimed(held: StoredRecord) -> bool:
     return held.status == UNCLAIMED
+
+
+def _refused_at_terminal(held: StoredRecord) -> bool:
+    """A record its terminal refused after the wallet debited (evidence): no merchant gave anything for it."""
+    return held.status == REFUSED and held.reason == REFUSED_AT_TERMINAL
+
+
+def _refund_refused(store: HostStore, held: StoredRecord) -> dict[str, Any] | None:
+    """Give a record refused at its terminal back to its wallet, once (the same conditional move as a torn one)."""
+    reason = f"refused at {held.claimed_merchant_id}/{held.claimed_terminal_id} ({held.claimed_txn_id})"
+    if not store.settle_cbdc_record(held.wallet_id, held.counter, from_status=REFUSED, status=CREDITED_BACK,
+                                    reason=reason):  # fmt: skip
+        return None
+    store.add_cbdc_money(held.wallet_id, credited_back=held.amount)
+    return {
+        "why": "refused",
+        "counter": held.counter,
+        "amount": held.amount,
+        "currency": held.currency,
+        "merchant_id": held.claimed_merchant_id,
+        "terminal_id": held.claimed_terminal_id,
+        "txn_id": held.claimed_txn_id,
+    }
