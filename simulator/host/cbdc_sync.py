@@ -109,13 +109,26 @@ def read_upload(text: str) -> list[bytes]:
     return out
 
 
+def _wallet_first(certificates: list[bytes]) -> tuple[bytes, bytes]:
+    """The wallet's certificate and its operator's, in whichever order they were uploaded (by their role)."""
+    from cbdc.protocol import Certificate, Role
+
+    first, second = certificates
+    try:
+        if Certificate.parse(first).role == Role.OPERATOR:
+            return second, first
+    except ValueError:
+        pass  # the chain check refuses it, naming why
+    return first, second
+
+
 def _identity(operator: Operator, wallet_id: str, certificates: list[bytes], on: dt.date) -> str:
     """The wallet's public key (hex): from the certificates uploaded, else the one the operator verified."""
     store = operator.store
     if certificates:
         if len(certificates) != 2:
-            raise SyncError("give both certificates (E2): the wallet's, then its operator's")
-        wallet = verify_wallet(certificates[0], certificates[1], store.cbdc_roots(), on)
+            raise SyncError("give both certificates (E2): the wallet's and its operator's")
+        wallet = verify_wallet(*_wallet_first(certificates), store.cbdc_roots(), on)
         if isinstance(wallet, str):
             raise SyncError(f"the certificates do not verify: {wallet}")
         if wallet.wallet_id != wallet_id:
@@ -200,7 +213,7 @@ def wallet_sync(operator: Operator, wallet_id: str, items: list[bytes], now: dt.
         store.lock("cbdc_wallet", wallet_id)
         operator.open_account(wallet_id, at)
         if certificates:
-            wallet = verify_wallet(certificates[0], certificates[1], store.cbdc_roots(), now.date())
+            wallet = verify_wallet(*_wallet_first(certificates), store.cbdc_roots(), now.date())
             if not isinstance(wallet, str):
                 store.set_cbdc_wallet_identity(wallet_id, wallet.public_key, wallet.operator_id, None)
         for record in records:

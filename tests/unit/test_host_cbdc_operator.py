@@ -291,7 +291,7 @@ def test_wallet_sync_credits_a_torn_record_back_once(host: Acquirer) -> None:
     assert paid["response_code"] == "00"
     torn_record = torn(host, wallet, 400, "p2")
     unclaimed_raw, *_ = wallet.pay(50, MID, TID)  # its terminal may still hold it: not credited back
-    upload = [wallet.certificate, wallet.operator_certificate, wallet.made[1], torn_record, unclaimed_raw]
+    upload = [wallet.made[1], torn_record, unclaimed_raw, wallet.operator_certificate, wallet.certificate]
     report = wallet_sync(host.operator, wallet.hex, upload, NOW)
     assert (report.records, report.new, report.credited_back_total, report.frauds) == (3, 2, 400, ())
     assert [(c["counter"], c["txn_id"]) for c in report.credited_back] == [(2, "p2")]
