@@ -7,6 +7,7 @@ from seeds (deterministic, so tests repeat), and so are the signatures' k.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -159,6 +160,7 @@ class FakeWallet:
     alter_bytes: Callable[[bytes], bytes] | None = None
     locked: bool = False
     commands: list[bytes] = field(default_factory=list)
+    compute_seconds: float = 0.0  # time spent inside PAY (checks, debit, signing), for benchmarks to subtract
 
     def exchange(self, command: bytes) -> bytes:
         self.commands.append(command)
@@ -181,7 +183,11 @@ class FakeWallet:
                 command[2], _sw(StatusWord.WRONG_P1_P2)
             )
         if ins == 0x54:
-            return self._pay(command)
+            started = time.perf_counter()
+            try:
+                return self._pay(command)
+            finally:
+                self.compute_seconds += time.perf_counter() - started
         if ins == 0x56:
             return self._get_record(command)
         return _sw(StatusWord.INS_NOT_SUPPORTED)
