@@ -24,7 +24,7 @@ from bench.airtime import exchange_seconds
 from cbdc import kernel, sm2
 from cbdc.checks import clear_certificate_cache
 from cbdc.kernel import Exchange, OfflineState
-from tests.unit.cbdc.wallet import NOW, FakeWallet, Key, request, trust
+from tests.unit.cbdc.wallet import NOW, FakeWallet, Key, request, trust, wallet_certificate
 
 TARGET_RATIO = 0.10
 
@@ -45,8 +45,10 @@ class PaymentFigures:
     apdus: int
     command_bytes: int
     response_bytes: int
-    cold_ms: float  # certificates verified too
-    warm_ms: float  # certificates' verifications memoised: the record only
+    fastest_ms: tuple[float, float, float]  # the fastest of each row (cold, new wallet, warm): the unloaded floor
+    cold_ms: float  # both certificates verified too (the terminal's first wallet of that operator)
+    new_wallet_ms: float  # the operator's certificate seen before: the wallet's certificate and the record
+    warm_ms: float  # both certificates seen before (the same wallet again): the record only
     airtime_ms: float
     runs: int
 
@@ -94,29 +96,48 @@ def airtime_seconds(exchanges: list[Exchange]) -> float:
     return sum(exchange_seconds(e.command, e.response or b"") for e in exchanges)
 
 
-def _one_payment(i: int, *, warm: bool) -> float:
-    wallet = FakeWallet()
+def _wallets(n: int) -> list[FakeWallet]:
+    """``n`` wallets of the same operator, each with a key and a certificate of its own (made by gmssl)."""
+    out = []
+    for i in range(n):
+        key = Key.from_seed(f"bench wallet {i}")
+        wallet_id = bytes.fromhex("D1B0") + i.to_bytes(6, "big")
+        out.append(FakeWallet(key=key, wallet_id=wallet_id, certificate=wallet_certificate(subject=wallet_id, key=key)))
+    return out
+
+
+def _one_payment(wallet: FakeWallet, i: int, *, cold: bool) -> float:
     store = trust()
-    if not warm:
+    if cold:
         clear_certificate_cache()
+    before = wallet.compute_seconds
     started = time.perf_counter()
     out = kernel.pay(wallet, request(challenge=i.to_bytes(16, "big")), store, OfflineState(), NOW, lambda _: None)
-    elapsed = time.perf_counter() - started - wallet.compute_seconds
+    elapsed = time.perf_counter() - started - (wallet.compute_seconds - before)
     assert out.approved, out.detail
     return elapsed
 
 
 def payment_figures(runs: int = 200) -> PaymentFigures:
-    for i in range(5):  # warm-up: the table of G, imports
-        _one_payment(i, warm=False)
-    cold = [_one_payment(i, warm=False) for i in range(runs)]
-    warm = [_one_payment(i, warm=True) for i in range(runs)]
+    wallets = _wallets(runs)
+    regular = FakeWallet()
+    for i in range(3):  # warm-up: the table of G, first calls
+        _one_payment(FakeWallet(), i, cold=True)
+    cold: list[float] = []
+    new_wallet: list[float] = []
+    warm: list[float] = []
+    for i, wallet in enumerate(wallets):  # interleaved, so that the machine's load weighs on all three alike
+        cold.append(_one_payment(FakeWallet(), i, cold=True))
+        new_wallet.append(_one_payment(wallet, i, cold=False))
+        warm.append(_one_payment(regular, i, cold=False))
     exchanges = payment_exchanges()
     return PaymentFigures(
         apdus=len(exchanges),
         command_bytes=sum(c for c, _ in byte_counts(exchanges)),
         response_bytes=sum(r for _, r in byte_counts(exchanges)),
+        fastest_ms=(min(cold) * 1000, min(new_wallet) * 1000, min(warm) * 1000),
         cold_ms=statistics.median(cold) * 1000,
+        new_wallet_ms=statistics.median(new_wallet) * 1000,
         warm_ms=statistics.median(warm) * 1000,
         airtime_ms=airtime_seconds(exchanges) * 1000,
         runs=runs,
@@ -125,6 +146,12 @@ def payment_figures(runs: int = 200) -> PaymentFigures:
 
 def markdown(sig: Sm2Figures, payment: PaymentFigures) -> str:
     met = "met" if payment.ratio <= TARGET_RATIO else "NOT met"
+    size = f"{payment.command_bytes} + {payment.response_bytes}"
+    rows = [
+        ("the first wallet of an operator (3 verifications)", payment.cold_ms, payment.fastest_ms[0]),
+        ("a new wallet of an operator seen before (2 verifications)", payment.new_wallet_ms, payment.fastest_ms[1]),
+        ("a wallet seen before (1 verification)", payment.warm_ms, payment.fastest_ms[2]),
+    ]
     return "\n".join(
         [
             f"SM2 verification, median of {sig.runs} signatures:",
@@ -136,20 +163,19 @@ def markdown(sig: Sm2Figures, payment: PaymentFigures) -> str:
             "",
             f"gmssl takes {sig.ratio:.1f} times as long.",
             "",
-            f"A whole payment through `cbdc.kernel.pay`, median of {payment.runs} (the wallet's time in PAY "
-            "subtracted):",
+            f"A whole payment through `cbdc.kernel.pay`, median of {payment.runs} each (interleaved; the wallet's "
+            "time in PAY subtracted):",
             "",
-            "| payment | APDUs | bytes (commands + responses) | terminal-side median (ms) | "
-            "airtime at 106 kbit/s (ms) | ratio |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
-            f"| first tap of a wallet (3 verifications) | {payment.apdus} | "
-            f"{payment.command_bytes} + {payment.response_bytes} | {payment.cold_ms:.3f} | "
-            f"{payment.airtime_ms:.2f} | {payment.ratio:.1%} |",
-            f"| certificates seen before (1 verification) | {payment.apdus} | "
-            f"{payment.command_bytes} + {payment.response_bytes} | {payment.warm_ms:.3f} | "
-            f"{payment.airtime_ms:.2f} | {payment.warm_ms / payment.airtime_ms:.1%} |",
+            "| payment | APDUs | bytes (commands + responses) | terminal-side median (ms) | fastest (ms) | "
+            "airtime at 106 kbit/s (ms) | median / airtime |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            *(
+                f"| {name} | {payment.apdus} | {size} | {median:.3f} | {fastest:.3f} | {payment.airtime_ms:.2f} | "
+                f"{median / payment.airtime_ms:.1%} |"
+                for name, median, fastest in rows
+            ),
             "",
-            f"Target: terminal-side at most {TARGET_RATIO:.0%} of the airtime: {met}.",
+            f"Target: terminal-side at most {TARGET_RATIO:.0%} of the airtime, for the worst row: {met}.",
         ]
     )
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from cbdc import tlv
 from cbdc.fields import (
@@ -478,11 +478,15 @@ class PaymentRequest:
     merchant_id: str  # ASCII 1-15
     terminal_id: str  # ASCII 8
     challenge: bytes  # 16 random bytes, drawn by the caller
-    date_time: datetime  # UTC (a naive datetime is taken as UTC)
+    date_time: datetime  # kept in UTC to the second, as encoded (a naive datetime is taken as UTC)
 
     _MANDATORY = (Tag.AMOUNT, Tag.CURRENCY, Tag.MERCHANT_ID, Tag.TERMINAL_ID, Tag.CHALLENGE, Tag.DATE_TIME)
 
     def __post_init__(self) -> None:
+        # the date and time as encoded: UTC, whole seconds (a naive datetime is taken as UTC)
+        when = self.date_time
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        object.__setattr__(self, "date_time", when.replace(microsecond=0))
         if not 0 < self.amount <= MAX_AMOUNT:
             raise ValueError(f"amount out of range: {self.amount}")
         currency_code(self.currency)

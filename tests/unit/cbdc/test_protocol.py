@@ -31,7 +31,8 @@ def test_commands_are_the_bytes_of_the_spec() -> None:
     assert p.get_record_command(0x01020304).hex().upper() == "805600000401020304" + "00"
     pay = p.pay_command(request())
     assert pay[:4].hex().upper() == "80540000" and pay[4] == len(pay) - 6 and pay[-1] == 0
-    assert PaymentRequest.parse(pay[5:-1]) == request(date_time=NOW.replace(tzinfo=UTC))
+    assert PaymentRequest.parse(pay[5:-1]) == request()
+    assert request().date_time == NOW.replace(tzinfo=UTC)
 
 
 def test_ppse_entry_carries_the_kernel_id() -> None:
