@@ -180,3 +180,23 @@ def test_tlv_is_strict() -> None:
             tlv.decode(bytes.fromhex(bad))
     assert tlv.encode(0xE4, bytes(200))[:3].hex().upper() == "E481C8"
     assert tlv.encode(0xE4, bytes(300))[:4].hex().upper() == "E482012C"
+
+
+def test_the_envelope_to_the_host() -> None:
+    from cbdc.envelope import Envelope
+    from cbdc.state import Intent
+
+    wallet, operator = wallet_certificate(), operator_certificate()
+    intent = Intent(request(), WALLET_ID, 1, bytes(32), wallet.raw, operator.raw)
+    record = _record()
+    full = Envelope.for_intent(intent, record.raw)
+    torn = Envelope.for_intent(intent)
+    assert Envelope.parse(full.encode()) == full and Envelope.parse(torn.encode()) == torn
+    assert full.encode()[:2] == b"\xe6\x82" and tlv.decode_one(full.encode(), 0xE6).value.startswith(record.raw)
+    assert PaymentRecord.parse(full.record or b"") == record and full.request == request().encode()
+    body = tlv.decode_one(torn.encode(), 0xE6).value
+    for bad in [body + tlv.encode(0xDF41, WALLET_ID), body[len(wallet.raw) :], operator.raw + wallet.raw[:-1]]:
+        with pytest.raises(ProtocolError):
+            Envelope.parse(tlv.encode(0xE6, bad))
+    with pytest.raises(ProtocolError):
+        Envelope.parse(torn.encode() + b"\x00")
