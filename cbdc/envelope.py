@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cbdc import tlv
-from cbdc.fields import ProtocolError
+from cbdc._fields import ProtocolError
 from cbdc.protocol import Tag
 from cbdc.state import Intent
 

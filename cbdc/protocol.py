@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
 from cbdc import tlv
-from cbdc.fields import (
+from cbdc._fields import (
     MAX_AMOUNT,
     ProtocolError,
     UnsupportedVersion,
