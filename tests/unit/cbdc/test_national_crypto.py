@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from gmssl import sm2 as gm_sm2
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cbdc import sm2
 from cbdc.sm3 import sm3
+from tests.unit.cbdc.wallet import gmssl_signer
 
 # GB/T 32918.5-2017 Appendix A (GM/T 0003.5): user id "1234567812345678", M = "message digest"
 D = 0x3945208F7B2144B13F36E38AC6D39F95889393692860B51A42FB81EF4DF7C5B8
@@ -88,12 +89,25 @@ def test_sm4_vector() -> None:
 
 
 def _gmssl_key(d: int) -> tuple[gm_sm2.CryptSM2, bytes]:
-    probe = gm_sm2.CryptSM2(private_key=f"{d:064x}", public_key="")
-    public = probe._kg(d, G)
-    return gm_sm2.CryptSM2(private_key=f"{d:064x}", public_key=public), bytes.fromhex(public)
+    public = bytes.fromhex(gm_sm2.CryptSM2(private_key=f"{d:064x}", public_key="")._kg(d, G))
+    return gmssl_signer(d, public), public
+
+
+def test_gmssl_mangles_a_raw_key_that_starts_with_04() -> None:
+    """Found by the property below (d = 225): gmssl's constructor strips leading '0' and '4' digits from a key
+    whose hex starts with "04", so it signs with the ZA of another key.  The signers here set the key after
+    construction (tests/unit/cbdc/wallet.py), and our verification rejects what gmssl signs otherwise."""
+    d = 225
+    public = bytes.fromhex(gm_sm2.CryptSM2(private_key=f"{d:064x}", public_key="")._kg(d, G))
+    assert public[0] == 0x04
+    naive = gm_sm2.CryptSM2(private_key=f"{d:064x}", public_key=public.hex())
+    assert naive.public_key != public.hex()
+    assert not sm2.verify(public, M, bytes.fromhex(naive.sign_with_sm3(M, K)))
+    assert sm2.verify(public, M, bytes.fromhex(gmssl_signer(d, public).sign_with_sm3(M, K)))
 
 
 @settings(max_examples=60, deadline=None)
+@example(d=225, k=1, message=b"", flip=0)  # a key whose x starts with 04 (see above)
 @given(
     d=st.integers(min_value=1, max_value=N - 2),
     k=st.integers(min_value=1, max_value=N - 1),
