@@ -349,3 +349,27 @@ def test_the_wallet_info_says_what_the_fake_wallet_holds() -> None:
     assert tlv.decode(response[:-2])[0].tag == 0xE1
     assert wallet.exchange(bytes.fromhex("8056000004000000FF00")) == b"\x6a\x83"
     assert PaymentRecord  # imported for the fake's records
+
+
+def test_odd_answers_to_pay() -> None:
+    out, _ = pay(FakeWallet(answer={Ins.PAY: b"\x90\x00"}))  # "done", and no record
+    assert (out.kind, out.refusal) == (OutcomeKind.REFUSED, Refusal.MALFORMED) and out.intent is not None
+    out, _ = pay(FakeWallet(answer={Ins.PAY: b"\x90"}))
+    assert out.kind is OutcomeKind.TORN and out.detail == "PAY: no status word"
+    out, _ = pay(FakeWallet(answer={Ins.PAY: b"\x6a\x80"}))
+    assert out.kind is OutcomeKind.TORN and out.detail == "PAY: 6A80"
+
+
+def test_a_wallet_at_the_end_of_its_counter_cannot_pay() -> None:
+    out, journal = pay(FakeWallet(counter=0xFFFFFFFF, last_hash=b"\x01" * 32))
+    assert (out.kind, out.refusal) == (OutcomeKind.REFUSED, Refusal.MALFORMED) and not journal.intents
+
+
+def test_a_journalled_intent_that_does_not_read_back_is_named() -> None:
+    _, intent = _torn(leave_after_debit=True)
+    data = intent.to_dict()
+    del data["challenge"]
+    with pytest.raises(ValueError, match="intent without challenge"):
+        Intent.from_dict(data)
+    with pytest.raises(ValueError, match="malformed intent"):
+        Intent.from_dict({**intent.to_dict(), "wallet_id": "D1A0"})
