@@ -127,7 +127,7 @@ class TrustStore:
         limits = {}
         for code, entry in raw_limits.items():
             where = f"cbdc.limits.{code}"
-            if not (isinstance(code, str) and code.isdigit() and 0 < int(code) <= 999):
+            if not (isinstance(code, str) and code.isascii() and code.isdigit() and 0 < int(code) <= 999):
                 raise ParameterError(f"{where}: not an ISO 4217 numeric currency code")
             if not isinstance(entry, Mapping):
                 raise ParameterError(f"{where}: not an object")
@@ -159,13 +159,14 @@ def _list(data: Mapping[str, Any], key: str) -> list[Any]:
     return value
 
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
 def _hex(value: object, size: int, where: str) -> bytes:
-    if not isinstance(value, str) or len(value) != 2 * size:
+    """Exactly ``2 * size`` hex digits (``bytes.fromhex`` alone would take spaces between them)."""
+    if not isinstance(value, str) or len(value) != 2 * size or not _HEX_DIGITS.issuperset(value):
         raise ParameterError(f"{where}: not {2 * size} hex digits")
-    try:
-        return bytes.fromhex(value)
-    except ValueError as exc:
-        raise ParameterError(f"{where}: not {2 * size} hex digits") from exc
+    return bytes.fromhex(value)
 
 
 def _count(value: object, where: str) -> int:
