@@ -8,7 +8,9 @@ the public EMV *test* keys and the simulator's own keys, never live keys:
 a test card must not pass on a production terminal, nor the reverse.
 
 A ``devices`` object (``{"reader": URL, "scanner": URL, "printer": URL}``, see
-:mod:`terminal.devices`) is the terminal's own too, not EMV configuration.
+:mod:`terminal.devices`) is the terminal's own too, not EMV configuration, and so
+is ``qr``: what the terminal's merchant-presented QR codes carry (see
+:mod:`terminal.qr_merchant`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ _OWN_KEYS = (
     "card_timeout_seconds",
     "retention_years",
     "devices",
+    "qr",
 )
 
 
