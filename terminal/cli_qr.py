@@ -14,7 +14,9 @@
   from the configuration in force (see :mod:`terminal.qr_merchant`), drawn in
   the terminal with qrcode's text rendering, and written as a PNG with
   ``--png``.  ``--json`` prints the payload and its fields instead of the
-  drawing.
+  drawing.  A static code is drawn with the best of the eight QR mask
+  patterns, a dynamic one with a fixed one, quicker (see
+  :func:`terminal.qr_merchant.render`).
 
 The codes are put in QR byte mode (UTF-8), as the EMV specification asks.
 """
@@ -245,7 +247,7 @@ def _cmd_mpm(args: argparse.Namespace) -> int:
         payload = encode(merchant_code(qr, amount=amount, currency=cur, reference=reference, static=args.static))
     except MpmError as exc:
         raise CommandError(f"the code cannot be made: {exc}") from None
-    drawing, png = render(payload, png=args.png is not None)
+    drawing, png = render(payload, png=args.png is not None, best_mask=args.static)
     if args.png is not None and png is not None:
         write_output(args.png, png, option="--png")
     obj = {"payload": payload, "reference": reference, "png": args.png} | mpm_json(decode(payload), payload)

@@ -447,6 +447,7 @@ PUBLIC: dict[str, set[str]] = {
     "terminal.qr_merchant": {
         "COUNTRIES",
         "DEFAULT_WALLET_GUI",
+        "FAST_MASK",
         "QrMerchant",
         "merchant_code",
         "new_reference",
