@@ -219,17 +219,13 @@ def _template(obj: tlv.Tlv, offset: int, transparent_tag: int) -> ApplicationTem
     value_at = offset + len(tlv.encode_tag(obj.tag)) + len(tlv.encode_length(len(obj.value)))
     objects: list[tuple[int, bytes]] = []
     transparent: bytes | None = None
-    seen: set[int] = set()
     for inner, at in _flat(obj.value, value_at, obj.tag):
         if inner.tag == transparent_tag:
             if transparent is not None:
                 raise DuplicateData("a second transparent template", inner.tag, at)
             transparent = inner.value
             continue
-        if inner.tag in seen and not tlv.is_constructed(inner.tag):
-            raise DuplicateData("a primitive object given twice in one template", inner.tag, at)
-        seen.add(inner.tag)
-        objects.append((inner.tag, inner.value))
+        objects.append((inner.tag, inner.value))  # a primitive twice is an error of the POI data: process()
     return ApplicationTemplate(tuple(objects), transparent, offset)
 
 
@@ -307,13 +303,14 @@ def process(payload: str | bytes | ConsumerPresentedCode, terminal_aids: Sequenc
     objects = list(application.objects)
     transparent = application.transparent or b""
     if code.common is not None:
-        mine = {tag for tag, _ in objects if not tlv.is_constructed(tag)}
-        for tag, value in code.common.objects:
-            if tag in mine:
-                raise DuplicateData("the application and the common data template both give it", tag,
-                                    code.common.offset)  # fmt: skip
-            objects.append((tag, value))
+        objects += code.common.objects
         transparent += code.common.transparent or b""
+    seen: set[int] = set()
+    for n, (tag, _) in enumerate(objects):
+        if tag in seen and not tlv.is_constructed(tag):
+            where = application.offset if n < len(application.objects) or code.common is None else code.common.offset
+            raise DuplicateData("a primitive object given twice in the POI data", tag, where)
+        seen.add(tag)
     poi = PoiData(application, tuple(objects), transparent)
     if poi.get(0x57) is None and poi.get(0x5A) is None:
         raise MissingData("neither track 2 equivalent data (57) nor a PAN (5A)", 0x57, application.offset)

@@ -148,7 +148,6 @@ def test_a_template_without_an_aid_is_skipped() -> None:
         (b64(PFI), NoApplication, "no application template"),
         (b64(PFI, tlv.encode(0x62, tlv.encode(0x5A, H("1234567890123458")))), NoApplication, "no application"),
         (b64(PFI, PFI, tlv.encode(0x61, tlv.encode(0x4F, UNIONPAY))), DuplicateData, "second payload format"),
-        (b64(PFI, tlv.encode(0x61, tlv.encode(0x4F, UNIONPAY) * 2)), DuplicateData, "given twice"),
         (b64(PFI, tlv.encode(0x61, tlv.encode(0x63, b"") * 2)), DuplicateData, "second transparent"),
         (b64(PFI, tlv.encode(0x62, b""), tlv.encode(0x62, b"")), DuplicateData, "second common"),
     ],
@@ -171,6 +170,15 @@ def test_error_names_the_tag_and_the_byte() -> None:
     with pytest.raises(MalformedCode) as info:
         decode(b64(broken))
     assert info.value.offset == len(PFI) and "tag 61" in str(info.value)
+
+
+def test_a_primitive_twice_in_the_chosen_template_only_is_an_error() -> None:
+    twice = tlv.encode(0x61, tlv.encode(0x4F, H("A0000000555555")) + tlv.encode(0x57, TRACK2) * 2)
+    good = tlv.encode(0x61, tlv.encode(0x4F, UNIONPAY) + tlv.encode(0x57, TRACK2))
+    payload = b64(PFI, twice, good)
+    assert process(payload, [UNIONPAY]).aid == UNIONPAY  # the other template is no POI data
+    with pytest.raises(DuplicateData, match="given twice in the POI data \\(tag 57 at byte 7\\)"):
+        process(payload, [H("A0000000555555")])
 
 
 def test_duplicate_between_application_and_common_data() -> None:
