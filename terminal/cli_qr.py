@@ -166,6 +166,8 @@ def _read_payload(text: str) -> str:
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
+    from emv.pan import mask_text  # an error may quote a value: a card number in it is masked
+
     payload = _read_payload(args.payload)
     if payload.startswith(_CPM_START):
         from emv.qr_cpm import CpmError
@@ -174,7 +176,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
         try:
             obj = cpm_json(decode_cpm(payload))
         except CpmError as exc:
-            raise CommandError(f"invalid EMV CPM code: {type(exc).__name__}: {exc}") from None
+            raise CommandError(mask_text(f"invalid EMV CPM code: {type(exc).__name__}: {exc}")) from None
     elif payload[:2].isascii() and payload[:2].isdigit():
         from emv.qr_mpm import MpmError
         from emv.qr_mpm import decode as decode_mpm
@@ -182,7 +184,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
         try:
             obj = mpm_json(decode_mpm(payload), payload)
         except MpmError as exc:
-            raise CommandError(f"invalid EMV MPM code: {type(exc).__name__}: {exc}") from None
+            raise CommandError(mask_text(f"invalid EMV MPM code: {type(exc).__name__}: {exc}")) from None
     else:
         raise CommandError(
             f"not an EMV QR payload: a merchant-presented one starts with {_MPM_START!r}, "

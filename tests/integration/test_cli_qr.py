@@ -81,6 +81,15 @@ def test_decode_errors_are_named_in_one_line(tmp_path: Path, payload: str, named
     assert named in one_line_error(posterm("qr", "decode", payload, home=tmp_path))
 
 
+def test_a_card_number_quoted_by_an_error_is_masked(tmp_path: Path) -> None:
+    from emv.qr_mpm import with_crc
+
+    payload = with_crc("000201" + "0204ABCD" + "52164761739001010010" + "53039785802DE5901S6001B")
+    line = one_line_error(posterm("qr", "decode", payload, home=tmp_path))
+    assert "InvalidValue" in line and "(ID 52, character 14)" in line
+    assert "4761739001010010" not in line and "476173******0010" in line
+
+
 def test_decode_error_as_json(tmp_path: Path) -> None:
     proc = posterm("qr", "decode", ANNEX_B[:-1] + "0", "--json", home=tmp_path)
     one_line_error(proc)
