@@ -105,10 +105,9 @@ def default_data_dir() -> Path:
 
 
 def configuration_document(data_dir: Path) -> tuple[dict[str, Any], Path | None, int | None]:
-    """The terminal.json mapping in force: (mapping, folder of its files or None when shipped, version or None).
+    """The terminal.json in force as a mapping, its version's directory and version (None, None: shipped).
 
-    The applied parameter version if any, else the shipped document.  A
-    parameter version that cannot be read is an error, not a silent fall
+    A parameter version that cannot be read is an error, not a silent fall
     back: it was verified when it was applied, so it is damaged.
     """
     pointer = data_dir / PARAMETERS_POINTER
@@ -119,7 +118,7 @@ def configuration_document(data_dir: Path) -> tuple[dict[str, Any], Path | None,
         version, directory = int(current["version"]), data_dir / "parameters" / str(current["dir"])
         doc = read_json_input(directory / "terminal.json", MAX_PARAMETERS_FILE_BYTES, "parameters file")
         if not isinstance(doc, dict):
-            raise TypeError("parameters file: expected a JSON object")
+            raise ValueError("terminal.json is not an object")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SettingsError(
             f"parameters in {pointer.parent} cannot be read ({exc}); 'posterm params rollback' returns to the "
@@ -129,9 +128,11 @@ def configuration_document(data_dir: Path) -> tuple[dict[str, Any], Path | None,
 
 
 def load_configuration(data_dir: Path) -> tuple[TerminalConfig, TerminalSettings, int | None]:
-    """The configuration in force (see :func:`configuration_document`).
+    """The configuration in force: the applied parameter version if any, else the shipped one.
 
     Returns (EMV configuration, terminal settings, parameter version or None).
+    A parameter version that cannot be read is an error, not a silent fall
+    back: it was verified when it was applied, so it is damaged.
     """
     if not (data_dir / PARAMETERS_POINTER).exists():
         return load_default_config(), load_default_settings(), None
@@ -255,7 +256,8 @@ def open_terminal(
     directory = Path(data_dir) if data_dir is not None else default_data_dir()
     journal = _prepare(directory)
     config, configured, _ = load_configuration(directory)
-    keystore = FileKeystore.open(directory / "keys", create=Store.is_blank(journal))
+    cipher = (settings or configured).keystore_cipher
+    keystore = FileKeystore.open(directory / "keys", create=Store.is_blank(journal), cipher=cipher)
     try:
         store = Store.open(journal, keystore, create=False)
     except StoreInUse:
