@@ -18,8 +18,8 @@ whose message names the ID (``62.05`` inside a template) and the character
 position where the object starts.
 
 >>> code = decode(ANNEX_B)
->>> code.merchant_name, code.amount, code.currency, code.language.merchant_name
-('BEST TRANSPORT', '23.72', '156', '最佳运输')
+>>> code.merchant_name, code.amount_value, code.currency, code.language.merchant_name
+('BEST TRANSPORT', Decimal('23.72'), '156', '最佳运输')
 >>> code.template("29").gui, code.additional_data.terminal_label
 ('D15600000000', 'A6008667')
 >>> decode(encode(code)) == code
@@ -217,6 +217,11 @@ class MerchantPresentedCode:
         object.__setattr__(self, "accounts", _sorted_pairs(self.accounts))
         object.__setattr__(self, "templates", tuple(sorted(self.templates, key=lambda t: t.id)))
         object.__setattr__(self, "unknown", _sorted_pairs(self.unknown))
+
+    @property
+    def amount_value(self) -> Decimal | None:
+        """The amount (54) as a number: ``Decimal("98")`` for "98.", None when the app is to prompt for it."""
+        return Decimal(self.amount) if self.amount is not None else None
 
     @property
     def dynamic(self) -> bool:

@@ -7,7 +7,9 @@
   CRC of an MPM code is checked; an invalid payload is one line naming the
   error, the ID (or tag) and the position, exit status 2.  A PAN in a CPM
   code is shown masked (first 6, last 4), track 2 data after its PAN hidden,
-  the cardholder's name hidden.
+  the cardholder's name hidden.  ``--aid HEX`` (repeatable, in order of
+  preference) adds ``poi``: the application a terminal accepting those AIDs
+  uses and its POI data, as :func:`emv.qr_cpm.process` chooses them.
 - ``posterm qr mpm --amount 12.34 [--currency 156] [--reference R] [--png FILE]
   [--static]``: the terminal's dynamic code for an amount (point of initiation
   12), or with ``--static`` the store's code (11, no amount unless given),
@@ -159,6 +161,33 @@ def cpm_json(code: ConsumerPresentedCode) -> dict[str, Any]:
     }
 
 
+def _poi_json(code: ConsumerPresentedCode, aids: list[bytes]) -> dict[str, Any]:
+    """The POI's processing of ``code`` for the terminal AIDs ``aids``: the application chosen, its data."""
+    from emv.pan import mask_hex, mask_pan
+    from emv.qr_cpm import process
+
+    poi = process(code, aids)
+    pan = poi.pan
+    return {
+        "aid": poi.aid.hex().upper(),
+        "pan": mask_pan(pan) if pan is not None else None,
+        "data_format": poi.data_format.hex().upper(),
+        "objects": _objects_json(poi.objects),
+        "transparent": mask_hex(poi.transparent) if poi.transparent else None,
+    }
+
+
+def _aid(text: str) -> bytes:
+    """An argparse type: an AID in hex, 5 to 16 bytes."""
+    try:
+        aid = bytes.fromhex(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not hex") from None
+    if not 5 <= len(aid) <= 16:
+        raise argparse.ArgumentTypeError(f"{text!r}: an AID is 5 to 16 bytes")
+    return aid
+
+
 def _read_payload(text: str) -> str:
     if text == "-":
         text = sys.stdin.read()
@@ -174,7 +203,10 @@ def _cmd_decode(args: argparse.Namespace) -> int:
         from emv.qr_cpm import decode as decode_cpm
 
         try:
-            obj = cpm_json(decode_cpm(payload))
+            code = decode_cpm(payload)
+            obj = cpm_json(code)
+            if args.aid:
+                obj["poi"] = _poi_json(code, args.aid)
         except CpmError as exc:
             raise CommandError(mask_text(f"invalid EMV CPM code: {type(exc).__name__}: {exc}")) from None
     elif payload[:2].isascii() and payload[:2].isdigit():
@@ -269,6 +301,13 @@ def add_commands(sub: Any) -> None:
         "decode", help="every field of an EMV merchant- or consumer-presented QR payload, as JSON (CRC checked)"
     )
     decode.add_argument("payload", metavar="PAYLOAD", help="the text the QR code holds ('-': read standard input)")
+    decode.add_argument(
+        "--aid",
+        type=_aid,
+        action="append",
+        help="a CPM code: process it as a terminal accepting this AID (hex; repeat it, in order of preference), "
+        "and add the application chosen and its POI data as 'poi'",
+    )
     decode.add_argument("--json", action="store_true", help="errors as JSON too (the result always is)")
     decode.set_defaults(func=_cmd_decode)
 

@@ -66,6 +66,16 @@ def test_decode_cpm_masks_the_pan(tmp_path: Path) -> None:
     assert obj["common_data"]["transparent"].startswith("9F100706010A03000000")
 
 
+def test_decode_cpm_with_terminal_aids_shows_the_poi_processing(tmp_path: Path) -> None:
+    proc = posterm("qr", "decode", EXAMPLE_2, "--aid", "A000000333", "--aid", "A000000066", home=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    poi = json.loads(proc.stdout)["poi"]
+    assert poi["aid"] == "A0000000666666" and poi["pan"] == "123456******3458" and poi["data_format"] == "0010"
+    assert [o["tag"] for o in poi["objects"]] == ["4F", "50", "5A", "5F20", "5F2D"]
+    refused = posterm("qr", "decode", EXAMPLE_2, "--aid", "A000000333", home=tmp_path)
+    assert "NoApplication: no application of the code is one the terminal accepts" in one_line_error(refused)
+
+
 @pytest.mark.parametrize(
     ("payload", "named"),
     [
