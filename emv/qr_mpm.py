@@ -15,7 +15,14 @@ kept in ``unknown`` and written back.
 
 Decoding is strict: every error is an :class:`MpmError` (a ``ValueError``)
 whose message names the ID (``62.05`` inside a template) and the character
-position where the object starts.
+position where the object starts.  It checks the CRC (present, last, right;
+its hex compared in either case), the structure (00 "01" first, each ID once
+per level, lengths 01-99 that fit), the numeric and amount formats, maximum
+lengths, 55/56/57 against each other and the mandatory objects (52, 53, 58,
+59, 60, a merchant account 02-51).  It does not police character sets: a
+name outside the EMV common character set is read as it is.  :func:`encode`
+writes objects in ID order with the CRC in upper-case hex, and decodes its
+own result, so it never gives out a code :func:`decode` refuses.
 
 >>> code = decode(ANNEX_B)
 >>> code.merchant_name, code.amount_value, code.currency, code.language.merchant_name
