@@ -127,8 +127,9 @@ class TrustStore:
         limits = {}
         for code, entry in raw_limits.items():
             if not (isinstance(code, str) and code.isascii() and code.isdigit() and 0 < int(code) <= 999):
-                # repr: the code is untrusted text, and the message is one line
-                raise ParameterError(f"cbdc.limits[{code!r}]: not an ISO 4217 numeric currency code")
+                # the code is untrusted text and the message one line: shown as a repr if it is not printable
+                shown = code if isinstance(code, str) and code.isprintable() else repr(code)
+                raise ParameterError(f"cbdc.limits.{shown}: not an ISO 4217 numeric currency code")
             where = f"cbdc.limits.{code}"
             if not isinstance(entry, Mapping):
                 raise ParameterError(f"{where}: not an object")
