@@ -17,6 +17,7 @@ from typing import Any
 
 __all__ = ["ConfigError", "ExceptionFile"]
 
+
 class ConfigError(ValueError):
     """Invalid configuration; ``field`` is the dotted path of the offending entry."""
 

@@ -17,7 +17,7 @@ datetime.date(2025, 6, 14)
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -96,6 +96,12 @@ class TransactionData:
     (ISO 4217 numeric).  ``date`` is YYMMDD and ``time`` HHMMSS, both BCD.
     ``overrides`` (tag -> value) replace the terminal's own data objects,
     for replays and tests.
+
+    ``clock`` (seconds, monotonic) is how a kernel times what Book C-2 has it
+    time (the relay resistance exchange); None: nothing is timed and every
+    exchange counts as instantaneous.  ``retry_numbers`` are further
+    unpredictable numbers (4 bytes each) for a relay resistance exchange
+    repeated because it took too long; none: no repetition.
     """
 
     amount: int
@@ -109,6 +115,8 @@ class TransactionData:
     random_number: int = 0
     sequence_counter: int = 1
     overrides: Mapping[int, bytes] = field(default_factory=dict)
+    clock: Callable[[], float] | None = field(default=None, compare=False, repr=False)
+    retry_numbers: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> TransactionDataError:
@@ -141,6 +149,8 @@ class TransactionData:
         for tag, value in self.overrides.items():
             if not isinstance(tag, int) or not isinstance(value, (bytes, bytearray)):
                 raise bad("overrides", "must map int tags to bytes")
+        if any(len(n) != 4 for n in self.retry_numbers):
+            raise bad("retry_numbers", "each must be 4 bytes")
         object.__setattr__(self, "overrides", _frozen_map(self.overrides))
 
     def amount_bcd(self) -> bytes:

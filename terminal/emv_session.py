@@ -50,8 +50,10 @@ def build_transaction(
     inputs: TapInputs,
     now: Callable[[], datetime.datetime] = datetime.datetime.now,
     random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+    timer: Callable[[], float] | None = time.perf_counter,
 ) -> TransactionData:
-    """Fill in the date, time, unpredictable number and random selection number."""
+    """Fill in the date, time, unpredictable numbers, random selection number and the clock
+    kernel C-2 times the relay resistance exchange with."""
     stamp = now()
     date = inputs.date if inputs.date is not None else bytes.fromhex(stamp.strftime("%y%m%d"))
     clock = inputs.time if inputs.time is not None else bytes.fromhex(stamp.strftime("%H%M%S"))
@@ -66,6 +68,8 @@ def build_transaction(
         unpredictable_number=un,
         random_number=random_bytes(1)[0] % 100,
         overrides=dict(inputs.overrides),
+        clock=timer,
+        retry_numbers=(random_bytes(4), random_bytes(4)),
     )
 
 
