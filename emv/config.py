@@ -458,7 +458,7 @@ class TerminalConfig:
             cvm_capability_cvm_required=b"\x60",  # enciphered PIN online, signature
             cvm_capability_no_cvm_required=b"\x08",  # no CVM
             security_capability=b"\x08",  # CDA
-            kernel_configuration=b"\x20",  # on-device cardholder verification supported
+            kernel_configuration=b"\x30",  # on-device cardholder verification, relay resistance supported
             default_ddol=bytes.fromhex("9F3704"),
         )
         return cls(

@@ -168,8 +168,9 @@ class SimulatedCard:
             0xAE: self._generate_ac,
             0x88: self._internal_authenticate,
             0xCA: self._get_data,
+            0xEA: self._exchange_relay_resistance_data,
         }
-        self._cla = {0xA4: 0x00, 0xB2: 0x00, 0x88: 0x00, 0xA8: 0x80, 0xAE: 0x80, 0xCA: 0x80}
+        self._cla = {0xA4: 0x00, 0xB2: 0x00, 0x88: 0x00, 0xA8: 0x80, 0xAE: 0x80, 0xCA: 0x80, 0xEA: 0x80}
 
     # ------------------------------------------------------------ the port
 
@@ -463,6 +464,8 @@ class SimulatedCard:
         sfi = apdu.p2 >> 3
         for rec in self._p.records:
             if rec.sfi == sfi and rec.number == apdu.p1:
+                if not rec.emv_mode and self._txn.gpo_done:
+                    return SW_CONDITIONS  # a mag-stripe record: not read in EMV mode
                 return _ber.encode(0x70, self._record_body(rec.tags, self._value)) + SW_OK
         return SW_RECORD_NOT_FOUND
 
@@ -523,6 +526,26 @@ class SimulatedCard:
             return SW_CONDITIONS
         number = self._dynamic_number()
         return _ber.encode(0x80, self._sign_dynamic(bytes([len(number)]) + number, apdu.data)) + SW_OK
+
+    def _exchange_relay_resistance_data(self, apdu: _Apdu) -> bytes:
+        """EXCHANGE RELAY RESISTANCE DATA (Book C-2): the terminal's entropy in, the card's
+        entropy and its published times out (template 80, 10 bytes)."""
+        rr = self._p.relay_resistance
+        if rr is None:
+            return SW_INS_NOT_SUPPORTED
+        if apdu.p1 != 0x00 or apdu.p2 != 0x00:
+            return SW_WRONG_P1P2
+        if len(apdu.data) != 4:
+            return SW_WRONG_LENGTH
+        if not self._txn.gpo_done or self._txn.genac_count:
+            return SW_CONDITIONS
+        body = (
+            self._rng.randbytes(4)
+            + rr.min_time.to_bytes(2, "big")
+            + rr.max_time.to_bytes(2, "big")
+            + rr.transmission_time.to_bytes(2, "big")
+        )
+        return _ber.encode(0x80, body) + SW_OK
 
     def _get_data(self, apdu: _Apdu) -> bytes:
         tag = apdu.p1 << 8 | apdu.p2
