@@ -130,9 +130,8 @@ class C2KernelError(KernelError):
     """
 
     def __init__(self, message: str, l2: int, sw: int = 0x0000, *, currency: bytes = bytes(2)) -> None:
-        super().__init__(message)
+        super().__init__(message, sw=sw)
         self.l2 = l2
-        self.sw = sw
         ui = UiMessage(Message.PROCESSING_ERROR, ReaderStatus.PROCESSING_ERROR)
         self.outcome_data = outcome_objects(
             Outcome.END_APPLICATION,

@@ -611,7 +611,9 @@ def run(ctx: KernelContext) -> TransactionResult:
         return _Run(ctx).run()
     except (C2KernelError, apdu.CardCommunicationError):
         raise
-    except KernelError as exc:  # the shared code's (emv.kernel_common): a card data error
+    except KernelError as exc:  # the shared code's (emv.kernel_common): a status word or card data error
+        if exc.sw is not None:
+            raise C2KernelError(exc.message, L2_STATUS_BYTES, exc.sw, currency=currency) from None
         raise C2KernelError(exc.message, L2_CARD_DATA_ERROR, currency=currency) from None
     except (tlv.TlvError, apdu.ApduError, ValueError, IndexError, KeyError) as exc:
         what = f"kernel 2: card data not usable ({type(exc).__name__}: {exc})"

@@ -53,11 +53,15 @@ __all__ = [
 
 
 class KernelError(Exception):
-    """A processing error: the kernel ends with *End Application* (message 0F)."""
+    """A processing error: the kernel ends with *End Application* (message 0F).
 
-    def __init__(self, message: str) -> None:
+    ``sw``: the status word of the card's answer when that is what was wrong.
+    """
+
+    def __init__(self, message: str, *, sw: int | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.sw = sw
 
 
 class _Silent:
@@ -313,7 +317,7 @@ def read_records(ctx: KernelContext, afl: bytes, known: Mapping[int, bytes] | No
             where = f"READ RECORD SFI {entry.sfi} record {rec}"
             resp = send(ctx, apdu.read_record(entry.sfi, rec), where)
             if not resp.ok:
-                raise KernelError(f"{where}: status {resp.sw:04X}")
+                raise KernelError(f"{where}: status {resp.sw:04X}", sw=resp.sw)
             try:
                 objs = tlv.decode(resp.data)
             except tlv.TlvError as exc:
