@@ -1179,6 +1179,7 @@ PUBLIC: dict[str, set[str]] = {
         "OdaSpec",
         "ProfileError",
         "RecordSpec",
+        "RelayResistanceSpec",
         "list_names",
         "load",
     },
