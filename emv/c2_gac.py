@@ -7,6 +7,7 @@ two formats.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from emv import apdu, tlv
 from emv.kernel_common import KernelError, unique_primitives
@@ -28,7 +29,7 @@ def cryptogram_type(cid: int) -> str | None:
 #: Book 3 9.3: to a TC request the card may answer TC, ARQC or AAC; to an ARQC request
 #: ARQC or AAC; to an AAC request only AAC.  A card may never answer above the request.
 STRENGTH = {"AAC": 0, "ARQC": 1, "TC": 2}
-REQUESTED = {apdu.AC_AAC: "AAC", apdu.AC_TC: "TC", apdu.AC_ARQC: "ARQC"}
+REQUESTED: dict[int, Literal["AAC", "TC", "ARQC"]] = {apdu.AC_AAC: "AAC", apdu.AC_TC: "TC", apdu.AC_ARQC: "ARQC"}
 
 
 @dataclass(frozen=True)

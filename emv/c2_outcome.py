@@ -34,6 +34,7 @@ __all__ = [
     "L2_STATUS_BYTES",
     "C2KernelError",
     "error_indication",
+    "final_outcome",
     "outcome_objects",
 ]
 
@@ -120,6 +121,23 @@ def outcome_objects(
         ERROR_INDICATION: ei,
         DISCRETIONARY_DATA: discretionary,
     }
+
+
+def final_outcome(kind: str | None, *, cda_failed: bool, signature: bool) -> tuple[Outcome, Message, str | None]:
+    """posterm's outcome, its last UI message and the error text, for the cryptogram the card gave.
+
+    TC: Approved (Approved - please sign with a signature CVM); ARQC: Online
+    Request (Authorising); AAC: Declined (Not authorised); a CDA failure declines
+    whatever the cryptogram (Book C-2 would end the application: a departure kept
+    for posterm's outcomes).
+    """
+    if cda_failed:
+        return Outcome.DECLINED, Message.NOT_AUTHORISED, "CDA failed"
+    if kind == "TC":
+        return Outcome.APPROVED, Message.APPROVED_PLEASE_SIGN if signature else Message.APPROVED, None
+    if kind == "ARQC":
+        return Outcome.ONLINE_REQUEST, Message.AUTHORISING, None
+    return Outcome.DECLINED, Message.NOT_AUTHORISED, None
 
 
 class C2KernelError(KernelError):

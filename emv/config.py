@@ -460,6 +460,7 @@ class TerminalConfig:
             security_capability=b"\x08",  # CDA
             kernel_configuration=b"\x30",  # on-device cardholder verification, relay resistance supported
             default_ddol=bytes.fromhex("9F3704"),
+            extra={0xDF811D: b"\x02"},  # Book C-2: keep up to two torn transactions to recover
         )
         return cls(
             terminal_type=22,

@@ -50,29 +50,27 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from emv import apdu, c2_data, c2_oda, c2_rrp, cvm, dol, oda, risk, tlv
+from emv import apdu, c2_cvm, c2_data, c2_oda, c2_records, c2_rrp, c2_torn, cvm, dol, oda, risk, tlv
 from emv.c2_data import C2Config
-from emv.c2_gac import STRENGTH, GacResponse, cryptogram_type, parse_gac_response
+from emv.c2_gac import REQUESTED, STRENGTH, GacResponse, cryptogram_type, parse_gac_response
 from emv.c2_oda import choose_oda_method
 from emv.c2_outcome import (
     L2_CAM_FAILED,
     L2_CARD_DATA_ERROR,
-    L2_CARD_DATA_MISSING,
     L2_MAGSTRIPE_NOT_SUPPORTED,
     L2_MAX_LIMIT_EXCEEDED,
     L2_STATUS_BYTES,
     C2KernelError,
     error_indication,
+    final_outcome,
     outcome_objects,
 )
-from emv.capabilities import without_pin_cvm_capability
 from emv.kernel_common import (
     KernelContext,
     KernelError,
     OdaKeys,
     RecordsRead,
     gpo_response,
-    read_records,
     result_from,
     send,
 )
@@ -81,12 +79,10 @@ from emv.pan import pan_of
 from emv.tvr import Tsi, Tvr
 
 __all__ = [
-    "MAG_STRIPE_AFL_ENTRY",
     "TRANSITIONS",
     "Event",
     "GacResponse",
     "State",
-    "active_afl",
     "choose_oda_method",
     "cryptogram_type",
     "parse_gac_response",
@@ -94,30 +90,12 @@ __all__ = [
 ]
 
 # AIP (82) byte 1 (the ODA bits are emv.c2_oda's)
-AIP_CVM = 0x10
 AIP_TRM = 0x08
 AIP_ON_DEVICE_CVM = 0x02
 # AIP byte 2
 AIP2_EMV_MODE = 0x80
 
-#: The AFL entry of the mag-stripe record: SFI 1, record 1 to 1, none for ODA.
-MAG_STRIPE_AFL_ENTRY = bytes.fromhex("08010100")
-MANDATORY = (0x5A, 0x5F24, 0x8C)
 REFUND = 0x20
-
-
-def active_afl(afl: bytes, cfg: C2Config) -> bytes:
-    """The AFL the kernel reads in EMV mode (Book C-2 S3.30ff): without a first entry
-    08 01 01 00 (the mag-stripe record) when the Kernel Configuration supports mag-stripe mode.
-
-    >>> active_afl(bytes.fromhex("08010100 10010301"), C2Config({0xDF811B: bytes.fromhex("20")})).hex()
-    '10010301'
-    >>> active_afl(bytes.fromhex("08010100 10010301"), C2Config({0xDF811B: bytes.fromhex("A0")})).hex()
-    '0801010010010301'
-    """
-    if cfg.mag_stripe_supported and afl[:4] == MAG_STRIPE_AFL_ENTRY:
-        return afl[4:]
-    return afl
 
 
 class State(enum.Enum):
@@ -255,20 +233,7 @@ class _Run:
             raise C2KernelError(f"PDOL: {exc}", L2_CARD_DATA_ERROR, currency=self.currency()) from None
         resp = send(ctx, command, "GET PROCESSING OPTIONS")
         if not resp.ok:
-            self.result = result_from(
-                ctx,
-                Outcome.SELECT_NEXT,
-                [],
-                error=f"GET PROCESSING OPTIONS: status {resp.sw:04X}",
-            )
-            self.result.outcome_data = outcome_objects(
-                Outcome.SELECT_NEXT,
-                UiMessage(Message.PROCESSING, ReaderStatus.PROCESSING),
-                CvmPerformed.NOT_PERFORMED,
-                currency=self.currency(),
-                error=error_indication(L2_STATUS_BYTES, resp.sw),
-            )
-            return Event.SELECT_NEXT
+            return self.select_next(f"GET PROCESSING OPTIONS: status {resp.sw:04X}", L2_STATUS_BYTES, resp.sw)
         self.aip, afl, objects = gpo_response(resp.data)
         self.card.update(objects)
         if not (self.aip[1] & AIP2_EMV_MODE and self.c2.emv_mode_supported):
@@ -278,7 +243,7 @@ class _Run:
                 L2_MAGSTRIPE_NOT_SUPPORTED,
                 currency=self.currency(),
             )
-        self.afl = active_afl(afl, self.c2)
+        self.afl = c2_records.active_afl(afl, self.c2)
         return Event.OK
 
     def configured_capabilities(self) -> bytes:
@@ -301,17 +266,9 @@ class _Run:
 
     def read(self) -> Event:
         known = {t: v for t, v in self.card.items() if t != 0x9F33}
-        self.records = read_records(self.ctx, self.afl, known=known)
+        self.records, pan = c2_records.read_active_afl(self.ctx, self.afl, known)
         self.card.update(self.records.data)
         self.card[0x9F33] = self.td[0x9F33]  # terminal-sourced: a card's copy does not count
-        missing = [tlv.tag_hex(t) for t in MANDATORY if not self.card.get(t)]
-        if missing:
-            raise C2KernelError(
-                f"mandatory card data missing: {', '.join(missing)}", L2_CARD_DATA_MISSING, currency=self.currency()
-            )
-        pan = pan_of(self.card)
-        if pan is None:
-            raise C2KernelError("PAN (5A) is not numeric", L2_CARD_DATA_ERROR, currency=self.currency())
         if self.ctx.config.exception_file.contains(pan):
             self.tvr.set(Tvr.PAN_IN_EXCEPTION_FILE)
         return Event.OK
@@ -326,15 +283,17 @@ class _Run:
         limit = self.c2.limit(tag)
         if limit is None or self.ctx.txn.amount <= limit:
             return Event.OK
-        self.result = result_from(
-            self.ctx, Outcome.SELECT_NEXT, [], error=f"amount above the reader contactless transaction limit ({tag:X})"
+        return self.select_next(
+            f"amount above the reader contactless transaction limit ({tag:X})", L2_MAX_LIMIT_EXCEEDED
         )
+
+    def select_next(self, error: str, l2: int, sw: int = 0x0000) -> Event:
+        """Outcome Select Next (Start C): Entry Point takes the next combination."""
+        self.result = result_from(self.ctx, Outcome.SELECT_NEXT, [], error=error)
+        ui = UiMessage(Message.PROCESSING, ReaderStatus.PROCESSING)
+        currency, ei = self.currency(), error_indication(l2, sw)
         self.result.outcome_data = outcome_objects(
-            Outcome.SELECT_NEXT,
-            UiMessage(Message.PROCESSING, ReaderStatus.PROCESSING),
-            CvmPerformed.NOT_PERFORMED,
-            currency=self.currency(),
-            error=error_indication(L2_MAX_LIMIT_EXCEEDED),
+            Outcome.SELECT_NEXT, ui, CvmPerformed.NOT_PERFORMED, currency=currency, error=ei
         )
         return Event.SELECT_NEXT
 
@@ -397,37 +356,15 @@ class _Run:
             self.capabilities = self.capabilities[0:1] + byte2 + self.capabilities[2:3]
             self.td[0x9F33] = self.capabilities
             self.card[0x9F33] = self.capabilities
-        if self.on_device_cvm():
-            # C-2: the phone verified the cardholder (or no CVM is needed below the limit).
-            if above_limit:
-                outcome = cvm.CvmOutcome(bytes.fromhex("010002"), CvmPerformed.CONSUMER_DEVICE)
-            else:
-                outcome = cvm.CvmOutcome(bytes.fromhex("3F0002"), CvmPerformed.NO_CVM)
-        elif not self.aip[0] & AIP_CVM:
-            outcome = cvm.no_cvm_supported_by_card()
-        else:
-            cvm_list: cvm.CvmList | None = None
-            raw = self.card.get(0x8E)
-            if raw:
-                try:
-                    cvm_list = cvm.parse_cvm_list(raw)
-                except cvm.CvmListError as exc:
-                    raise C2KernelError(f"CVM list (8E): {exc}", L2_CARD_DATA_ERROR, currency=self.currency()) from None
-            # Without a PIN pad the PIN methods are not supported, whatever 9F33 (an override
-            # included) claims: the CVM list moves on to the next rule, or CVM fails (TVR byte 3).
-            capability = self.capabilities[1]
-            if not ctx.config.pin_pad:
-                capability = without_pin_cvm_capability(capability)
-            cctx = cvm.CvmContext(
-                amount=ctx.txn.amount,
-                transaction_currency=ctx.txn.currency_bcd(),
-                application_currency=self.card.get(0x9F42),
-                cvm_capability=capability,
-                transaction_type=ctx.txn.transaction_type,
-                terminal_type=self.terminal_type(),
-                pin_pad_working=ctx.config.pin_pad,
-            )
-            outcome = cvm.process(cvm_list, cctx)
+        outcome = c2_cvm.select_cvm(
+            ctx,
+            self.card,
+            self.aip,
+            self.capabilities[1],
+            on_device=self.on_device_cvm(),
+            above_limit=above_limit,
+            terminal_type=self.terminal_type(),
+        )
         outcome.apply_to(self.tvr, self.tsi)
         self.cvm_outcome = outcome
         self.card[0x9F34] = outcome.results
@@ -479,6 +416,11 @@ class _Run:
         assert self.decision is not None
         self.card.setdefault(0x9F45, bytes(2))
         self.card.setdefault(0x9F4C, bytes(8))
+        torn = self.torn_record()
+        if torn is not None:
+            recovered = self.recover(torn)
+            if recovered is not None:
+                return self.gac_response(recovered, "RECOVER AC")
         try:
             cdol1 = dol.parse(self.card[0x8C])
         except dol.DolError as exc:
@@ -490,16 +432,82 @@ class _Run:
             command = apdu.generate_ac(self.decision.reference, self.cdol1_values, cda=self.cda_requested)
         except ValueError as exc:
             raise KernelError(f"CDOL1: {exc}") from None
-        resp = send(self.ctx, command, "GENERATE AC")
+        try:
+            resp = send(self.ctx, command, "GENERATE AC")
+        except apdu.CardCommunicationError:
+            self.log_torn()  # the card may have computed a cryptogram the terminal never saw
+            raise
+        return self.gac_response(resp, "GENERATE AC")
+
+    def torn_record(self) -> c2_torn.TornRecord | None:
+        """This card's torn transaction to recover, from the transaction's torn log (if any)."""
+        log, txn, pan = self.ctx.txn.torn_log, self.ctx.txn, pan_of(self.card)
+        if log is None or pan is None or not self.card.get(0x9F51):
+            return None
+        lifetime = self.c2.number(0xDF811C)
+        psn = self.card.get(0x5F34, b"")
+        return c2_torn.pending(
+            log, pan, psn, amount=txn.amount, currency=txn.currency, date=txn.date, time=txn.time, lifetime=lifetime
+        )
+
+    def recover(self, torn: c2_torn.TornRecord) -> apdu.Response | None:
+        """RECOVER AC; on 9000 the torn transaction's data come back (the card's signature covers
+        them) and its answer stands for the GENERATE AC; otherwise None: GENERATE AC as usual."""
+        assert self.ctx.txn.torn_log is not None
+        resp = send(self.ctx, c2_torn.recover_ac(torn.drdol_values), "RECOVER AC")
+        self.ctx.txn.torn_log.remove(torn)
         if not resp.ok:
-            what = f"GENERATE AC: status {resp.sw:04X}"
-            raise C2KernelError(what, L2_STATUS_BYTES, resp.sw, currency=self.currency())
+            return None
+        self.decision = risk.TaaDecision(torn.reference, REQUESTED[torn.reference], "torn transaction recovered")
+        self.pdol_values, self.cdol1_values = torn.pdol_values, torn.cdol1_values
+        self.cda_requested = torn.cda_requested
+        self.ctx.cryptogram_inputs = dict(torn.cryptogram_inputs)
+        self.ctx.tvr = Tvr(torn.tvr)
+        self.td.update(torn.terminal_data)
+        if 0x9F34 in torn.cryptogram_inputs:
+            self.card[0x9F34] = torn.cryptogram_inputs[0x9F34]
+        return resp
+
+    def log_torn(self) -> None:
+        """Keep the torn GENERATE AC in the torn log, when there is one, DF811D allows it and the
+        card gave a DRDOL (9F51) to recover it with."""
+        log, drdol, pan = self.ctx.txn.torn_log, self.card.get(0x9F51), pan_of(self.card)
+        max_records = self.c2.number(0xDF811D)
+        if log is None or not drdol or pan is None or max_records == 0 or self.decision is None:
+            return
+        try:
+            drdol_values = dol.build(dol.parse(drdol), self.values())
+        except dol.DolError:
+            return
+        record = c2_torn.TornRecord(
+            pan,
+            self.card.get(0x5F34, b""),
+            self.ctx.txn.amount,
+            self.ctx.txn.currency,
+            self.ctx.txn.date,
+            self.ctx.txn.time,
+            self.pdol_values,
+            self.cdol1_values,
+            drdol_values,
+            self.decision.reference,
+            self.cda_requested,
+            dict(self.ctx.cryptogram_inputs),
+            self.tvr.value,
+            {0x9F37: self.values()[0x9F37]},
+        )
+        log.add(record, max_records=max_records)
+
+    def gac_response(self, resp: apdu.Response, what: str) -> Event:
+        """The card's answer to GENERATE AC (or to RECOVER AC, which stands for it)."""
+        assert self.decision is not None
+        if not resp.ok:
+            raise C2KernelError(f"{what}: status {resp.sw:04X}", L2_STATUS_BYTES, resp.sw, currency=self.currency())
         gac = parse_gac_response(resp.data)
         kind = cryptogram_type(gac.cid)
         if kind is None:
-            raise KernelError(f"GENERATE AC: CID {gac.cid:02X} names no cryptogram")
+            raise KernelError(f"{what}: CID {gac.cid:02X} names no cryptogram")
         if STRENGTH[kind] > STRENGTH[self.decision.cryptogram]:
-            raise KernelError(f"GENERATE AC: card answered {kind} to a request for {self.decision.cryptogram}")
+            raise KernelError(f"{what}: card answered {kind} to a request for {self.decision.cryptogram}")
         self.gac = gac
         for tag, value in gac.objects.items():
             if tag != 0x9F4B:
@@ -509,7 +517,7 @@ class _Run:
             return Event.SIGNED
         self.cryptogram = gac.objects.get(0x9F26)
         if self.cryptogram is None or len(self.cryptogram) != 8:
-            raise KernelError("GENERATE AC: application cryptogram (9F26) missing or not 8 bytes")
+            raise KernelError(f"{what}: application cryptogram (9F26) missing or not 8 bytes")
         return Event.UNSIGNED
 
     def verify_cda(self) -> Event:
@@ -543,30 +551,23 @@ class _Run:
     def outcome(self) -> Event:
         assert self.gac is not None and self.cvm_outcome is not None
         kind = cryptogram_type(self.gac.cid)
+        performed = self.cvm_outcome.performed
         signature = self.cvm_outcome.signature_required
-        if self.cda_failed:
-            outcome, messages, error = Outcome.DECLINED, [_ui(Message.NOT_AUTHORISED)], "CDA failed"
-        elif kind == "TC":
-            final = Message.APPROVED_PLEASE_SIGN if signature else Message.APPROVED
-            outcome, messages, error = Outcome.APPROVED, [_ui(final)], None
-        elif kind == "ARQC":
-            outcome, messages, error = Outcome.ONLINE_REQUEST, [_ui(Message.AUTHORISING)], None
-        else:
-            outcome, messages, error = Outcome.DECLINED, [_ui(Message.NOT_AUTHORISED)], None
+        outcome, final, error = final_outcome(kind, cda_failed=self.cda_failed, signature=signature)
         self.result = result_from(
             self.ctx,
             outcome,
-            [_ui(Message.CARD_READ_OK), *messages],
+            [_ui(Message.CARD_READ_OK), _ui(final)],
             cryptogram_type=kind,
             cryptogram=self.cryptogram,
             oda=self.oda_report,
-            cvm=self.cvm_outcome.performed,
+            cvm=performed,
             error=error,
         )
         self.result.outcome_data = outcome_objects(
             outcome,
-            messages[-1],
-            self.cvm_outcome.performed,
+            _ui(final),
+            performed,
             currency=self.currency(),
             error=error_indication(L2_CAM_FAILED) if self.cda_failed else None,
             card_discretionary={t: self.card[t] for t in (0x9F5D,) if t in self.card},

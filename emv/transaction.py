@@ -20,6 +20,10 @@ import datetime
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from emv.c2_torn import TornLog
 
 __all__ = [
     "TransactionData",
@@ -101,7 +105,9 @@ class TransactionData:
     time (the relay resistance exchange); None: nothing is timed and every
     exchange counts as instantaneous.  ``retry_numbers`` are further
     unpredictable numbers (4 bytes each) for a relay resistance exchange
-    repeated because it took too long; none: no repetition.
+    repeated because it took too long; none: no repetition.  ``torn_log`` is the
+    terminal's torn transaction log (:mod:`emv.c2_torn`), kept across its
+    transactions; None: torn transactions are neither logged nor recovered.
     """
 
     amount: int
@@ -117,6 +123,7 @@ class TransactionData:
     overrides: Mapping[int, bytes] = field(default_factory=dict)
     clock: Callable[[], float] | None = field(default=None, compare=False, repr=False)
     retry_numbers: tuple[bytes, ...] = ()
+    torn_log: TornLog | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> TransactionDataError:

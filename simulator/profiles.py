@@ -48,7 +48,7 @@ COMPUTED_TAGS = frozenset(
 _NOT_IN_ODA_RECORDS = frozenset({0x8F, 0x90, 0x92, 0x93, 0x9F32, 0x9F46, 0x9F47, 0x9F48, 0x9F69})
 _ODA_METHODS = frozenset({"sda", "dda", "fdda", "cda"})
 _TAMPER_TARGETS = frozenset({"issuer_certificate", "icc_certificate", "ssad", "sdad"})
-_FAULTS = frozenset({"garbage", "mute"})
+_FAULTS = frozenset({"garbage", "mute", "torn"})
 
 
 class ProfileError(Exception):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emv.apdu import ApduTransport
+from emv.c2_torn import TornLog
 from emv.config import TerminalConfig
 from emv.entry_point import process
 from emv.outcome import TransactionResult
@@ -51,6 +52,7 @@ def build_transaction(
     now: Callable[[], datetime.datetime] = datetime.datetime.now,
     random_bytes: Callable[[int], bytes] = secrets.token_bytes,
     timer: Callable[[], float] | None = time.perf_counter,
+    torn_log: TornLog | None = None,
 ) -> TransactionData:
     """Fill in the date, time, unpredictable numbers, random selection number and the clock
     kernel C-2 times the relay resistance exchange with."""
@@ -70,6 +72,7 @@ def build_transaction(
         overrides=dict(inputs.overrides),
         clock=timer,
         retry_numbers=(random_bytes(4), random_bytes(4)),
+        torn_log=torn_log,
     )
 
 

@@ -84,6 +84,9 @@ EXPECTED: dict[tuple[str, int], Expect] = {
         tvr_bits=(Tvr.FLOOR_LIMIT_EXCEEDED, Tvr.RRP_PERFORMED),
         cvm="signature",
     ),
+    # Book C-2 torn transaction: the card leaves during GENERATE AC (recovery: tests/unit/test_torn_transactions.py).
+    ("mc-torn", 1234): Expect(Outcome.TRY_AGAIN, message=Message.PRESENT_CARD_AGAIN),
+    ("mc-torn", 6000): Expect(Outcome.TRY_AGAIN, message=Message.PRESENT_CARD_AGAIN),
     ("visa-expired", 1234): Expect(
         Outcome.DECLINED, "TC", "fDDA", "passed", tvr_bits=(Tvr.EXPIRED_APPLICATION,)
     ),

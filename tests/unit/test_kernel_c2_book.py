@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from emv import c2_data, dol, kernel_c2
+from emv import c2_data, c2_records, dol, kernel_c2
 from emv.c2_outcome import C2KernelError
 from emv.config import Combination, ConfigError, TerminalConfig
 from emv.kernel_common import KernelContext
@@ -137,9 +137,9 @@ def test_S3_30_without_magstripe_mode_the_afl_is_read_whole() -> None:
 
 def test_S3_30_only_a_first_entry_08010100_is_removed() -> None:
     cfg = c2_data.C2Config({0xDF811B: b"\x20"})
-    assert kernel_c2.active_afl(bytes.fromhex("08010200 10010100"), cfg).hex() == "0801020010010100"
-    assert kernel_c2.active_afl(bytes.fromhex("10010100 08010100"), cfg).hex() == "1001010008010100"
-    assert kernel_c2.active_afl(bytes.fromhex("08010100"), cfg) == b""
+    assert c2_records.active_afl(bytes.fromhex("08010200 10010100"), cfg).hex() == "0801020010010100"
+    assert c2_records.active_afl(bytes.fromhex("10010100 08010100"), cfg).hex() == "1001010008010100"
+    assert c2_records.active_afl(bytes.fromhex("08010100"), cfg) == b""
 
 
 def test_S3_card_without_emv_mode_ends_with_magstripe_not_supported() -> None:

@@ -75,6 +75,24 @@ PUBLIC: dict[str, set[str]] = {
         "select",
         "transmit",
     },
+    "emv.c2_cvm": {
+        "AIP_CVM",
+        "select_cvm",
+    },
+    "emv.c2_records": {
+        "MAG_STRIPE_AFL_ENTRY",
+        "MANDATORY",
+        "active_afl",
+        "read_active_afl",
+    },
+    "emv.c2_torn": {
+        "MemoryTornLog",
+        "TornLog",
+        "TornRecord",
+        "age_seconds",
+        "pending",
+        "recover_ac",
+    },
     "emv.c2_data": {
         "C2Config",
         "DataObjectSpec",
@@ -113,6 +131,7 @@ PUBLIC: dict[str, set[str]] = {
         "L2_PARSING_ERROR",
         "L2_STATUS_BYTES",
         "error_indication",
+        "final_outcome",
         "outcome_objects",
     },
     "emv.c2_rrp": {
@@ -193,10 +212,8 @@ PUBLIC: dict[str, set[str]] = {
     "emv.kernel_c2": {
         "Event",
         "GacResponse",
-        "MAG_STRIPE_AFL_ENTRY",
         "State",
         "TRANSITIONS",
-        "active_afl",
         "choose_oda_method",
         "cryptogram_type",
         "parse_gac_response",
@@ -816,7 +833,7 @@ PUBLIC: dict[str, set[str]] = {
     },
     # ---------------------------------------------------------------------------- simulator
     "simulator": set(),
-    "simulator.card": {"CardMuteError", "PPSE", "SimulatedCard", "SimulatedCardError"},
+    "simulator.card": {"CardMuteError", "CardTornError", "PPSE", "SimulatedCard", "SimulatedCardError"},
     "simulator.card_data": {"CARDS", "card_emv_data"},
     "simulator.cryptograms": {
         "CVN_MC_16",

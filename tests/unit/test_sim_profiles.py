@@ -11,6 +11,7 @@ NAMES = [
     "visa-qvsdc-online", "visa-qvsdc-offline", "visa-mobile-cdcvm", "mc-cda-online", "mc-cda-offline",
     "visa-expired", "visa-bad-issuer-cert", "visa-bad-sdad", "visa-revoked-ca", "visa-exception-pan",
     "mc-bad-cda", "visa-garbage", "visa-mute", "mc-magstripe-afl", "mc-rrp",
+    "mc-torn",
 ]
 
 
