@@ -14,7 +14,8 @@ GENERATE AC:
     CVM             9F33 byte 2 from DF8118 / DF8119; on-device CVM or the CVM list (emv.cvm)
     RISK            floor limit, random selection, velocity (GET DATA ATC / last online ATC)
     ACTION          terminal action analysis: AAC, TC or ARQC to ask for
-    GENERATE_AC     GENERATE AC with the CDOL1 values, CDA requested where it can be
+    GENERATE_AC     GENERATE AC with the CDOL1 values, CDA requested where it can be; for
+                    this card's torn transaction, RECOVER AC first (emv.c2_torn)
     VERIFY_CDA      the SDAD over the response: dynamic number, CID, AC, transaction data hash
     OUTCOME         TC -> Approved, ARQC -> Online Request, AAC -> Declined; DF8129 & co.
 
@@ -521,13 +522,16 @@ class _Run:
         return Event.UNSIGNED
 
     def verify_cda(self) -> Event:
-        assert self.gac is not None and self.keys is not None
+        assert self.gac is not None
         self.tsi.set(Tsi.ODA_PERFORMED)
+        self.method = self.oda_report.method = "CDA"  # a recovered torn transaction asked for CDA then
         gac = self.gac
         try:
             if gac.template77 is None:
                 raise oda.OdaFailure("sdad_missing", "format 1 response to a CDA request")
-            assert self.keys.icc_key is not None
+            if self.keys is None or self.keys.icc_key is None:
+                failure = (self.keys.failure if self.keys is not None else None) or "icc_data_missing"
+                raise oda.OdaFailure(failure, "no ICC public key to verify the signature with")
             tdhc = oda.cda_transaction_data_hash(self.pdol_values, self.cdol1_values, gac.template77)
             data = oda.verify_cda(
                 self.keys.icc_key,

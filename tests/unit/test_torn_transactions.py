@@ -148,3 +148,14 @@ def test_the_terminal_asks_for_the_card_again_and_recovers(terminal_config: Term
     assert result.outcome is Outcome.APPROVED
     assert RECOVER_AC in sent(result)
     assert len(core.torn_log) == 0
+
+
+def test_a_recovered_cda_answer_the_terminal_cannot_verify_now_is_declined(terminal_config: TerminalConfig) -> None:
+    """The torn GENERATE AC asked for CDA; presented again to a terminal that now has no CDA (DF811F
+    00: no ICC key recovered), the recovered signature cannot be verified: CDA failed, declined."""
+    card, log = SimulatedCard("mc-torn", seed=3), MemoryTornLog()
+    tap(card, terminal_config, log, FIRST_UN)
+    again = tap(card, with_c2(terminal_config, DF811F="00"), log, SECOND_UN)
+    assert RECOVER_AC in sent(again)
+    assert again.outcome is Outcome.DECLINED
+    assert (again.oda.method, again.oda.result, again.oda.failure) == ("CDA", "failed", "icc_data_missing")
