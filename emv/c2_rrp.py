@@ -141,16 +141,17 @@ def judge(measured: int, cfg: C2Config, card: CardRrpTimes, *, counter: int) -> 
 def perform(ctx: KernelContext, cfg: C2Config, td: dict[int, bytes], card: dict[int, bytes], tvr: Tvr) -> None:
     """Run the protocol (state R1): send, time, judge, repeat while too slow and a retry is left.
 
-    The entropy is the transaction's unpredictable number, then one of its
-    ``retry_numbers`` per repetition; each becomes 9F37 too (the CDOL1 carries
-    the last).  Sets TVR byte 5 (performed; time limits or threshold
-    exceeded); raises :class:`~emv.c2_outcome.C2KernelError` for an error
-    status (STATUS BYTES), an answer that does not parse (PARSING ERROR) or an
-    answer faster than the card's own minimum (CARD DATA ERROR).
+    The entropy is the transaction's ``relay_entropy`` (a replay's recorded one)
+    or else its unpredictable number, then one of its ``retry_numbers`` per
+    repetition; each becomes 9F37 too (the CDOL1 carries the last).  Sets TVR
+    byte 5 (performed; time limits or threshold exceeded); raises
+    :class:`~emv.c2_outcome.C2KernelError` for an error status (STATUS BYTES),
+    an answer that does not parse (PARSING ERROR) or an answer faster than the
+    card's own minimum (CARD DATA ERROR).
     """
     currency = ctx.txn.currency_bcd()
     clock = ctx.txn.clock
-    entropy = bytes(td.get(0x9F37, ctx.txn.unpredictable_number))
+    entropy = ctx.txn.relay_entropy or bytes(td.get(0x9F37, ctx.txn.unpredictable_number))
     spare = list(ctx.txn.retry_numbers)
     counter = 0
     while True:

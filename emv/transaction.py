@@ -105,7 +105,9 @@ class TransactionData:
     time (the relay resistance exchange); None: nothing is timed and every
     exchange counts as instantaneous.  ``retry_numbers`` are further
     unpredictable numbers (4 bytes each) for a relay resistance exchange
-    repeated because it took too long; none: no repetition.  ``torn_log`` is the
+    repeated because it took too long; none: no repetition.  ``relay_entropy``
+    is the first exchange's entropy (None: the unpredictable number); a replay
+    gives the recorded one.  ``torn_log`` is the
     terminal's torn transaction log (:mod:`emv.c2_torn`), kept across its
     transactions; None: torn transactions are neither logged nor recovered.
     """
@@ -122,6 +124,7 @@ class TransactionData:
     sequence_counter: int = 1
     overrides: Mapping[int, bytes] = field(default_factory=dict)
     clock: Callable[[], float] | None = field(default=None, compare=False, repr=False)
+    relay_entropy: bytes | None = None
     retry_numbers: tuple[bytes, ...] = ()
     torn_log: TornLog | None = field(default=None, compare=False, repr=False)
 
@@ -158,6 +161,8 @@ class TransactionData:
                 raise bad("overrides", "must map int tags to bytes")
         if any(len(n) != 4 for n in self.retry_numbers):
             raise bad("retry_numbers", "each must be 4 bytes")
+        if self.relay_entropy is not None and len(self.relay_entropy) != 4:
+            raise bad("relay_entropy", "must be 4 bytes")
         object.__setattr__(self, "overrides", _frozen_map(self.overrides))
 
     def amount_bcd(self) -> bytes:

@@ -225,6 +225,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         unpredictable_number=un,
         date=date,
         overrides=overrides,
+        relay_entropies=tuple(header.get("relay_entropies", ())),
     )
     report = _tap(reader, inputs)
     print(json.dumps(report.result.to_json(), indent=1))

@@ -37,6 +37,8 @@ class TapInputs:
     date: bytes | None = None
     time: bytes | None = None
     overrides: Mapping[int, bytes] = field(default_factory=dict)
+    # relay resistance entropies (the first, then those of repeated exchanges); empty: drawn
+    relay_entropies: tuple[bytes, ...] = ()
 
 
 @dataclass
@@ -71,7 +73,8 @@ def build_transaction(
         random_number=random_bytes(1)[0] % 100,
         overrides=dict(inputs.overrides),
         clock=timer,
-        retry_numbers=(random_bytes(4), random_bytes(4)),
+        relay_entropy=inputs.relay_entropies[0] if inputs.relay_entropies else None,
+        retry_numbers=inputs.relay_entropies[1:] or (random_bytes(4), random_bytes(4)),
         torn_log=torn_log,
     )
 

@@ -56,3 +56,35 @@ def test_set_DF811B_without_relay_resistance_says_rrp_not_performed() -> None:
     result = _tap("--card", "mc-rrp", "--amount", "12.34", "--set", "DF811B=20")
     assert not any(c.startswith("80EA") for c in result["commands"])
     assert result["tvr"].endswith("01")
+
+
+def test_a_trace_whose_relay_entropy_is_not_its_unpredictable_number_replays_byte_identical(
+    tmp_path: Path,
+) -> None:
+    """A Book C-2 terminal may draw the relay resistance entropy apart from the GPO's unpredictable
+    number (the CDOL1 then carries the entropy): the replay sends the recorded entropy, and its
+    GENERATE AC is the recording's byte for byte."""
+    from simulator.card import SimulatedCard
+    from simulator.transport import as_transport
+    from terminal.emv_session import TapInputs, build_transaction, run_tap, trace_header
+    from terminal.settings import load_default_config
+    from terminal.trace import to_trace
+
+    inputs = TapInputs(
+        amount=1234,
+        currency=978,
+        unpredictable_number=bytes.fromhex("1A2B3C4D"),
+        date=bytes.fromhex("261121"),
+        relay_entropies=(bytes.fromhex("C0FFEE01"),),
+    )
+    txn = build_transaction(inputs)
+    live = run_tap(as_transport(SimulatedCard("mc-rrp", seed=5)), load_default_config(), txn)
+    assert live.result.outcome.value == "approved" and live.result.oda.result == "passed"
+    assert live.result.commands[3].hex().upper() == "80EA000004C0FFEE0100"
+    (tmp_path / "trace.json").write_text(json.dumps(to_trace(trace_header(txn), live.recorder.exchanges)))
+    proc = run("emv", "replay", "trace.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    again = json.loads(proc.stdout)
+    live_gac = next(c for c in live.result.commands if c[1] == 0xAE).hex().upper()
+    assert _gac(again) == live_gac
+    assert (again["outcome"], again["oda"]["result"]) == ("approved", "passed")
