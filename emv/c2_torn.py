@@ -38,9 +38,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from emv import dol
+from emv.kernel_common import KernelContext
+from emv.pan import pan_of
 from emv.transaction import bcd_date
 
-__all__ = ["MemoryTornLog", "TornLog", "TornRecord", "age_seconds", "pending", "recover_ac"]
+__all__ = ["MemoryTornLog", "TornLog", "TornRecord", "age_seconds", "log_torn", "pending", "pending_for", "recover_ac"]
 
 
 def recover_ac(drdol_values: bytes) -> bytes:
@@ -148,4 +151,57 @@ def pending(
         return None
     if (record.amount, record.currency) != (amount, currency):
         return None
+    return record
+
+
+def pending_for(ctx: KernelContext, card: Mapping[int, bytes], *, lifetime: int) -> TornRecord | None:
+    """:func:`pending` for the card of this transaction: none without a torn log, a PAN or a DRDOL."""
+    log, txn, pan = ctx.txn.torn_log, ctx.txn, pan_of(card)
+    if log is None or pan is None or not card.get(0x9F51):
+        return None
+    psn = card.get(0x5F34, b"")
+    return pending(
+        log, pan, psn, amount=txn.amount, currency=txn.currency, date=txn.date, time=txn.time, lifetime=lifetime
+    )
+
+
+def log_torn(
+    ctx: KernelContext,
+    card: Mapping[int, bytes],
+    values: Mapping[int, bytes],
+    *,
+    max_records: int,
+    pdol_values: bytes,
+    cdol1_values: bytes,
+    reference: int,
+    cda_requested: bool,
+) -> TornRecord | None:
+    """Keep the GENERATE AC just torn in the transaction's torn log, when there is one, DF811D
+    (``max_records``) is above 0 and the card gave a DRDOL (9F51) to recover it with; the
+    DRDOL values are built from ``values`` (what a DOL may ask for now).  The record kept, or None."""
+    log, drdol, pan = ctx.txn.torn_log, card.get(0x9F51), pan_of(card)
+    if log is None or not drdol or pan is None or max_records == 0:
+        return None
+    try:
+        drdol_values = dol.build(dol.parse(drdol), values)
+    except dol.DolError:
+        return None
+    txn = ctx.txn
+    record = TornRecord(
+        pan,
+        card.get(0x5F34, b""),
+        txn.amount,
+        txn.currency,
+        txn.date,
+        txn.time,
+        pdol_values,
+        cdol1_values,
+        drdol_values,
+        reference,
+        cda_requested,
+        dict(ctx.cryptogram_inputs),
+        ctx.tvr.value,
+        {0x9F37: values[0x9F37]} if 0x9F37 in values else {},
+    )
+    log.add(record, max_records=max_records)
     return record

@@ -76,7 +76,6 @@ from emv.kernel_common import (
     send,
 )
 from emv.outcome import CvmPerformed, Message, OdaReport, Outcome, ReaderStatus, TransactionResult, UiMessage
-from emv.pan import pan_of
 from emv.tvr import Tsi, Tvr
 
 __all__ = [
@@ -417,7 +416,7 @@ class _Run:
         assert self.decision is not None
         self.card.setdefault(0x9F45, bytes(2))
         self.card.setdefault(0x9F4C, bytes(8))
-        torn = self.torn_record()
+        torn = c2_torn.pending_for(self.ctx, self.card, lifetime=self.c2.number(0xDF811C))
         if torn is not None:
             recovered = self.recover(torn)
             if recovered is not None:
@@ -440,17 +439,6 @@ class _Run:
             raise
         return self.gac_response(resp, "GENERATE AC")
 
-    def torn_record(self) -> c2_torn.TornRecord | None:
-        """This card's torn transaction to recover, from the transaction's torn log (if any)."""
-        log, txn, pan = self.ctx.txn.torn_log, self.ctx.txn, pan_of(self.card)
-        if log is None or pan is None or not self.card.get(0x9F51):
-            return None
-        lifetime = self.c2.number(0xDF811C)
-        psn = self.card.get(0x5F34, b"")
-        return c2_torn.pending(
-            log, pan, psn, amount=txn.amount, currency=txn.currency, date=txn.date, time=txn.time, lifetime=lifetime
-        )
-
     def recover(self, torn: c2_torn.TornRecord) -> apdu.Response | None:
         """RECOVER AC; on 9000 the torn transaction's data come back (the card's signature covers
         them) and its answer stands for the GENERATE AC; otherwise None: GENERATE AC as usual."""
@@ -470,33 +458,19 @@ class _Run:
         return resp
 
     def log_torn(self) -> None:
-        """Keep the torn GENERATE AC in the torn log, when there is one, DF811D allows it and the
-        card gave a DRDOL (9F51) to recover it with."""
-        log, drdol, pan = self.ctx.txn.torn_log, self.card.get(0x9F51), pan_of(self.card)
-        max_records = self.c2.number(0xDF811D)
-        if log is None or not drdol or pan is None or max_records == 0 or self.decision is None:
+        """Keep the torn GENERATE AC in the torn log (when the transaction has one; emv.c2_torn)."""
+        if self.decision is None:
             return
-        try:
-            drdol_values = dol.build(dol.parse(drdol), self.values())
-        except dol.DolError:
-            return
-        record = c2_torn.TornRecord(
-            pan,
-            self.card.get(0x5F34, b""),
-            self.ctx.txn.amount,
-            self.ctx.txn.currency,
-            self.ctx.txn.date,
-            self.ctx.txn.time,
-            self.pdol_values,
-            self.cdol1_values,
-            drdol_values,
-            self.decision.reference,
-            self.cda_requested,
-            dict(self.ctx.cryptogram_inputs),
-            self.tvr.value,
-            {0x9F37: self.values()[0x9F37]},
+        c2_torn.log_torn(
+            self.ctx,
+            self.card,
+            self.values(),
+            max_records=self.c2.number(0xDF811D),
+            pdol_values=self.pdol_values,
+            cdol1_values=self.cdol1_values,
+            reference=self.decision.reference,
+            cda_requested=self.cda_requested,
         )
-        log.add(record, max_records=max_records)
 
     def gac_response(self, resp: apdu.Response, what: str) -> Event:
         """The card's answer to GENERATE AC (or to RECOVER AC, which stands for it)."""

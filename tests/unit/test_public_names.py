@@ -90,7 +90,9 @@ PUBLIC: dict[str, set[str]] = {
         "TornLog",
         "TornRecord",
         "age_seconds",
+        "log_torn",
         "pending",
+        "pending_for",
         "recover_ac",
     },
     "emv.c2_data": {
