@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from emv.c2_torn import MemoryTornLog, TornLog
 from emv.config import TerminalConfig
 from terminal.host import HostCertificateRejected, HostError, HostLink
-from terminal.keystore import Keystore
+from terminal.keystore import DEFAULT_CIPHER, Keystore, check_cipher
 from terminal.lifecycle import Event, State
 from terminal.offline import OfflineLimits, RetryPolicy
 from terminal.results import TerminalEvent
@@ -60,6 +60,8 @@ class TerminalSettings:
     receipt_copies: tuple[str, ...] = ("customer",)
     # How many times a card taken away too early is asked for again ("present card again").
     card_retries: int = 2
+    # The cipher that seals card data at rest (terminal.keystore.CIPHERS); both are always read.
+    keystore_cipher: str = DEFAULT_CIPHER
 
     def __post_init__(self) -> None:
         if self.retention_years < MIN_RETENTION_YEARS:
@@ -71,6 +73,7 @@ class TerminalSettings:
                 raise ValueError(f"receipt copy {copy!r}: expected 'customer' or 'merchant'")
         if not 0 <= self.card_retries <= 5:
             raise ValueError(f"card_retries is {self.card_retries}: expected 0 to 5")
+        check_cipher(self.keystore_cipher)
 
 
 class Core:

@@ -8,7 +8,11 @@ the public EMV *test* keys and the simulator's own keys, never live keys:
 a test card must not pass on a production terminal, nor the reverse.
 
 A ``devices`` object (``{"reader": URL, "scanner": URL, "printer": URL}``, see
-:mod:`terminal.devices`) is the terminal's own too, not EMV configuration.
+:mod:`terminal.devices`) is the terminal's own too, not EMV configuration, and
+so is ``keystore``: ``{"cipher": "aes-256-gcm" | "sm4-gcm"}``, the cipher that
+seals card data at rest (:mod:`terminal.keystore`; AES-256-GCM when absent),
+and ``qr``: what the terminal's merchant-presented QR codes carry (see
+:mod:`terminal.qr_merchant`).
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ _OWN_KEYS = (
     "card_timeout_seconds",
     "retention_years",
     "devices",
+    "cbdc",
+    "keystore",
+    "qr",
 )
 
 
@@ -145,6 +152,7 @@ def load_settings(doc: Mapping[str, Any]) -> TerminalSettings:
             }
         )
         return TerminalSettings(
+            keystore_cipher=_keystore_cipher(doc.get("keystore", {})),
             merchant_name=str(doc.get("merchant_name", "posterm test shop")),
             merchant_address=str(doc.get("merchant_address", "")),
             offline_limits=limits,
@@ -154,6 +162,19 @@ def load_settings(doc: Mapping[str, Any]) -> TerminalSettings:
         )
     except (ValueError, TypeError) as exc:
         raise SettingsError(f"terminal settings: {exc}") from None
+
+
+def _keystore_cipher(section: Any) -> str:
+    """The ``keystore`` object's cipher (checked by TerminalSettings); its other keys are refused."""
+    from terminal.keystore import DEFAULT_CIPHER
+
+    if not isinstance(section, Mapping):
+        raise ValueError('keystore: expected an object like {"cipher": "sm4-gcm"}')
+    unknown = sorted(str(key) for key in section if key != "cipher")
+    if unknown:
+        raise ValueError(f"keystore: unknown setting {unknown[0]!r} (known: cipher)")
+    cipher = section.get("cipher", DEFAULT_CIPHER)
+    return cipher if isinstance(cipher, str) else repr(cipher)
 
 
 @lru_cache(maxsize=1)

@@ -33,8 +33,16 @@ from terminal.files import private_umask
 from terminal.journal import PurgeReport, VerifyReport, canonical
 from terminal.keystore import Keystore
 from terminal.lifecycle import Event, State, saf_kind, transition
-from terminal.schema import SCHEMA, SCHEMA_VERSION, migrate_2_to_3, migrate_3_to_4, migrate_4_to_5
+from terminal.schema import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    migrate_2_to_3,
+    migrate_3_to_4,
+    migrate_4_to_5,
+    migrate_5_to_6,
+)
 from terminal.store_batches import BatchAccess
+from terminal.store_cbdc import CbdcAccess
 from terminal.store_core import (
     TXN_COLUMNS,
     TXN_SELECT,
@@ -75,7 +83,7 @@ PAGE_SIZE = 4096
 _NO_CARD = CardRecord(None, None, None)
 
 
-class Store(QueueAccess, BatchAccess, OutcomeAccess):
+class Store(QueueAccess, BatchAccess, OutcomeAccess, CbdcAccess):
     """Open with :meth:`open`; every write method is one durable SQLite transaction."""
 
     # -- opening ------------------------------------------------------------------------------
@@ -200,13 +208,15 @@ class Store(QueueAccess, BatchAccess, OutcomeAccess):
             row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is not None:
             version = str(row[0])
-            if version in ("2", "3", "4"):
+            if version in ("2", "3", "4", "5"):
                 with self._write() as cur:
                     if version == "2":
                         migrate_2_to_3(cur, self._seal_all)
                     if version in ("2", "3"):
                         migrate_3_to_4(cur)
-                    migrate_4_to_5(cur)
+                    if version in ("2", "3", "4"):
+                        migrate_4_to_5(cur)
+                    migrate_5_to_6(cur)
                 return
             if version != str(SCHEMA_VERSION):
                 raise StorageCorrupt(f"{self.path}: schema version {version}, this posterm knows {SCHEMA_VERSION}")
@@ -474,6 +484,22 @@ class Store(QueueAccess, BatchAccess, OutcomeAccess):
                 "SELECT txn_id FROM requests WHERE reference=? ORDER BY created_at, txn_id", (reference,)
             ).fetchall()
             return [str(r[0]) for r in rows]
+
+    def sealed_formats(self) -> dict[int, int]:
+        """How many encrypted values (card data, data for the host) the store holds, by their first byte.
+
+        The first byte of a keystore ciphertext names its cipher
+        (:meth:`terminal.keystore.FileKeystore.cipher_of`): diagnostics show
+        how much is still sealed with a cipher the terminal switched from.
+        """
+        counts: dict[int, int] = {}
+        with self._reading() as cur:
+            for column in ("card_blob", "sad_blob"):
+                query = f"SELECT substr({column}, 1, 1), COUNT(*) FROM transactions WHERE {column} IS NOT NULL"
+                for first, count in cur.execute(query + " GROUP BY 1").fetchall():
+                    key = bytes(first)[0] if first else 0
+                    counts[key] = counts.get(key, 0) + int(count)
+        return counts
 
     def read_sensitive(self, txn_id: str) -> bytes | None:
         with self._reading() as cur:
