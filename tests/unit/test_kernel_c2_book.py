@@ -70,7 +70,7 @@ class C2Card(FakeCard):
 
 
 class Clock:
-    """A clock that advances by the next of ``steps`` (seconds) each time the ERRD is timed."""
+    """A clock that advances by the next of ``durations`` (seconds) each time the ERRD is timed."""
 
     def __init__(self, *durations: float) -> None:
         self.now = 100.0
