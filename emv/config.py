@@ -162,6 +162,8 @@ class Combination:
         )
         if combo.kernel_id == 3 and not combo.ttq[0] & 0x20:
             raise ConfigError(p("ttq"), "kernel 3 needs TTQ byte 1 b6 (qVSDC supported)")
+        if combo.kernel_id == 7 and not combo.ttq[0] & 0x20:
+            raise ConfigError(p("ttq"), "kernel 7 needs TTQ byte 1 b6 (qPBOC supported)")
         return combo
 
     def to_dict(self) -> dict[str, Any]:

@@ -269,7 +269,13 @@ def _run_c3(ctx: KernelContext) -> TransactionResult:
     return run(ctx)
 
 
-_KERNELS: dict[int, Callable[[KernelContext], TransactionResult]] = {2: _run_c2, 3: _run_c3}
+def _run_c7(ctx: KernelContext) -> TransactionResult:
+    from emv.kernel_c7 import run
+
+    return run(ctx)
+
+
+_KERNELS: dict[int, Callable[[KernelContext], TransactionResult]] = {2: _run_c2, 3: _run_c3, 7: _run_c7}
 
 
 # --------------------------------------------------------------------------- state machine

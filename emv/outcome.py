@@ -16,6 +16,7 @@ from emv.pan import mask_pan, pan_of
 
 __all__ = [
     "CvmPerformed",
+    "ElectronicCash",
     "Message",
     "OdaReport",
     "Outcome",
@@ -144,6 +145,32 @@ class OdaReport:
 
 
 @dataclass
+class ElectronicCash:
+    """What kernel C-7 learnt of the card's offline funds, in minor units of the transaction currency.
+
+    ``balance``: the electronic cash balance after this transaction, for an EC
+    approval; ``balance_source`` says how it is known: ``"read"`` (GET DATA
+    9F79 after the sale) or ``"computed"`` (the card's Available Offline
+    Spending Amount 9F5D).  ``offline_spending_amount``: 9F5D as the card gave
+    it.  ``below_reset_threshold``: the balance fell under the card's reset
+    threshold (9F6D): the cardholder should load the card.
+    """
+
+    balance: int | None = None
+    balance_source: str | None = None
+    offline_spending_amount: int | None = None
+    below_reset_threshold: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "balance": self.balance,
+            "balance_source": self.balance_source,
+            "available_offline_spending_amount": self.offline_spending_amount,
+            "below_reset_threshold": self.below_reset_threshold,
+        }
+
+
+@dataclass
 class TransactionResult:
     """Everything the terminal needs after a tap.
 
@@ -172,6 +199,8 @@ class TransactionResult:
     error: str | None = None  # why a non-final outcome was reached, for the log
     # the outcome as the kernel's book codes it (C-2: DF8129, DF8116, DF8115, FF8106); empty for C-3
     outcome_data: dict[int, bytes] = field(default_factory=dict)
+    # kernel C-7: the card's electronic cash and offline spending amount, when it gave them
+    electronic_cash: ElectronicCash | None = None
 
     @property
     def masked_pan(self) -> str | None:
@@ -197,4 +226,6 @@ class TransactionResult:
             "error": self.error,
             # Book C-2 / Book A: {"DF8129": {"hex", "decoded"}, ...} or null (emv.outcome_data)
             "outcome_data": _outcome_data.to_json(self.outcome_data),
+            # Kernel C-7: {"balance", "balance_source", "available_offline_spending_amount", ...} or null
+            "electronic_cash": self.electronic_cash.to_json() if self.electronic_cash else None,
         }

@@ -1,7 +1,8 @@
 """A simulated contactless EMV card that computes real cryptograms and signatures.
 
-:class:`SimulatedCard` answers C-APDUs the way a Visa-style qVSDC card (kernel 3)
-or a Mastercard-style EMV-mode card (kernel 2) would, personalised from a
+:class:`SimulatedCard` answers C-APDUs the way a Visa-style qVSDC card (kernel 3),
+a Mastercard-style EMV-mode card (kernel 2) or a UnionPay-style QuickPass card
+(kernel 7, :mod:`simulator.card_qpboc`) would, personalised from a
 :class:`simulator.profiles.CardProfile`.  Application cryptograms come from
 :mod:`simulator.cryptograms` (pyemv), offline data authentication from the
 simulator PKI (:mod:`simulator.pki`).
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from simulator import _ber, pki
+from simulator import _ber, card_qpboc, pki
 from simulator.cryptograms import CryptogramData, build_iad, compute
 from simulator.issuer_keys import issuer_master_keys
 from simulator.profiles import CardProfile, load
@@ -160,6 +161,7 @@ class SimulatedCard:
         self.atc = self.profile.atc
         self.last_online_atc = self.profile.last_online_atc
         self.pin_try_counter = self.profile.pin_try_counter
+        self.ec_balance = self.profile.ec.balance if self.profile.ec is not None else None  # kernel 7 cards
         self.last_error: str | None = None
         self._rng = random.Random(seed)
         self._keys = keys
@@ -241,6 +243,8 @@ class SimulatedCard:
         }
         if tag in computed:
             return computed[tag]()
+        if tag in (0x9F77, 0x9F78, 0x9F6D):  # electronic cash limits (kernel 7)
+            return card_qpboc.ec_data_objects(self).get(tag)
         return p.data.get(tag)
 
     def _value(self, tag: int) -> bytes | None:
@@ -421,14 +425,16 @@ class SimulatedCard:
             return SW_WRONG_LENGTH
         if self.atc >= 0xFFFF:
             return SW_CONDITIONS
-        if self._p.kernel == 3 and not terminal.get(0x9F66, bytes(4))[0] & 0x20:
-            return SW_CONDITIONS  # the reader does not support qVSDC; MSD is not simulated
+        if self._p.kernel in (3, 7) and not terminal.get(0x9F66, bytes(4))[0] & 0x20:
+            return SW_CONDITIONS  # the reader does not support qVSDC / qPBOC; MSD is not simulated
         self.atc += 1
         txn.gpo_done = True
         txn.pdol_values = values_raw
         self._card_un = self._rng.randbytes(4)
         if self._p.kernel == 3:
             return self._qvsdc(terminal)
+        if self._p.kernel == 7:
+            return card_qpboc.gpo_answer(self, terminal)
         return _template(0x77, [(0x82, self._p.aip), (0x94, self._afl())]) + SW_OK
 
     def _qvsdc(self, terminal: dict[int, bytes]) -> bytes:
@@ -596,6 +602,7 @@ class SimulatedCard:
             0x9F36: self.atc.to_bytes(2, "big"),
             0x9F13: self.last_online_atc.to_bytes(2, "big"),
             0x9F17: bytes([self.pin_try_counter]),
+            **card_qpboc.ec_data_objects(self),
         }
         if tag not in values:
             return SW_DATA_NOT_FOUND

@@ -8,6 +8,10 @@ Built on pyemv's CVN classes:
   IAD ``06 | DKI | 12 | CVR(4)``.
 * Mastercard CVN 16 (0x10): Mastercard session key (ATC + UN), EMV padding;
   IAD ``DKI | 10 | CVR(6) | DAC/IDN(2) | counters(8)`` (18 bytes).
+* UnionPay-style CVN 01 (0x01, a guess: PBOC 3.0 is not public, see docs/internals.md "Kernel C-7"):
+  ICC master key option A, EMV common session key (ATC), ISO 9797-1 method 2 padding and
+  MAC algorithm 3 over the data below and the CVR; IAD ``07 | DKI | 01 | CVR(4) | 01``
+  (the last byte: algorithm identifier, 01 triple DES; 04 would be SM4, not simulated).
 
 The input data are always 9F02, 9F03, 9F1A, 95, 5F2A, 9A, 9C, 9F37, 82, 9F36 and the
 CVR (CVN 10/16) or the whole IAD (CVN 18).  A host verifies an ARQC with
@@ -31,6 +35,7 @@ from simulator.issuer_keys import IssuerMasterKeys, issuer_master_keys
 
 __all__ = [
     "CVN_MC_16",
+    "CVN_UNIONPAY_01",
     "CVN_VISA_10",
     "CVN_VISA_18",
     "CryptogramData",
@@ -44,7 +49,9 @@ __all__ = [
 CVN_VISA_10 = 0x0A
 CVN_VISA_18 = 0x12
 CVN_MC_16 = 0x10
-_CVR_LENGTH = {CVN_VISA_10: 4, CVN_VISA_18: 4, CVN_MC_16: 6}
+CVN_UNIONPAY_01 = 0x01
+_CVR_LENGTH = {CVN_VISA_10: 4, CVN_VISA_18: 4, CVN_MC_16: 6, CVN_UNIONPAY_01: 4}
+_UNIONPAY_ALGORITHM_TDES = 0x01
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,8 @@ def build_iad(keys: IssuerMasterKeys | str, cvr: bytes) -> bytes:
         raise ValueError(f"CVN {k.cvn:02X} wants a {_CVR_LENGTH[k.cvn]}-byte CVR")
     if k.cvn == CVN_MC_16:
         return bytes([k.dki, k.cvn]) + cvr + bytes(2) + bytes(8)
+    if k.cvn == CVN_UNIONPAY_01:
+        return bytes([0x07, k.dki, k.cvn]) + cvr + bytes([_UNIONPAY_ALGORITHM_TDES])
     return bytes([0x06, k.dki, k.cvn]) + cvr
 
 
@@ -114,12 +123,41 @@ def cvr_from_iad(cvn: int, iad: bytes) -> bytes:
             raise ValueError("IAD too short for CVN 16")
         return iad[2:8]
     if len(iad) < 7:
-        raise ValueError("IAD too short for a Visa CVN")
+        raise ValueError("IAD too short for a Visa or UnionPay CVN")
     return iad[3:7]
+
+
+class _UnionPayCvn01:
+    """CVN 01 as simulated here (see the module docstring): built from pyemv's primitives."""
+
+    def __init__(self, *, iss_mk_ac: bytes, pan: str, psn: str) -> None:
+        from pyemv import kd
+
+        self._icc_mk_ac = kd.derive_icc_mk_a(iss_mk_ac, pan, psn)
+
+    def _session_key(self, atc: bytes) -> bytes:
+        from pyemv import kd
+
+        return kd.derive_common_sk(self._icc_mk_ac, atc + bytes(6))
+
+    def generate_ac(self, *, cvr: bytes, tag_9f36: bytes, **tags: bytes) -> bytes:
+        from pyemv import ac
+
+        order = ("tag_9f02", "tag_9f03", "tag_9f1a", "tag_95", "tag_5f2a", "tag_9a", "tag_9c", "tag_9f37", "tag_82")
+        data = b"".join(tags[name] for name in order) + tag_9f36 + cvr
+        return bytes(ac.generate_ac(self._session_key(tag_9f36), data, ac.PaddingType.EMV))
+
+    def generate_arpc(self, *, tag_9f26: bytes, tag_9f36: bytes, arpc_rc: bytes) -> bytes:
+        from pyemv import ac
+
+        return bytes(ac.generate_arpc_1(self._session_key(tag_9f36), tag_9f26, arpc_rc))
 
 
 def _cvn_object(k: IssuerMasterKeys, pan: str, psn: str) -> Any:
     import pyemv
+
+    if k.cvn == CVN_UNIONPAY_01:
+        return _UnionPayCvn01(iss_mk_ac=k.mk_ac, pan=pan, psn=psn)
 
     classes = {
         CVN_VISA_10: pyemv.cvn.VisaCVN10,
@@ -180,4 +218,6 @@ def arpc(
         cvn = _cvn_object(k, pan, psn)
         if k.cvn == CVN_VISA_18:
             return bytes(cvn.generate_arpc(tag_9f26=arqc, tag_9f36=atc, csu=response))
+        if k.cvn == CVN_UNIONPAY_01:
+            return bytes(cvn.generate_arpc(tag_9f26=arqc, tag_9f36=atc, arpc_rc=response))
         return bytes(cvn.generate_arpc(tag_9f26=arqc, arpc_rc=response))

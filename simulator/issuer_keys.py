@@ -23,7 +23,8 @@ class IssuerMasterKeys:
     """Issuer master keys for one cryptogram version.
 
     ``cvn`` is the cryptogram version number as it appears in the IAD (9F10):
-    0x0A (Visa CVN 10), 0x12 (Visa CVN 18) or 0x10 (Mastercard CVN 16).
+    0x0A (Visa CVN 10), 0x12 (Visa CVN 18), 0x10 (Mastercard CVN 16) or 0x01
+    (UnionPay-style CVN 01, IAD ``07 DKI 01 CVR(4) 01``).
     ``dki`` is the derivation key index carried in the IAD.
     """
 
@@ -60,6 +61,12 @@ ISSUER_MASTER_KEYS: Mapping[str, IssuerMasterKeys] = MappingProxyType(
                 ac="FEDCBA98765432100123456789ABCDEF",
                 smi="5555555555555555AAAAAAAAAAAAAAAA",
                 smc="66666666666666669999999999999999",
+            ),
+            _keys(
+                "sim-unionpay-cvn01", 0x01, 0x01,
+                ac="13579BDF02468ACE0F1E2D3C4B5A6978",
+                smi="77777777777777778888888888888888",
+                smc="88888888888888887777777777777777",
             ),
         )
     }

@@ -33,6 +33,7 @@ __all__ = [
     "RsaPrivateKey",
     "RsaPublicKey",
     "SimulatorPki",
+    "add_missing",
     "capk_checksum",
     "generate",
     "icc_certificate",
@@ -67,11 +68,13 @@ _CA_SPECS: tuple[tuple[str, int, str], ...] = (
     ("A000000003", CA_INDEX_VALID, "posterm simulator Visa-style CA"),
     ("A000000004", CA_INDEX_VALID, "posterm simulator Mastercard-style CA"),
     ("A000000003", CA_INDEX_REVOKED, "posterm simulator revoked CA"),
+    ("A000000333", CA_INDEX_VALID, "posterm simulator UnionPay-style CA"),
 )
 _ISSUER_SPECS: tuple[tuple[str, int, str, int], ...] = (
     ("visa-issuer", 3, "A000000003", CA_INDEX_VALID),
     ("mc-issuer", 65537, "A000000004", CA_INDEX_VALID),
     ("visa-revoked-issuer", 3, "A000000003", CA_INDEX_REVOKED),
+    ("unionpay-issuer", 3, "A000000333", CA_INDEX_VALID),
 )
 _ICC_SPECS: tuple[tuple[str, int, str], ...] = (
     ("visa-qvsdc-offline", 3, "visa-issuer"),
@@ -83,6 +86,7 @@ _ICC_SPECS: tuple[tuple[str, int, str], ...] = (
     ("mc-cda-online", 65537, "mc-issuer"),
     ("mc-cda-offline", 65537, "mc-issuer"),
     ("mc-bad-cda", 65537, "mc-issuer"),
+    ("unionpay-fdda", 3, "unionpay-issuer"),
 )
 CA_BITS = 1408
 ISSUER_BITS = 1152
@@ -451,11 +455,52 @@ def generate(directory: Path = DATA_DIR) -> SimulatorPki:
     return pki
 
 
+def add_missing(directory: Path = DATA_DIR) -> list[str]:
+    """Generate only the keys of the specs above that the shipped key file lacks; keep the others.
+
+    Returns the names added.  capks.json is rewritten from the whole set (its
+    existing entries unchanged), so that adding a scheme does not re-key the cards
+    and traces made with the keys already shipped.
+    """
+    path = directory / "pki" / KEYS_FILE.name
+    document = json.loads(path.read_text(encoding="utf-8"))
+    have_ca = {(c["rid"].upper(), int(c["index"], 16)) for c in document["ca"]}
+    have_issuers = {i["name"] for i in document["issuers"]}
+    have_iccs = {k["name"] for k in document["icc"]}
+    added: list[str] = []
+    for rid, index, label in _CA_SPECS:
+        if (rid, index) not in have_ca:
+            key = _new_key(CA_BITS, 3, f"ca-{rid}-{index:02X}")
+            document["ca"].append({"rid": rid, "index": f"{index:02X}", "label": label, **_key_json(key)})
+            added.append(f"ca-{rid}-{index:02X}")
+    for name, exponent, rid, index in _ISSUER_SPECS:
+        if name not in have_issuers:
+            key = _new_key(ISSUER_BITS, exponent, name)
+            document["issuers"].append({"name": name, "ca_rid": rid, "ca_index": f"{index:02X}", **_key_json(key)})
+            added.append(name)
+    for name, exponent, issuer in _ICC_SPECS:
+        if name not in have_iccs:
+            key = _new_key(ICC_BITS, exponent, name)
+            document["icc"].append({"name": name, "issuer": issuer, **_key_json(key)})
+            added.append(name)
+    pki = _pki_from_json(document)
+    path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    (directory / CAPKS_FILE.name).write_text(
+        json.dumps(capks_document(pki), indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    _load_cached.cache_clear()
+    return added
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m simulator.pki generate``: regenerate the shipped test keys."""
+    """``python -m simulator.pki generate|add``: regenerate the shipped test keys, or add the missing ones."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["add"]:
+        added = add_missing()
+        print(f"added {', '.join(added) or 'nothing'} to {KEYS_FILE} and {CAPKS_FILE} ({WARNING})")
+        return 0
     if args != ["generate"]:
-        print("usage: python -m simulator.pki generate", file=sys.stderr)
+        print("usage: python -m simulator.pki generate|add", file=sys.stderr)
         return 2
     generate()
     print(f"wrote {KEYS_FILE} and {CAPKS_FILE} ({WARNING})")

@@ -8,8 +8,9 @@ tamper or fault to apply, and the outcome the default terminal should reach
 
 Records name their tags; values come from ``data`` or are computed by the card:
 ``5A`` ``57`` ``5F24`` ``5F25`` ``5F34`` from ``pan``/``expiry``/``effective``/``psn``,
-``8F`` ``90`` ``92`` ``9F32`` ``9F46`` ``9F47`` ``9F48`` ``93`` from the PKI, and
-``9F69`` (card authentication related data) per transaction.
+``8F`` ``90`` ``92`` ``9F32`` ``9F46`` ``9F47`` ``9F48`` ``93`` from the PKI,
+``9F69`` (card authentication related data) per transaction, and ``9F77`` ``9F78``
+``9F6D`` from a kernel 7 card's electronic cash (``"ec"``, :class:`EcSpec`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "COMPUTED_TAGS",
     "MAX_PROFILE_BYTES",
     "CardProfile",
+    "EcSpec",
     "OdaSpec",
     "ProfileError",
     "RecordSpec",
@@ -42,6 +44,7 @@ MAX_PROFILE_BYTES = 256 << 10
 #: Tags whose values the card computes rather than reading them from ``data``.
 COMPUTED_TAGS = frozenset(
     {0x5A, 0x57, 0x5F24, 0x5F25, 0x5F34, 0x8F, 0x90, 0x92, 0x93, 0x9F32, 0x9F46, 0x9F47, 0x9F48, 0x9F69}
+    | {0x9F77, 0x9F78, 0x9F6D}  # a kernel 7 card's electronic cash limits, from its "ec"
 )
 #: Computed tags that change per transaction or depend on the ODA records themselves,
 #: so they may not sit in a record that takes part in offline data authentication.
@@ -77,6 +80,24 @@ class RelayResistanceSpec:
     min_time: int
     max_time: int
     transmission_time: int
+
+
+@dataclass(frozen=True)
+class EcSpec:
+    """A UnionPay-style card's electronic cash (kernel 7), amounts in minor units of its currency.
+
+    ``balance`` is the balance a new card starts with (9F79); ``balance_limit``
+    (9F77) and ``single_limit`` (9F78) bound it, ``reset_threshold`` (9F6D) is
+    where the issuer would load it again.  ``only``: an EC-only card (AID ...06),
+    which declines what its electronic cash cannot pay; otherwise the card goes
+    online when the balance is short.
+    """
+
+    balance: int
+    balance_limit: int
+    single_limit: int
+    reset_threshold: int
+    only: bool
 
 
 @dataclass(frozen=True)
@@ -130,6 +151,7 @@ class CardProfile:
     fault: str | None
     expected: Mapping[str, str]
     relay_resistance: RelayResistanceSpec | None = None
+    ec: EcSpec | None = None
 
     @property
     def cdol1(self) -> bytes:
@@ -210,6 +232,21 @@ def _relay_resistance(raw: Mapping[str, Any] | None) -> RelayResistanceSpec | No
     return spec
 
 
+def _ec(raw: Mapping[str, Any] | None) -> EcSpec | None:
+    if raw is None:
+        return None
+    spec = EcSpec(
+        int(raw["balance"]),
+        int(raw["balance_limit"]),
+        int(raw["single_limit"]),
+        int(raw["reset_threshold"]),
+        bool(raw.get("only", False)),
+    )
+    if not 0 <= spec.balance <= spec.balance_limit <= 999_999_999_999 or spec.single_limit < 0:
+        raise ValueError(f"electronic cash amounts {spec}")
+    return spec
+
+
 def _from_dict(raw: Mapping[str, Any]) -> CardProfile:
     records = tuple(
         RecordSpec(
@@ -254,13 +291,14 @@ def _from_dict(raw: Mapping[str, Any]) -> CardProfile:
         fault=raw.get("fault"),
         expected=MappingProxyType({str(k): str(v) for k, v in dict(raw.get("expected") or {}).items()}),
         relay_resistance=_relay_resistance(raw.get("relay_resistance")),
+        ec=_ec(raw.get("ec")),
     )
     _validate(profile)
     return profile
 
 
 def _validate(p: CardProfile) -> None:
-    if p.kernel not in (2, 3):
+    if p.kernel not in (2, 3, 7):
         raise ValueError(f"kernel {p.kernel} not simulated")
     if p.fault is not None and p.fault not in _FAULTS:
         raise ValueError(f"fault {p.fault!r} not one of {sorted(_FAULTS)}")
@@ -276,6 +314,8 @@ def _validate(p: CardProfile) -> None:
         for tag in rec.tags:
             if tag not in COMPUTED_TAGS and tag not in p.data:
                 raise ValueError(f"record {rec.sfi}/{rec.number} names tag {tag:X} without a value")
+            if tag in (0x9F77, 0x9F78, 0x9F6D) and p.ec is None:
+                raise ValueError(f"record {rec.sfi}/{rec.number} names tag {tag:X} of a card without electronic cash")
             if rec.oda and tag in _NOT_IN_ODA_RECORDS:
                 raise ValueError(f"tag {tag:X} cannot sit in a signed record")
     for sfi in {r.sfi for r in p.records}:
@@ -285,5 +325,7 @@ def _validate(p: CardProfile) -> None:
         numbers = sorted(r.number for r in p.records if r.sfi == sfi)
         if numbers != list(range(numbers[0], numbers[0] + len(numbers))):
             raise ValueError(f"SFI {sfi}: record numbers must be contiguous")
+    if p.ec is not None and p.kernel != 7:
+        raise ValueError("electronic cash is simulated for kernel 7 cards only")
     if p.oda is not None and p.oda.method in {"dda", "fdda", "cda"} and p.oda.icc_key is None:
         raise ValueError(f"ODA method {p.oda.method} needs an ICC key")

@@ -58,7 +58,7 @@ from enum import Enum
 from typing import Final, Protocol
 
 from emv.pan import pan_of
-from simulator.cryptograms import CVN_MC_16, CVN_VISA_18, CryptogramData, arpc, verify_arqc
+from simulator.cryptograms import CVN_MC_16, CVN_UNIONPAY_01, CVN_VISA_18, CryptogramData, arpc, verify_arqc
 from simulator.issuer_keys import ISSUER_MASTER_KEYS, IssuerMasterKeys
 
 __all__ = [
@@ -157,9 +157,14 @@ def _keys_for(iad: bytes) -> IssuerMasterKeys | None:
         if keys.cvn == CVN_MC_16:
             if len(iad) >= 8 and iad[0] == keys.dki and iad[1] == keys.cvn:
                 return keys
-        elif len(iad) >= 7 and iad[0] == 0x06 and iad[1] == keys.dki and iad[2] == keys.cvn:
+        elif len(iad) >= 7 and iad[0] == _iad_first_byte(keys.cvn) and iad[1] == keys.dki and iad[2] == keys.cvn:
             return keys
     return None
+
+
+def _iad_first_byte(cvn: int) -> int:
+    """The length byte of a Visa-format IAD (06) or a UnionPay-style one (07, :mod:`simulator.cryptograms`)."""
+    return 0x07 if cvn == CVN_UNIONPAY_01 else 0x06
 
 
 def _expiry(tags: Mapping[int, bytes]) -> dt.date | None:
