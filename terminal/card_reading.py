@@ -208,4 +208,8 @@ def card_details(result: TransactionResult) -> dict[str, Any]:
         "cvm": result.cvm.value,
         "card_outcome": result.outcome.value,
         "oda": result.oda.to_json(),
+        # kernel C-7: the card's electronic cash balance after the sale and its available offline
+        # spending amount (minor units), for the receipt; None when the card gave none
+        "ec_balance": result.electronic_cash.balance if result.electronic_cash else None,
+        "offline_spending_amount": result.electronic_cash.offline_spending_amount if result.electronic_cash else None,
     }

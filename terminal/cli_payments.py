@@ -103,8 +103,23 @@ def _payment_text(r: PaymentResult) -> str:
     card = f" {r.scheme} {r.masked_pan}" if r.masked_pan else ""
     code = f" (approval code {r.approval_code})" if r.approval_code else ""
     lines = [f"{r.kind} {amount}{card}: {r.message}{code}", f"transaction {r.txn_id}, state {r.state.value}"]
+    lines += _ec_lines(r)
     lines += [f"warning: {w}" for w in r.warnings]
     return "\n".join(lines)
+
+
+def _ec_lines(r: PaymentResult) -> list[str]:
+    """A UnionPay-style card's electronic cash (kernel C-7): the balance after the sale, or why it fell short."""
+    ec = r.card_result.electronic_cash if r.card_result is not None else None
+    if ec is None:
+        return []
+    cur = currency(r.currency)
+    if r.approved and ec.balance is not None:
+        return [f"electronic cash balance after the sale: {format_amount(ec.balance, cur)}"]
+    available = ec.offline_spending_amount
+    if not r.approved and available is not None and available < r.amount:
+        return [f"the card's electronic cash balance ({format_amount(available, cur)}) is short of the amount"]
+    return []
 
 
 def _finish_payment(args: argparse.Namespace, terminal: Terminal, result: PaymentResult) -> int:

@@ -97,6 +97,8 @@ class Receipts:
             reprint=before > 0,
             pin_entered=False,  # no PIN pad yet: a receipt never claims a PIN (see emv.capabilities)
             reason=_reason(row.state, d),
+            ec_balance=d.get("ec_balance") if status == "APPROVED" else None,
+            offline_spending_amount=d.get("offline_spending_amount") if status == "APPROVED" else None,
         )
 
     def print(self, printer: ReceiptPrinter, txn_id: str, copy: str) -> None:

@@ -154,6 +154,10 @@ class ReceiptData:
     pin_entered: bool = False
     # Why, in words, printed under the status ("CANCELLED", "INSUFFICIENT FUNDS", ...); optional.
     reason: str | None = None
+    # A UnionPay-style card's electronic cash balance after the sale ("EC BALANCE"), else its
+    # available offline spending amount ("AVAILABLE OFFLINE"), in minor units of ``currency``.
+    ec_balance: int | None = None
+    offline_spending_amount: int | None = None
 
     def __post_init__(self) -> None:
         check_masked_pan(self.masked_pan)
@@ -171,6 +175,10 @@ class ReceiptData:
             raise ValueError("at must be an aware datetime (UTC)")
         if self.amount < 0:
             raise ValueError("amount must not be negative (minor units)")
+        for name in ("ec_balance", "offline_spending_amount"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ValueError(f"{name} must be a non-negative integer (minor units) or None")
         currency(self.currency)  # MoneyError (a ValueError) for an unknown code
         for name in ("aid", "cryptogram", "tvr", "tsi"):
             _check_hex(name, getattr(self, name))
@@ -269,6 +277,10 @@ def receipt_lines(data: ReceiptData, copy: Copy, width: int = 42, tz: tzinfo | N
         out += _pair("RESPONSE CODE", data.response_code, width)
     if data.cryptogram_type is not None:
         out += _pair(data.cryptogram_type, (data.cryptogram or "").upper(), width)
+    if data.ec_balance is not None:
+        out += _pair("EC BALANCE", format_amount(data.ec_balance, cur), width)
+    elif data.offline_spending_amount is not None:
+        out += _pair("AVAILABLE OFFLINE", format_amount(data.offline_spending_amount, cur), width)
     if merchant_copy:
         out += _pair("TVR", data.tvr.upper(), width)
         out += _pair("TSI", data.tsi.upper(), width)

@@ -77,8 +77,18 @@ class PaymentResult:
             "deferred": self.deferred,
             "approval_code": self.approval_code,
             "response_code": self.response_code,
+            # a UnionPay-style card's electronic cash (kernel C-7): its balance after the sale, or null
+            "ec_balance": self._ec("balance"),
+            "offline_spending_amount": self._ec("offline_spending_amount"),
             "warnings": list(self.warnings),
         }
+
+    def _ec(self, name: str) -> int | None:
+        ec = self.card_result.electronic_cash if self.card_result is not None else None
+        if ec is None or (name == "balance" and not self.approved):
+            return None
+        value: int | None = getattr(ec, name)
+        return value
 
 
 @dataclass(frozen=True)
