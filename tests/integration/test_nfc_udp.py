@@ -97,7 +97,7 @@ def reader(field: VirtualNfcField) -> Iterator[CardReader]:
 # -- the same transaction, in process and through nfcpy ------------------------------------------
 
 
-@pytest.mark.parametrize("profile", [p for p in profiles.list_names() if p != "visa-mute"])
+@pytest.mark.parametrize("profile", [p for p in profiles.list_names() if profiles.load(p).fault != "mute"])
 def test_a_transaction_through_nfcpy_udp_ends_as_in_process(
     profile: str, field: VirtualNfcField, reader: CardReader
 ) -> None:

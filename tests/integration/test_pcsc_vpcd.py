@@ -48,7 +48,7 @@ INPUTS = TapInputs(
 )
 # Every profile but the mute one (which has its own test: it takes the answer timeout).
 PPSE = bytes.fromhex("00A404000E325041592E5359532E444446303100")
-PROFILES = [name for name in profiles.list_names() if name != "visa-mute"]
+PROFILES = [name for name in profiles.list_names() if profiles.load(name).fault != "mute"]
 SWEPT = ["visa-qvsdc-offline", "mc-cda-offline"]  # one card of each kernel, every command position
 
 

@@ -37,6 +37,7 @@ class Expect:
     tvr_bits: tuple[tuple[int, int], ...] = ()
     cvm: str | None = None
     message: Message | None = None
+    ec_balance: int | None = None  # kernel 7: the electronic cash balance after the sale
 
 
 EXPECTED: dict[tuple[str, int], Expect] = {
@@ -144,11 +145,33 @@ EXPECTED: dict[tuple[str, int], Expect] = {
     ("visa-mute", 6000): Expect(Outcome.TRY_AGAIN, message=Message.PRESENT_CARD_AGAIN),
     ("visa-garbage", 1234): Expect(Outcome.END_APPLICATION, message=Message.PROCESSING_ERROR),
     ("visa-mute", 1234): Expect(Outcome.TRY_AGAIN, message=Message.PRESENT_CARD_AGAIN),
+    # UnionPay-style (kernel 7), amounts in CNY (the profiles' currency): docs/card-profiles.md.
+    ("unionpay-debit", 10000): Expect(Outcome.ONLINE_REQUEST, "ARQC"),
+    ("unionpay-debit", 200000): Expect(
+        Outcome.TRY_ANOTHER_INTERFACE,
+        "ARQC",
+        tvr_bits=(Tvr.CARDHOLDER_VERIFICATION_FAILED,),
+        cvm="failed",
+        message=Message.INSERT_CARD,
+    ),
+    ("unionpay-credit", 10000): Expect(Outcome.APPROVED, "TC", "fDDA", "passed", message=Message.APPROVED),
+    ("unionpay-credit", 200000): Expect(Outcome.ONLINE_REQUEST, "ARQC", cvm="signature"),
+    ("unionpay-ec", 10000): Expect(
+        Outcome.APPROVED, "TC", "fDDA", "passed", message=Message.APPROVED, ec_balance=40000
+    ),
+    ("unionpay-ec", 60000): Expect(Outcome.DECLINED, "AAC", tvr_bits=(Tvr.ODA_NOT_PERFORMED,)),
+    ("unionpay-bad-fdda", 10000): Expect(
+        Outcome.ONLINE_REQUEST, "TC", "fDDA", "failed", failure="sdad_hash", tvr_bits=(Tvr.DDA_FAILED,)
+    ),
+    ("unionpay-mute", 10000): Expect(Outcome.TRY_AGAIN, message=Message.PRESENT_CARD_AGAIN),
+    ("unionpay-garbage", 10000): Expect(Outcome.END_APPLICATION, message=Message.PROCESSING_ERROR),
 }
 
 
-def _txn(amount: int) -> TransactionData:
-    return TransactionData(amount=amount, currency=978, date=DATE, unpredictable_number=UN)
+def _txn(name: str, amount: int) -> TransactionData:
+    """The transaction at ``amount`` in the card's own currency (EUR for Visa and Mastercard, CNY for UnionPay)."""
+    currency = int(profiles.load(name).currency.hex())
+    return TransactionData(amount=amount, currency=currency, date=DATE, unpredictable_number=UN)
 
 
 def _check(result: TransactionResult, exp: Expect) -> None:
@@ -166,6 +189,8 @@ def _check(result: TransactionResult, exp: Expect) -> None:
         assert result.cvm.value == exp.cvm
     if exp.message is not None:
         assert exp.message in [m.message for m in result.messages], result.messages
+    ec = result.electronic_cash
+    assert (ec.balance if ec is not None else None) == exp.ec_balance
 
 
 def test_every_profile_has_expectations() -> None:
@@ -174,7 +199,7 @@ def test_every_profile_has_expectations() -> None:
 
 @pytest.mark.parametrize(("name", "amount"), sorted(EXPECTED), ids=str)
 def test_tap(terminal_config: TerminalConfig, name: str, amount: int) -> None:
-    result = process(as_transport(SimulatedCard(name, seed=7)), terminal_config, _txn(amount))
+    result = process(as_transport(SimulatedCard(name, seed=7)), terminal_config, _txn(name, amount))
     _check(result, EXPECTED[(name, amount)])
     if exp_passed := (result.oda.result == "passed"):
         assert result.oda.issuer_key_recovered and result.oda.icc_key_recovered
@@ -192,7 +217,7 @@ def test_tap(terminal_config: TerminalConfig, name: str, amount: int) -> None:
 def test_recorded_trace_replays_to_the_same_outcome(
     terminal_config: TerminalConfig, name: str, amount: int
 ) -> None:
-    txn = _txn(amount)
+    txn = _txn(name, amount)
     live = run_tap(as_transport(SimulatedCard(name, seed=7)), terminal_config, txn)
     trace = to_trace(trace_header(txn), live.recorder.exchanges)
     replay = ReplayCard(trace)
@@ -202,3 +227,4 @@ def test_recorded_trace_replays_to_the_same_outcome(
     assert again.oda.to_json() == live.result.oda.to_json()
     assert again.tvr == live.result.tvr
     assert again.commands == live.result.commands
+    assert again.to_json()["electronic_cash"] == live.result.to_json()["electronic_cash"]

@@ -218,11 +218,14 @@ def test_every_profile_answers_gpo_sanely(any_card: SimulatedCard) -> None:
     assert response[0] == 0x77 and tags[0x82] == p.aip
     afl = tags[0x94]
     assert len(afl) % 4 == 0 and afl
-    if p.kernel == 3:
+    if p.kernel in (3, 7):
         assert tags[0x9F36] == (p.atc + 1).to_bytes(2, "big")
         assert tags[0x9F27][0] in (0x00, 0x40, 0x80) and len(tags[0x9F26]) == 8
         assert tags[0x9F6C] == p.ctq
         assert tags[0x57].hex().upper().startswith(p.pan + "D" + p.expiry[:4])
+        if p.kernel == 7:  # a UnionPay-style IAD, and the EC card's balance (9F5D)
+            assert tags[0x9F10][:3] == bytes.fromhex("070101")
+            assert (0x9F5D in tags) == (p.ec is not None)
     else:
         assert set(tags) == {0x77, 0x82, 0x94}
     rec_tags, _ = read_records(any_card, afl)

@@ -29,7 +29,9 @@ def test_key_file_is_marked_and_sizes_are_right(keys: pki.SimulatorPki) -> None:
     raw = json.loads(pki.KEYS_FILE.read_text(encoding="utf-8"))
     assert "NOT FOR PRODUCTION" in raw["WARNING"]
     assert "NOT-FOR-PRODUCTION" in pki.KEYS_FILE.name
-    assert set(keys.cas) == {("A000000003", 0x50), ("A000000004", 0x50), ("A000000003", 0x51)}
+    assert set(keys.cas) == {
+        ("A000000003", 0x50), ("A000000004", 0x50), ("A000000003", 0x51), ("A000000333", 0x50)
+    }  # fmt: skip
     for ca in keys.cas.values():
         assert ca.n.bit_length() == 1408 and ca.e == 3
     for info in keys.issuers.values():
@@ -47,7 +49,7 @@ def test_private_keys_are_consistent(keys: pki.SimulatorPki) -> None:
 
 def test_capks_json_matches_keys_and_checksums(keys: pki.SimulatorPki) -> None:
     doc = json.loads((DATA / "capks.json").read_text(encoding="utf-8"))
-    assert len(doc["keys"]) == 3
+    assert len(doc["keys"]) == 4
     for entry in doc["keys"]:
         assert entry["scheme"] == "posterm simulator" and entry["kind"] == "simulator"
         assert entry["expiry"] == "2035-12-31"
@@ -160,3 +162,19 @@ def test_bad_tamper_and_unknown_keys_are_clear_errors(keys: pki.SimulatorPki) ->
 def test_missing_key_file_is_clear(tmp_path: Path) -> None:
     with pytest.raises(pki.PkiError, match="generate"):
         pki.load_pki(tmp_path / "absent.json")
+
+
+def test_add_missing_generates_only_what_the_key_file_lacks(tmp_path: Path) -> None:
+    """``python -m simulator.pki add``: a new scheme's keys without re-keying the cards already shipped."""
+    (tmp_path / "pki").mkdir()
+    doc = json.loads(pki.KEYS_FILE.read_text(encoding="utf-8"))
+    doc["icc"] = [k for k in doc["icc"] if k["name"] != "unionpay-fdda"]
+    (tmp_path / "pki" / pki.KEYS_FILE.name).write_text(json.dumps(doc), encoding="utf-8")
+    assert pki.add_missing(tmp_path) == ["unionpay-fdda"]
+    after = json.loads((tmp_path / "pki" / pki.KEYS_FILE.name).read_text(encoding="utf-8"))
+    assert after["ca"] == doc["ca"] and after["issuers"] == doc["issuers"]
+    assert after["icc"][:-1] == doc["icc"] and after["icc"][-1]["issuer"] == "unionpay-issuer"
+    assert json.loads((tmp_path / "capks.json").read_text(encoding="utf-8")) == json.loads(
+        (DATA / "capks.json").read_text(encoding="utf-8")
+    )
+    assert pki.add_missing(tmp_path) == []
