@@ -121,7 +121,7 @@ def test_velocity_counts_approvals_within_the_window(issuer: Issuer, store: Host
     assert issuer.decide(amount=100, proven=plain("busy"), now=NOW).response_code == "00"
 
 
-@pytest.mark.parametrize("key_name", ["sim-visa-cvn10", "sim-visa-cvn18", "sim-mc-cvn16"])
+@pytest.mark.parametrize("key_name", ["sim-visa-cvn10", "sim-visa-cvn18", "sim-mc-cvn16", "sim-unionpay-cvn01"])
 def test_a_correct_arqc_gets_an_arpc(issuer: Issuer, key_name: str) -> None:
     tags = arqc_tags(key_name)
     decision = decide(issuer, 1234, tags)
@@ -133,6 +133,17 @@ def test_a_correct_arqc_gets_an_arpc(issuer: Issuer, key_name: str) -> None:
         assert decision.arpc == expected + bytes.fromhex("00800000")
     else:
         assert decision.arpc == arpc(keys, PAN, "01", arqc=tags[0x9F26], atc=tags[0x9F36], response=b"00")
+
+
+def test_a_unionpay_cryptogram_is_told_by_its_iad_07_and_verified_strictly(issuer: Issuer) -> None:
+    """UnionPay-style IAD ``07 DKI 01 CVR(4) 01``: the key set is chosen by its first three bytes."""
+    tags = arqc_tags("sim-unionpay-cvn01")
+    assert tags[0x9F10].hex().upper() == "0701010380000001"
+    assert decide(issuer, 1234, tags).approved
+    as_visa = tags | {0x9F10: b"\x06" + tags[0x9F10][1:]}  # the same bytes in a Visa-format IAD
+    assert decide(issuer, 1234, as_visa).reason == "arqc_failed"
+    changed = tags | {0x9F02: bytes.fromhex("000000001235")}
+    assert decide(issuer, 1235, changed).reason == "arqc_failed"
 
 
 def test_a_declined_payment_with_a_good_arqc_gets_the_arpc_of_its_code(issuer: Issuer) -> None:

@@ -316,6 +316,7 @@ PUBLIC: dict[str, set[str]] = {
         "run",
     },
     "emv.kernel_c3": {"Cryptogram", "cryptogram_type", "decide_cvm", "run"},
+    "emv.kernel_c7": {"EC_SUPPORTED", "Cryptogram", "cryptogram_type", "ec_offered", "run"},
     "emv.kernel_common": {
         "AflEntry",
         "KernelContext",
@@ -354,6 +355,7 @@ PUBLIC: dict[str, set[str]] = {
     },
     "emv.outcome": {
         "CvmPerformed",
+        "ElectronicCash",
         "Message",
         "OdaReport",
         "Outcome",
@@ -1002,8 +1004,10 @@ PUBLIC: dict[str, set[str]] = {
     "simulator": set(),
     "simulator.card": {"CardMuteError", "CardTornError", "PPSE", "SimulatedCard", "SimulatedCardError"},
     "simulator.card_data": {"CARDS", "card_emv_data"},
+    "simulator.card_qpboc": {"ec_data_objects", "gpo_answer"},
     "simulator.cryptograms": {
         "CVN_MC_16",
+        "CVN_UNIONPAY_01",
         "CVN_VISA_10",
         "CVN_VISA_18",
         "CryptogramData",
@@ -1397,6 +1401,7 @@ PUBLIC: dict[str, set[str]] = {
         "generate",
         "icc_certificate",
         "issuer_certificate",
+        "add_missing",
         "load_pki",
         "main",
         "pad_pan",
@@ -1407,6 +1412,7 @@ PUBLIC: dict[str, set[str]] = {
         "COMPUTED_TAGS",
         "MAX_PROFILE_BYTES",
         "CardProfile",
+        "EcSpec",
         "OdaSpec",
         "ProfileError",
         "RecordSpec",

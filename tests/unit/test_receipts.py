@@ -392,3 +392,29 @@ def test_import_does_not_load_escpos() -> None:
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "False"
+
+
+# -- electronic cash (kernel C-7) ----------------------------------------------------------------
+
+
+def test_ec_balance_after_the_sale_on_both_copies() -> None:
+    data = make(currency=156, amount=10000, ec_balance=40000, offline_spending_amount=40000, offline=True)
+    for copy, text in both(data).items():
+        lines = text.splitlines()
+        assert "EC BALANCE                      400.00 CNY" in lines, (copy, text)
+        assert not any("AVAILABLE OFFLINE" in line for line in lines)  # the balance says it already
+    assert "EC BALANCE" not in render_text(make(), "customer")
+    assert b"EC BALANCE" in render_escpos(data, "customer")
+
+
+def test_available_offline_spending_amount_when_there_is_no_ec_balance() -> None:
+    text = render_text(make(currency=156, offline_spending_amount=25050), "customer", width=32)
+    assert "AVAILABLE OFFLINE     250.50 CNY" in text.splitlines()
+
+
+@pytest.mark.parametrize("bad", [-1, True, "400"])
+def test_ec_amounts_are_non_negative_integers(bad: Any) -> None:
+    with pytest.raises(ValueError, match="ec_balance"):
+        make(ec_balance=bad)
+    with pytest.raises(ValueError, match="offline_spending_amount"):
+        make(offline_spending_amount=bad)
