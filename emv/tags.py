@@ -3,7 +3,8 @@
 Sources: EMV Book 3 Annex A (all its data elements), Book B (Entry Point),
 Book C-3 (Visa-style qVSDC) and Book C-2 (Mastercard-style).  A few tags mean
 different things in C-2 and C-3 (``9F5D``, ``9F69``, ``9F6B``, ``9F6E``,
-``9F74``, ``9F7C``); their entry names both meanings and takes the format that
+``9F74``, ``9F7C``), or in C-2 and UnionPay's C-7 (its electronic cash reuses
+VLP numbers: ``9F6D``, ``9F77``, ``9F78``, ``9F79``); their entry names both meanings and takes the format that
 is safe for both (the format only matters when the *terminal* puts a value in
 a DOL, and the terminal never sources those tags).
 
@@ -207,8 +208,8 @@ TAGS: dict[int, TagInfo] = {
     0x9F6B: _t("Card CVM Limit (C-3) / Track 2 Data (C-2)", "b", "card", 0x70),
     0x9F6C: _t("Card Transaction Qualifiers (CTQ)", "b", "card", 0x77),
     0x9F6E: _t("Form Factor Indicator (C-3) / Third Party Data (C-2)", "b", "card"),
-    0x9F7A: _t("VLP Terminal Support Indicator", "b", "terminal"),
-    0x9F7B: _t("VLP Terminal Transaction Limit", "n", "terminal"),
+    0x9F7A: _t("VLP Terminal Support Indicator (C-3) / EC Terminal Support Indicator (C-7)", "b", "terminal"),
+    0x9F7B: _t("VLP Terminal Transaction Limit (C-3) / EC Terminal Transaction Limit (C-7)", "n", "terminal"),
     0x9F74: _t("VLP Issuer Authorisation Code (C-3) / Protected Data Envelope 5 (C-2)", "b", "card"),
     0x9F7C: _t("Customer Exclusive Data (C-3) / Merchant Custom Data (C-2)", "b", "card"),
     # ---- Book C-2 (Mastercard-style) --------------------------------------------
@@ -227,7 +228,7 @@ TAGS: dict[int, TagInfo] = {
     0x9F65: _t("PCVC3 (Track2)", "b", "card"),
     0x9F67: _t("NATC (Track2)", "b", "card"),
     0x9F6A: _t("Unpredictable Number (Numeric)", "n", "terminal"),
-    0x9F6D: _t("Mag-stripe Application Version Number (Reader)", "b", "terminal"),
+    0x9F6D: _t("Mag-stripe Application Version Number (Reader) (C-2) / EC Reset Threshold (C-7)", "b", "terminal"),
     0x9F6F: _t("DS Slot Management Control", "b", "card"),
     0x9F70: _t("Protected Data Envelope 1", "b", "card"),
     0x9F71: _t("Protected Data Envelope 2", "b", "card"),
@@ -235,9 +236,9 @@ TAGS: dict[int, TagInfo] = {
     0x9F73: _t("Protected Data Envelope 4", "b", "card"),
     0x9F75: _t("Unprotected Data Envelope 1", "b", "card"),
     0x9F76: _t("Unprotected Data Envelope 2", "b", "card"),
-    0x9F77: _t("Unprotected Data Envelope 3", "b", "card"),
-    0x9F78: _t("Unprotected Data Envelope 4", "b", "card"),
-    0x9F79: _t("Unprotected Data Envelope 5", "b", "card"),
+    0x9F77: _t("Unprotected Data Envelope 3 (C-2) / EC Balance Limit (C-7)", "b", "card"),
+    0x9F78: _t("Unprotected Data Envelope 4 (C-2) / EC Single Transaction Limit (C-7)", "b", "card"),
+    0x9F79: _t("Unprotected Data Envelope 5 (C-2) / EC Balance (C-7)", "b", "card"),
     0x9F7D: _t("DS Summary 1", "b", "card"),
     0x9F7E: _t("Mobile Support Indicator", "b", "terminal"),
     0x9F7F: _t("DS Unpredictable Number", "b", "terminal"),

@@ -196,7 +196,8 @@ class Terminal(Telling):
         the host, when the link offers one, also opens its connection.
         """
         import emv.kernel_c2
-        import emv.kernel_c3  # noqa: F401
+        import emv.kernel_c3
+        import emv.kernel_c7  # noqa: F401
 
         echo = getattr(self._core.host, "echo", None)
         if callable(echo):

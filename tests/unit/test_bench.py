@@ -95,3 +95,10 @@ def test_qr_figures_come_from_real_codes_and_frames() -> None:
     figures = qr.run(runs=3, frames=2)  # every frame's code must be found, or run() raises
     assert figures.frames == 2 and figures.mpm_build_render_ms > 0 and figures.cpm_unionpay_ms > 0
     assert "1280x720 camera frame" in qr.markdown(figures)
+
+
+def test_a_unionpay_card_is_measured_in_its_own_currency() -> None:
+    """The electronic cash card pays CNY only: measured in EUR it would decline, a tap nobody makes."""
+    figures = measure_profile("unionpay-ec", runs=3)
+    assert figures.outcome == "approved"
+    assert figures.apdus == 7  # PPSE, SELECT, GPO, three records, GET DATA 9F79
