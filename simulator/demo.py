@@ -8,11 +8,13 @@ journal in a real SQLite file and its offline queue drained by the background
 forwarder.  The day:
 
 1. the host starts; the terminal enrols, signs on and downloads its parameters;
-2. an online sale is approved (the issuer verifies the ARQC and sends an ARPC);
+2. online sales are approved (the issuer verifies the ARQC and sends an ARPC),
+   one of them in CNY on a UnionPay card;
 3. a sale is declined by the issuer (insufficient funds, amount ending in 51);
 4. the host goes down (its port refuses connections);
 5. sales go on: two deferred authorisations, an offline approval by the card,
-   and one over the offline limit, refused with the limit named;
+   a UnionPay electronic cash sale in CNY paid from the card's balance, and one
+   over the offline limit, refused with the limit named;
 6. the host comes back and the queue drains in the background: one deferred
    authorisation (amount ending in 05) is declined after forwarding and
    reported;
@@ -44,7 +46,7 @@ from terminal.bootstrap import open_terminal
 from terminal.cli_output import CommandError, file_error
 from terminal.facade import PaymentResult, Terminal, TerminalEvent
 from terminal.lifecycle import State
-from terminal.money import currency, format_amount
+from terminal.money import Currency, currency, format_amount
 from terminal.offline import OfflineLimitExceeded
 from terminal.receipts import Copy, render_text
 
@@ -55,7 +57,10 @@ MERCHANT_ID = "POSTERM0000001"
 ONLINE_CARD = "visa-qvsdc-online"
 OFFLINE_CARD = "visa-qvsdc-offline"
 MASTERCARD = "mc-cda-online"
+UNIONPAY_DEBIT = "unionpay-debit"
+UNIONPAY_EC = "unionpay-ec"
 EUR = currency("EUR")
+CNY = currency("CNY")
 MARKER = ".posterm-demo"  # an output directory the demo made, and may therefore empty
 
 
@@ -113,6 +118,8 @@ class DemoDay:
     def _counter(self, host: HostService, terminal: Terminal, forwarder: SafForwarder) -> None:
         first = self._sale(terminal, "online sale, approved by the issuer", "25.00", ONLINE_CARD, State.APPROVED)
         self._sale(terminal, "online sale on a Mastercard (CDA)", "9.90", MASTERCARD, State.APPROVED)
+        self._sale(terminal, "UnionPay sale in CNY, approved by the issuer", "100.00", UNIONPAY_DEBIT, State.APPROVED,
+                   cur=CNY)  # fmt: skip
         self._sale(terminal, "sale declined: insufficient funds", "12.51", ONLINE_CARD, State.DECLINED, code="51")
 
         self._check("the host goes down", "its port refuses connections", lambda: self._host_down(host))
@@ -121,6 +128,10 @@ class DemoDay:
             terminal, "sale while the host is down (to be refused)", "20.05", ONLINE_CARD, State.DEFERRED_APPROVED
         )
         self._sale(terminal, "sale approved offline by the card", "12.34", OFFLINE_CARD, State.OFFLINE_APPROVED)
+        self._sale(
+            terminal, "UnionPay electronic cash in CNY, paid offline from the card's balance", "100.00", UNIONPAY_EC,
+            State.OFFLINE_APPROVED, cur=CNY,
+        )  # fmt: skip
         self._check(
             "sale over the offline limit",
             "declined: per_payment_amount limit named, nothing stored",
@@ -129,15 +140,15 @@ class DemoDay:
         queued = terminal.offline_status()
         self._check(
             "stored while the host was down",
-            "3 payments queued",
-            lambda: (queued.queued == 3, f"{queued.queued} payments queued"),
+            "4 payments queued",
+            lambda: (queued.queued == 4, f"{queued.queued} payments queued"),
         )
 
         self._check("the host comes back", "echo answered", lambda: self._host_back(host, terminal))
         forwarder.start()
         self._check(
             "the queue drains in the background",
-            "2 accepted, 1 declined after forwarding and reported",
+            "3 accepted, 1 declined after forwarding and reported",
             lambda: self._drained(terminal, refused_later),
         )
         if first is not None:
@@ -163,12 +174,20 @@ class DemoDay:
         return version is not None, f"parameters version {version} applied (host at {signed_on.host_time})"
 
     def _sale(
-        self, terminal: Terminal, what: str, amount: str, card: str, expected: State, *, code: str | None = None
+        self,
+        terminal: Terminal,
+        what: str,
+        amount: str,
+        card: str,
+        expected: State,
+        *,
+        code: str | None = None,
+        cur: Currency = EUR,
     ) -> str | None:
         step = self._begin(what, expected.value + (f" ({code})" if code else ""))
         terminal.reader = registry.open_reader(f"sim:card={card}")
         try:
-            result = terminal.sale(_minor(amount), EUR.numeric)
+            result = terminal.sale(_minor(amount, cur), cur.numeric)
         except Exception as exc:  # the table shows it; the demo goes on
             self._end(step, False, f"error: {exc}")
             return None
@@ -217,7 +236,7 @@ class DemoDay:
         listed = terminal.offline_status().declined_after_forwarding
         ok = (
             terminal.offline_status().queued == 0
-            and len(forwarded) == 2
+            and len(forwarded) == 3
             and [e.txn_id for e in declined] == [refused]
             and refused in listed
         )
@@ -295,10 +314,10 @@ class DemoDay:
                 self.receipts.append(path)
 
 
-def _minor(amount: str) -> int:
+def _minor(amount: str, cur: Currency = EUR) -> int:
     from terminal.money import parse_amount
 
-    return parse_amount(amount, EUR)
+    return parse_amount(amount, cur)
 
 
 def _describe(result: PaymentResult) -> str:
@@ -308,6 +327,9 @@ def _describe(result: PaymentResult) -> str:
         parts.append(f"approval {result.approval_code}")
     if result.response_code and result.response_code != "00":
         parts.append(f"code {result.response_code}")
+    ec = result.card_result.electronic_cash if result.card_result is not None else None
+    if result.approved and ec is not None and ec.balance is not None:
+        parts.append(f"EC balance {format_amount(ec.balance, currency(result.currency))}")
     return " ".join(p for p in parts if p)
 
 

@@ -246,11 +246,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from terminal.money import currency, format_amount, parse_amount
     from terminal.settings import load_default_config
 
-    cur = currency(load_default_config().currency)
+    terminal_currency = currency(load_default_config().currency)
     names = _card_names()
     rows = [["card", "amount", "outcome", "cryptogram", "ODA", "CVM"]]
     for name in names:
-        for amount in ("12.34", "60.00"):
+        # UnionPay cards pay CNY (their electronic cash pays nothing else), at their documented amounts
+        unionpay = name.startswith("unionpay-")
+        cur = currency("CNY") if unionpay else terminal_currency
+        for amount in ("100.00", "2000.00") if unionpay else ("12.34", "60.00"):
             minor = parse_amount(amount, cur)
             report = _tap(f"sim:card={name}", TapInputs(minor, cur.numeric, cur.exponent))
             rows.append(_summary_row(name, format_amount(minor, cur), report.result))
