@@ -16,7 +16,7 @@ lists every point that is a guess, and which are facts): the flow of qVSDC
 - Electronic cash: the terminal offers EC (9F7A = 01) when its combination
   supports it (9F7A = 01 among its data objects), the transaction is a purchase
   of a non-zero amount, the amount is within the terminal's EC limit (9F7B),
-  and no online cryptogram is required.  A TC the card gives after that offer,
+  and neither an online cryptogram nor a CVM is required.  A TC the card gives after that offer,
   with its EC balance (9F5D), is an EC approval: the reader checks it against
   the card's EC data (single-transaction limit 9F78, balance limit 9F77,
   currency 9F51) and reads the balance after the sale (GET DATA 9F79), or
@@ -161,17 +161,18 @@ def ec_offered(ctx: KernelContext) -> bool:
     """Whether this terminal offers electronic cash for this transaction (9F7A = 01 in the PDOL).
 
     The combination must support EC (its data object 9F7A is 01); the
-    transaction must be a purchase (9C 00) of a non-zero amount, no online
-    cryptogram may be required (TTQ byte 2 b8), and the amount must be within
-    the terminal's EC transaction limit 9F7B when one is configured.
+    transaction must be a purchase (9C 00) of a non-zero amount, neither an
+    online cryptogram nor a CVM may be required (TTQ byte 2 b8, b7), and the
+    amount must be within the terminal's EC transaction limit 9F7B when one is
+    configured.
     """
     td = ctx.terminal_data()
     if td.get(TAG_EC_TERMINAL_SUPPORT) != EC_SUPPORTED:
         return False
     if ctx.txn.transaction_type != 0x00 or ctx.txn.amount <= 0:
         return False
-    if _bit(ctx.ttq, TTQ_ONLINE_CRYPTOGRAM_REQUIRED):
-        return False
+    if _bit(ctx.ttq, TTQ_ONLINE_CRYPTOGRAM_REQUIRED) or _bit(ctx.ttq, TTQ_CVM_REQUIRED):
+        return False  # no CVM for electronic cash: the card must not debit what a failed CVM would decline
     limit = td.get(TAG_EC_TERMINAL_LIMIT)
     if limit is not None:
         try:
@@ -302,8 +303,16 @@ def _ec_refusal(ctx: KernelContext, card: Mapping[int, bytes], aosa: int) -> str
 
 
 def _read_ec_balance(ctx: KernelContext) -> int | None:
-    """GET DATA 9F79 after the card approved from EC: its balance after the sale, None when not given."""
-    resp = send(ctx, apdu.get_data(TAG_EC_BALANCE), "GET DATA 9F79")
+    """GET DATA 9F79 after the card approved from EC: its balance after the sale, None when not given.
+
+    The card debited its balance at GPO, and the sale is complete with its TC
+    and records: a card taken away before it answers leaves the balance unread,
+    never a "present card again" that would debit it a second time.
+    """
+    try:
+        resp = send(ctx, apdu.get_data(TAG_EC_BALANCE), "GET DATA 9F79")
+    except (KernelError, apdu.CardCommunicationError):
+        return None
     if not resp.ok:
         return None
     try:

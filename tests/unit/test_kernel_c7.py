@@ -16,6 +16,7 @@ from dataclasses import replace
 
 import pytest
 
+from emv.apdu import CardCommunicationError
 from emv.config import Combination, TerminalConfig
 from emv.entry_point import process
 from emv.outcome import CvmPerformed, Message, Outcome, TransactionResult
@@ -119,6 +120,7 @@ def test_ec_balance_short_on_a_card_that_may_go_online_goes_online() -> None:
     ("why", "config_change", "amount"),
     [
         ("over the terminal's EC limit 9F7B", {}, 120000),
+        ("a CVM required (at the CVM required limit, within 9F7B)", {}, 100000),
         ("online cryptogram required (floor limit 0)", {"floor_limit": 0}, 10000),
         ("terminal without EC (9F7A 00)", {"extra": {0x9F7A: b"\x00"}}, 10000),
         ("terminal with no 9F7A at all", {"extra": {}}, 10000),
@@ -372,3 +374,27 @@ def test_kernel_7_needs_qpboc_in_its_ttq() -> None:
 
     with pytest.raises(ConfigError, match="qPBOC"):
         Combination.from_dict({"aid": "A000000333010101", "kernel_id": 7, "ttq": "80004000"})
+
+
+def test_a_card_taken_away_during_get_data_is_approved_once_not_read_again() -> None:
+    """The card debits its EC balance at GPO: once it gave its TC and records, the sale is the card's.
+
+    Taken away before answering GET DATA 9F79, it must not end in "present card again":
+    presented again, it would be debited a second time for one sale.
+    """
+
+    class LeavesAtGetData:
+        def __init__(self, card: SimulatedCard) -> None:
+            self.card = card
+
+        def exchange(self, command: bytes) -> bytes:
+            if command[1] == 0xCA:
+                raise CardCommunicationError("card left the field")
+            return self.card.exchange(command)
+
+    card = SimulatedCard("unionpay-ec", seed=3)
+    r = _tap(LeavesAtGetData(card), 10000)
+    assert r.outcome is Outcome.APPROVED, r.error
+    assert r.electronic_cash is not None
+    assert (r.electronic_cash.balance, r.electronic_cash.balance_source) == (40000, "computed")
+    assert card.ec_balance == 40000
