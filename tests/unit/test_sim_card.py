@@ -538,3 +538,56 @@ def test_transport_adapter_reraises_as_card_communication_error() -> None:
     with pytest.raises(CardCommunicationError):
         transport.exchange(bytes.fromhex("80A8000002830000"))
     assert transport.compute_seconds >= 0.0
+
+
+# ---------------------------------------------------------------- UnionPay-style electronic cash
+
+
+def _cny(amount: int, ec_offered: bool = True) -> dict[int, bytes]:
+    return VISA_PDOL_TERMINAL | {
+        0x9F02: bytes.fromhex(f"{amount:012d}"),
+        0x5F2A: bytes.fromhex("0156"),
+        0x9F66: bytes.fromhex("32004000"),
+        0x9F7A: b"\x01" if ec_offered else b"\x00",
+    }
+
+
+def test_ec_card_pays_from_its_balance_and_get_data_reads_it() -> None:
+    card = SimulatedCard("unionpay-ec", seed=1)
+    _, answer = gpo(card, _cny(12345))
+    tags = flat(answer)
+    assert tags[0x9F27] == b"\x40" and tags[0x9F5D] == bytes.fromhex("000000037655") and 0x9F4B in tags
+    assert card.ec_balance == 37655
+    assert flat(ok(card.exchange(apdu(0x80, 0xCA, 0x9F, 0x79))))[0x9F79] == bytes.fromhex("000000037655")
+    limits = {t: flat(ok(card.exchange(apdu(0x80, 0xCA, t >> 8, t & 0xFF))))[t] for t in (0x9F77, 0x9F78, 0x9F6D)}
+    assert limits == {
+        0x9F77: bytes.fromhex("000000100000"),
+        0x9F78: bytes.fromhex("000000050000"),
+        0x9F6D: bytes.fromhex("000000010000"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("terminal", "why"),
+    [
+        (_cny(40000, ec_offered=False), "EC not offered"),
+        (_cny(50001), "over the balance"),
+        (_cny(100) | {0x5F2A: bytes.fromhex("0978")}, "another currency"),
+        (_cny(100) | {0x9C: b"\x20"}, "a refund"),
+        (_cny(100) | {0x9F66: bytes.fromhex("32804000")}, "online cryptogram required"),
+    ],
+)
+def test_ec_only_card_declines_what_its_electronic_cash_cannot_pay(terminal: dict[int, bytes], why: str) -> None:
+    card = SimulatedCard("unionpay-ec", seed=1)
+    _, answer = gpo(card, terminal)
+    tags = flat(answer)
+    assert tags[0x9F27] == b"\x00", why
+    assert tags[0x9F5D] == bytes.fromhex("000000050000") and card.ec_balance == 50000
+    assert 0x9F4B not in tags
+
+
+def test_cards_without_ec_answer_no_ec_data() -> None:
+    card = SimulatedCard("unionpay-credit", seed=1)
+    select_app(card)
+    assert card.exchange(apdu(0x80, 0xCA, 0x9F, 0x79)) == b"\x6a\x88"
+    assert card.ec_balance is None
