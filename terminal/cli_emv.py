@@ -253,7 +253,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         # UnionPay cards pay CNY (their electronic cash pays nothing else), at their documented amounts
         unionpay = name.startswith("unionpay-")
         cur = currency("CNY") if unionpay else terminal_currency
-        for amount in ("100.00", "2000.00") if unionpay else ("12.34", "60.00"):
+        for amount in ("100.00", "600.00") if unionpay else ("12.34", "60.00"):
             minor = parse_amount(amount, cur)
             report = _tap(f"sim:card={name}", TapInputs(minor, cur.numeric, cur.exponent))
             rows.append(_summary_row(name, format_amount(minor, cur), report.result))

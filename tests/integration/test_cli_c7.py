@@ -27,11 +27,11 @@ def test_ec_sale_approves_offline_with_no_host_and_the_receipt_shows_the_balance
     sale = _sale_json(tmp_path, "100.00", "--card", "unionpay-ec", "--currency", "156", "--host", "none")
     assert sale["approved"] is True and sale["offline"] is True and sale["state"] == "offline_approved"
     assert (sale["amount"], sale["currency"], sale["scheme"]) == (10000, 156, "unionpay")
-    assert sale["ec_balance"] == 40000  # 500.00 CNY on the card, 100.00 spent
+    assert sale["ec_balance"] == 20000  # 300.00 CNY on the card, 100.00 spent
     receipt = run(tmp_path, "receipt", str(sale["txn_id"]))
     assert receipt.returncode == 0, receipt.stderr
     lines = receipt.stdout.splitlines()
-    assert any(line.startswith("EC BALANCE") and line.endswith("400.00 CNY") for line in lines), receipt.stdout
+    assert any(line.startswith("EC BALANCE") and line.endswith("200.00 CNY") for line in lines), receipt.stdout
     assert any(line.strip() == "OFFLINE" for line in lines)
     assert "6214830001010031" not in receipt.stdout and "621483******0031" in receipt.stdout
 
@@ -40,15 +40,15 @@ def test_ec_sale_in_text_says_the_balance_after_the_sale(tmp_path: Path) -> None
     proc = run(tmp_path, "sale", "100.00", "--card", "unionpay-ec", "--currency", "CNY", "--host", "none")
     assert proc.returncode == 0, proc.stderr
     assert "approved (offline)" in proc.stdout
-    assert "electronic cash balance after the sale: 400.00 CNY" in proc.stdout
+    assert "electronic cash balance after the sale: 200.00 CNY" in proc.stdout
 
 
 def test_ec_sale_over_the_balance_is_declined_and_says_why(tmp_path: Path) -> None:
-    sale = declined_json(tmp_path, "sale", "600.00", "--card", "unionpay-ec", "--currency", "156", "--host", "none")
+    sale = declined_json(tmp_path, "sale", "400.00", "--card", "unionpay-ec", "--currency", "156", "--host", "none")
     assert sale["state"] == "declined" and sale["ec_balance"] is None
-    proc = run(tmp_path, "sale", "600.00", "--card", "unionpay-ec", "--currency", "156", "--host", "none")
+    proc = run(tmp_path, "sale", "400.00", "--card", "unionpay-ec", "--currency", "156", "--host", "none")
     assert proc.returncode == 1
-    assert "the card's electronic cash balance (500.00 CNY) is short of the amount" in proc.stdout
+    assert "the card's electronic cash balance (300.00 CNY) is short of the amount" in proc.stdout
     receipt = run(tmp_path, "receipt", str(sale["txn_id"]))
     assert "DECLINED" in receipt.stdout and "EC BALANCE" not in receipt.stdout
 
@@ -75,7 +75,7 @@ def test_a_recorded_unionpay_tap_replays_to_the_same_outcome(tmp_path: Path) -> 
     assert proc.returncode == 0, proc.stderr
     live = json.loads(proc.stdout)
     assert live["kernel"] == 7 and live["outcome"] == "approved"
-    assert live["electronic_cash"]["balance"] == 40000 and live["electronic_cash"]["balance_source"] == "read"
+    assert live["electronic_cash"]["balance"] == 20000 and live["electronic_cash"]["balance_source"] == "read"
     again_proc = run_emv("emv", "replay", "trace.json", cwd=tmp_path)
     assert again_proc.returncode == 0, again_proc.stderr
     again = json.loads(again_proc.stdout)

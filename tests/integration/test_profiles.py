@@ -147,7 +147,7 @@ EXPECTED: dict[tuple[str, int], Expect] = {
     ("visa-mute", 1234): Expect(Outcome.TRY_AGAIN, message=Message.PRESENT_CARD_AGAIN),
     # UnionPay-style (kernel 7), amounts in CNY (the profiles' currency): docs/card-profiles.md.
     ("unionpay-debit", 10000): Expect(Outcome.ONLINE_REQUEST, "ARQC"),
-    ("unionpay-debit", 200000): Expect(
+    ("unionpay-debit", 60000): Expect(
         Outcome.TRY_ANOTHER_INTERFACE,
         "ARQC",
         tvr_bits=(Tvr.CARDHOLDER_VERIFICATION_FAILED,),
@@ -155,13 +155,17 @@ EXPECTED: dict[tuple[str, int], Expect] = {
         message=Message.INSERT_CARD,
     ),
     ("unionpay-credit", 10000): Expect(Outcome.APPROVED, "TC", "fDDA", "passed", message=Message.APPROVED),
-    ("unionpay-credit", 200000): Expect(Outcome.ONLINE_REQUEST, "ARQC", cvm="signature"),
+    ("unionpay-credit", 60000): Expect(Outcome.ONLINE_REQUEST, "ARQC", cvm="signature"),
     ("unionpay-ec", 10000): Expect(
-        Outcome.APPROVED, "TC", "fDDA", "passed", message=Message.APPROVED, ec_balance=40000
+        Outcome.APPROVED, "TC", "fDDA", "passed", message=Message.APPROVED, ec_balance=20000
     ),
-    ("unionpay-ec", 60000): Expect(Outcome.DECLINED, "AAC", tvr_bits=(Tvr.ODA_NOT_PERFORMED,)),
+    ("unionpay-ec", 40000): Expect(Outcome.DECLINED, "AAC", tvr_bits=(Tvr.ODA_NOT_PERFORMED,)),  # balance short
+    ("unionpay-ec", 60000): Expect(Outcome.DECLINED, "AAC", tvr_bits=(Tvr.ODA_NOT_PERFORMED,)),  # EC not offered
     ("unionpay-bad-fdda", 10000): Expect(
         Outcome.ONLINE_REQUEST, "TC", "fDDA", "failed", failure="sdad_hash", tvr_bits=(Tvr.DDA_FAILED,)
+    ),
+    ("unionpay-bad-fdda", 60000): Expect(
+        Outcome.DECLINED, tvr_bits=(Tvr.CARDHOLDER_VERIFICATION_FAILED,), cvm="failed"
     ),
     ("unionpay-mute", 10000): Expect(Outcome.TRY_AGAIN, message=Message.PRESENT_CARD_AGAIN),
     ("unionpay-garbage", 10000): Expect(Outcome.END_APPLICATION, message=Message.PROCESSING_ERROR),

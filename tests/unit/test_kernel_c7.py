@@ -80,32 +80,32 @@ def test_ec_approval_offline_with_the_balance_read_after_the_sale() -> None:
     assert r.commands[-1] == GET_DATA_9F79
     assert r.electronic_cash is not None
     assert r.electronic_cash.to_json() == {
-        "balance": 40000,
+        "balance": 20000,
         "balance_source": "read",
-        "available_offline_spending_amount": 40000,
+        "available_offline_spending_amount": 20000,
         "below_reset_threshold": False,
     }
-    assert r.to_json()["electronic_cash"]["balance"] == 40000
+    assert r.to_json()["electronic_cash"]["balance"] == 20000
     assert Message.APPROVED in [m.message for m in r.messages]
     # The same card again: its balance falls again.
     again = _tap(card, 2500)
     assert again.outcome is Outcome.APPROVED
-    assert again.electronic_cash is not None and again.electronic_cash.balance == 37500
-    assert card.ec_balance == 37500
+    assert again.electronic_cash is not None and again.electronic_cash.balance == 17500
+    assert card.ec_balance == 17500
 
 
 def test_ec_balance_short_declines_and_keeps_the_balance() -> None:
     card = SimulatedCard("unionpay-ec", seed=3)
-    r = _tap(card, 50001)
+    r = _tap(card, 30001)  # the card holds 300.00 CNY
     assert r.outcome is Outcome.DECLINED
     assert r.cryptogram_type == "AAC"
     assert r.error is not None and "EC balance short" in r.error
     assert r.electronic_cash is not None and r.electronic_cash.balance is None
-    assert r.electronic_cash.offline_spending_amount == 50000
+    assert r.electronic_cash.offline_spending_amount == 30000
     assert GET_DATA_9F79 not in r.commands
-    assert card.ec_balance == 50000
+    assert card.ec_balance == 30000
     # the whole balance can be spent
-    assert _tap(card, 50000).outcome is Outcome.APPROVED and card.ec_balance == 0
+    assert _tap(card, 30000).outcome is Outcome.APPROVED and card.ec_balance == 0
 
 
 def test_ec_balance_short_on_a_card_that_may_go_online_goes_online() -> None:
@@ -119,8 +119,9 @@ def test_ec_balance_short_on_a_card_that_may_go_online_goes_online() -> None:
 @pytest.mark.parametrize(
     ("why", "config_change", "amount"),
     [
-        ("over the terminal's EC limit 9F7B", {}, 120000),
-        ("a CVM required (at the CVM required limit, within 9F7B)", {}, 100000),
+        ("over the terminal's EC limit 9F7B", {"extra": {0x9F7A: b"\x01", 0x9F7B: bytes.fromhex("000000005000")}},
+         10000),
+        ("a CVM required (at the CVM required limit, within 9F7B)", {}, 50000),
         ("online cryptogram required (floor limit 0)", {"floor_limit": 0}, 10000),
         ("terminal without EC (9F7A 00)", {"extra": {0x9F7A: b"\x00"}}, 10000),
         ("terminal with no 9F7A at all", {"extra": {}}, 10000),
@@ -132,7 +133,7 @@ def test_ec_not_offered(why: str, config_change: dict[str, object], amount: int)
     r = _tap(card, amount, config)
     assert r.cryptogram_inputs[0x9F7A] == b"\x00", why
     assert r.outcome is Outcome.DECLINED and r.cryptogram_type == "AAC"  # an EC-only card: nothing else to pay with
-    assert card.ec_balance == 50000
+    assert card.ec_balance == 30000
     assert GET_DATA_9F79 not in r.commands
 
 
@@ -141,7 +142,7 @@ def test_ec_not_offered_to_a_card_whose_pdol_does_not_ask() -> None:
     card = _ec_card(pdol=base.pdol.replace(bytes.fromhex("9F7A01"), b""))
     r = _tap(card, 10000)
     assert 0x9F7A not in r.cryptogram_inputs
-    assert r.outcome is Outcome.DECLINED and card.ec_balance == 50000
+    assert r.outcome is Outcome.DECLINED and card.ec_balance == 30000
 
 
 def test_ec_not_offered_for_a_refund() -> None:
@@ -149,7 +150,7 @@ def test_ec_not_offered_for_a_refund() -> None:
     txn = replace(_txn(10000), transaction_type=0x20)
     r = process(as_transport(card), load_default_config(), txn)
     assert r.cryptogram_inputs[0x9F7A] == b"\x00"
-    assert card.ec_balance == 50000
+    assert card.ec_balance == 30000
 
 
 def test_ec_balance_computed_when_the_card_does_not_answer_get_data() -> None:
@@ -157,7 +158,7 @@ def test_ec_balance_computed_when_the_card_does_not_answer_get_data() -> None:
     r = _tap(card, 10000)
     assert r.outcome is Outcome.APPROVED
     assert r.electronic_cash is not None
-    assert (r.electronic_cash.balance, r.electronic_cash.balance_source) == (40000, "computed")
+    assert (r.electronic_cash.balance, r.electronic_cash.balance_source) == (20000, "computed")
 
 
 @pytest.mark.parametrize("answer", ["9F7906000000039999 9000", "9F790500000399 9000", "9F7906AB0000039999 9000"])
@@ -287,9 +288,9 @@ def _pin_pad_config() -> TerminalConfig:
     ],
 )
 def test_the_cards_cvm_request(profile: str, ctq: str, pin_pad: bool, outcome: Outcome, cvm: CvmPerformed) -> None:
-    """Over the CVM required limit (1000.00 CNY): the CTQ asks, the reader does what it can."""
+    """Over the CVM required limit (500.00 CNY): the CTQ asks, the reader does what it can."""
     card = SimulatedCard(replace(profiles.load(profile), ctq=bytes.fromhex(ctq)), seed=3)
-    r = _tap(card, 200000, _pin_pad_config() if pin_pad else None)
+    r = _tap(card, 60000, _pin_pad_config() if pin_pad else None)
     assert (r.outcome, r.cvm) == (outcome, cvm), r.error
     if cvm is CvmPerformed.ONLINE_PIN:
         assert Tvr(r.tvr).is_set(Tvr.ONLINE_PIN_ENTERED)
@@ -299,7 +300,7 @@ def test_the_cards_cvm_request(profile: str, ctq: str, pin_pad: bool, outcome: O
 
 
 def test_no_cvm_below_the_limit() -> None:
-    r = _tap(SimulatedCard("unionpay-debit", seed=3), 99999)
+    r = _tap(SimulatedCard("unionpay-debit", seed=3), 49999)
     assert r.cvm is CvmPerformed.NO_CVM and r.outcome is Outcome.ONLINE_REQUEST
 
 
@@ -322,7 +323,7 @@ def _gpo_rewrite(old: str, new: str) -> Callable[[bytes, bytes], bytes]:
     ("change", "what"),
     [
         (_gpo_rewrite("9F5D06", "9F5D05"), "9F5D"),  # a 5-byte 9F5D (its last byte then overruns)
-        (_gpo_rewrite("9F5D06000000040000", "9F5D060000AB040000"), "9F5D"),  # not BCD
+        (_gpo_rewrite("9F5D06000000020000", "9F5D060000AB020000"), "9F5D"),  # not BCD
         (_gpo_rewrite("9F2701", "9F2801"), ""),  # no 9F27: the IAD tells, a TC
         (_gpo_rewrite("9F270140", "9F2701C0"), "reserved"),
         (_gpo_rewrite("9F2608", "9F2808"), "9F26"),
@@ -366,7 +367,7 @@ def test_the_shipped_combinations() -> None:
     for c in unionpay:
         assert c.aid.startswith(bytes.fromhex("A0000003330101"))
         assert c.ttq[0] & 0x20 and not c.ttq[0] & 0x04  # qPBOC, no online PIN without a PIN pad
-        assert c.extra[0x9F7A] == b"\x01" and c.extra[0x9F7B] == bytes.fromhex("000000100000")
+        assert c.extra[0x9F7A] == b"\x01" and c.extra[0x9F7B] == bytes.fromhex("000000050000")
 
 
 def test_kernel_7_needs_qpboc_in_its_ttq() -> None:
@@ -396,5 +397,5 @@ def test_a_card_taken_away_during_get_data_is_approved_once_not_read_again() -> 
     r = _tap(LeavesAtGetData(card), 10000)
     assert r.outcome is Outcome.APPROVED, r.error
     assert r.electronic_cash is not None
-    assert (r.electronic_cash.balance, r.electronic_cash.balance_source) == (40000, "computed")
-    assert card.ec_balance == 40000
+    assert (r.electronic_cash.balance, r.electronic_cash.balance_source) == (20000, "computed")
+    assert card.ec_balance == 20000

@@ -556,9 +556,9 @@ def test_ec_card_pays_from_its_balance_and_get_data_reads_it() -> None:
     card = SimulatedCard("unionpay-ec", seed=1)
     _, answer = gpo(card, _cny(12345))
     tags = flat(answer)
-    assert tags[0x9F27] == b"\x40" and tags[0x9F5D] == bytes.fromhex("000000037655") and 0x9F4B in tags
-    assert card.ec_balance == 37655
-    assert flat(ok(card.exchange(apdu(0x80, 0xCA, 0x9F, 0x79))))[0x9F79] == bytes.fromhex("000000037655")
+    assert tags[0x9F27] == b"\x40" and tags[0x9F5D] == bytes.fromhex("000000017655") and 0x9F4B in tags
+    assert card.ec_balance == 17655
+    assert flat(ok(card.exchange(apdu(0x80, 0xCA, 0x9F, 0x79))))[0x9F79] == bytes.fromhex("000000017655")
     limits = {t: flat(ok(card.exchange(apdu(0x80, 0xCA, t >> 8, t & 0xFF))))[t] for t in (0x9F77, 0x9F78, 0x9F6D)}
     assert limits == {
         0x9F77: bytes.fromhex("000000100000"),
@@ -570,8 +570,8 @@ def test_ec_card_pays_from_its_balance_and_get_data_reads_it() -> None:
 @pytest.mark.parametrize(
     ("terminal", "why"),
     [
-        (_cny(40000, ec_offered=False), "EC not offered"),
-        (_cny(50001), "over the balance"),
+        (_cny(20000, ec_offered=False), "EC not offered"),
+        (_cny(30001), "over the balance"),
         (_cny(100) | {0x5F2A: bytes.fromhex("0978")}, "another currency"),
         (_cny(100) | {0x9C: b"\x20"}, "a refund"),
         (_cny(100) | {0x9F66: bytes.fromhex("32804000")}, "online cryptogram required"),
@@ -582,7 +582,7 @@ def test_ec_only_card_declines_what_its_electronic_cash_cannot_pay(terminal: dic
     _, answer = gpo(card, terminal)
     tags = flat(answer)
     assert tags[0x9F27] == b"\x00", why
-    assert tags[0x9F5D] == bytes.fromhex("000000050000") and card.ec_balance == 50000
+    assert tags[0x9F5D] == bytes.fromhex("000000030000") and card.ec_balance == 30000
     assert 0x9F4B not in tags
 
 
