@@ -521,6 +521,14 @@ class HostApi:
     async def close_batch(self, request: Request) -> Response:
         return await self._idempotent(request, "batch-close")
 
+    def message(self, what: str) -> _Endpoint:
+        """The endpoint of the state-changing message ``what`` (the QR messages, simulator.host.app_qr)."""
+
+        async def endpoint(request: Request) -> Response:
+            return await self._idempotent(request, what)
+
+        return endpoint
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else None
@@ -569,6 +577,14 @@ def create_app(
         ("/v1/reversals", api.reverse, "POST"),
         ("/v1/batches/close", api.close_batch, "POST"),
         ("/v1/parameters", api.parameters, "GET"),
+    ]
+    from simulator.host.app_qr import QR_MESSAGES, QrQueries
+
+    queries = QrQueries(api.acquirer.wallets, _peer)
+    routes += [(path, api.message(what), "POST") for path, what in QR_MESSAGES]
+    routes += [
+        ("/v1/qr/payments/{reference}", queries.payment, "GET"),
+        ("/v1/qr/orders/{order_id}", queries.order, "GET"),
     ]
     app = Starlette(
         routes=[Route(path, fn, methods=[method]) for path, fn, method in routes],

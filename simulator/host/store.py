@@ -64,6 +64,7 @@ from simulator.host.storage import Location, StoreConflict, StoreError, StoreMis
 from simulator.host.storage.migrations import current_version, upgrade
 from simulator.host.store_identity import Certificate, EnrolmentCode, TerminalIdentities
 from simulator.host.store_issuer import OPTIONAL_CONSTRAINTS, IssuerTables
+from simulator.host.store_wallet import WalletTables
 
 __all__ = [
     "DB_NAME",
@@ -178,7 +179,7 @@ def key_check_value(secret: bytes) -> str:
     return hmac.new(secret, _KEY_CHECK_TEXT, hashlib.sha256).hexdigest()[:16]
 
 
-class HostStore(TerminalIdentities, IssuerTables):
+class HostStore(TerminalIdentities, IssuerTables, WalletTables):
     """The host's database over an engine (thread-safe; see :mod:`simulator.host.storage`).
 
     ``create=False``: a database without a host's tables is :class:`StoreMissing`, not made.

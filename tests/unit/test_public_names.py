@@ -1079,6 +1079,13 @@ PUBLIC: dict[str, set[str]] = {
     },
     "simulator.host.ratelimit": {"ENROL_LIMITS_KEY", "EnrolmentLimiter", "EnrolmentLimits", "TokenBucket"},
     "simulator.host.store_identity": {"Certificate", "EnrolmentCode", "TerminalIdentities"},
+    "simulator.host.app_qr": {"MAX_WAIT_SECONDS", "POLL_SECONDS", "QR_MESSAGES", "QrQueries"},
+    "simulator.host.store_wallet": {"QrOrder", "QrRefund", "WalletAccount", "WalletCode", "WalletTables"},
+    "simulator.host.wallets": {
+        "CODE_DIGITS", "CODE_TTL", "MODES", "ORDER_TTL", "TRANSITIONS", "WALLET_GUI", "WALLET_PREFIXES",
+        "WAITING_STATES", "AppRefused", "NotFound", "WalletDesk", "app_pay", "confirm", "issue_code", "order_answer",
+        "wallet_of",
+    },
     "simulator.host.store_issuer": {
         "ALLOWANCE_NOTES",
         "DEFAULT_MERCHANT",
