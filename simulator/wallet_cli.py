@@ -7,7 +7,10 @@
 - ``posterm sim wallet records NAME [--json]``: the records the wallet holds,
   hex, oldest first (one a line): what its own sync with its operator uploads;
 - ``posterm sim wallet reset NAME``: forget its state (the next tap starts
-  from the profile again: opening balance, counter 0).
+  from the profile again: opening balance, counter 0);
+- ``posterm sim wallet code --account A`` and ``posterm sim wallet pay PAYLOAD
+  --account A``: a customer's wallet app against the simulated host
+  (:mod:`simulator.wallet_app_cli`).
 
 Each takes ``--state-dir DIR`` (default ``$POSTERM_SIM_STATE``, else the user
 state directory; :mod:`simulator.cbdc.state`).  ``list`` and ``show`` only
@@ -162,9 +165,14 @@ def _cmd_reset(args: argparse.Namespace) -> int:
 def add_wallet_commands(sim_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``wallet`` and its commands under ``posterm sim``."""
     wallet = sim_sub.add_parser(
-        "wallet", help="the simulated digital-currency wallets' state: list, show, records, reset"
+        "wallet",
+        help="the simulated digital-currency wallets' state: list, show, records, reset; "
+        "wallet apps: code (a payment code), pay (a merchant-presented code)",
     )
     sub = wallet.add_subparsers(dest="wallet_command", required=True, metavar="COMMAND")
+    from simulator.wallet_app_cli import add_app_commands
+
+    add_app_commands(sub)
     specs = (
         ("list", "every cbdc-* wallet with its balance and counter", _cmd_list, False, True),
         ("show", "one wallet: identity, limits, balance, counter", _cmd_show, True, True),

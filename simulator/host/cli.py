@@ -556,6 +556,9 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     show_params.add_argument("--merchant-id", help="the terminal's merchant (default: the one it is enrolled under)")
     _common(show_params)
 
+    from simulator.host import cli_wallet
+
+    cli_wallet.add_arguments(command("wallet", cli_wallet.HELP, cli_wallet.wallet_command, leaf=False), _common)
     command("status", "is the host running, where, with which faults", _cmd_status, json_flag=True)
     command("records", "the authorisations, advices and reversals the host processed", _cmd_records, json_flag=True)
 

@@ -84,6 +84,7 @@ __all__ = [
     "WALLET_PREFIXES",
     "AppRefused",
     "NotFound",
+    "Unknown",
     "WalletDesk",
     "app_pay",
     "confirm",
@@ -136,6 +137,10 @@ class NotFound(Refused):
 
 class AppRefused(ValueError):
     """A wallet app's action refused (one line: unknown account or order, closed order, no balance)."""
+
+
+class Unknown(AppRefused):
+    """The app named an order or an account the host does not know (or a code that names no order)."""
 
 
 def _stamp(now: dt.datetime) -> str:
@@ -394,7 +399,7 @@ def issue_code(store: HostStore, account: str, now: dt.datetime) -> tuple[str, s
     """A new single-use payment code of ``account``'s wallet: (code, wallet, expires at)."""
     found = store.wallet_account(account)
     if found is None:
-        raise AppRefused(f"no wallet account {account!r} (see 'posterm host wallet accounts')")
+        raise Unknown(f"no wallet account {account!r} (see 'posterm host wallet accounts')")
     prefix = next(p for p, w in WALLET_PREFIXES.items() if w == found.wallet)
     expires = _stamp(now + CODE_TTL)
     while True:
@@ -408,7 +413,7 @@ def _locked_order(store: HostStore, order_id: str) -> QrOrder:
     """The order, read again under its terminal's lock (inside the caller's transaction)."""
     order = store.qr_order(order_id)
     if order is None:
-        raise AppRefused(f"no QR order {order_id}")
+        raise Unknown(f"no QR order {order_id}")
     store.lock("terminal", order.merchant_id, order.terminal_id)
     again = store.qr_order(order_id)
     assert again is not None
@@ -427,7 +432,7 @@ def app_pay(store: HostStore, order_id: str, account: str, now: dt.datetime) -> 
         order = _locked_order(store, order_id)
         payer = store.wallet_account(account)
         if payer is None:
-            raise AppRefused(f"no wallet account {account!r} (see 'posterm host wallet accounts')")
+            raise Unknown(f"no wallet account {account!r} (see 'posterm host wallet accounts')")
         if order.mode != "mpm":
             raise AppRefused(f"order {order_id} is not a merchant-presented order")
         if order.state not in _from("app_pay"):
