@@ -454,16 +454,18 @@ class HttpsHostLink:
         *,
         what: str,
         idempotent: bool,
+        parse: Callable[[Any], T],
         body: Mapping[str, Any] | None = None,
         key: str | None = None,
         params: Mapping[str, str] | None = None,
         read_timeout: float | None = None,
-    ) -> Any:
-        """One message beyond the port (the QR calls, :mod:`host_link.qr`): its JSON answer, parsed strictly.
+    ) -> T:
+        """One message beyond the port (the QR calls, :mod:`host_link.qr`): ``parse`` of its JSON answer.
 
         Failures as in the table above (``idempotent``: retried with the same
-        key on a lost answer). ``read_timeout``: this request's own (a long poll
-        waits longer than the link's).
+        key on a lost answer); ``parse`` raising :class:`host_link.wire.MalformedAnswer`
+        makes the answer a lost one. ``read_timeout``: this request's own (a
+        long poll waits longer than the link's).
         """
         return self._call(
             method,
@@ -473,7 +475,7 @@ class HttpsHostLink:
             key=key,
             params=params,
             idempotent=idempotent,
-            decode=_json_decoder(lambda doc: doc),
+            decode=_json_decoder(parse),
             read_timeout=read_timeout,
         )
 

@@ -266,31 +266,28 @@ class QrLink:
         if not isinstance(code, str) or not _CODE.fullmatch(code):
             raise ValueError("a wallet payment code is 18 digits")
         body = {**self._ids(), "reference": reference, "amount": amount, "currency": currency, "code": code}
-        doc = self.link.exchange_json(
+        return self.link.exchange_json(
             "POST", "/v1/qr/payments", what=f"QR payment {reference}", idempotent=True, body=body,
-            key=f"qr-pay:{reference}",
+            key=f"qr-pay:{reference}", parse=QrPayment.from_json,
         )  # fmt: skip
-        return QrPayment.from_json(doc)
 
     def query(self, reference: str, *, wait: int | None = None) -> QrPayment:
         """The order of ``reference`` now (``unknown`` when the host has none); ``wait``: long poll while it waits."""
         _ident("reference", reference)
-        doc = self.link.exchange_json(
+        return self.link.exchange_json(
             "GET", f"/v1/qr/payments/{reference}", what=f"QR query {reference}", idempotent=True,
-            params=_wait(wait), read_timeout=self._read_timeout(wait),
+            params=_wait(wait), read_timeout=self._read_timeout(wait), parse=QrPayment.from_json,
         )  # fmt: skip
-        return QrPayment.from_json(doc)
 
     def cancel(self, reference: str, amount: int, currency: int) -> QrPayment:
         """Cancel the order of ``reference`` (reverse it when paid); ``amount`` and ``currency`` must be its own."""
         _ident("reference", reference)
         _money(amount, currency)
         body = {**self._ids(), "reference": reference, "amount": amount, "currency": currency}
-        doc = self.link.exchange_json(
+        return self.link.exchange_json(
             "POST", "/v1/qr/payments/cancel", what=f"QR cancel {reference}", idempotent=True, body=body,
-            key=f"qr-cancel:{reference}",
+            key=f"qr-cancel:{reference}", parse=QrPayment.from_json,
         )  # fmt: skip
-        return QrPayment.from_json(doc)
 
     # ------------------------------------------------------------------ merchant-presented orders
 
@@ -299,29 +296,26 @@ class QrLink:
         _ident("reference", reference)
         _money(amount, currency)
         body = {**self._ids(), "reference": reference, "amount": amount, "currency": currency}
-        doc = self.link.exchange_json(
+        return self.link.exchange_json(
             "POST", "/v1/qr/orders", what=f"QR order {reference}", idempotent=True, body=body,
-            key=f"qr-order:{reference}",
+            key=f"qr-order:{reference}", parse=QrOrder.from_json,
         )  # fmt: skip
-        return QrOrder.from_json(doc)
 
     def query_order(self, order_id: str, *, wait: int | None = None) -> QrPayment:
         """The order now; ``wait`` (0-30 s): answered when it stops being ``pending`` or after that long."""
         _ident("order id", order_id)
-        doc = self.link.exchange_json(
+        return self.link.exchange_json(
             "GET", f"/v1/qr/orders/{order_id}", what=f"QR order query {order_id}", idempotent=True,
-            params=_wait(wait), read_timeout=self._read_timeout(wait),
+            params=_wait(wait), read_timeout=self._read_timeout(wait), parse=QrPayment.from_json,
         )  # fmt: skip
-        return QrPayment.from_json(doc)
 
     def close_order(self, order_id: str) -> QrPayment:
         """Close the order: never charged afterwards. The answer may be ``paid``: the app paid first."""
         _ident("order id", order_id)
-        doc = self.link.exchange_json(
+        return self.link.exchange_json(
             "POST", "/v1/qr/orders/close", what=f"QR order close {order_id}", idempotent=True,
-            body={**self._ids(), "order_id": order_id}, key=f"qr-close:{order_id}",
+            body={**self._ids(), "order_id": order_id}, key=f"qr-close:{order_id}", parse=QrPayment.from_json,
         )  # fmt: skip
-        return QrPayment.from_json(doc)
 
     # ------------------------------------------------------------------ refunds
 
@@ -334,8 +328,7 @@ class QrLink:
             **self._ids(), "refund_reference": refund_reference, "original_reference": original_reference,
             "amount": amount, "currency": currency,
         }  # fmt: skip
-        doc = self.link.exchange_json(
+        return self.link.exchange_json(
             "POST", "/v1/qr/refunds", what=f"QR refund {refund_reference}", idempotent=True, body=body,
-            key=f"qr-refund:{refund_reference}",
+            key=f"qr-refund:{refund_reference}", parse=QrRefund.from_json,
         )  # fmt: skip
-        return QrRefund.from_json(doc)
