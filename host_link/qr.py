@@ -1,7 +1,8 @@
 """The terminal's QR calls to its host: wallet payments by code, merchant-presented orders, refunds.
 
 :class:`QrLink` wraps an :class:`~host_link.client.HttpsHostLink` (its TLS,
-its reachability window, its retries) and speaks the QR part of the protocol
+its reachability window, its retries), or the in-process host's adapter
+(``InProcessHost.qr(terminal_id, merchant_id)``, the ``memory`` host), and speaks the QR part of the protocol
 (docs/host-protocol.md, "QR payments"):
 
 ========================================  ================================  ==================================
@@ -39,13 +40,14 @@ the sale).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 
-from host_link.client import DEFAULT_READ_TIMEOUT, HttpsHostLink
+from host_link.client import DEFAULT_READ_TIMEOUT
 from host_link.wire import MalformedAnswer
 
-__all__ = ["FINAL_STATUSES", "MAX_WAIT_SECONDS", "QrLink", "QrOrder", "QrPayment", "QrRefund"]
+__all__ = ["FINAL_STATUSES", "MAX_WAIT_SECONDS", "QrLink", "QrOrder", "QrPayment", "QrRefund", "QrTransport"]
 
 #: The longest long poll the host accepts (``?wait=``).
 MAX_WAIT_SECONDS: Final = 30
@@ -55,6 +57,7 @@ _STATUSES: Final = FINAL_STATUSES | {"pending", "user_paying"}
 _IDENT: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _CODE: Final = re.compile(r"[0-9]{18}")
 _MAX_AMOUNT: Final = 999_999_999_999
+_T = TypeVar("_T")
 
 
 def _text(doc: dict[str, Any], name: str, *, optional: bool = False) -> Any:
@@ -243,10 +246,32 @@ def _wait(wait: int | None) -> dict[str, str] | None:
     return {"wait": str(wait)}
 
 
+class QrTransport(Protocol):
+    """What :class:`QrLink` sends through: an :class:`~host_link.client.HttpsHostLink`, or the in-process
+    host's adapter (:class:`simulator.host.inprocess_qr.InProcessQr`), with the same failures."""
+
+    terminal_id: str
+    merchant_id: str
+
+    def exchange_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        idempotent: bool,
+        parse: Callable[[Any], _T],
+        body: Mapping[str, Any] | None = None,
+        key: str | None = None,
+        params: Mapping[str, str] | None = None,
+        read_timeout: float | None = None,
+    ) -> _T: ...
+
+
 class QrLink:
     """The QR calls over a terminal's host link (see the module docstring); thread-safe as the link is."""
 
-    def __init__(self, link: HttpsHostLink) -> None:
+    def __init__(self, link: QrTransport) -> None:
         self.link = link
 
     def _ids(self) -> dict[str, str]:

@@ -764,7 +764,9 @@ PUBLIC: dict[str, set[str]] = {
     },
     "host_link.forwarder": {"ForwardingTerminal", "SafForwarder"},
     "host_link.cbdc_parameters": {"CBDC_LIMITS", "CbdcParametersError", "root_checksum", "verify_cbdc"},
-    "host_link.qr": {"FINAL_STATUSES", "MAX_WAIT_SECONDS", "QrLink", "QrOrder", "QrPayment", "QrRefund"},
+    "host_link.qr": {
+        "FINAL_STATUSES", "MAX_WAIT_SECONDS", "QrLink", "QrOrder", "QrPayment", "QrRefund", "QrTransport",
+    },
     "host_link.parameters": {
         "LIMITS",
         "ParameterSource",
@@ -1080,6 +1082,7 @@ PUBLIC: dict[str, set[str]] = {
     },
     "simulator.host.ratelimit": {"ENROL_LIMITS_KEY", "EnrolmentLimiter", "EnrolmentLimits", "TokenBucket"},
     "simulator.host.store_identity": {"Certificate", "EnrolmentCode", "TerminalIdentities"},
+    "simulator.host.inprocess_qr": {"FAULT_METHOD", "InProcessQr"},
     "simulator.host.app_qr": {"MAX_WAIT_SECONDS", "POLL_SECONDS", "QR_MESSAGES", "QrQueries"},
     "simulator.host.cli_wallet": {"HELP", "add_arguments", "wallet_command"},
     "simulator.host.wallet_admin": {
