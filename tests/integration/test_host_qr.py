@@ -308,3 +308,45 @@ def test_refunds_never_exceed_and_the_batch_reconciles(host: HostService, termin
     settled = qr.link.close_batch(BatchTotals(1, qr.link.terminal_id, lines))
     assert settled.in_balance, settled.differences
     assert qr.cancel("sale-1", 1000, EUR).reason == "has_refunds"  # never reversed on top of its refunds
+
+
+# ----------------------------------------------------------------------------- each host fault at each step
+
+FAULTS: dict[str, dict[str, Any]] = {
+    "down": {"down": True},
+    "slow": {"slow_ms": 1200},
+    "5xx": {"error_status": 503},
+    "drop": {"drop_after_request": True},
+}
+STEPS = ("pay", "query", "cancel", "order", "close", "refund")
+
+
+@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_each_fault_at_each_step_ends_in_one_outcome(
+    host: HostService, terminals: Terminals, fault: str, step: str
+) -> None:
+    """The call fails as the link says (unreachable / no answer); the same call again ends as without the fault."""
+    qr = terminals.new(read_timeout=0.5)
+    code = host.wallet_code("alice")
+    if step != "pay" and step not in ("order", "close"):
+        assert qr.pay_by_code("sale-1", 800, EUR, code).paid
+    order_id = qr.create_order("order-1", 300, EUR).order_id if step == "close" else ""
+    calls: dict[str, tuple[str, Any]] = {
+        "pay": ("/v1/qr/payments", lambda: qr.pay_by_code("sale-1", 800, EUR, code).status),
+        "query": ("/v1/qr/payments/sale-1", lambda: qr.query("sale-1").status),
+        "cancel": ("/v1/qr/payments/cancel", lambda: qr.cancel("sale-1", 800, EUR).status),
+        "order": ("/v1/qr/orders", lambda: qr.create_order("order-1", 300, EUR).payment.status),
+        "close": ("/v1/qr/orders/close", lambda: qr.close_order(order_id).status),
+        "refund": ("/v1/qr/refunds", lambda: (qr.refund("refund-1", "sale-1", 500, EUR).refunded_total)),
+    }
+    path, call = calls[step]
+    expected = {"pay": "paid", "query": "paid", "cancel": "reversed", "order": "pending", "close": "closed",
+                "refund": 500}[step]  # fmt: skip
+    host.set_faults(**FAULTS[fault]) if fault == "down" else host.set_faults(**FAULTS[fault], only=[path])
+    with pytest.raises(HostUnreachable if fault == "down" else HostNoAnswer):
+        call()
+    host.clear_faults()
+    qr.link.echo(force=True)
+    assert call() == expected
+    assert call() == expected  # and again: once
