@@ -58,8 +58,31 @@ KNOWN_PATHS = frozenset(
         "/v1/openapi.json",
         "/healthz",
         "/readyz",
+        "/v1/qr/payments",
+        "/v1/qr/payments/cancel",
+        "/v1/qr/orders",
+        "/v1/qr/orders/close",
+        "/v1/qr/refunds",
     }
 )
+#: The QR queries, counted by their template (never one label per order).
+_QUERY_PREFIXES = {"/v1/qr/payments/": "/v1/qr/payments/{reference}", "/v1/qr/orders/": "/v1/qr/orders/{order_id}"}
+
+
+def _path_label(path: str) -> str:
+    """A request's path label: a known path, a QR query's template, else ``other``.
+
+    >>> _path_label("/v1/qr/orders/Q0000000042AB12CD"), _path_label("/v1/qr/orders/close"), _path_label("/v1/x")
+    ('/v1/qr/orders/{order_id}', '/v1/qr/orders/close', 'other')
+    """
+    if path in KNOWN_PATHS:
+        return path
+    for prefix, template in _QUERY_PREFIXES.items():
+        rest = path.removeprefix(prefix)
+        if rest != path and rest and "/" not in rest:
+            return template
+    return "other"
+
 #: Response codes that refuse a duplicate: 94 (duplicate transmission: a transaction approved already).
 DUPLICATE_CODES = frozenset({"94"})
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -225,7 +248,7 @@ class RequestMetrics:
         import time
 
         path = str(scope.get("path", ""))
-        label = path if path in KNOWN_PATHS else "other"
+        label = _path_label(path)
         method = str(scope.get("method", ""))
         if method not in ("GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"):
             method = "other"
