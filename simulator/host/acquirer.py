@@ -254,7 +254,7 @@ class Acquirer:
         self.store = store
         self.issuer = Issuer(store) if proofs is None else Issuer(store, proofs)
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
-        self.wallets = WalletDesk(store, self.clock)
+        self.wallets = WalletDesk(store)
         #: The digital-currency operator (the advices of :data:`~simulator.host.cbdc_operator.CBDC_KINDS`).
         self.operator = Operator(store)
         self._handlers: dict[str, _Handler] = {

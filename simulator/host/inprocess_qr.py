@@ -86,7 +86,7 @@ class InProcessQr:
             self.host._faults_before(FAULT_METHOD, [ident])
         while True:
             with self.host._lock, self.host._store() as store:
-                desk = WalletDesk(store, self.host._now)
+                desk = WalletDesk(store)
                 try:
                     if kind == "payments":
                         answer = desk.query(ident, self.merchant_id, self.terminal_id)

@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Final
 
@@ -211,9 +210,8 @@ class WalletDesk:
     (nothing stored).
     """
 
-    def __init__(self, store: HostStore, clock: Callable[[], dt.datetime]) -> None:
+    def __init__(self, store: HostStore) -> None:
         self.store = store
-        self.clock = clock
 
     # ------------------------------------------------------------------ consumer-presented codes
 
@@ -227,9 +225,8 @@ class WalletDesk:
         if existing is not None:
             if existing.state == "cancelled":
                 return {**order_answer(existing), "status": "declined", "reason": "order_cancelled"}
-            same = (existing.mode, existing.amount, existing.currency) == ("code", body["amount"], body["currency"])
-            if same and existing.code_hash in (code_hash, None):
-                return order_answer(existing)
+            if (existing.mode, existing.amount, existing.currency) == ("code", body["amount"], body["currency"]):
+                return order_answer(existing)  # a reference is one payment: its outcome, whatever code came again
             raise Refused(f"reference {reference} is another order's: give each payment its own reference")
         order = QrOrder(
             order_id=_new_order_id(store), merchant_id=merchant_id, terminal_id=terminal_id, reference=reference,
