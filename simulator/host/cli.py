@@ -397,7 +397,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     text = (
         f"{line}\ncommon parameters version {status['parameters_version']}, "
         f"{len(status['terminals'])} terminal(s), {counts['authorisations']} authorisation(s), "
-        f"{counts['advices']} advice(s), {counts['reversals']} reversal(s)"
+        f"{counts['advices']} advice(s), {counts['reversals']} reversal(s), "
+        f"{sum(status['qr_orders'].values())} QR order(s) (wallets: {status['wallet_mode']})"
     )
     if status["faults"] and any(v not in (False, 0, None, "good") for v in status["faults"].values()):
         text += f"\nfaults: {json.dumps(status['faults'])}"

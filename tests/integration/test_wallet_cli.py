@@ -102,6 +102,8 @@ def test_mode_confirm_then_confirm_late(tmp_path: Path) -> None:
     assert "not waiting" in one_line_error(again, 1)
     orders = done(posterm("host", "wallet", "orders", "--json", home=tmp_path))["orders"]
     assert [(o["reference"], o["state"]) for o in orders] == [("r1", "paid")] and "code_hash" not in orders[0]
+    status = done(posterm("host", "status", "--json", home=tmp_path))
+    assert (status["qr_orders"], status["wallet_mode"]) == ({"paid": 1}, "confirm")
 
 
 def test_the_app_pays_a_scanned_code_once_and_never_a_closed_order(tmp_path: Path) -> None:
