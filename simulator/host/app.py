@@ -31,6 +31,8 @@ Order of the checks on a request (the first that fails answers):
 Steps 7 and 8 are :class:`simulator.host.acquirer.Acquirer`'s, the host's
 business apart from HTTP, which the in-process host
 (:mod:`simulator.host.inprocess`) shares; this module is only the HTTP side.
+The QR messages (wallet payments by code, orders, refunds) take the same
+path; their ``GET`` queries and long polls are :mod:`simulator.host.app_qr`'s.
 
 The TLS layer (:mod:`simulator.host.server`) puts the client certificate's
 identity in the ASGI scope's ``state`` under :data:`PEER_STATE_KEY` (a
@@ -67,6 +69,7 @@ from simulator.host.acquirer import (
     host_time,
     stamp,
 )
+from simulator.host.app_qr import QR_MESSAGES, QrQueries
 from simulator.host.ca import CertificateAuthority, CsrError, public_key_digest
 from simulator.host.faults import FaultSwitch
 from simulator.host.health import HealthEndpoints, Readiness
@@ -578,8 +581,6 @@ def create_app(
         ("/v1/batches/close", api.close_batch, "POST"),
         ("/v1/parameters", api.parameters, "GET"),
     ]
-    from simulator.host.app_qr import QR_MESSAGES, QrQueries
-
     queries = QrQueries(api.acquirer.wallets, _peer)
     routes += [(path, api.message(what), "POST") for path, what in QR_MESSAGES]
     routes += [

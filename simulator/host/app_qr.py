@@ -30,7 +30,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from simulator.host.acquirer import Peer
-from simulator.host.wallets import WAITING_STATES, NotFound, WalletDesk
+from simulator.host.wallets import WAITING_STATES, NotFound, WalletDesk, order_answer
 
 __all__ = ["MAX_WAIT_SECONDS", "POLL_SECONDS", "QR_MESSAGES", "QrQueries"]
 
@@ -72,8 +72,6 @@ class QrQueries:
         return self.desk.query(reference, peer.merchant_id, peer.terminal_id)
 
     def _by_id(self, order_id: str, peer: Peer) -> dict[str, Any]:
-        from simulator.host.wallets import order_answer
-
         return order_answer(self.desk.own_order(order_id, peer.merchant_id, peer.terminal_id))
 
     async def _poll(self, request: Request, name: str, look: Callable[[str, Peer], dict[str, Any]]) -> Response:
