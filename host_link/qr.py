@@ -47,8 +47,19 @@ from typing import Any, Final, Protocol, TypeVar
 from host_link.client import DEFAULT_READ_TIMEOUT
 from host_link.wire import MalformedAnswer
 
-__all__ = ["FINAL_STATUSES", "MAX_WAIT_SECONDS", "QrLink", "QrOrder", "QrPayment", "QrRefund", "QrTransport"]
+__all__ = [
+    "FINAL_STATUSES",
+    "MAX_WAIT_SECONDS",
+    "MPM_REFERENCE_MAX",
+    "QrLink",
+    "QrOrder",
+    "QrPayment",
+    "QrRefund",
+    "QrTransport",
+]
 
+#: The longest reference of a merchant-presented order (it is the code's reference label, 62/05).
+MPM_REFERENCE_MAX: Final = 25
 #: The longest long poll the host accepts (``?wait=``).
 MAX_WAIT_SECONDS: Final = 30
 #: The statuses after which an order no longer changes by itself (the others: ``pending``, ``user_paying``).
@@ -317,8 +328,13 @@ class QrLink:
     # ------------------------------------------------------------------ merchant-presented orders
 
     def create_order(self, reference: str, amount: int, currency: int) -> QrOrder:
-        """A merchant-presented order: its id and the data of the terminal's dynamic MPM code."""
+        """A merchant-presented order: its id and the data of the terminal's dynamic MPM code.
+
+        ``reference`` is at most 25 characters: it is the code's reference label (62/05).
+        """
         _ident("reference", reference)
+        if len(reference) > MPM_REFERENCE_MAX:
+            raise ValueError(f"an order's reference is at most {MPM_REFERENCE_MAX} characters (the MPM code's 62/05)")
         _money(amount, currency)
         body = {**self._ids(), "reference": reference, "amount": amount, "currency": currency}
         return self.link.exchange_json(

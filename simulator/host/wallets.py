@@ -83,6 +83,7 @@ __all__ = [
     "WALLET_PREFIXES",
     "AppRefused",
     "NotFound",
+    "ReferenceConflict",
     "Unknown",
     "WalletDesk",
     "app_pay",
@@ -132,6 +133,17 @@ class NotFound(Refused):
 
     status = 404
     error = "not_found"
+
+
+class ReferenceConflict(Refused):
+    """A terminal's reference used before for another order or refund (another amount, currency, kind): 409.
+
+    A reference is the terminal's idempotency handle on its order: reused with
+    other content it is refused as a reused idempotency key is, nothing done.
+    """
+
+    status = 409
+    error = "idempotency_conflict"
 
 
 class AppRefused(ValueError):
@@ -206,8 +218,8 @@ class WalletDesk:
 
     Each method is called by :class:`simulator.host.acquirer.Acquirer` with
     the terminal's lock held and the idempotency cache checked, and returns
-    the answer's JSON object; :class:`Refused` refuses the message as a whole
-    (nothing stored).
+    the answer's JSON object; :class:`ReferenceConflict` or :class:`NotFound`
+    refuse the message as a whole (nothing stored).
     """
 
     def __init__(self, store: HostStore) -> None:
@@ -227,7 +239,7 @@ class WalletDesk:
                 return {**order_answer(existing), "status": "declined", "reason": "order_cancelled"}
             if (existing.mode, existing.amount, existing.currency) == ("code", body["amount"], body["currency"]):
                 return order_answer(existing)  # a reference is one payment: its outcome, whatever code came again
-            raise Refused(f"reference {reference} is another order's: give each payment its own reference")
+            raise ReferenceConflict(f"reference {reference} is another order's: give each payment its own reference")
         order = QrOrder(
             order_id=_new_order_id(store), merchant_id=merchant_id, terminal_id=terminal_id, reference=reference,
             mode="code", state="declined", reason=None, wallet=wallet_of(code), account=None, code_hash=None,
@@ -277,7 +289,7 @@ class WalletDesk:
             store.add_order(order)
             return order_answer(order)
         if (order.amount, order.currency) != (body["amount"], body["currency"]):
-            raise Refused(
+            raise ReferenceConflict(
                 f"the cancel names {body['amount']} in {body['currency']}, order {reference} is {order.amount} "
                 f"in {order.currency}: nothing cancelled"
             )
@@ -303,7 +315,7 @@ class WalletDesk:
         order = store.qr_order_by_reference(merchant_id, terminal_id, reference)
         if order is not None:
             if (order.mode, order.amount, order.currency) != ("mpm", body["amount"], body["currency"]):
-                raise Refused(f"reference {reference} is another order's: give each order its own reference")
+                raise ReferenceConflict(f"reference {reference} is another order's: give each order its own reference")
         else:
             order = QrOrder(
                 order_id=_new_order_id(store), merchant_id=merchant_id, terminal_id=terminal_id, reference=reference,
@@ -348,7 +360,7 @@ class WalletDesk:
                 body["amount"],
                 body["currency"],
             ):
-                raise Refused(f"refund reference {refund_reference} is another refund's")
+                raise ReferenceConflict(f"refund reference {refund_reference} is another refund's")
             return self._refund_answer(body, "approved", None, order.refunded, done.host_reference)
         reason = None
         if order is None:

@@ -17,11 +17,10 @@ from typing import Any, TypeVar
 import pytest
 
 from simulator.host.acquirer import COMPONENTS, Acquirer, Peer
-from simulator.host.rules import Refused
 from simulator.host.schema import first_error
 from simulator.host.storage import Location
 from simulator.host.store import HostStore, StoreError
-from simulator.host.wallets import AppRefused, NotFound, app_pay, confirm, issue_code
+from simulator.host.wallets import AppRefused, NotFound, ReferenceConflict, app_pay, confirm, issue_code
 
 TID, MID, EUR = "T1", "M1", 978
 PEER = Peer(TID, MID)
@@ -150,7 +149,7 @@ def test_a_lost_answer_is_resolved_by_query_and_a_repeat_replays(
     assert repeat.replayed and repeat.body == first.body
     other_key = acquirer.handle("qr-payment", body, PEER, "pay:r1:again")  # same order, another key: its state
     assert other_key.json()["status"] == "paid" and other_key.json()["order_id"] == first.json()["order_id"]
-    with pytest.raises(Refused, match="another order"):
+    with pytest.raises(ReferenceConflict, match="another order"):
         send(acquirer, "qr-payment", {**body, "amount": 701}, "pay:r1:other")
     assert balance(host_store, "alice") == 100000 - 700
 
@@ -166,7 +165,7 @@ def test_cancel_of_a_paid_order_reverses_it_once(host_store: HostStore, acquirer
     assert balance(host_store, "alice") == before
     again = send(acquirer, "qr-cancel", cancel, "cancel:r1:again")  # another key: still once
     assert again["status"] == "reversed" and balance(host_store, "alice") == before
-    with pytest.raises(Refused, match="nothing cancelled"):
+    with pytest.raises(ReferenceConflict, match="nothing cancelled"):
         send(acquirer, "qr-cancel", {**cancel, "amount": 1}, "cancel:r1:wrong")
 
 
@@ -302,6 +301,11 @@ def test_refunds_go_back_to_the_account_and_never_exceed(
     rest = refund(acquirer, "f3", "r1", 250)
     assert (rest["status"], rest["refunded_total"]) == ("approved", 1250)
     assert refund(acquirer, "f1", "r1", 1000)["status"] == "approved"  # its own reference again: the same refund
+    with pytest.raises(ReferenceConflict, match="another refund"):  # another key, the same refund reference
+        body = {"refund_reference": "f1", "original_reference": "r1", "amount": 999, "currency": EUR}
+        send(acquirer, "qr-refund", body, "refund:f1:again")
+    with pytest.raises(ReferenceConflict, match="another order"):
+        order(acquirer, "r1")  # a code payment's reference is not an MPM order's
     assert refund(acquirer, "f4", "r1", 1)["reason"] == "refund_exceeds_payment"
     assert refund(acquirer, "f5", "nope", 1)["reason"] == "original_not_found"
     assert balance(host_store, "alice") == before

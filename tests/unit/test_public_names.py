@@ -951,7 +951,8 @@ PUBLIC: dict[str, set[str]] = {
     "host_link.forwarder": {"ForwardingTerminal", "SafForwarder"},
     "host_link.cbdc_parameters": {"CBDC_LIMITS", "CbdcParametersError", "root_checksum", "verify_cbdc"},
     "host_link.qr": {
-        "FINAL_STATUSES", "MAX_WAIT_SECONDS", "QrLink", "QrOrder", "QrPayment", "QrRefund", "QrTransport",
+        "FINAL_STATUSES", "MAX_WAIT_SECONDS", "MPM_REFERENCE_MAX", "QrLink", "QrOrder", "QrPayment", "QrRefund",
+        "QrTransport",
     },
     "host_link.parameters": {
         "LIMITS",
@@ -1324,8 +1325,8 @@ PUBLIC: dict[str, set[str]] = {
     "simulator.host.store_wallet": {"QrOrder", "QrRefund", "WalletAccount", "WalletCode", "WalletTables"},
     "simulator.host.wallets": {
         "CODE_DIGITS", "CODE_TTL", "MODES", "ORDER_TTL", "TRANSITIONS", "WALLET_GUI", "WALLET_PREFIXES",
-        "WAITING_STATES", "AppRefused", "NotFound", "Unknown", "WalletDesk", "app_pay", "confirm", "issue_code",
-        "order_answer", "wallet_of",
+        "WAITING_STATES", "AppRefused", "NotFound", "ReferenceConflict", "Unknown", "WalletDesk", "app_pay",
+        "confirm", "issue_code", "order_answer", "wallet_of",
     },
     "simulator.host.store_issuer": {
         "ALLOWANCE_NOTES",
