@@ -170,9 +170,6 @@ def add_wallet_commands(sim_sub: argparse._SubParsersAction[argparse.ArgumentPar
         "wallet apps: code (a payment code), pay (a merchant-presented code)",
     )
     sub = wallet.add_subparsers(dest="wallet_command", required=True, metavar="COMMAND")
-    from simulator.wallet_app_cli import add_app_commands
-
-    add_app_commands(sub)
     specs = (
         ("list", "every cbdc-* wallet with its balance and counter", _cmd_list, False, True),
         ("show", "one wallet: identity, limits, balance, counter", _cmd_show, True, True),
@@ -191,3 +188,6 @@ def add_wallet_commands(sim_sub: argparse._SubParsersAction[argparse.ArgumentPar
             help="the wallets' state directory (default: $POSTERM_SIM_STATE, else the user state directory)",
         )
         p.set_defaults(func=func)
+    from simulator.wallet_app_cli import add_app_commands  # a wallet app's commands against the simulated host
+
+    add_app_commands(sub)
