@@ -124,9 +124,7 @@ def generate_ac(session: Session, reference: int, *, second: bool) -> GenAc:
     return _check_cda(session, cid, prim, template, second)
 
 
-def _check_cda(
-    session: Session, cid: int, prim: dict[int, bytes], template: bytes | None, second: bool
-) -> GenAc:
+def _check_cda(session: Session, cid: int, prim: dict[int, bytes], template: bytes | None, second: bool) -> GenAc:
     key = session.icc_key
     assert key is not None
     failure: str | None = None

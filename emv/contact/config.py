@@ -63,7 +63,7 @@ class ContactApplication:
     tac_online: bytes = bytes(5)
     tac_default: bytes = bytes(5)
     floor_limit: int | None = 0
-    random_selection: RandomSelection = RandomSelection()
+    random_selection: RandomSelection = field(default_factory=RandomSelection)
     default_ddol: bytes = bytes.fromhex("9F3704")
     priority: int = 0
 

@@ -14,6 +14,7 @@ with the :class:`~emv.transaction.TransactionData`.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ from emv.contact.selection import (
 )
 from emv.contact.session import SelectNext, Session
 from emv.kernel_common import KernelError
-from emv.outcome import CvmPerformed, Message, Outcome, ReaderStatus, TransactionResult, UiMessage
+from emv.outcome import Message, Outcome, ReaderStatus, TransactionResult, UiMessage
 from emv.recorder import ApduRecorder
 from emv.transaction import TransactionData
 from emv.tvr import Tsi, Tvr
@@ -190,7 +191,8 @@ class ContactKernel:
                 self._close_with_aac(session)
             return self._result(session, Outcome.DECLINED, gen, error=f"CDA failed: {gen.cda_failure}")
         if gen.kind == "AAC":
-            return self._result(session, Outcome.DECLINED, gen, error=f"card declined (AAC); TAA asked {decision.cryptogram}")
+            why = f"card declined (AAC); terminal action analysis asked for {decision.cryptogram}"
+            return self._result(session, Outcome.DECLINED, gen, error=why)
         if gen.kind == "TC":
             return self._result(session, Outcome.APPROVED, gen)
         self._awaiting_host = True
@@ -199,10 +201,8 @@ class ContactKernel:
         return self._result(session, Outcome.ONLINE_REQUEST, gen)
 
     def _close_with_aac(self, session: Session) -> None:
-        try:
+        with contextlib.suppress(KernelError, CardCommunicationError):  # declined whatever the card says now
             actions.generate_ac(session, apdu.AC_AAC, second=True)
-        except (KernelError, CardCommunicationError):
-            pass  # the transaction is declined whatever the card says now
 
     def _second_part(self, session: Session, answer: HostAnswer) -> ContactResult:
         if not answer.online:
@@ -224,7 +224,8 @@ class ContactKernel:
             return self._result(session, Outcome.APPROVED, gen)
         why = "card declined (AAC)" if reference == apdu.AC_TC else "declined"
         if not answer.online:
-            why = "unable to go online: " + ("declined by the default action codes" if reference == apdu.AC_AAC else why)
+            default = "declined by the default action codes"
+            why = "unable to go online: " + (default if reference == apdu.AC_AAC else why)
         elif not answer.issuer_approved:
             why = f"issuer declined ({answer.response_code.decode('ascii', 'replace')})"
         return self._result(session, Outcome.DECLINED, gen, error=why)
@@ -274,7 +275,7 @@ class ContactKernel:
             oda=session.oda_report,
             tvr=session.tvr.value,
             tsi=session.tsi.value,
-            cvm=session.cvm_performed if session.cvm_performed is not CvmPerformed.NOT_PERFORMED else CvmPerformed.NOT_PERFORMED,
+            cvm=session.cvm_performed,
             messages=[final],
             commands=list(self.transport.commands),
             card_data=data,

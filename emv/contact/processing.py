@@ -31,8 +31,8 @@ __all__ = [
     "AIP_SDA",
     "AIP_TRM",
     "icc_public_key",
-    "issuer_public_key",
     "initiate",
+    "issuer_public_key",
     "offline_data_authentication",
     "processing_restrictions",
     "read_application_data",
@@ -127,8 +127,15 @@ def issuer_public_key(session: Session) -> oda.IssuerKey:
         ca = oda.ca_public_key(session.config.capks, rid, index, today)
         revoked = session.config.revocation_list
         session.issuer_key = oda.recover_issuer_key(
-            ca, card[0x90], card.get(0x92, b""), card[0x9F32], pan, today,
-            revoked, rid=rid if revoked is not None else None, capk_index=index if revoked is not None else None,
+            ca,
+            card[0x90],
+            card.get(0x92, b""),
+            card[0x9F32],
+            pan,
+            today,
+            revoked,
+            rid=rid if revoked is not None else None,
+            capk_index=index if revoked is not None else None,
         )
     return session.issuer_key
 
@@ -145,8 +152,13 @@ def icc_public_key(session: Session) -> oda.PublicKey | None:
         issuer = issuer_public_key(session)
         session.oda_report.issuer_key_recovered = True
         session.icc_key = oda.recover_icc_key(
-            issuer, card[0x9F46], card.get(0x9F48, b""), card[0x9F47], pan_of(card) or "",
-            _static_data(session), session.txn.on_date(),
+            issuer,
+            card[0x9F46],
+            card.get(0x9F48, b""),
+            card[0x9F47],
+            pan_of(card) or "",
+            _static_data(session),
+            session.txn.on_date(),
         )
     except oda.OdaFailure as exc:
         session.key_failure = exc.name

@@ -220,9 +220,7 @@ def choose(candidates: Sequence[Candidate], cardholder: Cardholder | None) -> Ca
     return only
 
 
-def final_select(
-    transport: ApduTransport, config: ContactConfig, candidate: Candidate, method: str
-) -> Selected | None:
+def final_select(transport: ApduTransport, config: ContactConfig, candidate: Candidate, method: str) -> Selected | None:
     """SELECT the candidate's ADF name; None when the card refuses it or answers another DF name."""
     resp = _send(transport, apdu.select(candidate.adf_name))
     if resp is None:

@@ -15,7 +15,7 @@ from emv.recorder import ApduRecorder
 from emv.transaction import TransactionData
 from emv.tvr import Tsi, Tvr
 
-__all__ = ["Session", "SelectNext", "send"]
+__all__ = ["SelectNext", "Session", "send"]
 
 
 class SelectNext(Exception):

@@ -28,7 +28,7 @@ import hashlib
 
 from emv import cvm, oda, tlv
 from emv.contact.ports import PinKind, PinStatus
-from emv.contact.processing import AIP_CVM, issuer_public_key, icc_public_key
+from emv.contact.processing import AIP_CVM, icc_public_key, issuer_public_key
 from emv.contact.session import Session, send
 from emv.pan import pan_of
 
@@ -73,8 +73,13 @@ def _pin_key(session: Session) -> oda.PublicKey | None:
     if 0x9F2D in card and 0x9F2E in card:
         try:
             return oda.recover_icc_key(
-                issuer_public_key(session), card[0x9F2D], card.get(0x9F2F, b""), card[0x9F2E],
-                pan_of(card) or "", b"", session.txn.on_date(),
+                issuer_public_key(session),
+                card[0x9F2D],
+                card.get(0x9F2F, b""),
+                card[0x9F2E],
+                pan_of(card) or "",
+                b"",
+                session.txn.on_date(),
             )
         except oda.OdaFailure:
             return None
