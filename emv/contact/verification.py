@@ -159,8 +159,9 @@ def cardholder_verification(session: Session) -> None:
             cvm_capability=session.config.terminal_capabilities()[1],
             transaction_type=txn.transaction_type,
             terminal_type=session.config.terminal_type,
-            pin_pad_working=session.config.pin_pad,
-            offline_pin=(lambda method: _offline_pin(session, method)) if session.config.pin_pad else None,
+            # without a cardholder interface there is no PIN pad to enter a PIN on
+            pin_pad_working=session.config.pin_pad and session.cardholder is not None,
+            offline_pin=lambda method: _offline_pin(session, method),
         )
         outcome = cvm.process(cvm_list, ctx)
     outcome.apply_to(session.tvr, session.tsi)

@@ -66,6 +66,10 @@ SW = {
 }
 AAC, TC, ARQC = 0x00, 0x40, 0x80
 
+# Certificates depend only on the personalisation; building them costs RSA private
+# operations, so cards of one personalisation share them.
+_CERT_CACHE: dict[tuple[str, str, bytes, str], tuple[dict[int, bytes], pki.RsaPrivateKey | None]] = {}
+
 
 @dataclass(frozen=True)
 class _Apdu:
@@ -237,6 +241,17 @@ class ContactCard:
         if oda is None:
             self._certs = ({}, None)
             return self._certs
+        key = (self.profile.name, self.profile.pan, self._static_data(), repr(oda))
+        cached = _CERT_CACHE.get(key)
+        if cached is None:
+            cached = self._build_certificates()
+            _CERT_CACHE[key] = cached
+        self._certs = cached
+        return cached
+
+    def _build_certificates(self) -> tuple[dict[int, bytes], pki.RsaPrivateKey | None]:
+        oda = self.profile.oda
+        assert oda is not None
         keys = pki.load_pki()
         issuer = keys.issuer(oda.issuer_key)
         static = self._static_data()
@@ -264,8 +279,7 @@ class ContactCard:
                 tamper=oda.tamper.get("icc_certificate"),
             )
             values.update({0x9F46: icert, 0x9F48: irem, 0x9F47: iexp})
-        self._certs = (values, icc)
-        return self._certs
+        return values, icc
 
     def _sign(self, icc_dynamic: bytes, terminal_dynamic: bytes) -> bytes:
         _, icc = self._certificates()
