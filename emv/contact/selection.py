@@ -149,6 +149,7 @@ def _aid_list_candidates(transport: ApduTransport, config: ContactConfig) -> lis
     seen: set[bytes] = set()
     for app in config.applications:
         command = apdu.select(app.aid)
+        occurrences: set[bytes] = set()
         for _ in range(MAX_NEXT_OCCURRENCES):
             resp = _send(transport, command)
             if resp is None:
@@ -163,6 +164,9 @@ def _aid_list_candidates(transport: ApduTransport, config: ContactConfig) -> lis
                 break
             exact = name == app.aid
             partial = app.partial_selection and name.startswith(app.aid) and len(name) > len(app.aid)
+            if name in occurrences:
+                break  # the card answers an occurrence it gave already: no further ones
+            occurrences.add(name)
             if resp.ok and (exact or partial) and name not in seen:
                 prio = fci[1].get(0x87)
                 seen.add(name)
