@@ -60,6 +60,8 @@ def test_recorded_contact_trace_replays_to_the_same_outcome(
         live = kernel.complete(answer)
     path = tmp_path / "contact.json"
     path.write_text(json.dumps(to_trace(trace_header(data), recorder.exchanges)), encoding="utf-8")
+    for pin in pins:  # the trace holds no PIN block (format 2: 2N, the digits, F padding)
+        assert f"2{len(pin):X}{pin}".ljust(16, "F") not in path.read_text(encoding="utf-8").upper()
 
     replay = ContactKernel(
         as_transport(ReplayCard(load_trace(str(path)))), config(), data, cardholder=Pad(*pins), entropy=b"trace"

@@ -284,7 +284,7 @@ PUBLIC: dict[str, set[str]] = {
         "mask_text",
         "pan_of",
     },
-    "emv.recorder": {"ApduRecorder", "Exchange", "ExchangeObserver"},
+    "emv.recorder": {"ApduRecorder", "Exchange", "ExchangeObserver", "redact_command"},
     "emv.risk": {
         "ActionCodes",
         "RandomSelection",
