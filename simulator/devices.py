@@ -212,7 +212,9 @@ class SimulatorCardReader:
 
     kind = "reader"
 
-    def __init__(self, url: str, card: SimulatedCard | WalletCard | ContactCard | ReplayCard, faults: _Faults | None = None) -> None:
+    def __init__(
+        self, url: str, card: SimulatedCard | WalletCard | ContactCard | ReplayCard, faults: _Faults | None = None
+    ) -> None:
         self.url = url
         self._card = card
         self._faults = faults or _Faults()

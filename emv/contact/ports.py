@@ -130,14 +130,21 @@ class HostAnswer:
         return cls.from_host("00", arpc, scripts)
 
     @classmethod
-    def from_host(cls, response_code: str, arpc: bytes | None, scripts: bytes = b"") -> HostAnswer:
-        """The answer as the host protocol carries it: an 8-byte ARPC (method 1) gets its response code appended."""
+    def from_host(
+        cls, response_code: str, arpc: bytes | None, scripts: bytes = b"", *, method2: bool = False
+    ) -> HostAnswer:
+        """The answer as the host protocol carries it.
+
+        ARPC method 1 (CVN 10, 16): the 8-byte ARPC gets its response code
+        appended to make 91.  Method 2 (CVN 18, ``method2=True``): the host's
+        ARPC already is ARPC (4) and card status update (4), taken as it is.
+        """
         code = response_code.encode("ascii")
         if len(code) != 2:
             raise ValueError("an authorisation response code is two characters")
         iad = None
         if arpc:
-            iad = bytes(arpc) + code if len(arpc) == 8 else bytes(arpc)
+            iad = bytes(arpc) + code if len(arpc) == 8 and not method2 else bytes(arpc)
         return cls(True, code, iad, bytes(scripts))
 
     @classmethod

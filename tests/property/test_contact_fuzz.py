@@ -113,7 +113,10 @@ def test_any_contact_card_response_ends_in_a_defined_outcome(
 ) -> None:
     card = ContactCard(profile, seed=1)
     kernel = ContactKernel(
-        Spoiled(card, position, mode, payload), config(pin_pad=pin_pad), txn(amount), cardholder=Cardholder(entries, pick)
+        Spoiled(card, position, mode, payload),
+        config(pin_pad=pin_pad),
+        txn(amount),
+        cardholder=Cardholder(entries, pick),
     )
     result = kernel.start()
     event(f"start: {result.outcome.value}")

@@ -8,9 +8,11 @@ simulator's issuer keys.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from emv.contact import ContactKernel, HostAnswer, PinStatus
+from emv.contact import ContactConfig, ContactKernel, HostAnswer, PinStatus
 from emv.outcome import Message, Outcome
 from emv.tvr import Tsi, Tvr
 from simulator.contact.card import ContactCard
@@ -91,7 +93,9 @@ def test_dda_with_the_cards_ddol() -> None:
     """Book 3 10.3 / Book 2 6.5: INTERNAL AUTHENTICATE with the card's DDOL (9F37, 9F02)."""
     _k, r, _card = run("contact-dda")
     internal = [c for c in r.commands if c[:2] == b"\x00\x88"]
-    assert internal == [bytes.fromhex("008800000A") + bytes.fromhex("1A2B3C4D") + bytes.fromhex("000000001234") + b"\x00"]
+    assert internal == [
+        bytes.fromhex("008800000A") + bytes.fromhex("1A2B3C4D") + bytes.fromhex("000000001234") + b"\x00"
+    ]
     assert r.oda.result == "passed" and r.card_data[0x9F4C] == (21).to_bytes(2, "big")
 
 
@@ -135,7 +139,7 @@ def test_online_declined_by_the_issuer_asks_for_an_aac() -> None:
 
 def test_wrong_arpc_sets_issuer_authentication_failed_and_the_card_declines() -> None:
     """Book 3 10.9: EXTERNAL AUTHENTICATE refused (6300): TVR issuer authentication failed; the card's AAC."""
-    kernel, r, card = run("contact-offline-pin", 6000, Pad("1234"))
+    kernel, _r, _card = run("contact-offline-pin", 6000, Pad("1234"))
     bad = bytes(8)
     done = kernel.complete(HostAnswer.approved(arpc=bad))
     assert Tvr(done.tvr).is_set(Tvr.ISSUER_AUTHENTICATION_FAILED)
@@ -170,10 +174,15 @@ def test_unable_to_go_online_declines_by_the_default_action_codes() -> None:
     assert done.error is not None and "default action codes" in done.error
 
 
+def _no_default_tacs(cfg: ContactConfig) -> ContactConfig:
+    apps = tuple(dataclasses.replace(a, tac_default=bytes(5)) for a in cfg.applications)
+    return dataclasses.replace(cfg, applications=apps)
+
+
 def test_unable_to_go_online_approves_when_the_default_codes_allow() -> None:
     """Book 3 10.7: neither TAC- nor IAC-Default match: TC with 8A Y3, approved offline."""
     quiet = profile("contact-offline-pin", data={0x9F0D: bytes(5)})
-    cfg = config(applications=tuple(a.__class__(**{**a.__dict__, "tac_default": bytes(5)}) for a in config().applications))
+    cfg = _no_default_tacs(config())
     kernel, r, _card = run(quiet, 6000, Pad("1234"), cfg)
     assert r.outcome is Outcome.ONLINE_REQUEST
     done = kernel.complete(HostAnswer.unable_to_go_online())
@@ -184,16 +193,12 @@ def test_an_offline_only_terminal_never_asks_for_an_arqc() -> None:
     """Book 3 10.7: an offline-only terminal uses the default codes at the first GENERATE AC."""
     _k, r, _card = run("contact-offline-pin", 6000, Pad("1234"), config(online_capable=False))
     assert r.outcome is Outcome.DECLINED and r.cryptogram_type == "AAC"
-    assert [c for c in r.commands if c[:2] == b"\x80\xae"][0][2] == 0x00
+    assert next(c for c in r.commands if c[:2] == b"\x80\xae")[2] == 0x00
 
 
 def test_an_online_only_card_answering_arqc_to_an_offline_terminal_is_completed_offline() -> None:
     """Book 3 10.8: ARQC at a terminal that cannot go online: completed as "unable to go online"."""
-    cfg = config(online_capable=False)
-    cfg = config(
-        online_capable=False,
-        applications=tuple(a.__class__(**{**a.__dict__, "tac_default": bytes(5)}) for a in cfg.applications),
-    )
+    cfg = _no_default_tacs(config(online_capable=False))
     quiet = profile("contact-scripts", data={0x9F0D: bytes(5)})
     _k, r, _card = run(quiet, cfg=cfg)
     assert r.authorisation_response_code == "Y3" and r.outcome is Outcome.APPROVED
@@ -244,7 +249,9 @@ def test_a_script_with_a_wrong_mac_fails_and_says_which_command() -> None:
 
 def test_a_failed_script_after_the_final_generate_ac_sets_its_own_bit() -> None:
     kernel, r, card = run("contact-scripts")
-    second_command_fails = script(card, r, 0x72, [(bytes.fromhex("84DA9F14"), b"\x07"), (bytes.fromhex("84DA5A00"), b"\x01")])
+    second_command_fails = script(
+        card, r, 0x72, [(bytes.fromhex("84DA9F14"), b"\x07"), (bytes.fromhex("84DA5A00"), b"\x01")]
+    )
     done = kernel.complete(HostAnswer.approved(arpc=host_arpc(card, r), scripts=second_command_fails))
     assert done.script_results.hex().upper() == "1200000001"
     assert Tvr(done.tvr).is_set(Tvr.SCRIPT_FAILED_AFTER_FINAL_GAC)
@@ -304,7 +311,7 @@ def test_pin_cancel_or_timeout_ends_the_transaction(status: PinStatus) -> None:
 
 def test_enciphered_pin_under_the_icc_key() -> None:
     """Book 3 10.5.1 / Book 2 7: GET CHALLENGE, VERIFY P2 88 with the PIN block enciphered."""
-    _k, r, card = run("contact-enciphered-pin", cardholder=Pad("1234"))
+    _k, r, _card = run("contact-enciphered-pin", cardholder=Pad("1234"))
     assert r.cvm_results.hex().upper() == "440002"
     verify = [c for c in r.commands if c[:2] == b"\x00\x20"]
     assert len(verify) == 1 and verify[0][3] == 0x88 and verify[0][4] == 128
@@ -314,7 +321,7 @@ def test_enciphered_pin_under_the_icc_key() -> None:
 
 def test_enciphered_pin_wrong() -> None:
     pad = Pad("9999", "1234")
-    _k, r, card = run("contact-enciphered-pin", cardholder=pad)
+    _k, r, _card = run("contact-enciphered-pin", cardholder=pad)
     assert [a[1] for a in pad.asked] == [3, 2] and r.cvm_results.hex().upper() == "440002"
     assert len([c for c in r.commands if c[:5] == bytes.fromhex("0084000000")]) == 2
 
@@ -408,3 +415,27 @@ def test_kernel_entry_points_take_a_plain_transport() -> None:
 
     kernel = ContactKernel(card, config(), txn())
     assert kernel.start().outcome is Outcome.APPROVED
+
+
+def test_host_answer_forms_issuer_authentication_data() -> None:
+    """Book 3 10.9: 91 is ARPC and response code (method 1), or ARPC and CSU as the host sent them (method 2)."""
+    assert HostAnswer.from_host("05", bytes(range(8))).issuer_authentication_data == bytes(range(8)) + b"05"
+    assert HostAnswer.from_host("00", bytes(range(8)), method2=True).issuer_authentication_data == bytes(range(8))
+    assert HostAnswer.from_host("00", None).issuer_authentication_data is None
+    assert not HostAnswer.from_host("05", None).issuer_approved and HostAnswer.approved().issuer_approved
+    with pytest.raises(ValueError):
+        HostAnswer.from_host("000", None)
+
+
+def test_contact_configuration_from_the_terminal_configuration() -> None:
+    from emv.config import TerminalConfig
+    from emv.contact import ContactConfig
+    from tests.contact_rig import capks
+
+    terminal = TerminalConfig.example(capks(), pin_pad=True)
+    cfg = ContactConfig.from_terminal(terminal)
+    assert [a.aid.hex().upper() for a in cfg.applications] == ["A0000000031010", "A0000000041010"]
+    assert cfg.pin_pad and cfg.capks is terminal.capks and cfg.terminal_capabilities()[1] & 0x90 == 0x90
+    assert cfg.data_objects()[0x9F1C] == b"TERM0001" and cfg.applications[0].floor_limit == 5000
+    _k, r, _card = run("contact-offline-pin", cardholder=Pad("1234"), cfg=cfg)
+    assert r.outcome is Outcome.APPROVED

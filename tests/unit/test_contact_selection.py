@@ -52,7 +52,9 @@ PSE_FCI = tlv.encode(0x6F, tlv.encode(0x84, b"1PAY.SYS.DDF01") + tlv.encode(0xA5
 
 def test_pse_directory_lists_the_applications_the_terminal_supports() -> None:
     """Book 1 12.3.2: READ RECORD of the directory SFI until 6A83; unknown AIDs are left out."""
-    record = tlv.encode(0x70, _entry(MC, "MC", 2) + _entry(VISA, "VISA", 1) + _entry(bytes.fromhex("A0000009991010"), "X", 1))
+    record = tlv.encode(
+        0x70, _entry(MC, "MC", 2) + _entry(VISA, "VISA", 1) + _entry(bytes.fromhex("A0000009991010"), "X", 1)
+    )
     card = Scripted({_select(b"1PAY.SYS.DDF01"): PSE_FCI, "00B2010C00": record + OK, "00B2020C00": b"\x6a\x83"})
     found, method = build_candidates(card, config())
     assert method == "PSE" and [c.adf_name for c in found] == [MC, VISA]

@@ -158,7 +158,9 @@ def test_b5_issuer_authentication_failed() -> None:
     assert Tvr(done.tvr).is_set(Tvr.ISSUER_AUTHENTICATION_FAILED)
 
 
-@pytest.mark.parametrize(("template", "bit"), [(0x71, Tvr.SCRIPT_FAILED_BEFORE_FINAL_GAC), (0x72, Tvr.SCRIPT_FAILED_AFTER_FINAL_GAC)])
+@pytest.mark.parametrize(
+    ("template", "bit"), [(0x71, Tvr.SCRIPT_FAILED_BEFORE_FINAL_GAC), (0x72, Tvr.SCRIPT_FAILED_AFTER_FINAL_GAC)]
+)
 def test_b5_script_failed(template: int, bit: Bit) -> None:
     kernel, r, card = run("contact-scripts")
     bad = script(card, r, template, [(bytes.fromhex("84DA9F14"), b"\x01")], bad_mac=True)
@@ -181,7 +183,9 @@ def test_tsi_each_bit() -> None:
     kernel, r, card = run("contact-scripts")
     assert not Tsi(r.tsi).is_set(Tsi.ODA_PERFORMED)
     done = kernel.complete(
-        HostAnswer.approved(arpc=host_arpc(card, r), scripts=script(card, r, 0x72, [(bytes.fromhex("84DA9F14"), b"\x02")]))
+        HostAnswer.approved(
+            arpc=host_arpc(card, r), scripts=script(card, r, 0x72, [(bytes.fromhex("84DA9F14"), b"\x02")])
+        )
     )
     assert Tsi(done.tsi).is_set(Tsi.ISSUER_AUTHENTICATION_PERFORMED)
     assert Tsi(done.tsi).is_set(Tsi.SCRIPT_PROCESSING_PERFORMED)
