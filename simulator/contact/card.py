@@ -68,7 +68,7 @@ AAC, TC, ARQC = 0x00, 0x40, 0x80
 
 # Certificates depend only on the personalisation; building them costs RSA private
 # operations, so cards of one personalisation share them.
-_CERT_CACHE: dict[tuple[str, str, bytes, str], tuple[dict[int, bytes], pki.RsaPrivateKey | None]] = {}
+_CERT_CACHE: dict[tuple[str, str, bytes, str, str | None], tuple[dict[int, bytes], pki.RsaPrivateKey | None]] = {}
 
 
 @dataclass(frozen=True)
@@ -241,7 +241,7 @@ class ContactCard:
         if oda is None:
             self._certs = ({}, None)
             return self._certs
-        key = (self.profile.name, self.profile.pan, self._static_data(), repr(oda))
+        key = (self.profile.name, self.profile.pan, self._static_data(), repr(oda), self.profile.pin_key)
         cached = _CERT_CACHE.get(key)
         if cached is None:
             cached = self._build_certificates()
@@ -279,6 +279,13 @@ class ContactCard:
                 tamper=oda.tamper.get("icc_certificate"),
             )
             values.update({0x9F46: icert, 0x9F48: irem, 0x9F47: iexp})
+        if self.profile.pin_key is not None:
+            # Book 2 7.1: certified like the ICC key, its hash without the static data
+            pin = keys.icc(self.profile.pin_key)
+            pcert, prem, pexp = pki.icc_certificate(
+                issuer, pin.public, self.profile.pan, oda.icc_cert_expiry, oda.icc_cert_serial, b""
+            )
+            values.update({0x9F2D: pcert, 0x9F2F: prem, 0x9F2E: pexp})
         return values, icc
 
     def _sign(self, icc_dynamic: bytes, terminal_dynamic: bytes) -> bytes:
@@ -411,6 +418,8 @@ class ContactCard:
 
     def _decipher(self, data: bytes) -> bytes | None:
         _, icc = self._certificates()
+        if self.profile.pin_key is not None:
+            icc = pki.load_pki().icc(self.profile.pin_key)
         challenge, self._txn.challenge = self._txn.challenge, None
         if icc is None or challenge is None or len(data) != icc.size:
             return None

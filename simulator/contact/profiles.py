@@ -30,7 +30,9 @@ _FAULTS = frozenset({"garbage", "mute"})
 _ODA_METHODS = frozenset({"sda", "dda", "cda"})
 _TAMPERS = frozenset({"issuer_certificate", "icc_certificate", "ssad", "sdad"})
 #: Tags the card computes: PAN, track 2, dates, PSN, and the PKI's certificates.
-COMPUTED_TAGS = frozenset({0x5A, 0x57, 0x5F24, 0x5F25, 0x5F34, 0x8F, 0x90, 0x92, 0x93, 0x9F32, 0x9F46, 0x9F47, 0x9F48})
+COMPUTED_TAGS = frozenset(
+    {0x5A, 0x57, 0x5F24, 0x5F25, 0x5F34, 0x8F, 0x90, 0x92, 0x93, 0x9F32, 0x9F46, 0x9F47, 0x9F48, 0x9F2D, 0x9F2E, 0x9F2F}
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class ContactProfile:
     fault: str | None
     issuer_authentication_required: bool
     expected: Mapping[str, str]
+    pin_key: str | None = None  # an ICC PIN encipherment key of the simulator PKI (9F2D/9F2E/9F2F)
 
     @property
     def cdol1(self) -> bytes:
@@ -171,6 +174,7 @@ def _from_dict(raw: Mapping[str, Any]) -> ContactProfile:
         fault=raw.get("fault"),
         issuer_authentication_required=bool(raw.get("issuer_authentication_required", True)),
         expected=MappingProxyType({str(k): str(v) for k, v in dict(raw.get("expected") or {}).items()}),
+        pin_key=None if raw.get("pin_key") is None else str(raw["pin_key"]),
     )
     _validate(p)
     return p
@@ -181,6 +185,8 @@ def _validate(p: ContactProfile) -> None:
         raise ValueError(f"a contact profile's name starts with {PREFIX!r}")
     if p.fault is not None and p.fault not in _FAULTS:
         raise ValueError(f"fault {p.fault!r} not one of {sorted(_FAULTS)}")
+    if p.pin_key is not None and p.oda is None:
+        raise ValueError("a PIN encipherment key is certified by the issuer key of the oda section")
     if p.gpo_format not in (1, 2):
         raise ValueError("gpo_format is 1 or 2")
     if p.pin is not None and (not p.pin.isdigit() or not 4 <= len(p.pin) <= 12):

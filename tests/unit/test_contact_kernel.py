@@ -319,6 +319,19 @@ def test_enciphered_pin_under_the_icc_key() -> None:
     assert bytes.fromhex("0084000000") in r.commands
 
 
+def test_enciphered_pin_under_the_icc_pin_encipherment_key() -> None:
+    """Book 2 7.1: the card's ICC PIN Encipherment key (9F2D, 9F2E, 9F2F) is used before the ICC key."""
+    base = profile("contact-enciphered-pin")
+    records = tuple(
+        dataclasses.replace(r, tags=(*r.tags, 0x9F2D, 0x9F2E, 0x9F2F)) if (r.sfi, r.number) == (3, 2) else r
+        for r in base.records
+    )
+    card = ContactCard(dataclasses.replace(base, pin_key="visa-expired", records=records))
+    _k, r, _card = run(card, cardholder=Pad("1234"))
+    assert 0x9F2D in r.card_data and r.cvm_results.hex().upper() == "440002"
+    assert card.pin_try_counter == 3
+
+
 def test_enciphered_pin_wrong() -> None:
     pad = Pad("9999", "1234")
     _k, r, _card = run("contact-enciphered-pin", cardholder=pad)
