@@ -14,10 +14,11 @@ whose ``kernel`` is ``"contact"``.  Modules: :mod:`.selection` (Book 1 12),
 :mod:`.processing` (GPO, records, ODA, restrictions, risk management),
 :mod:`.verification` (CVM and offline PIN), :mod:`.actions` (action analysis,
 GENERATE AC, CDA), :mod:`.online` (issuer authentication and scripts),
-:mod:`.kernel` (the flow).
+:mod:`.kernel` (the flow), :mod:`.interface` (contact or contactless, from the ATR).
 """
 
 from emv.contact.config import ContactApplication, ContactConfig
+from emv.contact.interface import card_interface
 from emv.contact.kernel import KERNEL, ContactKernel, ContactResult
 from emv.contact.ports import Candidate, Cardholder, HostAnswer, PinEntry, PinKind, PinStatus
 from emv.contact.verification import encipher_pin, pin_block
@@ -34,6 +35,7 @@ __all__ = [
     "PinEntry",
     "PinKind",
     "PinStatus",
+    "card_interface",
     "encipher_pin",
     "pin_block",
 ]

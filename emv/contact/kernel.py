@@ -39,9 +39,11 @@ from emv.recorder import ApduRecorder
 from emv.transaction import TransactionData
 from emv.tvr import Tsi, Tvr
 
-__all__ = ["KERNEL", "ContactKernel", "ContactResult"]
+__all__ = ["KERNEL", "REVERSE", "ContactKernel", "ContactResult"]
 
 KERNEL = "contact"
+#: Appended to ``error`` when the issuer approved and the card did not complete: the terminal reverses.
+REVERSE = " (the issuer approved: reverse the authorisation)"
 
 
 @dataclass
@@ -150,7 +152,7 @@ class ContactKernel:
         except (KernelError, CardCommunicationError) as exc:
             why = f"second GENERATE AC not completed: {exc}"
             if answer.issuer_approved:
-                why += " (the issuer approved: reverse the authorisation)"
+                why += REVERSE
             return self._result(session, Outcome.END_APPLICATION, None, error=why)
 
     # ------------------------------------------------------------------ steps
@@ -218,16 +220,21 @@ class ContactKernel:
         gen = actions.generate_ac(session, reference, second=True)
         if answer.online:
             online.run_scripts(session, answer.scripts, 0x72)
-        if gen.cda_failure is not None:
-            return self._result(session, Outcome.DECLINED, gen, error=f"CDA failed: {gen.cda_failure}")
-        if gen.kind == "TC":
+        if gen.kind == "TC" and gen.cda_failure is None:
             return self._result(session, Outcome.APPROVED, gen)
-        why = "card declined (AAC)" if reference == apdu.AC_TC else "declined"
+        if gen.cda_failure is not None:
+            why = f"CDA failed: {gen.cda_failure}"
+        elif reference == apdu.AC_TC:
+            why = "card declined (AAC)"
+        else:
+            why = "declined"
         if not answer.online:
             default = "declined by the default action codes"
             why = "unable to go online: " + (default if reference == apdu.AC_AAC else why)
         elif not answer.issuer_approved:
             why = f"issuer declined ({answer.response_code.decode('ascii', 'replace')})"
+        else:
+            why += REVERSE  # the host approved what the card refused
         return self._result(session, Outcome.DECLINED, gen, error=why)
 
     # ------------------------------------------------------------------ results

@@ -90,3 +90,11 @@ def test_mute_card_goes_silent_after_selecting_its_application() -> None:
     assert card.exchange(SELECT_VISA)[-2:] == b"\x90\x00"
     with pytest.raises(CardMuteError):
         card.exchange(GPO)
+
+
+def test_the_terminal_tells_a_contact_card_by_its_atr() -> None:
+    from emv.contact import card_interface
+
+    contact = SimulatorCardReader.open("sim:card=contact-dda").wait_for_card()
+    contactless = SimulatorCardReader.open("sim:card=visa-qvsdc-offline").wait_for_card()
+    assert card_interface(contact.atr) == "contact" and card_interface(contactless.atr) == "contactless"

@@ -13,6 +13,7 @@ import dataclasses
 import pytest
 
 from emv.contact import ContactConfig, ContactKernel, HostAnswer, PinStatus
+from emv.contact.kernel import REVERSE
 from emv.outcome import Message, Outcome
 from emv.tvr import Tsi, Tvr
 from simulator.contact.card import ContactCard
@@ -145,6 +146,7 @@ def test_wrong_arpc_sets_issuer_authentication_failed_and_the_card_declines() ->
     assert Tvr(done.tvr).is_set(Tvr.ISSUER_AUTHENTICATION_FAILED)
     assert done.issuer_authentication == "failed"
     assert done.outcome is Outcome.DECLINED and done.cryptogram_type == "AAC"
+    assert (done.error or "").endswith(REVERSE)  # the host approved: the terminal must reverse
 
 
 def test_arpc_in_the_second_generate_ac_when_cdol2_asks_for_91() -> None:

@@ -267,6 +267,7 @@ PUBLIC: dict[str, set[str]] = {
         "PinEntry",
         "PinKind",
         "PinStatus",
+        "card_interface",
         "encipher_pin",
         "pin_block",
     },
@@ -282,10 +283,12 @@ PUBLIC: dict[str, set[str]] = {
         "ContactApplication",
         "ContactConfig",
     },
+    "emv.contact.interface": {"card_interface"},
     "emv.contact.kernel": {
         "ContactKernel",
         "ContactResult",
         "KERNEL",
+        "REVERSE",
     },
     "emv.contact.online": {
         "MAX_SCRIPT_BYTES",
