@@ -138,3 +138,24 @@ def test_any_contact_card_response_ends_in_a_defined_outcome(
     assert result.outcome in FINAL | {Outcome.ONLINE_REQUEST}
     assert len(result.tvr) == 5 and len(result.tsi) == 2
     result.to_json()
+
+
+@settings(max_examples=max(EXAMPLES // 10, 100), deadline=None, database=None)
+@given(responses=st.lists(st.binary(max_size=300), min_size=1, max_size=16), pin_pad=st.booleans())
+def test_a_contact_card_of_pure_noise_ends_in_a_defined_outcome(responses: list[bytes], pin_pad: bool) -> None:
+    """No real card at all: every answer is chosen by hypothesis, the host answers unable to go online."""
+
+    class Noise:
+        def __init__(self) -> None:
+            self.i = 0
+
+        def exchange(self, command: bytes) -> bytes:
+            self.i += 1
+            return responses[(self.i - 1) % len(responses)]
+
+    kernel = ContactKernel(Noise(), config(pin_pad=pin_pad), txn(), cardholder=Cardholder(["1234"], 0))
+    result = kernel.start()
+    if result.outcome is Outcome.ONLINE_REQUEST:
+        result = kernel.complete(HostAnswer.unable_to_go_online())
+    assert result.outcome in FINAL | {Outcome.ONLINE_REQUEST}
+    result.to_json()
