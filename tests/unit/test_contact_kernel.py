@@ -454,3 +454,15 @@ def test_contact_configuration_from_the_terminal_configuration() -> None:
     assert cfg.data_objects()[0x9F1C] == b"TERM0001" and cfg.applications[0].floor_limit == 5000
     _k, r, _card = run("contact-offline-pin", cardholder=Pad("1234"), cfg=cfg)
     assert r.outcome is Outcome.APPROVED
+
+
+def test_the_online_request_carries_what_the_issuer_verifies_the_arqc_over() -> None:
+    """Book 3 10.9: the authorisation request's data: the ARQC verifies over the CDOL1 values and card data."""
+    from simulator.cryptograms import CryptogramData, verify_arqc
+
+    _k, r, card = run("contact-scripts")
+    tags = {**r.card_data, **r.cryptogram_inputs}
+    data = CryptogramData.from_tags(tags)
+    p = card.profile
+    assert verify_arqc(p.cryptogram_key, p.pan, p.psn, data, r.card_data[0x9F26])
+    assert r.to_json()["pan"] == "476173******0150"
