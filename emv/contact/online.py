@@ -18,7 +18,7 @@
 
 from __future__ import annotations
 
-from emv import tlv
+from emv import dol, tlv
 from emv.apdu import CardCommunicationError
 from emv.contact.processing import AIP_ISSUER_AUTHENTICATION
 from emv.contact.session import Session, send
@@ -35,17 +35,10 @@ _RESULT_PERFORMED = 0x20
 
 def cdol2_carries_arpc(session: Session) -> bool:
     """True when the card's CDOL2 asks for 91 (issuer authentication in the second GENERATE AC)."""
-    raw = session.card_data.get(0x8D, b"")
-    pos = 0
     try:
-        while pos < len(raw):
-            tag, pos = tlv._read_tag(raw, pos)
-            _length, pos = tlv._read_length(raw, pos, tag)
-            if tag == 0x91:
-                return True
-    except (tlv.TlvError, IndexError):
+        return any(entry.tag == 0x91 for entry in dol.parse(session.card_data.get(0x8D, b"")))
+    except dol.DolError:
         return False
-    return False
 
 
 def external_authenticate(session: Session) -> None:
