@@ -37,6 +37,7 @@ EXPECTED_AT_12_34 = {
 
 
 def test_every_contact_profile_has_an_expectation() -> None:
+    """Every simulated contact card is in the Book 3 end-to-end table below."""
     assert sorted(EXPECTED_AT_12_34) == list_names()
 
 
@@ -162,6 +163,7 @@ def test_arpc_in_the_second_generate_ac_when_cdol2_asks_for_91() -> None:
 
 
 def test_wrong_arpc_in_cdol2_is_declined_by_the_card() -> None:
+    """Book 3 10.9: a wrong ARPC in CDOL2's 91: the card answers the TC request with an AAC."""
     kernel, _r, _card = run("contact-online-pin", cardholder=Pad())
     done = kernel.complete(HostAnswer.approved(arpc=bytes(8)))
     assert done.outcome is Outcome.DECLINED and done.cryptogram_type == "AAC"
@@ -207,6 +209,7 @@ def test_an_online_only_card_answering_arqc_to_an_offline_terminal_is_completed_
 
 
 def test_complete_without_an_online_request_is_a_programming_error() -> None:
+    """Book 3 10.9 follows an ARQC only: complete() after an offline approval is the caller's bug."""
     kernel, r, _card = run("contact-sda")
     assert r.outcome is Outcome.APPROVED
     with pytest.raises(RuntimeError):
@@ -250,6 +253,7 @@ def test_a_script_with_a_wrong_mac_fails_and_says_which_command() -> None:
 
 
 def test_a_failed_script_after_the_final_generate_ac_sets_its_own_bit() -> None:
+    """Book 3 10.10: a 72 script whose second command fails: result 12, TVR byte 5 b5."""
     kernel, r, card = run("contact-scripts")
     second_command_fails = script(
         card, r, 0x72, [(bytes.fromhex("84DA9F14"), b"\x07"), (bytes.fromhex("84DA5A00"), b"\x01")]
@@ -260,6 +264,7 @@ def test_a_failed_script_after_the_final_generate_ac_sets_its_own_bit() -> None:
 
 
 def test_a_malformed_script_is_reported_failed_without_commands() -> None:
+    """Book 3 10.10: a script template that is not well formed is not run and is reported failed."""
     kernel, r, card = run("contact-scripts")
     done = kernel.complete(HostAnswer.approved(arpc=host_arpc(card, r), scripts=bytes.fromhex("7105 9F1802 0001")))
     assert done.script_results.hex().upper() == "1000000000"
@@ -306,6 +311,7 @@ def test_pin_bypass_sets_pin_not_entered() -> None:
 
 @pytest.mark.parametrize("status", [PinStatus.CANCEL, PinStatus.TIMEOUT])
 def test_pin_cancel_or_timeout_ends_the_transaction(status: PinStatus) -> None:
+    """Book 3 10.5.1: PIN entry cancelled or timed out: the transaction ends before GENERATE AC."""
     _k, r, _card = run("contact-offline-pin", cardholder=Pad(status))
     assert r.outcome is Outcome.END_APPLICATION and status.value in (r.error or "")
     assert not [c for c in r.commands if c[:2] == b"\x80\xae"]
@@ -335,6 +341,7 @@ def test_enciphered_pin_under_the_icc_pin_encipherment_key() -> None:
 
 
 def test_enciphered_pin_wrong() -> None:
+    """Book 3 10.5.1: a wrong enciphered PIN, then the right one, each with a fresh GET CHALLENGE."""
     pad = Pad("9999", "1234")
     _k, r, _card = run("contact-enciphered-pin", cardholder=pad)
     assert [a[1] for a in pad.asked] == [3, 2] and r.cvm_results.hex().upper() == "440002"
@@ -356,6 +363,7 @@ def test_online_pin_is_only_recorded() -> None:
 
 
 def test_without_a_pin_pad_online_pin_is_skipped_for_signature() -> None:
+    """Book 3 10.5: the terminal does not support online PIN without a PIN pad: the next rule."""
     _k, r, _card = run("contact-online-pin", cfg=config(pin_pad=False))
     assert r.cvm_results.hex().upper() == "1E0300" and not r.online_pin
 
@@ -387,6 +395,7 @@ def test_cda_failure_on_an_arqc_closes_the_card_with_an_aac() -> None:
 
 
 def test_unknown_ca_key_fails_sda_with_ca_key_missing() -> None:
+    """Book 3 10.3 / Book 2 5.2: no CA key for (RID, 8F): SDA failed."""
     from emv.capk import CapkStore
 
     _k, r, _card = run("contact-sda", cfg=config(capks=CapkStore()))
@@ -397,6 +406,7 @@ def test_unknown_ca_key_fails_sda_with_ca_key_missing() -> None:
 
 
 def test_a_card_removed_after_online_approval_asks_for_a_reversal() -> None:
+    """Book 3 10.9: the card gone before the second GENERATE AC after an approval: reverse."""
     kernel, r, card = run("contact-offline-pin", 6000, Pad("1234"))
 
     class Gone:
@@ -425,6 +435,7 @@ def test_gpo_6985_removes_the_application() -> None:
 
 
 def test_kernel_entry_points_take_a_plain_transport() -> None:
+    """Book 3 end to end on a bare ApduTransport (the kernel records the exchanges itself)."""
     card = ContactCard("contact-dda")
     from tests.contact_rig import txn
 

@@ -38,6 +38,7 @@ def test_b1_oda_not_performed() -> None:
 
 
 def test_b1_sda_failed() -> None:
+    """10.3: SDA selected and its SSAD fails."""
     assert _bits(tvr_of("contact-bad-sda"))[:2] == [Tvr.SDA_FAILED, Tvr.SDA_SELECTED]
 
 
@@ -57,14 +58,17 @@ def test_b1_pan_in_exception_file() -> None:
 
 
 def test_b1_dda_failed() -> None:
+    """10.3: the dynamic signature of INTERNAL AUTHENTICATE fails."""
     assert _bits(tvr_of("contact-bad-dda"))[:1] == [Tvr.DDA_FAILED]
 
 
 def test_b1_cda_failed() -> None:
+    """10.8 / Book 2 6.6: the CDA signature of GENERATE AC fails."""
     assert _bits(tvr_of("contact-bad-cda"))[:1] == [Tvr.CDA_FAILED]
 
 
 def test_b1_sda_selected() -> None:
+    """10.3: SDA is the method selected."""
     assert _bits(tvr_of("contact-sda")) == [Tvr.SDA_SELECTED]
 
 
@@ -82,6 +86,7 @@ def test_b2_expired_application() -> None:
 
 
 def test_b2_application_not_yet_effective() -> None:
+    """10.4.3: the effective date 5F25 is after the transaction date."""
     assert Tvr.NOT_YET_EFFECTIVE in _bits(tvr_of(profile("contact-dda", effective="271231")))
 
 
@@ -100,6 +105,7 @@ def test_b2_new_card() -> None:
 
 
 def test_b3_cardholder_verification_failed() -> None:
+    """10.5: no CVM rule succeeded."""
     assert Tvr.CARDHOLDER_VERIFICATION_FAILED in _bits(tvr_of("contact-pin-blocked", cardholder=Pad("1234")))
 
 
@@ -110,18 +116,22 @@ def test_b3_unrecognised_cvm() -> None:
 
 
 def test_b3_pin_try_limit_exceeded() -> None:
+    """10.5.1: the PIN try counter is 0."""
     assert Tvr.PIN_TRY_LIMIT_EXCEEDED in _bits(tvr_of("contact-pin-blocked", cardholder=Pad("1234")))
 
 
 def test_b3_pin_pad_absent() -> None:
+    """10.5.1: offline PIN and no PIN pad to enter it on."""
     assert _bits(tvr_of("contact-offline-pin")) == [Tvr.PIN_PAD_ABSENT]
 
 
 def test_b3_pin_not_entered() -> None:
+    """10.5.1: the cardholder bypassed PIN entry."""
     assert _bits(tvr_of("contact-offline-pin", cardholder=Pad(PinStatus.BYPASS))) == [Tvr.PIN_NOT_ENTERED]
 
 
 def test_b3_online_pin_entered() -> None:
+    """10.5: online PIN is the CVM performed."""
     assert Tvr.ONLINE_PIN_ENTERED in _bits(tvr_of("contact-online-pin", cardholder=Pad()))
 
 
@@ -129,6 +139,7 @@ def test_b3_online_pin_entered() -> None:
 
 
 def test_b4_floor_limit_exceeded() -> None:
+    """10.6.1: the amount at or above the floor limit."""
     assert _bits(tvr_of("contact-dda", 5000)) == [Tvr.FLOOR_LIMIT_EXCEEDED]
 
 
@@ -139,6 +150,7 @@ def test_b4_lcol_exceeded() -> None:
 
 
 def test_b4_ucol_exceeded() -> None:
+    """10.6.3: ATC - last online ATC above the upper consecutive offline limit 9F23 (10) too."""
     p = profile("contact-dda", atc=40, last_online_atc=18)
     assert _bits(tvr_of(p)) == [Tvr.LCOL_EXCEEDED, Tvr.UCOL_EXCEEDED]
 
@@ -153,6 +165,7 @@ def test_b4_random_selection() -> None:
 
 
 def test_b5_issuer_authentication_failed() -> None:
+    """10.9: EXTERNAL AUTHENTICATE refused."""
     kernel, _r, _card = run("contact-offline-pin", 6000, Pad("1234"))
     done = kernel.complete(HostAnswer.approved(arpc=bytes(8)))
     assert Tvr(done.tvr).is_set(Tvr.ISSUER_AUTHENTICATION_FAILED)
@@ -162,6 +175,7 @@ def test_b5_issuer_authentication_failed() -> None:
     ("template", "bit"), [(0x71, Tvr.SCRIPT_FAILED_BEFORE_FINAL_GAC), (0x72, Tvr.SCRIPT_FAILED_AFTER_FINAL_GAC)]
 )
 def test_b5_script_failed(template: int, bit: Bit) -> None:
+    """10.10: a script command refused (wrong MAC), before or after the final GENERATE AC."""
     kernel, r, card = run("contact-scripts")
     bad = script(card, r, template, [(bytes.fromhex("84DA9F14"), b"\x01")], bad_mac=True)
     done = kernel.complete(HostAnswer.approved(arpc=host_arpc(card, r), scripts=bad))
