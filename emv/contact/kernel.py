@@ -122,11 +122,15 @@ class ContactKernel:
         self.session: Session | None = None
         self.selection: str | None = None
         self._awaiting_host = False
+        self._started = False
 
     # ------------------------------------------------------------------ entry points
 
     def start(self) -> ContactResult:
-        """Selection to the first GENERATE AC (see the module docstring)."""
+        """Selection to the first GENERATE AC (see the module docstring); once per kernel."""
+        if self._started:
+            raise RuntimeError("a ContactKernel runs one transaction: make another for the next")
+        self._started = True
         try:
             session = self._select_and_initiate()
             if session is None:

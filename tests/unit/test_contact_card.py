@@ -98,3 +98,17 @@ def test_the_terminal_tells_a_contact_card_by_its_atr() -> None:
     contact = SimulatorCardReader.open("sim:card=contact-dda").wait_for_card()
     contactless = SimulatorCardReader.open("sim:card=visa-qvsdc-offline").wait_for_card()
     assert card_interface(contact.atr) == "contact" and card_interface(contactless.atr) == "contactless"
+
+
+def test_a_sale_on_the_in_process_reader() -> None:
+    """sim:card=contact-...: the contact kernel over the simulator's reader session, offline PIN approved."""
+    from emv.contact import ContactKernel
+    from emv.outcome import Outcome
+    from tests.contact_rig import Pad, config, txn
+
+    session = SimulatorCardReader.open("sim:card=contact-offline-pin").wait_for_card()
+    kernel = ContactKernel(session, config(), txn(), cardholder=Pad("1234"))
+    result = kernel.start()
+    assert result.outcome is Outcome.APPROVED and result.cvm_results == bytes.fromhex("410002")
+    with pytest.raises(RuntimeError):
+        kernel.start()
