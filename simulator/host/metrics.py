@@ -140,6 +140,10 @@ class HostMetrics:
         self.settlement_differences = Counter(
             "posterm_host_settlement_differences", "Lines (currency, kind) that differed in batch closes", registry=r
         )
+        self.qr = Counter(
+            "posterm_host_qr", "QR messages processed (not replays), by message, status and reason",
+            ["message", "status", "reason"], registry=r,
+        )  # fmt: skip
         gauge_mode: dict[str, Any] = {"multiprocess_mode": "livesum"} if _multiprocess() else {}
         self.open_connections = Gauge(
             "posterm_host_open_connections", "TCP connections open now (handshaking ones included)", registry=r,
@@ -200,6 +204,9 @@ class HostMetrics:
             self._advices(body, answer, set(replayed_advices))
         elif what == "reversal":
             self.reversals.labels("reversed" if answer.get("message") is None else "nothing_to_reverse").inc()
+        elif what.startswith("qr-"):  # the statuses and reasons are the protocol's enums: a bounded label set
+            reason = answer.get("reason")
+            self.qr.labels(what, str(answer.get("status")), reason if isinstance(reason, str) else "none").inc()
         elif what == "batch-close":
             differences = answer.get("differences")
             self.batch_closes.labels("true" if answer.get("in_balance") else "false").inc()

@@ -40,7 +40,7 @@ def host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         cluster = request.getfixturevalue("postgres")
         database = cluster.create_database()
     url = cluster.url(database) if cluster and database else None
-    service = start_host(tmp_path_factory.mktemp("host"), workers=2, store=url)
+    service = start_host(tmp_path_factory.mktemp("host"), workers=2, store=url, metrics=True)
     try:
         yield service
     finally:
@@ -129,6 +129,9 @@ def test_a_wallet_code_pays_and_a_second_use_is_declined(host: HostService, term
     assert qr.query("sale-1").paid and qr.query("nothing-here").status == "unknown"
     with pytest.raises(ValueError, match="18 digits"):
         qr.pay_by_code("sale-4", 1250, EUR, code[:-1])  # a truncated code never leaves the terminal
+    metrics = host.metrics_text()  # counted by message, status and reason (bounded labels, no ids)
+    assert 'posterm_host_qr_total{message="qr-payment",reason="code_used",status="declined"}' in metrics
+    assert "/v1/qr/payments/{reference}" in metrics and "sale-1" not in metrics
 
 
 def test_in_app_confirmation_then_query_sees_it(host: HostService, terminals: Terminals) -> None:
