@@ -97,8 +97,10 @@ _SETTLEMENT_KIND = {
     "cbdc_payment": "sale",  # a digital-currency payment credited to the merchant (cbdc_refused, cbdc_torn: none)
 }
 
-#: Reference prefixes: authorisation/advice/reversal records, batch closes, sign-ons.
-_REF_PREFIX = {"authorise": "A", "advise": "V", "reverse": "R", "close": "B", "sign_on": "S"}
+#: Reference prefixes: authorisation/advice/reversal records, batch closes, sign-ons, QR operations and orders.
+_REF_PREFIX = {
+    "authorise": "A", "advise": "V", "reverse": "R", "close": "B", "sign_on": "S", "qr": "W", "qr_order": "Q",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

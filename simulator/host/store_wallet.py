@@ -208,7 +208,11 @@ class WalletTables:
             "SELECT code_hash, account, wallet, created_at, expires_at, order_id FROM wallet_codes WHERE code_hash = ?",
             (code_hash,),
         )
-        return None if row is None else WalletCode(*(None if v is None else str(v) for v in row))  # type: ignore[arg-type]
+        if row is None:
+            return None
+        code_hash, account, wallet, created_at, expires_at, order_id = row
+        used_by = None if order_id is None else str(order_id)
+        return WalletCode(str(code_hash), str(account), str(wallet), str(created_at), str(expires_at), used_by)
 
     def claim_code(self, code_hash: str, order_id: str) -> bool:
         """Mark the code used by ``order_id`` if no order used it (one statement); whether this order got it."""

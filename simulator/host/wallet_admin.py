@@ -62,8 +62,8 @@ def _account(name: str) -> str:
 
 
 def accounts(data_dir: Path, *, store: str | None = None) -> list[dict[str, Any]]:
-    """Every wallet account with its wallet and balances."""
-    with open_store(data_dir, store=store) as db:
+    """Every wallet account with its wallet and balances (a host must be there: nothing is created)."""
+    with open_store(data_dir, create=False, store=store) as db:
         return [a.to_json() for a in db.wallet_accounts()]
 
 

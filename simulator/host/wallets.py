@@ -174,11 +174,12 @@ def _code_hash(store: HostStore, code: str) -> str:
 
 
 def _new_order_id(store: HostStore) -> str:
-    return f"Q{store.engine.next_reference_number():010d}{secrets.token_hex(3).upper()}"
+    """``Q`` and the host's sequence, then 6 random hex digits (an order id is in a code anyone may scan)."""
+    return f"{store.next_reference('qr_order')}{secrets.token_hex(3).upper()}"
 
 
 def _host_reference(store: HostStore) -> str:
-    return f"W{store.engine.next_reference_number():010d}"
+    return store.next_reference("qr")
 
 
 def order_answer(order: QrOrder | None, reference: str | None = None) -> dict[str, Any]:

@@ -60,13 +60,15 @@ def balance(home: Path, account: str, currency: int = 978) -> int:
 
 
 def test_accounts_topup_and_a_payment_code_with_its_png(tmp_path: Path) -> None:
+    nothing = posterm("host", "wallet", "accounts", home=tmp_path)  # a look creates no host
+    assert "no simulated host" in one_line_error(nothing, 2) and not (tmp_path / "host" / "host.db").exists()
+    assert done(posterm("host", "wallet", "topup", "empty", "2500", "--json", home=tmp_path))["balances"] == [
+        {"currency": 978, "balance": 2500}
+    ]
     accounts = done(posterm("host", "wallet", "accounts", "--json", home=tmp_path))["accounts"]
     assert {a["account"]: a["wallet"] for a in accounts} == {
         "alice": "simpay", "bob": "simchat", "dora": "simdc", "empty": "simpay",
     }  # fmt: skip
-    assert done(posterm("host", "wallet", "topup", "empty", "2500", "--json", home=tmp_path))["balances"] == [
-        {"currency": 978, "balance": 2500}
-    ]
     png = tmp_path / "code.png"
     made = done(posterm("sim", "wallet", "code", "--account", "dora", "--png", str(png), "--json", home=tmp_path))
     assert made["code"].isdigit() and len(made["code"]) == 18 and made["code"][:2] == "93"
