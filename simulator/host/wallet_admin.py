@@ -12,7 +12,8 @@ once (the server reads the mode, the codes and the orders on every request).
   later, with :func:`confirm_order`), ``decline``;
 - :func:`make_code`: the single-use 18-digit payment code an app shows;
 - :func:`pay_payload`: an app that scanned a merchant-presented code pays
-  the order it names (:func:`order_in_payload`).
+  the order it names (:func:`order_in_payload`), if the code shows the
+  order's amount and currency.
 """
 
 from __future__ import annotations
@@ -165,12 +166,40 @@ def order_in_payload(db: HostStore, payload: str) -> str:
     return found[0].order_id
 
 
+def _check_shown(db: HostStore, payload: str, order_id: str) -> None:
+    """Refuse (AppRefused) a code that shows the customer another amount or currency than its order's.
+
+    The app shows what the code says (54, 53) and the host charges what the
+    order says: a code that disagrees is not paid, whatever it claims.
+    """
+    from decimal import Decimal
+
+    from emv.qr_mpm import decode
+    from terminal.money import MoneyError, currency
+
+    if _ORDER_ID.fullmatch(payload.strip()):
+        return  # a bare order id shows nothing
+    code, order = decode(payload.strip()), db.qr_order(order_id)
+    if order is None:
+        return  # app_pay names it
+    if int(code.currency) != order.currency:
+        raise AppRefused(f"the code shows currency {code.currency}, its order is in {order.currency:03d}: nothing paid")
+    if code.amount is not None:
+        try:
+            exponent = currency(order.currency).exponent
+        except MoneyError:
+            exponent = 2
+        if Decimal(code.amount).scaleb(exponent) != order.amount:
+            raise AppRefused(f"the code shows {code.amount}, its order is {order.amount} minor units: nothing paid")
+
+
 def pay_payload(data_dir: Path, payload: str, account: str, *, store: str | None = None) -> dict[str, Any]:
     """A wallet app pays the order of a scanned MPM code from ``account``: the order, paid (AdminRefused if not)."""
     _account(account)
     with open_store(data_dir, create=False, store=store) as db:
         try:
             order_id = order_in_payload(db, payload)
+            _check_shown(db, payload, order_id)
             return order_answer(app_pay(db, order_id, account, _now()))
         except Unknown as exc:
             raise AdminError(str(exc)) from None

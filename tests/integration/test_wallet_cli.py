@@ -111,18 +111,20 @@ def test_mode_confirm_then_confirm_late(tmp_path: Path) -> None:
 def test_the_app_pays_a_scanned_code_once_and_never_a_closed_order(tmp_path: Path) -> None:
     from emv.qr_mpm import AdditionalData, MerchantPresentedCode, Template, encode
 
-    def payload(order: dict[str, Any], with_order_id: bool = True) -> str:
+    def payload(order: dict[str, Any], with_order_id: bool = True, amount: str = "4.00") -> str:
         fields = order["mpm"]["templates"]["26"]
         template = Template("26", fields["00"], tuple((k, v) for k, v in fields.items() if k != "00" and
                                                       (with_order_id or k != "02")))  # fmt: skip
         return encode(MerchantPresentedCode(
             merchant_category_code="5812", currency="978", country="DE", merchant_name="SHOP", merchant_city="BERLIN",
-            templates=(template,), point_of_initiation="12", amount="4.00",
+            templates=(template,), point_of_initiation="12", amount=amount,
             additional_data=AdditionalData(reference_label=order["mpm"]["reference_label"],
                                            terminal_label=order["mpm"]["terminal_label"]),
         ))  # fmt: skip
 
     first = terminal_sends(tmp_path, "qr-order", {"reference": "m1", "amount": 400, "currency": 978}, "o1")
+    shows_less = posterm("sim", "wallet", "pay", payload(first, amount="0.40"), "--account", "bob", home=tmp_path)
+    assert "the code shows 0.40" in one_line_error(shows_less, 1)  # the app pays no code that misstates its order
     paid = done(posterm("sim", "wallet", "pay", payload(first), "--account", "bob", "--json", home=tmp_path))
     assert (paid["status"], paid["order_id"], paid["wallet"]) == ("paid", first["order_id"], "simchat")
     twice = posterm("sim", "wallet", "pay", payload(first), "--account", "bob", home=tmp_path)
