@@ -137,3 +137,20 @@ def test_the_app_pays_a_scanned_code_once_and_never_a_closed_order(tmp_path: Pat
     closed = posterm("sim", "wallet", "pay", payload(third), "--account", "bob", home=tmp_path)
     assert "closed by the terminal" in one_line_error(closed, 1)
     assert balance(tmp_path, "bob") == 50000 - 400 and balance(tmp_path, "alice") == 100000 - 400
+
+
+def test_the_terminal_s_own_mpm_code_is_paid_by_its_reference_and_terminal_labels(tmp_path: Path) -> None:
+    """A code made by terminal.qr_merchant (its default template 26 has no order id) names its order by 62/05, 62/07."""
+    from emv.config import TerminalConfig
+    from emv.qr_mpm import encode
+    from terminal.facade import TerminalSettings
+    from terminal.money import currency
+    from terminal.qr_merchant import merchant_code, qr_settings
+
+    order = terminal_sends(tmp_path, "qr-order", {"reference": "SALE-0042", "amount": 1234, "currency": 978}, "o1")
+    settings = TerminalSettings(merchant_address="1 Main St, Berlin")
+    merchant = qr_settings({}, TerminalConfig.example(capks=None), settings, terminal_id=PEER.terminal_id,
+                           merchant_id=PEER.merchant_id)  # fmt: skip
+    payload = encode(merchant_code(merchant, amount=1234, currency=currency("EUR"), reference="SALE-0042"))
+    paid = done(posterm("sim", "wallet", "pay", payload, "--account", "dora", "--json", home=tmp_path))
+    assert (paid["order_id"], paid["status"], paid["wallet"]) == (order["order_id"], "paid", "simdc")
