@@ -35,7 +35,7 @@ from terminal.host import (
 )
 from terminal.keystore import Keystore
 from terminal.lifecycle import (
-    Event,
+    RECOVERY,
     State,
 )
 from terminal.offline import OfflineBehavior, PaymentRefused
@@ -548,12 +548,10 @@ class Terminal(Telling):
         if self.read_only:
             return done
         with self._lock:
-            for row in core.store.list_transactions(states=[State.STARTED, State.AUTHORISING]):
-                if row.state is State.STARTED:
-                    state = core.record(row.txn_id, Event.RECOVER_STARTED, {"recovered": True})
-                else:
-                    # The request may have reached the host: reverse it, never resend it as new.
-                    state = core.record(row.txn_id, Event.RECOVER_AUTHORISING, {"recovered": True})
+            # the request may have reached the host: an authorisation is reversed, never resent as new;
+            # a wallet's intent without its outcome ends not paid, with a notice to the wallet's operator
+            for row in core.store.list_transactions(states=list(RECOVERY)):
+                state = core.record(row.txn_id, RECOVERY[row.state], {"recovered": True})
                 done.append((row.txn_id, state))
                 core.emit("recovered", row.txn_id, state=state.value)
         return done
