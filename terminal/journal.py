@@ -51,11 +51,18 @@ SEALED_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "reversals": ("id", "txn_id", "idempotency_key", "amount", "currency", "reason", "created_at", "status"),
     "batches": ("batch_id", "opened_at", "closing_at", "closed_at", "in_balance", "host_reference", "totals"),
+    "cbdc_counters": ("wallet_id", "counter", "seen_at"),
 }  # fmt: skip
 
-_ROW_ID = {"transactions": "txn_id", "reversals": "id", "batches": "batch_id"}  # the primary key
-_NAMED_BY = {"transactions": "txn_id", "reversals": "txn_id", "batches": "batch_id"}  # what a person knows
-_WHAT = {"transactions": "transaction", "reversals": "reversal of", "batches": "batch"}
+# the primary key; what a person knows the row by; what the row is called in a problem
+_ROW_ID = {"transactions": "txn_id", "reversals": "id", "batches": "batch_id", "cbdc_counters": "wallet_id"}
+_NAMED_BY = {"transactions": "txn_id", "reversals": "txn_id", "batches": "batch_id", "cbdc_counters": "wallet_id"}
+_WHAT = {
+    "transactions": "transaction",
+    "reversals": "reversal of",
+    "batches": "batch",
+    "cbdc_counters": "counter of wallet",
+}
 
 
 def canonical(value: Any) -> str:

@@ -7,7 +7,10 @@ index of refunds by their original payment, and the receipts given out;
 version 4 the requests of cash registers by their idempotency key; version 5
 whether each payment's outcome was shown to someone (``shown_at``,
 ``shown_by``), so that a payment made by a process that died before it told
-anyone is told at the next start.
+anyone is told at the next start; version 6 the last payment counter seen
+from each digital-currency wallet (``cbdc_counters``, sealed like the money
+rows), which the terminal's replay check needs long after the payments
+themselves are purged.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "migrate_2_to_3", "migrate_3_to_4", "migrate_4_to_5"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "migrate_2_to_3", "migrate_3_to_4", "migrate_4_to_5", "migrate_5_to_6"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -131,6 +134,14 @@ CREATE TABLE IF NOT EXISTS requests (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS requests_reference ON requests (reference) WHERE reference IS NOT NULL;
 CREATE INDEX IF NOT EXISTS requests_txn ON requests (txn_id);
+-- The last payment counter this terminal saw from each digital-currency wallet (16 hex digits):
+-- it only ever goes up, and outlives the payments (retention purges those, not this).
+CREATE TABLE IF NOT EXISTS cbdc_counters (
+    wallet_id TEXT PRIMARY KEY,
+    counter INTEGER NOT NULL,
+    seen_at TEXT NOT NULL,
+    seal BLOB
+) WITHOUT ROWID;
 """
 
 
@@ -179,3 +190,15 @@ def migrate_4_to_5(cur: sqlite3.Cursor) -> None:
     cur.execute("CREATE INDEX IF NOT EXISTS transactions_unshown ON transactions (created_at) WHERE shown_at IS NULL")
     cur.execute("CREATE INDEX IF NOT EXISTS requests_txn ON requests (txn_id)")
     cur.execute("UPDATE meta SET value='5' WHERE key='schema_version'")
+
+
+CBDC_COUNTERS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS cbdc_counters (wallet_id TEXT PRIMARY KEY, counter INTEGER NOT NULL, "
+    "seen_at TEXT NOT NULL, seal BLOB) WITHOUT ROWID"
+)
+
+
+def migrate_5_to_6(cur: sqlite3.Cursor) -> None:
+    """Version 6 adds the digital-currency wallets' last counters seen (empty: no wallet was ever seen)."""
+    cur.execute(CBDC_COUNTERS_TABLE)
+    cur.execute("UPDATE meta SET value='6' WHERE key='schema_version'")

@@ -33,8 +33,16 @@ from terminal.files import private_umask
 from terminal.journal import PurgeReport, VerifyReport, canonical
 from terminal.keystore import Keystore
 from terminal.lifecycle import Event, State, saf_kind, transition
-from terminal.schema import SCHEMA, SCHEMA_VERSION, migrate_2_to_3, migrate_3_to_4, migrate_4_to_5
+from terminal.schema import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    migrate_2_to_3,
+    migrate_3_to_4,
+    migrate_4_to_5,
+    migrate_5_to_6,
+)
 from terminal.store_batches import BatchAccess
+from terminal.store_cbdc import CbdcAccess
 from terminal.store_core import (
     TXN_COLUMNS,
     TXN_SELECT,
@@ -75,7 +83,7 @@ PAGE_SIZE = 4096
 _NO_CARD = CardRecord(None, None, None)
 
 
-class Store(QueueAccess, BatchAccess, OutcomeAccess):
+class Store(QueueAccess, BatchAccess, OutcomeAccess, CbdcAccess):
     """Open with :meth:`open`; every write method is one durable SQLite transaction."""
 
     # -- opening ------------------------------------------------------------------------------
@@ -200,13 +208,15 @@ class Store(QueueAccess, BatchAccess, OutcomeAccess):
             row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is not None:
             version = str(row[0])
-            if version in ("2", "3", "4"):
+            if version in ("2", "3", "4", "5"):
                 with self._write() as cur:
                     if version == "2":
                         migrate_2_to_3(cur, self._seal_all)
                     if version in ("2", "3"):
                         migrate_3_to_4(cur)
-                    migrate_4_to_5(cur)
+                    if version in ("2", "3", "4"):
+                        migrate_4_to_5(cur)
+                    migrate_5_to_6(cur)
                 return
             if version != str(SCHEMA_VERSION):
                 raise StorageCorrupt(f"{self.path}: schema version {version}, this posterm knows {SCHEMA_VERSION}")
