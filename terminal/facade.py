@@ -26,7 +26,7 @@ from typing import Any
 
 from emv.config import TerminalConfig
 from emv.outcome import Message, ReaderStatus, TransactionResult, UiMessage
-from terminal.card_reading import CardRequest, card_record, read_card
+from terminal.card_reading import CardRequest, ExtraKernels, card_record, read_card
 from terminal.core import Clock, Core, SystemClock, TerminalSettings
 from terminal.forwarding import Forwarder
 from terminal.host import (
@@ -320,13 +320,13 @@ class Terminal(Telling):
         except StorageError as exc:
             raise PaymentRefused("storage", f"payment refused: {exc}") from exc
 
-    def _read_card(self, request: CardRequest) -> TransactionResult:
+    def _read_card(self, request: CardRequest, extra: ExtraKernels | None = None) -> TransactionResult:
         if self.reader is None:
             raise PaymentRefused("no_reader", "no card reader is configured")
         token = CancelToken()
         self._cancel = token
         try:
-            return read_card(self._core, self.reader, request, token)
+            return read_card(self._core, self.reader, request, token, extra)
         finally:
             self._cancel = None
 
