@@ -1,6 +1,7 @@
 """The simulator's devices as ordinary drivers of the ``sim`` URL scheme.
 
-- ``sim:card=PROFILE``: a simulated card (see ``simulator/profiles``) in the field;
+- ``sim:card=PROFILE``: a simulated card (see ``simulator/profiles``) in the field,
+  or a digital-currency hard wallet (``sim:card=cbdc-anon``, see :mod:`simulator.cbdc`);
 - ``sim:replay=PATH``: the replay card answering from a recorded trace.
 
 Registered under the ``posterm.drivers`` entry point group, so the terminal
@@ -22,7 +23,11 @@ tested in process (``sim:card=visa-qvsdc-online?remove-after=3``):
     only then (default 0, at once; vpcd's card stays away without this option);
 ``present-after=SECONDS``
     the card enters the field this long after the first ``wait_for_card``
-    begins (default 0), to test the wait itself (timeout, cancel).
+    begins (default 0), to test the wait itself (timeout, cancel);
+``state-dir=DIR``
+    a wallet's state directory (see :mod:`simulator.cbdc.state`; default
+    ``$POSTERM_SIM_STATE``, else the user state directory): not a fault, but
+    spelled the same way.
 
 ``remove-after`` and ``mute-after`` apply to the *first* session only: the card
 presented again is powered up afresh and behaves, as a customer's second tap
@@ -51,15 +56,16 @@ import threading
 import time
 from dataclasses import dataclass
 
-from simulator import profiles
+from simulator import cards, profiles
 from simulator.card import SimulatedCard
+from simulator.cbdc.wallet import WalletCard
 from simulator.replay import ReplayCard, TraceError, load_trace
 from simulator.transport import CardTransport
 from terminal.ports import CancelToken, CardRemovedError, DeviceUrlError, NoCardError, WaitCancelled
 
 __all__ = ["SimulatorCardReader", "SimulatorDeviceError"]
 
-_OPTIONS = "remove-after=N, mute-after=N, reinsert-after=SECONDS, present-after=SECONDS"
+_OPTIONS = "remove-after=N, mute-after=N, reinsert-after=SECONDS, present-after=SECONDS, state-dir=DIR"
 _MAX_SECONDS = 3600.0
 
 
@@ -75,21 +81,26 @@ class _Faults:
     mute_after: int | None = None
     reinsert_after: float = 0.0
     present_after: float = 0.0
+    state_dir: str | None = None
 
 
 def _parse_faults(url: str, query: str) -> _Faults:
     values: dict[str, int | float] = {}
+    state: str | None = None
     for item in query.split("&"):
         if not item:
             continue
         key, sep, text = item.partition("=")
         key = key.strip().replace("_", "-")
-        if key not in ("remove-after", "mute-after", "reinsert-after", "present-after"):
+        if key not in ("remove-after", "mute-after", "reinsert-after", "present-after", "state-dir"):
             raise SimulatorDeviceError(f"{url!r}: unknown option {item!r} (options: {_OPTIONS})")
-        if not sep:
+        if not sep or not text.strip():
             raise SimulatorDeviceError(f"{url!r}: option {key} needs a value ({_OPTIONS})")
-        if key in values:
+        if key in values or (key == "state-dir" and state is not None):
             raise SimulatorDeviceError(f"{url!r}: option {key} given twice")
+        if key == "state-dir":
+            state = text.strip()
+            continue
         values[key] = _value(url, key, text.strip())
     remove, mute = values.get("remove-after"), values.get("mute-after")
     return _Faults(
@@ -97,6 +108,7 @@ def _parse_faults(url: str, query: str) -> _Faults:
         mute_after=None if mute is None else int(mute),
         reinsert_after=float(values.get("reinsert-after", 0.0)),
         present_after=float(values.get("present-after", 0.0)),
+        state_dir=state,
     )
 
 
@@ -114,7 +126,7 @@ def _value(url: str, key: str, text: str) -> int | float:
     return seconds
 
 
-def _card_for(url: str) -> tuple[SimulatedCard | ReplayCard, _Faults]:
+def _card_for(url: str) -> tuple[SimulatedCard | WalletCard | ReplayCard, _Faults]:
     """The card a ``sim:`` URL names and its faults; :class:`SimulatorDeviceError` saying what is wrong."""
     _, _, rest = url.partition(":")
     rest, _, query = rest.partition("?")
@@ -126,10 +138,9 @@ def _card_for(url: str) -> tuple[SimulatedCard | ReplayCard, _Faults]:
     faults = _parse_faults(url, query)
     if key == "card":
         try:
-            profile = profiles.load(value)
+            return cards.open_card(value, state_dir=faults.state_dir), faults
         except profiles.ProfileError as exc:
             raise SimulatorDeviceError(str(exc)) from None
-        return SimulatedCard(profile), faults
     try:
         trace = load_trace(value)
     except TraceError as exc:
@@ -154,7 +165,7 @@ class _Session(CardTransport):
     def __init__(
         self,
         reader: SimulatorCardReader,
-        card: SimulatedCard | ReplayCard,
+        card: SimulatedCard | WalletCard | ReplayCard,
         remove_after: int | None = None,
         mute_after: int | None = None,
     ) -> None:
@@ -194,7 +205,7 @@ class SimulatorCardReader:
 
     kind = "reader"
 
-    def __init__(self, url: str, card: SimulatedCard | ReplayCard, faults: _Faults | None = None) -> None:
+    def __init__(self, url: str, card: SimulatedCard | WalletCard | ReplayCard, faults: _Faults | None = None) -> None:
         self.url = url
         self._card = card
         self._faults = faults or _Faults()
@@ -220,10 +231,10 @@ class SimulatorCardReader:
 
     @staticmethod
     def discover() -> list[str]:
-        return [f"sim:card={name}" for name in profiles.list_names()]
+        return [f"sim:card={name}" for name in cards.names()]
 
     @property
-    def card(self) -> SimulatedCard | ReplayCard:
+    def card(self) -> SimulatedCard | WalletCard | ReplayCard:
         return self._card
 
     def remove_after(self, exchanges: int) -> None:

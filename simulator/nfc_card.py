@@ -32,7 +32,8 @@ from operator import xor
 from typing import Protocol, runtime_checkable
 
 from emv.pan import mask_command, mask_response
-from simulator.card import SimulatedCard, SimulatedCardError
+from simulator.card import SimulatedCardError
+from simulator.cards import open_card
 from simulator.replay import ReplayCard, load_trace
 
 __all__ = [
@@ -381,8 +382,12 @@ def make_card(
     uid_size: int = 4,
     frame_size: int = 256,
     fwi: int = DEFAULT_FWI,
+    state_dir: str | os.PathLike[str] | None = None,
 ) -> VirtualCard:
-    """A virtual card from a profile name, a trace file (``*.json``), an ``exchange`` object or itself."""
+    """A virtual card from a profile name, a trace file (``*.json``), an ``exchange`` object or itself.
+
+    A wallet profile (``cbdc-*``) keeps its state in ``state_dir`` (see :mod:`simulator.cbdc.state`).
+    """
     if isinstance(spec, VirtualCard):
         return spec
     uid: bytes | None = None
@@ -392,7 +397,7 @@ def make_card(
         if spec.endswith(".json") or os.sep in spec:
             app: ApduCard = ReplayCard(load_trace(spec))
         else:
-            app = SimulatedCard(spec)
+            app = open_card(spec, state_dir=state_dir)
         name = os.path.basename(spec)
         return VirtualCard(app, technology=technology, uid=uid, name=name, frame_size=frame_size, fwi=fwi)
     return VirtualCard(spec, technology=technology, uid=uid, frame_size=frame_size, fwi=fwi)

@@ -414,8 +414,10 @@ def serve_card_cli(args: argparse.Namespace) -> int:
     """
     try:
         faults = parse_faults(list(getattr(args, "fault", None) or []))
-        first = make_card(args.card)
-        second = make_card(args.second_card, uid_size=7) if getattr(args, "second_card", None) else None
+        state = getattr(args, "state_dir", None)
+        first = make_card(args.card, state_dir=state)
+        second_spec = getattr(args, "second_card", None)
+        second = make_card(second_spec, uid_size=7, state_dir=state) if second_spec else None
     except Exception as exc:  # unknown profile, unreadable trace, bad fault
         raise CommandError(f"{exc}") from None
     port = args.port if getattr(args, "port", None) is not None else DEFAULT_PORT

@@ -47,7 +47,7 @@ def _check_card_args(args: argparse.Namespace) -> None:
     The card or trace must exist (``--second-card`` too), and each ``--fault``
     be one of remove-after=N, mute-after=N, reinsert-after=SECONDS.
     """
-    from simulator import profiles
+    from simulator import cards, profiles
     from simulator.replay import TraceError, load_trace
 
     for option, spec in (("card", args.card), ("--second-card", args.second_card)):
@@ -57,7 +57,7 @@ def _check_card_args(args: argparse.Namespace) -> None:
             if spec.endswith(".json") or os.sep in spec or os.path.isfile(spec):
                 load_trace(spec)
             else:
-                profiles.load(spec)
+                cards.check(spec)
         except (profiles.ProfileError, TraceError) as exc:
             raise CommandError(f"{option} {spec}: {exc}") from None
     for fault in args.fault:
@@ -115,16 +115,23 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="remove-after=N (card leaves after N commands), mute-after=N (stops answering), "
         "reinsert-after=SECONDS (comes back after a removal); repeatable",
     )
+    card.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="a digital-currency wallet's state directory (default: $POSTERM_SIM_STATE, else the user state directory)",
+    )
     card.set_defaults(func=_cmd_card)
 
     scanner = sim_sub.add_parser("scanner", help="a serial QR scanner on a pty, sending codes")
     printer = sim_sub.add_parser("printer", help="a network ESC/POS printer on a TCP port, capturing jobs")
     from simulator import net_printer, pty_scanner
+    from simulator.wallet_cli import add_wallet_commands
 
     pty_scanner.add_scanner_arguments(scanner)
     scanner.set_defaults(func=_cmd_scanner)
     net_printer.add_printer_arguments(printer)
     printer.set_defaults(func=_cmd_printer)
+    add_wallet_commands(sim_sub)
 
 
 # -- what the devices read typed on standard input ------------------------------------------------------------------

@@ -38,6 +38,8 @@ from types import FrameType, TracebackType
 from typing import Protocol
 
 from simulator.card import SimulatedCard, SimulatedCardError
+from simulator.cards import open_card
+from simulator.cbdc.wallet import WalletCard
 from simulator.profiles import ProfileError
 from simulator.replay import ReplayCard, TraceError, load_trace
 
@@ -78,12 +80,15 @@ class _Card(Protocol):
     def exchange(self, command: bytes) -> bytes: ...
 
 
-def load_card(card: str | Path) -> SimulatedCard | ReplayCard:
-    """A simulated card of a profile name, or the replay card of a trace file (a path ending in ``.json``)."""
+def load_card(card: str | Path, *, state_dir: str | Path | None = None) -> SimulatedCard | WalletCard | ReplayCard:
+    """A simulated card of a profile name, or the replay card of a trace file (a path ending in ``.json``).
+
+    A wallet profile (``cbdc-*``) keeps its state in ``state_dir`` (see :mod:`simulator.cbdc.state`).
+    """
     text = str(card)
     if text.endswith(".json") or Path(text).is_file():
         return ReplayCard(load_trace(text))
-    return SimulatedCard(text)
+    return open_card(text, state_dir=state_dir)
 
 
 def reader_name(port: int = VPCD_PORT) -> str:
@@ -108,8 +113,9 @@ class VirtualCard:
         port: int = VPCD_PORT,
         atr: bytes = CONTACTLESS_ATR,
         stay: bool = False,
+        state_dir: str | Path | None = None,
     ) -> None:
-        self.card: _Card = load_card(card) if isinstance(card, str | Path) else card
+        self.card: _Card = load_card(card, state_dir=state_dir) if isinstance(card, str | Path) else card
         self.host = host
         self.port = port
         self.atr = bytes(atr)
@@ -406,7 +412,7 @@ def serve_card_cli(args: argparse.Namespace) -> int:
     port = args.port or VPCD_PORT
     try:
         remove, mute, reinsert = _parse_faults(list(args.fault))
-        card = VirtualCard(args.card, host=args.bind, port=port, stay=True)
+        card = VirtualCard(args.card, host=args.bind, port=port, stay=True, state_dir=getattr(args, "state_dir", None))
     except (VpcdError, ProfileError, TraceError, OSError) as exc:  # a bad fault, profile or trace file
         raise CommandError(_one_line(exc)) from None
     daemon: pcscd_helper.Pcscd | None = None

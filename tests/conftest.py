@@ -33,6 +33,18 @@ def pytest_configure(config: pytest.Config) -> None:
     warnings.filterwarnings("ignore", message=".*TripleDES.*")
 
 
+@pytest.fixture(autouse=True)
+def sim_wallet_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own state directory for the simulated digital-currency wallets (``$POSTERM_SIM_STATE``).
+
+    A wallet's counter and balance persist across processes (simulator.cbdc.state); without this, tests
+    would share the user's state directory and see each other's payments. Subprocesses inherit it.
+    """
+    folder = tmp_path_factory.mktemp("sim-state")
+    monkeypatch.setenv("POSTERM_SIM_STATE", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def terminal_config() -> TerminalConfig:
     from terminal.settings import load_default_config

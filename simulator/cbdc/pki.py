@@ -139,7 +139,12 @@ def certificate_fields(
         if tier is None or limits is None:
             raise ValueError("a wallet certificate has a tier and limits")
         per_payment, daily, balance = limits
-        items += [(0xDF78, bytes([tier])), (0xDF79, bcd12(per_payment)), (0xDF7A, bcd12(daily)), (0xDF7B, bcd12(balance))]
+        items += [
+            (0xDF78, bytes([tier])),
+            (0xDF79, bcd12(per_payment)),
+            (0xDF7A, bcd12(daily)),
+            (0xDF7B, bcd12(balance)),
+        ]
     return b"".join(tlv.encode(t, v) for t, v in items)
 
 
@@ -173,7 +178,8 @@ def trust_roots(path: Path = PKI_FILE) -> list[dict[str, str]]:
     try:
         for root in _load(path)["roots"]:
             root_id, key = _hex(root, "id", 4), _hex(root, "public_key", 64)
-            out.append({"id": root_id.hex().upper(), "public_key": key.hex().upper(), "checksum": root_checksum(root_id, key)})
+            checksum = root_checksum(root_id, key)
+            out.append({"id": root_id.hex().upper(), "public_key": key.hex().upper(), "checksum": checksum})
     except (KeyError, TypeError, ValueError) as exc:
         raise CbdcPkiError(f"{path}: malformed root: {exc!r}") from None
     return out
