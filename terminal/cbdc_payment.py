@@ -62,7 +62,6 @@ __all__ = [
     "not_paid",
     "trust_of",
     "wallet_combination",
-    "with_wallet",
 ]
 
 #: The domestic kernel identifier of the wallet's PPSE entry (9F2A 81 01 56), as Entry Point reads it.
@@ -75,15 +74,6 @@ PRESENT_SAME_WALLET = "present the same wallet again"
 def wallet_combination() -> Combination:
     """The combination (AID + kernel) of the hard wallet, for Entry Point's candidate list."""
     return Combination(aid=WALLET_AID, kernel_id=WALLET_KERNEL, label=WALLET_LABEL)
-
-
-def with_wallet(config: TerminalConfig) -> TerminalConfig:
-    """``config`` with the wallet's combination added (once), for a terminal whose parameters have a cbdc section."""
-    if any(c.kernel_id == WALLET_KERNEL for c in config.combinations):
-        return config
-    from dataclasses import replace
-
-    return replace(config, combinations=(*config.combinations, wallet_combination()))
 
 
 def trust_of(core: Core) -> TrustStore | None:
@@ -236,9 +226,11 @@ class WalletSale:
                 challenge=secrets.token_bytes(16),
                 date_time=now,
             )
-            outcome = pay(transport, request, self.trust, state, on=now, before_payment=self._before_payment)
+            outcome = pay(
+                transport, request, self.trust, state, on=now, before_payment=self._before_payment, selected=fci
+            )
         else:
-            outcome = resume(transport, self.intent, self.trust, state, on=now)
+            outcome = resume(transport, self.intent, self.trust, state, selected=fci)
         if self.error is not None:
             raise self.error  # Entry Point ends the application; Payments raises it again
         return self._result(outcome)
@@ -255,9 +247,15 @@ class WalletSale:
                 {"amount": self.amount, "currency": self.currency, "intent": intent.to_dict()},
                 at=at,
                 new=NewPayment(
-                    txn_id, "sale", self.amount, self.currency, CBDC_SCHEME, self.offline_behavior,
-                    request_key=self.request_key, reference=self.reference,
-                ),  # fmt: skip
+                    txn_id,
+                    "sale",
+                    self.amount,
+                    self.currency,
+                    CBDC_SCHEME,
+                    self.offline_behavior,
+                    request_key=self.request_key,
+                    reference=self.reference,
+                ),
                 card=CardRecord(mask_wallet(wallet), wallet, None),
                 details=_wallet_details(intent),
                 sensitive=core.keystore.encrypt(envelope(intent, None), b"sad:" + txn_id.encode()),
@@ -282,6 +280,13 @@ class WalletSale:
                 Outcome.TRY_AGAIN,
                 messages=[UiMessage(Message.PRESENT_CARD_AGAIN, ReaderStatus.READY_TO_READ)],
                 error=f"the wallet left before its record came back: {PRESENT_SAME_WALLET}",
+            )
+        if kind == "no_wallet":  # Book A: the card stopped answering: present it again (the same one, when torn)
+            again = PRESENT_SAME_WALLET if self.txn_id is not None else "present it again"
+            return TransactionResult(
+                Outcome.TRY_AGAIN,
+                messages=[UiMessage(Message.PRESENT_CARD_AGAIN, ReaderStatus.READY_TO_READ)],
+                error=f"the wallet did not answer: {again}",
             )
         if kind == "other_wallet":
             return TransactionResult(
@@ -387,9 +392,9 @@ def complete(sale: WalletSale, result: TransactionResult) -> PaymentResult:
             return _payment_result(core, txn_id, f"declined: {words}", result)
         core.record(txn_id, Event.NOT_COMPLETED, base | {"error": result.error}, at=at, new=new, card=card,
                     details=details)  # fmt: skip
-        return _payment_result(
-            core, txn_id, f"not completed: {result.error or 'the wallet did not answer'}; nothing was paid", result
-        )
+        why = "the wallet stopped answering" if result.outcome is Outcome.TRY_AGAIN else result.error
+        return _payment_result(core, txn_id, f"not completed: {why or 'the wallet did not answer'}; nothing was paid",
+                               result)  # fmt: skip
     if sale.pending or outcome is None:
         return not_paid(sale, "the wallet was not presented again")
     kind = _kind(outcome)

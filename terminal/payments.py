@@ -437,7 +437,7 @@ class Payments:
         original = None if original_txn_id is None else self._refundable(original_txn_id, amount, code)
         result: TransactionResult | None = None
         if original is None or present_card:
-            result = self._read_card(CardRequest(amount, code, exponent, 0x20, False))
+            result = self._read_card(CardRequest(amount, code, exponent, 0x20, False), None)
         txn_id, _ = self._new_txn_id()
         core = self._core
         scheme = scheme_of(result.aid) if result is not None else original.scheme if original else "unknown"

@@ -13,17 +13,17 @@ from terminal.lifecycle import (
     COUNTED_REFUND_STATES,
     FINAL_STATES,
     FOLLOW_UPS,
+    RECOVERY,
     TRANSITIONS,
+    UNFINISHED_STATES,
     Event,
     FollowUp,
     Money,
     State,
     TransitionError,
     customer_paid,
-    follow_up_refusal,
-    RECOVERY,
-    UNFINISHED_STATES,
     expires,
+    follow_up_refusal,
     next_state,
     saf_kind,
     table_markdown,
@@ -142,7 +142,7 @@ def test_approved_and_final_states() -> None:
     expected = {S.APPROVED, S.OFFLINE_APPROVED, S.DEFERRED_APPROVED, S.FORWARDED, S.WALLET_APPROVED, S.WALLET_CREDITED}
     assert expected == APPROVED_STATES
     # a wallet payment credited by its operator is the one approved state nothing follows
-    assert APPROVED_STATES & FINAL_STATES == {S.WALLET_CREDITED}
+    assert {S.WALLET_CREDITED} == APPROVED_STATES & FINAL_STATES
     assert S.STARTED not in FINAL_STATES and S.AUTHORISING not in FINAL_STATES
     assert {S.DECLINED, S.CANCELLED, S.REVERSED, S.VOIDED, S.EXPIRED} <= FINAL_STATES
     assert {S.DECLINED_AFTER_FORWARDING, S.REJECTED_BY_HOST} <= FINAL_STATES
