@@ -578,6 +578,8 @@ def _state_text(row: TxnRow) -> str:
     """What a payment's state means for the customer, in words (a decline with its reason)."""
     if row.state in (State.DECLINED, State.WALLET_REFUSED) and row.details.get("refusal"):
         return f"declined: {refusal_words(row.details.get('refusal'))}"
+    if row.state is State.DECLINED_AFTER_FORWARDING and row.details.get("response_code"):
+        return f"declined by the host after forwarding: {decline_reason(row.details.get('response_code'))}"
     if row.state is State.DECLINED:
         code = row.details.get("response_code")
         return f"declined: {decline_reason(code)}" if code and code != "00" else "declined"
