@@ -281,6 +281,8 @@ def verify(
     terminal_json = {k: v for k, v in config.items() if k not in ("capk_files", "capk_kinds")}
     terminal_json["capk_files"] = [CAPK_FILE]
     terminal_json["capk_kinds"] = kinds
+    if "cbdc" in download:  # the digital-currency section (CBDC-SPEC section 8), checked by the terminal's loader
+        terminal_json["cbdc"] = download["cbdc"]
     capks_json = {"keys": list(download["capks"])}
     verified = VerifiedParameters(version, terminal_json, capks_json)
     if scratch is not None:

@@ -108,7 +108,7 @@ def load_config(doc: Mapping[str, Any], base: Path | None = None) -> TerminalCon
     except CapkError as exc:
         raise SettingsError(f"CA public keys refused: {exc}") from None
     emv_part = {k: v for k, v in doc.items() if k not in _OWN_KEYS}
-    if "cbdc" in doc and isinstance(emv_part.get("combinations"), list):
+    if "cbdc" in doc and isinstance(emv_part.get("combinations"), list) and emv_part["combinations"]:
         aids = {str(c.get("aid", "")).upper() for c in emv_part["combinations"] if isinstance(c, Mapping)}
         if WALLET_COMBINATION["aid"] not in aids:
             emv_part["combinations"] = [*emv_part["combinations"], WALLET_COMBINATION]

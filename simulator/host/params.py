@@ -103,8 +103,8 @@ def default_document() -> dict[str, Any]:
     for name in shipped.get("capk_files", []):
         capks.extend(_capk(k) for k in _terminal_json(name).get("keys", []) if k.get("kind") in kinds)
     # capk_files name the terminal's own files; devices are the terminal's hardware, not the host's business;
-    # the ids are each terminal's own (for_terminal)
-    config = {k: v for k, v in shipped.items() if k not in ("capk_files", "devices", *ID_KEYS)}
+    # the ids are each terminal's own (for_terminal); the cbdc section is the operator's (for_terminal)
+    config = {k: v for k, v in shipped.items() if k not in ("capk_files", "devices", "cbdc", *ID_KEYS)}
     return {"config": config, "capks": capks}
 
 
