@@ -94,7 +94,9 @@ def accounts(host: HostService) -> dict[str, dict[str, Any]]:
     return {w["wallet_id"]: w for w in cbdc_admin.wallets(host.data_dir)}
 
 
-def test_offline_with_the_host_down_then_forwarded_exactly_once_and_settled(host: HostService, tills: list[Till]) -> None:
+def test_offline_with_the_host_down_then_forwarded_exactly_once_and_settled(
+    host: HostService, tills: list[Till]
+) -> None:
     till = tills[0]
     host.set_faults(down=True)
     paid = [till.pay("cbdc-verified", 1500), till.pay("cbdc-verified", 2500)]
