@@ -61,6 +61,9 @@ class TerminalSettings:
     card_retries: int = 2
     # The cipher that seals card data at rest (terminal.keystore.CIPHERS); both are always read.
     keystore_cipher: str = DEFAULT_CIPHER
+    # Digital-currency hard wallets: the ``cbdc`` section of the parameters as a ``cbdc.checks.TrustStore``
+    # (roots, block lists, offline limits); None: the terminal takes no wallet.
+    cbdc: Any = None
 
     def __post_init__(self) -> None:
         if self.retention_years < MIN_RETENTION_YEARS:

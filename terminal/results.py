@@ -56,6 +56,9 @@ class PaymentResult:
     response_code: str | None = None
     card_result: TransactionResult | None = None  # the kernel's result; ``.to_json()`` shows it masked
     warnings: tuple[str, ...] = ()  # what the operator must know besides the result (e.g. a security event)
+    kernel: str | None = None  # "cbdc" for a digital-currency wallet's payment; None: a card's (see card_result)
+    wallet_id: str | None = None  # a wallet's id masked (first 4 / last 4 hex digits)
+    refusal: str | None = None  # the named refusal of a wallet payment declined (CBDC-SPEC section 5)
 
     @property
     def completed(self) -> bool:
@@ -78,6 +81,9 @@ class PaymentResult:
             "approval_code": self.approval_code,
             "response_code": self.response_code,
             "warnings": list(self.warnings),
+            "kernel": self.kernel,
+            "wallet_id": self.wallet_id,
+            "refusal": self.refusal,
         }
 
 
