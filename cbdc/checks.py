@@ -7,6 +7,7 @@ wallet's data (parsing, which can fail, happens before them in the kernel).
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -25,6 +26,7 @@ __all__ = [
     "check_limits",
     "check_record",
     "check_wallet",
+    "clear_certificate_cache",
     "verify_chain",
 ]
 
@@ -172,8 +174,20 @@ def _count(value: object, where: str) -> int:
     return value
 
 
+@functools.lru_cache(maxsize=128)
+def _certificate_verifies(issuer_key: bytes, signed_bytes: bytes, signature: bytes) -> bool:
+    """Memoised: a terminal meets the same operator certificate on every wallet of that operator (and the
+    same wallet certificate on each of its taps), and a verification is a pure function of its inputs."""
+    return sm2.verify(issuer_key, signed_bytes, signature)
+
+
+def clear_certificate_cache() -> None:
+    """Forget the memoised certificate verifications (for benchmarks of a first tap)."""
+    _certificate_verifies.cache_clear()
+
+
 def _signed_by(cert: Certificate, issuer_key: bytes) -> bool:
-    return bool(cert.signature) and sm2.verify(issuer_key, cert.signed_bytes, cert.signature)
+    return bool(cert.signature) and _certificate_verifies(issuer_key, cert.signed_bytes, cert.signature)
 
 
 def _dates(cert: Certificate, on: date) -> Refusal | None:
