@@ -152,7 +152,7 @@ def _from_dict(raw: Mapping[str, Any]) -> WalletProfile:
     redirect_to = None
     if fault == "redirect_payee" or redirect is not None:
         if fault != "redirect_payee" or not isinstance(redirect, Mapping):
-            raise ValueError('redirect_to {"merchant", "terminal"} goes with the fault redirect_payee, and only with it')
+            raise ValueError('redirect_to {"merchant", "terminal"} goes with the fault redirect_payee, only with it')
         redirect_to = (
             _ascii(redirect["merchant"], 1, 15, "merchant id"),
             _ascii(redirect["terminal"], 8, 8, "terminal id"),
