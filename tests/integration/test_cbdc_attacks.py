@@ -1,0 +1,541 @@
+"""The Polaris threat list, end to end: each attack on the hard-wallet protocol is refused at the terminal where
+the terminal can tell, and otherwise caught by the operator at sync, the wallet blocked, nothing credited twice.
+
+Real parts: the simulated host as its own process (the digital-currency operator's books in its SQLite file,
+``host.db``), one per test so that each scenario starts from the simulated world's opening balances; terminals
+enrolled with it and talking to it over HTTPS with mutual TLS on loopback (their journal and SAF queue in SQLite
+files of their own); the simulator's wallets (SM2-signed records, their state in a SQLite file of the test's
+own); the host operator's functions (``simulator.host.cbdc_admin``) and the ``posterm`` command where a person
+would use it (the wallet's own sync, a sale at the counter).
+
+Each test's docstring says where its threat is caught. After each scenario :func:`check_books` checks that:
+
+- every payment a terminal showed approved is, after forwarding, credited exactly once by the operator, or
+  declined after forwarding (59, reported by the terminal) and not credited;
+- nothing the terminal did not show approved is credited; no transaction is credited twice, no (wallet, counter)
+  twice (no double spend credited);
+- each wallet's account at the operator is consistent: credited = the payments credited to merchants,
+  balance = opening + top-ups - credited, never below zero; an honest wallet is never credited (to merchants
+  and back to itself) more than it debited;
+- each terminal's batch settles in balance, its digital-currency lines (scheme ``cbdc``) holding exactly the
+  payments credited; and each terminal's journal verifies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from host_link.client import HttpsHostLink, IdempotentRetry
+from host_link.credentials import load_credentials
+from host_link.enrolment import CredentialBundle, enrol
+from host_link.parameters import download_and_apply
+from host_link.tls import client_context
+from simulator.host import cbdc_admin
+from simulator.host.cbdc_operator import simulator_pki
+from simulator.host.service import HostService, start_host
+from terminal import registry
+from terminal.bootstrap import open_terminal
+from terminal.facade import Terminal
+from terminal.host import Advice, HostAnswer, HostRejected
+from terminal.lifecycle import State
+from terminal.params import reload_configuration
+from terminal.ports import CancelToken, CardSession, NoCardError
+
+CNY = 156
+MID = "POSTERM0000001"
+#: the payee cbdc-replay's earlier record names (docs/card-profiles.md): its replay is refused for its challenge
+REPLAY_TID = "TERM0001"
+POSTERM = str(Path(sys.executable).with_name("posterm"))
+#: wallets whose card lies about its own state: their debits on the card say nothing of what they spent
+LYING = {"cbdc-clone-a", "cbdc-clone-b", "cbdc-rollback", "cbdc-replay"}
+_ids = itertools.count(1)
+
+
+# ----------------------------------------------------------------------------- the rig
+
+
+class RecordingLink:
+    """The terminal's real HTTPS link, keeping a copy of every advice the terminal sent (what an attacker on the
+    terminal's side could send again)."""
+
+    def __init__(self, link: HttpsHostLink) -> None:
+        self.link = link
+        self.sent: list[Advice] = []
+
+    def advise(self, advice: Advice) -> HostAnswer:
+        self.sent.append(advice)
+        return self.link.advise(advice)
+
+    def advise_many(self, advices: Sequence[Advice]) -> list[HostAnswer | HostRejected]:
+        self.sent.extend(advices)
+        return self.link.advise_many(advices)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.link, name)
+
+
+class Till:
+    """One terminal enrolled with the host, its data directory, and the payments it showed approved."""
+
+    def __init__(self, host: HostService, data_dir: Path, terminal_id: str | None = None) -> None:
+        self.host = host
+        self.terminal_id = terminal_id or f"CA{next(_ids):06d}"
+        self.data_dir = data_dir
+        enrol(CredentialBundle.from_json(host.credential_bundle(self.terminal_id, MID)), data_dir)
+        creds = load_credentials(data_dir)
+        assert creds is not None
+        self.link = RecordingLink(
+            HttpsHostLink(
+                creds.url,
+                terminal_id=creds.terminal_id,
+                merchant_id=creds.merchant_id,
+                ssl_context=client_context(ca_file=creds.ca_file, cert_file=creds.cert_file, key_file=creds.key_file),
+                connect_timeout=1.0,
+                read_timeout=5.0,
+                retry=IdempotentRetry(attempts=2, backoff_seconds=0.05, total_seconds=5.0),
+            )
+        )
+        download_and_apply(self.link, data_dir)  # the host's parameters, with its cbdc section
+        self.terminal: Terminal = open_terminal(data_dir, host="none")
+        self.terminal.host = self.link
+        self.shown_approved: dict[str, Any] = {}  # txn_id -> the sale's result
+
+    def pay(self, profile: str, amount: int, reader: Any = None) -> Any:
+        self.terminal.reader = reader or registry.open_reader(f"sim:card={profile}")
+        result = self.terminal.sale(amount, CNY)
+        if result.approved:
+            self.shown_approved[result.txn_id] = result
+        return result
+
+    def refused(self, profile: str, amount: int, refusal: str) -> Any:
+        result = self.pay(profile, amount)
+        assert not result.approved and result.refusal == refusal, (result.state, result.refusal, result.message)
+        return result
+
+    def sync(self) -> None:
+        """Forward everything (the host is up): the terminal's sync with its host."""
+        self.link.echo(force=True)
+        report = self.terminal.forward_now()
+        assert report.stopped_by is None, report
+        assert self.terminal.offline_status().queued == 0
+
+    def parameters(self) -> None:
+        """The next parameter download, applied at once (what the terminal does between sales)."""
+        assert download_and_apply(self.link, self.data_dir) is not None, "the parameters did not move"
+        reload_configuration(self.terminal, self.data_dir)
+
+    def at_the_counter(self, *args: str, status: int) -> subprocess.CompletedProcess[str]:
+        """A ``posterm`` command on this terminal's data directory (the terminal is closed meanwhile: one user)."""
+        self.terminal.host = None
+        self.terminal.close()
+        try:
+            return cli(*args, "--data-dir", str(self.data_dir), status=status)
+        finally:
+            self.terminal = open_terminal(self.data_dir, host="none")
+            self.terminal.host = self.link
+
+    def row(self, txn_id: str) -> Any:
+        """The journal's row of a transaction (it must exist)."""
+        found = self.terminal.transaction(txn_id)
+        assert found is not None, txn_id
+        return found
+
+    def queued_kinds(self) -> list[str]:
+        return [e.kind for e in self.terminal.store.saf_entries(["queued"])]
+
+    def close(self) -> None:
+        self.link.close()
+        self.terminal.store.close()
+
+
+@pytest.fixture
+def make_host(tmp_path: Path) -> Iterator[Callable[..., HostService]]:
+    """Start a host of the test's own; ``limits``: the terminals' offline limits its parameters carry."""
+    started: list[HostService] = []
+
+    def start(limits: Mapping[str, Mapping[str, int]] | None = None) -> HostService:
+        data_dir = tmp_path / f"host-{len(started) + 1}"
+        if limits is not None:
+            pki = simulator_pki()
+            assert pki is not None
+            cbdc_admin.seed_pki(data_dir, dataclasses.replace(pki, limits=dict(limits)))
+        service = start_host(data_dir)
+        started.append(service)
+        return service
+
+    try:
+        yield start
+    finally:
+        for service in started:
+            service.stop()
+
+
+@pytest.fixture
+def host(make_host: Callable[..., HostService]) -> HostService:
+    return make_host()
+
+
+@pytest.fixture
+def make_till(tmp_path: Path) -> Iterator[Callable[..., Till]]:
+    made: list[Till] = []
+
+    def make(host: HostService, terminal_id: str | None = None) -> Till:
+        till = Till(host, tmp_path / f"till-{len(made) + 1}", terminal_id)
+        made.append(till)
+        return till
+
+    try:
+        yield make
+    finally:
+        for till in made:
+            till.close()
+
+
+def accounts(host: HostService) -> dict[str, dict[str, Any]]:
+    return {w["wallet_id"]: w for w in cbdc_admin.wallets(host.data_dir)}
+
+
+def wallet_on_card(profile: str) -> dict[str, Any]:
+    """What the simulated wallet's secure element holds (``posterm sim wallet show``)."""
+    done = subprocess.run(
+        [POSTERM, "sim", "wallet", "show", profile, "--json"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    shown: dict[str, Any] = json.loads(done.stdout)
+    return shown
+
+
+def credited_payments(host: HostService) -> list[dict[str, Any]]:
+    """The host's digital-currency payments it credited (answered 00): one per credited record."""
+    return [r for r in host.records() if r["kind"] == "cbdc_payment" and r["approved"]]
+
+
+# ----------------------------------------------------------------------------- the books
+
+
+def check_books(host: HostService, tills: Sequence[Till], profiles: Sequence[str] = ()) -> None:
+    """Forward everything, then the invariants of the module's docstring; ``profiles``: the wallets used."""
+    host.clear_faults()
+    for till in tills:
+        till.sync()
+    credited = credited_payments(host)
+    by_txn = Counter((r["terminal_id"], r["txn_id"]) for r in credited)
+    assert all(n == 1 for n in by_txn.values()), f"credited twice: {by_txn}"
+    seen_counters: Counter[tuple[str, int]] = Counter()
+    for till in tills:
+        terminal = till.terminal
+        declined = set(terminal.offline_status().declined_after_forwarding)
+        credited_here = 0
+        for row in terminal.transactions():
+            held = by_txn[(till.terminal_id, row.txn_id)]
+            if row.txn_id in till.shown_approved and row.state is State.WALLET_CREDITED:
+                assert held == 1, f"{row.txn_id} shown approved, credited {held} times"
+                credited_here += row.amount
+                seen_counters[(row.details["wallet_id"], int(row.details["counter"]))] += 1
+            elif row.txn_id in till.shown_approved:
+                # shown approved, then found out at sync: declined after forwarding, reported, not credited
+                assert row.state is State.DECLINED_AFTER_FORWARDING, row.state
+                assert row.txn_id in declined and held == 0
+            else:
+                assert held == 0, f"{row.txn_id} ({row.state.value}) was never shown approved but is credited"
+        settled = terminal.settle()
+        assert settled.in_balance, settled.differences
+        cbdc_lines = [line for line in settled.lines if line.scheme == "cbdc"]
+        assert sum(line.amount for line in cbdc_lines if line.kind == "sale") == credited_here
+        assert {line.scheme for line in settled.lines} <= {"cbdc"}
+        assert terminal.store.verify().ok
+    assert all(n == 1 for n in seen_counters.values()), f"a (wallet, counter) credited twice: {seen_counters}"
+    wallets_credited: Counter[str] = Counter()
+    for r in credited:
+        wallets_credited[r["pan_token"]] += r["amount"]
+    for wallet_id, account in accounts(host).items():
+        assert account["credited"] == wallets_credited[wallet_id], wallet_id
+        assert account["balance"] == account["opening"] + account["topups"] - account["credited"] >= 0, account
+    for profile in set(profiles) - LYING:
+        card = wallet_on_card(profile)
+        account = accounts(host)[card["wallet_id"]]
+        debited = account["opening"] + account["topups"] - card["balance"]
+        assert account["credited"] + account["credited_back"] <= debited, (profile, account, card["balance"])
+
+
+def cli(*args: str, status: int, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [POSTERM, *args], input=stdin, capture_output=True, text=True, timeout=120, check=False, env=dict(os.environ)
+    )
+    assert done.returncode == status, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    return done
+
+
+class WalksAway:
+    """A customer who presents the wallet once and never again: later waits time out as a reader's would."""
+
+    kind = "reader"
+
+    def __init__(self, url: str) -> None:
+        self._reader = registry.open_reader(url)
+        self._taps = 0
+
+    def wait_for_card(self, timeout: float | None = None, cancel: CancelToken | None = None) -> CardSession:
+        self._taps += 1
+        if self._taps > 1:
+            raise NoCardError("no card presented")
+        session: CardSession = self._reader.wait_for_card(timeout=timeout, cancel=cancel)
+        return session
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
+
+
+# ----------------------------------------------------------------------------- the threats
+
+
+def test_replay(host: HostService, make_till: Callable[..., Till]) -> None:
+    """Replay. Caught at the terminal: a wallet answering PAY with an old record is refused ``wrong_challenge``
+    (the record is not for this payment's challenge), the record forwarded as evidence and never credited.
+    Caught at the operator: a genuine record sent again under another idempotency key (another claim) is refused
+    as a replay (94 ``record_replayed``) and credited once."""
+    till = make_till(host, REPLAY_TID)  # the old record's payee: refused for its challenge, not its payee
+    replayed = till.refused("cbdc-replay", 1234, "wrong_challenge")
+    assert till.row(replayed.txn_id).state is State.WALLET_REFUSED
+    assert till.queued_kinds() == ["cbdc_refused"]
+    paid = till.pay("cbdc-anon", 2500)
+    assert paid.approved
+    till.sync()
+    assert accounts(host)["D1A0000000000009"]["credited"] == 0
+    # the genuine record again, as another transaction of the same terminal
+    (original,) = [a for a in till.link.sent if a.txn_id == paid.txn_id]
+    again = dataclasses.replace(original, txn_id="replayed-" + original.txn_id, idempotency_key="replayed-key-1")
+    answer = till.link.advise(again)
+    assert not answer.approved and answer.response_code == "94", answer
+    assert accounts(host)["D1A0000000000001"]["credited"] == 2500
+    assert Counter(r["txn_id"] for r in credited_payments(host)) == Counter({paid.txn_id: 1})
+    # ... and the same record again under its own transaction but a new key: still credited once
+    answer = till.link.advise(dataclasses.replace(original, idempotency_key="replayed-key-2"))
+    assert not answer.approved and answer.response_code == "94", answer
+    assert accounts(host)["D1A0000000000001"]["credited"] == 2500
+    check_books(host, [till], ["cbdc-anon", "cbdc-replay"])
+
+
+def test_clone(host: HostService, make_till: Callable[..., Till]) -> None:
+    """Clone. Not visible offline (two cards, one identity and counter, at two terminals that never saw it):
+    caught by the operator at sync (59 ``double_spend``): the first record credited, the second declined after
+    forwarding and reported by its terminal, the wallet blocked; the block list reaches both terminals with
+    their next parameter download, and the clone is then refused ``wallet_blocked`` at the terminal."""
+    first, second = make_till(host), make_till(host)
+    host.set_faults(down=True)  # both offline
+    a = first.pay("cbdc-clone-a", 1000)
+    b = second.pay("cbdc-clone-b", 700)
+    assert a.approved and b.approved and a.offline and b.offline
+    host.clear_faults()
+    first.sync()
+    second.link.echo(force=True)
+    report = second.terminal.forward_now()
+    assert (report.accepted, report.declined) == (0, 1)
+    row = second.row(b.txn_id)
+    assert row.state is State.DECLINED_AFTER_FORWARDING and row.details["response_code"] == "59"
+    assert second.terminal.offline_status().declined_after_forwarding == [b.txn_id]
+    assert "suspected fraud (59)" in second.terminal.result(b.txn_id).message
+    account = accounts(host)["D1A000000000000A"]
+    assert (account["credited"], account["blocked"]) == (1000, True)
+    assert "double_spend" in account["blocked_reason"]
+    blocked = cbdc_admin.blocklist(host.data_dir)["cbdc"]
+    assert "D1A000000000000A" in blocked["blocked_wallets"]
+    for till, clone in ((first, "cbdc-clone-a"), (second, "cbdc-clone-b")):
+        till.parameters()
+        till.refused(clone, 300, "wallet_blocked")
+    assert wallet_on_card("cbdc-clone-a")["counter"] == 1  # refused before PAY: nothing more debited
+    check_books(host, [first, second], ["cbdc-clone-a", "cbdc-clone-b"])
+
+
+def test_rollback(host: HostService, make_till: Callable[..., Till]) -> None:
+    """Rollback (a wallet restored from a backup: every payment reuses one counter). Caught at the terminal that
+    saw the counter: ``counter_replayed`` before PAY. At another terminal it is accepted offline, then caught by
+    the operator at sync (59 ``double_spend``), the wallet blocked."""
+    first, second = make_till(host), make_till(host)
+    host.set_faults(down=True)
+    paid = first.pay("cbdc-rollback", 1000)
+    assert paid.approved and wallet_on_card("cbdc-rollback")["counter"] == 0  # its state went back
+    first.refused("cbdc-rollback", 1000, "counter_replayed")
+    elsewhere = second.pay("cbdc-rollback", 1500)
+    assert elsewhere.approved  # this terminal never saw counter 1
+    host.clear_faults()
+    first.sync()
+    second.link.echo(force=True)
+    assert second.terminal.forward_now().declined == 1
+    row = second.row(elsewhere.txn_id)
+    assert row.state is State.DECLINED_AFTER_FORWARDING and row.details["response_code"] == "59"
+    account = accounts(host)["D1A000000000000B"]
+    assert (account["credited"], account["blocked"]) == (1000, True)
+    assert "double_spend" in account["blocked_reason"]
+    check_books(host, [first, second], ["cbdc-rollback"])
+
+
+def test_forged_certificate(host: HostService, make_till: Callable[..., Till]) -> None:
+    """Forged certificate (an operator certificate signed by a key that is not the central bank's root). Caught at
+    the terminal before PAY: ``untrusted_chain``; nothing debited, nothing queued, nothing credited."""
+    till = make_till(host)
+    till.refused("cbdc-untrusted-operator", 1234, "untrusted_chain")
+    assert till.queued_kinds() == []
+    assert wallet_on_card("cbdc-untrusted-operator")["counter"] == 0
+    check_books(host, [till], ["cbdc-untrusted-operator"])
+    assert accounts(host)["D1A0000000000005"]["credited"] == 0
+
+
+def test_expired_certificate(host: HostService, make_till: Callable[..., Till]) -> None:
+    """Expired certificate (a wallet certificate valid until 2024-12-31). Caught at the terminal before PAY:
+    ``certificate_expired``; nothing debited, nothing queued, nothing credited."""
+    till = make_till(host)
+    till.refused("cbdc-expired", 1234, "certificate_expired")
+    assert till.queued_kinds() == []
+    assert wallet_on_card("cbdc-expired")["counter"] == 0
+    check_books(host, [till], ["cbdc-expired"])
+    assert accounts(host)["D1A0000000000004"]["credited"] == 0
+
+
+def test_tampered_record(host: HostService, make_till: Callable[..., Till]) -> None:
+    """Tampered record (its signature does not verify). Caught at the terminal after PAY: ``record_signature``;
+    the wallet has debited, so the refused record is kept and forwarded as evidence (``cbdc_refused``); the
+    operator acknowledges it and never credits the merchant for it."""
+    till = make_till(host)
+    refused = till.refused("cbdc-tampered", 1234, "record_signature")
+    assert till.row(refused.txn_id).state is State.WALLET_REFUSED
+    assert till.queued_kinds() == ["cbdc_refused"]
+    assert wallet_on_card("cbdc-tampered")["balance"] == 500000 - 1234  # it did debit
+    till.sync()
+    (sent,) = [r for r in host.records() if r["txn_id"] == refused.txn_id]
+    assert sent["kind"] == "cbdc_refused"
+    assert till.row(refused.txn_id).state is State.DECLINED
+    assert accounts(host)["D1A0000000000008"]["credited"] == 0
+    check_books(host, [till], ["cbdc-tampered"])
+
+
+def test_redirected_payee(host: HostService, make_till: Callable[..., Till]) -> None:
+    """Redirected payee (a wallet that signs a genuine record to another merchant than the one asking). Caught at
+    the terminal after PAY: ``wrong_payee``; the record goes to the operator as evidence (``cbdc_refused``), and
+    neither this merchant nor the one the record names is credited."""
+    till = make_till(host)
+    refused = till.refused("cbdc-redirect", 1234, "wrong_payee")
+    assert till.queued_kinds() == ["cbdc_refused"]
+    till.sync()
+    assert till.row(refused.txn_id).state is State.DECLINED
+    assert accounts(host)["D1A0000000000011"]["credited"] == 0
+    check_books(host, [till], ["cbdc-redirect"])
+
+
+TIGHT = {"156": {"per_payment": 50000, "max_count": 3, "max_total": 100000, "max_unsent_age_s": 86400}}
+WIDE = {"156": {"per_payment": 5000000, "max_count": 50, "max_total": 50000000, "max_unsent_age_s": 86400}}
+
+
+def test_over_the_terminals_limits(make_host: Callable[..., HostService], make_till: Callable[..., Till]) -> None:
+    """Over-limit, the terminal's offline limits from its parameters (500.00 a payment, 3 payments and 1,000.00
+    since the last sync). Caught at the terminal before PAY: ``over_payment_limit``, ``over_count_limit``,
+    ``over_total_limit``; nothing debited; a sync (everything forwarded and acknowledged) opens them again."""
+    host = make_host(limits=TIGHT)
+    till = make_till(host)
+    host.set_faults(down=True)
+    till.refused("cbdc-verified", 50001, "over_payment_limit")  # the wallet's own limit is 50,000.00
+    assert wallet_on_card("cbdc-verified")["counter"] == 0
+    assert all(till.pay("cbdc-verified", 1000).approved for _ in range(3))
+    till.refused("cbdc-verified", 1000, "over_count_limit")
+    assert wallet_on_card("cbdc-verified")["counter"] == 3
+    host.clear_faults()
+    till.sync()
+    host.set_faults(down=True)
+    assert till.pay("cbdc-verified", 50000).approved and till.pay("cbdc-verified", 40000).approved
+    till.refused("cbdc-verified", 10001, "over_total_limit")
+    assert till.pay("cbdc-verified", 10000).approved  # exactly at the total
+    assert wallet_on_card("cbdc-verified")["counter"] == 6
+    check_books(host, [till], ["cbdc-verified"])
+    assert accounts(host)["D1A0000000000002"]["credited"] == 3000 + 100000
+
+
+def test_over_the_wallets_limits(make_host: Callable[..., HostService], make_till: Callable[..., Till]) -> None:
+    """Over-limit, the wallet's own limits (an anonymous wallet: 2,000.00 a payment, 5,000.00 a day), under a
+    terminal whose limits are wider. Caught at the terminal before PAY for the per-payment limit its
+    certificate carries (``over_wallet_limit``), by the wallet itself for its daily limit (6A92:
+    ``over_daily_limit``, nothing debited)."""
+    host = make_host(limits=WIDE)
+    till = make_till(host)
+    till.refused("cbdc-anon", 200001, "over_wallet_limit")
+    assert till.pay("cbdc-verified", 200001).approved  # the same amount from an ID-verified wallet
+    assert till.pay("cbdc-anon", 200000).approved and till.pay("cbdc-anon", 200000).approved
+    till.refused("cbdc-anon", 100001, "over_daily_limit")
+    card = wallet_on_card("cbdc-anon")
+    assert (card["counter"], card["balance"]) == (2, 100000)
+    check_books(host, [till], ["cbdc-anon", "cbdc-verified"])
+    assert accounts(host)["D1A0000000000001"]["credited"] == 400000
+
+
+def test_torn_payment_re_tapped(host: HostService, make_till: Callable[..., Till]) -> None:
+    """Torn payment completed (the wallet leaves after debiting, before its record arrives). Handled at the
+    terminal: the intent was journalled before PAY; the re-tap fetches the record (GET RECORD) and completes the
+    same payment, credited once at sync; a wallet sync afterwards credits nothing back."""
+    till = make_till(host)
+    host.set_faults(down=True)
+    paid = till.pay("cbdc-torn", 1234)
+    assert paid.approved and paid.state is State.WALLET_APPROVED
+    events = [r["event"] for r in till.terminal.history(paid.txn_id)]
+    assert events == ["wallet_intent", "wallet_torn", "wallet_approved"]
+    assert len(till.terminal.transactions()) == 1
+    host.clear_faults()
+    till.sync()
+    records = cli("sim", "wallet", "records", "cbdc-torn", status=0).stdout
+    synced = cli("host", "cbdc", "wallet-sync", "D1A000000000000C", "--records", "-", "--data-dir",
+                 str(host.data_dir), "--json", stdin=records, status=0)  # fmt: skip
+    assert json.loads(synced.stdout)["credited_back"] == []
+    account = accounts(host)["D1A000000000000C"]
+    assert (account["credited"], account["credited_back"]) == (1234, 0)
+    check_books(host, [till], ["cbdc-torn"])
+
+
+def test_torn_payment_never_re_tapped(host: HostService, make_till: Callable[..., Till]) -> None:
+    """Torn payment abandoned (the customer never presents the wallet again). At the terminal: not paid, a
+    ``cbdc_torn`` notice (the intent only) forwarded; the merchant is not credited. At the operator: the
+    wallet's own sync shows the debited record, unclaimed and declared torn: credited back to the wallet,
+    once (a second sync credits nothing); a terminal claiming it afterwards would be declined."""
+    till = make_till(host)
+    result = till.pay("cbdc-torn", 1234, reader=WalksAway("sim:card=cbdc-torn"))
+    assert not result.approved and result.state is State.WALLET_NOT_PAID
+    assert result.message.startswith("not paid")
+    assert wallet_on_card("cbdc-torn")["balance"] == 500000 - 1234  # the wallet did debit
+    assert till.queued_kinds() == ["cbdc_torn"]
+    till.sync()
+    assert till.row(result.txn_id).state is State.CANCELLED
+    # the wallet's own sync: the operator has seen only the notice, so the wallet shows its certificates too
+    records = cli("sim", "wallet", "records", "cbdc-torn", "--with-certificates", status=0).stdout
+    sync = ["host", "cbdc", "wallet-sync", "D1A000000000000C", "--records", "-", "--data-dir", str(host.data_dir),
+            "--json"]  # fmt: skip
+    first = json.loads(cli(*sync, stdin=records, status=0).stdout)
+    assert [c["amount"] for c in first["credited_back"]] == [1234]
+    assert json.loads(cli(*sync, stdin=records, status=0).stdout)["credited_back"] == []
+    account = accounts(host)["D1A000000000000C"]
+    assert (account["credited"], account["credited_back"], account["blocked"]) == (0, 1234, False)
+    check_books(host, [till], ["cbdc-torn"])
+
+
+@pytest.mark.parametrize(("profile", "refusal"), [("cbdc-garbage", "malformed"), ("cbdc-mute", None)])
+def test_garbage_and_mute(host: HostService, make_till: Callable[..., Till], profile: str, refusal: str | None) -> None:
+    """Garbage and mute wallets (random bytes with 9000; no answer after SELECT). Caught at the terminal: a clear
+    refusal at the counter (``posterm sale``: exit 1, one line, no traceback): ``malformed`` for garbage, "nothing
+    was paid" for a wallet that never answers; nothing stored as approved, nothing queued, nothing credited."""
+    till = make_till(host)
+    done = till.at_the_counter("sale", "12.34", "--currency", "CNY", "--card", profile, "--json", status=1)
+    shown = json.loads(done.stdout)
+    assert shown["approved"] is False and shown.get("refusal") == refusal, shown
+    assert till.queued_kinds() == []
+    (row,) = till.terminal.transactions()
+    assert row.state in (State.DECLINED, State.CANCELLED)
+    assert wallet_on_card(profile)["counter"] == 0
+    check_books(host, [till], [profile])
