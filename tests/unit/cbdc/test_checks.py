@@ -52,6 +52,9 @@ def test_parameters_build_the_store_and_round_trip() -> None:
         ({"version": True}, "version"),
         ({"blocked_wallets": ["D1A0"]}, r"blocked_wallets\[0\]"),
         ({"blocked_operators": ["zzzzzzzz"]}, r"blocked_operators\[0\]"),
+        ({"blocked_operators": ["0A 00 01"]}, r"blocked_operators\[0\]: not 8 hex digits"),  # fromhex skips spaces
+        ({"blocked_wallets": ["+1A0000000000007"]}, r"blocked_wallets\[0\]"),
+        ({"limits": {"١٥٦": {}}}, "not an ISO 4217"),  # Arabic-Indic digits: isdigit() and int() take them
         ({"limits": {"CNY": {}}}, "not an ISO 4217"),
         (
             {"limits": {"156": {"per_payment": 1, "max_count": 1, "max_total": -1, "max_unsent_age_s": 1}}},
