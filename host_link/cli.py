@@ -8,7 +8,8 @@
 - ``posterm echo``: is the host there, how long does a round trip take, what
   time does it have;
 - ``posterm params download|status|rollback``: parameter versions (see
-  :mod:`host_link.parameters`).
+  :mod:`host_link.parameters`); ``status`` also shows the digital-currency
+  section in force (its version, roots, block lists, limits).
 
 Each takes ``--data-dir DIR`` (default: ``$POSTERM_DATA_DIR`` or the platform's
 user data directory) and ``--json``.  Errors follow :mod:`terminal.exit_status`:
@@ -104,6 +105,8 @@ def _cmd_echo(args: argparse.Namespace) -> int:
 
 def _cmd_params(args: argparse.Namespace) -> int:
     from host_link import parameters
+    from terminal.cbdc_params import cbdc_parameters
+    from terminal.settings import SettingsError
 
     data_dir = _data_dir(args)
     try:
@@ -125,7 +128,8 @@ def _cmd_params(args: argparse.Namespace) -> int:
             _print(args, parameters.status(data_dir).to_json(), f"parameters version {version} is in force again")
             return 0
         state = parameters.status(data_dir)
-    except parameters.ParametersError as exc:
+        cbdc = cbdc_parameters(data_dir)
+    except (parameters.ParametersError, SettingsError) as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:  # a read-only or full data directory
         raise file_error(exc, f"the parameters in {data_dir}") from None
@@ -135,7 +139,8 @@ def _cmd_params(args: argparse.Namespace) -> int:
         text = f"parameters version {state.current} in force" + (
             f"; version {state.previous} kept for rollback" if state.previous is not None else ""
         )
-    _print(args, state.to_json(), text)
+    text += "\n" + (cbdc.describe() if cbdc is not None else "digital currency: none (no cbdc section in force)")
+    _print(args, state.to_json() | {"cbdc": cbdc.to_json() if cbdc is not None else None}, text)
     return 0
 
 
@@ -166,7 +171,7 @@ def add_commands(sub: Any) -> None:
     psub = params.add_subparsers(dest="params_command", required=True, metavar="COMMAND")
     for name, helptext in (
         ("download", "fetch a newer version from the host, verify it and put it in force"),
-        ("status", "the version in force and the one kept for rollback"),
+        ("status", "the version in force, the one kept for rollback, and the digital-currency trust and limits"),
         ("rollback", "put the previous version back in force"),
     ):
         common(psub.add_parser(name, help=helptext))

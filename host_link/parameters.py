@@ -30,6 +30,16 @@ Verified before anything is applied:
 ``capk_kinds`` lists the kinds of the keys present, narrowed to the config's
 own ``capk_kinds`` when it has one: a download never widens trust to a kind of
 key (say ``live``) that its own configuration does not name.
+
+The download's ``cbdc`` section (digital-currency trust roots with their SM3
+checksums, blocked wallets and operators, offline limits, its own version:
+CBDC-SPEC §8) is verified by :func:`host_link.cbdc_parameters.verify_cbdc`
+(a bad checksum refuses the whole download) and written into the version's
+``terminal.json`` as ``cbdc``: applied in the same switch as the CA keys.  A
+download without it leaves the terminal without digital currency (as with CA
+keys, a download replaces the shipped trust); a ``cbdc`` inside ``config``
+(a copy of a shipped terminal.json) is dropped, so that the trust comes from
+one place only, the section verified here.
 """
 
 from __future__ import annotations
@@ -46,8 +56,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from emv.capk import CapkError, CapkStore
+from host_link.cbdc_parameters import CbdcParametersError, verify_cbdc
 from terminal import files as _fs
-from terminal.limits import MAX_STATE_FILE_BYTES, InputFileError, read_json_input
+from terminal.limits import MAX_PARAMETERS_FILE_BYTES, MAX_STATE_FILE_BYTES, InputFileError, read_json_input
 from terminal.offline import OfflineLimits
 from terminal.settings import SettingsError, load_config, load_settings
 
@@ -253,12 +264,14 @@ def verify(
     terminal_id: str | None = None,
     merchant_id: str | None = None,
     scratch: Path | None = None,
+    cbdc_in_force: int | None = None,
 ) -> VerifiedParameters:
     """Check a download (see the module's docstring); raise :class:`ParametersError` naming what is wrong.
 
     ``scratch`` is an empty directory where the files are written to be loaded
     by the terminal's own loaders; :func:`apply` passes the directory that will
-    become the version's.
+    become the version's.  ``cbdc_in_force``: the version of the ``cbdc``
+    section in force, which the download's must not be older than.
     """
     version = download.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION:
@@ -278,11 +291,18 @@ def verify(
         if expected is not None and name in config and config[name] != expected:
             raise ParametersError(f"config.{name}: {config[name]!r} is not this terminal's ({expected!r})")
     _check_ranges(config)
-    terminal_json = {k: v for k, v in config.items() if k not in ("capk_files", "capk_kinds")}
+    cbdc_section = None
+    if download.get("cbdc") is not None:
+        try:
+            cbdc_section = verify_cbdc(download["cbdc"], in_force=cbdc_in_force)
+        except CbdcParametersError as exc:
+            raise ParametersError(f"digital-currency parameters refused: {exc}") from None
+    # a cbdc inside config (a copy of a shipped terminal.json) is not trust: only the verified section is
+    terminal_json = {k: v for k, v in config.items() if k not in ("capk_files", "capk_kinds", "cbdc")}
     terminal_json["capk_files"] = [CAPK_FILE]
     terminal_json["capk_kinds"] = kinds
-    if "cbdc" in download:  # the digital-currency section (CBDC-SPEC section 8), checked by the terminal's loader
-        terminal_json["cbdc"] = download["cbdc"]
+    if cbdc_section is not None:
+        terminal_json["cbdc"] = cbdc_section
     capks_json = {"keys": list(download["capks"])}
     verified = VerifiedParameters(version, terminal_json, capks_json)
     if scratch is not None:
@@ -350,6 +370,20 @@ def _prune(base: Path, keep: set[int]) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
+def _cbdc_version(base: Path, current: int | None) -> int | None:
+    """The version of the ``cbdc`` section of the version in force; None when none was downloaded."""
+    if current is None:
+        return None
+    path = base / version_dir_name(current) / CONFIG_FILE
+    try:
+        doc = read_json_input(path, MAX_PARAMETERS_FILE_BYTES, "parameters file")
+    except InputFileError as exc:
+        raise ParametersError(f"the version in force cannot be read ({exc}); 'posterm params rollback'") from None
+    section = doc.get("cbdc") if isinstance(doc, dict) else None
+    version = section.get("version") if isinstance(section, dict) else None
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
 def apply(
     download: Mapping[str, Any],
     data_dir: Path,
@@ -364,11 +398,17 @@ def apply(
     base = parameters_dir(data_dir)
     with _locked(base):
         current = _read_current(base)
+        cbdc_in_force = _cbdc_version(base, current)
         scratch = base / f".v{secrets.token_hex(4)}.tmp"
         scratch.mkdir(mode=0o755)
         try:
             verified = verify(
-                download, current=current, terminal_id=terminal_id, merchant_id=merchant_id, scratch=scratch
+                download,
+                current=current,
+                terminal_id=terminal_id,
+                merchant_id=merchant_id,
+                scratch=scratch,
+                cbdc_in_force=cbdc_in_force,
             )
             for name in (CAPK_FILE, CONFIG_FILE):  # make the verified files durable where they are
                 fd = os.open(scratch / name, os.O_RDONLY)

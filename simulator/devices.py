@@ -94,7 +94,7 @@ def _parse_faults(url: str, query: str) -> _Faults:
         key = key.strip().replace("_", "-")
         if key not in ("remove-after", "mute-after", "reinsert-after", "present-after", "state-dir"):
             raise SimulatorDeviceError(f"{url!r}: unknown option {item!r} (options: {_OPTIONS})")
-        if not sep or not text.strip():
+        if not sep or (key == "state-dir" and not text.strip()):
             raise SimulatorDeviceError(f"{url!r}: option {key} needs a value ({_OPTIONS})")
         if key in values or (key == "state-dir" and state is not None):
             raise SimulatorDeviceError(f"{url!r}: option {key} given twice")

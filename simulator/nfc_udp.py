@@ -67,6 +67,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from simulator.cbdc.wallet import WalletCard
 from simulator.nfc_card import DEFAULT_FWI, FRAME_SIZES, ApduCard, CardSpec, VirtualCard, frame_size_code, make_card
 from terminal.cli_output import CommandError, Unavailable
 
@@ -440,7 +441,9 @@ def serve_card_cli(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, _on_signal)
     names = " and ".join(c.name for c in field.cards)
-    print(f"nfc-udp: {names} in the field; reader URL: {field.url}", flush=True)
+    stores = [c.app.store.path for c in field.cards if isinstance(c.app, WalletCard)]
+    state = f"; wallet state {stores[0]}" if stores else ""
+    print(f"nfc-udp: {names} in the field; reader URL: {field.url}{state}", flush=True)
     try:
         while not stop.wait(0.2):
             pass

@@ -439,8 +439,10 @@ def serve_card_cli(args: argparse.Namespace) -> int:
         reader = f"the reader configured as /dev/null:{port}"
         if port - VPCD_PORT in (0, 1):
             reader = f"reader {reader_name(port)!r}, device URL pcsc:{reader_name(port)}"
+        state = f"; wallet state {card.card.store.path}" if isinstance(card.card, WalletCard) else ""
         print(
-            f"serving {args.card} to pcscd's vpcd driver at {args.bind}:{port} ({reader}){started}; Ctrl-C to stop",
+            f"serving {args.card} to pcscd's vpcd driver at {args.bind}:{port} ({reader}){started}{state}; "
+            "Ctrl-C to stop",
             flush=True,
         )
         while not stop.wait(0.5):

@@ -28,6 +28,7 @@ import os
 from dataclasses import replace
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 from emv.config import TerminalConfig
 from terminal import registry
@@ -52,6 +53,7 @@ from terminal.settings import (
     load_default_config,
     load_default_settings,
     load_settings,
+    shipped_document,
 )
 from terminal.store import StorageCorrupt, StorageError, Store, StoreInUse
 
@@ -60,6 +62,7 @@ __all__ = [
     "ENROLMENT_FILE",
     "HOSTLINK_GROUP",
     "PARAMETERS_POINTER",
+    "configuration_document",
     "default_data_dir",
     "load_configuration",
     "open_host",
@@ -101,6 +104,29 @@ def default_data_dir() -> Path:
     return Path(user_data_dir("posterm", appauthor=False))
 
 
+def configuration_document(data_dir: Path) -> tuple[dict[str, Any], Path | None, int | None]:
+    """The terminal.json in force as a mapping, its version's directory and version (None, None: shipped).
+
+    A parameter version that cannot be read is an error, not a silent fall
+    back: it was verified when it was applied, so it is damaged.
+    """
+    pointer = data_dir / PARAMETERS_POINTER
+    if not pointer.exists():
+        return shipped_document(), None, None
+    try:
+        current = read_json_input(pointer, MAX_STATE_FILE_BYTES, "parameters pointer")
+        version, directory = int(current["version"]), data_dir / "parameters" / str(current["dir"])
+        doc = read_json_input(directory / "terminal.json", MAX_PARAMETERS_FILE_BYTES, "parameters file")
+        if not isinstance(doc, dict):
+            raise ValueError("terminal.json is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SettingsError(
+            f"parameters in {pointer.parent} cannot be read ({exc}); 'posterm params rollback' returns to the "
+            "previous version"
+        ) from None
+    return doc, directory, version
+
+
 def load_configuration(data_dir: Path) -> tuple[TerminalConfig, TerminalSettings, int | None]:
     """The configuration in force: the applied parameter version if any, else the shipped one.
 
@@ -108,18 +134,9 @@ def load_configuration(data_dir: Path) -> tuple[TerminalConfig, TerminalSettings
     A parameter version that cannot be read is an error, not a silent fall
     back: it was verified when it was applied, so it is damaged.
     """
-    pointer = data_dir / PARAMETERS_POINTER
-    if not pointer.exists():
+    if not (data_dir / PARAMETERS_POINTER).exists():
         return load_default_config(), load_default_settings(), None
-    try:
-        current = read_json_input(pointer, MAX_STATE_FILE_BYTES, "parameters pointer")
-        version, directory = int(current["version"]), data_dir / "parameters" / str(current["dir"])
-        doc = read_json_input(directory / "terminal.json", MAX_PARAMETERS_FILE_BYTES, "parameters file")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SettingsError(
-            f"parameters in {pointer.parent} cannot be read ({exc}); 'posterm params rollback' returns to the "
-            "previous version"
-        ) from None
+    doc, directory, version = configuration_document(data_dir)
     return load_config(doc, base=directory), load_settings(doc), version
 
 
@@ -239,7 +256,8 @@ def open_terminal(
     directory = Path(data_dir) if data_dir is not None else default_data_dir()
     journal = _prepare(directory)
     config, configured, _ = load_configuration(directory)
-    keystore = FileKeystore.open(directory / "keys", create=Store.is_blank(journal))
+    cipher = (settings or configured).keystore_cipher
+    keystore = FileKeystore.open(directory / "keys", create=Store.is_blank(journal), cipher=cipher)
     try:
         store = Store.open(journal, keystore, create=False)
     except StoreInUse:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from emv.config import TerminalConfig
 from terminal.host import HostCertificateRejected, HostError, HostLink
-from terminal.keystore import Keystore
+from terminal.keystore import DEFAULT_CIPHER, Keystore, check_cipher
 from terminal.lifecycle import Event, State
 from terminal.offline import OfflineLimits, RetryPolicy
 from terminal.results import TerminalEvent
@@ -62,6 +62,8 @@ class TerminalSettings:
     # Digital-currency hard wallets: the ``cbdc`` section of the parameters as a ``cbdc.checks.TrustStore``
     # (roots, block lists, offline limits); None: the terminal takes no wallet.
     cbdc: Any = None
+    # The cipher that seals card data at rest (terminal.keystore.CIPHERS); both are always read.
+    keystore_cipher: str = DEFAULT_CIPHER
 
     def __post_init__(self) -> None:
         if self.retention_years < MIN_RETENTION_YEARS:
@@ -73,6 +75,7 @@ class TerminalSettings:
                 raise ValueError(f"receipt copy {copy!r}: expected 'customer' or 'merchant'")
         if not 0 <= self.card_retries <= 5:
             raise ValueError(f"card_retries is {self.card_retries}: expected 0 to 5")
+        check_cipher(self.keystore_cipher)
 
 
 class Core:

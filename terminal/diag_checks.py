@@ -25,14 +25,15 @@ from emv.capk import checksum_of
 from emv.config import TerminalConfig
 from emv.pan import mask_text
 from terminal.bootstrap import PARAMETERS_POINTER, open_host
+from terminal.cbdc_params import cbdc_parameters
 from terminal.devices import DeviceConfig
 from terminal.diag_result import DiagResult, error_text, make_result
 from terminal.facade import SafStatus, Terminal, TerminalSettings
 from terminal.host import HostError, HostLink, HostNoAnswer, HostRejected, HostUnreachable
-from terminal.keystore import MASTER_KEY_ENV, FileKeystore, KeystoreError
+from terminal.keystore import CIPHERS, DEFAULT_CIPHER, MASTER_KEY_ENV, FileKeystore, KeystoreError
 from terminal.limits import MAX_PARAMETERS_FILE_BYTES, MAX_STATE_FILE_BYTES, InputFileError, read_input, read_json_input
 from terminal.ports import DeviceError
-from terminal.settings import load_default_config, shipped_document
+from terminal.settings import SettingsError, load_default_config, shipped_document
 from terminal.store import StorageError, Store
 
 __all__ = [
@@ -270,20 +271,43 @@ def journal_test(journal: Journal) -> DiagResult:
     return make_result("journal", False, f"{len(report.problems)} problem(s): {shown}", details)
 
 
-def keys_test(journal: Journal) -> DiagResult:
-    """``keys``: the key check values of the keystore's keys (never the keys)."""
+def keys_test(journal: Journal, cipher: str = DEFAULT_CIPHER) -> DiagResult:
+    """``keys``: the key check values of the keystore's keys (never the keys), each data key with its cipher.
+
+    ``cipher`` is the configured one (what new data is sealed with); the
+    details count the values the journal holds under each cipher, so that a
+    switch of cipher shows how much is still sealed with the old one.
+    """
     if journal.keystore is None:
         if journal.error is not None:
             return make_result("keys", False, f"the keystore cannot be opened: {journal.error}")
         return make_result("keys", None, "no keys yet: the terminal makes them with its first payment")
     kcvs = journal.keystore.key_check_values()
+    data_keys = [
+        {"cipher": name, "kcv": kcvs[f"data:{name}"], "in_use": name == cipher}
+        for name in CIPHERS
+        if f"data:{name}" in kcvs
+    ]
     details: dict[str, Any] = {
+        "cipher": cipher,
+        "data_keys": data_keys,
         "key_check_values": dict(sorted(kcvs.items())),
         "key_id": journal.keystore.key_id,
         "master_key_from": "environment" if os.environ.get(MASTER_KEY_ENV) else "file",
     }
-    listed = ", ".join(f"{name} {kcv}" for name, kcv in sorted(kcvs.items()))
-    return make_result("keys", True, f"{len(kcvs)} keys, check values: {listed}", details)
+    sealed = ""
+    if journal.store is not None:
+        counts: dict[str, int] = {}
+        for first, count in journal.store.sealed_formats().items():
+            name = FileKeystore.cipher_of(bytes([first])) or f"unknown format {first}"
+            counts[name] = counts.get(name, 0) + count
+        details["sealed_values"] = dict(sorted(counts.items()))
+        if counts:
+            sealed = "; values held: " + ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+    keys = ", ".join(f"data ({k['cipher']}{', in use' if k['in_use'] else ''}) {k['kcv']}" for k in data_keys)
+    others = ", ".join(f"{name} {kcv}" for name, kcv in sorted(kcvs.items()) if not name.startswith("data:"))
+    text = f"data at rest sealed with {cipher}; {len(kcvs)} keys, check values: {keys}, {others}{sealed}"
+    return make_result("keys", True, text, details)
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -366,7 +390,7 @@ def configuration_test(
     devices_error: str | None,
     today: date,
 ) -> DiagResult:
-    """``configuration``: the parameters in force and every CA key (``loaded`` is what was loaded, or None)."""
+    """``configuration``: the parameters in force, every CA key and digital-currency root (``loaded``: or None)."""
     details: dict[str, Any] = {}
     problems: list[str] = []
     warnings: list[str] = []
@@ -391,6 +415,15 @@ def configuration_test(
     details["warnings"] = warnings
     where = f"parameters version {version}" if version is not None else "shipped configuration"
     text = f"{where}; {len(keys)} CA keys, checksums {'verified' if not key_problems else 'NOT all verified'}"
+    try:  # the digital-currency roots: their SM3 checksums checked again, as the CA keys' are
+        cbdc = cbdc_parameters(data_dir)
+    except SettingsError as exc:
+        details["cbdc"] = None
+        problems.append(f"digital-currency parameters refused: {exc}")
+    else:
+        details["cbdc"] = cbdc.to_json() if cbdc is not None else None
+        if cbdc is not None:
+            text += f"; digital currency version {cbdc.version}, {len(cbdc.roots)} roots, checksums verified"
     if problems:
         return make_result("configuration", False, f"{text}; " + "; ".join(problems), details)
     return make_result("configuration", True, text, details)

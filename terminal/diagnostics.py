@@ -46,13 +46,17 @@ returns a :class:`DiagResult` for each, in this order:
     but its journal is missing or empty.
 ``configuration``
     The parameters version in force (or ``shipped``) with SHA-256 checksums of
-    its files, the device configuration, and every CA public key with its
-    RID, index and SHA-1 checksum verified again.  Fails when the
-    configuration cannot be loaded, a key's checksum does not match, or there
-    is no CA key at all.  Keys expired or expiring within
+    its files, the device configuration, every CA public key with its
+    RID, index and SHA-1 checksum verified again, and the digital-currency
+    section (version, roots with their SM3 checksums verified again, block
+    lists, limits).  Fails when the configuration cannot be loaded, a key's
+    or root's checksum does not match, or there is no CA key at all.  Keys expired or expiring within
     :data:`CAPK_EXPIRY_WARNING_DAYS` days are warnings.
 ``keys``
-    Key check values of the keystore's keys (never the keys).  Fails when the
+    Key check values of the keystore's keys (never the keys): the data key of
+    each cipher (AES-256-GCM, SM4-GCM) named with it, the configured one marked
+    in use, how many values the journal holds under each, the master and MAC
+    keys.  Fails when the
     keystore cannot be opened (the reason says why: missing, wrong master
     key, damaged, insecure permissions).  Skipped when the terminal has not
     made its keys yet (before its first payment).
@@ -251,7 +255,7 @@ def run_diagnostics(
         "saf_queue": lambda: _saf_test(the_journal(), config, settings),
         "journal": lambda: _journal_test(the_journal()),
         "configuration": lambda: _configuration_test(directory, loaded, load_error, devices, devices_error, day),
-        "keys": lambda: _keys_test(the_journal()),
+        "keys": lambda: _keys_test(the_journal(), settings.keystore_cipher),
     }
     results: list[DiagResult] = []
     try:

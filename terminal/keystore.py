@@ -2,8 +2,10 @@
 
 The keystore holds one 256-bit *data key*.  With it the terminal
 
-* encrypts PAN and other card data with AES-256-GCM (:meth:`Keystore.encrypt`,
-  :meth:`Keystore.decrypt`), the row it belongs to bound in as associated data
+* encrypts PAN and other card data (:meth:`Keystore.encrypt`,
+  :meth:`Keystore.decrypt`) with AES-256-GCM or SM4-GCM, the keystore's
+  *cipher* (:data:`CIPHERS`; ``"keystore": {"cipher": "sm4-gcm"}`` in
+  terminal.json), the row it belongs to bound in as associated data
   (``context``, e.g. ``b"pan:" + txn_id``) so that a ciphertext copied to
   another row does not decrypt;
 * computes keyed hashes with HMAC-SHA256 (:meth:`Keystore.mac`) under keys
@@ -14,13 +16,26 @@ The keystore holds one 256-bit *data key*.  With it the terminal
 implementation.  A hardware keystore (HSM, secure element) can implement the
 same protocol later and replace the class without touching its callers.
 
-Ciphertext format (version 1)::
+Ciphertext format::
 
-    0x01 | key id (4 bytes) | nonce (12 bytes, random) | ciphertext | tag (16 bytes)
+    format (1 byte) | key id (4 bytes) | nonce (12 bytes, random) | ciphertext | tag (16 bytes)
 
-The associated data given to AES-GCM is the 5-byte header (version and key id)
-followed by ``context``.  Nonces are random, so one data key should not
-encrypt more than about 2**32 messages (far beyond a terminal's lifetime).
+The format byte names the cipher that sealed the value: ``0x01`` AES-256-GCM
+under the data key itself (every value sealed before the cipher became a
+choice), ``0x02`` SM4-GCM under a 128-bit key derived from the data key
+(HKDF-SM3, info ``"posterm data key sm4-gcm v1"``).  The associated data is
+the 5-byte header (format and key id) followed by ``context``, so a changed
+format byte does not authenticate either.  Nonces are random, so one key
+should not encrypt more than about 2**32 messages (far beyond a terminal's
+lifetime).
+
+Switching the cipher is a migration in the manner of a key rotation: the
+keystore decrypts both formats whatever its cipher, and encrypts with the
+configured one, so the rows sealed before the switch stay readable and every
+row written after it uses the new cipher; old rows leave as the retention
+policy purges them (card data is dropped once authorised anyway).  Nothing is
+re-encrypted in place and no key file changes: the data key, wrapped as
+below, is the root of both ciphers' keys.
 
 Files in the keystore directory (created 0700 when missing):
 
@@ -58,8 +73,9 @@ open its keystore with ``create=False`` so that a lost ``data.key`` is an error
 rather than a fresh key.
 
 No message, ``repr()`` or ``str()`` shows key material; key check values
-(KCVs, first 3 bytes of AES-ECB(key, zero block), or of HMAC(key, "KCV") for MAC
-keys) are what diagnostics show.
+(KCVs: the first 3 bytes of the key's block cipher in ECB on a zero block,
+AES or SM4; of HMAC(key, "KCV") for MAC keys) are what diagnostics show, each
+data key named with its cipher (``data:aes-256-gcm``, ``data:sm4-gcm``).
 
 >>> import tempfile
 >>> from pathlib import Path
@@ -86,10 +102,12 @@ from typing import Any, Final, Protocol, runtime_checkable
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.hashes import SHA256, SM3
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 __all__ = [
+    "CIPHERS",
+    "DEFAULT_CIPHER",
     "MAC_PURPOSES",
     "MASTER_KEY_ENV",
     "CorruptCiphertext",
@@ -99,7 +117,9 @@ __all__ = [
     "KeyFileMissing",
     "Keystore",
     "KeystoreError",
+    "UnknownCipher",
     "WrongMasterKey",
+    "check_cipher",
 ]
 
 MASTER_KEY_ENV: Final = "POSTERM_MASTER_KEY"
@@ -108,10 +128,21 @@ MASTER_KEY_ENV: Final = "POSTERM_MASTER_KEY"
 MAC_PURPOSES: Final = frozenset({"pan-token", "journal"})
 """The purposes :meth:`Keystore.mac` accepts; each has its own derived key."""
 
+AES_256_GCM: Final = "aes-256-gcm"
+SM4_GCM: Final = "sm4-gcm"
+CIPHERS: Final = (AES_256_GCM, SM4_GCM)
+"""The ciphers the keystore can encrypt with (it always decrypts both)."""
+
+DEFAULT_CIPHER: Final = AES_256_GCM
+
 MASTER_FILE: Final = "master.key"
 DATA_FILE: Final = "data.key"
 
-_VERSION: Final = 1
+_VERSION: Final = 1  # of data.key
+_FORMATS: Final = {AES_256_GCM: 1, SM4_GCM: 2}  # the first byte of a ciphertext names its cipher
+_CIPHER_OF: Final = {number: name for name, number in _FORMATS.items()}
+_SM4_KEY_LEN: Final = 16
+_SM4_KEY_INFO: Final = b"posterm data key sm4-gcm v1"
 _KEY_LEN: Final = 32
 _KEY_ID_LEN: Final = 4
 _NONCE_LEN: Final = 12
@@ -145,6 +176,21 @@ class InsecureKeyFile(KeystoreError):
     """A key file is readable or writable by others than its owner."""
 
 
+class UnknownCipher(KeystoreError, ValueError):
+    """The configuration names a cipher the keystore does not have."""
+
+
+def check_cipher(name: object) -> str:
+    """``name`` if it is one of :data:`CIPHERS`, else :class:`UnknownCipher` naming the allowed values.
+
+    >>> check_cipher("sm4-gcm")
+    'sm4-gcm'
+    """
+    if isinstance(name, str) and name in CIPHERS:
+        return name
+    raise UnknownCipher(f"keystore cipher {name!r} is not supported: use one of {', '.join(CIPHERS)}")
+
+
 class CorruptCiphertext(KeystoreError):
     """A ciphertext was tampered with, truncated, bound to another context or made under another key."""
 
@@ -154,7 +200,7 @@ class Keystore(Protocol):
     """What the terminal needs from a keystore; a hardware keystore can implement it too."""
 
     def encrypt(self, plaintext: bytes, context: bytes) -> bytes:
-        """Encrypt ``plaintext`` (AES-256-GCM, fresh random nonce), bound to ``context``."""
+        """Encrypt ``plaintext`` (the keystore's cipher, fresh random nonce), bound to ``context``."""
         ...
 
     def decrypt(self, blob: bytes, context: bytes) -> bytes:
@@ -170,9 +216,48 @@ class Keystore(Protocol):
         ...
 
 
+def _block_encrypt(cipher: str, key: bytes, block: bytes) -> bytes:
+    """One 16-byte block through the cipher's block cipher (AES or SM4) in ECB: for key check values."""
+    algorithm = algorithms.SM4(key) if cipher == SM4_GCM else algorithms.AES(key)
+    encryptor = Cipher(algorithm, modes.ECB()).encryptor()
+    return encryptor.update(block) + encryptor.finalize()
+
+
 def _aes_kcv(key: bytes) -> str:
-    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-    return (encryptor.update(bytes(16)) + encryptor.finalize())[:3].hex()
+    return _block_encrypt(AES_256_GCM, key, bytes(16))[:3].hex()
+
+
+def _sm4_kcv(key: bytes) -> str:
+    return _block_encrypt(SM4_GCM, key, bytes(16))[:3].hex()
+
+
+def _sm4_key(data_key: bytes) -> bytes:
+    return HKDF(algorithm=SM3(), length=_SM4_KEY_LEN, salt=None, info=_SM4_KEY_INFO).derive(data_key)
+
+
+class _Sm4Gcm:
+    """SM4-GCM with the AESGCM interface (cryptography has no SM4 AEAD class): 12-byte nonce, 16-byte tag last."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != _SM4_KEY_LEN:
+            raise ValueError("an SM4 key is 16 bytes")
+        self._key = key
+
+    def encrypt(self, nonce: bytes, data: bytes, associated_data: bytes) -> bytes:
+        encryptor = Cipher(algorithms.SM4(self._key), modes.GCM(nonce)).encryptor()
+        encryptor.authenticate_additional_data(associated_data)
+        body = encryptor.update(data) + encryptor.finalize()
+        return body + encryptor.tag
+
+    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes) -> bytes:
+        """The plaintext, or :class:`~cryptography.exceptions.InvalidTag`."""
+        if len(data) < _TAG_LEN:
+            raise InvalidTag()
+        decryptor = Cipher(algorithms.SM4(self._key), modes.GCM(nonce, data[-_TAG_LEN:])).decryptor()
+        decryptor.authenticate_additional_data(associated_data)
+        return decryptor.update(data[:-_TAG_LEN]) + decryptor.finalize()
 
 
 def _hmac_kcv(key: bytes) -> str:
@@ -300,27 +385,36 @@ class FileKeystore:
     memory.
     """
 
-    __slots__ = ("_aead", "_directory", "_kcvs", "_key_id", "_mac_keys")
+    __slots__ = ("_aeads", "_cipher", "_directory", "_kcvs", "_key_id", "_mac_keys")
 
-    def __init__(self, directory: Path, data_key: bytes, master_kcv: str) -> None:
+    def __init__(self, directory: Path, data_key: bytes, master_kcv: str, cipher: str = DEFAULT_CIPHER) -> None:
         """Use :meth:`open`; this constructor takes an already unwrapped data key."""
         if len(data_key) != _KEY_LEN:
             raise ValueError("the data key must be 32 bytes")
+        self._cipher = check_cipher(cipher)
         self._directory = directory
-        self._aead = AESGCM(data_key)
+        sm4_key = _sm4_key(data_key)
+        self._aeads: dict[str, AESGCM | _Sm4Gcm] = {AES_256_GCM: AESGCM(data_key), SM4_GCM: _Sm4Gcm(sm4_key)}
         self._key_id = _key_id(data_key)
         self._mac_keys = {purpose: _derive_mac_key(data_key, purpose) for purpose in sorted(MAC_PURPOSES)}
-        self._kcvs = {"master": master_kcv, "data": _aes_kcv(data_key)}
+        self._kcvs = {
+            "master": master_kcv,
+            f"data:{AES_256_GCM}": _aes_kcv(data_key),
+            f"data:{SM4_GCM}": _sm4_kcv(sm4_key),
+        }
         for purpose, key in self._mac_keys.items():
             self._kcvs[f"mac:{purpose}"] = _hmac_kcv(key)
 
     @classmethod
-    def open(cls, directory: Path, *, create: bool = True) -> FileKeystore:
+    def open(cls, directory: Path, *, create: bool = True, cipher: str = DEFAULT_CIPHER) -> FileKeystore:
         """Open the keystore in ``directory``, creating the directory and keys if ``create``.
 
-        Raises :class:`KeyFileMissing`, :class:`WrongMasterKey`, :class:`KeyFileCorrupt`,
+        ``cipher`` (one of :data:`CIPHERS`) is what :meth:`encrypt` uses; both
+        are decrypted whatever it is.  Raises :class:`UnknownCipher`,
+        :class:`KeyFileMissing`, :class:`WrongMasterKey`, :class:`KeyFileCorrupt`,
         :class:`InsecureKeyFile` or :class:`KeystoreError`, each with a one-line message.
         """
+        cipher = check_cipher(cipher)
         directory = Path(directory)
         master_path = directory / MASTER_FILE
         data_path = directory / DATA_FILE
@@ -342,9 +436,9 @@ class FileKeystore:
                 raise KeyFileMissing(f"key file {data_path} is missing")
             data_key = secrets.token_bytes(_KEY_LEN)
             if _create_file(data_path, cls._wrap(master, master_kcv, data_key)):
-                return cls(directory, data_key, master_kcv)
+                return cls(directory, data_key, master_kcv, cipher)
         data_key = cls._unwrap(data_path, master, master_kcv, master_source)
-        return cls(directory, data_key, master_kcv)
+        return cls(directory, data_key, master_kcv, cipher)
 
     @staticmethod
     def _load_master(master_path: Path, data_path: Path, create: bool) -> tuple[bytes, str]:
@@ -425,23 +519,42 @@ class FileKeystore:
         """The data key's id (8 hex digits), also found in each ciphertext's header."""
         return self._key_id.hex()
 
+    @property
+    def cipher(self) -> str:
+        """The cipher :meth:`encrypt` uses (one of :data:`CIPHERS`)."""
+        return self._cipher
+
+    def use_cipher(self, cipher: str) -> None:
+        """Encrypt with ``cipher`` from now on (a configuration put in force in a running terminal)."""
+        self._cipher = check_cipher(cipher)
+
     def encrypt(self, plaintext: bytes, context: bytes) -> bytes:
-        """Encrypt ``plaintext`` bound to ``context``: version | key id | nonce | ciphertext+tag."""
-        header = bytes([_VERSION]) + self._key_id
+        """Encrypt ``plaintext`` with the keystore's cipher, bound to ``context``.
+
+        The result is format (the cipher) | key id | nonce | ciphertext+tag.
+        """
+        header = bytes([_FORMATS[self._cipher]]) + self._key_id
         nonce = secrets.token_bytes(_NONCE_LEN)
-        return header + nonce + self._aead.encrypt(nonce, bytes(plaintext), header + bytes(context))
+        return header + nonce + self._aeads[self._cipher].encrypt(nonce, bytes(plaintext), header + bytes(context))
+
+    @staticmethod
+    def cipher_of(blob: bytes) -> str | None:
+        """The cipher that sealed ``blob`` (from its first byte), None for a format this keystore does not know."""
+        return _CIPHER_OF.get(blob[0]) if blob else None
 
     def decrypt(self, blob: bytes, context: bytes) -> bytes:
-        """Decrypt a blob from :meth:`encrypt` with the same ``context``.
+        """Decrypt a blob from :meth:`encrypt` with the same ``context``, whichever cipher sealed it.
 
         Raises :class:`CorruptCiphertext` for anything else: tampering,
-        truncation, another context, an unknown version or key id.
+        truncation, another context, an unknown format or key id.
         """
         blob = bytes(blob)
         if len(blob) < _MIN_BLOB_LEN:
             raise CorruptCiphertext(f"ciphertext too short ({len(blob)} bytes, at least {_MIN_BLOB_LEN})")
-        if blob[0] != _VERSION:
-            raise CorruptCiphertext(f"ciphertext has unsupported version {blob[0]}")
+        cipher = _CIPHER_OF.get(blob[0])
+        if cipher is None:
+            known = ", ".join(f"{number} {name}" for number, name in sorted(_CIPHER_OF.items()))
+            raise CorruptCiphertext(f"ciphertext has unsupported format {blob[0]} (known: {known})")
         header = blob[:_HEADER_LEN]
         if header[1:] != self._key_id:
             raise CorruptCiphertext(
@@ -449,10 +562,10 @@ class FileKeystore:
             )
         nonce = blob[_HEADER_LEN : _HEADER_LEN + _NONCE_LEN]
         try:
-            return self._aead.decrypt(nonce, blob[_HEADER_LEN + _NONCE_LEN :], header + bytes(context))
+            return self._aeads[cipher].decrypt(nonce, blob[_HEADER_LEN + _NONCE_LEN :], header + bytes(context))
         except InvalidTag:
             raise CorruptCiphertext(
-                "ciphertext does not authenticate (tampered, truncated or another context)"
+                f"ciphertext ({cipher}) does not authenticate (tampered, truncated or another context)"
             ) from None
 
     def mac(self, data: bytes, purpose: str) -> bytes:
@@ -466,18 +579,18 @@ class FileKeystore:
         return hmac.digest(key, data, "sha256")
 
     def key_check_values(self) -> dict[str, str]:
-        """KCVs (6 hex digits) of the master key, the data key and each MAC key.
+        """KCVs (6 hex digits) of the master key, each cipher's data key and each MAC key.
 
         >>> import tempfile
         >>> from pathlib import Path
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     sorted(FileKeystore.open(Path(tmp)).key_check_values())
-        ['data', 'mac:journal', 'mac:pan-token', 'master']
+        ['data:aes-256-gcm', 'data:sm4-gcm', 'mac:journal', 'mac:pan-token', 'master']
         """
         return dict(self._kcvs)
 
     def __repr__(self) -> str:
-        return f"FileKeystore(directory={str(self._directory)!r}, key_id={self.key_id!r})"
+        return f"FileKeystore(directory={str(self._directory)!r}, key_id={self.key_id!r}, cipher={self._cipher!r})"
 
     __str__ = __repr__
 

@@ -128,10 +128,15 @@ def reload_configuration(terminal: Terminal, data_dir: Path) -> int | None:
     """Put the configuration on disk in force in a running terminal; its parameter version (None: shipped).
 
     The terminal and merchant ids stay those the terminal has (an enrolled
-    terminal's come from its certificate, not from the parameters).
+    terminal's come from its certificate, not from the parameters).  The
+    keystore's cipher follows the configuration at once (what was sealed
+    before stays readable).
     """
     config, settings, version = load_configuration(Path(data_dir))
     current = terminal.config
     terminal.config = replace(config, terminal_id=current.terminal_id, merchant_id=current.merchant_id)
     terminal.settings = settings
+    use_cipher = getattr(terminal.keystore, "use_cipher", None)  # a hardware keystore may have its own
+    if callable(use_cipher):
+        use_cipher(settings.keystore_cipher)
     return version

@@ -8,7 +8,9 @@ the public EMV *test* keys and the simulator's own keys, never live keys:
 a test card must not pass on a production terminal, nor the reverse.
 
 A ``devices`` object (``{"reader": URL, "scanner": URL, "printer": URL}``, see
-:mod:`terminal.devices`) is the terminal's own too, not EMV configuration.
+:mod:`terminal.devices`) is the terminal's own too, not EMV configuration, and
+so is ``keystore``: ``{"cipher": "aes-256-gcm" | "sm4-gcm"}``, the cipher that
+seals card data at rest (:mod:`terminal.keystore`; AES-256-GCM when absent).
 
 A ``cbdc`` object (CBDC-SPEC section 8: trust roots with their checksums, the
 wallets and operators blocked, the offline limits per currency) makes the
@@ -58,6 +60,7 @@ _OWN_KEYS = (
     "retention_years",
     "devices",
     "cbdc",
+    "keystore",
 )
 
 
@@ -162,6 +165,7 @@ def load_settings(doc: Mapping[str, Any]) -> TerminalSettings:
             }
         )
         return TerminalSettings(
+            keystore_cipher=_keystore_cipher(doc.get("keystore", {})),
             merchant_name=str(doc.get("merchant_name", "posterm test shop")),
             merchant_address=str(doc.get("merchant_address", "")),
             offline_limits=limits,
@@ -185,6 +189,17 @@ def _cbdc_trust(section: Any) -> Any:
         return TrustStore.from_parameters(section)
     except ParameterError as exc:
         raise ValueError(str(exc)) from None
+def _keystore_cipher(section: Any) -> str:
+    """The ``keystore`` object's cipher (checked by TerminalSettings); its other keys are refused."""
+    from terminal.keystore import DEFAULT_CIPHER
+
+    if not isinstance(section, Mapping):
+        raise ValueError('keystore: expected an object like {"cipher": "sm4-gcm"}')
+    unknown = sorted(str(key) for key in section if key != "cipher")
+    if unknown:
+        raise ValueError(f"keystore: unknown setting {unknown[0]!r} (known: cipher)")
+    cipher = section.get("cipher", DEFAULT_CIPHER)
+    return cipher if isinstance(cipher, str) else repr(cipher)
 
 
 @lru_cache(maxsize=1)

@@ -485,6 +485,22 @@ class Store(QueueAccess, BatchAccess, OutcomeAccess, CbdcAccess):
             ).fetchall()
             return [str(r[0]) for r in rows]
 
+    def sealed_formats(self) -> dict[int, int]:
+        """How many encrypted values (card data, data for the host) the store holds, by their first byte.
+
+        The first byte of a keystore ciphertext names its cipher
+        (:meth:`terminal.keystore.FileKeystore.cipher_of`): diagnostics show
+        how much is still sealed with a cipher the terminal switched from.
+        """
+        counts: dict[int, int] = {}
+        with self._reading() as cur:
+            for column in ("card_blob", "sad_blob"):
+                query = f"SELECT substr({column}, 1, 1), COUNT(*) FROM transactions WHERE {column} IS NOT NULL"
+                for first, count in cur.execute(query + " GROUP BY 1").fetchall():
+                    key = bytes(first)[0] if first else 0
+                    counts[key] = counts.get(key, 0) + int(count)
+        return counts
+
     def read_sensitive(self, txn_id: str) -> bytes | None:
         with self._reading() as cur:
             row = cur.execute("SELECT sad_blob FROM transactions WHERE txn_id=?", (txn_id,)).fetchone()

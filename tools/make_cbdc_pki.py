@@ -2,11 +2,14 @@
 
 SIMULATOR TEST KEYS — NOT FOR PRODUCTION.  Run from the repository root::
 
-    PYTHONPATH=. python tools/make_cbdc_pki.py [--out simulator/data/cbdc-pki.json]
+    PYTHONPATH=. python tools/make_cbdc_pki.py --add      # wallets added to WALLETS since
+    PYTHONPATH=. python tools/make_cbdc_pki.py --new      # everything afresh: new root!
 
-It makes fresh SM2 keys each time: the shipped file is the one the tests and
-the terminal's default parameters are built on, so regenerate it only on
-purpose (and update whatever holds the root's key and checksum).
+``--add`` keeps the root, the operators and every wallet already in the file
+and certifies only the wallets of :data:`WALLETS` it lacks.  ``--new`` makes
+fresh SM2 keys for everything: the shipped file is the one the tests and the
+terminal's default parameters are built on (the root's key and checksum), so
+do that only on purpose.
 
 The contents (CBDC-SPEC §1 and §3):
 
@@ -28,6 +31,7 @@ import secrets
 import sys
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from simulator.cbdc import sm2, tlv
 from simulator.cbdc.pki import (
@@ -66,6 +70,7 @@ WALLETS = (
     ("mute", "D1A000000000000D", "00000101", ANONYMOUS, 500_000, VALID),
     ("garbage", "D1A000000000000E", "00000101", ANONYMOUS, 500_000, VALID),
     ("locked", "D1A000000000000F", "00000102", VERIFIED, 2_000_000, VALID),
+    ("dual", "D1A0000000000010", "00000101", ANONYMOUS, 500_000, VALID),
 )
 
 
@@ -88,6 +93,41 @@ def _ymd(value: date) -> str:
     return value.strftime("%Y%m%d")
 
 
+def _wallet_entry(
+    spec: tuple[str, str, str, tuple[int, int, int, int], int, tuple[date, date]],
+    operator_keys: dict[str, tuple[bytes, bytes]],
+) -> dict[str, object]:
+    name, wallet_id, op_id, (tier, per_payment, daily, balance), opening, (start, end) = spec
+    private, public = _key_pair()
+    signed = certificate_fields(
+        subject=bytes.fromhex(wallet_id), issuer=bytes.fromhex(op_id), role=ROLE_WALLET, public_key=public,
+        not_before=start, not_after=end, tier=tier, limits=(per_payment, daily, balance),
+    )
+    return {
+        "name": name, "wallet_id": wallet_id, "operator": op_id, "tier": tier,
+        "per_payment": per_payment, "daily": daily, "balance_limit": balance, "opening_balance": opening,
+        "not_before": _ymd(start), "not_after": _ymd(end),
+        "public_key": public.hex().upper(), "private_key": private.hex().upper(),
+        "certificate": _certificate(signed, *operator_keys[op_id]).hex().upper(),
+    }
+
+
+def add_wallets(existing: dict[str, Any]) -> list[str]:
+    """Certify the wallets of WALLETS that ``existing`` lacks, with its operators' keys; their names."""
+    operator_keys = {
+        str(op["id"]): (bytes.fromhex(op["private_key"]), bytes.fromhex(op["public_key"]))
+        for op in existing["operators"]
+    }
+    have = {str(w["name"]) for w in existing["wallets"]} | {str(w["wallet_id"]) for w in existing["wallets"]}
+    added: list[str] = []
+    for spec in WALLETS:
+        if spec[0] in have or spec[1] in have:
+            continue
+        existing["wallets"].append(_wallet_entry(spec, operator_keys))
+        added.append(spec[0])
+    return added
+
+
 def generate() -> dict[str, object]:
     root_private, root_public = _key_pair()
     rogue_private, rogue_public = _key_pair()
@@ -108,20 +148,7 @@ def generate() -> dict[str, object]:
             "public_key": public.hex().upper(), "private_key": private.hex().upper(),
             "certificate": _certificate(signed, *issuer).hex().upper(),
         })
-    wallets: list[dict[str, object]] = []
-    for name, wallet_id, op_id, (tier, per_payment, daily, balance), opening, (start, end) in WALLETS:
-        private, public = _key_pair()
-        signed = certificate_fields(
-            subject=bytes.fromhex(wallet_id), issuer=bytes.fromhex(op_id), role=ROLE_WALLET, public_key=public,
-            not_before=start, not_after=end, tier=tier, limits=(per_payment, daily, balance),
-        )
-        wallets.append({
-            "name": name, "wallet_id": wallet_id, "operator": op_id, "tier": tier,
-            "per_payment": per_payment, "daily": daily, "balance_limit": balance, "opening_balance": opening,
-            "not_before": _ymd(start), "not_after": _ymd(end),
-            "public_key": public.hex().upper(), "private_key": private.hex().upper(),
-            "certificate": _certificate(signed, *operator_keys[op_id]).hex().upper(),
-        })
+    wallets = [_wallet_entry(spec, operator_keys) for spec in WALLETS]
     return {
         "simulator_only": True,
         "warning": WARNING,
@@ -143,9 +170,19 @@ def generate() -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=PKI_FILE)
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--add", action="store_true", help="certify the wallets the file lacks; keep everything else")
+    mode.add_argument("--new", action="store_true", help="make everything afresh (a new root key)")
     args = parser.parse_args(argv)
-    args.out.write_text(json.dumps(generate(), indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.out} (simulator-only test keys)")
+    if args.add:
+        pki_data = json.loads(args.out.read_text(encoding="utf-8"))
+        added = add_wallets(pki_data)
+        note = f"added {', '.join(added) or 'nothing'}"
+    else:
+        pki_data = generate()
+        note = "all new keys"
+    args.out.write_text(json.dumps(pki_data, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {args.out} ({note}; simulator-only test keys)")
     return 0
 
 

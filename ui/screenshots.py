@@ -55,6 +55,9 @@ def write_screenshots(out: Path, data_dir: Path, *, kiosk: bool = False) -> list
                     name = name[4:]
                     session.bars[name].sample()
                     session.navigator.go("amount" if "amount" in session.screens else next(iter(session.screens)))
+                    # the kiosk's idle screen puts the kiosk's own language back on arrival: the bar's picture
+                    # is taken in the language of its folder all the same
+                    session.tr.set_language(language)
                 else:
                     for bar in session.bars.values():
                         bar.update(visible=False)  # each screen alone; the bars have their own pictures

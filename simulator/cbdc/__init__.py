@@ -10,6 +10,12 @@ misreading in the other.
 - :mod:`simulator.cbdc.pki`: the simulator-only PKI of ``simulator/data/cbdc-pki.json``;
 - :mod:`simulator.cbdc.profiles`: the ``cbdc-*`` wallet profiles;
 - :mod:`simulator.cbdc.state`: wallet state kept across processes (SQLite);
-- :mod:`simulator.cbdc.wallet`: the wallet application answering the APDUs;
-- :mod:`simulator.cbdc.cli`: ``posterm sim wallet ...``.
+- :mod:`simulator.cbdc.records`: wallet info and payment records encoded, requests read;
+- :mod:`simulator.cbdc.wallet`: the wallet application answering the APDUs.
+
+:mod:`simulator.cards` opens a wallet or an EMV card by profile name;
+``posterm sim wallet ...`` is :mod:`simulator.wallet_cli` (outside this package:
+it uses the terminal's command-line conventions).
 """
+
+__all__: list[str] = []

@@ -5,7 +5,8 @@ identity, keys, certificate, limits, opening balance) and says how the wallet
 behaves: its ``fault`` (None for an honest wallet), whether its operator
 ``locked`` it, and a ``history`` of payments it made before it is first used
 (records signed when its state is created, so that a replaying wallet has a
-record to replay).  ``expected`` is what a terminal should conclude
+record to replay), and ``emv``: an EMV card profile whose application sits
+beside the wallet on the same card (its PPSE lists both).  ``expected`` is what a terminal should conclude
 (informational, see docs/card-profiles.md).
 
 Faults:
@@ -36,6 +37,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from simulator import profiles as emv_profiles
 from simulator._bounded import read_json_file
 from simulator.cbdc import pki
 from simulator.profiles import ProfileError
@@ -72,6 +74,7 @@ class WalletProfile:
     locked: bool
     history: tuple[HistoryEntry, ...]
     expected: Mapping[str, str]
+    emv: str | None = None
 
 
 def is_wallet_name(name: str) -> bool:
@@ -134,6 +137,11 @@ def _from_dict(raw: Mapping[str, Any]) -> WalletProfile:
     if fault == "replay" and not history:
         raise ValueError("a replaying wallet needs a history (a record to replay)")
     keys = pki.wallet(str(raw["wallet"]))
+    emv = raw.get("emv")
+    if emv is not None:
+        if str(emv) not in emv_profiles.list_names():
+            raise ValueError(f"emv {emv!r} is not an EMV card profile")
+        emv_profiles.load(str(emv))
     if sum(h.amount for h in history) > keys.opening_balance:
         raise ValueError("the history spends more than the opening balance")
     return WalletProfile(
@@ -147,4 +155,5 @@ def _from_dict(raw: Mapping[str, Any]) -> WalletProfile:
         locked=bool(raw.get("locked", False)),
         history=history,
         expected=MappingProxyType({str(k): str(v) for k, v in dict(raw.get("expected") or {}).items()}),
+        emv=None if emv is None else str(emv),
     )

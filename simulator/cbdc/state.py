@@ -30,6 +30,7 @@ from pathlib import Path
 
 from simulator.cbdc import records
 from simulator.cbdc.profiles import WalletProfile
+from simulator.cbdc.sm2 import sm3
 
 __all__ = [
     "DB_NAME",
@@ -165,7 +166,7 @@ class WalletStore:
                 currency=profile.currency,
                 merchant=entry.merchant.encode("ascii"),
                 terminal=entry.terminal.encode("ascii"),
-                challenge=records.record_hash(entry.date_time.isoformat().encode() + profile.keys.wallet_id)[:16],
+                challenge=sm3(b"history" + profile.keys.wallet_id + entry.date_time.isoformat().encode())[:16],
                 date_time=bytes.fromhex(entry.date_time.strftime("%Y%m%d%H%M%S")),
             )
             record = records.build_record(profile.keys, state.counter + 1, request, state.last_hash)

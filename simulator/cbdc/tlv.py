@@ -6,7 +6,7 @@ no indefinite or over-long length forms, nothing left over.  Independent of
 
 >>> encode(0xDF42, bytes.fromhex("00000001")).hex().upper()
 'DF420400000001'
->>> decode(bytes.fromhex("DF420400000001DF4001 01".replace(" ", "")))
+>>> decode(bytes.fromhex("DF420400000001DF400101"))
 [(57154, b'\\x00\\x00\\x00\\x01'), (57152, b'\\x01')]
 >>> decode(bytes.fromhex("DF4202AA"))
 Traceback (most recent call last):

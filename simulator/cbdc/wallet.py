@@ -2,7 +2,10 @@
 
 :class:`WalletCard` is a card in the field like :class:`simulator.card.SimulatedCard`:
 ``exchange(command) -> response``, ``reset()`` at power-up, ``compute_seconds``.
-Its PPSE lists the wallet's application with kernel identifier ``81 01 56``.
+Its PPSE lists the wallet's application with kernel identifier ``81 01 56``;
+a profile with ``emv`` also carries that EMV card's application (a
+:class:`~simulator.card.SimulatedCard`): the PPSE lists both, and a SELECT of
+its AID hands the commands to it until the next SELECT.
 State (counter, previous hash, balance, spent today, records) lives in
 :class:`simulator.cbdc.state.WalletStore`, read and written in one transaction
 per command, so it survives the process and is shared by processes.
@@ -34,7 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from simulator.card import CardMuteError, SimulatedCardError
+from simulator.card import CardMuteError, SimulatedCard, SimulatedCardError
 from simulator.cbdc import pki, records, tlv
 from simulator.cbdc.profiles import WalletProfile, load
 from simulator.cbdc.state import WalletState, WalletStore
@@ -110,6 +113,8 @@ class WalletCard:
         self._rng = random.Random(seed)
         self._selected = False
         self._mute_armed = False
+        self._emv = SimulatedCard(self.profile.emv, seed=seed) if self.profile.emv else None
+        self._emv_active = False  # the EMV application is the selected one
         # INS -> (CLA, handler, needs the application selected)
         self._commands: dict[int, tuple[int, Callable[[_Apdu], bytes], bool]] = {
             0xA4: (0x00, self._select, False),
@@ -140,11 +145,18 @@ class WalletCard:
         """Power cycle: the selection goes, a mute or torn wallet answers again."""
         self._selected = False
         self._mute_armed = False
+        self._emv_active = False
+        if self._emv is not None:
+            self._emv.reset()
 
     def _dispatch(self, command: bytes) -> bytes:
         apdu = _parse_apdu(command)
         if apdu is None:
             return SW_WRONG_LENGTH
+        if self._emv is not None:
+            answer = self._to_emv(apdu, command)
+            if answer is not None:
+                return answer
         entry = self._commands.get(apdu.ins)
         if entry is None:
             return SW_INS
@@ -156,6 +168,39 @@ class WalletCard:
         if needs_selection and self.profile.fault == "garbage":
             return self._rng.randbytes(self._rng.randint(1, 64)) + SW_OK
         return handler(apdu)
+
+    def _to_emv(self, apdu: _Apdu, command: bytes) -> bytes | None:
+        """The EMV application's answer when the command is for it (None: the wallet's)."""
+        assert self._emv is not None
+        is_select = apdu.cla == 0x00 and apdu.ins == 0xA4 and apdu.p1 == 0x04 and apdu.data
+        if is_select and apdu.data == PPSE:
+            self._emv_active = False
+            wallet = self._select(apdu)
+            return self._merged_ppse(wallet, self._emv.exchange(command)) if wallet[-2:] == SW_OK else wallet
+        if is_select and apdu.data != AID:
+            self._selected = False
+            answer = self._emv.exchange(command)
+            self._emv_active = answer[-2:] == SW_OK
+            return answer
+        if is_select:
+            self._emv_active = False
+            return None
+        return self._emv.exchange(command) if self._emv_active else None
+
+    @staticmethod
+    def _merged_ppse(wallet: bytes, emv: bytes) -> bytes:
+        """The wallet's PPSE answer with the EMV application's directory entries after its own."""
+        if emv[-2:] != SW_OK:
+            return wallet
+
+        def entries(answer: bytes) -> bytes:
+            fci = tlv.decode(tlv.decode(answer[:-2])[0][1])
+            a5 = dict(fci)[0xA5]
+            return dict(tlv.decode(a5))[0xBF0C]
+
+        directory = entries(wallet) + entries(emv)
+        fci = tlv.encode(0x6F, tlv.encode(0x84, PPSE) + tlv.encode(0xA5, tlv.encode(0xBF0C, directory)))
+        return fci + SW_OK
 
     # ------------------------------------------------------------ commands
 

@@ -102,7 +102,8 @@ def test_diag_after_payments(data_dir: Path) -> None:
     assert tests["saf_queue"]["status"] == "pass" and tests["saf_queue"]["details"]["queued"] == 1
     keys = tests["keys"]
     assert keys["status"] == "pass" and set(keys["details"]["key_check_values"]) == {
-        "data",
+        "data:aes-256-gcm",
+        "data:sm4-gcm",
         "master",
         "mac:journal",
         "mac:pan-token",

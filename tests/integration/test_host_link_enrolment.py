@@ -35,6 +35,7 @@ from tests.integration.host_link_rig import (
     server_context,
     sign_csr,
 )
+from tests.unit.test_cbdc_parameters import flip_checksum, section, with_cbdc
 from tests.unit.test_host_link_parameters import download
 
 
@@ -272,7 +273,10 @@ def test_cli_enrol_echo_params(
     offer["doc"] = download(2)
     run(capsys, "params", "download", "--data-dir", data)
     code, out, _ = run(capsys, "params", "status", "--data-dir", data)
-    assert out.strip() == "parameters version 2 in force; version 1 kept for rollback"
+    assert out.strip().splitlines() == [
+        "parameters version 2 in force; version 1 kept for rollback",
+        "digital currency: none (no cbdc section in force)",
+    ]
     code, out, _ = run(capsys, "params", "rollback", "--data-dir", data)
     assert code == 0 and "version 1 is in force again" in out
     code, _, err = run(capsys, "params", "rollback", "--data-dir", data)
@@ -285,6 +289,19 @@ def test_cli_enrol_echo_params(
     code, _, err = run(capsys, "params", "download", "--data-dir", data)
     assert code == 2 and "checksum mismatch" in err
     assert parameters.current_version(Path(data)) == 1
+
+    # the digital-currency section travels with the rest over mutual TLS; a bad root checksum refuses it all
+    bad = with_cbdc(3, section(2))
+    flip_checksum(bad["cbdc"])
+    offer["doc"] = bad
+    code, _, err = run(capsys, "params", "download", "--data-dir", data)
+    assert code == 2 and "digital-currency parameters refused: cbdc.roots[1] (00000002): the checksum" in err
+    assert len(err.strip().splitlines()) == 1 and parameters.current_version(Path(data)) == 1
+    offer["doc"] = with_cbdc(3, section(2))
+    code, out, _ = run(capsys, "params", "download", "--data-dir", data)
+    assert code == 0 and "version 3 downloaded" in out
+    code, out, _ = run(capsys, "params", "status", "--data-dir", data, "--json")
+    assert json.loads(out)["cbdc"]["version"] == 2 and json.loads(out)["cbdc"]["source"] == "downloaded"
 
     code, _, err = run(capsys, "enrol", str(tmp_path / "missing.json"), "--data-dir", data, "--force")
     assert code == 2 and "not found" in err

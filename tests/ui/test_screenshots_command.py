@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from ui.i18n import LANGUAGES
-from ui.screens.registry import SCREENS
+from ui.screens.registry import BARS, SCREENS
 
 POSTERM = str(Path(sys.executable).with_name("posterm"))
 
@@ -43,3 +43,9 @@ def test_every_screen_in_every_language_with_no_display(tmp_path: Path, mode: st
     english = (tmp_path / "shots" / "en" / f"{words}.png").read_bytes()
     chinese = (tmp_path / "shots" / "zh_CN" / f"{words}.png").read_bytes()
     assert english != chinese
+    # and so do the bars drawn over a screen, the kiosk's included (whose idle screen puts the kiosk's own
+    # language back on arrival: the notice was once drawn in Chinese in both folders)
+    for bar in [spec.name for spec in BARS if mode in spec.modes]:
+        english = (tmp_path / "shots" / "en" / f"{bar}.png").read_bytes()
+        chinese = (tmp_path / "shots" / "zh_CN" / f"{bar}.png").read_bytes()
+        assert english != chinese, f"the {bar} bar is drawn alike in both languages"

@@ -127,3 +127,16 @@ def test_a_malformed_wallet_id_is_refused(bad: object) -> None:
 def test_a_counter_out_of_range_is_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="counter"):
         note_counter_seen(store, WALLET, 2**32, T0)
+
+
+def test_a_counter_noted_in_a_payment_commit_that_fails_is_not_kept(store: Store) -> None:
+    note_counter_seen(store, WALLET, 3, T0)
+    with pytest.raises(RuntimeError), store.atomic():
+        _offline_sale(store, "c1", 1500, CNY, "cbdc", T0)
+        note_counter_seen(store, WALLET, 4, T0)
+        raise RuntimeError("the terminal fails before the commit")
+    assert last_counter(store, WALLET) == 3 and store.get("c1") is None
+    with store.atomic():
+        _offline_sale(store, "c1", 1500, CNY, "cbdc", T0)
+        note_counter_seen(store, WALLET, 4, T0)
+    assert last_counter(store, WALLET) == 4 and store.get("c1") is not None

@@ -454,7 +454,18 @@ def test_keys_show_check_values_never_keys(data_dir: Path) -> None:
     make_sale(data_dir)
     result = run(data_dir)["keys"]
     assert result.passed is True
-    assert sorted(result.details["key_check_values"]) == ["data", "mac:journal", "mac:pan-token", "master"]
+    assert sorted(result.details["key_check_values"]) == [
+        "data:aes-256-gcm",
+        "data:sm4-gcm",
+        "mac:journal",
+        "mac:pan-token",
+        "master",
+    ]
+    assert [(k["cipher"], k["in_use"]) for k in result.details["data_keys"]] == [
+        ("aes-256-gcm", True),
+        ("sm4-gcm", False),
+    ]
+    assert result.details["sealed_values"] == {"aes-256-gcm": 1}
     master = (data_dir / "keys" / "master.key").read_text().strip().lower()
     assert master not in json.dumps(result.to_json()).lower()
 

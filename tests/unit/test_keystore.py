@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SM3
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -167,8 +169,8 @@ def test_wrong_context_refused(keydir: Path) -> None:
 def test_unknown_version_refused(keydir: Path) -> None:
     ks = FileKeystore.open(keydir)
     blob = ks.encrypt(PAN, CONTEXT)
-    with pytest.raises(CorruptCiphertext, match="version 2"):
-        ks.decrypt(b"\x02" + blob[1:], CONTEXT)
+    with pytest.raises(CorruptCiphertext, match="unsupported format 7"):
+        ks.decrypt(b"\x07" + blob[1:], CONTEXT)
 
 
 def test_other_keystore_refused(tmp_path: Path) -> None:
@@ -229,16 +231,19 @@ def test_mac_unknown_purpose(keydir: Path) -> None:
 def test_kcvs_stable_and_no_key_bytes(keydir: Path) -> None:
     ks = FileKeystore.open(keydir)
     kcvs = ks.key_check_values()
-    assert set(kcvs) == {"master", "data", "mac:pan-token", "mac:journal"}
-    assert FileKeystore.open(keydir, create=False).key_check_values() == kcvs
+    assert set(kcvs) == {"master", "data:aes-256-gcm", "data:sm4-gcm", "mac:pan-token", "mac:journal"}
+    assert FileKeystore.open(keydir, create=False, cipher="sm4-gcm").key_check_values() == kcvs
     master = master_key(keydir)
     data = data_key(keydir, master)
     assert kcvs["master"] == aes_kcv(master)
-    assert kcvs["data"] == aes_kcv(data)
+    assert kcvs["data:aes-256-gcm"] == aes_kcv(data)
+    sm4_key = HKDF(algorithm=SM3(), length=16, salt=None, info=b"posterm data key sm4-gcm v1").derive(data)
+    enc = Cipher(algorithms.SM4(sm4_key), modes.ECB()).encryptor()
+    assert kcvs["data:sm4-gcm"] == (enc.update(bytes(16)) + enc.finalize())[:3].hex()
     for value in kcvs.values():
         assert len(value) == 6 and int(value, 16) >= 0
-        assert value not in master.hex() and value not in data.hex()
-    assert json.loads((keydir / "data.key").read_text())["kcv"] == kcvs["data"]
+        assert value not in master.hex() and value not in data.hex() and value not in sm4_key.hex()
+    assert json.loads((keydir / "data.key").read_text())["kcv"] == kcvs["data:aes-256-gcm"]
 
 
 def test_repr_shows_no_key_material(keydir: Path) -> None:
@@ -378,7 +383,7 @@ def test_corrupted_data_key_file(keydir: Path, content: bytes) -> None:
 )
 def test_bad_data_key_fields(keydir: Path, changes: dict[str, object]) -> None:
     ks = FileKeystore.open(keydir)
-    if changes.get("kcv") == ks.key_check_values()["data"] or changes.get("key_id") == ks.key_id:
+    if changes.get("kcv") == ks.key_check_values()["data:aes-256-gcm"] or changes.get("key_id") == ks.key_id:
         pytest.skip("random key happens to match the edit")
     edit_data_key(keydir, **changes)
     with pytest.raises(KeyFileCorrupt, match=r"data\.key"):
