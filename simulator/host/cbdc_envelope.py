@@ -4,8 +4,9 @@
 [E3 the payment request as sent] [DF41 wallet id] [DF42 expected counter] [DF43 previous hash]``
 
 :func:`read_envelope` takes the envelope apart. The envelope itself is the
-terminal's work: one that is not TLV, holds anything twice, misses one of
-its parts or is not encoded minimally is :class:`EnvelopeError` (the advice
+terminal's work: one that is not TLV (the strict TLV of :mod:`cbdc.tlv`:
+minimal lengths, no padding), holds anything twice or misses one of its
+parts is :class:`EnvelopeError` (the advice
 is rejected as malformed, ``30``). What the wallet made (the record and its
 certificates) is kept as the exact bytes sent, since a signature and the
 record hash cover the bytes as they are; whether they parse and verify is
@@ -19,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from emv.tlv import Tlv, TlvError, decode, encode_all
+from cbdc.tlv import Element, TlvError, decode, decode_one
 
 __all__ = ["Envelope", "EnvelopeError", "PaymentAsked", "read_envelope"]
 
@@ -79,9 +80,13 @@ def _ascii(raw: bytes, what: str, lengths: tuple[int, int]) -> str:
     return text
 
 
-def _request(template: Tlv) -> PaymentAsked:
+def _request(template: Element) -> PaymentAsked:
+    try:
+        children = decode(template.value)
+    except TlvError as exc:
+        raise EnvelopeError(f"payment request: not TLV ({exc})") from None
     fields: dict[int, bytes] = {}
-    for child in template.children or ():
+    for child in children:
         if child.tag in fields:
             raise EnvelopeError(f"payment request: tag {child.tag:X} twice")
         fields[child.tag] = child.value
@@ -108,23 +113,20 @@ def read_envelope(data: bytes, *, with_record: bool) -> Envelope:
     Raises :class:`EnvelopeError` naming what is wrong.
     """
     try:
-        objects = decode(data, ff_padding=False)
+        envelope = decode_one(bytes(data), ENVELOPE)
+        children = decode(envelope.value)
     except TlvError as exc:
         raise EnvelopeError(f"emv_data: not an E6 envelope ({exc})") from None
-    if len(objects) != 1 or objects[0].tag != ENVELOPE or objects[0].children is None:
-        raise EnvelopeError("emv_data: expected one E6 envelope")
-    envelope = objects[0]
-    if encode_all(envelope.children or ()) != envelope.value or envelope.encode() != bytes(data):
-        raise EnvelopeError("emv_data: the envelope is not minimally encoded (padding or long lengths)")
-    records: list[Tlv] = []
-    certificates: list[Tlv] = []
-    requests: list[Tlv] = []
+    records: list[bytes] = []
+    certificates: list[bytes] = []
+    requests: list[Element] = []
     single: dict[int, bytes] = {}
-    for child in envelope.children or ():
+    for child in children:
+        exact = envelope.value[child.start : child.end]  # the bytes as sent: signatures and hashes cover them
         if child.tag == RECORD:
-            records.append(child)
+            records.append(exact)
         elif child.tag == CERTIFICATE:
-            certificates.append(child)
+            certificates.append(exact)
         elif child.tag == REQUEST:
             requests.append(child)
         elif child.tag in (WALLET_ID, COUNTER, PREVIOUS_HASH):
@@ -139,7 +141,7 @@ def read_envelope(data: bytes, *, with_record: bool) -> Envelope:
         raise EnvelopeError("emv_data: a torn notice carries no payment record")
     if len(certificates) != 2:
         raise EnvelopeError("emv_data: the envelope must hold two E2 certificates (wallet, operator)")
-    if len(requests) != 1 or requests[0].children is None:
+    if len(requests) != 1:
         raise EnvelopeError("emv_data: the envelope must hold one E3 payment request")
     wallet, counter, previous = single.get(WALLET_ID), single.get(COUNTER), single.get(PREVIOUS_HASH)
     if wallet is None or len(wallet) != 8:
@@ -149,9 +151,9 @@ def read_envelope(data: bytes, *, with_record: bool) -> Envelope:
     if previous is None or len(previous) != 32:
         raise EnvelopeError("emv_data: DF43 previous hash (32 bytes) missing")
     return Envelope(
-        record=records[0].encode() if records else None,
-        wallet_certificate=certificates[0].encode(),
-        operator_certificate=certificates[1].encode(),
+        record=records[0] if records else None,
+        wallet_certificate=certificates[0],
+        operator_certificate=certificates[1],
         request=_request(requests[0]),
         wallet_id=wallet.hex().upper(),
         expected_counter=int.from_bytes(counter, "big"),

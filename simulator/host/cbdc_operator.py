@@ -32,8 +32,10 @@ code  reason                                 when
 63    ``record_signature``, ``malformed``,   the record does not verify, its chain does not lead to
       ``untrusted_chain``, ``certificate_*``  a trusted root (or not at the record's date), it is not
       ``wrong_wallet``                       of the wallet the envelope names
-63    ``wrong_payee``, ``amount_mismatch``   a payment claimed by another terminal than its payee,
-                                             or for another amount or currency than the record's
+63    ``wrong_payee``, ``amount_mismatch``,  a payment claimed by another terminal than its payee,
+      ``envelope_mismatch``                  for another amount or currency than the record's, or
+                                             whose request or intent (challenge, date, counter,
+                                             previous hash) is not the record's
 63    ``wallet_blocked``,                    the wallet (or its operator) is on the block list
       ``operator_blocked``
 94    ``record_replayed``                    the same record claimed again (under another advice
@@ -63,6 +65,7 @@ those nobody claimed whose intent a terminal declared torn are credited back.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -73,7 +76,6 @@ from simulator.host.store_cbdc import BLOCKED_OPERATOR, BLOCKED_WALLET, StoredRe
 
 if TYPE_CHECKING:
     from cbdc.protocol import PaymentRecord
-
     from simulator.host.store import HostStore
 
 __all__ = [
@@ -91,6 +93,7 @@ __all__ = [
     "cbdc_section",
     "checked_record",
     "claim_place",
+    "limits",
     "root_checksum",
     "seed",
     "simulator_pki",
@@ -113,6 +116,7 @@ DEFAULT_LIMITS: Final[Mapping[str, Mapping[str, int]]] = {
     "156": {"per_payment": 200000, "max_count": 20, "max_total": 500000, "max_unsent_age_s": 86400},
 }
 _SEEDED = "cbdc_seeded"
+_LIMITS = "cbdc_limits"
 _ZERO_HASH: Final = "00" * 32
 _log = logging.getLogger("posterm.host")
 
@@ -122,20 +126,46 @@ _log = logging.getLogger("posterm.host")
 
 @dataclass(frozen=True)
 class OperatorPki:
-    """What the operator takes from the simulator's PKI: roots (id, key; hex) and opening balances by wallet id."""
+    """What the operator starts from: roots (id, key; hex), opening balances by wallet id, what is blocked, limits.
+
+    ``limits``: the terminals' offline limits per currency (CBDC-SPEC section 6), :data:`DEFAULT_LIMITS` when empty.
+    """
 
     roots: tuple[tuple[str, str], ...] = ()
     opening_balances: Mapping[str, int] = field(default_factory=dict)
+    blocked_wallets: tuple[str, ...] = ()
+    blocked_operators: tuple[str, ...] = ()
+    limits: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+
+def _shipped_section() -> Mapping[str, Any]:
+    """The ``cbdc`` section the terminal ships with (``terminal/data/terminal.json``), if it has one."""
+    import json
+    from importlib import resources
+
+    shipped = json.loads(resources.files("terminal").joinpath("data", "terminal.json").read_text(encoding="utf-8"))
+    section = shipped.get("cbdc") if isinstance(shipped, dict) else None
+    return section if isinstance(section, Mapping) else {}
 
 
 def simulator_pki() -> OperatorPki | None:
-    """The simulator PKI's roots and opening balances (``simulator.cbdc.pki``); None when it is not there."""
+    """The simulated world's start: the simulator PKI's roots and opening balances (``simulator.cbdc.pki``),
+    and the block list and limits the terminal ships with (its ``cbdc`` section: the operator's list at the
+    start, which its downloads then replace). None without the simulator's PKI."""
     try:
         from simulator.cbdc import pki
     except ImportError:  # a tree without the simulator's wallets: nothing to trust, nobody to open
         return None
     roots = tuple((str(r["id"]).upper(), str(r["public_key"]).upper()) for r in pki.trust_roots())
-    return OperatorPki(roots, {str(k).upper(): int(v) for k, v in pki.opening_balances().items()})
+    shipped = _shipped_section()
+    limits = shipped.get("limits")
+    return OperatorPki(
+        roots,
+        {str(k).upper(): int(v) for k, v in pki.opening_balances().items()},
+        tuple(str(w).upper() for w in shipped.get("blocked_wallets", ())),
+        tuple(str(o).upper() for o in shipped.get("blocked_operators", ())),
+        dict(limits) if isinstance(limits, Mapping) else {},
+    )
 
 
 def seed(store: HostStore, pki: OperatorPki | None, at: str) -> None:
@@ -154,6 +184,11 @@ def seed(store: HostStore, pki: OperatorPki | None, at: str) -> None:
             store.add_cbdc_root(root_id.upper(), key.upper(), at)
         for wallet_id, opening in sorted(pki.opening_balances.items()):
             store.open_cbdc_wallet(wallet_id.upper(), opening, at)
+        for kind, subjects in ((BLOCKED_WALLET, pki.blocked_wallets), (BLOCKED_OPERATOR, pki.blocked_operators)):
+            for subject in subjects:
+                store.cbdc_block(kind, subject.upper(), "blocked from the start", at)
+        if pki.limits:
+            store.set_meta(_LIMITS, json.dumps(pki.limits, sort_keys=True))
         store.set_meta(_SEEDED, at)
 
 
@@ -184,8 +219,15 @@ def cbdc_section(store: HostStore) -> dict[str, Any]:
         "roots": roots,
         "blocked_wallets": [w for w, _, _ in store.cbdc_blocked(BLOCKED_WALLET)],
         "blocked_operators": [o for o, _, _ in store.cbdc_blocked(BLOCKED_OPERATOR)],
-        "limits": {code: dict(limits) for code, limits in DEFAULT_LIMITS.items()},
+        "limits": limits(store),
     }
+
+
+def limits(store: HostStore) -> dict[str, dict[str, int]]:
+    """The terminals' offline limits for digital currency, per currency: as seeded, else :data:`DEFAULT_LIMITS`."""
+    kept = store.meta(_LIMITS)
+    chosen = json.loads(kept) if kept is not None else DEFAULT_LIMITS
+    return {str(code): {name: int(value) for name, value in entry.items()} for code, entry in chosen.items()}
 
 
 def block(store: HostStore, kind: str, subject: str, reason: str, at: str) -> bool:
@@ -272,6 +314,19 @@ def claim_place(store: HostStore, record: PaymentRecord) -> tuple[str | None, St
     if after is not None and after.previous_hash != record_hash:
         return "chain_fork", None
     return None, None
+
+
+def _as_asked(record: PaymentRecord, envelope: Envelope) -> bool:
+    """Whether an approved record is the one the envelope's request and intent asked for (the terminal's
+    after-PAY checks passed it: the same amount, currency, payee, challenge, date-time, counter and chain)."""
+    asked = envelope.request
+    return (
+        (asked.amount, asked.currency, asked.merchant_id, asked.terminal_id) ==
+        (record.amount, record.currency, record.merchant_id, record.terminal_id)
+        and asked.challenge == record.challenge
+        and asked.date_time == record.date_time_bytes.hex()
+        and (envelope.expected_counter, envelope.previous_hash) == (record.counter, record.previous_hash)
+    )
 
 
 # ----------------------------------------------------------------------------- the advices
@@ -380,6 +435,8 @@ class Operator:
             return Verdict(SECURITY_CODE, "wrong_payee", wallet_id)
         if payment and (record.amount, record.currency) != (advice["amount"], advice["currency"]):
             return Verdict(SECURITY_CODE, "amount_mismatch", wallet_id)
+        if payment and not _as_asked(record, envelope):
+            return Verdict(SECURITY_CODE, "envelope_mismatch", wallet_id)
         self.open_account(wallet_id, at)
         store.set_cbdc_wallet_identity(wallet_id, wallet.public_key, wallet.operator_id, record.currency)
         blocked = (

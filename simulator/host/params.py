@@ -103,7 +103,8 @@ def default_document() -> dict[str, Any]:
     for name in shipped.get("capk_files", []):
         capks.extend(_capk(k) for k in _terminal_json(name).get("keys", []) if k.get("kind") in kinds)
     # capk_files name the terminal's own files; devices are the terminal's hardware, not the host's business;
-    # the ids are each terminal's own (for_terminal); the cbdc section is the operator's (for_terminal)
+    # the ids are each terminal's own (for_terminal)
+    # the cbdc section is served beside config, from the digital-currency operator (cbdc_operator.cbdc_section)
     config = {k: v for k, v in shipped.items() if k not in ("capk_files", "devices", "cbdc", *ID_KEYS)}
     return {"config": config, "capks": capks}
 
@@ -133,10 +134,15 @@ def _no_ids(config: Any, where: str) -> None:
             raise ParametersError(
                 f"{where}{named[0]}: the ids are each terminal's own (its certificate's); leave them out"
             )
+        if "cbdc" in config:
+            raise ParametersError(
+                f"{where}cbdc: the digital-currency section is the operator's, served beside config "
+                "(posterm host cbdc block|unblock)"
+            )
 
 
 def _served_config(common: Mapping[str, Any], own: Mapping[str, Any], merchant_id: str, terminal_id: str) -> Any:
-    config = {k: v for k, v in common.items() if k not in ID_KEYS}
+    config = {k: v for k, v in common.items() if k not in (*ID_KEYS, "cbdc")}  # cbdc: served beside config
     return {**config, **copy.deepcopy(dict(own)), "terminal_id": terminal_id, "merchant_id": merchant_id}
 
 
@@ -186,7 +192,8 @@ def publish(store: HostStore, update: Mapping[str, Any], *, checked: bool = True
         store.lock("parameters")
         ensure_initial(store)
         current = _common(store)
-        shared = {k: v for k, v in current["config"].items() if k not in ID_KEYS}  # older hosts kept the ids there
+        # older hosts kept the ids there (and the digital-currency section, before the operator served it)
+        shared = {k: v for k, v in current["config"].items() if k not in (*ID_KEYS, "cbdc")}
         if "config" in update:
             unknown = sorted(set(update) - {"config", "capks", "version", "issued_at"})
             if unknown:
