@@ -15,7 +15,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import cbdc_tap, emv_tap, speed, terminal_core
+from bench import cbdc_terminal, emv_tap, speed, terminal_core
 from bench import host_speed as bench_host_speed
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -161,7 +161,7 @@ def _write_taps(rows: list[emv_tap.TapFigures], runs: int) -> None:
     )
 
 
-CBDC_INTRO = """A digital-currency hard wallet (the simulator's `cbdc-verified`, CBDC-SPEC)
+CBDC_TERMINAL_INTRO = """A digital-currency hard wallet (the simulator's `cbdc-verified`, CBDC-SPEC)
 paying 1.00 CNY offline, whole sales through the terminal facade: Entry Point
 selects the wallet beside the EMV applications, the terminal's kernel reads
 the wallet's identity, certificates and counter, checks the chain and its
@@ -175,14 +175,15 @@ against raw single-row inserts on the same disk.
 """
 
 
-def cbdc_section(runs: int) -> None:
-    figures = cbdc_tap.run(runs)
-    table = cbdc_tap.markdown(figures)
+def cbdc_terminal_section(runs: int) -> None:
+    figures = cbdc_terminal.run(runs)
+    table = cbdc_terminal.markdown(figures)
     print(table)
     write_section(
         "cbdc-tap",
-        "Digital-currency hard-wallet tap: terminal-side time vs airtime, durable approvals (issue 12)",
-        CBDC_INTRO + "\n" + table,
+        "Digital-currency hard-wallet tap at the terminal: terminal-side time vs airtime, durable approvals "
+        "(issue 12)",
+        CBDC_TERMINAL_INTRO + "\n" + table,
     )
 
 
@@ -378,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=200, help="transactions per profile")
     parser.add_argument(
         "--only",
-        choices=["emv", "core", "devices", "speed", "ui", "ecr", "host", "fleet", "cbdc"],
+        choices=["emv", "core", "devices", "speed", "ui", "ecr", "host", "fleet", "cbdc", "cbdc-terminal"],
         help="run one benchmark (speed: issue 9's figures, and the core and tap figures of the same run)",
     )
     parser.add_argument(
@@ -406,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         fleet_section(args.fleet_args.split(), None if args.pg in ("", "none") else args.pg)
     if args.only in (None, "cbdc"):
         cbdc_section(args.runs)
+    if args.only in (None, "cbdc-terminal"):
+        cbdc_terminal_section(args.runs)
     if args.only == "core":
         _write_core(terminal_core.run())
     if args.only == "emv":
