@@ -244,7 +244,7 @@ class WalletSale:
             core.record(
                 txn_id,
                 Event.WALLET_INTENT,
-                {"amount": self.amount, "currency": self.currency, "intent": intent.to_dict()},
+                {"amount": self.amount, "currency": self.currency, "intent": _journalled(intent)},
                 at=at,
                 new=NewPayment(
                     txn_id,
@@ -311,6 +311,11 @@ class WalletSale:
             messages=[UiMessage(Message.PROCESSING_ERROR, ReaderStatus.PROCESSING_ERROR)],
             error="the wallet did not answer as a wallet",
         )
+
+
+def _journalled(intent: Intent) -> dict[str, Any]:
+    """The intent as the journal shows it: its certificates are in the envelope (encrypted), not repeated here."""
+    return {k: v for k, v in intent.to_dict().items() if k not in ("wallet_certificate", "operator_certificate")}
 
 
 def _wallet_details(intent: Intent) -> dict[str, Any]:

@@ -59,11 +59,11 @@ class TerminalSettings:
     receipt_copies: tuple[str, ...] = ("customer",)
     # How many times a card taken away too early is asked for again ("present card again").
     card_retries: int = 2
-    # The cipher that seals card data at rest (terminal.keystore.CIPHERS); both are always read.
-    keystore_cipher: str = DEFAULT_CIPHER
     # Digital-currency hard wallets: the ``cbdc`` section of the parameters as a ``cbdc.checks.TrustStore``
     # (roots, block lists, offline limits); None: the terminal takes no wallet.
     cbdc: Any = None
+    # The cipher that seals card data at rest (terminal.keystore.CIPHERS); both are always read.
+    keystore_cipher: str = DEFAULT_CIPHER
 
     def __post_init__(self) -> None:
         if self.retention_years < MIN_RETENTION_YEARS:

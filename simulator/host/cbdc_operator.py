@@ -32,8 +32,10 @@ code  reason                                 when
 63    ``record_signature``, ``malformed``,   the record does not verify, its chain does not lead to
       ``untrusted_chain``, ``certificate_*``  a trusted root (or not at the record's date), it is not
       ``wrong_wallet``                       of the wallet the envelope names
-63    ``wrong_payee``, ``amount_mismatch``   a payment claimed by another terminal than its payee,
-                                             or for another amount or currency than the record's
+63    ``wrong_payee``, ``amount_mismatch``,  a payment claimed by another terminal than its payee,
+      ``envelope_mismatch``                  for another amount or currency than the record's, or
+                                             whose request or intent (challenge, date, counter,
+                                             previous hash) is not the record's
 63    ``wallet_blocked``,                    the wallet (or its operator) is on the block list
       ``operator_blocked``
 94    ``record_replayed``                    the same record claimed again (under another advice
@@ -314,6 +316,19 @@ def claim_place(store: HostStore, record: PaymentRecord) -> tuple[str | None, St
     return None, None
 
 
+def _as_asked(record: PaymentRecord, envelope: Envelope) -> bool:
+    """Whether an approved record is the one the envelope's request and intent asked for (the terminal's
+    after-PAY checks passed it: the same amount, currency, payee, challenge, date-time, counter and chain)."""
+    asked = envelope.request
+    return (
+        (asked.amount, asked.currency, asked.merchant_id, asked.terminal_id) ==
+        (record.amount, record.currency, record.merchant_id, record.terminal_id)
+        and asked.challenge == record.challenge
+        and asked.date_time == record.date_time_bytes.hex()
+        and (envelope.expected_counter, envelope.previous_hash) == (record.counter, record.previous_hash)
+    )
+
+
 # ----------------------------------------------------------------------------- the advices
 
 
@@ -420,6 +435,8 @@ class Operator:
             return Verdict(SECURITY_CODE, "wrong_payee", wallet_id)
         if payment and (record.amount, record.currency) != (advice["amount"], advice["currency"]):
             return Verdict(SECURITY_CODE, "amount_mismatch", wallet_id)
+        if payment and not _as_asked(record, envelope):
+            return Verdict(SECURITY_CODE, "envelope_mismatch", wallet_id)
         self.open_account(wallet_id, at)
         store.set_cbdc_wallet_identity(wallet_id, wallet.public_key, wallet.operator_id, record.currency)
         blocked = (

@@ -46,7 +46,6 @@ from simulator.host.store_cbdc import BLOCKED_WALLET
 
 if TYPE_CHECKING:
     from cbdc.protocol import PaymentRecord
-
     from simulator.host.store import HostStore
     from simulator.host.store_cbdc import StoredRecord
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from cbdc.protocol import PaymentRecord
+from simulator.cbdc import pki
 from simulator.cbdc import profiles as wallet_profiles
 from simulator.cbdc.state import WalletStore
 from simulator.devices import SimulatorCardReader
@@ -182,8 +183,9 @@ def test_a_torn_payment_never_presented_again_ends_not_paid_and_the_wallet_is_cr
     assert rig.terminal.transaction(result.txn_id).state is State.CANCELLED
     # the wallet's own sync shows the record: unclaimed, declared torn -> credited back, once
     _, records = WalletStore(wallet_state).snapshot(wallet_profiles.load("cbdc-torn"))
-    intent = rig.terminal.history(result.txn_id)[0]["data"]["intent"]  # the certificates the wallet showed
-    upload = "\n".join([r.hex() for r in records] + [intent["wallet_certificate"], intent["operator_certificate"]])
+    keys = wallet_profiles.load("cbdc-torn").keys  # the wallet's own certificates go with its upload
+    operator_cert = pki.operator(keys.operator_id.hex()).certificate
+    upload = "\n".join([r.hex() for r in records] + [keys.certificate.hex(), operator_cert.hex()])
     report = cbdc_admin.wallet_sync(rig.data_dir / "memory-host", "D1A000000000000C", upload)
     assert report.credited_back_total == 1234
     again = cbdc_admin.wallet_sync(rig.data_dir / "memory-host", "D1A000000000000C", upload)

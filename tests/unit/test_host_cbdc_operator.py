@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -186,7 +187,7 @@ def test_a_wallet_of_an_operator_no_trusted_root_signed_is_refused(host: Acquire
     assert credited(host.store) == []
 
 
-def test_a_payment_claimed_by_another_terminal_or_for_another_amount_is_refused(host: Acquirer) -> None:
+def test_a_payment_claimed_by_another_terminal_or_not_as_asked_is_refused(host: Acquirer) -> None:
     wallet = kit().wallet("D1A00000000000F9")
     raw, payment, counter, previous = wallet.pay(100, MID, TID)
     data = envelope(wallet, raw, payment, counter, previous)
@@ -195,7 +196,14 @@ def test_a_payment_claimed_by_another_terminal_or_for_another_amount_is_refused(
     assert (stolen["response_code"], "wrong_payee" in stolen["message"]) == ("63", True)
     inflated = send(host, advice("cbdc_payment", "w2", data, payment, wallet, amount=10_000))[0]
     assert (inflated["response_code"], "amount_mismatch" in inflated["message"]) == ("63", True)
-    assert send(host, advice("cbdc_payment", "w3", data, payment, wallet))[0]["response_code"] == "00"
+    other_request = replace(payment, challenge=bytes(16))  # the request the terminal says it sent: not the record's
+    mixed = envelope(wallet, raw, other_request, counter, previous)
+    mismatch = send(host, advice("cbdc_payment", "w3", mixed, payment, wallet))[0]
+    assert (mismatch["response_code"], "envelope_mismatch" in mismatch["message"]) == ("63", True)
+    off_chain = send(host, advice("cbdc_payment", "w4", envelope(wallet, raw, payment, counter + 1, previous),
+                                  payment, wallet))[0]  # fmt: skip
+    assert (off_chain["response_code"], "envelope_mismatch" in off_chain["message"]) == ("63", True)
+    assert send(host, advice("cbdc_payment", "w5", data, payment, wallet))[0]["response_code"] == "00"
 
 
 def test_a_refused_record_is_evidence_never_credited_and_a_later_clone_of_it_is_caught(host: Acquirer) -> None:
