@@ -432,3 +432,18 @@ def test_any_bytes_in_a_digital_currency_advice_end_in_an_answer(
     if emv != good or kind != "cbdc_payment":
         assert item["txn_id"] not in {txn for txn, _ in credited(host.store)}
     assert len(credited(host.store)) <= 1  # the one good record, credited once whatever came before
+
+
+def test_a_blocked_operators_wallets_are_refused_and_the_parameters_say_so(host: Acquirer) -> None:
+    from simulator.host.cbdc_operator import block
+
+    operator_id = kit().operator_id.hex().upper()
+    version = cbdc_section(host.store)["version"]
+    assert block(host.store, "operator", operator_id, "licence withdrawn", NOW.isoformat())
+    section = cbdc_section(host.store)
+    assert (section["blocked_operators"], section["version"]) == ([operator_id], version + 1)
+    refused = pay(host, kit().wallet("D1A00000000000C9"), 100, "op1")
+    assert (refused["response_code"], refused["message"]) == ("63", "declined after forwarding (operator_blocked)")
+    with host.store.transaction():
+        assert host.store.cbdc_unblock("operator", operator_id, NOW.isoformat())
+    assert pay(host, kit().wallet("D1A00000000000C8"), 100, "op2")["response_code"] == "00"

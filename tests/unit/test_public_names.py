@@ -1039,10 +1039,13 @@ PUBLIC: dict[str, set[str]] = {
     "simulator.host.cli": {"add_commands", "default_data_dir", "main"},
     "simulator.host.cbdc_admin": {
         "MAX_TOPUP",
+        "OPERATOR_ID",
+        "block_operator",
         "block_wallet",
         "blocklist",
         "seed_pki",
         "topup",
+        "unblock_operator",
         "unblock_wallet",
         "wallet_sync",
         "wallets",
