@@ -331,8 +331,9 @@ def test_replay(host: HostService, make_till: Callable[..., Till]) -> None:
 def test_clone(host: HostService, make_till: Callable[..., Till]) -> None:
     """Clone. Not visible offline (two cards, one identity and counter, at two terminals that never saw it):
     caught by the operator at sync (59 ``double_spend``): the first record credited, the second declined after
-    forwarding and reported by its terminal, the wallet blocked; the block list reaches both terminals with
-    their next parameter download, and the clone is then refused ``wallet_blocked`` at the terminal."""
+    forwarding and reported by its terminal, the wallet blocked (a record of it that a terminal took before it
+    had the list is declined 63 after forwarding); the block list reaches both terminals with their next
+    parameter download, and the clone is then refused ``wallet_blocked`` at the terminal."""
     first, second = make_till(host), make_till(host)
     host.set_faults(down=True)  # both offline
     a = first.pay("cbdc-clone-a", 1000)
@@ -352,10 +353,20 @@ def test_clone(host: HostService, make_till: Callable[..., Till]) -> None:
     assert "double_spend" in account["blocked_reason"]
     blocked = cbdc_admin.blocklist(host.data_dir)["cbdc"]
     assert "D1A000000000000A" in blocked["blocked_wallets"]
+    # a terminal that has not downloaded the list yet (offline again) still takes the clone ...
+    host.set_faults(down=True)
+    late = first.pay("cbdc-clone-a", 400)
+    assert late.approved
+    host.clear_faults()
+    first.link.echo(force=True)
+    assert first.terminal.forward_now().declined == 1  # ... and the operator declines it: the wallet is blocked
+    row = first.row(late.txn_id)
+    assert row.state is State.DECLINED_AFTER_FORWARDING and row.details["response_code"] == "63"
     for till, clone in ((first, "cbdc-clone-a"), (second, "cbdc-clone-b")):
         till.parameters()
         till.refused(clone, 300, "wallet_blocked")
-    assert wallet_on_card("cbdc-clone-a")["counter"] == 1  # refused before PAY: nothing more debited
+    assert wallet_on_card("cbdc-clone-a")["counter"] == 2  # refused before PAY: nothing more debited
+    assert accounts(host)["D1A000000000000A"]["credited"] == 1000
     check_books(host, [first, second], ["cbdc-clone-a", "cbdc-clone-b"])
 
 
