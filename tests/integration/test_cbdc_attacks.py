@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 
+from cbdc.envelope import Envelope
 from host_link.client import HttpsHostLink, IdempotentRetry
 from host_link.credentials import load_credentials
 from host_link.enrolment import CredentialBundle, enrol
@@ -530,6 +531,18 @@ def test_torn_payment_never_re_tapped(host: HostService, make_till: Callable[...
     first = json.loads(cli(*sync, stdin=records, status=0).stdout)
     assert [c["amount"] for c in first["credited_back"]] == [1234]
     assert json.loads(cli(*sync, stdin=records, status=0).stdout)["credited_back"] == []
+    # the merchant's side claiming the record credited back (the notice with the wallet's record put in)
+    (notice,) = [a for a in till.link.sent if a.kind == "cbdc_torn"]
+    record = bytes.fromhex(records.split()[0])
+    claim = dataclasses.replace(
+        notice,
+        kind="cbdc_payment",
+        txn_id="claim-" + notice.txn_id,
+        idempotency_key="claim-key",
+        emv_data=dataclasses.replace(Envelope.parse(notice.emv_data), record=record).encode(),
+    )
+    answer = till.link.advise(claim)
+    assert not answer.approved and answer.response_code == "59", answer
     account = accounts(host)["D1A000000000000C"]
     assert (account["credited"], account["credited_back"], account["blocked"]) == (0, 1234, False)
     check_books(host, [till], ["cbdc-torn"])
