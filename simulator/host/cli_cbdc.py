@@ -10,8 +10,8 @@
 - ``topup WALLET AMOUNT``: add minor units to a wallet's account;
 - ``wallet-sync WALLET --records FILE|-``: the wallet's own upload of its
   records (hex E4, one a line; its two E2 certificates may be added): records
-  nobody claimed whose intent a terminal declared torn are credited back, and
-  the command says which.
+  nobody claimed whose intent a terminal declared torn, and records a terminal
+  refused after the wallet debited, are credited back, and the command says which.
 
 Exit statuses as every ``posterm host`` command: 0 done, 2 bad input (a
 wallet id that is not 16 hex digits, an upload that does not verify), 3 the
@@ -100,7 +100,7 @@ def _run(args: argparse.Namespace, data_dir: Any, store: str | None) -> int:
         else:
             lines = [f"wallet {report.wallet_id}: {report.records} record(s) uploaded, {report.new} new"]
             lines += [
-                f"credited back: counter {c['counter']}, {c['amount']} (currency {c['currency']}), torn at "
+                f"credited back: counter {c['counter']}, {c['amount']} (currency {c['currency']}), {c['why']} at "
                 f"{c['merchant_id']}/{c['terminal_id']} ({c['txn_id']})"
                 for c in report.credited_back
             ]

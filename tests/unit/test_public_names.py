@@ -1059,6 +1059,7 @@ PUBLIC: dict[str, set[str]] = {
         "Operator",
         "OperatorPki",
         "REFUSED",
+        "REFUSED_AT_TERMINAL",
         "UNCLAIMED",
         "Verdict",
         "Wallet",
