@@ -366,6 +366,7 @@ class _Run:
         self.extra_kernels: Mapping[int, KernelFn] = extra_kernels or {}
         self.allowed: list[tuple[Combination, PreProcessingIndicators]] = []
         self.candidates: list[Candidate] = []
+        self.over_limit: list[Candidate] = []  # what the card offers that the amount put over its contactless limit
         self.current: Candidate | None = None
         self.fci = b""
         self.result: TransactionResult | None = None
@@ -423,9 +424,24 @@ class _Run:
         # Book B 3.3.2: a failed or unparsable PPSE leaves the candidate list empty.
         entries = parse_ppse(resp.data) if resp is not None and resp.ok else []
         self.candidates = build_candidates(entries, self.allowed, self.extra_kernels.keys())
+        over = [
+            (c, PreProcessingIndicators())
+            for c in self.config.combinations
+            if c.transaction_limit is not None and self.txn.amount >= c.transaction_limit
+        ]
+        self.over_limit = build_candidates(entries, over, self.extra_kernels.keys()) if over else []
         return Event.CANDIDATES
 
     def choose(self) -> Event:
+        if not self.candidates and self.over_limit and self.current is None:
+            # the card's applications are there, over their contactless limit (another combination, a
+            # wallet's, was allowed): what the cardholder must hear is the limit, as when none is allowed
+            self.finish(
+                Outcome.TRY_ANOTHER_INTERFACE,
+                _ui(Message.INSERT_SWIPE_OR_TRY_ANOTHER, ReaderStatus.PROCESSING_ERROR),
+                OVER_CONTACTLESS_LIMIT,
+            )
+            return Event.EMPTY
         if not self.candidates:
             self.current = None
             self.finish(

@@ -299,3 +299,20 @@ def test_a_card_terminal_without_cbdc_parameters_never_reads_a_wallet(
     result = rig.terminal.sale(1234, CNY)
     assert not result.approved and result.state is State.CANCELLED
     assert wallet(wallet_state, "cbdc-anon") == (0, 500000)
+
+
+def test_a_wallet_blocked_since_the_parameters_is_declined_63_after_forwarding_and_told(rig: Rig) -> None:
+    """The operator blocked the wallet after this terminal's parameters were made: the terminal approves offline,
+    the operator declines the record 63 (security violation) at sync, and the terminal tells it like a card's."""
+    rig.host.echo(force=True)  # the host's database exists
+    cbdc_admin.block_wallet(rig.data_dir / "memory-host", "D1A0000000000001", "lost, reported by its holder")
+    result = pay(rig, "cbdc-anon")
+    assert result.approved
+    assert rig.terminal.forward_now().declined == 1
+    told = rig.terminal.result(result.txn_id)
+    assert told.state is State.DECLINED_AFTER_FORWARDING and told.response_code == "63"
+    assert told.message == "declined by the host after forwarding: security violation (63)"
+    assert [e.data["response_code"] for e in rig.events_of("saf_declined")] == ["63"]
+    text = render_text(rig.terminal.receipt(result.txn_id), "customer")
+    assert "DECLINED" in text and "security violation (63)" in text
+    assert operator(rig)["D1A0000000000001"]["credited"] == 0

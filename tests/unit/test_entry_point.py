@@ -588,3 +588,14 @@ def test_domestic_kernel_id_in_configuration() -> None:
     combo = Combination.from_dict({"aid": WALLET.hex(), "kernel_id": WALLET_KERNEL, "label": "DIGITAL CNY"})
     assert combo.kernel_id == WALLET_KERNEL
     assert Combination.from_dict(combo.to_dict()) == combo
+
+
+def test_over_the_limit_beside_an_allowed_wallet_says_the_limit(kernels: Callable[..., FakeKernel]) -> None:
+    """Book B 3.1.1.4: the card's only application is over its contactless transaction limit; the wallet's
+    combination (no such limit) keeps pre-processing from ending, and the customer still hears the limit."""
+    kernels(Outcome.APPROVED)
+    card = wallet_card(dir_entry(VISA, b"VISA", 1))
+    config = cfg(*TerminalConfig.example(capks=None).combinations, wallet_combination())
+    result = process(card, config, txn(100000), extra_kernels={WALLET_KERNEL: WalletKernel()})
+    assert result.outcome is Outcome.TRY_ANOTHER_INTERFACE and result.error == entry_point.OVER_CONTACTLESS_LIMIT
+    assert result.messages[0].message is Message.INSERT_SWIPE_OR_TRY_ANOTHER
