@@ -42,6 +42,11 @@ code  reason                                 when
                                              key): never credited twice
 ====  =====================================  ======================================================
 
+Evidence (``cbdc_refused``) whose record carries another challenge than the
+request it was refused at is a replayed record: acknowledged and kept nowhere,
+so that it neither takes the place of the payment it is (its payee's claim) nor
+is credited back to the wallet.
+
 A record refused for fraud is kept as evidence (``cbdc_conflicts``); a refused
 record that verifies, and a payment refused because its wallet is blocked,
 keep their counter's place, so that a later clone of it is caught.
@@ -109,6 +114,8 @@ REFUSED: Final = "refused"
 UNCLAIMED: Final = "unclaimed"
 #: The reason of a record kept as evidence of a terminal's refusal after the wallet debited (``cbdc_refused``).
 REFUSED_AT_TERMINAL: Final = "refused_at_terminal"
+#: evidence whose record is not for the attempt it was refused at (another challenge): a replay, kept nowhere
+_REPLAYED_EVIDENCE: Final = "replayed_record"
 CREDITED_BACK: Final = "credited_back"
 ACCEPTED_CODE: Final = "00"
 FRAUD_CODE: Final = "59"
@@ -462,6 +469,10 @@ class Operator:
             if held is None:
                 store.add_cbdc_record(stored(record, REFUSED, blocked, at, claim))
             return Verdict(SECURITY_CODE, blocked, wallet_id)
+        if not payment and record.challenge != envelope.request.challenge:
+            # not signed for this attempt (a replayed record): no proof of a debit here, so it must not take the
+            # place of the payment it is (its payee's claim) nor be credited back to the wallet at its sync
+            return Verdict(ACCEPTED_CODE, _REPLAYED_EVIDENCE, wallet_id)
         if not payment:  # evidence of a refusal at the terminal: kept (its counter's place), never credited
             if held is None:
                 store.add_cbdc_record(stored(record, REFUSED, REFUSED_AT_TERMINAL, at, claim))
