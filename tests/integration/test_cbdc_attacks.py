@@ -29,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -90,11 +91,12 @@ class RecordingLink:
 class Till:
     """One terminal enrolled with the host, its data directory, and the payments it showed approved."""
 
-    def __init__(self, host: HostService, data_dir: Path, terminal_id: str | None = None) -> None:
+    def __init__(self, host: HostService, data_dir: Path, terminal_id: str | None = None, merchant_id: str = MID
+                 ) -> None:  # fmt: skip
         self.host = host
         self.terminal_id = terminal_id or f"CA{next(_ids):06d}"
         self.data_dir = data_dir
-        enrol(CredentialBundle.from_json(host.credential_bundle(self.terminal_id, MID)), data_dir)
+        enrol(CredentialBundle.from_json(host.credential_bundle(self.terminal_id, merchant_id)), data_dir)
         creds = load_credentials(data_dir)
         assert creds is not None
         self.link = RecordingLink(
@@ -191,8 +193,8 @@ def host(make_host: Callable[..., HostService]) -> HostService:
 def make_till(tmp_path: Path) -> Iterator[Callable[..., Till]]:
     made: list[Till] = []
 
-    def make(host: HostService, terminal_id: str | None = None) -> Till:
-        till = Till(host, tmp_path / f"till-{len(made) + 1}", terminal_id)
+    def make(host: HostService, terminal_id: str | None = None, merchant_id: str = MID) -> Till:
+        till = Till(host, tmp_path / f"till-{len(made) + 1}", terminal_id, merchant_id)
         made.append(till)
         return till
 
@@ -480,14 +482,38 @@ def test_tampered_record(host: HostService, make_till: Callable[..., Till]) -> N
 def test_redirected_payee(host: HostService, make_till: Callable[..., Till]) -> None:
     """Redirected payee (a wallet that signs a genuine record to another merchant than the one asking). Caught at
     the terminal after PAY: ``wrong_payee``; the record goes to the operator as evidence (``cbdc_refused``), and
-    neither this merchant nor the one the record names is credited."""
+    neither this merchant nor the one the record names is credited (the latter's claim is declined); the
+    wallet's own sync gets back, once, what it debited for nothing."""
     till = make_till(host)
     refused = till.refused("cbdc-redirect", 1234, "wrong_payee")
     assert till.queued_kinds() == ["cbdc_refused"]
     till.sync()
     assert till.row(refused.txn_id).state is State.DECLINED
     assert accounts(host)["D1A0000000000011"]["credited"] == 0
-    check_books(host, [till], ["cbdc-redirect"])
+    # the payee the record names (an accomplice's terminal) claims it: the evidence holds its place
+    accomplice = make_till(host, "RDRT0001", "REDIRECT000001")
+    (evidence,) = [a for a in till.link.sent if a.kind == "cbdc_refused"]
+    carried = Envelope.parse(evidence.emv_data)
+    assert carried.record is not None
+    record = PaymentRecord.parse(carried.record)
+    asked = PaymentRequest(record.amount, CNY, record.merchant_id, record.terminal_id, record.challenge,
+                           record.date_time)  # fmt: skip
+    claimed = dataclasses.replace(carried, request=asked.encode()).encode()
+    claim = dataclasses.replace(
+        evidence, txn_id="accomplice-1", idempotency_key="accomplice-1", kind="cbdc_payment",
+        terminal_id="RDRT0001", merchant_id="REDIRECT000001", emv_data=claimed,
+    )  # fmt: skip
+    answer = accomplice.link.advise(claim)
+    assert not answer.approved and answer.response_code == "94", answer  # the record's place is taken
+    # the wallet's own sync: the record it debited for nothing is credited back to it, once
+    records = cli("sim", "wallet", "records", "cbdc-redirect", "--with-certificates", status=0).stdout
+    sync = ["host", "cbdc", "wallet-sync", "D1A0000000000011", "--records", "-", "--data-dir", str(host.data_dir),
+            "--json"]  # fmt: skip
+    assert [c["amount"] for c in json.loads(cli(*sync, stdin=records, status=0).stdout)["credited_back"]] == [1234]
+    assert json.loads(cli(*sync, stdin=records, status=0).stdout)["credited_back"] == []
+    account = accounts(host)["D1A0000000000011"]
+    assert (account["credited"], account["credited_back"]) == (0, 1234)
+    check_books(host, [till, accomplice], ["cbdc-redirect"])
 
 
 TIGHT = {"156": {"per_payment": 50000, "max_count": 3, "max_total": 100000, "max_unsent_age_s": 86400}}
@@ -515,6 +541,24 @@ def test_over_the_terminals_limits(make_host: Callable[..., HostService], make_t
     assert wallet_on_card("cbdc-verified")["counter"] == 6
     check_books(host, [till], ["cbdc-verified"])
     assert accounts(host)["D1A0000000000002"]["credited"] == 3000 + 100000
+
+
+def test_over_the_terminals_unsent_age_limit(
+    make_host: Callable[..., HostService], make_till: Callable[..., Till]
+) -> None:
+    """Over-limit, the age of the oldest record not yet forwarded (1 second in this terminal's parameters). Caught
+    at the terminal before PAY: ``unsent_too_old`` once the oldest unsent record is older; a sync opens it again."""
+    host = make_host(limits={"156": {**WIDE["156"], "max_unsent_age_s": 1}})
+    till = make_till(host)
+    host.set_faults(down=True)
+    assert till.pay("cbdc-verified", 1000).approved
+    time.sleep(1.2)  # the oldest unsent record is now older than 1 s, whatever the machine's speed
+    till.refused("cbdc-verified", 1000, "unsent_too_old")
+    assert wallet_on_card("cbdc-verified")["counter"] == 1
+    host.clear_faults()
+    till.sync()
+    assert till.pay("cbdc-verified", 1000).approved
+    check_books(host, [till], ["cbdc-verified"])
 
 
 def test_over_the_wallets_limits(make_host: Callable[..., HostService], make_till: Callable[..., Till]) -> None:
