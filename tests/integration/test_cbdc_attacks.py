@@ -602,9 +602,10 @@ def test_torn_payment_re_tapped(host: HostService, make_till: Callable[..., Till
 
 def test_torn_payment_never_re_tapped(host: HostService, make_till: Callable[..., Till]) -> None:
     """Torn payment abandoned (the customer never presents the wallet again). At the terminal: not paid, a
-    ``cbdc_torn`` notice (the intent only) forwarded; the merchant is not credited. At the operator: the
-    wallet's own sync shows the debited record, unclaimed and declared torn: credited back to the wallet,
-    once (a second sync credits nothing); a terminal claiming it afterwards would be declined."""
+    ``cbdc_torn`` notice (the intent only) forwarded; the merchant is not credited. At the operator: a claim of
+    that payment by the terminal that declared it not paid is declined (63 ``declared_torn``: the customer was
+    told "not paid"); the wallet's own sync shows the debited record, unclaimed and declared torn: credited back
+    to the wallet, once (a second sync credits nothing), and a claim afterwards is declined (59)."""
     till = make_till(host)
     result = till.pay("cbdc-torn", 1234, reader=WalksAway("sim:card=cbdc-torn"))
     assert not result.approved and result.state is State.WALLET_NOT_PAID
@@ -615,22 +616,24 @@ def test_torn_payment_never_re_tapped(host: HostService, make_till: Callable[...
     assert till.row(result.txn_id).state is State.CANCELLED
     # the wallet's own sync: the operator has seen only the notice, so the wallet shows its certificates too
     records = cli("sim", "wallet", "records", "cbdc-torn", "--with-certificates", status=0).stdout
+    # the merchant's side claiming the payment it declared not paid (the notice with the wallet's record put in)
+    (notice,) = [a for a in till.link.sent if a.kind == "cbdc_torn"]
+    claimed = dataclasses.replace(Envelope.parse(notice.emv_data), record=bytes.fromhex(records.split()[0]))
+
+    def claim(key: str) -> HostAnswer:
+        return till.link.advise(dataclasses.replace(
+            notice, kind="cbdc_payment", txn_id=key, idempotency_key=key, emv_data=claimed.encode()
+        ))  # fmt: skip
+
+    answer = claim("claim-before-sync")
+    assert not answer.approved and answer.response_code == "63", answer
+    assert accounts(host)["D1A000000000000C"]["credited"] == 0
     sync = ["host", "cbdc", "wallet-sync", "D1A000000000000C", "--records", "-", "--data-dir", str(host.data_dir),
             "--json"]  # fmt: skip
     first = json.loads(cli(*sync, stdin=records, status=0).stdout)
     assert [c["amount"] for c in first["credited_back"]] == [1234]
     assert json.loads(cli(*sync, stdin=records, status=0).stdout)["credited_back"] == []
-    # the merchant's side claiming the record credited back (the notice with the wallet's record put in)
-    (notice,) = [a for a in till.link.sent if a.kind == "cbdc_torn"]
-    record = bytes.fromhex(records.split()[0])
-    claim = dataclasses.replace(
-        notice,
-        kind="cbdc_payment",
-        txn_id="claim-" + notice.txn_id,
-        idempotency_key="claim-key",
-        emv_data=dataclasses.replace(Envelope.parse(notice.emv_data), record=record).encode(),
-    )
-    answer = till.link.advise(claim)
+    answer = claim("claim-after-sync")
     assert not answer.approved and answer.response_code == "59", answer
     account = accounts(host)["D1A000000000000C"]
     assert (account["credited"], account["credited_back"], account["blocked"]) == (0, 1234, False)
