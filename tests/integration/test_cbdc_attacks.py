@@ -146,14 +146,16 @@ def test_replay_elsewhere_of_a_payment_not_yet_forwarded(host: HostService, make
 
 
 def test_clone(host: HostService, make_till: Callable[..., Till]) -> None:
-    """Clone. Not visible offline (two cards, one identity and counter, at two terminals that never saw it):
-    caught by the operator at sync (59 ``double_spend``): the first record credited, the second declined after
-    forwarding and reported by its terminal, the wallet blocked (a record of it that a terminal took before it
-    had the list is declined 63 after forwarding); the block list reaches both terminals with their next
-    parameter download, and the clone is then refused ``wallet_blocked`` at the terminal."""
+    """Clone (two cards, one identity, key and counter). Caught at a terminal that saw the counter
+    (``counter_replayed``). Not visible offline at two terminals that never saw it: caught by the operator at
+    sync (59 ``double_spend``): the first record credited, the second declined after forwarding and reported by
+    its terminal, the wallet blocked (a record of it that a terminal took before it had the list is declined 63
+    after forwarding); the block list reaches both terminals with their next parameter download, and the clone
+    is then refused ``wallet_blocked`` at the terminal."""
     first, second = make_till(host), make_till(host)
     host.set_faults(down=True)  # both offline
     a = first.pay("cbdc-clone-a", 1000)
+    first.refused("cbdc-clone-b", 700, "counter_replayed")  # where the counter was seen, the terminal can tell
     b = second.pay("cbdc-clone-b", 700)
     assert a.approved and b.approved and a.offline and b.offline
     host.clear_faults()
@@ -195,7 +197,9 @@ def test_rollback(host: HostService, make_till: Callable[..., Till]) -> None:
     host.set_faults(down=True)
     paid = first.pay("cbdc-rollback", 1000)
     assert paid.approved and wallet_on_card("cbdc-rollback")["counter"] == 0  # its state went back
-    first.refused("cbdc-rollback", 1000, "counter_replayed")
+    # the next tap there, by another process (posterm sale): the counter it saw is kept on disk
+    done = first.at_the_counter("sale", "10.00", "--currency", "CNY", "--card", "cbdc-rollback", "--json", status=1)
+    assert json.loads(done.stdout)["refusal"] == "counter_replayed"
     elsewhere = second.pay("cbdc-rollback", 1500)
     assert elsewhere.approved  # this terminal never saw counter 1
     host.clear_faults()
