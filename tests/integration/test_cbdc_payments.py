@@ -316,3 +316,15 @@ def test_a_wallet_blocked_since_the_parameters_is_declined_63_after_forwarding_a
     text = render_text(rig.terminal.receipt(result.txn_id), "customer")
     assert "DECLINED" in text and "security violation (63)" in text
     assert operator(rig)["D1A0000000000001"]["credited"] == 0
+
+
+def test_force_offline_takes_a_wallet_by_its_own_limits_and_require_online_refuses_it(rig: Rig) -> None:
+    """The card offline limits have no CNY: they must not refuse a wallet, which has limits of its own."""
+    from terminal.offline import OfflineBehavior
+
+    rig.card("cbdc-anon")
+    paid = rig.terminal.sale(1234, CNY, offline_behavior=OfflineBehavior.FORCE_OFFLINE)
+    assert paid.approved and paid.state is State.WALLET_APPROVED
+    rig.card("cbdc-verified")
+    refused = rig.terminal.sale(1234, CNY, offline_behavior=OfflineBehavior.REQUIRE_ONLINE)
+    assert not refused.approved and refused.refusal == "online_required" and "requires the host" in refused.message
