@@ -328,3 +328,75 @@ def test_force_offline_takes_a_wallet_by_its_own_limits_and_require_online_refus
     rig.card("cbdc-verified")
     refused = rig.terminal.sale(1234, CNY, offline_behavior=OfflineBehavior.REQUIRE_ONLINE)
     assert not refused.approved and refused.refusal == "online_required" and "requires the host" in refused.message
+
+
+_KILLED_AT_PAY = """
+import os, signal, sys
+from pathlib import Path
+from simulator.devices import SimulatorCardReader
+from terminal.bootstrap import open_terminal
+
+data_dir, wallets, when = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+reader = SimulatorCardReader.open(f"sim:card=cbdc-anon?state-dir={wallets}")
+
+
+class Killing:
+    kind = "reader"
+
+    def wait_for_card(self, timeout=None, cancel=None):
+        session = reader.wait_for_card(timeout=timeout, cancel=cancel)
+
+        class Session:
+            atr = session.atr
+
+            def exchange(self, command):
+                if command[:2] == bytes.fromhex("8054") and when == "before":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                answer = session.exchange(command)
+                if command[:2] == bytes.fromhex("8054"):  # the wallet debited; its record never gets stored
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return answer
+
+            def close(self):
+                session.close()
+
+        return Session()
+
+
+terminal = open_terminal(data_dir, host="none", reader_url="none")
+terminal.reader = Killing()
+terminal.sale(1234, 156)
+"""
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_process_killed_at_pay_recovers_not_paid_and_nothing_is_lost(tmp_path: Path, when: str) -> None:
+    """A real kill (SIGKILL) as PAY goes out, or just after the wallet debited: the next start finds the intent,
+    ends the payment not paid with a torn notice queued; the wallet, if it debited, is credited back at its sync."""
+    import subprocess
+    import sys
+
+    from terminal.bootstrap import open_terminal
+
+    data_dir, wallets = tmp_path / "terminal", tmp_path / "wallets"
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_AT_PAY, str(data_dir), str(wallets), when],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == -9, proc.stderr
+    terminal = open_terminal(data_dir, host="memory", reader_url="none")  # start-up recovery
+    try:
+        (row,) = terminal.transactions()
+        assert row.state is State.WALLET_NOT_PAID and not terminal.result(row.txn_id).approved
+        assert terminal.forward_now().accepted == 1
+        debited = when == "after"
+        state, records = WalletStore(wallets).snapshot(wallet_profiles.load("cbdc-anon"))
+        assert (state.counter, state.balance) == ((1, 500000 - 1234) if debited else (0, 500000))
+        if debited:
+            keys = wallet_profiles.load("cbdc-anon").keys
+            operator_cert = pki.operator(keys.operator_id.hex()).certificate
+            upload = "\n".join([r.hex() for r in records] + [keys.certificate.hex(), operator_cert.hex()])
+            report = cbdc_admin.wallet_sync(data_dir / "memory-host", "D1A0000000000001", upload)
+            assert report.credited_back_total == 1234  # nothing lost: the customer gets it back, once
+    finally:
+        terminal.close()
