@@ -118,6 +118,7 @@ def test_each_bad_wallet_is_refused_by_name(rig: Rig, profile: str, wallet_state
     assert rig.terminal.result(result.txn_id).refusal == refusal
     if state is State.WALLET_REFUSED:  # the wallet debited: its record goes to the operator as evidence
         assert saf(rig) == [(result.txn_id, "cbdc_refused", "queued")]
+        assert rig.terminal.offline_status().evidence_queued == 1
         assert rig.terminal.forward_now().accepted == 1
         assert rig.terminal.transaction(result.txn_id).state is State.DECLINED
         assert operator(rig)["D1A0000000000008"]["credited"] == 0
