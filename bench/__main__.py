@@ -374,12 +374,32 @@ def cbdc_section(runs: int) -> None:
     write_section("cbdc", "Digital-currency taps: SM2 verification, terminal-side time vs airtime (issue 12)", body)
 
 
+QR_INTRO = """Issue 13's targets, one run on one machine, in-process (no device, no host):
+a sale's merchant-presented code built from the shipped configuration (a new
+amount and reference each time: the payload with its CRC, checked by decoding
+it again) and drawn as text with qrcode; consumer-presented payloads parsed
+as the POI does (base64, BER-TLV, the application chosen, POI and transparent
+data split); QR codes in 1280x720 camera frames (bench/qr_decode.py's frames:
+a code at a random scale, place and tilt, blurred, with sensor noise) read
+through the camera driver looking for QR codes only, which reads a frame at
+half size first and at full size only when that finds nothing.
+"""
+
+
+def qr_section(runs: int = 300, frames: int = 50) -> None:
+    from bench import qr
+
+    body = QR_INTRO + "\n" + qr.markdown(qr.run(runs, frames))
+    print(body)
+    write_section("qr", "QR codes: a sale's MPM code, CPM payloads, camera frames (issue 13)", body)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--runs", type=int, default=200, help="transactions per profile")
     parser.add_argument(
         "--only",
-        choices=["emv", "core", "devices", "speed", "ui", "ecr", "host", "fleet", "cbdc", "cbdc-terminal"],
+        choices=["emv", "core", "devices", "speed", "ui", "ecr", "host", "fleet", "qr", "cbdc", "cbdc-terminal"],
         help="run one benchmark (speed: issue 9's figures, and the core and tap figures of the same run)",
     )
     parser.add_argument(
@@ -400,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
         ui_section()
     if args.only in (None, "ecr"):
         ecr_section(args.runs)
+    if args.only in (None, "qr"):
+        qr_section()
     if args.only in (None, "host"):
         pg = None if args.pg in ("", "none") else args.pg
         host_section([int(n) for n in args.workers.split(",") if n.strip()], pg)

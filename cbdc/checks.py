@@ -126,9 +126,11 @@ class TrustStore:
             raise ParameterError("cbdc.limits: not an object")
         limits = {}
         for code, entry in raw_limits.items():
-            where = f"cbdc.limits.{code}"
             if not (isinstance(code, str) and code.isascii() and code.isdigit() and 0 < int(code) <= 999):
-                raise ParameterError(f"{where}: not an ISO 4217 numeric currency code")
+                # the code is untrusted text and the message one line: shown as a repr if it is not printable
+                shown = code if isinstance(code, str) and code.isprintable() else repr(code)
+                raise ParameterError(f"cbdc.limits.{shown}: not an ISO 4217 numeric currency code")
+            where = f"cbdc.limits.{code}"
             if not isinstance(entry, Mapping):
                 raise ParameterError(f"{where}: not an object")
             values = [_count(entry.get(name), f"{where}.{name}") for name in Limits.__dataclass_fields__]

@@ -174,7 +174,7 @@ def _read_length(data: bytes, pos: int, tag: int) -> tuple[int, int]:
     return length, pos + count
 
 
-def _decode_one(data: bytes, pos: int, base: int, depth: int, ff_padding: bool) -> tuple[Tlv, int]:
+def _decode_one(data: bytes, pos: int, base: int, depth: int, ff_padding: bool, nested: bool) -> tuple[Tlv, int]:
     """Decode the object starting at ``pos``; return it and the position after it."""
     start = pos
     tag, pos = _read_tag(data, pos)
@@ -185,15 +185,15 @@ def _decode_one(data: bytes, pos: int, base: int, depth: int, ff_padding: bool) 
         )
     value = bytes(data[pos : pos + length])
     children = None
-    if is_constructed(tag):
+    if nested and is_constructed(tag):
         try:
-            children = tuple(_decode(value, base + pos, depth + 1, ff_padding))
+            children = tuple(_decode(value, base + pos, depth + 1, ff_padding, nested))
         except TlvError as exc:
             raise TlvError(f"{exc.reason} (inside {tag_hex(tag)})", exc.offset, exc.tag) from None
     return Tlv(tag, value, children), pos + length
 
 
-def _decode(data: bytes, base: int, depth: int, ff_padding: bool) -> list[Tlv]:
+def _decode(data: bytes, base: int, depth: int, ff_padding: bool, nested: bool = True) -> list[Tlv]:
     if depth > 16:
         raise TlvError("templates nested too deeply", base)
     out: list[Tlv] = []
@@ -202,12 +202,12 @@ def _decode(data: bytes, base: int, depth: int, ff_padding: bool) -> list[Tlv]:
         if data[pos] == 0x00 or (ff_padding and data[pos] == 0xFF):  # padding between objects
             pos += 1
             continue
-        obj, pos = _decode_one(data, pos, base, depth, ff_padding)
+        obj, pos = _decode_one(data, pos, base, depth, ff_padding, nested)
         out.append(obj)
     return out
 
 
-def decode(data: bytes, *, ff_padding: bool = True) -> list[Tlv]:
+def decode(data: bytes, *, ff_padding: bool = True, nested: bool = True) -> list[Tlv]:
     """Decode a byte string holding zero or more BER-TLV objects.
 
     ISO/IEC 7816-4 lets ``00`` and ``FF`` stand as padding around objects in
@@ -217,9 +217,16 @@ def decode(data: bytes, *, ff_padding: bool = True) -> list[Tlv]:
 
     >>> [hex(o.tag) for o in decode(bytes.fromhex("FF8101039F3600"), ff_padding=False)]
     ['0xff8101']
+
+    ``nested=False`` reads one level only: a constructed object keeps its value
+    as bytes, unparsed (``children`` is None), for templates whose content is
+    opaque, as the transparent templates of an EMV QR code are.
+
+    >>> decode(bytes.fromhex("6302FFFF"), nested=False)[0].value.hex()
+    'ffff'
     """
     try:
-        return _decode(bytes(data), 0, 0, ff_padding)
+        return _decode(bytes(data), 0, 0, ff_padding, nested)
     except IndexError as exc:  # defensive: every read above is bounds-checked
         raise TlvError("truncated input", len(data)) from exc
 

@@ -181,6 +181,7 @@ def read_card(
                     transaction_type=request.transaction_type,
                 ),
                 now=core.clock.now,
+                torn_log=core.torn_log,
             )
             tap_config = config if extra is None else extra.restrict(config)
             kernels = None if extra is None else extra.kernels

@@ -64,6 +64,7 @@ BUILTIN_COMMANDS: tuple[CommandEntry, ...] = (
         "terminal.cli_devices:add_commands",
     ),
     ("pin", "the supervisor's and the technician's PINs: set, status", "terminal.cli_pins:add_commands"),
+    ("qr", "EMV QR codes: decode a payload, make the store's code", "terminal.cli_qr:add_commands"),
     ("emv", "EMV contactless: simulated cards, taps and replays", "terminal.cli_emv:add_commands"),
 )
 _LISTED_LAST = "emv"
@@ -201,6 +202,7 @@ def _command_name(args: argparse.Namespace) -> str:
         "params_command",
         "sim_command",
         "pin_command",
+        "qr_command",
         "kiosk_command",
     ):
         value = getattr(args, key, None)

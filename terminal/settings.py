@@ -10,7 +10,9 @@ a test card must not pass on a production terminal, nor the reverse.
 A ``devices`` object (``{"reader": URL, "scanner": URL, "printer": URL}``, see
 :mod:`terminal.devices`) is the terminal's own too, not EMV configuration, and
 so is ``keystore``: ``{"cipher": "aes-256-gcm" | "sm4-gcm"}``, the cipher that
-seals card data at rest (:mod:`terminal.keystore`; AES-256-GCM when absent).
+seals card data at rest (:mod:`terminal.keystore`; AES-256-GCM when absent),
+and ``qr``: what the terminal's merchant-presented QR codes carry (see
+:mod:`terminal.qr_merchant`).
 
 A ``cbdc`` object (CBDC-SPEC section 8: trust roots with their checksums, the
 wallets and operators blocked, the offline limits per currency) makes the
@@ -61,6 +63,7 @@ _OWN_KEYS = (
     "devices",
     "cbdc",
     "keystore",
+    "qr",
 )
 
 

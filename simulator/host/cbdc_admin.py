@@ -6,6 +6,8 @@
 - :func:`block_wallet` / :func:`unblock_wallet`: by hand (the operator blocks
   by itself on a double spend, a chain fork or an overspend); either moves the
   section's version, so every terminal's next parameter download carries it;
+  :func:`block_operator` / :func:`unblock_operator` likewise for all the
+  wallets of an operator (an authorised institution);
 - :func:`wallets`: each wallet's account: balance (opening + top-ups −
   credited payments), what was credited back, last counter, records held,
   blocked or not;
@@ -20,6 +22,7 @@ request). Bad input is :class:`~simulator.host.admin.AdminError` (exit 2).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +34,20 @@ from simulator.host.store_cbdc import BLOCKED_OPERATOR, BLOCKED_WALLET
 
 __all__ = [
     "MAX_TOPUP",
+    "OPERATOR_ID",
+    "block_operator",
     "block_wallet",
     "blocklist",
     "seed_pki",
     "topup",
+    "unblock_operator",
     "unblock_wallet",
     "wallet_sync",
     "wallets",
 ]
 
 MAX_TOPUP = 999_999_999_999
+OPERATOR_ID = re.compile(r"^[0-9A-Fa-f]{8}$")
 
 
 def _now() -> dt.datetime:
@@ -76,23 +83,44 @@ def blocklist(data_dir: Path, *, store: str | None = None) -> dict[str, Any]:
     return {"cbdc": section, "wallets": detail[BLOCKED_WALLET], "operators": detail[BLOCKED_OPERATOR]}
 
 
+def _operator_id(text: str) -> str:
+    if not OPERATOR_ID.fullmatch(text):
+        raise AdminError(f"{text!r} is not an operator id (8 hex digits, e.g. 00000101)")
+    return text.upper()
+
+
+def _change(data_dir: Path, kind: str, subject: str, reason: str | None, store: str | None) -> tuple[bool, int]:
+    """Block (``reason`` given) or unblock a wallet or an operator; (whether it changed, the section's version)."""
+    now = _stamp(_now())
+    with open_store(data_dir, store=store) as db:
+        Operator(db).ensure_seeded(now)  # the list it starts from first, so that this change is not undone
+        with db.transaction():
+            if kind == BLOCKED_WALLET:
+                db.lock("cbdc_wallet", subject)
+            if reason is not None:
+                return block(db, kind, subject, reason, now), db.cbdc_version()
+            return db.cbdc_unblock(kind, subject, now), db.cbdc_version()
+
+
 def block_wallet(data_dir: Path, wallet: str, reason: str = "blocked by the operator", *, store: str | None = None
                  ) -> tuple[bool, int]:  # fmt: skip
     """Block a wallet by hand; (whether it was not blocked before, the section's version now)."""
-    wallet_id = _wallet_id(wallet)
-    with open_store(data_dir, store=store) as db, db.transaction():
-        db.lock("cbdc_wallet", wallet_id)
-        added = block(db, BLOCKED_WALLET, wallet_id, reason, _stamp(_now()))
-        return added, db.cbdc_version()
+    return _change(data_dir, BLOCKED_WALLET, _wallet_id(wallet), reason, store)
 
 
 def unblock_wallet(data_dir: Path, wallet: str, *, store: str | None = None) -> tuple[bool, int]:
     """Take a wallet off the block list; (whether it was on it, the section's version now)."""
-    wallet_id = _wallet_id(wallet)
-    with open_store(data_dir, store=store) as db, db.transaction():
-        db.lock("cbdc_wallet", wallet_id)
-        removed = db.cbdc_unblock(BLOCKED_WALLET, wallet_id, _stamp(_now()))
-        return removed, db.cbdc_version()
+    return _change(data_dir, BLOCKED_WALLET, _wallet_id(wallet), None, store)
+
+
+def block_operator(data_dir: Path, operator: str, reason: str = "blocked by the operator", *,
+                   store: str | None = None) -> tuple[bool, int]:  # fmt: skip
+    """Block every wallet of an operator (an authorised institution); as :func:`block_wallet`."""
+    return _change(data_dir, BLOCKED_OPERATOR, _operator_id(operator), reason, store)
+
+
+def unblock_operator(data_dir: Path, operator: str, *, store: str | None = None) -> tuple[bool, int]:
+    return _change(data_dir, BLOCKED_OPERATOR, _operator_id(operator), None, store)
 
 
 def _account_json(db: Any, wallet_id: str) -> dict[str, Any]:

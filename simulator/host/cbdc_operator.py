@@ -59,7 +59,8 @@ Blocking a wallet logs a change, which moves the version of the parameters'
 version: each terminal's next download carries the block list.
 
 Wallet sync (:mod:`simulator.host.cbdc_sync`) uploads the wallet's own records:
-those nobody claimed whose intent a terminal declared torn are credited back.
+those nobody claimed whose intent a terminal declared torn, and those a
+terminal refused after the wallet debited, are credited back.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ __all__ = [
     "CREDITED_BACK",
     "DEFAULT_LIMITS",
     "REFUSED",
+    "REFUSED_AT_TERMINAL",
     "UNCLAIMED",
     "Operator",
     "OperatorPki",
@@ -105,6 +107,8 @@ CBDC_KINDS: Final = ("cbdc_payment", "cbdc_refused", "cbdc_torn")
 CREDITED: Final = "credited"
 REFUSED: Final = "refused"
 UNCLAIMED: Final = "unclaimed"
+#: The reason of a record kept as evidence of a terminal's refusal after the wallet debited (``cbdc_refused``).
+REFUSED_AT_TERMINAL: Final = "refused_at_terminal"
 CREDITED_BACK: Final = "credited_back"
 ACCEPTED_CODE: Final = "00"
 FRAUD_CODE: Final = "59"
@@ -460,8 +464,8 @@ class Operator:
             return Verdict(SECURITY_CODE, blocked, wallet_id)
         if not payment:  # evidence of a refusal at the terminal: kept (its counter's place), never credited
             if held is None:
-                store.add_cbdc_record(stored(record, REFUSED, "refused_at_terminal", at, claim))
-            return Verdict(ACCEPTED_CODE, "refused_at_terminal", wallet_id)
+                store.add_cbdc_record(stored(record, REFUSED, REFUSED_AT_TERMINAL, at, claim))
+            return Verdict(ACCEPTED_CODE, REFUSED_AT_TERMINAL, wallet_id)
         if held is not None and held.status == CREDITED_BACK:
             return Verdict(FRAUD_CODE, CREDITED_BACK, wallet_id)
         if held is not None and held.status != UNCLAIMED:

@@ -19,7 +19,11 @@ Then each record, in counter order, under the wallet's lock:
   moves from ``unclaimed`` to ``credited_back`` in one conditional update, so a
   second sync (or two at once) credits nothing more, and a terminal that
   claims it afterwards is declined (``59 credited_back``);
-- a record a merchant was credited for (or that was refused) stays as it is.
+- a record its terminal refused after the wallet debited (``cbdc_refused``
+  evidence: no merchant gave anything for it) is credited back too, once;
+- a record a merchant was credited for, or that the operator refused (a
+  blocked wallet's, an overspend: the merchant may have given the goods),
+  stays as it is.
 
 A record nobody claimed and nobody declared torn stays ``unclaimed``: its
 terminal may still be offline with the payment in its queue.
@@ -34,6 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from simulator.host.cbdc_operator import (
     CREDITED_BACK,
+    REFUSED,
+    REFUSED_AT_TERMINAL,
     UNCLAIMED,
     Operator,
     block,
@@ -66,7 +72,8 @@ class SyncReport:
     wallet_id: str
     records: int  # records uploaded
     new: int  # of which the operator did not hold before
-    credited_back: tuple[dict[str, Any], ...]  # counter, amount, currency, merchant_id, terminal_id, txn_id
+    credited_back: tuple[dict[str, Any], ...]  # why (torn|refused), counter, amount, currency, merchant_id,
+    # terminal_id, txn_id
     frauds: tuple[dict[str, Any], ...]  # counter, reason
     blocked: bool  # the wallet is on the block list now
 
@@ -102,13 +109,26 @@ def read_upload(text: str) -> list[bytes]:
     return out
 
 
+def _wallet_first(certificates: list[bytes]) -> tuple[bytes, bytes]:
+    """The wallet's certificate and its operator's, in whichever order they were uploaded (by their role)."""
+    from cbdc.protocol import Certificate, Role
+
+    first, second = certificates
+    try:
+        if Certificate.parse(first).role == Role.OPERATOR:
+            return second, first
+    except ValueError:
+        pass  # the chain check refuses it, naming why
+    return first, second
+
+
 def _identity(operator: Operator, wallet_id: str, certificates: list[bytes], on: dt.date) -> str:
     """The wallet's public key (hex): from the certificates uploaded, else the one the operator verified."""
     store = operator.store
     if certificates:
         if len(certificates) != 2:
-            raise SyncError("give both certificates (E2): the wallet's, then its operator's")
-        wallet = verify_wallet(certificates[0], certificates[1], store.cbdc_roots(), on)
+            raise SyncError("give both certificates (E2): the wallet's and its operator's")
+        wallet = verify_wallet(*_wallet_first(certificates), store.cbdc_roots(), on)
         if isinstance(wallet, str):
             raise SyncError(f"the certificates do not verify: {wallet}")
         if wallet.wallet_id != wallet_id:
@@ -166,6 +186,7 @@ def _credit_back(store: HostStore, record: PaymentRecord) -> dict[str, Any] | No
             return None
         store.add_cbdc_money(record.wallet_id_hex, credited_back=record.amount)
         return {
+            "why": "torn",
             "counter": record.counter,
             "amount": record.amount,
             "currency": record.currency,
@@ -192,7 +213,7 @@ def wallet_sync(operator: Operator, wallet_id: str, items: list[bytes], now: dt.
         store.lock("cbdc_wallet", wallet_id)
         operator.open_account(wallet_id, at)
         if certificates:
-            wallet = verify_wallet(certificates[0], certificates[1], store.cbdc_roots(), now.date())
+            wallet = verify_wallet(*_wallet_first(certificates), store.cbdc_roots(), now.date())
             if not isinstance(wallet, str):
                 store.set_cbdc_wallet_identity(wallet_id, wallet.public_key, wallet.operator_id, None)
         for record in records:
@@ -206,6 +227,11 @@ def wallet_sync(operator: Operator, wallet_id: str, items: list[bytes], now: dt.
             if held is None:
                 store.add_cbdc_record(stored(record, UNCLAIMED, "wallet_sync", at, None))
                 new += 1
+            elif _refused_at_terminal(held):
+                given = _refund_refused(store, held)
+                if given is not None:
+                    credited.append(given)
+                continue
             elif not _unclaimed(held):
                 continue
             given = _credit_back(store, record)
@@ -217,3 +243,26 @@ def wallet_sync(operator: Operator, wallet_id: str, items: list[bytes], now: dt.
 
 def _unclaimed(held: StoredRecord) -> bool:
     return held.status == UNCLAIMED
+
+
+def _refused_at_terminal(held: StoredRecord) -> bool:
+    """A record its terminal refused after the wallet debited (evidence): no merchant gave anything for it."""
+    return held.status == REFUSED and held.reason == REFUSED_AT_TERMINAL
+
+
+def _refund_refused(store: HostStore, held: StoredRecord) -> dict[str, Any] | None:
+    """Give a record refused at its terminal back to its wallet, once (the same conditional move as a torn one)."""
+    reason = f"refused at {held.claimed_merchant_id}/{held.claimed_terminal_id} ({held.claimed_txn_id})"
+    if not store.settle_cbdc_record(held.wallet_id, held.counter, from_status=REFUSED, status=CREDITED_BACK,
+                                    reason=reason):  # fmt: skip
+        return None
+    store.add_cbdc_money(held.wallet_id, credited_back=held.amount)
+    return {
+        "why": "refused",
+        "counter": held.counter,
+        "amount": held.amount,
+        "currency": held.currency,
+        "merchant_id": held.claimed_merchant_id,
+        "terminal_id": held.claimed_terminal_id,
+        "txn_id": held.claimed_txn_id,
+    }

@@ -3,14 +3,15 @@
 - ``blocklist [--json]``: the ``cbdc`` section terminals get now (version,
   roots, blocked wallets and operators, limits) and why each is blocked;
 - ``block WALLET [--reason TEXT]``, ``unblock WALLET``: by hand; the section's
-  version moves, so every terminal's next parameter download carries it;
+  version moves, so every terminal's next parameter download carries it
+  (``--operator``: WALLET is an operator id, all its wallets);
 - ``wallets [--json]``: balance (opening + top-ups − credited payments), what
   was credited back, last counter, records held, blocked;
 - ``topup WALLET AMOUNT``: add minor units to a wallet's account;
 - ``wallet-sync WALLET --records FILE|-``: the wallet's own upload of its
   records (hex E4, one a line; its two E2 certificates may be added): records
-  nobody claimed whose intent a terminal declared torn are credited back, and
-  the command says which.
+  nobody claimed whose intent a terminal declared torn, and records a terminal
+  refused after the wallet debited, are credited back, and the command says which.
 
 Exit statuses as every ``posterm host`` command: 0 done, 2 bad input (a
 wallet id that is not 16 hex digits, an upload that does not verify), 3 the
@@ -74,13 +75,16 @@ def _run(args: argparse.Namespace, data_dir: Any, store: str | None) -> int:
             lines.append("nothing blocked")
         print(json.dumps(shown, indent=1) if as_json else "\n".join(lines))
     elif action in ("block", "unblock"):
+        what = "operator" if args.operator else "wallet"
         if action == "block":
-            changed, version = cbdc_admin.block_wallet(data_dir, args.wallet, args.reason, store=store)
+            blocking = cbdc_admin.block_operator if args.operator else cbdc_admin.block_wallet
+            changed, version = blocking(data_dir, args.wallet, args.reason, store=store)
             text = "blocked" if changed else "was blocked already"
         else:
-            changed, version = cbdc_admin.unblock_wallet(data_dir, args.wallet, store=store)
+            unblocking = cbdc_admin.unblock_operator if args.operator else cbdc_admin.unblock_wallet
+            changed, version = unblocking(data_dir, args.wallet, store=store)
             text = "unblocked" if changed else "was not blocked"
-        print(f"wallet {args.wallet.upper()} {text}; cbdc parameters version {version} "
+        print(f"{what} {args.wallet.upper()} {text}; cbdc parameters version {version} "
               "(every terminal gets it with its next parameter download)")  # fmt: skip
     elif action == "wallets":
         rows = cbdc_admin.wallets(data_dir, store=store)
@@ -96,7 +100,7 @@ def _run(args: argparse.Namespace, data_dir: Any, store: str | None) -> int:
         else:
             lines = [f"wallet {report.wallet_id}: {report.records} record(s) uploaded, {report.new} new"]
             lines += [
-                f"credited back: counter {c['counter']}, {c['amount']} (currency {c['currency']}), torn at "
+                f"credited back: counter {c['counter']}, {c['amount']} (currency {c['currency']}), {c['why']} at "
                 f"{c['merchant_id']}/{c['terminal_id']} ({c['txn_id']})"
                 for c in report.credited_back
             ]
@@ -126,12 +130,15 @@ def add_cbdc_command(
     actions = cbdc.add_subparsers(dest="cbdc_command", required=True, metavar="ACTION")
     wallet_help = "the wallet id (16 hex digits)"
     common(actions.add_parser("blocklist", help="the cbdc parameters now and the blocked wallets"), json_flag=True)
+    operator_help = "WALLET is an operator id (8 hex digits): all its wallets"
     blocking = actions.add_parser("block", help="block a wallet on every terminal (next parameter download)")
     blocking.add_argument("wallet", metavar="WALLET", help=wallet_help)
     blocking.add_argument("--reason", default="blocked by the operator", help="why (kept and shown)")
+    blocking.add_argument("--operator", action="store_true", help=operator_help)
     common(blocking)
     unblocking = actions.add_parser("unblock", help="take a wallet off the block list")
     unblocking.add_argument("wallet", metavar="WALLET", help=wallet_help)
+    unblocking.add_argument("--operator", action="store_true", help=operator_help)
     common(unblocking)
     common(actions.add_parser("wallets", help="balance, last counter, records and block of each wallet"),
            json_flag=True)  # fmt: skip

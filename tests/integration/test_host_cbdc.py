@@ -199,6 +199,11 @@ def test_the_operators_commands(fleet: tuple[HostService, ClientCredentials, Cli
     assert "was blocked already" in host_cli(host, "block", wallet.hex).stdout
     assert "unblocked" in host_cli(host, "unblock", wallet.hex).stdout
     assert wallet.hex not in _parameters(host, a)["cbdc"]["blocked_wallets"]
+    operator_id = kit().operator_id.hex().upper()
+    assert f"operator {operator_id} blocked" in host_cli(host, "block", operator_id, "--operator").stdout
+    assert _parameters(host, a)["cbdc"]["blocked_operators"] == [operator_id]
+    assert f"operator {operator_id} unblocked" in host_cli(host, "unblock", operator_id, "--operator").stdout
+    assert "is not an operator id" in host_cli(host, "block", wallet.hex, "--operator", status=2).stderr
     topped = json.loads(host_cli(host, "topup", wallet.hex, "2500", "--json").stdout)
     assert (topped["balance"], topped["topups"]) == (OPENING + 2500, 2500)
     # a payment, a torn one, the wallet's sync: the torn record credited back, once

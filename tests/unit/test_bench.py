@@ -87,3 +87,11 @@ def process_seconds(pid: int) -> float:
     seconds = process_cpu_seconds(pid)
     assert seconds is not None
     return seconds
+
+
+def test_qr_figures_come_from_real_codes_and_frames() -> None:
+    from bench import qr
+
+    figures = qr.run(runs=3, frames=2)  # every frame's code must be found, or run() raises
+    assert figures.frames == 2 and figures.mpm_build_render_ms > 0 and figures.cpm_unionpay_ms > 0
+    assert "1280x720 camera frame" in qr.markdown(figures)

@@ -150,6 +150,8 @@ def test_spending_beyond_what_the_wallet_held_is_an_overspend(host: Acquirer) ->
     assert (over["response_code"], "overspend" in over["message"]) == ("59", True)
     assert account(host.store, wallet) == (OPENING - 60_000, 2, True)
     assert credited(host.store) == [("o1", 60_000)]
+    synced = wallet_sync(host.operator, wallet.hex, [wallet.made[1], wallet.made[2]], NOW)
+    assert synced.credited_back == ()  # its merchant may have given the goods: the operator gives nothing back
 
 
 def test_a_topped_up_wallet_may_spend_its_top_up(host: Acquirer) -> None:
@@ -206,7 +208,7 @@ def test_a_payment_claimed_by_another_terminal_or_not_as_asked_is_refused(host: 
     assert send(host, advice("cbdc_payment", "w5", data, payment, wallet))[0]["response_code"] == "00"
 
 
-def test_a_refused_record_is_evidence_never_credited_and_a_later_clone_of_it_is_caught(host: Acquirer) -> None:
+def test_a_refused_record_is_evidence_never_credited_to_the_merchant_but_given_back_at_sync(host: Acquirer) -> None:
     store = host.store
     wallet = kit().wallet("D1A00000000000D1")
     clone = kit().clone(wallet)
@@ -218,6 +220,13 @@ def test_a_refused_record_is_evidence_never_credited_and_a_later_clone_of_it_is_
     assert credited(store) == [] and account(store, wallet)[0] == 0  # D1 has no opening: not in the PKI
     refused = pay(host, clone, 300, "r2")
     assert refused["response_code"] == "59" and store.cbdc_block_reason("wallet", wallet.hex) is not None
+    # the wallet's sync: the record its terminal refused is credited back to it, once
+    upload = [wallet.certificate, wallet.operator_certificate, wallet.made[1]]
+    report = wallet_sync(host.operator, wallet.hex, upload, NOW)
+    assert [(c["counter"], c["txn_id"], c["amount"]) for c in report.credited_back] == [(1, "r1", 300)]
+    assert wallet_sync(host.operator, wallet.hex, upload, NOW).credited_back == ()
+    held = store.cbdc_record(wallet.hex, 1)
+    assert held is not None and held.status == "credited_back"
 
 
 def test_a_malformed_envelope_is_rejected_and_nothing_is_kept(host: Acquirer) -> None:
@@ -282,7 +291,7 @@ def test_wallet_sync_credits_a_torn_record_back_once(host: Acquirer) -> None:
     assert paid["response_code"] == "00"
     torn_record = torn(host, wallet, 400, "p2")
     unclaimed_raw, *_ = wallet.pay(50, MID, TID)  # its terminal may still hold it: not credited back
-    upload = [wallet.certificate, wallet.operator_certificate, wallet.made[1], torn_record, unclaimed_raw]
+    upload = [wallet.made[1], torn_record, unclaimed_raw, wallet.operator_certificate, wallet.certificate]
     report = wallet_sync(host.operator, wallet.hex, upload, NOW)
     assert (report.records, report.new, report.credited_back_total, report.frauds) == (3, 2, 400, ())
     assert [(c["counter"], c["txn_id"]) for c in report.credited_back] == [(2, "p2")]
@@ -432,3 +441,18 @@ def test_any_bytes_in_a_digital_currency_advice_end_in_an_answer(
     if emv != good or kind != "cbdc_payment":
         assert item["txn_id"] not in {txn for txn, _ in credited(host.store)}
     assert len(credited(host.store)) <= 1  # the one good record, credited once whatever came before
+
+
+def test_a_blocked_operators_wallets_are_refused_and_the_parameters_say_so(host: Acquirer) -> None:
+    from simulator.host.cbdc_operator import block
+
+    operator_id = kit().operator_id.hex().upper()
+    version = cbdc_section(host.store)["version"]
+    assert block(host.store, "operator", operator_id, "licence withdrawn", NOW.isoformat())
+    section = cbdc_section(host.store)
+    assert (section["blocked_operators"], section["version"]) == ([operator_id], version + 1)
+    refused = pay(host, kit().wallet("D1A00000000000C9"), 100, "op1")
+    assert (refused["response_code"], refused["message"]) == ("63", "declined after forwarding (operator_blocked)")
+    with host.store.transaction():
+        assert host.store.cbdc_unblock("operator", operator_id, NOW.isoformat())
+    assert pay(host, kit().wallet("D1A00000000000C8"), 100, "op2")["response_code"] == "00"

@@ -200,3 +200,21 @@ def test_the_envelope_to_the_host() -> None:
             Envelope.parse(tlv.encode(0xE6, bad))
     with pytest.raises(ProtocolError):
         Envelope.parse(torn.encode() + b"\x00")
+
+
+@pytest.mark.parametrize("bad", ["20261206093060", "20260229000000", "20261206240000", "00001206000000"])
+def test_a_record_date_that_does_not_exist_is_named(bad: str) -> None:
+    unsigned = PaymentRecord.for_request(request(), WALLET_ID, 1, bytes(32))
+    body = unsigned.encode_unsigned().replace(tlv.encode(0xDF54, bytes.fromhex("20261206093000")),
+                                              tlv.encode(0xDF54, bytes.fromhex(bad)))  # fmt: skip
+    with pytest.raises(ProtocolError, match="DF54 is not a date and time"):
+        PaymentRecord.parse(_rewrap(0xE4, body + tlv.encode(0xDF5F, bytes(64))))
+
+
+@pytest.mark.parametrize("bad", ["20261301", "20260000", "00000101", "2026A101"])
+def test_a_certificate_date_that_does_not_exist_is_named(bad: str) -> None:
+    wallet = wallet_certificate()
+    body = wallet.signed_bytes.replace(tlv.encode(0xDF77, bytes.fromhex("20281231")),
+                                       tlv.encode(0xDF77, bytes.fromhex(bad)))  # fmt: skip
+    with pytest.raises(ProtocolError, match="DF77 is not"):
+        Certificate.parse(_rewrap(0xE2, body + tlv.encode(0xDF5F, wallet.signature)))
