@@ -10,7 +10,7 @@ import pytest
 from terminal import registry
 from tests.integration.test_cbdc_payments import WalksAway
 from tests.ui.conftest import App
-from ui.screens.sale import AmountEntry, PaymentOutcome
+from ui.screens.sale import AmountEntry, PaymentOutcome, PresentCard
 
 
 @pytest.fixture
@@ -44,6 +44,9 @@ def test_a_refused_wallet_is_told_in_words_in_chinese_too(cny: App) -> None:
 
 
 def test_a_torn_payment_never_presented_again_is_not_completed_not_declined(cny: App) -> None:
+    cny.session.tr.set_language("zh_CN")
     cny.terminal.reader = WalksAway("sim:card=cbdc-torn")  # type: ignore[assignment]
     result = _charge(cny, "1234")
-    assert not result.approved and result.title == "Not completed"
+    assert not result.approved and result.title == cny.session.tr("Not completed")
+    # the customer was asked for the same wallet again, in the screen's language
+    assert cny.session.screen("present_card", PresentCard).prompt == "请再次出示同一钱包"
