@@ -9,6 +9,8 @@ the data directory).  The clock is the rig's.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -401,3 +403,31 @@ def test_a_process_killed_at_pay_recovers_not_paid_and_nothing_is_lost(tmp_path:
             assert report.credited_back_total == 1234  # nothing lost: the customer gets it back, once
     finally:
         terminal.close()
+
+
+class WaitsForever(WalksAway):
+    """The first tap is the wallet's; then nothing comes until the wait is cancelled."""
+
+    def wait_for_card(self, timeout: float | None = None, cancel: CancelToken | None = None) -> CardSession:
+        from terminal.ports import WaitCancelled
+
+        self._taps += 1
+        if self._taps == 1:
+            return self._reader.wait_for_card(timeout=timeout, cancel=cancel)
+        assert cancel is not None
+        while not cancel.cancelled:
+            time.sleep(0.005)
+        raise WaitCancelled("cancelled")
+
+
+def test_the_cashier_cancels_while_the_same_wallet_is_awaited_and_it_ends_not_paid(rig: Rig) -> None:
+    rig.terminal.reader = WaitsForever("sim:card=cbdc-torn")
+
+    def cancel_when_asked(event: Any) -> None:
+        if event.kind == "card_prompt" and event.data.get("prompt") == "present the same wallet again":
+            threading.Timer(0.05, rig.terminal.cancel).start()
+
+    rig.terminal.subscribe(cancel_when_asked)
+    result = rig.terminal.sale(1234, CNY)
+    assert result.state is State.WALLET_NOT_PAID and "cancelled" in result.message
+    assert saf(rig) == [(result.txn_id, "cbdc_torn", "queued")]
