@@ -55,6 +55,9 @@ __all__ = [
 ]
 
 
+# --------------------------------------------------------------------------- combination
+
+
 def _kernel_id_value(path: str, value: Any) -> int:
     """A kernel identifier: an international kernel's short id, or a domestic kernel's three bytes.
 
@@ -69,9 +72,6 @@ def _kernel_id_value(path: str, value: Any) -> int:
     if kid > 0xFF and not kid & 0x800000:
         raise ConfigError(path, f"{kid} is neither a short kernel id (1..255) nor a domestic kernel's 3 bytes (b8 set)")
     return kid
-
-
-# --------------------------------------------------------------------------- combination
 
 
 @dataclass(frozen=True)

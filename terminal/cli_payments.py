@@ -251,6 +251,11 @@ def _cmd_saf(args: argparse.Namespace) -> int:
         lines = [f"{status.queued} payment(s) queued, {status.reversals_queued} reversal(s) queued"]
         for code, (n, amount) in sorted(status.totals.items()):
             lines.append(f"  {_money_text(amount, code)} in {n} payment(s)")
+        if status.evidence_queued:
+            lines.append(
+                f"  of which {status.evidence_queued} digital-currency record(s) refused or torn notice(s): "
+                "evidence for the wallet's operator, nothing to credit"
+            )
         if status.oldest_at:
             lines.append(f"oldest: {status.oldest_at} ({(status.oldest_age_seconds or 0) / 60:.1f} min)")
         if status.last_attempt_at:

@@ -60,6 +60,7 @@ from terminal.results import (
 )
 from terminal.settlement import NothingToSettle, Settlement
 from terminal.store import PurgeReport, StorageCorrupt, StorageError, Store, TxnRow
+from terminal.store_cbdc import CBDC_EVIDENCE_KINDS
 from terminal.telling import Telling
 
 __all__ = [
@@ -307,6 +308,7 @@ class Terminal(Telling):
             declined_after_forwarding=[e.txn_id for e in core.store.saf_entries(["declined", "rejected"])],
             security_events=security,
             last_security_event=last_security,
+            evidence_queued=sum(1 for e in core.store.saf_queued() if e.kind in CBDC_EVIDENCE_KINDS),
         )
 
     # -- helpers --------------------------------------------------------------------------------

@@ -272,11 +272,14 @@ class Payments:
         if amount <= 0:
             raise PaymentRefused("amount", "the amount must be above zero")
         room = self._offline_room(code, amount)
-        if offline_behavior is OfflineBehavior.FORCE_OFFLINE and not room:
+        wallet = self._wallet_sale(amount, code, offline_behavior, request_key, reference)
+        wallet_may_pay = wallet is not None and code in wallet.trust.limits
+        if offline_behavior is OfflineBehavior.FORCE_OFFLINE and not room and not wallet_may_pay:
+            # (a wallet has offline limits of its own, per currency; a card tapped instead is refused after
+            # its reading)
             self._check_offline_room(code, amount)  # raises the named limit
         # require_online: no offline approval by the card either, so ask it for an online cryptogram
         force_online = not room or offline_behavior is OfflineBehavior.REQUIRE_ONLINE
-        wallet = self._wallet_sale(amount, code, offline_behavior, request_key, reference)
         try:
             result = self._read_card(CardRequest(amount, code, exponent, 0x00, force_online), wallet)
         except PaymentRefused as exc:

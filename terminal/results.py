@@ -99,6 +99,9 @@ class SafStatus:
     declined_after_forwarding: list[str]
     security_events: int = 0  # host certificates rejected since the terminal was set up
     last_security_event: str | None = None
+    # of ``queued``: digital-currency records refused at the terminal and torn notices, evidence for the
+    # wallet's operator that credits nobody (their amounts are in ``totals`` all the same)
+    evidence_queued: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -112,6 +115,7 @@ class SafStatus:
             "declined_after_forwarding": self.declined_after_forwarding,
             "security_events": self.security_events,
             "last_security_event": self.last_security_event,
+            "evidence_queued": self.evidence_queued,
         }
 
 

@@ -9,6 +9,8 @@ the data directory).  The clock is the rig's.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,6 +120,7 @@ def test_each_bad_wallet_is_refused_by_name(rig: Rig, profile: str, wallet_state
     assert rig.terminal.result(result.txn_id).refusal == refusal
     if state is State.WALLET_REFUSED:  # the wallet debited: its record goes to the operator as evidence
         assert saf(rig) == [(result.txn_id, "cbdc_refused", "queued")]
+        assert rig.terminal.offline_status().evidence_queued == 1
         assert rig.terminal.forward_now().accepted == 1
         assert rig.terminal.transaction(result.txn_id).state is State.DECLINED
         assert operator(rig)["D1A0000000000008"]["credited"] == 0
@@ -316,3 +319,115 @@ def test_a_wallet_blocked_since_the_parameters_is_declined_63_after_forwarding_a
     text = render_text(rig.terminal.receipt(result.txn_id), "customer")
     assert "DECLINED" in text and "security violation (63)" in text
     assert operator(rig)["D1A0000000000001"]["credited"] == 0
+
+
+def test_force_offline_takes_a_wallet_by_its_own_limits_and_require_online_refuses_it(rig: Rig) -> None:
+    """The card offline limits have no CNY: they must not refuse a wallet, which has limits of its own."""
+    from terminal.offline import OfflineBehavior
+
+    rig.card("cbdc-anon")
+    paid = rig.terminal.sale(1234, CNY, offline_behavior=OfflineBehavior.FORCE_OFFLINE)
+    assert paid.approved and paid.state is State.WALLET_APPROVED
+    rig.card("cbdc-verified")
+    refused = rig.terminal.sale(1234, CNY, offline_behavior=OfflineBehavior.REQUIRE_ONLINE)
+    assert not refused.approved and refused.refusal == "online_required" and "requires the host" in refused.message
+
+
+_KILLED_AT_PAY = """
+import os, signal, sys
+from pathlib import Path
+from simulator.devices import SimulatorCardReader
+from terminal.bootstrap import open_terminal
+
+data_dir, wallets, when = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+reader = SimulatorCardReader.open(f"sim:card=cbdc-anon?state-dir={wallets}")
+
+
+class Killing:
+    kind = "reader"
+
+    def wait_for_card(self, timeout=None, cancel=None):
+        session = reader.wait_for_card(timeout=timeout, cancel=cancel)
+
+        class Session:
+            atr = session.atr
+
+            def exchange(self, command):
+                if command[:2] == bytes.fromhex("8054") and when == "before":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                answer = session.exchange(command)
+                if command[:2] == bytes.fromhex("8054"):  # the wallet debited; its record never gets stored
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return answer
+
+            def close(self):
+                session.close()
+
+        return Session()
+
+
+terminal = open_terminal(data_dir, host="none", reader_url="none")
+terminal.reader = Killing()
+terminal.sale(1234, 156)
+"""
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_process_killed_at_pay_recovers_not_paid_and_nothing_is_lost(tmp_path: Path, when: str) -> None:
+    """A real kill (SIGKILL) as PAY goes out, or just after the wallet debited: the next start finds the intent,
+    ends the payment not paid with a torn notice queued; the wallet, if it debited, is credited back at its sync."""
+    import subprocess
+    import sys
+
+    from terminal.bootstrap import open_terminal
+
+    data_dir, wallets = tmp_path / "terminal", tmp_path / "wallets"
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_AT_PAY, str(data_dir), str(wallets), when],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == -9, proc.stderr
+    terminal = open_terminal(data_dir, host="memory", reader_url="none")  # start-up recovery
+    try:
+        (row,) = terminal.transactions()
+        assert row.state is State.WALLET_NOT_PAID and not terminal.result(row.txn_id).approved
+        assert terminal.forward_now().accepted == 1
+        debited = when == "after"
+        state, records = WalletStore(wallets).snapshot(wallet_profiles.load("cbdc-anon"))
+        assert (state.counter, state.balance) == ((1, 500000 - 1234) if debited else (0, 500000))
+        if debited:
+            keys = wallet_profiles.load("cbdc-anon").keys
+            operator_cert = pki.operator(keys.operator_id.hex()).certificate
+            upload = "\n".join([r.hex() for r in records] + [keys.certificate.hex(), operator_cert.hex()])
+            report = cbdc_admin.wallet_sync(data_dir / "memory-host", "D1A0000000000001", upload)
+            assert report.credited_back_total == 1234  # nothing lost: the customer gets it back, once
+    finally:
+        terminal.close()
+
+
+class WaitsForever(WalksAway):
+    """The first tap is the wallet's; then nothing comes until the wait is cancelled."""
+
+    def wait_for_card(self, timeout: float | None = None, cancel: CancelToken | None = None) -> CardSession:
+        from terminal.ports import WaitCancelled
+
+        self._taps += 1
+        if self._taps == 1:
+            return self._reader.wait_for_card(timeout=timeout, cancel=cancel)
+        assert cancel is not None
+        while not cancel.cancelled:
+            time.sleep(0.005)
+        raise WaitCancelled("cancelled")
+
+
+def test_the_cashier_cancels_while_the_same_wallet_is_awaited_and_it_ends_not_paid(rig: Rig) -> None:
+    rig.terminal.reader = WaitsForever("sim:card=cbdc-torn")
+
+    def cancel_when_asked(event: Any) -> None:
+        if event.kind == "card_prompt" and event.data.get("prompt") == "present the same wallet again":
+            threading.Timer(0.05, rig.terminal.cancel).start()
+
+    rig.terminal.subscribe(cancel_when_asked)
+    result = rig.terminal.sale(1234, CNY)
+    assert result.state is State.WALLET_NOT_PAID and "cancelled" in result.message
+    assert saf(rig) == [(result.txn_id, "cbdc_torn", "queued")]
