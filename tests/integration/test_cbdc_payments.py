@@ -97,6 +97,8 @@ def test_the_receipt_shows_the_wallet(rig: Rig) -> None:
     assert "DIGITAL CNY" in text and "D1A0********0001" in text and "D1A0000000000001" not in text
     assert "OFFLINE" in text and "COUNTER" in text and row.details["record_hash"] in text
     assert "12.34 CNY" in text
+    merchant = render_text(rig.terminal.receipt(result.txn_id, "merchant"), "merchant")
+    assert "MERCHANT COPY" in merchant and "TVR" not in merchant and "COUNTER" in merchant
 
 
 # profile -> (state, refusal): refused before PAY (declined, nothing debited) or after (record kept)
