@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -163,7 +163,6 @@ class WalletSale:
     error: BaseException | None = None  # the terminal's own fault (writing the intent), raised after Entry Point
     torn: bool = False  # the last tap ended torn: the same wallet is asked for again
     refused_before: str | None = None  # a refusal of the terminal's own before anything was read
-    exchanges: list[bytes] = field(default_factory=list)
 
     # -- what read_card asks ---------------------------------------------------------------------
 
@@ -272,7 +271,10 @@ class WalletSale:
         self.outcome = outcome
         if outcome.intent is not None and self.intent is None:
             self.intent = outcome.intent
-        if kind == "torn" and self.txn_id is not None:
+        # CBDC-SPEC section 7: a garbled answer after the intent (nothing parses as a record) is torn too:
+        # the wallet may have debited, and the re-tap fetches its record rather than guess
+        garbled = kind == "refused" and outcome.record is None and _refusal(outcome) == "malformed"
+        if (kind == "torn" or garbled) and self.txn_id is not None:
             if not self.torn:
                 core.record(self.txn_id, Event.WALLET_TORN, {"torn": True})
             self.torn = True

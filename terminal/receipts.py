@@ -277,7 +277,7 @@ def receipt_lines(data: ReceiptData, copy: Copy, width: int = 42, tz: tzinfo | N
         out += _pair("RESPONSE CODE", data.response_code, width)
     if data.cryptogram_type is not None:
         out += _pair(data.cryptogram_type, (data.cryptogram or "").upper(), width)
-    if merchant_copy:
+    if merchant_copy and data.wallet_counter is None:  # (a wallet has no EMV risk results to show)
         out += _pair("TVR", data.tvr.upper(), width)
         out += _pair("TSI", data.tsi.upper(), width)
     cvm_text = _cvm_text(data)

@@ -97,6 +97,8 @@ def test_the_receipt_shows_the_wallet(rig: Rig) -> None:
     assert "DIGITAL CNY" in text and "D1A0********0001" in text and "D1A0000000000001" not in text
     assert "OFFLINE" in text and "COUNTER" in text and row.details["record_hash"] in text
     assert "12.34 CNY" in text
+    merchant = render_text(rig.terminal.receipt(result.txn_id, "merchant"), "merchant")
+    assert "MERCHANT COPY" in merchant and "TVR" not in merchant and "COUNTER" in merchant
 
 
 # profile -> (state, refusal): refused before PAY (declined, nothing debited) or after (record kept)
@@ -431,3 +433,46 @@ def test_the_cashier_cancels_while_the_same_wallet_is_awaited_and_it_ends_not_pa
     result = rig.terminal.sale(1234, CNY)
     assert result.state is State.WALLET_NOT_PAID and "cancelled" in result.message
     assert saf(rig) == [(result.txn_id, "cbdc_torn", "queued")]
+
+
+class GarblesPayOnce:
+    """The wallet's answer to its first PAY arrives garbled (the wallet did debit): a radio error."""
+
+    kind = "reader"
+
+    def __init__(self, url: str) -> None:
+        self._reader = SimulatorCardReader.open(url)
+        self.garbled = False
+
+    def wait_for_card(self, timeout: float | None = None, cancel: CancelToken | None = None) -> CardSession:
+        session = self._reader.wait_for_card(timeout=timeout, cancel=cancel)
+        outer = self
+
+        class Session:
+            atr = session.atr
+
+            def exchange(self, command: bytes) -> bytes:
+                answer = session.exchange(command)
+                if command[:2] == b"\x80\x54" and not outer.garbled:
+                    outer.garbled = True
+                    return b"\xe4\x03\x01\x02" + answer[-2:]  # not a record
+                return answer
+
+            def close(self) -> None:
+                session.close()
+
+        return Session()  # type: ignore[return-value]
+
+
+def test_a_garbled_answer_to_pay_is_torn_and_the_re_tap_completes_the_same_payment(
+    rig: Rig, wallet_state: Path
+) -> None:
+    """CBDC-SPEC section 7: PAY got a garbled answer: the wallet may have debited; the same wallet is asked for
+    again and its record fetched, rather than the payment refused (and the customer left to wait for a sync)."""
+    reader = GarblesPayOnce("sim:card=cbdc-anon")
+    rig.terminal.reader = reader  # type: ignore[assignment]
+    result = rig.terminal.sale(1234, CNY)
+    assert reader.garbled and result.approved and result.state is State.WALLET_APPROVED
+    assert [r["event"] for r in rig.terminal.history(result.txn_id)] == ["wallet_intent", "wallet_torn",
+                                                                         "wallet_approved"]  # fmt: skip
+    assert wallet(wallet_state, "cbdc-anon") == (1, 500000 - 1234)  # debited once
