@@ -163,7 +163,7 @@ def _parse(url: str) -> tuple[PinAction, PinFormat | None, str | None]:
     rest, _, query = rest.partition("?")
     key, sep, value = rest.partition("=")
     if key != "pin" or not sep:
-        raise DeviceUrlError(f"{url.split('=')[0]!r}: expected sim:pin=DIGITS, sim:pin=cancel, timeout or bypass")
+        raise DeviceUrlError("expected sim:pin=DIGITS, sim:pin=cancel, timeout or bypass")
     action = parse_action(value, "sim:pin=...")
     fmt: PinFormat | None = None
     folder: str | None = None

@@ -105,7 +105,9 @@ def _cmd_printer(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sim = sub.add_parser("sim", help="start a simulated device: a card on pcscd or nfc-udp, a scanner, a printer, a PIN pad")
+    sim = sub.add_parser(
+        "sim", help="start a simulated device: a card on pcscd or nfc-udp, a scanner, a printer, a PIN pad"
+    )
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="DEVICE")
 
     card = sim_sub.add_parser("card", help="serve a simulated card (profile name or a trace file) to a reader stack")

@@ -57,12 +57,12 @@ __all__ = [
     "DEFAULT_DEVICES",
     "DEVICES_FILE",
     "KINDS",
+    "PIN_PAD",
     "DeviceConfig",
     "DeviceConfigError",
     "LazyPrinter",
     "LazyReader",
     "LazyScanner",
-    "PIN_PAD",
     "load_devices",
     "set_device",
     "shown_url",
@@ -162,7 +162,8 @@ def validate_url(kind: str, url: str) -> str:
         registry.check_url(text, kind)
     except DeviceUrlError as exc:
         message = str(exc)  # the adapter's message may name the URL already
-        raise DeviceConfigError(message if shown in message or text in message else f"{kind} URL {shown!r}: {message}") from None
+        named = shown in message or text in message
+        raise DeviceConfigError(message if named else f"{kind} URL {shown!r}: {message}") from None
     return text
 
 

@@ -177,4 +177,3 @@ def pin_matches(block: bytes, pan: str, key: bytes, fmt: PinFormat, expected: by
         return hmac.compare_digest(pin, expected)
     finally:
         wipe(pin)
-
