@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -55,15 +56,13 @@ def test_a_format_4_block_does_not_open_for_another_card(pin: bytes, pan: str, o
 
 
 @given(pins, pans, pans)
-def test_a_format_0_block_is_bound_to_the_pans_12_digits_before_the_check_digit(pin: bytes, pan: str, other: str) -> None:
+def test_a_format_0_block_is_bound_to_the_12_digits_before_the_check_digit(pin: bytes, pan: str, other: str) -> None:
     bound, other_bound = pan[-13:-1], other[-13:-1]
     block = encipher(pin, pan, TDES_KEY, PinFormat.ISO_0)
     assert (block == encipher(pin, other, TDES_KEY, PinFormat.ISO_0)) == (bound == other_bound)
     if bound != other_bound:
-        try:
+        with contextlib.suppress(PinBlockError):  # as often: the other PAN leaves no format 0 block
             assert not pin_matches(block, other, TDES_KEY, PinFormat.ISO_0, pin)
-        except PinBlockError:
-            pass  # as often: the other PAN leaves no format 0 block
 
 
 def test_a_block_under_another_key_is_refused_without_quoting_what_it_deciphers_to() -> None:
