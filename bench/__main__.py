@@ -325,6 +325,29 @@ def fleet_section(args: list[str], pg: str | None, pg_workers: int = 2) -> None:
     write_section("host-fleet-postgresql", "The same fleet, the host on PostgreSQL with two workers (issue 11)", body)
 
 
+CBDC_INTRO = """Issue 12's speed figures for hard-wallet taps (bench/cbdc_tap.py). SM2
+verification per signature: ours (cbdc.sm2, Python integers) against gmssl's
+(pure Python on hex strings), the same signatures, each made by gmssl with a key
+of its own. Then whole payments through `cbdc.kernel.pay` against an in-memory
+wallet: SELECT, GET WALLET INFO, the two certificates, the checks, PAY and the
+record's checks, with the wallet's own time in PAY (its checks and its gmssl
+signature) measured inside the wallet and subtracted; the airtime is that of
+the same bytes at 106 kbit/s (bench/airtime.py: 9 bit times a byte, PCB and
+CRC per block, ~86 µs frame delay; a floor). Target: terminal-side at most 10%
+of the airtime. The machine is shared: the load average says how busy it was.
+"""
+
+
+def cbdc_section(runs: int) -> None:
+    from bench import cbdc_tap
+
+    load = _load_average()
+    figures = cbdc_tap.run(runs)
+    body = CBDC_INTRO + "\n" + load + "\n\n" + cbdc_tap.markdown(*figures)
+    print(body)
+    write_section("cbdc", "Digital-currency taps: SM2 verification, terminal-side time vs airtime (issue 12)", body)
+
+
 QR_INTRO = """Issue 13's targets, one run on one machine, in-process (no device, no host):
 a sale's merchant-presented code built from the shipped configuration (a new
 amount and reference each time: the payload with its CRC, checked by decoding
@@ -350,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=200, help="transactions per profile")
     parser.add_argument(
         "--only",
-        choices=["emv", "core", "devices", "speed", "ui", "ecr", "host", "fleet", "qr"],
+        choices=["emv", "core", "devices", "speed", "ui", "ecr", "host", "fleet", "qr", "cbdc"],
         help="run one benchmark (speed: issue 9's figures, and the core and tap figures of the same run)",
     )
     parser.add_argument(
@@ -378,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         host_section([int(n) for n in args.workers.split(",") if n.strip()], pg)
     if args.only in (None, "fleet"):
         fleet_section(args.fleet_args.split(), None if args.pg in ("", "none") else args.pg)
+    if args.only in (None, "cbdc"):
+        cbdc_section(args.runs)
     if args.only == "core":
         _write_core(terminal_core.run())
     if args.only == "emv":

@@ -7,6 +7,7 @@ wallet's data (parsing, which can fail, happens before them in the kernel).
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -25,6 +26,7 @@ __all__ = [
     "check_limits",
     "check_record",
     "check_wallet",
+    "clear_certificate_cache",
     "verify_chain",
 ]
 
@@ -124,9 +126,11 @@ class TrustStore:
             raise ParameterError("cbdc.limits: not an object")
         limits = {}
         for code, entry in raw_limits.items():
+            if not (isinstance(code, str) and code.isascii() and code.isdigit() and 0 < int(code) <= 999):
+                # the code is untrusted text and the message one line: shown as a repr if it is not printable
+                shown = code if isinstance(code, str) and code.isprintable() else repr(code)
+                raise ParameterError(f"cbdc.limits.{shown}: not an ISO 4217 numeric currency code")
             where = f"cbdc.limits.{code}"
-            if not (isinstance(code, str) and code.isdigit() and 0 < int(code) <= 999):
-                raise ParameterError(f"{where}: not an ISO 4217 numeric currency code")
             if not isinstance(entry, Mapping):
                 raise ParameterError(f"{where}: not an object")
             values = [_count(entry.get(name), f"{where}.{name}") for name in Limits.__dataclass_fields__]
@@ -157,13 +161,14 @@ def _list(data: Mapping[str, Any], key: str) -> list[Any]:
     return value
 
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
 def _hex(value: object, size: int, where: str) -> bytes:
-    if not isinstance(value, str) or len(value) != 2 * size:
+    """Exactly ``2 * size`` hex digits (``bytes.fromhex`` alone would take spaces between them)."""
+    if not isinstance(value, str) or len(value) != 2 * size or not _HEX_DIGITS.issuperset(value):
         raise ParameterError(f"{where}: not {2 * size} hex digits")
-    try:
-        return bytes.fromhex(value)
-    except ValueError as exc:
-        raise ParameterError(f"{where}: not {2 * size} hex digits") from exc
+    return bytes.fromhex(value)
 
 
 def _count(value: object, where: str) -> int:
@@ -172,8 +177,20 @@ def _count(value: object, where: str) -> int:
     return value
 
 
+@functools.lru_cache(maxsize=128)
+def _certificate_verifies(issuer_key: bytes, signed_bytes: bytes, signature: bytes) -> bool:
+    """Memoised: a terminal meets the same operator certificate on every wallet of that operator (and the
+    same wallet certificate on each of its taps), and a verification is a pure function of its inputs."""
+    return sm2.verify(issuer_key, signed_bytes, signature)
+
+
+def clear_certificate_cache() -> None:
+    """Forget the memoised certificate verifications (for benchmarks of a first tap)."""
+    _certificate_verifies.cache_clear()
+
+
 def _signed_by(cert: Certificate, issuer_key: bytes) -> bool:
-    return bool(cert.signature) and sm2.verify(issuer_key, cert.signed_bytes, cert.signature)
+    return bool(cert.signature) and _certificate_verifies(issuer_key, cert.signed_bytes, cert.signature)
 
 
 def _dates(cert: Certificate, on: date) -> Refusal | None:

@@ -21,12 +21,11 @@ re-encoding); a record's ``hash`` is SM3 of ``raw``.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from cbdc import tlv
-from cbdc.fields import (
+from cbdc._fields import (
     MAX_AMOUNT,
     ProtocolError,
     UnsupportedVersion,
@@ -42,6 +41,10 @@ from cbdc.fields import (
     from_currency,
     from_date_time,
 )
+from cbdc._templates import Tag
+from cbdc._templates import counter as _counter
+from cbdc._templates import encode_elements as _encode
+from cbdc._templates import parse_template as _template
 from cbdc.sm3 import sm3
 
 __all__ = [
@@ -90,41 +93,6 @@ class Ins(enum.IntEnum):
     READ_CERTIFICATE = 0xB2
     PAY = 0x54
     GET_RECORD = 0x56
-
-
-class Tag(enum.IntEnum):
-    FCI = 0x6F
-    DF_NAME = 0x84
-    FCI_PROPRIETARY = 0xA5
-    APPLICATION_LABEL = 0x50
-    WALLET_INFO = 0xE1
-    CERTIFICATE = 0xE2
-    PAYMENT_REQUEST = 0xE3
-    PAYMENT_RECORD = 0xE4
-    ENVELOPE = 0xE6
-    VERSION = 0xDF40
-    WALLET_ID = 0xDF41
-    COUNTER = 0xDF42
-    PREVIOUS_HASH = 0xDF43
-    CURRENCY = 0xDF44
-    BALANCE = 0xDF45
-    AMOUNT = 0xDF51
-    MERCHANT_ID = 0xDF52
-    CHALLENGE = 0xDF53
-    DATE_TIME = 0xDF54
-    TERMINAL_ID = 0xDF56
-    SIGNATURE = 0xDF5F
-    CERT_VERSION = 0xDF71
-    SUBJECT_ID = 0xDF72
-    ISSUER_ID = 0xDF73
-    ROLE = 0xDF74
-    PUBLIC_KEY = 0xDF75
-    NOT_BEFORE = 0xDF76
-    NOT_AFTER = 0xDF77
-    TIER = 0xDF78
-    PER_PAYMENT_LIMIT = 0xDF79
-    DAILY_LIMIT = 0xDF7A
-    BALANCE_LIMIT = 0xDF7B
 
 
 class StatusWord(enum.IntEnum):
@@ -194,83 +162,6 @@ def ppse_entry(priority: int = 1) -> bytes:
     body = tlv.encode(0x4F, AID) + tlv.encode(0x50, LABEL.encode("ascii"))
     body += tlv.encode(0x87, bytes([priority])) + tlv.encode(0x9F2A, KERNEL_ID)
     return tlv.encode(0x61, body)
-
-
-# --------------------------------------------------------------------------- template parsing
-
-_Lengths = tuple[int, int]
-_FIXED: dict[int, _Lengths] = {
-    Tag.VERSION: (1, 1),
-    Tag.WALLET_ID: (8, 8),
-    Tag.COUNTER: (4, 4),
-    Tag.PREVIOUS_HASH: (32, 32),
-    Tag.CURRENCY: (2, 2),
-    Tag.BALANCE: (6, 6),
-    Tag.AMOUNT: (6, 6),
-    Tag.MERCHANT_ID: (1, 15),
-    Tag.CHALLENGE: (16, 16),
-    Tag.DATE_TIME: (7, 7),
-    Tag.TERMINAL_ID: (8, 8),
-    Tag.SIGNATURE: (64, 64),
-    Tag.CERT_VERSION: (1, 1),
-    Tag.SUBJECT_ID: (4, 8),
-    Tag.ISSUER_ID: (4, 4),
-    Tag.ROLE: (1, 1),
-    Tag.PUBLIC_KEY: (64, 64),
-    Tag.NOT_BEFORE: (4, 4),
-    Tag.NOT_AFTER: (4, 4),
-    Tag.TIER: (1, 1),
-    Tag.PER_PAYMENT_LIMIT: (6, 6),
-    Tag.DAILY_LIMIT: (6, 6),
-    Tag.BALANCE_LIMIT: (6, 6),
-}
-
-
-def _name(tag: int) -> str:
-    return f"{tag:X}"
-
-
-@dataclass(frozen=True)
-class _Parsed:
-    values: Mapping[int, bytes]
-    signed_bytes: bytes = b""
-    signature: bytes = b""
-
-
-def _template(data: bytes, template: int, mandatory: tuple[int, ...], *, signed: bool) -> _Parsed:
-    """The elements of one template that is the whole of ``data``; ProtocolError on any breach."""
-    try:
-        outer = tlv.decode_one(data, template)
-        elements = tlv.decode(outer.value)
-    except tlv.TlvError as exc:
-        raise ProtocolError(f"{_name(template)}: {exc}") from exc
-    values: dict[int, bytes] = {}
-    for element in elements:
-        if element.tag in values:
-            raise ProtocolError(f"{_name(template)}: duplicate tag {element.tag_hex}")
-        lengths = _FIXED.get(element.tag)
-        if lengths is not None and not lengths[0] <= len(element.value) <= lengths[1]:
-            raise ProtocolError(f"{_name(template)}: wrong length of {element.tag_hex}")
-        values[element.tag] = element.value
-    for tag in mandatory:
-        if tag not in values:
-            raise ProtocolError(f"{_name(template)}: missing {_name(tag)}")
-    if not signed:
-        return _Parsed(values)
-    if Tag.SIGNATURE not in values:
-        raise ProtocolError(f"{_name(template)}: missing DF5F")
-    last = elements[-1]
-    if last.tag != Tag.SIGNATURE:
-        raise ProtocolError(f"{_name(template)}: data after the signature DF5F")
-    return _Parsed(values, outer.value[: last.start], last.value)
-
-
-def _counter(raw: bytes) -> int:
-    return int.from_bytes(raw, "big")
-
-
-def _encode(pairs: Sequence[tuple[int, bytes]]) -> bytes:
-    return b"".join(tlv.encode(tag, value) for tag, value in pairs)
 
 
 # --------------------------------------------------------------------------- SELECT
@@ -478,11 +369,15 @@ class PaymentRequest:
     merchant_id: str  # ASCII 1-15
     terminal_id: str  # ASCII 8
     challenge: bytes  # 16 random bytes, drawn by the caller
-    date_time: datetime  # UTC (a naive datetime is taken as UTC)
+    date_time: datetime  # kept in UTC to the second, as encoded (a naive datetime is taken as UTC)
 
     _MANDATORY = (Tag.AMOUNT, Tag.CURRENCY, Tag.MERCHANT_ID, Tag.TERMINAL_ID, Tag.CHALLENGE, Tag.DATE_TIME)
 
     def __post_init__(self) -> None:
+        # the date and time as encoded: UTC, whole seconds (a naive datetime is taken as UTC)
+        when = self.date_time
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        object.__setattr__(self, "date_time", when.replace(microsecond=0))
         if not 0 < self.amount <= MAX_AMOUNT:
             raise ValueError(f"amount out of range: {self.amount}")
         currency_code(self.currency)

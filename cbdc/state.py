@@ -7,6 +7,8 @@
 True
 >>> OfflineState({"D1A0000000000001": 4}).last_counter(bytes.fromhex("D1A0000000000001"))
 4
+>>> OfflineState({"d1a0000000000001": 4}).last_counter(bytes.fromhex("D1A0000000000001"))
+4
 """
 
 from __future__ import annotations
@@ -103,5 +105,11 @@ class OfflineState:
     oldest_unsent_age_s: float | None = None
 
     def last_counter(self, wallet_id: bytes) -> int:
-        """0 when this terminal has never seen the wallet."""
-        return int(self.last_counters.get(wallet_id.hex().upper(), 0))
+        """0 when this terminal has never seen the wallet.  Keys in upper-case hex, or lower-case: a mapping
+        keyed the other way must not silently let a replayed counter through.  (The mapping may be lazy, one
+        lookup per wallet asked about: it is never iterated.)"""
+        key = wallet_id.hex().upper()
+        value = self.last_counters.get(key)
+        if value is None:
+            value = self.last_counters.get(key.lower())
+        return int(value or 0)

@@ -4,31 +4,45 @@
 Entry Point has just selected and carries the transaction to its first
 GENERATE AC:
 
-    INITIATE        GET PROCESSING OPTIONS with the PDOL values (9F33 built the C-2 way)
-    READ            READ RECORD per AFL; mandatory data; exception file
+    INITIATE        GET PROCESSING OPTIONS with the PDOL values (9F33 as configured);
+                    EMV mode; the active AFL (without the mag-stripe record, S3.30ff)
+    RELAY           relay resistance: EXCHANGE RELAY RESISTANCE DATA, timed (emv.c2_rrp)
+    READ            READ RECORD per active AFL; mandatory data; exception file
+    LIMITS          Reader Contactless Transaction Limit (DF8124 / DF8125 with on-device CVM)
     ODA             choose CDA / DDA / SDA; recover keys; DDA (INTERNAL AUTHENTICATE) or SDA now
     RESTRICTIONS    application version, usage control, dates (emv.risk)
-    CVM             on-device CVM or the CVM list with the capability byte in use (emv.cvm)
+    CVM             9F33 byte 2 from DF8118 / DF8119; on-device CVM or the CVM list (emv.cvm)
     RISK            floor limit, random selection, velocity (GET DATA ATC / last online ATC)
     ACTION          terminal action analysis: AAC, TC or ARQC to ask for
-    GENERATE_AC     GENERATE AC with the CDOL1 values, CDA requested where it can be
+    GENERATE_AC     GENERATE AC with the CDOL1 values, CDA requested where it can be; for
+                    this card's torn transaction, RECOVER AC first (emv.c2_torn)
     VERIFY_CDA      the SDAD over the response: dynamic number, CID, AC, transaction data hash
-    OUTCOME         TC -> Approved, ARQC -> Online Request, AAC -> Declined
+    OUTCOME         TC -> Approved, ARQC -> Online Request, AAC -> Declined; DF8129 & co.
 
-The order of the steps and what may follow each is :data:`TRANSITIONS`.
+The order of the steps and what may follow each is :data:`TRANSITIONS`.  The
+configuration is Book C-2's data objects (:mod:`emv.c2_data`), resolved per
+transaction from the combination and the transaction's overrides.
 
 Cards are untrusted.  Whatever a card answers ends in a result or in
-:class:`~emv.kernel_common.KernelError` (Entry Point: *End Application*);
+:class:`~emv.kernel_common.KernelError` (a :class:`~emv.c2_outcome.C2KernelError`
+naming its L2 error; Entry Point: *End Application*);
 :class:`~emv.apdu.CardCommunicationError` goes up unchanged (*Try Again*).
 
 C-2 choices worth knowing:
 
-- 9F33 byte 2 is DF8118 ("CVM required") when the amount is *above* the CVM
-  required limit, else DF8119, without its PIN methods when the configuration
-  has no PIN pad (:mod:`emv.capabilities`); the floor limit is exceeded
-  *above* the limit (C-2 compares with ">", Book 3 with ">=").
-- A CDA failure declines the transaction whatever cryptogram the card gave.
+- 9F33: the configured value (``--set 9F33``, else DF8117 | the terminal's byte 2
+  | DF811F) goes into the PDOL; before CVM selection byte 2 becomes DF8118 when
+  the amount is *above* the Reader CVM Required Limit DF8126, else DF8119,
+  without PIN methods when there is no PIN pad (:mod:`emv.capabilities`); that
+  is the value CVM selection uses and GENERATE AC sends.
+- The floor limit is exceeded *above* the limit (C-2 compares with ">", Book 3 with ">=").
+- TVR byte 5 bits 2-1 are set in every EMV mode transaction: RRP performed, or
+  RRP not performed when the card or the kernel does not support it.
+- A CDA failure declines the transaction whatever cryptogram the card gave
+  (DF8115 says CAM FAILED).
 - A GPO answered with an error status word gives *Select Next*.
+- Mag-stripe mode is not implemented: a card without EMV mode ends the
+  transaction (L2 MAGSTRIPE NOT SUPPORTED).
 """
 
 from __future__ import annotations
@@ -37,22 +51,31 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from emv import apdu, cvm, dol, oda, risk, tlv
-from emv.capabilities import without_pin_cvm_capability
+from emv import apdu, c2_cvm, c2_data, c2_oda, c2_records, c2_rrp, c2_torn, cvm, dol, oda, risk, tlv
+from emv.c2_data import C2Config
+from emv.c2_gac import REQUESTED, STRENGTH, GacResponse, cryptogram_type, parse_gac_response
+from emv.c2_oda import choose_oda_method
+from emv.c2_outcome import (
+    L2_CAM_FAILED,
+    L2_CARD_DATA_ERROR,
+    L2_MAGSTRIPE_NOT_SUPPORTED,
+    L2_MAX_LIMIT_EXCEEDED,
+    L2_STATUS_BYTES,
+    C2KernelError,
+    error_indication,
+    final_outcome,
+    outcome_objects,
+)
 from emv.kernel_common import (
     KernelContext,
     KernelError,
     OdaKeys,
     RecordsRead,
     gpo_response,
-    read_records,
-    recover_oda_keys,
     result_from,
     send,
-    unique_primitives,
 )
 from emv.outcome import CvmPerformed, Message, OdaReport, Outcome, ReaderStatus, TransactionResult, UiMessage
-from emv.pan import pan_of
 from emv.tvr import Tsi, Tvr
 
 __all__ = [
@@ -66,28 +89,20 @@ __all__ = [
     "run",
 ]
 
-# AIP (82) byte 1
-AIP_SDA = 0x40
-AIP_DDA = 0x20
-AIP_CVM = 0x10
+# AIP (82) byte 1 (the ODA bits are emv.c2_oda's)
 AIP_TRM = 0x08
 AIP_ON_DEVICE_CVM = 0x02
-AIP_CDA = 0x01
-# 9F33 byte 3, security capability
-SEC_SDA = 0x80
-SEC_DDA = 0x40
-SEC_CDA = 0x08
-# DF811B kernel configuration: b6 on-device cardholder verification supported
-KCFG_ON_DEVICE_CVM = 0x20
+# AIP byte 2
+AIP2_EMV_MODE = 0x80
 
-CID_TYPE_MASK = 0xC0
-MANDATORY = (0x5A, 0x5F24, 0x8C)
 REFUND = 0x20
 
 
 class State(enum.Enum):
     INITIATE = "initiate"
+    RELAY = "relay"
     READ = "read"
+    LIMITS = "limits"
     ODA = "oda"
     RESTRICTIONS = "restrictions"
     CVM = "cvm"
@@ -109,9 +124,12 @@ class Event(enum.Enum):
 
 #: (state, event) -> next state.  Processing errors leave through KernelError from any state.
 TRANSITIONS: dict[tuple[State, Event], State] = {
-    (State.INITIATE, Event.OK): State.READ,
+    (State.INITIATE, Event.OK): State.RELAY,
     (State.INITIATE, Event.SELECT_NEXT): State.DONE,
-    (State.READ, Event.OK): State.ODA,
+    (State.RELAY, Event.OK): State.READ,
+    (State.READ, Event.OK): State.LIMITS,
+    (State.LIMITS, Event.OK): State.ODA,
+    (State.LIMITS, Event.SELECT_NEXT): State.DONE,
     (State.ODA, Event.OK): State.RESTRICTIONS,
     (State.RESTRICTIONS, Event.OK): State.CVM,
     (State.CVM, Event.OK): State.RISK,
@@ -124,86 +142,6 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
 }
 
 
-def choose_oda_method(aip: bytes, capabilities: bytes) -> str | None:
-    """The ODA method both card (AIP byte 1) and terminal (9F33 byte 3) support: CDA, DDA, SDA.
-
-    >>> choose_oda_method(bytes.fromhex("1980"), bytes.fromhex("E06008"))
-    'CDA'
-    >>> choose_oda_method(bytes.fromhex("4000"), bytes.fromhex("E06008")) is None
-    True
-    """
-    card = aip[0] if aip else 0
-    term = capabilities[2] if len(capabilities) > 2 else 0
-    if card & AIP_CDA and term & SEC_CDA:
-        return "CDA"
-    if card & AIP_DDA and term & SEC_DDA:
-        return "DDA"
-    if card & AIP_SDA and term & SEC_SDA:
-        return "SDA"
-    return None
-
-
-def cryptogram_type(cid: int) -> str | None:
-    """9F27 bits 8-7: 00 AAC, 01 TC, 10 ARQC; 11 is RFU (None).
-
-    >>> cryptogram_type(0x80), cryptogram_type(0x40), cryptogram_type(0x00), cryptogram_type(0xC0)
-    ('ARQC', 'TC', 'AAC', None)
-    """
-    return {0x00: "AAC", 0x40: "TC", 0x80: "ARQC"}.get(cid & CID_TYPE_MASK)
-
-
-#: Book 3 9.3: to a TC request the card may answer TC, ARQC or AAC; to an ARQC request
-#: ARQC or AAC; to an AAC request only AAC.  A card may never answer above the request.
-_STRENGTH = {"AAC": 0, "ARQC": 1, "TC": 2}
-_REQUESTED = {apdu.AC_AAC: "AAC", apdu.AC_TC: "TC", apdu.AC_ARQC: "ARQC"}
-
-
-@dataclass(frozen=True)
-class GacResponse:
-    """A GENERATE AC response: ``objects`` are its primitives; ``template77`` the
-    raw value of a format 2 response (for the CDA transaction data hash)."""
-
-    cid: int
-    objects: dict[int, bytes]
-    template77: bytes | None
-
-
-def parse_gac_response(data: bytes) -> GacResponse:
-    """Format 1 (80: CID | ATC (2) | AC (8) | IAD) or format 2 (77).
-
-    >>> r = parse_gac_response(bytes.fromhex("800C 40 0001 1122334455667788 06"))
-    >>> r.cid, r.objects[0x9F26].hex(), r.objects[0x9F10].hex()
-    (64, '1122334455667788', '06')
-    >>> parse_gac_response(bytes.fromhex("7709 9F270100 9F36020001")).cid
-    0
-    """
-    try:
-        objs = tlv.decode(data)
-    except tlv.TlvError as exc:
-        raise KernelError(f"GENERATE AC response: {exc}") from None
-    if len(objs) != 1:
-        raise KernelError("GENERATE AC response: expected one template 80 or 77")
-    top = objs[0]
-    if top.tag == 0x80:
-        v = top.value
-        if len(v) < 11 or len(v) > 43:
-            raise KernelError(f"GENERATE AC response format 1 of {len(v)} bytes")
-        out = {0x9F27: v[0:1], 0x9F36: v[1:3], 0x9F26: v[3:11]}
-        if len(v) > 11:
-            out[0x9F10] = v[11:]
-        return GacResponse(v[0], out, None)
-    if top.tag == 0x77 and top.children is not None:
-        prim = unique_primitives(top.children, "GENERATE AC response")
-        cid = prim.get(0x9F27)
-        if cid is None or len(cid) != 1:
-            raise KernelError("GENERATE AC response: CID (9F27) missing or not 1 byte")
-        atc = prim.get(0x9F36)
-        if atc is None or len(atc) != 2:
-            raise KernelError("GENERATE AC response: ATC (9F36) missing or not 2 bytes")
-        return GacResponse(cid[0], prim, top.value)
-    raise KernelError(f"GENERATE AC response: template {tlv.tag_hex(top.tag)} is neither 80 nor 77")
-
-
 def _ui(message: Message, status: ReaderStatus = ReaderStatus.CARD_READ_SUCCESSFULLY) -> UiMessage:
     return UiMessage(message, status)
 
@@ -213,6 +151,7 @@ class _Run:
     """One kernel 2 transaction: the steps of :data:`TRANSITIONS` and what they found."""
 
     ctx: KernelContext
+    c2: C2Config = field(default_factory=C2Config)
     td: dict[int, bytes] = field(default_factory=dict)
     capabilities: bytes = b""
     pdol_values: bytes = b""
@@ -268,62 +207,95 @@ class _Run:
         self.oda_report.failure = failure
 
     def recover_keys(self) -> OdaKeys:
-        try:
-            static = oda.static_data_to_authenticate(
-                self.records.oda_records, self.aip, self.card.get(0x9F4A)
-            )
-        except oda.OdaFailure as exc:
-            return OdaKeys(failure=exc.name)
-        keys = recover_oda_keys(self.ctx, self.card, static)
-        self.oda_report.issuer_key_recovered = keys.issuer_key_recovered
-        self.oda_report.icc_key_recovered = keys.ok
-        return keys
+        return c2_oda.recover_keys(self.ctx, self.card, self.records.oda_records, self.aip, self.oda_report)
 
     # -- steps ---------------------------------------------------------------------------------------
 
+    def currency(self) -> bytes:
+        return self.ctx.txn.currency_bcd()
+
     def initiate(self) -> Event:
         ctx = self.ctx
-        self.capabilities = ctx.terminal_capabilities()
+        self.c2 = c2_data.resolve(
+            c2_data.combination_objects(ctx.combination), ctx.txn.overrides, pin_pad=ctx.config.pin_pad
+        )
         self.td = ctx.terminal_data()
-        self.td[0x9F33] = self.capabilities
         self.td.update(ctx.txn.overrides)
-        if len(self.td[0x9F33]) == 3:  # an override (replay --set 9F33=...) is what the kernel uses
-            self.capabilities = self.td[0x9F33]
-        self.card[0x9F33] = self.td[0x9F33]
+        self.capabilities = self.configured_capabilities()
+        self.td[0x9F33] = self.capabilities
+        self.card[0x9F33] = self.capabilities
         pdol_raw = ctx.fci_data.get(0x9F38, b"")
         try:
             pdol = dol.parse(pdol_raw)
             self.pdol_values = dol.build(pdol, self.values())
             command = apdu.gpo(self.pdol_values)
         except (dol.DolError, ValueError) as exc:
-            raise KernelError(f"PDOL: {exc}") from None
+            raise C2KernelError(f"PDOL: {exc}", L2_CARD_DATA_ERROR, currency=self.currency()) from None
         resp = send(ctx, command, "GET PROCESSING OPTIONS")
         if not resp.ok:
-            self.result = result_from(
-                ctx,
-                Outcome.SELECT_NEXT,
-                [],
-                error=f"GET PROCESSING OPTIONS: status {resp.sw:04X}",
-            )
-            return Event.SELECT_NEXT
-        self.aip, self.afl, objects = gpo_response(resp.data)
+            return self.select_next(f"GET PROCESSING OPTIONS: status {resp.sw:04X}", L2_STATUS_BYTES, resp.sw)
+        self.aip, afl, objects = gpo_response(resp.data)
         self.card.update(objects)
+        if not (self.aip[1] & AIP2_EMV_MODE and self.c2.emv_mode_supported):
+            # Mag-stripe mode (and a card without EMV mode) is not implemented.
+            raise C2KernelError(
+                "the card does not support EMV mode and posterm does not implement mag-stripe mode",
+                L2_MAGSTRIPE_NOT_SUPPORTED,
+                currency=self.currency(),
+            )
+        self.afl = c2_records.active_afl(afl, self.c2)
+        return Event.OK
+
+    def configured_capabilities(self) -> bytes:
+        """9F33 as configured: ``--set 9F33`` as given, else DF8117 | the terminal's byte 2 | DF811F."""
+        given = self.ctx.txn.overrides.get(0x9F33)
+        if given is not None and len(given) == 3:
+            return bytes(given)
+        base = self.ctx.config.terminal_capabilities
+        byte1 = self.c2.get(0xDF8117) or base[0:1]
+        byte3 = self.c2.get(0xDF811F) or base[2:3]
+        return byte1 + base[1:2] + byte3
+
+    def relay(self) -> Event:
+        """Relay resistance (Book C-2 S3.60ff and state R1), or "RRP not performed" (S3.65)."""
+        if not (self.aip[1] & c2_rrp.AIP2_RRP_SUPPORTED and self.c2.rrp_supported):
+            self.tvr.set(Tvr.RRP_NOT_PERFORMED)
+            return Event.OK
+        c2_rrp.perform(self.ctx, self.c2, self.td, self.card, self.tvr)
         return Event.OK
 
     def read(self) -> Event:
         known = {t: v for t, v in self.card.items() if t != 0x9F33}
-        self.records = read_records(self.ctx, self.afl, known=known)
+        self.records, pan = c2_records.read_active_afl(self.ctx, self.afl, known)
         self.card.update(self.records.data)
         self.card[0x9F33] = self.td[0x9F33]  # terminal-sourced: a card's copy does not count
-        missing = [tlv.tag_hex(t) for t in MANDATORY if not self.card.get(t)]
-        if missing:
-            raise KernelError(f"mandatory card data missing: {', '.join(missing)}")
-        pan = pan_of(self.card)
-        if pan is None:
-            raise KernelError("PAN (5A) is not numeric")
         if self.ctx.config.exception_file.contains(pan):
             self.tvr.set(Tvr.PAN_IN_EXCEPTION_FILE)
         return Event.OK
+
+    def on_device_cvm(self) -> bool:
+        """Both the card (AIP byte 1 b2) and the kernel (DF811B b6) support on-device CVM."""
+        return bool(self.aip[0] & AIP_ON_DEVICE_CVM) and self.c2.on_device_cvm_supported
+
+    def limits(self) -> Event:
+        """Reader Contactless Transaction Limit: DF8125 with on-device CVM, else DF8124 (S456)."""
+        tag = 0xDF8125 if self.on_device_cvm() else 0xDF8124
+        limit = self.c2.limit(tag)
+        if limit is None or self.ctx.txn.amount <= limit:
+            return Event.OK
+        return self.select_next(
+            f"amount above the reader contactless transaction limit ({tag:X})", L2_MAX_LIMIT_EXCEEDED
+        )
+
+    def select_next(self, error: str, l2: int, sw: int = 0x0000) -> Event:
+        """Outcome Select Next (Start C): Entry Point takes the next combination."""
+        self.result = result_from(self.ctx, Outcome.SELECT_NEXT, [], error=error)
+        ui = UiMessage(Message.PROCESSING, ReaderStatus.PROCESSING)
+        currency, ei = self.currency(), error_indication(l2, sw)
+        self.result.outcome_data = outcome_objects(
+            Outcome.SELECT_NEXT, ui, CvmPerformed.NOT_PERFORMED, currency=currency, error=ei
+        )
+        return Event.SELECT_NEXT
 
     def oda(self) -> Event:
         self.method = choose_oda_method(self.aip, self.capabilities)
@@ -349,60 +321,17 @@ class _Run:
         return Event.OK
 
     def _sda(self) -> None:
-        ctx = self.ctx
-        needed = (0x8F, 0x90, 0x9F32, 0x93)
-        pan = pan_of(self.card)
-        if any(t not in self.card for t in needed) or pan is None or len(self.card[0x8F]) != 1:
-            self.oda_failed("icc_data_missing")
-            return
-        rid, index = ctx.aid[:5], self.card[0x8F][0]
-        today = ctx.txn.on_date()
-        try:
-            static = oda.static_data_to_authenticate(
-                self.records.oda_records, self.aip, self.card.get(0x9F4A)
-            )
-            ca_key = oda.ca_public_key(ctx.config.capks, rid, index, today)
-            issuer = oda.recover_issuer_key(
-                ca_key,
-                self.card[0x90],
-                self.card.get(0x92),
-                self.card[0x9F32],
-                pan,
-                today,
-                ctx.config.revocation_list,
-                rid=rid,
-                capk_index=index,
-            )
-            self.oda_report.issuer_key_recovered = True
-            dac = oda.verify_ssad(issuer, self.card[0x93], static)
-        except oda.OdaFailure as exc:
-            self.oda_failed(exc.name)
-            return
-        self.card[0x9F45] = dac
-        self.oda_report.result = "passed"
+        failure = c2_oda.sda(self.ctx, self.card, self.records.oda_records, self.aip, self.oda_report)
+        if failure is not None:
+            self.oda_failed(failure)
 
     def _dda(self) -> None:
-        assert self.keys is not None
-        ddol_raw = self.card.get(0x9F49) or self.ctx.combination.default_ddol
-        if not ddol_raw:
-            self.oda_failed("icc_data_missing")
-            return
-        try:
-            ddol_values = dol.build(dol.parse(ddol_raw), self.values())
-            command = apdu.internal_authenticate(ddol_values)
-        except (dol.DolError, ValueError):
-            self.oda_failed("icc_data_missing")
-            return
-        resp = send(self.ctx, command, "INTERNAL AUTHENTICATE")
-        sdad = _sdad_of(resp.data) if resp.ok else None
-        try:
-            assert self.keys.icc_key is not None
-            data = oda.verify_sdad(self.keys.icc_key, sdad, ddol_values)
-        except oda.OdaFailure as exc:
-            self.oda_failed(exc.name)
-            return
-        self.card[0x9F4C] = data.dynamic_number
-        self.oda_report.result = "passed"
+        assert self.keys is not None and self.keys.icc_key is not None
+        failure = c2_oda.dda(self.ctx, self.card, self.keys.icc_key, self.values())
+        if failure is not None:
+            self.oda_failed(failure)
+        else:
+            self.oda_report.result = "passed"
 
     def restrictions(self) -> Event:
         ctx = self.ctx
@@ -418,42 +347,24 @@ class _Run:
 
     def cvm(self) -> Event:
         ctx = self.ctx
-        limit = ctx.combination.cvm_required_limit
+        limit = self.c2.limit(0xDF8126)
         above_limit = limit is not None and ctx.txn.amount > limit
-        on_device = bool(self.aip[0] & AIP_ON_DEVICE_CVM) and bool(
-            (ctx.combination.kernel_configuration or b"\x00")[0] & KCFG_ON_DEVICE_CVM
+        # S456: 9F33 byte 2 from "CVM Capability - CVM Required" above the Reader CVM Required
+        # Limit, else "No CVM Required"; CVM selection uses it, GENERATE AC sends it.
+        byte2 = self.c2.get(0xDF8118 if above_limit else 0xDF8119)
+        if byte2 is not None:
+            self.capabilities = self.capabilities[0:1] + byte2 + self.capabilities[2:3]
+            self.td[0x9F33] = self.capabilities
+            self.card[0x9F33] = self.capabilities
+        outcome = c2_cvm.select_cvm(
+            ctx,
+            self.card,
+            self.aip,
+            self.capabilities[1],
+            on_device=self.on_device_cvm(),
+            above_limit=above_limit,
+            terminal_type=self.terminal_type(),
         )
-        if on_device:
-            # C-2: the phone verified the cardholder (or no CVM is needed below the limit).
-            if above_limit:
-                outcome = cvm.CvmOutcome(bytes.fromhex("010002"), CvmPerformed.CONSUMER_DEVICE)
-            else:
-                outcome = cvm.CvmOutcome(bytes.fromhex("3F0002"), CvmPerformed.NO_CVM)
-        elif not self.aip[0] & AIP_CVM:
-            outcome = cvm.no_cvm_supported_by_card()
-        else:
-            cvm_list: cvm.CvmList | None = None
-            raw = self.card.get(0x8E)
-            if raw:
-                try:
-                    cvm_list = cvm.parse_cvm_list(raw)
-                except cvm.CvmListError as exc:
-                    raise KernelError(f"CVM list (8E): {exc}") from None
-            # Without a PIN pad the PIN methods are not supported, whatever 9F33 (an override
-            # included) claims: the CVM list moves on to the next rule, or CVM fails (TVR byte 3).
-            capability = self.capabilities[1]
-            if not ctx.config.pin_pad:
-                capability = without_pin_cvm_capability(capability)
-            cctx = cvm.CvmContext(
-                amount=ctx.txn.amount,
-                transaction_currency=ctx.txn.currency_bcd(),
-                application_currency=self.card.get(0x9F42),
-                cvm_capability=capability,
-                transaction_type=ctx.txn.transaction_type,
-                terminal_type=self.terminal_type(),
-                pin_pad_working=ctx.config.pin_pad,
-            )
-            outcome = cvm.process(cvm_list, cctx)
         outcome.apply_to(self.tvr, self.tsi)
         self.cvm_outcome = outcome
         self.card[0x9F34] = outcome.results
@@ -472,7 +383,8 @@ class _Run:
     def risk(self) -> Event:
         ctx = self.ctx
         c = ctx.combination
-        floor = c.floor_limit if c.floor_limit is not None else ctx.config.terminal_floor_limit
+        reader_floor = self.c2.limit(0xDF8123)
+        floor = reader_floor if reader_floor is not None else ctx.config.terminal_floor_limit
         if not self.aip[0] & AIP_TRM:
             # C-2 checks the floor limit whatever the AIP says; the rest only when asked.
             risk.floor_limit_check(ctx.txn.amount, floor, at_limit_exceeds=False).apply_to(self.tvr, self.tsi)
@@ -490,11 +402,11 @@ class _Run:
 
     def action(self) -> Event:
         ctx = self.ctx
-        c = ctx.combination
-        codes = risk.ActionCodes.from_card(c.tac_denial, c.tac_online, c.tac_default, self.card)
-        decision = risk.terminal_action_analysis(
-            self.tvr.value, codes, online_capable=ctx.config.online_capable
+        zeros = bytes(5)
+        codes = risk.ActionCodes.from_card(
+            self.c2.get(0xDF8121) or zeros, self.c2.get(0xDF8122) or zeros, self.c2.get(0xDF8120) or zeros, self.card
         )
+        decision = risk.terminal_action_analysis(self.tvr.value, codes, online_capable=ctx.config.online_capable)
         if ctx.txn.transaction_type == REFUND and decision.cryptogram != "AAC":
             decision = risk.TaaDecision(apdu.AC_AAC, "AAC", "refund")
         self.decision = decision
@@ -504,10 +416,15 @@ class _Run:
         assert self.decision is not None
         self.card.setdefault(0x9F45, bytes(2))
         self.card.setdefault(0x9F4C, bytes(8))
+        torn = c2_torn.pending_for(self.ctx, self.card, lifetime=self.c2.number(0xDF811C))
+        if torn is not None:
+            recovered = self.recover(torn)
+            if recovered is not None:
+                return self.gac_response(recovered, "RECOVER AC")
         try:
             cdol1 = dol.parse(self.card[0x8C])
         except dol.DolError as exc:
-            raise KernelError(f"CDOL1 (8C): {exc}") from None
+            raise C2KernelError(f"CDOL1 (8C): {exc}", L2_CARD_DATA_ERROR, currency=self.currency()) from None
         self.cda_requested = self.cda_possible and self.decision.cryptogram != "AAC"
         self.cdol1_values = dol.build(cdol1, self.values())
         self.ctx.record_dol_values(cdol1, self.cdol1_values)
@@ -515,17 +432,57 @@ class _Run:
             command = apdu.generate_ac(self.decision.reference, self.cdol1_values, cda=self.cda_requested)
         except ValueError as exc:
             raise KernelError(f"CDOL1: {exc}") from None
-        resp = send(self.ctx, command, "GENERATE AC")
+        try:
+            resp = send(self.ctx, command, "GENERATE AC")
+        except apdu.CardCommunicationError:
+            self.log_torn()  # the card may have computed a cryptogram the terminal never saw
+            raise
+        return self.gac_response(resp, "GENERATE AC")
+
+    def recover(self, torn: c2_torn.TornRecord) -> apdu.Response | None:
+        """RECOVER AC; on 9000 the torn transaction's data come back (the card's signature covers
+        them) and its answer stands for the GENERATE AC; otherwise None: GENERATE AC as usual."""
+        assert self.ctx.txn.torn_log is not None
+        resp = send(self.ctx, c2_torn.recover_ac(torn.drdol_values), "RECOVER AC")
+        self.ctx.txn.torn_log.remove(torn)
         if not resp.ok:
-            raise KernelError(f"GENERATE AC: status {resp.sw:04X}")
+            return None
+        self.decision = risk.TaaDecision(torn.reference, REQUESTED[torn.reference], "torn transaction recovered")
+        self.pdol_values, self.cdol1_values = torn.pdol_values, torn.cdol1_values
+        self.cda_requested = torn.cda_requested
+        self.ctx.cryptogram_inputs = dict(torn.cryptogram_inputs)
+        self.ctx.tvr = Tvr(torn.tvr)
+        self.td.update(torn.terminal_data)
+        if 0x9F34 in torn.cryptogram_inputs:
+            self.card[0x9F34] = torn.cryptogram_inputs[0x9F34]
+        return resp
+
+    def log_torn(self) -> None:
+        """Keep the torn GENERATE AC in the torn log (when the transaction has one; emv.c2_torn)."""
+        if self.decision is None:
+            return
+        c2_torn.log_torn(
+            self.ctx,
+            self.card,
+            self.values(),
+            max_records=self.c2.number(0xDF811D),
+            pdol_values=self.pdol_values,
+            cdol1_values=self.cdol1_values,
+            reference=self.decision.reference,
+            cda_requested=self.cda_requested,
+        )
+
+    def gac_response(self, resp: apdu.Response, what: str) -> Event:
+        """The card's answer to GENERATE AC (or to RECOVER AC, which stands for it)."""
+        assert self.decision is not None
+        if not resp.ok:
+            raise C2KernelError(f"{what}: status {resp.sw:04X}", L2_STATUS_BYTES, resp.sw, currency=self.currency())
         gac = parse_gac_response(resp.data)
         kind = cryptogram_type(gac.cid)
         if kind is None:
-            raise KernelError(f"GENERATE AC: CID {gac.cid:02X} names no cryptogram")
-        if _STRENGTH[kind] > _STRENGTH[self.decision.cryptogram]:
-            raise KernelError(
-                f"GENERATE AC: card answered {kind} to a request for {self.decision.cryptogram}"
-            )
+            raise KernelError(f"{what}: CID {gac.cid:02X} names no cryptogram")
+        if STRENGTH[kind] > STRENGTH[self.decision.cryptogram]:
+            raise KernelError(f"{what}: card answered {kind} to a request for {self.decision.cryptogram}")
         self.gac = gac
         for tag, value in gac.objects.items():
             if tag != 0x9F4B:
@@ -535,17 +492,20 @@ class _Run:
             return Event.SIGNED
         self.cryptogram = gac.objects.get(0x9F26)
         if self.cryptogram is None or len(self.cryptogram) != 8:
-            raise KernelError("GENERATE AC: application cryptogram (9F26) missing or not 8 bytes")
+            raise KernelError(f"{what}: application cryptogram (9F26) missing or not 8 bytes")
         return Event.UNSIGNED
 
     def verify_cda(self) -> Event:
-        assert self.gac is not None and self.keys is not None
+        assert self.gac is not None
         self.tsi.set(Tsi.ODA_PERFORMED)
+        self.method = self.oda_report.method = "CDA"  # a recovered torn transaction asked for CDA then
         gac = self.gac
         try:
             if gac.template77 is None:
                 raise oda.OdaFailure("sdad_missing", "format 1 response to a CDA request")
-            assert self.keys.icc_key is not None
+            if self.keys is None or self.keys.icc_key is None:
+                failure = (self.keys.failure if self.keys is not None else None) or "icc_data_missing"
+                raise oda.OdaFailure(failure, "no ICC public key to verify the signature with")
             tdhc = oda.cda_transaction_data_hash(self.pdol_values, self.cdol1_values, gac.template77)
             data = oda.verify_cda(
                 self.keys.icc_key,
@@ -569,32 +529,35 @@ class _Run:
     def outcome(self) -> Event:
         assert self.gac is not None and self.cvm_outcome is not None
         kind = cryptogram_type(self.gac.cid)
+        performed = self.cvm_outcome.performed
         signature = self.cvm_outcome.signature_required
-        if self.cda_failed:
-            outcome, messages, error = Outcome.DECLINED, [_ui(Message.NOT_AUTHORISED)], "CDA failed"
-        elif kind == "TC":
-            final = Message.APPROVED_PLEASE_SIGN if signature else Message.APPROVED
-            outcome, messages, error = Outcome.APPROVED, [_ui(final)], None
-        elif kind == "ARQC":
-            outcome, messages, error = Outcome.ONLINE_REQUEST, [_ui(Message.AUTHORISING)], None
-        else:
-            outcome, messages, error = Outcome.DECLINED, [_ui(Message.NOT_AUTHORISED)], None
+        outcome, final, error = final_outcome(kind, cda_failed=self.cda_failed, signature=signature)
         self.result = result_from(
             self.ctx,
             outcome,
-            [_ui(Message.CARD_READ_OK), *messages],
+            [_ui(Message.CARD_READ_OK), _ui(final)],
             cryptogram_type=kind,
             cryptogram=self.cryptogram,
             oda=self.oda_report,
-            cvm=self.cvm_outcome.performed,
+            cvm=performed,
             error=error,
+        )
+        self.result.outcome_data = outcome_objects(
+            outcome,
+            _ui(final),
+            performed,
+            currency=self.currency(),
+            error=error_indication(L2_CAM_FAILED) if self.cda_failed else None,
+            card_discretionary={t: self.card[t] for t in (0x9F5D,) if t in self.card},
         )
         return Event.FINAL
 
     def run(self) -> TransactionResult:
         steps: dict[State, Callable[[], Event]] = {
             State.INITIATE: self.initiate,
+            State.RELAY: self.relay,
             State.READ: self.read,
+            State.LIMITS: self.limits,
             State.ODA: self.oda,
             State.RESTRICTIONS: self.restrictions,
             State.CVM: self.cvm,
@@ -615,32 +578,22 @@ class _Run:
         return self.result
 
 
-def _sdad_of(data: bytes) -> bytes | None:
-    """The SDAD of an INTERNAL AUTHENTICATE response: format 1 (80) or 9F4B in 77."""
-    try:
-        objs = tlv.decode(data)
-    except tlv.TlvError:
-        return None
-    if len(objs) != 1:
-        return None
-    if objs[0].tag == 0x80:
-        return objs[0].value
-    if objs[0].tag == 0x77:
-        found = tlv.find(objs, 0x9F4B)
-        return None if found is None else found.value
-    return None
-
-
 def run(ctx: KernelContext) -> TransactionResult:
     """Run kernel 2 on the selected application up to the first GENERATE AC's outcome.
 
-    Raises :class:`~emv.kernel_common.KernelError` (End Application) for a card
-    that breaks the protocol, and lets :class:`~emv.apdu.CardCommunicationError`
+    Raises :class:`~emv.c2_outcome.C2KernelError` (a KernelError: End Application)
+    for a card that breaks the protocol, and lets :class:`~emv.apdu.CardCommunicationError`
     through (Try Again).  Nothing else escapes, whatever the card sends.
     """
+    currency = ctx.txn.currency_bcd()
     try:
         return _Run(ctx).run()
-    except (KernelError, apdu.CardCommunicationError):
+    except (C2KernelError, apdu.CardCommunicationError):
         raise
+    except KernelError as exc:  # the shared code's (emv.kernel_common): a status word or card data error
+        if exc.sw is not None:
+            raise C2KernelError(exc.message, L2_STATUS_BYTES, exc.sw, currency=currency) from None
+        raise C2KernelError(exc.message, L2_CARD_DATA_ERROR, currency=currency) from None
     except (tlv.TlvError, apdu.ApduError, ValueError, IndexError, KeyError) as exc:
-        raise KernelError(f"kernel 2: card data not usable ({type(exc).__name__}: {exc})") from None
+        what = f"kernel 2: card data not usable ({type(exc).__name__}: {exc})"
+        raise C2KernelError(what, L2_CARD_DATA_ERROR, currency=currency) from None

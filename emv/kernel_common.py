@@ -26,13 +26,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from emv import apdu, dol, oda, tlv
+from emv import apdu, c2_data, dol, oda, tlv
 from emv.apdu import ApduTransport, Response
 from emv.config import Combination, TerminalConfig
 from emv.outcome import CvmPerformed, OdaReport, Outcome, TransactionResult, UiMessage
 from emv.pan import pan_of
 from emv.recorder import ApduRecorder
-from emv.transaction import TransactionData, bcd
+from emv.transaction import TransactionData
 from emv.tvr import Tsi, Tvr
 
 __all__ = [
@@ -53,11 +53,15 @@ __all__ = [
 
 
 class KernelError(Exception):
-    """A processing error: the kernel ends with *End Application* (message 0F)."""
+    """A processing error: the kernel ends with *End Application* (message 0F).
 
-    def __init__(self, message: str) -> None:
+    ``sw``: the status word of the card's answer when that is what was wrong.
+    """
+
+    def __init__(self, message: str, *, sw: int | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.sw = sw
 
 
 class _Silent:
@@ -143,32 +147,26 @@ class KernelContext:
         return self.indicators.cvm_required_limit_exceeded
 
     def terminal_capabilities(self) -> bytes:
-        """9F33; the C-2 way when the combination has C-2 parameters.
+        """9F33 as configured; the C-2 way when the combination has C-2 parameters.
 
-        Byte 1 from DF8117, byte 2 from DF8118 when the amount is above the
-        reader CVM required limit (C-2 compares with "greater than", unlike
-        Entry Point's "at or above"), else DF8119, byte 3 from DF811F; a
-        parameter the combination lacks comes from the terminal's own 9F33.
+        Byte 1 from Card Data Input Capability (DF8117), byte 3 from Security
+        Capability (DF811F), byte 2 the terminal's own: this is the value a PDOL
+        gets at GET PROCESSING OPTIONS.  Kernel C-2 sets byte 2 from DF8118 /
+        DF8119 itself before CVM selection (:mod:`emv.kernel_c2`).  A parameter
+        the combination lacks comes from the terminal's own 9F33.
 
         >>> from emv.config import TerminalConfig
         >>> from emv.transaction import TransactionData
         >>> cfg = TerminalConfig.example(capks=None)
         >>> mc = cfg.combinations[1]
-        >>> def caps(amount: int) -> str:
-        ...     txn = TransactionData(amount, 978, bytes.fromhex("250614"), bytes(4))
-        ...     ctx = KernelContext.create(None, cfg, mc, txn, aid=mc.aid)  # type: ignore[arg-type]
-        ...     return ctx.terminal_capabilities().hex().upper()
-        >>> caps(6000), caps(5000)
-        ('E02008', 'E00808')
+        >>> txn = TransactionData(6000, 978, bytes.fromhex("250614"), bytes(4))
+        >>> ctx = KernelContext.create(None, cfg, mc, txn, aid=mc.aid)  # type: ignore[arg-type]
+        >>> ctx.terminal_capabilities().hex().upper()
+        'E02808'
         """
         c = self.combination
         base = self.config.terminal_capabilities
-        if c.card_data_input_capability is None:
-            return base
-        limit = c.cvm_required_limit
-        above = limit is not None and self.txn.amount > limit
-        byte2 = c.cvm_capability_cvm_required if above else c.cvm_capability_no_cvm_required
-        return c.card_data_input_capability + (byte2 or base[1:2]) + (c.security_capability or base[2:3])
+        return (c.card_data_input_capability or base[0:1]) + base[1:2] + (c.security_capability or base[2:3])
 
     def terminal_data(self) -> dict[int, bytes]:
         """The terminal data objects a DOL may ask for; ``txn.overrides`` win."""
@@ -194,35 +192,10 @@ class KernelContext:
             }
         )
         if c.kernel_id == 2:
-            out.update(_c2_data(c))
+            out.update(c2_data.combination_objects(c))
         out.update(c.extra)
         out.update(txn.overrides)
         return out
-
-
-def _c2_data(c: Combination) -> dict[int, bytes]:
-    out: dict[int, bytes] = {}
-    for tag, value in (
-        (0xDF8117, c.card_data_input_capability),
-        (0xDF8118, c.cvm_capability_cvm_required),
-        (0xDF8119, c.cvm_capability_no_cvm_required),
-        (0xDF811F, c.security_capability),
-        (0xDF811B, c.kernel_configuration),
-        (0xDF8120, c.tac_default),
-        (0xDF8121, c.tac_denial),
-        (0xDF8122, c.tac_online),
-    ):
-        if value is not None:
-            out[tag] = value
-    for tag, limit in (
-        (0xDF8123, c.floor_limit),
-        (0xDF8124, c.transaction_limit),
-        (0xDF8125, c.transaction_limit),
-        (0xDF8126, c.cvm_required_limit),
-    ):
-        if limit is not None:
-            out[tag] = bcd(limit, 6)
-    return out
 
 
 # --------------------------------------------------------------------------- commands
@@ -344,7 +317,7 @@ def read_records(ctx: KernelContext, afl: bytes, known: Mapping[int, bytes] | No
             where = f"READ RECORD SFI {entry.sfi} record {rec}"
             resp = send(ctx, apdu.read_record(entry.sfi, rec), where)
             if not resp.ok:
-                raise KernelError(f"{where}: status {resp.sw:04X}")
+                raise KernelError(f"{where}: status {resp.sw:04X}", sw=resp.sw)
             try:
                 objs = tlv.decode(resp.data)
             except tlv.TlvError as exc:

@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from emv import outcome_data as _outcome_data
 from emv.pan import mask_pan, pan_of
 
 __all__ = [
@@ -169,6 +170,8 @@ class TransactionResult:
     # to verify the cryptogram
     cryptogram_inputs: dict[int, bytes] = field(default_factory=dict)
     error: str | None = None  # why a non-final outcome was reached, for the log
+    # the outcome as the kernel's book codes it (C-2: DF8129, DF8116, DF8115, FF8106); empty for C-3
+    outcome_data: dict[int, bytes] = field(default_factory=dict)
 
     @property
     def masked_pan(self) -> str | None:
@@ -192,4 +195,6 @@ class TransactionResult:
             "messages": [m.to_json() for m in self.messages],
             "commands": [c.hex().upper() for c in self.commands],
             "error": self.error,
+            # Book C-2 / Book A: {"DF8129": {"hex", "decoded"}, ...} or null (emv.outcome_data)
+            "outcome_data": _outcome_data.to_json(self.outcome_data),
         }

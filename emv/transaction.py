@@ -17,9 +17,13 @@ datetime.date(2025, 6, 14)
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from emv.c2_torn import TornLog
 
 __all__ = [
     "TransactionData",
@@ -96,6 +100,16 @@ class TransactionData:
     (ISO 4217 numeric).  ``date`` is YYMMDD and ``time`` HHMMSS, both BCD.
     ``overrides`` (tag -> value) replace the terminal's own data objects,
     for replays and tests.
+
+    ``clock`` (seconds, monotonic) is how a kernel times what Book C-2 has it
+    time (the relay resistance exchange); None: nothing is timed and every
+    exchange counts as instantaneous.  ``retry_numbers`` are further
+    unpredictable numbers (4 bytes each) for a relay resistance exchange
+    repeated because it took too long; none: no repetition.  ``relay_entropy``
+    is the first exchange's entropy (None: the unpredictable number); a replay
+    gives the recorded one.  ``torn_log`` is the
+    terminal's torn transaction log (:mod:`emv.c2_torn`), kept across its
+    transactions; None: torn transactions are neither logged nor recovered.
     """
 
     amount: int
@@ -109,6 +123,10 @@ class TransactionData:
     random_number: int = 0
     sequence_counter: int = 1
     overrides: Mapping[int, bytes] = field(default_factory=dict)
+    clock: Callable[[], float] | None = field(default=None, compare=False, repr=False)
+    relay_entropy: bytes | None = None
+    retry_numbers: tuple[bytes, ...] = ()
+    torn_log: TornLog | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> TransactionDataError:
@@ -141,6 +159,10 @@ class TransactionData:
         for tag, value in self.overrides.items():
             if not isinstance(tag, int) or not isinstance(value, (bytes, bytearray)):
                 raise bad("overrides", "must map int tags to bytes")
+        if any(len(n) != 4 for n in self.retry_numbers):
+            raise bad("retry_numbers", "each must be 4 bytes")
+        if self.relay_entropy is not None and len(self.relay_entropy) != 4:
+            raise bad("relay_entropy", "must be 4 bytes")
         object.__setattr__(self, "overrides", _frozen_map(self.overrides))
 
     def amount_bcd(self) -> bytes:

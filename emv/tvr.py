@@ -77,6 +77,12 @@ class Tvr(_Bits):
     ISSUER_AUTHENTICATION_FAILED = (4, 0x40)
     SCRIPT_FAILED_BEFORE_FINAL_GAC = (4, 0x20)
     SCRIPT_FAILED_AFTER_FINAL_GAC = (4, 0x10)
+    # Book C-2 gives byte 5 bits 4-1 meanings of its own (Book 3: RFU); kernel C-3 leaves them 0.
+    RELAY_RESISTANCE_THRESHOLD_EXCEEDED = (4, 0x08)
+    RELAY_RESISTANCE_TIME_LIMITS_EXCEEDED = (4, 0x04)
+    # bits 2-1, "relay resistance performed": 00 RRP not supported, 01 RRP NOT PERFORMED, 10 RRP PERFORMED
+    RRP_PERFORMED = (4, 0x02)
+    RRP_NOT_PERFORMED = (4, 0x01)
 
     NAMES: ClassVar[dict[tuple[int, int], str]] = {
         ODA_NOT_PERFORMED: "oda_not_performed",
@@ -106,6 +112,10 @@ class Tvr(_Bits):
         ISSUER_AUTHENTICATION_FAILED: "issuer_authentication_failed",
         SCRIPT_FAILED_BEFORE_FINAL_GAC: "script_failed_before_final_gac",
         SCRIPT_FAILED_AFTER_FINAL_GAC: "script_failed_after_final_gac",
+        RELAY_RESISTANCE_THRESHOLD_EXCEEDED: "relay_resistance_threshold_exceeded",
+        RELAY_RESISTANCE_TIME_LIMITS_EXCEEDED: "relay_resistance_time_limits_exceeded",
+        RRP_PERFORMED: "rrp_performed",
+        RRP_NOT_PERFORMED: "rrp_not_performed",
     }
 
 

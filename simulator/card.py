@@ -29,6 +29,7 @@ from simulator.profiles import CardProfile, load
 __all__ = [
     "PPSE",
     "CardMuteError",
+    "CardTornError",
     "SimulatedCard",
     "SimulatedCardError",
 ]
@@ -59,6 +60,11 @@ class SimulatedCardError(Exception):
 
 class CardMuteError(SimulatedCardError):
     """The card stopped answering (profile fault ``mute``)."""
+
+
+class CardTornError(SimulatedCardError):
+    """The card left the field after computing its GENERATE AC answer, before sending it
+    (profile fault ``torn``: the first GENERATE AC of the card's life)."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,10 @@ class SimulatedCard:
         self._txn = _Txn()
         self._mute_armed = False
         self._card_un = bytes(4)
+        # The last first GENERATE AC (its terminal data by tag, its answer), kept across power-ups
+        # for RECOVER AC; whether the fault "torn" has struck.
+        self._last_gac: tuple[dict[int, bytes], bytes, int] | None = None
+        self._torn = False
         self._handlers: dict[int, Callable[[_Apdu], bytes]] = {
             0xA4: self._select,
             0xA8: self._gpo,
@@ -168,8 +178,10 @@ class SimulatedCard:
             0xAE: self._generate_ac,
             0x88: self._internal_authenticate,
             0xCA: self._get_data,
+            0xEA: self._exchange_relay_resistance_data,
+            0xD0: self._recover_ac,
         }
-        self._cla = {0xA4: 0x00, 0xB2: 0x00, 0x88: 0x00, 0xA8: 0x80, 0xAE: 0x80, 0xCA: 0x80}
+        self._cla = {0xA4: 0x00, 0xB2: 0x00, 0x88: 0x00, 0xA8: 0x80, 0xAE: 0x80, 0xCA: 0x80, 0xEA: 0x80, 0xD0: 0x80}
 
     # ------------------------------------------------------------ the port
 
@@ -463,6 +475,8 @@ class SimulatedCard:
         sfi = apdu.p2 >> 3
         for rec in self._p.records:
             if rec.sfi == sfi and rec.number == apdu.p1:
+                if not rec.emv_mode and self._txn.gpo_done:
+                    return SW_CONDITIONS  # a mag-stripe record: not read in EMV mode
                 return _ber.encode(0x70, self._record_body(rec.tags, self._value)) + SW_OK
         return SW_RECORD_NOT_FOUND
 
@@ -506,13 +520,20 @@ class SimulatedCard:
         head = [(0x9F27, bytes([cid])), (0x9F36, self.atc.to_bytes(2, "big"))]
         cda = bool(apdu.p1 & 0x10) and bool(self._p.aip[0] & 0x01) and self._can_sign() and cid != CID_AAC
         if not cda:
-            return _template(0x77, [*head, (0x9F26, ac), (0x9F10, iad)]) + SW_OK
-        returned = b"".join(_ber.encode(t, v) for t, v in [*head, (0x9F10, iad)])
-        hash_code = hashlib.sha1(hashed_dols + returned).digest()
-        number = self._dynamic_number()
-        icc_dynamic = bytes([len(number)]) + number + bytes([cid]) + ac + hash_code
-        signature = self._sign_dynamic(icc_dynamic, terminal.get(0x9F37, bytes(4)))
-        return _template(0x77, [*head, (0x9F4B, signature), (0x9F10, iad)]) + SW_OK
+            answer = _template(0x77, [*head, (0x9F26, ac), (0x9F10, iad)]) + SW_OK
+        else:
+            returned = b"".join(_ber.encode(t, v) for t, v in [*head, (0x9F10, iad)])
+            hash_code = hashlib.sha1(hashed_dols + returned).digest()
+            number = self._dynamic_number()
+            icc_dynamic = bytes([len(number)]) + number + bytes([cid]) + ac + hash_code
+            signature = self._sign_dynamic(icc_dynamic, terminal.get(0x9F37, bytes(4)))
+            answer = _template(0x77, [*head, (0x9F4B, signature), (0x9F10, iad)]) + SW_OK
+        if txn.genac_count == 1:
+            self._last_gac = (dict(values), answer, cid)
+            if self._p.fault == "torn" and not self._torn:
+                self._torn = True
+                raise CardTornError(f"card {self._p.name} left the field before answering GENERATE AC")
+        return answer
 
     def _internal_authenticate(self, apdu: _Apdu) -> bytes:
         if apdu.p1 != 0x00 or apdu.p2 != 0x00:
@@ -523,6 +544,51 @@ class SimulatedCard:
             return SW_CONDITIONS
         number = self._dynamic_number()
         return _ber.encode(0x80, self._sign_dynamic(bytes([len(number)]) + number, apdu.data)) + SW_OK
+
+    def _exchange_relay_resistance_data(self, apdu: _Apdu) -> bytes:
+        """EXCHANGE RELAY RESISTANCE DATA (Book C-2): the terminal's entropy in, the card's
+        entropy and its published times out (template 80, 10 bytes)."""
+        rr = self._p.relay_resistance
+        if rr is None:
+            return SW_INS_NOT_SUPPORTED
+        if apdu.p1 != 0x00 or apdu.p2 != 0x00:
+            return SW_WRONG_P1P2
+        if len(apdu.data) != 4:
+            return SW_WRONG_LENGTH
+        if not self._txn.gpo_done or self._txn.genac_count:
+            return SW_CONDITIONS
+        body = (
+            self._rng.randbytes(4)
+            + rr.min_time.to_bytes(2, "big")
+            + rr.max_time.to_bytes(2, "big")
+            + rr.transmission_time.to_bytes(2, "big")
+        )
+        return _ber.encode(0x80, body) + SW_OK
+
+    def _recover_ac(self, apdu: _Apdu) -> bytes:
+        """RECOVER AC (Book C-2): the DRDOL related data of a torn transaction in; when they match the
+        card's last first GENERATE AC, its answer again (the same cryptogram, ATC and signature)."""
+        drdol = self._p.data.get(0x9F51)
+        if not drdol:
+            return SW_INS_NOT_SUPPORTED
+        if apdu.p1 != 0x00 or apdu.p2 != 0x00:
+            return SW_WRONG_P1P2
+        txn = self._txn
+        if not txn.gpo_done or txn.genac_count:
+            return SW_CONDITIONS
+        try:
+            given = _first_values(_ber.split_dol(_ber.parse_dol(drdol), apdu.data))
+        except _ber.BerError:
+            return SW_WRONG_LENGTH
+        if self._last_gac is None:
+            return SW_DATA_NOT_FOUND
+        values, answer, cid = self._last_gac
+        if any(values.get(tag) != value for tag, value in given.items()):
+            return SW_DATA_NOT_FOUND
+        txn.genac_count = 1
+        txn.first_cid = cid
+        self._last_gac = None
+        return answer
 
     def _get_data(self, apdu: _Apdu) -> bytes:
         tag = apdu.p1 << 8 | apdu.p2

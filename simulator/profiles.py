@@ -30,6 +30,7 @@ __all__ = [
     "OdaSpec",
     "ProfileError",
     "RecordSpec",
+    "RelayResistanceSpec",
     "list_names",
     "load",
 ]
@@ -47,7 +48,7 @@ COMPUTED_TAGS = frozenset(
 _NOT_IN_ODA_RECORDS = frozenset({0x8F, 0x90, 0x92, 0x93, 0x9F32, 0x9F46, 0x9F47, 0x9F48, 0x9F69})
 _ODA_METHODS = frozenset({"sda", "dda", "fdda", "cda"})
 _TAMPER_TARGETS = frozenset({"issuer_certificate", "icc_certificate", "ssad", "sdad"})
-_FAULTS = frozenset({"garbage", "mute"})
+_FAULTS = frozenset({"garbage", "mute", "torn"})
 
 
 class ProfileError(Exception):
@@ -56,12 +57,26 @@ class ProfileError(Exception):
 
 @dataclass(frozen=True)
 class RecordSpec:
-    """One record: its SFI, number, whether it is signed (ODA) and its tags in order."""
+    """One record: its SFI, number, whether it is signed (ODA) and its tags in order.
+
+    ``emv_mode`` false: the record is in the AFL but the card refuses to read it
+    in EMV mode (6985), as a mag-stripe record (SFI 1 record 1) may be.
+    """
 
     sfi: int
     number: int
     oda: bool
     tags: tuple[int, ...]
+    emv_mode: bool = True
+
+
+@dataclass(frozen=True)
+class RelayResistanceSpec:
+    """What the card answers to EXCHANGE RELAY RESISTANCE DATA (times in units of 100 us)."""
+
+    min_time: int
+    max_time: int
+    transmission_time: int
 
 
 @dataclass(frozen=True)
@@ -114,6 +129,7 @@ class CardProfile:
     oda: OdaSpec | None
     fault: str | None
     expected: Mapping[str, str]
+    relay_resistance: RelayResistanceSpec | None = None
     #: The PIN the simulated issuer holds for this card (online PIN; simulator.host.pin_check), None: the default.
     pin: str | None = None
 
@@ -187,9 +203,24 @@ def _oda(raw: Mapping[str, Any] | None) -> OdaSpec | None:
     return spec
 
 
+def _relay_resistance(raw: Mapping[str, Any] | None) -> RelayResistanceSpec | None:
+    if raw is None:
+        return None
+    spec = RelayResistanceSpec(int(raw["min_time"]), int(raw["max_time"]), int(raw["transmission_time"]))
+    if not 0 <= spec.min_time <= spec.max_time <= 0xFFFF or not 0 <= spec.transmission_time <= 0xFFFF:
+        raise ValueError(f"relay resistance times {spec}")
+    return spec
+
+
 def _from_dict(raw: Mapping[str, Any]) -> CardProfile:
     records = tuple(
-        RecordSpec(int(r["sfi"]), int(r["record"]), bool(r["oda"]), tuple(_tag(t) for t in r["tags"]))
+        RecordSpec(
+            int(r["sfi"]),
+            int(r["record"]),
+            bool(r["oda"]),
+            tuple(_tag(t) for t in r["tags"]),
+            bool(r.get("emv_mode", True)),
+        )
         for r in raw["records"]
     )
     risk = raw["risk"]
@@ -224,6 +255,7 @@ def _from_dict(raw: Mapping[str, Any]) -> CardProfile:
         oda=_oda(raw.get("oda")),
         fault=raw.get("fault"),
         expected=MappingProxyType({str(k): str(v) for k, v in dict(raw.get("expected") or {}).items()}),
+        relay_resistance=_relay_resistance(raw.get("relay_resistance")),
         pin=None if raw.get("pin") is None else str(raw["pin"]),
     )
     _validate(profile)

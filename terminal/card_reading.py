@@ -151,6 +151,7 @@ def read_card(core: Core, reader: CardReader, request: CardRequest, token: Cance
                     transaction_type=request.transaction_type,
                 ),
                 now=core.clock.now,
+                torn_log=core.torn_log,
             )
             result = run_tap(session, config, txn).result
         finally:

@@ -12,8 +12,10 @@ outcome: it is in the JSON); 1 when no card was read (none presented in time,
 two cards, a cancel); 2 for unusable input; 3 for a reader that cannot be used
 (see :mod:`terminal.exit_status`).
 
-``--set TAG=HEX`` overrides a data object of the terminal's for one run.  Its
-value is checked against the tag dictionary (:func:`emv.tags.check_terminal_value`):
+``--set TAG=HEX`` overrides a data object of the terminal's for one run, Book
+C-2's configuration objects included (``--set DF811B=30``: relay resistance
+and on-device CVM supported).  An unknown tag is refused, and a value is
+checked against the tag dictionary (:func:`emv.tags.check_terminal_value`):
 a DOL pads or cuts a value to the length it asks for, so a value too long for
 its tag would reach the card cut short without a word.
 
@@ -81,8 +83,14 @@ def _is_tag(raw: bytes) -> bool:
 
 
 def _overrides(items: Sequence[str]) -> dict[int, bytes]:
-    """The ``--set TAG=HEX`` values, each checked against the tag dictionary."""
-    from emv.tags import check_terminal_value
+    """The ``--set TAG=HEX`` values, each checked against the tag dictionary.
+
+    A tag the dictionary does not know is refused (it would be silently unused);
+    a Book C-2 configuration object (DF811B, DF8124, ...) is checked against its
+    Book C-2 format and length (:data:`emv.c2_data.SPECS`).
+    """
+    from emv import c2_data
+    from emv.tags import TAGS, check_terminal_value
 
     out: dict[int, bytes] = {}
     for item in items:
@@ -93,8 +101,10 @@ def _overrides(items: Sequence[str]) -> dict[int, bytes]:
         if not _is_tag(tag_bytes):
             raise CommandError(f"--set tag {tag_text!r} is not an EMV tag")
         tag = int.from_bytes(tag_bytes, "big")
+        if tag not in TAGS and tag not in c2_data.SPECS:
+            raise CommandError(f"--set {tag_text}: unknown tag {tag:02X} (not a data object of the EMV books)")
         value = _hex_arg(value_text, f"--set {tag_text} value")
-        why = check_terminal_value(tag, value)
+        why = c2_data.check(tag, value) or check_terminal_value(tag, value)
         if why is not None:
             raise CommandError(f"--set {item}: {why}")
         out[tag] = value
@@ -215,6 +225,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         unpredictable_number=un,
         date=date,
         overrides=overrides,
+        relay_entropies=tuple(header.get("relay_entropies", ())),
     )
     report = _tap(reader, inputs)
     print(json.dumps(report.result.to_json(), indent=1))

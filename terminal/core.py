@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from emv.c2_torn import MemoryTornLog, TornLog
 from emv.config import TerminalConfig
 from terminal.host import HostCertificateRejected, HostError, HostLink
 from terminal.keystore import DEFAULT_CIPHER, Keystore, check_cipher
@@ -101,6 +102,10 @@ class Core:
         # what an interrupted command reports.
         self.current_txn_id: str | None = None
         self._held: list[TerminalEvent] | None = None  # events of an atomic() block, told after its commit
+        # Kernel C-2's torn transaction log (emv.c2_torn): in memory only, as its records hold
+        # the card number in clear; a card taken away during GENERATE AC and presented again
+        # in this process gets its first cryptogram back (RECOVER AC), not a second charge.
+        self.torn_log: TornLog = MemoryTornLog()
 
     def now(self) -> str:
         return iso(self.clock.now())

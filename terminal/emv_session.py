@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emv.apdu import ApduTransport
+from emv.c2_torn import TornLog
 from emv.config import TerminalConfig
 from emv.entry_point import process
 from emv.outcome import TransactionResult
@@ -36,6 +37,8 @@ class TapInputs:
     date: bytes | None = None
     time: bytes | None = None
     overrides: Mapping[int, bytes] = field(default_factory=dict)
+    # relay resistance entropies (the first, then those of repeated exchanges); empty: drawn
+    relay_entropies: tuple[bytes, ...] = ()
 
 
 @dataclass
@@ -50,8 +53,11 @@ def build_transaction(
     inputs: TapInputs,
     now: Callable[[], datetime.datetime] = datetime.datetime.now,
     random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+    timer: Callable[[], float] | None = time.perf_counter,
+    torn_log: TornLog | None = None,
 ) -> TransactionData:
-    """Fill in the date, time, unpredictable number and random selection number."""
+    """Fill in the date, time, unpredictable numbers, random selection number and the clock
+    kernel C-2 times the relay resistance exchange with."""
     stamp = now()
     date = inputs.date if inputs.date is not None else bytes.fromhex(stamp.strftime("%y%m%d"))
     clock = inputs.time if inputs.time is not None else bytes.fromhex(stamp.strftime("%H%M%S"))
@@ -66,6 +72,10 @@ def build_transaction(
         unpredictable_number=un,
         random_number=random_bytes(1)[0] % 100,
         overrides=dict(inputs.overrides),
+        clock=timer,
+        relay_entropy=inputs.relay_entropies[0] if inputs.relay_entropies else None,
+        retry_numbers=inputs.relay_entropies[1:] or (random_bytes(4), random_bytes(4)),
+        torn_log=torn_log,
     )
 
 

@@ -47,7 +47,9 @@ def read_trace_header(path: str) -> dict[str, Any]:
     """The optional inputs at the top of a trace file, validated.
 
     Returns the keys present among ``unpredictable_number`` (bytes), ``date``
-    (bytes), ``amount`` (int), ``currency`` (int) and ``transaction_type`` (int).
+    (bytes), ``amount`` (int), ``currency`` (int) and ``transaction_type`` (int),
+    and ``relay_entropies`` (list of bytes) when the trace has EXCHANGE RELAY
+    RESISTANCE DATA commands.
     The file is read with :func:`terminal.limits.read_json_input`: at most
     :data:`~terminal.limits.MAX_TRACE_BYTES`, a regular file only.
     """
@@ -73,6 +75,31 @@ def read_trace_header(path: str) -> dict[str, Any]:
             if not text.isdigit():
                 raise TraceError(f"trace field {key!r} must be digits, got {doc[key]!r}")
             out[key] = int(text) if key == "currency" else int(text, 16)
+    entropies = _relay_entropies(doc["exchanges"])
+    if entropies:
+        out["relay_entropies"] = entropies
+    return out
+
+
+def _relay_entropies(exchanges: list[Any]) -> list[bytes]:
+    """The Terminal Relay Resistance Entropy of each EXCHANGE RELAY RESISTANCE DATA recorded
+    (80 EA 00 00 04 <entropy> 00), in order: a replay sends the same (Book C-2 kernels may
+    draw it apart from the unpredictable number of GET PROCESSING OPTIONS).
+
+    >>> _relay_entropies([{"command": "80EA0000040102030400"}, {"command": "00B2010C00"}, "x"])
+    [b'\\x01\\x02\\x03\\x04']
+    """
+    out: list[bytes] = []
+    for ex in exchanges:
+        text = ex.get("command") if isinstance(ex, dict) else None
+        if not isinstance(text, str):
+            continue
+        try:
+            command = bytes.fromhex(text)
+        except ValueError:
+            continue
+        if len(command) >= 9 and command[:5] == bytes.fromhex("80EA000004"):
+            out.append(command[5:9])
     return out
 
 

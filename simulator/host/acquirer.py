@@ -68,6 +68,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from emv.pan import pan_of
+from simulator.host.cbdc_operator import CBDC_KINDS, Operator, Verdict
 from simulator.host.issuer import FORMAT_ERROR_CODE, Decision, EmvDataError, Issuer, parse_emv_data
 from simulator.host.params import for_terminal
 from simulator.host.proofs import Claim, ProofVerifier, Proven, Purpose, Refusal
@@ -257,6 +258,8 @@ class Acquirer:
         self.store = store
         self.issuer = Issuer(store) if proofs is None else Issuer(store, proofs)
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        #: The digital-currency operator (the advices of :data:`~simulator.host.cbdc_operator.CBDC_KINDS`).
+        self.operator = Operator(store)
         self._handlers: dict[str, _Handler] = {
             "sign-on": self._sign_on,
             "authorisation": self._authorise,
@@ -315,7 +318,7 @@ class Acquirer:
 
     def _sign_on(self, body: dict[str, Any], peer: Peer, key: str, now: dt.datetime) -> _Processed:
         self.store.record_sign_on(peer.terminal_id, peer.merchant_id, body["software_version"], stamp(now))
-        version = for_terminal(self.store, peer.merchant_id, peer.terminal_id).version
+        version = for_terminal(self.store, peer.merchant_id, peer.terminal_id, operator=self.operator).version
         reference = self._reference("sign_on")
         payload = {"host_time": host_time(now), "parameters_version": version, "host_reference": reference}
         return 200, _json_bytes(payload), ()
@@ -446,6 +449,8 @@ class Acquirer:
             return self._rejected(advice, "terminal_id differs from the client certificate's"), False
         if advice["merchant_id"] != peer.merchant_id:
             return self._rejected(advice, "merchant_id differs from the client certificate's"), False
+        if advice["kind"] in CBDC_KINDS:
+            return self._cbdc_advice(advice, peer, now, batch)
         try:
             tags = self._tags(advice["emv_data"])
         except EmvDataError as exc:
@@ -488,6 +493,55 @@ class Acquirer:
             "approval_code": approval,
             "host_reference": reference,
             "message": None if approved else f"declined after forwarding ({note})",
+        }
+        self.store.save_advice_result(peer.merchant_id, peer.terminal_id, advice["idempotency_key"], digest, result)
+        return result, False
+
+    def _cbdc_advice(
+        self, advice: dict[str, Any], peer: Peer, now: dt.datetime, batch: int
+    ) -> tuple[dict[str, Any], bool]:
+        """A digital-currency advice: the operator decides (:mod:`simulator.host.cbdc_operator`)."""
+        digest = self.store.digest(_canonical("advice", advice))
+        prior = self.store.advice_result(peer.merchant_id, peer.terminal_id, advice["idempotency_key"])
+        if prior is not None:
+            if prior[0] == digest:
+                return prior[1], True
+            return self._rejected(advice, "idempotency_key was used before with another advice"), False
+        refusal = None
+        if advice["kind"] == "cbdc_payment":  # a transaction is approved once, whatever it carries
+            refusal = duplicate(self.store, peer.merchant_id, peer.terminal_id, advice["txn_id"])
+        if refusal is not None:
+            verdict = Verdict(refusal.code, refusal.reason)
+        else:
+            verdict = self.operator.advise(advice, peer.merchant_id, peer.terminal_id, now)
+        if verdict.rejected:
+            return self._rejected(advice, verdict.reason), False
+        reference = self._reference("advise")
+        self.store.add_record(
+            method="advise",
+            batch=batch,
+            txn_id=advice["txn_id"],
+            idempotency_key=advice["idempotency_key"],
+            kind=advice["kind"],
+            terminal_id=peer.terminal_id,
+            merchant_id=peer.merchant_id,
+            amount=advice["amount"],
+            currency=advice["currency"],
+            pan_token=verdict.wallet_id,
+            response_code=verdict.response_code,
+            approved=verdict.credited,
+            host_reference=reference,
+            note=verdict.reason,
+            created_at=stamp(now),
+        )
+        result = {
+            "txn_id": advice["txn_id"],
+            "idempotency_key": advice["idempotency_key"],
+            "outcome": "accepted" if verdict.accepted else "declined",
+            "response_code": verdict.response_code,
+            "approval_code": None,
+            "host_reference": reference,
+            "message": verdict.message,
         }
         self.store.save_advice_result(peer.merchant_id, peer.terminal_id, advice["idempotency_key"], digest, result)
         return result, False

@@ -402,7 +402,7 @@ class HostApi:
             text = have_values[-1]
             if not (text.isascii() and text.isdigit() and len(text) <= 10 and int(text) <= 2147483647):
                 return _error(422, "invalid", "have must be an integer 0..2147483647")
-        served = for_terminal(self.store, peer.merchant_id, peer.terminal_id)
+        served = for_terminal(self.store, peer.merchant_id, peer.terminal_id, operator=self.acquirer.operator)
         if have_values and int(have_values[-1]) == served.version:
             return Response(status_code=304)
         return _json_response(200, served.document)

@@ -30,6 +30,8 @@ offers the same sub-commands without the ``host`` word.
   ``params set-terminal TERMINAL_ID FILE.json [--merchant-id M] [--unchecked]``
   (a terminal's own part, merged key by key; null removes a key),
   ``params show [--terminal-id T [--merchant-id M]]``;
+- ``cbdc blocklist|block|unblock|wallets|topup|wallet-sync``: the digital-currency
+  operator (:mod:`simulator.host.cli_cbdc`);
 - ``status``, ``records``;
 - ``load [--terminals 1000] [--duration 300] [--faults SPEC] ...``: many
   simulated terminals against a host (:mod:`simulator.loadgen.cli`).
@@ -568,6 +570,9 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     show_params.add_argument("--merchant-id", help="the terminal's merchant (default: the one it is enrolled under)")
     _common(show_params)
 
+    from simulator.host.cli_cbdc import add_cbdc_command
+
+    add_cbdc_command(sub, _common, _guard, _data_dir, _store)
     command("status", "is the host running, where, with which faults", _cmd_status, json_flag=True)
     command("records", "the authorisations, advices and reversals the host processed", _cmd_records, json_flag=True)
 

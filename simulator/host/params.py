@@ -48,6 +48,7 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
+from simulator.host.cbdc_operator import Operator, cbdc_section
 from simulator.host.schema import first_error
 from simulator.host.store import HostStore
 from simulator.host.store_issuer import Served
@@ -103,7 +104,8 @@ def default_document() -> dict[str, Any]:
         capks.extend(_capk(k) for k in _terminal_json(name).get("keys", []) if k.get("kind") in kinds)
     # capk_files name the terminal's own files; devices are the terminal's hardware, not the host's business;
     # the ids are each terminal's own (for_terminal)
-    config = {k: v for k, v in shipped.items() if k not in ("capk_files", "devices", *ID_KEYS)}
+    # the cbdc section is served beside config, from the digital-currency operator (cbdc_operator.cbdc_section)
+    config = {k: v for k, v in shipped.items() if k not in ("capk_files", "devices", "cbdc", *ID_KEYS)}
     return {"config": config, "capks": capks}
 
 
@@ -132,10 +134,15 @@ def _no_ids(config: Any, where: str) -> None:
             raise ParametersError(
                 f"{where}{named[0]}: the ids are each terminal's own (its certificate's); leave them out"
             )
+        if "cbdc" in config:
+            raise ParametersError(
+                f"{where}cbdc: the digital-currency section is the operator's, served beside config "
+                "(posterm host cbdc block|unblock)"
+            )
 
 
 def _served_config(common: Mapping[str, Any], own: Mapping[str, Any], merchant_id: str, terminal_id: str) -> Any:
-    config = {k: v for k, v in common.items() if k not in ID_KEYS}
+    config = {k: v for k, v in common.items() if k not in (*ID_KEYS, "cbdc")}  # cbdc: served beside config
     return {**config, **copy.deepcopy(dict(own)), "terminal_id": terminal_id, "merchant_id": merchant_id}
 
 
@@ -185,7 +192,8 @@ def publish(store: HostStore, update: Mapping[str, Any], *, checked: bool = True
         store.lock("parameters")
         ensure_initial(store)
         current = _common(store)
-        shared = {k: v for k, v in current["config"].items() if k not in ID_KEYS}  # older hosts kept the ids there
+        # older hosts kept the ids there (and the digital-currency section, before the operator served it)
+        shared = {k: v for k, v in current["config"].items() if k not in (*ID_KEYS, "cbdc")}
         if "config" in update:
             unknown = sorted(set(update) - {"config", "capks", "version", "issued_at"})
             if unknown:
@@ -231,18 +239,29 @@ def set_terminal_part(
     return own
 
 
-def _basis(common_version: int, own: Mapping[str, Any], merchant_id: str, terminal_id: str) -> str:
+def _basis(common_version: int, own: Mapping[str, Any], merchant_id: str, terminal_id: str, cbdc: int) -> str:
     what = json.dumps({"own": own, "ids": [merchant_id, terminal_id]}, sort_keys=True, separators=(",", ":"))
-    return f"{common_version}:{hashlib.sha256(what.encode('utf-8')).hexdigest()[:32]}"
+    return f"{common_version}:{hashlib.sha256(what.encode('utf-8')).hexdigest()[:32]}:c{cbdc}"
 
 
-def for_terminal(store: HostStore, merchant_id: str, terminal_id: str) -> Served:
-    """The terminal's current parameters (its version and the document as served), made if they moved."""
+def for_terminal(
+    store: HostStore, merchant_id: str, terminal_id: str, *, operator: Operator | None = None
+) -> Served:
+    """The terminal's current parameters (its version and the document as served), made if they moved.
+
+    The document's ``cbdc`` section is the digital-currency operator's
+    (:func:`~simulator.host.cbdc_operator.cbdc_section`): trusted roots, block
+    lists, limits, with a version of their own that is a part of the basis, so
+    a wallet blocked moves every terminal's version.
+    """
+    operator = operator or Operator(store)
     with store.transaction():
         store.lock("terminal", merchant_id, terminal_id)  # (a sign-on holds it already) one new version at once
         common_version = ensure_initial(store)
         own = store.terminal_part(merchant_id, terminal_id)
-        basis = _basis(common_version, own, merchant_id, terminal_id)
+        operator.ensure_seeded(_utc_now())
+        cbdc = cbdc_section(store)  # its version read before its lists: see cbdc_section
+        basis = _basis(common_version, own, merchant_id, terminal_id, cbdc["version"])
         latest = store.served(merchant_id, terminal_id)
         if latest is not None and latest.basis == basis:
             return latest
@@ -254,6 +273,7 @@ def for_terminal(store: HostStore, merchant_id: str, terminal_id: str) -> Served
             "issued_at": stamp,
             "config": _served_config(common["config"], own, merchant_id, terminal_id),
             "capks": common["capks"],
+            "cbdc": cbdc,
         }
         served = Served(version, basis, stamp, json.dumps(document, separators=(",", ":")).encode("utf-8"))
         store.add_served(merchant_id, terminal_id, served)

@@ -62,6 +62,7 @@ from typing import Any
 from simulator.host.keys import CARD_TOKEN, DIGEST, KEYS_DIR, HostKeys, KeyStoreError, card_token
 from simulator.host.storage import Location, StoreConflict, StoreError, StoreMissing, open_engine, parse_location
 from simulator.host.storage.migrations import current_version, upgrade
+from simulator.host.store_cbdc import CbdcTables
 from simulator.host.store_identity import Certificate, EnrolmentCode, TerminalIdentities
 from simulator.host.store_issuer import OPTIONAL_CONSTRAINTS, IssuerTables
 
@@ -92,6 +93,7 @@ _SETTLEMENT_KIND = {
     "offline_approval": "sale",
     "deferred_authorisation": "sale",
     "offline_refund": "refund",
+    "cbdc_payment": "sale",  # a digital-currency payment credited to the merchant (cbdc_refused, cbdc_torn: none)
 }
 
 #: Reference prefixes: authorisation/advice/reversal records, batch closes, sign-ons.
@@ -178,7 +180,7 @@ def key_check_value(secret: bytes) -> str:
     return hmac.new(secret, _KEY_CHECK_TEXT, hashlib.sha256).hexdigest()[:16]
 
 
-class HostStore(TerminalIdentities, IssuerTables):
+class HostStore(TerminalIdentities, IssuerTables, CbdcTables):
     """The host's database over an engine (thread-safe; see :mod:`simulator.host.storage`).
 
     ``create=False``: a database without a host's tables is :class:`StoreMissing`, not made.

@@ -11,7 +11,7 @@ portable between SQLite and PostgreSQL, through the store's own helpers.
 - each terminal's own part of the parameters and the versions served to it
   (:mod:`simulator.host.params`);
 - the wrong PIN tries of each card, by the host's card token
-  (:mod:`simulator.host.pin_check`; migration 7, ``0007_pin_tries.sql``).
+  (:mod:`simulator.host.pin_check`; migration 8, ``0008_pin_tries.sql``).
 
 Every lookup of a transaction names the merchant and the terminal: a
 terminal's ``txn_id`` means nothing under another merchant or terminal.

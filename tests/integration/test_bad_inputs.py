@@ -136,6 +136,11 @@ CASES: tuple[Bad, ...] = (
     _b("tap-set-not-a-tag", f"emv tap {CARD} --amount 1.00 --set 1A9F=00", 2, "not an EMV tag"),
     _b("tap-set-not-bcd", f"emv tap {CARD} --amount 1.00 --set 9F02=00000000AB00", 2, "numeric"),
     _b("tap-set-card-tag", f"emv tap {CARD} --amount 1.00 --set 5A=4761739001010010", 2, "from the card"),
+    # Book C-2 configuration objects: an unknown tag is refused, a value of the wrong length or format named
+    _b("tap-set-unknown-tag", f"emv tap {CARD} --amount 1.00 --set DF8F01=00", 2, "unknown tag DF8F01"),
+    _b("tap-set-c2-length", f"emv tap {CARD} --amount 1.00 --set DF8124=0100", 2, "DF8124"),
+    _b("tap-set-c2-format", f"emv tap {CARD} --amount 1.00 --set DF8126=00000000500A", 2, "DF8126"),
+    _b("tap-set-c2-rr-length", f"emv tap {CARD} --amount 1.00 --set DF8137=0032", 2, "DF8137"),
     _b("tap-un-short", f"emv tap {CARD} --amount 1.00 --un 0102", 2, "--un"),
     _b("tap-date-impossible", f"emv tap {CARD} --amount 1.00 --date 261399", 2, "date"),
     _b("tap-record-missing-folder", f"emv tap {CARD} --amount 1.00 --record {{t}}/no/t.json", 2, "not exist"),
@@ -150,6 +155,8 @@ CASES: tuple[Bad, ...] = (
     _b("replay-bad-hex", "emv replay {f}/bad-hex-trace.json", 2, "hex"),
     _b("replay-deep-json", "emv replay {f}/deep.json", 2, "JSON"),
     _b("replay-set-too-long", "emv replay {f}/trace.json --set 9F1A=08400000", 2, "2 bytes"),
+    _b("replay-set-unknown-tag", "emv replay {f}/trace.json --set DF8F01=00", 2, "unknown tag DF8F01"),
+    _b("replay-set-c2-length", "emv replay {f}/trace.json --set DF811B=3000", 2, "Kernel Configuration (DF811B)"),
     # --- devices and diagnostics -----------------------------------------------------------------------
     _b("devices-set-unknown-profile", f"devices set reader sim:card=nosuch {D}", 2, "nosuch"),
     _b("devices-set-unknown-scheme", f"devices set reader bogus:x {D}", 2, "bogus"),

@@ -60,6 +60,33 @@ EXPECTED: dict[tuple[str, int], Expect] = {
     ("mc-cda-offline", 6000): Expect(
         Outcome.ONLINE_REQUEST, "ARQC", "CDA", "passed", tvr_bits=(Tvr.FLOOR_LIMIT_EXCEEDED,)
     ),
+    # Book C-2 S3.30ff: the mag-stripe record (AFL 08 01 01 00) is not read in EMV mode.
+    ("mc-magstripe-afl", 1234): Expect(
+        Outcome.APPROVED, "TC", "CDA", "passed", tvr_bits=(Tvr.RRP_NOT_PERFORMED,), message=Message.APPROVED
+    ),
+    ("mc-magstripe-afl", 6000): Expect(
+        Outcome.ONLINE_REQUEST,
+        "ARQC",
+        "CDA",
+        "passed",
+        tvr_bits=(Tvr.FLOOR_LIMIT_EXCEEDED, Tvr.RRP_NOT_PERFORMED),
+        cvm="signature",
+    ),
+    # Book C-2 relay resistance: card and shipped kernel (DF811B 30) support it.
+    ("mc-rrp", 1234): Expect(
+        Outcome.APPROVED, "TC", "CDA", "passed", tvr_bits=(Tvr.RRP_PERFORMED,), message=Message.APPROVED
+    ),
+    ("mc-rrp", 6000): Expect(
+        Outcome.ONLINE_REQUEST,
+        "ARQC",
+        "CDA",
+        "passed",
+        tvr_bits=(Tvr.FLOOR_LIMIT_EXCEEDED, Tvr.RRP_PERFORMED),
+        cvm="signature",
+    ),
+    # Book C-2 torn transaction: the card leaves during GENERATE AC (recovery: tests/unit/test_torn_transactions.py).
+    ("mc-torn", 1234): Expect(Outcome.TRY_AGAIN, message=Message.PRESENT_CARD_AGAIN),
+    ("mc-torn", 6000): Expect(Outcome.TRY_AGAIN, message=Message.PRESENT_CARD_AGAIN),
     ("visa-expired", 1234): Expect(
         Outcome.DECLINED, "TC", "fDDA", "passed", tvr_bits=(Tvr.EXPIRED_APPLICATION,)
     ),

@@ -334,7 +334,7 @@ def test_cda_offline_approved() -> None:
         "card_risk_management_performed",
         "terminal_risk_management_performed",
     ]
-    assert tvr_names(r) == []
+    assert tvr_names(r) == ["rrp_not_performed"]  # Book C-2: the kernel does not support RRP here
     assert [m.message.name for m in r.messages] == ["CARD_READ_OK", "APPROVED"]
     assert r.card_data[0x9F26] == card.cryptogram
     assert r.kernel == 2 and r.aid == AID
@@ -349,7 +349,7 @@ def test_cda_above_floor_limit_online_request_with_online_pin() -> None:
     assert r.oda.result == "passed"
     assert r.cvm is CvmPerformed.ONLINE_PIN
     assert r.card_data[0x9F34] == bytes.fromhex("420300")
-    assert tvr_names(r) == ["online_pin_entered", "floor_limit_exceeded"]
+    assert tvr_names(r) == ["online_pin_entered", "floor_limit_exceeded", "rrp_not_performed"]
     assert [m.message.name for m in r.messages] == ["CARD_READ_OK", "AUTHORISING"]
 
 
@@ -360,7 +360,8 @@ def test_without_a_pin_pad_the_cvm_list_moves_on_to_signature() -> None:
     assert r.outcome is Outcome.ONLINE_REQUEST
     assert r.cvm is CvmPerformed.SIGNATURE
     assert r.card_data[0x9F34] == bytes.fromhex("1E0300")
-    assert tvr_names(r) == ["floor_limit_exceeded"]  # no "online PIN entered", no CVM failure
+    # no "online PIN entered", no CVM failure
+    assert tvr_names(r) == ["floor_limit_exceeded", "rrp_not_performed"]
     assert r.card_data[0x9F33] == bytes.fromhex("E02008")  # what the card was told: signature only
 
 
@@ -457,7 +458,7 @@ def test_cdol1_values() -> None:
     assert pos == len(values)
     assert fields[0x9F02] == bytes.fromhex("000000001234")
     assert fields[0x9F1A] == bytes.fromhex("0276")
-    assert fields[0x95] == bytes(5)  # the TVR as it stood before GENERATE AC
+    assert fields[0x95] == bytes.fromhex("0000000001")  # before GENERATE AC: RRP not performed
     assert fields[0x5F2A] == bytes.fromhex("0978")
     assert fields[0x9A] == DATE
     assert fields[0x9C] == b"\x00"
@@ -466,22 +467,21 @@ def test_cdol1_values() -> None:
     assert fields[0x9F45] == bytes(2)
     assert fields[0x9F4C] == bytes(8)
     assert fields[0x9F34] == bytes.fromhex("1F0302")
-    assert r.tvr == bytes(5)
+    assert r.tvr == bytes.fromhex("0000000001")
 
 
 def test_pdol_gets_c2_terminal_capabilities() -> None:
+    """The PDOL gets 9F33 as configured: DF8117 | the terminal's byte 2 | DF811F, whatever the
+    amount; byte 2 follows DF8118 / DF8119 only from CVM selection on (test_kernel_c2_book)."""
     card = FakeCard(pdol="9F3303 9F3501")
     run(card, amount=1234)
-    assert card.pdol_values == bytes.fromhex("E00808 22")
+    assert card.pdol_values == bytes.fromhex("E02808 22")  # E028C8 without a PIN pad
     card = FakeCard(pdol="9F3303")
     run(card, amount=6000)
-    assert card.pdol_values == bytes.fromhex("E02008")  # DF8118 without online PIN: no PIN pad
+    assert card.pdol_values == bytes.fromhex("E02808")
     card = FakeCard(pdol="9F3303")
     run(card, amount=6000, cfg=config(pin_pad=True))
-    assert card.pdol_values == bytes.fromhex("E06008")
-    card = FakeCard(pdol="9F3303")
-    run(card, amount=5000)  # at the limit: not above it
-    assert card.pdol_values == bytes.fromhex("E00808")
+    assert card.pdol_values == bytes.fromhex("E06808")
 
 
 def test_no_pdol_sends_8300() -> None:

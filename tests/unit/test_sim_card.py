@@ -90,7 +90,12 @@ def read_records(card: SimulatedCard, afl: bytes) -> tuple[dict[int, bytes], byt
     for i in range(0, len(afl), 4):
         sfi, first, last, signed = afl[i] >> 3, afl[i + 1], afl[i + 2], afl[i + 3]
         for number in range(first, last + 1):
-            record = ok(card.exchange(apdu(0x00, 0xB2, number, sfi << 3 | 4)))
+            answer = card.exchange(apdu(0x00, 0xB2, number, sfi << 3 | 4))
+            spec = next(r for r in card.profile.records if (r.sfi, r.number) == (sfi, number))
+            if not spec.emv_mode:  # a mag-stripe record (mc-magstripe-afl): refused in EMV mode
+                assert answer == b"\x69\x85" and not signed
+                continue
+            record = ok(answer)
             [(tag, body)] = _ber.decode(record)
             assert tag == 0x70
             tags.update(flat(body))
@@ -177,6 +182,23 @@ def test_every_profile_answers_ppse_and_select(any_card: SimulatedCard) -> None:
     fci = ok(any_card.exchange(apdu(0x00, 0xA4, 0x04, 0x00, p.aid)))
     assert _ber.find(fci, 0x84) == p.aid and _ber.find(fci, 0x87) == b"\x01"
     assert (_ber.find(fci, 0x9F38) or b"") == p.pdol
+
+
+def test_relay_resistance_card_answers_exchange_relay_resistance_data() -> None:
+    """mc-rrp: 80 EA 00 00 04 <entropy> 00 after GPO gives template 80 with its entropy and times;
+    before GPO 6985; a card without relay resistance: 6D00."""
+    card = SimulatedCard("mc-rrp", seed=1)
+    select_app(card)
+    errd = apdu(0x80, 0xEA, 0, 0, bytes.fromhex("01020304"))
+    assert card.exchange(errd) == b"\x69\x85"
+    gpo(card, VISA_PDOL_TERMINAL)
+    [(tag, body)] = _ber.decode(ok(card.exchange(errd)))
+    assert tag == 0x80 and len(body) == 10
+    assert body[4:].hex().upper() == "000101900012"  # min 1, max 400, transmission 18 (100 us units)
+    other = SimulatedCard("mc-cda-offline", seed=1)
+    select_app(other)
+    gpo(other, VISA_PDOL_TERMINAL)
+    assert other.exchange(errd) == b"\x6d\x00"
 
 
 def test_every_profile_answers_gpo_sanely(any_card: SimulatedCard) -> None:

@@ -10,7 +10,8 @@ from simulator.pki import load_pki
 NAMES = [
     "visa-qvsdc-online", "visa-qvsdc-offline", "visa-mobile-cdcvm", "mc-cda-online", "mc-cda-offline",
     "visa-expired", "visa-bad-issuer-cert", "visa-bad-sdad", "visa-revoked-ca", "visa-exception-pan",
-    "mc-bad-cda", "visa-garbage", "visa-mute",
+    "mc-bad-cda", "visa-garbage", "visa-mute", "mc-magstripe-afl", "mc-rrp",
+    "mc-torn",
 ]
 
 

@@ -7,6 +7,7 @@ from seeds (deterministic, so tests repeat), and so are the signatures' k.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -46,6 +47,15 @@ class WalletGone(Exception):
     """The wallet left the field (what a reader's transport raises)."""
 
 
+def gmssl_signer(private: int, public: bytes) -> gm_sm2.CryptSM2:
+    """gmssl's signer for a key pair.  Its constructor does ``public_key.lstrip("04")`` when the hex starts
+    with "04" (meant for an uncompressed point's prefix), which eats the first digits of a raw x ‖ y whose
+    x begins with 04 and makes it sign with a wrong ZA: so the key is set after construction."""
+    signer = gm_sm2.CryptSM2(private_key=f"{private:064x}", public_key="")
+    signer.public_key = public.hex()
+    return signer
+
+
 @dataclass(frozen=True)
 class Key:
     private: int
@@ -59,7 +69,7 @@ class Key:
 
     def sign(self, message: bytes) -> bytes:
         """SM2 with SM3 and the default user id, by gmssl; k derived from the key and the message."""
-        signer = gm_sm2.CryptSM2(private_key=f"{self.private:064x}", public_key=self.public.hex())
+        signer = gmssl_signer(self.private, self.public)
         salt = 0
         while True:
             k = int.from_bytes(sm3(self.private.to_bytes(32, "big") + message + bytes([salt])), "big") % (N - 1) + 1
@@ -159,6 +169,7 @@ class FakeWallet:
     alter_bytes: Callable[[bytes], bytes] | None = None
     locked: bool = False
     commands: list[bytes] = field(default_factory=list)
+    compute_seconds: float = 0.0  # time spent inside PAY (checks, debit, signing), for benchmarks to subtract
 
     def exchange(self, command: bytes) -> bytes:
         self.commands.append(command)
@@ -181,7 +192,11 @@ class FakeWallet:
                 command[2], _sw(StatusWord.WRONG_P1_P2)
             )
         if ins == 0x54:
-            return self._pay(command)
+            started = time.perf_counter()
+            try:
+                return self._pay(command)
+            finally:
+                self.compute_seconds += time.perf_counter() - started
         if ins == 0x56:
             return self._get_record(command)
         return _sw(StatusWord.INS_NOT_SUPPORTED)

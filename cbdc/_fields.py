@@ -81,8 +81,9 @@ def bcd_date(value: date) -> bytes:
 
 
 def from_bcd_date(raw: bytes, tag: str) -> date:
+    text = _digits(raw, tag)
     try:
-        return datetime.strptime(_digits(raw, tag), "%Y%m%d").date()
+        return date(int(text[0:4]), int(text[4:6]), int(text[6:8]))
     except ValueError as exc:
         raise ProtocolError(f"{tag} is not a date") from exc
 
@@ -97,8 +98,10 @@ def date_time(value: datetime) -> bytes:
 
 
 def from_date_time(raw: bytes, tag: str) -> datetime:
+    t = _digits(raw, tag)
     try:
-        return datetime.strptime(_digits(raw, tag), "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+        fields = (int(t[0:4]), int(t[4:6]), int(t[6:8]), int(t[8:10]), int(t[10:12]), int(t[12:14]))
+        return datetime(*fields, tzinfo=UTC)
     except ValueError as exc:
         raise ProtocolError(f"{tag} is not a date and time") from exc
 
