@@ -30,7 +30,7 @@ from simulator.pinpad import PinAction, PinKeys, answer, parse_action
 from terminal.pinblock import PinFormat
 from terminal.ports import DeviceError, DeviceUrlError, PinOutcome, PinRequest
 
-__all__ = ["VirtualPinPad", "add_pinpad_arguments", "parse_request", "serve_pinpad_cli"]
+__all__ = ["RequestError", "VirtualPinPad", "add_pinpad_arguments", "parse_request", "serve_pinpad_cli"]
 
 PROTOCOL: Final = "posterm-pinpad"
 VERSION: Final = 1

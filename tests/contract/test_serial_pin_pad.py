@@ -7,6 +7,7 @@ the registry and pyserial, so the line protocol (docs/pinpad-protocol.md) is exe
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,8 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from drivers.serial_pinpad import parse_answer
+from simulator.pty_pinpad import RequestError, parse_request
 from terminal import registry
 from terminal.ports import CancelToken, DeviceError, DeviceGone, PinOutcome, PinPad, PinRequest
 from tests.contract.pin_pad_suite import *  # noqa: F403
@@ -139,3 +143,22 @@ def test_an_err_answer_is_a_device_error_with_no_pan() -> None:
     with pytest.raises(DeviceError, match="refused the request") as caught:
         parse_answer(f"ERR bad pan {PAN}")
     assert PAN not in str(caught.value)
+
+
+@given(st.text(max_size=120))
+def test_any_line_from_a_pad_is_an_answer_ignored_or_a_device_error(line: str) -> None:
+    try:
+        entry = parse_answer(line)
+    except DeviceError:
+        return
+    assert entry is None or entry.outcome in PinOutcome
+
+
+@given(st.text(max_size=160))
+def test_any_line_to_the_virtual_pad_is_a_request_or_refused_without_echoing_a_pan(line: str) -> None:
+    try:
+        request, timeout = parse_request(line)
+    except RequestError as exc:
+        assert not re.search(r"[0-9]{13,}", str(exc))
+        return
+    assert 0 < timeout <= 600 and 12 <= len(request.pan) <= 19

@@ -1654,7 +1654,13 @@ PUBLIC: dict[str, set[str]] = {
         "SIM_TDES_KEY_SET_ID",
     },
     "simulator.pinpad": {"ACTIONS", "KEYS_FILE", "PinAction", "PinKeys", "SimulatorPinPad", "parse_action"},
-    "simulator.pty_pinpad": {"VirtualPinPad", "add_pinpad_arguments", "parse_request", "serve_pinpad_cli"},
+    "simulator.pty_pinpad": {
+        "RequestError",
+        "VirtualPinPad",
+        "add_pinpad_arguments",
+        "parse_request",
+        "serve_pinpad_cli",
+    },
     "simulator.host.pin_check": {
         "DEFAULT_PIN",
         "INCORRECT_PIN_CODE",
