@@ -46,6 +46,9 @@ from terminal.ports import (
     DeviceError,
     DeviceGone,
     DeviceUrlError,
+    PinEntry,
+    PinPad,
+    PinRequest,
     PrinterStatus,
     ReceiptPrinter,
     ScannedCode,
@@ -60,6 +63,7 @@ __all__ = [
     "PIN_PAD",
     "DeviceConfig",
     "DeviceConfigError",
+    "LazyPinPad",
     "LazyPrinter",
     "LazyReader",
     "LazyScanner",
@@ -371,3 +375,40 @@ class LazyScanner:
 
     def __repr__(self) -> str:
         return f"LazyScanner({self.url!r}, opened={self._scanner is not None})"
+
+
+class LazyPinPad:
+    """A PIN pad named by URL, opened when a PIN is first asked for (and again after it went away).
+
+    A :class:`~terminal.ports.PinPad` itself; an error opening the device
+    comes from :meth:`enter_pin` as a DeviceError. ``url`` and ``repr`` show
+    the URL as :func:`shown_url` does (a simulated PIN masked).
+    """
+
+    kind = "pin-pad"
+
+    def __init__(self, url: str, opener: Callable[[str], PinPad] | None = None) -> None:
+        self._url = url
+        self.url = shown_url(url)
+        self._opener = opener or registry.open_pin_pad
+        self._pad: PinPad | None = None
+
+    def enter_pin(
+        self, request: PinRequest, timeout: float | None = None, cancel: CancelToken | None = None
+    ) -> PinEntry:
+        if self._pad is None:
+            self._pad = self._opener(self._url)
+        try:
+            return self._pad.enter_pin(request, timeout, cancel)
+        except DeviceGone:
+            self.close()  # unplugged: the next entry opens it again
+            raise
+
+    def close(self) -> None:
+        pad, self._pad = self._pad, None
+        if pad is not None:
+            with contextlib.suppress(Exception):
+                pad.close()
+
+    def __repr__(self) -> str:
+        return f"LazyPinPad({self.url!r}, opened={self._pad is not None})"

@@ -64,3 +64,19 @@ def test_the_ksn_counters_survive_the_pad_and_are_kept_without_any_pin(sim_walle
         data = path.read_bytes()
         assert b"97531864" not in data and bytes.fromhex("97531864") not in data
         assert first.block not in data and first.block.hex().encode() not in data.lower()
+
+
+def test_the_configured_pin_pad_opens_when_first_asked_and_shows_no_pin() -> None:
+    from terminal.devices import LazyPinPad
+
+    opened: list[str] = []
+
+    def opener(url: str) -> PinPad:
+        opened.append(url)
+        return registry.open_pin_pad(url)
+
+    pad = LazyPinPad("sim:pin=86429753", opener)
+    assert opened == [] and "86429753" not in repr(pad) + pad.url
+    entry = pad.enter_pin(PinRequest(100, 978, PAN))
+    assert entry.pin is not None and host_reads(entry.pin) == b"86429753" and opened == ["sim:pin=86429753"]
+    pad.close()

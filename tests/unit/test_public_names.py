@@ -564,6 +564,7 @@ PUBLIC: dict[str, set[str]] = {
         "DeviceConfig",
         "DeviceConfigError",
         "KINDS",
+        "LazyPinPad",
         "LazyPrinter",
         "LazyReader",
         "LazyScanner",
