@@ -109,6 +109,7 @@ def test_a_tdes_counter_with_eleven_one_bits_is_refused() -> None:
 def test_the_derivation_data_layout() -> None:
     assert derivation_data(0x8001, IKID, None) == h("0101800100020080") + IKID
     assert derivation_data(KEY_USAGE_PIN, IKID, 5) == h("0101100000020080") + IKID[4:] + h("00000005")
+    assert derivation_data(0x8000, IKID, 1) == h("0101800000020080") + h("90123456") + h("00000001")
 
 
 def test_the_initial_key_of_the_x9_24_3_example_bdk() -> None:
