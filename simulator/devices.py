@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from simulator import cards, profiles
 from simulator.card import SimulatedCard
 from simulator.cbdc.wallet import WalletCard
+from simulator.contact.card import ContactCard
 from simulator.replay import ReplayCard, TraceError, load_trace
 from simulator.transport import CardTransport
 from terminal.ports import CancelToken, CardRemovedError, DeviceUrlError, NoCardError, WaitCancelled
@@ -128,7 +129,7 @@ def _value(url: str, key: str, text: str) -> int | float:
     return seconds
 
 
-def _card_for(url: str) -> tuple[SimulatedCard | WalletCard | ReplayCard, _Faults]:
+def _card_for(url: str) -> tuple[SimulatedCard | WalletCard | ContactCard | ReplayCard, _Faults]:
     """The card a ``sim:`` URL names and its faults; :class:`SimulatorDeviceError` saying what is wrong."""
     _, _, rest = url.partition(":")
     rest, _, query = rest.partition("?")
@@ -161,13 +162,19 @@ class _Session(CardTransport):
     """
 
     # What a PC/SC reader reports for a contactless ISO 14443-4 card (PC/SC part 3,
-    # historical bytes empty): the simulator's card has no ATR of its own.
-    atr = bytes.fromhex("3B80800101")
+    # historical bytes empty), for a card that has no ATR of its own; an inserted
+    # contact card (``contact-*``) gives its own, a T=1 ATR.
+    _CONTACTLESS_ATR = bytes.fromhex("3B80800101")
+
+    @property
+    def atr(self) -> bytes:
+        own = getattr(self.card, "atr", None)
+        return bytes(own) if isinstance(own, bytes) else self._CONTACTLESS_ATR
 
     def __init__(
         self,
         reader: SimulatorCardReader,
-        card: SimulatedCard | WalletCard | ReplayCard,
+        card: SimulatedCard | WalletCard | ContactCard | ReplayCard,
         remove_after: int | None = None,
         mute_after: int | None = None,
     ) -> None:
@@ -207,7 +214,9 @@ class SimulatorCardReader:
 
     kind = "reader"
 
-    def __init__(self, url: str, card: SimulatedCard | WalletCard | ReplayCard, faults: _Faults | None = None) -> None:
+    def __init__(
+        self, url: str, card: SimulatedCard | WalletCard | ContactCard | ReplayCard, faults: _Faults | None = None
+    ) -> None:
         self.url = url
         self._card = card
         self._faults = faults or _Faults()
@@ -246,7 +255,7 @@ class SimulatorCardReader:
         return [f"sim:card={name}" for name in cards.names()]
 
     @property
-    def card(self) -> SimulatedCard | WalletCard | ReplayCard:
+    def card(self) -> SimulatedCard | WalletCard | ContactCard | ReplayCard:
         return self._card
 
     def remove_after(self, exchanges: int) -> None:

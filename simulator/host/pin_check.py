@@ -31,7 +31,7 @@ The key. The host derives the PIN key from the BDK the KSN names
 key for format 4, TDES DUKPT's PIN variant for format 0 (:mod:`terminal.dukpt`).
 
 The card's PIN. The simulated issuer issued the simulator's cards: a card's PIN
-is its profile's ``pin`` (:mod:`simulator.profiles`), found by the PAN in
+is its profile's ``pin`` (:mod:`simulator.profiles`, :mod:`simulator.contact.profiles`), found by the PAN in
 memory; a card of no profile, or of a profile without one, has
 :data:`DEFAULT_PIN`. The deciphered PIN is compared in constant time and wiped;
 it is never stored or logged, and neither is the block.
@@ -44,6 +44,7 @@ from functools import lru_cache
 from typing import Final
 
 from simulator import profiles
+from simulator.contact import profiles as contact_profiles
 from simulator.host.keys import HostKeys
 from simulator.host.store import HostStore
 from terminal.dukpt import DukptError, aes_host_pin_key, tdes_host_pin_key
@@ -67,14 +68,16 @@ DEFAULT_PIN: Final = b"1234"
 
 @lru_cache(maxsize=1)
 def _pins() -> dict[str, bytes]:
+    """PAN -> PIN of every simulated card whose profile names one (contactless and contact cards)."""
     out: dict[str, bytes] = {}
-    for name in profiles.list_names():
-        try:
-            profile = profiles.load(name)
-        except profiles.ProfileError:
-            continue  # a broken profile is the simulator's own test material: it issues no PIN
-        if profile.pin is not None:
-            out[profile.pan] = profile.pin.encode("ascii")
+    for source in (profiles, contact_profiles):
+        for name in source.list_names():
+            try:
+                profile = source.load(name)
+            except profiles.ProfileError:
+                continue  # a broken profile is the simulator's own test material: it issues no PIN
+            if profile.pin is not None:
+                out[profile.pan] = profile.pin.encode("ascii")
     return out
 
 
