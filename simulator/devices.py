@@ -2,7 +2,9 @@
 
 - ``sim:card=PROFILE``: a simulated card (see ``simulator/profiles``) in the field,
   or a digital-currency hard wallet (``sim:card=cbdc-anon``, see :mod:`simulator.cbdc`);
-- ``sim:replay=PATH``: the replay card answering from a recorded trace.
+- ``sim:replay=PATH``: the replay card answering from a recorded trace;
+- ``sim:pin=1234`` / ``cancel`` / ``timeout`` / ``bypass``: a simulated PIN pad
+  (:class:`simulator.pinpad.SimulatorPinPad`, routed there by :meth:`SimulatorCardReader.route`).
 
 Registered under the ``posterm.drivers`` entry point group, so the terminal
 opens them like any reader and never imports the simulator.
@@ -135,7 +137,7 @@ def _card_for(url: str) -> tuple[SimulatedCard | WalletCard | ContactCard | Repl
     if not sep or not value:
         raise SimulatorDeviceError(f"{url!r}: expected sim:card=PROFILE or sim:replay=TRACE.json")
     if key not in ("card", "replay"):
-        raise SimulatorDeviceError(f"{url!r}: unknown simulator device {key!r} (card, replay)")
+        raise SimulatorDeviceError(f"{url!r}: unknown simulator device {key!r} (card, replay, pin)")
     faults = _parse_faults(url, query)
     if key == "card":
         try:
@@ -223,6 +225,16 @@ class SimulatorCardReader:
         self._first_wait: float | None = None
         self._absent_until = 0.0  # time.monotonic() before which the card is not in the field
         self._current: _Session | None = None  # the latest session (for remove_after / mute_after)
+
+    @staticmethod
+    def route(url: str) -> type:
+        """The adapter of a ``sim:`` URL: a PIN pad for ``sim:pin=...``, else this reader (see terminal.registry)."""
+        _, _, rest = url.partition(":")
+        if rest.partition("=")[0] == "pin":
+            from simulator.pinpad import SimulatorPinPad
+
+            return SimulatorPinPad
+        return SimulatorCardReader
 
     @classmethod
     def open(cls, url: str) -> SimulatorCardReader:

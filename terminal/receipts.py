@@ -154,6 +154,10 @@ class ReceiptData:
     pin_entered: bool = False
     # Why, in words, printed under the status ("CANCELLED", "INSUFFICIENT FUNDS", ...); optional.
     reason: str | None = None
+    # A digital-currency wallet's payment: its record's counter and the first hex digits of its hash
+    # (masked_pan then holds the wallet id masked, application_label "DIGITAL CNY").
+    wallet_counter: int | None = None
+    record_hash: str | None = None
 
     def __post_init__(self) -> None:
         check_masked_pan(self.masked_pan)
@@ -172,7 +176,7 @@ class ReceiptData:
         if self.amount < 0:
             raise ValueError("amount must not be negative (minor units)")
         currency(self.currency)  # MoneyError (a ValueError) for an unknown code
-        for name in ("aid", "cryptogram", "tvr", "tsi"):
+        for name in ("aid", "cryptogram", "tvr", "tsi", "record_hash"):
             _check_hex(name, getattr(self, name))
 
 
@@ -246,9 +250,13 @@ def receipt_lines(data: ReceiptData, copy: Copy, width: int = 42, tz: tzinfo | N
     out += _centre(_KIND_TEXT[data.kind], width, bold=True)
     out.append(_blank())
 
-    # Card
+    # Card (or digital-currency wallet)
     out += _pair(data.application_label or "CARD", data.masked_pan, width)
     out += _pair("AID", data.aid.upper(), width)
+    if data.wallet_counter is not None:
+        out += _pair("COUNTER", str(data.wallet_counter), width)
+    if data.record_hash:
+        out += _pair("RECORD", data.record_hash.upper(), width)
     out.append(_rule(width))
     out += _pair("AMOUNT", format_amount(data.amount, cur), width, bold=True)
     out.append(_rule(width))
@@ -269,7 +277,7 @@ def receipt_lines(data: ReceiptData, copy: Copy, width: int = 42, tz: tzinfo | N
         out += _pair("RESPONSE CODE", data.response_code, width)
     if data.cryptogram_type is not None:
         out += _pair(data.cryptogram_type, (data.cryptogram or "").upper(), width)
-    if merchant_copy:
+    if merchant_copy and data.wallet_counter is None:  # (a wallet has no EMV risk results to show)
         out += _pair("TVR", data.tvr.upper(), width)
         out += _pair("TSI", data.tsi.upper(), width)
     cvm_text = _cvm_text(data)

@@ -67,6 +67,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+from emv.pan import pan_of
 from simulator.host.cbdc_operator import CBDC_KINDS, Operator, Verdict
 from simulator.host.issuer import FORMAT_ERROR_CODE, Decision, EmvDataError, Issuer, parse_emv_data
 from simulator.host.params import for_terminal
@@ -76,6 +77,7 @@ from simulator.host.schema import first_error
 from simulator.host.store import HostStore, Record, StoreConflict
 from simulator.host.wallets import WalletDesk
 from terminal.host import reconcile
+from terminal.pinblock import EncryptedPin, PinFormat
 
 __all__ = [
     "ATTEMPTS",
@@ -236,6 +238,14 @@ def sale_positions(records: Iterable[Record], terminal_id: str | None = None) ->
     return {txn: SalePosition(txn, tid, cur, c, r) for txn, (tid, cur, c, r) in charged.items()}
 
 
+def _online_pin(body: dict[str, Any]) -> EncryptedPin | None:
+    """The authorisation's online PIN (schema-valid: format, block and KSN agree), or None."""
+    pin = body.get("pin")
+    if pin is None:
+        return None
+    return EncryptedPin(bytes.fromhex(pin["block"]), bytes.fromhex(pin["ksn"]), PinFormat(pin["format"]))
+
+
 _Processed = tuple[int, bytes, tuple[int, ...]]
 _Handler = Callable[[dict[str, Any], Peer, str, dt.datetime], _Processed]
 
@@ -334,8 +344,18 @@ class Acquirer:
         payload = {"host_time": host_time(now), "parameters_version": version, "host_reference": reference}
         return 200, _json_bytes(payload), ()
 
-    def _decide(self, message: dict[str, Any], peer: Peer, tags: dict[int, bytes], now: dt.datetime) -> Decision:
-        """An authorisation's or an advice's decision: duplicate, proof, refund cover, then the issuer."""
+    def _decide(
+        self,
+        message: dict[str, Any],
+        peer: Peer,
+        tags: dict[int, bytes],
+        now: dt.datetime,
+        pin: EncryptedPin | None = None,
+    ) -> Decision:
+        """An authorisation's or an advice's decision: duplicate, proof, refund cover, then the issuer.
+
+        ``pin``: an authorisation's online PIN block (the issuer checks it against the card's PIN).
+        """
         refusal = duplicate(self.store, peer.merchant_id, peer.terminal_id, message["txn_id"])
         if refusal is not None:
             return Issuer.refuse(refusal)
@@ -371,7 +391,8 @@ class Acquirer:
         assert proven is not None
         if kind in ("offline_approval", "offline_refund"):  # the card approved it: the host takes note
             return Decision("00", note or "offline", None, proven.token, proven.proof)
-        decision = replace(self.issuer.decide(amount=message["amount"], proven=proven, now=now), proof=proven.proof)
+        decided = self.issuer.decide(amount=message["amount"], proven=proven, now=now, pin=pin, pan=pan_of(tags))
+        decision = replace(decided, proof=proven.proof)
         return replace(decision, reason=note) if decision.approved and note else decision
 
     def _authorise(self, body: dict[str, Any], peer: Peer, key: str, now: dt.datetime) -> _Processed:
@@ -380,7 +401,7 @@ class Acquirer:
         except EmvDataError:
             decision = Decision(FORMAT_ERROR_CODE, "format_error")  # schema-valid hex, but not TLV: ISO "30"
         else:
-            decision = self._decide(body, peer, tags, now)
+            decision = self._decide(body, peer, tags, now, _online_pin(body))
         reference = self._reference("authorise")
         approval = self._approval_code(reference) if decision.approved else None
         self.store.add_record(
