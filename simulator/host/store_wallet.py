@@ -3,8 +3,8 @@
 A part of :class:`simulator.host.store.HostStore` (a base class of it, as
 :mod:`simulator.host.store_issuer` is): portable SQL through the store's own
 helpers, inside the caller's transaction. The business rules are in
-:mod:`simulator.host.wallets`; the tables are migration 8
-(``simulator/host/storage/migrations/0008_wallets.sql``).
+:mod:`simulator.host.wallets`; the tables are migration 9
+(``simulator/host/storage/migrations/0009_wallets.sql``).
 
 What makes the money safe with several host workers is here, in single
 conditional statements that the database runs atomically whatever ran

@@ -18,7 +18,7 @@ prefix   wallet     what it stands for
 The other 16 digits are random. A code is single-use and valid
 :data:`CODE_TTL` (60 s) from when the app shows it
 (``posterm sim wallet code --account A``); the host keeps its keyed digest,
-never the code. Seeded accounts (migration 8): ``alice`` (simpay),
+never the code. Seeded accounts (migration 9): ``alice`` (simpay),
 ``bob`` (simchat), ``dora`` (simdc), each with a balance in EUR (978) and CNY
 (156), and ``empty`` (simpay, nothing).
 
