@@ -1,6 +1,7 @@
 """QR / barcode scanners on a serial port (RS-232, USB CDC-ACM, a pty), through pyserial.
 
 URL: ``serial:PATH?baud=9600&bytesize=8&parity=N&stopbits=1&prefix=...&suffix=CR&symbology=aim``
+(a URL with ``protocol=...`` names a PIN pad: :mod:`drivers.serial_pinpad`)
 
 ==============  =================================================================
 ``baud``        bits per second (default 9600)
@@ -332,6 +333,16 @@ class SerialScanner:
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"posterm-scanner {port.port}", daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def route(url: str) -> type:
+        """A ``serial:`` URL with ``protocol=posterm-pinpad`` names a PIN pad (:mod:`drivers.serial_pinpad`)."""
+        query = url.partition("?")[2]
+        if any(item.startswith("protocol=") for item in query.split("&")):
+            from drivers.serial_pinpad import SerialPinPad
+
+            return SerialPinPad
+        return SerialScanner
 
     @classmethod
     def open(cls, url: str) -> SerialScanner:

@@ -58,6 +58,22 @@ __all__ = [
 # --------------------------------------------------------------------------- combination
 
 
+def _kernel_id_value(path: str, value: Any) -> int:
+    """A kernel identifier: an international kernel's short id, or a domestic kernel's three bytes.
+
+    >>> hex(_kernel_id_value("k", 0x810156)), _kernel_id_value("k", 3)
+    ('0x810156', 3)
+    >>> _kernel_id_value("k", 0x0156)
+    Traceback (most recent call last):
+    ...
+    emv.config_fields.ConfigError: k: 342 is neither a short kernel id (1..255) nor a domestic kernel's 3 bytes (b8 set)
+    """
+    kid = _int(path, value, 1, 0xFFFFFF)
+    if kid > 0xFF and not kid & 0x800000:
+        raise ConfigError(path, f"{kid} is neither a short kernel id (1..255) nor a domestic kernel's 3 bytes (b8 set)")
+    return kid
+
+
 @dataclass(frozen=True)
 class Combination:
     """An AID, the kernel for it, and the Entry Point / kernel parameters (Book B 3.1.1).
@@ -133,7 +149,8 @@ class Combination:
             raise ConfigError(p("max_target_percent"), "must not be below target_percent")
         combo = cls(
             aid=_hex(p("aid"), d["aid"], range(5, 17)),
-            kernel_id=_int(p("kernel_id"), d["kernel_id"], 1, 0xFF),
+            # a short id (1..63, Book B) or a domestic kernel's three bytes (0x810156: b8 of byte 1 set)
+            kernel_id=_kernel_id_value(p("kernel_id"), d["kernel_id"]),
             label=_str(p("label"), d.get("label", ""), 16),
             tac_denial=_hex(p("tac_denial"), d.get("tac_denial", "0000000000"), 5),
             tac_online=_hex(p("tac_online"), d.get("tac_online", "0000000000"), 5),

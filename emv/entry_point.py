@@ -14,6 +14,13 @@ function that does the work and names the event that happened::
     KERNEL --select_next--> CHOOSE                (the kernel asked for Select Next)
     CHOOSE --empty--> DONE                        (End Application, try another card)
 
+Kernels beside C-2 and C-3 come from the caller: ``process(..., extra_kernels={id: fn})``
+maps a kernel identifier to a callable ``fn(transport, fci, txn) -> TransactionResult``,
+activated like the built-in kernels when a candidate of that kernel is selected.  A
+domestic kernel (Book B 3.3.2.5: byte 1 b8 set) is identified by the first three bytes
+of its Kernel Identifier 9F2A, e.g. ``81 01 56`` -> ``0x810156`` (posterm's
+digital-currency wallet); ``emv`` knows nothing of what such a kernel does.
+
 >>> from emv.config import TerminalConfig
 >>> from emv.transaction import TransactionData
 >>> class NoCard:
@@ -28,7 +35,7 @@ function that does the work and names the event that happened::
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from emv import apdu, tlv
@@ -47,6 +54,7 @@ __all__ = [
     "Candidate",
     "CollisionDetected",
     "Event",
+    "KernelFn",
     "State",
     "build_candidates",
     "none_allowed_reason",
@@ -56,6 +64,11 @@ __all__ = [
 ]
 
 PPSE_NAME = b"2PAY.SYS.DDF01"
+
+#: A kernel the caller supplies: (the card's transport, the selected application's FCI,
+#: the transaction) -> its outcome.  It may raise CardCommunicationError (the card left:
+#: Try Again) and, as cards are untrusted, anything else ends the application.
+KernelFn = Callable[[ApduTransport, bytes, TransactionData], TransactionResult]
 
 #: Kernel identifier when a directory entry has no 9F2A (Book B 3.3.2.5).
 DEFAULT_KERNEL_BY_RID: dict[bytes, int] = {
@@ -223,22 +236,35 @@ def _kernel_id(adf: bytes, raw: bytes | None) -> int | None:
     """The kernel identifier of a directory entry (Book B 3.3.2.5 step 3).
 
     Absent, or a first byte of 00: the default kernel of the RID.  A first
-    byte with b8-b7 = 00 is an international kernel (the short id); anything
-    else names a domestic kernel, which this reader has none of.
+    byte with b8-b7 = 00 is an international kernel: the short id (b6-b1).
+    b8 = 1 is a domestic kernel: its identifier is the first three bytes
+    (short id and country code), as an int (``81 01 56`` -> ``0x810156``);
+    fewer than three bytes name no kernel.  b8-b7 = 01 (RFU) names none.
+
+    >>> hex(_kernel_id(bytes.fromhex("F0504F5354434244430101"), bytes.fromhex("810156")))
+    '0x810156'
+    >>> _kernel_id(bytes.fromhex("A0000000031010"), bytes.fromhex("8101")) is None
+    True
     """
     if raw is None or len(raw) == 0 or raw[0] == 0:
         return DEFAULT_KERNEL_BY_RID.get(adf[:5])
-    if raw[0] & 0xC0:
+    if raw[0] & 0x80:
+        return int.from_bytes(raw[:3], "big") if len(raw) >= 3 else None
+    if raw[0] & 0x40:
         return None
     return raw[0] & 0x3F
 
 
 def build_candidates(
-    entries: list[DirectoryEntry], allowed: list[tuple[Combination, PreProcessingIndicators]]
+    entries: list[DirectoryEntry],
+    allowed: list[tuple[Combination, PreProcessingIndicators]],
+    extra_kernels: Collection[int] = (),
 ) -> list[Candidate]:
     """Match directory entries against allowed combinations; order by priority, then directory order.
 
-    Partial matching: an ADF name matches a configured AID it begins with.
+    Partial matching: an ADF name matches a configured AID it begins with.  A
+    combination is a candidate only if its kernel is here: C-2, C-3, or one of
+    ``extra_kernels`` (the ids of the caller's kernels).
     """
     out: list[Candidate] = []
     for entry in entries:
@@ -247,7 +273,7 @@ def build_candidates(
                 continue
             if not entry.adf_name.startswith(combo.aid):
                 continue
-            if combo.kernel_id not in _KERNELS:
+            if combo.kernel_id not in _KERNELS and combo.kernel_id not in extra_kernels:
                 continue
             out.append(Candidate(entry, combo, ind))
     out.sort(key=lambda c: c.sort_key)
@@ -333,12 +359,20 @@ def _ui(message: Message, status: ReaderStatus) -> list[UiMessage]:
 class _Run:
     """The working state of one :func:`process` call; one method per state."""
 
-    def __init__(self, transport: ApduTransport, config: TerminalConfig, txn: TransactionData) -> None:
+    def __init__(
+        self,
+        transport: ApduTransport,
+        config: TerminalConfig,
+        txn: TransactionData,
+        extra_kernels: Mapping[int, KernelFn] | None = None,
+    ) -> None:
         self.transport = ApduRecorder(transport)
         self.config = config
         self.txn = txn
+        self.extra_kernels: Mapping[int, KernelFn] = extra_kernels or {}
         self.allowed: list[tuple[Combination, PreProcessingIndicators]] = []
         self.candidates: list[Candidate] = []
+        self.over_limit: list[Candidate] = []  # what the card offers that the amount put over its contactless limit
         self.current: Candidate | None = None
         self.fci = b""
         self.result: TransactionResult | None = None
@@ -395,10 +429,25 @@ class _Run:
             resp = None
         # Book B 3.3.2: a failed or unparsable PPSE leaves the candidate list empty.
         entries = parse_ppse(resp.data) if resp is not None and resp.ok else []
-        self.candidates = build_candidates(entries, self.allowed)
+        self.candidates = build_candidates(entries, self.allowed, self.extra_kernels.keys())
+        over = [
+            (c, PreProcessingIndicators())
+            for c in self.config.combinations
+            if c.transaction_limit is not None and self.txn.amount >= c.transaction_limit
+        ]
+        self.over_limit = build_candidates(entries, over, self.extra_kernels.keys()) if over else []
         return Event.CANDIDATES
 
     def choose(self) -> Event:
+        if not self.candidates and self.over_limit and self.current is None:
+            # the card's applications are there, over their contactless limit (another combination, a
+            # wallet's, was allowed): what the cardholder must hear is the limit, as when none is allowed
+            self.finish(
+                Outcome.TRY_ANOTHER_INTERFACE,
+                _ui(Message.INSERT_SWIPE_OR_TRY_ANOTHER, ReaderStatus.PROCESSING_ERROR),
+                OVER_CONTACTLESS_LIMIT,
+            )
+            return Event.EMPTY
         if not self.candidates:
             self.current = None
             self.finish(
@@ -427,6 +476,19 @@ class _Run:
     def kernel(self) -> Event:
         cand = self.current
         assert cand is not None
+        kernel_id = cand.combination.kernel_id
+        if kernel_id not in _KERNELS:
+            extra = self.extra_kernels[kernel_id]
+
+            def run_extra() -> TransactionResult:
+                result = extra(self.transport, self.fci, self.txn)
+                # the identity of what ran is Entry Point's to say, whatever the kernel put there
+                result.kernel, result.aid = kernel_id, cand.select_name
+                if result.application_label is None:
+                    result.application_label = cand.entry.label or cand.combination.label or None
+                return result
+
+            return self._activate(cand, run_extra)
         ctx = KernelContext.create(
             self.transport,
             self.config,
@@ -436,8 +498,12 @@ class _Run:
             fci=self.fci,
             indicators=cand.indicators,
         )
+        return self._activate(cand, lambda: _KERNELS[kernel_id](ctx))
+
+    def _activate(self, cand: Candidate, run: Callable[[], TransactionResult]) -> Event:
+        """Run a kernel to its outcome (Book B 3.4); card faults and untrusted data end in an outcome."""
         try:
-            result = _KERNELS[cand.combination.kernel_id](ctx)
+            result = run()
         except CardCommunicationError as exc:
             return self.comm_error(exc)
         except KernelError as exc:
@@ -489,11 +555,18 @@ def _usable_fci(data: bytes) -> bool:
     return any(o.tag == 0x84 for o in objs[0].children)
 
 
-def process(transport: ApduTransport, config: TerminalConfig, txn: TransactionData) -> TransactionResult:
+def process(
+    transport: ApduTransport,
+    config: TerminalConfig,
+    txn: TransactionData,
+    extra_kernels: Mapping[int, KernelFn] | None = None,
+) -> TransactionResult:
     """One card presentation from pre-processing to the outcome (Book B sections 3.1-3.5).
 
     Try Again and Try Another Interface come back to the caller, which polls
     again (or tells the cardholder to use another interface) and calls
-    :func:`process` anew.
+    :func:`process` anew.  ``extra_kernels``: the caller's kernels by kernel
+    identifier (see the module's docstring), activated as C-2 and C-3 are
+    (Book B 3.4) when a combination of theirs is selected.
     """
-    return _Run(transport, config, txn).run()
+    return _Run(transport, config, txn, extra_kernels).run()

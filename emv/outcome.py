@@ -180,7 +180,7 @@ class TransactionResult:
     """
 
     outcome: Outcome
-    kernel: int | None = None
+    kernel: int | str | None = None  # a contactless kernel id (2, 3) or "contact"
     aid: bytes | None = None
     application_label: str | None = None
     cryptogram_type: str | None = None  # "TC", "ARQC", "AAC" or None

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 from emv.apdu import ApduTransport
 
-__all__ = ["ApduRecorder", "Exchange", "ExchangeObserver"]
+__all__ = ["ApduRecorder", "Exchange", "ExchangeObserver", "redact_command"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,29 @@ class Exchange:
 
 
 ExchangeObserver = Callable[[Exchange], None]
+
+# Commands whose data is a PIN block, in clear or enciphered: VERIFY (20), and
+# CHANGE REFERENCE DATA / PIN CHANGE/UNBLOCK (24) of an issuer script.
+_PIN_INS = frozenset({0x20, 0x24})
+
+
+def redact_command(command: bytes) -> bytes:
+    """The command as a recorder keeps it: the data of a PIN command zeroed, its length kept.
+
+    The card gets the real command; what is recorded, observed, traced and
+    returned in a result never holds a PIN block (in clear or enciphered).
+
+    >>> redact_command(bytes.fromhex("0020008008241234FFFFFFFFFF")).hex().upper()
+    '00200080080000000000000000'
+    >>> redact_command(bytes.fromhex("00B2010C00")).hex().upper()
+    '00B2010C00'
+    """
+    command = bytes(command)
+    if len(command) <= 5 or command[1] not in _PIN_INS:
+        return command
+    lc = command[4]
+    end = min(len(command), 5 + lc)
+    return command[:5] + bytes(end - 5) + command[end:]
 
 
 class ApduRecorder:
@@ -95,13 +118,14 @@ class ApduRecorder:
 
     def exchange(self, command: bytes) -> bytes:
         command = bytes(command)
+        shown = redact_command(command)
         started = self._clock() if self._clock is not None else None
         try:
             response = self.inner.exchange(command)
         except Exception as exc:
-            self._record(Exchange(command, None, f"{type(exc).__name__}: {exc}", self._since(started), self.source))
+            self._record(Exchange(shown, None, f"{type(exc).__name__}: {exc}", self._since(started), self.source))
             raise
-        self._record(Exchange(command, bytes(response), None, self._since(started), self.source))
+        self._record(Exchange(shown, bytes(response), None, self._since(started), self.source))
         return response
 
     def _since(self, started: float | None) -> float | None:

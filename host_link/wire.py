@@ -94,7 +94,8 @@ class EchoAnswer:
 
 
 def authorisation_json(request: AuthorisationRequest) -> dict[str, Any]:
-    return {
+    """An authorisation; ``pin`` (the online PIN block, its KSN and format) only when it has one."""
+    body: dict[str, Any] = {
         "txn_id": request.txn_id,
         "kind": request.kind,
         "amount": request.amount,
@@ -105,6 +106,13 @@ def authorisation_json(request: AuthorisationRequest) -> dict[str, Any]:
         "pan_token": request.pan_token,
         "original_txn_id": request.original_txn_id,
     }
+    if request.pin is not None:
+        body["pin"] = {
+            "format": int(request.pin.format),
+            "block": request.pin.block.hex().upper(),
+            "ksn": request.pin.ksn.hex().upper(),
+        }
+    return body
 
 
 def advice_json(advice: Advice) -> dict[str, Any]:

@@ -17,7 +17,7 @@ HOST = (("host", "the simulated acquiring host (HTTPS, mutual TLS, faults)", "si
 SIM = (
     (
         "sim",
-        "start a simulated device: a card on pcscd or nfc-udp, a scanner, a printer",
+        "start a simulated device: a card on pcscd or nfc-udp, a scanner, a printer, a PIN pad",
         "simulator.sim_cli:add_commands",
     ),
 )

@@ -41,6 +41,7 @@ __all__ = [
     "CryptogramData",
     "arpc",
     "build_iad",
+    "command_mac",
     "compute",
     "cvr_from_iad",
     "verify_arqc",
@@ -221,3 +222,18 @@ def arpc(
         if k.cvn == CVN_UNIONPAY_01:
             return bytes(cvn.generate_arpc(tag_9f26=arqc, tag_9f36=atc, arpc_rc=response))
         return bytes(cvn.generate_arpc(tag_9f26=arqc, arpc_rc=response))
+
+
+def command_mac(
+    keys: IssuerMasterKeys | str, pan: str, psn: str, *, header: bytes, arqc: bytes, atc: bytes, data: bytes = b""
+) -> bytes:
+    """The 8-byte MAC of an issuer script command (secure messaging for integrity).
+
+    ``header`` is CLA INS P1 P2 Lc of the command as sent (Lc counting the MAC),
+    ``data`` the command data before the MAC; the session key comes from the ATC
+    and the MAC input carries the ARQC of the transaction, as pyemv's CVN classes do.
+    """
+    k = _resolve(keys)
+    with _quiet_tdes():
+        cvn = _cvn_object(k, pan, psn)
+        return bytes(cvn.generate_command_mac(header, arqc, atc, data))

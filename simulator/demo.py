@@ -19,7 +19,16 @@ forwarder.  The day:
    authorisation (amount ending in 05) is declined after forwarding and
    reported;
 7. a refund of the first sale, a sale voided;
-8. settlement, in balance with the host.
+8. settlement, in balance with the host;
+9. digital currency: with the host down again, a hard wallet pays offline
+   (its SM2-signed record verified by the terminal) and so does one of two
+   cloned wallets; the host comes back and both records are forwarded and
+   credited; a second terminal takes the other clone (same identity, same
+   counter) offline, and at its sync the operator catches it: declined 59
+   after forwarding, reported, the wallet blocked; the block list reaches the
+   first terminal with its next parameters, and the clone is refused there
+   before it pays; the first terminal settles, its digital currency in lines
+   of its own.
 
 Each step has an expected result; the command prints a table and exits 0 only
 if every step had it.  Receipts are written as text files.
@@ -46,13 +55,14 @@ from terminal.bootstrap import open_terminal
 from terminal.cli_output import CommandError, file_error
 from terminal.facade import PaymentResult, Terminal, TerminalEvent
 from terminal.lifecycle import State
-from terminal.money import Currency, currency, format_amount
+from terminal.money import Currency, currency, format_amount, parse_amount
 from terminal.offline import OfflineLimitExceeded
 from terminal.receipts import Copy, render_text
 
 __all__ = ["DemoDay", "Step", "add_commands"]
 
 TERMINAL_ID = "TERM0001"
+SECOND_TERMINAL_ID = "TERM0002"
 MERCHANT_ID = "POSTERM0000001"
 ONLINE_CARD = "visa-qvsdc-online"
 OFFLINE_CARD = "visa-qvsdc-offline"
@@ -157,6 +167,43 @@ class DemoDay:
         if voided is not None:
             self._check("void it", "voided, reversal delivered", lambda: self._void(terminal, voided))
         self._check("settle", "in balance with the host", lambda: self._settle(terminal))
+        self._digital_currency(host, terminal)
+
+    def _digital_currency(self, host: HostService, terminal: Terminal) -> None:
+        """Hard wallets (CBDC): offline payments forwarded later, and a clone caught at sync."""
+        self._check("the host goes down again", "its port refuses connections", lambda: self._host_down(host))
+        paid = self._wallet(terminal, "digital currency offline (hard wallet, host down)", "12.34", "cbdc-anon",
+                            State.WALLET_APPROVED)  # fmt: skip
+        clone = self._wallet(terminal, "a cloned wallet pays offline here", "8.80", "cbdc-clone-a",
+                             State.WALLET_APPROVED)  # fmt: skip
+        self._check("the host comes back", "echo answered", lambda: self._host_back(host, terminal))
+        self._check(
+            "the wallets' records are forwarded later",
+            "2 credited by the operator, once",
+            lambda: self._wallets_credited(terminal, [t for t in (paid, clone) if t]),
+        )
+        second = self.out / "terminal-2"
+        self._check(
+            "a second terminal enrols",
+            f"certificate for {SECOND_TERMINAL_ID}, parameters applied",
+            lambda: self._second_terminal(host, second),
+        )
+        self._check(
+            "the clone's twin pays offline at the second terminal",
+            "wallet_approved (it never saw the wallet)",
+            lambda: self._twin(second),
+        )
+        self._check(
+            "the second terminal syncs: the operator catches the clone",
+            "declined after forwarding (59), reported; the wallet blocked",
+            lambda: self._clone_caught(host, second),
+        )
+        self._check(
+            "the block list reaches the first terminal",
+            "the clone is refused: wallet_blocked, nothing debited",
+            lambda: self._blocked_here(terminal),
+        )
+        self._check("settle again", "in balance, digital currency in its own lines", lambda: self._settle(terminal))
 
     # -- steps ----------------------------------------------------------------------------------
 
@@ -194,6 +241,75 @@ class DemoDay:
         ok = result.state is expected and (code is None or result.response_code == code)
         self._end(step, ok, _describe(result), result.txn_id)
         return result.txn_id if ok else None
+
+    def _wallet_url(self, profile: str) -> str:
+        # the wallets' counters and balances live in the demo's folder, not in the user's state directory
+        return f"sim:card={profile}?state-dir={self.out / 'wallets'}"
+
+    def _wallet(self, terminal: Terminal, what: str, amount: str, profile: str, expected: State) -> str | None:
+        step = self._begin(what, expected.value)
+        terminal.reader = registry.open_reader(self._wallet_url(profile))
+        try:
+            result = terminal.sale(parse_amount(amount, CNY), CNY.numeric)
+        except Exception as exc:  # the table shows it; the demo goes on
+            self._end(step, False, f"error: {exc}")
+            return None
+        ok = result.state is expected
+        self._end(step, ok, _describe(result), result.txn_id)
+        return result.txn_id if ok else None
+
+    def _wallets_credited(self, terminal: Terminal, txn_ids: list[str]) -> tuple[bool, str]:
+        report = terminal.forward_now()  # (the background forwarder may have sent them already)
+        states = [row.state for row in map(terminal.transaction, txn_ids) if row is not None]
+        credited = sum(state is State.WALLET_CREDITED for state in states)
+        ok = len(txn_ids) == 2 and credited == 2 and terminal.offline_status().queued == 0
+        return ok, f"{credited} credited by the operator ({report.accepted} sent now), queue empty"
+
+    def _second_terminal(self, host: HostService, data_dir: Path) -> tuple[bool, str]:
+        bundle = host.credential_bundle(SECOND_TERMINAL_ID, MERCHANT_ID)
+        creds = enrol(CredentialBundle.from_json(bundle), data_dir)
+        ok, text = self._parameters(data_dir)
+        return ok and creds.terminal_id == SECOND_TERMINAL_ID, f"certificate for {creds.terminal_id}, {text}"
+
+    def _twin(self, data_dir: Path) -> tuple[bool, str]:
+        terminal = open_terminal(data_dir, host="https", reader_url=self._wallet_url("cbdc-clone-b"))
+        try:
+            result = terminal.sale(parse_amount("6.60", CNY), CNY.numeric)
+        finally:
+            terminal.close()
+        return result.state is State.WALLET_APPROVED, _describe(result)
+
+    def _clone_caught(self, host: HostService, data_dir: Path) -> tuple[bool, str]:
+        from simulator.host import cbdc_admin
+
+        terminal = open_terminal(data_dir, host="https", reader_url="none")
+        told: list[TerminalEvent] = []
+        terminal.subscribe(told.append)
+        try:
+            report = terminal.forward_now()
+            listed = terminal.offline_status().declined_after_forwarding
+        finally:
+            terminal.close()
+        codes = [str(e.data.get("response_code")) for e in told if e.kind == "saf_declined"]
+        wallets = {w["wallet_id"]: w for w in cbdc_admin.wallets(host.data_dir)}
+        blocked = wallets.get("D1A000000000000A", {}).get("blocked_reason")
+        ok = report.declined == 1 and codes == ["59"] and len(listed) == 1 and blocked is not None
+        return ok, f"{report.declined} declined after forwarding (code {', '.join(codes)}); wallet blocked: {blocked}"
+
+    def _blocked_here(self, terminal: Terminal) -> tuple[bool, str]:
+        from terminal.params import reload_configuration
+
+        data_dir = terminal.store.path.parent
+        link = open_host_link("https", data_dir)
+        try:
+            version = download_and_apply(link, data_dir)
+        finally:
+            link.close()
+        reload_configuration(terminal, data_dir)
+        terminal.reader = registry.open_reader(self._wallet_url("cbdc-clone-a"))
+        result = terminal.sale(parse_amount("3.00", CNY), CNY.numeric)
+        ok = result.refusal == "wallet_blocked" and not result.approved
+        return ok, f"parameters version {version}: {result.message} [{result.refusal}]"
 
     def _host_down(self, host: HostService) -> tuple[bool, str]:
         import socket
@@ -323,6 +439,8 @@ def _minor(amount: str, cur: Currency = EUR) -> int:
 def _describe(result: PaymentResult) -> str:
     money = format_amount(result.amount, currency(result.currency))
     parts = [result.state.value, money, result.masked_pan or ""]
+    if result.refusal:
+        parts.append(f"[{result.refusal}]")
     if result.approval_code:
         parts.append(f"approval {result.approval_code}")
     if result.response_code and result.response_code != "00":

@@ -2,7 +2,9 @@
 
 - ``sim:card=PROFILE``: a simulated card (see ``simulator/profiles``) in the field,
   or a digital-currency hard wallet (``sim:card=cbdc-anon``, see :mod:`simulator.cbdc`);
-- ``sim:replay=PATH``: the replay card answering from a recorded trace.
+- ``sim:replay=PATH``: the replay card answering from a recorded trace;
+- ``sim:pin=1234`` / ``cancel`` / ``timeout`` / ``bypass``: a simulated PIN pad
+  (:class:`simulator.pinpad.SimulatorPinPad`, routed there by :meth:`SimulatorCardReader.route`).
 
 Registered under the ``posterm.drivers`` entry point group, so the terminal
 opens them like any reader and never imports the simulator.
@@ -59,6 +61,7 @@ from dataclasses import dataclass
 from simulator import cards, profiles
 from simulator.card import SimulatedCard
 from simulator.cbdc.wallet import WalletCard
+from simulator.contact.card import ContactCard
 from simulator.replay import ReplayCard, TraceError, load_trace
 from simulator.transport import CardTransport
 from terminal.ports import CancelToken, CardRemovedError, DeviceUrlError, NoCardError, WaitCancelled
@@ -126,7 +129,7 @@ def _value(url: str, key: str, text: str) -> int | float:
     return seconds
 
 
-def _card_for(url: str) -> tuple[SimulatedCard | WalletCard | ReplayCard, _Faults]:
+def _card_for(url: str) -> tuple[SimulatedCard | WalletCard | ContactCard | ReplayCard, _Faults]:
     """The card a ``sim:`` URL names and its faults; :class:`SimulatorDeviceError` saying what is wrong."""
     _, _, rest = url.partition(":")
     rest, _, query = rest.partition("?")
@@ -134,7 +137,7 @@ def _card_for(url: str) -> tuple[SimulatedCard | WalletCard | ReplayCard, _Fault
     if not sep or not value:
         raise SimulatorDeviceError(f"{url!r}: expected sim:card=PROFILE or sim:replay=TRACE.json")
     if key not in ("card", "replay"):
-        raise SimulatorDeviceError(f"{url!r}: unknown simulator device {key!r} (card, replay)")
+        raise SimulatorDeviceError(f"{url!r}: unknown simulator device {key!r} (card, replay, pin)")
     faults = _parse_faults(url, query)
     if key == "card":
         try:
@@ -159,13 +162,19 @@ class _Session(CardTransport):
     """
 
     # What a PC/SC reader reports for a contactless ISO 14443-4 card (PC/SC part 3,
-    # historical bytes empty): the simulator's card has no ATR of its own.
-    atr = bytes.fromhex("3B80800101")
+    # historical bytes empty), for a card that has no ATR of its own; an inserted
+    # contact card (``contact-*``) gives its own, a T=1 ATR.
+    _CONTACTLESS_ATR = bytes.fromhex("3B80800101")
+
+    @property
+    def atr(self) -> bytes:
+        own = getattr(self.card, "atr", None)
+        return bytes(own) if isinstance(own, bytes) else self._CONTACTLESS_ATR
 
     def __init__(
         self,
         reader: SimulatorCardReader,
-        card: SimulatedCard | WalletCard | ReplayCard,
+        card: SimulatedCard | WalletCard | ContactCard | ReplayCard,
         remove_after: int | None = None,
         mute_after: int | None = None,
     ) -> None:
@@ -205,7 +214,9 @@ class SimulatorCardReader:
 
     kind = "reader"
 
-    def __init__(self, url: str, card: SimulatedCard | WalletCard | ReplayCard, faults: _Faults | None = None) -> None:
+    def __init__(
+        self, url: str, card: SimulatedCard | WalletCard | ContactCard | ReplayCard, faults: _Faults | None = None
+    ) -> None:
         self.url = url
         self._card = card
         self._faults = faults or _Faults()
@@ -214,6 +225,16 @@ class SimulatorCardReader:
         self._first_wait: float | None = None
         self._absent_until = 0.0  # time.monotonic() before which the card is not in the field
         self._current: _Session | None = None  # the latest session (for remove_after / mute_after)
+
+    @staticmethod
+    def route(url: str) -> type:
+        """The adapter of a ``sim:`` URL: a PIN pad for ``sim:pin=...``, else this reader (see terminal.registry)."""
+        _, _, rest = url.partition(":")
+        if rest.partition("=")[0] == "pin":
+            from simulator.pinpad import SimulatorPinPad
+
+            return SimulatorPinPad
+        return SimulatorCardReader
 
     @classmethod
     def open(cls, url: str) -> SimulatorCardReader:
@@ -234,7 +255,7 @@ class SimulatorCardReader:
         return [f"sim:card={name}" for name in cards.names()]
 
     @property
-    def card(self) -> SimulatedCard | WalletCard | ReplayCard:
+    def card(self) -> SimulatedCard | WalletCard | ContactCard | ReplayCard:
         return self._card
 
     def remove_after(self, exchanges: int) -> None:

@@ -152,6 +152,8 @@ class CardProfile:
     expected: Mapping[str, str]
     relay_resistance: RelayResistanceSpec | None = None
     ec: EcSpec | None = None
+    #: The PIN the simulated issuer holds for this card (online PIN; simulator.host.pin_check), None: the default.
+    pin: str | None = None
 
     @property
     def cdol1(self) -> bytes:
@@ -292,6 +294,7 @@ def _from_dict(raw: Mapping[str, Any]) -> CardProfile:
         expected=MappingProxyType({str(k): str(v) for k, v in dict(raw.get("expected") or {}).items()}),
         relay_resistance=_relay_resistance(raw.get("relay_resistance")),
         ec=_ec(raw.get("ec")),
+        pin=None if raw.get("pin") is None else str(raw["pin"]),
     )
     _validate(profile)
     return profile
@@ -304,6 +307,8 @@ def _validate(p: CardProfile) -> None:
         raise ValueError(f"fault {p.fault!r} not one of {sorted(_FAULTS)}")
     if not p.pan.isdigit() or not 12 <= len(p.pan) <= 19:
         raise ValueError(f"PAN {p.pan!r}")
+    if p.pin is not None and not (p.pin.isascii() and p.pin.isdigit() and 4 <= len(p.pin) <= 12):
+        raise ValueError("pin: 4 to 12 digits")
     if len(p.psn) != 2 or not p.psn.isdigit():
         raise ValueError(f"PAN sequence number {p.psn!r} must be 2 digits")
     seen: set[tuple[int, int]] = set()

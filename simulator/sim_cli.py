@@ -5,6 +5,7 @@
 - ``posterm sim card PROFILE --via nfc-udp``: a virtual ISO-DEP card answering
   over nfcpy's udp transport (``nfc:udp:HOST:PORT``);
 - ``posterm sim scanner``: a serial QR scanner on a pty (a real serial device path);
+- ``posterm sim pinpad --pin 1234``: a serial PIN pad on a pty (:mod:`simulator.pty_pinpad`);
 - ``posterm sim printer``: a network ESC/POS printer on a TCP port.
 
 Each runs until interrupted (Ctrl-C or SIGTERM).  Failures follow the
@@ -88,6 +89,12 @@ def _cmd_scanner(args: argparse.Namespace) -> int:
     return pty_scanner.serve_scanner_cli(args)
 
 
+def _cmd_pinpad(args: argparse.Namespace) -> int:
+    from simulator import pty_pinpad
+
+    return pty_pinpad.serve_pinpad_cli(args)
+
+
 def _cmd_printer(args: argparse.Namespace) -> int:
     from simulator import net_printer
 
@@ -98,7 +105,9 @@ def _cmd_printer(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sim = sub.add_parser("sim", help="start a simulated device: a card on pcscd or nfc-udp, a scanner, a printer")
+    sim = sub.add_parser(
+        "sim", help="start a simulated device: a card on pcscd or nfc-udp, a scanner, a printer, a PIN pad"
+    )
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="DEVICE")
 
     card = sim_sub.add_parser("card", help="serve a simulated card (profile name or a trace file) to a reader stack")
@@ -124,11 +133,14 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     scanner = sim_sub.add_parser("scanner", help="a serial QR scanner on a pty, sending codes")
     printer = sim_sub.add_parser("printer", help="a network ESC/POS printer on a TCP port, capturing jobs")
-    from simulator import net_printer, pty_scanner
+    pinpad = sim_sub.add_parser("pinpad", help="a serial PIN pad on a pty (posterm-pinpad protocol, DUKPT PIN blocks)")
+    from simulator import net_printer, pty_pinpad, pty_scanner
     from simulator.wallet_cli import add_wallet_commands
 
     pty_scanner.add_scanner_arguments(scanner)
     scanner.set_defaults(func=_cmd_scanner)
+    pty_pinpad.add_pinpad_arguments(pinpad)
+    pinpad.set_defaults(func=_cmd_pinpad)
     net_printer.add_printer_arguments(printer)
     printer.set_defaults(func=_cmd_printer)
     add_wallet_commands(sim_sub)

@@ -40,6 +40,7 @@ from typing import Protocol
 from simulator.card import SimulatedCard, SimulatedCardError
 from simulator.cards import open_card
 from simulator.cbdc.wallet import WalletCard
+from simulator.contact.card import ContactCard
 from simulator.profiles import ProfileError
 from simulator.replay import ReplayCard, TraceError, load_trace
 
@@ -80,7 +81,9 @@ class _Card(Protocol):
     def exchange(self, command: bytes) -> bytes: ...
 
 
-def load_card(card: str | Path, *, state_dir: str | Path | None = None) -> SimulatedCard | WalletCard | ReplayCard:
+def load_card(
+    card: str | Path, *, state_dir: str | Path | None = None
+) -> SimulatedCard | WalletCard | ContactCard | ReplayCard:
     """A simulated card of a profile name, or the replay card of a trace file (a path ending in ``.json``).
 
     A wallet profile (``cbdc-*``) keeps its state in ``state_dir`` (see :mod:`simulator.cbdc.state`).
@@ -111,14 +114,15 @@ class VirtualCard:
         *,
         host: str = "127.0.0.1",
         port: int = VPCD_PORT,
-        atr: bytes = CONTACTLESS_ATR,
+        atr: bytes | None = None,
         stay: bool = False,
         state_dir: str | Path | None = None,
     ) -> None:
         self.card: _Card = load_card(card, state_dir=state_dir) if isinstance(card, str | Path) else card
         self.host = host
         self.port = port
-        self.atr = bytes(atr)
+        own = getattr(self.card, "atr", None)  # a contact card (contact-*) has its own T=1 ATR
+        self.atr = bytes(atr) if atr is not None else (bytes(own) if isinstance(own, bytes) else CONTACTLESS_ATR)
         self.stay = stay
         self.commands = 0  # command APDUs answered, over all insertions
         self.insertions = 0

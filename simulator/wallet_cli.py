@@ -7,7 +7,10 @@
 - ``posterm sim wallet records NAME [--json]``: the records the wallet holds,
   hex, oldest first (one a line): what its own sync with its operator uploads;
 - ``posterm sim wallet reset NAME``: forget its state (the next tap starts
-  from the profile again: opening balance, counter 0).
+  from the profile again: opening balance, counter 0);
+- ``posterm sim wallet code --account A`` and ``posterm sim wallet pay PAYLOAD
+  --account A``: a customer's wallet app against the simulated host
+  (:mod:`simulator.wallet_app_cli`).
 
 Each takes ``--state-dir DIR`` (default ``$POSTERM_SIM_STATE``, else the user
 state directory; :mod:`simulator.cbdc.state`).  ``list`` and ``show`` only
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from simulator.cbdc import pki
 from simulator.cbdc import profiles as wallet_profiles
 from simulator.cbdc.pki import TIER_ANONYMOUS
 from simulator.cbdc.state import WalletState, WalletStateError, WalletStore
@@ -140,7 +144,13 @@ def _cmd_records(args: argparse.Namespace) -> int:
     items = [{"counter": record_counter(raw), "record": raw.hex().upper()} for raw in kept]
     obj = {"name": profile.name, "wallet_id": profile.keys.wallet_id.hex().upper(), "counter": state.counter,
            "records": items}
-    emit(args, obj, "\n".join(raw.hex().upper() for raw in kept))
+    lines = [raw.hex().upper() for raw in kept]
+    if args.with_certificates:  # the wallet identifies itself to an operator that has not verified it yet
+        certificates = [profile.keys.certificate, pki.operator(profile.keys.operator_id.hex()).certificate]
+        shown = [c.hex().upper() for c in certificates]
+        obj["certificates"] = shown
+        lines += shown
+    emit(args, obj, "\n".join(lines))
     return 0
 
 
@@ -162,7 +172,9 @@ def _cmd_reset(args: argparse.Namespace) -> int:
 def add_wallet_commands(sim_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``wallet`` and its commands under ``posterm sim``."""
     wallet = sim_sub.add_parser(
-        "wallet", help="the simulated digital-currency wallets' state: list, show, records, reset"
+        "wallet",
+        help="the simulated digital-currency wallets' state: list, show, records, reset; "
+        "wallet apps: code (a payment code), pay (a merchant-presented code)",
     )
     sub = wallet.add_subparsers(dest="wallet_command", required=True, metavar="COMMAND")
     specs = (
@@ -182,4 +194,14 @@ def add_wallet_commands(sim_sub: argparse._SubParsersAction[argparse.ArgumentPar
             metavar="DIR",
             help="the wallets' state directory (default: $POSTERM_SIM_STATE, else the user state directory)",
         )
+        if name == "records":
+            p.add_argument(
+                "--with-certificates",
+                action="store_true",
+                help="add the wallet's two certificates (E2: the wallet's, its operator's) after its records, "
+                "as its sync with an operator that has not seen the wallet needs",
+            )
         p.set_defaults(func=func)
+    from simulator.wallet_app_cli import add_app_commands  # a wallet app's commands against the simulated host
+
+    add_app_commands(sub)

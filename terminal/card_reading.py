@@ -18,12 +18,16 @@ until their authorisation completes.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from emv import tlv
+from emv.apdu import ApduTransport
+from emv.config import TerminalConfig
 from emv.outcome import Message, Outcome, ReaderStatus, TransactionResult, UiMessage
 from emv.pan import mask_pan, pan_of
+from emv.transaction import TransactionData
 from terminal.core import Core
 from terminal.emv_session import TapInputs, build_transaction, run_tap
 from terminal.keystore import Keystore
@@ -40,8 +44,8 @@ from terminal.ports import (
 )
 from terminal.store import CardRecord
 
-__all__ = ["HOST_DATA_TAGS", "SCHEMES", "CardRequest", "card_details", "card_record", "host_data", "read_card",
-           "scheme_of"]  # fmt: skip
+__all__ = ["HOST_DATA_TAGS", "SCHEMES", "CardRequest", "ExtraKernels", "card_details", "card_record", "host_data",
+           "read_card", "scheme_of"]  # fmt: skip
 
 # The data objects a host gets with an authorisation or advice, in this order: the ICC
 # data an acquirer carries in ISO 8583 field 55 (the cryptogram, its inputs, the
@@ -68,6 +72,26 @@ SCHEMES = {
 
 PRESENT_CARD = "present card"
 PRESENT_CARD_AGAIN = "present card again"
+
+
+class ExtraKernels(Protocol):
+    """Kernels a payment brings beside the EMV ones (a digital-currency wallet's: :mod:`terminal.cbdc_payment`).
+
+    ``kernels``: kernel id -> callable for Entry Point.  ``restrict``: the
+    configuration for the next tap (a torn wallet payment admits only the
+    same wallet).  ``ask_again``: this tap's result needs the same payment
+    presented again, whatever its outcome; ``prompt``: what is asked then.
+    """
+
+    @property
+    def kernels(self) -> Mapping[int, Callable[[ApduTransport, bytes, TransactionData], TransactionResult]]: ...
+
+    def restrict(self, config: TerminalConfig) -> TerminalConfig: ...
+
+    def ask_again(self, result: TransactionResult) -> bool: ...
+
+    @property
+    def prompt(self) -> str: ...
 
 
 def scheme_of(aid: bytes | None) -> str:
@@ -114,8 +138,14 @@ def _wait(reader: CardReader, core: Core, token: CancelToken) -> Any:
         raise PaymentRefused("reader_error", f"the card reader cannot be used: {exc}") from None
 
 
-def read_card(core: Core, reader: CardReader, request: CardRequest, token: CancelToken) -> TransactionResult:
-    """Read the card once, asking for it again (same payment) when it was taken away too early."""
+def read_card(
+    core: Core, reader: CardReader, request: CardRequest, token: CancelToken, extra: ExtraKernels | None = None
+) -> TransactionResult:
+    """Read the card once, asking for it again (same payment) when it was taken away too early.
+
+    ``extra``: the payment's own kernels (a digital-currency wallet's), which
+    may also ask for the same card or wallet again (a torn wallet payment).
+    """
     config = core.config
     if request.force_online:
         config = replace(
@@ -153,17 +183,20 @@ def read_card(core: Core, reader: CardReader, request: CardRequest, token: Cance
                 now=core.clock.now,
                 torn_log=core.torn_log,
             )
-            result = run_tap(session, config, txn).result
+            tap_config = config if extra is None else extra.restrict(config)
+            kernels = None if extra is None else extra.kernels
+            result = run_tap(session, tap_config, txn, kernels).result
         finally:
             session.close()
         for message in result.messages:
             core.emit("ui_message", None, **message.to_json())
         # Book A: Try Again with "present card again" (the card left mid-transaction, or it
         # answered garbage): the same payment asks for it again, a few times, then gives up.
-        if result.outcome is not Outcome.TRY_AGAIN or attempt >= core.settings.card_retries:
+        again = extra is not None and extra.ask_again(result)
+        if (result.outcome is not Outcome.TRY_AGAIN and not again) or attempt >= core.settings.card_retries:
             return result
         attempt += 1
-        prompt = PRESENT_CARD_AGAIN
+        prompt = extra.prompt if again and extra is not None else PRESENT_CARD_AGAIN
 
 
 def card_record(keystore: Keystore, txn_id: str, result: TransactionResult) -> CardRecord:

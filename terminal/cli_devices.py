@@ -3,7 +3,8 @@
 - ``posterm devices [--json] [--discover-sim] [--no-probe]``: the configured
   reader, scanner and printer with a quick status (opened and closed, or why
   not), what the drivers see attached, and the registered drivers;
-- ``posterm devices set KIND URL|none|default``: configure a device (the URL
+- ``posterm devices set KIND URL|none|default``: configure a device (KIND:
+  reader, scanner, printer or pin-pad; the URL
   is checked against the driver registry; ``default`` returns to the shipped
   default);
 - ``posterm diag [--json] [--reader URL] [--no-print] ...``: every self-test
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from terminal.cli_output import DATA_DIR_HELP, CommandError, emit, file_error
-from terminal.devices import DEVICES_FILE, KINDS, DeviceConfigError, set_device
+from terminal.devices import CONFIG_KINDS, DEVICES_FILE, DeviceConfigError, set_device, shown_url
 from terminal.files import make_private_dir
 
 __all__ = ["add_commands"]
@@ -77,12 +78,13 @@ def _cmd_devices_set(args: argparse.Namespace, directory: Path) -> int:
         raise
     url = config.url(args.kind)
     entry = list_devices(directory)["configured"][args.kind] if url is not None else None
-    obj = {"kind": args.kind, "url": url, "devices": config.to_json(), "check": entry}
-    if url is None:
+    shown = None if url is None else shown_url(url)
+    obj = {"kind": args.kind, "url": shown, "devices": config.to_json(), "check": entry}
+    if shown is None:
         text = f"{args.kind}: none"
     else:
         assert entry is not None
-        text = f"{args.kind}: {url} ({entry['status']}: {entry['reason']})"
+        text = f"{args.kind}: {shown} ({entry['status']}: {entry['reason']})"
     emit(args, obj, text)
     return 0
 
@@ -202,12 +204,13 @@ def add_commands(sub: Any) -> None:
     devices.add_argument("--no-probe", action="store_true", help="do not open the configured devices")
     devices.set_defaults(func=_cmd_devices)
     dsub = devices.add_subparsers(dest="devices_command")
-    dset = dsub.add_parser("set", help="configure the reader, scanner or printer by URL")
-    dset.add_argument("kind", choices=KINDS, help="reader, scanner or printer")
+    dset = dsub.add_parser("set", help="configure the reader, scanner, printer or PIN pad by URL")
+    dset.add_argument("kind", choices=CONFIG_KINDS, help="reader, scanner, printer or pin-pad")
     dset.add_argument(
         "url",
         metavar="URL",
-        help="a device URL (e.g. pcsc:, serial:/dev/ttyACM0, escpos:net:HOST:9100), none or default; "
+        help="a device URL (e.g. pcsc:, serial:/dev/ttyACM0, escpos:net:HOST:9100, sim:pin=1234, "
+        "serial:/dev/ttyUSB0?protocol=posterm-pinpad), none or default; "
         "checked now (a sim: card profile must exist)",
     )
     _common(dset, nested=True)

@@ -45,6 +45,9 @@ from terminal.offline import OfflineBehavior, PaymentRefused
 
 __all__ = ["add_commands"]
 
+#: The currency of the simulator's digital-currency wallets (CBDC-SPEC: e-CNY, ISO 4217 156).
+WALLET_CURRENCY = "CNY"
+
 
 @contextmanager
 def _terminal(
@@ -102,7 +105,8 @@ def _payment_text(r: PaymentResult) -> str:
     amount = format_amount(r.amount, currency(r.currency))
     card = f" {r.scheme} {r.masked_pan}" if r.masked_pan else ""
     code = f" (approval code {r.approval_code})" if r.approval_code else ""
-    lines = [f"{r.kind} {amount}{card}: {r.message}{code}", f"transaction {r.txn_id}, state {r.state.value}"]
+    refusal = f" [{r.refusal}]" if r.refusal else ""
+    lines = [f"{r.kind} {amount}{card}: {r.message}{code}{refusal}", f"transaction {r.txn_id}, state {r.state.value}"]
     lines += _ec_lines(r)
     lines += [f"warning: {w}" for w in r.warnings]
     return "\n".join(lines)
@@ -141,8 +145,15 @@ def _interrupted(terminal: Terminal) -> Interrupted:
     return Interrupted(f"interrupted: payment {txn_id} is {state}")
 
 
+def _currency_of(args: argparse.Namespace) -> Any:
+    """``--currency``, else the currency of what pays: a simulated wallet's (``--card cbdc-...``: CNY), or EUR."""
+    if args.currency is not None:
+        return currency(args.currency)
+    return currency(WALLET_CURRENCY if (args.card or "").startswith("cbdc-") else "EUR")
+
+
 def _cmd_sale(args: argparse.Namespace) -> int:
-    cur = currency(args.currency)
+    cur = _currency_of(args)
     amount = parse_amount(args.amount, cur)
     with _terminal(args, _reader(args)) as terminal:
         _need_reader(terminal)
@@ -158,7 +169,7 @@ def _cmd_sale(args: argparse.Namespace) -> int:
 
 
 def _cmd_refund(args: argparse.Namespace) -> int:
-    cur = currency(args.currency)
+    cur = _currency_of(args)
     amount = parse_amount(args.amount, cur)
     reader = _reader(args)
     if args.original is None and not args.unreferenced:
@@ -255,6 +266,11 @@ def _cmd_saf(args: argparse.Namespace) -> int:
         lines = [f"{status.queued} payment(s) queued, {status.reversals_queued} reversal(s) queued"]
         for code, (n, amount) in sorted(status.totals.items()):
             lines.append(f"  {_money_text(amount, code)} in {n} payment(s)")
+        if status.evidence_queued:
+            lines.append(
+                f"  of which {status.evidence_queued} digital-currency record(s) refused or torn notice(s): "
+                "evidence for the wallet's operator, nothing to credit"
+            )
         if status.oldest_at:
             lines.append(f"oldest: {status.oldest_at} ({(status.oldest_age_seconds or 0) / 60:.1f} min)")
         if status.last_attempt_at:
@@ -401,7 +417,10 @@ def add_commands(sub: Any) -> None:
     def payment(name: str, helptext: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(name, help=helptext, description=helptext)
         p.add_argument("amount", help="amount as a decimal, e.g. 12.34")
-        p.add_argument("--currency", default="EUR", help="ISO 4217 code (default EUR)")
+        p.add_argument(
+            "--currency",
+            help="ISO 4217 code (default EUR; CNY with a simulated digital-currency wallet, --card cbdc-...)",
+        )
         p.add_argument("--card", help="a simulated card profile (short for --reader sim:card=PROFILE)")
         p.add_argument(
             "--reader",

@@ -60,6 +60,9 @@ class TerminalSettings:
     receipt_copies: tuple[str, ...] = ("customer",)
     # How many times a card taken away too early is asked for again ("present card again").
     card_retries: int = 2
+    # Digital-currency hard wallets: the ``cbdc`` section of the parameters as a ``cbdc.checks.TrustStore``
+    # (roots, block lists, offline limits); None: the terminal takes no wallet.
+    cbdc: Any = None
     # The cipher that seals card data at rest (terminal.keystore.CIPHERS); both are always read.
     keystore_cipher: str = DEFAULT_CIPHER
 

@@ -1,10 +1,10 @@
-"""Which reader, scanner and printer this terminal uses, by device URL.
+"""Which reader, scanner, printer and PIN pad this terminal uses, by device URL.
 
 The configuration has two layers:
 
 1. the shipped defaults: the ``devices`` object of ``terminal/data/terminal.json``
    when it has one, else :data:`DEFAULT_DEVICES` (a simulated card in a
-   simulated reader, no scanner, no printer);
+   simulated reader, no scanner, no printer, no PIN pad);
 2. ``<data_dir>/devices.json``, written by ``posterm devices set KIND URL|none``:
    each kind it names replaces the default (``null`` means "none").
 
@@ -15,7 +15,11 @@ changes it.
 A URL is checked against the driver registry when it is set (its scheme must
 be registered, its adapter must drive that kind of device, and what the
 adapter can check without a device must hold: a ``sim:`` card profile must
-exist); it is not opened then.  :class:`LazyReader` opens the configured reader only when a card
+exist); it is not opened then.  The PIN pad (``pin-pad``, :data:`PIN_PAD`) is
+configured here too (:data:`CONFIG_KINDS`); :data:`KINDS` stays the three
+kinds the technician's screens list. A ``sim:pin=DIGITS`` URL holds the
+simulated customer's PIN: :func:`shown_url` masks it wherever a URL is shown
+or logged.  :class:`LazyReader` opens the configured reader only when a card
 is first needed, so that commands that never read a card (journal, SAF,
 settlement) work while the reader is unplugged.
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +46,9 @@ from terminal.ports import (
     DeviceError,
     DeviceGone,
     DeviceUrlError,
+    PinEntry,
+    PinPad,
+    PinRequest,
     PrinterStatus,
     ReceiptPrinter,
     ScannedCode,
@@ -48,26 +56,44 @@ from terminal.ports import (
 from terminal.settings import SettingsError, shipped_document
 
 __all__ = [
+    "CONFIG_KINDS",
     "DEFAULT_DEVICES",
     "DEVICES_FILE",
     "KINDS",
+    "PIN_PAD",
     "DeviceConfig",
     "DeviceConfigError",
+    "LazyPinPad",
     "LazyPrinter",
     "LazyReader",
     "LazyScanner",
     "load_devices",
     "set_device",
+    "shown_url",
     "validate_url",
 ]
 
 KINDS: Final = ("reader", "scanner", "printer")
+PIN_PAD: Final = "pin-pad"
+#: Every kind ``posterm devices set`` configures.
+CONFIG_KINDS: Final = (*KINDS, PIN_PAD)
 DEVICES_FILE: Final = "devices.json"
 DEFAULT_DEVICES: Final[Mapping[str, str | None]] = {
     "reader": "sim:card=visa-qvsdc-online",
     "scanner": None,
     "printer": None,
+    PIN_PAD: None,
 }
+_SIM_PIN: Final = re.compile(r"(?<=\bpin=)[0-9]+")
+
+
+def shown_url(url: str) -> str:
+    """A device URL fit to show or log: a simulated PIN pad's digits masked (``sim:pin=****``).
+
+    >>> shown_url("sim:pin=1234?format=0")
+    'sim:pin=****?format=0'
+    """
+    return _SIM_PIN.sub("****", url)
 #: What ``posterm devices set KIND none`` stores: no device of that kind.
 NONE_WORDS: Final = frozenset({"none", "null", "-"})
 #: What ``posterm devices set KIND default`` does: drop the local setting, the shipped default applies.
@@ -86,20 +112,26 @@ class DeviceConfig:
     scanner: str | None
     printer: str | None
     sources: Mapping[str, str] = field(default_factory=dict)  # kind -> "default" | "devices.json"
+    pin_pad: str | None = None
 
     def url(self, kind: str) -> str | None:
-        if kind not in KINDS:
-            raise ValueError(f"unknown device kind {kind!r}; expected one of {', '.join(KINDS)}")
-        value: str | None = getattr(self, kind)
+        if kind not in CONFIG_KINDS:
+            raise ValueError(f"unknown device kind {kind!r}; expected one of {', '.join(CONFIG_KINDS)}")
+        value: str | None = getattr(self, kind.replace("-", "_"))
         return value
 
     def to_json(self) -> dict[str, Any]:
-        return {kind: {"url": self.url(kind), "source": self.sources.get(kind, "default")} for kind in KINDS}
+        """Kind -> URL (as shown: :func:`shown_url`) and where it comes from."""
+        out: dict[str, Any] = {}
+        for kind in CONFIG_KINDS:
+            url = self.url(kind)
+            out[kind] = {"url": None if url is None else shown_url(url), "source": self.sources.get(kind, "default")}
+        return out
 
 
 def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise DeviceConfigError(f"unknown device kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if kind not in CONFIG_KINDS:
+        raise DeviceConfigError(f"unknown device kind {kind!r}; expected one of {', '.join(CONFIG_KINDS)}")
 
 
 def validate_url(kind: str, url: str) -> str:
@@ -111,29 +143,31 @@ def validate_url(kind: str, url: str) -> str:
     """
     _check_kind(kind)
     text = url.strip()
+    shown = shown_url(text)  # messages never hold a simulated PIN
     scheme, sep, _ = text.partition(":")
     if not sep or not scheme:
         raise DeviceConfigError(
-            f"{kind} URL {url!r} has no scheme (expected e.g. 'sim:card=visa-qvsdc-online', 'pcsc:', "
+            f"{kind} URL {shown_url(url)!r} has no scheme (expected e.g. 'sim:card=visa-qvsdc-online', 'pcsc:', "
             "'serial:/dev/ttyACM0', 'escpos:net:192.0.2.10:9100')"
         )
     known = registry.schemes()
     if scheme not in known:
         names = ", ".join(sorted(known)) or "none"
-        raise DeviceConfigError(f"{kind} URL {text!r}: no driver for scheme {scheme!r} (registered: {names})")
+        raise DeviceConfigError(f"{kind} URL {shown!r}: no driver for scheme {scheme!r} (registered: {names})")
     try:
         actual = registry.kind_of(text)
     except DeviceError as exc:
-        raise DeviceConfigError(f"{kind} URL {text!r}: {exc}") from None
+        raise DeviceConfigError(f"{kind} URL {shown!r}: {exc}") from None
     except Exception as exc:  # the adapter's module does not import (a missing library)
-        raise DeviceConfigError(f"{kind} URL {text!r}: the {scheme!r} driver cannot be loaded: {exc}") from None
+        raise DeviceConfigError(f"{kind} URL {shown!r}: the {scheme!r} driver cannot be loaded: {exc}") from None
     if actual != kind:
-        raise DeviceConfigError(f"{kind} URL {text!r} names a {actual}, not a {kind}")
+        raise DeviceConfigError(f"{kind} URL {shown!r} names a {actual}, not a {kind}")
     try:
         registry.check_url(text, kind)
     except DeviceUrlError as exc:
         message = str(exc)  # the adapter's message may name the URL already
-        raise DeviceConfigError(message if text in message else f"{kind} URL {text!r}: {message}") from None
+        named = shown in message or text in message
+        raise DeviceConfigError(message if named else f"{kind} URL {shown!r}: {message}") from None
     return text
 
 
@@ -153,7 +187,7 @@ def _defaults() -> dict[str, str | None]:
     if not isinstance(shipped, dict):
         raise DeviceConfigError("terminal/data/terminal.json: 'devices' must be an object of kind -> URL or null")
     for kind, value in shipped.items():
-        if kind not in KINDS:
+        if kind not in CONFIG_KINDS:
             raise DeviceConfigError(f"terminal/data/terminal.json: devices.{kind}: unknown device kind")
         out[kind] = _url_value(value, f"terminal/data/terminal.json: devices.{kind}")
     return out
@@ -177,8 +211,8 @@ def _read_local(path: Path) -> dict[str, str | None]:
         raise DeviceConfigError(f"{path}: expected a JSON object of kind -> URL or null")
     out: dict[str, str | None] = {}
     for kind, value in doc.items():
-        if kind not in KINDS:
-            raise DeviceConfigError(f"{path}: unknown device kind {kind!r} (expected {', '.join(KINDS)})")
+        if kind not in CONFIG_KINDS:
+            raise DeviceConfigError(f"{path}: unknown device kind {kind!r} (expected {', '.join(CONFIG_KINDS)})")
         out[kind] = _url_value(value, f"{path}: {kind}")
     return out
 
@@ -186,12 +220,12 @@ def _read_local(path: Path) -> dict[str, str | None]:
 def load_devices(data_dir: Path) -> DeviceConfig:
     """The device configuration in force for the terminal in ``data_dir`` (nothing is opened)."""
     urls = _defaults()
-    sources = dict.fromkeys(KINDS, "default")
+    sources = dict.fromkeys(CONFIG_KINDS, "default")
     local = _read_local(Path(data_dir) / DEVICES_FILE)
     for kind, value in local.items():
         urls[kind] = value
         sources[kind] = DEVICES_FILE
-    return DeviceConfig(urls["reader"], urls["scanner"], urls["printer"], sources)
+    return DeviceConfig(urls["reader"], urls["scanner"], urls["printer"], sources, pin_pad=urls[PIN_PAD])
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -217,7 +251,7 @@ def set_device(data_dir: Path, kind: str, url: str | None) -> DeviceConfig:
     else:
         assert url is not None
         local[kind] = validate_url(kind, url)
-    ordered = {k: local[k] for k in KINDS if k in local}
+    ordered = {k: local[k] for k in CONFIG_KINDS if k in local}
     try:
         _write_atomically(path, json.dumps(ordered, indent=1) + "\n")
     except OSError as exc:
@@ -341,3 +375,40 @@ class LazyScanner:
 
     def __repr__(self) -> str:
         return f"LazyScanner({self.url!r}, opened={self._scanner is not None})"
+
+
+class LazyPinPad:
+    """A PIN pad named by URL, opened when a PIN is first asked for (and again after it went away).
+
+    A :class:`~terminal.ports.PinPad` itself; an error opening the device
+    comes from :meth:`enter_pin` as a DeviceError. ``url`` and ``repr`` show
+    the URL as :func:`shown_url` does (a simulated PIN masked).
+    """
+
+    kind = "pin-pad"
+
+    def __init__(self, url: str, opener: Callable[[str], PinPad] | None = None) -> None:
+        self._url = url
+        self.url = shown_url(url)
+        self._opener = opener or registry.open_pin_pad
+        self._pad: PinPad | None = None
+
+    def enter_pin(
+        self, request: PinRequest, timeout: float | None = None, cancel: CancelToken | None = None
+    ) -> PinEntry:
+        if self._pad is None:
+            self._pad = self._opener(self._url)
+        try:
+            return self._pad.enter_pin(request, timeout, cancel)
+        except DeviceGone:
+            self.close()  # unplugged: the next entry opens it again
+            raise
+
+    def close(self) -> None:
+        pad, self._pad = self._pad, None
+        if pad is not None:
+            with contextlib.suppress(Exception):
+                pad.close()
+
+    def __repr__(self) -> str:
+        return f"LazyPinPad({self.url!r}, opened={self._pad is not None})"

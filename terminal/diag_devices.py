@@ -25,7 +25,7 @@ from emv.entry_point import PPSE_NAME, parse_ppse
 from emv.pan import mask_text
 from terminal import registry
 from terminal.apdu_trace import ApduTrace, observe
-from terminal.devices import load_devices
+from terminal.devices import CONFIG_KINDS, load_devices, shown_url
 from terminal.diag_result import DiagResult, error_text, make_result, posterm_version
 from terminal.ports import (
     CancelToken,
@@ -296,6 +296,7 @@ def _probe(kind: str, url: str) -> tuple[str, str]:
         "reader": registry.open_reader,
         "scanner": registry.open_scanner,
         "printer": registry.open_printer,
+        "pin-pad": registry.open_pin_pad,
     }
     try:
         device = openers[kind](url)
@@ -336,9 +337,10 @@ def list_devices(data_dir: Path, *, include_sim: bool = False, probe: bool = Tru
     """
     devices = load_devices(Path(data_dir))
     configured: dict[str, Any] = {}
-    for kind in ("reader", "scanner", "printer"):
+    for kind in CONFIG_KINDS:
         url = devices.url(kind)
-        entry: dict[str, Any] = {"url": url, "source": devices.sources.get(kind, "default")}
+        shown = None if url is None else shown_url(url)
+        entry: dict[str, Any] = {"url": shown, "source": devices.sources.get(kind, "default")}
         if url is None:
             entry.update(status="none", reason="not configured")
         elif probe:
@@ -347,7 +349,7 @@ def list_devices(data_dir: Path, *, include_sim: bool = False, probe: bool = Tru
         else:
             entry.update(status="unknown", reason="not probed")
         configured[kind] = entry
-        _log.info("device %s %s: %s (%s)", kind, url, entry["status"], entry["reason"])
+        _log.info("device %s %s: %s (%s)", kind, shown, entry["status"], entry["reason"])
     return {
         "configured": configured,
         "discovered": registry.discover_all(include_sim=include_sim),

@@ -17,7 +17,7 @@ from typing import Any
 from emv.apdu import ApduTransport
 from emv.c2_torn import TornLog
 from emv.config import TerminalConfig
-from emv.entry_point import process
+from emv.entry_point import KernelFn, process
 from emv.outcome import TransactionResult
 from emv.recorder import ApduRecorder
 from emv.transaction import TransactionData
@@ -90,10 +90,15 @@ def trace_header(txn: TransactionData) -> dict[str, Any]:
     }
 
 
-def run_tap(transport: ApduTransport, config: TerminalConfig, txn: TransactionData) -> TapReport:
-    """Run Entry Point and the selected kernel over ``transport``."""
+def run_tap(
+    transport: ApduTransport,
+    config: TerminalConfig,
+    txn: TransactionData,
+    extra_kernels: Mapping[int, KernelFn] | None = None,
+) -> TapReport:
+    """Run Entry Point and the selected kernel over ``transport`` (``extra_kernels``: the caller's, by kernel id)."""
     recorder = ApduRecorder(transport)
     started = time.perf_counter()
-    result = process(recorder, config, txn)
+    result = process(recorder, config, txn, extra_kernels)
     elapsed = time.perf_counter() - started
     return TapReport(result, recorder, txn, elapsed)

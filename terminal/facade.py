@@ -26,7 +26,7 @@ from typing import Any
 
 from emv.config import TerminalConfig
 from emv.outcome import Message, ReaderStatus, TransactionResult, UiMessage
-from terminal.card_reading import CardRequest, card_record, read_card
+from terminal.card_reading import CardRequest, ExtraKernels, card_record, read_card
 from terminal.core import Clock, Core, SystemClock, TerminalSettings
 from terminal.forwarding import Forwarder
 from terminal.host import (
@@ -35,7 +35,7 @@ from terminal.host import (
 )
 from terminal.keystore import Keystore
 from terminal.lifecycle import (
-    Event,
+    RECOVERY,
     State,
 )
 from terminal.offline import OfflineBehavior, PaymentRefused
@@ -60,6 +60,7 @@ from terminal.results import (
 )
 from terminal.settlement import NothingToSettle, Settlement
 from terminal.store import PurgeReport, StorageCorrupt, StorageError, Store, TxnRow
+from terminal.store_cbdc import CBDC_EVIDENCE_KINDS
 from terminal.telling import Telling
 
 __all__ = [
@@ -308,6 +309,7 @@ class Terminal(Telling):
             declined_after_forwarding=[e.txn_id for e in core.store.saf_entries(["declined", "rejected"])],
             security_events=security,
             last_security_event=last_security,
+            evidence_queued=sum(1 for e in core.store.saf_queued() if e.kind in CBDC_EVIDENCE_KINDS),
         )
 
     # -- helpers --------------------------------------------------------------------------------
@@ -321,13 +323,13 @@ class Terminal(Telling):
         except StorageError as exc:
             raise PaymentRefused("storage", f"payment refused: {exc}") from exc
 
-    def _read_card(self, request: CardRequest) -> TransactionResult:
+    def _read_card(self, request: CardRequest, extra: ExtraKernels | None = None) -> TransactionResult:
         if self.reader is None:
             raise PaymentRefused("no_reader", "no card reader is configured")
         token = CancelToken()
         self._cancel = token
         try:
-            return read_card(self._core, self.reader, request, token)
+            return read_card(self._core, self.reader, request, token, extra)
         finally:
             self._cancel = None
 
@@ -549,12 +551,10 @@ class Terminal(Telling):
         if self.read_only:
             return done
         with self._lock:
-            for row in core.store.list_transactions(states=[State.STARTED, State.AUTHORISING]):
-                if row.state is State.STARTED:
-                    state = core.record(row.txn_id, Event.RECOVER_STARTED, {"recovered": True})
-                else:
-                    # The request may have reached the host: reverse it, never resend it as new.
-                    state = core.record(row.txn_id, Event.RECOVER_AUTHORISING, {"recovered": True})
+            # the request may have reached the host: an authorisation is reversed, never resent as new;
+            # a wallet's intent without its outcome ends not paid, with a notice to the wallet's operator
+            for row in core.store.list_transactions(states=list(RECOVERY)):
+                state = core.record(row.txn_id, RECOVERY[row.state], {"recovered": True})
                 done.append((row.txn_id, state))
                 core.emit("recovered", row.txn_id, state=state.value)
         return done

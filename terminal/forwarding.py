@@ -32,7 +32,7 @@ from terminal.host import (
     Reversal,
 )
 from terminal.keystore import KeystoreError
-from terminal.lifecycle import Event, State
+from terminal.lifecycle import Event, State, expires
 from terminal.results import ForwardReport
 from terminal.store import QueuedItem
 
@@ -125,7 +125,7 @@ class Forwarder:
             if due_only and item.next_attempt_at is not None and datetime.fromisoformat(item.next_attempt_at) > now:
                 break  # FIFO: what is behind an entry waiting out its backoff waits too
             age = (now - datetime.fromisoformat(item.created_at)).total_seconds()
-            if age > core.settings.retry.expire_after_seconds:
+            if age > core.settings.retry.expire_after_seconds and self._may_expire(item):
                 # Sent before with the answer lost: the host may hold it, so it is reversed.
                 maybe_received = item.attempts > 0
                 core.record(
@@ -146,6 +146,11 @@ class Forwarder:
             if not self._send_chunk(chunk, report):
                 break
         return report
+
+    def _may_expire(self, item: QueuedItem) -> bool:
+        """Whether the lifecycle lets this entry expire (a wallet's record or notice never does)."""
+        row = self._core.store.get(item.txn_id)
+        return row is not None and expires(row.state)
 
     def _send_chunk(self, chunk: list[QueuedItem], report: ForwardReport) -> bool:
         """Send a chunk of SAF entries (in one request when the host link takes batches).

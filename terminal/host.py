@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from terminal.pinblock import EncryptedPin
+
 __all__ = [
     "Advice",
     "AnswerStatus",
@@ -98,6 +100,7 @@ class AuthorisationRequest:
     emv_data: bytes  # TLV of the card and terminal data objects the issuer needs (may hold the PAN)
     pan_token: str  # keyed hash of the PAN: the host's handle on the card without the PAN
     original_txn_id: str | None = None
+    pin: EncryptedPin | None = None  # an online PIN from the PIN pad (block, KSN, format), never a clear PIN
 
 
 @dataclass(frozen=True)

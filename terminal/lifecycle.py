@@ -15,7 +15,21 @@ start-up recovery moves the unfinished ones on with the ``recover_*`` events:
 - ``started`` (the card was being read; nothing was shown) -> ``cancelled``;
 - ``authorising`` (the request may have reached the host) -> ``reversal_pending``;
 - ``offline_approved`` / ``deferred_approved`` were made durable together with
-  their SAF entry, so they need nothing.
+  their SAF entry, so they need nothing;
+- ``wallet_paying`` / ``wallet_torn`` (a digital-currency wallet's intent was
+  written, its record never came back or was never stored) -> ``wallet_not_paid``
+  with a "torn, not paid" notice queued, so that the wallet's operator credits
+  the wallet back if it did debit (:data:`RECOVERY` names the event of each).
+
+A digital-currency hard wallet (:mod:`terminal.cbdc_payment`) pays offline
+with a signed record: its intent is journalled before the PAY command
+(``wallet_intent``), and the record, verified, is queued for the operator
+(``wallet_approved``); a record that fails a check is queued as evidence and
+the payment declined (``wallet_refused``); a payment torn and never
+completed ends ``wallet_not_paid`` with a notice queued.  Nothing of a wallet
+payment is voided or refunded at the terminal (the wallet's operator pays a
+wallet back), and its queued entries never expire (a record is the merchant's
+claim, and a notice the wallet's): the table has no such rows.
 
 What may follow what *between* payments (a refund against a sale, a void of a
 sale or of a refund) is the second table, :data:`FOLLOW_UPS`, with the reason
@@ -46,6 +60,7 @@ __all__ = [
     "COUNTED_REFUND_STATES",
     "FINAL_STATES",
     "FOLLOW_UPS",
+    "RECOVERY",
     "TRANSITIONS",
     "UNFINISHED_STATES",
     "Event",
@@ -55,6 +70,7 @@ __all__ = [
     "Transition",
     "TransitionError",
     "customer_paid",
+    "expires",
     "follow_up_refusal",
     "next_state",
     "saf_kind",
@@ -79,6 +95,13 @@ class State(enum.Enum):
     EXPIRED = "expired"  # the entry could not be forwarded within the policy's time
     VOID_PENDING = "void_pending"  # voided: the reversal of an approved payment is queued
     VOIDED = "voided"  # voided and, where it had reached the host, reversed
+    # digital-currency hard wallets (CBDC)
+    WALLET_PAYING = "wallet_paying"  # the intent is durable: the PAY command may be sent (write-ahead)
+    WALLET_TORN = "wallet_torn"  # no record came back: the same wallet is asked for again
+    WALLET_APPROVED = "wallet_approved"  # the record verified: approved offline, the record queued (cbdc_payment)
+    WALLET_CREDITED = "wallet_credited"  # the wallet's operator accepted the record and credited the merchant
+    WALLET_REFUSED = "wallet_refused"  # a record that fails a check: declined, the record queued as evidence
+    WALLET_NOT_PAID = "wallet_not_paid"  # torn and never completed: not paid, a notice queued (cbdc_torn)
 
 
 class Event(enum.Enum):
@@ -101,6 +124,13 @@ class Event(enum.Enum):
     VOID_REVERSED = "void_reversed"
     RECOVER_STARTED = "recover_started"
     RECOVER_AUTHORISING = "recover_authorising"
+    WALLET_DECLINED = "wallet_declined"  # refused before the wallet debited (the terminal's check or the wallet's)
+    WALLET_INTENT = "wallet_intent"  # the intent journalled, just before the PAY command
+    WALLET_TORN = "wallet_torn"  # PAY got no answer (or a garbled one)
+    WALLET_APPROVED = "wallet_approved"  # the record passed every check
+    WALLET_REFUSED = "wallet_refused"  # the record failed a check after the wallet debited
+    WALLET_NOT_PAID = "wallet_not_paid"  # torn, and the customer did not present the wallet again
+    RECOVER_WALLET = "recover_wallet"  # start-up found a wallet payment left between intent and outcome
 
 
 class Money(enum.Enum):
@@ -114,6 +144,7 @@ class Money(enum.Enum):
     KEPT = "kept"  # it counted and still does (the host confirmed what the card approved)
     RETURNED = "returned"  # it counted and no longer does (voided, reversed, refused later)
     UNKNOWN = "unknown"  # the host may have approved, the answer was lost: a reversal undoes it
+    # (for a wallet: it may have debited, the record was lost: the same wallet again, or a notice to its operator)
 
 
 @dataclass(frozen=True)
@@ -215,6 +246,48 @@ TRANSITIONS: dict[tuple[State, Event], Transition] = {
     (S.APPROVED, E.VOID_QUEUED): T(S.VOID_PENDING, M.RETURNED, queue_reversal="void"),
     (S.FORWARDED, E.VOID_QUEUED): T(S.VOID_PENDING, M.RETURNED, queue_reversal="void"),
     (S.VOID_PENDING, E.VOID_REVERSED): T(S.VOIDED, M.NONE, reversal_done=True),
+    # digital-currency hard wallets: refused before the intent (the wallet's certificates, the limits, ...)
+    (S.STARTED, E.WALLET_DECLINED): T(S.DECLINED, M.NONE),
+    # the intent (and the envelope of a "torn, not paid" notice: certificates, request) before PAY
+    (S.STARTED, E.WALLET_INTENT): T(S.WALLET_PAYING, M.NONE, keep_card_data=True),
+    (S.WALLET_PAYING, E.WALLET_DECLINED): T(S.DECLINED, M.NONE, drop_card_data=True),
+    (S.WALLET_PAYING, E.WALLET_APPROVED): T(S.WALLET_APPROVED, M.TAKEN, queue_saf=True, keep_card_data=True),
+    (S.WALLET_PAYING, E.WALLET_REFUSED): T(S.WALLET_REFUSED, M.NONE, queue_saf=True, keep_card_data=True),
+    (S.WALLET_PAYING, E.WALLET_TORN): T(S.WALLET_TORN, M.UNKNOWN),
+    (S.WALLET_PAYING, E.WALLET_NOT_PAID): T(S.WALLET_NOT_PAID, M.NONE, queue_saf=True),
+    (S.WALLET_PAYING, E.RECOVER_WALLET): T(S.WALLET_NOT_PAID, M.NONE, queue_saf=True),
+    # the same wallet presented again: its record fetched (or PAY sent again if it had not debited)
+    (S.WALLET_TORN, E.WALLET_APPROVED): T(S.WALLET_APPROVED, M.TAKEN, queue_saf=True, keep_card_data=True),
+    (S.WALLET_TORN, E.WALLET_REFUSED): T(S.WALLET_REFUSED, M.NONE, queue_saf=True, keep_card_data=True),
+    (S.WALLET_TORN, E.WALLET_DECLINED): T(S.DECLINED, M.NONE, drop_card_data=True),
+    (S.WALLET_TORN, E.WALLET_NOT_PAID): T(S.WALLET_NOT_PAID, M.NONE, queue_saf=True),
+    (S.WALLET_TORN, E.RECOVER_WALLET): T(S.WALLET_NOT_PAID, M.NONE, queue_saf=True),
+    # the operator's answers; the records stay (encrypted) as the merchant's and the wallet's evidence
+    (S.WALLET_APPROVED, E.FORWARD_ACCEPTED): T(S.WALLET_CREDITED, M.KEPT, saf_answer="accepted"),
+    (S.WALLET_APPROVED, E.FORWARD_DECLINED): T(S.DECLINED_AFTER_FORWARDING, M.RETURNED, saf_answer="declined"),
+    (S.WALLET_APPROVED, E.FORWARD_REJECTED): T(S.REJECTED_BY_HOST, M.RETURNED, saf_answer="rejected"),
+    (S.WALLET_REFUSED, E.FORWARD_ACCEPTED): T(S.DECLINED, M.NONE, saf_answer="accepted"),
+    (S.WALLET_REFUSED, E.FORWARD_DECLINED): T(S.DECLINED, M.NONE, saf_answer="declined"),
+    (S.WALLET_REFUSED, E.FORWARD_REJECTED): T(S.DECLINED, M.NONE, saf_answer="rejected"),
+    (S.WALLET_NOT_PAID, E.FORWARD_ACCEPTED): T(S.CANCELLED, M.NONE, saf_answer="accepted"),
+    (S.WALLET_NOT_PAID, E.FORWARD_DECLINED): T(S.CANCELLED, M.NONE, saf_answer="declined"),
+    (S.WALLET_NOT_PAID, E.FORWARD_REJECTED): T(S.CANCELLED, M.NONE, saf_answer="rejected"),
+}
+
+#: The event start-up recovery applies to a payment a crash left in each unfinished state.
+RECOVERY: dict[State, Event] = {
+    S.STARTED: E.RECOVER_STARTED,
+    S.AUTHORISING: E.RECOVER_AUTHORISING,
+    S.WALLET_PAYING: E.RECOVER_WALLET,
+    S.WALLET_TORN: E.RECOVER_WALLET,
+}
+
+#: The kind of store-and-forward entry a wallet's event queues (:func:`saf_kind`): CBDC-SPEC section 10.
+_WALLET_SAF_KINDS = {
+    E.WALLET_APPROVED: "cbdc_payment",
+    E.WALLET_REFUSED: "cbdc_refused",
+    E.WALLET_NOT_PAID: "cbdc_torn",
+    E.RECOVER_WALLET: "cbdc_torn",
 }
 
 FINAL_STATES = frozenset(
@@ -226,14 +299,20 @@ FINAL_STATES = frozenset(
         S.REJECTED_BY_HOST,
         S.EXPIRED,
         S.VOIDED,
+        S.WALLET_CREDITED,  # approved, and nothing follows it at the terminal
     }
 )
 
+# States of card payments in which the customer was told "approved".
+_CARD_APPROVED = frozenset({S.APPROVED, S.OFFLINE_APPROVED, S.DEFERRED_APPROVED, S.FORWARDED})
+
 # States in which the customer was told "approved" (and the money counts in the batch).
-APPROVED_STATES = frozenset({S.APPROVED, S.OFFLINE_APPROVED, S.DEFERRED_APPROVED, S.FORWARDED})
+APPROVED_STATES = _CARD_APPROVED | {S.WALLET_APPROVED, S.WALLET_CREDITED}
 
 # States a crash may leave a payment in that recovery or a queued reversal must finish.
-UNFINISHED_STATES = frozenset({S.STARTED, S.AUTHORISING, S.REVERSAL_PENDING, S.VOID_PENDING})
+UNFINISHED_STATES = frozenset(
+    {S.STARTED, S.AUTHORISING, S.REVERSAL_PENDING, S.VOID_PENDING, S.WALLET_PAYING, S.WALLET_TORN}
+)
 
 
 class TransitionError(Exception):
@@ -257,10 +336,23 @@ def saf_kind(kind: str, event: Event) -> str:
 
     >>> saf_kind("sale", Event.OFFLINE_APPROVED), saf_kind("refund", Event.NOT_SENT_DEFERRED)
     ('offline_approval', 'offline_refund')
+    >>> saf_kind("sale", Event.WALLET_APPROVED), saf_kind("sale", Event.RECOVER_WALLET)
+    ('cbdc_payment', 'cbdc_torn')
     """
+    if event in _WALLET_SAF_KINDS:
+        return _WALLET_SAF_KINDS[event]
     if kind == "refund":
         return "offline_refund"
     return "offline_approval" if event is Event.OFFLINE_APPROVED else "deferred_authorisation"
+
+
+def expires(state: State) -> bool:
+    """Whether a queued entry of a payment in ``state`` may expire unsent (the table has a row for it).
+
+    >>> expires(State.OFFLINE_APPROVED), expires(State.WALLET_APPROVED)
+    (True, False)
+    """
+    return (state, Event.SAF_EXPIRED) in TRANSITIONS
 
 
 # -- what may follow what, between payments ---------------------------------------------------
@@ -277,8 +369,8 @@ class FollowUp(enum.Enum):
 FOLLOW_UPS: dict[tuple[FollowUp, str], frozenset[State]] = {
     (FollowUp.REFUND, "sale"): frozenset({S.APPROVED, S.FORWARDED}),
     (FollowUp.REFUND, "refund"): frozenset(),
-    (FollowUp.VOID, "sale"): APPROVED_STATES,
-    (FollowUp.VOID, "refund"): APPROVED_STATES,
+    (FollowUp.VOID, "sale"): _CARD_APPROVED,
+    (FollowUp.VOID, "refund"): _CARD_APPROVED,
 }
 
 # Why a follow-up is refused, in words, by the state of the payment it names.
@@ -296,6 +388,14 @@ _REFUSED_BECAUSE: dict[State, str] = {
     S.EXPIRED: "it expired before the host could confirm it: nothing was collected",
     S.VOID_PENDING: "it was voided",
     S.VOIDED: "it was voided",
+    S.WALLET_PAYING: "it is not finished",
+    S.WALLET_TORN: "it is not finished",
+    S.WALLET_APPROVED: "it was paid from a digital-currency wallet: the wallet's operator pays a wallet back, "
+    "not the terminal",
+    S.WALLET_CREDITED: "it was paid from a digital-currency wallet: the wallet's operator pays a wallet back, "
+    "not the terminal",
+    S.WALLET_REFUSED: "it was declined: nothing was paid",
+    S.WALLET_NOT_PAID: "it was not completed: nothing was paid",
 }
 
 # The states of a refund that count against its original: approved, and anything that may

@@ -14,10 +14,10 @@ import secrets
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emv.outcome import Message, Outcome, ReaderStatus, TransactionResult, UiMessage
-from terminal.card_reading import CardRequest, card_details, card_record, host_data, scheme_of
+from terminal.card_reading import CardRequest, ExtraKernels, card_details, card_record, host_data, scheme_of
 from terminal.core import Core
 from terminal.forwarding import Forwarder
 from terminal.host import (
@@ -40,9 +40,12 @@ from terminal.lifecycle import (
 )
 from terminal.money import currency, format_amount
 from terminal.offline import OfflineBehavior, PaymentRefused
-from terminal.response_codes import decline_reason
+from terminal.response_codes import decline_reason, refusal_words
 from terminal.results import PaymentResult
 from terminal.store import CardRecord, NewPayment, StorageCorrupt, StorageError, TxnRow
+
+if TYPE_CHECKING:
+    from terminal.cbdc_payment import WalletSale
 
 __all__ = ["Payments"]
 
@@ -57,7 +60,12 @@ def _money(minor: int, code: int) -> str:
 class Payments:
     """The payment verbs behind the facade; callers hold the terminal's lock."""
 
-    def __init__(self, core: Core, forwarder: Forwarder, read_card: Callable[[CardRequest], TransactionResult]) -> None:
+    def __init__(
+        self,
+        core: Core,
+        forwarder: Forwarder,
+        read_card: Callable[[CardRequest, ExtraKernels | None], TransactionResult],
+    ) -> None:
         self._core = core
         self._forwarder = forwarder
         self._read_card = read_card
@@ -110,6 +118,9 @@ class Payments:
             response_code=row.details.get("response_code"),
             card_result=emv,
             warnings=warnings,
+            kernel=row.details.get("kernel"),
+            wallet_id=row.details.get("wallet_id"),
+            refusal=row.details.get("refusal"),
         )
 
     def _checked(self, txn_id: str) -> TxnRow:
@@ -261,14 +272,48 @@ class Payments:
         if amount <= 0:
             raise PaymentRefused("amount", "the amount must be above zero")
         room = self._offline_room(code, amount)
-        if offline_behavior is OfflineBehavior.FORCE_OFFLINE and not room:
+        wallet = self._wallet_sale(amount, code, offline_behavior, request_key, reference)
+        wallet_may_pay = wallet is not None and code in wallet.trust.limits
+        if offline_behavior is OfflineBehavior.FORCE_OFFLINE and not room and not wallet_may_pay:
+            # (a wallet has offline limits of its own, per currency; a card tapped instead is refused after
+            # its reading)
             self._check_offline_room(code, amount)  # raises the named limit
         # require_online: no offline approval by the card either, so ask it for an online cryptogram
         force_online = not room or offline_behavior is OfflineBehavior.REQUIRE_ONLINE
-        result = self._read_card(CardRequest(amount, code, exponent, 0x00, force_online))
+        try:
+            result = self._read_card(CardRequest(amount, code, exponent, 0x00, force_online), wallet)
+        except PaymentRefused as exc:
+            if wallet is not None and wallet.pending:  # torn, and the same wallet was not presented again
+                from terminal.cbdc_payment import not_paid
+
+                return not_paid(wallet, str(exc))
+            raise
+        if wallet is not None and wallet.ran:
+            from terminal.cbdc_payment import complete
+
+            return complete(wallet, result)
         return self._complete_sale(
             result, amount, code, offline_behavior, force_online, request_key=request_key, reference=reference
         )
+
+    def _wallet_sale(
+        self, amount: int, code: int, behavior: OfflineBehavior, request_key: str | None, reference: str | None
+    ) -> WalletSale | None:
+        """The digital-currency kernel for this sale, when the parameters in force have a cbdc section.
+
+        (The protocol code, with its SM2, is loaded only then: a card-only terminal never loads it.)
+        """
+        if getattr(self._core.settings, "cbdc", None) is None:
+            return None
+        from terminal.cbdc_payment import WalletSale, trust_of
+
+        trust = trust_of(self._core)
+        if trust is None:
+            return None
+        return WalletSale(
+            self._core, amount, code, trust, behavior.value, self._new_txn_id,
+            request_key=request_key, reference=reference,
+        )  # fmt: skip
 
     def _complete_sale(
         self,
@@ -395,7 +440,7 @@ class Payments:
         original = None if original_txn_id is None else self._refundable(original_txn_id, amount, code)
         result: TransactionResult | None = None
         if original is None or present_card:
-            result = self._read_card(CardRequest(amount, code, exponent, 0x20, False))
+            result = self._read_card(CardRequest(amount, code, exponent, 0x20, False), None)
         txn_id, _ = self._new_txn_id()
         core = self._core
         scheme = scheme_of(result.aid) if result is not None else original.scheme if original else "unknown"
@@ -524,11 +569,20 @@ _STATE_TEXT = {
     State.EXPIRED: "not confirmed by the host in time",
     State.AUTHORISING: "in progress",
     State.STARTED: "in progress",
+    State.WALLET_PAYING: "in progress",
+    State.WALLET_TORN: "in progress: present the same wallet again",
+    State.WALLET_APPROVED: "approved (offline)",
+    State.WALLET_CREDITED: "approved (credited by the wallet's operator)",
+    State.WALLET_NOT_PAID: "not paid: the wallet left before its record came; a notice is queued for its operator",
 }
 
 
 def _state_text(row: TxnRow) -> str:
     """What a payment's state means for the customer, in words (a decline with its reason)."""
+    if row.state in (State.DECLINED, State.WALLET_REFUSED) and row.details.get("refusal"):
+        return f"declined: {refusal_words(row.details.get('refusal'))}"
+    if row.state is State.DECLINED_AFTER_FORWARDING and row.details.get("response_code"):
+        return f"declined by the host after forwarding: {decline_reason(row.details.get('response_code'))}"
     if row.state is State.DECLINED:
         code = row.details.get("response_code")
         return f"declined: {decline_reason(code)}" if code and code != "00" else "declined"

@@ -1,4 +1,4 @@
-"""Ports the terminal core declares and the drivers implement: card readers, code scanners, printers.
+"""Ports the terminal core declares and the drivers implement: card readers, code scanners, printers, PIN pads.
 
 Every device is opened from a URL through :mod:`terminal.registry`; an
 adapter class per URL scheme implements one of these protocols.  The errors
@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from emv.apdu import ApduTransport, CardCommunicationError, CollisionDetected
+from emv.pan import mask_pan
+from terminal.pinblock import EncryptedPin, PinFormat
 
 __all__ = [
     "CancelToken",
@@ -42,8 +44,14 @@ __all__ = [
     "DeviceError",
     "DeviceGone",
     "DeviceUrlError",
+    "EncryptedPin",
     "NoCardError",
     "NoCodeError",
+    "PinEntry",
+    "PinFormat",
+    "PinOutcome",
+    "PinPad",
+    "PinRequest",
     "PrinterError",
     "PrinterStatus",
     "ReceiptPrinter",
@@ -206,5 +214,74 @@ class ReceiptPrinter(Protocol):
         ...
 
     def status(self) -> PrinterStatus: ...
+
+    def close(self) -> None: ...
+
+
+class PinOutcome(enum.Enum):
+    """How a PIN entry ended."""
+
+    ENTERED = "entered"  # a PIN block was formed
+    CANCELLED = "cancelled"  # the customer pressed Cancel, or the terminal cancelled the wait
+    TIMEOUT = "timeout"  # nobody finished entering a PIN in time
+    BYPASSED = "bypassed"  # the customer pressed Enter with no digits where bypass was allowed
+
+
+@dataclass(frozen=True)
+class PinRequest:
+    """What a PIN pad is asked: the amount shown, the card (its PAN, bound into the block; shown masked).
+
+    ``allow_bypass``: whether Enter with no digits ends the entry as
+    :attr:`PinOutcome.BYPASSED` (a PIN pad where it is not allowed ignores it).
+    ``format``: the PIN block format wanted (4: AES DUKPT, 0: TDES DUKPT).
+    """
+
+    amount: int  # minor units
+    currency: int  # ISO 4217 numeric
+    pan: str
+    allow_bypass: bool = False
+    format: PinFormat = PinFormat.ISO_4
+
+    @property
+    def masked_pan(self) -> str:
+        """The PAN as a PIN pad may show it (first 6 / last 4 at most)."""
+        return mask_pan(self.pan)
+
+    def __repr__(self) -> str:
+        return (
+            f"PinRequest(amount={self.amount}, currency={self.currency}, pan={self.masked_pan!r}, "
+            f"allow_bypass={self.allow_bypass}, format={int(self.format)})"
+        )
+
+
+@dataclass(frozen=True)
+class PinEntry:
+    """The result of a PIN entry: the outcome and, when a PIN was entered, the enciphered block. Never a PIN."""
+
+    outcome: PinOutcome
+    pin: EncryptedPin | None = None
+
+    def __post_init__(self) -> None:
+        if (self.outcome is PinOutcome.ENTERED) != (self.pin is not None):
+            raise ValueError("a PIN entry has a PIN block exactly when a PIN was entered")
+
+
+@runtime_checkable
+class PinPad(Protocol):
+    """A PIN pad, opened from a device URL: the PIN leaves it only as an ISO 9564 PIN block with its KSN.
+
+    :meth:`enter_pin` shows the amount and the masked PAN and waits for the
+    customer; it returns a :class:`PinEntry` (entered, cancelled, timed out or
+    bypassed). ``timeout``: seconds the customer has (None: the pad's own);
+    ``cancel``: the terminal's cancel (the entry ends :attr:`PinOutcome.CANCELLED`).
+    Raises :class:`DeviceError` when the pad cannot be used (``DeviceGone``
+    when it went away), never a clear PIN.
+    """
+
+    url: str
+
+    def enter_pin(
+        self, request: PinRequest, timeout: float | None = None, cancel: CancelToken | None = None
+    ) -> PinEntry: ...
 
     def close(self) -> None: ...

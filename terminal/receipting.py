@@ -17,7 +17,7 @@ from typing import Any
 from terminal.core import Core
 from terminal.lifecycle import APPROVED_STATES, State
 from terminal.ports import ReceiptPrinter
-from terminal.response_codes import decline_reason
+from terminal.response_codes import decline_reason, refusal_words
 
 __all__ = ["RECEIPT_STATUS", "Receipts"]
 
@@ -34,6 +34,10 @@ RECEIPT_STATUS: dict[State, str] = {
     State.REVERSED: "REVERSED",
     State.VOID_PENDING: "VOID PENDING",
     State.VOIDED: "VOIDED",
+    State.WALLET_PAYING: "NOT COMPLETED",
+    State.WALLET_TORN: "NOT COMPLETED",
+    State.WALLET_REFUSED: "DECLINED",
+    State.WALLET_NOT_PAID: "NOT COMPLETED",
 }
 
 _CVMS_SHOWN = ("signature", "online_pin", "consumer_device")
@@ -44,6 +48,11 @@ def _reason(state: State, details: dict[str, Any]) -> str | None:
     if state in APPROVED_STATES:
         return None
     code = details.get("response_code")
+    refusal = details.get("refusal")
+    if state in (State.DECLINED, State.WALLET_REFUSED) and refusal:  # a wallet refused by name
+        return refusal_words(refusal)
+    if state in (State.WALLET_NOT_PAID, State.WALLET_TORN) or (state is State.CANCELLED and details.get("torn")):
+        return "not paid: the wallet left before its record came"
     if state in (State.DECLINED, State.DECLINED_AFTER_FORWARDING) and code and code != "00":
         return decline_reason(code)
     if state is State.EXPIRED:
@@ -99,6 +108,8 @@ class Receipts:
             reason=_reason(row.state, d),
             ec_balance=d.get("ec_balance") if status == "APPROVED" else None,
             offline_spending_amount=d.get("offline_spending_amount") if status == "APPROVED" else None,
+            wallet_counter=d.get("counter") if d.get("kernel") == "cbdc" else None,
+            record_hash=d.get("record_hash"),
         )
 
     def print(self, printer: ReceiptPrinter, txn_id: str, copy: str) -> None:

@@ -158,6 +158,10 @@ class ReceiptData:
     # available offline spending amount ("AVAILABLE OFFLINE"), in minor units of ``currency``.
     ec_balance: int | None = None
     offline_spending_amount: int | None = None
+    # A digital-currency wallet's payment: its record's counter and the first hex digits of its hash
+    # (masked_pan then holds the wallet id masked, application_label "DIGITAL CNY").
+    wallet_counter: int | None = None
+    record_hash: str | None = None
 
     def __post_init__(self) -> None:
         check_masked_pan(self.masked_pan)
@@ -180,7 +184,7 @@ class ReceiptData:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ValueError(f"{name} must be a non-negative integer (minor units) or None")
         currency(self.currency)  # MoneyError (a ValueError) for an unknown code
-        for name in ("aid", "cryptogram", "tvr", "tsi"):
+        for name in ("aid", "cryptogram", "tvr", "tsi", "record_hash"):
             _check_hex(name, getattr(self, name))
 
 
@@ -254,9 +258,13 @@ def receipt_lines(data: ReceiptData, copy: Copy, width: int = 42, tz: tzinfo | N
     out += _centre(_KIND_TEXT[data.kind], width, bold=True)
     out.append(_blank())
 
-    # Card
+    # Card (or digital-currency wallet)
     out += _pair(data.application_label or "CARD", data.masked_pan, width)
     out += _pair("AID", data.aid.upper(), width)
+    if data.wallet_counter is not None:
+        out += _pair("COUNTER", str(data.wallet_counter), width)
+    if data.record_hash:
+        out += _pair("RECORD", data.record_hash.upper(), width)
     out.append(_rule(width))
     out += _pair("AMOUNT", format_amount(data.amount, cur), width, bold=True)
     out.append(_rule(width))
@@ -281,7 +289,7 @@ def receipt_lines(data: ReceiptData, copy: Copy, width: int = 42, tz: tzinfo | N
         out += _pair("EC BALANCE", format_amount(data.ec_balance, cur), width)
     elif data.offline_spending_amount is not None:
         out += _pair("AVAILABLE OFFLINE", format_amount(data.offline_spending_amount, cur), width)
-    if merchant_copy:
+    if merchant_copy and data.wallet_counter is None:  # (a wallet has no EMV risk results to show)
         out += _pair("TVR", data.tvr.upper(), width)
         out += _pair("TSI", data.tsi.upper(), width)
     cvm_text = _cvm_text(data)

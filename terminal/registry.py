@@ -8,12 +8,16 @@ party adds a device without touching the core::
     posterm.drivers =
         sim = simulator.devices:SimulatorCardReader
 
-An adapter class has ``kind`` (``"reader"``, ``"scanner"`` or ``"printer"``),
+An adapter class has ``kind`` (``"reader"``, ``"scanner"``, ``"printer"`` or ``"pin-pad"``),
 ``open(url) -> device`` and may have ``discover() -> list[str]`` (the URLs of
 what is attached now; cheap, no device is claimed) and ``check(url) -> None``
 (raises :class:`~terminal.ports.DeviceUrlError` when the URL names nothing the
 adapter has, without opening a device: ``posterm devices set`` refuses such a
-URL when it is set rather than when the first card is read).  A URL with no
+URL when it is set rather than when the first card is read).  A scheme whose
+adapter drives several kinds of device has ``route(url) -> adapter class``,
+which names the adapter of that URL (``sim:card=...`` a reader, ``sim:pin=...``
+a PIN pad; ``serial:...?protocol=posterm-pinpad`` a PIN pad, other
+``serial:`` URLs a scanner).  A URL with no
 scheme, an unknown scheme or the wrong kind of device is a ``DeviceUrlError``.  :class:`DeviceMonitor`
 polls discovery and reports what was added and removed.
 """
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from terminal.ports import CardReader, CodeScanner, DeviceError, DeviceUrlError, ReceiptPrinter
+from terminal.ports import CardReader, CodeScanner, DeviceError, DeviceUrlError, PinPad, ReceiptPrinter
 
 __all__ = [
     "GROUP",
@@ -38,6 +42,7 @@ __all__ = [
     "discover",
     "discover_all",
     "kind_of",
+    "open_pin_pad",
     "open_printer",
     "open_reader",
     "open_scanner",
@@ -45,8 +50,8 @@ __all__ = [
 ]
 
 GROUP = "posterm.drivers"
-KINDS = ("reader", "scanner", "printer")
-_PORTS: dict[str, type] = {"reader": CardReader, "scanner": CodeScanner, "printer": ReceiptPrinter}
+KINDS = ("reader", "scanner", "printer", "pin-pad")
+_PORTS: dict[str, type] = {"reader": CardReader, "scanner": CodeScanner, "printer": ReceiptPrinter, "pin-pad": PinPad}
 
 
 def schemes() -> dict[str, str]:
@@ -70,9 +75,16 @@ def _scheme(url: str) -> str:
     return scheme
 
 
+def _adapter_for_url(url: str) -> Any:
+    """The adapter class of a URL: its scheme's, or the one its scheme's ``route(url)`` names."""
+    adapter = adapter_for(_scheme(url))
+    route = getattr(adapter, "route", None)
+    return route(url) if route is not None else adapter
+
+
 def kind_of(url: str) -> str:
-    """``reader``, ``scanner`` or ``printer``: what the URL's adapter drives."""
-    return str(getattr(adapter_for(_scheme(url)), "kind", "reader"))
+    """``reader``, ``scanner``, ``printer`` or ``pin-pad``: what the URL's adapter drives."""
+    return str(getattr(_adapter_for_url(url), "kind", "reader"))
 
 
 def check_url(url: str, kind: str) -> None:
@@ -81,7 +93,7 @@ def check_url(url: str, kind: str) -> None:
     The scheme and the kind are checked here; the rest (a card profile, a
     trace file, options) by the adapter's ``check(url)`` when it has one.
     """
-    adapter = adapter_for(_scheme(url))
+    adapter = _adapter_for_url(url)
     actual = getattr(adapter, "kind", "reader")
     if actual != kind:
         raise DeviceUrlError(f"{url!r} names a {actual}, not a {kind}")
@@ -91,7 +103,7 @@ def check_url(url: str, kind: str) -> None:
 
 
 def _open(url: str, kind: str) -> Any:
-    adapter = adapter_for(_scheme(url))
+    adapter = _adapter_for_url(url)
     if getattr(adapter, "kind", "reader") != kind:
         raise DeviceUrlError(f"{url!r} names a {getattr(adapter, 'kind', 'reader')}, not a {kind}")
     try:
@@ -121,6 +133,12 @@ def open_printer(url: str) -> ReceiptPrinter:
     """Open the receipt printer a URL names."""
     printer: ReceiptPrinter = _open(url, "printer")
     return printer
+
+
+def open_pin_pad(url: str) -> PinPad:
+    """Open the PIN pad a URL names."""
+    pad: PinPad = _open(url, "pin-pad")
+    return pad
 
 
 def discover(scheme: str) -> list[str]:
@@ -154,7 +172,7 @@ def discover_all(kinds: Iterable[str] = KINDS, *, include_sim: bool = False) -> 
 
 @dataclass(frozen=True)
 class DeviceChange:
-    kind: str  # reader | scanner | printer
+    kind: str  # reader | scanner | printer | pin-pad
     url: str
     added: bool  # False: removed
 

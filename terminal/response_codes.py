@@ -12,7 +12,7 @@ guides).  A cashier is shown the words first and the code after them:
 
 from __future__ import annotations
 
-__all__ = ["RESPONSE_CODES", "decline_reason"]
+__all__ = ["RESPONSE_CODES", "WALLET_REFUSALS", "decline_reason", "refusal_words"]
 
 RESPONSE_CODES: dict[str, str] = {
     "00": "approved",
@@ -75,3 +75,44 @@ def decline_reason(code: str | None) -> str:
     if text is None:
         return f"declined by the issuer (code {code})"
     return f"{text} ({code})"
+
+
+#: The refusals of a digital-currency hard-wallet payment (CBDC-SPEC section 5, ``cbdc.checks.Refusal``)
+#: in words for the cashier and the customer; the name goes with them in the JSON result.
+WALLET_REFUSALS: dict[str, str] = {
+    "malformed": "the wallet's data is malformed",
+    "unsupported_version": "the wallet speaks a protocol version this terminal does not",
+    "untrusted_chain": "the wallet's certificates do not lead to a trusted root",
+    "certificate_expired": "the wallet's certificate has expired",
+    "certificate_not_yet_valid": "the wallet's certificate is not valid yet",
+    "wallet_blocked": "the wallet is blocked",
+    "counter_replayed": "the wallet repeated an old payment",
+    "currency_mismatch": "the wallet does not hold this currency",
+    "over_wallet_limit": "over the wallet's limit for one payment",
+    "over_payment_limit": "over the terminal's offline limit for one digital-currency payment",
+    "over_count_limit": "too many digital-currency payments since the last sync: forward the queue first",
+    "over_total_limit": "over the digital-currency total allowed since the last sync: forward the queue first",
+    "unsent_too_old": "digital-currency payments have waited too long to be sent: forward the queue first",
+    "insufficient_balance": "the wallet's balance is too low",
+    "over_daily_limit": "over the wallet's daily limit",
+    "wallet_locked": "the wallet is locked by its operator",
+    "record_signature": "the wallet's payment record does not verify",
+    "wrong_payee": "the wallet's payment record names another payee",
+    "wrong_challenge": "the wallet's payment record answers another request",
+    "amount_mismatch": "the wallet's payment record is for another amount",
+    "wrong_wallet": "the payment record comes from another wallet",
+    "chain_broken": "the wallet's payment record does not follow its previous one",
+}
+
+
+def refusal_words(name: str | None) -> str:
+    """A wallet refusal's name in words.
+
+    >>> refusal_words("insufficient_balance")
+    "the wallet's balance is too low"
+    >>> refusal_words("something_new")
+    'refused by the digital-currency checks (something_new)'
+    """
+    if not name:
+        return "refused by the digital-currency checks"
+    return WALLET_REFUSALS.get(name, f"refused by the digital-currency checks ({name})")

@@ -56,6 +56,9 @@ class PaymentResult:
     response_code: str | None = None
     card_result: TransactionResult | None = None  # the kernel's result; ``.to_json()`` shows it masked
     warnings: tuple[str, ...] = ()  # what the operator must know besides the result (e.g. a security event)
+    kernel: str | None = None  # "cbdc" for a digital-currency wallet's payment; None: a card's (see card_result)
+    wallet_id: str | None = None  # a wallet's id masked (first 4 / last 4 hex digits)
+    refusal: str | None = None  # the named refusal of a wallet payment declined (CBDC-SPEC section 5)
 
     @property
     def completed(self) -> bool:
@@ -81,6 +84,9 @@ class PaymentResult:
             "ec_balance": self._ec("balance"),
             "offline_spending_amount": self._ec("offline_spending_amount"),
             "warnings": list(self.warnings),
+            "kernel": self.kernel,
+            "wallet_id": self.wallet_id,
+            "refusal": self.refusal,
         }
 
     def _ec(self, name: str) -> int | None:
@@ -103,6 +109,9 @@ class SafStatus:
     declined_after_forwarding: list[str]
     security_events: int = 0  # host certificates rejected since the terminal was set up
     last_security_event: str | None = None
+    # of ``queued``: digital-currency records refused at the terminal and torn notices, evidence for the
+    # wallet's operator that credits nobody (their amounts are in ``totals`` all the same)
+    evidence_queued: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -116,6 +125,7 @@ class SafStatus:
             "declined_after_forwarding": self.declined_after_forwarding,
             "security_events": self.security_events,
             "last_security_event": self.last_security_event,
+            "evidence_queued": self.evidence_queued,
         }
 
 

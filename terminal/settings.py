@@ -13,6 +13,13 @@ so is ``keystore``: ``{"cipher": "aes-256-gcm" | "sm4-gcm"}``, the cipher that
 seals card data at rest (:mod:`terminal.keystore`; AES-256-GCM when absent),
 and ``qr``: what the terminal's merchant-presented QR codes carry (see
 :mod:`terminal.qr_merchant`).
+
+A ``cbdc`` object (CBDC-SPEC section 8: trust roots with their checksums, the
+wallets and operators blocked, the offline limits per currency) makes the
+terminal take digital-currency hard wallets: the settings carry it as a
+``cbdc.checks.TrustStore`` (a bad checksum refuses the whole configuration),
+and the wallet's combination (its AID with the domestic kernel ``81 01 56``)
+joins the EMV ones, so that Entry Point selects a wallet beside the cards.
 """
 
 from __future__ import annotations
@@ -60,6 +67,11 @@ _OWN_KEYS = (
 )
 
 
+#: The hard wallet's combination (CBDC-SPEC section 4): its AID, and the domestic kernel ``81 01 56`` of its
+#: PPSE entry, configured when the parameters have a ``cbdc`` section.
+WALLET_COMBINATION: dict[str, Any] = {"aid": "F0504F5354434244430101", "kernel_id": 0x810156, "label": "DIGITAL CNY"}
+
+
 class SettingsError(Exception):
     """The configuration cannot be used; the message names the file and field."""
 
@@ -102,6 +114,10 @@ def load_config(doc: Mapping[str, Any], base: Path | None = None) -> TerminalCon
     except CapkError as exc:
         raise SettingsError(f"CA public keys refused: {exc}") from None
     emv_part = {k: v for k, v in doc.items() if k not in _OWN_KEYS}
+    if "cbdc" in doc and isinstance(emv_part.get("combinations"), list) and emv_part["combinations"]:
+        aids = {str(c.get("aid", "")).upper() for c in emv_part["combinations"] if isinstance(c, Mapping)}
+        if WALLET_COMBINATION["aid"] not in aids:
+            emv_part["combinations"] = [*emv_part["combinations"], WALLET_COMBINATION]
     try:
         config = TerminalConfig.from_dict(emv_part, capks=capks)
     except ConfigError as exc:
@@ -159,6 +175,7 @@ def load_settings(doc: Mapping[str, Any]) -> TerminalSettings:
             retry=retry,
             card_timeout_seconds=float(doc.get("card_timeout_seconds", 30.0)),
             retention_years=int(doc.get("retention_years", 5)),
+            cbdc=_cbdc_trust(doc["cbdc"]) if "cbdc" in doc else None,
         )
     except (ValueError, TypeError) as exc:
         raise SettingsError(f"terminal settings: {exc}") from None
@@ -175,6 +192,19 @@ def _keystore_cipher(section: Any) -> str:
         raise ValueError(f"keystore: unknown setting {unknown[0]!r} (known: cipher)")
     cipher = section.get("cipher", DEFAULT_CIPHER)
     return cipher if isinstance(cipher, str) else repr(cipher)
+
+
+def _cbdc_trust(section: Any) -> Any:
+    """The ``cbdc`` section as a ``cbdc.checks.TrustStore`` (ValueError naming the field when it is refused).
+
+    (``cbdc`` is loaded only for a terminal that has the section.)
+    """
+    from cbdc.checks import ParameterError, TrustStore
+
+    try:
+        return TrustStore.from_parameters(section)
+    except ParameterError as exc:
+        raise ValueError(str(exc)) from None
 
 
 @lru_cache(maxsize=1)

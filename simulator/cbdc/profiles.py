@@ -24,7 +24,11 @@ Faults:
 ``mute``
     the wallet stops answering after the SELECT of its application;
 ``garbage``
-    every digital-currency command is answered with random bytes and 9000.
+    every digital-currency command is answered with random bytes and 9000;
+``redirect_payee``
+    the wallet debits and signs a genuine record, but to the payee of its
+    ``redirect_to`` (``{"merchant": ..., "terminal": ...}``) instead of the
+    one the terminal asked for: malware paying someone else.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ __all__ = ["FAULTS", "PREFIX", "HistoryEntry", "WalletProfile", "is_wallet_name"
 
 PREFIX = "cbdc-"
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
-FAULTS = frozenset({"tamper_signature", "replay", "rollback", "torn", "mute", "garbage"})
+FAULTS = frozenset({"tamper_signature", "replay", "rollback", "torn", "mute", "garbage", "redirect_payee"})
 _MAX_BYTES = 64 << 10
 
 
@@ -75,6 +79,8 @@ class WalletProfile:
     history: tuple[HistoryEntry, ...]
     expected: Mapping[str, str]
     emv: str | None = None
+    #: the (merchant id, terminal id) a ``redirect_payee`` wallet pays instead of the terminal's payee
+    redirect_to: tuple[str, str] | None = None
 
 
 def is_wallet_name(name: str) -> bool:
@@ -142,6 +148,15 @@ def _from_dict(raw: Mapping[str, Any]) -> WalletProfile:
         if str(emv) not in emv_profiles.list_names():
             raise ValueError(f"emv {emv!r} is not an EMV card profile")
         emv_profiles.load(str(emv))
+    redirect = raw.get("redirect_to")
+    redirect_to = None
+    if fault == "redirect_payee" or redirect is not None:
+        if fault != "redirect_payee" or not isinstance(redirect, Mapping):
+            raise ValueError('redirect_to {"merchant", "terminal"} goes with the fault redirect_payee, only with it')
+        redirect_to = (
+            _ascii(redirect["merchant"], 1, 15, "merchant id"),
+            _ascii(redirect["terminal"], 8, 8, "terminal id"),
+        )
     if sum(h.amount for h in history) > keys.opening_balance:
         raise ValueError("the history spends more than the opening balance")
     return WalletProfile(
@@ -156,4 +171,5 @@ def _from_dict(raw: Mapping[str, Any]) -> WalletProfile:
         history=history,
         expected=MappingProxyType({str(k): str(v) for k, v in dict(raw.get("expected") or {}).items()}),
         emv=None if emv is None else str(emv),
+        redirect_to=redirect_to,
     )

@@ -35,7 +35,7 @@ import random
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from simulator.card import CardMuteError, SimulatedCard, SimulatedCardError
 from simulator.cbdc import pki, records, tlv
@@ -261,6 +261,9 @@ class WalletCard:
             if answer is not None:
                 return answer
             counter = state.counter + 1
+            if self.profile.redirect_to is not None:  # signs for another payee than the terminal asked for
+                merchant, terminal = self.profile.redirect_to
+                request = replace(request, merchant=merchant.encode("ascii"), terminal=terminal.encode("ascii"))
             record = records.build_record(
                 self.profile.keys, counter, request, state.last_hash, tamper=self.profile.fault == "tamper_signature"
             )

@@ -67,6 +67,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+from emv.pan import pan_of
 from simulator.host.cbdc_operator import CBDC_KINDS, Operator, Verdict
 from simulator.host.issuer import FORMAT_ERROR_CODE, Decision, EmvDataError, Issuer, parse_emv_data
 from simulator.host.params import for_terminal
@@ -74,7 +75,9 @@ from simulator.host.proofs import Claim, ProofVerifier, Proven, Purpose, Refusal
 from simulator.host.rules import Refused, check_refund, check_reversal, duplicate, replayed
 from simulator.host.schema import first_error
 from simulator.host.store import HostStore, Record, StoreConflict
+from simulator.host.wallets import WalletDesk
 from terminal.host import reconcile
+from terminal.pinblock import EncryptedPin, PinFormat
 
 __all__ = [
     "ATTEMPTS",
@@ -100,6 +103,11 @@ COMPONENTS: Final[dict[str, str]] = {
     "advices": "AdvicesRequest",
     "reversal": "ReversalRequest",
     "batch-close": "BatchCloseRequest",
+    "qr-payment": "QrPaymentRequest",
+    "qr-cancel": "QrCancelRequest",
+    "qr-order": "QrOrderRequest",
+    "qr-close": "QrCloseRequest",
+    "qr-refund": "QrRefundRequest",
 }
 #: What an idempotency key (the header, or an advice's own) may be.
 KEY_PATTERN: Final = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -230,6 +238,14 @@ def sale_positions(records: Iterable[Record], terminal_id: str | None = None) ->
     return {txn: SalePosition(txn, tid, cur, c, r) for txn, (tid, cur, c, r) in charged.items()}
 
 
+def _online_pin(body: dict[str, Any]) -> EncryptedPin | None:
+    """The authorisation's online PIN (schema-valid: format, block and KSN agree), or None."""
+    pin = body.get("pin")
+    if pin is None:
+        return None
+    return EncryptedPin(bytes.fromhex(pin["block"]), bytes.fromhex(pin["ksn"]), PinFormat(pin["format"]))
+
+
 _Processed = tuple[int, bytes, tuple[int, ...]]
 _Handler = Callable[[dict[str, Any], Peer, str, dt.datetime], _Processed]
 
@@ -248,6 +264,7 @@ class Acquirer:
         self.store = store
         self.issuer = Issuer(store) if proofs is None else Issuer(store, proofs)
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.wallets = WalletDesk(store)
         #: The digital-currency operator (the advices of :data:`~simulator.host.cbdc_operator.CBDC_KINDS`).
         self.operator = Operator(store)
         self._handlers: dict[str, _Handler] = {
@@ -256,6 +273,11 @@ class Acquirer:
             "advices": self._advise,
             "reversal": self._reverse,
             "batch-close": self._close_batch,
+            "qr-payment": self._qr(self.wallets.pay_by_code),
+            "qr-cancel": self._qr(self.wallets.cancel),
+            "qr-order": self._qr(self.wallets.create_order),
+            "qr-close": self._qr(self.wallets.close_order),
+            "qr-refund": self._qr(self.wallets.refund),
         }
 
     def handle(self, what: str, body: dict[str, Any], peer: Peer, key: str) -> Reply:
@@ -291,6 +313,15 @@ class Acquirer:
             self.store.save_response(peer.merchant_id, peer.terminal_id, key, digest, status, payload, stamp(now))
         return Reply(status, payload, replayed_advices=replayed_advices)
 
+    @staticmethod
+    def _qr(method: Callable[[dict[str, Any], str, str, dt.datetime], dict[str, Any]]) -> _Handler:
+        """A QR message's handler: the wallet desk's answer, JSON, status 200 (simulator.host.wallets)."""
+
+        def handle(body: dict[str, Any], peer: Peer, key: str, now: dt.datetime) -> _Processed:
+            return 200, _json_bytes(method(body, peer.merchant_id, peer.terminal_id, now)), ()
+
+        return handle
+
     # ------------------------------------------------------------------ helpers
 
     def _reference(self, what: str) -> str:
@@ -313,8 +344,18 @@ class Acquirer:
         payload = {"host_time": host_time(now), "parameters_version": version, "host_reference": reference}
         return 200, _json_bytes(payload), ()
 
-    def _decide(self, message: dict[str, Any], peer: Peer, tags: dict[int, bytes], now: dt.datetime) -> Decision:
-        """An authorisation's or an advice's decision: duplicate, proof, refund cover, then the issuer."""
+    def _decide(
+        self,
+        message: dict[str, Any],
+        peer: Peer,
+        tags: dict[int, bytes],
+        now: dt.datetime,
+        pin: EncryptedPin | None = None,
+    ) -> Decision:
+        """An authorisation's or an advice's decision: duplicate, proof, refund cover, then the issuer.
+
+        ``pin``: an authorisation's online PIN block (the issuer checks it against the card's PIN).
+        """
         refusal = duplicate(self.store, peer.merchant_id, peer.terminal_id, message["txn_id"])
         if refusal is not None:
             return Issuer.refuse(refusal)
@@ -350,7 +391,8 @@ class Acquirer:
         assert proven is not None
         if kind in ("offline_approval", "offline_refund"):  # the card approved it: the host takes note
             return Decision("00", note or "offline", None, proven.token, proven.proof)
-        decision = replace(self.issuer.decide(amount=message["amount"], proven=proven, now=now), proof=proven.proof)
+        decided = self.issuer.decide(amount=message["amount"], proven=proven, now=now, pin=pin, pan=pan_of(tags))
+        decision = replace(decided, proof=proven.proof)
         return replace(decision, reason=note) if decision.approved and note else decision
 
     def _authorise(self, body: dict[str, Any], peer: Peer, key: str, now: dt.datetime) -> _Processed:
@@ -359,7 +401,7 @@ class Acquirer:
         except EmvDataError:
             decision = Decision(FORMAT_ERROR_CODE, "format_error")  # schema-valid hex, but not TLV: ISO "30"
         else:
-            decision = self._decide(body, peer, tags, now)
+            decision = self._decide(body, peer, tags, now, _online_pin(body))
         reference = self._reference("authorise")
         approval = self._approval_code(reference) if decision.approved else None
         self.store.add_record(
@@ -568,7 +610,13 @@ class Acquirer:
                 raise IdempotencyConflict(f"batch {body['batch_id']} was closed before with other totals")
             return 200, prior[1], ()
         lines = ((line["currency"], line["kind"], line["count"], line["amount"]) for line in body["lines"])
-        differences = reconcile(lines, open_totals(self.store.open_records(peer.merchant_id, peer.terminal_id)))
+        totals = open_totals(self.store.open_records(peer.merchant_id, peer.terminal_id))
+        batch = self.store.batch_number(peer.merchant_id, peer.terminal_id)
+        qr_totals = self.store.qr_totals(peer.merchant_id, peer.terminal_id, batch)
+        for (currency, kind, _), (count, amount) in qr_totals.items():
+            had_count, had_amount = totals.get((currency, kind), (0, 0))
+            totals[(currency, kind)] = (had_count + count, had_amount + amount)  # QR orders count like card sales
+        differences = reconcile(lines, totals)
         reference = self._reference("close")
         self.store.open_new_batch(peer.merchant_id, peer.terminal_id)
         payload = _json_bytes({"in_balance": not differences, "host_reference": reference, "differences": differences})

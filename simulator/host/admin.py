@@ -369,6 +369,15 @@ def unblock_card(data_dir: Path, card: str, *, store: str | None = None) -> tupl
         return named, db.unblock_card(named.token)
 
 
+def reset_pin_tries(data_dir: Path, card: str, *, store: str | None = None) -> tuple[CardBlock, int]:
+    """Forget a card's wrong online PIN tries (PAN or host card token): its PIN is checked again; how many it had."""
+    with open_store(data_dir, create=False, store=store) as db, db.transaction():
+        named = card_of(db, card)
+        tries = db.wrong_pin_tries(named.token)
+        db.reset_pin_tries(named.token)
+        return named, tries
+
+
 def set_refund_allowance(data_dir: Path, merchant_id: str, daily_amount: int, *, store: str | None = None) -> None:
     """Let the merchant refund up to ``daily_amount`` minor units per currency per 24 h no sale covers (0: none).
 
@@ -467,6 +476,7 @@ def host_status(data_dir: Path, *, store: str | None = None) -> dict[str, Any]:
         _, faults = read_faults(data_dir)
         max_approvals, window = db.velocity()
         rows = db.records()
+        orders = db.qr_orders()
         return {
             "running": info is not None,
             "pid": info.pid if info else None,
@@ -479,8 +489,12 @@ def host_status(data_dir: Path, *, store: str | None = None) -> dict[str, Any]:
             "velocity": {"max_approvals": max_approvals, "window_seconds": window},
             "enrol_limits": asdict(EnrolmentLimits.from_json(db.meta(ENROL_LIMITS_KEY))),
             "blocked_cards": db.blocked_cards(),
+            "pin_tries": db.pin_tries(),
+            "pin_keys": db.keys.pin_key_checks(),
             "refund_allowances": db.refund_allowances(),
             "terminals": db.terminals(),
+            "wallet_mode": db.wallet_mode(),
+            "qr_orders": {state: sum(o.state == state for o in orders) for state in sorted({o.state for o in orders})},
             "records": {
                 "authorisations": sum(1 for r in rows if r.method == "authorise"),
                 "advices": sum(1 for r in rows if r.method == "advise"),

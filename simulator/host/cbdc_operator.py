@@ -38,9 +38,16 @@ code  reason                                 when
                                              previous hash) is not the record's
 63    ``wallet_blocked``,                    the wallet (or its operator) is on the block list
       ``operator_blocked``
+63    ``declared_torn``                      a payment claimed by the terminal that declared it torn,
+                                             never completed ("not paid"): the wallet's sync gives it back
 94    ``record_replayed``                    the same record claimed again (under another advice
                                              key): never credited twice
 ====  =====================================  ======================================================
+
+Evidence (``cbdc_refused``) whose record carries another challenge than the
+request it was refused at is a replayed record: acknowledged and kept nowhere,
+so that it neither takes the place of the payment it is (its payee's claim) nor
+is credited back to the wallet.
 
 A record refused for fraud is kept as evidence (``cbdc_conflicts``); a refused
 record that verifies, and a payment refused because its wallet is blocked,
@@ -109,6 +116,10 @@ REFUSED: Final = "refused"
 UNCLAIMED: Final = "unclaimed"
 #: The reason of a record kept as evidence of a terminal's refusal after the wallet debited (``cbdc_refused``).
 REFUSED_AT_TERMINAL: Final = "refused_at_terminal"
+#: evidence whose record is not for the attempt it was refused at (another challenge): a replay, kept nowhere
+_REPLAYED_EVIDENCE: Final = "replayed_record"
+#: a payment claimed by the terminal that declared it torn, never completed (not paid)
+_DECLARED_TORN: Final = "declared_torn"
 CREDITED_BACK: Final = "credited_back"
 ACCEPTED_CODE: Final = "00"
 FRAUD_CODE: Final = "59"
@@ -320,6 +331,17 @@ def claim_place(store: HostStore, record: PaymentRecord) -> tuple[str | None, St
     return None, None
 
 
+def _declared_torn(store: HostStore, record: PaymentRecord, claim: tuple[str, str, str, str]) -> bool:
+    """Whether the claiming terminal declared this very payment torn and never completed (``cbdc_torn``): it told
+    the customer "not paid", so it may not be credited for it (the wallet's sync gives it back)."""
+    return any(
+        (intent.merchant_id, intent.terminal_id) == claim[:2]
+        and intent.challenge == record.challenge.hex().upper()
+        and intent.previous_hash == record.previous_hash.hex().upper()
+        for intent in store.cbdc_torn(record.wallet_id_hex, record.counter)
+    )
+
+
 def _as_asked(record: PaymentRecord, envelope: Envelope) -> bool:
     """Whether an approved record is the one the envelope's request and intent asked for (the terminal's
     after-PAY checks passed it: the same amount, currency, payee, challenge, date-time, counter and chain)."""
@@ -462,6 +484,10 @@ class Operator:
             if held is None:
                 store.add_cbdc_record(stored(record, REFUSED, blocked, at, claim))
             return Verdict(SECURITY_CODE, blocked, wallet_id)
+        if not payment and record.challenge != envelope.request.challenge:
+            # not signed for this attempt (a replayed record): no proof of a debit here, so it must not take the
+            # place of the payment it is (its payee's claim) nor be credited back to the wallet at its sync
+            return Verdict(ACCEPTED_CODE, _REPLAYED_EVIDENCE, wallet_id)
         if not payment:  # evidence of a refusal at the terminal: kept (its counter's place), never credited
             if held is None:
                 store.add_cbdc_record(stored(record, REFUSED, REFUSED_AT_TERMINAL, at, claim))
@@ -470,6 +496,8 @@ class Operator:
             return Verdict(FRAUD_CODE, CREDITED_BACK, wallet_id)
         if held is not None and held.status != UNCLAIMED:
             return Verdict(REPLAY_CODE, "record_replayed", wallet_id)
+        if _declared_torn(store, record, claim):
+            return Verdict(SECURITY_CODE, _DECLARED_TORN, wallet_id)
         return self._credit(record, held, claim, at)
 
     def _credit(

@@ -269,6 +269,10 @@ def _cmd_issuer(args: argparse.Namespace) -> int:
     elif args.issuer_command == "unblock":
         named, was = admin.unblock_card(data_dir, _card(args.card), store=_store(args))
         print(f"card {named.shown} {'unblocked' if was else 'was not blocked'}")
+    elif args.issuer_command == "pin-reset":
+        named, tries = admin.reset_pin_tries(data_dir, _card(args.card), store=_store(args))
+        counted = f"{tries} wrong PIN tr{'y' if tries == 1 else 'ies'}"
+        print(f"card {named.shown}: {counted} forgotten; its PIN is checked again")
     elif args.issuer_command == "refund-allowance":
         admin.set_refund_allowance(data_dir, args.merchant_id, args.amount, store=_store(args))
         limit = f"refunds no sale covers up to {args.amount} minor units per currency per 24 hours"
@@ -280,7 +284,7 @@ def _cmd_issuer(args: argparse.Namespace) -> int:
         print("velocity check off" if off else limit)
     else:
         status = admin.host_status(data_dir, store=_store(args))
-        shown = {k: status[k] for k in ("velocity", "blocked_cards", "refund_allowances")}
+        shown = {k: status[k] for k in ("velocity", "blocked_cards", "refund_allowances", "pin_tries", "pin_keys")}
         _print(args, shown, json.dumps(shown, indent=1))
     return 0
 
@@ -397,8 +401,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
     text = (
         f"{line}\ncommon parameters version {status['parameters_version']}, "
         f"{len(status['terminals'])} terminal(s), {counts['authorisations']} authorisation(s), "
-        f"{counts['advices']} advice(s), {counts['reversals']} reversal(s)"
+        f"{counts['advices']} advice(s), {counts['reversals']} reversal(s), "
+        f"{sum(status['qr_orders'].values())} QR order(s) (wallets: {status['wallet_mode']})"
     )
+    text += "\nPIN keys: " + ", ".join(f"{k['name']} ({k['algorithm']}, KSN {k['ksn_prefix']}..) KCV {k['kcv']}"
+                                      for k in status["pin_keys"])  # fmt: skip
     if status["faults"] and any(v not in (False, 0, None, "good") for v in status["faults"].values()):
         text += f"\nfaults: {json.dumps(status['faults'])}"
     _print(args, status, text)
@@ -515,7 +522,7 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     fault.add_argument("value", nargs="?", help="MS for slow, STATUS for error, expired|wrong|good for cert")
     fault.add_argument("--only", nargs="+", metavar="PATH", help="limit slow / error / drop to these paths")
 
-    issuer = command("issuer", "steer the issuer: blocked cards and velocity", _cmd_issuer, leaf=False)
+    issuer = command("issuer", "steer the issuer: blocked cards, velocity, PIN tries", _cmd_issuer, leaf=False)
     issuer_sub = issuer.add_subparsers(dest="issuer_command", required=True, metavar="ACTION")
     card_help = (
         "the card: its PAN (never stored) or the host's card token (the pan_token of 'posterm host records --json'); "
@@ -526,6 +533,10 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     block.add_argument("--code", default="62", help="response code (default 62, restricted card)")
     unblock = issuer_sub.add_parser("unblock", help="stop declining a card")
     unblock.add_argument("card", help=card_help)
+    pin_reset = issuer_sub.add_parser(
+        "pin-reset", help="forget a card's wrong online PIN tries (after 3 its PIN is refused with 75 until then)"
+    )
+    pin_reset.add_argument("card", help=card_help)
     allowance = issuer_sub.add_parser(
         "refund-allowance", help="let a merchant refund what no sale covers (unreferenced, or to another card)"
     )
@@ -534,8 +545,10 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     velocity = issuer_sub.add_parser("velocity", help="limit approvals per card and time window (0 = off)")
     velocity.add_argument("max_approvals", type=_count, help="approvals allowed per card in the window (0 = off)")
     velocity.add_argument("window_seconds", type=_count, help="the window in seconds (0 = off)")
-    show = issuer_sub.add_parser("show", help="print the blocked cards and the velocity limit")
-    for leaf in (block, unblock, velocity, allowance):
+    show = issuer_sub.add_parser(
+        "show", help="print the blocked cards, the velocity limit, wrong PIN tries and the PIN keys' check values"
+    )
+    for leaf in (block, unblock, pin_reset, velocity, allowance):
         _common(leaf)
     _common(show, json_flag=True)
 
@@ -558,8 +571,10 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     show_params.add_argument("--merchant-id", help="the terminal's merchant (default: the one it is enrolled under)")
     _common(show_params)
 
+    from simulator.host import cli_wallet
     from simulator.host.cli_cbdc import add_cbdc_command
 
+    cli_wallet.add_arguments(command("wallet", cli_wallet.HELP, cli_wallet.wallet_command, leaf=False), _common)
     add_cbdc_command(sub, _common, _guard, _data_dir, _store)
     command("status", "is the host running, where, with which faults", _cmd_status, json_flag=True)
     command("records", "the authorisations, advices and reversals the host processed", _cmd_records, json_flag=True)

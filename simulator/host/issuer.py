@@ -20,6 +20,8 @@ currency                                       message's ``amount`` / ``currency
 a refund that its sale does not cover  ``25``  ``12`` ``13`` ``58``: see :mod:`simulator.host.rules`
 card blocked (the host's card token)   ``62``  restricted card, or the code given with
                                                the block (``43`` stolen card, ...)
+a PIN block that is not the card's     ``55``  incorrect PIN; ``75`` PIN tries exceeded:
+PIN, or tries exceeded                         see :mod:`simulator.host.pin_check`
 application expiry 5F24 before today   ``54``  expired card
 amount ends in ``999NN``               ``NN``  any response code a tester wants: 999.12
                                                (99912) gives ``12``; ``99900`` approves
@@ -51,9 +53,11 @@ import datetime as dt
 from dataclasses import dataclass
 
 from emv.tlv import TlvError, decode_primitive_map
+from simulator.host.pin_check import check_pin
 from simulator.host.proofs import Claim, EmvCardProof, ProofVerifier, Proven, Refusal, prove
 from simulator.host.rules import DUPLICATE_CODE
 from simulator.host.store import HostStore
+from terminal.pinblock import EncryptedPin
 
 __all__ = [
     "ARQC_FAILED_CODE",
@@ -139,16 +143,37 @@ class Issuer:
         mac = proven.answer(refusal.code) if proven is not None and proven.answer is not None else None
         return Decision(refusal.code, refusal.reason, mac, proven.token if proven is not None else "")
 
-    def decide(self, *, amount: int, proven: Proven, now: dt.datetime) -> Decision:
-        """The decision table from "card blocked" on, for a payment of ``amount`` by the proven card."""
-        code, reason = self._rules(amount, proven, now)
+    def decide(
+        self,
+        *,
+        amount: int,
+        proven: Proven,
+        now: dt.datetime,
+        pin: EncryptedPin | None = None,
+        pan: str | None = None,
+    ) -> Decision:
+        """The decision table from "card blocked" on, for a payment of ``amount`` by the proven card.
+
+        ``pin``: the online PIN block the message carries, checked against the
+        card's PIN (``pan``: the card's PAN, in memory only; a PIN with no PAN
+        to bind it cannot be the card's: ``55``).
+        """
+        code, reason = self._rules(amount, proven, now, pin, pan)
         mac = proven.answer(code) if proven.answer is not None else None
         return Decision(code, reason, mac, proven.token)
 
-    def _rules(self, amount: int, proven: Proven, now: dt.datetime) -> tuple[str, str]:
+    def _rules(
+        self, amount: int, proven: Proven, now: dt.datetime, pin: EncryptedPin | None, pan: str | None
+    ) -> tuple[str, str]:
         blocked = self._store.blocked_code(proven.token)
         if blocked is not None:
             return blocked, "blocked"
+        if pin is not None:
+            if pan is None:
+                return "55", "pin_without_card"
+            refused = check_pin(self._store, pan=pan, token=proven.token, pin=pin, now=now)
+            if refused is not None:
+                return refused
         if proven.expired(now.date()):
             return EXPIRED_CARD_CODE, "expired"
         magic = _magic(amount)

@@ -10,6 +10,14 @@ The host holds two secrets of its own (TEST HOST — but kept as a real one woul
   from the PAN it receives (:func:`card_token`), the same whichever terminal
   sent the card.
 
+And the DUKPT base derivation keys of the PIN pads whose PIN blocks it
+deciphers (:meth:`HostKeys.pin_bdk`): ``pin-bdk-aes`` (AES DUKPT, PIN block
+format 4) and ``pin-bdk-tdes`` (TDES DUKPT, format 0). These are not random:
+a host is provisioned with the BDK its PIN pads were loaded from, and the
+simulated host with the simulator's test BDKs (:mod:`simulator.pin_keys`,
+SIMULATOR ONLY). Their check values (:func:`key_check_value_aes`,
+:func:`key_check_value_tdes`, the usual KCVs) are shown by ``posterm host status``.
+
 Layout: ``<data dir>/keys/<name>.key`` (32 random bytes in hex), the folder
 0700 and each file 0600, as the CA key (``tls/ca/key.pem``) is kept. A secret
 is made on first use: written to a temporary file (0600 from its first byte,
@@ -41,13 +49,32 @@ import hmac
 import os
 import re
 import secrets
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives import cmac
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
 from simulator.host.files import private_dir
+from simulator.pin_keys import SIM_AES_BDK, SIM_AES_BDK_ID, SIM_TDES_BDK, SIM_TDES_KEY_SET_ID
 from terminal.files import atomic_write, fsync_dir
 
-__all__ = ["CARD_TOKEN", "CARD_TOKEN_HEX_DIGITS", "DIGEST", "KEYS_DIR", "HostKeys", "KeyStoreError", "card_token"]
+__all__ = [
+    "CARD_TOKEN",
+    "CARD_TOKEN_HEX_DIGITS",
+    "DIGEST",
+    "KEYS_DIR",
+    "PIN_BDKS",
+    "HostKeys",
+    "KeyStoreError",
+    "PinBdk",
+    "card_token",
+    "key_check_value_aes",
+    "key_check_value_tdes",
+]
 
 KEYS_DIR: Final = "keys"
 DIGEST: Final = "digest"
@@ -56,6 +83,38 @@ _NAME: Final = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _SECRET_BYTES: Final = 32
 #: Hex digits of a host card token (128 bits), as of the terminal's token: an operator handles both alike.
 CARD_TOKEN_HEX_DIGITS: Final = 32
+
+
+@dataclass(frozen=True)
+class PinBdk:
+    """A DUKPT BDK the host holds: its key name, algorithm, the KSN prefix that names it, its provisioned value."""
+
+    name: str
+    algorithm: str  # "AES-128" (AES DUKPT) | "TDES" (TDES DUKPT)
+    ksn_prefix: bytes  # AES: the BDK id (4 bytes of the initial key id); TDES: the key set id (5 bytes)
+    provisioned: bytes  # the simulator's test BDK (simulator only)
+
+
+#: The PIN pads' BDKs the simulated host holds (the simulator's test keys).
+PIN_BDKS: Final = (
+    PinBdk("pin-bdk-aes", "AES-128", SIM_AES_BDK_ID, SIM_AES_BDK),
+    PinBdk("pin-bdk-tdes", "TDES", SIM_TDES_KEY_SET_ID, SIM_TDES_BDK),
+)
+
+
+def key_check_value_aes(key: bytes) -> str:
+    """The KCV of an AES key: AES-CMAC of 16 zero bytes, its first 5 bytes in hex (ANSI X9.24-1-2017)."""
+    mac = cmac.CMAC(algorithms.AES(key))
+    mac.update(bytes(16))
+    return mac.finalize()[:5].hex().upper()
+
+
+def key_check_value_tdes(key: bytes) -> str:
+    """The KCV of a TDES key: 8 zero bytes enciphered, the first 3 bytes in hex."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*TripleDES.*")
+        encryptor = Cipher(TripleDES(key), modes.ECB()).encryptor()
+        return (encryptor.update(bytes(8)) + encryptor.finalize())[:3].hex().upper()
 
 
 class KeyStoreError(Exception):
@@ -120,6 +179,29 @@ class HostKeys:
         value = self._read(path)
         self._cache[name] = value
         return value
+
+    def pin_bdk(self, bdk: PinBdk) -> bytes:
+        """A PIN pads' BDK, provisioned (with the simulator's test BDK) on first use."""
+        if not self.has(bdk.name):
+            self.adopt(bdk.name, bdk.provisioned)
+        return self.secret(bdk.name)
+
+    def pin_bdk_for(self, ksn: bytes) -> tuple[PinBdk, bytes] | None:
+        """The BDK a KSN names (by its prefix and length), and its value; None when the host holds none."""
+        for bdk in PIN_BDKS:
+            if len(ksn) == (12 if bdk.algorithm == "AES-128" else 10) and ksn.startswith(bdk.ksn_prefix):
+                return bdk, self.pin_bdk(bdk)
+        return None
+
+    def pin_key_checks(self) -> list[dict[str, str]]:
+        """Each PIN BDK: name, algorithm, the KSN prefix that names it, its check value (never the key)."""
+        out = []
+        for bdk in PIN_BDKS:
+            value = self.pin_bdk(bdk)
+            kcv = key_check_value_aes(value) if bdk.algorithm == "AES-128" else key_check_value_tdes(value)
+            out.append({"name": bdk.name, "algorithm": bdk.algorithm, "ksn_prefix": bdk.ksn_prefix.hex().upper(),
+                        "kcv": kcv})  # fmt: skip
+        return out
 
     def adopt(self, name: str, value: bytes) -> None:
         """Keep ``value`` as the secret ``name``, replacing any (moving a secret here from elsewhere)."""

@@ -9,7 +9,9 @@ portable between SQLite and PostgreSQL, through the store's own helpers.
 - what was refunded against a sale, and the merchants' allowances for
   refunds that no sale of theirs covers (:mod:`simulator.host.rules`);
 - each terminal's own part of the parameters and the versions served to it
-  (:mod:`simulator.host.params`).
+  (:mod:`simulator.host.params`);
+- the wrong PIN tries of each card, by the host's card token
+  (:mod:`simulator.host.pin_check`; migration 8, ``0008_pin_tries.sql``).
 
 Every lookup of a transaction names the merchant and the terminal: a
 terminal's ``txn_id`` means nothing under another merchant or terminal.
@@ -181,6 +183,31 @@ class IssuerTables:
             (merchant_id, currency, since, *ALLOWANCE_NOTES),
         )
         return 0 if row is None else int(row[0])
+
+    # ------------------------------------------------------------------ PIN tries
+
+    def wrong_pin_tries(self, pan_token: str) -> int:
+        """The card's wrong PIN tries since its last right PIN (or the operator's reset)."""
+        row = self._one("SELECT wrong FROM pin_tries WHERE pan_token = ?", (pan_token,))
+        return 0 if row is None else int(row[0])
+
+    def count_wrong_pin(self, pan_token: str, at: str) -> int:
+        """One more wrong PIN try of the card; the count now."""
+        row = self._one(
+            "INSERT INTO pin_tries (pan_token, wrong, updated_at) VALUES (?, 1, ?) ON CONFLICT (pan_token) "
+            "DO UPDATE SET wrong = pin_tries.wrong + 1, updated_at = excluded.updated_at RETURNING wrong",
+            (pan_token, at),
+        )
+        assert row is not None  # RETURNING gives the row written
+        return int(row[0])
+
+    def reset_pin_tries(self, pan_token: str) -> bool:
+        """Forget the card's wrong PIN tries (a right PIN, or the operator); whether it had any."""
+        return self._exec("DELETE FROM pin_tries WHERE pan_token = ?", (pan_token,)) > 0
+
+    def pin_tries(self) -> dict[str, int]:
+        """Card token -> wrong PIN tries, of every card that has some."""
+        return {str(t): int(w) for t, w in self._all("SELECT pan_token, wrong FROM pin_tries ORDER BY pan_token")}
 
     # ------------------------------------------------------------------ parameters per terminal
 

@@ -38,6 +38,7 @@ EXPECTED = {
     "cbdc-garbage": ("refused", "malformed"),
     "cbdc-tampered": ("refused", "record_signature"),
     "cbdc-replay": ("refused", "wrong_challenge"),
+    "cbdc-redirect": ("refused", "wrong_payee"),
     "cbdc-mute": ("no_wallet", None),
     "cbdc-torn": ("torn", None),
 }

@@ -89,6 +89,11 @@ def test_state_persists_across_processes(tmp_path: Path) -> None:
     assert json.loads(records.stdout)["records"] == [{"counter": 1, "record": first.hex().upper()}]
     text = posterm("sim", "wallet", "records", "cbdc-anon", state=state)
     assert text.stdout.split() == [first.hex().upper()]
+    # for an operator that has not verified the wallet yet: its certificate and its operator's follow
+    signed = posterm("sim", "wallet", "records", "cbdc-anon", "--with-certificates", state=state).stdout.split()
+    anon = pki.wallet("anon")
+    assert signed == [first.hex().upper(), anon.certificate.hex().upper(),
+                      pki.operator(anon.operator_id.hex()).certificate.hex().upper()]  # fmt: skip
     # a new card object (a later process) continues the chain
     second = _pay_session(WalletCard("cbdc-anon", state_dir=state).exchange, b"2" * 16, 100)
     assert template(second, 0xE4)[0xDF43] == sm3(first)

@@ -23,6 +23,9 @@ def test_the_demo_day_runs_every_step_as_expected(tmp_path: Path) -> None:
     assert len(receipts) >= 10
     text = "\n".join(p.read_text() for p in receipts)
     assert "OFFLINE" in text and "DEFERRED" in text and "APPROVAL CODE" in text
+    # digital currency: a hard wallet's payment taken offline and forwarded later, a clone caught at sync
+    assert "DIGITAL CNY" in text and "D1A0********0001" in text and "12.34 CNY" in text
+    assert "the second terminal syncs: the operator cat" in proc.stdout  # (the table cuts long steps)
     # a second run empties what the first made, and refuses a directory it did not make
     assert (
         subprocess.run(

@@ -360,6 +360,28 @@ def test_tampered_record_fails_its_signature_but_is_chained_and_debited(open_wal
     assert info(card)[0xDF43] == sm3(record) and balance_of(card) == 500_000 - 1234
 
 
+def test_redirect_debits_and_signs_a_genuine_record_to_another_payee(open_wallet) -> None:  # type: ignore[no-untyped-def]
+    card = open_wallet("cbdc-redirect")
+    record = ok(card.exchange(pay_apdu(request(challenge=CHALLENGE))))
+    fields = template(record, 0xE4)
+    assert _signed_by(record, pki.wallet("redirect").public_key)  # genuine: only the payee is not the one asked
+    assert (fields[0xDF52], fields[0xDF56]) == (b"REDIRECT000001", b"RDRT0001")
+    assert fields[0xDF53] == CHALLENGE and int(fields[0xDF51].hex()) == 1234
+    assert info(card)[0xDF43] == sm3(record) and balance_of(card) == 500_000 - 1234
+
+
+def test_redirect_to_goes_only_with_the_redirect_fault(tmp_path: Path) -> None:
+    from simulator.cbdc.profiles import _from_dict
+
+    base = {"name": "cbdc-x", "description": "x", "wallet": "anon"}
+    with pytest.raises(ValueError, match="redirect_to"):
+        _from_dict({**base, "fault": "redirect_payee"})
+    with pytest.raises(ValueError, match="redirect_to"):
+        _from_dict({**base, "redirect_to": {"merchant": "M", "terminal": "TERM0001"}})
+    with pytest.raises(ValueError, match="terminal id"):
+        _from_dict({**base, "fault": "redirect_payee", "redirect_to": {"merchant": "M", "terminal": "T1"}})
+
+
 def test_replay_answers_pay_with_its_previous_record_and_debits_nothing(open_wallet) -> None:  # type: ignore[no-untyped-def]
     card = open_wallet("cbdc-replay")
     before = info(card)
@@ -443,7 +465,7 @@ def test_names_and_errors() -> None:
     assert set(wallet_profiles.list_names()) >= {
         "cbdc-anon", "cbdc-verified", "cbdc-low-balance", "cbdc-expired", "cbdc-untrusted-operator", "cbdc-blocked",
         "cbdc-tampered", "cbdc-replay", "cbdc-clone-a", "cbdc-clone-b", "cbdc-rollback", "cbdc-torn", "cbdc-mute",
-        "cbdc-garbage",
+        "cbdc-garbage", "cbdc-redirect",
     }
     assert set(wallet_profiles.list_names()) <= set(cards.names())
     with pytest.raises(ProfileError, match="cbdc-anon"):

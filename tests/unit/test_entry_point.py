@@ -202,15 +202,19 @@ def test_parse_ppse_fields_and_default_kernel() -> None:
         dir_entry(VISA, b"VISA", 0x81, None),  # priority in the low nibble only
         dir_entry(MC, b"MC", None, b"\x02", ext=b"\x01\x02"),
         dir_entry(b"\xa0\x00", b"short"),  # ADF name too short: ignored
-        dir_entry(VISA, b"DOMESTIC", 1, b"\xc1\x23\x45"),  # domestic kernel id
+        dir_entry(VISA, b"DOMESTIC", 1, b"\xc1\x23\x45\x67"),  # domestic kernel id: its first three bytes
         dir_entry(bytes.fromhex("A000000025010801"), b"AMEX"),
+        dir_entry(VISA, b"SHORT DOMESTIC", 1, b"\x81\x01"),  # a domestic id needs three bytes: no kernel
+        dir_entry(VISA, b"RFU", 1, b"\x42"),  # b8-b7 = 01: RFU, no kernel
     )
     entries = parse_ppse(fci)
     assert [(e.label, e.priority, e.kernel_id) for e in entries] == [
         ("VISA", 1, 3),
         ("MC", 0, 2),
-        ("DOMESTIC", 1, None),
+        ("DOMESTIC", 1, 0xC12345),
         ("AMEX", 0, 4),
+        ("SHORT DOMESTIC", 1, None),
+        ("RFU", 1, None),
     ]
     assert entries[1].extended_selection == b"\x01\x02"
 
@@ -477,3 +481,121 @@ def test_any_ppse_and_select_bytes(ppse: bytes, fci: bytes) -> None:
     r = process(card, cfg(), txn())
     assert isinstance(r.outcome, Outcome)
     assert r.error is None or "unexpected" not in r.error, r.error
+
+
+# --------------------------------------------------------------------------- the caller's kernels (Book B 3.3.2.5, 3.4)
+
+WALLET = bytes.fromhex("F0504F5354434244430101")
+WALLET_KERNEL = 0x810156
+
+
+def wallet_combination() -> Combination:
+    return Combination(aid=WALLET, kernel_id=WALLET_KERNEL, label="DIGITAL CNY")
+
+
+class WalletKernel:
+    """A caller's kernel: records what Entry Point handed it, answers with ``outcome`` (or raises)."""
+
+    def __init__(self, outcome: Outcome | Exception = Outcome.APPROVED) -> None:
+        self.outcome = outcome
+        self.calls: list[tuple[bytes, TransactionData]] = []
+
+    def __call__(self, transport: Any, fci: bytes, t: TransactionData) -> TransactionResult:
+        self.calls.append((fci, t))
+        transport.exchange(bytes.fromhex("80CA000000"))  # the kernel talks to the card through Entry Point's recorder
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return TransactionResult(self.outcome, kernel=99, aid=b"spoofed")
+
+
+def wallet_card(*entries: bytes) -> FakeCard:
+    return FakeCard(
+        {
+            PPSE_SELECT: ppse_fci(*entries) + OK,
+            select(WALLET): adf_fci(WALLET) + OK,
+            select(VISA): adf_fci(VISA) + OK,
+            bytes.fromhex("80CA000000"): OK,
+        }
+    )
+
+
+def test_domestic_kernel_from_the_caller_is_activated_beside_emv(kernels: Callable[..., FakeKernel]) -> None:
+    """Book B 3.3.2.5: a domestic Kernel Identifier (81 01 56) is matched on its first three bytes; 3.4: the
+    selected combination's kernel is activated, here the caller's, with the selected FCI."""
+    visa = kernels(Outcome.APPROVED)
+    wallet = WalletKernel()
+    card = wallet_card(
+        dir_entry(VISA, b"VISA", 2), dir_entry(WALLET, b"DIGITAL CNY", 1, bytes.fromhex("810156"))
+    )
+    config = cfg(*TerminalConfig.example(capks=None).combinations, wallet_combination())
+    result = process(card, config, txn(), extra_kernels={WALLET_KERNEL: wallet})
+    assert result.outcome is Outcome.APPROVED
+    assert [fci for fci, _ in wallet.calls] == [adf_fci(WALLET)]
+    assert not visa.contexts
+    # Entry Point says which kernel and application ran, whatever the kernel claims
+    assert (result.kernel, result.aid, result.application_label) == (WALLET_KERNEL, WALLET, "DIGITAL CNY")
+    assert result.commands == [PPSE_SELECT, select(WALLET), bytes.fromhex("80CA000000")]
+
+
+def test_domestic_kernel_without_a_callable_is_no_candidate(kernels: Callable[..., FakeKernel]) -> None:
+    """Without the caller's kernel the wallet's entry is no candidate: the EMV application is selected."""
+    visa = kernels(Outcome.APPROVED)
+    card = wallet_card(
+        dir_entry(VISA, b"VISA", 2), dir_entry(WALLET, b"DIGITAL CNY", 1, bytes.fromhex("810156"))
+    )
+    config = cfg(*TerminalConfig.example(capks=None).combinations, wallet_combination())
+    result = process(card, config, txn())
+    assert result.outcome is Outcome.APPROVED and len(visa.contexts) == 1
+    assert select(WALLET) not in card.seen
+
+
+def test_domestic_kernel_needs_its_combination() -> None:
+    """A wallet entry is a candidate only when the terminal is configured for the combination (Book B 3.3.2.5)."""
+    wallet = WalletKernel()
+    card = wallet_card(dir_entry(WALLET, b"DIGITAL CNY", 1, bytes.fromhex("810156")))
+    result = process(card, cfg(), txn(), extra_kernels={WALLET_KERNEL: wallet})
+    assert result.outcome is Outcome.END_APPLICATION and not wallet.calls
+
+
+@pytest.mark.parametrize(
+    ("raised", "outcome", "message"),
+    [
+        (CardCommunicationError("gone"), Outcome.TRY_AGAIN, Message.PRESENT_CARD_AGAIN),
+        (KernelError("bad wallet data"), Outcome.END_APPLICATION, Message.PROCESSING_ERROR),
+        (ValueError("garbage"), Outcome.END_APPLICATION, Message.PROCESSING_ERROR),
+    ],
+)
+def test_the_callers_kernel_faults_end_in_an_outcome(raised: Exception, outcome: Outcome, message: Message) -> None:
+    """Book B 3.4 / untrusted cards: whatever the caller's kernel raises ends in a defined outcome."""
+    card = wallet_card(dir_entry(WALLET, b"DIGITAL CNY", 1, bytes.fromhex("810156")))
+    result = process(card, cfg(wallet_combination()), txn(), extra_kernels={WALLET_KERNEL: WalletKernel(raised)})
+    assert result.outcome is outcome and result.messages[0].message is message
+
+
+def test_the_callers_kernel_may_ask_for_select_next(kernels: Callable[..., FakeKernel]) -> None:
+    """Book B 3.4.1: Select Next from the caller's kernel drops its candidate; the next one is selected."""
+    visa = kernels(Outcome.APPROVED)
+    card = wallet_card(
+        dir_entry(VISA, b"VISA", 2), dir_entry(WALLET, b"DIGITAL CNY", 1, bytes.fromhex("810156"))
+    )
+    config = cfg(*TerminalConfig.example(capks=None).combinations, wallet_combination())
+    wallet = WalletKernel(Outcome.SELECT_NEXT)
+    result = process(card, config, txn(), extra_kernels={WALLET_KERNEL: wallet})
+    assert result.outcome is Outcome.APPROVED and len(wallet.calls) == 1 and len(visa.contexts) == 1
+
+
+def test_domestic_kernel_id_in_configuration() -> None:
+    combo = Combination.from_dict({"aid": WALLET.hex(), "kernel_id": WALLET_KERNEL, "label": "DIGITAL CNY"})
+    assert combo.kernel_id == WALLET_KERNEL
+    assert Combination.from_dict(combo.to_dict()) == combo
+
+
+def test_over_the_limit_beside_an_allowed_wallet_says_the_limit(kernels: Callable[..., FakeKernel]) -> None:
+    """Book B 3.1.1.4: the card's only application is over its contactless transaction limit; the wallet's
+    combination (no such limit) keeps pre-processing from ending, and the customer still hears the limit."""
+    kernels(Outcome.APPROVED)
+    card = wallet_card(dir_entry(VISA, b"VISA", 1))
+    config = cfg(*TerminalConfig.example(capks=None).combinations, wallet_combination())
+    result = process(card, config, txn(100000), extra_kernels={WALLET_KERNEL: WalletKernel()})
+    assert result.outcome is Outcome.TRY_ANOTHER_INTERFACE and result.error == entry_point.OVER_CONTACTLESS_LIMIT
+    assert result.messages[0].message is Message.INSERT_SWIPE_OR_TRY_ANOTHER

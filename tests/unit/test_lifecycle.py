@@ -13,15 +13,19 @@ from terminal.lifecycle import (
     COUNTED_REFUND_STATES,
     FINAL_STATES,
     FOLLOW_UPS,
+    RECOVERY,
     TRANSITIONS,
+    UNFINISHED_STATES,
     Event,
     FollowUp,
     Money,
     State,
     TransitionError,
     customer_paid,
+    expires,
     follow_up_refusal,
     next_state,
+    saf_kind,
     table_markdown,
 )
 
@@ -135,20 +139,26 @@ def test_every_non_final_state_can_reach_a_final_state() -> None:
 
 
 def test_approved_and_final_states() -> None:
-    expected = {S.APPROVED, S.OFFLINE_APPROVED, S.DEFERRED_APPROVED, S.FORWARDED}
+    expected = {S.APPROVED, S.OFFLINE_APPROVED, S.DEFERRED_APPROVED, S.FORWARDED, S.WALLET_APPROVED, S.WALLET_CREDITED}
     assert expected == APPROVED_STATES
-    assert not APPROVED_STATES & FINAL_STATES
+    # a wallet payment credited by its operator is the one approved state nothing follows
+    assert {S.WALLET_CREDITED} == APPROVED_STATES & FINAL_STATES
     assert S.STARTED not in FINAL_STATES and S.AUTHORISING not in FINAL_STATES
     assert {S.DECLINED, S.CANCELLED, S.REVERSED, S.VOIDED, S.EXPIRED} <= FINAL_STATES
     assert {S.DECLINED_AFTER_FORWARDING, S.REJECTED_BY_HOST} <= FINAL_STATES
     # nothing in flight counts as approved
-    for state in (S.STARTED, S.AUTHORISING, S.REVERSAL_PENDING, S.VOID_PENDING):
+    for state in (S.STARTED, S.AUTHORISING, S.REVERSAL_PENDING, S.VOID_PENDING, S.WALLET_PAYING, S.WALLET_TORN):
         assert state not in APPROVED_STATES and state not in FINAL_STATES
 
 
 def test_recovery_events_resolve_unfinished_states() -> None:
     assert next_state(S.STARTED, E.RECOVER_STARTED) is S.CANCELLED
     assert next_state(S.AUTHORISING, E.RECOVER_AUTHORISING) is S.REVERSAL_PENDING
+    # a wallet payment between intent and outcome: not paid, with a notice for the wallet's operator
+    for state in (S.WALLET_PAYING, S.WALLET_TORN):
+        row = TRANSITIONS[(state, E.RECOVER_WALLET)]
+        assert row.to is S.WALLET_NOT_PAID and row.queue_saf and saf_kind("sale", E.RECOVER_WALLET) == "cbdc_torn"
+    assert {s for s in RECOVERY} == {s for s in UNFINISHED_STATES if (s, RECOVERY.get(s)) in TRANSITIONS}
     # an approval made durable with its SAF entry needs no recovery
     for state in (S.OFFLINE_APPROVED, S.DEFERRED_APPROVED, S.APPROVED):
         for event in (E.RECOVER_STARTED, E.RECOVER_AUTHORISING):
@@ -165,10 +175,15 @@ def test_a_replayed_event_is_refused() -> None:
 
 # -- the effects each row carries ----------------------------------------------------------------
 
-QUEUED = {S.OFFLINE_APPROVED, S.DEFERRED_APPROVED}
+WALLET_QUEUED = {S.WALLET_APPROVED, S.WALLET_REFUSED, S.WALLET_NOT_PAID}
+QUEUED = {S.OFFLINE_APPROVED, S.DEFERRED_APPROVED} | WALLET_QUEUED
 # States in which the encrypted card data for the host may still be needed.  (``started`` holds
 # none: a new payment's card data comes with its first transition, and only where that row keeps it.)
 HOLDS_CARD_DATA = {S.AUTHORISING, S.OFFLINE_APPROVED, S.DEFERRED_APPROVED}
+# A wallet payment's envelope (certificates, request, record: no card data, encrypted all the same) is
+# kept from the intent on, replaced by the one with the record, and kept after as evidence.
+WALLET_STATES = {S.WALLET_PAYING, S.WALLET_TORN, S.WALLET_APPROVED, S.WALLET_CREDITED, S.WALLET_REFUSED,
+                 S.WALLET_NOT_PAID}  # fmt: skip
 ROWS = list(TRANSITIONS.items())
 IDS = [f"{s.value}-{e.value}" for s, e in TRANSITIONS]
 
@@ -188,6 +203,12 @@ def test_every_transition_into_a_queued_state_queues_exactly_one_saf_entry(pair:
 @pytest.mark.parametrize(("pair", "row"), ROWS, ids=IDS)
 def test_every_end_of_an_authorisation_drops_the_card_data(pair: tuple[State, Event], row) -> None:
     source, _ = pair
+    if source in WALLET_STATES or row.to in WALLET_STATES:
+        # the wallet's envelope comes with the intent and with the record, and is dropped only when no
+        # payment was made and nothing is queued (refused by the wallet before it debited)
+        assert row.keep_card_data is (row.to in {S.WALLET_PAYING, S.WALLET_APPROVED, S.WALLET_REFUSED})
+        assert row.drop_card_data is (row.to is S.DECLINED and source in {S.WALLET_PAYING, S.WALLET_TORN})
+        return
     if source in HOLDS_CARD_DATA and row.to not in HOLDS_CARD_DATA:
         assert row.drop_card_data, "the authorisation is over: the card data must go (PCI DSS 3.3.1)"
     if row.keep_card_data:
@@ -227,6 +248,8 @@ def test_each_rows_money_effect_matches_its_states(pair: tuple[State, Event], ro
         assert row.money is Money.RETURNED
     elif row.to is S.REVERSAL_PENDING:
         assert row.money is Money.UNKNOWN  # the host may have approved: the reversal undoes it
+    elif row.to is S.WALLET_TORN:
+        assert row.money is Money.UNKNOWN  # the wallet may have debited: its record is fetched, or a notice sent
     else:
         assert row.money is Money.NONE
 
@@ -244,7 +267,7 @@ def test_voids_go_only_against_what_counts_and_say_why_not() -> None:
     for kind in ("sale", "refund"):
         for state in State:
             why = follow_up_refusal(FollowUp.VOID, kind, state)
-            assert (why is None) is (state in APPROVED_STATES), (kind, state)
+            assert (why is None) is (state in APPROVED_STATES - WALLET_STATES), (kind, state)
             assert why is None or "void" not in why or state in {S.VOID_PENDING, S.VOIDED} or "queue" in why
 
 
@@ -266,3 +289,25 @@ def test_the_documentation_shows_the_table_of_the_code() -> None:
         "docs/terminal-core.md is out of date: paste the output of "
         "python -c 'from terminal.lifecycle import table_markdown; print(table_markdown())'"
     )
+
+
+def test_wallet_payments_are_neither_voided_nor_refunded_nor_expired() -> None:
+    """A wallet pays offline with a record the operator credits: the terminal cannot undo it, nor drop it."""
+    for state in WALLET_STATES:
+        for action in FollowUp:
+            assert follow_up_refusal(action, "sale", state)
+        assert not expires(state)
+    assert "wallet" in str(follow_up_refusal(FollowUp.VOID, "sale", S.WALLET_APPROVED))
+    assert expires(S.OFFLINE_APPROVED) and expires(S.DEFERRED_APPROVED)
+
+
+def test_each_wallet_outcome_queues_its_kind_of_entry() -> None:
+    """CBDC-SPEC section 10: cbdc_payment, cbdc_refused, cbdc_torn."""
+    assert saf_kind("sale", E.WALLET_APPROVED) == "cbdc_payment"
+    assert saf_kind("sale", E.WALLET_REFUSED) == "cbdc_refused"
+    assert saf_kind("sale", E.WALLET_NOT_PAID) == "cbdc_torn"
+    # the record of a refused payment is kept and forwarded as evidence; the customer was not charged
+    row = TRANSITIONS[(S.WALLET_PAYING, E.WALLET_REFUSED)]
+    assert row.queue_saf and row.keep_card_data and row.money is Money.NONE
+    # a decline after forwarding returns what was taken, like a card's
+    assert TRANSITIONS[(S.WALLET_APPROVED, E.FORWARD_DECLINED)].to is S.DECLINED_AFTER_FORWARDING

@@ -84,9 +84,11 @@ _READER_STATUS = {STARTING: ("idle", 0), WAITING: ("ready_to_read", 1), PROCESSI
 _NOT_COMPLETED_REASONS = frozenset(
     {"cancelled", "no_card", "one_card_only", "reader_gone", "reader_error", "no_reader", "storage"}
 )
-_DECLINED_STATES = frozenset({State.DECLINED, State.DECLINED_AFTER_FORWARDING, State.REJECTED_BY_HOST})
+_DECLINED_STATES = frozenset(
+    {State.DECLINED, State.DECLINED_AFTER_FORWARDING, State.REJECTED_BY_HOST, State.WALLET_REFUSED}
+)
 _VOIDED_STATES = frozenset({State.VOIDED, State.VOID_PENDING})
-_UNFINISHED_STATES = frozenset({State.STARTED, State.AUTHORISING})
+_UNFINISHED_STATES = frozenset({State.STARTED, State.AUTHORISING, State.WALLET_PAYING, State.WALLET_TORN})
 _WAITING_READER_STATUSES = frozenset({"ready_to_read", "idle", "not_ready"})
 #: How many EMV Book A messages one payment keeps (a card asked for again three times says a dozen).
 _MAX_MESSAGES = 32

@@ -53,6 +53,12 @@ STATE_WORDS: dict[State, str] = {
     State.EXPIRED: "Expired",
     State.VOID_PENDING: "Voided, not yet sent",
     State.VOIDED: "Voided",
+    State.WALLET_PAYING: "Not finished",
+    State.WALLET_TORN: "Not finished",
+    State.WALLET_APPROVED: "Approved offline",
+    State.WALLET_CREDITED: "Approved",
+    State.WALLET_REFUSED: "Declined",
+    State.WALLET_NOT_PAID: "Not completed",
 }
 
 #: The kinds of payment, as the cashier calls them.
@@ -61,7 +67,16 @@ KIND_WORDS: dict[str, str] = {"sale": "Sale", "refund": "Refund"}
 #: The date filters the journal offers: name -> label (translated when shown).
 PERIODS: dict[str, str] = {"today": "Today", "yesterday": "Yesterday", "week": "7 days", "all": "All dates"}
 
-_GOOD = frozenset({State.APPROVED, State.OFFLINE_APPROVED, State.DEFERRED_APPROVED, State.FORWARDED})
+_GOOD = frozenset(
+    {
+        State.APPROVED,
+        State.OFFLINE_APPROVED,
+        State.DEFERRED_APPROVED,
+        State.FORWARDED,
+        State.WALLET_APPROVED,
+        State.WALLET_CREDITED,
+    }
+)
 _NEUTRAL = frozenset({State.VOIDED, State.VOID_PENDING, State.REVERSED, State.REVERSAL_PENDING})
 
 

@@ -243,7 +243,7 @@ class PaymentOutcome(ViewModel):
             title = tr("Approved")
         elif result.state.value == "reversal_pending":
             title = tr("Not completed: reversal pending")
-        elif result.state.value in ("cancelled", "reversed"):
+        elif result.state.value in ("cancelled", "reversed", "wallet_not_paid"):
             title = tr("Not completed")
         else:
             title = tr("Declined")

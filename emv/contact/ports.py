@@ -1,0 +1,152 @@
+"""What the contact kernel asks of the world around it: the cardholder and the host.
+
+- :class:`Cardholder`: the cardholder interface the caller supplies.  It chooses
+  among candidate applications, confirms an application whose priority
+  indicator (87, bit 8) asks for confirmation, and enters an offline PIN.  A
+  terminal without a cardholder interface passes ``None``: applications that
+  require confirmation are then not selected (EMV Book 1 12.4) and offline PIN
+  counts as "PIN pad not present".
+- :class:`PinEntry`: the PIN digits or why there are none (bypass, cancel,
+  timeout).  The digits live only as long as forming the PIN block.
+- :class:`HostAnswer`: what came back from the issuer for an Online Request,
+  for :meth:`emv.contact.ContactKernel.complete`.
+
+>>> PinEntry.digits("1234").pin
+'1234'
+>>> PinEntry.of(PinStatus.BYPASS).pin is None
+True
+>>> HostAnswer.approved(arpc=bytes(8)).issuer_authentication_data.hex().upper()
+'00000000000000003030'
+>>> HostAnswer.unable_to_go_online().response_code
+b''
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+__all__ = ["Candidate", "Cardholder", "HostAnswer", "PinEntry", "PinKind", "PinStatus"]
+
+PinKind = Literal["plaintext", "enciphered"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An application on the candidate list (Book 1 12.3): ADF name, label, priority indicator 87."""
+
+    adf_name: bytes
+    label: str
+    priority_indicator: int | None = None  # the byte 87, None when the card gave none
+    preferred_name: str | None = None
+
+    @property
+    def priority(self) -> int:
+        """1 (highest) to 15; 0 (none) sorts after all."""
+        value = (self.priority_indicator or 0) & 0x0F
+        return value if value else 16
+
+    @property
+    def needs_confirmation(self) -> bool:
+        """Bit 8 of 87: the application may not be selected without the cardholder's confirmation."""
+        return bool((self.priority_indicator or 0) & 0x80)
+
+
+class PinStatus(enum.Enum):
+    ENTERED = "entered"
+    BYPASS = "bypass"
+    CANCEL = "cancel"
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True)
+class PinEntry:
+    """A PIN entry: 4 to 12 digits, or bypass / cancel / timeout."""
+
+    status: PinStatus
+    pin: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status is PinStatus.ENTERED:
+            if self.pin is None or not self.pin.isdigit() or not 4 <= len(self.pin) <= 12:
+                raise ValueError("a PIN is 4 to 12 digits")
+        elif self.pin is not None:
+            raise ValueError("only an entered PIN carries digits")
+
+    def __repr__(self) -> str:  # never show the digits
+        return f"PinEntry({self.status.value})"
+
+    @classmethod
+    def digits(cls, pin: str) -> PinEntry:
+        return cls(PinStatus.ENTERED, pin)
+
+    @classmethod
+    def of(cls, status: PinStatus) -> PinEntry:
+        return cls(status)
+
+
+@runtime_checkable
+class Cardholder(Protocol):
+    """The cardholder interface (PIN pad with display) the kernel talks to."""
+
+    def choose(self, candidates: Sequence[Candidate]) -> Candidate | None:
+        """Pick one application (None: the cardholder cancelled)."""
+        ...
+
+    def confirm(self, candidate: Candidate) -> bool:
+        """Confirm an application that asks for it (87 bit 8)."""
+        ...
+
+    def enter_pin(self, kind: PinKind, tries_left: int | None, last_try: bool) -> PinEntry:
+        """Enter the offline PIN; ``tries_left`` from the card's PIN try counter when known."""
+        ...
+
+
+@dataclass(frozen=True)
+class HostAnswer:
+    """The issuer's answer to an Online Request (Book 3 10.9).
+
+    ``response_code`` is 8A (two ASCII characters, "00" approved); empty when
+    the terminal could not go online.  ``issuer_authentication_data`` is 91
+    (ARPC and ARPC response code, method 1); ``scripts`` the issuer script
+    templates 71 and 72 as the host sent them, back to back.
+    """
+
+    online: bool
+    response_code: bytes = b""
+    issuer_authentication_data: bytes | None = None
+    scripts: bytes = b""
+
+    @property
+    def issuer_approved(self) -> bool:
+        """8A says approved ("00", or "10"/"11" partial/VIP approvals)."""
+        return self.online and self.response_code in (b"00", b"10", b"11")
+
+    @classmethod
+    def approved(cls, arpc: bytes | None = None, scripts: bytes = b"") -> HostAnswer:
+        """Approved ("00") with the ARPC, for tests."""
+        return cls.from_host("00", arpc, scripts)
+
+    @classmethod
+    def from_host(
+        cls, response_code: str, arpc: bytes | None, scripts: bytes = b"", *, method2: bool = False
+    ) -> HostAnswer:
+        """The answer as the host protocol carries it.
+
+        ARPC method 1 (CVN 10, 16): the 8-byte ARPC gets its response code
+        appended to make 91.  Method 2 (CVN 18, ``method2=True``): the host's
+        ARPC already is ARPC (4) and card status update (4), taken as it is.
+        """
+        code = response_code.encode("ascii")
+        if len(code) != 2:
+            raise ValueError("an authorisation response code is two characters")
+        iad = None
+        if arpc:
+            iad = bytes(arpc) + code if len(arpc) == 8 and not method2 else bytes(arpc)
+        return cls(True, code, iad, bytes(scripts))
+
+    @classmethod
+    def unable_to_go_online(cls) -> HostAnswer:
+        return cls(False)

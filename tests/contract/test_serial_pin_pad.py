@@ -1,0 +1,164 @@
+"""The PIN pad contract on the serial driver (``serial:...?protocol=posterm-pinpad``), over ``posterm sim pinpad``.
+
+A real subprocess serves the PIN pad on a real pty; the terminal side opens the pty's device path through
+the registry and pyserial, so the line protocol (docs/pinpad-protocol.md) is exercised end to end.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from drivers.serial_pinpad import parse_answer
+from simulator.pty_pinpad import RequestError, parse_request
+from terminal import registry
+from terminal.ports import CancelToken, DeviceError, DeviceGone, PinOutcome, PinPad, PinRequest
+from tests.contract.pin_pad_suite import *  # noqa: F403
+from tests.contract.pin_pad_suite import PAN
+
+POSTERM = str(Path(sys.executable).with_name("posterm"))
+
+
+class ServedPinPad:
+    """``posterm sim pinpad`` in a subprocess: its URL, read from what it prints."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [POSTERM, "sim", "pinpad", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        assert self.process.stdout is not None
+        self.lines = [self.process.stdout.readline(), self.process.stdout.readline()]
+        if not self.lines[1].startswith("open it as: "):
+            self.stop()
+            raise AssertionError(f"posterm sim pinpad did not start: {self.lines} {self.process.stderr}")
+        self.url = self.lines[1].removeprefix("open it as: ").strip()
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        out, _ = self.process.communicate(timeout=30)
+        return out
+
+
+class SerialRig:
+    def __init__(self) -> None:
+        self.served: list[ServedPinPad] = []
+        self.opened: list[PinPad] = []
+
+    def open(self, action: str, *more: str) -> PinPad:
+        served = ServedPinPad("--pin", action, *more)
+        self.served.append(served)
+        pad = registry.open_pin_pad(served.url)
+        self.opened.append(pad)
+        return pad
+
+    def close(self) -> None:
+        for pad in self.opened:
+            pad.close()
+        for served in self.served:
+            served.stop()
+
+
+@pytest.fixture
+def pin_pad_rig() -> Iterator[SerialRig]:
+    rig = SerialRig()
+    yield rig
+    rig.close()
+
+
+def test_the_url_printed_is_a_serial_pin_pad(pin_pad_rig: SerialRig) -> None:
+    pad = pin_pad_rig.open("1234")
+    assert pad.url.startswith("serial:/dev/pts/") and pad.url.endswith("?protocol=posterm-pinpad")
+    assert registry.kind_of(pad.url) == "pin-pad"
+    assert type(pad).__name__ == "SerialPinPad"
+
+
+def test_the_terminals_cancel_aborts_an_entry_in_progress(pin_pad_rig: SerialRig) -> None:
+    pad = pin_pad_rig.open("1234", "--delay", "60")
+    token = CancelToken()
+    threading.Timer(0.3, token.cancel).start()
+    assert pad.enter_pin(PinRequest(100, 978, PAN), timeout=120, cancel=token).outcome is PinOutcome.CANCELLED
+
+
+def test_a_pin_pad_that_goes_away_is_device_gone(pin_pad_rig: SerialRig) -> None:
+    pad = pin_pad_rig.open("1234")
+    pin_pad_rig.served[-1].stop()
+    with pytest.raises(DeviceGone):
+        pad.enter_pin(PinRequest(100, 978, PAN), timeout=5)
+
+
+def test_a_serial_port_with_no_pin_pad_is_refused_when_opened(tmp_path: Path) -> None:
+    master, slave = os.openpty()  # a port where nobody answers PING
+    try:
+        with pytest.raises(DeviceError, match="no posterm-pinpad PIN pad answered"):
+            registry.open_pin_pad(f"serial:{os.ttyname(slave)}?protocol=posterm-pinpad&answer=0.3")
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_the_pad_prints_nothing_of_the_pin_or_the_pan(pin_pad_rig: SerialRig) -> None:
+    pad = pin_pad_rig.open("86429753")
+    assert pad.enter_pin(PinRequest(100, 978, PAN), timeout=10).outcome is PinOutcome.ENTERED
+    served = pin_pad_rig.served[-1]
+    out = "".join(served.lines) + served.stop()
+    assert "86429753" not in out and PAN not in out
+
+
+@pytest.mark.parametrize(
+    ("line", "outcome"),
+    [("CANCEL", PinOutcome.CANCELLED), ("TIMEOUT", PinOutcome.TIMEOUT), ("BYPASS", PinOutcome.BYPASSED)],
+)
+def test_the_answers_words(line: str, outcome: PinOutcome) -> None:
+    entry = parse_answer(line)
+    assert entry is not None and entry.outcome is outcome
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["", "BLOCK 00 KSN 00 FORMAT 4", "BLOCK " + "A" * 16 + " KSN " + "B" * 24 + " FORMAT 0", "hello", "\x00\xff"],
+)
+def test_lines_that_are_no_answer_are_ignored_or_refused(line: str) -> None:
+    try:
+        assert parse_answer(line) is None
+    except DeviceError as exc:
+        assert "does not fit" in str(exc)
+
+
+def test_an_err_answer_is_a_device_error_with_no_pan() -> None:
+    with pytest.raises(DeviceError, match="refused the request") as caught:
+        parse_answer(f"ERR bad pan {PAN}")
+    assert PAN not in str(caught.value)
+
+
+@given(st.text(max_size=120))
+def test_any_line_from_a_pad_is_an_answer_ignored_or_a_device_error(line: str) -> None:
+    try:
+        entry = parse_answer(line)
+    except DeviceError:
+        return
+    assert entry is None or entry.outcome in PinOutcome
+
+
+@given(st.text(max_size=160))
+def test_any_line_to_the_virtual_pad_is_a_request_or_refused_without_echoing_a_pan(line: str) -> None:
+    try:
+        request, timeout = parse_request(line)
+    except RequestError as exc:
+        assert not re.search(r"[0-9]{13,}", str(exc))
+        return
+    assert 0 < timeout <= 600 and 12 <= len(request.pan) <= 19
