@@ -132,7 +132,7 @@ class Reversal:
     amount: int
     currency: int
     terminal_id: str
-    reason: str  # "no_answer" | "void" | "recovery" | "expired"
+    reason: str  # "no_answer" | "void" | "recovery" | "expired" | "card_declined"
     retransmission: bool = False
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from emv.outcome import Message, Outcome, ReaderStatus, TransactionResult, UiMessage
 from terminal.card_reading import CardRequest, ExtraKernels, card_details, card_record, host_data, scheme_of
+from terminal.contact_reading import HeldCard
 from terminal.core import Core
 from terminal.forwarding import Forwarder
 from terminal.host import (
@@ -40,6 +41,7 @@ from terminal.lifecycle import (
 )
 from terminal.money import currency, format_amount
 from terminal.offline import OfflineBehavior, PaymentRefused
+from terminal.pin_entry import OnlinePin, collect_online_pin, online_pin_wanted, pin_detail
 from terminal.response_codes import decline_reason, refusal_words
 from terminal.results import PaymentResult
 from terminal.store import CardRecord, NewPayment, StorageCorrupt, StorageError, TxnRow
@@ -69,6 +71,18 @@ class Payments:
         self._core = core
         self._forwarder = forwarder
         self._read_card = read_card
+        # An inserted card waiting for the host's answer to its ARQC (terminal.contact_reading).
+        self._held: HeldCard | None = None
+
+    def hold(self, card: HeldCard) -> None:
+        """The card reading hands over an inserted card to complete after the host's answer."""
+        self._release()
+        self._held = card
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
 
     def _new_txn_id(self) -> tuple[str, str]:
         """A new transaction id and the moment it was made (ISO 8601 UTC).
@@ -121,6 +135,8 @@ class Payments:
             kernel=row.details.get("kernel"),
             wallet_id=row.details.get("wallet_id"),
             refusal=row.details.get("refusal"),
+            cvm=row.details.get("cvm"),
+            pin=row.details.get("pin"),
         )
 
     def _checked(self, txn_id: str) -> TxnRow:
@@ -159,8 +175,20 @@ class Payments:
                 )
             )
 
-    def _go_online(self, txn_id: str, behavior: OfflineBehavior, emv: TransactionResult | None) -> PaymentResult:
-        """The payment is journalled as ``authorising``; send it and act on the answer."""
+    def _go_online(
+        self,
+        txn_id: str,
+        behavior: OfflineBehavior,
+        emv: TransactionResult | None,
+        online_pin: OnlinePin | None = None,
+    ) -> PaymentResult:
+        """The payment is journalled as ``authorising``; send it and act on the answer.
+
+        ``online_pin``: the PIN pad's block for the issuer (sent with the
+        request, kept nowhere).  An inserted card held open (:meth:`hold`) gets
+        the host's answer for its second GENERATE AC; when it refuses what the
+        issuer approved, the authorisation is reversed.
+        """
         core = self._core
         row = core.store.get(txn_id)
         assert row is not None
@@ -183,6 +211,7 @@ class Payments:
                 emv_data=core.emv_data(txn_id),
                 pan_token=row.pan_token or "",
                 original_txn_id=row.original_txn_id,
+                pin=online_pin.entry.pin if online_pin is not None else None,
             )
             if core.listeners and emv is None:  # no card was read: the kernel did not say "Authorising"
                 core.emit(
@@ -194,6 +223,7 @@ class Payments:
                 core.host_failed(exc)
                 unreachable = exc
             except HostNoAnswer as exc:
+                self._release()  # the card is powered off: its ARQC is never completed
                 core.record(txn_id, Event.NO_ANSWER, {"error": str(exc)})
                 self._forwarder.clear_the_way()
                 done = core.store.get(txn_id)
@@ -206,6 +236,7 @@ class Payments:
                     )
                 return self._result(txn_id, text, emv)
             except HostRejected as exc:
+                self._release()
                 core.record(
                     txn_id, Event.HOST_DECLINED, {"response_code": "30", "error": str(exc)},
                     details={"response_code": "30"},
@@ -217,7 +248,14 @@ class Payments:
                 "response_code": answer.response_code,
                 "host_reference": answer.host_reference,
             }
+            pin = pin_detail(online_pin, answer.response_code, answer.approved)
+            if pin is not None:
+                details["pin"] = pin
             event = Event.HOST_APPROVED if answer.approved else Event.HOST_DECLINED
+            if self._held is not None:
+                refused = self._second_card_part(txn_id, answer, details)
+                if refused is not None:
+                    return refused
             try:
                 core.record(txn_id, event, details, details=details)
             except StorageError:
@@ -225,9 +263,21 @@ class Payments:
                     self._reverse_unrecorded(txn_id, row.amount, row.currency)
                 raise
             text = "approved" if answer.approved else f"declined: {decline_reason(answer.response_code)}"
+            if pin == "verified":
+                text = "approved: PIN verified by the issuer"
+            elif pin == "bypassed" and answer.approved:
+                text = "approved (PIN bypassed)"
             return self._result(txn_id, text, emv)
         # Not sent: a deferred authorisation, if allowed and within the limits.
         reason = str(unreachable) or "host unreachable"
+        if self._held is not None:  # an inserted card decides for itself when the host cannot be reached
+            final = self._held.complete(None, None)
+            self._held = None
+            if final.outcome is not Outcome.APPROVED:
+                core.record(txn_id, Event.NOT_SENT_DECLINED, {"error": reason}, details=_card_after(final))
+                return self._result(
+                    txn_id, f"declined by the card: the host cannot be reached ({reason})", final, warnings
+                )
         if isinstance(unreachable, HostCertificateRejected):
             # The detail (which check failed) is in the log and in 'saf status'; the cashier needs the fact.
             warnings = ("host certificate rejected: payments are stored offline (a security event: see the log)",)
@@ -251,6 +301,27 @@ class Payments:
             else "refund stored: the host will confirm it later"
         )
         return self._result(txn_id, text, emv, warnings)
+
+    def _second_card_part(self, txn_id: str, answer: HostAnswer, details: dict[str, Any]) -> PaymentResult | None:
+        """The held inserted card gets the host's answer; a result when it refused an approval (reversed)."""
+        held, self._held = self._held, None
+        assert held is not None
+        final = held.complete(answer.response_code, answer.arpc)
+        details.update(_card_after(final))
+        if not answer.approved or final.outcome is Outcome.APPROVED:
+            return None
+        core = self._core
+        why = final.error or f"the card answered {final.cryptogram_type or 'nothing'}"
+        core.record(txn_id, Event.CARD_REFUSED_APPROVAL, {"error": why}, details=details)
+        self._forwarder.clear_the_way()
+        done = core.store.get(txn_id)
+        text = (
+            "declined by the card after the issuer approved: the authorisation was reversed; nothing was charged"
+            if done is not None and done.state is State.REVERSED
+            else "declined by the card after the issuer approved: reversal pending (sent before anything else); "
+            "nothing stays charged"
+        )
+        return self._result(txn_id, text, final)
 
     def sale(
         self,
@@ -281,20 +352,23 @@ class Payments:
         # require_online: no offline approval by the card either, so ask it for an online cryptogram
         force_online = not room or offline_behavior is OfflineBehavior.REQUIRE_ONLINE
         try:
-            result = self._read_card(CardRequest(amount, code, exponent, 0x00, force_online), wallet)
-        except PaymentRefused as exc:
-            if wallet is not None and wallet.pending:  # torn, and the same wallet was not presented again
-                from terminal.cbdc_payment import not_paid
+            try:
+                result = self._read_card(CardRequest(amount, code, exponent, 0x00, force_online), wallet)
+            except PaymentRefused as exc:
+                if wallet is not None and wallet.pending:  # torn, and the same wallet was not presented again
+                    from terminal.cbdc_payment import not_paid
 
-                return not_paid(wallet, str(exc))
-            raise
-        if wallet is not None and wallet.ran:
-            from terminal.cbdc_payment import complete
+                    return not_paid(wallet, str(exc))
+                raise
+            if wallet is not None and wallet.ran:
+                from terminal.cbdc_payment import complete
 
-            return complete(wallet, result)
-        return self._complete_sale(
-            result, amount, code, offline_behavior, force_online, request_key=request_key, reference=reference
-        )
+                return complete(wallet, result)
+            return self._complete_sale(
+                result, amount, code, offline_behavior, force_online, request_key=request_key, reference=reference
+            )
+        finally:
+            self._release()  # an inserted card not completed (refused before going online): powered off
 
     def _wallet_sale(
         self, amount: int, code: int, behavior: OfflineBehavior, request_key: str | None, reference: str | None
@@ -371,11 +445,16 @@ class Payments:
                 amount=amount,
                 currency=code,
                 approved=state in APPROVED_STATES,
-                message="approved (offline)",
+                message="approved (offline): PIN verified by the card"
+                if details.get("pin") == "offline_verified"
+                else "approved (offline)",
                 masked_pan=card.masked_pan,
                 scheme=new.scheme,
                 offline=True,
                 card_result=result,
+                kernel=details.get("kernel"),
+                cvm=details.get("cvm"),
+                pin=details.get("pin"),
             )
         if result.outcome is Outcome.DECLINED:
             core.record(txn_id, Event.CARD_DECLINED, base, new=new, card=card, details=details)
@@ -384,6 +463,23 @@ class Payments:
             core.record(txn_id, Event.NOT_COMPLETED, base | {"error": result.error}, new=new, card=card,
                         details=details)  # fmt: skip
             return self._result(txn_id, _not_completed_text(result), result)
+        online_pin: OnlinePin | None = None
+        if online_pin_wanted(result):
+            if offline_behavior is OfflineBehavior.FORCE_OFFLINE:
+                refusal = "declined: the card asks for an online PIN, which only the host can check"
+                core.record(txn_id, Event.NOT_SENT_DECLINED, base | {"error": refusal}, new=new, card=card,
+                            details=details)  # fmt: skip
+                return self._result(txn_id, refusal, result)
+            try:
+                online_pin = collect_online_pin(
+                    core.pin_pad, result, amount, code, allow_bypass=core.settings.pin_bypass,
+                    timeout=core.settings.pin_timeout_seconds, cancel=None,
+                )  # fmt: skip
+            except PaymentRefused as exc:
+                core.record(txn_id, Event.NOT_COMPLETED, base | {"error": str(exc)}, new=new, card=card,
+                            details=details | {"pin": exc.reason.removeprefix("pin_")})  # fmt: skip
+                return self._result(txn_id, str(exc), result)
+            details = details | {"pin": "bypassed" if online_pin.bypassed else "entered"}
         if offline_behavior is OfflineBehavior.FORCE_OFFLINE:
             try:
                 self._check_offline_room(code, amount)
@@ -410,7 +506,7 @@ class Payments:
             details=details,
             sensitive=host_data(core.keystore, txn_id, result),
         )
-        return self._go_online(txn_id, offline_behavior, result)
+        return self._go_online(txn_id, offline_behavior, result, online_pin)
 
     def refund(
         self,
@@ -575,6 +671,25 @@ _STATE_TEXT = {
     State.WALLET_CREDITED: "approved (credited by the wallet's operator)",
     State.WALLET_NOT_PAID: "not paid: the wallet left before its record came; a notice is queued for its operator",
 }
+
+
+def _card_after(final: TransactionResult) -> dict[str, Any]:
+    """What the journal keeps of an inserted card's second GENERATE AC (no card data)."""
+    out: dict[str, Any] = {
+        "card_outcome_after_host": final.outcome.value,
+        "cryptogram_type": final.cryptogram_type,
+        "cryptogram": final.cryptogram.hex().upper() if final.cryptogram else None,
+        "tvr": final.tvr.hex().upper(),
+        "tsi": final.tsi.hex().upper(),
+    }
+    for name in ("script_results", "cvm_results"):
+        value = getattr(final, name, None)
+        if isinstance(value, bytes) and value:
+            out[name] = value.hex().upper()
+    auth = getattr(final, "issuer_authentication", None)
+    if isinstance(auth, str):
+        out["issuer_authentication"] = auth
+    return out
 
 
 def _state_text(row: TxnRow) -> str:
