@@ -172,6 +172,13 @@ class Terminal(Telling):
         """The PIN pad (None: none; the kernels then advertise no PIN)."""
         return self._core.pin_pad
 
+    @pin_pad.setter
+    def pin_pad(self, pad: PinPad | None) -> None:
+        """Another PIN pad from now on (or none): the kernels advertise online PIN with it."""
+        with self._lock:
+            self._core.pin_pad = pad
+            self._core.config = _with_pin_pad(self._core.config, pad is not None)
+
     @property
     def settings(self) -> TerminalSettings:
         return self._core.settings
