@@ -168,7 +168,10 @@ the wallet's identity, certificates and counter, checks the chain and its
 offline limits, journals the intent durably before PAY (write-ahead), verifies
 the signed record and journals the approval with its advice and the wallet's
 counter in one durable commit. The wallet's own computing (its SM2 signature,
-its state file) is measured inside the card and taken out. The airtime is the
+its state file) is measured inside the card and taken out. A wallet first
+seen costs three SM2 verifications (its operator's and its own certificate,
+the record); `cbdc` remembers the certificates it verified, so a wallet seen
+before costs one: both are shown, the target on the first. The airtime is the
 ISO/IEC 14443 one of the same bytes at 106 kbit/s, as for the EMV taps (a
 floor). Then the durable approvals per second (the same taps, terminal-side)
 against raw single-row inserts on the same disk.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -145,3 +146,39 @@ def test_posterm_sim_card_via_vpcd_and_posterm_sale_on_pcsc(vpcd: PcscdRig, tmp_
             raise
     assert code == 0
 
+
+
+def test_posterm_sim_card_via_nfc_udp_and_posterm_sale_on_nfc(tmp_path: Path) -> None:
+    """Each wallet's outcome through two processes: the wallet served by ``posterm sim card --via nfc-udp``, the
+    sale by ``posterm sale --reader nfc:udp:...``; a good wallet approves (exit 0), a bad one is refused by name
+    (exit 1)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "POSTERM_SIM_STATE": str(tmp_path / "wallets"),
+           "PYTHONWARNINGS": "ignore::DeprecationWarning"}  # fmt: skip
+    for profile, code, refusal in (("cbdc-anon", 0, None), ("cbdc-blocked", 1, "wallet_blocked")):
+        server = subprocess.Popen(
+            [str(POSTERM), "sim", "card", profile, "--via", "nfc-udp", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert server.stdout is not None
+            line = server.stdout.readline()
+            url = f"nfc:udp:127.0.0.1:{port}"
+            assert url in line, (line, server.stderr.read() if server.poll() is not None and server.stderr else "")
+            sale = subprocess.run(
+                [str(POSTERM), "sale", "12.34", "--currency", "CNY", "--reader", url, "--host", "none",
+                 "--data-dir", str(tmp_path / "terminal"), "--json"],
+                capture_output=True, text=True, timeout=60, check=False, env=env,
+            )  # fmt: skip
+            assert sale.returncode == code, sale.stderr
+            result = json.loads(sale.stdout)
+            assert (result["kernel"], result["refusal"], result["approved"]) == ("cbdc", refusal, code == 0)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                raise
