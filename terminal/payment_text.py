@@ -80,6 +80,8 @@ def state_text(row: TxnRow) -> str:
 def not_completed_text(result: TransactionResult) -> str:
     """Why a card reading ended without a payment, in the words the customer needs."""
     error = result.error or ""
+    if result.kernel == "contact":  # an inserted card: it is already in the slot
+        return f"not completed: {error or 'the card ended the transaction'}; nothing was charged"
     if result.outcome is Outcome.TRY_ANOTHER_INTERFACE:
         if "insert" in error:  # Entry Point and the kernels say why in words (the limit, a PIN needed)
             return f"not completed: {error}"

@@ -1,0 +1,122 @@
+"""The contact kernel through the sale, in process: every simulated contact card, the card that refuses
+an approval (reversed), the contactless card that asks for the chip, and no PIN pad.
+
+The terminal (Terminal facade, real SQLite journal, the simulator's in-process host) reads each
+``contact-*`` card on the simulator's reader (its T=1 ATR tells the terminal it is inserted), with the
+simulated PIN pad ``sim:pin=1234``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from terminal import registry
+from terminal.devices import LazyPinPad
+from terminal.lifecycle import Event, State
+from terminal.receipts import render_text
+from terminal.results import TerminalEvent
+from tests.integration.conftest import Rig
+
+EUR = 978
+
+#: card -> amount -> (state, cvm, pin, words in the message)
+EXPECTED: dict[str, dict[int, tuple[State, str, str | None, str]]] = {
+    "contact-offline-pin": {
+        1234: (State.OFFLINE_APPROVED, "offline_pin", "offline_verified", "PIN verified by the card"),
+        6000: (State.APPROVED, "offline_pin", "offline_verified", "approved"),
+    },
+    "contact-enciphered-pin": {
+        1234: (State.OFFLINE_APPROVED, "offline_pin", "offline_verified", "PIN verified by the card"),
+        6000: (State.APPROVED, "offline_pin", "offline_verified", "approved"),
+    },
+    "contact-online-pin": {
+        1234: (State.APPROVED, "online_pin", "verified", "PIN verified by the issuer"),
+        6000: (State.APPROVED, "online_pin", "verified", "PIN verified by the issuer"),
+    },
+    # PIN try counter 0: offline PIN not asked, verification failed, online
+    "contact-pin-blocked": {1234: (State.APPROVED, "failed", None, "approved")},
+    "contact-scripts": {1234: (State.APPROVED, "no_cvm", None, "approved")},
+    "contact-sda": {
+        1234: (State.OFFLINE_APPROVED, "signature", None, "approved (offline)"),
+        6000: (State.APPROVED, "signature", None, "approved"),
+    },
+    "contact-dda": {
+        1234: (State.OFFLINE_APPROVED, "no_cvm", None, "approved (offline)"),
+        6000: (State.APPROVED, "no_cvm", None, "approved"),
+    },
+    # ODA failed: the TVR sends them online, where the issuer decides
+    "contact-bad-sda": {1234: (State.APPROVED, "no_cvm", None, "approved")},
+    "contact-bad-dda": {1234: (State.APPROVED, "no_cvm", None, "approved")},
+    "contact-bad-cda": {1234: (State.DECLINED, "no_cvm", None, "declined by the card")},
+    "contact-garbage": {1234: (State.CANCELLED, "not_performed", None, "not completed")},
+    "contact-mute": {1234: (State.CANCELLED, "not_performed", None, "not completed")},
+}
+CASES = [(card, amount) for card, amounts in EXPECTED.items() for amount in amounts]
+
+
+@pytest.fixture(autouse=True)
+def _pad_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POSTERM_SIM_STATE", str(tmp_path / "sim"))
+
+
+def test_every_contact_card_has_a_case() -> None:
+    from simulator.contact.profiles import list_names
+
+    assert set(list_names()) == set(EXPECTED)
+
+
+@pytest.mark.parametrize(("card", "amount"), CASES, ids=[f"{c}-{a}" for c, a in CASES])
+def test_a_sale_on_every_contact_card(rig: Rig, card: str, amount: int) -> None:
+    state, cvm, pin, words = EXPECTED[card][amount]
+    rig.terminal.pin_pad = LazyPinPad("sim:pin=1234")
+    rig.card(card)
+    result = rig.terminal.sale(amount, EUR)
+    assert result.state is state, result.message
+    assert result.kernel == "contact" and result.card_result is not None and result.card_result.kernel == "contact"
+    assert result.cvm == cvm and result.pin == pin
+    assert words in result.message
+    row = rig.terminal.get(result.txn_id)
+    assert row is not None and row.details["kernel"] == "contact" and "cvm_results" in row.details
+    receipt = render_text(rig.terminal.receipt(result.txn_id, "customer", issue=False), "customer")
+    assert ("PIN VERIFIED" in receipt) == (pin in ("verified", "offline_verified") and result.approved)
+    # the card's VERIFY went with its data zeroed into what the terminal keeps of the exchange
+    verify = [c for c in result.card_result.commands if c[:2] == b"\x00\x20"]
+    assert all(not any(c[5:]) for c in verify)
+
+
+def test_the_card_refusing_the_issuers_approval_is_reversed(rig: Rig) -> None:
+    """The card leaves before its second GENERATE AC: the issuer's approval is reversed, nothing charged."""
+    rig.card("contact-scripts")
+    reader = rig.terminal.reader
+
+    def pull_the_card(event: TerminalEvent) -> None:
+        if event.kind == "state_changed" and event.data.get("event") == Event.GO_ONLINE.value:
+            reader.remove_after(0)  # type: ignore[union-attr]
+
+    rig.terminal.subscribe(pull_the_card)
+    result = rig.terminal.sale(1234, EUR)
+    assert not result.approved and result.state is State.REVERSED, result.message
+    assert "declined by the card after the issuer approved" in result.message
+    assert "nothing was charged" in result.message
+    # REVERSED is reached only on the host's acknowledgement of the reversal
+    row = rig.terminal.get(result.txn_id)
+    assert row is not None and row.details["response_code"] == "00"
+    assert row.details["card_outcome_after_host"] == "end_application"
+
+
+def test_without_a_pin_pad_offline_pin_is_not_offered(rig: Rig) -> None:
+    rig.card("contact-offline-pin")
+    result = rig.terminal.sale(1234, EUR)
+    assert result.kernel == "contact" and result.cvm == "signature" and result.pin is None
+    assert result.card_result is not None and result.card_result.card_data[0x9F33][1] & 0xD0 == 0
+
+
+def test_a_tap_that_asks_for_the_chip_reads_the_inserted_card(rig: Rig) -> None:
+    """visa-qvsdc-online above the CVM limit without a PIN pad: "insert card", then the chip, in one sale."""
+    rig.terminal.reader = registry.open_reader("sim:card=visa-qvsdc-online?insert=contact-sda")
+    result = rig.terminal.sale(6000, EUR)
+    assert result.approved and result.kernel == "contact"
+    prompts = [e.data.get("prompt") for e in rig.events_of("card_prompt")]
+    assert prompts == ["present card", "insert card"]
