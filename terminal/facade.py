@@ -151,7 +151,7 @@ class Terminal(Telling):
         self._settlement = Settlement(self._core)
         self._forwarder = Forwarder(self._core, self._settlement.finish_pending_close)
         self._receipts = Receipts(self._core)
-        self._payments = Payments(self._core, self._forwarder, self._read_card)
+        self._payments = Payments(self._core, self._forwarder, self._read_card, self._pin_token)
         self._lock = threading.RLock()
         self._cancel: CancelToken | None = None
 
@@ -367,6 +367,12 @@ class Terminal(Telling):
             raise
         except StorageError as exc:
             raise PaymentRefused("storage", f"payment refused: {exc}") from exc
+
+    def _pin_token(self) -> CancelToken:
+        """A cancel for the PIN entry that follows the card's reading: :meth:`cancel` reaches it."""
+        token = CancelToken()
+        self._cancel = token
+        return token
 
     def _read_card(self, request: CardRequest, extra: ExtraKernels | None = None) -> TransactionResult:
         if self.reader is None:

@@ -45,6 +45,7 @@ from terminal.payment_text import money_text as _money
 from terminal.payment_text import not_completed_text as _not_completed_text
 from terminal.payment_text import state_text as _state_text
 from terminal.pin_entry import OnlinePin, collect_online_pin, online_pin_wanted, pin_detail
+from terminal.ports import CancelToken
 from terminal.response_codes import decline_reason
 from terminal.results import PaymentResult
 from terminal.store import CardRecord, NewPayment, StorageCorrupt, StorageError, TxnRow
@@ -63,10 +64,12 @@ class Payments:
         core: Core,
         forwarder: Forwarder,
         read_card: Callable[[CardRequest, ExtraKernels | None], TransactionResult],
+        new_token: Callable[[], CancelToken] | None = None,
     ) -> None:
         self._core = core
         self._forwarder = forwarder
         self._read_card = read_card
+        self._new_token = new_token  # the terminal's cancel for a PIN entry (Terminal.cancel reaches it)
         # An inserted card waiting for the host's answer to its ARQC (terminal.contact_reading).
         self._held: HeldCard | None = None
 
@@ -469,7 +472,8 @@ class Payments:
             try:
                 online_pin = collect_online_pin(
                     core.pin_pad, result, amount, code, allow_bypass=core.settings.pin_bypass,
-                    timeout=core.settings.pin_timeout_seconds, cancel=None,
+                    timeout=core.settings.pin_timeout_seconds,
+                    cancel=self._new_token() if self._new_token is not None else None,
                 )  # fmt: skip
             except PaymentRefused as exc:
                 core.record(txn_id, Event.NOT_COMPLETED, base | {"error": str(exc)}, new=new, card=card,

@@ -15,6 +15,7 @@ import pytest
 from terminal import registry
 from terminal.devices import LazyPinPad
 from terminal.lifecycle import Event, State
+from terminal.ports import CancelToken, PinEntry, PinOutcome, PinRequest
 from terminal.receipts import render_text
 from terminal.results import TerminalEvent
 from tests.integration.conftest import Rig
@@ -120,3 +121,43 @@ def test_a_tap_that_asks_for_the_chip_reads_the_inserted_card(rig: Rig) -> None:
     assert result.approved and result.kernel == "contact"
     prompts = [e.data.get("prompt") for e in rig.events_of("card_prompt")]
     assert prompts == ["present card", "insert card"]
+
+
+class WaitingPad:
+    """A PIN pad whose customer never finishes: the entry ends when the terminal cancels it."""
+
+    url = "test:waiting"
+
+    def __init__(self) -> None:
+        import threading
+
+        self.waiting = threading.Event()
+
+    def enter_pin(
+        self, request: PinRequest, timeout: float | None = None, cancel: CancelToken | None = None
+    ) -> PinEntry:
+        self.waiting.set()
+        assert cancel is not None and cancel.wait(30), "the terminal's cancel never reached the PIN entry"
+        return PinEntry(PinOutcome.CANCELLED)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_terminals_cancel_reaches_the_pin_entry(rig: Rig) -> None:
+    import threading
+
+    pad = WaitingPad()
+    rig.terminal.pin_pad = pad
+    rig.card("visa-online-pin")
+
+    def cashier() -> None:
+        if pad.waiting.wait(30):
+            rig.terminal.cancel()
+
+    helper = threading.Thread(target=cashier)
+    helper.start()
+    result = rig.terminal.sale(8000, EUR)
+    helper.join()
+    assert result.state is State.CANCELLED and "PIN entry cancelled" in result.message
+    assert result.response_code is None
