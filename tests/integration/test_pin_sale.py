@@ -198,6 +198,9 @@ def test_nothing_written_holds_a_pin_or_a_pin_block(host: HostService, tmp_path:
     till = Till(host, tmp_path)
     blocks: list[bytes] = []
     traces: list[bytes] = []
+    # the command line first (its log file, its journal rows), with a wrong PIN and the right one
+    assert till.sale("80.00", "visa-online-pin", f"sim:pin={WRONG}")[1]["response_code"] == "55"
+    assert till.sale("12.34", "contact-offline-pin", "sim:pin=1234")[1]["pin"] == "offline_verified"
     os.environ["POSTERM_SIM_STATE"] = str(till.sim_state)
     try:
         terminal = open_terminal(till.data_dir, reader_url="none")
@@ -232,6 +235,7 @@ def test_nothing_written_holds_a_pin_or_a_pin_block(host: HostService, tmp_path:
     files = [p for folder in (till.data_dir, host.data_dir, tmp_path) for p in folder.rglob("*") if p.is_file()]
     assert {"journal.sqlite", "wal-copy"} <= {p.name for p in files} and (tmp_path / "wal-copy").stat().st_size
     assert any(p.name == "host.log" for p in files)
+    assert any(p.parent.name == "logs" for p in files)  # the terminal's log
     contents: list[tuple[str, bytes]] = []
     for path in files:
         contents.append((str(path), path.read_bytes()))
