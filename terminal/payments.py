@@ -44,7 +44,7 @@ from terminal.payment_text import card_after as _card_after
 from terminal.payment_text import money_text as _money
 from terminal.payment_text import not_completed_text as _not_completed_text
 from terminal.payment_text import state_text as _state_text
-from terminal.pin_entry import OnlinePin, collect_online_pin, online_pin_wanted, pin_detail
+from terminal.pin_entry import OnlinePin, collect_online_pin, online_pin_wanted, pin_detail, tvr_after_bypass
 from terminal.ports import CancelToken
 from terminal.response_codes import decline_reason
 from terminal.results import PaymentResult
@@ -480,6 +480,8 @@ class Payments:
                             details=details | {"pin": exc.reason.removeprefix("pin_")})  # fmt: skip
                 return self._result(txn_id, str(exc), result)
             details = details | {"pin": "bypassed" if online_pin.bypassed else "entered"}
+            if online_pin.bypassed and details.get("tvr"):
+                details["tvr"] = tvr_after_bypass(details["tvr"])
         if offline_behavior is OfflineBehavior.FORCE_OFFLINE:
             try:
                 self._check_offline_room(code, amount)

@@ -46,7 +46,15 @@ from terminal.ports import (
 )
 from terminal.ports import PinEntry as PadEntry
 
-__all__ = ["PIN_WORDS", "OnlinePin", "PadCardholder", "collect_online_pin", "online_pin_wanted", "pin_detail"]
+__all__ = [
+    "PIN_WORDS",
+    "OnlinePin",
+    "PadCardholder",
+    "collect_online_pin",
+    "online_pin_wanted",
+    "pin_detail",
+    "tvr_after_bypass",
+]
 
 #: A payment's ``pin`` detail, in words.
 PIN_WORDS = {
@@ -107,6 +115,22 @@ def collect_online_pin(
     if entry.outcome is PinOutcome.TIMEOUT:
         raise PaymentRefused("pin_timeout", "not completed: no PIN was entered in time; nothing was charged")
     return OnlinePin(entry)
+
+
+def tvr_after_bypass(tvr_hex: str) -> str:
+    """The TVR as the journal and the receipt keep it after a bypassed online PIN (EMV Book 3 Annex C1).
+
+    Byte 3: "online PIN entered" (b3) off, "PIN entry required, PIN pad present,
+    but PIN was not entered" (b4) on.  The card signed its cryptogram over the
+    TVR it had; the host gets that one, unchanged.
+
+    >>> tvr_after_bypass("0000040000")
+    '0000080000'
+    """
+    tvr = bytearray.fromhex(tvr_hex)
+    if len(tvr) == 5:
+        tvr[2] = (tvr[2] & ~0x04 & 0xFF) | 0x08
+    return tvr.hex().upper()
 
 
 def pin_detail(online: OnlinePin | None, response_code: str | None, approved: bool) -> str | None:

@@ -161,3 +161,21 @@ def test_the_terminals_cancel_reaches_the_pin_entry(rig: Rig) -> None:
     helper.join()
     assert result.state is State.CANCELLED and "PIN entry cancelled" in result.message
     assert result.response_code is None
+
+
+def test_online_pin_in_the_tvr_and_the_receipt(rig: Rig) -> None:
+    """Entered and approved: TVR "online PIN entered", PIN VERIFIED; bypassed: "PIN not entered", no PIN line."""
+    rig.card("visa-online-pin")
+    rig.terminal.pin_pad = LazyPinPad("sim:pin=1234")
+    verified = rig.terminal.sale(8000, EUR)
+    rig.card("visa-online-pin")
+    rig.terminal.pin_pad = LazyPinPad("sim:pin=bypass")
+    bypassed = rig.terminal.sale(8000, EUR)
+    assert verified.pin == "verified" and bypassed.pin == "bypassed" and bypassed.approved
+    for result, entered, not_entered, line in ((verified, 0x04, 0, True), (bypassed, 0, 0x08, False)):
+        row = rig.terminal.get(result.txn_id)
+        assert row is not None
+        tvr = bytes.fromhex(row.details["tvr"])
+        assert tvr[2] & 0x04 == entered and tvr[2] & 0x08 == not_entered
+        text = render_text(rig.terminal.receipt(result.txn_id, "merchant", issue=False), "merchant")
+        assert ("PIN VERIFIED" in text) is line and tvr.hex().upper() in text  # the merchant copy has the TVR

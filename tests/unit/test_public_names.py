@@ -783,6 +783,7 @@ PUBLIC: dict[str, set[str]] = {
         "collect_online_pin",
         "online_pin_wanted",
         "pin_detail",
+        "tvr_after_bypass",
     },
     "terminal.contact_reading": {"HeldCard", "read_contact"},
     "terminal.store_core": {
