@@ -539,6 +539,7 @@ class Payments:
         result: TransactionResult | None = None
         if original is None or present_card:
             result = self._read_card(CardRequest(amount, code, exponent, 0x20, False), None)
+            self._release()  # an inserted card's cryptogram does not decide a refund: no second GENERATE AC
         txn_id, _ = self._new_txn_id()
         core = self._core
         scheme = scheme_of(result.aid) if result is not None else original.scheme if original else "unknown"
