@@ -246,3 +246,25 @@ def test_nothing_written_holds_a_pin_or_a_pin_block(host: HostService, tmp_path:
     for where, data in contents:
         found = [w for w in wanted if w in data]
         assert not found, f"{where} holds a PIN or a PIN block"
+
+
+def test_the_configured_pin_pad_is_used_and_none_overrides_it(till: Till) -> None:
+    done = till.run("devices", "set", "pin-pad", "sim:pin=1234")
+    assert done.returncode == 0 and "1234" not in done.stdout, done.stderr
+    rc, out = till.sale("80.00", "visa-online-pin", None)
+    assert rc == 0 and out["pin"] == "verified"
+    rc, out = till.sale("80.00", "visa-online-pin", "none")  # no PIN pad: the kernels advertise no PIN
+    assert rc == 1 and out["state"] == "cancelled" and "no PIN pad" in out["message"]
+
+
+def test_a_refund_takes_the_pin_pad_option(till: Till) -> None:
+    """A refund against a chip sale, the same card inserted again: read by the contact kernel, refunded online."""
+    rc, sale = till.sale("60.00", "contact-offline-pin", "sim:pin=1234")
+    assert rc == 0 and sale["approved"]
+    done = till.run(
+        "refund", "5.00", "--original", sale["txn_id"], "--card", "contact-offline-pin", "--pin-pad", "sim:pin=1234",
+        "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = json.loads(done.stdout)
+    assert out["approved"] and out["kind"] == "refund" and out["kernel"] == "contact"
