@@ -561,6 +561,7 @@ class Terminal(Telling):
         self._writable()  # the reader is the other process's
         with self._lock:
             result = self._read_card(CardRequest(1, self.config_currency, 2, 0x20, False))
+            self._payments.release()
             card = card_record(self._core.keystore, "lookup", result)
             if card.pan_token is None or card.masked_pan is None:
                 return None

@@ -20,6 +20,7 @@ from emv.outcome import Message, Outcome, ReaderStatus, TransactionResult, UiMes
 from terminal.card_reading import CardRequest, ExtraKernels, card_details, card_record, host_data, scheme_of
 from terminal.contact_reading import HeldCard
 from terminal.core import Core
+from terminal.follow_ups import FollowUps
 from terminal.forwarding import Forwarder
 from terminal.host import (
     AuthorisationRequest,
@@ -33,22 +34,17 @@ from terminal.host import (
 )
 from terminal.lifecycle import (
     APPROVED_STATES,
-    COUNTED_REFUND_STATES,
     Event,
-    FollowUp,
     State,
-    follow_up_refusal,
 )
 from terminal.offline import OfflineBehavior, PaymentRefused
 from terminal.payment_text import card_after as _card_after
-from terminal.payment_text import money_text as _money
 from terminal.payment_text import not_completed_text as _not_completed_text
-from terminal.payment_text import state_text as _state_text
 from terminal.pin_entry import OnlinePin, collect_online_pin, online_pin_wanted, pin_detail, tvr_after_bypass
 from terminal.ports import CancelToken
 from terminal.response_codes import decline_reason
 from terminal.results import PaymentResult
-from terminal.store import CardRecord, NewPayment, StorageCorrupt, StorageError, TxnRow
+from terminal.store import CardRecord, NewPayment, StorageError
 
 if TYPE_CHECKING:
     from terminal.cbdc_payment import WalletSale
@@ -56,7 +52,7 @@ if TYPE_CHECKING:
 __all__ = ["Payments"]
 
 
-class Payments:
+class Payments(FollowUps):
     """The payment verbs behind the facade; callers hold the terminal's lock."""
 
     def __init__(
@@ -77,6 +73,10 @@ class Payments:
         """The card reading hands over an inserted card to complete after the host's answer."""
         self._release()
         self._held = card
+
+    def release(self) -> None:
+        """Power off an inserted card still held (a reading that made no payment: a card lookup)."""
+        self._release()
 
     def _release(self) -> None:
         held, self._held = self._held, None
@@ -137,18 +137,6 @@ class Payments:
             cvm=row.details.get("cvm"),
             pin=row.details.get("pin"),
         )
-
-    def _checked(self, txn_id: str) -> TxnRow:
-        """The row of a payment named by the operator, refused when it is missing or edited."""
-        row = self._core.store.get(txn_id)
-        if row is None:
-            raise PaymentRefused("not_found", f"no transaction {txn_id}")
-        if not row.sealed:
-            raise StorageCorrupt(
-                f"transaction {txn_id} was changed outside posterm (its seal does not match); "
-                "see 'posterm journal verify'"
-            )
-        return row
 
     # -- online ---------------------------------------------------------------------------------
 
@@ -269,6 +257,11 @@ class Payments:
             return self._result(txn_id, text, emv)
         # Not sent: a deferred authorisation, if allowed and within the limits.
         reason = str(unreachable) or "host unreachable"
+        if online_pin is not None and not online_pin.bypassed:  # no one but the issuer can check that PIN
+            self._release()
+            refusal = f"declined: the host cannot be reached ({reason}) and only the issuer can check the PIN"
+            core.record(txn_id, Event.NOT_SENT_DECLINED, {"error": refusal})
+            return self._result(txn_id, refusal, emv, warnings)
         if self._held is not None:  # an inserted card decides for itself when the host cannot be reached
             final = self._held.complete(None, None)
             self._held = None
@@ -489,6 +482,14 @@ class Payments:
                 core.record(txn_id, Event.NOT_SENT_DECLINED, base | {"error": str(exc)}, new=new, card=card,
                             details=details)  # fmt: skip
                 return self._result(txn_id, f"declined: {exc}", result)
+            held, self._held = self._held, None
+            if held is not None:  # an inserted card decides with its default action codes (Book 3 10.9)
+                final = held.complete(None, None)
+                if final.outcome is not Outcome.APPROVED:
+                    core.record(txn_id, Event.NOT_SENT_DECLINED, base | {"error": final.error}, new=new, card=card,
+                                details=details | _card_after(final))  # fmt: skip
+                    return self._result(txn_id, "declined by the card (offline)", final)
+                details = details | _card_after(final)
             core.record(
                 txn_id,
                 Event.NOT_SENT_DEFERRED,
@@ -583,71 +584,3 @@ class Payments:
             return self._result(txn_id, "refund stored: the host will confirm it later", result)
         core.record(txn_id, Event.GO_ONLINE, data, new=new, card=card, details=details, sensitive=sensitive)
         return self._go_online(txn_id, offline_behavior, result)
-
-    def result_of(self, txn_id: str) -> PaymentResult:
-        """A journalled payment's result as it stands now, with its message in words."""
-        row = self._core.store.get(txn_id)
-        if row is None:
-            raise PaymentRefused("not_found", f"no transaction {txn_id}")
-        return self._result(txn_id, _state_text(row))
-
-    def _refund_counted(self, original_txn_id: str) -> list[TxnRow]:
-        return [
-            r
-            for r in self._core.store.list_transactions(original_txn_id=original_txn_id)
-            if r.kind == "refund" and r.state in COUNTED_REFUND_STATES
-        ]
-
-    def _refundable(self, original_txn_id: str, amount: int, code: int) -> TxnRow:
-        """The original sale, if ``amount`` may be refunded against it (else PaymentRefused, in words)."""
-        original = self._checked(original_txn_id)
-        why = follow_up_refusal(FollowUp.REFUND, original.kind, original.state)
-        if why is not None:
-            raise PaymentRefused("original_not_refundable", f"{original_txn_id} cannot be refunded: {why}")
-        if original.currency != code:
-            raise PaymentRefused(
-                "currency",
-                f"a refund is in the currency of the original payment ({_money(original.amount, original.currency)})",
-            )
-        refunded = sum(r.amount for r in self._refund_counted(original_txn_id))
-        left = original.amount - refunded
-        if amount > left:
-            raise PaymentRefused(
-                "amount",
-                f"refund of {_money(amount, code)} refused: {original_txn_id} was {_money(original.amount, code)}, "
-                f"{_money(refunded, code)} of it already refunded, {_money(left, code)} left",
-            )
-        return original
-
-    def void(self, txn_id: str) -> PaymentResult:
-        """Cancel an approved payment (a sale or a refund) of the open batch."""
-        core = self._core
-        row = self._checked(txn_id)
-        why = follow_up_refusal(FollowUp.VOID, row.kind, row.state)
-        if why is not None:
-            raise PaymentRefused("not_voidable", f"{txn_id} cannot be voided: {why}")
-        batch = core.store.current_batch(core.now())
-        if row.batch_id != batch:
-            raise PaymentRefused(
-                "other_batch",
-                f"{txn_id} cannot be voided: its batch {row.batch_id} is settled; refund it instead",
-            )
-        if row.kind == "sale":
-            refunds = self._refund_counted(txn_id)
-            if refunds:
-                raise PaymentRefused(
-                    "not_voidable",
-                    f"{txn_id} cannot be voided: {len(refunds)} refund(s) were made against it "
-                    f"({', '.join(r.txn_id for r in refunds)}, "
-                    f"{_money(sum(r.amount for r in refunds), row.currency)}); void those first, "
-                    "or refund what is left",
-                )
-        core.record(txn_id, Event.VOID_QUEUED, {"void": True})
-        self._forwarder.clear_the_way()
-        done = core.store.get(txn_id)
-        text = (
-            "voided"
-            if done is not None and done.state is State.VOIDED
-            else "voided (the reversal is sent when the host can be reached)"
-        )
-        return self._result(txn_id, text)

@@ -188,10 +188,9 @@ class PadCardholder:
         request = OfflinePinRequest(self._amount, self._currency, kind, tries_left, last_try, self._allow_bypass)
         pad = self._pad
         try:
-            offline = getattr(pad, "enter_offline_pin", None)
-            if offline is None and not isinstance(pad, OfflinePinPad):
+            if not isinstance(pad, OfflinePinPad):
                 raise DeviceError(f"the PIN pad {pad.url} cannot take an offline PIN for an inserted card")
-            answer = pad.enter_offline_pin(request, self._timeout, self._cancel)  # type: ignore[attr-defined]
+            answer = pad.enter_offline_pin(request, self._timeout, self._cancel)
         except DeviceError as exc:
             self.problem = f"the PIN pad cannot be used ({exc})"
             return PinEntry.of(PinStatus.CANCEL)

@@ -179,3 +179,37 @@ def test_online_pin_in_the_tvr_and_the_receipt(rig: Rig) -> None:
         assert tvr[2] & 0x04 == entered and tvr[2] & 0x08 == not_entered
         text = render_text(rig.terminal.receipt(result.txn_id, "merchant", issue=False), "merchant")
         assert ("PIN VERIFIED" in text) is line and tvr.hex().upper() in text  # the merchant copy has the TVR
+
+
+def test_host_down_with_an_online_pin_is_declined_not_deferred(rig: Rig) -> None:
+    """Only the issuer can check an online PIN: no deferred authorisation is stored for it."""
+    rig.host.faults.down = True
+    rig.terminal.pin_pad = LazyPinPad("sim:pin=1234")
+    rig.card("visa-online-pin")
+    result = rig.terminal.sale(8000, EUR)
+    assert result.state is State.DECLINED and "only the issuer can check the PIN" in result.message
+    assert rig.terminal.offline_status().queued == 0
+
+
+def test_host_down_an_inserted_card_decides_with_its_default_action_codes(rig: Rig) -> None:
+    """contact-scripts goes online; unable to go online, the action codes (TAC-Default DC4000A800: floor limit
+    exceeded) ask for an AAC at the second GENERATE AC: declined, nothing stored to send later."""
+    rig.host.faults.down = True
+    rig.card("contact-scripts")
+    result = rig.terminal.sale(1234, EUR)
+    row = rig.terminal.get(result.txn_id)
+    assert result.state is State.DECLINED and "declined by the card: the host cannot be reached" in result.message
+    assert row is not None and row.details["cryptogram_type"] == "AAC"
+    assert row.details["card_outcome_after_host"] == "declined"
+    assert rig.terminal.offline_status().queued == 0
+
+
+def test_force_offline_an_inserted_card_is_asked_for_its_second_cryptogram(rig: Rig) -> None:
+    from terminal.offline import OfflineBehavior
+
+    rig.card("contact-scripts")
+    result = rig.terminal.sale(1234, EUR, offline_behavior=OfflineBehavior.FORCE_OFFLINE)
+    row = rig.terminal.get(result.txn_id)
+    assert result.state is State.DECLINED and result.message == "declined by the card (offline)"
+    assert row is not None and row.details["cryptogram_type"] == "AAC"
+    assert rig.terminal.offline_status().queued == 0

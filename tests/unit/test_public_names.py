@@ -775,6 +775,7 @@ PUBLIC: dict[str, set[str]] = {
         "pin_problem",
     },
     "terminal.payments": {"Payments"},
+    "terminal.follow_ups": {"FollowUps"},
     "terminal.payment_text": {"card_after", "money_text", "not_completed_text", "state_text"},
     "terminal.pin_entry": {
         "PIN_WORDS",
