@@ -274,17 +274,27 @@ def host_data(keystore: Keystore, txn_id: str, result: TransactionResult) -> byt
 
 def card_details(result: TransactionResult) -> dict[str, Any]:
     """What the journal keeps in clear of the card's side of a payment (no card data)."""
-    return {
-        "aid": result.aid.hex().upper() if result.aid else None,
-        "application_label": result.application_label,
-        "cryptogram_type": result.cryptogram_type,
-        "cryptogram": result.cryptogram.hex().upper() if result.cryptogram else None,
-        "tvr": result.tvr.hex().upper(),
-        "tsi": result.tsi.hex().upper(),
-        "cvm": result.cvm.value,
-        "card_outcome": result.outcome.value,
-        "oda": result.oda.to_json(),
-    } | _contact_details(result)
+    return (
+        {
+            "aid": result.aid.hex().upper() if result.aid else None,
+            "application_label": result.application_label,
+            "cryptogram_type": result.cryptogram_type,
+            "cryptogram": result.cryptogram.hex().upper() if result.cryptogram else None,
+            "tvr": result.tvr.hex().upper(),
+            "tsi": result.tsi.hex().upper(),
+            "cvm": result.cvm.value,
+            "card_outcome": result.outcome.value,
+            "oda": result.oda.to_json(),
+        }
+        | _cvm_results(result)
+        | _contact_details(result)
+    )
+
+
+def _cvm_results(result: TransactionResult) -> dict[str, Any]:
+    """9F34 as the kernel set it (C-2, contact), for the journal and the receipt's audit lines."""
+    value = result.card_data.get(0x9F34)
+    return {"cvm_results": value.hex().upper()} if value else {}
 
 
 def _contact_details(result: TransactionResult) -> dict[str, Any]:

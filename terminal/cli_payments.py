@@ -13,7 +13,10 @@ configuration (``posterm devices set reader URL``; by default a simulated
 ``pcsc:`` or ``nfc:usb``), or on a simulated card with ``--card PROFILE``
 (short for ``--reader sim:card=PROFILE``).  While a card is awaited, the
 amount and the prompt are printed on standard error (not with ``--json``,
-whose output is for programs).
+whose output is for programs).  ``--pin-pad URL`` names the PIN pad (else the
+configured one, ``posterm devices set pin-pad URL``; ``none``: none), and
+``--insert contact-...`` the simulated chip card inserted when a tap ends
+"insert card" (docs/pinpad-protocol.md, "PIN in a sale").
 
 Exit statuses: see :mod:`terminal.exit_status` (0 approved or done, 1
 declined or not completed, 2 unusable input, 3 unavailable, 130 interrupted).
