@@ -23,9 +23,11 @@ from typing import Any
 
 import pytest
 
+from emv.recorder import Exchange
 from host_link.enrolment import CredentialBundle, enrol
 from simulator.host.service import HostService, start_host
 from terminal import registry
+from terminal.apdu_trace import ApduTrace, observe
 from terminal.bootstrap import open_terminal
 from terminal.devices import LazyPinPad
 from terminal.ports import CancelToken, OfflinePin, OfflinePinRequest, PinEntry, PinRequest
@@ -198,6 +200,13 @@ def test_nothing_written_holds_a_pin_or_a_pin_block(host: HostService, tmp_path:
     till = Till(host, tmp_path)
     blocks: list[bytes] = []
     traces: list[bytes] = []
+    apdu_trace = ApduTrace()  # the diagnostics' APDU trace of every exchange (terminal.apdu_trace)
+    observed: list[bytes] = []  # and what any observer is handed, before it masks anything
+
+    class Raw:
+        def on_exchange(self, exchange: Exchange) -> None:
+            observed.append(exchange.command + (exchange.response or b""))
+
     # the command line first (its log file, its journal rows), with a wrong PIN and the right one
     assert till.sale("80.00", "visa-online-pin", f"sim:pin={WRONG}")[1]["response_code"] == "55"
     assert till.sale("12.34", "contact-offline-pin", "sim:pin=1234")[1]["pin"] == "offline_verified"
@@ -212,7 +221,7 @@ def test_nothing_written_holds_a_pin_or_a_pin_block(host: HostService, tmp_path:
             ):  # fmt: skip
                 pad = RecordingPad(f"sim:pin={pin}")
                 terminal.pin_pad = pad
-                terminal.reader = registry.open_reader(f"sim:card={card}")
+                terminal.reader = observe(registry.open_reader(f"sim:card={card}"), apdu_trace, Raw())
                 result = terminal.sale(amount, EUR)
                 assert result.card_result is not None
                 traces.append(b"".join(result.card_result.commands))
@@ -227,7 +236,9 @@ def test_nothing_written_holds_a_pin_or_a_pin_block(host: HostService, tmp_path:
     assert len(blocks) == 3  # visa-online-pin twice, contact-online-pin once
     bundle = till.run("diag", "export", "--output", str(tmp_path / "bundle.zip"))
     assert (tmp_path / "bundle.zip").exists(), bundle.stderr
-    (tmp_path / "trace.bin").write_bytes(b"".join(traces))
+    (tmp_path / "trace.bin").write_bytes(b"".join(traces) + b"".join(observed))
+    assert any(line["command"].startswith("0020") for line in apdu_trace.to_json())  # the VERIFYs are in it
+    (tmp_path / "apdu-trace.json").write_text(json.dumps(apdu_trace.to_json()) + "\n".join(apdu_trace.lines()))
     wanted = [WRONG.encode(), bytes.fromhex(WRONG), ("28" + WRONG).encode(), bytes.fromhex("28" + WRONG)]
     wanted += [bytes.fromhex("241234FFFFFFFFFF"), b"241234FFFFFFFFFF"]  # the offline plaintext PIN block (format 2)
     for block in blocks:
