@@ -238,8 +238,8 @@ def read_card(
 
 
 def _can_insert(reader: CardReader) -> bool:
-    """The reader can wait for an inserted card within the same payment."""
-    return callable(getattr(reader, "wait_for_insert", None)) and bool(getattr(reader, "can_insert", True))
+    """The reader can wait for an inserted card within the same payment (``can_insert``, ``wait_for_insert``)."""
+    return bool(getattr(reader, "can_insert", False)) and callable(getattr(reader, "wait_for_insert", None))
 
 
 def card_record(keystore: Keystore, txn_id: str, result: TransactionResult) -> CardRecord:

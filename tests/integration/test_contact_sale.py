@@ -213,3 +213,16 @@ def test_force_offline_an_inserted_card_is_asked_for_its_second_cryptogram(rig: 
     assert result.state is State.DECLINED and result.message == "declined by the card (offline)"
     assert row is not None and row.details["cryptogram_type"] == "AAC"
     assert rig.terminal.offline_status().queued == 0
+
+
+def test_the_inserted_card_is_in_the_diagnostics_apdu_trace(rig: Rig) -> None:
+    from terminal.apdu_trace import ApduTrace, observe
+
+    trace = ApduTrace()
+    rig.terminal.reader = observe(registry.open_reader("sim:card=visa-qvsdc-online?insert=contact-sda"), trace)
+    result = rig.terminal.sale(6000, EUR)
+    assert result.approved and result.kernel == "contact"
+    commands = [line["command"].replace(" ", "") for line in trace.to_json()]
+    assert commands[0].startswith("00A404000E325041592E")  # the tap: PPSE (2PAY.SYS.DDF01)
+    assert "00A404000E315041592E5359532E444446303100" in commands  # the chip: PSE (1PAY.SYS.DDF01), observed too
+    assert commands[-1].startswith("80AE40")  # and its second GENERATE AC (TC)
