@@ -1,4 +1,6 @@
-"""The on-screen PIN pad (``screen:``): the customer keys the PIN on the application's screen (SIMULATOR AND ATTENDED TESTS ONLY).
+"""The on-screen PIN pad (``screen:``): the customer keys the PIN on the application's screen.
+
+FIT FOR THE SIMULATOR AND FOR ATTENDED TESTS ONLY.
 
 A deployment uses a certified PIN pad; this one is for the simulator and for
 attended tests, as the issue says. It is a :class:`~terminal.ports.PinPad`
@@ -156,7 +158,8 @@ class PinScreen(Protocol):
     data directory, where the PIN pad's keys are (:mod:`terminal.soft_pinpad`).
     """
 
-    data_dir: Path
+    @property
+    def data_dir(self) -> Path: ...
 
     def show(self, keypad: Keypad) -> None: ...
 
@@ -222,6 +225,12 @@ class ScreenPinPad:
     @staticmethod
     def check(url: str) -> None:
         _parse(url)
+
+    @staticmethod
+    def probe(url: str) -> tuple[str, str] | None:
+        """What ``posterm devices`` says of it outside posterm ui (where it cannot be opened); None inside."""
+        _parse(url)
+        return None if _front_end() is not None else ("ok", "drawn by posterm ui only (not opened here)")
 
     def enter_pin(
         self, request: PinRequest, timeout: float | None = None, cancel: CancelToken | None = None

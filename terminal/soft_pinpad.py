@@ -1,4 +1,6 @@
-"""A software PIN pad's keys: DUKPT registers kept in the terminal's data directory (SIMULATOR AND ATTENDED TESTS ONLY).
+"""A software PIN pad's keys: DUKPT registers kept in the terminal's data directory.
+
+FIT FOR THE SIMULATOR AND FOR ATTENDED TESTS ONLY.
 
 The on-screen PIN pad (:mod:`terminal.screen_pinpad`) forms its PIN blocks
 here. A deployment uses a certified PIN pad, whose keys never leave its
@@ -104,7 +106,9 @@ class SoftwarePinPad:
         except FileNotFoundError:
             raise self._missing() from None
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DeviceError(f"the on-screen PIN pad's key file {self.path} is damaged ({type(exc).__name__})") from None
+            raise DeviceError(
+                f"the on-screen PIN pad's key file {self.path} is damaged ({type(exc).__name__})"
+            ) from None
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:
@@ -150,4 +154,3 @@ class SoftwarePinPad:
             raise DeviceError(f"the on-screen PIN pad: {exc}") from None
         finally:
             wipe(pin)
-
