@@ -149,14 +149,18 @@ class CustomerPin(ViewModel):
             bypass_label=tr("No PIN"),
             amount_text="" if request is None else tr.amount(request.amount, request.currency),
             card_text="" if request is None else tr("Card {card}", card=request.masked_pan),
-            message=tr("Cover the keypad; press Enter when done")
-            if request is None or not request.allow_bypass
-            else tr("Cover the keypad; press Enter when done, or No PIN"),
+            message=tr("Cover the keypad as you key.")
+            + "\n"
+            + (
+                tr("Press Enter when done, or No PIN.")
+                if request is not None and request.allow_bypass
+                else tr("Press Enter when done.")
+            ),
         )
 
     def sample(self) -> None:
-        """An entry of 80.00 with three digits keyed, bypass allowed (no PIN pad behind it: the keys do nothing)."""
+        """An entry of 80.00 with four digits keyed, bypass allowed (no PIN pad behind it: the keys do nothing)."""
         self._keypad = None
         self._request = PinRequest(8000, self.session.currency, _SAMPLE_PAN, allow_bypass=True)
         self._texts()
-        self.update(active=True, count=3, dots="●" * 3, can_enter=False, can_bypass=True)
+        self.update(active=True, count=4, dots="●" * 4, can_enter=True, can_bypass=True)
