@@ -208,19 +208,16 @@ class ScreenPinPad:
 
     kind = "pin-pad"
 
-    def __init__(self, url: str, screen: PinScreen, fmt: PinFormat | None) -> None:
+    def __init__(self, url: str, fmt: PinFormat | None) -> None:
         self.url = url
-        self._screen = screen
         self._format = fmt
-        self.keys = SoftwarePinPad(screen.data_dir)
 
     @classmethod
     def open(cls, url: str) -> ScreenPinPad:
         fmt = _parse(url)
-        screen = _front_end()
-        if screen is None:
+        if _front_end() is None:
             raise DeviceError(OUTSIDE_UI)
-        return cls(url, screen, fmt)
+        return cls(url, fmt)
 
     @staticmethod
     def check(url: str) -> None:
@@ -238,10 +235,15 @@ class ScreenPinPad:
         if cancel is not None and cancel.cancelled:
             return PinEntry(PinOutcome.CANCELLED)
         fmt = self._format if self._format is not None else PinFormat(request.format)
-        self.keys.check()  # no keys: said now, before the customer keys a PIN for nothing
+        # the screen installed now: a terminal keeps its pad open, the application that drew it may be another
+        screen = _front_end()
+        if screen is None:
+            raise DeviceError(OUTSIDE_UI)
+        keys = SoftwarePinPad(screen.data_dir)
+        keys.check()  # no keys: said now, before the customer keys a PIN for nothing
         keypad = Keypad(request)
         deadline = time.monotonic() + (DEFAULT_TIMEOUT_SECONDS if timeout is None else max(0.0, timeout))
-        self._screen.show(keypad)
+        screen.show(keypad)
         digits: bytearray | None = None
         try:
             while not keypad.wait(max(0.0, min(_POLL_SECONDS, deadline - time.monotonic()))):
@@ -254,11 +256,11 @@ class ScreenPinPad:
             if outcome is not PinOutcome.ENTERED:
                 return PinEntry(outcome)
             digits = keypad.take()
-            return PinEntry(PinOutcome.ENTERED, self.keys.form(digits, request.pan, fmt))  # form() wipes digits
+            return PinEntry(PinOutcome.ENTERED, keys.form(digits, request.pan, fmt))  # form() wipes digits
         finally:
             if digits is not None:
                 wipe(digits)
-            self._screen.hide(keypad, keypad.outcome or PinOutcome.CANCELLED)
+            screen.hide(keypad, keypad.outcome or PinOutcome.CANCELLED)
 
     def close(self) -> None:
         pass

@@ -192,3 +192,21 @@ def test_no_keys_is_said_before_the_customer_keys_a_pin(tmp_path: Path) -> None:
 
 def test_the_key_file_is_the_terminal_users_only(data_dir: Path) -> None:
     assert (data_dir / KEYS_FILE).stat().st_mode & 0o077 == 0
+
+
+def test_a_pad_kept_open_asks_the_screen_installed_now(data_dir: Path) -> None:
+    """A terminal keeps its PIN pad open (LazyPinPad); the application that drew it may have been replaced since."""
+    old = Customer(data_dir, keys("1111"))
+    undo_old = install(old)
+    pad = registry.open_pin_pad("screen:")
+    undo_old()
+    new = Customer(data_dir, keys("2222"))
+    undo_new = install(new)
+    try:
+        entry = pad.enter_pin(PinRequest(100, 978, PAN), timeout=30)
+    finally:
+        undo_new()
+    assert old.shown == [] and len(new.shown) == 1
+    assert entry.pin is not None and host_pin(entry.pin) == b"2222"
+    with pytest.raises(DeviceError, match=OUTSIDE_UI):  # and none at all: said in one line
+        pad.enter_pin(PinRequest(100, 978, PAN), timeout=30)
