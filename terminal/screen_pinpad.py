@@ -68,6 +68,8 @@ class Keypad:
         self._lock = threading.Lock()
         self._ended = threading.Event()
         self._outcome: PinOutcome | None = None
+        #: when the entry times out (``time.monotonic()``), for a screen that shows the time left
+        self.deadline: float | None = None
 
     @property
     def count(self) -> int:
@@ -243,6 +245,7 @@ class ScreenPinPad:
         keys.check()  # no keys: said now, before the customer keys a PIN for nothing
         keypad = Keypad(request)
         deadline = time.monotonic() + (DEFAULT_TIMEOUT_SECONDS if timeout is None else max(0.0, timeout))
+        keypad.deadline = deadline
         screen.show(keypad)
         digits: bytearray | None = None
         try:

@@ -8,6 +8,7 @@ application went.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,6 +73,8 @@ def test_the_screen_counts_the_digits_and_never_holds_them(pin_app: App) -> None
     assert pin_app.at == "customer_pin"
     assert vm.amount_text == "80.00 EUR" and vm.card_text == "Card 476173******0010"
     assert not vm.can_bypass and not vm.can_enter
+    shown_left = re.fullmatch(r"(\d+) s left", vm.time_left)  # the PIN pad's 30 s, counted down
+    assert shown_left is not None and 0 < int(shown_left.group(1)) <= 30
     for key in "7391":
         vm.press(key)
     assert vm.count == 4 and vm.dots == "●●●●" and vm.can_enter
@@ -83,7 +86,7 @@ def test_the_screen_counts_the_digits_and_never_holds_them(pin_app: App) -> None
     key = _pin_key(HostKeys.in_memory(), entry.pin)
     assert key is not None and bytes(decipher(entry.pin.block, PAN, key, entry.pin.format)) == b"7391"
     assert pin_app.at == "present_card"  # back where the customer came from
-    assert vm.count == 0 and vm.dots == "" and not vm.active
+    assert vm.count == 0 and vm.dots == "" and not vm.active and vm.time_left == ""
 
 
 def test_clear_forgets_the_digits_and_the_pin_keyed_after_is_the_one_sent(pin_app: App) -> None:

@@ -17,11 +17,14 @@ came from is shown again, where the payment goes on.
 
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 
 from terminal.ports import PinOutcome, PinRequest
 from terminal.screen_pinpad import Keypad, install
 from ui.session import Session
+from ui.timers import Timer
 from ui.viewmodel import ViewModel
 
 __all__ = ["CustomerPin", "PinFrontEnd"]
@@ -60,6 +63,7 @@ class CustomerPin(ViewModel):
     can_bypass: bool = False
     active: bool = False  # an entry is under way
     message: str = ""
+    time_left: str = ""  # "25 s left": the PIN pad's time-out, counted down each second
     enter_label: str = ""
     clear_label: str = ""
     cancel_label: str = ""
@@ -71,6 +75,7 @@ class CustomerPin(ViewModel):
         self._keypad: Keypad | None = None
         self._request: PinRequest | None = None
         self._back = ""
+        self._tick: Timer | None = None
         session.tr.listen(lambda _: self._texts())
         session.on_stop(install(PinFrontEnd(session, self)))
         self._texts()
@@ -86,6 +91,7 @@ class CustomerPin(ViewModel):
         self.update(active=True)
         self._texts()
         self._refresh()
+        self._count_down()
         self.session.navigator.go(self.screen)
 
     def end(self, keypad: Keypad, outcome: PinOutcome) -> None:
@@ -93,7 +99,10 @@ class CustomerPin(ViewModel):
         if keypad is not self._keypad:
             return  # an older entry's end, after a newer one began
         self._keypad = None
-        self.update(active=False, count=0, dots="", can_enter=False, can_bypass=False)
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        self.update(active=False, count=0, dots="", can_enter=False, can_bypass=False, time_left="")
         if self.session.navigator.current.name == self.screen and self._back:
             self.session.navigator.go(self._back)
 
@@ -138,6 +147,15 @@ class CustomerPin(ViewModel):
             can_bypass=live and keypad is not None and keypad.request.allow_bypass,
         )
 
+    def _count_down(self) -> None:
+        """Show the seconds left before the PIN pad gives up, again each second while the entry goes on."""
+        keypad = self._keypad
+        if keypad is None or keypad.outcome is not None or keypad.deadline is None:
+            return
+        left = max(0, math.ceil(keypad.deadline - time.monotonic()))
+        self.update(time_left=self.session.tr("{seconds} s left", seconds=left))
+        self._tick = self.session.timers.call_later(1.0, self._count_down)
+
     def _texts(self) -> None:
         tr = self.session.tr
         request = self._request
@@ -164,3 +182,4 @@ class CustomerPin(ViewModel):
         self._request = PinRequest(8000, self.session.currency, _SAMPLE_PAN, allow_bypass=True)
         self._texts()
         self.update(active=True, count=4, dots="●" * 4, can_enter=True, can_bypass=True)
+        self.update(time_left=self.session.tr("{seconds} s left", seconds=42))
