@@ -18,7 +18,7 @@ from simulator.pin_keys import SIM_AES_BDK, SIM_SCREEN_AES_IKID, SIM_SCREEN_TDES
 from terminal.dukpt import aes_initial_key, tdes_ipek
 from terminal.soft_pinpad import load_keys
 
-__all__ = ["add_arguments", "load_simulator_keys", "run"]
+__all__ = ["add_arguments", "load_simulator_keys", "provision_if_configured", "run"]
 
 
 def load_simulator_keys(data_dir: Path) -> Path:
@@ -30,6 +30,26 @@ def load_simulator_keys(data_dir: Path) -> Path:
         tdes_ipek=tdes_ipek(SIM_TDES_BDK, SIM_SCREEN_TDES_INITIAL_KSN),
         tdes_initial_ksn=SIM_SCREEN_TDES_INITIAL_KSN,
     )
+
+
+def provision_if_configured(data_dir: Path) -> bool:
+    """Load the simulator's keys when this terminal's PIN pad is the on-screen one and it has none yet; whether it did.
+
+    Called where the simulator is the terminal's host (the in-process ``memory`` host is opened), so that
+    ``posterm devices set pin-pad screen:`` then ``posterm ui`` works on the simulator with nothing more to do.
+    A device configuration that cannot be read is left for the terminal to report.
+    """
+    from terminal.devices import DeviceConfigError, load_devices
+    from terminal.soft_pinpad import KEYS_FILE
+
+    try:
+        url = load_devices(Path(data_dir)).pin_pad
+    except DeviceConfigError:
+        return False
+    if url is None or not url.strip().startswith("screen:") or (Path(data_dir) / KEYS_FILE).exists():
+        return False
+    load_simulator_keys(Path(data_dir))
+    return True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1794,7 +1794,7 @@ PUBLIC: dict[str, set[str]] = {
         "SIM_TDES_INITIAL_KSN",
         "SIM_TDES_KEY_SET_ID",
     },
-    "simulator.screen_pinpad_key": {"add_arguments", "load_simulator_keys", "run"},
+    "simulator.screen_pinpad_key": {"add_arguments", "load_simulator_keys", "provision_if_configured", "run"},
     "terminal.screen_pinpad": {
         "DEFAULT_TIMEOUT_SECONDS",
         "OUTSIDE_UI",

@@ -210,3 +210,15 @@ def test_a_pad_kept_open_asks_the_screen_installed_now(data_dir: Path) -> None:
     assert entry.pin is not None and host_pin(entry.pin) == b"2222"
     with pytest.raises(DeviceError, match=OUTSIDE_UI):  # and none at all: said in one line
         pad.enter_pin(PinRequest(100, 978, PAN), timeout=30)
+
+
+def test_the_simulated_host_provisions_the_keys_of_a_configured_screen_pad(tmp_path: Path) -> None:
+    from terminal.bootstrap import open_terminal
+    from terminal.devices import set_device
+
+    plain, screen_pad = tmp_path / "plain", tmp_path / "screen"
+    set_device(screen_pad, "pin-pad", "screen:")
+    for data_dir in (plain, screen_pad):
+        open_terminal(data_dir, reader_url="sim:card=visa-qvsdc-online", host="memory").close()
+    assert not (plain / KEYS_FILE).exists()  # no on-screen PIN pad, no keys
+    assert SoftwarePinPad(screen_pad).counters() == {"aes": 0, "tdes": 0}
