@@ -68,3 +68,4 @@ def test_a_pin_keyed_on_the_screen_then_a_bypass_in_chinese(tmp_path: Path) -> N
     assert steps[-1]["screen"] == "amount"
     for step in steps:
         assert _not_blank(step["png"]), step["png"]
+    assert "1984" not in report["stderr"]  # nor in what the application logged
