@@ -16,6 +16,10 @@ written back at once, so that no KSN is ever used twice (across processes
 too). Format 4 (AES DUKPT, X9.24-3) takes its key from the future-key
 registers (:class:`terminal.dukpt.AesFutureKeys`, loaded at the counter and
 erased after use); format 0 (TDES DUKPT, X9.24-1) from the IPEK and the KSN.
+A shortcut a certified PIN pad does not take: the file keeps the initial key
+and the IPEK (a real pad erases them once its future-key registers are
+filled, and keeps the registers in tamper-responsive memory), and the
+registers are derived again for each block, which gives the same keys.
 
 Key injection: :func:`load_keys` writes the file (a key-loading device's job).
 The simulator injects the keys derived from its test BDKs
