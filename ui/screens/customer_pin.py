@@ -183,3 +183,15 @@ class CustomerPin(ViewModel):
         self._texts()
         self.update(active=True, count=4, dots="●" * 4, can_enter=True, can_bypass=True)
         self.update(time_left=self.session.tr("{seconds} s left", seconds=42))
+
+    def sample_variants(self) -> tuple[str, ...]:
+        """The screen where no bypass is allowed, for a screenshot of its own (``sample_plain``)."""
+        return ("plain",)
+
+    def sample_plain(self) -> None:
+        """Two digits keyed where the card allows no bypass: no "No PIN" key, Enter not yet."""
+        self._keypad = None
+        self._request = PinRequest(12500, self.session.currency, _SAMPLE_PAN, allow_bypass=False)
+        self._texts()
+        self.update(active=True, count=2, dots="●" * 2, can_enter=False, can_bypass=False)
+        self.update(time_left=self.session.tr("{seconds} s left", seconds=55))
