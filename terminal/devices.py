@@ -94,8 +94,6 @@ def shown_url(url: str) -> str:
     'sim:pin=****?format=0'
     """
     return _SIM_PIN.sub("****", url)
-
-
 #: What ``posterm devices set KIND none`` stores: no device of that kind.
 NONE_WORDS: Final = frozenset({"none", "null", "-"})
 #: What ``posterm devices set KIND default`` does: drop the local setting, the shipped default applies.
