@@ -254,8 +254,7 @@ class ScreenPinPad:
                     keypad.cancel()
                 elif time.monotonic() >= deadline:
                     keypad.expire()
-            outcome = keypad.outcome
-            assert outcome is not None
+            outcome = keypad.outcome or PinOutcome.CANCELLED  # ended: the loop above left only once it was
             if outcome is not PinOutcome.ENTERED:
                 return PinEntry(outcome)
             digits = keypad.take()
