@@ -46,6 +46,7 @@ __all__ = [
     "Keypad",
     "PinScreen",
     "ScreenPinPad",
+    "drawn",
     "install",
 ]
 
@@ -188,6 +189,11 @@ def install(screen: PinScreen) -> Callable[[], None]:
 def _front_end() -> PinScreen | None:
     with _installed_lock:
         return _installed[-1] if _installed else None
+
+
+def drawn() -> bool:
+    """Whether an application draws the on-screen PIN pad in this process (``screen:`` can be used here)."""
+    return _front_end() is not None
 
 
 def _parse(url: str) -> PinFormat | None:

@@ -1801,6 +1801,7 @@ PUBLIC: dict[str, set[str]] = {
         "Keypad",
         "PinScreen",
         "ScreenPinPad",
+        "drawn",
         "install",
     },
     "terminal.soft_pinpad": {"KEYS_FILE", "SoftwarePinPad", "load_keys"},

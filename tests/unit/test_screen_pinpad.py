@@ -21,7 +21,7 @@ from simulator.screen_pinpad_key import load_simulator_keys
 from terminal import registry
 from terminal.pinblock import EncryptedPin, PinFormat, decipher, wipe
 from terminal.ports import CancelToken, DeviceError, DeviceUrlError, PinOutcome, PinRequest
-from terminal.screen_pinpad import OUTSIDE_UI, Keypad, ScreenPinPad, install
+from terminal.screen_pinpad import OUTSIDE_UI, Keypad, ScreenPinPad, drawn, install
 from terminal.soft_pinpad import KEYS_FILE, SoftwarePinPad
 
 PAN = "4761739001010010"
@@ -87,6 +87,7 @@ def host_pin(pin: EncryptedPin, pan: str = PAN) -> bytes:
 @pytest.mark.parametrize("fmt", [PinFormat.ISO_4, PinFormat.ISO_0])
 def test_the_issuer_deciphers_the_pin_keyed_on_the_screen(screen, fmt: PinFormat) -> None:
     customer = screen(keys("482915"))
+    assert drawn()
     pad = registry.open_pin_pad("screen:")
     entry = pad.enter_pin(PinRequest(8000, 978, PAN, format=fmt), timeout=30)
     assert entry.outcome is PinOutcome.ENTERED and entry.pin is not None
@@ -168,6 +169,7 @@ def test_the_terminal_cancels_the_wait(screen) -> None:
 
 
 def test_outside_posterm_ui_it_says_so_in_one_line() -> None:
+    assert not drawn()
     with pytest.raises(DeviceError) as raised:
         registry.open_pin_pad("screen:")
     assert str(raised.value) == OUTSIDE_UI
