@@ -51,8 +51,8 @@ BLOCK_GUARD_ETU = 22
 def airtime_seconds(command: bytes, response: bytes, baud: int) -> float:
     """One exchange's T=1 airtime at ``baud`` (see the module docstring).
 
-    >>> round(airtime_seconds(bytes(5), bytes(2), 9600) * 1000, 2)
-    20.0
+    >>> round(airtime_seconds(bytes(5), bytes(2), 9600) * 1000, 2)  # (9 + 6) x 12 etu + 2 x 22 etu = 224 etu
+    23.33
     """
     characters = (len(command) + BLOCK_OVERHEAD) + (len(response) + BLOCK_OVERHEAD)
     return (characters * CHARACTER_ETU + 2 * BLOCK_GUARD_ETU) / baud
