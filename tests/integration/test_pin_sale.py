@@ -196,7 +196,9 @@ class RecordingPad:
         self.pad.close()
 
 
-def test_nothing_written_holds_a_pin_or_a_pin_block(host: HostService, tmp_path: Path) -> None:
+def test_nothing_written_holds_a_pin_or_a_pin_block(
+    host: HostService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     till = Till(host, tmp_path)
     blocks: list[bytes] = []
     traces: list[bytes] = []
@@ -210,29 +212,26 @@ def test_nothing_written_holds_a_pin_or_a_pin_block(host: HostService, tmp_path:
     # the command line first (its log file, its journal rows), with a wrong PIN and the right one
     assert till.sale("80.00", "visa-online-pin", f"sim:pin={WRONG}")[1]["response_code"] == "55"
     assert till.sale("12.34", "contact-offline-pin", "sim:pin=1234")[1]["pin"] == "offline_verified"
-    os.environ["POSTERM_SIM_STATE"] = str(till.sim_state)
+    monkeypatch.setenv("POSTERM_SIM_STATE", str(till.sim_state))
+    terminal = open_terminal(till.data_dir, reader_url="none")
     try:
-        terminal = open_terminal(till.data_dir, reader_url="none")
-        try:
-            for pin, card, amount in (
-                (WRONG, "visa-online-pin", 8000), ("1234", "visa-online-pin", 8000),
-                (WRONG, "contact-online-pin", 6000), ("1234", "contact-offline-pin", 1234),
-                (WRONG, "contact-enciphered-pin", 1234),
-            ):  # fmt: skip
-                pad = RecordingPad(f"sim:pin={pin}")
-                terminal.pin_pad = pad
-                terminal.reader = observe(registry.open_reader(f"sim:card={card}"), apdu_trace, Raw())
-                result = terminal.sale(amount, EUR)
-                assert result.card_result is not None
-                traces.append(b"".join(result.card_result.commands))
-                blocks += pad.blocks
-            # the write-ahead log as it stands while the terminal is open (closing checkpoints it away)
-            wal = till.data_dir / "journal.sqlite-wal"
-            (tmp_path / "wal-copy").write_bytes(wal.read_bytes())
-        finally:
-            terminal.close()
+        for pin, card, amount in (
+            (WRONG, "visa-online-pin", 8000), ("1234", "visa-online-pin", 8000),
+            (WRONG, "contact-online-pin", 6000), ("1234", "contact-offline-pin", 1234),
+            (WRONG, "contact-enciphered-pin", 1234),
+        ):  # fmt: skip
+            pad = RecordingPad(f"sim:pin={pin}")
+            terminal.pin_pad = pad
+            terminal.reader = observe(registry.open_reader(f"sim:card={card}"), apdu_trace, Raw())
+            result = terminal.sale(amount, EUR)
+            assert result.card_result is not None
+            traces.append(b"".join(result.card_result.commands))
+            blocks += pad.blocks
+        # the write-ahead log as it stands while the terminal is open (closing checkpoints it away)
+        wal = till.data_dir / "journal.sqlite-wal"
+        (tmp_path / "wal-copy").write_bytes(wal.read_bytes())
     finally:
-        os.environ.pop("POSTERM_SIM_STATE", None)
+        terminal.close()
     assert len(blocks) == 3  # visa-online-pin twice, contact-online-pin once
     bundle = till.run("diag", "export", "--output", str(tmp_path / "bundle.zip"))
     assert (tmp_path / "bundle.zip").exists(), bundle.stderr
