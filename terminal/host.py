@@ -80,6 +80,7 @@ class HostAnswer:
     approval_code: str | None = None
     host_reference: str | None = None
     arpc: bytes | None = None
+    scripts: bytes = b""  # issuer script templates 71 / 72 for a chip card (its second half runs them)
 
     @property
     def approved(self) -> bool:

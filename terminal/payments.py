@@ -298,7 +298,7 @@ class Payments(FollowUps):
         """The held inserted card gets the host's answer; a result when it refused an approval (reversed)."""
         held, self._held = self._held, None
         assert held is not None
-        final = held.complete(answer.response_code, answer.arpc)
+        final = held.complete(answer.response_code, answer.arpc, answer.scripts)
         details.update(_card_after(final))
         if not answer.approved or final.outcome is Outcome.APPROVED:
             return None

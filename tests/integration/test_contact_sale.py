@@ -226,3 +226,16 @@ def test_the_inserted_card_is_in_the_diagnostics_apdu_trace(rig: Rig) -> None:
     assert commands[0].startswith("00A404000E325041592E")  # the tap: PPSE (2PAY.SYS.DDF01)
     assert "00A404000E315041592E5359532E444446303100" in commands  # the chip: PSE (1PAY.SYS.DDF01), observed too
     assert commands[-1].startswith("80AE40")  # and its second GENERATE AC (TC)
+
+
+def test_the_issuers_scripts_run_on_the_inserted_card_and_their_results_are_kept(rig: Rig) -> None:
+    """contact-scripts: the simulated issuer sends a script 71 and a script 72 (PUT DATA with MACs)."""
+    rig.card("contact-scripts")
+    result = rig.terminal.sale(1234, EUR)
+    assert result.approved
+    row = rig.terminal.get(result.txn_id)
+    assert row is not None
+    # 9F5B: per script, result 2 (processed successfully) in the high nibble, then its id
+    assert row.details["script_results"] == "20000000712000000072"
+    assert bytes.fromhex(row.details["tsi"])[0] & 0x04  # TSI: script processing was performed
+    assert row.details["issuer_authentication"] == "passed"

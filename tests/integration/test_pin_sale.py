@@ -278,3 +278,10 @@ def test_a_refund_takes_the_pin_pad_option(till: Till) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     out = json.loads(done.stdout)
     assert out["approved"] and out["kind"] == "refund" and out["kernel"] == "contact"
+
+
+def test_issuer_scripts_travel_over_tls_to_the_inserted_card(till: Till) -> None:
+    rc, out = till.sale("12.34", "contact-scripts", None)
+    assert rc == 0 and out["approved"] and out["kernel"] == "contact"
+    shown = till.run("journal", "show", out["txn_id"], "--json")
+    assert shown.returncode == 0 and "20000000712000000072" in shown.stdout, shown.stdout

@@ -1208,6 +1208,7 @@ PUBLIC: dict[str, set[str]] = {
         "sale_positions",
         "stamp",
     },
+    "simulator.host.scripts": {"SCRIPTED", "scripts_for"},
     "simulator.host.admin": {
         "AdminError",
         "AdminRefused",
