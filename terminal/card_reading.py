@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from emv import tlv
 from emv.apdu import ApduTransport
 from emv.config import TerminalConfig
-from emv.outcome import Message, Outcome, ReaderStatus, TransactionResult, UiMessage
+from emv.outcome import Message, Outcome, ReaderStatus, Restart, TransactionResult, UiMessage
 from emv.pan import mask_pan, pan_of
 from emv.transaction import TransactionData
 from terminal.core import Core
@@ -73,6 +73,11 @@ SCHEMES = {
 PRESENT_CARD = "present card"
 PRESENT_CARD_AGAIN = "present card again"
 
+#: Book B 3.2.1: two cards in the field: "present one card only", and the reader polls again, every
+#: COLLISION_PAUSE seconds, COLLISION_POLLS times at most before the payment is refused (one_card_only).
+COLLISION_PAUSE = 0.5
+COLLISION_POLLS = 6
+
 
 class ExtraKernels(Protocol):
     """Kernels a payment brings beside the EMV ones (a digital-currency wallet's: :mod:`terminal.cbdc_payment`).
@@ -111,7 +116,9 @@ class CardRequest:
     force_online: bool  # no room to store an offline approval: ask for an online cryptogram
 
 
-def _prompt(core: Core, request: CardRequest, text: str, attempt: int) -> None:
+def _prompt(core: Core, request: CardRequest, text: str, attempt: int, restart: Restart | None) -> None:
+    """Book B 3.2.1.2: "Present card" (15, ready to read) before polling; on a restart, the outcome's
+    UI Request on Restart instead (posterm's "Present card again", 21, when it has none)."""
     if not core.listeners:
         return
     try:
@@ -119,23 +126,36 @@ def _prompt(core: Core, request: CardRequest, text: str, attempt: int) -> None:
     except ValueError:
         shown = f"{request.amount} (currency {request.currency:03d})"
     core.emit("card_prompt", None, prompt=text, amount=shown, attempt=attempt)
-    message = Message.PRESENT_CARD_AGAIN if attempt else Message.PRESENT_CARD
-    core.emit("ui_message", None, **UiMessage(message, ReaderStatus.READY_TO_READ).to_json())
+    ui = restart.ui_request if restart is not None else None
+    if ui is None:
+        ui = UiMessage(Message.PRESENT_CARD_AGAIN if attempt else Message.PRESENT_CARD, ReaderStatus.READY_TO_READ)
+    core.emit("ui_message", None, **ui.to_json())
 
 
 def _wait(reader: CardReader, core: Core, token: CancelToken) -> Any:
-    try:
-        return reader.wait_for_card(timeout=core.settings.card_timeout_seconds, cancel=token)
-    except WaitCancelled:
-        raise PaymentRefused("cancelled", "cancelled: no card was read") from None
-    except NoCardError:
-        raise PaymentRefused("no_card", "no card was presented in time") from None
-    except CollisionDetected:
-        raise PaymentRefused("one_card_only", "more than one card in the field: present one card") from None
-    except DeviceGone as exc:
-        raise PaymentRefused("reader_gone", f"the card reader is gone: {exc}") from None
-    except DeviceError as exc:  # e.g. another application holds the card exclusively
-        raise PaymentRefused("reader_error", f"the card reader cannot be used: {exc}") from None
+    """Protocol activation (Book B 3.2): poll for one card.  A collision shows "present one card only"
+    (19, processing error) and polls again, a few times (:data:`COLLISION_POLLS`), then refuses."""
+    collisions = 0
+    while True:
+        try:
+            return reader.wait_for_card(timeout=core.settings.card_timeout_seconds, cancel=token)
+        except WaitCancelled:
+            raise PaymentRefused("cancelled", "cancelled: no card was read") from None
+        except NoCardError:
+            raise PaymentRefused("no_card", "no card was presented in time") from None
+        except CollisionDetected:
+            collisions += 1
+            if collisions > COLLISION_POLLS:
+                raise PaymentRefused("one_card_only", "more than one card in the field: present one card") from None
+            if core.listeners:
+                ui = UiMessage(Message.PRESENT_ONE_CARD_ONLY, ReaderStatus.PROCESSING_ERROR)
+                core.emit("ui_message", None, **ui.to_json())
+            if token.wait(COLLISION_PAUSE):
+                raise PaymentRefused("cancelled", "cancelled: no card was read") from None
+        except DeviceGone as exc:
+            raise PaymentRefused("reader_gone", f"the card reader is gone: {exc}") from None
+        except DeviceError as exc:  # e.g. another application holds the card exclusively
+            raise PaymentRefused("reader_error", f"the card reader cannot be used: {exc}") from None
 
 
 def read_card(
@@ -155,6 +175,7 @@ def read_card(
         )
     attempt = 0
     prompt = PRESENT_CARD
+    restart: Restart | None = None
     opener = getattr(reader, "device", None)  # a reader opened when first used: open it before prompting
     if callable(opener):
         try:
@@ -164,7 +185,7 @@ def read_card(
         except DeviceError as exc:
             raise PaymentRefused("reader_error", f"the card reader cannot be used: {exc}") from None
     while True:
-        _prompt(core, request, prompt, attempt)
+        _prompt(core, request, prompt, attempt, restart)
         if token.cancelled:
             raise PaymentRefused("cancelled", "cancelled: no card was read")
         session = _wait(reader, core, token)
@@ -185,7 +206,7 @@ def read_card(
             )
             tap_config = config if extra is None else extra.restrict(config)
             kernels = None if extra is None else extra.kernels
-            result = run_tap(session, tap_config, txn, kernels).result
+            result = run_tap(session, tap_config, txn, kernels, restart).result
         finally:
             session.close()
         for message in result.messages:
@@ -197,6 +218,11 @@ def read_card(
             return result
         attempt += 1
         prompt = extra.prompt if again and extra is not None else PRESENT_CARD_AGAIN
+        # Book B 3.5.1.2: Try Again restarts at Start B (the Restart flag set: pre-processing kept)
+        restart = result.restart if result.outcome is Outcome.TRY_AGAIN else None
+        # Book B 3.5: the field off for the hold time (100 ms units) before polling again
+        if result.field_off_hold and token.wait(result.field_off_hold / 10):
+            raise PaymentRefused("cancelled", "cancelled: no card was read")
 
 
 def card_record(keystore: Keystore, txn_id: str, result: TransactionResult) -> CardRecord:
