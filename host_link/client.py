@@ -447,6 +447,38 @@ class HttpsHostLink:
             renew_first=False,
         )
 
+    def exchange_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        idempotent: bool,
+        parse: Callable[[Any], T],
+        body: Mapping[str, Any] | None = None,
+        key: str | None = None,
+        params: Mapping[str, str] | None = None,
+        read_timeout: float | None = None,
+    ) -> T:
+        """One message beyond the port (the QR calls, :mod:`host_link.qr`): ``parse`` of its JSON answer.
+
+        Failures as in the table above (``idempotent``: retried with the same
+        key on a lost answer); ``parse`` raising :class:`host_link.wire.MalformedAnswer`
+        makes the answer a lost one. ``read_timeout``: this request's own (a
+        long poll waits longer than the link's).
+        """
+        return self._call(
+            method,
+            path,
+            what=what,
+            body=body,
+            key=key,
+            params=params,
+            idempotent=idempotent,
+            decode=_json_decoder(parse),
+            read_timeout=read_timeout,
+        )
+
     def close(self) -> None:
         """Close the pooled connections."""
         for retired in self._retired:
@@ -478,6 +510,7 @@ class HttpsHostLink:
         force: bool = False,
         accept_304: bool = False,
         renew_first: bool = True,
+        read_timeout: float | None = None,
     ) -> T:
         if renew_first and self.renewal is not None and self.renewal.due():
             context = self.renewal.renew(self)
@@ -501,7 +534,7 @@ class HttpsHostLink:
                     raise again from None
                 raise HostNoAnswer(f"no answer to {what} ({lost}); then the host became unreachable") from None
             try:
-                status, data, retry_after = self._exchange(method, path, payload, headers, params, limit)
+                status, data, retry_after = self._exchange(method, path, payload, headers, params, limit, read_timeout)
             except _NotSent as exc:
                 if exc.local:
                     self.reachability.release()
@@ -561,12 +594,18 @@ class HttpsHostLink:
         headers: Mapping[str, str],
         params: Mapping[str, str] | None,
         limit: int,
+        read_timeout: float | None = None,
     ) -> tuple[int, bytes, float | None]:
         """One request: status, body and ``Retry-After`` in seconds (if given as a number).
 
         Raises _NotSent (nothing reached the host) or _Lost (the answer is unknown).
         """
-        request = self._client.build_request(method, path, content=payload, headers=headers, params=params)
+        timeout = self._timeout
+        if read_timeout is not None:
+            timeout = httpx.Timeout(connect=timeout.connect, read=read_timeout, write=timeout.write, pool=timeout.pool)
+        request = self._client.build_request(
+            method, path, content=payload, headers=headers, params=params, timeout=timeout
+        )
         started = self._clock()
         try:
             response = self._client.send(request, stream=True)

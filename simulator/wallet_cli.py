@@ -7,7 +7,10 @@
 - ``posterm sim wallet records NAME [--json]``: the records the wallet holds,
   hex, oldest first (one a line): what its own sync with its operator uploads;
 - ``posterm sim wallet reset NAME``: forget its state (the next tap starts
-  from the profile again: opening balance, counter 0).
+  from the profile again: opening balance, counter 0);
+- ``posterm sim wallet code --account A`` and ``posterm sim wallet pay PAYLOAD
+  --account A``: a customer's wallet app against the simulated host
+  (:mod:`simulator.wallet_app_cli`).
 
 Each takes ``--state-dir DIR`` (default ``$POSTERM_SIM_STATE``, else the user
 state directory; :mod:`simulator.cbdc.state`).  ``list`` and ``show`` only
@@ -169,7 +172,9 @@ def _cmd_reset(args: argparse.Namespace) -> int:
 def add_wallet_commands(sim_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``wallet`` and its commands under ``posterm sim``."""
     wallet = sim_sub.add_parser(
-        "wallet", help="the simulated digital-currency wallets' state: list, show, records, reset"
+        "wallet",
+        help="the simulated digital-currency wallets' state: list, show, records, reset; "
+        "wallet apps: code (a payment code), pay (a merchant-presented code)",
     )
     sub = wallet.add_subparsers(dest="wallet_command", required=True, metavar="COMMAND")
     specs = (
@@ -197,3 +202,6 @@ def add_wallet_commands(sim_sub: argparse._SubParsersAction[argparse.ArgumentPar
                 "as its sync with an operator that has not seen the wallet needs",
             )
         p.set_defaults(func=func)
+    from simulator.wallet_app_cli import add_app_commands  # a wallet app's commands against the simulated host
+
+    add_app_commands(sub)

@@ -75,6 +75,7 @@ from simulator.host.proofs import Claim, ProofVerifier, Proven, Purpose, Refusal
 from simulator.host.rules import Refused, check_refund, check_reversal, duplicate, replayed
 from simulator.host.schema import first_error
 from simulator.host.store import HostStore, Record, StoreConflict
+from simulator.host.wallets import WalletDesk
 from terminal.host import reconcile
 from terminal.pinblock import EncryptedPin, PinFormat
 
@@ -102,6 +103,11 @@ COMPONENTS: Final[dict[str, str]] = {
     "advices": "AdvicesRequest",
     "reversal": "ReversalRequest",
     "batch-close": "BatchCloseRequest",
+    "qr-payment": "QrPaymentRequest",
+    "qr-cancel": "QrCancelRequest",
+    "qr-order": "QrOrderRequest",
+    "qr-close": "QrCloseRequest",
+    "qr-refund": "QrRefundRequest",
 }
 #: What an idempotency key (the header, or an advice's own) may be.
 KEY_PATTERN: Final = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -258,6 +264,7 @@ class Acquirer:
         self.store = store
         self.issuer = Issuer(store) if proofs is None else Issuer(store, proofs)
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.wallets = WalletDesk(store)
         #: The digital-currency operator (the advices of :data:`~simulator.host.cbdc_operator.CBDC_KINDS`).
         self.operator = Operator(store)
         self._handlers: dict[str, _Handler] = {
@@ -266,6 +273,11 @@ class Acquirer:
             "advices": self._advise,
             "reversal": self._reverse,
             "batch-close": self._close_batch,
+            "qr-payment": self._qr(self.wallets.pay_by_code),
+            "qr-cancel": self._qr(self.wallets.cancel),
+            "qr-order": self._qr(self.wallets.create_order),
+            "qr-close": self._qr(self.wallets.close_order),
+            "qr-refund": self._qr(self.wallets.refund),
         }
 
     def handle(self, what: str, body: dict[str, Any], peer: Peer, key: str) -> Reply:
@@ -300,6 +312,15 @@ class Acquirer:
             status, payload, replayed_advices = handler(body, peer, key, now)
             self.store.save_response(peer.merchant_id, peer.terminal_id, key, digest, status, payload, stamp(now))
         return Reply(status, payload, replayed_advices=replayed_advices)
+
+    @staticmethod
+    def _qr(method: Callable[[dict[str, Any], str, str, dt.datetime], dict[str, Any]]) -> _Handler:
+        """A QR message's handler: the wallet desk's answer, JSON, status 200 (simulator.host.wallets)."""
+
+        def handle(body: dict[str, Any], peer: Peer, key: str, now: dt.datetime) -> _Processed:
+            return 200, _json_bytes(method(body, peer.merchant_id, peer.terminal_id, now)), ()
+
+        return handle
 
     # ------------------------------------------------------------------ helpers
 
@@ -589,7 +610,13 @@ class Acquirer:
                 raise IdempotencyConflict(f"batch {body['batch_id']} was closed before with other totals")
             return 200, prior[1], ()
         lines = ((line["currency"], line["kind"], line["count"], line["amount"]) for line in body["lines"])
-        differences = reconcile(lines, open_totals(self.store.open_records(peer.merchant_id, peer.terminal_id)))
+        totals = open_totals(self.store.open_records(peer.merchant_id, peer.terminal_id))
+        batch = self.store.batch_number(peer.merchant_id, peer.terminal_id)
+        qr_totals = self.store.qr_totals(peer.merchant_id, peer.terminal_id, batch)
+        for (currency, kind, _), (count, amount) in qr_totals.items():
+            had_count, had_amount = totals.get((currency, kind), (0, 0))
+            totals[(currency, kind)] = (had_count + count, had_amount + amount)  # QR orders count like card sales
+        differences = reconcile(lines, totals)
         reference = self._reference("close")
         self.store.open_new_batch(peer.merchant_id, peer.terminal_id)
         payload = _json_bytes({"in_balance": not differences, "host_reference": reference, "differences": differences})

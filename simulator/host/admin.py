@@ -476,6 +476,7 @@ def host_status(data_dir: Path, *, store: str | None = None) -> dict[str, Any]:
         _, faults = read_faults(data_dir)
         max_approvals, window = db.velocity()
         rows = db.records()
+        orders = db.qr_orders()
         return {
             "running": info is not None,
             "pid": info.pid if info else None,
@@ -492,6 +493,8 @@ def host_status(data_dir: Path, *, store: str | None = None) -> dict[str, Any]:
             "pin_keys": db.keys.pin_key_checks(),
             "refund_allowances": db.refund_allowances(),
             "terminals": db.terminals(),
+            "wallet_mode": db.wallet_mode(),
+            "qr_orders": {state: sum(o.state == state for o in orders) for state in sorted({o.state for o in orders})},
             "records": {
                 "authorisations": sum(1 for r in rows if r.method == "authorise"),
                 "advices": sum(1 for r in rows if r.method == "advise"),

@@ -31,6 +31,8 @@ Order of the checks on a request (the first that fails answers):
 Steps 7 and 8 are :class:`simulator.host.acquirer.Acquirer`'s, the host's
 business apart from HTTP, which the in-process host
 (:mod:`simulator.host.inprocess`) shares; this module is only the HTTP side.
+The QR messages (wallet payments by code, orders, refunds) take the same
+path; their ``GET`` queries and long polls are :mod:`simulator.host.app_qr`'s.
 
 The TLS layer (:mod:`simulator.host.server`) puts the client certificate's
 identity in the ASGI scope's ``state`` under :data:`PEER_STATE_KEY` (a
@@ -67,6 +69,7 @@ from simulator.host.acquirer import (
     host_time,
     stamp,
 )
+from simulator.host.app_qr import QR_MESSAGES, QrQueries
 from simulator.host.ca import CertificateAuthority, CsrError, public_key_digest
 from simulator.host.faults import FaultSwitch
 from simulator.host.health import HealthEndpoints, Readiness
@@ -521,6 +524,14 @@ class HostApi:
     async def close_batch(self, request: Request) -> Response:
         return await self._idempotent(request, "batch-close")
 
+    def message(self, what: str) -> _Endpoint:
+        """The endpoint of the state-changing message ``what`` (the QR messages, simulator.host.app_qr)."""
+
+        async def endpoint(request: Request) -> Response:
+            return await self._idempotent(request, what)
+
+        return endpoint
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else None
@@ -569,6 +580,12 @@ def create_app(
         ("/v1/reversals", api.reverse, "POST"),
         ("/v1/batches/close", api.close_batch, "POST"),
         ("/v1/parameters", api.parameters, "GET"),
+    ]
+    queries = QrQueries(api.acquirer.wallets, _peer)
+    routes += [(path, api.message(what), "POST") for path, what in QR_MESSAGES]
+    routes += [
+        ("/v1/qr/payments/{reference}", queries.payment, "GET"),
+        ("/v1/qr/orders/{order_id}", queries.order, "GET"),
     ]
     app = Starlette(
         routes=[Route(path, fn, methods=[method]) for path, fn, method in routes],

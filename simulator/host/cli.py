@@ -401,7 +401,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     text = (
         f"{line}\ncommon parameters version {status['parameters_version']}, "
         f"{len(status['terminals'])} terminal(s), {counts['authorisations']} authorisation(s), "
-        f"{counts['advices']} advice(s), {counts['reversals']} reversal(s)"
+        f"{counts['advices']} advice(s), {counts['reversals']} reversal(s), "
+        f"{sum(status['qr_orders'].values())} QR order(s) (wallets: {status['wallet_mode']})"
     )
     text += "\nPIN keys: " + ", ".join(f"{k['name']} ({k['algorithm']}, KSN {k['ksn_prefix']}..) KCV {k['kcv']}"
                                       for k in status["pin_keys"])  # fmt: skip
@@ -570,8 +571,10 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     show_params.add_argument("--merchant-id", help="the terminal's merchant (default: the one it is enrolled under)")
     _common(show_params)
 
+    from simulator.host import cli_wallet
     from simulator.host.cli_cbdc import add_cbdc_command
 
+    cli_wallet.add_arguments(command("wallet", cli_wallet.HELP, cli_wallet.wallet_command, leaf=False), _common)
     add_cbdc_command(sub, _common, _guard, _data_dir, _store)
     command("status", "is the host running, where, with which faults", _cmd_status, json_flag=True)
     command("records", "the authorisations, advices and reversals the host processed", _cmd_records, json_flag=True)

@@ -51,7 +51,7 @@ is validated:
   a repeat of the key) and then raise ``HostNoAnswer``.
 
 ``faults.only = {"advise"}`` limits them to those methods (``"authorise"``,
-``"advise"``, ``"reverse"``, ``"close_batch"``, ``"echo"``;
+``"advise"``, ``"reverse"``, ``"close_batch"``, ``"echo"``, ``"qr"`` for every QR message;
 :meth:`~InProcessHost.advise_many` counts as ``"advise"``, one call for the
 whole batch, as one HTTPS request). ``None`` means every method.
 
@@ -100,6 +100,7 @@ if TYPE_CHECKING:
 
     from host_link.wire import EchoAnswer
     from simulator.host.acquirer import Acquirer, Reply, SalePosition
+    from simulator.host.inprocess_qr import InProcessQr
 
 __all__ = [
     "MEMORY_HOST_DIR",
@@ -378,6 +379,12 @@ class InProcessHost:
             reference = f"E{self._echoes:010d}"
             self._log("echo", [""], "answered")
         return EchoAnswer(time.monotonic() - started, host_time(self._now()), reference)
+
+    def qr(self, terminal_id: str, merchant_id: str) -> InProcessQr:
+        """The QR transport of one terminal to this host (``QrLink(host.qr(tid, mid))``, :mod:`.inprocess_qr`)."""
+        from simulator.host.inprocess_qr import InProcessQr
+
+        return InProcessQr(self, terminal_id, merchant_id)
 
     def close(self) -> None:
         """Close the database (it is opened again on the next call)."""

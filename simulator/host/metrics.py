@@ -58,8 +58,31 @@ KNOWN_PATHS = frozenset(
         "/v1/openapi.json",
         "/healthz",
         "/readyz",
+        "/v1/qr/payments",
+        "/v1/qr/payments/cancel",
+        "/v1/qr/orders",
+        "/v1/qr/orders/close",
+        "/v1/qr/refunds",
     }
 )
+#: The QR queries, counted by their template (never one label per order).
+_QUERY_PREFIXES = {"/v1/qr/payments/": "/v1/qr/payments/{reference}", "/v1/qr/orders/": "/v1/qr/orders/{order_id}"}
+
+
+def _path_label(path: str) -> str:
+    """A request's path label: a known path, a QR query's template, else ``other``.
+
+    >>> _path_label("/v1/qr/orders/Q0000000042AB12CD"), _path_label("/v1/qr/orders/close"), _path_label("/v1/x")
+    ('/v1/qr/orders/{order_id}', '/v1/qr/orders/close', 'other')
+    """
+    if path in KNOWN_PATHS:
+        return path
+    for prefix, template in _QUERY_PREFIXES.items():
+        rest = path.removeprefix(prefix)
+        if rest != path and rest and "/" not in rest:
+            return template
+    return "other"
+
 #: Response codes that refuse a duplicate: 94 (duplicate transmission: a transaction approved already).
 DUPLICATE_CODES = frozenset({"94"})
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -117,6 +140,10 @@ class HostMetrics:
         self.settlement_differences = Counter(
             "posterm_host_settlement_differences", "Lines (currency, kind) that differed in batch closes", registry=r
         )
+        self.qr = Counter(
+            "posterm_host_qr", "QR messages processed (not replays), by message, status and reason",
+            ["message", "status", "reason"], registry=r,
+        )  # fmt: skip
         gauge_mode: dict[str, Any] = {"multiprocess_mode": "livesum"} if _multiprocess() else {}
         self.open_connections = Gauge(
             "posterm_host_open_connections", "TCP connections open now (handshaking ones included)", registry=r,
@@ -177,6 +204,9 @@ class HostMetrics:
             self._advices(body, answer, set(replayed_advices))
         elif what == "reversal":
             self.reversals.labels("reversed" if answer.get("message") is None else "nothing_to_reverse").inc()
+        elif what.startswith("qr-"):  # the statuses and reasons are the protocol's enums: a bounded label set
+            reason = answer.get("reason")
+            self.qr.labels(what, str(answer.get("status")), reason if isinstance(reason, str) else "none").inc()
         elif what == "batch-close":
             differences = answer.get("differences")
             self.batch_closes.labels("true" if answer.get("in_balance") else "false").inc()
@@ -225,7 +255,7 @@ class RequestMetrics:
         import time
 
         path = str(scope.get("path", ""))
-        label = path if path in KNOWN_PATHS else "other"
+        label = _path_label(path)
         method = str(scope.get("method", ""))
         if method not in ("GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"):
             method = "other"

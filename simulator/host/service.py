@@ -282,6 +282,44 @@ class HostService:
     def status(self) -> dict[str, Any]:
         return admin.host_status(self.data_dir, store=self.store)
 
+    # ------------------------------------------------------------------ wallets (simulator.host.wallet_admin)
+
+    def wallet_code(self, account: str) -> str:
+        """A single-use payment code of ``account``'s wallet app (valid 60 s)."""
+        from simulator.host.wallet_admin import make_code
+
+        return make_code(self.data_dir, account, store=self.store)["code"]
+
+    def wallet_pay(self, payload: str, account: str) -> dict[str, Any]:
+        """A wallet app pays the order of a scanned MPM code (or an order id): the order (AdminRefused if not)."""
+        from simulator.host.wallet_admin import pay_payload
+
+        return pay_payload(self.data_dir, payload, account, store=self.store)
+
+    def wallet_confirm(self, order_id: str, *, accept: bool = True) -> dict[str, Any]:
+        """The customer confirms (or declines) late in the app a payment that is ``user_paying``."""
+        from simulator.host.wallet_admin import confirm_order
+
+        return confirm_order(self.data_dir, order_id, accept=accept, store=self.store)
+
+    def set_wallet_mode(self, mode: str) -> None:
+        """``normal``, ``confirm`` or ``decline``: how the wallets answer a code payment from now on."""
+        from simulator.host.wallet_admin import set_mode
+
+        set_mode(self.data_dir, mode, store=self.store)
+
+    def wallet_balances(self) -> dict[tuple[str, int], int]:
+        """(account, currency) -> balance in minor units."""
+        from simulator.host.wallet_admin import accounts
+
+        return {(a["account"], b["currency"]): b["balance"] for a in accounts(self.data_dir, store=self.store)
+                for b in a["balances"]}  # fmt: skip
+
+    def qr_orders(self) -> list[dict[str, Any]]:
+        from simulator.host.wallet_admin import orders
+
+        return orders(self.data_dir, store=self.store)
+
     # ------------------------------------------------------------------ lifetime
 
     def stop(self, timeout: float = 10.0) -> int:

@@ -65,6 +65,7 @@ from simulator.host.storage.migrations import current_version, upgrade
 from simulator.host.store_cbdc import CbdcTables
 from simulator.host.store_identity import Certificate, EnrolmentCode, TerminalIdentities
 from simulator.host.store_issuer import OPTIONAL_CONSTRAINTS, IssuerTables
+from simulator.host.store_wallet import WalletTables
 
 __all__ = [
     "DB_NAME",
@@ -96,8 +97,10 @@ _SETTLEMENT_KIND = {
     "cbdc_payment": "sale",  # a digital-currency payment credited to the merchant (cbdc_refused, cbdc_torn: none)
 }
 
-#: Reference prefixes: authorisation/advice/reversal records, batch closes, sign-ons.
-_REF_PREFIX = {"authorise": "A", "advise": "V", "reverse": "R", "close": "B", "sign_on": "S"}
+#: Reference prefixes: authorisation/advice/reversal records, batch closes, sign-ons, QR operations and orders.
+_REF_PREFIX = {
+    "authorise": "A", "advise": "V", "reverse": "R", "close": "B", "sign_on": "S", "qr": "W", "qr_order": "Q",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,7 @@ def key_check_value(secret: bytes) -> str:
     return hmac.new(secret, _KEY_CHECK_TEXT, hashlib.sha256).hexdigest()[:16]
 
 
-class HostStore(TerminalIdentities, IssuerTables, CbdcTables):
+class HostStore(TerminalIdentities, IssuerTables, CbdcTables, WalletTables):
     """The host's database over an engine (thread-safe; see :mod:`simulator.host.storage`).
 
     ``create=False``: a database without a host's tables is :class:`StoreMissing`, not made.

@@ -1081,6 +1081,10 @@ PUBLIC: dict[str, set[str]] = {
     },
     "host_link.forwarder": {"ForwardingTerminal", "SafForwarder"},
     "host_link.cbdc_parameters": {"CBDC_LIMITS", "CbdcParametersError", "root_checksum", "verify_cbdc"},
+    "host_link.qr": {
+        "FINAL_STATUSES", "MAX_WAIT_SECONDS", "MPM_REFERENCE_MAX", "QrLink", "QrOrder", "QrPayment", "QrRefund",
+        "QrTransport",
+    },
     "host_link.parameters": {
         "LIMITS",
         "ParameterSource",
@@ -1470,6 +1474,18 @@ PUBLIC: dict[str, set[str]] = {
     },
     "simulator.host.ratelimit": {"ENROL_LIMITS_KEY", "EnrolmentLimiter", "EnrolmentLimits", "TokenBucket"},
     "simulator.host.store_identity": {"Certificate", "EnrolmentCode", "TerminalIdentities"},
+    "simulator.host.inprocess_qr": {"FAULT_METHOD", "InProcessQr"},
+    "simulator.host.app_qr": {"MAX_WAIT_SECONDS", "POLL_SECONDS", "QR_MESSAGES", "QrQueries"},
+    "simulator.host.cli_wallet": {"HELP", "add_arguments", "wallet_command"},
+    "simulator.host.wallet_admin": {
+        "accounts", "confirm_order", "make_code", "order_in_payload", "orders", "pay_payload", "set_mode", "topup",
+    },
+    "simulator.host.store_wallet": {"QrOrder", "QrRefund", "WalletAccount", "WalletCode", "WalletTables"},
+    "simulator.host.wallets": {
+        "CODE_DIGITS", "CODE_TTL", "MODES", "ORDER_TTL", "TRANSITIONS", "WALLET_GUI", "WALLET_PREFIXES",
+        "WAITING_STATES", "AppRefused", "NotFound", "ReferenceConflict", "Unknown", "WalletDesk", "app_pay",
+        "confirm", "issue_code", "order_answer", "wallet_of",
+    },
     "simulator.host.store_issuer": {
         "ALLOWANCE_NOTES",
         "DEFAULT_MERCHANT",
@@ -1479,6 +1495,7 @@ PUBLIC: dict[str, set[str]] = {
         "Original",
         "Served",
     },
+    "simulator.wallet_app_cli": {"add_app_commands"},
     "simulator.issuer_keys": {"ISSUER_MASTER_KEYS", "IssuerMasterKeys", "issuer_master_keys"},
     "simulator.net_printer": {
         "JobRecord",
