@@ -698,3 +698,35 @@ def test_book_b_3_3_any_ppse_and_fci_end_in_a_defined_outcome(ppse: bytes, fci: 
     assert isinstance(r.outcome, Outcome) and r.outcome is not Outcome.SELECT_NEXT
     assert r.error is None or "unexpected" not in r.error, r.error
     assert all(5 <= len(e.adf_name) <= 16 for e in parse_ppse(ppse[:-2]))
+
+
+def test_book_b_3_5_1_2_torn_c2_transaction_restarts_at_start_b_and_is_recovered(
+    terminal_config: TerminalConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Book B 3.5.1.2 with Book C-2's torn transaction: the mc-torn card leaves during GENERATE AC; the
+    terminal shows the UI Request on Restart ("present card again", 21), polls again, and runs Entry
+    Point from Start B (the indicators of the first presentation kept); kernel C-2 then recovers the
+    torn transaction with RECOVER AC: one cryptogram, not two."""
+    from emv.c2_torn import MemoryTornLog
+    from simulator.devices import SimulatorCardReader
+    from terminal import card_reading
+
+    taps: list[tuple[Restart | None, Outcome]] = []
+    real_run_tap = card_reading.run_tap
+
+    def spy(*args: Any) -> Any:
+        report = real_run_tap(*args)
+        taps.append((args[4], report.result.outcome))
+        return report
+
+    monkeypatch.setattr(card_reading, "run_tap", spy)
+    core = core_for(terminal_config)
+    core.torn_log = MemoryTornLog()
+    result = card_reading.read_card(core, SimulatorCardReader.open("sim:card=mc-torn"), request(), Token())
+    assert result.outcome is Outcome.APPROVED and 0xD0 in [c[1] for c in result.commands]  # RECOVER AC
+    (first, torn), (again, recovered) = taps
+    assert first is None and torn is Outcome.TRY_AGAIN and recovered is Outcome.APPROVED
+    assert again is not None and again.start is Start.B and again.indicators
+    assert again.ui_request == UiMessage(Message.PRESENT_CARD_AGAIN, ReaderStatus.READY_TO_READ)
+    ids = ui_ids(core)
+    assert ids[:3] == ["15", "16", "21"] and ids.count("21") == 2  # the outcome's message, then on restart
