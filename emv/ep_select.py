@@ -94,9 +94,7 @@ def indicators_of(combo: Combination, config: TerminalConfig, txn: TransactionDa
     return ind
 
 
-def pre_process(
-    config: TerminalConfig, txn: TransactionData
-) -> list[tuple[Combination, PreProcessingIndicators]]:
+def pre_process(config: TerminalConfig, txn: TransactionData) -> list[tuple[Combination, PreProcessingIndicators]]:
     """Book B 3.1: the indicators of every combination, and which are allowed.
 
     Returns the allowed combinations in configuration order with their
