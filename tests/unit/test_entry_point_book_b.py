@@ -160,6 +160,68 @@ def test_book_b_3_1_indicators_per_combination() -> None:
     assert not by_label["VISA"].floor_limit_exceeded and by_label["MASTERCARD"].floor_limit_exceeded
 
 
+_LIMIT = st.one_of(st.none(), st.integers(0, 20_000))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    amount=st.integers(0, 20_000),
+    exponent=st.integers(0, 3),
+    floor=_LIMIT,
+    terminal_floor=st.integers(0, 20_000),
+    tx_limit=_LIMIT,
+    cvm_limit=_LIMIT,
+    ttq=st.binary(min_size=4, max_size=4),
+    status_check=st.booleans(),
+    zero_allowed=st.booleans(),
+)
+def test_book_b_3_1_1_every_indicator_as_the_requirements_say(
+    amount: int,
+    exponent: int,
+    floor: int | None,
+    terminal_floor: int,
+    tx_limit: int | None,
+    cvm_limit: int | None,
+    ttq: bytes,
+    status_check: bool,
+    zero_allowed: bool,
+) -> None:
+    """Book B 3.1.1.1-3.1.1.12 at once, against the requirements written out again here: any limits,
+    TTQ, flags and amount give the indicators, the TTQ copy and the allowed / not allowed they say."""
+    ttq = bytes([ttq[0] | 0x20]) + ttq[1:]  # kernel 3 needs qVSDC
+    combo = replace(
+        VISA_COMBO,
+        floor_limit=floor,
+        transaction_limit=tx_limit,
+        cvm_required_limit=cvm_limit,
+        ttq=ttq,
+        status_check=status_check,
+        zero_amount_allowed=zero_allowed,
+    )
+    config = cfg(combo, terminal_floor_limit=terminal_floor, pin_pad=True)
+    combo = config.combinations[0]
+    t = TransactionData(amount, 978, bytes.fromhex("250614"), bytes(4), currency_exponent=exponent)
+    allowed = pre_process(config, t)
+    status = status_check and amount == 10**exponent  # 3.1.1.3
+    zero = amount == 0 and zero_allowed  # 3.1.1.4
+    offline_only = bool(combo.ttq[0] & 0x08)
+    not_allowed = (
+        (amount == 0 and not zero_allowed)  # 3.1.1.4
+        or (tx_limit is not None and amount >= tx_limit)  # 3.1.1.5
+        or (zero and offline_only)  # 3.1.1.11
+    )
+    over_floor = amount > (floor if floor is not None else terminal_floor)  # 3.1.1.6-7
+    cvm = cvm_limit is not None and amount >= cvm_limit  # 3.1.1.8
+    if not_allowed:
+        assert allowed == []
+        return
+    ((_, ind),) = allowed
+    assert (ind.status_check_requested, ind.zero_amount) == (status, zero)
+    assert (ind.floor_limit_exceeded, ind.cvm_required_limit_exceeded) == (over_floor, cvm)
+    b2 = (0x80 if over_floor or status or zero else 0) | (0x40 if cvm else 0)  # 3.1.1.9-12
+    assert ind.ttq == combo.ttq[:1] + bytes([combo.ttq[1] & 0x3F | b2]) + combo.ttq[2:]  # 3.1.1.2
+
+
 # --------------------------------------------------------------------------- 3.3 combination selection
 
 
