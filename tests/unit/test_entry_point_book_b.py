@@ -684,9 +684,11 @@ def test_book_b_3_2_1_2_restart_shows_the_ui_request_on_restart_and_keeps_pre_pr
 
 
 def _ppse_entry() -> st.SearchStrategy[bytes]:
+    known = st.sampled_from([VISA, MC, WALLET_ADF])
     adf = st.one_of(
+        known,
+        known.flatmap(lambda a: st.binary(max_size=4).map(lambda x: a + x)),  # partial matching
         st.binary(min_size=0, max_size=18),
-        st.sampled_from([VISA, MC, WALLET_ADF]).flatmap(lambda a: st.binary(max_size=4).map(lambda x: a + x)),
     )
     optional = st.one_of(st.none(), st.binary(max_size=9))
     return st.builds(
@@ -702,9 +704,17 @@ def _ppse_entry() -> st.SearchStrategy[bytes]:
         adf,
         optional,
         st.one_of(st.none(), st.binary(max_size=2)),
-        st.one_of(st.none(), st.sampled_from([b"\x02", b"\x03", b"\x81\x01\x56", b"\x00"]), st.binary(max_size=9)),
+        st.one_of(
+            st.none(), st.sampled_from([b"\x02", b"\x03", b"\x81\x01\x56", b"\x00"]), st.none(), st.binary(max_size=9)
+        ),
         optional,
-        st.one_of(st.just(b""), st.binary(max_size=6)),
+        st.one_of(  # other data objects in the entry: none, well-formed ones, rarely raw bytes
+            st.just(b""),
+            st.just(b""),
+            st.builds(encode, st.sampled_from([0x9F0A, 0x5F55, 0x42, 0x9F2A, 0x87]), st.binary(max_size=6)),
+            st.just(b""),
+            st.binary(max_size=6),
+        ),
     )
 
 
@@ -720,12 +730,13 @@ def _mutate(data: bytes, cut: int, flip: int | None) -> bytes:
 
 _PPSE = st.builds(
     lambda entries, cut, flip, sw: _mutate(ppse_fci(*entries), cut, flip) + sw,
-    st.lists(_ppse_entry(), max_size=40),
-    st.integers(0, 3),
-    st.one_of(st.none(), st.integers(0, 2000)),
-    st.sampled_from([OK, OK, OK, b"\x62\x83", b"\x6a\x82", b""]),
+    st.lists(_ppse_entry(), min_size=1, max_size=40),
+    st.sampled_from([0, 0, 0, 0, 0, 0, 1, 2, 3]),  # mostly whole, sometimes truncated
+    st.one_of(st.none(), st.none(), st.none(), st.integers(0, 2000)),  # sometimes a byte flipped
+    st.sampled_from([OK] * 8 + [b"\x62\x83", b"\x6a\x82", b""]),
 )
 _FCI = st.one_of(
+    st.sampled_from([VISA, MC, WALLET_ADF]).map(lambda n: adf_fci(n) + OK),  # a usable FCI: a kernel runs
     st.binary(max_size=60),
     st.builds(
         lambda name, body: encode(0x6F, encode(0x84, name) + body) + OK, st.binary(max_size=18), st.binary(max_size=30)
@@ -734,10 +745,11 @@ _FCI = st.one_of(
 
 
 class _AnyCard:
-    """The PPSE answer drawn; every other command gets the FCI drawn (SELECT AID) or, later, 6985."""
+    """The PPSE answer drawn; SELECT AID gets the FCI drawn; every later command ``later`` (a status word
+    the kernels end on: Select Next, Try Another Interface, Try Again, or bytes they must reject)."""
 
-    def __init__(self, ppse: bytes, fci: bytes) -> None:
-        self.ppse, self.fci, self.count = ppse, fci, 0
+    def __init__(self, ppse: bytes, fci: bytes, later: bytes = b"\x69\x85") -> None:
+        self.ppse, self.fci, self.later, self.count = ppse, fci, later, 0
 
     def exchange(self, command: bytes) -> bytes:
         self.count += 1
@@ -745,17 +757,24 @@ class _AnyCard:
             return self.ppse
         if command[:4] == bytes.fromhex("00A40400"):
             return self.fci
-        return b"\x69\x85"
+        return self.later
 
 
 @settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(_PPSE, _FCI, st.integers(0, 200_000))
-def test_book_b_3_3_any_ppse_and_fci_end_in_a_defined_outcome(ppse: bytes, fci: bytes, amount: int) -> None:
+@given(
+    _PPSE,
+    _FCI,
+    st.integers(0, 200_000),
+    st.one_of(st.sampled_from([b"\x69\x85", b"\x69\x84", b"\x69\x86", b"\x6a\x81"]), st.binary(max_size=8)),
+)
+def test_book_b_3_3_any_ppse_and_fci_end_in_a_defined_outcome(
+    ppse: bytes, fci: bytes, amount: int, later: bytes
+) -> None:
     """Book B 3.3 with untrusted cards: whatever PPSE and SELECT AID answers (entries of every shape,
     truncated, bit-flipped, dozens of them), Entry Point ends in one of the outcomes, never a crash,
     and every directory entry it keeps has an ADF name of 5 to 16 bytes."""
     config = cfg(*TerminalConfig.example(capks=None).combinations, Combination(aid=WALLET_ADF, kernel_id=0x810156))
-    card = _AnyCard(ppse, fci)
+    card = _AnyCard(ppse, fci, later)
     r = process(card, config, txn(amount))
     assert isinstance(r.outcome, Outcome) and r.outcome is not Outcome.SELECT_NEXT
     assert r.error is None or "unexpected" not in r.error, r.error
