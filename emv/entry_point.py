@@ -9,10 +9,16 @@ The flow is the transition table :data:`TRANSITIONS`; each state has one step
 function that does the work and names the event that happened::
 
     PRE_PROCESSING --allowed--> PPSE --candidates--> CHOOSE --candidate--> FINAL_SELECT
+    PRE_PROCESSING --restarted--> PPSE            (Start B after Try Again: indicators kept)
     FINAL_SELECT --selected--> KERNEL --final--> DONE
     FINAL_SELECT --select_failed--> CHOOSE        (Select Next: drop the candidate)
-    KERNEL --select_next--> CHOOSE                (the kernel asked for Select Next)
+    KERNEL --select_next--> CHOOSE                (Start C: the kernel asked for Select Next)
     CHOOSE --empty--> DONE                        (End Application, try another card)
+
+Pre-processing and the candidate list are :mod:`emv.ep_select`'s.  A *Try Again*
+result carries :attr:`~emv.outcome.TransactionResult.restart` (Book B 3.5.1.2): the
+caller polls for the card again, shows its UI Request on Restart, and passes it to
+the next :func:`process` call, which starts at Start B without repeating pre-processing.
 
 Kernels beside C-2 and C-3 come from the caller: ``process(..., extra_kernels={id: fn})``
 maps a kernel identifier to a callable ``fn(transport, fci, txn) -> TransactionResult``,
