@@ -199,14 +199,14 @@ class TransactionResult:
     # (they may differ from card_data's: the TVR changes after GPO in C-3); what a host needs
     # to verify the cryptogram
     cryptogram_inputs: dict[int, bytes] = field(default_factory=dict)
-    error: str | None = None  # why a non-final outcome was reached, for the log
-    # the outcome as the kernel's book codes it (C-2: DF8129, DF8116, DF8115, FF8106); empty for C-3
-    outcome_data: dict[int, bytes] = field(default_factory=dict)
     # Book B outcome parameters: the restart (Start B after Try Again) or None; the Field Off Request's
     # hold time in units of 100 ms (None: N/A); the Removal Timeout in units of 100 ms
     restart: Restart | None = None
     field_off_hold: int | None = None
     removal_timeout: int = 0
+    error: str | None = None  # why a non-final outcome was reached, for the log
+    # the outcome as the kernel's book codes it (C-2: DF8129, DF8116, DF8115, FF8106); empty for C-3
+    outcome_data: dict[int, bytes] = field(default_factory=dict)
 
     @property
     def masked_pan(self) -> str | None:
@@ -228,14 +228,14 @@ class TransactionResult:
             "tsi": self.tsi.hex().upper(),
             "cvm": self.cvm.value,
             "messages": [m.to_json() for m in self.messages],
-            "commands": [c.hex().upper() for c in self.commands],
-            "error": self.error,
-            # Book C-2 / Book A: {"DF8129": {"hex", "decoded"}, ...} or null (emv.outcome_data)
-            "outcome_data": _outcome_data.to_json(self.outcome_data),
             # Book B: {"start", "ui_request_on_restart", "field_off_request", "removal_timeout"}
             "outcome_parameters": {
                 **(self.restart.to_json() if self.restart else {"start": None, "ui_request_on_restart": None}),
                 "field_off_request": self.field_off_hold,
                 "removal_timeout": self.removal_timeout,
             },
+            "commands": [c.hex().upper() for c in self.commands],
+            "error": self.error,
+            # Book C-2 / Book A: {"DF8129": {"hex", "decoded"}, ...} or null (emv.outcome_data)
+            "outcome_data": _outcome_data.to_json(self.outcome_data),
         }
