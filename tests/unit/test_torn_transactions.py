@@ -48,12 +48,9 @@ def sent(result: TransactionResult) -> list[int]:
 
 
 def with_c2(config: TerminalConfig, **objects: str) -> TerminalConfig:
-    """The configuration with Book C-2 data objects set on its C-2 combinations (the others as they are)."""
-    given = {int(t, 16): bytes.fromhex(v) for t, v in objects.items()}
-    combos = tuple(
-        dataclasses.replace(c, extra={**c.extra, **given}) if c.kernel_id == 2 else c for c in config.combinations
-    )
-    return dataclasses.replace(config, combinations=combos)
+    visa, mc, *others = config.combinations  # the shipped terminal: Visa, Mastercard, then UnionPay
+    extra = {**mc.extra, **{int(t, 16): bytes.fromhex(v) for t, v in objects.items()}}
+    return dataclasses.replace(config, combinations=(visa, dataclasses.replace(mc, extra=extra), *others))
 
 
 @pytest.mark.parametrize(("amount", "outcome"), [(1234, Outcome.APPROVED), (6000, Outcome.ONLINE_REQUEST)])
