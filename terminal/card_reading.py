@@ -73,11 +73,6 @@ SCHEMES = {
 PRESENT_CARD = "present card"
 PRESENT_CARD_AGAIN = "present card again"
 
-#: Book B 3.2.1: two cards in the field: "present one card only", and the reader polls again, every
-#: COLLISION_PAUSE seconds, COLLISION_POLLS times at most before the payment is refused (one_card_only).
-COLLISION_PAUSE = 0.5
-COLLISION_POLLS = 6
-
 
 class ExtraKernels(Protocol):
     """Kernels a payment brings beside the EMV ones (a digital-currency wallet's: :mod:`terminal.cbdc_payment`).
@@ -116,9 +111,41 @@ class CardRequest:
     force_online: bool  # no room to store an offline approval: ask for an online cryptogram
 
 
-def _prompt(core: Core, request: CardRequest, text: str, attempt: int, restart: Restart | None) -> None:
-    """Book B 3.2.1.2: "Present card" (15, ready to read) before polling; on a restart, the outcome's
-    UI Request on Restart instead (posterm's "Present card again", 21, when it has none)."""
+#: Book B 3.2.1: two cards in the field: "present one card only", and the reader polls again, every
+#: COLLISION_PAUSE seconds, COLLISION_POLLS times at most before the payment is refused (one_card_only).
+COLLISION_PAUSE = 0.5
+COLLISION_POLLS = 6
+
+
+def _poll(reader: CardReader, core: Core, token: CancelToken) -> Any:
+    """Protocol activation (Book B 3.2.1): poll for one card.  A collision (two cards: :func:`_wait`'s
+    "one_card_only") shows "present one card only" (19, processing error) and polls again, up to
+    :data:`COLLISION_POLLS` times; a collision that stays refuses the payment."""
+    collisions = 0
+    while True:
+        try:
+            return _wait(reader, core, token)
+        except PaymentRefused as exc:
+            if exc.reason != "one_card_only" or collisions >= COLLISION_POLLS:
+                raise
+        collisions += 1
+        if core.listeners:
+            ui = UiMessage(Message.PRESENT_ONE_CARD_ONLY, ReaderStatus.PROCESSING_ERROR)
+            core.emit("ui_message", None, **ui.to_json())
+        if token.wait(COLLISION_PAUSE):
+            raise PaymentRefused("cancelled", "cancelled: no card was read")
+
+
+def _show_restart(core: Core, restart: Restart | None) -> None:
+    """Book B 3.2.1.2: on a restart, the outcome's UI Request on Restart, when it is not the "present card
+    again" (21, ready to read) that :func:`_prompt` has shown."""
+    ui = restart.ui_request if restart is not None else None
+    if ui is None or not core.listeners or ui == UiMessage(Message.PRESENT_CARD_AGAIN, ReaderStatus.READY_TO_READ):
+        return
+    core.emit("ui_message", None, **ui.to_json())
+
+
+def _prompt(core: Core, request: CardRequest, text: str, attempt: int) -> None:
     if not core.listeners:
         return
     try:
@@ -126,36 +153,23 @@ def _prompt(core: Core, request: CardRequest, text: str, attempt: int, restart: 
     except ValueError:
         shown = f"{request.amount} (currency {request.currency:03d})"
     core.emit("card_prompt", None, prompt=text, amount=shown, attempt=attempt)
-    ui = restart.ui_request if restart is not None else None
-    if ui is None:
-        ui = UiMessage(Message.PRESENT_CARD_AGAIN if attempt else Message.PRESENT_CARD, ReaderStatus.READY_TO_READ)
-    core.emit("ui_message", None, **ui.to_json())
+    message = Message.PRESENT_CARD_AGAIN if attempt else Message.PRESENT_CARD
+    core.emit("ui_message", None, **UiMessage(message, ReaderStatus.READY_TO_READ).to_json())
 
 
 def _wait(reader: CardReader, core: Core, token: CancelToken) -> Any:
-    """Protocol activation (Book B 3.2): poll for one card.  A collision shows "present one card only"
-    (19, processing error) and polls again, a few times (:data:`COLLISION_POLLS`), then refuses."""
-    collisions = 0
-    while True:
-        try:
-            return reader.wait_for_card(timeout=core.settings.card_timeout_seconds, cancel=token)
-        except WaitCancelled:
-            raise PaymentRefused("cancelled", "cancelled: no card was read") from None
-        except NoCardError:
-            raise PaymentRefused("no_card", "no card was presented in time") from None
-        except CollisionDetected:
-            collisions += 1
-            if collisions > COLLISION_POLLS:
-                raise PaymentRefused("one_card_only", "more than one card in the field: present one card") from None
-            if core.listeners:
-                ui = UiMessage(Message.PRESENT_ONE_CARD_ONLY, ReaderStatus.PROCESSING_ERROR)
-                core.emit("ui_message", None, **ui.to_json())
-            if token.wait(COLLISION_PAUSE):
-                raise PaymentRefused("cancelled", "cancelled: no card was read") from None
-        except DeviceGone as exc:
-            raise PaymentRefused("reader_gone", f"the card reader is gone: {exc}") from None
-        except DeviceError as exc:  # e.g. another application holds the card exclusively
-            raise PaymentRefused("reader_error", f"the card reader cannot be used: {exc}") from None
+    try:
+        return reader.wait_for_card(timeout=core.settings.card_timeout_seconds, cancel=token)
+    except WaitCancelled:
+        raise PaymentRefused("cancelled", "cancelled: no card was read") from None
+    except NoCardError:
+        raise PaymentRefused("no_card", "no card was presented in time") from None
+    except CollisionDetected:
+        raise PaymentRefused("one_card_only", "more than one card in the field: present one card") from None
+    except DeviceGone as exc:
+        raise PaymentRefused("reader_gone", f"the card reader is gone: {exc}") from None
+    except DeviceError as exc:  # e.g. another application holds the card exclusively
+        raise PaymentRefused("reader_error", f"the card reader cannot be used: {exc}") from None
 
 
 def read_card(
@@ -185,10 +199,11 @@ def read_card(
         except DeviceError as exc:
             raise PaymentRefused("reader_error", f"the card reader cannot be used: {exc}") from None
     while True:
-        _prompt(core, request, prompt, attempt, restart)
+        _prompt(core, request, prompt, attempt)
+        _show_restart(core, restart)
         if token.cancelled:
             raise PaymentRefused("cancelled", "cancelled: no card was read")
-        session = _wait(reader, core, token)
+        session = _poll(reader, core, token)
         if core.listeners:  # Book A: a card in the field, being read (the second light)
             core.emit("ui_message", None, **UiMessage(Message.PROCESSING, ReaderStatus.PROCESSING).to_json())
         try:

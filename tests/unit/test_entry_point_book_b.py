@@ -676,7 +676,8 @@ def test_book_b_3_2_1_2_restart_shows_the_ui_request_on_restart_and_keeps_pre_pr
     result = read_card(core, Reader(card), request(), token)
     assert result.outcome is Outcome.APPROVED and len(contexts) == 2
     assert contexts[1].indicators is contexts[0].indicators  # kept, not computed again
-    assert ui_ids(core) == ["15", "16", "20", "16"]  # present card, processing, see phone (restart), processing
+    # present card, processing, present card again and the kernel's own UI Request on Restart, processing
+    assert ui_ids(core) == ["15", "16", "21", "20", "16"]
     assert token.waits == [1.3]
 
 
