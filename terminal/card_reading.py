@@ -189,7 +189,6 @@ def read_card(
         )
     attempt = 0
     prompt = PRESENT_CARD
-    restart: Restart | None = None
     opener = getattr(reader, "device", None)  # a reader opened when first used: open it before prompting
     if callable(opener):
         try:
@@ -198,6 +197,7 @@ def read_card(
             raise PaymentRefused("reader_gone", f"the card reader is gone: {exc}") from None
         except DeviceError as exc:
             raise PaymentRefused("reader_error", f"the card reader cannot be used: {exc}") from None
+    restart: Restart | None = None  # Book B: set after a Try Again, for the restart at Start B
     while True:
         _prompt(core, request, prompt, attempt)
         _show_restart(core, restart)
