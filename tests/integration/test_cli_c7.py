@@ -81,3 +81,18 @@ def test_a_recorded_unionpay_tap_replays_to_the_same_outcome(tmp_path: Path) -> 
     again = json.loads(again_proc.stdout)
     for key in ("outcome", "cryptogram_type", "cryptogram", "tvr", "oda", "commands", "electronic_cash"):
         assert again[key] == live[key], key
+
+
+def test_online_pin_on_a_unionpay_card_only_with_a_pin_pad(tmp_path: Path) -> None:
+    """Over the CVM limit the debit card's CTQ requires online PIN: with a PIN pad the issuer verifies it;
+    without one the card is sent to the chip reader, and nothing is charged."""
+    pad = ("--pin-pad", "sim:pin=1234")
+    with_pad = _sale_json(tmp_path, "600.00", "--card", "unionpay-debit", "--currency", "156", *pad)
+    assert with_pad["approved"] is True and with_pad["response_code"] == "00"
+    assert "PIN verified by the issuer" in str(with_pad["message"])
+    proc = run(tmp_path, "sale", "600.00", "--card", "unionpay-debit", "--currency", "156", "--pin-pad", "none",
+               "--json")  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    without = json.loads(proc.stdout)
+    assert without["approved"] is False and without["state"] == "cancelled"
+    assert "requires online PIN and this reader has no PIN pad" in without["message"]
