@@ -324,3 +324,7 @@ def add_commands(sub: Any) -> None:
     mpm.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     mpm.add_argument("--json", action="store_true", help="print one JSON object (the payload and its fields)")
     mpm.set_defaults(func=_cmd_mpm)
+
+    from terminal.cli_qr_sale import add_orders_command
+
+    add_orders_command(qr_sub)

@@ -460,6 +460,50 @@ class Terminal(Telling):
                 )
                 return told(self._after_payment(result))
 
+    def qr_sale(
+        self,
+        amount: int,
+        code: int,
+        *,
+        merchant: Any = None,
+        show: Callable[[str, str], None] | None = None,
+        options: Any = None,
+        attempts: int = 3,
+        request_key: str | None = None,
+        reference: str | None = None,
+    ) -> PaymentResult:
+        """A QR sale (:mod:`terminal.qr_sale`): ``show(txn_id, payload)`` given, the terminal shows a code
+        (``merchant``: its :class:`~terminal.qr_merchant.QrMerchant`, default from the configuration);
+        else the scanner's code pays.  :meth:`cancel` stops the wait (the order is then closed)."""
+        from terminal.qr_merchant import qr_settings
+        from terminal.qr_sale import qr_sale
+
+        with self._lock, self._refusing_on_storage_errors():
+            self._writable()
+            done = self._done_for(request_key)
+            if done is not None:
+                return done
+            merchant = merchant or qr_settings({}, self.config, self.settings)
+            token = CancelToken()
+            with self._told("sale", amount, code) as told:
+                self._cancel = token
+                try:
+                    result = qr_sale(
+                        self._core, self._payments, self.scanner, token, amount, code, merchant=merchant, show=show,
+                        options=options, attempts=attempts, request_key=request_key, reference=reference,
+                    )  # fmt: skip
+                finally:
+                    self._cancel = None
+                return told(self._after_payment(result))
+
+    def qr_check(self) -> list[Any]:
+        """Ask the host about the QR payments in doubt (:func:`terminal.qr_check.check_orders`)."""
+        from terminal.qr_check import check_orders
+
+        with self._lock, self._refusing_on_storage_errors():
+            self._writable()
+            return check_orders(self._payments.qr_flow())
+
     def _done_for(self, request_key: str | None) -> PaymentResult | None:
         if request_key is None:
             return None
@@ -565,6 +609,10 @@ class Terminal(Telling):
         if self.read_only:
             raise SettlementRefused("settlement refused: the terminal is in use by another process")
         with self._lock:
+            if any(r.details.get("qr_mode") for r in self._core.store.list_transactions(states=[
+                    State.QR_PENDING, State.QR_IN_DOUBT, State.QR_VOIDING])):  # fmt: skip
+                with suppress(PaymentRefused):  # asked about first; a host away refuses the settlement below
+                    self.qr_check()
             return self._settlement.settle()
 
     def purge_expired_records(self) -> PurgeReport:
