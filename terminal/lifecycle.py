@@ -31,6 +31,13 @@ payment is voided or refunded at the terminal (the wallet's operator pays a
 wallet back), and its queued entries never expire (a record is the merchant's
 claim, and a notice the wallet's): the table has no such rows.
 
+A QR payment (:mod:`terminal.qr_payment`) is online only and queues nothing:
+its intent is journalled before the first request (``qr_intent``), every
+request is idempotent through the terminal's reference, and a payment left
+without the host's last word is ``qr_in_doubt``, asked about again later
+(the rows marked ``check_at_host``, :mod:`terminal.qr_check`): an order the
+app paid meanwhile is recorded (``qr_paid``), one still open is closed.
+
 What may follow what *between* payments (a refund against a sale, a void of a
 sale or of a refund) is the second table, :data:`FOLLOW_UPS`, with the reason
 in words for every state it refuses.  Together they keep the money rule:

@@ -475,7 +475,7 @@ def test_refund_void_and_settlement_in_balance(host: HostService, rig: Rig, scan
     assert (voided.state, voided.approved) == (State.VOIDED, False)
     with pytest.raises(PaymentRefused, match="cannot be voided"):
         terminal.void(refund.txn_id)  # a refund went back to the wallet at once
-    batch, lines = terminal.batch_lines()
+    _, lines = terminal.batch_lines()
     assert {(line.scheme, line.kind, line.count, line.amount) for line in lines} == {
         ("qr-simpay", "sale", 1, 1000), ("qr-simpay", "refund", 1, 400)}  # fmt: skip
     settled = terminal.settle()
