@@ -29,7 +29,7 @@ from terminal.qr_payment import NEED_HOST, QrPayments, qr_result, reason_words
 from terminal.results import PaymentResult
 from terminal.store import TxnRow
 
-__all__ = ["Checked", "check_orders", "is_qr", "refund_to_wallet", "void_at_host"]
+__all__ = ["Checked", "check_orders", "is_qr", "refund_to_wallet", "void_answer", "void_at_host"]
 
 
 def is_qr(row: TxnRow) -> bool:

@@ -49,8 +49,11 @@ __all__ = [
     "WALLET_PREFIXES",
     "QrOptions",
     "QrPayments",
+    "Show",
     "mask_code",
     "qr_result",
+    "reason_words",
+    "with_templates",
 ]
 
 #: What the cashier is told when a QR payment meets no host.

@@ -416,6 +416,30 @@ def test_an_unknown_code_is_declined_in_words(host: HostService, rig: Rig, scann
     assert "ask the customer to show a new one" in result.message
 
 
+def test_an_emv_cpm_code_through_the_pty_scanner_is_authorised_online(
+    host: HostService, rig: Rig, scanner: VirtualScanner
+) -> None:
+    """A CPM code (``posterm sim wallet cpm``: a simulated card's ARQC) becomes an online authorisation."""
+    from simulator.cpm_code import cpm_payload
+
+    terminal = rig.terminal()
+    scanning(terminal, scanner, [cpm_payload("visa-qvsdc-online", 990, EUR)])
+    paid = terminal.qr_sale(990, EUR, attempts=1)
+    assert (paid.approved, paid.state, paid.scheme, paid.response_code) == (True, State.APPROVED, "visa", "00")
+    assert paid.masked_pan == "476173******0010"
+    # a code made for another amount: the card signed 9.90, the sale is 19.90 (13), nothing charged
+    scanning(terminal, scanner, [cpm_payload("visa-qvsdc-online", 990, EUR)])
+    other = terminal.qr_sale(1990, EUR, attempts=1)
+    assert (other.approved, other.state, other.response_code) == (False, State.DECLINED, "13")
+    # no offline approval for QR: the host down, nothing is stored as approved
+    host.set_faults(down=True)
+    scanning(terminal, scanner, [cpm_payload("visa-qvsdc-online", 500, EUR)])
+    down = terminal.qr_sale(500, EUR, attempts=1)
+    assert (down.approved, down.state, down.message) == (False, State.DECLINED,
+                                                         "declined: QR payments need the host: not taken")  # fmt: skip
+    assert terminal.offline_status().queued == 0
+
+
 FAULTS = {"down": {"down": True}, "drop": {"drop_after_request": True}, "slow": {"slow_ms": 1500}}
 
 
