@@ -95,7 +95,9 @@ def _refund_answer(flow: QrPayments, txn_id: str, original: TxnRow, ref: str) ->
 def refund_to_wallet(flow: QrPayments, original: TxnRow, amount: int) -> PaymentResult:
     """Refund ``amount`` of a QR sale to the wallet that paid it (the caller checked the money rule)."""
     txn_id = flow.intent(
-        "refund", amount, original.currency, {"qr_mode": "refund", "qr_reference": None}, scheme=original.scheme,
+        "refund", amount, original.currency,
+        {"qr_mode": "refund", "qr_reference": None, "application_label": original.details.get("application_label")},
+        scheme=original.scheme,
         original=original.txn_id,
     )  # fmt: skip
     try:

@@ -172,7 +172,8 @@ class QrPayments:
         core, status = self.core, answer.status
         about = f" ({why})" if why else ""
         if status == "paid":
-            details = {"host_reference": answer.host_reference, "wallet": answer.wallet}
+            label = f"QR {answer.wallet.upper()}" if answer.wallet else "QR WALLET"  # what the receipt shows
+            details = {"host_reference": answer.host_reference, "wallet": answer.wallet, "application_label": label}
             core.record(txn_id, Event.QR_PAID, {"status": status, "wallet": answer.wallet}, details=details,
                         scheme=answer.scheme or "qr")  # fmt: skip
             late = "; the customer paid just before the order was closed" if why else ""

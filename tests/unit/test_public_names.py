@@ -791,6 +791,12 @@ PUBLIC: dict[str, set[str]] = {
         "cpm_card_result",
         "scan_and_pay",
     },
+    "simulator.cpm_code": {
+        "cpm_payload",
+    },
+    "simulator.demo_qr": {
+        "qr_day",
+    },
     "terminal.qr_merchant": {
         "COUNTRIES",
         "DEFAULT_WALLET_GUI",
