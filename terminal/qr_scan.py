@@ -58,6 +58,10 @@ def classify(text: str) -> Scanned:
     terminal.offline.PaymentRefused: the code is truncated ...
     """
     code = text.strip()
+    if code.startswith(_MPM_START) and len(code) != 18:  # (an MPM code may be all digits: checked first)
+        raise PaymentRefused(
+            "qr_code", "this is a shop's code (merchant-presented), not a customer's: ask for the app's payment code"
+        )
     if code.isascii() and code.isdigit():
         if len(code) == 18:
             return Scanned("wallet", code)
@@ -72,10 +76,6 @@ def classify(text: str) -> Scanned:
         except CpmError as exc:
             raise PaymentRefused("qr_code", f"the payment code cannot be read ({exc}): scan it again") from None
         return Scanned("cpm", code)
-    if code.startswith(_MPM_START):
-        raise PaymentRefused(
-            "qr_code", "this is a shop's code (merchant-presented), not a customer's: ask for the app's payment code"
-        )
     raise PaymentRefused("qr_code", "not a payment code: ask the customer to show the payment code in the app")
 
 
