@@ -103,7 +103,7 @@ class QrOptions:
 
     timeout: float = 120.0
     confirm_limit: float = 60.0
-    poll: int = 10
+    poll: int = 5  # (a cancel is seen between two polls)
     confirm_poll: int = 3
 
     def __post_init__(self) -> None:

@@ -797,6 +797,10 @@ PUBLIC: dict[str, set[str]] = {
     "simulator.demo_qr": {
         "qr_day",
     },
+    "ui.screens.qr_show": {
+        "ShowQr",
+        "start_qr_sale",
+    },
     "terminal.qr_merchant": {
         "COUNTRIES",
         "DEFAULT_WALLET_GUI",
