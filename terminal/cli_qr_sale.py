@@ -72,9 +72,7 @@ def _merchant(args: argparse.Namespace, terminal: Terminal) -> Any:
 
 
 def _shower(args: argparse.Namespace, terminal: Terminal) -> Any:
-    from terminal.money import currency, format_amount
     from terminal.qr_merchant import render
-    from terminal.qr_sale import escpos_code
 
     def show(txn_id: str, payload: str) -> None:
         drawing, png = render(payload, png=args.png is not None)
@@ -82,13 +80,6 @@ def _shower(args: argparse.Namespace, terminal: Terminal) -> Any:
             write_output(args.png, png, option="--png")
         print(drawing, file=sys.stderr)
         print(f"QR payload: {payload}", file=sys.stderr, flush=True)
-        if terminal.printer is not None:
-            row = terminal.transaction(txn_id)
-            amount = format_amount(row.amount, currency(row.currency)) if row else ""
-            try:
-                terminal.printer.print_job(escpos_code(payload, amount))
-            except Exception as exc:  # a printer fault never stops the payment: the code is on screen
-                print(f"posterm: warning: the code was not printed ({exc})", file=sys.stderr, flush=True)
         print(f"waiting for the customer (up to {args.qr_timeout:g} s; Ctrl-C cancels)", file=sys.stderr, flush=True)
 
     return show

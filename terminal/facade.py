@@ -460,49 +460,31 @@ class Terminal(Telling):
                 )
                 return told(self._after_payment(result))
 
-    def qr_sale(
-        self,
-        amount: int,
-        code: int,
-        *,
-        merchant: Any = None,
-        show: Callable[[str, str], None] | None = None,
-        options: Any = None,
-        attempts: int = 3,
-        request_key: str | None = None,
-        reference: str | None = None,
-    ) -> PaymentResult:
-        """A QR sale (:mod:`terminal.qr_sale`): ``show(txn_id, payload)`` given, the terminal shows a code
-        (``merchant``: its :class:`~terminal.qr_merchant.QrMerchant`, default from the configuration);
-        else the scanner's code pays.  :meth:`cancel` stops the wait (the order is then closed)."""
-        from terminal.qr_merchant import qr_settings
+    def qr_sale(self, amount: int, code: int, **how: Any) -> PaymentResult:
+        """A QR sale; ``how``: :func:`terminal.qr_sale.qr_sale`'s options (``show=`` the terminal shows a code,
+        else the scanner's code pays).  :meth:`cancel` stops the wait (the order is then closed at the host)."""
         from terminal.qr_sale import qr_sale
 
         with self._lock, self._refusing_on_storage_errors():
             self._writable()
-            done = self._done_for(request_key)
+            done = self._done_for(how.get("request_key"))
             if done is not None:
                 return done
-            merchant = merchant or qr_settings({}, self.config, self.settings)
-            token = CancelToken()
             with self._told("sale", amount, code) as told:
-                self._cancel = token
+                self._cancel = token = CancelToken()
                 try:
-                    result = qr_sale(
-                        self._core, self._payments, self.scanner, token, amount, code, merchant=merchant, show=show,
-                        options=options, attempts=attempts, request_key=request_key, reference=reference,
-                    )  # fmt: skip
+                    result = qr_sale(self._core, self._payments, self.scanner, self.printer, token, amount, code, **how)
                 finally:
                     self._cancel = None
                 return told(self._after_payment(result))
 
     def qr_check(self) -> list[Any]:
         """Ask the host about the QR payments in doubt (:func:`terminal.qr_check.check_orders`)."""
-        from terminal.qr_check import check_orders
+        from terminal.qr_check import check_orders, qr_flow
 
         with self._lock, self._refusing_on_storage_errors():
             self._writable()
-            return check_orders(self._payments.qr_flow())
+            return check_orders(qr_flow(self._core, self._payments))
 
     def _done_for(self, request_key: str | None) -> PaymentResult | None:
         if request_key is None:
@@ -609,10 +591,9 @@ class Terminal(Telling):
         if self.read_only:
             raise SettlementRefused("settlement refused: the terminal is in use by another process")
         with self._lock:
-            if any(r.details.get("qr_mode") for r in self._core.store.list_transactions(states=[
-                    State.QR_PENDING, State.QR_IN_DOUBT, State.QR_VOIDING])):  # fmt: skip
-                with suppress(PaymentRefused):  # asked about first; a host away refuses the settlement below
-                    self.qr_check()
+            from terminal.qr_check import before_settling
+
+            before_settling(self._core, self._payments)  # QR payments in doubt: asked about first
             return self._settlement.settle()
 
     def purge_expired_records(self) -> PurgeReport:

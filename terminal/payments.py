@@ -46,8 +46,6 @@ from terminal.store import CardRecord, NewPayment, StorageCorrupt, StorageError,
 
 if TYPE_CHECKING:
     from terminal.cbdc_payment import WalletSale
-    from terminal.ports import CancelToken
-    from terminal.qr_payment import QrOptions, QrPayments
 
 __all__ = ["Payments"]
 
@@ -80,17 +78,6 @@ class Payments:
         """
         moment = self._core.clock.now().astimezone(UTC)
         return f"{moment:%Y%m%d%H%M%S}-{secrets.token_hex(6)}", moment.isoformat(timespec="microseconds")
-
-    def qr_flow(self, *, options: QrOptions | None = None, token: CancelToken | None = None) -> QrPayments:
-        """The QR flows over this terminal's host link (:mod:`terminal.qr_payment`); refused without one."""
-        from terminal.qr_link import qr_host_of
-        from terminal.qr_payment import NEED_HOST, QrPayments
-
-        core = self._core
-        qr = qr_host_of(core.host, core.config.terminal_id, core.config.merchant_id)
-        if qr is None:
-            raise PaymentRefused("host_unreachable", f"{NEED_HOST} (no host link)")
-        return QrPayments(core, qr, self._new_txn_id, options=options, token=token)
 
     def oldest_queued(self) -> tuple[str | None, float | None]:
         """When the oldest SAF entry was made, and its age in seconds now."""
@@ -454,9 +441,9 @@ class Payments:
         if original is not None and original.details.get("qr_mode"):  # back to the wallet, through the host
             if present_card:
                 raise PaymentRefused("other_card", "a QR payment is refunded to its wallet: no card is read")
-            from terminal.qr_check import refund_to_wallet
+            from terminal.qr_check import qr_flow, refund_to_wallet
 
-            return refund_to_wallet(self.qr_flow(), original, amount)
+            return refund_to_wallet(qr_flow(self._core, self), original, amount)
         result: TransactionResult | None = None
         if original is None or present_card:
             result = self._read_card(CardRequest(amount, code, exponent, 0x20, False), None)
@@ -563,9 +550,9 @@ class Payments:
                     "or refund what is left",
                 )
         if row.details.get("qr_mode"):  # cancelled at the host, which pays the wallet back
-            from terminal.qr_check import void_at_host
+            from terminal.qr_check import qr_flow, void_at_host
 
-            return void_at_host(self.qr_flow(), row)
+            return void_at_host(qr_flow(self._core, self), row)
         core.record(txn_id, Event.VOID_QUEUED, {"void": True})
         self._forwarder.clear_the_way()
         done = core.store.get(txn_id)
@@ -599,7 +586,7 @@ _STATE_TEXT = {
     State.WALLET_NOT_PAID: "not paid: the wallet left before its record came; a notice is queued for its operator",
     State.QR_PENDING: "in progress",
     State.QR_PAID: "approved",
-    State.QR_IN_DOUBT: "not completed: in doubt, checked at the host by 'posterm qr orders --check'",
+    State.QR_IN_DOUBT: "not completed: in doubt ('posterm qr orders --check' asks the host)",
     State.QR_VOIDING: "voided (the host is asked to cancel it)",
 }
 

@@ -26,7 +26,7 @@ from emv.transaction import bcd
 from terminal.core import Core
 from terminal.lifecycle import State
 from terminal.offline import OfflineBehavior, PaymentRefused
-from terminal.ports import CancelToken, CodeScanner, DeviceError, NoCodeError, WaitCancelled
+from terminal.ports import CancelToken, CodeScanner, DeviceError, NoCodeError, ReceiptPrinter, WaitCancelled
 from terminal.qr_check import check_orders
 from terminal.qr_payment import NEED_HOST, QrOptions, QrPayments, Show, with_templates
 from terminal.qr_scan import Scanned, cpm_card_result, scan_and_pay
@@ -94,37 +94,53 @@ def qr_sale(
     core: Core,
     payments: Payments,
     scanner: CodeScanner | None,
+    printer: ReceiptPrinter | None,
     token: CancelToken,
     amount: int,
     code: int,
     *,
-    merchant: QrMerchant,
+    merchant: QrMerchant | None = None,
     show: Show | None = None,
     options: QrOptions | None = None,
     attempts: int = 3,
     request_key: str | None = None,
     reference: str | None = None,
 ) -> PaymentResult:
-    """See the module docstring; PaymentRefused (in words) when nothing could be taken and nothing was journalled."""
-    from terminal.qr_merchant import merchant_code
+    """See the module docstring; PaymentRefused (in words) when nothing could be taken and nothing was journalled.
+
+    ``merchant``: the terminal's QR merchant data (default: from its EMV configuration and settings); the
+    code shown is also printed when a receipt printer is configured (a printer fault is told, never fatal).
+    """
+    from terminal.qr_check import qr_flow
+    from terminal.qr_merchant import merchant_code, qr_settings
 
     if amount <= 0:
         raise PaymentRefused("amount", "the amount must be above zero")
-    flow: QrPayments = payments.qr_flow(options=options, token=token)
+    flow: QrPayments = qr_flow(core, payments, options=options, token=token)
     with contextlib.suppress(Exception):  # the earlier orders are settled when the host answers; never blocking
         check_orders(flow)
     request = {"request_key": request_key, "reference": reference}
     if show is not None:
         from emv.qr_mpm import encode
-        from terminal.money import currency
+        from terminal.money import currency, format_amount
 
         cur = currency(code)
+        mine = merchant or qr_settings({}, core.config, core.settings)
+        shown = show
 
         def payload_of(order: Any) -> str:
-            data = with_templates(merchant, order)
+            data = with_templates(mine, order)
             return encode(merchant_code(data, amount=amount, currency=cur, reference=order.reference_label))
 
-        return flow.show_order(amount, code, payload_of, show, **request)
+        def show_and_print(txn_id: str, payload: str) -> None:
+            shown(txn_id, payload)
+            if printer is not None:
+                try:
+                    printer.print_job(escpos_code(payload, format_amount(amount, cur)))
+                except Exception as exc:  # the code is on the screen: a printer fault stops nothing
+                    core.emit("qr_status", txn_id, message=f"the code was not printed ({exc})")
+
+        return flow.show_order(amount, code, payload_of, show_and_print, **request)
 
     def pay(scanned: Scanned) -> PaymentResult:
         if scanned.kind == "wallet":

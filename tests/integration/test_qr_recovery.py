@@ -10,6 +10,7 @@ and the wallet paid back.  Also the scanned text's classification.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +174,53 @@ def test_options_out_of_range_are_refused() -> None:
     for bad in ({"timeout": 0}, {"confirm_limit": 601}, {"poll": 31}, {"confirm_poll": 0}):
         with pytest.raises(ValueError, match=r"QR time-out|long poll"):
             QrOptions(**bad)  # type: ignore[arg-type]
+
+
+class Recorder:
+    """A receipt printer that keeps its jobs (``fail``: out of paper)."""
+
+    url = "test:recorder"
+
+    def __init__(self, fail: bool = False) -> None:
+        self.jobs: list[bytes] = []
+        self.fail = fail
+
+    def print_job(self, data: bytes) -> None:
+        from terminal.ports import DeviceError
+
+        if self.fail:
+            raise DeviceError("out of paper")
+        self.jobs.append(data)
+
+    def status(self) -> Any:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_the_code_shown_is_printed_and_a_printer_fault_stops_nothing(tmp_path: Path, fail: bool) -> None:
+    data = tmp_path / "terminal"
+    terminal = open_terminal(data, host="memory", reader_url="none")
+    printer = Recorder(fail)
+    terminal.printer = printer
+    terminal.settings = replace(terminal.settings, receipt_copies=())  # only the code is printed here
+    messages: list[str] = []
+    terminal.subscribe(lambda e: messages.append(str(e.data.get("message"))) if e.kind == "qr_status" else None)
+
+    def app_pays(_txn: str, payload: str) -> None:
+        pay_payload(data / MEMORY_HOST_DIR, payload, "alice")  # the customer scans the screen at once
+        shown.append(payload)
+
+    shown: list[str] = []
+    try:
+        result = terminal.qr_sale(990, EUR, show=app_pays, options=QrOptions(timeout=20, poll=2))
+    finally:
+        terminal.close()
+    assert result.approved
+    if fail:
+        assert printer.jobs == [] and "the code was not printed (out of paper)" in messages
+    else:
+        (job,) = printer.jobs
+        assert shown[0].encode() in job and b"SCAN TO PAY" in job and b"9.90 EUR" in job
