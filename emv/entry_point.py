@@ -9,10 +9,16 @@ The flow is the transition table :data:`TRANSITIONS`; each state has one step
 function that does the work and names the event that happened::
 
     PRE_PROCESSING --allowed--> PPSE --candidates--> CHOOSE --candidate--> FINAL_SELECT
+    PRE_PROCESSING --restarted--> PPSE            (Start B after Try Again: indicators kept)
     FINAL_SELECT --selected--> KERNEL --final--> DONE
     FINAL_SELECT --select_failed--> CHOOSE        (Select Next: drop the candidate)
-    KERNEL --select_next--> CHOOSE                (the kernel asked for Select Next)
+    KERNEL --select_next--> CHOOSE                (Start C: the kernel asked for Select Next)
     CHOOSE --empty--> DONE                        (End Application, try another card)
+
+Pre-processing and the candidate list are :mod:`emv.ep_select`'s.  A *Try Again*
+result carries :attr:`~emv.outcome.TransactionResult.restart` (Book B 3.5.1.2): the
+caller polls for the card again, shows its UI Request on Restart, and passes it to
+the next :func:`process` call, which starts at Start B without repeating pre-processing.
 
 Kernels beside C-2 and C-3 come from the caller: ``process(..., extra_kernels={id: fn})``
 maps a kernel identifier to a callable ``fn(transport, fci, txn) -> TransactionResult``,
@@ -36,13 +42,22 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
 
 from emv import apdu, tlv
 from emv.apdu import ApduTransport, CardCommunicationError, CollisionDetected
 from emv.config import Combination, TerminalConfig
+from emv.ep_select import (
+    DEFAULT_KERNEL_BY_RID,
+    OVER_CONTACTLESS_LIMIT,
+    Candidate,
+    DirectoryEntry,
+    candidates,
+    none_allowed_reason,
+    parse_ppse,
+    pre_process,
+)
 from emv.kernel_common import KernelContext, KernelError, PreProcessingIndicators
-from emv.outcome import Message, Outcome, ReaderStatus, TransactionResult, UiMessage
+from emv.outcome import Message, Outcome, ReaderStatus, Restart, Start, TransactionResult, UiMessage
 from emv.recorder import ApduRecorder
 from emv.transaction import TransactionData
 
@@ -70,214 +85,14 @@ PPSE_NAME = b"2PAY.SYS.DDF01"
 #: Try Again) and, as cards are untrusted, anything else ends the application.
 KernelFn = Callable[[ApduTransport, bytes, TransactionData], TransactionResult]
 
-#: Kernel identifier when a directory entry has no 9F2A (Book B 3.3.2.5).
-DEFAULT_KERNEL_BY_RID: dict[bytes, int] = {
-    bytes.fromhex("A000000004"): 2,
-    bytes.fromhex("A000000003"): 3,
-    bytes.fromhex("A000000025"): 4,
-    bytes.fromhex("A000000065"): 5,
-    bytes.fromhex("A000000152"): 6,
-    bytes.fromhex("A000000333"): 7,
-}
-
-
-# --------------------------------------------------------------------------- pre-processing
-
-
-def pre_process(
-    config: TerminalConfig, txn: TransactionData
-) -> list[tuple[Combination, PreProcessingIndicators]]:
-    """Book B 3.1: the indicators of every combination, and which are allowed.
-
-    Returns the allowed combinations in configuration order with their
-    indicators (including the TTQ to use).
-
-    >>> from emv.config import TerminalConfig
-    >>> cfg = TerminalConfig.example(capks=None)
-    >>> t = TransactionData(6000, 978, bytes.fromhex("250614"), bytes(4))
-    >>> [(c.label, i.ttq.hex()) for c, i in pre_process(cfg, t)]
-    [('VISA', '32c04000'), ('MASTERCARD', '00c00000')]
-    >>> pre_process(cfg, TransactionData(100000, 978, bytes.fromhex("250614"), bytes(4)))
-    []
-    """
-    allowed: list[tuple[Combination, PreProcessingIndicators]] = []
-    amount = txn.amount
-    for combo in config.combinations:
-        ind = PreProcessingIndicators()
-        ttq = bytearray(combo.ttq)
-        ttq[1] &= 0x3F  # online cryptogram required / CVM required are set below, never configured
-        if combo.status_check and amount == 10**txn.currency_exponent:
-            ind.status_check_requested = True
-        if amount == 0:
-            if not combo.zero_amount_allowed:
-                ind.contactless_application_not_allowed = True
-            else:
-                ind.zero_amount = True
-        if combo.transaction_limit is not None and amount >= combo.transaction_limit:
-            ind.contactless_application_not_allowed = True
-        floor = combo.floor_limit if combo.floor_limit is not None else config.terminal_floor_limit
-        if amount > floor:
-            ind.floor_limit_exceeded = True
-        if combo.cvm_required_limit is not None and amount >= combo.cvm_required_limit:
-            ind.cvm_required_limit_exceeded = True
-        if ind.floor_limit_exceeded or ind.status_check_requested or ind.zero_amount:
-            ttq[1] |= 0x80  # online cryptogram required
-        if ind.cvm_required_limit_exceeded:
-            ttq[1] |= 0x40  # CVM required
-        ind.ttq = bytes(ttq)
-        if not ind.contactless_application_not_allowed:
-            allowed.append((combo, ind))
-    return allowed
-
-
-#: The error of a result when every combination's contactless transaction limit is reached:
-#: what the cashier and the customer must do, in words (Book A message 1C goes with it).
-OVER_CONTACTLESS_LIMIT = "over the contactless limit: insert or use another payment"
-
-
-def none_allowed_reason(config: TerminalConfig, txn: TransactionData) -> str:
-    """Why pre-processing allowed no combination, in words for the cashier.
-
-    When the amount is at or over the contactless transaction limit of every
-    combination, that is what the customer needs to hear
-    (:data:`OVER_CONTACTLESS_LIMIT`), not a bare "try another interface".
-
-    >>> from emv.config import TerminalConfig
-    >>> cfg = TerminalConfig.example(capks=None)
-    >>> none_allowed_reason(cfg, TransactionData(100000, 978, bytes.fromhex("250614"), bytes(4)))
-    'over the contactless limit: insert or use another payment'
-    """
-    limits = [c.transaction_limit for c in config.combinations]
-    if limits and all(limit is not None and txn.amount >= limit for limit in limits):
-        return OVER_CONTACTLESS_LIMIT
-    return "no combination allowed for this amount"
-
-
-# --------------------------------------------------------------------------- PPSE
-
-
-@dataclass(frozen=True)
-class DirectoryEntry:
-    """One 61 entry of the PPSE's FCI (Book B 3.3.2)."""
-
-    adf_name: bytes
-    label: str | None
-    priority: int  # 1 (highest) .. 15; 0 = none
-    kernel_id: int | None  # None: a domestic or unusable kernel identifier
-    extended_selection: bytes | None
-    order: int
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A (directory entry, combination) pair on the candidate list."""
-
-    entry: DirectoryEntry
-    combination: Combination
-    indicators: PreProcessingIndicators = field(compare=False)
-
-    @property
-    def select_name(self) -> bytes:
-        ext = self.entry.extended_selection
-        if ext and self.combination.extended_selection_supported:
-            return self.entry.adf_name + ext
-        return self.entry.adf_name
-
-    @property
-    def sort_key(self) -> tuple[int, int]:
-        p = self.entry.priority
-        return (p if p else 16, self.entry.order)
-
-
-def parse_ppse(fci: bytes) -> list[DirectoryEntry]:
-    """Directory entries of a PPSE FCI; malformed entries are skipped, malformed FCI -> [].
-
-    >>> from emv.tlv import encode
-    >>> entry = encode(0x61, encode(0x4F, bytes.fromhex("A0000000031010")) + encode(0x50, b"VISA")
-    ...                + encode(0x87, b"\x01"))
-    >>> fci = encode(0x6F, encode(0x84, PPSE_NAME) + encode(0xA5, encode(0xBF0C, entry)))
-    >>> [(e.adf_name.hex(), e.label, e.priority, e.kernel_id) for e in parse_ppse(fci)]
-    [('a0000000031010', 'VISA', 1, 3)]
-    """
-    try:
-        objs = tlv.decode(fci)
-    except tlv.TlvError:
-        return []
-    if len(objs) != 1 or objs[0].tag != 0x6F or objs[0].children is None:
-        return []
-    a5 = next((o for o in objs[0].children if o.tag == 0xA5 and o.children is not None), None)
-    if a5 is None or a5.children is None:
-        return []
-    bf0c = next((o for o in a5.children if o.tag == 0xBF0C and o.children is not None), None)
-    if bf0c is None or bf0c.children is None:
-        return []
-    out: list[DirectoryEntry] = []
-    for order, entry in enumerate(o for o in bf0c.children if o.tag == 0x61):
-        if entry.children is None:
-            continue
-        fields_: dict[int, bytes] = {}
-        for child in entry.children:
-            if child.children is None:
-                fields_.setdefault(child.tag, child.value)
-        adf = fields_.get(0x4F)
-        if adf is None or not 5 <= len(adf) <= 16:
-            continue  # Book B 3.3.2.5: no usable ADF name, the entry is ignored
-        label_raw = fields_.get(0x50)
-        label = label_raw.decode("ascii", "replace") if label_raw else None
-        prio_raw = fields_.get(0x87)
-        priority = prio_raw[0] & 0x0F if prio_raw and len(prio_raw) == 1 else 0
-        kernel_id = _kernel_id(adf, fields_.get(0x9F2A))
-        ext = fields_.get(0x9F29)
-        out.append(DirectoryEntry(adf, label, priority, kernel_id, ext or None, order))
-    return out
-
-
-def _kernel_id(adf: bytes, raw: bytes | None) -> int | None:
-    """The kernel identifier of a directory entry (Book B 3.3.2.5 step 3).
-
-    Absent, or a first byte of 00: the default kernel of the RID.  A first
-    byte with b8-b7 = 00 is an international kernel: the short id (b6-b1).
-    b8 = 1 is a domestic kernel: its identifier is the first three bytes
-    (short id and country code), as an int (``81 01 56`` -> ``0x810156``);
-    fewer than three bytes name no kernel.  b8-b7 = 01 (RFU) names none.
-
-    >>> hex(_kernel_id(bytes.fromhex("F0504F5354434244430101"), bytes.fromhex("810156")))
-    '0x810156'
-    >>> _kernel_id(bytes.fromhex("A0000000031010"), bytes.fromhex("8101")) is None
-    True
-    """
-    if raw is None or len(raw) == 0 or raw[0] == 0:
-        return DEFAULT_KERNEL_BY_RID.get(adf[:5])
-    if raw[0] & 0x80:
-        return int.from_bytes(raw[:3], "big") if len(raw) >= 3 else None
-    if raw[0] & 0x40:
-        return None
-    return raw[0] & 0x3F
-
-
 def build_candidates(
     entries: list[DirectoryEntry],
     allowed: list[tuple[Combination, PreProcessingIndicators]],
     extra_kernels: Collection[int] = (),
 ) -> list[Candidate]:
-    """Match directory entries against allowed combinations; order by priority, then directory order.
-
-    Partial matching: an ADF name matches a configured AID it begins with.  A
-    combination is a candidate only if its kernel is here: C-2, C-3, or one of
-    ``extra_kernels`` (the ids of the caller's kernels).
-    """
-    out: list[Candidate] = []
-    for entry in entries:
-        for combo, ind in allowed:
-            if entry.kernel_id != combo.kernel_id:
-                continue
-            if not entry.adf_name.startswith(combo.aid):
-                continue
-            if combo.kernel_id not in _KERNELS and combo.kernel_id not in extra_kernels:
-                continue
-            out.append(Candidate(entry, combo, ind))
-    out.sort(key=lambda c: c.sort_key)
-    return out
+    """The candidate list (Book B 3.3.2.5) for the kernels here: C-2, C-3, and ``extra_kernels``
+    (the ids of the caller's kernels); see :func:`emv.ep_select.candidates`."""
+    return candidates(entries, allowed, {*_KERNELS, *extra_kernels})
 
 
 # --------------------------------------------------------------------------- kernels
@@ -312,6 +127,7 @@ class State(enum.Enum):
 
 class Event(enum.Enum):
     ALLOWED = "allowed"  # at least one combination allowed
+    RESTARTED = "restarted"  # Start B with the Restart flag: the indicators kept, pre-processing not repeated
     NONE_ALLOWED = "none_allowed"  # no combination left -> Try Another Interface (over the limit: say so)
     CANDIDATES = "candidates"  # PPSE gave a candidate list (maybe empty)
     CANDIDATE = "candidate"  # the highest-priority candidate is chosen
@@ -328,6 +144,7 @@ class Event(enum.Enum):
 #: (state, event) -> next state.  Anything not listed is a bug (KeyError).
 TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.PRE_PROCESSING, Event.ALLOWED): State.PPSE,
+    (State.PRE_PROCESSING, Event.RESTARTED): State.PPSE,
     (State.PRE_PROCESSING, Event.NONE_ALLOWED): State.DONE,
     (State.PPSE, Event.CANDIDATES): State.CHOOSE,
     (State.PPSE, Event.COMM_ERROR): State.DONE,
@@ -359,8 +176,10 @@ class _Run:
         config: TerminalConfig,
         txn: TransactionData,
         extra_kernels: Mapping[int, KernelFn] | None = None,
+        restart: Restart | None = None,
     ) -> None:
         self.transport = ApduRecorder(transport)
+        self.restart = restart
         self.config = config
         self.txn = txn
         self.extra_kernels: Mapping[int, KernelFn] = extra_kernels or {}
@@ -386,33 +205,48 @@ class _Run:
             error=error,
         )
 
+    def restart_b(self, ui: UiMessage) -> Restart:
+        """Book B 3.5.1.2: Try Again restarts at Start B with the Restart flag: protocol activation shows
+        ``ui`` (the UI Request on Restart), and pre-processing is not repeated (its indicators are kept)."""
+        kept = {(c.aid, c.kernel_id): ind for c, ind in self.allowed}
+        return Restart(Start.B, ui, kept)
+
     def comm_error(self, exc: CardCommunicationError) -> Event:
+        """Book B 3.3.2.2 / 3.5.1.2: the card left, or answered no more (an L1 error): Try Again, Start B,
+        "present card again"; two cards in the field (a collision, 3.2.1): "present one card only"."""
         if isinstance(exc, CollisionDetected):
-            self.finish(
-                Outcome.TRY_AGAIN,
-                _ui(Message.PRESENT_ONE_CARD_ONLY, ReaderStatus.READY_TO_READ),
-                f"collision: {exc}",
-            )
+            ui = UiMessage(Message.PRESENT_ONE_CARD_ONLY, ReaderStatus.READY_TO_READ)
+            self.finish(Outcome.TRY_AGAIN, [ui], f"collision: {exc}")
+            assert self.result is not None
+            self.result.restart = self.restart_b(ui)
             return Event.COLLISION
-        self.finish(
-            Outcome.TRY_AGAIN,
-            _ui(Message.PRESENT_CARD_AGAIN, ReaderStatus.READY_TO_READ),
-            f"card communication: {exc}",
-        )
+        ui = UiMessage(Message.PRESENT_CARD_AGAIN, ReaderStatus.READY_TO_READ)
+        self.finish(Outcome.TRY_AGAIN, [ui], f"card communication: {exc}")
+        assert self.result is not None
+        self.result.restart = self.restart_b(ui)
         return Event.COMM_ERROR
 
     # -- steps ---------------------------------------------------------------------------------------
 
     def pre_processing(self) -> Event:
-        self.allowed = pre_process(self.config, self.txn)
+        """Book B 3.1; on a restart at Start B (3.2.1.1, Restart flag set) the indicators kept instead,
+        for the combinations the configuration still has."""
+        restarted = self.restart is not None and self.restart.start is Start.B
+        if self.restart is not None and restarted:
+            kept = self.restart.indicators
+            combos = self.config.combinations
+            self.allowed = [(c, kept[(c.aid, c.kernel_id)]) for c in combos if (c.aid, c.kernel_id) in kept]
+        else:
+            self.allowed = pre_process(self.config, self.txn)
         if not self.allowed:
+            # Book B 3.1.1.13: Try Another Interface, message 18 (insert or swipe card), processing error
             self.finish(
                 Outcome.TRY_ANOTHER_INTERFACE,
-                _ui(Message.INSERT_SWIPE_OR_TRY_ANOTHER, ReaderStatus.PROCESSING_ERROR),
+                _ui(Message.INSERT_OR_SWIPE, ReaderStatus.PROCESSING_ERROR),
                 none_allowed_reason(self.config, self.txn),
             )
             return Event.NONE_ALLOWED
-        return Event.ALLOWED
+        return Event.RESTARTED if restarted else Event.ALLOWED
 
     def ppse(self) -> Event:
         try:
@@ -438,7 +272,7 @@ class _Run:
             # wallet's, was allowed): what the cardholder must hear is the limit, as when none is allowed
             self.finish(
                 Outcome.TRY_ANOTHER_INTERFACE,
-                _ui(Message.INSERT_SWIPE_OR_TRY_ANOTHER, ReaderStatus.PROCESSING_ERROR),
+                _ui(Message.INSERT_OR_SWIPE, ReaderStatus.PROCESSING_ERROR),
                 OVER_CONTACTLESS_LIMIT,
             )
             return Event.EMPTY
@@ -506,6 +340,10 @@ class _Run:
                 _ui(Message.PROCESSING_ERROR, ReaderStatus.PROCESSING_ERROR),
                 exc.message,
             )
+            assert self.result is not None
+            # the kernel's own coding of the End Application (C-2: DF8129, DF8116, DF8115 with its
+            # L2 error and status word, FF8106) goes into the result as the kernel gave it
+            self.result.outcome_data = dict(getattr(exc, "outcome_data", None) or {})
             return Event.KERNEL_ERROR
         except Exception as exc:  # untrusted card data must never escape as a crash
             self.finish(
@@ -518,6 +356,11 @@ class _Run:
             self.candidates.remove(cand)
             return Event.SELECT_NEXT
         result.commands = list(self.transport.commands)
+        _book_parameters(result)
+        if result.outcome is Outcome.TRY_AGAIN and result.restart is None:
+            # Book B 3.5.1.2: the kernel's Try Again restarts at Start B; without a UI Request on
+            # Restart of the kernel's, the cardholder is asked to present the card again
+            result.restart = self.restart_b(UiMessage(Message.PRESENT_CARD_AGAIN, ReaderStatus.READY_TO_READ))
         self.result = result
         return Event.FINAL
 
@@ -538,6 +381,18 @@ class _Run:
         return self.result
 
 
+def _book_parameters(result: TransactionResult) -> None:
+    """Book B 3.5: the Field Off Request and Removal Timeout of the kernel's Outcome Parameter Set
+    (DF8129, bytes 7 and 8, as C-2 codes it), when the kernel gave one and set neither itself."""
+    opset = result.outcome_data.get(0xDF8129, b"")
+    if len(opset) != 8:
+        return
+    if result.field_off_hold is None and opset[6] != 0xFF:
+        result.field_off_hold = opset[6]
+    if not result.removal_timeout:
+        result.removal_timeout = opset[7]
+
+
 def _usable_fci(data: bytes) -> bool:
     """A SELECT AID response we can go on with: one FCI template 6F holding a DF name 84."""
     try:
@@ -554,6 +409,7 @@ def process(
     config: TerminalConfig,
     txn: TransactionData,
     extra_kernels: Mapping[int, KernelFn] | None = None,
+    restart: Restart | None = None,
 ) -> TransactionResult:
     """One card presentation from pre-processing to the outcome (Book B sections 3.1-3.5).
 
@@ -561,6 +417,9 @@ def process(
     again (or tells the cardholder to use another interface) and calls
     :func:`process` anew.  ``extra_kernels``: the caller's kernels by kernel
     identifier (see the module's docstring), activated as C-2 and C-3 are
-    (Book B 3.4) when a combination of theirs is selected.
+    (Book B 3.4) when a combination of theirs is selected.  ``restart``: the
+    :attr:`~emv.outcome.TransactionResult.restart` of the previous presentation's
+    Try Again, to start again at Start B without repeating pre-processing
+    (Book B 3.5.1.2, 3.2.1.1).
     """
-    return _Run(transport, config, txn, extra_kernels).run()
+    return _Run(transport, config, txn, extra_kernels, restart).run()

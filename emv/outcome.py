@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emv import outcome_data as _outcome_data
 from emv.pan import mask_pan, pan_of
+
+if TYPE_CHECKING:
+    from emv.kernel_common import PreProcessingIndicators
 
 __all__ = [
     "CvmPerformed",
@@ -20,6 +23,8 @@ __all__ = [
     "OdaReport",
     "Outcome",
     "ReaderStatus",
+    "Restart",
+    "Start",
     "TransactionResult",
     "UiMessage",
     # re-exported from emv.pan for terminal.facade until it imports it from there (issue 9); then dropped
@@ -113,6 +118,31 @@ class UiMessage:
         }
 
 
+class Start(enum.Enum):
+    """Where Entry Point starts again after an outcome (Book B 3.5, the outcome parameter "Start")."""
+
+    B = "B"  # protocol activation: poll for the card again (Try Again)
+    C = "C"  # combination selection: the next candidate (Select Next)
+    D = "D"  # kernel activation with the online response
+
+
+@dataclass(frozen=True)
+class Restart:
+    """The outcome parameters of a restart (Book B 3.5.1, 3.2.1): where Entry Point starts again, the
+    UI Request on Restart shown when it does, and the Pre-Processing Indicators kept for it (a restart
+    does not repeat pre-processing: the Restart flag is set; keyed by (AID, kernel id))."""
+
+    start: Start
+    ui_request: UiMessage | None = None
+    indicators: dict[tuple[bytes, int], PreProcessingIndicators] = field(default_factory=dict, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "start": self.start.value,
+            "ui_request_on_restart": self.ui_request.to_json() if self.ui_request else None,
+        }
+
+
 class CvmPerformed(enum.Enum):
     NO_CVM = "no_cvm"
     ONLINE_PIN = "online_pin"
@@ -169,6 +199,11 @@ class TransactionResult:
     # (they may differ from card_data's: the TVR changes after GPO in C-3); what a host needs
     # to verify the cryptogram
     cryptogram_inputs: dict[int, bytes] = field(default_factory=dict)
+    # Book B outcome parameters: the restart (Start B after Try Again) or None; the Field Off Request's
+    # hold time in units of 100 ms (None: N/A); the Removal Timeout in units of 100 ms
+    restart: Restart | None = None
+    field_off_hold: int | None = None
+    removal_timeout: int = 0
     error: str | None = None  # why a non-final outcome was reached, for the log
     # the outcome as the kernel's book codes it (C-2: DF8129, DF8116, DF8115, FF8106); empty for C-3
     outcome_data: dict[int, bytes] = field(default_factory=dict)
@@ -193,6 +228,12 @@ class TransactionResult:
             "tsi": self.tsi.hex().upper(),
             "cvm": self.cvm.value,
             "messages": [m.to_json() for m in self.messages],
+            # Book B: {"start", "ui_request_on_restart", "field_off_request", "removal_timeout"}
+            "outcome_parameters": {
+                **(self.restart.to_json() if self.restart else {"start": None, "ui_request_on_restart": None}),
+                "field_off_request": self.field_off_hold,
+                "removal_timeout": self.removal_timeout,
+            },
             "commands": [c.hex().upper() for c in self.commands],
             "error": self.error,
             # Book C-2 / Book A: {"DF8129": {"hex", "decoded"}, ...} or null (emv.outcome_data)

@@ -16,6 +16,8 @@ __all__ = [
     "SIM_AES_BDK",
     "SIM_AES_BDK_ID",
     "SIM_AES_IKID",
+    "SIM_SCREEN_AES_IKID",
+    "SIM_SCREEN_TDES_INITIAL_KSN",
     "SIM_TDES_BDK",
     "SIM_TDES_INITIAL_KSN",
     "SIM_TDES_KEY_SET_ID",
@@ -31,3 +33,8 @@ SIM_TDES_BDK: Final = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
 #: The simulated PIN pads' initial KSN (counter bits zero); its first 5 bytes name the key set.
 SIM_TDES_INITIAL_KSN: Final = bytes.fromhex("FFFF9876543210E00000")
 SIM_TDES_KEY_SET_ID: Final = SIM_TDES_INITIAL_KSN[:5]
+
+#: The on-screen PIN pad's initial key id (``posterm ui``'s ``screen:``): the same AES BDK, its own device.
+SIM_SCREEN_AES_IKID: Final = SIM_AES_BDK_ID + bytes.fromhex("5C0EE001")
+#: The on-screen PIN pad's initial KSN under the same TDES key set (counter bits zero).
+SIM_SCREEN_TDES_INITIAL_KSN: Final = SIM_TDES_KEY_SET_ID + bytes.fromhex("5C0EE00000")

@@ -144,6 +144,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     net_printer.add_printer_arguments(printer)
     printer.set_defaults(func=_cmd_printer)
     add_wallet_commands(sim_sub)
+    from simulator import screen_pinpad_key
+
+    pinpad_key = sim_sub.add_parser(
+        "pinpad-key", help="load the simulator's test keys into the on-screen PIN pad of posterm ui (screen:)"
+    )
+    screen_pinpad_key.add_arguments(pinpad_key)
+    pinpad_key.set_defaults(func=screen_pinpad_key.run)
 
 
 # -- what the devices read typed on standard input ------------------------------------------------------------------

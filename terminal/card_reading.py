@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from emv import tlv
 from emv.apdu import ApduTransport
 from emv.config import TerminalConfig
-from emv.outcome import Message, Outcome, ReaderStatus, TransactionResult, UiMessage
+from emv.outcome import Message, Outcome, ReaderStatus, Restart, TransactionResult, UiMessage
 from emv.pan import mask_pan, pan_of
 from emv.transaction import TransactionData
 from terminal.core import Core
@@ -111,6 +111,40 @@ class CardRequest:
     force_online: bool  # no room to store an offline approval: ask for an online cryptogram
 
 
+#: Book B 3.2.1: two cards in the field: "present one card only", and the reader polls again, every
+#: COLLISION_PAUSE seconds, COLLISION_POLLS times at most before the payment is refused (one_card_only).
+COLLISION_PAUSE = 0.5
+COLLISION_POLLS = 6
+
+
+def _poll(reader: CardReader, core: Core, token: CancelToken) -> Any:
+    """Protocol activation (Book B 3.2.1): poll for one card.  A collision (two cards: :func:`_wait`'s
+    "one_card_only") shows "present one card only" (19, processing error) and polls again, up to
+    :data:`COLLISION_POLLS` times; a collision that stays refuses the payment."""
+    collisions = 0
+    while True:
+        try:
+            return _wait(reader, core, token)
+        except PaymentRefused as exc:
+            if exc.reason != "one_card_only" or collisions >= COLLISION_POLLS:
+                raise
+        collisions += 1
+        if core.listeners:
+            ui = UiMessage(Message.PRESENT_ONE_CARD_ONLY, ReaderStatus.PROCESSING_ERROR)
+            core.emit("ui_message", None, **ui.to_json())
+        if token.wait(COLLISION_PAUSE):
+            raise PaymentRefused("cancelled", "cancelled: no card was read")
+
+
+def _show_restart(core: Core, restart: Restart | None) -> None:
+    """Book B 3.2.1.2: on a restart, the outcome's UI Request on Restart, when it is not the "present card
+    again" (21, ready to read) that :func:`_prompt` has shown."""
+    ui = restart.ui_request if restart is not None else None
+    if ui is None or not core.listeners or ui == UiMessage(Message.PRESENT_CARD_AGAIN, ReaderStatus.READY_TO_READ):
+        return
+    core.emit("ui_message", None, **ui.to_json())
+
+
 def _prompt(core: Core, request: CardRequest, text: str, attempt: int) -> None:
     if not core.listeners:
         return
@@ -163,11 +197,13 @@ def read_card(
             raise PaymentRefused("reader_gone", f"the card reader is gone: {exc}") from None
         except DeviceError as exc:
             raise PaymentRefused("reader_error", f"the card reader cannot be used: {exc}") from None
+    restart: Restart | None = None  # Book B: set after a Try Again, for the restart at Start B
     while True:
         _prompt(core, request, prompt, attempt)
+        _show_restart(core, restart)
         if token.cancelled:
             raise PaymentRefused("cancelled", "cancelled: no card was read")
-        session = _wait(reader, core, token)
+        session = _poll(reader, core, token)
         if core.listeners:  # Book A: a card in the field, being read (the second light)
             core.emit("ui_message", None, **UiMessage(Message.PROCESSING, ReaderStatus.PROCESSING).to_json())
         try:
@@ -185,7 +221,7 @@ def read_card(
             )
             tap_config = config if extra is None else extra.restrict(config)
             kernels = None if extra is None else extra.kernels
-            result = run_tap(session, tap_config, txn, kernels).result
+            result = run_tap(session, tap_config, txn, kernels, restart).result
         finally:
             session.close()
         for message in result.messages:
@@ -197,6 +233,11 @@ def read_card(
             return result
         attempt += 1
         prompt = extra.prompt if again and extra is not None else PRESENT_CARD_AGAIN
+        # Book B 3.5.1.2: Try Again restarts at Start B (the Restart flag set: pre-processing kept)
+        restart = result.restart if result.outcome is Outcome.TRY_AGAIN else None
+        # Book B 3.5: the field off for the hold time (100 ms units) before polling again
+        if result.field_off_hold and token.wait(result.field_off_hold / 10):
+            raise PaymentRefused("cancelled", "cancelled: no card was read")
 
 
 def card_record(keystore: Keystore, txn_id: str, result: TransactionResult) -> CardRecord:

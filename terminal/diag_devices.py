@@ -299,6 +299,11 @@ def _probe(kind: str, url: str) -> tuple[str, str]:
         "pin-pad": registry.open_pin_pad,
     }
     try:
+        # an adapter that cannot be opened here says what it is instead (the on-screen PIN pad, outside posterm ui)
+        said = getattr(registry.adapter_for(url.partition(":")[0]), "probe", None)
+        seen = said(url) if callable(said) else None
+        if seen is not None:
+            return str(seen[0]), str(seen[1])
         device = openers[kind](url)
     except Exception as exc:
         return "error", f"cannot be opened: {error_text(exc)}"

@@ -18,7 +18,7 @@ from emv.apdu import ApduTransport
 from emv.c2_torn import TornLog
 from emv.config import TerminalConfig
 from emv.entry_point import KernelFn, process
-from emv.outcome import TransactionResult
+from emv.outcome import Restart, TransactionResult
 from emv.recorder import ApduRecorder
 from emv.transaction import TransactionData
 
@@ -95,10 +95,12 @@ def run_tap(
     config: TerminalConfig,
     txn: TransactionData,
     extra_kernels: Mapping[int, KernelFn] | None = None,
+    restart: Restart | None = None,
 ) -> TapReport:
-    """Run Entry Point and the selected kernel over ``transport`` (``extra_kernels``: the caller's, by kernel id)."""
+    """Run Entry Point and the selected kernel over ``transport`` (``extra_kernels``: the caller's, by kernel id;
+    ``restart``: the previous tap's Try Again, to start again at Start B, Book B 3.5.1.2)."""
     recorder = ApduRecorder(transport)
     started = time.perf_counter()
-    result = process(recorder, config, txn, extra_kernels)
+    result = process(recorder, config, txn, extra_kernels, restart)
     elapsed = time.perf_counter() - started
     return TapReport(result, recorder, txn, elapsed)

@@ -2,7 +2,8 @@
 
 A URL's scheme (``sim``, ``pcsc``, ``nfc``, ``serial``, ``camera``, ``escpos``)
 names an adapter class registered by any installed distribution, so a third
-party adds a device without touching the core::
+party adds a device without touching the core (the core's own ``screen:``, the
+on-screen PIN pad of ``posterm ui``, is in :data:`BUILTIN`)::
 
     [options.entry_points]
     posterm.drivers =
@@ -24,6 +25,7 @@ polls discovery and reports what was added and removed.
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ from typing import Any
 from terminal.ports import CardReader, CodeScanner, DeviceError, DeviceUrlError, PinPad, ReceiptPrinter
 
 __all__ = [
+    "BUILTIN",
     "GROUP",
     "KINDS",
     "DeviceChange",
@@ -54,13 +57,20 @@ KINDS = ("reader", "scanner", "printer", "pin-pad")
 _PORTS: dict[str, type] = {"reader": CardReader, "scanner": CodeScanner, "printer": ReceiptPrinter, "pin-pad": PinPad}
 
 
+#: Schemes of the core itself, registered by no distribution: the on-screen PIN pad lives in terminal/.
+BUILTIN: dict[str, str] = {"screen": "terminal.screen_pinpad:ScreenPinPad"}
+
+
 def schemes() -> dict[str, str]:
     """Registered schemes and the object each names (``module:attr``)."""
-    return {ep.name: ep.value for ep in entry_points(group=GROUP)}
+    return {**BUILTIN, **{ep.name: ep.value for ep in entry_points(group=GROUP)}}
 
 
 def adapter_for(scheme: str) -> Any:
     """Load the adapter class registered for ``scheme``."""
+    if scheme in BUILTIN:
+        module, _, attr = BUILTIN[scheme].partition(":")
+        return getattr(importlib.import_module(module), attr)
     for ep in entry_points(group=GROUP):
         if ep.name == scheme:
             return ep.load()

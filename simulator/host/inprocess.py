@@ -131,6 +131,9 @@ def open_memory_host(name: str, data_dir: Path) -> InProcessHost:
     """The ``posterm.hostlinks`` factory for ``memory``: the in-process host of this data directory."""
     if name != "memory":
         raise DeviceError(f"host link {name!r}: the in-process host is named 'memory'")
+    from simulator.screen_pinpad_key import provision_if_configured
+
+    provision_if_configured(data_dir)  # the simulator's keys for the on-screen PIN pad, if it is this terminal's
     return InProcessHost(memory_host_database(data_dir), refund_allowance=MEMORY_HOST_REFUND_ALLOWANCE)
 
 

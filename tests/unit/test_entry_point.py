@@ -165,10 +165,11 @@ def test_status_check() -> None:
 
 
 def test_nothing_allowed_is_try_another_interface() -> None:
+    """Book B 3.1.1.13: no combination allowed: Try Another Interface, message 18 (insert or swipe card)."""
     card = FakeCard({})
     r = process(card, cfg(), txn(100000))
     assert r.outcome is Outcome.TRY_ANOTHER_INTERFACE
-    assert r.messages[0].message is Message.INSERT_SWIPE_OR_TRY_ANOTHER
+    assert r.messages[0].message is Message.INSERT_OR_SWIPE
     assert card.seen == []  # no card communication at all
 
 
@@ -177,9 +178,9 @@ def test_over_every_contactless_limit_says_so_in_words(amount: int) -> None:
     r = process(FakeCard({}), cfg(), txn(amount))
     assert r.outcome is Outcome.TRY_ANOTHER_INTERFACE
     assert r.error == entry_point.OVER_CONTACTLESS_LIMIT == "over the contactless limit: insert or use another payment"
-    assert [m.message for m in r.messages] == [Message.INSERT_SWIPE_OR_TRY_ANOTHER]  # Book A message 1C kept
+    assert [m.message for m in r.messages] == [Message.INSERT_OR_SWIPE]  # Book B 3.1.1.13: message 18
     assert r.to_json()["error"] == entry_point.OVER_CONTACTLESS_LIMIT
-    assert r.to_json()["messages"][0]["id"] == "1C"
+    assert r.to_json()["messages"][0]["id"] == "18"
 
 
 def test_over_the_limit_of_every_combination_only() -> None:
@@ -598,4 +599,4 @@ def test_over_the_limit_beside_an_allowed_wallet_says_the_limit(kernels: Callabl
     config = cfg(*TerminalConfig.example(capks=None).combinations, wallet_combination())
     result = process(card, config, txn(100000), extra_kernels={WALLET_KERNEL: WalletKernel()})
     assert result.outcome is Outcome.TRY_ANOTHER_INTERFACE and result.error == entry_point.OVER_CONTACTLESS_LIMIT
-    assert result.messages[0].message is Message.INSERT_SWIPE_OR_TRY_ANOTHER
+    assert result.messages[0].message is Message.INSERT_OR_SWIPE

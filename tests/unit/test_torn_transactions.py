@@ -48,9 +48,9 @@ def sent(result: TransactionResult) -> list[int]:
 
 
 def with_c2(config: TerminalConfig, **objects: str) -> TerminalConfig:
-    visa, mc = config.combinations
+    visa, mc, *others = config.combinations  # the shipped terminal: Visa, Mastercard, then UnionPay
     extra = {**mc.extra, **{int(t, 16): bytes.fromhex(v) for t, v in objects.items()}}
-    return dataclasses.replace(config, combinations=(visa, dataclasses.replace(mc, extra=extra)))
+    return dataclasses.replace(config, combinations=(visa, dataclasses.replace(mc, extra=extra), *others))
 
 
 @pytest.mark.parametrize(("amount", "outcome"), [(1234, Outcome.APPROVED), (6000, Outcome.ONLINE_REQUEST)])

@@ -7,6 +7,8 @@
   :mod:`ui.screens.reports` (the X report), :mod:`ui.screens.day_end` (end of day), and
   :mod:`ui.screens.banner` (host unreachable, above every screen); :mod:`ui.screens.describe`
   says payments in words for all of them.
+- the customer's PIN on the on-screen PIN pad (``screen:``, simulator and attended tests),
+  cashier and kiosk: :mod:`ui.screens.customer_pin`.
 """
 
 __all__: list[str] = []

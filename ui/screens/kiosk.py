@@ -68,7 +68,7 @@ CORNER_TAPS: Final = 3
 CORNER_SECONDS: Final = 3.0
 #: The screens a customer may be on: a payment started by the kiosk's software takes the screen from these only.
 CUSTOMER_SCREENS: Final = frozenset(
-    {"idle", "out_of_order", "kiosk_card", "kiosk_result", "kiosk_receipt", "technician_pin"}
+    {"idle", "out_of_order", "kiosk_card", "customer_pin", "kiosk_result", "kiosk_receipt", "technician_pin"}
 )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ui.screens.banner import Banner
+from ui.screens.customer_pin import CustomerPin
 from ui.screens.day_end import DayEnd
 from ui.screens.journal import Journal
 from ui.screens.kiosk import KioskIdle, OutOfOrder
@@ -61,6 +62,8 @@ SCREENS: list[ScreenSpec] = [
     ScreenSpec("kiosk_card", KioskCard, _KIOSK),
     ScreenSpec("kiosk_result", KioskResult, _KIOSK),
     ScreenSpec("kiosk_receipt", KioskReceipt, _KIOSK),
+    # The customer's PIN on the on-screen PIN pad (screen:, simulator and attended tests), in both modes.
+    ScreenSpec("customer_pin", CustomerPin, _BOTH),
     # ... and the technician's, behind the technician PIN (ui.screens.technician, ui.screens.technician_tools).
     ScreenSpec("technician_pin", TechnicianPin, _BOTH),
     ScreenSpec("technician", TechnicianMenu, _BOTH),
