@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from terminal.payments import Payments
     from terminal.qr_merchant import QrMerchant
 
-__all__ = ["escpos_code", "qr_sale"]
+__all__ = ["dynamic_payload", "escpos_code", "qr_sale"]
 
 
 def escpos_code(payload: str, amount_text: str) -> bytes:
@@ -61,6 +61,16 @@ def escpos_code(payload: str, amount_text: str) -> bytes:
     printer.cut()
     job: bytes = printer.output
     return job
+
+
+def dynamic_payload(config: Any, settings: Any, amount: int, code: int, reference: str) -> str:
+    """A dynamic MPM payload of the terminal's default QR merchant data (no order: a screen's sample)."""
+    from emv.qr_mpm import encode
+    from terminal.money import currency
+    from terminal.qr_merchant import merchant_code, qr_settings
+
+    merchant = qr_settings({}, config, settings)
+    return encode(merchant_code(merchant, amount=amount, currency=currency(code), reference=reference))
 
 
 def _read(scanner: CodeScanner | None, token: CancelToken, timeout: float) -> str:

@@ -769,8 +769,10 @@ PUBLIC: dict[str, set[str]] = {
     },
     "terminal.qr_check": {
         "Checked",
+        "before_settling",
         "check_orders",
         "is_qr",
+        "qr_flow",
         "refund_to_wallet",
         "void_answer",
         "void_at_host",
@@ -795,6 +797,7 @@ PUBLIC: dict[str, set[str]] = {
         "with_templates",
     },
     "terminal.qr_sale": {
+        "dynamic_payload",
         "escpos_code",
         "qr_sale",
     },

@@ -81,13 +81,10 @@ class ShowQr(ViewModel):
             self.session.cancel()
 
     def sample(self) -> None:
-        from emv.qr_mpm import encode
-        from terminal.money import currency
-        from terminal.qr_merchant import merchant_code, qr_settings
+        from terminal.qr_sale import dynamic_payload
 
         terminal = self.session.terminal
-        merchant = qr_settings({}, terminal.config, terminal.settings)
-        payload = encode(merchant_code(merchant, amount=1234, currency=currency(self.session.currency),
-                                       reference="20261206120000ABCDEF"))  # fmt: skip
+        payload = dynamic_payload(terminal.config, terminal.settings, 1234, self.session.currency,
+                                  "20261206120000ABCDEF")  # fmt: skip
         self.begin(1234)
         self.update(qr_rows=qr_rows(payload), message=self.session.tr("Waiting for the customer"))
