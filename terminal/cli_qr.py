@@ -294,7 +294,9 @@ def _cmd_mpm(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Add ``qr`` and its subcommands to the ``posterm`` parser's subcommands."""
-    qr: argparse.ArgumentParser = sub.add_parser("qr", help="EMV QR codes: decode a payload, make the store's code")
+    qr: argparse.ArgumentParser = sub.add_parser(
+        "qr", help="EMV QR codes: decode a payload, make the store's code, check the QR orders in doubt"
+    )
     qr_sub = qr.add_subparsers(dest="qr_command", required=True, metavar="COMMAND")
 
     decode = qr_sub.add_parser(

@@ -64,6 +64,7 @@ class Rig:
         self.folder = folder
         self.terminals: list[Terminal] = []
         self.ids: set[str] = set()
+        self.cli_data: list[Path] = []  # terminals driven by subprocesses: their journals opened at the end
 
     def enrol(self) -> tuple[str, Path]:
         terminal_id = f"QS{next(_ids):06d}"
@@ -117,6 +118,7 @@ def rig(host: HostService, tmp_path: Path) -> Iterator[Rig]:
         host.clear_faults()
         host.set_wallet_mode("normal")
     # The money invariant: nobody is charged without a sale the terminal recorded, nobody paid back more.
+    made.terminals += [open_terminal(d, host="none", reader_url="none") for d in made.cli_data]
     mine = [o for o in host.qr_orders() if o["terminal_id"] in made.ids]
     rows = {}
     for terminal in made.terminals:
@@ -179,6 +181,7 @@ def until(check: Callable[[], Any], seconds: float = 20.0) -> Any:
 def test_cli_qr_show_is_paid_by_the_simulated_app(host: HostService, rig: Rig, tmp_path: Path) -> None:
     """``posterm sale 12.34 --qr-show`` (a real process) shows a code that ``posterm sim wallet pay`` pays."""
     terminal_id, data = rig.enrol()
+    rig.cli_data.append(data)
     png = tmp_path / "code.png"
     env = os.environ | {"PYTHONPATH": str(Path(__file__).parents[2])}
     sale = subprocess.Popen(
@@ -209,9 +212,6 @@ def test_cli_qr_show_is_paid_by_the_simulated_app(host: HostService, rig: Rig, t
     assert (result["approved"], result["scheme"], result["amount"], result["state"]) == (
         True, "qr-simpay", 1234, "qr_paid")  # fmt: skip
     assert png.read_bytes().startswith(b"\x89PNG")
-    terminal = open_terminal(data, host="none", reader_url="none")
-    rig.terminals.append(terminal)  # (its journal is part of the money check)
-    assert terminal.transaction(result["txn_id"]).state is State.QR_PAID  # type: ignore[union-attr]
 
 
 def test_a_code_not_paid_in_time_is_closed_and_the_late_app_refused(host: HostService, rig: Rig) -> None:
@@ -364,6 +364,7 @@ def test_cli_wallet_code_through_the_pty_scanner_with_in_app_confirmation(
 ) -> None:
     """``posterm sale 9.90 --qr-scan --scanner serial:...`` (a real process); the customer confirms in the app."""
     _, data = rig.enrol()
+    rig.cli_data.append(data)
     host.set_wallet_mode("confirm")
     code = host.wallet_code("bob")
     env = os.environ | {"PYTHONPATH": str(Path(__file__).parents[2])}
@@ -384,7 +385,6 @@ def test_cli_wallet_code_through_the_pty_scanner_with_in_app_confirmation(
     finally:
         sale.kill()
         sale.wait()
-    rig.terminals.append(open_terminal(data, host="none", reader_url="none"))  # (its journal: the money check)
     assert sale.returncode == 0, err
     assert "approved: paid with simchat" in out and "state qr_paid" in out
 
@@ -504,6 +504,65 @@ def test_refund_void_and_settlement_in_balance(host: HostService, rig: Rig, scan
         ("qr-simpay", "sale", 1, 1000), ("qr-simpay", "refund", 1, 400)}  # fmt: skip
     settled = terminal.settle()
     assert settled.in_balance, settled.differences
+
+
+@pytest.mark.parametrize("fault", ["down", "drop"])
+def test_a_refund_whose_answer_is_lost_is_sent_again_once(host: HostService, rig: Rig, fault: str) -> None:
+    terminal = rig.terminal(read_timeout=0.5)
+    shown = Shown(terminal)
+    in_background(lambda: host.wallet_pay(until(lambda: shown.payloads)[0], "alice"))
+    sale = terminal.qr_sale(900, EUR, show=shown.show, options=QrOptions(timeout=30, poll=2))
+    assert sale.approved
+    host.set_faults(**FAULTS[fault]) if fault == "down" else host.set_faults(**FAULTS[fault], only=["/v1/qr/refunds"])
+    refund = terminal.refund(300, EUR, original_txn_id=sale.txn_id)
+    assert not refund.approved
+    if fault == "down":  # nothing sent: declined in words, nothing refunded
+        assert refund.state is State.DECLINED and "QR payments need the host" in refund.message
+    else:  # sent, answer lost: in doubt, and it counts against the sale meanwhile (never refunded twice)
+        assert refund.state is State.QR_IN_DOUBT
+        with pytest.raises(PaymentRefused, match="left"):
+            terminal.refund(700, EUR, original_txn_id=sale.txn_id)
+    host.clear_faults()
+    terminal.host.echo(force=True)  # type: ignore[union-attr]
+    terminal.qr_check()
+    after = terminal.transaction(refund.txn_id)
+    assert after is not None and after.state is (State.DECLINED if fault == "down" else State.QR_PAID)
+    order = next(o for o in host.qr_orders() if o["reference"] == sale_reference(terminal, sale.txn_id))
+    assert order["refunded"] == (0 if fault == "down" else 300)
+
+
+def sale_reference(terminal: Terminal, txn_id: str) -> str:
+    row = terminal.transaction(txn_id)
+    assert row is not None
+    return str(row.details["qr_reference"])
+
+
+def test_cli_refund_and_check_of_a_qr_sale(host: HostService, rig: Rig) -> None:
+    """``posterm refund --original`` of a QR sale goes back to the wallet; ``posterm qr orders --check``."""
+    _, data = rig.enrol()
+    rig.cli_data.append(data)
+    sale = subprocess.Popen(
+        [*POSTERM, "sale", "20.00", "--qr-show", "--data-dir", str(data), "--json"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[2])},
+    )  # fmt: skip
+    try:
+        assert sale.stderr is not None
+        payload = next(line.removeprefix("QR payload: ").strip() for line in sale.stderr if line.startswith("QR"))
+        host.wallet_pay(payload, "dora")
+        out, _ = sale.communicate(timeout=60)
+    finally:
+        sale.kill()
+        sale.wait()
+    txn_id = json.loads(out)["txn_id"]
+    refund = posterm("refund", "5.00", "--original", txn_id, "--data-dir", str(data), "--json")
+    assert refund.returncode == 0, refund.stderr
+    assert (json.loads(refund.stdout)["state"], json.loads(refund.stdout)["scheme"]) == ("qr_paid", "qr-simdc")
+    too_much = posterm("refund", "15.01", "--original", txn_id, "--data-dir", str(data))
+    assert too_much.returncode == 2 and "15.00 EUR left" in too_much.stderr  # (an amount refused: bad input)
+    check = posterm("qr", "orders", "--check", "--data-dir", str(data), "--json")
+    assert check.returncode == 0 and json.loads(check.stdout)["in_doubt"] == []
+    settle = posterm("settle", "--data-dir", str(data))
+    assert settle.returncode == 0 and "in balance" in settle.stdout, settle.stdout + settle.stderr
 
 
 def test_no_host_link_no_qr_payment(rig: Rig) -> None:
