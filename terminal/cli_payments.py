@@ -138,9 +138,9 @@ def _currency_of(args: argparse.Namespace) -> Any:
 
 
 def _cmd_sale(args: argparse.Namespace) -> int:
-    if args.qr_show or args.qr_scan:
-        from terminal.cli_qr_sale import run_sale
+    from terminal.cli_qr_sale import run_sale
 
+    if args.qr_show or args.qr_scan or args.png or args.scanner:
         return run_sale(args)
     cur = _currency_of(args)
     amount = parse_amount(args.amount, cur)

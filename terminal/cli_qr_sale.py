@@ -95,8 +95,13 @@ def _tell(event: TerminalEvent) -> None:
 def run_sale(args: argparse.Namespace) -> int:
     """``posterm sale AMOUNT --qr-show|--qr-scan`` (see the module docstring)."""
     from terminal import cli_payments
+    from terminal.cli_output import CommandError
     from terminal.money import parse_amount
 
+    if (args.png and not args.qr_show) or (args.scanner and not args.qr_scan):
+        raise CommandError("--png goes with --qr-show, --scanner with --qr-scan")
+    if args.card or args.reader:
+        raise CommandError("a QR payment reads no card: leave out --card and --reader")
     options = _options(args)
     cur = cli_payments._currency_of(args)
     amount = parse_amount(args.amount, cur)

@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -212,6 +213,29 @@ def test_cli_qr_show_is_paid_by_the_simulated_app(host: HostService, rig: Rig, t
     assert (result["approved"], result["scheme"], result["amount"], result["state"]) == (
         True, "qr-simpay", 1234, "qr_paid")  # fmt: skip
     assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_cli_ctrl_c_closes_the_order(host: HostService, rig: Rig) -> None:
+    """Ctrl-C while ``posterm sale --qr-show`` waits: the order is closed at the host, the app refused after."""
+    _, data = rig.enrol()
+    rig.cli_data.append(data)
+    sale = subprocess.Popen(
+        [*POSTERM, "sale", "3.00", "--qr-show", "--data-dir", str(data)], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[2])},
+    )  # fmt: skip
+    try:
+        assert sale.stderr is not None
+        payload = next(line.removeprefix("QR payload: ").strip() for line in sale.stderr if line.startswith("QR"))
+        next(line for line in sale.stderr if line.startswith("waiting for the customer"))
+        sale.send_signal(signal.SIGINT)
+        out, err = sale.communicate(timeout=60)
+    finally:
+        sale.kill()
+        sale.wait()
+    assert sale.returncode == 1, err
+    assert "the order is closed at the host, nothing is charged" in out and "state cancelled" in out
+    with pytest.raises(AdminRefused):
+        host.wallet_pay(payload, "alice")
 
 
 def test_a_code_not_paid_in_time_is_closed_and_the_late_app_refused(host: HostService, rig: Rig) -> None:
