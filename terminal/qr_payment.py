@@ -285,11 +285,14 @@ class QrPayments:
             return self.cancel(txn_id, "no answer from the host when the order was made")
         self.core.record(txn_id, Event.QR_ORDER_CREATED, {"order_id": order.order_id},
                          details={"qr_order_id": order.order_id})  # fmt: skip
-        payload = payload_of(order)
-        show(txn_id, payload)
-        self._say(txn_id, "waiting for the customer", payload=payload, order_id=order.order_id,
-                  timeout=self.options.timeout)  # fmt: skip
-        return self._wait_for_app(txn_id, order.order_id, order.payment)
+        try:  # from here on a Ctrl-C closes the order, wherever it lands
+            payload = payload_of(order)
+            show(txn_id, payload)
+            self._say(txn_id, "waiting for the customer", payload=payload, order_id=order.order_id,
+                      timeout=self.options.timeout)  # fmt: skip
+            return self._wait_for_app(txn_id, order.order_id, order.payment)
+        except KeyboardInterrupt:
+            return self.close(txn_id, order.order_id, "cancelled")
 
     def _wait_for_app(self, txn_id: str, order_id: str, answer: QrAnswer) -> PaymentResult:
         deadline = self.monotonic() + self.options.timeout

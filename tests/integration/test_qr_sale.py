@@ -375,8 +375,11 @@ def _send_when_open(scanner: VirtualScanner, codes: list[str]) -> threading.Thre
 
 
 def scanning(terminal: Terminal, scanner: VirtualScanner, codes: list[str]) -> None:
-    """Open the terminal's scanner (pyserial drops what came before), then scan ``codes`` in order."""
-    terminal.scanner = LazyScanner(scanner.url)
+    """Open the terminal's scanner (pyserial drops what came before), then scan ``codes`` in order.
+
+    The port is opened once: two readers of one pty would each take part of a line."""
+    if not isinstance(terminal.scanner, LazyScanner) or terminal.scanner.url != scanner.url:
+        terminal.scanner = LazyScanner(scanner.url)
     with contextlib.suppress(NoCodeError):
         terminal.scanner.read(timeout=0.05)
     for code in codes:
