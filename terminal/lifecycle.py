@@ -125,6 +125,8 @@ class Event(enum.Enum):
     HOST_APPROVED = "host_approved"
     HOST_DECLINED = "host_declined"
     NO_ANSWER = "no_answer"
+    # an inserted card refused (AAC, or did not complete) what its issuer had approved: reverse it
+    CARD_REFUSED_APPROVAL = "card_refused_approval"
     NOT_SENT_DEFERRED = "not_sent_deferred"
     NOT_SENT_DECLINED = "not_sent_declined"
     REVERSAL_ACKNOWLEDGED = "reversal_acknowledged"
@@ -230,6 +232,9 @@ TRANSITIONS: dict[tuple[State, Event], Transition] = {
     (S.AUTHORISING, E.HOST_APPROVED): T(S.APPROVED, M.TAKEN, drop_card_data=True),
     (S.AUTHORISING, E.HOST_DECLINED): T(S.DECLINED, M.NONE, drop_card_data=True),
     (S.AUTHORISING, E.NO_ANSWER): T(S.REVERSAL_PENDING, M.UNKNOWN, queue_reversal="no_answer", drop_card_data=True),
+    (S.AUTHORISING, E.CARD_REFUSED_APPROVAL): T(
+        S.REVERSAL_PENDING, M.UNKNOWN, queue_reversal="card_declined", drop_card_data=True
+    ),
     (S.AUTHORISING, E.NOT_SENT_DEFERRED): T(S.DEFERRED_APPROVED, M.TAKEN, queue_saf=True),
     (S.AUTHORISING, E.NOT_SENT_DECLINED): T(S.DECLINED, M.NONE, drop_card_data=True),
     (S.AUTHORISING, E.RECOVER_AUTHORISING): T(

@@ -22,8 +22,8 @@ host still cannot be asked about stays in doubt, and is listed.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from terminal.core import Core
 from terminal.host import HostError, HostRejected, HostUnreachable
@@ -34,9 +34,6 @@ from terminal.qr_link import qr_host_of
 from terminal.qr_payment import NEED_HOST, QrOptions, QrPayments, qr_result, reason_words
 from terminal.results import PaymentResult
 from terminal.store import TxnRow
-
-if TYPE_CHECKING:
-    from terminal.payments import Payments
 
 __all__ = [
     "Checked",
@@ -51,20 +48,25 @@ __all__ = [
 
 
 def qr_flow(
-    core: Core, payments: Payments, *, options: QrOptions | None = None, token: CancelToken | None = None
+    core: Core,
+    new_id: Callable[[], tuple[str, str]],
+    *,
+    options: QrOptions | None = None,
+    token: CancelToken | None = None,
 ) -> QrPayments:
-    """The QR flows over the terminal's host link; PaymentRefused ``host_unreachable`` without one."""
+    """The QR flows over the terminal's host link (``new_id``: the payments' transaction ids);
+    PaymentRefused ``host_unreachable`` without one."""
     qr = qr_host_of(core.host, core.config.terminal_id, core.config.merchant_id)
     if qr is None:
         raise PaymentRefused("host_unreachable", f"{NEED_HOST} (no host link)")
-    return QrPayments(core, qr, payments._new_txn_id, options=options, token=token)
+    return QrPayments(core, qr, new_id, options=options, token=token)
 
 
-def before_settling(core: Core, payments: Payments) -> None:
+def before_settling(core: Core, new_id: Callable[[], tuple[str, str]]) -> None:
     """Ask the host about the QR payments in doubt before a settlement (one still in doubt refuses it)."""
     if core.store.list_transactions(states=sorted(QR_CHECKED_STATES | {State.QR_PENDING}, key=lambda s: s.value)):
         with contextlib.suppress(PaymentRefused):
-            check_orders(qr_flow(core, payments))
+            check_orders(qr_flow(core, new_id))
 
 
 def is_qr(row: TxnRow) -> bool:

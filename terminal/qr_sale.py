@@ -126,7 +126,7 @@ def qr_sale(
 
     if amount <= 0:
         raise PaymentRefused("amount", "the amount must be above zero")
-    flow: QrPayments = qr_flow(core, payments, options=options, token=token)
+    flow: QrPayments = qr_flow(core, payments._new_txn_id, options=options, token=token)
     with contextlib.suppress(Exception):  # the earlier orders are settled when the host answers; never blocking
         check_orders(flow)
     request = {"request_key": request_key, "reference": reference}

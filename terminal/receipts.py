@@ -73,9 +73,7 @@ Kind = Literal["sale", "refund", "void"]
 #: - ``REVERSED``: that reversal was delivered;
 #: - ``VOID PENDING``: voided at the terminal, its reversal not yet delivered to the host;
 #: - ``VOIDED``: voided, and the host has the reversal (or never had the payment).
-Status = Literal[
-    "APPROVED", "DECLINED", "NOT COMPLETED", "REVERSAL PENDING", "REVERSED", "VOID PENDING", "VOIDED"
-]
+Status = Literal["APPROVED", "DECLINED", "NOT COMPLETED", "REVERSAL PENDING", "REVERSED", "VOID PENDING", "VOIDED"]
 #: The CVM the kernel reports as performed.  A PIN CVM prints only with ``pin_entered``.
 Cvm = Literal["signature", "online_pin", "offline_pin", "consumer_device", "no_cvm"]
 Copy = Literal["merchant", "customer"]

@@ -225,9 +225,11 @@ def test_reversals_are_queued_exactly_where_the_result_may_stand_at_the_host(
     pair: tuple[State, Event], row
 ) -> None:
     source, event = pair
-    # a lost answer, a crash mid-authorisation, a void, and an expiry after a send whose answer was lost
+    # a lost answer, a crash mid-authorisation, a void, an expiry after a send whose answer was lost,
+    # and an inserted card that refused, at its second GENERATE AC, what the issuer approved
     expected = {
         E.NO_ANSWER: "no_answer",
+        E.CARD_REFUSED_APPROVAL: "card_declined",
         E.RECOVER_AUTHORISING: "recovery",
         E.VOID_QUEUED: "void",
         E.SAF_EXPIRED_AFTER_SENDING: "expired",
