@@ -891,6 +891,7 @@ PUBLIC: dict[str, set[str]] = {
     "terminal.store_outcomes": {"IN_PROGRESS", "OutcomeAccess", "contact_of"},
     "terminal.notices": {"OutcomeRecord", "describe", "outcome_word", "tell_unshown"},
     "terminal.telling": {"Telling"},
+    "terminal.journal_reads": {"JournalReads"},
     "terminal.diag_bundle": {
         "BundleInfo",
         "LOG_TAIL_BYTES",
