@@ -21,7 +21,10 @@ forwarder.  The day:
    authorisation (amount ending in 05) is declined after forwarding and
    reported;
 7. a refund of the first sale, a sale voided;
-8. settlement, in balance with the host;
+8. QR: a code the terminal shows, paid by the simulated wallet app, and a
+   wallet's payment code scanned through the simulator's pty scanner
+   (:mod:`simulator.demo_qr`);
+   settlement, in balance with the host (the QR payments in lines of their own);
 9. digital currency: with the host down again, a hard wallet pays offline
    (its SM2-signed record verified by the terminal) and so does one of two
    cloned wallets; the host comes back and both records are forwarded and
@@ -179,6 +182,9 @@ class DemoDay:
         voided = self._sale(terminal, "sale to be voided", "8.00", ONLINE_CARD, State.APPROVED)
         if voided is not None:
             self._check("void it", "voided, reversal delivered", lambda: self._void(terminal, voided))
+        from simulator.demo_qr import qr_day
+
+        qr_day(self._check, host, terminal)
         self._check("settle", "in balance with the host", lambda: self._settle(terminal))
         self._digital_currency(host, terminal)
 

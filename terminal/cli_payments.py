@@ -163,6 +163,10 @@ def _currency_of(args: argparse.Namespace) -> Any:
 
 
 def _cmd_sale(args: argparse.Namespace) -> int:
+    from terminal.cli_qr_sale import run_sale
+
+    if args.qr_show or args.qr_scan or args.png or args.scanner:
+        return run_sale(args)
     cur = _currency_of(args)
     amount = parse_amount(args.amount, cur)
     with _terminal(args, _reader(args)) as terminal:
@@ -454,7 +458,11 @@ def add_commands(sub: Any) -> None:
         _common(p)
         return p
 
-    payment("sale", "charge a card").set_defaults(func=_cmd_sale)
+    sale = payment("sale", "charge a card, or take a QR payment (--qr-show, --qr-scan)")
+    from terminal.cli_qr_sale import add_sale_options
+
+    add_sale_options(sale)
+    sale.set_defaults(func=_cmd_sale)
     refund = payment("refund", "refund against an original payment, or to the card presented")
     refund.add_argument(
         "--original", metavar="TXN_ID", help="the sale refunded: to its card (no card is read unless named)"

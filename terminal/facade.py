@@ -31,8 +31,8 @@ from terminal.core import Clock, Core, SystemClock, TerminalSettings
 from terminal.forwarding import Forwarder
 from terminal.host import (
     HostLink,
-    TotalsLine,
 )
+from terminal.journal_reads import JournalReads
 from terminal.keystore import Keystore
 from terminal.lifecycle import (
     RECOVERY,
@@ -60,8 +60,7 @@ from terminal.results import (
     TerminalEvent,
 )
 from terminal.settlement import NothingToSettle, Settlement
-from terminal.store import PurgeReport, StorageCorrupt, StorageError, Store, TxnRow
-from terminal.store_cbdc import CBDC_EVIDENCE_KINDS
+from terminal.store import PurgeReport, StorageCorrupt, StorageError, Store
 from terminal.telling import Telling
 
 __all__ = [
@@ -111,7 +110,7 @@ def _with_pin_pad(config: TerminalConfig, present: bool) -> TerminalConfig:
     return replace(config, pin_pad=True, terminal_capabilities=bytes(caps), combinations=tuple(combos))
 
 
-class Terminal(Telling):
+class Terminal(JournalReads, Telling):
     """One terminal: its configuration, its store, its devices and its host link.
 
     Build it with :func:`terminal.bootstrap.open_terminal` (one wiring place),
@@ -276,88 +275,6 @@ class Terminal(Telling):
         if self._core.listeners:  # the status costs queries: only when someone listens
             self._core.emit("offline_status", None, **self.offline_status().to_json())
 
-    # -- reading --------------------------------------------------------------------------------
-
-    def transaction(self, txn_id: str) -> TxnRow | None:
-        return self._core.store.get(txn_id)
-
-    get = transaction
-
-    def transactions(
-        self, *, batch_id: int | None = None, limit: int | None = None, original_txn_id: str | None = None
-    ) -> list[TxnRow]:
-        """Transactions oldest first; with ``limit``, the last ``limit`` of them."""
-        store = self._core.store
-        if limit is None:
-            return store.list_transactions(batch_id=batch_id, original_txn_id=original_txn_id)
-        rows = store.list_transactions(
-            batch_id=batch_id, original_txn_id=original_txn_id, limit=limit, newest_first=True
-        )
-        return rows[::-1]
-
-    def history(self, txn_id: str) -> list[dict[str, Any]]:
-        """The journal rows of one transaction, in order."""
-        return self._core.store.journal_rows(txn_id=txn_id)
-
-    def journal_rows(self, since: str | None = None, until: str | None = None) -> list[dict[str, Any]]:
-        return self._core.store.journal_rows(since=since, until=until)
-
-    def verify_journal(self) -> Any:
-        """The journal's chain and every sealed row checked (:class:`terminal.journal.VerifyReport`)."""
-        return self._core.store.verify()
-
-    def batch(self, batch_id: int | None = None) -> dict[str, Any] | None:
-        """A batch's dates, balance and totals (default: the open batch); None if there is none."""
-        store = self._core.store
-        return store.batch_info(batch_id if batch_id is not None else store.current_batch(self._core.now()))
-
-    def closed_batches(self) -> list[int]:
-        return self._core.store.closed_batches()
-
-    def batch_lines(self, batch_id: int | None = None) -> tuple[int, tuple[TotalsLine, ...]]:
-        return self._settlement.batch_lines(batch_id)
-
-    def voids(self, batch_id: int) -> list[TxnRow]:
-        """The payments of a batch that were voided (or whose void waits to reach the host)."""
-        return self._core.store.list_transactions(batch_id=batch_id, states=[State.VOIDED, State.VOID_PENDING])
-
-    def receipt(self, txn_id: str, copy: str = "customer", *, issue: bool = True) -> Any:
-        """The receipt of a transaction (:class:`terminal.receipts.ReceiptData`).
-
-        ``issue``: it counts as given to someone, so any later one is marked
-        duplicate.  KeyError when there is no such transaction.
-        """
-        return self._receipts.data(txn_id, copy, issue=issue)
-
-    def print_receipt(self, txn_id: str, copy: str = "customer") -> None:
-        """Print a receipt on the configured printer (raises PaymentRefused when there is none)."""
-        if self.printer is None:
-            raise PaymentRefused("no_printer", "no receipt printer is configured ('posterm devices set printer URL')")
-        self._receipts.print(self.printer, txn_id, copy)
-
-    def offline_status(self, *, checked: bool = False) -> SafStatus:
-        """What waits in the queues; ``checked``: every queued entry is read in full and its seal checked."""
-        core = self._core
-        if checked:
-            core.store.check_queues()
-        oldest, age = self._payments.oldest_queued()
-        totals = core.store.saf_totals()
-        last_at, last_error = core.store.last_attempt()
-        security, last_security = core.store.security_events()
-        return SafStatus(
-            queued=sum(n for n, _ in totals.values()),
-            totals=totals,
-            oldest_at=oldest,
-            oldest_age_seconds=age,
-            last_attempt_at=last_at,
-            last_error=last_error,
-            reversals_queued=core.store.counts()["reversals_queued"],
-            declined_after_forwarding=[e.txn_id for e in core.store.saf_entries(["declined", "rejected"])],
-            security_events=security,
-            last_security_event=last_security,
-            evidence_queued=sum(1 for e in core.store.saf_queued() if e.kind in CBDC_EVIDENCE_KINDS),
-        )
-
     # -- helpers --------------------------------------------------------------------------------
 
     @contextmanager
@@ -513,6 +430,32 @@ class Terminal(Telling):
                 )
                 return told(self._after_payment(result))
 
+    def qr_sale(self, amount: int, code: int, **how: Any) -> PaymentResult:
+        """A QR sale; ``how``: :func:`terminal.qr_sale.qr_sale`'s options (``show=`` the terminal shows a code,
+        else the scanner's code pays).  :meth:`cancel` stops the wait (the order is then closed at the host)."""
+        from terminal.qr_sale import qr_sale
+
+        with self._lock, self._refusing_on_storage_errors():
+            self._writable()
+            done = self._done_for(how.get("request_key"))
+            if done is not None:
+                return done
+            with self._told("sale", amount, code) as told:
+                self._cancel = token = CancelToken()
+                try:
+                    result = qr_sale(self._core, self._payments, self.scanner, self.printer, token, amount, code, **how)
+                finally:
+                    self._cancel = None
+                return told(self._after_payment(result))
+
+    def qr_check(self) -> list[Any]:
+        """Ask the host about the QR payments in doubt (:func:`terminal.qr_check.check_orders`)."""
+        from terminal.qr_check import check_orders, qr_flow
+
+        with self._lock, self._refusing_on_storage_errors():
+            self._writable()
+            return check_orders(qr_flow(self._core, self._payments._new_txn_id))
+
     def _done_for(self, request_key: str | None) -> PaymentResult | None:
         if request_key is None:
             return None
@@ -619,6 +562,9 @@ class Terminal(Telling):
         if self.read_only:
             raise SettlementRefused("settlement refused: the terminal is in use by another process")
         with self._lock:
+            from terminal.qr_check import before_settling
+
+            before_settling(self._core, self._payments._new_txn_id)  # QR payments in doubt: asked about first
             return self._settlement.settle()
 
     def purge_expired_records(self) -> PurgeReport:

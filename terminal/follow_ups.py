@@ -32,6 +32,9 @@ class FollowUps:
     ) -> PaymentResult:  # pragma: no cover - Payments has it
         raise NotImplementedError
 
+    def _new_txn_id(self) -> tuple[str, str]:  # pragma: no cover - Payments has it
+        raise NotImplementedError
+
     def _checked(self, txn_id: str) -> TxnRow:
         """The row of a payment named by the operator, refused when it is missing or edited."""
         row = self._core.store.get(txn_id)
@@ -102,6 +105,10 @@ class FollowUps:
                     f"{_money(sum(r.amount for r in refunds), row.currency)}); void those first, "
                     "or refund what is left",
                 )
+        if row.details.get("qr_mode"):  # a QR sale: cancelled at the host, which pays the wallet back
+            from terminal.qr_check import qr_flow, void_at_host
+
+            return void_at_host(qr_flow(core, self._new_txn_id), row)
         core.record(txn_id, Event.VOID_QUEUED, {"void": True})
         self._forwarder.clear_the_way()
         done = core.store.get(txn_id)

@@ -43,6 +43,10 @@ _STATE_TEXT = {
     State.WALLET_APPROVED: "approved (offline)",
     State.WALLET_CREDITED: "approved (credited by the wallet's operator)",
     State.WALLET_NOT_PAID: "not paid: the wallet left before its record came; a notice is queued for its operator",
+    State.QR_PENDING: "in progress",
+    State.QR_PAID: "approved",
+    State.QR_IN_DOUBT: "not completed: in doubt ('posterm qr orders --check' asks the host)",
+    State.QR_VOIDING: "voided (the host is asked to cancel it)",
 }
 
 

@@ -537,6 +537,12 @@ class Payments(FollowUps):
         if amount <= 0:
             raise PaymentRefused("amount", "the amount must be above zero")
         original = None if original_txn_id is None else self._refundable(original_txn_id, amount, code)
+        if original is not None and original.details.get("qr_mode"):  # back to the wallet, through the host
+            if present_card:
+                raise PaymentRefused("other_card", "a QR payment is refunded to its wallet: no card is read")
+            from terminal.qr_check import qr_flow, refund_to_wallet
+
+            return refund_to_wallet(qr_flow(self._core, self._new_txn_id), original, amount)
         result: TransactionResult | None = None
         if original is None or present_card:
             result = self._read_card(CardRequest(amount, code, exponent, 0x20, False), None)

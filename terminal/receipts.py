@@ -258,7 +258,8 @@ def receipt_lines(data: ReceiptData, copy: Copy, width: int = 42, tz: tzinfo | N
 
     # Card (or digital-currency wallet)
     out += _pair(data.application_label or "CARD", data.masked_pan, width)
-    out += _pair("AID", data.aid.upper(), width)
+    if data.aid:  # (a QR wallet payment has none: its label names the wallet)
+        out += _pair("AID", data.aid.upper(), width)
     if data.wallet_counter is not None:
         out += _pair("COUNTER", str(data.wallet_counter), width)
     if data.record_hash:
@@ -287,7 +288,7 @@ def receipt_lines(data: ReceiptData, copy: Copy, width: int = 42, tz: tzinfo | N
         out += _pair("EC BALANCE", format_amount(data.ec_balance, cur), width)
     elif data.offline_spending_amount is not None:
         out += _pair("AVAILABLE OFFLINE", format_amount(data.offline_spending_amount, cur), width)
-    if merchant_copy and data.wallet_counter is None:  # (a wallet has no EMV risk results to show)
+    if merchant_copy and data.wallet_counter is None and data.aid:  # (a wallet has no EMV risk results to show)
         out += _pair("TVR", data.tvr.upper(), width)
         out += _pair("TSI", data.tsi.upper(), width)
     cvm_text = _cvm_text(data)
