@@ -246,7 +246,9 @@ def read_card(
                 now=core.clock.now,
                 torn_log=core.torn_log,
             )
-            if card_interface(bytes(getattr(session, "atr", b"") or b"")) == "contact":
+            atr = bytes(getattr(session, "atr", b"") or b"")
+            # a session that reports no ATR (a reader that cannot tell) is taken as contactless, as before chips
+            if atr and card_interface(atr) == "contact":
                 result, held = read_contact(core, session, config, txn, token)
                 if held is not None and on_hold is not None:
                     on_hold(held)

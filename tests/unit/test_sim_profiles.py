@@ -12,7 +12,7 @@ NAMES = [
     "visa-expired", "visa-bad-issuer-cert", "visa-bad-sdad", "visa-revoked-ca", "visa-exception-pan",
     "mc-bad-cda", "visa-garbage", "visa-mute", "mc-magstripe-afl", "mc-rrp",
     "mc-torn", "unionpay-debit", "unionpay-credit", "unionpay-ec", "unionpay-bad-fdda", "unionpay-mute",
-    "unionpay-garbage",
+    "unionpay-garbage", "visa-online-pin",
 ]
 UNIONPAY_AIDS = {"A000000333010101", "A000000333010102", "A000000333010103", "A000000333010106"}
 
