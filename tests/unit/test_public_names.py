@@ -451,6 +451,14 @@ PUBLIC: dict[str, set[str]] = {
         "verify_sdad",
         "verify_ssad",
     },
+    "emv.oda_failures": {
+        "FAILURES",
+        "FAILURE_TVR_BIT",
+        "METHODS",
+        "OdaFailure",
+        "apply_failure",
+        "tvr_bits",
+    },
     "emv.outcome": {
         "CvmPerformed",
         "Message",
