@@ -1373,6 +1373,7 @@ PUBLIC: dict[str, set[str]] = {
         "publish",
         "set_terminal_part",
     },
+    "simulator.host.positions": {"SalePosition", "open_totals", "sale_positions"},
     "simulator.host.proofs": {
         "AMOUNT_DIFFERS_CODE",
         "CRYPTOGRAM_FAILED_CODE",
