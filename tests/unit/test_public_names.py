@@ -1298,6 +1298,7 @@ PUBLIC: dict[str, set[str]] = {
     },
     "simulator.host.cbdc_sync": {"SyncError", "SyncReport", "WALLET_ID", "read_upload", "wallet_sync"},
     "simulator.host.cli_cbdc": {"add_cbdc_command"},
+    "simulator.host.cli_settings": {"add_settings_commands"},
     "simulator.host.store_cbdc": {
         "BLOCKED_OPERATOR",
         "BLOCKED_WALLET",
