@@ -1486,6 +1486,7 @@ PUBLIC: dict[str, set[str]] = {
     "simulator.host.ratelimit": {"ENROL_LIMITS_KEY", "EnrolmentLimiter", "EnrolmentLimits", "TokenBucket"},
     "simulator.host.store_identity": {"Certificate", "EnrolmentCode", "TerminalIdentities"},
     "simulator.host.inprocess_qr": {"FAULT_METHOD", "InProcessQr"},
+    "simulator.host.inprocess_faults": {"Call", "HostFaults"},
     "simulator.host.app_qr": {"MAX_WAIT_SECONDS", "POLL_SECONDS", "QR_MESSAGES", "QrQueries"},
     "simulator.host.cli_wallet": {"HELP", "add_arguments", "wallet_command"},
     "simulator.host.wallet_admin": {
