@@ -1080,6 +1080,8 @@ PUBLIC: dict[str, set[str]] = {
         "renewal_lock",
         "require_credentials",
     },
+    "host_link.exchange": {"Lost", "NotSent", "exchange"},
+    "host_link.idempotency": {"IdempotentRetry", "advices_key", "header_key"},
     "host_link.enrolment": {
         "CredentialBundle",
         "EnrolmentError",
