@@ -184,8 +184,7 @@ def cbdc_terminal_section(runs: int) -> None:
     print(table)
     write_section(
         "cbdc-tap",
-        "Digital-currency hard-wallet tap at the terminal: terminal-side time vs airtime, durable approvals "
-        "(issue 12)",
+        "Digital-currency hard-wallet tap at the terminal: terminal-side time vs airtime, durable approvals (issue 12)",
         CBDC_TERMINAL_INTRO + "\n" + table,
     )
 
@@ -397,12 +396,34 @@ def qr_section(runs: int = 300, frames: int = 50) -> None:
     write_section("qr", "QR codes: a sale's MPM code, CPM payloads, camera frames (issue 13)", body)
 
 
+def contact_section(runs: int) -> None:
+    from bench import contact
+
+    intro = (contact.__doc__ or "").split("\n\n", 1)[1].strip()
+    body = intro + "\n\n" + contact.markdown(contact.run(runs))
+    print(body)
+    write_section("contact", "Contact EMV: terminal-side time vs T=1 airtime at 9600 and 115200 baud (issue 14)", body)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--runs", type=int, default=200, help="transactions per profile")
     parser.add_argument(
         "--only",
-        choices=["emv", "core", "devices", "speed", "ui", "ecr", "host", "fleet", "qr", "cbdc", "cbdc-terminal"],
+        choices=[
+            "emv",
+            "core",
+            "devices",
+            "speed",
+            "ui",
+            "ecr",
+            "host",
+            "fleet",
+            "qr",
+            "cbdc",
+            "cbdc-terminal",
+            "contact",
+        ],
         help="run one benchmark (speed: issue 9's figures, and the core and tap figures of the same run)",
     )
     parser.add_argument(
@@ -434,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
         cbdc_section(args.runs)
     if args.only in (None, "cbdc-terminal"):
         cbdc_terminal_section(args.runs)
+    if args.only in (None, "contact"):
+        contact_section(min(args.runs, 100))
     if args.only == "core":
         _write_core(terminal_core.run())
     if args.only == "emv":

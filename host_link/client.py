@@ -55,7 +55,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import httpx
 
@@ -77,6 +77,9 @@ from terminal.host import (
     SettlementAnswer,
 )
 from terminal.ports import DeviceError, DeviceUrlError
+
+if TYPE_CHECKING:
+    from host_link.qr import QrLink
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -387,6 +390,12 @@ class HttpsHostLink:
             decode=decode,
             renew_first=False,
         )
+
+    def qr_link(self, terminal_id: str | None = None, merchant_id: str | None = None) -> QrLink:
+        """The QR calls over this link (:mod:`host_link.qr`; the ids are the certificate's, not the arguments)."""
+        from host_link.qr import QrLink
+
+        return QrLink(self)
 
     def exchange_json(
         self,

@@ -277,6 +277,7 @@ def authorisation_answer(doc: Any) -> HostAnswer:
         approval_code=_str(d, "approval_code", limit=12, optional=True),
         host_reference=_str(d, "host_reference"),
         arpc=_hex_bytes(d, "arpc"),
+        scripts=_hex_bytes(d, "issuer_scripts", max_bytes=512) or b"",
     )
 
 

@@ -9,6 +9,9 @@ forwarder.  The day:
 
 1. the host starts; the terminal enrols, signs on and downloads its parameters;
 2. an online sale is approved (the issuer verifies the ARQC and sends an ARPC);
+   a sale over the CVM limit with online PIN, verified by the issuer; a tap
+   that asks for the chip ("try another interface", no PIN pad), and the card
+   inserted and read by the contact kernel;
 3. a sale is declined by the issuer (insufficient funds, amount ending in 51);
 4. the host goes down (its port refuses connections);
 5. sales go on: two deferred authorisations, an offline approval by the card,
@@ -17,7 +20,10 @@ forwarder.  The day:
    authorisation (amount ending in 05) is declined after forwarding and
    reported;
 7. a refund of the first sale, a sale voided;
-8. settlement, in balance with the host;
+8. QR: a code the terminal shows, paid by the simulated wallet app, and a
+   wallet's payment code scanned through the simulator's pty scanner
+   (:mod:`simulator.demo_qr`);
+   settlement, in balance with the host (the QR payments in lines of their own);
 9. digital currency: with the host down again, a hard wallet pays offline
    (its SM2-signed record verified by the terminal) and so does one of two
    cloned wallets; the host comes back and both records are forwarded and
@@ -51,6 +57,7 @@ from simulator.host.service import HostService, start_host
 from terminal import registry
 from terminal.bootstrap import open_terminal
 from terminal.cli_output import CommandError, file_error
+from terminal.devices import LazyPinPad
 from terminal.facade import PaymentResult, Terminal, TerminalEvent
 from terminal.lifecycle import State
 from terminal.money import currency, format_amount, parse_amount
@@ -124,6 +131,16 @@ class DemoDay:
     def _counter(self, host: HostService, terminal: Terminal, forwarder: SafForwarder) -> None:
         first = self._sale(terminal, "online sale, approved by the issuer", "25.00", ONLINE_CARD, State.APPROVED)
         self._sale(terminal, "online sale on a Mastercard (CDA)", "9.90", MASTERCARD, State.APPROVED)
+        self._card_step(
+            "sale over the CVM limit with online PIN (PIN pad sim:pin=1234)",
+            "approved: PIN verified by the issuer",
+            lambda: self._online_pin(terminal),
+        )
+        self._card_step(
+            "the tap asks for the chip (no PIN pad): the card is inserted",
+            "approved by the contact kernel",
+            lambda: self._inserted(terminal),
+        )
         self._sale(terminal, "sale declined: insufficient funds", "12.51", ONLINE_CARD, State.DECLINED, code="51")
 
         self._check("the host goes down", "its port refuses connections", lambda: self._host_down(host))
@@ -156,6 +173,9 @@ class DemoDay:
         voided = self._sale(terminal, "sale to be voided", "8.00", ONLINE_CARD, State.APPROVED)
         if voided is not None:
             self._check("void it", "voided, reversal delivered", lambda: self._void(terminal, voided))
+        from simulator.demo_qr import qr_day
+
+        qr_day(self._check, host, terminal)
         self._check("settle", "in balance with the host", lambda: self._settle(terminal))
         self._digital_currency(host, terminal)
 
@@ -223,6 +243,33 @@ class DemoDay:
         ok = result.state is expected and (code is None or result.response_code == code)
         self._end(step, ok, _describe(result), result.txn_id)
         return result.txn_id if ok else None
+
+    def _card_step(self, what: str, expected: str, action: Callable[[], tuple[bool, str, str]]) -> None:
+        """A step that makes a payment (its receipt is written with the others)."""
+        step = self._begin(what, expected)
+        try:
+            ok, actual, txn_id = action()
+        except Exception as exc:  # the table shows it; the demo goes on
+            self._end(step, False, f"error: {exc}")
+            return
+        self._end(step, ok, actual, txn_id)
+
+    def _online_pin(self, terminal: Terminal) -> tuple[bool, str, str]:
+        # the PIN pad's DUKPT counters live in the demo's folder, not in the user's state directory
+        terminal.pin_pad = LazyPinPad(f"sim:pin=1234?state-dir={self.out / 'pinpad'}")
+        terminal.reader = registry.open_reader("sim:card=visa-online-pin")
+        try:
+            result = terminal.sale(_minor("80.00"), EUR.numeric)
+        finally:
+            terminal.pin_pad = None
+        ok = result.state is State.APPROVED and result.pin == "verified"
+        return ok, f"{_describe(result)}, cvm {result.cvm}, PIN {result.pin}", result.txn_id
+
+    def _inserted(self, terminal: Terminal) -> tuple[bool, str, str]:
+        terminal.reader = registry.open_reader("sim:card=visa-online-pin?insert=contact-offline-pin")
+        result = terminal.sale(_minor("80.00"), EUR.numeric)
+        ok = result.state is State.APPROVED and result.kernel == "contact"
+        return ok, f"{_describe(result)}, kernel {result.kernel}, cvm {result.cvm}", result.txn_id
 
     def _wallet_url(self, profile: str) -> str:
         # the wallets' counters and balances live in the demo's folder, not in the user's state directory

@@ -26,6 +26,12 @@ tested in process (``sim:card=visa-qvsdc-online?remove-after=3``):
 ``present-after=SECONDS``
     the card enters the field this long after the first ``wait_for_card``
     begins (default 0), to test the wait itself (timeout, cancel);
+``insert=contact-...``
+    the chip card the customer inserts when the terminal asks for it ("try
+    another interface", :meth:`SimulatorCardReader.wait_for_insert`): a
+    combined reader with a contact slot, the customer's card played by a
+    ``contact-`` profile (the contactless and contact profiles are separate
+    cards of the simulator; use the one of the same card holder);
 ``state-dir=DIR``
     a wallet's state directory (see :mod:`simulator.cbdc.state`; default
     ``$POSTERM_SIM_STATE``, else the user state directory): not a fault, but
@@ -68,7 +74,9 @@ from terminal.ports import CancelToken, CardRemovedError, DeviceUrlError, NoCard
 
 __all__ = ["SimulatorCardReader", "SimulatorDeviceError"]
 
-_OPTIONS = "remove-after=N, mute-after=N, reinsert-after=SECONDS, present-after=SECONDS, state-dir=DIR"
+_OPTIONS = (
+    "remove-after=N, mute-after=N, reinsert-after=SECONDS, present-after=SECONDS, state-dir=DIR, insert=contact-..."
+)
 _MAX_SECONDS = 3600.0
 
 
@@ -85,18 +93,32 @@ class _Faults:
     reinsert_after: float = 0.0
     present_after: float = 0.0
     state_dir: str | None = None
+    insert: str | None = None  # the contact card inserted after "try another interface"
 
 
 def _parse_faults(url: str, query: str) -> _Faults:
     values: dict[str, int | float] = {}
     state: str | None = None
+    insert: str | None = None
     for item in query.split("&"):
         if not item:
             continue
         key, sep, text = item.partition("=")
         key = key.strip().replace("_", "-")
-        if key not in ("remove-after", "mute-after", "reinsert-after", "present-after", "state-dir"):
+        if key not in ("remove-after", "mute-after", "reinsert-after", "present-after", "state-dir", "insert"):
             raise SimulatorDeviceError(f"{url!r}: unknown option {item!r} (options: {_OPTIONS})")
+        if key == "insert":
+            name = text.strip()
+            if insert is not None:
+                raise SimulatorDeviceError(f"{url!r}: option insert given twice")
+            if not sep or not name.startswith("contact-"):
+                raise SimulatorDeviceError(f"{url!r}: option insert names a contact card (insert=contact-...)")
+            try:
+                cards.check(name)
+            except profiles.ProfileError as exc:
+                raise SimulatorDeviceError(f"{url!r}: option insert: {exc}") from None
+            insert = name
+            continue
         if not sep or (key == "state-dir" and not text.strip()):
             raise SimulatorDeviceError(f"{url!r}: option {key} needs a value ({_OPTIONS})")
         if key in values or (key == "state-dir" and state is not None):
@@ -112,6 +134,7 @@ def _parse_faults(url: str, query: str) -> _Faults:
         reinsert_after=float(values.get("reinsert-after", 0.0)),
         present_after=float(values.get("present-after", 0.0)),
         state_dir=state,
+        insert=insert,
     )
 
 
@@ -314,6 +337,27 @@ class SimulatorCardReader:
             session = _Session(self, self._card, self._faults.remove_after, self._faults.mute_after)
         else:
             session = _Session(self, self._card)
+        with self._lock:
+            self._current = session
+        return session
+
+    @property
+    def can_insert(self) -> bool:
+        """Whether a chip card is inserted when asked for (the URL's ``insert=``)."""
+        return self._faults.insert is not None
+
+    def wait_for_insert(self, timeout: float | None = None, cancel: CancelToken | None = None) -> _Session:
+        """The chip card inserted after "try another interface": the ``insert=`` profile, powered up afresh."""
+        if cancel is not None and cancel.cancelled:
+            raise WaitCancelled("cancelled")
+        name = self._faults.insert
+        if name is None:
+            raise NoCardError(f"no card was inserted in {self.url} (no insert=contact-... option)")
+        try:
+            card = cards.open_card(name)
+        except profiles.ProfileError as exc:  # checked when the URL was read
+            raise NoCardError(str(exc)) from None
+        session = _Session(self, card)
         with self._lock:
             self._current = session
         return session

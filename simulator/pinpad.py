@@ -55,9 +55,18 @@ from terminal.dukpt import (
 )
 from terminal.files import atomic_write
 from terminal.pinblock import MAX_PIN_DIGITS, MIN_PIN_DIGITS, EncryptedPin, PinBlockError, PinFormat, encipher, wipe
-from terminal.ports import CancelToken, DeviceError, DeviceUrlError, PinEntry, PinOutcome, PinRequest
+from terminal.ports import (
+    CancelToken,
+    DeviceError,
+    DeviceUrlError,
+    OfflinePin,
+    OfflinePinRequest,
+    PinEntry,
+    PinOutcome,
+    PinRequest,
+)
 
-__all__ = ["ACTIONS", "KEYS_FILE", "PinAction", "PinKeys", "SimulatorPinPad", "parse_action"]
+__all__ = ["ACTIONS", "KEYS_FILE", "PinAction", "PinKeys", "SimulatorPinPad", "offline_answer", "parse_action"]
 
 KEYS_FILE: Final = "pinpad-keys.json"
 #: What a simulated customer does instead of entering digits.
@@ -158,6 +167,17 @@ def answer(action: PinAction, request: PinRequest, keys: PinKeys, fmt: PinFormat
     return PinEntry(PinOutcome.ENTERED, keys.form(buffer, request.pan, request.format if fmt is None else fmt))
 
 
+def offline_answer(action: PinAction, request: OfflinePinRequest) -> OfflinePin:
+    """What the simulated customer's action gives for an offline PIN: the digits go to the card's VERIFY."""
+    if action.word == "cancel":
+        return OfflinePin(PinOutcome.CANCELLED)
+    if action.word == "timeout" or (action.word == "bypass" and not request.allow_bypass):
+        return OfflinePin(PinOutcome.TIMEOUT)
+    if action.word == "bypass":
+        return OfflinePin(PinOutcome.BYPASSED)
+    return OfflinePin(PinOutcome.ENTERED, bytearray(action.digits))
+
+
 def _parse(url: str) -> tuple[PinAction, PinFormat | None, str | None]:
     _, _, rest = url.partition(":")
     rest, _, query = rest.partition("?")
@@ -210,6 +230,14 @@ class SimulatorPinPad:
         if cancel is not None and cancel.cancelled:
             return PinEntry(PinOutcome.CANCELLED)
         return answer(self._action, request, self.keys, self._format)
+
+    def enter_offline_pin(
+        self, request: OfflinePinRequest, timeout: float | None = None, cancel: CancelToken | None = None
+    ) -> OfflinePin:
+        """The simulated customer's PIN for an inserted card's VERIFY (its digits: the URL's, as typed)."""
+        if cancel is not None and cancel.cancelled:
+            return OfflinePin(PinOutcome.CANCELLED)
+        return offline_answer(self._action, request)
 
     def close(self) -> None:
         pass

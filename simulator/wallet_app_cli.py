@@ -83,12 +83,42 @@ def _cmd_pay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cpm(args: argparse.Namespace) -> int:
+    from simulator.cpm_code import cpm_payload
+    from simulator.profiles import ProfileError
+    from terminal.money import currency, parse_amount
+    from terminal.qr_merchant import render
+
+    try:
+        cur = currency(args.currency)
+        amount = parse_amount(args.amount, cur)
+        payload = cpm_payload(args.card, amount, cur.numeric)
+    except (KeyError, ProfileError, ValueError) as exc:
+        raise CommandError(str(exc).strip("'\"")) from None
+    drawing, image = render(payload, png=args.png is not None)
+    if args.png is not None:
+        assert image is not None
+        write_output(args.png, image, option="--png")
+    emit(args, {"payload": payload, "card": args.card, "amount": amount, "currency": cur.numeric},
+         f"{drawing}\n{payload}")  # fmt: skip
+    return 0
+
+
 def add_app_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``code`` and ``pay`` to ``posterm sim wallet``'s sub-commands."""
     code = sub.add_parser("code", help="the single-use payment code a wallet app shows (valid 60 s)")
     pay = sub.add_parser("pay", help="a wallet app pays the order of a scanned merchant-presented code")
     pay.add_argument("payload", metavar="PAYLOAD", help="the EMV MPM payload (or the host's order id)")
     code.add_argument("--png", metavar="FILE", help="also write the code's QR as a PNG image")
+    cpm = sub.add_parser(
+        "cpm", help="the EMV consumer-presented code (CPM) a simulated card's app shows, with its ARQC"
+    )
+    cpm.add_argument("--card", default="visa-qvsdc-online", help="a simulated card profile (default visa-qvsdc-online)")
+    cpm.add_argument("--amount", required=True, help="the amount the code is made for, e.g. 9.90")
+    cpm.add_argument("--currency", default="EUR", help="ISO 4217 code (default EUR)")
+    cpm.add_argument("--png", metavar="FILE", help="also write the code's QR as a PNG image")
+    cpm.add_argument("--json", action="store_true", help="one JSON object")
+    cpm.set_defaults(func=_cmd_cpm)
     for p, func in ((code, _cmd_code), (pay, _cmd_pay)):
         p.add_argument("--account", required=True, help="the wallet account (see 'posterm host wallet accounts')")
         p.add_argument("--data-dir", help="the simulated host's data directory (default: $POSTERM_HOST_DIR, ...)")

@@ -115,6 +115,11 @@ class ObservedReader:
     def wait_for_card(self, timeout: float | None = None, cancel: CancelToken | None = None) -> CardSession:
         return _ObservedSession(self.reader.wait_for_card(timeout, cancel), self.url, self.observers)
 
+    def wait_for_insert(self, timeout: float | None = None, cancel: CancelToken | None = None) -> CardSession:
+        """A chip card inserted after "try another interface" (readers that have ``wait_for_insert``), observed."""
+        inner = self.reader.wait_for_insert(timeout, cancel)  # type: ignore[attr-defined]
+        return _ObservedSession(inner, self.url, self.observers)
+
     def close(self) -> None:
         self.reader.close()
 

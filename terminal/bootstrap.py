@@ -36,6 +36,7 @@ from terminal.devices import (
     DEVICES_FILE,
     NONE_WORDS,
     DeviceConfigError,
+    LazyPinPad,
     LazyPrinter,
     LazyReader,
     LazyScanner,
@@ -46,7 +47,7 @@ from terminal.files import make_private_dir, secure_tree
 from terminal.host import HostLink
 from terminal.keystore import FileKeystore
 from terminal.limits import MAX_PARAMETERS_FILE_BYTES, MAX_STATE_FILE_BYTES, read_json_input
-from terminal.ports import CardReader, CodeScanner, DeviceUrlError, ReceiptPrinter
+from terminal.ports import CardReader, CodeScanner, DeviceUrlError, PinPad, ReceiptPrinter
 from terminal.settings import (
     SettingsError,
     load_config,
@@ -67,6 +68,7 @@ __all__ = [
     "load_configuration",
     "open_host",
     "open_terminal",
+    "pin_pad_for",
     "printer_for",
     "reader_for",
     "scanner_for",
@@ -229,6 +231,25 @@ def scanner_for(data_dir: Path) -> CodeScanner | None:
     return LazyScanner(url) if url is not None else None
 
 
+def pin_pad_for(data_dir: Path, url: str | None = None) -> PinPad | None:
+    """The PIN pad ``url`` names, else the configured one (``posterm devices set pin-pad URL``); None: none.
+
+    Opened when a PIN is first asked for.  A URL is checked now (a bad one is
+    one clear line before any card is read); a damaged device configuration
+    leaves the terminal without a PIN pad (the reader's error says what is wrong).
+    """
+    if url is not None:
+        if url.strip().lower() in NONE_WORDS or not url.strip():
+            return None
+        registry.check_url(url, "pin-pad")
+        return LazyPinPad(url)
+    try:
+        configured = load_devices(data_dir).pin_pad
+    except DeviceConfigError:
+        return None
+    return LazyPinPad(configured) if configured is not None else None
+
+
 def open_terminal(
     data_dir: Path | None = None,
     *,
@@ -238,6 +259,7 @@ def open_terminal(
     settings: TerminalSettings | None = None,
     recover: bool = True,
     shared: bool = False,
+    pin_pad_url: str | None = None,
 ) -> Terminal:
     """Open (creating on first use) the terminal whose state lives in ``data_dir``.
 
@@ -267,6 +289,7 @@ def open_terminal(
         recover = False
     try:
         reader = reader_for(directory, reader_url)
+        pin_pad = pin_pad_for(directory, pin_pad_url)
         link = open_host(host, directory)
     except BaseException:
         store.close()
@@ -285,6 +308,7 @@ def open_terminal(
         scanner=scanner_for(directory),
         clock=clock,
         settings=settings or configured,
+        pin_pad=pin_pad,
     )
     if recover:
         terminal.recover()

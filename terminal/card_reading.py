@@ -25,9 +25,11 @@ from typing import Any, Protocol
 from emv import tlv
 from emv.apdu import ApduTransport
 from emv.config import TerminalConfig
+from emv.contact import card_interface
 from emv.outcome import Message, Outcome, ReaderStatus, Restart, TransactionResult, UiMessage
 from emv.pan import mask_pan, pan_of
 from emv.transaction import TransactionData
+from terminal.contact_reading import HeldCard, read_contact
 from terminal.core import Core
 from terminal.emv_session import TapInputs, build_transaction, run_tap
 from terminal.keystore import Keystore
@@ -72,6 +74,7 @@ SCHEMES = {
 
 PRESENT_CARD = "present card"
 PRESENT_CARD_AGAIN = "present card again"
+INSERT_CARD = "insert card"
 
 
 class ExtraKernels(Protocol):
@@ -153,12 +156,19 @@ def _prompt(core: Core, request: CardRequest, text: str, attempt: int) -> None:
     except ValueError:
         shown = f"{request.amount} (currency {request.currency:03d})"
     core.emit("card_prompt", None, prompt=text, amount=shown, attempt=attempt)
+    if text == INSERT_CARD:
+        core.emit("ui_message", None, **UiMessage(Message.INSERT_CARD, ReaderStatus.READY_TO_READ).to_json())
+        return
     message = Message.PRESENT_CARD_AGAIN if attempt else Message.PRESENT_CARD
     core.emit("ui_message", None, **UiMessage(message, ReaderStatus.READY_TO_READ).to_json())
 
 
-def _wait(reader: CardReader, core: Core, token: CancelToken) -> Any:
+def _wait(reader: CardReader, core: Core, token: CancelToken, inserting: bool = False) -> Any:
     try:
+        if inserting:
+            return reader.wait_for_insert(  # type: ignore[attr-defined]
+                timeout=core.settings.card_timeout_seconds, cancel=token
+            )
         return reader.wait_for_card(timeout=core.settings.card_timeout_seconds, cancel=token)
     except WaitCancelled:
         raise PaymentRefused("cancelled", "cancelled: no card was read") from None
@@ -173,12 +183,26 @@ def _wait(reader: CardReader, core: Core, token: CancelToken) -> Any:
 
 
 def read_card(
-    core: Core, reader: CardReader, request: CardRequest, token: CancelToken, extra: ExtraKernels | None = None
+    core: Core,
+    reader: CardReader,
+    request: CardRequest,
+    token: CancelToken,
+    extra: ExtraKernels | None = None,
+    on_hold: Callable[[HeldCard], None] | None = None,
 ) -> TransactionResult:
     """Read the card once, asking for it again (same payment) when it was taken away too early.
 
     ``extra``: the payment's own kernels (a digital-currency wallet's), which
     may also ask for the same card or wallet again (a torn wallet payment).
+
+    An inserted card (its ATR says contact) runs the contact kernel; when it
+    asks to go online its session is handed, open, to ``on_hold`` (the payment
+    completes it with the host's answer); without ``on_hold`` it is closed.
+    A tap that ends "try another interface" prompts "insert card" and, on a
+    reader that can wait for an inserted card (``wait_for_insert``: the
+    simulator's with ``insert=PROFILE``), reads the inserted card in the same
+    payment; other readers end the payment with "insert card" and the next
+    payment reads the inserted card (a PC/SC reader reports it by its ATR).
     """
     config = core.config
     if request.force_online:
@@ -189,6 +213,7 @@ def read_card(
         )
     attempt = 0
     prompt = PRESENT_CARD
+    inserting = False
     opener = getattr(reader, "device", None)  # a reader opened when first used: open it before prompting
     if callable(opener):
         try:
@@ -203,9 +228,11 @@ def read_card(
         _show_restart(core, restart)
         if token.cancelled:
             raise PaymentRefused("cancelled", "cancelled: no card was read")
-        session = _poll(reader, core, token)
+        session = _wait(reader, core, token, inserting=True) if inserting else _poll(reader, core, token)
         if core.listeners:  # Book A: a card in the field, being read (the second light)
             core.emit("ui_message", None, **UiMessage(Message.PROCESSING, ReaderStatus.PROCESSING).to_json())
+        held: HeldCard | None = None
+        result: TransactionResult
         try:
             if token.cancelled:
                 raise PaymentRefused("cancelled", "cancelled: no card was read")
@@ -219,13 +246,24 @@ def read_card(
                 now=core.clock.now,
                 torn_log=core.torn_log,
             )
-            tap_config = config if extra is None else extra.restrict(config)
-            kernels = None if extra is None else extra.kernels
-            result = run_tap(session, tap_config, txn, kernels, restart).result
+            if card_interface(bytes(getattr(session, "atr", b"") or b"")) == "contact":
+                result, held = read_contact(core, session, config, txn, token)
+                if held is not None and on_hold is not None:
+                    on_hold(held)
+            else:
+                tap_config = config if extra is None else extra.restrict(config)
+                kernels = None if extra is None else extra.kernels
+                result = run_tap(session, tap_config, txn, kernels, restart).result
         finally:
-            session.close()
+            if held is None or on_hold is None:
+                session.close()
         for message in result.messages:
             core.emit("ui_message", None, **message.to_json())
+        if result.outcome is Outcome.TRY_ANOTHER_INTERFACE and not inserting and _can_insert(reader):
+            # Book A "insert card": the cashier tells the customer; this reader reads the chip next.
+            inserting = True
+            prompt = INSERT_CARD
+            continue
         # Book A: Try Again with "present card again" (the card left mid-transaction, or it
         # answered garbage): the same payment asks for it again, a few times, then gives up.
         again = extra is not None and extra.ask_again(result)
@@ -238,6 +276,11 @@ def read_card(
         # Book B 3.5: the field off for the hold time (100 ms units) before polling again
         if result.field_off_hold and token.wait(result.field_off_hold / 10):
             raise PaymentRefused("cancelled", "cancelled: no card was read")
+
+
+def _can_insert(reader: CardReader) -> bool:
+    """The reader can wait for an inserted card within the same payment (``can_insert``, ``wait_for_insert``)."""
+    return bool(getattr(reader, "can_insert", False)) and callable(getattr(reader, "wait_for_insert", None))
 
 
 def card_record(keystore: Keystore, txn_id: str, result: TransactionResult) -> CardRecord:
@@ -272,14 +315,36 @@ def host_data(keystore: Keystore, txn_id: str, result: TransactionResult) -> byt
 
 def card_details(result: TransactionResult) -> dict[str, Any]:
     """What the journal keeps in clear of the card's side of a payment (no card data)."""
-    return {
-        "aid": result.aid.hex().upper() if result.aid else None,
-        "application_label": result.application_label,
-        "cryptogram_type": result.cryptogram_type,
-        "cryptogram": result.cryptogram.hex().upper() if result.cryptogram else None,
-        "tvr": result.tvr.hex().upper(),
-        "tsi": result.tsi.hex().upper(),
-        "cvm": result.cvm.value,
-        "card_outcome": result.outcome.value,
-        "oda": result.oda.to_json(),
-    }
+    return (
+        {
+            "aid": result.aid.hex().upper() if result.aid else None,
+            "application_label": result.application_label,
+            "cryptogram_type": result.cryptogram_type,
+            "cryptogram": result.cryptogram.hex().upper() if result.cryptogram else None,
+            "tvr": result.tvr.hex().upper(),
+            "tsi": result.tsi.hex().upper(),
+            "cvm": result.cvm.value,
+            "card_outcome": result.outcome.value,
+            "oda": result.oda.to_json(),
+        }
+        | _cvm_results(result)
+        | _contact_details(result)
+    )
+
+
+def _cvm_results(result: TransactionResult) -> dict[str, Any]:
+    """9F34 as the kernel set it (C-2, contact), for the journal and the receipt's audit lines."""
+    value = result.card_data.get(0x9F34)
+    return {"cvm_results": value.hex().upper()} if value else {}
+
+
+def _contact_details(result: TransactionResult) -> dict[str, Any]:
+    """An inserted card's: the kernel, its CVM results (9F34) and an offline PIN the card verified."""
+    if result.kernel != "contact":
+        return {}
+    cvm_results = getattr(result, "cvm_results", b"") or b""
+    out: dict[str, Any] = {"kernel": "contact", "cvm_results": cvm_results.hex().upper()}
+    # 9F34: method (b1-6; 01 plaintext, 04 enciphered, with or without signature 03, 05), result 02 successful
+    if len(cvm_results) == 3 and cvm_results[0] & 0x3F in (0x01, 0x03, 0x04, 0x05) and cvm_results[2] == 0x02:
+        out["pin"] = "offline_verified"
+    return out

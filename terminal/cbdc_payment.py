@@ -433,4 +433,3 @@ def complete(sale: WalletSale, result: TransactionResult) -> PaymentResult:
         return _payment_result(core, txn_id, f"declined: {refusal_words(refusal)}", result)
     # the intent is written and no record came: the wallet may have debited
     return not_paid(sale, result.error or "the wallet's answer was not a record")
-

@@ -44,7 +44,7 @@ CommandEntry = tuple[str, str, str]
 #: come before ``emv``).  tests/unit/test_cli_commands.py checks each help against the
 #: one its function gives: change both together.
 BUILTIN_COMMANDS: tuple[CommandEntry, ...] = (
-    ("sale", "charge a card", "terminal.cli_payments:add_commands"),
+    ("sale", "charge a card, or take a QR payment (--qr-show, --qr-scan)", "terminal.cli_payments:add_commands"),
     ("refund", "refund against an original payment, or to the card presented", "terminal.cli_payments:add_commands"),
     ("void", "cancel an approved payment of the open batch", "terminal.cli_payments:add_commands"),
     ("journal", "the transaction journal: list, show, verify, export, purge", "terminal.cli_payments:add_commands"),
@@ -64,7 +64,11 @@ BUILTIN_COMMANDS: tuple[CommandEntry, ...] = (
         "terminal.cli_devices:add_commands",
     ),
     ("pin", "the supervisor's and the technician's PINs: set, status", "terminal.cli_pins:add_commands"),
-    ("qr", "EMV QR codes: decode a payload, make the store's code", "terminal.cli_qr:add_commands"),
+    (
+        "qr",
+        "EMV QR codes: decode a payload, make the store's code, check the QR orders in doubt",
+        "terminal.cli_qr:add_commands",
+    ),
     ("emv", "EMV contactless: simulated cards, taps and replays", "terminal.cli_emv:add_commands"),
 )
 _LISTED_LAST = "emv"

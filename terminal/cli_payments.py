@@ -13,7 +13,10 @@ configuration (``posterm devices set reader URL``; by default a simulated
 ``pcsc:`` or ``nfc:usb``), or on a simulated card with ``--card PROFILE``
 (short for ``--reader sim:card=PROFILE``).  While a card is awaited, the
 amount and the prompt are printed on standard error (not with ``--json``,
-whose output is for programs).
+whose output is for programs).  ``--pin-pad URL`` names the PIN pad (else the
+configured one, ``posterm devices set pin-pad URL``; ``none``: none), and
+``--insert contact-...`` the simulated chip card inserted when a tap ends
+"insert card" (docs/pinpad-protocol.md, "PIN in a sale").
 
 Exit statuses: see :mod:`terminal.exit_status` (0 approved or done, 1
 declined or not completed, 2 unusable input, 3 unavailable, 130 interrupted).
@@ -60,7 +63,10 @@ def _terminal(
     (:func:`terminal.notices.tell_unshown`); ``tell=False`` for ``posterm
     last``, which tells them its own way.
     """
-    terminal = open_terminal(args.data_dir, reader_url=reader_url, host=getattr(args, "host", "auto"), shared=shared)
+    terminal = open_terminal(
+        args.data_dir, reader_url=reader_url, host=getattr(args, "host", "auto"), shared=shared,
+        pin_pad_url=getattr(args, "pin_pad", None),
+    )  # fmt: skip
     try:
         if tell:
             tell_unshown(terminal, _note)
@@ -84,8 +90,12 @@ def _reader(args: argparse.Namespace) -> str | None:
     """The reader URL the options name; None: the configured reader."""
     if args.card and args.reader:
         raise CommandError("give either --card or --reader, not both")
+    insert = getattr(args, "insert", None)
+    if insert and not args.card:
+        raise CommandError("--insert goes with --card (the simulated card tapped first)")
     if args.card:
-        return f"sim:card={args.card}"
+        url = f"sim:card={args.card}"
+        return f"{url}{'&' if '?' in url else '?'}insert={insert}" if insert else url
     return str(args.reader) if args.reader else None
 
 
@@ -138,6 +148,10 @@ def _currency_of(args: argparse.Namespace) -> Any:
 
 
 def _cmd_sale(args: argparse.Namespace) -> int:
+    from terminal.cli_qr_sale import run_sale
+
+    if args.qr_show or args.qr_scan or args.png or args.scanner:
+        return run_sale(args)
     cur = _currency_of(args)
     amount = parse_amount(args.amount, cur)
     with _terminal(args, _reader(args)) as terminal:
@@ -413,11 +427,27 @@ def add_commands(sub: Any) -> None:
             help="device URL of the card reader, e.g. pcsc: or nfc:usb (default: the configured reader, "
             "see 'posterm devices')",
         )
+        p.add_argument(
+            "--pin-pad",
+            metavar="URL",
+            help="device URL of the PIN pad, e.g. sim:pin=1234 or serial:/dev/ttyUSB0?protocol=posterm-pinpad "
+            "(default: the configured PIN pad, see 'posterm devices'; 'none': no PIN pad)",
+        )
+        p.add_argument(
+            "--insert",
+            metavar="PROFILE",
+            help="with --card: the simulated chip card (contact-...) the customer inserts when the tap ends "
+            "'insert card' (try another interface)",
+        )
         p.add_argument("--offline-behavior", default="prefer_online", choices=behaviours)
         _common(p)
         return p
 
-    payment("sale", "charge a card").set_defaults(func=_cmd_sale)
+    sale = payment("sale", "charge a card, or take a QR payment (--qr-show, --qr-scan)")
+    from terminal.cli_qr_sale import add_sale_options
+
+    add_sale_options(sale)
+    sale.set_defaults(func=_cmd_sale)
     refund = payment("refund", "refund against an original payment, or to the card presented")
     refund.add_argument(
         "--original", metavar="TXN_ID", help="the sale refunded: to its card (no card is read unless named)"

@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from terminal.cli_output import DATA_DIR_HELP, CommandError, emit, write_output
+from terminal.cli_output import DATA_DIR_HELP, CommandError, Unavailable, emit, write_output
 
 if TYPE_CHECKING:
     from emv.qr_cpm import ApplicationTemplate, ConsumerPresentedCode
@@ -284,9 +284,46 @@ def _cmd_mpm(args: argparse.Namespace) -> int:
     drawing, png = render(payload, png=args.png is not None, best_mask=args.static)
     if args.png is not None and png is not None:
         write_output(args.png, png, option="--png")
+    printed = _print_code(directory, args.print, payload, amount, cur) if args.print is not None else None
     obj = {"payload": payload, "reference": reference, "png": args.png} | mpm_json(decode(payload), payload)
-    emit(args, obj, f"{drawing}\n{payload}\n" + (f"reference {reference}" if reference else "static code"))
+    obj["printed_on"] = printed
+    text = f"{drawing}\n{payload}\n" + (f"reference {reference}" if reference else "static code")
+    emit(args, obj, text + (f"\nprinted on {printed}" if printed else ""))
     return 0
+
+
+def _print_code(directory: Path, url: str, payload: str, amount: int | None, cur: Any) -> str:
+    """Print the code on the printer ``url`` names ('' = the configured one, ``posterm devices set printer``).
+
+    A store's static code is printed once and put on the counter; a dynamic code is printed for the customer.
+    Returns the printer's URL as shown; a printer fault is the command's error (exit 3), the code itself is made.
+    """
+    from terminal.devices import load_devices, shown_url
+    from terminal.money import format_amount
+    from terminal.ports import DeviceError, DeviceUrlError
+    from terminal.qr_sale import escpos_code
+    from terminal.registry import open_printer
+
+    if not url:
+        url = load_devices(directory).printer or ""
+        if not url:
+            raise CommandError(
+                "no receipt printer is configured: give --print URL or set one (posterm devices set printer URL)"
+            )
+    caption = format_amount(amount, cur) if amount is not None else "STORE CODE"
+    try:
+        printer = open_printer(url)
+        try:
+            printer.print_job(escpos_code(payload, caption))
+        finally:
+            close = getattr(printer, "close", None)
+            if callable(close):
+                close()
+    except DeviceUrlError as exc:
+        raise CommandError(f"--print: {exc}") from None
+    except (DeviceError, OSError) as exc:
+        raise Unavailable(f"{shown_url(url)}: the code was not printed: {exc}") from None
+    return shown_url(url)
 
 
 # ------------------------------------------------------------------------------------------ parser
@@ -294,7 +331,9 @@ def _cmd_mpm(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Add ``qr`` and its subcommands to the ``posterm`` parser's subcommands."""
-    qr: argparse.ArgumentParser = sub.add_parser("qr", help="EMV QR codes: decode a payload, make the store's code")
+    qr: argparse.ArgumentParser = sub.add_parser(
+        "qr", help="EMV QR codes: decode a payload, make the store's code, check the QR orders in doubt"
+    )
     qr_sub = qr.add_subparsers(dest="qr_command", required=True, metavar="COMMAND")
 
     decode = qr_sub.add_parser(
@@ -321,6 +360,18 @@ def add_commands(sub: Any) -> None:
     )
     mpm.add_argument("--png", metavar="FILE", help="also write the code as a PNG image")
     mpm.add_argument("--static", action="store_true", help="the store's code (point of initiation 11)")
+    mpm.add_argument(
+        "--print",
+        nargs="?",
+        const="",
+        metavar="URL",
+        help="also print the code (on the configured receipt printer, or the printer URL given), "
+        "e.g. the store's static code for the counter",
+    )
     mpm.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     mpm.add_argument("--json", action="store_true", help="print one JSON object (the payload and its fields)")
     mpm.set_defaults(func=_cmd_mpm)
+
+    from terminal.cli_qr_sale import add_orders_command
+
+    add_orders_command(qr_sub)

@@ -23,6 +23,7 @@ from terminal.host import HostCertificateRejected, HostError, HostLink
 from terminal.keystore import DEFAULT_CIPHER, Keystore, check_cipher
 from terminal.lifecycle import Event, State
 from terminal.offline import OfflineLimits, RetryPolicy
+from terminal.ports import PinPad
 from terminal.results import TerminalEvent
 from terminal.store import Store
 
@@ -65,6 +66,10 @@ class TerminalSettings:
     cbdc: Any = None
     # The cipher that seals card data at rest (terminal.keystore.CIPHERS); both are always read.
     keystore_cipher: str = DEFAULT_CIPHER
+    # PIN entry: the seconds a customer has at the PIN pad, and whether Enter with no digits may
+    # bypass a PIN the card asks for (the payment then goes on without it, and says so).
+    pin_timeout_seconds: float = 60.0
+    pin_bypass: bool = True
 
     def __post_init__(self) -> None:
         if self.retention_years < MIN_RETENTION_YEARS:
@@ -100,6 +105,8 @@ class Core:
         self.clock = clock
         self.settings = settings
         self.rng = rng
+        # The PIN pad (terminal.ports.PinPad), None without one: the kernels then advertise no PIN.
+        self.pin_pad: PinPad | None = None
         self.listeners: list[Callable[[TerminalEvent], None]] = []
         # The payment the current verb created (its first journal row is written), if any:
         # what an interrupted command reports.

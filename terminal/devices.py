@@ -46,6 +46,9 @@ from terminal.ports import (
     DeviceError,
     DeviceGone,
     DeviceUrlError,
+    OfflinePin,
+    OfflinePinPad,
+    OfflinePinRequest,
     PinEntry,
     PinPad,
     PinRequest,
@@ -94,6 +97,8 @@ def shown_url(url: str) -> str:
     'sim:pin=****?format=0'
     """
     return _SIM_PIN.sub("****", url)
+
+
 #: What ``posterm devices set KIND none`` stores: no device of that kind.
 NONE_WORDS: Final = frozenset({"none", "null", "-"})
 #: What ``posterm devices set KIND default`` does: drop the local setting, the shipped default applies.
@@ -402,6 +407,20 @@ class LazyPinPad:
             return self._pad.enter_pin(request, timeout, cancel)
         except DeviceGone:
             self.close()  # unplugged: the next entry opens it again
+            raise
+
+    def enter_offline_pin(
+        self, request: OfflinePinRequest, timeout: float | None = None, cancel: CancelToken | None = None
+    ) -> OfflinePin:
+        """The pad's offline PIN for an inserted card (DeviceError when this pad cannot give one)."""
+        if self._pad is None:
+            self._pad = self._opener(self._url)
+        if not isinstance(self._pad, OfflinePinPad):
+            raise DeviceError(f"the PIN pad {self.url} cannot take an offline PIN for an inserted card")
+        try:
+            return self._pad.enter_offline_pin(request, timeout, cancel)
+        except DeviceGone:
+            self.close()
             raise
 
     def close(self) -> None:

@@ -40,7 +40,17 @@ class ExitStatus(enum.IntEnum):
 # PaymentRefused reasons that are the operator's input, or a device that cannot be used.
 _BAD_INPUT_REASONS = frozenset({"not_found", "no_original", "amount", "currency"})
 _UNAVAILABLE_REASONS = frozenset(
-    {"no_reader", "reader_gone", "reader_error", "no_printer", "no_scanner", "scanner_error", "storage", "busy"}
+    {
+        "no_reader",
+        "reader_gone",
+        "reader_error",
+        "no_printer",
+        "no_scanner",
+        "scanner_error",
+        "storage",
+        "busy",
+        "host_unreachable",
+    }
 )
 
 # Exception class names (anywhere in the class's ancestry) -> status.  Names, not classes, so

@@ -46,6 +46,7 @@ from terminal.ports import (
     CodeScanner,
     DeviceError,
     NoCodeError,
+    PinPad,
     ReceiptPrinter,
     WaitCancelled,
 )
@@ -79,6 +80,37 @@ __all__ = [
 ]
 
 
+_ONLINE_PIN_CVM = 0x40  # 9F33 byte 2 / DF8118: enciphered PIN for online verification
+_TTQ_ONLINE_PIN = 0x04  # TTQ byte 1 b3: online PIN supported
+
+
+def _with_pin_pad(config: TerminalConfig, present: bool) -> TerminalConfig:
+    """The EMV configuration advertising online PIN exactly when a PIN pad is there.
+
+    With one: 9F33 byte 2 "enciphered PIN for online verification", the TTQ's
+    "online PIN supported" (kernel 3 combinations, whose TTQ is set) and the
+    C-2 "CVM required" capability's online PIN.  Without: ``pin_pad`` false,
+    whose construction masks every PIN claim off (:mod:`emv.capabilities`).
+    """
+    if config.pin_pad == present:
+        return config
+    if not present:
+        return replace(config, pin_pad=False)
+    caps = bytearray(config.terminal_capabilities)
+    if len(caps) == 3:
+        caps[1] |= _ONLINE_PIN_CVM
+    combos = []
+    for combo in config.combinations:
+        changes: dict[str, Any] = {}
+        if len(combo.ttq) == 4 and any(combo.ttq):
+            changes["ttq"] = bytes([combo.ttq[0] | _TTQ_ONLINE_PIN]) + combo.ttq[1:]
+        if combo.cvm_capability_cvm_required:
+            value = combo.cvm_capability_cvm_required
+            changes["cvm_capability_cvm_required"] = bytes([value[0] | _ONLINE_PIN_CVM]) + value[1:]
+        combos.append(replace(combo, **changes) if changes else combo)
+    return replace(config, pin_pad=True, terminal_capabilities=bytes(caps), combinations=tuple(combos))
+
+
 class Terminal(Telling):
     """One terminal: its configuration, its store, its devices and its host link.
 
@@ -101,9 +133,10 @@ class Terminal(Telling):
         clock: Clock | None = None,
         settings: TerminalSettings | None = None,
         rng: random.Random | None = None,
+        pin_pad: PinPad | None = None,
     ) -> None:
         self._core = Core(
-            config=config,
+            config=_with_pin_pad(config, pin_pad is not None),
             store=store,
             keystore=keystore,
             host=host,
@@ -111,13 +144,14 @@ class Terminal(Telling):
             settings=settings or TerminalSettings(),
             rng=rng or random.Random(),
         )
+        self._core.pin_pad = pin_pad
         self.reader = reader
         self.printer = printer
         self.scanner = scanner
         self._settlement = Settlement(self._core)
         self._forwarder = Forwarder(self._core, self._settlement.finish_pending_close)
         self._receipts = Receipts(self._core)
-        self._payments = Payments(self._core, self._forwarder, self._read_card)
+        self._payments = Payments(self._core, self._forwarder, self._read_card, self._pin_token)
         self._lock = threading.RLock()
         self._cancel: CancelToken | None = None
 
@@ -131,7 +165,19 @@ class Terminal(Telling):
     def config(self, config: TerminalConfig) -> None:
         """A new EMV configuration from now on (parameters downloaded or rolled back while running)."""
         with self._lock:
-            self._core.config = config
+            self._core.config = _with_pin_pad(config, self._core.pin_pad is not None)
+
+    @property
+    def pin_pad(self) -> PinPad | None:
+        """The PIN pad (None: none; the kernels then advertise no PIN)."""
+        return self._core.pin_pad
+
+    @pin_pad.setter
+    def pin_pad(self, pad: PinPad | None) -> None:
+        """Another PIN pad from now on (or none): the kernels advertise online PIN with it."""
+        with self._lock:
+            self._core.pin_pad = pad
+            self._core.config = _with_pin_pad(self._core.config, pad is not None)
 
     @property
     def settings(self) -> TerminalSettings:
@@ -322,13 +368,19 @@ class Terminal(Telling):
         except StorageError as exc:
             raise PaymentRefused("storage", f"payment refused: {exc}") from exc
 
+    def _pin_token(self) -> CancelToken:
+        """A cancel for the PIN entry that follows the card's reading: :meth:`cancel` reaches it."""
+        token = CancelToken()
+        self._cancel = token
+        return token
+
     def _read_card(self, request: CardRequest, extra: ExtraKernels | None = None) -> TransactionResult:
         if self.reader is None:
             raise PaymentRefused("no_reader", "no card reader is configured")
         token = CancelToken()
         self._cancel = token
         try:
-            return read_card(self._core, self.reader, request, token, extra)
+            return read_card(self._core, self.reader, request, token, extra, on_hold=self._payments.hold)
         finally:
             self._cancel = None
 
@@ -460,6 +512,32 @@ class Terminal(Telling):
                 )
                 return told(self._after_payment(result))
 
+    def qr_sale(self, amount: int, code: int, **how: Any) -> PaymentResult:
+        """A QR sale; ``how``: :func:`terminal.qr_sale.qr_sale`'s options (``show=`` the terminal shows a code,
+        else the scanner's code pays).  :meth:`cancel` stops the wait (the order is then closed at the host)."""
+        from terminal.qr_sale import qr_sale
+
+        with self._lock, self._refusing_on_storage_errors():
+            self._writable()
+            done = self._done_for(how.get("request_key"))
+            if done is not None:
+                return done
+            with self._told("sale", amount, code) as told:
+                self._cancel = token = CancelToken()
+                try:
+                    result = qr_sale(self._core, self._payments, self.scanner, self.printer, token, amount, code, **how)
+                finally:
+                    self._cancel = None
+                return told(self._after_payment(result))
+
+    def qr_check(self) -> list[Any]:
+        """Ask the host about the QR payments in doubt (:func:`terminal.qr_check.check_orders`)."""
+        from terminal.qr_check import check_orders, qr_flow
+
+        with self._lock, self._refusing_on_storage_errors():
+            self._writable()
+            return check_orders(qr_flow(self._core, self._payments._new_txn_id))
+
     def _done_for(self, request_key: str | None) -> PaymentResult | None:
         if request_key is None:
             return None
@@ -509,6 +587,7 @@ class Terminal(Telling):
         self._writable()  # the reader is the other process's
         with self._lock:
             result = self._read_card(CardRequest(1, self.config_currency, 2, 0x20, False))
+            self._payments.release()
             card = card_record(self._core.keystore, "lookup", result)
             if card.pan_token is None or card.masked_pan is None:
                 return None
@@ -565,6 +644,9 @@ class Terminal(Telling):
         if self.read_only:
             raise SettlementRefused("settlement refused: the terminal is in use by another process")
         with self._lock:
+            from terminal.qr_check import before_settling
+
+            before_settling(self._core, self._payments._new_txn_id)  # QR payments in doubt: asked about first
             return self._settlement.settle()
 
     def purge_expired_records(self) -> PurgeReport:

@@ -80,6 +80,7 @@ class HostAnswer:
     approval_code: str | None = None
     host_reference: str | None = None
     arpc: bytes | None = None
+    scripts: bytes = b""  # issuer script templates 71 / 72 for a chip card (its second half runs them)
 
     @property
     def approved(self) -> bool:
@@ -132,7 +133,7 @@ class Reversal:
     amount: int
     currency: int
     terminal_id: str
-    reason: str  # "no_answer" | "void" | "recovery" | "expired"
+    reason: str  # "no_answer" | "void" | "recovery" | "expired" | "card_declined"
     retransmission: bool = False
 
 

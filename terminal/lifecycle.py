@@ -31,6 +31,13 @@ payment is voided or refunded at the terminal (the wallet's operator pays a
 wallet back), and its queued entries never expire (a record is the merchant's
 claim, and a notice the wallet's): the table has no such rows.
 
+A QR payment (:mod:`terminal.qr_payment`) is online only and queues nothing:
+its intent is journalled before the first request (``qr_intent``), every
+request is idempotent through the terminal's reference, and a payment left
+without the host's last word is ``qr_in_doubt``, asked about again later
+(the rows marked ``check_at_host``, :mod:`terminal.qr_check`): an order the
+app paid meanwhile is recorded (``qr_paid``), one still open is closed.
+
 What may follow what *between* payments (a refund against a sale, a void of a
 sale or of a refund) is the second table, :data:`FOLLOW_UPS`, with the reason
 in words for every state it refuses.  Together they keep the money rule:
@@ -60,6 +67,7 @@ __all__ = [
     "COUNTED_REFUND_STATES",
     "FINAL_STATES",
     "FOLLOW_UPS",
+    "QR_CHECKED_STATES",
     "RECOVERY",
     "TRANSITIONS",
     "UNFINISHED_STATES",
@@ -102,6 +110,11 @@ class State(enum.Enum):
     WALLET_CREDITED = "wallet_credited"  # the wallet's operator accepted the record and credited the merchant
     WALLET_REFUSED = "wallet_refused"  # a record that fails a check: declined, the record queued as evidence
     WALLET_NOT_PAID = "wallet_not_paid"  # torn and never completed: not paid, a notice queued (cbdc_torn)
+    # QR payments (online only, terminal.qr_payment): an order shown, a wallet code scanned, a refund to a wallet
+    QR_PENDING = "qr_pending"  # the intent is durable: the request may reach the host (write-ahead)
+    QR_PAID = "qr_paid"  # the host says paid (a sale), or refunded to the wallet (a refund)
+    QR_IN_DOUBT = "qr_in_doubt"  # the terminal gave up without the host's last word: checked at the host later
+    QR_VOIDING = "qr_voiding"  # voided: the cancel (reversal) at the host is asked for
 
 
 class Event(enum.Enum):
@@ -112,6 +125,8 @@ class Event(enum.Enum):
     HOST_APPROVED = "host_approved"
     HOST_DECLINED = "host_declined"
     NO_ANSWER = "no_answer"
+    # an inserted card refused (AAC, or did not complete) what its issuer had approved: reverse it
+    CARD_REFUSED_APPROVAL = "card_refused_approval"
     NOT_SENT_DEFERRED = "not_sent_deferred"
     NOT_SENT_DECLINED = "not_sent_declined"
     REVERSAL_ACKNOWLEDGED = "reversal_acknowledged"
@@ -131,6 +146,16 @@ class Event(enum.Enum):
     WALLET_REFUSED = "wallet_refused"  # the record failed a check after the wallet debited
     WALLET_NOT_PAID = "wallet_not_paid"  # torn, and the customer did not present the wallet again
     RECOVER_WALLET = "recover_wallet"  # start-up found a wallet payment left between intent and outcome
+    QR_INTENT = "qr_intent"  # a QR order, code payment or wallet refund journalled, before its request
+    QR_ORDER_CREATED = "qr_order_created"  # the host made the merchant-presented order: its id noted
+    QR_PAID = "qr_paid"  # the host says paid (or refunded); a cancel it refused leaves the payment paid
+    QR_DECLINED = "qr_declined"  # the host or the wallet declined (the reason kept)
+    QR_NOT_SENT = "qr_not_sent"  # the host could not be reached: nothing was sent
+    QR_CLOSED = "qr_closed"  # closed or cancelled at the host before any payment: never charged
+    QR_REVERSED = "qr_reversed"  # cancelled at the host after payment: the wallet was paid back
+    QR_GAVE_UP = "qr_gave_up"  # no last word from the host (no answer, or the close could not be sent)
+    RECOVER_QR = "recover_qr"  # start-up found a QR request left between its intent and its answer
+    QR_VOID = "qr_void"  # the void of a QR sale: its cancel at the host is asked for
 
 
 class Money(enum.Enum):
@@ -169,6 +194,7 @@ class Transition:
     reversal_done: bool = False
     keep_card_data: bool = False
     drop_card_data: bool = False
+    check_at_host: bool = False  # a QR order the terminal must ask the host about again (terminal.qr_check)
 
     def effects(self) -> tuple[str, ...]:
         """The effects in words, for the documentation table."""
@@ -185,6 +211,8 @@ class Transition:
             out.append("reversal delivered")
         if self.drop_card_data:
             out.append("drop card data")
+        if self.check_at_host:
+            out.append("check at the host later")
         return tuple(out)
 
 
@@ -204,6 +232,9 @@ TRANSITIONS: dict[tuple[State, Event], Transition] = {
     (S.AUTHORISING, E.HOST_APPROVED): T(S.APPROVED, M.TAKEN, drop_card_data=True),
     (S.AUTHORISING, E.HOST_DECLINED): T(S.DECLINED, M.NONE, drop_card_data=True),
     (S.AUTHORISING, E.NO_ANSWER): T(S.REVERSAL_PENDING, M.UNKNOWN, queue_reversal="no_answer", drop_card_data=True),
+    (S.AUTHORISING, E.CARD_REFUSED_APPROVAL): T(
+        S.REVERSAL_PENDING, M.UNKNOWN, queue_reversal="card_declined", drop_card_data=True
+    ),
     (S.AUTHORISING, E.NOT_SENT_DEFERRED): T(S.DEFERRED_APPROVED, M.TAKEN, queue_saf=True),
     (S.AUTHORISING, E.NOT_SENT_DECLINED): T(S.DECLINED, M.NONE, drop_card_data=True),
     (S.AUTHORISING, E.RECOVER_AUTHORISING): T(
@@ -272,6 +303,27 @@ TRANSITIONS: dict[tuple[State, Event], Transition] = {
     (S.WALLET_NOT_PAID, E.FORWARD_ACCEPTED): T(S.CANCELLED, M.NONE, saf_answer="accepted"),
     (S.WALLET_NOT_PAID, E.FORWARD_DECLINED): T(S.CANCELLED, M.NONE, saf_answer="declined"),
     (S.WALLET_NOT_PAID, E.FORWARD_REJECTED): T(S.CANCELLED, M.NONE, saf_answer="rejected"),
+    # QR payments: online only, nothing queued; the terminal's own reference makes every request idempotent,
+    # so a request in doubt is asked about again (query, close, cancel, refund) rather than queued
+    (S.STARTED, E.QR_INTENT): T(S.QR_PENDING, M.NONE),
+    (S.QR_PENDING, E.QR_ORDER_CREATED): T(S.QR_PENDING, M.NONE),
+    (S.QR_PENDING, E.QR_PAID): T(S.QR_PAID, M.TAKEN),
+    (S.QR_PENDING, E.QR_DECLINED): T(S.DECLINED, M.NONE),
+    (S.QR_PENDING, E.QR_NOT_SENT): T(S.DECLINED, M.NONE),
+    (S.QR_PENDING, E.QR_CLOSED): T(S.CANCELLED, M.NONE),
+    (S.QR_PENDING, E.QR_REVERSED): T(S.REVERSED, M.NONE),
+    (S.QR_PENDING, E.QR_GAVE_UP): T(S.QR_IN_DOUBT, M.UNKNOWN, check_at_host=True),
+    (S.QR_PENDING, E.RECOVER_QR): T(S.QR_IN_DOUBT, M.UNKNOWN, check_at_host=True),
+    # in doubt: an order the app paid meanwhile is recorded (never lost); one still open is closed or cancelled
+    (S.QR_IN_DOUBT, E.QR_PAID): T(S.QR_PAID, M.TAKEN),
+    (S.QR_IN_DOUBT, E.QR_DECLINED): T(S.DECLINED, M.NONE),
+    (S.QR_IN_DOUBT, E.QR_CLOSED): T(S.CANCELLED, M.NONE),
+    (S.QR_IN_DOUBT, E.QR_REVERSED): T(S.REVERSED, M.NONE),
+    # void of a QR sale (same batch, no refunds): cancelled at the host, which pays the wallet back
+    (S.QR_PAID, E.QR_VOID): T(S.QR_VOIDING, M.RETURNED, check_at_host=True),
+    (S.QR_VOIDING, E.QR_REVERSED): T(S.VOIDED, M.NONE),
+    (S.QR_VOIDING, E.QR_PAID): T(S.QR_PAID, M.TAKEN),  # the host refused the cancel (refunds, settled)
+    (S.QR_VOIDING, E.QR_NOT_SENT): T(S.QR_PAID, M.TAKEN),  # nothing was sent: still paid
 }
 
 #: The event start-up recovery applies to a payment a crash left in each unfinished state.
@@ -280,6 +332,7 @@ RECOVERY: dict[State, Event] = {
     S.AUTHORISING: E.RECOVER_AUTHORISING,
     S.WALLET_PAYING: E.RECOVER_WALLET,
     S.WALLET_TORN: E.RECOVER_WALLET,
+    S.QR_PENDING: E.RECOVER_QR,
 }
 
 #: The kind of store-and-forward entry a wallet's event queues (:func:`saf_kind`): CBDC-SPEC section 10.
@@ -307,12 +360,16 @@ FINAL_STATES = frozenset(
 _CARD_APPROVED = frozenset({S.APPROVED, S.OFFLINE_APPROVED, S.DEFERRED_APPROVED, S.FORWARDED})
 
 # States in which the customer was told "approved" (and the money counts in the batch).
-APPROVED_STATES = _CARD_APPROVED | {S.WALLET_APPROVED, S.WALLET_CREDITED}
+APPROVED_STATES = _CARD_APPROVED | {S.WALLET_APPROVED, S.WALLET_CREDITED, S.QR_PAID}
+
+#: The states of a QR payment the terminal asks the host about again (:mod:`terminal.qr_check`).
+QR_CHECKED_STATES = frozenset(row.to for row in TRANSITIONS.values() if row.check_at_host)
 
 # States a crash may leave a payment in that recovery or a queued reversal must finish.
 UNFINISHED_STATES = frozenset(
-    {S.STARTED, S.AUTHORISING, S.REVERSAL_PENDING, S.VOID_PENDING, S.WALLET_PAYING, S.WALLET_TORN}
-)
+    {S.STARTED, S.AUTHORISING, S.REVERSAL_PENDING, S.VOID_PENDING, S.WALLET_PAYING, S.WALLET_TORN,
+     S.QR_PENDING, S.QR_IN_DOUBT, S.QR_VOIDING}
+)  # fmt: skip
 
 
 class TransitionError(Exception):
@@ -367,9 +424,9 @@ class FollowUp(enum.Enum):
 # against a sale the host has confirmed: one still queued may yet be declined by the host
 # (and then the customer would get back what was never taken), so it is voided instead.
 FOLLOW_UPS: dict[tuple[FollowUp, str], frozenset[State]] = {
-    (FollowUp.REFUND, "sale"): frozenset({S.APPROVED, S.FORWARDED}),
+    (FollowUp.REFUND, "sale"): frozenset({S.APPROVED, S.FORWARDED, S.QR_PAID}),
     (FollowUp.REFUND, "refund"): frozenset(),
-    (FollowUp.VOID, "sale"): _CARD_APPROVED,
+    (FollowUp.VOID, "sale"): _CARD_APPROVED | {S.QR_PAID},
     (FollowUp.VOID, "refund"): _CARD_APPROVED,
 }
 
@@ -396,11 +453,17 @@ _REFUSED_BECAUSE: dict[State, str] = {
     "not the terminal",
     S.WALLET_REFUSED: "it was declined: nothing was paid",
     S.WALLET_NOT_PAID: "it was not completed: nothing was paid",
+    S.QR_PENDING: "it is not finished",
+    S.QR_IN_DOUBT: "its result is not known yet: it is checked at the host ('posterm qr orders --check')",
+    S.QR_VOIDING: "it was voided",
+    S.QR_PAID: "a QR refund went back to the wallet at once: it cannot be voided",
 }
 
 # The states of a refund that count against its original: approved, and anything that may
 # still end approved or is being undone (until the undoing is confirmed, the refund counts).
-COUNTED_REFUND_STATES = APPROVED_STATES | {S.STARTED, S.AUTHORISING, S.REVERSAL_PENDING, S.VOID_PENDING}
+COUNTED_REFUND_STATES = APPROVED_STATES | {
+    S.STARTED, S.AUTHORISING, S.REVERSAL_PENDING, S.VOID_PENDING, S.QR_PENDING, S.QR_IN_DOUBT,
+}  # fmt: skip
 
 
 def follow_up_refusal(action: FollowUp, kind: str, state: State) -> str | None:

@@ -32,9 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["OutcomeRecord", "describe", "outcome_word", "tell_unshown"]
 
-_DECLINED = frozenset(
-    {State.DECLINED, State.DECLINED_AFTER_FORWARDING, State.REJECTED_BY_HOST, State.WALLET_REFUSED}
-)
+_DECLINED = frozenset({State.DECLINED, State.DECLINED_AFTER_FORWARDING, State.REJECTED_BY_HOST, State.WALLET_REFUSED})
 _VOIDED = frozenset({State.VOIDED, State.VOID_PENDING})
 
 

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from emv.outcome import Message, Outcome, ReaderStatus, TransactionResult, UiMessage
 from terminal.card_reading import CardRequest, ExtraKernels, card_details, card_record, host_data, scheme_of
+from terminal.contact_reading import HeldCard
 from terminal.core import Core
+from terminal.follow_ups import FollowUps
 from terminal.forwarding import Forwarder
 from terminal.host import (
     AuthorisationRequest,
@@ -32,17 +34,17 @@ from terminal.host import (
 )
 from terminal.lifecycle import (
     APPROVED_STATES,
-    COUNTED_REFUND_STATES,
     Event,
-    FollowUp,
     State,
-    follow_up_refusal,
 )
-from terminal.money import currency, format_amount
 from terminal.offline import OfflineBehavior, PaymentRefused
-from terminal.response_codes import decline_reason, refusal_words
+from terminal.payment_text import card_after as _card_after
+from terminal.payment_text import not_completed_text as _not_completed_text
+from terminal.pin_entry import OnlinePin, collect_online_pin, online_pin_wanted, pin_detail, tvr_after_bypass
+from terminal.ports import CancelToken
+from terminal.response_codes import decline_reason
 from terminal.results import PaymentResult
-from terminal.store import CardRecord, NewPayment, StorageCorrupt, StorageError, TxnRow
+from terminal.store import CardRecord, NewPayment, StorageError
 
 if TYPE_CHECKING:
     from terminal.cbdc_payment import WalletSale
@@ -50,14 +52,7 @@ if TYPE_CHECKING:
 __all__ = ["Payments"]
 
 
-def _money(minor: int, code: int) -> str:
-    try:
-        return format_amount(minor, currency(code))
-    except ValueError:
-        return f"{minor} (currency {code:03d})"
-
-
-class Payments:
+class Payments(FollowUps):
     """The payment verbs behind the facade; callers hold the terminal's lock."""
 
     def __init__(
@@ -65,10 +60,28 @@ class Payments:
         core: Core,
         forwarder: Forwarder,
         read_card: Callable[[CardRequest, ExtraKernels | None], TransactionResult],
+        new_token: Callable[[], CancelToken] | None = None,
     ) -> None:
         self._core = core
         self._forwarder = forwarder
         self._read_card = read_card
+        self._new_token = new_token  # the terminal's cancel for a PIN entry (Terminal.cancel reaches it)
+        # An inserted card waiting for the host's answer to its ARQC (terminal.contact_reading).
+        self._held: HeldCard | None = None
+
+    def hold(self, card: HeldCard) -> None:
+        """The card reading hands over an inserted card to complete after the host's answer."""
+        self._release()
+        self._held = card
+
+    def release(self) -> None:
+        """Power off an inserted card still held (a reading that made no payment: a card lookup)."""
+        self._release()
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
 
     def _new_txn_id(self) -> tuple[str, str]:
         """A new transaction id and the moment it was made (ISO 8601 UTC).
@@ -121,19 +134,9 @@ class Payments:
             kernel=row.details.get("kernel"),
             wallet_id=row.details.get("wallet_id"),
             refusal=row.details.get("refusal"),
+            cvm=row.details.get("cvm"),
+            pin=row.details.get("pin"),
         )
-
-    def _checked(self, txn_id: str) -> TxnRow:
-        """The row of a payment named by the operator, refused when it is missing or edited."""
-        row = self._core.store.get(txn_id)
-        if row is None:
-            raise PaymentRefused("not_found", f"no transaction {txn_id}")
-        if not row.sealed:
-            raise StorageCorrupt(
-                f"transaction {txn_id} was changed outside posterm (its seal does not match); "
-                "see 'posterm journal verify'"
-            )
-        return row
 
     # -- online ---------------------------------------------------------------------------------
 
@@ -159,8 +162,20 @@ class Payments:
                 )
             )
 
-    def _go_online(self, txn_id: str, behavior: OfflineBehavior, emv: TransactionResult | None) -> PaymentResult:
-        """The payment is journalled as ``authorising``; send it and act on the answer."""
+    def _go_online(
+        self,
+        txn_id: str,
+        behavior: OfflineBehavior,
+        emv: TransactionResult | None,
+        online_pin: OnlinePin | None = None,
+    ) -> PaymentResult:
+        """The payment is journalled as ``authorising``; send it and act on the answer.
+
+        ``online_pin``: the PIN pad's block for the issuer (sent with the
+        request, kept nowhere).  An inserted card held open (:meth:`hold`) gets
+        the host's answer for its second GENERATE AC; when it refuses what the
+        issuer approved, the authorisation is reversed.
+        """
         core = self._core
         row = core.store.get(txn_id)
         assert row is not None
@@ -183,6 +198,7 @@ class Payments:
                 emv_data=core.emv_data(txn_id),
                 pan_token=row.pan_token or "",
                 original_txn_id=row.original_txn_id,
+                pin=online_pin.entry.pin if online_pin is not None else None,
             )
             if core.listeners and emv is None:  # no card was read: the kernel did not say "Authorising"
                 core.emit(
@@ -194,6 +210,7 @@ class Payments:
                 core.host_failed(exc)
                 unreachable = exc
             except HostNoAnswer as exc:
+                self._release()  # the card is powered off: its ARQC is never completed
                 core.record(txn_id, Event.NO_ANSWER, {"error": str(exc)})
                 self._forwarder.clear_the_way()
                 done = core.store.get(txn_id)
@@ -206,6 +223,7 @@ class Payments:
                     )
                 return self._result(txn_id, text, emv)
             except HostRejected as exc:
+                self._release()
                 core.record(
                     txn_id, Event.HOST_DECLINED, {"response_code": "30", "error": str(exc)},
                     details={"response_code": "30"},
@@ -217,7 +235,14 @@ class Payments:
                 "response_code": answer.response_code,
                 "host_reference": answer.host_reference,
             }
+            pin = pin_detail(online_pin, answer.response_code, answer.approved)
+            if pin is not None:
+                details["pin"] = pin
             event = Event.HOST_APPROVED if answer.approved else Event.HOST_DECLINED
+            if self._held is not None:
+                refused = self._second_card_part(txn_id, answer, details)
+                if refused is not None:
+                    return refused
             try:
                 core.record(txn_id, event, details, details=details)
             except StorageError:
@@ -225,9 +250,26 @@ class Payments:
                     self._reverse_unrecorded(txn_id, row.amount, row.currency)
                 raise
             text = "approved" if answer.approved else f"declined: {decline_reason(answer.response_code)}"
+            if pin == "verified":
+                text = "approved: PIN verified by the issuer"
+            elif pin == "bypassed" and answer.approved:
+                text = "approved (PIN bypassed)"
             return self._result(txn_id, text, emv)
         # Not sent: a deferred authorisation, if allowed and within the limits.
         reason = str(unreachable) or "host unreachable"
+        if online_pin is not None and not online_pin.bypassed:  # no one but the issuer can check that PIN
+            self._release()
+            refusal = f"declined: the host cannot be reached ({reason}) and only the issuer can check the PIN"
+            core.record(txn_id, Event.NOT_SENT_DECLINED, {"error": refusal})
+            return self._result(txn_id, refusal, emv, warnings)
+        if self._held is not None:  # an inserted card decides for itself when the host cannot be reached
+            final = self._held.complete(None, None)
+            self._held = None
+            if final.outcome is not Outcome.APPROVED:
+                core.record(txn_id, Event.NOT_SENT_DECLINED, {"error": reason}, details=_card_after(final))
+                return self._result(
+                    txn_id, f"declined by the card: the host cannot be reached ({reason})", final, warnings
+                )
         if isinstance(unreachable, HostCertificateRejected):
             # The detail (which check failed) is in the log and in 'saf status'; the cashier needs the fact.
             warnings = ("host certificate rejected: payments are stored offline (a security event: see the log)",)
@@ -251,6 +293,27 @@ class Payments:
             else "refund stored: the host will confirm it later"
         )
         return self._result(txn_id, text, emv, warnings)
+
+    def _second_card_part(self, txn_id: str, answer: HostAnswer, details: dict[str, Any]) -> PaymentResult | None:
+        """The held inserted card gets the host's answer; a result when it refused an approval (reversed)."""
+        held, self._held = self._held, None
+        assert held is not None
+        final = held.complete(answer.response_code, answer.arpc, answer.scripts)
+        details.update(_card_after(final))
+        if not answer.approved or final.outcome is Outcome.APPROVED:
+            return None
+        core = self._core
+        why = final.error or f"the card answered {final.cryptogram_type or 'nothing'}"
+        core.record(txn_id, Event.CARD_REFUSED_APPROVAL, {"error": why}, details=details)
+        self._forwarder.clear_the_way()
+        done = core.store.get(txn_id)
+        text = (
+            "declined by the card after the issuer approved: the authorisation was reversed; nothing was charged"
+            if done is not None and done.state is State.REVERSED
+            else "declined by the card after the issuer approved: reversal pending (sent before anything else); "
+            "nothing stays charged"
+        )
+        return self._result(txn_id, text, final)
 
     def sale(
         self,
@@ -281,20 +344,23 @@ class Payments:
         # require_online: no offline approval by the card either, so ask it for an online cryptogram
         force_online = not room or offline_behavior is OfflineBehavior.REQUIRE_ONLINE
         try:
-            result = self._read_card(CardRequest(amount, code, exponent, 0x00, force_online), wallet)
-        except PaymentRefused as exc:
-            if wallet is not None and wallet.pending:  # torn, and the same wallet was not presented again
-                from terminal.cbdc_payment import not_paid
+            try:
+                result = self._read_card(CardRequest(amount, code, exponent, 0x00, force_online), wallet)
+            except PaymentRefused as exc:
+                if wallet is not None and wallet.pending:  # torn, and the same wallet was not presented again
+                    from terminal.cbdc_payment import not_paid
 
-                return not_paid(wallet, str(exc))
-            raise
-        if wallet is not None and wallet.ran:
-            from terminal.cbdc_payment import complete
+                    return not_paid(wallet, str(exc))
+                raise
+            if wallet is not None and wallet.ran:
+                from terminal.cbdc_payment import complete
 
-            return complete(wallet, result)
-        return self._complete_sale(
-            result, amount, code, offline_behavior, force_online, request_key=request_key, reference=reference
-        )
+                return complete(wallet, result)
+            return self._complete_sale(
+                result, amount, code, offline_behavior, force_online, request_key=request_key, reference=reference
+            )
+        finally:
+            self._release()  # an inserted card not completed (refused before going online): powered off
 
     def _wallet_sale(
         self, amount: int, code: int, behavior: OfflineBehavior, request_key: str | None, reference: str | None
@@ -371,11 +437,16 @@ class Payments:
                 amount=amount,
                 currency=code,
                 approved=state in APPROVED_STATES,
-                message="approved (offline)",
+                message="approved (offline): PIN verified by the card"
+                if details.get("pin") == "offline_verified"
+                else "approved (offline)",
                 masked_pan=card.masked_pan,
                 scheme=new.scheme,
                 offline=True,
                 card_result=result,
+                kernel=details.get("kernel"),
+                cvm=details.get("cvm"),
+                pin=details.get("pin"),
             )
         if result.outcome is Outcome.DECLINED:
             core.record(txn_id, Event.CARD_DECLINED, base, new=new, card=card, details=details)
@@ -384,6 +455,26 @@ class Payments:
             core.record(txn_id, Event.NOT_COMPLETED, base | {"error": result.error}, new=new, card=card,
                         details=details)  # fmt: skip
             return self._result(txn_id, _not_completed_text(result), result)
+        online_pin: OnlinePin | None = None
+        if online_pin_wanted(result):
+            if offline_behavior is OfflineBehavior.FORCE_OFFLINE:
+                refusal = "declined: the card asks for an online PIN, which only the host can check"
+                core.record(txn_id, Event.NOT_SENT_DECLINED, base | {"error": refusal}, new=new, card=card,
+                            details=details)  # fmt: skip
+                return self._result(txn_id, refusal, result)
+            try:
+                online_pin = collect_online_pin(
+                    core.pin_pad, result, amount, code, allow_bypass=core.settings.pin_bypass,
+                    timeout=core.settings.pin_timeout_seconds,
+                    cancel=self._new_token() if self._new_token is not None else None,
+                )  # fmt: skip
+            except PaymentRefused as exc:
+                core.record(txn_id, Event.NOT_COMPLETED, base | {"error": str(exc)}, new=new, card=card,
+                            details=details | {"pin": exc.reason.removeprefix("pin_")})  # fmt: skip
+                return self._result(txn_id, str(exc), result)
+            details = details | {"pin": "bypassed" if online_pin.bypassed else "entered"}
+            if online_pin.bypassed and details.get("tvr"):
+                details["tvr"] = tvr_after_bypass(details["tvr"])
         if offline_behavior is OfflineBehavior.FORCE_OFFLINE:
             try:
                 self._check_offline_room(code, amount)
@@ -391,6 +482,14 @@ class Payments:
                 core.record(txn_id, Event.NOT_SENT_DECLINED, base | {"error": str(exc)}, new=new, card=card,
                             details=details)  # fmt: skip
                 return self._result(txn_id, f"declined: {exc}", result)
+            held, self._held = self._held, None
+            if held is not None:  # an inserted card decides with its default action codes (Book 3 10.9)
+                final = held.complete(None, None)
+                if final.outcome is not Outcome.APPROVED:
+                    core.record(txn_id, Event.NOT_SENT_DECLINED, base | {"error": final.error}, new=new, card=card,
+                                details=details | _card_after(final))  # fmt: skip
+                    return self._result(txn_id, "declined by the card (offline)", final)
+                details = details | _card_after(final)
             core.record(
                 txn_id,
                 Event.NOT_SENT_DEFERRED,
@@ -410,7 +509,7 @@ class Payments:
             details=details,
             sensitive=host_data(core.keystore, txn_id, result),
         )
-        return self._go_online(txn_id, offline_behavior, result)
+        return self._go_online(txn_id, offline_behavior, result, online_pin)
 
     def refund(
         self,
@@ -438,9 +537,16 @@ class Payments:
         if amount <= 0:
             raise PaymentRefused("amount", "the amount must be above zero")
         original = None if original_txn_id is None else self._refundable(original_txn_id, amount, code)
+        if original is not None and original.details.get("qr_mode"):  # back to the wallet, through the host
+            if present_card:
+                raise PaymentRefused("other_card", "a QR payment is refunded to its wallet: no card is read")
+            from terminal.qr_check import qr_flow, refund_to_wallet
+
+            return refund_to_wallet(qr_flow(self._core, self._new_txn_id), original, amount)
         result: TransactionResult | None = None
         if original is None or present_card:
             result = self._read_card(CardRequest(amount, code, exponent, 0x20, False), None)
+            self._release()  # an inserted card's cryptogram does not decide a refund: no second GENERATE AC
         txn_id, _ = self._new_txn_id()
         core = self._core
         scheme = scheme_of(result.aid) if result is not None else original.scheme if original else "unknown"
@@ -484,120 +590,3 @@ class Payments:
             return self._result(txn_id, "refund stored: the host will confirm it later", result)
         core.record(txn_id, Event.GO_ONLINE, data, new=new, card=card, details=details, sensitive=sensitive)
         return self._go_online(txn_id, offline_behavior, result)
-
-    def result_of(self, txn_id: str) -> PaymentResult:
-        """A journalled payment's result as it stands now, with its message in words."""
-        row = self._core.store.get(txn_id)
-        if row is None:
-            raise PaymentRefused("not_found", f"no transaction {txn_id}")
-        return self._result(txn_id, _state_text(row))
-
-    def _refund_counted(self, original_txn_id: str) -> list[TxnRow]:
-        return [
-            r
-            for r in self._core.store.list_transactions(original_txn_id=original_txn_id)
-            if r.kind == "refund" and r.state in COUNTED_REFUND_STATES
-        ]
-
-    def _refundable(self, original_txn_id: str, amount: int, code: int) -> TxnRow:
-        """The original sale, if ``amount`` may be refunded against it (else PaymentRefused, in words)."""
-        original = self._checked(original_txn_id)
-        why = follow_up_refusal(FollowUp.REFUND, original.kind, original.state)
-        if why is not None:
-            raise PaymentRefused("original_not_refundable", f"{original_txn_id} cannot be refunded: {why}")
-        if original.currency != code:
-            raise PaymentRefused(
-                "currency",
-                f"a refund is in the currency of the original payment ({_money(original.amount, original.currency)})",
-            )
-        refunded = sum(r.amount for r in self._refund_counted(original_txn_id))
-        left = original.amount - refunded
-        if amount > left:
-            raise PaymentRefused(
-                "amount",
-                f"refund of {_money(amount, code)} refused: {original_txn_id} was {_money(original.amount, code)}, "
-                f"{_money(refunded, code)} of it already refunded, {_money(left, code)} left",
-            )
-        return original
-
-    def void(self, txn_id: str) -> PaymentResult:
-        """Cancel an approved payment (a sale or a refund) of the open batch."""
-        core = self._core
-        row = self._checked(txn_id)
-        why = follow_up_refusal(FollowUp.VOID, row.kind, row.state)
-        if why is not None:
-            raise PaymentRefused("not_voidable", f"{txn_id} cannot be voided: {why}")
-        batch = core.store.current_batch(core.now())
-        if row.batch_id != batch:
-            raise PaymentRefused(
-                "other_batch",
-                f"{txn_id} cannot be voided: its batch {row.batch_id} is settled; refund it instead",
-            )
-        if row.kind == "sale":
-            refunds = self._refund_counted(txn_id)
-            if refunds:
-                raise PaymentRefused(
-                    "not_voidable",
-                    f"{txn_id} cannot be voided: {len(refunds)} refund(s) were made against it "
-                    f"({', '.join(r.txn_id for r in refunds)}, "
-                    f"{_money(sum(r.amount for r in refunds), row.currency)}); void those first, "
-                    "or refund what is left",
-                )
-        core.record(txn_id, Event.VOID_QUEUED, {"void": True})
-        self._forwarder.clear_the_way()
-        done = core.store.get(txn_id)
-        text = (
-            "voided"
-            if done is not None and done.state is State.VOIDED
-            else "voided (the reversal is sent when the host can be reached)"
-        )
-        return self._result(txn_id, text)
-
-
-_STATE_TEXT = {
-    State.APPROVED: "approved",
-    State.OFFLINE_APPROVED: "approved (offline)",
-    State.DEFERRED_APPROVED: "approved (deferred: the host will confirm later)",
-    State.FORWARDED: "approved (confirmed by the host)",
-    State.CANCELLED: "not completed: nothing was charged",
-    State.REVERSAL_PENDING: "not completed: reversal pending; nothing stays charged",
-    State.REVERSED: "not completed: reversed; nothing was charged",
-    State.VOID_PENDING: "voided (the reversal is sent when the host can be reached)",
-    State.VOIDED: "voided",
-    State.DECLINED_AFTER_FORWARDING: "declined by the host after forwarding",
-    State.REJECTED_BY_HOST: "refused by the host",
-    State.EXPIRED: "not confirmed by the host in time",
-    State.AUTHORISING: "in progress",
-    State.STARTED: "in progress",
-    State.WALLET_PAYING: "in progress",
-    State.WALLET_TORN: "in progress: present the same wallet again",
-    State.WALLET_APPROVED: "approved (offline)",
-    State.WALLET_CREDITED: "approved (credited by the wallet's operator)",
-    State.WALLET_NOT_PAID: "not paid: the wallet left before its record came; a notice is queued for its operator",
-}
-
-
-def _state_text(row: TxnRow) -> str:
-    """What a payment's state means for the customer, in words (a decline with its reason)."""
-    if row.state in (State.DECLINED, State.WALLET_REFUSED) and row.details.get("refusal"):
-        return f"declined: {refusal_words(row.details.get('refusal'))}"
-    if row.state is State.DECLINED_AFTER_FORWARDING and row.details.get("response_code"):
-        return f"declined by the host after forwarding: {decline_reason(row.details.get('response_code'))}"
-    if row.state is State.DECLINED:
-        code = row.details.get("response_code")
-        return f"declined: {decline_reason(code)}" if code and code != "00" else "declined"
-    return str(_STATE_TEXT.get(row.state, row.state.value))
-
-
-def _not_completed_text(result: TransactionResult) -> str:
-    """Why a card reading ended without a payment, in the words the customer needs."""
-    error = result.error or ""
-    if result.outcome is Outcome.TRY_ANOTHER_INTERFACE:
-        if "insert" in error:  # Entry Point and the kernels say why in words (the limit, a PIN needed)
-            return f"not completed: {error}"
-        return "not completed: insert or use another payment"
-    if result.outcome is Outcome.TRY_AGAIN:
-        return "not completed: the card was taken away too early; nothing was charged"
-    if result.outcome is Outcome.END_APPLICATION:
-        return f"not completed: {error or 'the card ended the transaction'}; insert or use another payment"
-    return f"not completed: {result.outcome.value.replace('_', ' ')}"

@@ -47,6 +47,9 @@ __all__ = [
     "EncryptedPin",
     "NoCardError",
     "NoCodeError",
+    "OfflinePin",
+    "OfflinePinPad",
+    "OfflinePinRequest",
     "PinEntry",
     "PinFormat",
     "PinOutcome",
@@ -285,3 +288,74 @@ class PinPad(Protocol):
     ) -> PinEntry: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class OfflinePinRequest:
+    """An offline PIN for an inserted chip card's VERIFY: the amount shown, the tries the card has left.
+
+    ``kind``: ``plaintext`` or ``enciphered`` (how the card gets it; the pad
+    does not care). ``tries_left``: from the card's PIN try counter, None when
+    unknown; ``last_try``: the pad warns the customer.
+    """
+
+    amount: int
+    currency: int
+    kind: str = "plaintext"
+    tries_left: int | None = None
+    last_try: bool = False
+    allow_bypass: bool = True
+
+
+class OfflinePin:
+    """The digits of an offline PIN on their way from the pad to the card's VERIFY, or why there are none.
+
+    The one place a clear PIN exists in the terminal: made by the pad, handed
+    to the contact kernel (which forms the card's PIN block, format 2, and
+    enciphers it when the card asks) and wiped by :meth:`wipe` right after.
+    Never stored, logged or shown: ``repr`` gives the outcome only.
+    """
+
+    __slots__ = ("_digits", "outcome")
+
+    def __init__(self, outcome: PinOutcome, digits: bytearray | None = None) -> None:
+        if (outcome is PinOutcome.ENTERED) != (digits is not None):
+            raise ValueError("an offline PIN has digits exactly when a PIN was entered")
+        self.outcome = outcome
+        self._digits = digits
+
+    def take(self) -> str:
+        """The digits, once (the buffer is wiped): ValueError when there are none."""
+        if self._digits is None:
+            raise ValueError(f"no PIN: {self.outcome.value}")
+        try:
+            return self._digits.decode("ascii")
+        finally:
+            self.wipe()
+
+    def wipe(self) -> None:
+        if self._digits is not None:
+            for i in range(len(self._digits)):
+                self._digits[i] = 0
+            self._digits = None
+
+    def __repr__(self) -> str:
+        return f"OfflinePin({self.outcome.value})"
+
+
+@runtime_checkable
+class OfflinePinPad(Protocol):
+    """A PIN pad that is also the terminal's secure path to an inserted card: it hands over an offline PIN.
+
+    A separate capability from :class:`PinPad` (which lets a PIN out only as
+    an enciphered block for the host): an integrated terminal's PIN pad and
+    card slot sit in one tamper-responsive enclosure, and the clear PIN goes
+    from the keys to the card's VERIFY inside it.  Here that path is the
+    terminal process: the digits go from the pad adapter to the contact
+    kernel's VERIFY and nowhere else (docs/pinpad-protocol.md, "Offline PIN").
+    A pad without it (the serial pad) cannot take an offline PIN.
+    """
+
+    def enter_offline_pin(
+        self, request: OfflinePinRequest, timeout: float | None = None, cancel: CancelToken | None = None
+    ) -> OfflinePin: ...

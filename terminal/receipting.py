@@ -40,7 +40,7 @@ RECEIPT_STATUS: dict[State, str] = {
     State.WALLET_NOT_PAID: "NOT COMPLETED",
 }
 
-_CVMS_SHOWN = ("signature", "online_pin", "consumer_device")
+_CVMS_SHOWN = ("signature", "online_pin", "offline_pin", "consumer_device")
 
 
 def _reason(state: State, details: dict[str, Any]) -> str | None:
@@ -104,7 +104,10 @@ class Receipts:
             host_reference=d.get("host_reference"),
             response_code=d.get("response_code"),
             reprint=before > 0,
-            pin_entered=False,  # no PIN pad yet: a receipt never claims a PIN (see emv.capabilities)
+            # a PIN really typed on the PIN pad for this payment (terminal.pin_entry): the receipt says
+            # "PIN VERIFIED" for an issuer's approval of it, or the card's own check of an offline PIN
+            pin_entered=d.get("cvm") in ("online_pin", "offline_pin")
+            and d.get("pin") in ("verified", "offline_verified", "incorrect", "tries_exceeded", "entered"),
             reason=_reason(row.state, d),
             wallet_counter=d.get("counter") if d.get("kernel") == "cbdc" else None,
             record_hash=d.get("record_hash"),

@@ -73,9 +73,7 @@ Kind = Literal["sale", "refund", "void"]
 #: - ``REVERSED``: that reversal was delivered;
 #: - ``VOID PENDING``: voided at the terminal, its reversal not yet delivered to the host;
 #: - ``VOIDED``: voided, and the host has the reversal (or never had the payment).
-Status = Literal[
-    "APPROVED", "DECLINED", "NOT COMPLETED", "REVERSAL PENDING", "REVERSED", "VOID PENDING", "VOIDED"
-]
+Status = Literal["APPROVED", "DECLINED", "NOT COMPLETED", "REVERSAL PENDING", "REVERSED", "VOID PENDING", "VOIDED"]
 #: The CVM the kernel reports as performed.  A PIN CVM prints only with ``pin_entered``.
 Cvm = Literal["signature", "online_pin", "offline_pin", "consumer_device", "no_cvm"]
 Copy = Literal["merchant", "customer"]
@@ -252,7 +250,8 @@ def receipt_lines(data: ReceiptData, copy: Copy, width: int = 42, tz: tzinfo | N
 
     # Card (or digital-currency wallet)
     out += _pair(data.application_label or "CARD", data.masked_pan, width)
-    out += _pair("AID", data.aid.upper(), width)
+    if data.aid:  # (a QR wallet payment has none: its label names the wallet)
+        out += _pair("AID", data.aid.upper(), width)
     if data.wallet_counter is not None:
         out += _pair("COUNTER", str(data.wallet_counter), width)
     if data.record_hash:
@@ -277,7 +276,7 @@ def receipt_lines(data: ReceiptData, copy: Copy, width: int = 42, tz: tzinfo | N
         out += _pair("RESPONSE CODE", data.response_code, width)
     if data.cryptogram_type is not None:
         out += _pair(data.cryptogram_type, (data.cryptogram or "").upper(), width)
-    if merchant_copy and data.wallet_counter is None:  # (a wallet has no EMV risk results to show)
+    if merchant_copy and data.wallet_counter is None and data.aid:  # (a wallet has no EMV risk results to show)
         out += _pair("TVR", data.tvr.upper(), width)
         out += _pair("TSI", data.tsi.upper(), width)
     cvm_text = _cvm_text(data)

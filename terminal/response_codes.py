@@ -53,7 +53,7 @@ RESPONSE_CODES: dict[str, str] = {
     "64": "the original amount is incorrect",
     "65": "over the number of payments allowed (velocity)",
     "68": "the response came too late",
-    "75": "too many PIN tries",
+    "75": "PIN tries exceeded",
     "76": "invalid account",
     "78": "the card is blocked or not activated",
     "82": "the card's cryptogram did not verify",

@@ -59,6 +59,10 @@ class PaymentResult:
     kernel: str | None = None  # "cbdc" for a digital-currency wallet's payment; None: a card's (see card_result)
     wallet_id: str | None = None  # a wallet's id masked (first 4 / last 4 hex digits)
     refusal: str | None = None  # the named refusal of a wallet payment declined (CBDC-SPEC section 5)
+    cvm: str | None = None  # the cardholder verification the card's kernel chose (online_pin, offline_pin, ...)
+    # what became of the PIN (terminal.pin_entry.PIN_WORDS): "verified" only when the issuer approved a PIN
+    # block it checked, "offline_verified" when the inserted card did; None: no PIN
+    pin: str | None = None
 
     @property
     def completed(self) -> bool:
@@ -84,6 +88,8 @@ class PaymentResult:
             "kernel": self.kernel,
             "wallet_id": self.wallet_id,
             "refusal": self.refusal,
+            "cvm": self.cvm,
+            "pin": self.pin,
         }
 
 

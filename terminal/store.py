@@ -327,6 +327,7 @@ class Store(QueueAccess, BatchAccess, OutcomeAccess, CbdcAccess):
         card: CardRecord | None = None,
         details: Mapping[str, Any] | None = None,
         sensitive: bytes | None = None,
+        scheme: str | None = None,
     ) -> State:
         """Apply one row of the lifecycle table and every effect it names, in one durable commit.
 
@@ -337,7 +338,9 @@ class Store(QueueAccess, BatchAccess, OutcomeAccess, CbdcAccess):
         data.  The row decides the rest: an SAF entry (with a new idempotency
         key), a reversal (likewise), the host's answer to the SAF entry (its
         response code from ``data["response_code"]``), the reversal delivered,
-        the sensitive data dropped.  Raises TransitionError when the table
+        the sensitive data dropped.  ``scheme`` names the payment's scheme once
+        it is known (a QR payment's wallet, ``qr-<wallet>``, comes with its
+        answer).  Raises TransitionError when the table
         forbids the change, and nothing is written.
         """
         with self._write() as cur:
@@ -389,6 +392,8 @@ class Store(QueueAccess, BatchAccess, OutcomeAccess, CbdcAccess):
             seq = self._append(cur, txn_id, at, event.value, row.to.value, journalled)
             values["state"] = row.to.value
             values["updated_at"] = at
+            if scheme is not None:
+                values["scheme"] = scheme
             if details:
                 values["details"] = canonical(json.loads(values["details"]) | dict(details))
             if card is not None:

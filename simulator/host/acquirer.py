@@ -375,6 +375,8 @@ class Acquirer:
             "host_reference": reference,
             "arpc": decision.arpc.hex().upper() if decision.arpc is not None else None,
         }
+        if decision.scripts:
+            payload["issuer_scripts"] = decision.scripts.hex().upper()
         return 200, _json_bytes(payload), ()
 
     def _advise(self, body: dict[str, Any], peer: Peer, key: str, now: dt.datetime) -> _Processed:

@@ -99,6 +99,7 @@ from terminal.ports import DeviceError
 if TYPE_CHECKING:
     import datetime as dt
 
+    from host_link.qr import QrLink
     from host_link.wire import EchoAnswer
     from simulator.host.acquirer import Acquirer, Reply, SalePosition
     from simulator.host.inprocess_qr import InProcessQr
@@ -322,6 +323,12 @@ class InProcessHost:
             reference = f"E{self._echoes:010d}"
             self._log("echo", [""], "answered")
         return EchoAnswer(time.monotonic() - started, host_time(self._now()), reference)
+
+    def qr_link(self, terminal_id: str, merchant_id: str) -> QrLink:
+        """The terminal's QR calls to this host (what ``terminal.qr_link.qr_host_of`` asks a host link for)."""
+        from host_link.qr import QrLink
+
+        return QrLink(self.qr(terminal_id, merchant_id))
 
     def qr(self, terminal_id: str, merchant_id: str) -> InProcessQr:
         """The QR transport of one terminal to this host (``QrLink(host.qr(tid, mid))``, :mod:`.inprocess_qr`)."""

@@ -108,6 +108,7 @@ class Decision:
     arpc: bytes | None = None
     card_token: str = ""
     proof: str | None = None  # the one-time proof approved (Proven.proof), kept on the record
+    scripts: bytes = b""  # issuer scripts (templates 71 / 72) for a chip card, sent with the answer
 
     @property
     def approved(self) -> bool:
@@ -160,7 +161,8 @@ class Issuer:
         """
         code, reason = self._rules(amount, proven, now, pin, pan)
         mac = proven.answer(code) if proven.answer is not None else None
-        return Decision(code, reason, mac, proven.token)
+        scripts = proven.scripts(code) if proven.scripts is not None else b""
+        return Decision(code, reason, mac, proven.token, scripts=scripts)
 
     def _rules(
         self, amount: int, proven: Proven, now: dt.datetime, pin: EncryptedPin | None, pan: str | None

@@ -59,6 +59,7 @@ from typing import Final, Protocol
 
 from emv.pan import pan_of
 from simulator.cryptograms import CVN_MC_16, CVN_VISA_18, CryptogramData, arpc, verify_arqc
+from simulator.host.scripts import scripts_for
 from simulator.issuer_keys import ISSUER_MASTER_KEYS, IssuerMasterKeys
 
 __all__ = [
@@ -125,6 +126,8 @@ class Proven:
     expiry: dt.date | None = None
     answer: Callable[[str], bytes] | None = None
     proof: str | None = None
+    #: the issuer scripts for an answer's response code (a chip card the issuer scripts: simulator.host.scripts)
+    scripts: Callable[[str], bytes] | None = None
 
     def expired(self, today: dt.date) -> bool:
         return self.expiry is not None and self.expiry < today
@@ -218,7 +221,10 @@ class EmvCardProof:
         if _bcd(tags[0x5F2A]) != claim.currency:
             return Refusal(AMOUNT_DIFFERS_CODE, "currency_differs_from_card")
         answer = _arpc_for(keys, pan, psn, cryptogram, atc) if kind == "arqc" else None
-        return Proven(token(pan), _expiry(tags), answer, proof=token(f"{pan}:{atc.hex()}:{cryptogram.hex()}"))
+        scripts = scripts_for(keys, pan, psn, cryptogram, atc) if kind == "arqc" else None
+        return Proven(
+            token(pan), _expiry(tags), answer, proof=token(f"{pan}:{atc.hex()}:{cryptogram.hex()}"), scripts=scripts
+        )
 
 
 def _arpc_for(keys: IssuerMasterKeys, pan: str, psn: str, cryptogram: bytes, atc: bytes) -> Callable[[str], bytes]:

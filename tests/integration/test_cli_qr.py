@@ -183,3 +183,34 @@ def test_mpm_takes_the_enrolled_identity_and_the_qr_settings(tmp_path: Path) -> 
 )
 def test_mpm_bad_input(tmp_path: Path, args: tuple[str, ...], named: str) -> None:
     assert named in one_line_error(posterm("qr", "mpm", *args, home=tmp_path))
+
+
+# ------------------------------------------------------------------------------------------ print
+
+
+def test_the_stores_static_code_is_printed_for_the_counter_and_reads_back(tmp_path: Path) -> None:
+    """``qr mpm --static --print URL``: the printed code (PNG of the job, as the paper shows it) decodes with zbar."""
+    from pyzbar.pyzbar import decode as zbar_decode
+
+    from simulator.net_printer import VirtualNetworkPrinter
+
+    printer = VirtualNetworkPrinter(out_dir=tmp_path / "jobs").start()
+    try:
+        proc = posterm("qr", "mpm", "--static", "--print", printer.url, "--json", home=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        shown = json.loads(proc.stdout)
+        assert shown["point_of_initiation"] == "11" and shown["printed_on"] == printer.url
+        pictures = sorted((tmp_path / "jobs").glob("*.png"))
+        assert len(pictures) == 1
+        read = [symbol.data.decode() for symbol in zbar_decode(Image.open(pictures[0]))]
+        assert read == [shown["payload"]]
+    finally:
+        printer.stop()
+
+
+def test_printing_a_code_with_no_printer_or_a_dead_one_is_one_line(tmp_path: Path) -> None:
+    unconfigured = one_line_error(posterm("qr", "mpm", "--static", "--print", home=tmp_path))
+    assert "no receipt printer is configured" in unconfigured
+    assert "--print" in one_line_error(posterm("qr", "mpm", "--static", "--print", "bogus:x", home=tmp_path))
+    dead = one_line_error(posterm("qr", "mpm", "--static", "--print", "escpos:net:127.0.0.1:1", home=tmp_path), 3)
+    assert "the code was not printed" in dead

@@ -6,6 +6,12 @@ ends exactly as in process, command for command (EMV Book 3 end to end).
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from drivers.pcsc import PcscReader
 from emv.contact import ContactKernel, HostAnswer
 from emv.outcome import Outcome
@@ -41,3 +47,18 @@ def test_contact_card_through_pcscd_completes_online(vpcd: PcscdRig) -> None:  #
         assert isinstance(card, ContactCard)
         done = kernel.complete(HostAnswer.approved(arpc=host_arpc(card, r)))
     assert done.outcome is Outcome.APPROVED and done.issuer_authentication == "passed"
+
+
+def test_a_posterm_sale_on_a_pcsc_reader_runs_the_contact_kernel(vpcd: PcscdRig, tmp_path: Path) -> None:  # noqa: F811
+    """`posterm sale --reader pcsc:... --pin-pad sim:pin=1234` (a subprocess): the ATR says contact, offline PIN."""
+    vpcd.card("contact-offline-pin")
+    env = dict(os.environ, POSTERM_SIM_STATE=str(tmp_path / "sim"))
+    posterm = str(Path(sys.executable).with_name("posterm"))
+    done = subprocess.run(
+        [posterm, "sale", "12.34", "--reader", vpcd.url, "--pin-pad", "sim:pin=1234", "--host", "memory",
+         "--data-dir", str(tmp_path / "till"), "--json"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["approved"] and out["kernel"] == "contact" and out["pin"] == "offline_verified"

@@ -26,6 +26,9 @@ def test_the_demo_day_runs_every_step_as_expected(tmp_path: Path) -> None:
     # digital currency: a hard wallet's payment taken offline and forwarded later, a clone caught at sync
     assert "DIGITAL CNY" in text and "D1A0********0001" in text and "12.34 CNY" in text
     assert "the second terminal syncs: the operator cat" in proc.stdout  # (the table cuts long steps)
+    # QR: a code the terminal shows, paid by the simulated app; a wallet code through the pty scanner
+    assert "QR: the terminal shows a code, the wallet a" in proc.stdout and "qr_paid, qr-simpay" in proc.stdout
+    assert "QR: a wallet's payment code through the pty" in proc.stdout and "qr_paid, qr-simchat" in proc.stdout
     # a second run empties what the first made, and refuses a directory it did not make
     assert (
         subprocess.run(

@@ -134,7 +134,7 @@ def test_a_wrong_pin_is_55_and_the_third_in_a_row_75_until_the_operator_resets(t
     assert till.sale("4321", card="mastercard", pan=MC_PAN) == "75"  # right, but the card is at its limit
     assert "3 wrong PIN tries forgotten" in pin_reset(host, MC_PAN)
     assert till.sale("4321", card="mastercard", pan=MC_PAN) == "00"
-    assert decline_reason("55") == "incorrect PIN (55)" and decline_reason("75") == "too many PIN tries (75)"
+    assert decline_reason("55") == "incorrect PIN (55)" and decline_reason("75") == "PIN tries exceeded (75)"
 
 
 def test_a_right_pin_sets_the_count_back(till: Till) -> None:

@@ -49,6 +49,15 @@ EXPECTED: dict[tuple[str, int], Expect] = {
         cvm="failed",
         message=Message.INSERT_CARD,
     ),
+    ("visa-online-pin", 1234): Expect(Outcome.ONLINE_REQUEST, "ARQC"),
+    # The default terminal has no PIN pad: the card that wants online PIN goes to the chip.
+    ("visa-online-pin", 8000): Expect(
+        Outcome.TRY_ANOTHER_INTERFACE,
+        "ARQC",
+        tvr_bits=(Tvr.CARDHOLDER_VERIFICATION_FAILED,),
+        cvm="failed",
+        message=Message.INSERT_CARD,
+    ),
     ("visa-qvsdc-offline", 1234): Expect(Outcome.APPROVED, "TC", "fDDA", "passed", message=Message.APPROVED),
     ("visa-qvsdc-offline", 6000): Expect(Outcome.ONLINE_REQUEST, "ARQC", cvm="signature"),
     ("visa-mobile-cdcvm", 1234): Expect(Outcome.ONLINE_REQUEST, "ARQC"),

@@ -29,7 +29,7 @@ def test_every_path_of_the_protocol_page_is_documented() -> None:
     doc = openapi_document()
     assert doc["openapi"].startswith("3.1")
     page = PROTOCOL.read_text(encoding="utf-8")
-    described = set(re.findall(r"^### `(GET|POST) (/v1/[a-z/.-]+)", page, flags=re.MULTILINE))
+    described = set(re.findall(r"^#{3,4} `(GET|POST) (/v1/[a-z/._{}-]+)", page, flags=re.MULTILINE))
     documented = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
     assert described == documented
 

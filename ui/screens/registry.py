@@ -19,6 +19,7 @@ from ui.screens.kiosk import KioskIdle, OutOfOrder
 from ui.screens.kiosk_payment import KioskCard, KioskReceipt, KioskResult
 from ui.screens.menu import CashierMenu
 from ui.screens.pin import SupervisorPin
+from ui.screens.qr_show import ShowQr
 from ui.screens.receipt import ReceiptView
 from ui.screens.refund import RefundAmount
 from ui.screens.reports import XReport
@@ -46,6 +47,7 @@ _KIOSK = frozenset({"kiosk"})
 SCREENS: list[ScreenSpec] = [
     ScreenSpec("amount", AmountEntry, _CASHIER),
     ScreenSpec("present_card", PresentCard, _CASHIER),  # the kiosk's customer has its own (kiosk_card)
+    ScreenSpec("show_qr", ShowQr, _CASHIER),  # the QR tender: the code the customer's app scans
     ScreenSpec("result", PaymentOutcome, _CASHIER),  # (kiosk_result)
     ScreenSpec("menu", CashierMenu, _CASHIER),
     ScreenSpec("journal", Journal, _CASHIER),

@@ -50,7 +50,14 @@ def start_card_sale(session: Session, amount: int) -> None:
     session.run(lambda terminal: terminal.sale(amount, session.currency), done, failed, name="sale")
 
 
-TENDERS: list[Tender] = [Tender("card", "Card", start_card_sale)]
+def start_qr_sale(session: Session, amount: int) -> None:
+    """A QR sale: the terminal shows a code for the customer's app (:mod:`ui.screens.qr_show`)."""
+    from ui.screens.qr_show import start_qr_sale as start
+
+    start(session, amount)
+
+
+TENDERS: list[Tender] = [Tender("card", "Card", start_card_sale), Tender("qr", "QR", start_qr_sale)]
 
 
 class AmountEntry(ViewModel):
@@ -65,6 +72,7 @@ class AmountEntry(ViewModel):
     tenders: tuple[str, ...] = ()
     title: str = ""
     charge_label: str = ""
+    qr_label: str = ""
     menu_label: str = ""
     has_menu: bool = False  # the cashier's other verbs (refund, void, journal, reports, end of day)
 
@@ -85,6 +93,7 @@ class AmountEntry(ViewModel):
             can_charge=int(self.digits or "0") > 0,
             title=tr("Amount"),
             charge_label=tr("Charge"),
+            qr_label=tr("QR"),
             menu_label=tr("Menu"),
             has_menu="menu" in self.session.screens,
         )
