@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from datetime import date
 
 from emv.capk import CapkError, CapkStore
+from emv.oda_failures import FAILURE_TVR_BIT, FAILURES, METHODS, OdaFailure, apply_failure, tvr_bits
 from emv.tlv import TlvError, _read_length, _read_tag, decode
-from emv.tvr import Tvr
 
 __all__ = [
     "FAILURES",
@@ -61,53 +61,6 @@ __all__ = [
     "verify_ssad",
 ]
 
-FAILURES: tuple[str, ...] = (
-    "ca_key_missing",
-    "ca_key_revoked",
-    "ca_key_expired",
-    "icc_data_missing",
-    "issuer_certificate_length",
-    "issuer_certificate_header",
-    "issuer_certificate_trailer",
-    "issuer_certificate_format",
-    "issuer_certificate_hash",
-    "issuer_identifier_mismatch",
-    "issuer_certificate_expired",
-    "issuer_certificate_revoked",
-    "issuer_key_algorithm",
-    "icc_certificate_length",
-    "icc_certificate_header",
-    "icc_certificate_trailer",
-    "icc_certificate_format",
-    "icc_certificate_hash",
-    "icc_pan_mismatch",
-    "icc_certificate_expired",
-    "icc_key_algorithm",
-    "ssad_length",
-    "ssad_header",
-    "ssad_trailer",
-    "ssad_format",
-    "ssad_hash",
-    "sdad_missing",
-    "sdad_length",
-    "sdad_header",
-    "sdad_trailer",
-    "sdad_format",
-    "sdad_hash",
-    "cda_cryptogram_information_mismatch",
-    "cda_transaction_data_hash",
-)
-
-METHODS: tuple[str, ...] = ("SDA", "DDA", "fDDA", "CDA")
-
-#: The TVR bit (byte index, mask) that says "this method failed".
-FAILURE_TVR_BIT: dict[str, tuple[int, int]] = {
-    "SDA": Tvr.SDA_FAILED,
-    "DDA": Tvr.DDA_FAILED,
-    "fDDA": Tvr.DDA_FAILED,
-    "CDA": Tvr.CDA_FAILED,
-}
-
 HEADER = 0x6A
 TRAILER = 0xBC
 PAD = 0xBB
@@ -116,21 +69,6 @@ RSA = 0x01
 HASH_LEN = 20
 ALLOWED_EXPONENTS = (3, 65537)
 _DIGITS = frozenset("0123456789")
-
-
-class OdaFailure(Exception):
-    """Offline data authentication failed; ``name`` is one of :data:`FAILURES`.
-
-    >>> OdaFailure("sdad_hash", "recovered hash differs").name
-    'sdad_hash'
-    """
-
-    def __init__(self, name: str, detail: str = "") -> None:
-        if name not in FAILURES:
-            raise ValueError(f"unknown ODA failure name {name!r}")
-        super().__init__(f"{name}: {detail}" if detail else name)
-        self.name = name
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -587,36 +525,3 @@ def cda_transaction_data_hash(pdol_values: bytes, cdol1_values: bytes, response_
     except (TlvError, IndexError) as exc:
         raise OdaFailure("cda_transaction_data_hash", f"malformed template 77: {exc}") from None
     return digest.digest()
-
-
-# ---------------------------------------------------------------------------
-# TVR
-
-
-def tvr_bits(method: str, failure: str) -> tuple[tuple[int, int], ...]:
-    """The TVR bits to set when ``method`` failed with ``failure``.
-
-    >>> tvr_bits("fDDA", "sdad_hash") == (Tvr.DDA_FAILED,)
-    True
-    >>> tvr_bits("CDA", "icc_data_missing") == (Tvr.CDA_FAILED, Tvr.ICC_DATA_MISSING)
-    True
-    """
-    if method not in FAILURE_TVR_BIT:
-        raise ValueError(f"unknown ODA method {method!r}")
-    if failure not in FAILURES:
-        raise ValueError(f"unknown ODA failure name {failure!r}")
-    if failure == "icc_data_missing":
-        return (FAILURE_TVR_BIT[method], Tvr.ICC_DATA_MISSING)
-    return (FAILURE_TVR_BIT[method],)
-
-
-def apply_failure(tvr: Tvr, method: str, failure: str) -> None:
-    """Set the TVR bits for a failed method.
-
-    >>> t = Tvr()
-    >>> apply_failure(t, "SDA", "ssad_hash")
-    >>> t.names()
-    ['sda_failed']
-    """
-    for bit in tvr_bits(method, failure):
-        tvr.set(bit)

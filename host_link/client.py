@@ -47,15 +47,12 @@ here logs a request or answer body.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 import secrets
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -63,8 +60,10 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import httpx
 
 from host_link import wire
+from host_link.exchange import Lost, NotSent, exchange
+from host_link.idempotency import IdempotentRetry, advices_key, header_key
 from host_link.reachability import Reachability
-from host_link.tls import client_context, is_handshake_refusal, is_host_certificate_failure
+from host_link.tls import client_context
 from terminal.host import (
     Advice,
     AuthorisationRequest,
@@ -105,27 +104,8 @@ MAX_ANSWER_BYTES = 1 << 20
 #: file are a few hundred KiB; what is stored of it is read back under terminal.limits.MAX_PARAMETERS_FILE_BYTES.
 MAX_PARAMETERS_BYTES = 16 << 20
 
-_KEY = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class IdempotentRetry:
-    """How requests that are safe to repeat (thanks to their keys) are retried when the answer is lost.
-
-    ``attempts`` counts the first one; a retry is made only if it can start
-    within ``total_seconds`` of the first attempt.
-    """
-
-    attempts: int = 3
-    backoff_seconds: float = 0.25
-    max_backoff_seconds: float = 2.0
-    total_seconds: float = 20.0
-
-    def delay(self, failed_attempts: int) -> float:
-        """The pause after ``failed_attempts`` lost answers (1 = after the first)."""
-        return min(self.max_backoff_seconds, self.backoff_seconds * 2.0 ** max(failed_attempts - 1, 0))
 
 
 class RenewalPolicy(Protocol):
@@ -138,45 +118,6 @@ class RenewalPolicy(Protocol):
     def renew(self, link: HttpsHostLink) -> ssl.SSLContext | None:
         """Renew through ``link``: the client context of the new certificate, or None (keep the current one)."""
         ...
-
-
-class _NotSent(Exception):
-    """Nothing reached the host's application.  ``local``: our side's problem (says nothing of the host)."""
-
-    def __init__(self, reason: str, *, local: bool = False, certificate: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.local = local
-        self.certificate = certificate  # the host's certificate failed our check: a security event
-
-
-class _Lost(Exception):
-    """The request may have reached the host and no usable answer came."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return wire.clean_text(f"{type(exc).__name__}: {text}", 200)
-
-
-def header_key(raw: str) -> str:
-    """A valid ``Idempotency-Key`` (1-64 of ``[A-Za-z0-9._:-]``): ``raw`` itself, or its SHA-256 hex."""
-    if _KEY.fullmatch(raw):
-        return raw
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
-
-
-def advices_key(advices: Sequence[Advice]) -> str:
-    """The request key of a batch of advices: SHA-256 over their own keys, in the order sent.
-
-    Order matters because the host compares the request body: the same keys in
-    another order are another body, and must not reuse the key (that is a 409).
-    """
-    return hashlib.sha256("\n".join(a.idempotency_key for a in advices).encode("utf-8")).hexdigest()
 
 
 def _software_version() -> str:
@@ -543,8 +484,11 @@ class HttpsHostLink:
                     raise again from None
                 raise HostNoAnswer(f"no answer to {what} ({lost}); then the host became unreachable") from None
             try:
-                status, data, retry_after = self._exchange(method, path, payload, headers, params, limit, read_timeout)
-            except _NotSent as exc:
+                status, data, retry_after = exchange(
+                    self._client, self._timeout, self._clock, method, path, payload, headers, params, limit,
+                    read_timeout,
+                )  # fmt: skip
+            except NotSent as exc:
                 if exc.local:
                     self.reachability.release()
                 else:
@@ -557,7 +501,7 @@ class HttpsHostLink:
                 raise HostNoAnswer(
                     f"no answer to {what} ({lost}); then the host could not be reached: {exc.reason}"
                 ) from None
-            except _Lost as exc:
+            except Lost as exc:
                 self.reachability.succeeded()  # a connection was made
                 lost = exc.reason
             except BaseException:
@@ -594,55 +538,6 @@ class HttpsHostLink:
             if attempt >= self.retry.attempts or self._clock() - started + delay > self.retry.total_seconds:
                 raise HostNoAnswer(f"no usable answer to {what} after {attempt} attempt(s) ({lost})")
             self._sleep(delay)
-
-    def _exchange(
-        self,
-        method: str,
-        path: str,
-        payload: bytes | None,
-        headers: Mapping[str, str],
-        params: Mapping[str, str] | None,
-        limit: int,
-        read_timeout: float | None = None,
-    ) -> tuple[int, bytes, float | None]:
-        """One request: status, body and ``Retry-After`` in seconds (if given as a number).
-
-        Raises _NotSent (nothing reached the host) or _Lost (the answer is unknown).
-        """
-        timeout = self._timeout
-        if read_timeout is not None:
-            timeout = httpx.Timeout(connect=timeout.connect, read=read_timeout, write=timeout.write, pool=timeout.pool)
-        request = self._client.build_request(
-            method, path, content=payload, headers=headers, params=params, timeout=timeout
-        )
-        started = self._clock()
-        try:
-            response = self._client.send(request, stream=True)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            if is_host_certificate_failure(exc):
-                raise _NotSent(f"the host's certificate is not trusted ({_describe(exc)})", certificate=True) from None
-            raise _NotSent(_describe(exc)) from None
-        except httpx.PoolTimeout as exc:
-            raise _NotSent(_describe(exc), local=True) from None
-        except httpx.TransportError as exc:
-            if is_handshake_refusal(exc):
-                raise _NotSent(f"the host refused this terminal's certificate ({_describe(exc)})") from None
-            raise _Lost(_describe(exc)) from None
-        try:
-            data = bytearray()
-            for chunk in response.iter_bytes():
-                data += chunk
-                if len(data) > limit:
-                    raise _Lost(f"answer larger than {limit} bytes")
-        except httpx.TransportError as exc:
-            raise _Lost(_describe(exc)) from None
-        finally:
-            response.close()
-        _log.debug("%s %s -> %d in %.1f ms", method, path, response.status_code, 1000 * (self._clock() - started))
-        after = response.headers.get("retry-after", "")
-        retry_after = float(after) if after.isascii() and after.isdigit() and len(after) <= 6 else None
-        return response.status_code, bytes(data), retry_after
-
 
 def open_host_link(name: str, data_dir: Path, *, renewal: bool = True) -> HttpsHostLink:
     """The ``posterm.hostlinks`` factory: ``https`` (the enrolled URL) or ``https://HOST:PORT``.

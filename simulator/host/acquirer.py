@@ -63,7 +63,7 @@ import base64
 import datetime as dt
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -71,10 +71,11 @@ from emv.pan import pan_of
 from simulator.host.cbdc_operator import CBDC_KINDS, Operator, Verdict
 from simulator.host.issuer import FORMAT_ERROR_CODE, Decision, EmvDataError, Issuer, parse_emv_data
 from simulator.host.params import for_terminal
+from simulator.host.positions import SalePosition, open_totals, sale_positions
 from simulator.host.proofs import Claim, ProofVerifier, Proven, Purpose, Refusal
 from simulator.host.rules import Refused, check_refund, check_reversal, duplicate, replayed
 from simulator.host.schema import first_error
-from simulator.host.store import HostStore, Record, StoreConflict
+from simulator.host.store import HostStore, StoreConflict
 from simulator.host.wallets import WalletDesk
 from terminal.host import reconcile
 from terminal.pinblock import EncryptedPin, PinFormat
@@ -155,28 +156,6 @@ class Reply:
         return json.loads(self.body)
 
 
-@dataclass(frozen=True)
-class SalePosition:
-    """What the host holds for one sale: charged, and refunded against it (approved, not reversed).
-
-    ``charged`` sums the sale, deferred authorisation and offline approval
-    records with the sale's ``txn_id``; ``refunded`` the refund and offline
-    refund records whose ``original_txn_id`` is that ``txn_id``. A refund whose
-    original the host never charged shows with ``charged == 0``.
-    """
-
-    txn_id: str
-    terminal_id: str
-    currency: int
-    charged: int
-    refunded: int
-
-    @property
-    def net(self) -> int:
-        """What the customer has paid according to the host (negative: paid out more than charged)."""
-        return self.charged - self.refunded
-
-
 def host_time(now: dt.datetime) -> str:
     """The host's time as it tells terminals (RFC 3339, seconds, Z)."""
     return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -202,40 +181,6 @@ def _without_retransmission(body: Any) -> Any:
 
 def _canonical(what: str, body: Any) -> str:
     return json.dumps({"what": what, "body": _without_retransmission(body)}, sort_keys=True, separators=(",", ":"))
-
-
-def open_totals(records: Iterable[Record]) -> dict[tuple[int, str], tuple[int, int]]:
-    """(currency, settlement kind) -> (count, amount) of approved, not reversed authorisations and advices."""
-    out: dict[tuple[int, str], tuple[int, int]] = {}
-    for record in records:
-        kind = record.settlement_kind
-        if kind is None or not record.approved or record.reversed:
-            continue
-        count, amount = out.get((record.currency, kind), (0, 0))
-        out[(record.currency, kind)] = (count + 1, amount + record.amount)
-    return out
-
-
-def sale_positions(records: Iterable[Record], terminal_id: str | None = None) -> dict[str, SalePosition]:
-    """Per sale ``txn_id``: what the host holds as charged and as refunded against it.
-
-    The money check of a test: for every sale, ``refunded`` never exceeds
-    ``charged``. Only approved, not reversed records count.
-    """
-    charged: dict[str, list[Any]] = {}  # txn_id -> [terminal_id, currency, charged, refunded]
-    for record in records:
-        if terminal_id is not None and record.terminal_id != terminal_id:
-            continue
-        kind = record.settlement_kind
-        if kind is None or not record.approved or record.reversed:
-            continue
-        if kind == "sale":
-            entry = charged.setdefault(record.txn_id, [record.terminal_id, record.currency, 0, 0])
-            entry[2] += record.amount
-        elif record.original_txn_id is not None:
-            entry = charged.setdefault(record.original_txn_id, [record.terminal_id, record.currency, 0, 0])
-            entry[3] += record.amount
-    return {txn: SalePosition(txn, tid, cur, c, r) for txn, (tid, cur, c, r) in charged.items()}
 
 
 def _online_pin(body: dict[str, Any]) -> EncryptedPin | None:

@@ -62,6 +62,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from simulator.host.cli_settings import add_settings_commands
 from terminal.cli_output import CommandError, CommandParser, NotDone, Unavailable, UsageError, file_error
 
 __all__ = ["add_commands", "default_data_dir", "main"]
@@ -128,16 +129,6 @@ def _guard(func: Any) -> Any:
             raise file_error(exc, str(exc.filename or _data_dir(args))) from None
 
     return run
-
-
-def _card(text: str) -> str:
-    """A card as given on the command line; ``-``: one line of standard input (a PAN stays out of the history)."""
-    if text != "-":
-        return text
-    line = sys.stdin.readline(200).strip()
-    if not line:
-        raise CommandError("no card on standard input: give its PAN or the host's card token")
-    return line
 
 
 # ----------------------------------------------------------------------------- commands
@@ -255,87 +246,6 @@ def _cmd_fault(args: argparse.Namespace) -> int:
     if not request_faults(data_dir, faults):
         raise Unavailable(f"the host on {data_dir} stopped before it applied the faults")
     _print(args, faults.to_json(), f"faults now: {json.dumps(faults.to_json()) if faults.any else 'none'}")
-    return 0
-
-
-def _cmd_issuer(args: argparse.Namespace) -> int:
-    from simulator.host import admin
-
-    data_dir = _data_dir(args)
-    if args.issuer_command == "block":
-        named = admin.block_card(data_dir, _card(args.card), args.code, store=_store(args))
-        print(f"card {named.shown} blocked on every terminal: authorisations decline with {args.code}"
-              + (f" (host card token {named.token})" if named.shown != named.token else ""))  # fmt: skip
-    elif args.issuer_command == "unblock":
-        named, was = admin.unblock_card(data_dir, _card(args.card), store=_store(args))
-        print(f"card {named.shown} {'unblocked' if was else 'was not blocked'}")
-    elif args.issuer_command == "pin-reset":
-        named, tries = admin.reset_pin_tries(data_dir, _card(args.card), store=_store(args))
-        counted = f"{tries} wrong PIN tr{'y' if tries == 1 else 'ies'}"
-        print(f"card {named.shown}: {counted} forgotten; its PIN is checked again")
-    elif args.issuer_command == "refund-allowance":
-        admin.set_refund_allowance(data_dir, args.merchant_id, args.amount, store=_store(args))
-        limit = f"refunds no sale covers up to {args.amount} minor units per currency per 24 hours"
-        print(f"merchant {args.merchant_id}: {limit if args.amount else 'no refunds that no sale covers'}")
-    elif args.issuer_command == "velocity":
-        admin.set_velocity(data_dir, args.max_approvals, args.window_seconds, store=_store(args))
-        off = args.max_approvals == 0 or args.window_seconds == 0
-        limit = f"at most {args.max_approvals} approvals per card per {args.window_seconds} s"
-        print("velocity check off" if off else limit)
-    else:
-        status = admin.host_status(data_dir, store=_store(args))
-        shown = {k: status[k] for k in ("velocity", "blocked_cards", "refund_allowances", "pin_tries", "pin_keys")}
-        _print(args, shown, json.dumps(shown, indent=1))
-    return 0
-
-
-def _read_parameters_file(path: str) -> dict[str, Any]:
-    from terminal.limits import MAX_PARAMETERS_FILE_BYTES, InputFileError, read_json_input
-
-    try:
-        update = read_json_input(path, MAX_PARAMETERS_FILE_BYTES, "parameters file")
-    except InputFileError as exc:
-        raise CommandError(str(exc)) from None
-    if not isinstance(update, dict):
-        raise CommandError(f"{path}: expected a JSON object")
-    return update
-
-
-def _cmd_params(args: argparse.Namespace) -> int:
-    from simulator.host import admin
-
-    data_dir = _data_dir(args)
-    if args.params_command == "publish":
-        update = _read_parameters_file(args.file)
-        version = admin.publish_parameters(data_dir, update, checked=not args.unchecked, store=_store(args))
-        print(f"common parameters version {version} published (each terminal's version moves with it)")
-        return 0
-    if args.params_command == "set-terminal":
-        update = _read_parameters_file(args.file)
-        merchant, own = admin.set_terminal_parameters(
-            data_dir,
-            args.terminal_id,
-            update,
-            merchant_id=args.merchant_id,
-            checked=not args.unchecked,
-            store=_store(args),
-        )
-        keys = ", ".join(sorted(own)) or "none"
-        print(f"terminal {args.terminal_id} of merchant {merchant}: own parameters now {keys}")
-        return 0
-    if args.terminal_id is not None:
-        raw = admin.terminal_parameters(data_dir, args.terminal_id, args.merchant_id, store=_store(args))
-    elif args.merchant_id is not None:
-        raise CommandError("--merchant-id goes with --terminal-id")
-    else:
-        from simulator.host.params import ensure_initial
-
-        with admin.open_store(data_dir, create=False, store=_store(args)) as db:
-            ensure_initial(db)
-            common = db.parameters()
-        assert common is not None
-        raw = common
-    print(json.dumps(json.loads(raw), indent=1))
     return 0
 
 
@@ -522,54 +432,7 @@ def _add_subcommands(parser: argparse.ArgumentParser) -> None:
     fault.add_argument("value", nargs="?", help="MS for slow, STATUS for error, expired|wrong|good for cert")
     fault.add_argument("--only", nargs="+", metavar="PATH", help="limit slow / error / drop to these paths")
 
-    issuer = command("issuer", "steer the issuer: blocked cards, velocity, PIN tries", _cmd_issuer, leaf=False)
-    issuer_sub = issuer.add_subparsers(dest="issuer_command", required=True, metavar="ACTION")
-    card_help = (
-        "the card: its PAN (never stored) or the host's card token (the pan_token of 'posterm host records --json'); "
-        "- reads it from standard input"
-    )
-    block = issuer_sub.add_parser("block", help="decline a card on every terminal (by PAN or host card token)")
-    block.add_argument("card", help=card_help)
-    block.add_argument("--code", default="62", help="response code (default 62, restricted card)")
-    unblock = issuer_sub.add_parser("unblock", help="stop declining a card")
-    unblock.add_argument("card", help=card_help)
-    pin_reset = issuer_sub.add_parser(
-        "pin-reset", help="forget a card's wrong online PIN tries (after 3 its PIN is refused with 75 until then)"
-    )
-    pin_reset.add_argument("card", help=card_help)
-    allowance = issuer_sub.add_parser(
-        "refund-allowance", help="let a merchant refund what no sale covers (unreferenced, or to another card)"
-    )
-    allowance.add_argument("merchant_id", metavar="MERCHANT_ID")
-    allowance.add_argument("amount", type=_count, help="minor units per currency per 24 hours (0 = none)")
-    velocity = issuer_sub.add_parser("velocity", help="limit approvals per card and time window (0 = off)")
-    velocity.add_argument("max_approvals", type=_count, help="approvals allowed per card in the window (0 = off)")
-    velocity.add_argument("window_seconds", type=_count, help="the window in seconds (0 = off)")
-    show = issuer_sub.add_parser(
-        "show", help="print the blocked cards, the velocity limit, wrong PIN tries and the PIN keys' check values"
-    )
-    for leaf in (block, unblock, pin_reset, velocity, allowance):
-        _common(leaf)
-    _common(show, json_flag=True)
-
-    params = command("params", "parameter versions served to terminals", _cmd_params, leaf=False)
-    params_sub = params.add_subparsers(dest="params_command", required=True, metavar="ACTION")
-    publish = params_sub.add_parser("publish", help="publish a new version of the common part from a JSON file")
-    publish.add_argument("file", metavar="FILE.json", help="keys merged over the current config, or a full document")
-    publish.add_argument(
-        "--unchecked", action="store_true", help="skip the terminal-side checks (the schema still applies)"
-    )
-    _common(publish)
-    own = params_sub.add_parser("set-terminal", help="set a terminal's own part (merchant name, address, ...)")
-    own.add_argument("terminal_id", metavar="TERMINAL_ID")
-    own.add_argument("file", metavar="FILE.json", help="config keys merged over the terminal's own part (null: remove)")
-    own.add_argument("--merchant-id", help="the terminal's merchant (default: the one it is enrolled under)")
-    own.add_argument("--unchecked", action="store_true", help="skip the terminal-side checks")
-    _common(own)
-    show_params = params_sub.add_parser("show", help="print the common part, or what a terminal gets")
-    show_params.add_argument("--terminal-id", help="print this terminal's document (ids, own part, its version)")
-    show_params.add_argument("--merchant-id", help="the terminal's merchant (default: the one it is enrolled under)")
-    _common(show_params)
+    add_settings_commands(command, _common, _data_dir, _store, _print)
 
     from simulator.host import cli_wallet
     from simulator.host.cli_cbdc import add_cbdc_command
@@ -594,13 +457,6 @@ def _positive(text: str) -> int:
     """An argparse type: a whole number of at least 1."""
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
-
-
-def _count(text: str) -> int:
-    """An argparse type: a whole number of at least 0."""
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 0")
     return int(text)
 
 

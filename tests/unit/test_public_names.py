@@ -452,6 +452,14 @@ PUBLIC: dict[str, set[str]] = {
         "verify_sdad",
         "verify_ssad",
     },
+    "emv.oda_failures": {
+        "FAILURES",
+        "FAILURE_TVR_BIT",
+        "METHODS",
+        "OdaFailure",
+        "apply_failure",
+        "tvr_bits",
+    },
     "emv.outcome": {
         "CvmPerformed",
         "ElectronicCash",
@@ -1148,6 +1156,8 @@ PUBLIC: dict[str, set[str]] = {
         "renewal_lock",
         "require_credentials",
     },
+    "host_link.exchange": {"Lost", "NotSent", "exchange"},
+    "host_link.idempotency": {"IdempotentRetry", "advices_key", "header_key"},
     "host_link.enrolment": {
         "CredentialBundle",
         "EnrolmentError",
@@ -1369,6 +1379,7 @@ PUBLIC: dict[str, set[str]] = {
     },
     "simulator.host.cbdc_sync": {"SyncError", "SyncReport", "WALLET_ID", "read_upload", "wallet_sync"},
     "simulator.host.cli_cbdc": {"add_cbdc_command"},
+    "simulator.host.cli_settings": {"add_settings_commands"},
     "simulator.host.store_cbdc": {
         "BLOCKED_OPERATOR",
         "BLOCKED_WALLET",
@@ -1444,6 +1455,7 @@ PUBLIC: dict[str, set[str]] = {
         "publish",
         "set_terminal_part",
     },
+    "simulator.host.positions": {"SalePosition", "open_totals", "sale_positions"},
     "simulator.host.proofs": {
         "AMOUNT_DIFFERS_CODE",
         "CRYPTOGRAM_FAILED_CODE",
@@ -1555,6 +1567,7 @@ PUBLIC: dict[str, set[str]] = {
     "simulator.host.ratelimit": {"ENROL_LIMITS_KEY", "EnrolmentLimiter", "EnrolmentLimits", "TokenBucket"},
     "simulator.host.store_identity": {"Certificate", "EnrolmentCode", "TerminalIdentities"},
     "simulator.host.inprocess_qr": {"FAULT_METHOD", "InProcessQr"},
+    "simulator.host.inprocess_faults": {"Call", "HostFaults"},
     "simulator.host.app_qr": {"MAX_WAIT_SECONDS", "POLL_SECONDS", "QR_MESSAGES", "QrQueries"},
     "simulator.host.cli_wallet": {"HELP", "add_arguments", "wallet_command"},
     "simulator.host.wallet_admin": {
