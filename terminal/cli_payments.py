@@ -63,9 +63,16 @@ def _terminal(
     (:func:`terminal.notices.tell_unshown`); ``tell=False`` for ``posterm
     last``, which tells them its own way.
     """
+    pin_pad_url = getattr(args, "pin_pad", None)
+    if isinstance(pin_pad_url, str) and pin_pad_url.strip().lower().startswith("screen:"):
+        # checked before a card is read: the on-screen pad is drawn by posterm ui, never by a command
+        raise CommandError(
+            "--pin-pad 'screen:': the on-screen PIN pad exists only inside posterm ui; "
+            "give another PIN pad (e.g. sim:pin=1234, serial:...?protocol=posterm-pinpad) or none"
+        )
     terminal = open_terminal(
         args.data_dir, reader_url=reader_url, host=getattr(args, "host", "auto"), shared=shared,
-        pin_pad_url=getattr(args, "pin_pad", None),
+        pin_pad_url=pin_pad_url,
     )  # fmt: skip
     try:
         if tell:

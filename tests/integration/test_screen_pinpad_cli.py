@@ -44,3 +44,17 @@ def test_sim_pinpad_key_loads_the_simulators_keys(tmp_path: Path) -> None:
     assert str(tmp_path / KEYS_FILE) in done.stdout
     assert SoftwarePinPad(tmp_path).counters() == {"aes": 0, "tdes": 0}
     assert (tmp_path / KEYS_FILE).stat().st_mode & 0o077 == 0
+
+
+def test_a_sale_given_the_screen_pad_on_the_command_line_is_refused_before_any_card_is_read(tmp_path: Path) -> None:
+    """``posterm sale --pin-pad screen:``: one line, exit 2, and no payment journalled (it used to read the card)."""
+    for command in (["sale", "80.00"], ["refund", "5.00", "--unreferenced"]):
+        done = posterm(*command, "--card", "visa-online-pin", "--pin-pad", "screen:", "--data-dir", str(tmp_path))
+        assert done.returncode == 2, (done.stdout, done.stderr)
+        assert done.stderr.strip().splitlines() == [
+            "posterm: error: --pin-pad 'screen:': the on-screen PIN pad exists only inside posterm ui; give another "
+            "PIN pad (e.g. sim:pin=1234, serial:...?protocol=posterm-pinpad) or none"
+        ]
+        assert "present card" not in done.stdout + done.stderr
+    journal = posterm("journal", "list", "--data-dir", str(tmp_path), "--json")
+    assert journal.returncode in (0, 3) and "sale" not in journal.stdout
