@@ -129,8 +129,16 @@ def parse_offline_request(line: str) -> tuple[OfflinePinRequest, PublicKey, byte
 class VirtualPinPad:
     """A PIN pad on a pty: answers ``PING`` and ``PIN`` lines as its customer's action says."""
 
-    def __init__(self, action: PinAction, *, keys: PinKeys | None = None, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        action: PinAction,
+        *,
+        keys: PinKeys | None = None,
+        delay: float = 0.0,
+        features: tuple[str, ...] = FEATURES,
+    ) -> None:
         self.action = action
+        self.features = features  # listed in PONG; a pad without EPIN answers it "ERR unknown command"
         self.keys = keys or PinKeys()
         self.delay = delay
         self.requests = 0  # PIN and EPIN requests answered
@@ -194,10 +202,10 @@ class VirtualPinPad:
             if line is None or not line:
                 continue
             if line == "PING":
-                self._send(" ".join(("PONG", PROTOCOL, str(VERSION), *FEATURES)))
+                self._send(" ".join(("PONG", PROTOCOL, str(VERSION), *self.features)))
             elif line.startswith("PIN"):
                 self._entry(line)
-            elif line.startswith("EPIN"):
+            elif line.startswith("EPIN") and "EPIN" in self.features:
                 self._offline_entry(line)
             elif line != "ABORT":  # an ABORT with no entry going on needs no answer
                 self._send("ERR unknown command")
