@@ -118,8 +118,8 @@ def parse_offline_request(line: str) -> tuple[OfflinePinRequest, PublicKey, byte
         raise RequestError("amount, currency and tries are numbers, timeout seconds") from None
     key = PublicKey(_hex(modulus, "modulus", 25, 256), _hex(exponent, "exponent", 1, 3))
     nonce = _hex(challenge, "challenge", 8, 8)
-    if amount < 0 or not 0 < currency < 1000 or (tries is not None and not 0 < tries <= 15):
-        raise RequestError("amount at least 0, currency ISO 4217 numeric, tries 1 to 15")
+    if amount < 0 or not 0 < currency < 1000 or (tries is not None and not 0 < tries <= 255):
+        raise RequestError("amount at least 0, currency ISO 4217 numeric, tries 1 to 255")
     if not 0 < timeout <= 600:
         raise RequestError("timeout is 0 to 600 seconds")
     request = OfflinePinRequest(amount, currency, "enciphered", tries, last, bypass)
