@@ -17,6 +17,7 @@ import os
 import socket
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,10 @@ def test_a_refund_with_the_right_pin_is_verified_by_the_issuer(till: Till) -> No
     # unreferenced, on a C-2 card whose PIN is 4321
     rc, out = till.refund("7.00", "mc-cda-online", "sim:pin=4321", "--unreferenced")
     assert rc == 0 and out["pin"] == "verified" and out["scheme"] == "mastercard"
+    # the technician's support bundle says what the terminal does
+    assert till.run("diag", "export", "--output", str(till.data_dir.parent / "bundle.zip")).returncode == 0
+    with zipfile.ZipFile(till.data_dir.parent / "bundle.zip") as bundle:
+        assert json.loads(bundle.read("configuration.json"))["settings"]["pin_on_refund"] == "online"
 
 
 def test_a_wrong_pin_is_declined_55_in_words_and_nothing_is_refunded(till: Till) -> None:
