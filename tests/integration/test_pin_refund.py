@@ -285,12 +285,16 @@ class CountingPad:
         self.answer = answer
         self.online: list[PinRequest] = []
         self.offline = 0
+        self.blocks: list[bytes] = []  # the PIN blocks it formed (to look for them afterwards)
 
     def enter_pin(self, request: PinRequest, timeout: float | None = None, cancel: CancelToken | None = None) -> Any:
         self.online.append(request)
         if self.answer is not None:
             return PinEntry(self.answer)
-        return self.pad.enter_pin(request, timeout, cancel)
+        entry: PinEntry = self.pad.enter_pin(request, timeout, cancel)
+        if entry.pin is not None:
+            self.blocks.append(entry.pin.block)
+        return entry
 
     def enter_offline_pin(
         self, request: OfflinePinRequest, timeout: float | None = None, cancel: CancelToken | None = None
@@ -336,3 +340,37 @@ def test_in_process_what_the_pad_is_asked(till: Till, monkeypatch: pytest.Monkey
         assert till.host_records(result.txn_id) == []
     finally:
         terminal.close()
+
+
+WRONG = "97531864"  # a PIN no card has: what the scan looks for
+
+
+def test_nothing_written_holds_a_refunds_pin_or_pin_block(
+    host: HostService, till: Till, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from terminal import registry
+
+    assert till.refund("5.00", "visa-qvsdc-online", f"sim:pin={WRONG}", "--unreferenced")[1]["response_code"] == "55"
+    monkeypatch.setenv("POSTERM_SIM_STATE", str(till.sim_state))
+    terminal = open_terminal(till.data_dir, reader_url="none")
+    blocks: list[bytes] = []
+    try:
+        for pin in (WRONG, "1234"):
+            pad = CountingPad(f"sim:pin={pin}")
+            terminal.pin_pad = pad
+            terminal.reader = registry.open_reader("sim:card=visa-qvsdc-online")
+            assert terminal.refund(321, EUR).pin in ("incorrect", "verified")
+            blocks += pad.blocks
+        wal = till.data_dir / "journal.sqlite-wal"  # as it stands while the terminal is open
+        (tmp_path / "wal-copy").write_bytes(wal.read_bytes())
+    finally:
+        terminal.close()
+    assert len(blocks) == 2 and (tmp_path / "wal-copy").stat().st_size
+    wanted = [WRONG.encode(), bytes.fromhex(WRONG)]
+    for block in blocks:
+        wanted += [block, block.hex().encode(), block.hex().upper().encode()]
+    files = [p for folder in (till.data_dir, host.data_dir, tmp_path) for p in folder.rglob("*") if p.is_file()]
+    assert any(p.name == "host.log" for p in files) and any(p.parent.name == "logs" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        assert not [w for w in wanted if w in data], f"{path} holds a PIN or a PIN block"
