@@ -106,10 +106,12 @@ def collect_online_pin(
     allow_bypass: bool,
     timeout: float | None,
     cancel: CancelToken | None,
+    undone: str = "nothing was charged",
 ) -> OnlinePin:
     """Ask the PIN pad for the online PIN; PaymentRefused (in words) for cancel, timeout or a pad fault.
 
-    Nothing is journalled yet when this is called: a refusal leaves nothing charged.
+    Nothing is journalled yet when this is called: a refusal leaves nothing
+    charged (``undone``: how the refusal says so; a refund's "nothing was refunded").
     """
     if pad is None:  # the kernels do not choose online PIN without a PIN pad (emv.capabilities)
         raise PaymentRefused("pin_pad", "not completed: the card asks for a PIN and no PIN pad is configured")
@@ -119,13 +121,11 @@ def collect_online_pin(
     try:
         entry = pad.enter_pin(PinRequest(amount, currency, pan, allow_bypass=allow_bypass), timeout, cancel)
     except DeviceError as exc:
-        raise PaymentRefused(
-            "pin_pad", f"not completed: the PIN pad cannot be used ({exc}); nothing was charged"
-        ) from None
+        raise PaymentRefused("pin_pad", f"not completed: the PIN pad cannot be used ({exc}); {undone}") from None
     if entry.outcome is PinOutcome.CANCELLED:
-        raise PaymentRefused("pin_cancelled", "not completed: PIN entry cancelled; nothing was charged")
+        raise PaymentRefused("pin_cancelled", f"not completed: PIN entry cancelled; {undone}")
     if entry.outcome is PinOutcome.TIMEOUT:
-        raise PaymentRefused("pin_timeout", "not completed: no PIN was entered in time; nothing was charged")
+        raise PaymentRefused("pin_timeout", f"not completed: no PIN was entered in time; {undone}")
     return OnlinePin(entry)
 
 

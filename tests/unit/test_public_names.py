@@ -670,7 +670,15 @@ PUBLIC: dict[str, set[str]] = {
         "positive_int",
         "write_output",
     },
-    "terminal.core": {"Clock", "Core", "MIN_RETENTION_YEARS", "SystemClock", "TerminalSettings", "iso"},
+    "terminal.core": {
+        "Clock",
+        "Core",
+        "MIN_RETENTION_YEARS",
+        "PIN_ON_REFUND",
+        "SystemClock",
+        "TerminalSettings",
+        "iso",
+    },
     "terminal.exit_status": {"ExitStatus", "expected", "status_for"},
     "terminal.limits": {
         "MAX_BUNDLE_BYTES",
@@ -901,6 +909,7 @@ PUBLIC: dict[str, set[str]] = {
         "pin_detail",
         "tvr_after_bypass",
     },
+    "terminal.refund_pin": {"collect_refund_pin", "refund_pin_needed", "tvr_online_pin_entered"},
     "terminal.contact_reading": {"HeldCard", "read_contact"},
     "terminal.store_core": {
         "CardRecord",
