@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any, Final, TypeVar
 from urllib.parse import unquote
 
+from drivers.serial_errors import open_failure
 from emv.pan import mask_text
 from terminal.pinblock import EncryptedPin, PinBlockError, PinFormat
 from terminal.ports import (
@@ -144,7 +145,7 @@ class SerialPinPad:
         try:
             port = serial.Serial(port=path, baudrate=baud, timeout=_POLL)
         except (serial.SerialException, OSError, ValueError) as exc:
-            raise DeviceError(f"cannot open PIN pad {path}: {exc}") from exc
+            raise DeviceError(f"cannot open PIN pad {path}: {open_failure(exc)}") from exc
         pad = cls(url, port)
         try:
             pad._hello(answer)

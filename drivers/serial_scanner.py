@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from drivers.serial_errors import open_failure
 from terminal.ports import CancelToken, DeviceError, DeviceGone, NoCodeError, ScannedCode, WaitCancelled
 
 __all__ = [
@@ -359,7 +360,7 @@ class SerialScanner:
                 timeout=_POLL_SECONDS,
             )
         except (serial.SerialException, OSError, ValueError) as exc:
-            raise DeviceError(f"cannot open serial scanner {path}: {exc}") from exc
+            raise DeviceError(f"cannot open serial scanner {path}: {open_failure(exc)}") from exc
         return cls(url, port, options)
 
     @staticmethod

@@ -82,7 +82,7 @@ def read_contact(
     kernel = ContactKernel(session, contact, txn, cardholder=cardholder, entropy=secrets.token_bytes(32))
     result = kernel.start()
     if cardholder is not None and cardholder.problem and result.outcome is Outcome.END_APPLICATION:
-        result.error = f"{result.error}: {cardholder.problem}"
+        result.error = cardholder.problem  # the pad's fault, not the customer's cancel
     if result.outcome is Outcome.ONLINE_REQUEST:
         return result, HeldCard(kernel, session)
     return result, None

@@ -423,20 +423,28 @@ class OfflinePinAbility:
     itself (:class:`EncipheringPinPad`); the terminal uses this path for an
     enciphered PIN whenever the pad has it.
 
+    ``unavailable``: the configured pad could not be opened to ask (why, in
+    words).  The terminal still has a PIN pad, so it keeps claiming offline
+    PIN: a card that asks for one ends "the PIN pad cannot be used", as an
+    online PIN does, rather than being quietly taken with its next method.
+
     >>> OfflinePinAbility(enciphers=True).plaintext, OfflinePinAbility(enciphers=True).enciphered
     (False, True)
+    >>> OfflinePinAbility(unavailable="cannot open /dev/ttyUSB0").plaintext
+    True
     """
 
     digits: bool = False
     enciphers: bool = False
+    unavailable: str | None = None
 
     @property
     def plaintext(self) -> bool:
-        return self.digits
+        return self.digits or self.unavailable is not None
 
     @property
     def enciphered(self) -> bool:
-        return self.digits or self.enciphers
+        return self.digits or self.enciphers or self.unavailable is not None
 
 
 def offline_pin_ability(pad: object) -> OfflinePinAbility:
@@ -445,7 +453,7 @@ def offline_pin_ability(pad: object) -> OfflinePinAbility:
     A pad whose ability is known only once it is opened (the serial pad's
     answer to ``PING``; :class:`terminal.devices.LazyPinPad`, which opens the
     pad it names) has an ``offline_pin_ability()`` method; a pad that cannot
-    be opened can do nothing.
+    be opened is :attr:`OfflinePinAbility.unavailable`.
     """
     if pad is None:
         return OfflinePinAbility()
@@ -453,8 +461,8 @@ def offline_pin_ability(pad: object) -> OfflinePinAbility:
     if callable(own):
         try:
             said = own()
-        except DeviceError:
-            return OfflinePinAbility()
+        except DeviceError as exc:
+            return OfflinePinAbility(unavailable=str(exc))
         if isinstance(said, OfflinePinAbility):
             return said
     return OfflinePinAbility(digits=isinstance(pad, OfflinePinPad), enciphers=isinstance(pad, EncipheringPinPad))

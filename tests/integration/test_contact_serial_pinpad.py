@@ -220,3 +220,25 @@ def test_a_serial_pad_that_cannot_encipher_claims_no_offline_pin(rig: Rig, tmp_p
     caps = result.card_result.card_data[0x9F33][1]
     assert caps & ONLINE_PIN and not caps & (ENCIPHERED_PIN | PLAINTEXT_PIN)
     assert not any(line.startswith("EPIN") for line in pad.link)
+
+
+@pytest.mark.parametrize("profile", ["contact-enciphered-pin", "contact-offline-pin"])
+def test_a_configured_pad_that_cannot_be_opened_ends_the_sale_rather_than_skipping_the_pin(
+    rig: Rig, tmp_path: Path, profile: str
+) -> None:
+    # Before: the pad's ability was "nothing", the terminal stopped claiming offline PIN and the
+    # card was taken with its next rule (a signature) while the cashier never heard of the pad.
+    rig.terminal.pin_pad = LazyPinPad(f"serial:{tmp_path / 'no-such-pad'}?protocol=posterm-pinpad")
+    rig.card(profile)
+    result = rig.terminal.sale(1234, EUR)
+    assert result.state is State.CANCELLED, result.message
+    assert "the PIN pad cannot be used" in result.message and "no such file or directory" in result.message
+    assert "nothing was charged" in result.message
+    assert result.cvm != "signature"
+
+
+def test_a_card_that_asks_no_pin_is_paid_with_a_pad_that_cannot_be_opened(rig: Rig, tmp_path: Path) -> None:
+    rig.terminal.pin_pad = LazyPinPad(f"serial:{tmp_path / 'no-such-pad'}?protocol=posterm-pinpad")
+    rig.card("contact-dda")
+    result = rig.terminal.sale(1234, EUR)
+    assert result.state is State.OFFLINE_APPROVED, result.message

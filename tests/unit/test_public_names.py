@@ -1171,6 +1171,7 @@ PUBLIC: dict[str, set[str]] = {
         "QR_EC",
         "TOP_MARGIN",
     },
+    "drivers.serial_errors": {"open_failure"},
     "drivers.serial_scanner": {
         "AIM_SYMBOLOGIES",
         "LineAssembler",
