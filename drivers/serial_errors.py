@@ -18,8 +18,8 @@ def open_failure(exc: BaseException) -> str:
     while seen is not None:
         if isinstance(seen, OSError) and type(seen).__name__ != "SerialException" and seen.strerror:
             return seen.strerror.lower()
-        args = getattr(seen, "args", ())
+        args: tuple[object, ...] = tuple(getattr(seen, "args", ()))
         if len(args) == 2 and isinstance(args[1], str) and type(seen).__name__ != "SerialException":
-            return args[1].lower()
+            return args[1].lower()  # termios.error(errno, text): no strerror
         seen = seen.__context__
     return str(exc)
