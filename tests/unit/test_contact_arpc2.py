@@ -73,12 +73,18 @@ def reference_arpc2(pan: str, psn: str, arqc: bytes, atc: bytes, csu: bytes, pro
     return _retail_mac(sk, arqc + csu + proprietary)[:4]
 
 
-def _card_91(card: ContactCard, data: dict[int, bytes], csu: bytes, proprietary: bytes = b"", *, bad: bool = False) -> bytes:
+def _card_91(
+    card: ContactCard, data: dict[int, bytes], csu: bytes, proprietary: bytes = b"", *, bad: bool = False
+) -> bytes:
     p = card.profile
     mac = reference_arpc2(p.pan, p.psn, data[0x9F26], data[0x9F36], csu, proprietary)
     if bad:
         mac = bytes([mac[0] ^ 0x01]) + mac[1:]
     return mac + csu + proprietary
+
+
+def _answer(data: bytes, code: str = "00") -> HostAnswer:
+    return HostAnswer.from_host(code, None, issuer_authentication_data=data)
 
 
 # --------------------------------------------------------------------------- the computation
@@ -116,7 +122,7 @@ def test_method_1_keeps_its_arc_and_refuses_proprietary_data() -> None:
 
 def test_card_status_update_bits() -> None:
     """The CSU layout of the Common Core Definitions, both ways."""
-    assert CSU_APPROVED.hex() == "00800000" and CSU_DECLINED == bytes(4)
+    assert CSU_APPROVED.hex() == "00800000" and CSU_DECLINED.hex() == "00000000"
     csu = CardStatusUpdate(approved=True, pin_try_counter=3, application_block=True, counters="reset",
                            proprietary_data=True, go_online_next=True)  # fmt: skip
     raw = csu.encode()
@@ -202,14 +208,14 @@ def test_the_card_honours_the_csu_pin_try_counter_block_and_go_online() -> None:
     card.pin_try_counter = 1
     kernel, r, _ = run(card)
     reset = CardStatusUpdate(approved=True, pin_try_counter=3, go_online_next=True, counters="reset").encode()
-    done = kernel.complete(HostAnswer.from_host("00", None, issuer_authentication_data=_card_91(card, r.card_data, reset)))
+    done = kernel.complete(_answer(_card_91(card, r.card_data, reset)))
     assert done.outcome is Outcome.APPROVED
     assert card.pin_try_counter == 3 and card.go_online_next and card.last_online_atc == card.atc
 
     card.reset()
     kernel, r, _ = run(card)
     block = CardStatusUpdate(approved=True, application_block=True).encode()
-    done = kernel.complete(HostAnswer.from_host("00", None, issuer_authentication_data=_card_91(card, r.card_data, block)))
+    done = kernel.complete(_answer(_card_91(card, r.card_data, block)))
     assert done.outcome is Outcome.DECLINED and card.blocked  # blocked: no TC, whatever else the CSU says
     card.reset()
     assert run(card)[1].outcome is not Outcome.APPROVED
@@ -255,7 +261,7 @@ def test_91_of_a_length_no_method_has_is_not_sent() -> None:
 def test_unable_to_go_online_the_card_approves_y3_and_the_result_carries_the_tc_inputs() -> None:
     """Book 3 10.7: no answer; the default codes allow (under the floor limit): TC, 8A Y3.  The result's
     cryptogram inputs are what the card received for that TC (CDOL2's TVR and 8A over CDOL1's)."""
-    kernel, first, card = run(CARD, cfg=dataclasses.replace(config(), applications=tuple(
+    kernel, first, _card = run(CARD, cfg=dataclasses.replace(config(), applications=tuple(
         dataclasses.replace(a, tac_default=bytes(5)) for a in config().applications)))  # fmt: skip
     arqc = first.card_data[0x9F26]
     done = kernel.complete(HostAnswer.unable_to_go_online())
