@@ -506,8 +506,10 @@ class ContactCard:
             return False
         mac, raw = data[:4], data[4:8]
         csu = CardStatusUpdate.decode(raw)
-        # without the "included" bit, bytes after the CSU are a DOL's padding, not proprietary data
+        # without the "included" bit, bytes after the CSU may only be a DOL's zero padding
         proprietary = data[8:] if csu.proprietary_data else b""
+        if not csu.proprietary_data and any(data[8:]):
+            return False
         want = arpc(p.cryptogram_key, p.pan, p.psn, arqc=txn.arqc, atc=atc, response=raw, proprietary=proprietary)
         if not hmac.compare_digest(want, mac):
             return False

@@ -148,3 +148,21 @@ def test_a_chip_sale_approved_y3_while_the_host_is_down_forwards_the_cards_tc(ti
     settled = till.terminal.settle()
     assert settled.in_balance, settled.differences
     assert till.terminal.store.verify().ok
+
+
+def test_a_chip_sale_online_with_arpc_method_2_over_https(till: Till) -> None:
+    """The host up: contact-arpc2's ARQC is verified, the answer's issuer_authentication_data (ARPC || CSU)
+    crosses mutual TLS, the card checks it by EXTERNAL AUTHENTICATE and approves with a TC."""
+    result = till.insert(1234)
+    assert result.state is State.APPROVED and result.approval_code, result.message
+    row = till.terminal.get(result.txn_id)
+    assert row is not None
+    assert row.details["issuer_authentication"] == "passed" and row.details["cryptogram_type"] == "TC"
+    assert row.details["card_outcome_after_host"] == "approved"
+    tvr = bytes.fromhex(row.details["tvr"])
+    assert not tvr[4] & 0x40  # TVR byte 5: issuer authentication did not fail
+    assert bytes.fromhex(row.details["tsi"])[0] & 0x10  # TSI: issuer authentication was performed
+    (held,) = [r for r in till.records() if r["txn_id"] == result.txn_id]
+    assert held["method"] == "authorise" and held["approved"] and not held["reversed"]
+    settled = till.terminal.settle()
+    assert settled.in_balance, settled.differences
