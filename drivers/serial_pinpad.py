@@ -10,6 +10,12 @@ answer, and never sees a PIN. The PAN goes to the pad (it is bound into the
 block) and nothing here logs it. ``cancel`` sends ``ABORT``, and the entry ends
 cancelled; a pad that does not answer within the entry's timeout and a grace
 of :data:`GRACE_SECONDS` is a device error, as is an ``ERR`` answer.
+
+An inserted card's offline PIN: a pad whose ``PONG`` lists ``EPIN`` enciphers
+it for the card itself (:meth:`SerialPinPad.encipher_offline_pin`: the card's
+public key and challenge go to the pad, the ciphertext for VERIFY comes back);
+the clear PIN never crosses the serial line, so this pad gives no plaintext
+offline PIN (:meth:`SerialPinPad.offline_pin_ability`).
 """
 
 from __future__ import annotations
@@ -17,21 +23,44 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
 from urllib.parse import unquote
 
 from emv.pan import mask_text
 from terminal.pinblock import EncryptedPin, PinBlockError, PinFormat
-from terminal.ports import CancelToken, DeviceError, DeviceGone, DeviceUrlError, PinEntry, PinOutcome, PinRequest
+from terminal.ports import (
+    CancelToken,
+    DeviceError,
+    DeviceGone,
+    DeviceUrlError,
+    EncipheredOfflinePin,
+    OfflinePinAbility,
+    OfflinePinRequest,
+    PinEntry,
+    PinOutcome,
+    PinRequest,
+    PublicKey,
+)
 
-__all__ = ["DEFAULT_TIMEOUT", "GRACE_SECONDS", "PROTOCOL", "SerialPinPad", "parse_answer", "parse_pinpad_url"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "GRACE_SECONDS",
+    "PROTOCOL",
+    "SerialPinPad",
+    "parse_answer",
+    "parse_enciphered_answer",
+    "parse_pinpad_url",
+]
 
 PROTOCOL: Final = "posterm-pinpad"
 DEFAULT_TIMEOUT: Final = 30.0  # seconds the customer has when the caller does not say
 GRACE_SECONDS: Final = 5.0  # past the entry's timeout, how long the pad has to say TIMEOUT
 _POLL: Final = 0.05
-_MAX_LINE: Final = 256
+_MAX_LINE: Final = 1024  # an ENCIPHERED answer is 11 + 2 x the card key's length (at most 248 bytes)
 _BLOCK = re.compile(r"BLOCK ([0-9A-F]{16}|[0-9A-F]{32}) KSN ([0-9A-F]{20}|[0-9A-F]{24}) FORMAT ([04])")
+_ENCIPHERED = re.compile(r"ENCIPHERED ((?:[0-9A-F]{2}){25,256})")
+_A = TypeVar("_A", PinEntry, EncipheredOfflinePin)
 _OUTCOMES: Final = {"CANCEL": PinOutcome.CANCELLED, "TIMEOUT": PinOutcome.TIMEOUT, "BYPASS": PinOutcome.BYPASSED}
 
 
@@ -78,6 +107,24 @@ def parse_answer(line: str) -> PinEntry | None:
     return PinEntry(PinOutcome.ENTERED, pin)
 
 
+def parse_enciphered_answer(line: str, size: int) -> EncipheredOfflinePin | None:
+    """A pad's answer to ``EPIN`` for a card key of ``size`` bytes; None for a line that is no answer (ignored).
+
+    ``ERR text`` and a ciphertext that is not as long as the key raise :class:`DeviceError`.
+    """
+    if line in _OUTCOMES:
+        return EncipheredOfflinePin(_OUTCOMES[line])
+    if line.startswith("ERR"):
+        raise DeviceError(f"the PIN pad refused the request: {mask_text(line[3:].strip())[:120] or 'no reason'}")
+    match = _ENCIPHERED.fullmatch(line)
+    if match is None:
+        return None
+    data = bytes.fromhex(match[1])
+    if len(data) != size:
+        raise DeviceError(f"the PIN pad answered {len(data)} bytes for a card key of {size}")
+    return EncipheredOfflinePin(PinOutcome.ENTERED, data)
+
+
 class SerialPinPad:
     """A posterm-pinpad PIN pad on a serial port (see the module docstring)."""
 
@@ -87,6 +134,7 @@ class SerialPinPad:
         self.url = url
         self._port = port
         self._buffer = bytearray()
+        self.features: frozenset[str] = frozenset()  # what the pad's PONG listed after its version
 
     @classmethod
     def open(cls, url: str) -> SerialPinPad:
@@ -148,8 +196,13 @@ class SerialPinPad:
         while time.monotonic() < deadline:
             line = self._line()
             if line is not None and line.startswith("PONG " + PROTOCOL):
+                self.features = frozenset(line.split()[3:])
                 return
         raise DeviceError(f"no {PROTOCOL} PIN pad answered on {self.url.split('?')[0]} within {seconds:g} s")
+
+    def offline_pin_ability(self) -> OfflinePinAbility:
+        """An enciphered offline PIN when the pad said ``EPIN`` when opened; never a plaintext one."""
+        return OfflinePinAbility(enciphers="EPIN" in self.features)
 
     def enter_pin(
         self, request: PinRequest, timeout: float | None = None, cancel: CancelToken | None = None
@@ -157,27 +210,60 @@ class SerialPinPad:
         if cancel is not None and cancel.cancelled:
             return PinEntry(PinOutcome.CANCELLED)
         seconds = DEFAULT_TIMEOUT if timeout is None else max(1.0, timeout)
-        self._buffer.clear()
-        with contextlib.suppress(Exception):
-            self._port.reset_input_buffer()
-        self._write(
+        line = (
             f"PIN amount={request.amount} currency={request.currency:03d} pan={request.pan} "
             f"format={int(request.format)} bypass={int(request.allow_bypass)} timeout={seconds:g}"
         )
+        return self._exchange(line, seconds, cancel, parse_answer, PinEntry(PinOutcome.CANCELLED))
+
+    def encipher_offline_pin(
+        self,
+        request: OfflinePinRequest,
+        key: PublicKey,
+        challenge: bytes,
+        timeout: float | None = None,
+        cancel: CancelToken | None = None,
+    ) -> EncipheredOfflinePin:
+        """The pad enciphers the customer's PIN for the card (``EPIN``); only the ciphertext comes back."""
+        if "EPIN" not in self.features:
+            raise DeviceError(f"the PIN pad on {self.url.split('?')[0]} cannot encipher an offline PIN (no EPIN)")
+        if cancel is not None and cancel.cancelled:
+            return EncipheredOfflinePin(PinOutcome.CANCELLED)
+        seconds = DEFAULT_TIMEOUT if timeout is None else max(1.0, timeout)
+        tries = "" if request.tries_left is None else f" tries={request.tries_left}"
+        line = (
+            f"EPIN amount={request.amount} currency={request.currency:03d} modulus={key.modulus.hex().upper()} "
+            f"exponent={key.exponent.hex().upper()} challenge={challenge.hex().upper()}{tries} "
+            f"last={int(request.last_try)} bypass={int(request.allow_bypass)} timeout={seconds:g}"
+        )
+        size = key.size
+        return self._exchange(
+            line, seconds, cancel, lambda text: parse_enciphered_answer(text, size),
+            EncipheredOfflinePin(PinOutcome.CANCELLED),
+        )  # fmt: skip
+
+    def _exchange(
+        self, request: str, seconds: float, cancel: CancelToken | None, parse: Callable[[str], _A | None], cancelled: _A
+    ) -> _A:
+        """Send one request line and wait for its answer (``ABORT`` on the terminal's cancel; see the module)."""
+        self._buffer.clear()
+        with contextlib.suppress(Exception):
+            self._port.reset_input_buffer()
+        self._write(request)
         deadline = time.monotonic() + seconds + GRACE_SECONDS
         aborted_at: float | None = None
         while True:
             line = self._line()
             if line is not None:
-                entry = parse_answer(line)
+                entry = parse(line)
                 if entry is not None:
-                    return PinEntry(PinOutcome.CANCELLED) if aborted_at is not None else entry
+                    return cancelled if aborted_at is not None else entry
             now = time.monotonic()
             if cancel is not None and cancel.cancelled and aborted_at is None:
                 self._write("ABORT")
                 aborted_at = now
             if aborted_at is not None and now - aborted_at > GRACE_SECONDS:
-                return PinEntry(PinOutcome.CANCELLED)  # the pad never confirmed: the terminal's cancel stands
+                return cancelled  # the pad never confirmed: the terminal's cancel stands
             if now > deadline:
                 self._write("ABORT")
                 raise DeviceError(f"the PIN pad on {self.url.split('?')[0]} did not answer within {seconds:g} s")

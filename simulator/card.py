@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from simulator import _ber, card_qpboc, pki
+from simulator.command_apdu import CommandApdu, parse_command_apdu
 from simulator.cryptograms import CryptogramData, build_iad, compute
 from simulator.issuer_keys import issuer_master_keys
 from simulator.profiles import CardProfile, load
@@ -66,36 +67,6 @@ class CardMuteError(SimulatedCardError):
 class CardTornError(SimulatedCardError):
     """The card left the field after computing its GENERATE AC answer, before sending it
     (profile fault ``torn``: the first GENERATE AC of the card's life)."""
-
-
-@dataclass(frozen=True)
-class _Apdu:
-    cla: int
-    ins: int
-    p1: int
-    p2: int
-    data: bytes
-    le: int | None
-
-
-def _parse_apdu(command: bytes) -> _Apdu | None:
-    """Short APDU cases 1-4; None when the lengths do not add up."""
-    if len(command) < 4:
-        return None
-    cla, ins, p1, p2 = command[:4]
-    body = command[4:]
-    if not body:
-        return _Apdu(cla, ins, p1, p2, b"", None)
-    if len(body) == 1:
-        return _Apdu(cla, ins, p1, p2, b"", body[0])
-    lc = body[0]
-    if lc == 0:
-        return None  # extended lengths are not simulated
-    if len(body) == 1 + lc:
-        return _Apdu(cla, ins, p1, p2, body[1:], None)
-    if len(body) == 2 + lc:
-        return _Apdu(cla, ins, p1, p2, body[1 : 1 + lc], body[-1])
-    return None
 
 
 def _bcd_amount(value: bytes) -> int | None:
@@ -173,7 +144,7 @@ class SimulatedCard:
         # for RECOVER AC; whether the fault "torn" has struck.
         self._last_gac: tuple[dict[int, bytes], bytes, int] | None = None
         self._torn = False
-        self._handlers: dict[int, Callable[[_Apdu], bytes]] = {
+        self._handlers: dict[int, Callable[[CommandApdu], bytes]] = {
             0xA4: self._select,
             0xA8: self._gpo,
             0xB2: self._read_record,
@@ -208,7 +179,7 @@ class SimulatedCard:
         self._mute_armed = False
 
     def _dispatch(self, command: bytes) -> bytes:
-        apdu = _parse_apdu(command)
+        apdu = parse_command_apdu(command)
         if apdu is None:
             return SW_WRONG_LENGTH
         handler = self._handlers.get(apdu.ins)
@@ -376,7 +347,7 @@ class SimulatedCard:
 
     # ------------------------------------------------------------ commands
 
-    def _select(self, apdu: _Apdu) -> bytes:
+    def _select(self, apdu: CommandApdu) -> bytes:
         if apdu.p1 != 0x04 or apdu.p2 not in (0x00, 0x02):
             return SW_WRONG_P1P2
         if not apdu.data:
@@ -404,7 +375,7 @@ class SimulatedCard:
             return fci + SW_OK
         return SW_NOT_FOUND
 
-    def _gpo(self, apdu: _Apdu) -> bytes:
+    def _gpo(self, apdu: CommandApdu) -> bytes:
         if apdu.p1 != 0x00 or apdu.p2 != 0x00:
             return SW_WRONG_P1P2
         txn = self._txn
@@ -473,7 +444,7 @@ class SimulatedCard:
             items.append((0x9F4B, self._sign_dynamic(bytes([len(number)]) + number, tdd)))
         return _template(0x77, items) + SW_OK
 
-    def _read_record(self, apdu: _Apdu) -> bytes:
+    def _read_record(self, apdu: CommandApdu) -> bytes:
         if apdu.p1 == 0 or apdu.p2 & 0x07 != 0x04 or apdu.p2 >> 3 == 0:
             return SW_WRONG_P1P2
         if not self._txn.app_selected:
@@ -486,7 +457,7 @@ class SimulatedCard:
                 return _ber.encode(0x70, self._record_body(rec.tags, self._value)) + SW_OK
         return SW_RECORD_NOT_FOUND
 
-    def _generate_ac(self, apdu: _Apdu) -> bytes:
+    def _generate_ac(self, apdu: CommandApdu) -> bytes:
         requested = apdu.p1 & 0xC0
         if apdu.p2 != 0x00 or requested == 0xC0 or apdu.p1 & 0x2F:
             return SW_WRONG_P1P2
@@ -541,7 +512,7 @@ class SimulatedCard:
                 raise CardTornError(f"card {self._p.name} left the field before answering GENERATE AC")
         return answer
 
-    def _internal_authenticate(self, apdu: _Apdu) -> bytes:
+    def _internal_authenticate(self, apdu: CommandApdu) -> bytes:
         if apdu.p1 != 0x00 or apdu.p2 != 0x00:
             return SW_WRONG_P1P2
         if not apdu.data:
@@ -551,7 +522,7 @@ class SimulatedCard:
         number = self._dynamic_number()
         return _ber.encode(0x80, self._sign_dynamic(bytes([len(number)]) + number, apdu.data)) + SW_OK
 
-    def _exchange_relay_resistance_data(self, apdu: _Apdu) -> bytes:
+    def _exchange_relay_resistance_data(self, apdu: CommandApdu) -> bytes:
         """EXCHANGE RELAY RESISTANCE DATA (Book C-2): the terminal's entropy in, the card's
         entropy and its published times out (template 80, 10 bytes)."""
         rr = self._p.relay_resistance
@@ -571,7 +542,7 @@ class SimulatedCard:
         )
         return _ber.encode(0x80, body) + SW_OK
 
-    def _recover_ac(self, apdu: _Apdu) -> bytes:
+    def _recover_ac(self, apdu: CommandApdu) -> bytes:
         """RECOVER AC (Book C-2): the DRDOL related data of a torn transaction in; when they match the
         card's last first GENERATE AC, its answer again (the same cryptogram, ATC and signature)."""
         drdol = self._p.data.get(0x9F51)
@@ -596,7 +567,7 @@ class SimulatedCard:
         self._last_gac = None
         return answer
 
-    def _get_data(self, apdu: _Apdu) -> bytes:
+    def _get_data(self, apdu: CommandApdu) -> bytes:
         tag = apdu.p1 << 8 | apdu.p2
         values = {
             0x9F36: self.atc.to_bytes(2, "big"),

@@ -26,6 +26,12 @@ the initial key and the counter, which gives the same keys.
 
 The clear PIN is a ``bytearray`` from the URL (or the pty pad's option) to the
 block, wiped after (see :mod:`terminal.pinblock` for what Python cannot wipe).
+
+Offline PIN for an inserted card: the pad hands its digits to the contact
+kernel (:meth:`SimulatorPinPad.enter_offline_pin`, a plaintext PIN), and for an
+enciphered PIN forms the card's enciphered PIN data itself
+(:func:`encipher_offline`, as a separate EMV PIN pad does, and as the pty pad
+answers ``EPIN``): the terminal takes the enciphering path when a pad has it.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,14 +66,26 @@ from terminal.ports import (
     CancelToken,
     DeviceError,
     DeviceUrlError,
+    EncipheredOfflinePin,
     OfflinePin,
     OfflinePinRequest,
     PinEntry,
     PinOutcome,
     PinRequest,
+    PublicKey,
 )
 
-__all__ = ["ACTIONS", "KEYS_FILE", "PinAction", "PinKeys", "SimulatorPinPad", "offline_answer", "parse_action"]
+__all__ = [
+    "ACTIONS",
+    "KEYS_FILE",
+    "PinAction",
+    "PinKeys",
+    "SimulatorPinPad",
+    "encipher_offline",
+    "enciphered_answer",
+    "offline_answer",
+    "parse_action",
+]
 
 KEYS_FILE: Final = "pinpad-keys.json"
 #: What a simulated customer does instead of entering digits.
@@ -178,6 +197,49 @@ def offline_answer(action: PinAction, request: OfflinePinRequest) -> OfflinePin:
     return OfflinePin(PinOutcome.ENTERED, bytearray(action.digits))
 
 
+def encipher_offline(digits: bytearray, key: PublicKey, challenge: bytes) -> bytes:
+    """The enciphered PIN data for VERIFY (P2 88), EMV Book 2 7.2, formed in the pad; ``digits`` is wiped.
+
+    ``7F | PIN block format 2 (2, length, digits, F padding: 8 bytes) | the card's
+    challenge (8) | random padding`` up to the key's length, RSA with the card's
+    public key.  DeviceError for a key or challenge no card has.
+    """
+    block = bytearray(8)
+    message = bytearray()
+    try:
+        if not MIN_PIN_DIGITS <= len(digits) <= MAX_PIN_DIGITS or not all(0x30 <= d <= 0x39 for d in digits):
+            raise DeviceError("an offline PIN is 4 to 12 digits")
+        if len(challenge) != 8 or not 17 + 8 <= key.size <= 256 or not any(key.exponent):
+            raise DeviceError("the card's key or challenge does not fit an enciphered PIN")
+        nibbles = [2, len(digits), *(d - 0x30 for d in digits)]
+        nibbles += [0xF] * (16 - len(nibbles))
+        for i in range(8):
+            block[i] = nibbles[2 * i] << 4 | nibbles[2 * i + 1]
+        message += b"\x7f" + block + challenge + secrets.token_bytes(key.size - 17)
+        n = int.from_bytes(key.modulus, "big")
+        if int.from_bytes(message, "big") >= n:
+            raise DeviceError("the card's key is too small for its own length")
+        e = int.from_bytes(key.exponent, "big")
+        return pow(int.from_bytes(message, "big"), e, n).to_bytes(key.size, "big")
+    finally:
+        wipe(digits)
+        wipe(block)
+        wipe(message)
+
+
+def enciphered_answer(
+    action: PinAction, request: OfflinePinRequest, key: PublicKey, challenge: bytes
+) -> EncipheredOfflinePin:
+    """What the simulated customer's action gives for an enciphered offline PIN the pad forms itself."""
+    if action.word == "cancel":
+        return EncipheredOfflinePin(PinOutcome.CANCELLED)
+    if action.word == "timeout" or (action.word == "bypass" and not request.allow_bypass):
+        return EncipheredOfflinePin(PinOutcome.TIMEOUT)
+    if action.word == "bypass":
+        return EncipheredOfflinePin(PinOutcome.BYPASSED)
+    return EncipheredOfflinePin(PinOutcome.ENTERED, encipher_offline(bytearray(action.digits), key, challenge))
+
+
 def _parse(url: str) -> tuple[PinAction, PinFormat | None, str | None]:
     _, _, rest = url.partition(":")
     rest, _, query = rest.partition("?")
@@ -238,6 +300,19 @@ class SimulatorPinPad:
         if cancel is not None and cancel.cancelled:
             return OfflinePin(PinOutcome.CANCELLED)
         return offline_answer(self._action, request)
+
+    def encipher_offline_pin(
+        self,
+        request: OfflinePinRequest,
+        key: PublicKey,
+        challenge: bytes,
+        timeout: float | None = None,
+        cancel: CancelToken | None = None,
+    ) -> EncipheredOfflinePin:
+        """The simulated customer's PIN enciphered for the card by the pad itself (:func:`encipher_offline`)."""
+        if cancel is not None and cancel.cancelled:
+            return EncipheredOfflinePin(PinOutcome.CANCELLED)
+        return enciphered_answer(self._action, request, key, challenge)
 
     def close(self) -> None:
         pass

@@ -7,7 +7,9 @@ thing every time (:func:`simulator.pinpad.parse_action`): enters a PIN,
 cancels, lets the entry time out or bypasses, after ``delay`` seconds (an
 ``ABORT`` from the terminal meanwhile ends the entry ``CANCEL``). The block is
 formed with the simulated PIN pads' DUKPT keys (:class:`simulator.pinpad.PinKeys`),
-whose counters advance persistently.
+whose counters advance persistently. For an inserted card it answers ``EPIN``
+(an enciphered offline PIN: the card's key and challenge in, the ciphertext
+out, :func:`simulator.pinpad.encipher_offline`), and says so in its ``PONG``.
 
 ``posterm sim pinpad --pin 1234`` serves one and prints its device path and URL.
 """
@@ -26,16 +28,25 @@ from typing import Final
 
 from emv.pan import mask_text
 from simulator.net_printer import run_until_signalled
-from simulator.pinpad import PinAction, PinKeys, answer, parse_action
+from simulator.pinpad import PinAction, PinKeys, answer, enciphered_answer, parse_action
 from terminal.pinblock import PinFormat
-from terminal.ports import DeviceError, DeviceUrlError, PinOutcome, PinRequest
+from terminal.ports import DeviceError, DeviceUrlError, OfflinePinRequest, PinOutcome, PinRequest, PublicKey
 
-__all__ = ["RequestError", "VirtualPinPad", "add_pinpad_arguments", "parse_request", "serve_pinpad_cli"]
+__all__ = [
+    "RequestError",
+    "VirtualPinPad",
+    "add_pinpad_arguments",
+    "parse_offline_request",
+    "parse_request",
+    "serve_pinpad_cli",
+]
 
 PROTOCOL: Final = "posterm-pinpad"
 VERSION: Final = 1
+FEATURES: Final = ("EPIN",)  # what the pad offers beyond PIN, listed after the version in its PONG
 _WORDS: Final = {PinOutcome.CANCELLED: "CANCEL", PinOutcome.TIMEOUT: "TIMEOUT", PinOutcome.BYPASSED: "BYPASS"}
 _FIELDS: Final = ("amount", "currency", "pan", "format", "bypass", "timeout")
+_EPIN_FIELDS: Final = ("amount", "currency", "modulus", "exponent", "challenge", "tries", "last", "bypass", "timeout")
 
 
 class RequestError(ValueError):
@@ -70,15 +81,68 @@ def parse_request(line: str) -> tuple[PinRequest, float]:
     return PinRequest(amount, currency, pan, bypass, fmt), timeout
 
 
+def _hex(text: str, name: str, low: int, high: int) -> bytes:
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        raise RequestError(f"{name} is hex") from None
+    if not low <= len(value) <= high or len(text) != 2 * len(value):
+        raise RequestError(f"{name} is {low} to {high} bytes of hex")
+    return value
+
+
+def parse_offline_request(line: str) -> tuple[OfflinePinRequest, PublicKey, bytes, float]:
+    """``EPIN amount=.. currency=.. modulus=HEX exponent=HEX challenge=HEX [tries=N] [last=0|1] [bypass=0|1]
+    [timeout=S]`` -> the request, the card's key, its challenge and the timeout."""
+    words = line.split()
+    if not words or words[0] != "EPIN":
+        raise RequestError("expected EPIN amount=.. currency=.. modulus=.. exponent=.. challenge=..")
+    fields: dict[str, str] = {}
+    for word in words[1:]:
+        name, sep, value = word.partition("=")
+        if not sep or name not in _EPIN_FIELDS or name in fields:
+            raise RequestError(f"unknown or repeated field {mask_text(name)[:20]!r}")
+        fields[name] = value
+    try:
+        amount, currency = int(fields["amount"]), int(fields["currency"])
+        bypass = {"0": False, "1": True}[fields.get("bypass", "0")]
+        last = {"0": False, "1": True}[fields.get("last", "0")]
+        tries = int(fields["tries"]) if "tries" in fields else None
+        timeout = float(fields.get("timeout", "30"))
+        modulus, exponent, challenge = fields["modulus"], fields["exponent"], fields["challenge"]
+    except KeyError:
+        raise RequestError(
+            "amount, currency, modulus, exponent and challenge are required; bypass, last 0 or 1"
+        ) from None
+    except ValueError:
+        raise RequestError("amount, currency and tries are numbers, timeout seconds") from None
+    key = PublicKey(_hex(modulus, "modulus", 25, 256), _hex(exponent, "exponent", 1, 3))
+    nonce = _hex(challenge, "challenge", 8, 8)
+    if amount < 0 or not 0 < currency < 1000 or (tries is not None and not 0 < tries <= 255):
+        raise RequestError("amount at least 0, currency ISO 4217 numeric, tries 1 to 255")
+    if not 0 < timeout <= 600:
+        raise RequestError("timeout is 0 to 600 seconds")
+    request = OfflinePinRequest(amount, currency, "enciphered", tries, last, bypass)
+    return request, key, nonce, timeout
+
+
 class VirtualPinPad:
     """A PIN pad on a pty: answers ``PING`` and ``PIN`` lines as its customer's action says."""
 
-    def __init__(self, action: PinAction, *, keys: PinKeys | None = None, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        action: PinAction,
+        *,
+        keys: PinKeys | None = None,
+        delay: float = 0.0,
+        features: tuple[str, ...] = FEATURES,
+    ) -> None:
         self.action = action
+        self.features = features  # listed in PONG; a pad without EPIN answers it "ERR unknown command"
         self.keys = keys or PinKeys()
         self.delay = delay
-        self.requests = 0  # PIN requests answered
-        self.shown: list[str] = []  # what the display showed for each request (amount, masked PAN)
+        self.requests = 0  # PIN and EPIN requests answered
+        self.shown: list[str] = []  # what the display showed for each request (amount, masked PAN or tries left)
         self._closed = threading.Event()
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
@@ -138,9 +202,11 @@ class VirtualPinPad:
             if line is None or not line:
                 continue
             if line == "PING":
-                self._send(f"PONG {PROTOCOL} {VERSION}")
+                self._send(" ".join(("PONG", PROTOCOL, str(VERSION), *self.features)))
             elif line.startswith("PIN"):
                 self._entry(line)
+            elif line.startswith("EPIN") and "EPIN" in self.features:
+                self._offline_entry(line)
             elif line != "ABORT":  # an ABORT with no entry going on needs no answer
                 self._send("ERR unknown command")
 
@@ -151,15 +217,8 @@ class VirtualPinPad:
             self._send(f"ERR {exc}")
             return
         self.shown.append(f"{request.amount} {request.currency:03d} {request.masked_pan}")
-        deadline = time.monotonic() + min(self.delay, timeout)
-        while True:  # the customer is typing: an ABORT from the terminal ends it
-            got = self._read_line(deadline)
-            if got == "ABORT":
-                self._send("CANCEL")
-                self.requests += 1
-                return
-            if got is None:
-                break
+        if self._aborted(timeout):
+            return
         try:
             entry = answer(self.action, request, self.keys)
         except DeviceError as exc:
@@ -171,6 +230,39 @@ class VirtualPinPad:
             self._send(f"BLOCK {pin.block.hex().upper()} KSN {pin.ksn.hex().upper()} FORMAT {int(pin.format)}")
         else:
             self._send(_WORDS[entry.outcome])
+
+    def _aborted(self, timeout: float) -> bool:
+        """The customer is typing for ``delay`` seconds: True (answered ``CANCEL``) if the terminal sent ``ABORT``."""
+        deadline = time.monotonic() + min(self.delay, timeout)
+        while True:
+            got = self._read_line(deadline)
+            if got == "ABORT":
+                self._send("CANCEL")
+                self.requests += 1
+                return True
+            if got is None:
+                return False
+
+    def _offline_entry(self, line: str) -> None:
+        try:
+            request, key, challenge, timeout = parse_offline_request(line)
+        except RequestError as exc:
+            self._send(f"ERR {exc}")
+            return
+        tries = "" if request.tries_left is None else f" {request.tries_left} tries left"
+        self.shown.append(f"{request.amount} {request.currency:03d} chip PIN{tries}{' LAST TRY' * request.last_try}")
+        if self._aborted(timeout):
+            return
+        try:
+            sealed = enciphered_answer(self.action, request, key, challenge)
+        except DeviceError as exc:
+            self._send(f"ERR {exc}")
+            return
+        self.requests += 1
+        if sealed.data is not None:
+            self._send(f"ENCIPHERED {sealed.data.hex().upper()}")
+        else:
+            self._send(_WORDS[sealed.outcome])
 
     def close(self) -> None:
         """Unplug: both ends of the pty close."""

@@ -16,7 +16,9 @@ amount and the prompt are printed on standard error (not with ``--json``,
 whose output is for programs).  ``--pin-pad URL`` names the PIN pad (else the
 configured one, ``posterm devices set pin-pad URL``; ``none``: none), and
 ``--insert contact-...`` the simulated chip card inserted when a tap ends
-"insert card" (docs/pinpad-protocol.md, "PIN in a sale").
+"insert card" (docs/pinpad-protocol.md, "PIN in a sale"); a refund that reads
+a card asks the PIN where the setting ``pin_on_refund`` is ``online``
+(:mod:`terminal.refund_pin`).
 
 Exit statuses: see :mod:`terminal.exit_status` (0 approved or done, 1
 declined or not completed, 2 unusable input, 3 unavailable, 130 interrupted).
@@ -481,6 +483,14 @@ def add_commands(sub: Any) -> None:
         "--other-card",
         action="store_true",
         help="with --original and --card/--reader: refund to the card presented although it is not the original's",
+    )
+    refund.epilog = (
+        "Where the terminal's setting pin_on_refund is 'online' (the acquirer's 'PIN for refund', from the "
+        "parameters), a refund that reads a card asks the cardholder's PIN on the PIN pad (--pin-pad, else the "
+        "configured one) and the issuer checks it: without a PIN pad, or with --offline-behavior force_offline, "
+        "the refund is refused before the card is read; cancel or timeout refunds nothing; with the host "
+        "unreachable it is declined, never stored offline. A refund with --original and no card asks no PIN. "
+        "The default, 'never', asks none (docs/pinpad-protocol.md)."
     )
     refund.set_defaults(func=_cmd_refund)
 

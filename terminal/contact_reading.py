@@ -8,15 +8,21 @@ Online Request keeps the card's session open in a :class:`HeldCard`, which the
 payment completes with the host's answer (:meth:`HeldCard.complete`) and
 closes; anything else closes the session at once.
 
-The cardholder is the configured PIN pad (:class:`terminal.pin_entry.PadCardholder`)
+The cardholder is the configured PIN pad (:func:`terminal.pin_entry.cardholder_for`)
 for an offline PIN; without a PIN pad the kernel advertises no PIN (9F33) and
-offline PIN counts as "PIN pad not present".
+offline PIN counts as "PIN pad not present".  With one, 9F33 claims the
+offline PINs the pad can take (:class:`~terminal.ports.OfflinePinAbility`):
+the simulated pad all, the on-screen pad plaintext and enciphered (it hands
+the digits to the kernel), a serial pad enciphered only, and only when it
+said so when opened (it enciphers the PIN itself; a separate pad cannot hand
+a clear PIN to the card).  A card asking for an offline PIN the terminal does
+not claim goes on to its next CVM rule (Book 3 10.5).
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from emv.config import TerminalConfig
 from emv.contact import ContactConfig, ContactKernel, ContactResult
@@ -24,7 +30,7 @@ from emv.contact import HostAnswer as CardHostAnswer
 from emv.outcome import Outcome
 from emv.transaction import TransactionData
 from terminal.core import Core
-from terminal.pin_entry import PadCardholder
+from terminal.pin_entry import PadCardholder, cardholder_for
 from terminal.ports import CancelToken, CardSession
 
 __all__ = ["HeldCard", "read_contact"]
@@ -77,15 +83,15 @@ def read_contact(
 ) -> tuple[ContactResult, HeldCard | None]:
     """Run the contact kernel to its first outcome; a :class:`HeldCard` for an Online Request."""
     pad = getattr(core, "pin_pad", None)
-    cardholder = None
+    contact = ContactConfig.from_terminal(config)
+    cardholder: PadCardholder | None = None
     if pad is not None:
-        cardholder = PadCardholder(
+        cardholder, ability = cardholder_for(
             pad, txn.amount, txn.currency, allow_bypass=core.settings.pin_bypass,
             timeout=core.settings.pin_timeout_seconds, cancel=token,
         )  # fmt: skip
-    kernel = ContactKernel(
-        session, ContactConfig.from_terminal(config), txn, cardholder=cardholder, entropy=secrets.token_bytes(32)
-    )
+        contact = replace(contact, plaintext_pin=ability.plaintext, enciphered_pin=ability.enciphered)
+    kernel = ContactKernel(session, contact, txn, cardholder=cardholder, entropy=secrets.token_bytes(32))
     result = kernel.start()
     if cardholder is not None and cardholder.problem and result.outcome is Outcome.END_APPLICATION:
         result.error = f"{result.error}: {cardholder.problem}"

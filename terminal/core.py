@@ -27,9 +27,11 @@ from terminal.ports import PinPad
 from terminal.results import TerminalEvent
 from terminal.store import Store
 
-__all__ = ["MIN_RETENTION_YEARS", "Clock", "Core", "SystemClock", "TerminalSettings", "iso"]
+__all__ = ["MIN_RETENTION_YEARS", "PIN_ON_REFUND", "Clock", "Core", "SystemClock", "TerminalSettings", "iso"]
 
 MIN_RETENTION_YEARS = 5
+#: What :attr:`TerminalSettings.pin_on_refund` may be.
+PIN_ON_REFUND = ("never", "online")
 
 _log = logging.getLogger("terminal.security")
 
@@ -70,6 +72,9 @@ class TerminalSettings:
     # bypass a PIN the card asks for (the payment then goes on without it, and says so).
     pin_timeout_seconds: float = 60.0
     pin_bypass: bool = True
+    # The cardholder's PIN on a refund that reads a card (terminal.refund_pin): "never" (the default), or
+    # "online": asked on the PIN pad and sent to the issuer with the refund (an acquirer's "PIN for refund").
+    pin_on_refund: str = "never"
 
     def __post_init__(self) -> None:
         if self.retention_years < MIN_RETENTION_YEARS:
@@ -82,6 +87,10 @@ class TerminalSettings:
         if not 0 <= self.card_retries <= 5:
             raise ValueError(f"card_retries is {self.card_retries}: expected 0 to 5")
         check_cipher(self.keystore_cipher)
+        if self.pin_on_refund not in PIN_ON_REFUND:
+            shown = repr(self.pin_on_refund)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise ValueError(f"pin_on_refund is {shown}: expected {' or '.join(map(repr, PIN_ON_REFUND))}")
 
 
 class Core:

@@ -46,15 +46,20 @@ from terminal.ports import (
     DeviceError,
     DeviceGone,
     DeviceUrlError,
+    EncipheredOfflinePin,
+    EncipheringPinPad,
     OfflinePin,
+    OfflinePinAbility,
     OfflinePinPad,
     OfflinePinRequest,
     PinEntry,
     PinPad,
     PinRequest,
     PrinterStatus,
+    PublicKey,
     ReceiptPrinter,
     ScannedCode,
+    offline_pin_ability,
 )
 from terminal.settings import SettingsError, shipped_document
 
@@ -422,6 +427,31 @@ class LazyPinPad:
         except DeviceGone:
             self.close()
             raise
+
+    def encipher_offline_pin(
+        self,
+        request: OfflinePinRequest,
+        key: PublicKey,
+        challenge: bytes,
+        timeout: float | None = None,
+        cancel: CancelToken | None = None,
+    ) -> EncipheredOfflinePin:
+        """The pad's enciphered offline PIN for an inserted card (DeviceError when this pad cannot form one)."""
+        if self._pad is None:
+            self._pad = self._opener(self._url)
+        if not isinstance(self._pad, EncipheringPinPad):
+            raise DeviceError(f"the PIN pad {self.url} cannot encipher an offline PIN")
+        try:
+            return self._pad.encipher_offline_pin(request, key, challenge, timeout, cancel)
+        except DeviceGone:
+            self.close()
+            raise
+
+    def offline_pin_ability(self) -> OfflinePinAbility:
+        """What the pad this URL names can do for an offline PIN (it is opened to ask; DeviceError if it cannot be)."""
+        if self._pad is None:
+            self._pad = self._opener(self._url)
+        return offline_pin_ability(self._pad)
 
     def close(self) -> None:
         pad, self._pad = self._pad, None

@@ -99,6 +99,7 @@ def _settings_json(settings: TerminalSettings) -> dict[str, Any]:
         "merchant_address": settings.merchant_address,
         "card_timeout_seconds": settings.card_timeout_seconds,
         "retention_years": settings.retention_years,
+        "pin_on_refund": settings.pin_on_refund,  # the acquirer's "PIN for refund" (terminal.refund_pin)
         "offline_limits": {
             "per_payment": {f"{k:03d}": v for k, v in sorted(limits.per_payment.items())},
             "total_per_currency": {f"{k:03d}": v for k, v in sorted(limits.total_per_currency.items())},

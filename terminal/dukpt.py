@@ -32,12 +32,13 @@ last with the working key's usage and the full counter
 A PIN pad does not keep its initial key: it keeps future-key registers
 (:class:`AesFutureKeys`, the standard's algorithm), which give the same keys.
 
-AES-128 keys only (the PIN encryption key for ISO 9564 format 4). The
-X9.24-3 test vectors were not available here to check this against (none is
-shipped by a package on PyPI or npm that this project could reach): it is
-tested by properties (the PIN pad's registers and the host's derivation from
-the BDK agree, keys differ per counter and usage, the counter rules hold) and
-against one recalled value of the standard's supplement (see the tests).
+AES-128 keys only (the PIN encryption key for ISO 9564 format 4). Checked
+against two values of the X9.24-3-2017 test vector supplement (the initial
+key and the first transaction's PIN key of its AES-128 example BDK), quoted
+from the supplement because no copy of it is reachable from the machines this
+was built on, and reproduced to the bit; and by properties (the PIN pad's
+registers and the host's derivation from the BDK agree, keys differ per
+counter and usage, the counter rules hold). See tests/unit/test_dukpt.py.
 
 Keys are ``bytes`` (immutable: Python cannot wipe them); the future-key
 registers are ``bytearray`` and are zeroed when a register is erased, as far

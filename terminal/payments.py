@@ -50,6 +50,7 @@ from terminal.payment_text import card_after as _card_after
 from terminal.payment_text import not_completed_text as _not_completed_text
 from terminal.pin_entry import OnlinePin, collect_online_pin, online_pin_wanted, pin_detail, tvr_after_bypass
 from terminal.ports import CancelToken
+from terminal.refund_pin import collect_refund_pin, refund_pin_needed
 from terminal.response_codes import decline_reason
 from terminal.results import PaymentResult
 from terminal.store import CardRecord, NewPayment, StorageError
@@ -560,6 +561,8 @@ class Payments(FollowUps):
 
             return refund_to_wallet(qr_flow(self._core, self._new_txn_id), original, amount)
         result: TransactionResult | None = None
+        online_pin: OnlinePin | None = None  # the PIN a refund asks where pin_on_refund says so (may refuse here)
+        asks_pin = refund_pin_needed(self._core, reads_card=original is None or present_card, behavior=offline_behavior)
         if original is None or present_card:
             result = self._read_card(CardRequest(amount, code, exponent, 0x20, False), None)
             self._release()  # an inserted card's cryptogram does not decide a refund: no second GENERATE AC
@@ -586,6 +589,13 @@ class Payments(FollowUps):
                     f"({original.masked_pan}): nothing was refunded; a refund to another card must be asked "
                     "for as such",
                 )
+            if asks_pin:  # the acquirer's "PIN for refund" (terminal.refund_pin), before anything is journalled
+                try:
+                    online_pin, details = collect_refund_pin(core, result, amount, code, details, self._new_token)
+                except PaymentRefused as exc:
+                    core.record(txn_id, Event.NOT_COMPLETED, data | {"error": str(exc)}, new=new, card=card,
+                                details=details | {"pin": exc.reason.removeprefix("pin_")})  # fmt: skip
+                    return self._result(txn_id, str(exc), result)
             sensitive = host_data(core.keystore, txn_id, result)
         else:
             assert original is not None
@@ -605,4 +615,4 @@ class Payments(FollowUps):
                         details=details | {"deferred": True}, sensitive=sensitive)  # fmt: skip
             return self._result(txn_id, "refund stored: the host will confirm it later", result)
         core.record(txn_id, Event.GO_ONLINE, data, new=new, card=card, details=details, sensitive=sensitive)
-        return self._go_online(txn_id, offline_behavior, result)
+        return self._go_online(txn_id, offline_behavior, result, online_pin)

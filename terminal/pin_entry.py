@@ -20,6 +20,11 @@ terminal process (the pad's ``bytearray`` is wiped once it is handed over;
 the kernel's ``str`` cannot be wiped, as Python strings cannot, and lives
 only as long as forming the PIN block); the APDU recorder zeroes the VERIFY
 data (:func:`emv.recorder.redact_command`), so no trace or result holds it.
+A pad that enciphers the PIN itself (:class:`~terminal.ports.EncipheringPinPad`,
+the serial pad) is asked through :class:`EncipheringPadCardholder` for an
+enciphered PIN: the kernel gives the card's key and challenge and gets the
+ciphertext back, and the digits never leave the pad.  Which offline PINs the
+terminal claims (9F33) follows the pad (:func:`cardholder_for`).
 
 :data:`PIN_WORDS` is what a payment's ``pin`` detail says, and the receipt
 prints "PIN VERIFIED" only for ``verified`` (the issuer approved a PIN block
@@ -32,24 +37,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from emv.contact import Candidate, PinEntry, PinKind, PinStatus
+from emv.contact.ports import EncipheredPinEntry
+from emv.oda import PublicKey
 from emv.outcome import CvmPerformed, Outcome, TransactionResult
 from emv.pan import pan_of
 from terminal.offline import PaymentRefused
 from terminal.ports import (
     CancelToken,
     DeviceError,
+    EncipheringPinPad,
+    OfflinePinAbility,
     OfflinePinPad,
     OfflinePinRequest,
     PinOutcome,
     PinPad,
     PinRequest,
+    offline_pin_ability,
 )
 from terminal.ports import PinEntry as PadEntry
 
 __all__ = [
     "PIN_WORDS",
+    "EncipheringPadCardholder",
     "OnlinePin",
     "PadCardholder",
+    "cardholder_for",
     "collect_online_pin",
     "online_pin_wanted",
     "pin_detail",
@@ -94,10 +106,12 @@ def collect_online_pin(
     allow_bypass: bool,
     timeout: float | None,
     cancel: CancelToken | None,
+    undone: str = "nothing was charged",
 ) -> OnlinePin:
     """Ask the PIN pad for the online PIN; PaymentRefused (in words) for cancel, timeout or a pad fault.
 
-    Nothing is journalled yet when this is called: a refusal leaves nothing charged.
+    Nothing is journalled yet when this is called: a refusal leaves nothing
+    charged (``undone``: how the refusal says so; a refund's "nothing was refunded").
     """
     if pad is None:  # the kernels do not choose online PIN without a PIN pad (emv.capabilities)
         raise PaymentRefused("pin_pad", "not completed: the card asks for a PIN and no PIN pad is configured")
@@ -107,13 +121,11 @@ def collect_online_pin(
     try:
         entry = pad.enter_pin(PinRequest(amount, currency, pan, allow_bypass=allow_bypass), timeout, cancel)
     except DeviceError as exc:
-        raise PaymentRefused(
-            "pin_pad", f"not completed: the PIN pad cannot be used ({exc}); nothing was charged"
-        ) from None
+        raise PaymentRefused("pin_pad", f"not completed: the PIN pad cannot be used ({exc}); {undone}") from None
     if entry.outcome is PinOutcome.CANCELLED:
-        raise PaymentRefused("pin_cancelled", "not completed: PIN entry cancelled; nothing was charged")
+        raise PaymentRefused("pin_cancelled", f"not completed: PIN entry cancelled; {undone}")
     if entry.outcome is PinOutcome.TIMEOUT:
-        raise PaymentRefused("pin_timeout", "not completed: no PIN was entered in time; nothing was charged")
+        raise PaymentRefused("pin_timeout", f"not completed: no PIN was entered in time; {undone}")
     return OnlinePin(entry)
 
 
@@ -185,7 +197,7 @@ class PadCardholder:
         return True
 
     def enter_pin(self, kind: PinKind, tries_left: int | None, last_try: bool) -> PinEntry:
-        request = OfflinePinRequest(self._amount, self._currency, kind, tries_left, last_try, self._allow_bypass)
+        request = self._request(kind, tries_left, last_try)
         pad = self._pad
         try:
             if not isinstance(pad, OfflinePinPad):
@@ -198,9 +210,63 @@ class PadCardholder:
             self.entries += 1
             return PinEntry.digits(answer.take())
         answer.wipe()
-        status = {
-            PinOutcome.BYPASSED: PinStatus.BYPASS,
-            PinOutcome.CANCELLED: PinStatus.CANCEL,
-            PinOutcome.TIMEOUT: PinStatus.TIMEOUT,
-        }[answer.outcome]
-        return PinEntry.of(status)
+        return PinEntry.of(_STATUS[answer.outcome])
+
+    def _request(self, kind: PinKind, tries_left: int | None, last_try: bool) -> OfflinePinRequest:
+        return OfflinePinRequest(self._amount, self._currency, kind, tries_left, last_try, self._allow_bypass)
+
+
+_STATUS = {
+    PinOutcome.BYPASSED: PinStatus.BYPASS,
+    PinOutcome.CANCELLED: PinStatus.CANCEL,
+    PinOutcome.TIMEOUT: PinStatus.TIMEOUT,
+}
+
+
+class EncipheringPadCardholder(PadCardholder):
+    """The cardholder with a PIN pad that enciphers an offline PIN itself (:class:`~terminal.ports.EncipheringPinPad`).
+
+    The contact kernel takes :meth:`encipher_pin` for an enciphered PIN: it
+    hands the pad the card's key and challenge and sends the ciphertext the
+    pad returns in VERIFY.  A pad that fails ends the entry as cancelled, the
+    reason kept in :attr:`problem`, as for the digits.
+    """
+
+    def encipher_pin(
+        self, key: PublicKey, challenge: bytes, tries_left: int | None, last_try: bool
+    ) -> EncipheredPinEntry:
+        pad = self._pad
+        try:
+            if not isinstance(pad, EncipheringPinPad):
+                raise DeviceError(f"the PIN pad {pad.url} cannot encipher an offline PIN")
+            answer = pad.encipher_offline_pin(
+                self._request("enciphered", tries_left, last_try), key, challenge, self._timeout, self._cancel
+            )
+        except DeviceError as exc:
+            self.problem = f"the PIN pad cannot be used ({exc})"
+            return EncipheredPinEntry(PinStatus.CANCEL)
+        if answer.outcome is PinOutcome.ENTERED:
+            self.entries += 1
+            return EncipheredPinEntry(PinStatus.ENTERED, answer.data)
+        return EncipheredPinEntry(_STATUS[answer.outcome])
+
+
+def cardholder_for(
+    pad: PinPad,
+    amount: int,
+    currency: int,
+    *,
+    allow_bypass: bool,
+    timeout: float | None,
+    cancel: CancelToken | None,
+) -> tuple[PadCardholder, OfflinePinAbility]:
+    """The contact kernel's cardholder for ``pad``, and what the pad can do for an offline PIN (9F33 follows it).
+
+    A pad that enciphers the PIN itself is asked that way for an enciphered
+    PIN; a plaintext PIN needs a pad that hands over digits (inside the
+    terminal's trust boundary: the simulated and the on-screen pads).
+    """
+    ability = offline_pin_ability(pad)
+    kind = EncipheringPadCardholder if ability.enciphers else PadCardholder
+    holder = kind(pad, amount, currency, allow_bypass=allow_bypass, timeout=timeout, cancel=cancel)
+    return holder, ability

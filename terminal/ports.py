@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from emv.apdu import ApduTransport, CardCommunicationError, CollisionDetected
+from emv.oda import PublicKey
 from emv.pan import mask_pan
 from terminal.pinblock import EncryptedPin, PinFormat
 
@@ -44,10 +45,13 @@ __all__ = [
     "DeviceError",
     "DeviceGone",
     "DeviceUrlError",
+    "EncipheredOfflinePin",
+    "EncipheringPinPad",
     "EncryptedPin",
     "NoCardError",
     "NoCodeError",
     "OfflinePin",
+    "OfflinePinAbility",
     "OfflinePinPad",
     "OfflinePinRequest",
     "PinEntry",
@@ -57,10 +61,12 @@ __all__ = [
     "PinRequest",
     "PrinterError",
     "PrinterStatus",
+    "PublicKey",
     "ReceiptPrinter",
     "ScannedCode",
     "WaitCancelled",
     "codes",
+    "offline_pin_ability",
 ]
 
 
@@ -353,9 +359,102 @@ class OfflinePinPad(Protocol):
     from the keys to the card's VERIFY inside it.  Here that path is the
     terminal process: the digits go from the pad adapter to the contact
     kernel's VERIFY and nowhere else (docs/pinpad-protocol.md, "Offline PIN").
-    A pad without it (the serial pad) cannot take an offline PIN.
+    Only a pad inside the terminal's trust boundary has it (the simulated pad,
+    the on-screen pad); a separate PIN pad enciphers the PIN itself
+    (:class:`EncipheringPinPad`) and cannot give a card a plaintext PIN.
     """
 
     def enter_offline_pin(
         self, request: OfflinePinRequest, timeout: float | None = None, cancel: CancelToken | None = None
     ) -> OfflinePin: ...
+
+
+@dataclass(frozen=True)
+class EncipheredOfflinePin:
+    """An enciphered offline PIN as the PIN pad formed it, for the card's VERIFY (P2 88); never digits.
+
+    ``data``: the RSA ciphertext, as long as the card's key, of ``7F | PIN
+    block format 2 | the card's challenge | random padding`` (EMV Book 2 7.2),
+    present exactly when a PIN was entered.
+    """
+
+    outcome: PinOutcome
+    data: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if (self.outcome is PinOutcome.ENTERED) != bool(self.data):
+            raise ValueError("an enciphered offline PIN has data exactly when a PIN was entered")
+
+    def __repr__(self) -> str:
+        return f"EncipheredOfflinePin({self.outcome.value}, {len(self.data or b'')} bytes)"
+
+
+@runtime_checkable
+class EncipheringPinPad(Protocol):
+    """A PIN pad that enciphers an offline PIN for an inserted card itself: the PIN never leaves it in clear.
+
+    How separate EMV PIN pads work: the terminal gives the pad the card's PIN
+    encipherment public key (the ICC PIN encipherment key 9F2D/9F2E, or the
+    ICC key 9F46/9F47, recovered and checked by the kernel) and the 8-byte
+    challenge the card answered to GET CHALLENGE; the pad shows the amount
+    (and the tries left), takes the PIN and returns only the ciphertext.
+    ``cancel``, ``timeout`` and bypass as :meth:`PinPad.enter_pin`.
+    A pad that speaks the method but cannot do it (a serial pad that did not
+    say so when opened) tells by :meth:`offline_pin_ability`.
+    """
+
+    def encipher_offline_pin(
+        self,
+        request: OfflinePinRequest,
+        key: PublicKey,
+        challenge: bytes,
+        timeout: float | None = None,
+        cancel: CancelToken | None = None,
+    ) -> EncipheredOfflinePin: ...
+
+
+@dataclass(frozen=True)
+class OfflinePinAbility:
+    """What a PIN pad can do for an inserted card's offline PIN, which decides what the terminal claims (9F33).
+
+    ``digits``: it hands the digits to the kernel (:class:`OfflinePinPad`, a
+    pad inside the terminal's trust boundary): plaintext PIN, and enciphered
+    PIN enciphered by the kernel.  ``enciphers``: it forms the enciphered PIN
+    itself (:class:`EncipheringPinPad`); the terminal uses this path for an
+    enciphered PIN whenever the pad has it.
+
+    >>> OfflinePinAbility(enciphers=True).plaintext, OfflinePinAbility(enciphers=True).enciphered
+    (False, True)
+    """
+
+    digits: bool = False
+    enciphers: bool = False
+
+    @property
+    def plaintext(self) -> bool:
+        return self.digits
+
+    @property
+    def enciphered(self) -> bool:
+        return self.digits or self.enciphers
+
+
+def offline_pin_ability(pad: object) -> OfflinePinAbility:
+    """What ``pad`` can do for an offline PIN: its own word when it has one, else the protocols it implements.
+
+    A pad whose ability is known only once it is opened (the serial pad's
+    answer to ``PING``; :class:`terminal.devices.LazyPinPad`, which opens the
+    pad it names) has an ``offline_pin_ability()`` method; a pad that cannot
+    be opened can do nothing.
+    """
+    if pad is None:
+        return OfflinePinAbility()
+    own = getattr(pad, "offline_pin_ability", None)
+    if callable(own):
+        try:
+            said = own()
+        except DeviceError:
+            return OfflinePinAbility()
+        if isinstance(said, OfflinePinAbility):
+            return said
+    return OfflinePinAbility(digits=isinstance(pad, OfflinePinPad), enciphers=isinstance(pad, EncipheringPinPad))

@@ -26,6 +26,15 @@ The digits. Each digit key goes straight into a ``bytearray`` inside the
 block from that buffer (:class:`terminal.soft_pinpad.SoftwarePinPad`, which
 wipes it); a cancelled or timed-out entry wipes it too. The keypad is fixed
 (1-9, 0 below), not randomised: the customer's own screen, as a PIN pad's.
+
+An inserted card's offline PIN (:meth:`ScreenPinPad.enter_offline_pin`): the
+same screen, its keypad's request an :class:`~terminal.ports.OfflinePinRequest`
+(the amount, the tries the card says are left, "last try"); Enter hands the
+keypad's buffer to the contact kernel as an :class:`~terminal.ports.OfflinePin`
+(which wipes it once the kernel takes the digits), as the simulated pad does.
+The on-screen pad is inside the terminal's process, so it gives the card a
+plaintext PIN and lets the kernel encipher one (it forms no enciphered PIN
+itself: it has no secure element).
 """
 
 from __future__ import annotations
@@ -37,7 +46,16 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from terminal.pinblock import MAX_PIN_DIGITS, MIN_PIN_DIGITS, PinFormat, wipe
-from terminal.ports import CancelToken, DeviceError, DeviceUrlError, PinEntry, PinOutcome, PinRequest
+from terminal.ports import (
+    CancelToken,
+    DeviceError,
+    DeviceUrlError,
+    OfflinePin,
+    OfflinePinRequest,
+    PinEntry,
+    PinOutcome,
+    PinRequest,
+)
 from terminal.soft_pinpad import SoftwarePinPad
 
 __all__ = [
@@ -63,7 +81,8 @@ class Keypad:
     the entry ended does nothing.
     """
 
-    def __init__(self, request: PinRequest) -> None:
+    def __init__(self, request: PinRequest | OfflinePinRequest) -> None:
+        #: what is asked: a PIN block for the host (:class:`PinRequest`) or an inserted card's offline PIN
         self.request = request
         self._digits = bytearray()
         self._lock = threading.Lock()
@@ -211,6 +230,27 @@ def _parse(url: str) -> PinFormat | None:
     return fmt
 
 
+def _screen() -> PinScreen:
+    """The screen installed now: a terminal keeps its pad open, the application that drew it may be another."""
+    screen = _front_end()
+    if screen is None:
+        raise DeviceError(OUTSIDE_UI)
+    return screen
+
+
+def _keyed(screen: PinScreen, keypad: Keypad, timeout: float | None, cancel: CancelToken | None) -> PinOutcome:
+    """Show ``keypad`` and wait until it ends: a key, the terminal's ``cancel`` or the time-out."""
+    deadline = time.monotonic() + (DEFAULT_TIMEOUT_SECONDS if timeout is None else max(0.0, timeout))
+    keypad.deadline = deadline
+    screen.show(keypad)
+    while not keypad.wait(max(0.0, min(_POLL_SECONDS, deadline - time.monotonic()))):
+        if cancel is not None and cancel.cancelled:
+            keypad.cancel()
+        elif time.monotonic() >= deadline:
+            keypad.expire()
+    return keypad.outcome or PinOutcome.CANCELLED  # ended: the loop above left only once it was
+
+
 class ScreenPinPad:
     """The PIN pad drawn by ``posterm ui`` (see the module docstring)."""
 
@@ -243,24 +283,13 @@ class ScreenPinPad:
         if cancel is not None and cancel.cancelled:
             return PinEntry(PinOutcome.CANCELLED)
         fmt = self._format if self._format is not None else PinFormat(request.format)
-        # the screen installed now: a terminal keeps its pad open, the application that drew it may be another
-        screen = _front_end()
-        if screen is None:
-            raise DeviceError(OUTSIDE_UI)
+        screen = _screen()
         keys = SoftwarePinPad(screen.data_dir)
         keys.check()  # no keys: said now, before the customer keys a PIN for nothing
         keypad = Keypad(request)
-        deadline = time.monotonic() + (DEFAULT_TIMEOUT_SECONDS if timeout is None else max(0.0, timeout))
-        keypad.deadline = deadline
-        screen.show(keypad)
         digits: bytearray | None = None
         try:
-            while not keypad.wait(max(0.0, min(_POLL_SECONDS, deadline - time.monotonic()))):
-                if cancel is not None and cancel.cancelled:
-                    keypad.cancel()
-                elif time.monotonic() >= deadline:
-                    keypad.expire()
-            outcome = keypad.outcome or PinOutcome.CANCELLED  # ended: the loop above left only once it was
+            outcome = _keyed(screen, keypad, timeout, cancel)
             if outcome is not PinOutcome.ENTERED:
                 return PinEntry(outcome)
             digits = keypad.take()
@@ -268,6 +297,22 @@ class ScreenPinPad:
         finally:
             if digits is not None:
                 wipe(digits)
+            screen.hide(keypad, keypad.outcome or PinOutcome.CANCELLED)
+
+    def enter_offline_pin(
+        self, request: OfflinePinRequest, timeout: float | None = None, cancel: CancelToken | None = None
+    ) -> OfflinePin:
+        """An inserted card's offline PIN keyed on the screen, for the card's VERIFY (see the module docstring)."""
+        if cancel is not None and cancel.cancelled:
+            return OfflinePin(PinOutcome.CANCELLED)
+        screen = _screen()
+        keypad = Keypad(request)
+        try:
+            outcome = _keyed(screen, keypad, timeout, cancel)
+            if outcome is not PinOutcome.ENTERED:
+                return OfflinePin(outcome)
+            return OfflinePin(PinOutcome.ENTERED, keypad.take())  # the kernel takes it, and it is wiped
+        finally:
             screen.hide(keypad, keypad.outcome or PinOutcome.CANCELLED)
 
     def close(self) -> None:

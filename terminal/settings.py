@@ -14,6 +14,11 @@ seals card data at rest (:mod:`terminal.keystore`; AES-256-GCM when absent),
 and ``qr``: what the terminal's merchant-presented QR codes carry (see
 :mod:`terminal.qr_merchant`).
 
+``pin_on_refund`` (``"never"``, the default, or ``"online"``) is the
+acquirer's "PIN for refund": whether a refund that reads a card asks the
+cardholder's PIN on the PIN pad and sends it to the issuer
+(:mod:`terminal.refund_pin`); any other value refuses the configuration.
+
 A ``cbdc`` object (CBDC-SPEC section 8: trust roots with their checksums, the
 wallets and operators blocked, the offline limits per currency) makes the
 terminal take digital-currency hard wallets: the settings carry it as a
@@ -64,6 +69,7 @@ _OWN_KEYS = (
     "cbdc",
     "keystore",
     "qr",
+    "pin_on_refund",
 )
 
 
@@ -176,6 +182,7 @@ def load_settings(doc: Mapping[str, Any]) -> TerminalSettings:
             card_timeout_seconds=float(doc.get("card_timeout_seconds", 30.0)),
             retention_years=int(doc.get("retention_years", 5)),
             cbdc=_cbdc_trust(doc["cbdc"]) if "cbdc" in doc else None,
+            pin_on_refund=doc.get("pin_on_refund", "never"),  # checked by TerminalSettings (one line)
         )
     except (ValueError, TypeError) as exc:
         raise SettingsError(f"terminal settings: {exc}") from None

@@ -7,14 +7,22 @@ terminal configuration with :meth:`ContactConfig.from_terminal`, or take
 
 Terminal capabilities 9F33 follow from the configuration (EMV Book 4 Annex A2):
 byte 1 manual key entry, magnetic stripe, IC with contacts; byte 2 the CVMs,
-offline PIN (plaintext and enciphered) and online PIN only with a PIN pad;
-byte 3 SDA, DDA, card capture and CDA.
+online PIN only with a PIN pad, and each offline PIN only with a PIN pad that
+can take it (``plaintext_pin``, ``enciphered_pin``: a separate PIN pad cannot
+hand a clear PIN to the card, so it claims no plaintext PIN; one that cannot
+encipher for the card claims no enciphered PIN either); byte 3 SDA, DDA, card
+capture and CDA.  A CVM the terminal does not claim is "not supported" in CVM
+list processing (Book 3 10.5): the rule fails and the card's next rule applies
+where the rule says so.
 
 >>> cfg = ContactConfig.example(pin_pad=True)
 >>> cfg.terminal_capabilities().hex().upper()
 'E0F8E8'
 >>> ContactConfig.example(pin_pad=False).terminal_capabilities().hex().upper()
 'E028E8'
+>>> from dataclasses import replace
+>>> replace(cfg, plaintext_pin=False).terminal_capabilities().hex().upper()   # a serial PIN pad
+'E078E8'
 >>> cfg.application_for(bytes.fromhex("A0000000031010")).label
 'VISA'
 """
@@ -75,6 +83,8 @@ class ContactConfig:
     applications: tuple[ContactApplication, ...]
     capks: CapkStore = field(default_factory=CapkStore)
     pin_pad: bool = False
+    plaintext_pin: bool = True  # with a PIN pad: it can give the card a plaintext offline PIN
+    enciphered_pin: bool = True  # with a PIN pad: it can give the card an enciphered offline PIN
     online_capable: bool = True
     terminal_type: int = 0x22
     additional_capabilities: bytes = bytes.fromhex("6000F0A001")
@@ -91,7 +101,9 @@ class ContactConfig:
         """9F33 as this terminal has it (see the module docstring)."""
         cvm = CVM_SIGNATURE | CVM_NO_CVM
         if self.pin_pad:
-            cvm |= CVM_PLAINTEXT_PIN | CVM_ENCIPHERED_PIN | (CVM_ONLINE_PIN if self.online_capable else 0)
+            cvm |= CVM_ONLINE_PIN if self.online_capable else 0
+            cvm |= CVM_PLAINTEXT_PIN if self.plaintext_pin else 0
+            cvm |= CVM_ENCIPHERED_PIN if self.enciphered_pin else 0
         return bytes([0xE0, cvm, SECURITY_SDA | SECURITY_DDA | SECURITY_CARD_CAPTURE | SECURITY_CDA])
 
     def application_for(self, adf_name: bytes) -> ContactApplication | None:

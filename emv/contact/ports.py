@@ -8,6 +8,12 @@
   counts as "PIN pad not present".
 - :class:`PinEntry`: the PIN digits or why there are none (bypass, cancel,
   timeout).  The digits live only as long as forming the PIN block.
+- :class:`EncipheringCardholder`: a cardholder interface whose PIN pad forms
+  the enciphered PIN itself (a separate PIN pad, outside the terminal's trust
+  boundary): the kernel gives it the card's PIN encipherment key and the
+  card's challenge, and gets back only the ciphertext for VERIFY (P2 88), an
+  :class:`EncipheredPinEntry`.  The kernel takes this path for an enciphered
+  offline PIN whenever the cardholder offers it.
 - :class:`HostAnswer`: what came back from the issuer for an Online Request,
   for :meth:`emv.contact.ContactKernel.complete`.
 
@@ -28,7 +34,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-__all__ = ["Candidate", "Cardholder", "HostAnswer", "PinEntry", "PinKind", "PinStatus"]
+from emv.oda import PublicKey
+
+__all__ = [
+    "Candidate",
+    "Cardholder",
+    "EncipheredPinEntry",
+    "EncipheringCardholder",
+    "HostAnswer",
+    "PinEntry",
+    "PinKind",
+    "PinStatus",
+]
 
 PinKind = Literal["plaintext", "enciphered"]
 
@@ -101,6 +118,37 @@ class Cardholder(Protocol):
 
     def enter_pin(self, kind: PinKind, tries_left: int | None, last_try: bool) -> PinEntry:
         """Enter the offline PIN; ``tries_left`` from the card's PIN try counter when known."""
+        ...
+
+
+@dataclass(frozen=True)
+class EncipheredPinEntry:
+    """An enciphered offline PIN as a PIN pad formed it: the VERIFY data (P2 88), or bypass / cancel / timeout.
+
+    ``data`` is the RSA ciphertext of ``7F | PIN block (format 2) | the card's
+    challenge | random padding`` under the card's key (EMV Book 2 7.2): no
+    digits ever reach the kernel.
+    """
+
+    status: PinStatus
+    data: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if (self.status is PinStatus.ENTERED) != bool(self.data):
+            raise ValueError("an enciphered PIN entry carries data exactly when a PIN was entered")
+
+    def __repr__(self) -> str:
+        return f"EncipheredPinEntry({self.status.value}, {len(self.data or b'')} bytes)"
+
+
+@runtime_checkable
+class EncipheringCardholder(Cardholder, Protocol):
+    """A cardholder interface whose PIN pad enciphers an offline PIN itself (see the module docstring)."""
+
+    def encipher_pin(
+        self, key: PublicKey, challenge: bytes, tries_left: int | None, last_try: bool
+    ) -> EncipheredPinEntry:
+        """The customer enters the PIN; the pad returns it enciphered under ``key`` with ``challenge`` in it."""
         ...
 
 

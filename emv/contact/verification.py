@@ -10,7 +10,12 @@ it cannot do itself, the offline PIN:
 - plaintext PIN: VERIFY with P2 80 and the PIN block of format 2;
 - enciphered PIN: GET CHALLENGE, then the PIN block, the card's challenge and
   padding enciphered with the ICC PIN encipherment key (9F2D/9F2E/9F2F) or, without
-  one, the ICC key (9F46/9F47/9F48), and VERIFY with P2 88;
+  one, the ICC key (9F46/9F47/9F48), and VERIFY with P2 88.  When the cardholder
+  interface enciphers the PIN itself (:class:`~emv.contact.ports.EncipheringCardholder`,
+  a separate PIN pad), GET CHALLENGE comes first and the pad gets the key and
+  the challenge, and hands back only the ciphertext: the kernel never sees a
+  digit.  The challenge is valid for the next command only, and no command
+  goes to the card while the customer keys the PIN;
 - 63Cx is a wrong PIN with x tries left (the cardholder may try again while
   tries are left, up to :attr:`ContactConfig.max_pin_entries`); 63C0, 6983 and
   6984 are "PIN try limit exceeded".
@@ -27,7 +32,7 @@ from __future__ import annotations
 import hashlib
 
 from emv import cvm, oda, tlv
-from emv.contact.ports import PinKind, PinStatus
+from emv.contact.ports import EncipheringCardholder, PinKind, PinStatus
 from emv.contact.processing import AIP_CVM, icc_public_key, issuer_public_key
 from emv.contact.session import Session, send
 from emv.pan import pan_of
@@ -103,6 +108,44 @@ def _verify(session: Session, p2: int, data: bytes) -> int:
     return send(session, bytes([0x00, 0x20, 0x00, p2, len(data)]) + data, "VERIFY").sw
 
 
+def _challenge(session: Session) -> bytes | None:
+    resp = send(session, bytes.fromhex("0084000000"), "GET CHALLENGE")
+    return resp.data if resp.ok and len(resp.data) == 8 else None
+
+
+def _ended(status: PinStatus) -> cvm.PinResult:
+    """A PIN entry that gave no PIN: bypass is "PIN not entered"; cancel and timeout end the transaction."""
+    if status is PinStatus.BYPASS:
+        return cvm.PinResult.NOT_ENTERED
+    raise PinCancelled(f"PIN entry: {status.value}")
+
+
+def _verify_once(session: Session, kind: PinKind, key: oda.PublicKey | None, tries: int | None) -> int | cvm.PinResult:
+    """One PIN entry and its VERIFY: the status word, or how the entry ended without one."""
+    cardholder = session.cardholder
+    assert cardholder is not None
+    if key is not None and isinstance(cardholder, EncipheringCardholder):
+        challenge = _challenge(session)
+        if challenge is None:
+            return cvm.PinResult.FAILED
+        sealed = cardholder.encipher_pin(key, challenge, tries, tries == 1)
+        if sealed.status is not PinStatus.ENTERED or sealed.data is None:
+            return _ended(sealed.status)
+        if len(sealed.data) != key.size:  # not the key's ciphertext: the PIN pad is not working
+            return cvm.PinResult.FAILED
+        return _verify(session, 0x88, sealed.data)
+    entry = cardholder.enter_pin(kind, tries, tries == 1)
+    if entry.status is not PinStatus.ENTERED or entry.pin is None:
+        return _ended(entry.status)
+    block = pin_block(entry.pin)
+    if key is None:
+        return _verify(session, 0x80, block)
+    challenge = _challenge(session)
+    if challenge is None:
+        return cvm.PinResult.FAILED
+    return _verify(session, 0x88, encipher_pin(key, block, challenge, session.entropy))
+
+
 def _offline_pin(session: Session, method: cvm.CvmMethod) -> cvm.PinResult:
     cardholder = session.cardholder
     if cardholder is None:
@@ -117,20 +160,9 @@ def _offline_pin(session: Session, method: cvm.CvmMethod) -> cvm.PinResult:
         if key is None or key.size < 17 + 8:
             return cvm.PinResult.FAILED
     for _ in range(max(1, session.config.max_pin_entries)):
-        entry = cardholder.enter_pin(kind, tries, tries == 1)
-        if entry.status is PinStatus.BYPASS:
-            return cvm.PinResult.NOT_ENTERED
-        if entry.status is not PinStatus.ENTERED or entry.pin is None:
-            raise PinCancelled(f"PIN entry: {entry.status.value}")
-        block = pin_block(entry.pin)
-        if key is not None:
-            resp = send(session, bytes.fromhex("0084000000"), "GET CHALLENGE")
-            if not resp.ok or len(resp.data) != 8:
-                return cvm.PinResult.FAILED
-            sw = _verify(session, 0x88, encipher_pin(key, block, resp.data, session.entropy))
-        else:
-            sw = _verify(session, 0x80, block)
-        del block
+        sw = _verify_once(session, kind, key, tries)
+        if isinstance(sw, cvm.PinResult):
+            return sw
         if sw == 0x9000:
             return cvm.PinResult.VERIFIED
         if sw in (0x6983, 0x6984) or sw == 0x63C0:

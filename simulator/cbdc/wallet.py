@@ -35,12 +35,13 @@ import random
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from simulator.card import CardMuteError, SimulatedCard, SimulatedCardError
 from simulator.cbdc import pki, records, tlv
 from simulator.cbdc.profiles import WalletProfile, load
 from simulator.cbdc.state import WalletState, WalletStore
+from simulator.command_apdu import CommandApdu, parse_command_apdu
 
 __all__ = ["AID", "KERNEL_ID", "PPSE", "WalletCard"]
 
@@ -65,36 +66,6 @@ SW_DAILY = b"\x6a\x92"
 SW_CURRENCY = b"\x6a\x93"
 
 
-@dataclass(frozen=True)
-class _Apdu:
-    cla: int
-    ins: int
-    p1: int
-    p2: int
-    data: bytes
-    le: int | None
-
-
-def _parse_apdu(command: bytes) -> _Apdu | None:
-    """Short APDU cases 1-4; None when the lengths do not add up."""
-    if len(command) < 4:
-        return None
-    cla, ins, p1, p2 = command[:4]
-    body = command[4:]
-    if not body:
-        return _Apdu(cla, ins, p1, p2, b"", None)
-    if len(body) == 1:
-        return _Apdu(cla, ins, p1, p2, b"", body[0])
-    lc = body[0]
-    if lc == 0:
-        return None  # extended lengths are not simulated
-    if len(body) == 1 + lc:
-        return _Apdu(cla, ins, p1, p2, body[1:], None)
-    if len(body) == 2 + lc:
-        return _Apdu(cla, ins, p1, p2, body[1 : 1 + lc], body[-1])
-    return None
-
-
 class WalletCard:
     """A hard wallet personalised from a ``cbdc-*`` profile, its state in ``state_dir`` (see :mod:`.state`)."""
 
@@ -116,7 +87,7 @@ class WalletCard:
         self._emv = SimulatedCard(self.profile.emv, seed=seed) if self.profile.emv else None
         self._emv_active = False  # the EMV application is the selected one
         # INS -> (CLA, handler, needs the application selected)
-        self._commands: dict[int, tuple[int, Callable[[_Apdu], bytes], bool]] = {
+        self._commands: dict[int, tuple[int, Callable[[CommandApdu], bytes], bool]] = {
             0xA4: (0x00, self._select, False),
             0xCA: (0x80, self._info, True),
             0xB2: (0x80, self._read_certificate, True),
@@ -150,7 +121,7 @@ class WalletCard:
             self._emv.reset()
 
     def _dispatch(self, command: bytes) -> bytes:
-        apdu = _parse_apdu(command)
+        apdu = parse_command_apdu(command)
         if apdu is None:
             return SW_WRONG_LENGTH
         if self._emv is not None:
@@ -169,7 +140,7 @@ class WalletCard:
             return self._rng.randbytes(self._rng.randint(1, 64)) + SW_OK
         return handler(apdu)
 
-    def _to_emv(self, apdu: _Apdu, command: bytes) -> bytes | None:
+    def _to_emv(self, apdu: CommandApdu, command: bytes) -> bytes | None:
         """The EMV application's answer when the command is for it (None: the wallet's)."""
         assert self._emv is not None
         is_select = apdu.cla == 0x00 and apdu.ins == 0xA4 and apdu.p1 == 0x04 and apdu.data
@@ -204,7 +175,7 @@ class WalletCard:
 
     # ------------------------------------------------------------ commands
 
-    def _select(self, apdu: _Apdu) -> bytes:
+    def _select(self, apdu: CommandApdu) -> bytes:
         if apdu.p1 != 0x04 or apdu.p2 not in (0x00, 0x02):
             return SW_WRONG_P1P2
         if not apdu.data:
@@ -226,7 +197,7 @@ class WalletCard:
             return fci + SW_OK
         return SW_FILE_NOT_FOUND
 
-    def _info(self, apdu: _Apdu) -> bytes:
+    def _info(self, apdu: CommandApdu) -> bytes:
         if apdu.p1 or apdu.p2:
             return SW_WRONG_P1P2
         if apdu.data:
@@ -236,7 +207,7 @@ class WalletCard:
         keys = self.profile.keys
         return records.encode_info(keys, state.counter, state.last_hash, self.profile.currency, state.balance) + SW_OK
 
-    def _read_certificate(self, apdu: _Apdu) -> bytes:
+    def _read_certificate(self, apdu: CommandApdu) -> bytes:
         if apdu.p2 or apdu.p1 not in (0x01, 0x02):
             return SW_WRONG_P1P2
         if apdu.data:
@@ -246,7 +217,7 @@ class WalletCard:
             return keys.certificate + SW_OK
         return pki.operator(keys.operator_id.hex()).certificate + SW_OK
 
-    def _pay(self, apdu: _Apdu) -> bytes:
+    def _pay(self, apdu: CommandApdu) -> bytes:
         if apdu.p1 or apdu.p2:
             return SW_WRONG_P1P2
         if not apdu.data:
@@ -300,7 +271,7 @@ class WalletCard:
             return SW_BALANCE
         return None
 
-    def _get_record(self, apdu: _Apdu) -> bytes:
+    def _get_record(self, apdu: CommandApdu) -> bytes:
         if apdu.p1 or apdu.p2:
             return SW_WRONG_P1P2
         if apdu.data and len(apdu.data) != 4:

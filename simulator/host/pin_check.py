@@ -1,9 +1,13 @@
 """Online PIN at the simulated issuer: decipher the PIN block, compare with the card's PIN, count wrong tries.
 
-An authorisation may carry an ISO 9564 PIN block with its DUKPT key serial
-number and format (``pin_block``, ``pin_ksn``, ``pin_format``: docs/host-protocol.md).
-The issuer (:meth:`simulator.host.issuer.Issuer.decide`) checks it after "card
-blocked" and before everything else in its table:
+An authorisation, a sale's or a refund's (a terminal whose ``pin_on_refund`` is
+``online``), may carry an ISO 9564 PIN block with its DUKPT key serial number
+and format (``pin``: docs/host-protocol.md). The issuer
+(:meth:`simulator.host.issuer.Issuer.decide`) checks it after "card blocked"
+and before everything else in its table, the same way for both kinds and with
+one count of wrong tries per card (a refund is checked against its sale's cover
+first, :func:`simulator.host.rules.check_refund`; a refund declined for its PIN
+refunds nothing):
 
 ==========================================  ======  ==========================
 Condition                                   Code    Reason recorded

@@ -10,9 +10,21 @@ from __future__ import annotations
 from typing import Protocol
 
 from simulator.pin_keys import SIM_AES_BDK, SIM_AES_IKID, SIM_TDES_BDK, SIM_TDES_KEY_SET_ID
+from simulator.pki import load_pki
 from terminal.dukpt import aes_host_pin_key, tdes_host_pin_key
 from terminal.pinblock import EncryptedPin, PinFormat, decipher
-from terminal.ports import CancelToken, PinEntry, PinOutcome, PinPad, PinRequest
+from terminal.ports import (
+    CancelToken,
+    EncipheredOfflinePin,
+    EncipheringPinPad,
+    OfflinePinRequest,
+    PinEntry,
+    PinOutcome,
+    PinPad,
+    PinRequest,
+    PublicKey,
+    offline_pin_ability,
+)
 
 __all__ = [
     "PinPadRig",
@@ -21,6 +33,7 @@ __all__ = [
     "test_pin_pad_bypass_where_not_allowed_times_out",
     "test_pin_pad_cancel",
     "test_pin_pad_cancelled_before_it_starts",
+    "test_pin_pad_enciphers_an_offline_pin_only_the_card_reads",
     "test_pin_pad_enters_a_pin_as_a_format_0_block",
     "test_pin_pad_enters_a_pin_as_a_format_4_block",
     "test_pin_pad_timeout",
@@ -94,3 +107,24 @@ def test_pin_pad_cancelled_before_it_starts(pin_pad_rig: PinPadRig) -> None:
     token.cancel()
     assert pin_pad_rig.open("1234").enter_pin(PinRequest(100, 978, PAN), cancel=token).outcome is PinOutcome.CANCELLED
 
+
+
+def test_pin_pad_enciphers_an_offline_pin_only_the_card_reads(pin_pad_rig: PinPadRig) -> None:
+    """EMV Book 2 7.2: 7F | PIN block format 2 | the card's challenge | random padding, under the card's key."""
+    pad = pin_pad_rig.open("86429753")
+    assert offline_pin_ability(pad).enciphers and isinstance(pad, EncipheringPinPad)
+    icc = load_pki().icc("visa-qvsdc-offline")
+    key = PublicKey(icc.n.to_bytes(icc.size, "big"), icc.e.to_bytes(3 if icc.e > 255 else 1, "big"))
+    challenge = bytes.fromhex("0102030405060708")
+    request = OfflinePinRequest(1234, 978, "enciphered", tries_left=2)
+    sealed = [pad.encipher_offline_pin(request, key, challenge, timeout=10) for _ in range(2)]
+    assert all(s.outcome is PinOutcome.ENTERED and s.data is not None and len(s.data) == key.size for s in sealed)
+    assert sealed[0].data != sealed[1].data  # the padding is random
+    for one in sealed:
+        assert one.data is not None
+        plain = pow(int.from_bytes(one.data, "big"), icc.d, icc.n).to_bytes(icc.size, "big")
+        assert plain[0] == 0x7F and plain[1:9].hex().upper() == "2886429753FFFFFF" and plain[9:17] == challenge
+    assert "86429753" not in repr(sealed[0])
+    token = CancelToken()
+    token.cancel()
+    assert pad.encipher_offline_pin(request, key, challenge, cancel=token) == EncipheredOfflinePin(PinOutcome.CANCELLED)

@@ -19,10 +19,25 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.serial_pinpad import parse_answer
-from simulator.pty_pinpad import RequestError, parse_request
+from drivers.serial_pinpad import parse_answer, parse_enciphered_answer
+from simulator.pki import RsaPrivateKey, load_pki
+from simulator.pty_pinpad import RequestError, parse_offline_request, parse_request
 from terminal import registry
-from terminal.ports import CancelToken, DeviceError, DeviceGone, PinOutcome, PinPad, PinRequest
+from terminal.ports import (
+    CancelToken,
+    DeviceError,
+    DeviceGone,
+    EncipheredOfflinePin,
+    EncipheringPinPad,
+    OfflinePinAbility,
+    OfflinePinPad,
+    OfflinePinRequest,
+    PinOutcome,
+    PinPad,
+    PinRequest,
+    PublicKey,
+    offline_pin_ability,
+)
 from tests.contract.pin_pad_suite import *  # noqa: F403
 from tests.contract.pin_pad_suite import PAN
 
@@ -162,3 +177,87 @@ def test_any_line_to_the_virtual_pad_is_a_request_or_refused_without_echoing_a_p
         assert not re.search(r"[0-9]{13,}", str(exc))
         return
     assert 0 < timeout <= 600 and 12 <= len(request.pan) <= 19
+
+
+# -- an inserted card's enciphered offline PIN (EPIN) ------------------------------------------------------------
+
+
+def _epin(pad: PinPad) -> EncipheringPinPad:
+    assert isinstance(pad, EncipheringPinPad)
+    return pad
+
+
+def _card_key() -> tuple[PublicKey, RsaPrivateKey]:
+    icc = load_pki().icc("visa-qvsdc-offline")
+    return PublicKey(icc.n.to_bytes(icc.size, "big"), icc.e.to_bytes(3 if icc.e > 255 else 1, "big")), icc
+
+
+def test_the_serial_pad_gives_no_plaintext_offline_pin(pin_pad_rig: SerialRig) -> None:
+    """The PIN stays in a separate pad: an enciphered offline PIN (it said EPIN), never the digits."""
+    opened = pin_pad_rig.open("86429753")
+    assert offline_pin_ability(opened) == OfflinePinAbility(enciphers=True)
+    assert not isinstance(opened, OfflinePinPad) and isinstance(opened, EncipheringPinPad)
+
+
+@pytest.mark.parametrize(
+    ("action", "outcome", "bypass"),
+    [
+        ("cancel", PinOutcome.CANCELLED, True),
+        ("timeout", PinOutcome.TIMEOUT, True),
+        ("bypass", PinOutcome.BYPASSED, True),
+        ("bypass", PinOutcome.TIMEOUT, False),
+    ],
+)
+def test_the_offline_pins_other_endings(pin_pad_rig: SerialRig, action: str, outcome: PinOutcome, bypass: bool) -> None:
+    key, _ = _card_key()
+    request = OfflinePinRequest(1234, 978, "enciphered", allow_bypass=bypass)
+    sealed = _epin(pin_pad_rig.open(action)).encipher_offline_pin(request, key, bytes(8), timeout=10)
+    assert sealed == EncipheredOfflinePin(outcome)
+
+
+def test_the_terminals_cancel_aborts_an_offline_pin_in_progress(pin_pad_rig: SerialRig) -> None:
+    pad = _epin(pin_pad_rig.open("1234", "--delay", "60"))
+    token = CancelToken()
+    threading.Timer(0.3, token.cancel).start()
+    key, _ = _card_key()
+    request = OfflinePinRequest(1234, 978, "enciphered")
+    assert pad.encipher_offline_pin(request, key, bytes(8), 120, token).outcome is PinOutcome.CANCELLED
+
+
+def test_a_key_no_card_has_is_refused_by_the_pad(pin_pad_rig: SerialRig) -> None:
+    pad = _epin(pin_pad_rig.open("1234"))
+    with pytest.raises(DeviceError, match="refused the request"):
+        pad.encipher_offline_pin(OfflinePinRequest(1, 978), PublicKey(b"\x01" * 8, b"\x03"), bytes(8), timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("line", "outcome"),
+    [("CANCEL", PinOutcome.CANCELLED), ("TIMEOUT", PinOutcome.TIMEOUT), ("BYPASS", PinOutcome.BYPASSED)],
+)
+def test_the_offline_answers_words(line: str, outcome: PinOutcome) -> None:
+    assert parse_enciphered_answer(line, 128) == EncipheredOfflinePin(outcome)
+
+
+def test_a_ciphertext_not_as_long_as_the_cards_key_is_a_device_error() -> None:
+    with pytest.raises(DeviceError, match="64 bytes for a card key of 128"):
+        parse_enciphered_answer("ENCIPHERED " + "AB" * 64, 128)
+    sealed = parse_enciphered_answer("ENCIPHERED " + "AB" * 128, 128)
+    assert sealed is not None and sealed.data == b"\xab" * 128
+
+
+@given(st.text(max_size=300))
+def test_any_line_from_a_pad_to_epin_is_an_answer_ignored_or_a_device_error(line: str) -> None:
+    try:
+        sealed = parse_enciphered_answer(line, 128)
+    except DeviceError:
+        return
+    assert sealed is None or sealed.outcome in PinOutcome
+
+
+@given(st.text(max_size=300))
+def test_any_epin_line_to_the_virtual_pad_is_a_request_or_refused(line: str) -> None:
+    try:
+        request, key, challenge, timeout = parse_offline_request("EPIN " + line)
+    except RequestError:
+        return
+    assert 0 < timeout <= 600 and len(challenge) == 8 and 25 <= key.size <= 256 and request.kind == "enciphered"

@@ -5,7 +5,9 @@ from selection to the second GENERATE AC, and spoils one of its responses at
 a position it chooses: replaced, replaced with 9000, truncated, bits flipped
 (a valid response mutated), or the card falls silent.  The cardholder's PIN
 entries and the host's answer (response code, ARPC right or wrong, issuer
-scripts of random bytes) are drawn too.  Whatever happens, the kernel returns
+scripts of random bytes) are drawn too, and whether the PIN pad enciphers an
+offline PIN itself (a separate pad: the card's key and challenge, whatever the
+spoiled card made of them, go to the pad).  Whatever happens, the kernel returns
 a result with a defined outcome; an unhandled exception fails the test.
 POSTERM_FUZZ_EXAMPLES sets the number of examples (default 10,000).
 """
@@ -19,9 +21,13 @@ from hypothesis import strategies as st
 
 from emv.apdu import CardCommunicationError
 from emv.contact import ContactKernel, ContactResult, HostAnswer, PinEntry, PinKind, PinStatus
+from emv.contact.ports import EncipheredPinEntry
+from emv.oda import PublicKey
 from emv.outcome import Outcome
 from simulator.contact.card import ContactCard
 from simulator.contact.profiles import list_names
+from simulator.pinpad import encipher_offline
+from terminal.ports import DeviceError
 from tests.contact_rig import config, host_91, txn
 
 EXAMPLES = int(os.environ.get("POSTERM_FUZZ_EXAMPLES", "10000"))
@@ -74,6 +80,21 @@ class Cardholder:
         return PinEntry.of(entry) if isinstance(entry, PinStatus) else PinEntry.digits(entry)
 
 
+class SealingCardholder(Cardholder):
+    """A separate PIN pad: enciphers the PIN itself; a key it cannot use ends the entry (as the terminal does)."""
+
+    def encipher_pin(
+        self, key: PublicKey, challenge: bytes, tries_left: int | None, last_try: bool
+    ) -> EncipheredPinEntry:
+        entry = self.entries.pop(0) if self.entries else PinStatus.TIMEOUT
+        if isinstance(entry, PinStatus):
+            return EncipheredPinEntry(entry)
+        try:
+            return EncipheredPinEntry(PinStatus.ENTERED, encipher_offline(bytearray(entry.encode()), key, challenge))
+        except DeviceError:
+            return EncipheredPinEntry(PinStatus.CANCEL)
+
+
 pins = st.one_of(st.sampled_from(["1234", "0000", "123456789012"]), st.sampled_from(list(PinStatus)[1:]))
 
 
@@ -96,6 +117,7 @@ pins = st.one_of(st.sampled_from(["1234", "0000", "123456789012"]), st.sampled_f
     arpc=st.sampled_from(["right", "wrong", "none", "short"]),
     scripts=st.one_of(st.just(b""), st.binary(max_size=80)),
     pin_pad=st.booleans(),
+    sealing=st.booleans(),
 )
 def test_any_contact_card_response_ends_in_a_defined_outcome(
     profile: str,
@@ -110,13 +132,14 @@ def test_any_contact_card_response_ends_in_a_defined_outcome(
     arpc: str,
     scripts: bytes,
     pin_pad: bool,
+    sealing: bool,
 ) -> None:
     card = ContactCard(profile, seed=1)
     kernel = ContactKernel(
         Spoiled(card, position, mode, payload),
         config(pin_pad=pin_pad),
         txn(amount),
-        cardholder=Cardholder(entries, pick),
+        cardholder=(SealingCardholder if sealing else Cardholder)(entries, pick),
     )
     result = kernel.start()
     event(f"start: {result.outcome.value}")

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PAN", "ask_pin"]
+__all__ = ["PAN", "ask_offline_pin", "ask_pin"]
 
 PAN = "4761739001010010"
 
@@ -36,3 +36,27 @@ def ask_pin(result_path: str, allow_bypass: bool = False, fmt: int = 4) -> None:
         Path(result_path).write_text(json.dumps(out), encoding="utf-8")
 
     session.run(lambda _t: registry.open_pin_pad("screen:").enter_pin(request, 60), done, name="pin")
+
+
+def ask_offline_pin(result_path: str, tries_left: int = 3, last_try: bool = False) -> None:
+    """An inserted card's offline PIN asked on the worker; the file gets the outcome and the digits' count only."""
+    from kivy.app import App  # type: ignore[import-untyped]
+
+    from terminal import registry
+    from terminal.ports import OfflinePin, OfflinePinPad, OfflinePinRequest
+
+    session = App.get_running_app().session
+    request = OfflinePinRequest(1234, 978, "plaintext", tries_left, last_try, allow_bypass=False)
+
+    def ask(_token: object) -> OfflinePin:
+        pad = registry.open_pin_pad("screen:")
+        assert isinstance(pad, OfflinePinPad)
+        return pad.enter_offline_pin(request, 60)
+
+    def done(answer: OfflinePin) -> None:
+        out: dict[str, Any] = {"outcome": answer.outcome.value}
+        if answer.outcome.value == "entered":
+            out["digits"] = len(answer.take())  # the card would take them: here only how many
+        Path(result_path).write_text(json.dumps(out), encoding="utf-8")
+
+    session.run(ask, done, name="pin")

@@ -21,7 +21,7 @@ from simulator.screen_pinpad_key import load_simulator_keys
 from terminal import registry
 from terminal.bootstrap import open_terminal
 from terminal.pinblock import PinFormat, decipher
-from terminal.ports import PinEntry, PinOutcome, PinRequest
+from terminal.ports import OfflinePin, OfflinePinRequest, PinEntry, PinOutcome, PinRequest
 from tests.ui.conftest import App
 from ui.screens.customer_pin import CustomerPin
 from ui.worker import Job
@@ -159,3 +159,36 @@ def test_the_kiosk_has_the_screen_too(data_dir: Path) -> None:
         assert finished(app, job).outcome is PinOutcome.CANCELLED and app.at == "kiosk_card"
     finally:
         app.close()
+
+
+def ask_offline(app: App, request: OfflinePinRequest) -> Job[OfflinePin]:
+    """An inserted card's offline PIN asked on the worker, as the contact kernel's cardholder does."""
+    app.session.navigator.go("present_card")
+    job = app.session.run(
+        lambda _t: registry.open_pin_pad("screen:").enter_offline_pin(request, 30),  # type: ignore[attr-defined]
+        lambda _r: None,
+    )
+    until(app, lambda: app.at == "customer_pin" or job.done)
+    return job
+
+
+def test_an_inserted_cards_pin_shows_the_tries_left_and_the_last_try(pin_app: App) -> None:
+    vm = pin_app.session.screen("customer_pin", CustomerPin)
+    request = OfflinePinRequest(1234, 978, "plaintext", tries_left=2, last_try=False, allow_bypass=False)
+    job = ask_offline(pin_app, request)
+    assert vm.amount_text == "12.34 EUR" and vm.card_text == "PIN for the chip card · 2 tries left"
+    assert vm.warning == "" and not vm.can_bypass
+    vm.cancel()
+    assert finished(pin_app, job).outcome is PinOutcome.CANCELLED
+    job = ask_offline(pin_app, OfflinePinRequest(1234, 978, "enciphered", tries_left=1, last_try=True))
+    assert vm.card_text == "PIN for the chip card" and vm.warning == "Last try: a wrong PIN blocks the card's PIN"
+    assert vm.can_bypass  # the terminal allows a bypass here: "No PIN" is offered
+    pin_app.session.tr.set_language("zh_CN")
+    assert vm.warning.startswith("最后一次尝试")
+    for key in "5172":
+        vm.press(key)
+    assert vm.count == 4 and "5172" not in repr(vm.state())
+    vm.enter()
+    answer = finished(pin_app, job)
+    assert answer.outcome is PinOutcome.ENTERED and answer.take() == "5172"
+    assert pin_app.at == "present_card" and vm.count == 0 and not vm.active

@@ -69,3 +69,27 @@ def test_a_pin_keyed_on_the_screen_then_a_bypass_in_chinese(tmp_path: Path) -> N
     for step in steps:
         assert _not_blank(step["png"]), step["png"]
     assert "1984" not in report["stderr"]  # nor in what the application logged
+
+
+def test_an_inserted_cards_offline_pin_keyed_on_the_screen(tmp_path: Path) -> None:
+    """The chip card's PIN on the same screen: its tries left, keyed by touch, handed over (never shown)."""
+    result = tmp_path / "offline.json"
+    script = {
+        "data_dir": str(tmp_path / "terminal"),
+        "reader": "sim:card=contact-offline-pin",
+        "host": "memory",
+        "steps": [
+            {"call": "tests.ui.pin_rig:ask_offline_pin", "args": [str(result), 2]},
+            {"wait": "customer_pin", "state": {"active": True}},
+            *({"touch": f"key_{k}"} for k in "2580"),
+            {"touch": "enter"},
+            {"wait": "amount"},
+        ],
+    }
+    report = run_script(script, tmp_path / "run")
+    assert report["error"] is None, report
+    shown = report["steps"][1]
+    assert {"Enter your PIN", "12.34 EUR", "PIN for the chip card · 2 tries left", "Enter"} <= set(shown["texts"])
+    assert "Last try: a wrong PIN blocks the card's PIN" not in shown["texts"]
+    assert not any("2580" in text for step in report["steps"] for text in step["texts"])
+    assert json.loads(result.read_text(encoding="utf-8")) == {"outcome": "entered", "digits": 4}

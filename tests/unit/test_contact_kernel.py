@@ -14,10 +14,14 @@ import pytest
 
 from emv.contact import ContactConfig, ContactKernel, HostAnswer, PinStatus
 from emv.contact.kernel import REVERSE
+from emv.contact.ports import EncipheredPinEntry, EncipheringCardholder
+from emv.oda import PublicKey
 from emv.outcome import Message, Outcome
 from emv.tvr import Tsi, Tvr
 from simulator.contact.card import ContactCard
 from simulator.contact.profiles import list_names
+from simulator.pinpad import encipher_offline
+from simulator.pki import load_pki
 from tests.contact_rig import Pad, config, host_arpc, profile, run, script
 
 EXPECTED_AT_12_34 = {
@@ -478,3 +482,72 @@ def test_the_online_request_carries_what_the_issuer_verifies_the_arqc_over() -> 
     p = card.profile
     assert verify_arqc(p.cryptogram_key, p.pan, p.psn, data, r.card_data[0x9F26])
     assert r.to_json()["pan"] == "476173******0150"
+
+
+# --------------------------------------------------------------------------- a PIN pad that enciphers the PIN itself
+
+
+class SealingPad(Pad):
+    """A separate PIN pad: for an enciphered PIN it gets the card's key and challenge and answers the ciphertext."""
+
+    def __init__(self, *entries: str | PinStatus, cut: int = 0) -> None:
+        super().__init__(*entries)
+        self.cut = cut  # bytes dropped from the ciphertext (a pad gone wrong)
+        self.sealed: list[tuple[PublicKey, bytes, int | None, bool]] = []
+
+    def encipher_pin(
+        self, key: PublicKey, challenge: bytes, tries_left: int | None, last_try: bool
+    ) -> EncipheredPinEntry:
+        self.sealed.append((key, challenge, tries_left, last_try))
+        entry = self.entries.pop(0) if self.entries else PinStatus.TIMEOUT
+        if isinstance(entry, PinStatus):
+            return EncipheredPinEntry(entry)
+        data = encipher_offline(bytearray(entry.encode()), key, challenge)
+        return EncipheredPinEntry(PinStatus.ENTERED, data[: len(data) - self.cut])
+
+
+def test_a_pad_that_enciphers_gets_the_cards_key_and_challenge_and_the_kernel_no_digits() -> None:
+    """Book 2 7.2 / Book 3 10.5.1: GET CHALLENGE, the pad's ciphertext in VERIFY P2 88, nothing between."""
+    pad = SealingPad("9999", "1234")
+    assert isinstance(pad, EncipheringCardholder)
+    _k, r, card = run("contact-enciphered-pin", cardholder=pad)
+    assert r.cvm_results.hex().upper() == "440002" and card.pin_try_counter == 3
+    assert pad.asked == []  # no digits were asked for
+    icc = load_pki().icc("visa-qvsdc-offline")
+    assert [(int.from_bytes(k.modulus, "big"), t, last) for k, _c, t, last in pad.sealed] == [
+        (icc.n, 3, False),
+        (icc.n, 2, False),
+    ]
+    assert pad.sealed[0][1] != pad.sealed[1][1]  # a fresh challenge for each try
+    for at, command in enumerate(r.commands):
+        if command[:2] == b"\x00\x20":
+            assert r.commands[at - 1] == bytes.fromhex("0084000000") and command[3] == 0x88
+
+
+def test_a_ciphertext_not_the_keys_length_is_not_sent_to_the_card() -> None:
+    """The pad is not working: offline PIN failed, no VERIFY; the rule's apply-next bit: signature."""
+    pad = SealingPad("1234", cut=1)
+    _k, r, card = run("contact-enciphered-pin", cardholder=pad)
+    assert not [c for c in r.commands if c[:2] == b"\x00\x20"] and card.pin_try_counter == 3
+    assert r.cvm_results.hex().upper() == "1E0300" and len(pad.sealed) == 1
+
+
+def test_a_plaintext_pin_the_terminal_does_not_claim_goes_to_the_next_rule() -> None:
+    """Book 3 10.5: a serial PIN pad cannot give the card a clear PIN: 9F33 claims none, the CVM is not
+    supported, the rule fails with no TVR bit of its own and 4100's apply-next bit takes signature."""
+    cfg = dataclasses.replace(config(), plaintext_pin=False)
+    assert cfg.terminal_capabilities()[1] & 0xD0 == 0x50
+    pad = SealingPad("1234")
+    _k, r, card = run("contact-offline-pin", cardholder=pad, cfg=cfg)
+    assert r.cvm_results.hex().upper() == "1E0300" and r.signature_required
+    assert Tvr(r.tvr).names() == [] and r.outcome is Outcome.APPROVED
+    assert pad.asked == [] and pad.sealed == [] and card.pin_try_counter == 3
+    assert r.card_data[0x9F33] == cfg.terminal_capabilities()
+
+
+def test_an_enciphered_pin_the_pad_cannot_give_goes_to_the_next_rule() -> None:
+    """A serial pad that did not say EPIN: no offline PIN claimed at all."""
+    cfg = dataclasses.replace(config(), plaintext_pin=False, enciphered_pin=False)
+    pad = SealingPad("1234")
+    _k, r, _card = run("contact-enciphered-pin", cardholder=pad, cfg=cfg)
+    assert r.cvm_results.hex().upper() == "1E0300" and pad.sealed == [] and Tvr(r.tvr).names() == []

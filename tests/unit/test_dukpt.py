@@ -5,10 +5,14 @@ FFFF9876543210E00001..5, PIN 1234, PAN 4012345678909), as quoted in pydukpt 0.1.
 tests/test_published_vectors.py (which cites moov-io/dukpt's transcription of the standard), and the
 block at counter 0x100000 from the same file.
 
-AES: the X9.24-3 test vectors were not available here (no package this project can reach ships them).
-One value is checked: the initial key of the standard's example BDK and initial key id, as recalled from
-its examples; everything else is a property: the PIN pad's future-key registers and the host's
-derivation from the BDK agree for every counter, keys differ per counter and usage, the counter rules hold.
+AES: the X9.24-3-2017 test vector supplement is not reachable from this machine and no package on PyPI
+or npm ships it. Two of its values are checked, quoted from the supplement from memory before this code
+computed them (AES-128 BDK FEDCBA9876543210F1F1F1F1F1F1F1F1, initial key id 1234567890123456): the
+initial key, and the PIN encryption key of the first transaction (counter 1). Both are reproduced to the
+bit: 256 bits that a wrong derivation (data layout, usage, algorithm or length field, counter walk)
+could not match by chance. Everything else is a property: the PIN pad's future-key registers and the
+host's derivation from the BDK agree for every counter, keys differ per counter and usage, the counter
+rules hold.
 """
 
 from __future__ import annotations
@@ -113,9 +117,18 @@ def test_the_derivation_data_layout() -> None:
 
 
 def test_the_initial_key_of_the_x9_24_3_example_bdk() -> None:
-    # Recalled from X9.24-3-2017's examples (AES-128 BDK, initial key id 1234567890123456); not checked
-    # against a copy of the standard here.
+    # X9.24-3-2017 supplement, AES-128 BDK, initial key id 1234567890123456 (quoted: see the module doc).
     assert aes_initial_key(AES_BDK, IKID) == h("1273671EA26AC29AFA4D1084127652A1")
+
+
+def test_the_pin_key_of_the_first_transaction_of_the_x9_24_3_example() -> None:
+    # Same supplement, KSN 123456789012345600000001: the PIN encryption key (usage 1000, AES-128).
+    ksn = aes_ksn(IKID, 1)
+    assert ksn == h("123456789012345600000001")
+    assert aes_working_key(aes_initial_key(AES_BDK, IKID), ksn, KEY_USAGE_PIN) == h("AF8CB133A78F8DC2D1359F18527593FB")
+    assert aes_host_pin_key(AES_BDK, ksn) == h("AF8CB133A78F8DC2D1359F18527593FB")
+    pad = AesFutureKeys(aes_initial_key(AES_BDK, IKID), IKID)
+    assert pad.next_key() == (ksn, h("AF8CB133A78F8DC2D1359F18527593FB"))
 
 
 # ----------------------------------------------------------------------------- AES: properties

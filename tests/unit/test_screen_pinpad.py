@@ -20,7 +20,17 @@ from simulator.host.pin_check import _pin_key
 from simulator.screen_pinpad_key import load_simulator_keys
 from terminal import registry
 from terminal.pinblock import EncryptedPin, PinFormat, decipher, wipe
-from terminal.ports import CancelToken, DeviceError, DeviceUrlError, PinOutcome, PinRequest
+from terminal.ports import (
+    CancelToken,
+    DeviceError,
+    DeviceUrlError,
+    OfflinePinAbility,
+    OfflinePinPad,
+    OfflinePinRequest,
+    PinOutcome,
+    PinRequest,
+    offline_pin_ability,
+)
 from terminal.screen_pinpad import OUTSIDE_UI, Keypad, ScreenPinPad, drawn, install
 from terminal.soft_pinpad import KEYS_FILE, SoftwarePinPad
 
@@ -224,3 +234,38 @@ def test_the_simulated_host_provisions_the_keys_of_a_configured_screen_pad(tmp_p
         open_terminal(data_dir, reader_url="sim:card=visa-qvsdc-online", host="memory").close()
     assert not (plain / KEYS_FILE).exists()  # no on-screen PIN pad, no keys
     assert SoftwarePinPad(screen_pad).counters() == {"aes": 0, "tdes": 0}
+
+
+def test_an_offline_pin_keyed_on_the_screen_goes_to_the_card_and_is_wiped(tmp_path: Path) -> None:
+    """No DUKPT keys needed: an inserted card checks its own PIN; the digits are handed over once, then wiped."""
+    customer = Customer(tmp_path, keys("482915"))  # no key file in tmp_path
+    undo = install(customer)
+    try:
+        pad = registry.open_pin_pad("screen:")
+        assert offline_pin_ability(pad) == OfflinePinAbility(digits=True)
+        assert isinstance(pad, OfflinePinPad)
+        request = OfflinePinRequest(1234, 978, "enciphered", tries_left=1, last_try=True)
+        answer = pad.enter_offline_pin(request, timeout=30)
+    finally:
+        undo()
+    assert answer.outcome is PinOutcome.ENTERED and "482915" not in repr(answer)
+    assert customer.shown[0].request is request and customer.shown[0].count == 0
+    assert answer.take() == "482915"
+    with pytest.raises(ValueError):
+        answer.take()  # once
+    assert customer.hidden == [PinOutcome.ENTERED]
+
+
+@pytest.mark.parametrize(("act", "outcome"), [("cancel", PinOutcome.CANCELLED), ("bypass", PinOutcome.BYPASSED)])
+def test_an_offline_pin_cancelled_or_bypassed_on_the_screen(screen, act: str, outcome: PinOutcome) -> None:
+    screen(lambda keypad: getattr(keypad, act)())
+    answer = registry.open_pin_pad("screen:").enter_offline_pin(OfflinePinRequest(100, 978), timeout=30)
+    assert answer.outcome is outcome
+    with pytest.raises(ValueError):
+        answer.take()
+
+
+def test_an_offline_pin_nobody_keys_times_out(screen) -> None:
+    customer = screen(lambda keypad: keypad.press("1"))
+    answer = registry.open_pin_pad("screen:").enter_offline_pin(OfflinePinRequest(100, 978), timeout=0.2)
+    assert answer.outcome is PinOutcome.TIMEOUT and customer.shown[0].count == 0

@@ -13,6 +13,11 @@ PIN block: this view model, and the Kivy properties bound to it, only ever
 know how many digits there are (:attr:`CustomerPin.count`). When the entry
 ends (a key, the terminal's cancel, the time-out) the screen the customer
 came from is shown again, where the payment goes on.
+
+An inserted chip card's offline PIN (the card checks it) is keyed on the same
+screen: instead of the card number it says "PIN for the chip card", with the
+tries the card says are left, and "Last try" in red when a wrong PIN would
+block the card's PIN.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import math
 import time
 from pathlib import Path
 
-from terminal.ports import PinOutcome, PinRequest
+from terminal.ports import OfflinePinRequest, PinOutcome, PinRequest
 from terminal.screen_pinpad import Keypad, install
 from ui.session import Session
 from ui.timers import Timer
@@ -57,6 +62,7 @@ class CustomerPin(ViewModel):
     title: str = ""
     amount_text: str = ""
     card_text: str = ""
+    warning: str = ""  # an inserted card's "Last try": shown in red
     dots: str = ""
     count: int = 0  # digits keyed: all this screen knows of the PIN
     can_enter: bool = False
@@ -73,7 +79,7 @@ class CustomerPin(ViewModel):
         super().__init__()
         self.session = session
         self._keypad: Keypad | None = None
-        self._request: PinRequest | None = None
+        self._request: PinRequest | OfflinePinRequest | None = None
         self._back = ""
         self._tick: Timer | None = None
         session.tr.listen(lambda _: self._texts())
@@ -156,9 +162,23 @@ class CustomerPin(ViewModel):
         self.update(time_left=self.session.tr("{seconds} s left", seconds=left))
         self._tick = self.session.timers.call_later(1.0, self._count_down)
 
+    def _card_texts(self) -> tuple[str, str]:
+        """What is said of the card (its number, or the chip card's tries left) and the warning, if any."""
+        tr = self.session.tr
+        request = self._request
+        if request is None:
+            return "", ""
+        if isinstance(request, PinRequest):
+            return tr("Card {card}", card=request.masked_pan), ""
+        card = tr("PIN for the chip card")
+        if request.tries_left is not None and not request.last_try:
+            card += " · " + tr("{tries} tries left", tries=request.tries_left)
+        return card, tr("Last try: a wrong PIN blocks the card's PIN") if request.last_try else ""
+
     def _texts(self) -> None:
         tr = self.session.tr
         request = self._request
+        card_text, warning = self._card_texts()
         self.update(
             title=tr("Enter your PIN"),
             enter_label=tr("Enter"),
@@ -166,7 +186,8 @@ class CustomerPin(ViewModel):
             cancel_label=tr("Cancel"),
             bypass_label=tr("No PIN"),
             amount_text="" if request is None else tr.amount(request.amount, request.currency),
-            card_text="" if request is None else tr("Card {card}", card=request.masked_pan),
+            card_text=card_text,
+            warning=warning,
             message=tr("Cover the keypad as you key.")
             + "\n"
             + (
@@ -185,8 +206,17 @@ class CustomerPin(ViewModel):
         self.update(time_left=self.session.tr("{seconds} s left", seconds=42))
 
     def sample_variants(self) -> tuple[str, ...]:
-        """The screen where no bypass is allowed, for a screenshot of its own (``sample_plain``)."""
-        return ("plain",)
+        """The screen where no bypass is allowed (``sample_plain``), and an inserted card's last offline PIN try
+        (``sample_chip``), each for a screenshot of its own."""
+        return ("plain", "chip")
+
+    def sample_chip(self) -> None:
+        """An inserted card's offline PIN on its last try, three digits keyed, bypass allowed."""
+        self._keypad = None
+        self._request = OfflinePinRequest(1234, self.session.currency, "plaintext", 1, True, True)
+        self._texts()
+        self.update(active=True, count=3, dots="●" * 3, can_enter=False, can_bypass=True)
+        self.update(time_left=self.session.tr("{seconds} s left", seconds=51))
 
     def sample_plain(self) -> None:
         """Two digits keyed where the card allows no bypass: no "No PIN" key, Enter not yet."""
