@@ -278,7 +278,16 @@ def authorisation_answer(doc: Any) -> HostAnswer:
         host_reference=_str(d, "host_reference"),
         arpc=_hex_bytes(d, "arpc"),
         scripts=_hex_bytes(d, "issuer_scripts", max_bytes=512) or b"",
+        issuer_authentication_data=_issuer_authentication_data(d),
     )
+
+
+def _issuer_authentication_data(doc: Mapping[str, Any]) -> bytes | None:
+    """91 for a chip card: 8 to 16 bytes (ARPC method 1: ARPC and ARC; method 2: ARPC, CSU, proprietary data)."""
+    value = _hex_bytes(doc, "issuer_authentication_data", max_bytes=16)
+    if value is not None and len(value) < 8:
+        raise MalformedAnswer("issuer_authentication_data: expected hex of 8 to 16 bytes")
+    return value
 
 
 def reversal_answer(doc: Any) -> HostAnswer:

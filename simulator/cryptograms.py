@@ -44,6 +44,8 @@ __all__ = [
     "command_mac",
     "compute",
     "cvr_from_iad",
+    "issuer_authentication_data",
+    "uses_arpc_method_2",
     "verify_arqc",
 ]
 
@@ -206,22 +208,67 @@ def verify_arqc(
     return hmac.compare_digest(compute(keys, pan, psn, data), cryptogram)
 
 
+def uses_arpc_method_2(keys: IssuerMasterKeys | str) -> bool:
+    """Whether the key set's cryptogram version answers with ARPC method 2 (CVN 18) rather than method 1."""
+    return _resolve(keys).cvn == CVN_VISA_18
+
+
 def arpc(
-    keys: IssuerMasterKeys | str, pan: str, psn: str, *, arqc: bytes, atc: bytes, response: bytes
+    keys: IssuerMasterKeys | str,
+    pan: str,
+    psn: str,
+    *,
+    arqc: bytes,
+    atc: bytes,
+    response: bytes,
+    proprietary: bytes = b"",
 ) -> bytes:
     """Authorisation response cryptogram.
 
     Method 1 (CVN 10, 16): ``response`` is the 2-byte ARPC response code, 8-byte result.
-    Method 2 (CVN 18): ``response`` is the 4-byte card status update, 4-byte result.
+    Method 2 (CVN 18, EMV Book 2 8.2.2): ``response`` is the 4-byte card status update,
+    ``proprietary`` the 0 to 8 bytes of proprietary authentication data; a 4-byte MAC
+    (ISO 9797-1 algorithm 3, padding method 2) over ARQC || CSU || proprietary data under
+    the common session key of the ATC.
     """
     k = _resolve(keys)
+    if proprietary and k.cvn != CVN_VISA_18:
+        raise ValueError("proprietary authentication data is for ARPC method 2")
     with _quiet_tdes():
         cvn = _cvn_object(k, pan, psn)
         if k.cvn == CVN_VISA_18:
-            return bytes(cvn.generate_arpc(tag_9f26=arqc, tag_9f36=atc, csu=response))
+            extra = bytes(proprietary) or None
+            return bytes(cvn.generate_arpc(tag_9f26=arqc, tag_9f36=atc, csu=response, proprietary_auth_data=extra))
         if k.cvn == CVN_UNIONPAY_01:
             return bytes(cvn.generate_arpc(tag_9f26=arqc, tag_9f36=atc, arpc_rc=response))
         return bytes(cvn.generate_arpc(tag_9f26=arqc, arpc_rc=response))
+
+
+def issuer_authentication_data(
+    keys: IssuerMasterKeys | str,
+    pan: str,
+    psn: str,
+    *,
+    arqc: bytes,
+    atc: bytes,
+    response_code: str,
+    csu: bytes | None = None,
+    proprietary: bytes = b"",
+) -> bytes:
+    """Issuer Authentication Data (91) as the card takes it, for the issuer's ``response_code``.
+
+    Method 1: ARPC (8) || ARC (the response code in ASCII), 10 bytes.  Method 2:
+    ARPC (4) || CSU (4) || proprietary data (0-8), 8 to 16 bytes; ``csu`` defaults
+    to "approved" for ``00`` and to "declined" otherwise.
+    """
+    if uses_arpc_method_2(keys):
+        from simulator.csu import CSU_APPROVED, CSU_DECLINED
+
+        status = csu if csu is not None else CSU_APPROVED if response_code == "00" else CSU_DECLINED
+        mac = arpc(keys, pan, psn, arqc=arqc, atc=atc, response=status, proprietary=proprietary)
+        return mac + status + bytes(proprietary)
+    code = response_code.encode("ascii")
+    return arpc(keys, pan, psn, arqc=arqc, atc=atc, response=code) + code
 
 
 def command_mac(

@@ -46,8 +46,8 @@ from terminal.ports import (
 )
 from terminal.store import CardRecord
 
-__all__ = ["HOST_DATA_TAGS", "SCHEMES", "CardRequest", "ExtraKernels", "card_details", "card_record", "host_data",
-           "read_card", "scheme_of"]  # fmt: skip
+__all__ = ["COMPLETION_TAGS", "HOST_DATA_TAGS", "SCHEMES", "CardRequest", "ExtraKernels", "card_details",
+           "card_record", "host_data", "read_card", "scheme_of"]  # fmt: skip
 
 # The data objects a host gets with an authorisation or advice, in this order: the ICC
 # data an acquirer carries in ISO 8583 field 55 (the cryptogram, its inputs, the
@@ -62,6 +62,9 @@ HOST_DATA_TAGS = (
     0x9F33, 0x9F34, 0x9F35, 0x9F09, 0x9F1E, 0x9F41, 0x9F53,  # terminal: capabilities, CVM results, type, ...
     0x9F66, 0x9F6C, 0x9F6E, 0x9F7C,  # contactless: TTQ, CTQ, form factor, customer exclusive data
 )  # fmt: skip
+# With an inserted card's second GENERATE AC (a deferred authorisation it approved, unable to go online),
+# the advice also carries the authorisation response code it was given (8A: Y3) and the final TSI.
+COMPLETION_TAGS = (0x8A, 0x9B)
 
 SCHEMES = {
     "A000000003": "visa",
@@ -304,14 +307,16 @@ def card_record(keystore: Keystore, txn_id: str, result: TransactionResult) -> C
     )
 
 
-def host_data(keystore: Keystore, txn_id: str, result: TransactionResult) -> bytes:
+def host_data(keystore: Keystore, txn_id: str, result: TransactionResult, *, extra: tuple[int, ...] = ()) -> bytes:
     """The data objects for the host's authorisation or advice, encrypted for the journal.
 
     The cryptogram's inputs as the card received them win over their later
     values (C-3 sets TVR bits after GPO): the issuer must see what the card signed.
+    ``extra``: tags to carry besides :data:`HOST_DATA_TAGS` (:data:`COMPLETION_TAGS`).
     """
     card_data = result.card_data | result.cryptogram_inputs
-    emv_data = tlv.encode_pairs([(tag, card_data[tag]) for tag in HOST_DATA_TAGS if tag in card_data])
+    tags = HOST_DATA_TAGS + tuple(t for t in extra if t not in HOST_DATA_TAGS)
+    emv_data = tlv.encode_pairs([(tag, card_data[tag]) for tag in tags if tag in card_data])
     return keystore.encrypt(emv_data, b"sad:" + txn_id.encode())
 
 

@@ -44,13 +44,25 @@ class HeldCard:
     session: CardSession
     closed: bool = False
 
-    def complete(self, response_code: str | None, arpc: bytes | None, scripts: bytes = b"") -> ContactResult:
-        """The second half with the host's answer (None: the terminal could not go online); closes the card."""
+    def complete(
+        self,
+        response_code: str | None,
+        arpc: bytes | None,
+        scripts: bytes = b"",
+        *,
+        issuer_authentication_data: bytes | None = None,
+    ) -> ContactResult:
+        """The second half with the host's answer (None: the terminal could not go online); closes the card.
+
+        ``issuer_authentication_data``: 91 whole as the host sent it (ARPC method 1 or 2); else ``arpc``.
+        """
         try:
             answer = (
                 CardHostAnswer.unable_to_go_online()
                 if response_code is None
-                else CardHostAnswer.from_host(response_code, arpc, scripts)
+                else CardHostAnswer.from_host(
+                    response_code, arpc, scripts, issuer_authentication_data=issuer_authentication_data
+                )
             )
             return self.kernel.complete(answer)
         finally:

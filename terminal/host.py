@@ -81,6 +81,8 @@ class HostAnswer:
     host_reference: str | None = None
     arpc: bytes | None = None
     scripts: bytes = b""  # issuer script templates 71 / 72 for a chip card (its second half runs them)
+    #: 91 for a chip card as the host sent it (ARPC method 1 or 2, 8 to 16 bytes); wins over ``arpc``
+    issuer_authentication_data: bytes | None = None
 
     @property
     def approved(self) -> bool:

@@ -235,7 +235,8 @@ TRANSITIONS: dict[tuple[State, Event], Transition] = {
     (S.AUTHORISING, E.CARD_REFUSED_APPROVAL): T(
         S.REVERSAL_PENDING, M.UNKNOWN, queue_reversal="card_declined", drop_card_data=True
     ),
-    (S.AUTHORISING, E.NOT_SENT_DEFERRED): T(S.DEFERRED_APPROVED, M.TAKEN, queue_saf=True),
+    # (an inserted card's second GENERATE AC replaces the data kept at GO_ONLINE: its TC goes with the advice)
+    (S.AUTHORISING, E.NOT_SENT_DEFERRED): T(S.DEFERRED_APPROVED, M.TAKEN, queue_saf=True, keep_card_data=True),
     (S.AUTHORISING, E.NOT_SENT_DECLINED): T(S.DECLINED, M.NONE, drop_card_data=True),
     (S.AUTHORISING, E.RECOVER_AUTHORISING): T(
         S.REVERSAL_PENDING, M.UNKNOWN, queue_reversal="recovery", drop_card_data=True

@@ -17,7 +17,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from emv.outcome import Message, Outcome, ReaderStatus, TransactionResult, UiMessage
-from terminal.card_reading import CardRequest, ExtraKernels, card_details, card_record, host_data, scheme_of
+from terminal.card_reading import (
+    COMPLETION_TAGS,
+    CardRequest,
+    ExtraKernels,
+    card_details,
+    card_record,
+    host_data,
+    scheme_of,
+)
 from terminal.contact_reading import HeldCard
 from terminal.core import Core
 from terminal.follow_ups import FollowUps
@@ -263,6 +271,24 @@ class Payments(FollowUps):
             refusal = f"declined: the host cannot be reached ({reason}) and only the issuer can check the PIN"
             core.record(txn_id, Event.NOT_SENT_DECLINED, {"error": refusal})
             return self._result(txn_id, refusal, emv, warnings)
+        if isinstance(unreachable, HostCertificateRejected):
+            # The detail (which check failed) is in the log and in 'saf status'; the cashier needs the fact.
+            warnings = ("host certificate rejected: payments are stored offline (a security event: see the log)",)
+        why_not: tuple[str, str] | None = None  # (journalled error, the cashier's words)
+        if behavior is OfflineBehavior.REQUIRE_ONLINE:
+            words = f"declined: the host cannot be reached ({reason}) and this payment requires online authorisation"
+            why_not = (reason, words)
+        else:
+            try:
+                self._check_offline_room(row.currency, row.amount)
+            except PaymentRefused as exc:
+                why_not = (str(exc), f"declined: the host cannot be reached and {exc}")
+        if why_not is not None:  # the terminal refuses before an inserted card is asked for its last cryptogram
+            self._release()
+            core.record(txn_id, Event.NOT_SENT_DECLINED, {"error": why_not[0]})
+            return self._result(txn_id, why_not[1], emv, warnings)
+        deferred: dict[str, Any] = {"deferred": True}
+        sensitive: bytes | None = None
         if self._held is not None:  # an inserted card decides for itself when the host cannot be reached
             final = self._held.complete(None, None)
             self._held = None
@@ -271,23 +297,12 @@ class Payments(FollowUps):
                 return self._result(
                     txn_id, f"declined by the card: the host cannot be reached ({reason})", final, warnings
                 )
-        if isinstance(unreachable, HostCertificateRejected):
-            # The detail (which check failed) is in the log and in 'saf status'; the cashier needs the fact.
-            warnings = ("host certificate rejected: payments are stored offline (a security event: see the log)",)
-        if behavior is OfflineBehavior.REQUIRE_ONLINE:
-            core.record(txn_id, Event.NOT_SENT_DECLINED, {"error": reason})
-            return self._result(
-                txn_id,
-                f"declined: the host cannot be reached ({reason}) and this payment requires online authorisation",
-                emv,
-                warnings,
-            )
-        try:
-            self._check_offline_room(row.currency, row.amount)
-        except PaymentRefused as exc:
-            core.record(txn_id, Event.NOT_SENT_DECLINED, {"error": str(exc)})
-            return self._result(txn_id, f"declined: the host cannot be reached and {exc}", emv, warnings)
-        core.record(txn_id, Event.NOT_SENT_DEFERRED, {"error": reason}, details={"deferred": True})
+            # The advice carries the card's last word: its TC, 8A Y3, the final TVR and TSI, not the ARQC
+            # kept at GO_ONLINE; durable (with the entry queued) before "approved" is shown.
+            deferred |= _card_after(final)
+            sensitive = host_data(core.keystore, txn_id, final, extra=COMPLETION_TAGS)
+            emv = final
+        core.record(txn_id, Event.NOT_SENT_DEFERRED, {"error": reason}, details=deferred, sensitive=sensitive)
         text = (
             "approved (deferred: the host will confirm later)"
             if row.kind == "sale"
@@ -299,7 +314,8 @@ class Payments(FollowUps):
         """The held inserted card gets the host's answer; a result when it refused an approval (reversed)."""
         held, self._held = self._held, None
         assert held is not None
-        final = held.complete(answer.response_code, answer.arpc, answer.scripts)
+        issuer_data = answer.issuer_authentication_data
+        final = held.complete(answer.response_code, answer.arpc, answer.scripts, issuer_authentication_data=issuer_data)
         details.update(_card_after(final))
         if not answer.approved or final.outcome is Outcome.APPROVED:
             return None

@@ -19,7 +19,7 @@ from emv.tlv import encode
 from emv.transaction import TransactionData
 from simulator.contact.card import ContactCard
 from simulator.contact.profiles import ContactProfile, load
-from simulator.cryptograms import arpc, command_mac
+from simulator.cryptograms import arpc, command_mac, issuer_authentication_data
 from simulator.pki import CAPKS_FILE
 from simulator.transport import as_transport
 
@@ -29,6 +29,7 @@ __all__ = [
     "Pad",
     "capks",
     "config",
+    "host_91",
     "host_arpc",
     "profile",
     "run",
@@ -110,6 +111,15 @@ def host_arpc(card: ContactCard, result: ContactResult, code: str = "00") -> byt
     p = card.profile
     data = result.card_data
     return arpc(p.cryptogram_key, p.pan, p.psn, arqc=data[0x9F26], atc=data[0x9F36], response=code.encode())
+
+
+def host_91(card: ContactCard, result: ContactResult, code: str = "00") -> bytes:
+    """The issuer authentication data (91) the simulated issuer sends for the result's ARQC (method 1 or 2)."""
+    p = card.profile
+    data = result.card_data
+    return issuer_authentication_data(
+        p.cryptogram_key, p.pan, p.psn, arqc=data[0x9F26], atc=data[0x9F36], response_code=code
+    )
 
 
 def script(

@@ -90,7 +90,10 @@ def generate_ac(session: Session, reference: int, *, second: bool) -> GenAc:
     if len(values) > 255:
         raise KernelError("CDOL asks for more than a command carries")
     if second:
+        # the second cryptogram covers CDOL1's values as updated by CDOL2's (TVR, 8A, ...): an advice of it
+        # must carry those, as the card received them
         session.cdol2_values = values
+        session.cryptogram_inputs.update(dol.split(entries, values))
     else:
         session.cdol1_values = values
         session.cryptogram_inputs = dict(dol.split(entries, values))

@@ -1,10 +1,17 @@
 """Online processing and issuer-to-card script processing (EMV Book 3 10.9, 10.10).
 
-- Issuer authentication: the Issuer Authentication Data (91: ARPC and its
-  response code) goes to the card in EXTERNAL AUTHENTICATE when the AIP says the
-  card supports issuer authentication (byte 1 b3) and its CDOL2 does not ask for
-  91; when CDOL2 asks for 91 it travels in the second GENERATE AC instead.  A
-  refused EXTERNAL AUTHENTICATE sets "issuer authentication failed".
+- Issuer authentication: the Issuer Authentication Data (91) goes to the card
+  in EXTERNAL AUTHENTICATE when the AIP says the card supports issuer
+  authentication (byte 1 b3) and its CDOL2 does not ask for 91; when CDOL2 asks
+  for 91 it travels in the second GENERATE AC instead (at the length CDOL2
+  gives it, Book 3 5.4).  91 is carried as the host sent it, whichever ARPC
+  method made it (Book 2 8.2): method 1, ARPC (8) || ARC (2); method 2, ARPC
+  (4) || card status update (4) || proprietary data (0-8), so 8 to 16 bytes
+  (Book 3 6.5.4); other lengths are not sent and count as failed.  TSI
+  "issuer authentication was performed" is set whenever 91 was there for a
+  card that supports it; a refused EXTERNAL AUTHENTICATE sets TVR "issuer
+  authentication failed" (in CDOL2 only the card knows, and its cryptogram
+  says it).
 - Issuer scripts: the 71 templates run before the second GENERATE AC, the 72
   templates after it.  Each command (86) is sent in order; SW1 90, 62 or 63 lets
   the script go on, anything else stops it (10.10).  The result of each script

@@ -157,9 +157,12 @@ class HostAnswer:
     """The issuer's answer to an Online Request (Book 3 10.9).
 
     ``response_code`` is 8A (two ASCII characters, "00" approved); empty when
-    the terminal could not go online.  ``issuer_authentication_data`` is 91
-    (ARPC and ARPC response code, method 1); ``scripts`` the issuer script
-    templates 71 and 72 as the host sent them, back to back.
+    the terminal could not go online.  ``issuer_authentication_data`` is 91 as
+    the card takes it, 8 to 16 bytes: method 1 ARPC (8) and ARPC response code
+    (2); method 2 ARPC (4), card status update (4) and proprietary
+    authentication data (0-8).  The kernel carries it unchanged to EXTERNAL
+    AUTHENTICATE or CDOL2.  ``scripts`` the issuer script templates 71 and 72
+    as the host sent them, back to back.
     """
 
     online: bool
@@ -179,19 +182,29 @@ class HostAnswer:
 
     @classmethod
     def from_host(
-        cls, response_code: str, arpc: bytes | None, scripts: bytes = b"", *, method2: bool = False
+        cls,
+        response_code: str,
+        arpc: bytes | None,
+        scripts: bytes = b"",
+        *,
+        method2: bool = False,
+        issuer_authentication_data: bytes | None = None,
     ) -> HostAnswer:
         """The answer as the host protocol carries it.
 
-        ARPC method 1 (CVN 10, 16): the 8-byte ARPC gets its response code
-        appended to make 91.  Method 2 (CVN 18, ``method2=True``): the host's
-        ARPC already is ARPC (4) and card status update (4), taken as it is.
+        ``issuer_authentication_data``: 91 whole, as the host sent it (either
+        method); it wins over ``arpc``.  Else ``arpc`` as the protocol's older
+        field: method 1 (CVN 10, 16), the 8-byte ARPC, gets its response code
+        appended to make 91; method 2 (``method2=True``), ARPC (4) and card
+        status update (4), is taken as it is.
         """
         code = response_code.encode("ascii")
         if len(code) != 2:
             raise ValueError("an authorisation response code is two characters")
         iad = None
-        if arpc:
+        if issuer_authentication_data:
+            iad = bytes(issuer_authentication_data)
+        elif arpc:
             iad = bytes(arpc) + code if len(arpc) == 8 and not method2 else bytes(arpc)
         return cls(True, code, iad, bytes(scripts))
 

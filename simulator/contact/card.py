@@ -13,8 +13,12 @@ does, personalised from a :class:`~simulator.contact.profiles.ContactProfile`:
 - INTERNAL AUTHENTICATE (DDA) and CDA signatures;
 - GENERATE AC twice with cryptograms of :mod:`simulator.cryptograms` (its own
   card risk management at the first: online-only, over its offline limit,
-  another currency, PIN try limit exceeded go online); EXTERNAL AUTHENTICATE
-  or 91 in CDOL2 checks the ARPC (method 1) and a failed one declines;
+  another currency, PIN try limit exceeded, "go online on next transaction"
+  go online); EXTERNAL AUTHENTICATE or 91 in CDOL2 checks the ARPC and a
+  failed one declines: method 1 (CVN 10, 16: ARPC || ARC) or method 2 (CVN 18:
+  ARPC || CSU || proprietary data, EMV Book 2 8.2.2), whose card status update
+  (:mod:`simulator.csu`) then decides the second GENERATE AC and is honoured
+  (application block, PIN try counter, go online next, offline counters);
 - issuer script commands with CLA 84 and an 8-byte MAC (PUT DATA, APPLICATION
   BLOCK and UNBLOCK, PIN CHANGE/UNBLOCK), accepted only after this
   transaction's ARQC and with the right MAC.
@@ -36,7 +40,8 @@ from dataclasses import dataclass, field
 from simulator import _ber, pki
 from simulator.card import CardMuteError, SimulatedCardError
 from simulator.contact.profiles import ContactProfile, load
-from simulator.cryptograms import CryptogramData, arpc, build_iad, command_mac, compute
+from simulator.cryptograms import CryptogramData, arpc, build_iad, command_mac, compute, uses_arpc_method_2
+from simulator.csu import CardStatusUpdate
 from simulator.issuer_keys import issuer_master_keys
 
 __all__ = ["CONTACT_ATR", "PSE", "ContactCard"]
@@ -108,6 +113,7 @@ class _Txn:
     first_cid: int | None = None
     arqc: bytes = b""
     issuer_auth: str | None = None  # None | "passed" | "failed"
+    csu: CardStatusUpdate | None = None  # method 2: the issuer's card status update, once authenticated
     challenge: bytes | None = None
     offline_pin: str | None = None  # None | "passed" | "failed"
 
@@ -124,6 +130,7 @@ class ContactCard:
         self.last_online_atc = p.last_online_atc
         self.pin_try_counter = p.pin_try_counter
         self.blocked = False
+        self.go_online_next = False  # set by a CSU: the next transaction goes online
         self.put_data: dict[int, bytes] = {}
         self.scripts_run: list[bytes] = []
         self.compute_seconds = 0.0
@@ -481,14 +488,43 @@ class ContactCard:
             or amount > p.offline_limit
             or terminal.get(0x5F2A) != p.currency
             or self.pin_try_counter == 0
+            or self.go_online_next
         )
 
     def _arpc_ok(self, data: bytes) -> bool:
+        """Book 2 8.2: the issuer authentication data 91 verifies (method 2 keeps its CSU for later)."""
         txn, p = self._txn, self.profile
-        if len(data) != 10 or not txn.arqc:
+        if not txn.arqc:
             return False
-        want = arpc(p.cryptogram_key, p.pan, p.psn, arqc=txn.arqc, atc=self.atc.to_bytes(2, "big"), response=data[8:])
-        return hmac.compare_digest(want, data[:8])
+        atc = self.atc.to_bytes(2, "big")
+        if not uses_arpc_method_2(p.cryptogram_key):
+            if len(data) != 10:
+                return False
+            want = arpc(p.cryptogram_key, p.pan, p.psn, arqc=txn.arqc, atc=atc, response=data[8:])
+            return hmac.compare_digest(want, data[:8])
+        if not 8 <= len(data) <= 16:
+            return False
+        mac, raw = data[:4], data[4:8]
+        csu = CardStatusUpdate.decode(raw)
+        # without the "included" bit, bytes after the CSU may only be a DOL's zero padding
+        proprietary = data[8:] if csu.proprietary_data else b""
+        if not csu.proprietary_data and any(data[8:]):
+            return False
+        want = arpc(p.cryptogram_key, p.pan, p.psn, arqc=txn.arqc, atc=atc, response=raw, proprietary=proprietary)
+        if not hmac.compare_digest(want, mac):
+            return False
+        txn.csu = csu
+        return True
+
+    def _apply_csu(self, csu: CardStatusUpdate) -> None:
+        """What an authenticated card status update changes on the card, whatever it approves."""
+        if csu.card_block or csu.application_block:
+            self.blocked = True
+        if csu.pin_try_counter is not None:
+            self.pin_try_counter = min(csu.pin_try_counter, self.profile.pin_try_limit)
+        self.go_online_next = csu.go_online_next
+        if csu.counters == "reset":
+            self.last_online_atc = self.atc
 
     def _external_authenticate(self, apdu: _Apdu) -> bytes:
         txn = self._txn
@@ -530,10 +566,14 @@ class ContactCard:
             if 0x91 in values and txn.issuer_auth is None and code not in (b"Y3", b"Z3"):
                 txn.issuer_auth = "passed" if self._arpc_ok(values[0x91]) else "failed"
             auth_ok = txn.issuer_auth == "passed" or not p.issuer_authentication_required or code == b"Y3"
-            approved = code in (b"00", b"Y3") and auth_ok and not self.blocked
+            if txn.csu is not None:  # method 2: the issuer's CSU decides, not the ARC
+                self._apply_csu(txn.csu)
+                approved = txn.csu.approved and not self.blocked
+            else:
+                approved = code in (b"00", b"Y3") and auth_ok and not self.blocked
+                if code == b"00" and auth_ok:
+                    self.last_online_atc = self.atc
             cid = TC if requested == TC and approved else AAC
-            if code == b"00" and auth_ok:
-                self.last_online_atc = self.atc
             terminal = {**txn.cdol1, **values}
             cvr = self._cvr(txn.first_cid or AAC, cid)
             hashed = txn.pdol_values + txn.cdol1_values + apdu.data

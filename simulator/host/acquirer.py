@@ -306,7 +306,8 @@ class Acquirer:
             return Issuer.refuse(refusal)
         kind, original = message["kind"], message.get("original_txn_id")
         refund = kind in ("refund", "offline_refund")
-        purpose = Purpose.REFUND if refund else Purpose.OFFLINE if kind == "offline_approval" else Purpose.ONLINE
+        purposes = {"offline_approval": Purpose.OFFLINE, "deferred_authorisation": Purpose.DEFERRED}
+        purpose = Purpose.REFUND if refund else purposes.get(kind, Purpose.ONLINE)
         proven: Proven | None = None
         if not (refund and original is not None) or any(p.recognises(tags) for p in self.issuer.proofs):
             claim = Claim(purpose, message["amount"], message["currency"])
@@ -336,6 +337,8 @@ class Acquirer:
         assert proven is not None
         if kind in ("offline_approval", "offline_refund"):  # the card approved it: the host takes note
             return Decision("00", note or "offline", None, proven.token, proven.proof)
+        if kind == "deferred_authorisation" and proven.cryptogram == "tc":
+            note = "deferred_card_tc_y3"  # an inserted card approved it, unable to go online: the issuer decides now
         decided = self.issuer.decide(amount=message["amount"], proven=proven, now=now, pin=pin, pan=pan_of(tags))
         decision = replace(decided, proof=proven.proof)
         return replace(decision, reason=note) if decision.approved and note else decision
@@ -375,6 +378,8 @@ class Acquirer:
             "host_reference": reference,
             "arpc": decision.arpc.hex().upper() if decision.arpc is not None else None,
         }
+        if decision.issuer_authentication_data:
+            payload["issuer_authentication_data"] = decision.issuer_authentication_data.hex().upper()
         if decision.scripts:
             payload["issuer_scripts"] = decision.scripts.hex().upper()
         return 200, _json_bytes(payload), ()

@@ -41,10 +41,12 @@ a refund, covered), the host takes note.
 One issuer decides for both ways to the simulated host, HTTPS and in-process
 (:mod:`simulator.host.acquirer`), so tests behave the same on both.
 
-When an ARQC was verified the answer carries an ARPC, declined or approved:
-method 1 (CVN 10, 16) over the ARQC and the ARC = the response code in ASCII;
-method 2 (CVN 18) with the card status update ``00800000`` (approved) or
-``00000000`` (declined), returned as ARPC (4 bytes) followed by the CSU.
+When an ARQC was verified the answer carries the issuer authentication data
+(91) for the card, declined or approved: method 1 (CVN 10, 16), the ARPC over
+the ARQC and the ARC (the response code in ASCII) followed by the ARC; method 2
+(CVN 18, EMV Book 2 8.2.2), the 4-byte ARPC followed by the card status update
+``00800000`` (approved) or ``00000000`` (declined) (:mod:`simulator.csu`).  The
+protocol's older ``arpc`` is the first 8 bytes of it (the ARPC, or ARPC || CSU).
 """
 
 from __future__ import annotations
@@ -101,11 +103,12 @@ class Decision:
     """The answer: response code, the reason recorded, the ARPC when an ARQC was verified, the card's token.
 
     ``card_token`` is the host's token of the card ("" when the message proved none).
+    ``issuer_authentication_data`` is 91 for the card (ARPC method 1 or 2), ``arpc`` its first 8 bytes.
     """
 
     response_code: str
     reason: str  # approved | duplicate_transaction | no_card_data | arqc_failed | blocked | expired | ...
-    arpc: bytes | None = None
+    issuer_authentication_data: bytes | None = None
     card_token: str = ""
     proof: str | None = None  # the one-time proof approved (Proven.proof), kept on the record
     scripts: bytes = b""  # issuer scripts (templates 71 / 72) for a chip card, sent with the answer
@@ -113,6 +116,12 @@ class Decision:
     @property
     def approved(self) -> bool:
         return self.response_code == "00"
+
+    @property
+    def arpc(self) -> bytes | None:
+        """The protocol's ``arpc``: method 1 the 8-byte ARPC, method 2 ARPC (4) || CSU (4)."""
+        data = self.issuer_authentication_data
+        return data[:8] if data else None
 
 
 def _magic(amount: int) -> str | None:

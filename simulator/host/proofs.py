@@ -26,8 +26,13 @@ CVN in the IAD 9F10) strictly over the data objects sent
 ==================  ==================================  ===============================
 Purpose             the messages                         cryptogram required
 ==================  ==================================  ===============================
-``online``          a sale's authorisation, a deferred   an ARQC (the card asked for the
-                    authorisation advice                 issuer)
+``online``          a sale's authorisation               an ARQC (the card asked for the
+                                                         issuer)
+``deferred``        a deferred authorisation advice      an ARQC (a tap, or a card not
+                                                         asked again), or a TC with 8A
+                                                         ``Y3``: an inserted card that
+                                                         approved in its second GENERATE
+                                                         AC, unable to go online
 ``offline``         an offline approval advice           a TC (the card approved)
 ``refund``          a refund, online or offline          any AC the card gave (C-2 cards
                                                          answer a refund with an AAC)
@@ -58,7 +63,7 @@ from enum import Enum
 from typing import Final, Protocol
 
 from emv.pan import pan_of
-from simulator.cryptograms import CVN_MC_16, CVN_UNIONPAY_01, CVN_VISA_18, CryptogramData, arpc, verify_arqc
+from simulator.cryptograms import CVN_MC_16, CVN_UNIONPAY_01, CryptogramData, issuer_authentication_data, verify_arqc
 from simulator.host.scripts import scripts_for
 from simulator.issuer_keys import ISSUER_MASTER_KEYS, IssuerMasterKeys
 
@@ -78,8 +83,6 @@ __all__ = [
 NO_CARD_DATA_CODE: Final = "14"  # invalid card number: no card, or card data that names none
 CRYPTOGRAM_FAILED_CODE: Final = "82"  # the card's cryptogram is missing, of the wrong type, or does not verify
 AMOUNT_DIFFERS_CODE: Final = "13"  # invalid amount: the card was shown another amount or currency
-_CSU_APPROVED = bytes.fromhex("00800000")
-_CSU_DECLINED = bytes(4)
 _AC_TYPES: Final = {0x80: "arqc", 0x40: "tc", 0x00: "aac"}
 
 
@@ -87,12 +90,19 @@ class Purpose(Enum):
     """What the message asks of the means of payment (see the module docstring's table)."""
 
     ONLINE = "online"
+    DEFERRED = "deferred"
     OFFLINE = "offline"
     REFUND = "refund"
 
 
 #: The cryptogram types each purpose accepts.
-_WANTED: Final = {Purpose.ONLINE: ("arqc",), Purpose.OFFLINE: ("tc",), Purpose.REFUND: ("arqc", "tc", "aac")}
+_WANTED: Final = {
+    Purpose.ONLINE: ("arqc",),
+    Purpose.DEFERRED: ("arqc", "tc"),
+    Purpose.OFFLINE: ("tc",),
+    Purpose.REFUND: ("arqc", "tc", "aac"),
+}
+_UNABLE_TO_GO_ONLINE_APPROVED: Final = b"Y3"  # 8A of a card's offline approval when the host could not be reached
 
 
 @dataclass(frozen=True)
@@ -116,7 +126,9 @@ class Refusal:
 class Proven:
     """A means of payment established: the host's token for it, and how to answer it.
 
-    ``answer``: the ARPC (as the protocol's ``arpc``) for a response code, when an ARQC was verified.
+    ``answer``: the issuer authentication data (91, the card's whole answer: ARPC method 1 or 2) for a
+    response code, when an ARQC was verified.
+    ``cryptogram``: the type of the cryptogram verified ("arqc", "tc", "aac"), None for other proofs.
     ``proof``: the host's token of the one-time proof itself (for a card, its cryptogram with the ATC and
     the PAN), so that the same proof is approved once: a cryptogram sent again under another transaction
     id, by any terminal, is a replay (:func:`simulator.host.rules.replayed`). None: nothing one-time.
@@ -128,6 +140,7 @@ class Proven:
     proof: str | None = None
     #: the issuer scripts for an answer's response code (a chip card the issuer scripts: simulator.host.scripts)
     scripts: Callable[[str], bytes] | None = None
+    cryptogram: str | None = None
 
     def expired(self, today: dt.date) -> bool:
         return self.expiry is not None and self.expiry < today
@@ -209,6 +222,8 @@ class EmvCardProof:
         wanted = _WANTED[claim.purpose]
         if kind not in wanted:
             return Refusal(CRYPTOGRAM_FAILED_CODE, f"{kind or 'unknown'}_not_{'_or_'.join(wanted)}")
+        if claim.purpose is Purpose.DEFERRED and kind == "tc" and tags.get(0x8A) != _UNABLE_TO_GO_ONLINE_APPROVED:
+            return Refusal(CRYPTOGRAM_FAILED_CODE, "tc_without_y3")
         keys = _keys_for(tags.get(0x9F10, b""))
         atc = tags.get(0x9F36)
         if keys is None or atc is None or len(cryptogram) != 8:
@@ -228,17 +243,20 @@ class EmvCardProof:
         answer = _arpc_for(keys, pan, psn, cryptogram, atc) if kind == "arqc" else None
         scripts = scripts_for(keys, pan, psn, cryptogram, atc) if kind == "arqc" else None
         return Proven(
-            token(pan), _expiry(tags), answer, proof=token(f"{pan}:{atc.hex()}:{cryptogram.hex()}"), scripts=scripts
+            token(pan),
+            _expiry(tags),
+            answer,
+            proof=token(f"{pan}:{atc.hex()}:{cryptogram.hex()}"),
+            scripts=scripts,
+            cryptogram=kind,
         )
 
 
 def _arpc_for(keys: IssuerMasterKeys, pan: str, psn: str, cryptogram: bytes, atc: bytes) -> Callable[[str], bytes]:
-    """The ARPC of a verified ARQC for a response code: method 1 (CVN 10, 16) or 2 (CVN 18, with the CSU)."""
+    """91 for a verified ARQC and a response code: method 1 (CVN 10, 16: ARPC || ARC, 10 bytes) or method 2
+    (CVN 18: ARPC || CSU, 8 bytes; the CSU approves for ``00`` and declines otherwise, :mod:`simulator.csu`)."""
 
     def answer(code: str) -> bytes:
-        if keys.cvn == CVN_VISA_18:
-            csu = _CSU_APPROVED if code == "00" else _CSU_DECLINED
-            return arpc(keys, pan, psn, arqc=cryptogram, atc=atc, response=csu) + csu
-        return arpc(keys, pan, psn, arqc=cryptogram, atc=atc, response=code.encode("ascii"))
+        return issuer_authentication_data(keys, pan, psn, arqc=cryptogram, atc=atc, response_code=code)
 
     return answer

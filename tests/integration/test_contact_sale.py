@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from simulator.contact.card import ContactCard
 from terminal import registry
 from terminal.devices import LazyPinPad
 from terminal.lifecycle import Event, State
@@ -39,6 +40,11 @@ EXPECTED: dict[str, dict[int, tuple[State, str, str | None, str]]] = {
     # PIN try counter 0: offline PIN not asked, verification failed, online
     "contact-pin-blocked": {1234: (State.APPROVED, "failed", None, "approved")},
     "contact-scripts": {1234: (State.APPROVED, "no_cvm", None, "approved")},
+    # ARPC method 2: the issuer's 91 is ARPC || CSU, checked by EXTERNAL AUTHENTICATE
+    "contact-arpc2": {
+        1234: (State.APPROVED, "no_cvm", None, "approved"),
+        6000: (State.APPROVED, "no_cvm", None, "approved"),
+    },
     "contact-sda": {
         1234: (State.OFFLINE_APPROVED, "signature", None, "approved (offline)"),
         6000: (State.APPROVED, "signature", None, "approved"),
@@ -239,3 +245,32 @@ def test_the_issuers_scripts_run_on_the_inserted_card_and_their_results_are_kept
     assert row.details["script_results"] == "20000000712000000072"
     assert bytes.fromhex(row.details["tsi"])[0] & 0x04  # TSI: script processing was performed
     assert row.details["issuer_authentication"] == "passed"
+
+
+class RecordingCard(ContactCard):
+    """A simulated contact card that keeps the commands it was sent (a trace masks digit runs)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.seen: list[bytes] = []
+
+    def exchange(self, command: bytes) -> bytes:
+        self.seen.append(bytes(command))
+        return super().exchange(command)
+
+
+def test_an_arpc_method_2_card_gets_the_issuers_91_whole(rig: Rig) -> None:
+    """contact-arpc2 (CVN 18): the host's issuer_authentication_data (ARPC || CSU, 8 bytes) reaches EXTERNAL
+    AUTHENTICATE byte for byte (not with the ARC appended as for method 1), the card accepts it and approves."""
+    from simulator.devices import SimulatorCardReader
+
+    card = RecordingCard("contact-arpc2")
+    rig.terminal.reader = SimulatorCardReader("sim:card=contact-arpc2", card)
+    result = rig.terminal.sale(1234, EUR)
+    assert result.state is State.APPROVED, result.message
+    row = rig.terminal.get(result.txn_id)
+    assert row is not None and row.details["issuer_authentication"] == "passed"
+    assert row.details["cryptogram_type"] == "TC"
+    ext = [c for c in card.seen if c[:2] == b"\x00\x82"]
+    assert len(ext) == 1 and ext[0][4] == 8 and ext[0][9:13] == bytes.fromhex("00800000")  # ARPC, then the CSU
+    assert card.last_online_atc == 18  # the CSU said "leave the offline counters": the card left them

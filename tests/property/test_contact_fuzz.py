@@ -28,7 +28,7 @@ from simulator.contact.card import ContactCard
 from simulator.contact.profiles import list_names
 from simulator.pinpad import encipher_offline
 from terminal.ports import DeviceError
-from tests.contact_rig import config, host_arpc, txn
+from tests.contact_rig import config, host_91, txn
 
 EXAMPLES = int(os.environ.get("POSTERM_FUZZ_EXAMPLES", "10000"))
 FINAL = {Outcome.APPROVED, Outcome.DECLINED, Outcome.END_APPLICATION}
@@ -148,12 +148,13 @@ def test_any_contact_card_response_ends_in_a_defined_outcome(
             answer = HostAnswer.unable_to_go_online()
         else:
             value = {"right": None, "wrong": bytes(8), "none": b"", "short": b"\x01\x02"}[arpc]
+            whole = None
             if value is None:
                 try:
-                    value = host_arpc(card, result, code)
+                    whole = host_91(card, result, code)  # 91 whole, ARPC method 1 or 2 as the card's keys say
                 except Exception:  # the spoiled response left no usable ARQC: send garbage
                     value = bytes(8)
-            answer = HostAnswer.from_host(code, value or None, scripts)
+            answer = HostAnswer.from_host(code, value or None, scripts, issuer_authentication_data=whole)
         result = kernel.complete(answer)
         event(f"complete: {result.outcome.value}")
         assert result.outcome in FINAL

@@ -25,6 +25,7 @@ from simulator.pki import load_pki
 from tests.contact_rig import Pad, config, host_arpc, profile, run, script
 
 EXPECTED_AT_12_34 = {
+    "contact-arpc2": (Outcome.ONLINE_REQUEST, "ARQC", "DDA", "passed", "1F0002"),
     "contact-offline-pin": (Outcome.APPROVED, "TC", "CDA", "passed", "410002"),
     "contact-enciphered-pin": (Outcome.APPROVED, "TC", "DDA", "passed", "440002"),
     "contact-pin-blocked": (Outcome.ONLINE_REQUEST, "ARQC", "DDA", "passed", "010001"),

@@ -82,6 +82,29 @@ def test_a_sale_must_carry_an_arqc_an_offline_approval_a_tc(host: InProcessHost)
     assert (offline.approved, offline.response_code) == (False, "82")
 
 
+def test_a_deferred_authorisation_carries_an_arqc_or_the_tc_a_chip_card_gave_with_y3(host: InProcessHost) -> None:
+    """A deferred advice: the tap's ARQC, or an inserted card's TC after "unable to go online" (8A Y3), verified
+    and decided by the issuer; a TC without Y3 is no deferred authorisation (82); an AAC never."""
+    deferred = "deferred_authorisation"
+    arqc = host.advise(advice("d1", 1000, kind=deferred, emv_data=card_emv_data(1000, EUR)))
+    assert arqc.approved and note(host, "d1") == "approved"
+    y3 = card_emv_data(1000, EUR, cryptogram="tc", atc=2) + tlv.encode(0x8A, b"Y3")
+    tc = host.advise(advice("d2", 1000, kind=deferred, emv_data=y3))
+    assert tc.approved and tc.approval_code and note(host, "d2") == "deferred_card_tc_y3"
+    no_y3 = host.advise(advice("d3", 1000, kind=deferred, emv_data=card_emv_data(1000, EUR, cryptogram="tc", atc=3)))
+    assert (no_y3.approved, no_y3.response_code, note(host, "d3")) == (False, "82", "tc_without_y3")
+    z3 = card_emv_data(1000, EUR, cryptogram="tc", atc=4) + tlv.encode(0x8A, b"Z3")
+    assert host.advise(advice("d4", 1000, kind=deferred, emv_data=z3)).response_code == "82"
+    aac = card_emv_data(1000, EUR, cryptogram="aac", atc=5) + tlv.encode(0x8A, b"Y3")
+    assert host.advise(advice("d5", 1000, kind=deferred, emv_data=aac)).response_code == "82"
+    forged = bytearray(y3.replace(bytes.fromhex("9F360200 02"), bytes.fromhex("9F360200 06")))
+    forged[forged.index(bytes.fromhex("9F2608")) + 3] ^= 0x01
+    refused = host.advise(advice("d6", 1000, kind=deferred, emv_data=bytes(forged)))
+    assert (refused.approved, refused.response_code, note(host, "d6")) == (False, "82", "tc_failed")
+    magic = card_emv_data(1051, EUR, cryptogram="tc", atc=7) + tlv.encode(0x8A, b"Y3")  # the issuer still decides
+    assert host.advise(advice("d7", 1051, kind=deferred, emv_data=magic)).response_code == "51"
+
+
 def test_an_offline_approval_whose_tc_does_not_verify_is_declined_after_forwarding(host: InProcessHost) -> None:
     good = card_emv_data(400, EUR, cryptogram="tc")
     assert host.advise(advice("o1", 400, emv_data=good)).approved

@@ -131,8 +131,10 @@ def test_a_correct_arqc_gets_an_arpc(issuer: Issuer, key_name: str) -> None:
     if keys.cvn == 0x12:  # method 2: ARPC(4) + CSU(4)
         expected = arpc(keys, PAN, "01", arqc=tags[0x9F26], atc=tags[0x9F36], response=bytes.fromhex("00800000"))
         assert decision.arpc == expected + bytes.fromhex("00800000")
+        assert decision.issuer_authentication_data == decision.arpc  # 91: ARPC || CSU, 8 bytes
     else:
         assert decision.arpc == arpc(keys, PAN, "01", arqc=tags[0x9F26], atc=tags[0x9F36], response=b"00")
+        assert decision.issuer_authentication_data == decision.arpc + b"00"  # 91: ARPC || ARC, 10 bytes
 
 
 def test_a_unionpay_cryptogram_is_told_by_its_iad_07_and_verified_strictly(issuer: Issuer) -> None:

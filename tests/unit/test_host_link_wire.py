@@ -87,6 +87,15 @@ def test_answers() -> None:
         {"status": "declined", "response_code": "05", "approval_code": None, "host_reference": "H", "arpc": "aabb"}
     )
     assert answer.status is AnswerStatus.DECLINED and answer.arpc == b"\xaa\xbb"
+    base = {"status": "approved", "response_code": "00", "approval_code": "A", "host_reference": "H", "arpc": None}
+    for size in (8, 10, 16):  # 91 of ARPC method 2 (8-16 bytes) or method 1 (10)
+        data = bytes(range(size))
+        got = wire.authorisation_answer(base | {"issuer_authentication_data": data.hex().upper()})
+        assert got.issuer_authentication_data == data
+    assert wire.authorisation_answer(base).issuer_authentication_data is None
+    for bad in ("00" * 7, "00" * 17, "zz" * 8, 8):
+        with pytest.raises(wire.MalformedAnswer, match="issuer_authentication_data"):
+            wire.authorisation_answer(base | {"issuer_authentication_data": bad})
     settled = wire.settlement_answer({"in_balance": True, "host_reference": "S", "differences": []})
     assert settled.in_balance and settled.differences == ()
     sign_on = wire.sign_on_answer({"host_time": "t", "parameters_version": 0, "host_reference": "r"})
