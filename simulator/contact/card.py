@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 from simulator import _ber, pki
 from simulator.card import CardMuteError, SimulatedCardError
+from simulator.command_apdu import CommandApdu, parse_command_apdu
 from simulator.contact.profiles import ContactProfile, load
 from simulator.cryptograms import CryptogramData, arpc, build_iad, command_mac, compute, uses_arpc_method_2
 from simulator.csu import CardStatusUpdate
@@ -74,28 +75,6 @@ AAC, TC, ARQC = 0x00, 0x40, 0x80
 # Certificates depend only on the personalisation; building them costs RSA private
 # operations, so cards of one personalisation share them.
 _CERT_CACHE: dict[tuple[str, str, bytes, str, str | None], tuple[dict[int, bytes], pki.RsaPrivateKey | None]] = {}
-
-
-@dataclass(frozen=True)
-class _Apdu:
-    cla: int
-    ins: int
-    p1: int
-    p2: int
-    data: bytes
-
-
-def _parse(command: bytes) -> _Apdu | None:
-    if len(command) < 4:
-        return None
-    cla, ins, p1, p2 = command[:4]
-    body = command[4:]
-    if len(body) <= 1:
-        return _Apdu(cla, ins, p1, p2, b"")
-    lc = body[0]
-    if lc and len(body) in (1 + lc, 2 + lc):
-        return _Apdu(cla, ins, p1, p2, body[1 : 1 + lc])
-    return None
 
 
 def _template(tag: int, items: Sequence[tuple[int, bytes]]) -> bytes:
@@ -139,7 +118,7 @@ class ContactCard:
         self._txn = _Txn()
         self._mute = False
         self._certs: tuple[dict[int, bytes], pki.RsaPrivateKey | None] | None = None
-        self._handlers: dict[tuple[int, int], Callable[[_Apdu], bytes]] = {
+        self._handlers: dict[tuple[int, int], Callable[[CommandApdu], bytes]] = {
             (0x00, 0xA4): self._select,
             (0x80, 0xA8): self._gpo,
             (0x00, 0xB2): self._read_record,
@@ -163,7 +142,7 @@ class ContactCard:
         try:
             if self._mute:
                 raise CardMuteError(f"card {self.profile.name} is mute")
-            apdu = _parse(bytes(command))
+            apdu = parse_command_apdu(bytes(command))
             if apdu is None:
                 return SW["wrong_length"]
             handler = self._handlers.get((apdu.cla, apdu.ins))
@@ -305,7 +284,7 @@ class ContactCard:
 
     # ------------------------------------------------------------------ selection and reading
 
-    def _select(self, apdu: _Apdu) -> bytes:
+    def _select(self, apdu: CommandApdu) -> bytes:
         p = self.profile
         if apdu.p1 != 0x04 or apdu.p2 not in (0x00, 0x02):
             return SW["wrong_p1p2"]
@@ -334,7 +313,7 @@ class ContactCard:
             self._mute = True
         return fci + OK
 
-    def _read_record(self, apdu: _Apdu) -> bytes:
+    def _read_record(self, apdu: CommandApdu) -> bytes:
         if apdu.p1 == 0 or apdu.p2 & 0x07 != 0x04:
             return SW["wrong_p1p2"]
         sfi = apdu.p2 >> 3
@@ -355,7 +334,7 @@ class ContactCard:
                 return _ber.encode(0x70, self._body(rec.tags, self._value)) + OK
         return SW["record_not_found"]
 
-    def _gpo(self, apdu: _Apdu) -> bytes:
+    def _gpo(self, apdu: CommandApdu) -> bytes:
         p, txn = self.profile, self._txn
         if apdu.p1 or apdu.p2:
             return SW["wrong_p1p2"]
@@ -379,7 +358,7 @@ class ContactCard:
             return _ber.encode(0x80, p.aip + self._afl()) + OK
         return _template(0x77, [(0x82, p.aip), (0x94, self._afl())]) + OK
 
-    def _get_data(self, apdu: _Apdu) -> bytes:
+    def _get_data(self, apdu: CommandApdu) -> bytes:
         tag = apdu.p1 << 8 | apdu.p2
         values = {
             0x9F36: self.atc.to_bytes(2, "big"),
@@ -392,13 +371,13 @@ class ContactCard:
 
     # ------------------------------------------------------------------ PIN
 
-    def _get_challenge(self, apdu: _Apdu) -> bytes:
+    def _get_challenge(self, apdu: CommandApdu) -> bytes:
         if self._txn.selected != "app":
             return SW["conditions"]
         self._txn.challenge = self._rng.randbytes(8)
         return self._txn.challenge + OK
 
-    def _verify(self, apdu: _Apdu) -> bytes:
+    def _verify(self, apdu: CommandApdu) -> bytes:
         txn, p = self._txn, self.profile
         if apdu.p1 != 0x00 or apdu.p2 not in (0x80, 0x88):
             return SW["wrong_p1p2"]
@@ -437,7 +416,7 @@ class ContactCard:
 
     # ------------------------------------------------------------------ authentication and cryptograms
 
-    def _internal_authenticate(self, apdu: _Apdu) -> bytes:
+    def _internal_authenticate(self, apdu: CommandApdu) -> bytes:
         _, icc = self._certificates()
         if self._txn.selected != "app" or icc is None or not apdu.data:
             return SW["conditions"]
@@ -526,7 +505,7 @@ class ContactCard:
         if csu.counters == "reset":
             self.last_online_atc = self.atc
 
-    def _external_authenticate(self, apdu: _Apdu) -> bytes:
+    def _external_authenticate(self, apdu: CommandApdu) -> bytes:
         txn = self._txn
         if apdu.p1 or apdu.p2:
             return SW["wrong_p1p2"]
@@ -535,7 +514,7 @@ class ContactCard:
         txn.issuer_auth = "passed" if self._arpc_ok(apdu.data) else "failed"
         return OK if txn.issuer_auth == "passed" else SW["auth_failed"]
 
-    def _generate_ac(self, apdu: _Apdu) -> bytes:
+    def _generate_ac(self, apdu: CommandApdu) -> bytes:
         txn, p = self._txn, self.profile
         requested = apdu.p1 & 0xC0
         if apdu.p2 or requested == 0xC0 or apdu.p1 & 0x2F:
@@ -595,7 +574,7 @@ class ContactCard:
 
     # ------------------------------------------------------------------ issuer scripts
 
-    def _script(self, apdu: _Apdu) -> bytes:
+    def _script(self, apdu: CommandApdu) -> bytes:
         txn, p = self._txn, self.profile
         if not txn.arqc or len(apdu.data) < 8:
             return SW["conditions"]
