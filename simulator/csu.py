@@ -4,7 +4,10 @@ EMV Book 2 8.2.2: with ARPC method 2 the issuer authentication data (91) is
 ARPC (4 bytes) || CSU (4 bytes) || proprietary authentication data (0 to 8
 bytes), and the ARPC is a MAC over ARQC || CSU || proprietary data.  The CSU
 tells the card what the issuer decided and what to change.  Its layout here is
-the Common Core Definitions' (EMV Book 3 Annex C, "Card Status Update"):
+the Common Core Definitions' (EMV Book 3 Annex C, "Card Status Update") as
+recalled, not checked against the book (none was at hand): byte 1 b8, byte 2
+b8 (approved) and the PIN try counter are the parts posterm relies on; both
+writer and reader are the simulator's, so a slip here cannot reach a real card:
 
 ====  ====  ==================================================
 byte  bits  meaning
