@@ -31,7 +31,8 @@ from terminal.bootstrap import open_terminal
 from terminal.facade import Terminal
 from terminal.host import Advice, HostAnswer, HostRejected
 from terminal.lifecycle import State
-from tests.postgres_rig import ENGINES, PostgresCluster
+from tests.integration.host_store import engine_store
+from tests.postgres_rig import ENGINES
 
 EUR = 978
 CARD = "contact-arpc2"
@@ -50,18 +51,10 @@ class RecordingLink(HttpsHostLink):
 
 @pytest.fixture(scope="module", params=ENGINES)
 def host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostService]:
-    cluster: PostgresCluster | None = None
-    database = None
-    if request.param == "postgresql":
-        cluster = request.getfixturevalue("postgres")
-        database = cluster.create_database()
-    service = start_host(tmp_path_factory.mktemp("host"), store=cluster.url(database) if cluster and database else None)
-    try:
+    with engine_store(request.param, request) as store, start_host(
+        tmp_path_factory.mktemp("host"), store=store
+    ) as service:
         yield service
-    finally:
-        service.stop()
-        if cluster is not None and database is not None:
-            cluster.drop_database(database)
 
 
 @dataclass

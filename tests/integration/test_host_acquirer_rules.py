@@ -17,7 +17,6 @@ through the real client, ``HttpsHostLink``. The operator's commands run as subpr
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import ssl
@@ -51,30 +50,17 @@ from terminal.facade import Terminal
 from terminal.host import AuthorisationRequest, HostRejected, Reversal
 from terminal.lifecycle import State
 from terminal.response_codes import decline_reason
-from tests.postgres_rig import ENGINES, PostgresCluster
+from tests.integration.host_store import engine_store
+from tests.postgres_rig import ENGINES
 
 EUR = 978
 POSTERM = str(Path(sys.executable).with_name("posterm"))
 MERCHANT_A, MERCHANT_B = "MERCHANTA00001", "MERCHANTB00002"
 
 
-@contextlib.contextmanager
-def store_of(engine: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
-    """None (host.db in the data directory) for SQLite; a fresh database's URL for PostgreSQL, dropped after."""
-    if engine == "sqlite":
-        yield None
-        return
-    cluster: PostgresCluster = request.getfixturevalue("postgres")
-    database = cluster.create_database()
-    try:
-        yield cluster.url(database)
-    finally:
-        cluster.drop_database(database)
-
-
 @pytest.fixture(scope="module", params=ENGINES)
 def host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostService]:
-    with store_of(request.param, request) as store, start_host(
+    with engine_store(request.param, request) as store, start_host(
         tmp_path_factory.mktemp("host") / "data", store=store
     ) as service:
         yield service
@@ -326,7 +312,7 @@ def test_two_workers_approve_a_txn_once_and_never_refund_more_than_the_sale(
     engine: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     """The checks read then write in one transaction: two worker processes on one store race and stay right."""
-    with store_of(engine, request) as store, start_host(tmp_path / "host", workers=2, store=store) as host:
+    with engine_store(engine, request) as store, start_host(tmp_path / "host", workers=2, store=store) as host:
         terminal = host.enrol("TW01", MERCHANT_A, tmp_path / "terminal")
         context = ssl.create_default_context(cafile=str(host.ca_certificate_path))
         context.load_cert_chain(terminal.certificate, terminal.key)

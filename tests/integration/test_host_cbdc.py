@@ -30,7 +30,8 @@ import pytest
 
 from simulator.host.cbdc_admin import seed_pki
 from simulator.host.service import ClientCredentials, HostService, start_host
-from tests.postgres_rig import ENGINES, PostgresCluster
+from tests.integration.host_store import engine_store
+from tests.postgres_rig import ENGINES
 from tests.unit.cbdc_host_kit import KitWallet, advice, envelope, kit
 
 MID, TID_A, TID_B = "MERCHANTC00001", "TCA00001", "TCB00001"
@@ -49,16 +50,10 @@ def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
           ) -> Iterator[tuple[HostService, ClientCredentials, ClientCredentials]]:  # fmt: skip
     """Two workers sharing one store, two enrolled terminals of one merchant."""
     base = tmp_path_factory.mktemp("cbdc-fleet")
-    cluster: PostgresCluster | None = request.getfixturevalue("postgres") if request.param == "postgresql" else None
-    database = cluster.create_database() if cluster is not None else None
-    store = cluster.url(database) if cluster is not None and database is not None else None
-    try:
+    with engine_store(request.param, request) as store:
         seed_pki(base / "host", kit().pki(_openings()), store=store)
         with start_host(base / "host", workers=2, store=store) as host:
             yield host, host.enrol(TID_A, MID, base / "a"), host.enrol(TID_B, MID, base / "b")
-    finally:
-        if cluster is not None and database is not None:
-            cluster.drop_database(database)
 
 
 def _client(host: HostService, terminal: ClientCredentials, worker: str) -> httpx.Client:

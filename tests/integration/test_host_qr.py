@@ -25,7 +25,8 @@ from host_link.tls import client_context
 from simulator.host.admin import AdminRefused
 from simulator.host.service import HostService, start_host
 from terminal.host import BatchTotals, HostNoAnswer, HostRejected, HostUnreachable, TotalsLine
-from tests.postgres_rig import ENGINES, PostgresCluster
+from tests.integration.host_store import engine_store
+from tests.postgres_rig import ENGINES
 
 EUR = 978
 MID = "POSTERM0000001"
@@ -34,19 +35,10 @@ _ids = itertools.count(1)
 
 @pytest.fixture(scope="module", params=ENGINES)
 def host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostService]:
-    cluster: PostgresCluster | None = None
-    database = None
-    if request.param == "postgresql":
-        cluster = request.getfixturevalue("postgres")
-        database = cluster.create_database()
-    url = cluster.url(database) if cluster and database else None
-    service = start_host(tmp_path_factory.mktemp("host"), workers=2, store=url, metrics=True)
-    try:
+    with engine_store(request.param, request) as store, start_host(
+        tmp_path_factory.mktemp("host"), workers=2, store=store, metrics=True
+    ) as service:
         yield service
-    finally:
-        service.stop()
-        if cluster is not None and database is not None:
-            cluster.drop_database(database)
 
 
 class Terminals:

@@ -24,8 +24,9 @@ import pytest
 
 from simulator.card_data import card_emv_data
 from simulator.host.service import ClientCredentials, HostService, start_host
+from tests.integration.host_store import engine_store
 from tests.integration.test_host_transport import metric
-from tests.postgres_rig import ENGINES, PostgresCluster
+from tests.postgres_rig import ENGINES
 
 TID, MID = "TERM0001", "POSTERM0000001"
 
@@ -55,15 +56,10 @@ def fleet(
 ) -> Iterator[tuple[HostService, ClientCredentials]]:
     """Two workers on one port, sharing one store: host.db, or a PostgreSQL database (tests/conftest.py)."""
     base = tmp_path_factory.mktemp("fleet")
-    cluster: PostgresCluster | None = request.getfixturevalue("postgres") if request.param == "postgresql" else None
-    database = cluster.create_database() if cluster is not None else None
-    store = cluster.url(database) if cluster is not None and database is not None else None
-    try:
-        with start_host(base / "host", workers=2, metrics=True, store=store) as host:
-            yield host, host.enrol(TID, MID, base / "terminal")
-    finally:
-        if cluster is not None and database is not None:
-            cluster.drop_database(database)
+    with engine_store(request.param, request) as store, start_host(
+        base / "host", workers=2, metrics=True, store=store
+    ) as host:
+        yield host, host.enrol(TID, MID, base / "terminal")
 
 
 def test_every_worker_keeps_its_books_in_the_one_store(fleet: tuple[HostService, ClientCredentials]) -> None:

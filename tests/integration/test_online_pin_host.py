@@ -31,7 +31,8 @@ from terminal.host import AuthorisationRequest, HostRejected
 from terminal.pinblock import EncryptedPin, PinFormat
 from terminal.ports import PinRequest
 from terminal.response_codes import decline_reason
-from tests.postgres_rig import ENGINES, PostgresCluster
+from tests.integration.host_store import engine_store
+from tests.postgres_rig import ENGINES
 
 EUR = 978
 POSTERM = str(Path(sys.executable).with_name("posterm"))
@@ -42,19 +43,10 @@ WRONG = "97531864"  # a wrong PIN nobody's card has: what the scan looks for
 
 @pytest.fixture(scope="module", params=ENGINES)
 def host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostService]:
-    store: str | None = None
-    cluster: PostgresCluster | None = None
-    database = ""
-    if request.param == "postgresql":
-        cluster = request.getfixturevalue("postgres")
-        database = cluster.create_database()
-        store = cluster.url(database)
-    try:
-        with start_host(tmp_path_factory.mktemp("host") / "data", store=store) as service:
-            yield service
-    finally:
-        if cluster is not None:
-            cluster.drop_database(database)
+    with engine_store(request.param, request) as store, start_host(
+        tmp_path_factory.mktemp("host") / "data", store=store
+    ) as service:
+        yield service
 
 
 @pytest.fixture(scope="module")
