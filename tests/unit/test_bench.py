@@ -102,3 +102,13 @@ def test_a_unionpay_card_is_measured_in_its_own_currency() -> None:
     figures = measure_profile("unionpay-ec", runs=3)
     assert figures.outcome == "approved"
     assert figures.apdus == 7  # PPSE, SELECT, GPO, three records, GET DATA 9F79
+
+
+def test_the_contact_bench_completes_an_arpc_method_2_card_online() -> None:
+    # contact-arpc2 goes online for every payment; the bench's issuer once answered it a method-1 ARPC and crashed.
+    from bench import contact
+
+    figures = contact.measure("contact-arpc2", runs=2)
+    assert figures.outcome == "approved"
+    assert figures.apdus >= 10 and figures.terminal_ms > 0
+    assert figures.airtime_ms[9600] > figures.airtime_ms[115200] > 0
