@@ -47,7 +47,7 @@ from emv.outcome import Message, Outcome, ReaderStatus, TransactionResult, UiMes
 from emv.transaction import TransactionData
 from terminal.cbdc_state import CBDC_SCHEME, note_counter_seen, offline_state
 from terminal.core import Core
-from terminal.lifecycle import APPROVED_STATES, Event
+from terminal.lifecycle import Event
 from terminal.response_codes import refusal_words
 from terminal.results import PaymentResult
 from terminal.store import CardRecord, NewPayment, StorageError
@@ -339,23 +339,7 @@ def _payment_result(core: Core, txn_id: str, message: str, card: TransactionResu
     row = core.store.get(txn_id)
     if row is None:  # pragma: no cover - recorded just before
         raise StorageError(f"transaction {txn_id} vanished")
-    d = row.details
-    return PaymentResult(
-        txn_id=txn_id,
-        kind=row.kind,
-        state=row.state,
-        amount=row.amount,
-        currency=row.currency,
-        approved=row.state in APPROVED_STATES,
-        message=message,
-        masked_pan=row.masked_pan,
-        scheme=row.scheme,
-        offline=True,
-        card_result=card,
-        kernel="cbdc",
-        wallet_id=d.get("wallet_id"),
-        refusal=d.get("refusal"),
-    )
+    return PaymentResult.from_row(row, message, card, offline=True, kernel="cbdc")
 
 
 def not_paid(sale: WalletSale, why: str) -> PaymentResult:

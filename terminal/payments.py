@@ -124,28 +124,7 @@ class Payments(FollowUps):
         row = self._core.store.get(txn_id)
         if row is None:  # pragma: no cover - record() created it
             raise StorageError(f"transaction {txn_id} vanished")
-        return PaymentResult(
-            txn_id=txn_id,
-            kind=row.kind,
-            state=row.state,
-            amount=row.amount,
-            currency=row.currency,
-            approved=row.state in APPROVED_STATES,
-            message=message,
-            masked_pan=row.masked_pan,
-            scheme=row.scheme,
-            offline=row.state is State.OFFLINE_APPROVED or row.details.get("offline", False),
-            deferred=row.state is State.DEFERRED_APPROVED or row.details.get("deferred", False),
-            approval_code=row.details.get("approval_code"),
-            response_code=row.details.get("response_code"),
-            card_result=emv,
-            warnings=warnings,
-            kernel=row.details.get("kernel"),
-            wallet_id=row.details.get("wallet_id"),
-            refusal=row.details.get("refusal"),
-            cvm=row.details.get("cvm"),
-            pin=row.details.get("pin"),
-        )
+        return PaymentResult.from_row(row, message, emv, warnings)
 
     # -- online ---------------------------------------------------------------------------------
 

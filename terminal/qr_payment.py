@@ -37,7 +37,7 @@ from typing import Any, Final
 
 from terminal.core import Core
 from terminal.host import HostError, HostNoAnswer, HostRejected, HostUnreachable
-from terminal.lifecycle import APPROVED_STATES, Event
+from terminal.lifecycle import Event
 from terminal.ports import CancelToken
 from terminal.qr_link import QrAnswer, QrHost
 from terminal.results import PaymentResult
@@ -118,12 +118,7 @@ def qr_result(core: Core, txn_id: str, message: str) -> PaymentResult:
     row = core.store.get(txn_id)
     if row is None:  # pragma: no cover - recorded just before
         raise StorageError(f"transaction {txn_id} vanished")
-    d = row.details
-    return PaymentResult(
-        txn_id=txn_id, kind=row.kind, state=row.state, amount=row.amount, currency=row.currency,
-        approved=row.state in APPROVED_STATES, message=message, scheme=row.scheme, kernel="qr",
-        refusal=d.get("refusal"),
-    )  # fmt: skip
+    return PaymentResult.from_row(row, message, kernel="qr")
 
 
 #: A callback that shows a merchant-presented code: (transaction id, payload).

@@ -7,11 +7,14 @@ interface; none holds a PAN except masked, nor any key.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emv.outcome import TransactionResult
 from terminal.host import TotalsLine
-from terminal.lifecycle import State
+from terminal.lifecycle import APPROVED_STATES, State
+
+if TYPE_CHECKING:
+    from terminal.store_core import TxnRow
 
 __all__ = [
     "ForwardReport",
@@ -63,6 +66,41 @@ class PaymentResult:
     # what became of the PIN (terminal.pin_entry.PIN_WORDS): "verified" only when the issuer approved a PIN
     # block it checked, "offline_verified" when the inserted card did; None: no PIN
     pin: str | None = None
+
+    @classmethod
+    def from_row(
+        cls,
+        row: TxnRow,
+        message: str,
+        card_result: TransactionResult | None = None,
+        warnings: tuple[str, ...] = (),
+        **overrides: Any,
+    ) -> PaymentResult:
+        """The result of a payment as the journal has it (``overrides``: fields a flow knows better)."""
+        d = row.details
+        fields: dict[str, Any] = {
+            "txn_id": row.txn_id,
+            "kind": row.kind,
+            "state": row.state,
+            "amount": row.amount,
+            "currency": row.currency,
+            "approved": row.state in APPROVED_STATES,
+            "message": message,
+            "masked_pan": row.masked_pan,
+            "scheme": row.scheme,
+            "offline": row.state is State.OFFLINE_APPROVED or d.get("offline", False),
+            "deferred": row.state is State.DEFERRED_APPROVED or d.get("deferred", False),
+            "approval_code": d.get("approval_code"),
+            "response_code": d.get("response_code"),
+            "card_result": card_result,
+            "warnings": warnings,
+            "kernel": d.get("kernel"),
+            "wallet_id": d.get("wallet_id"),
+            "refusal": d.get("refusal"),
+            "cvm": d.get("cvm"),
+            "pin": d.get("pin"),
+        }
+        return cls(**(fields | overrides))
 
     @property
     def completed(self) -> bool:
