@@ -35,8 +35,9 @@ Select Next and Try Again ("See phone") as in C-3.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-from emv import apdu, dol, tlv
+from emv import apdu, c7_torn, dol, tlv
 from emv.gpo_kernel import (
     TTQ_CVM_REQUIRED,
     Cryptogram,
@@ -50,7 +51,7 @@ from emv.gpo_kernel import (
     status_outcome,
     verify_cardholder,
 )
-from emv.kernel_common import KernelContext, KernelError, gpo_response, read_records, send
+from emv.kernel_common import KernelContext, KernelError, RecordsRead, gpo_response, read_records, send
 from emv.outcome import ElectronicCash, OdaReport, Outcome, TransactionResult
 from emv.transaction import bcd_to_int
 from emv.tvr import Tvr
@@ -144,8 +145,25 @@ def ec_offered(ctx: KernelContext) -> bool:
     return True
 
 
-def _gpo(ctx: KernelContext) -> tuple[apdu.Response, bool]:
-    """GET PROCESSING OPTIONS; the answer, and whether EC was offered (9F7A = 01 in the PDOL)."""
+@dataclass
+class _Gpo:
+    """GET PROCESSING OPTIONS as sent: the answer, whether EC was offered, the PDOL and its values,
+    and the torn record (emv.c7_torn) whose values were sent again, if any."""
+
+    response: apdu.Response
+    offer_ec: bool
+    pdol: bytes
+    values: bytes
+    resent: c7_torn.EcTornRecord | None
+
+
+def _gpo(ctx: KernelContext) -> _Gpo:
+    """GET PROCESSING OPTIONS (9F7A = 01 in the PDOL when EC is offered).
+
+    Offering EC, the values of a matching torn EC GPO are sent again (the card
+    that debited then answers as it did, without debiting again); a GPO
+    offering EC that gets no answer is kept in the torn EC log.
+    """
     pdol_raw = ctx.fci_data.get(0x9F38, b"")
     try:
         pdol = dol.parse(pdol_raw)
@@ -157,8 +175,37 @@ def _gpo(ctx: KernelContext) -> tuple[apdu.Response, bool]:
     values = dol.build(pdol, data)
     if len(values) > 127:
         raise KernelError(f"PDOL asks for {len(values)} bytes, more than GPO can carry")
+    resent = c7_torn.take_pending(ctx, pdol_raw, pdol, values) if offer_ec else None
+    if resent is not None:
+        values = resent.pdol_values
     ctx.record_dol_values(pdol, values)  # the card computes its cryptogram at GPO, over these
-    return send(ctx, apdu.gpo(values), "GET PROCESSING OPTIONS"), offer_ec
+    try:
+        response = send(ctx, apdu.gpo(values), "GET PROCESSING OPTIONS")
+    except apdu.CardCommunicationError:
+        if offer_ec:  # the card may have debited its EC balance: keep what was sent
+            c7_torn.keep(ctx, pdol_raw, values, resent=resent, answer=None)
+        raise
+    return _Gpo(response, offer_ec, pdol_raw, values, resent)
+
+
+def _read_records_or_keep(ctx: KernelContext, gpo: _Gpo, afl: bytes, gpo_data: Mapping[int, bytes]) -> RecordsRead:
+    """READ RECORD; the card taken away after a GPO that offered EC and was not refused (AAC) or sent
+    online (ARQC): the torn EC log keeps the GPO and the card's answer (it may have debited)."""
+    try:
+        return read_records(ctx, afl, known=gpo_data)
+    except apdu.CardCommunicationError:
+        if gpo.offer_ec and _maybe_debited(gpo_data):
+            answer = c7_torn.CardAnswer(gpo_data.get(0x9F36, b""), gpo_data.get(0x9F26, b""), gpo_data.get(TAG_AOSA))
+            c7_torn.keep(ctx, gpo.pdol, gpo.values, resent=gpo.resent, answer=answer)
+        raise
+
+
+def _maybe_debited(gpo_data: Mapping[int, bytes]) -> bool:
+    """Whether a GPO answer may be an EC debit: a TC, or a cryptogram type that cannot be told."""
+    try:
+        return cryptogram_type(gpo_data) is Cryptogram.TC
+    except KernelError:
+        return True
 
 
 def _ec_refusal(ctx: KernelContext, card: Mapping[int, bytes], aosa: int) -> str | None:
@@ -214,12 +261,13 @@ def run(ctx: KernelContext) -> TransactionResult:
     lets :class:`~emv.apdu.CardCommunicationError` through (Entry Point maps
     both to outcomes).
     """
-    resp, offer_ec = _gpo(ctx)
+    gpo = _gpo(ctx)
+    resp, offer_ec = gpo.response, gpo.offer_ec
     if not resp.ok:
         return status_outcome(ctx, resp.sw)
     aip, afl, gpo_data = gpo_response(resp.data)
     ctx.card_data.update(gpo_data)
-    records = read_records(ctx, afl, known=gpo_data)
+    records = _read_records_or_keep(ctx, gpo, afl, gpo_data)
     ctx.card_data.update(records.data)
     card = ctx.card_data
     pan = mandatory_pan(card)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from emv.c2_torn import TornLog
+    from emv.c7_torn import EcTornLog
 
 __all__ = [
     "TransactionData",
@@ -110,6 +111,8 @@ class TransactionData:
     gives the recorded one.  ``torn_log`` is the
     terminal's torn transaction log (:mod:`emv.c2_torn`), kept across its
     transactions; None: torn transactions are neither logged nor recovered.
+    ``ec_torn_log`` is kernel C-7's log of torn electronic-cash GPOs
+    (:mod:`emv.c7_torn`), likewise; None: none is kept or sent again.
     """
 
     amount: int
@@ -127,6 +130,7 @@ class TransactionData:
     relay_entropy: bytes | None = None
     retry_numbers: tuple[bytes, ...] = ()
     torn_log: TornLog | None = field(default=None, compare=False, repr=False)
+    ec_torn_log: EcTornLog | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> TransactionDataError:

@@ -66,7 +66,8 @@ class CardMuteError(SimulatedCardError):
 
 class CardTornError(SimulatedCardError):
     """The card left the field after computing its GENERATE AC answer, before sending it
-    (profile fault ``torn``: the first GENERATE AC of the card's life)."""
+    (profile fault ``torn``: the first GENERATE AC of the card's life; for a kernel 7 card,
+    its first GPO that debits its electronic cash)."""
 
 
 def _bcd_amount(value: bytes) -> int | None:
@@ -144,6 +145,8 @@ class SimulatedCard:
         # for RECOVER AC; whether the fault "torn" has struck.
         self._last_gac: tuple[dict[int, bytes], bytes, int] | None = None
         self._torn = False
+        # A kernel 7 card's last GPO when it debited its electronic cash (simulator.card_qpboc.replay).
+        self.last_ec_debit: card_qpboc.EcDebit | None = None
         self._handlers: dict[int, Callable[[CommandApdu], bytes]] = {
             0xA4: self._select,
             0xA8: self._gpo,
@@ -398,6 +401,12 @@ class SimulatedCard:
             return SW_CONDITIONS
         if self._p.kernel in (3, 7) and not terminal.get(0x9F66, bytes(4))[0] & 0x20:
             return SW_CONDITIONS  # the reader does not support qVSDC / qPBOC; MSD is not simulated
+        if self._p.kernel == 7:
+            again = card_qpboc.replay(self, values_raw)  # the reader completes the EC debit it did not see
+            if again is not None:
+                txn.gpo_done = True
+                txn.pdol_values = values_raw
+                return again
         self.atc += 1
         txn.gpo_done = True
         txn.pdol_values = values_raw
@@ -405,7 +414,11 @@ class SimulatedCard:
         if self._p.kernel == 3:
             return self._qvsdc(terminal)
         if self._p.kernel == 7:
-            return card_qpboc.gpo_answer(self, terminal)
+            answer, debited = card_qpboc.gpo_answer(self, terminal, values_raw)
+            if debited and self._p.fault == "torn" and not self._torn:
+                self._torn = True
+                raise CardTornError(f"card {self._p.name} left the field before answering GPO (it debited)")
+            return answer
         return _template(0x77, [(0x82, self._p.aip), (0x94, self._afl())]) + SW_OK
 
     def _qvsdc(self, terminal: dict[int, bytes]) -> bytes:

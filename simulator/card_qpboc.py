@@ -15,11 +15,21 @@ What a real card does here is not public; docs/internals.md "Kernel C-7" lists
 the guesses.  The balance lives in the card object: a new card (a new process,
 a new ``sim:card=`` reader) starts again from the profile's balance.
 
+A card taken away too early (posterm's guess at "闪卡" handling, :mod:`emv.c7_torn`):
+the card remembers its last GPO when it was an EC debit (the PDOL values it
+received, its answer, its card authentication number); a GPO with exactly
+those values gets that answer again (:func:`replay`), without a new debit or a
+new ATC, so that the reader can complete the transaction the card already
+paid.  Any other GPO is a new transaction and the card forgets the debit.  The
+profile fault ``torn`` makes the card leave the field after its first EC debit,
+before sending its answer (unionpay-ec-torn).
+
 It works with the card's own helpers (its cryptogram, AFL, signatures): one card, two modules.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from simulator import _ber
@@ -27,7 +37,7 @@ from simulator import _ber
 if TYPE_CHECKING:
     from simulator.card import SimulatedCard
 
-__all__ = ["ec_data_objects", "gpo_answer"]
+__all__ = ["EcDebit", "ec_data_objects", "gpo_answer", "replay"]
 
 CID_AAC = 0x00
 CID_TC = 0x40
@@ -43,6 +53,26 @@ def _n12(value: int) -> bytes:
 def _amount(value: bytes) -> int | None:
     digits = value.hex()
     return int(digits) if digits.isdigit() else None
+
+
+@dataclass(frozen=True)
+class EcDebit:
+    """The card's last GPO when it debited its electronic cash: what it received and answered."""
+
+    pdol_values: bytes
+    answer: bytes
+    card_un: bytes  # the card's number in 9F69, which its fDDA signature covers
+
+
+def replay(card: SimulatedCard, pdol_values: bytes) -> bytes | None:
+    """The answer of the card's last EC debit when ``pdol_values`` are exactly its GPO's; else None
+    (and the debit is forgotten: this GPO is a new transaction)."""
+    last = card.last_ec_debit
+    if last is None or last.pdol_values != pdol_values:
+        card.last_ec_debit = None
+        return None
+    card._card_un = last.card_un
+    return last.answer
 
 
 def ec_data_objects(card: SimulatedCard) -> dict[int, bytes]:
@@ -85,11 +115,19 @@ def _decide(card: SimulatedCard, terminal: dict[int, bytes], ttq: bytes) -> tupl
     return CID_TC, False
 
 
-def gpo_answer(card: SimulatedCard, terminal: dict[int, bytes]) -> bytes:
-    """The R-APDU of GET PROCESSING OPTIONS (template 77), the card's decision taken."""
+def gpo_answer(card: SimulatedCard, terminal: dict[int, bytes], pdol_values: bytes) -> tuple[bytes, bool]:
+    """The R-APDU of GET PROCESSING OPTIONS (template 77), the card's decision taken; and whether it
+    debited its electronic cash (then remembered for :func:`replay`)."""
+    answer, from_ec = _answer(card, terminal)
+    if from_ec:
+        card.last_ec_debit = EcDebit(pdol_values, answer, card._card_un)
+    return answer, from_ec
+
+
+def _answer(card: SimulatedCard, terminal: dict[int, bytes]) -> tuple[bytes, bool]:
     p = card.profile
     ttq = terminal.get(0x9F66, bytes(4)).ljust(4, b"\x00")
-    cid, _from_ec = _decide(card, terminal, ttq)
+    cid, from_ec = _decide(card, terminal, ttq)
     cvr = bytes([0x03, _CVR_AC_BITS[cid], 0x00, 0x00])
     ac, iad = card._cryptogram(cid, terminal, cvr)
     items: list[tuple[int, bytes]] = [
@@ -117,4 +155,4 @@ def gpo_answer(card: SimulatedCard, terminal: dict[int, bytes]) -> bytes:
         )
         number = card._dynamic_number()
         items.append((0x9F4B, card._sign_dynamic(bytes([len(number)]) + number, tdd)))
-    return _ber.encode(0x77, b"".join(_ber.encode(t, v) for t, v in items)) + SW_OK
+    return _ber.encode(0x77, b"".join(_ber.encode(t, v) for t, v in items)) + SW_OK, from_ec

@@ -248,6 +248,7 @@ def read_card(
                 ),
                 now=core.clock.now,
                 torn_log=core.torn_log,
+                ec_torn_log=core.ec_torn_log,
             )
             atr = bytes(getattr(session, "atr", b"") or b"")
             # a session that reports no ATR (a reader that cannot tell) is taken as contactless, as before chips

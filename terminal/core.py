@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from emv.c2_torn import MemoryTornLog, TornLog
+from emv.c7_torn import EcTornLog, MemoryEcTornLog
 from emv.config import TerminalConfig
 from terminal.host import HostCertificateRejected, HostError, HostLink
 from terminal.keystore import DEFAULT_CIPHER, Keystore, check_cipher
@@ -125,6 +126,10 @@ class Core:
         # the card number in clear; a card taken away during GENERATE AC and presented again
         # in this process gets its first cryptogram back (RECOVER AC), not a second charge.
         self.torn_log: TornLog = MemoryTornLog()
+        # Kernel C-7's torn electronic-cash log (emv.c7_torn): in memory only, as its records hold the
+        # unpredictable number the terminal will send again; an EC card taken away after it debited at
+        # GPO and presented again gets the same GPO back and answers it without a second debit.
+        self.ec_torn_log: EcTornLog = MemoryEcTornLog()
 
     def now(self) -> str:
         return iso(self.clock.now())

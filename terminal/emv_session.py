@@ -16,6 +16,7 @@ from typing import Any
 
 from emv.apdu import ApduTransport
 from emv.c2_torn import TornLog
+from emv.c7_torn import EcTornLog
 from emv.config import TerminalConfig
 from emv.entry_point import KernelFn, process
 from emv.outcome import Restart, TransactionResult
@@ -55,9 +56,11 @@ def build_transaction(
     random_bytes: Callable[[int], bytes] = secrets.token_bytes,
     timer: Callable[[], float] | None = time.perf_counter,
     torn_log: TornLog | None = None,
+    ec_torn_log: EcTornLog | None = None,
 ) -> TransactionData:
     """Fill in the date, time, unpredictable numbers, random selection number and the clock
-    kernel C-2 times the relay resistance exchange with."""
+    kernel C-2 times the relay resistance exchange with; the terminal's torn logs (C-2's, and
+    C-7's of electronic cash) when it keeps them."""
     stamp = now()
     date = inputs.date if inputs.date is not None else bytes.fromhex(stamp.strftime("%y%m%d"))
     clock = inputs.time if inputs.time is not None else bytes.fromhex(stamp.strftime("%H%M%S"))
@@ -76,6 +79,7 @@ def build_transaction(
         relay_entropy=inputs.relay_entropies[0] if inputs.relay_entropies else None,
         retry_numbers=inputs.relay_entropies[1:] or (random_bytes(4), random_bytes(4)),
         torn_log=torn_log,
+        ec_torn_log=ec_torn_log,
     )
 
 

@@ -597,6 +597,7 @@ def core_for(config: TerminalConfig) -> Any:
         events=events,
         clock=SimpleNamespace(now=lambda: datetime.datetime(2026, 11, 21, 12, 0, 0)),
         torn_log=None,
+        ec_torn_log=None,
     )
 
 

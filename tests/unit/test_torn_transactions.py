@@ -141,6 +141,7 @@ def test_the_terminal_asks_for_the_card_again_and_recovers(terminal_config: Term
         emit=lambda kind, _txn, **data: events.append((kind, data)),
         clock=SimpleNamespace(now=lambda: datetime.datetime(2026, 11, 21, 12, 0, 0)),
         torn_log=MemoryTornLog(),
+        ec_torn_log=None,
     )
     request = CardRequest(amount=1234, currency=978, exponent=2, transaction_type=0x00, force_online=False)
     token = SimpleNamespace(cancelled=False, wait=lambda _s: False)
