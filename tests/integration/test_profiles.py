@@ -176,6 +176,9 @@ EXPECTED: dict[tuple[str, int], Expect] = {
     ("unionpay-bad-fdda", 60000): Expect(
         Outcome.DECLINED, tvr_bits=(Tvr.CARDHOLDER_VERIFICATION_FAILED,), cvm="failed"
     ),
+    # Torn after its EC debit at GPO (the re-tap completes it once: tests/unit/test_c7_torn.py).
+    ("unionpay-ec-torn", 10000): Expect(Outcome.TRY_AGAIN, message=Message.PRESENT_CARD_AGAIN),
+    ("unionpay-ec-torn", 40000): Expect(Outcome.DECLINED, "AAC", tvr_bits=(Tvr.ODA_NOT_PERFORMED,)),  # short
     ("unionpay-mute", 10000): Expect(Outcome.TRY_AGAIN, message=Message.PRESENT_CARD_AGAIN),
     ("unionpay-garbage", 10000): Expect(Outcome.END_APPLICATION, message=Message.PROCESSING_ERROR),
 }

@@ -11,8 +11,8 @@ NAMES = [
     "visa-qvsdc-online", "visa-qvsdc-offline", "visa-mobile-cdcvm", "mc-cda-online", "mc-cda-offline",
     "visa-expired", "visa-bad-issuer-cert", "visa-bad-sdad", "visa-revoked-ca", "visa-exception-pan",
     "mc-bad-cda", "visa-garbage", "visa-mute", "mc-magstripe-afl", "mc-rrp",
-    "mc-torn", "unionpay-debit", "unionpay-credit", "unionpay-ec", "unionpay-bad-fdda", "unionpay-mute",
-    "unionpay-garbage", "visa-online-pin",
+    "mc-torn", "unionpay-debit", "unionpay-credit", "unionpay-ec", "unionpay-ec-torn", "unionpay-bad-fdda",
+    "unionpay-mute", "unionpay-garbage", "visa-online-pin",
 ]
 UNIONPAY_AIDS = {"A000000333010101", "A000000333010102", "A000000333010103", "A000000333010106"}
 
@@ -28,7 +28,7 @@ def test_profile_loads_and_is_consistent(name: str) -> None:
     assert p.kernel == (2 if name.startswith("mc-") else 7 if name.startswith("unionpay-") else 3)
     if p.kernel == 7:
         assert p.aid.hex().upper() in UNIONPAY_AIDS and p.currency == bytes.fromhex("0156")
-        assert (p.ec is not None) == (name == "unionpay-ec")
+        assert (p.ec is not None) == name.startswith("unionpay-ec")
     else:
         assert p.aid.hex().upper() == ("A0000000041010" if p.kernel == 2 else "A0000000031010")
     assert p.expected
@@ -63,6 +63,7 @@ def test_faults_and_tampers() -> None:
     assert profiles.load("visa-exception-pan").pan == "4761739001010119"
     assert profiles.load("unionpay-garbage").fault == "garbage"
     assert profiles.load("unionpay-mute").fault == "mute"
+    assert profiles.load("unionpay-ec-torn").fault == "torn"
     assert dict(profiles.load("unionpay-bad-fdda").oda.tamper) == {"sdad": "hash"}  # type: ignore[union-attr]
 
 
