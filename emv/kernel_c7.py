@@ -27,6 +27,11 @@ lists every point that is a guess, and which are facts): the flow of qVSDC
   only with a PIN pad, which no terminal has yet, so a card that requires it is
   sent to the contact interface (or declined without one).
 
+- A card removed too early after its EC debit (posterm's own mechanism, a guess:
+  :mod:`emv.c7_torn`): a GPO that offered EC and was torn is kept in the
+  terminal's torn EC log, and the re-tap for the same sale sends the same GPO
+  again, which the card that debited answers as it did: one debit.
+
 Malformed card data raise :class:`~emv.kernel_common.KernelError` (End
 Application); GPO status words 6984/6985/6986 give Try Another Interface,
 Select Next and Try Again ("See phone") as in C-3.

@@ -36,6 +36,14 @@ def test_ec_sale_approves_offline_with_no_host_and_the_receipt_shows_the_balance
     assert "6214830001010031" not in receipt.stdout and "621483******0031" in receipt.stdout
 
 
+def test_ec_card_taken_away_after_its_debit_is_charged_once(tmp_path: Path) -> None:
+    """unionpay-ec-torn leaves the field after debiting at GPO; the terminal asks for it again, sends the same
+    GPO (its torn EC log, emv.c7_torn) and the card answers without a second debit: 300.00 - 100.00 once."""
+    sale = _sale_json(tmp_path, "100.00", "--card", "unionpay-ec-torn", "--currency", "156", "--host", "none")
+    assert sale["approved"] is True and sale["state"] == "offline_approved"
+    assert sale["ec_balance"] == 20000
+
+
 def test_ec_sale_in_text_says_the_balance_after_the_sale(tmp_path: Path) -> None:
     proc = run(tmp_path, "sale", "100.00", "--card", "unionpay-ec", "--currency", "CNY", "--host", "none")
     assert proc.returncode == 0, proc.stderr
