@@ -189,6 +189,17 @@ PUBLIC: dict[str, set[str]] = {
         "pending_for",
         "recover_ac",
     },
+    "emv.c7_torn": {
+        "LIFETIME_SECONDS",
+        "MAX_RECORDS",
+        "CardAnswer",
+        "EcTornLog",
+        "EcTornRecord",
+        "MemoryEcTornLog",
+        "age_seconds_of",
+        "keep",
+        "take_pending",
+    },
     "emv.c2_data": {
         "C2Config",
         "DataObjectSpec",
@@ -1274,7 +1285,7 @@ PUBLIC: dict[str, set[str]] = {
     "simulator": set(),
     "simulator.card": {"CardMuteError", "CardTornError", "PPSE", "SimulatedCard", "SimulatedCardError"},
     "simulator.card_data": {"CARDS", "card_emv_data"},
-    "simulator.card_qpboc": {"ec_data_objects", "gpo_answer"},
+    "simulator.card_qpboc": {"EcDebit", "ec_data_objects", "gpo_answer", "replay"},
     "simulator.command_apdu": {"CommandApdu", "parse_command_apdu"},
     "simulator.cryptograms": {
         "CVN_MC_16",
