@@ -179,8 +179,9 @@ class CustomerPin(ViewModel):
         tr = self.session.tr
         request = self._request
         card_text, warning = self._card_texts()
+        refund = isinstance(request, PinRequest) and request.purpose == "refund"
         self.update(
-            title=tr("Enter your PIN"),
+            title=tr("Enter your PIN to be paid back") if refund else tr("Enter your PIN"),
             enter_label=tr("Enter"),
             clear_label=tr("Clear"),
             cancel_label=tr("Cancel"),
