@@ -214,6 +214,7 @@ class SerialPinPad:
         line = (
             f"PIN amount={request.amount} currency={request.currency:03d} pan={request.pan} "
             f"format={int(request.format)} bypass={int(request.allow_bypass)} timeout={seconds:g}"
+            + (f" purpose={request.purpose}" if request.purpose != "sale" else "")  # a sale's line is as before
         )
         return self._exchange(line, seconds, cancel, parse_answer, PinEntry(PinOutcome.CANCELLED))
 

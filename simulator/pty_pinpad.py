@@ -30,7 +30,15 @@ from emv.pan import mask_text
 from simulator.net_printer import run_until_signalled
 from simulator.pinpad import PinAction, PinKeys, answer, enciphered_answer, parse_action
 from terminal.pinblock import PinFormat
-from terminal.ports import DeviceError, DeviceUrlError, OfflinePinRequest, PinOutcome, PinRequest, PublicKey
+from terminal.ports import (
+    PIN_PURPOSES,
+    DeviceError,
+    DeviceUrlError,
+    OfflinePinRequest,
+    PinOutcome,
+    PinRequest,
+    PublicKey,
+)
 
 __all__ = [
     "RequestError",
@@ -45,7 +53,7 @@ PROTOCOL: Final = "posterm-pinpad"
 VERSION: Final = 1
 FEATURES: Final = ("EPIN",)  # what the pad offers beyond PIN, listed after the version in its PONG
 _WORDS: Final = {PinOutcome.CANCELLED: "CANCEL", PinOutcome.TIMEOUT: "TIMEOUT", PinOutcome.BYPASSED: "BYPASS"}
-_FIELDS: Final = ("amount", "currency", "pan", "format", "bypass", "timeout")
+_FIELDS: Final = ("amount", "currency", "pan", "format", "bypass", "timeout", "purpose")
 _EPIN_FIELDS: Final = ("amount", "currency", "modulus", "exponent", "challenge", "tries", "last", "bypass", "timeout")
 
 
@@ -54,7 +62,10 @@ class RequestError(ValueError):
 
 
 def parse_request(line: str) -> tuple[PinRequest, float]:
-    """``PIN amount=.. currency=.. pan=.. [format=4|0] [bypass=0|1] [timeout=S]`` -> the request and its timeout."""
+    """``PIN amount=.. currency=.. pan=.. [format=4|0] [bypass=0|1] [timeout=S] [purpose=sale|refund]``.
+
+    The request and its timeout; RequestError (its text goes back as ``ERR``) for anything else.
+    """
     words = line.split()
     if not words or words[0] != "PIN":
         raise RequestError("expected PIN amount=.. currency=.. pan=..")
@@ -70,6 +81,7 @@ def parse_request(line: str) -> tuple[PinRequest, float]:
         bypass = {"0": False, "1": True}[fields.get("bypass", "0")]
         timeout = float(fields.get("timeout", "30"))
         pan = fields["pan"]
+        purpose = fields.get("purpose", "sale")
     except KeyError:
         raise RequestError("amount, currency and pan are required; bypass is 0 or 1") from None
     except ValueError:
@@ -78,7 +90,9 @@ def parse_request(line: str) -> tuple[PinRequest, float]:
         raise RequestError("pan is 12 to 19 digits, amount at least 0, currency ISO 4217 numeric")
     if not 0 < timeout <= 600:
         raise RequestError("timeout is 0 to 600 seconds")
-    return PinRequest(amount, currency, pan, bypass, fmt), timeout
+    if purpose not in PIN_PURPOSES:
+        raise RequestError(f"purpose is {' or '.join(PIN_PURPOSES)}")
+    return PinRequest(amount, currency, pan, bypass, fmt, purpose), timeout
 
 
 def _hex(text: str, name: str, low: int, high: int) -> bytes:
@@ -216,7 +230,8 @@ class VirtualPinPad:
         except RequestError as exc:
             self._send(f"ERR {exc}")
             return
-        self.shown.append(f"{request.amount} {request.currency:03d} {request.masked_pan}")
+        shown = f"{request.amount} {request.currency:03d} {request.masked_pan}"
+        self.shown.append(shown if request.purpose == "sale" else f"{request.purpose.upper()} {shown}")
         if self._aborted(timeout):
             return
         try:

@@ -107,11 +107,13 @@ def collect_online_pin(
     timeout: float | None,
     cancel: CancelToken | None,
     undone: str = "nothing was charged",
+    purpose: str = "sale",
 ) -> OnlinePin:
     """Ask the PIN pad for the online PIN; PaymentRefused (in words) for cancel, timeout or a pad fault.
 
     Nothing is journalled yet when this is called: a refusal leaves nothing
     charged (``undone``: how the refusal says so; a refund's "nothing was refunded").
+    ``purpose``: what the pad shows the PIN is for (``sale`` or ``refund``).
     """
     if pad is None:  # the kernels do not choose online PIN without a PIN pad (emv.capabilities)
         raise PaymentRefused("pin_pad", "not completed: the card asks for a PIN and no PIN pad is configured")
@@ -119,7 +121,8 @@ def collect_online_pin(
     if pan is None:
         raise PaymentRefused("pin_pad", "not completed: the card gave no card number to bind its PIN to")
     try:
-        entry = pad.enter_pin(PinRequest(amount, currency, pan, allow_bypass=allow_bypass), timeout, cancel)
+        request = PinRequest(amount, currency, pan, allow_bypass=allow_bypass, purpose=purpose)
+        entry = pad.enter_pin(request, timeout, cancel)
     except DeviceError as exc:
         raise PaymentRefused("pin_pad", f"not completed: the PIN pad cannot be used ({exc}); {undone}") from None
     if entry.outcome is PinOutcome.CANCELLED:

@@ -28,7 +28,7 @@ import enum
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 from emv.apdu import ApduTransport, CardCommunicationError, CollisionDetected
 from emv.oda import PublicKey
@@ -36,6 +36,7 @@ from emv.pan import mask_pan
 from terminal.pinblock import EncryptedPin, PinFormat
 
 __all__ = [
+    "PIN_PURPOSES",
     "CancelToken",
     "CardReader",
     "CardRemovedError",
@@ -227,6 +228,10 @@ class ReceiptPrinter(Protocol):
     def close(self) -> None: ...
 
 
+#: What a PIN is asked for (:attr:`PinRequest.purpose`).
+PIN_PURPOSES: Final = ("sale", "refund")
+
+
 class PinOutcome(enum.Enum):
     """How a PIN entry ended."""
 
@@ -243,6 +248,8 @@ class PinRequest:
     ``allow_bypass``: whether Enter with no digits ends the entry as
     :attr:`PinOutcome.BYPASSED` (a PIN pad where it is not allowed ignores it).
     ``format``: the PIN block format wanted (4: AES DUKPT, 0: TDES DUKPT).
+    ``purpose``: ``sale`` or ``refund``; a pad shows it, so that a customer
+    keying a PIN to be paid back is told so.
     """
 
     amount: int  # minor units
@@ -250,6 +257,11 @@ class PinRequest:
     pan: str
     allow_bypass: bool = False
     format: PinFormat = PinFormat.ISO_4
+    purpose: str = "sale"
+
+    def __post_init__(self) -> None:
+        if self.purpose not in PIN_PURPOSES:
+            raise ValueError(f"a PIN is asked for a {' or a '.join(PIN_PURPOSES)}, not {self.purpose!r}")
 
     @property
     def masked_pan(self) -> str:
@@ -259,7 +271,7 @@ class PinRequest:
     def __repr__(self) -> str:
         return (
             f"PinRequest(amount={self.amount}, currency={self.currency}, pan={self.masked_pan!r}, "
-            f"allow_bypass={self.allow_bypass}, format={int(self.format)})"
+            f"allow_bypass={self.allow_bypass}, format={int(self.format)}, purpose={self.purpose!r})"
         )
 
 

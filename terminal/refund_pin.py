@@ -100,7 +100,7 @@ def collect_refund_pin(
         return None, details
     online = collect_online_pin(
         core.pin_pad, result, amount, currency, allow_bypass=False, timeout=core.settings.pin_timeout_seconds,
-        cancel=new_token() if new_token is not None else None, undone=_UNDONE,
+        cancel=new_token() if new_token is not None else None, undone=_UNDONE, purpose="refund",
     )  # fmt: skip
     if online.bypassed:  # a pad that ignored the request's "no bypass"
         raise PaymentRefused(

@@ -261,3 +261,32 @@ def test_any_epin_line_to_the_virtual_pad_is_a_request_or_refused(line: str) -> 
     except RequestError:
         return
     assert 0 < timeout <= 600 and len(challenge) == 8 and 25 <= key.size <= 256 and request.kind == "enciphered"
+
+
+# -- what the PIN is for ------------------------------------------------------------------------------------------
+
+
+def test_a_refunds_pin_request_says_refund_on_the_line_and_on_the_pads_display(tmp_path: Path) -> None:
+    from simulator.pinpad import PinKeys, parse_action
+    from simulator.pty_pinpad import VirtualPinPad
+
+    with VirtualPinPad(parse_action("1234", "--pin"), keys=PinKeys(tmp_path / "keys")) as pad:
+        opened = registry.open_pin_pad(pad.url)
+        try:
+            sale = opened.enter_pin(PinRequest(8000, 978, PAN), 10)
+            refund = opened.enter_pin(PinRequest(500, 978, PAN, purpose="refund"), 10)
+        finally:
+            opened.close()
+    assert sale.outcome is PinOutcome.ENTERED and refund.outcome is PinOutcome.ENTERED
+    assert pad.shown[0] == "8000 978 476173******0010"  # a sale's display (and line) as before
+    assert pad.shown[1] == "REFUND 500 978 476173******0010"
+
+
+def test_the_pad_takes_sale_or_refund_as_purpose_and_nothing_else() -> None:
+    line = f"PIN amount=500 currency=978 pan={PAN}"
+    assert parse_request(line)[0].purpose == "sale"
+    assert parse_request(line + " purpose=refund")[0].purpose == "refund"
+    with pytest.raises(RequestError, match="purpose is sale or refund"):
+        parse_request(line + " purpose=payout")
+    with pytest.raises(ValueError, match="not 'payout'"):
+        PinRequest(500, 978, PAN, purpose="payout")

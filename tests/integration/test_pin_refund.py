@@ -320,7 +320,7 @@ def test_in_process_what_the_pad_is_asked(till: Till, monkeypatch: pytest.Monkey
         result = terminal.refund(1234, EUR)
         assert result.approved and result.pin == "verified"
         (asked,) = pad.online
-        assert asked.amount == 1234 and asked.currency == EUR and not asked.allow_bypass
+        assert asked.amount == 1234 and asked.currency == EUR and not asked.allow_bypass and asked.purpose == "refund"
         assert asked.masked_pan == result.masked_pan
         tvr = terminal.store.get(result.txn_id).details["tvr"]  # type: ignore[union-attr]
         assert int(tvr[4:6], 16) & 0x04  # "online PIN entered" in the journal's TVR

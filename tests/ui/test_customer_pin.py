@@ -39,11 +39,16 @@ def pin_app(data_dir: Path) -> Iterator[App]:
 
 
 def ask(
-    app: App, *, allow_bypass: bool = False, timeout: float = 30, fmt: PinFormat = PinFormat.ISO_4
+    app: App,
+    *,
+    allow_bypass: bool = False,
+    timeout: float = 30,
+    fmt: PinFormat = PinFormat.ISO_4,
+    purpose: str = "sale",
 ) -> Job[PinEntry]:
     """A PIN asked on the worker, from the payment's screen; returns once the keypad is on the screen."""
     app.session.navigator.go("kiosk_card" if app.session.kiosk else "present_card")
-    request = PinRequest(8000, 978, PAN, allow_bypass=allow_bypass, format=fmt)
+    request = PinRequest(8000, 978, PAN, allow_bypass=allow_bypass, format=fmt, purpose=purpose)
     job = app.session.run(lambda _t: registry.open_pin_pad("screen:").enter_pin(request, timeout), lambda _r: None)
     until(app, lambda: app.at == "customer_pin" or job.done)
     return job
@@ -145,6 +150,20 @@ def test_the_screen_speaks_chinese(pin_app: App) -> None:
     assert vm.title == "请输入密码" and vm.enter_label == "确认" and vm.amount_text == "€80.00"
     vm.cancel()
     finished(pin_app, job)
+
+
+def test_a_refunds_pin_says_the_customer_is_paid_back(pin_app: App) -> None:
+    vm = pin_app.session.screen("customer_pin", CustomerPin)
+    job = ask(pin_app, purpose="refund")
+    assert vm.title == "Enter your PIN to be paid back"
+    pin_app.session.tr.set_language("zh_CN")
+    assert vm.title == "请输入密码以办理退款"
+    vm.cancel()
+    assert finished(pin_app, job).outcome is PinOutcome.CANCELLED
+    sale = ask(pin_app)
+    assert vm.title == "请输入密码"
+    vm.cancel()
+    finished(pin_app, sale)
 
 
 def test_the_kiosk_has_the_screen_too(data_dir: Path) -> None:

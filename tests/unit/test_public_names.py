@@ -1067,6 +1067,7 @@ PUBLIC: dict[str, set[str]] = {
         "rollback_parameters",
     },
     "terminal.ports": {
+        "PIN_PURPOSES",
         "CancelToken",
         "CardReader",
         "CardRemovedError",

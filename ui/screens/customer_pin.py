@@ -179,8 +179,9 @@ class CustomerPin(ViewModel):
         tr = self.session.tr
         request = self._request
         card_text, warning = self._card_texts()
+        refund = isinstance(request, PinRequest) and request.purpose == "refund"
         self.update(
-            title=tr("Enter your PIN"),
+            title=tr("Enter your PIN to be paid back") if refund else tr("Enter your PIN"),
             enter_label=tr("Enter"),
             clear_label=tr("Clear"),
             cancel_label=tr("Cancel"),
@@ -206,9 +207,17 @@ class CustomerPin(ViewModel):
         self.update(time_left=self.session.tr("{seconds} s left", seconds=42))
 
     def sample_variants(self) -> tuple[str, ...]:
-        """The screen where no bypass is allowed (``sample_plain``), and an inserted card's last offline PIN try
-        (``sample_chip``), each for a screenshot of its own."""
-        return ("plain", "chip")
+        """The screen where no bypass is allowed (``sample_plain``), an inserted card's last offline PIN try
+        (``sample_chip``) and a refund's PIN (``sample_refund``), each for a screenshot of its own."""
+        return ("plain", "chip", "refund")
+
+    def sample_refund(self) -> None:
+        """A refund's PIN (pin_on_refund: online): no bypass, four digits keyed, Enter ready."""
+        self._keypad = None
+        self._request = PinRequest(2500, self.session.currency, _SAMPLE_PAN, allow_bypass=False, purpose="refund")
+        self._texts()
+        self.update(active=True, count=4, dots="●" * 4, can_enter=True, can_bypass=False)
+        self.update(time_left=self.session.tr("{seconds} s left", seconds=47))
 
     def sample_chip(self) -> None:
         """An inserted card's offline PIN on its last try, three digits keyed, bypass allowed."""
