@@ -25,7 +25,7 @@ mechanism, a guess in the spirit of Book C-2's torn transaction log
   Re-sending an unpredictable number lets whoever saw it prepare an answer for
   it (a pre-play); once, within the lifetime, for the same amount, bounds that.
   A card that did not recognise the record has made a new transaction of its
-  own; keeping the record would repeat the number again to the next card;
+  own; keeping the record would repeat the number again to the next card.
 
 The log is a port (:class:`EcTornLog`): ``emv`` keeps no state between
 transactions; :class:`MemoryEcTornLog` is the terminal's.  Its records hold no
