@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import socket
-import subprocess
-import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,14 +21,13 @@ from typing import Any
 
 import pytest
 
-from host_link.enrolment import CredentialBundle, enrol
 from simulator.host import admin
 from simulator.host.service import HostService, start_host
 from terminal.bootstrap import open_terminal
 from terminal.devices import LazyPinPad
 from terminal.ports import CancelToken, OfflinePin, OfflinePinRequest, PinEntry, PinOutcome, PinRequest
+from tests.integration.cli_till import CliTill
 
-POSTERM = str(Path(sys.executable).with_name("posterm"))
 MERCHANT = "POSTERM0000001"
 EUR = 978
 _ids = itertools.count(1)
@@ -44,31 +40,15 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostService]:
         yield service
 
 
-class Till:
+class Till(CliTill):
     """An enrolled terminal's data directory, its parameters, and the CLI run on it."""
 
     def __init__(self, host: HostService, root: Path, pin_on_refund: str | None = "online") -> None:
-        self.host = host
-        self.terminal_id = f"RFND{next(_ids):04d}"
-        self.data_dir = root / "terminal"
-        self.sim_state = root / "sim"
-        enrol(CredentialBundle.from_json(host.credential_bundle(self.terminal_id, MERCHANT)), self.data_dir)
+        super().__init__(host, root, f"RFND{next(_ids):04d}", MERCHANT)
         if pin_on_refund is not None:
             host.set_terminal_parameters(self.terminal_id, {"pin_on_refund": pin_on_refund})
             done = self.run("params", "download")
             assert done.returncode == 0, done.stdout + done.stderr
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POSTERM_")}
-        env["POSTERM_SIM_STATE"] = str(self.sim_state)
-        env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "")
-        return env
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [POSTERM, *args, "--data-dir", str(self.data_dir)],
-            capture_output=True, text=True, env=self.env(), timeout=120, check=False,
-        )  # fmt: skip
 
     def payment(self, *args: str) -> tuple[int, dict[str, Any]]:
         done = self.run(*args, "--json")

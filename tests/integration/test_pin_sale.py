@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import subprocess
-import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,15 +21,14 @@ from typing import Any
 import pytest
 
 from emv.recorder import Exchange
-from host_link.enrolment import CredentialBundle, enrol
 from simulator.host.service import HostService, start_host
 from terminal import registry
 from terminal.apdu_trace import ApduTrace, observe
 from terminal.bootstrap import open_terminal
 from terminal.devices import LazyPinPad
 from terminal.ports import CancelToken, OfflinePin, OfflinePinRequest, PinEntry, PinRequest
+from tests.integration.cli_till import CliTill
 
-POSTERM = str(Path(sys.executable).with_name("posterm"))
 EUR = 978
 WRONG = "97531864"  # a PIN no card has: what the scan looks for
 _ids = itertools.count(1)
@@ -44,28 +40,11 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostService]:
         yield service
 
 
-class Till:
+class Till(CliTill):
     """An enrolled terminal's data directory and the CLI run on it."""
 
     def __init__(self, host: HostService, root: Path) -> None:
-        self.data_dir = root / "terminal"
-        self.sim_state = root / "sim"
-        enrol(
-            CredentialBundle.from_json(host.credential_bundle(f"PINS{next(_ids):04d}", "POSTERM0000001")),
-            self.data_dir,
-        )
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POSTERM_")}
-        env["POSTERM_SIM_STATE"] = str(self.sim_state)
-        env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "")
-        return env
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [POSTERM, *args, "--data-dir", str(self.data_dir)],
-            capture_output=True, text=True, env=self.env(), timeout=120, check=False,
-        )  # fmt: skip
+        super().__init__(host, root, f"PINS{next(_ids):04d}")
 
     def sale(self, amount: str, card: str, pad: str | None, *extra: str) -> tuple[int, dict[str, Any]]:
         args = ["sale", amount, "--card", card, "--json", *extra]
