@@ -16,10 +16,11 @@ def open_failure(exc: BaseException) -> str:
     """The innermost OS reason (``no such file or directory``, ``permission denied``), else the message."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, OSError) and type(seen).__name__ != "SerialException" and seen.strerror:
-            return seen.strerror.lower()
-        args: tuple[object, ...] = tuple(getattr(seen, "args", ()))
-        if len(args) == 2 and isinstance(args[1], str) and type(seen).__name__ != "SerialException":
-            return args[1].lower()  # termios.error(errno, text): no strerror
+        if type(seen).__name__ != "SerialException":  # pyserial's wrapper repeats the path and the inner error
+            if isinstance(seen, OSError) and seen.strerror:
+                return seen.strerror.lower()
+            args: tuple[object, ...] = tuple(seen.args)
+            if len(args) == 2 and isinstance(args[1], str):  # termios.error(errno, text): no strerror
+                return args[1].lower()
         seen = seen.__context__
     return str(exc)

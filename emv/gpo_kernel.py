@@ -28,7 +28,7 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from emv import oda
+from emv import dol, oda
 from emv.capabilities import without_pin_ttq
 from emv.kernel_common import KernelContext, KernelError, RecordsRead, recover_oda_keys, result_from
 from emv.outcome import CvmPerformed, Message, OdaReport, Outcome, ReaderStatus, TransactionResult, UiMessage
@@ -57,11 +57,13 @@ __all__ = [
     "decide_cvm",
     "fdda",
     "final_result",
+    "gpo_values",
     "mandatory_pan",
     "no_common_cvm",
     "offline_checks",
     "offline_decision",
     "online_oda",
+    "parse_pdol",
     "read_cryptogram_type",
     "status_outcome",
     "verify_cardholder",
@@ -124,6 +126,22 @@ def read_cryptogram_type(
     if code not in _CRYPTOGRAM_BITS:
         raise KernelError(f"cryptogram type bits {code:02b} are reserved")
     return _CRYPTOGRAM_BITS[code]
+
+
+def parse_pdol(ctx: KernelContext) -> list[dol.DolEntry]:
+    """The card's PDOL (9F38 of the FCI; none: empty), KernelError when malformed."""
+    try:
+        return dol.parse(ctx.fci_data.get(0x9F38, b""))
+    except dol.DolError as exc:
+        raise KernelError(f"PDOL (9F38): {exc}") from None
+
+
+def gpo_values(pdol: list[dol.DolEntry], data: Mapping[int, bytes]) -> bytes:
+    """The PDOL related data for GPO from the terminal's ``data``; KernelError past what a GPO carries."""
+    values = dol.build(pdol, data)
+    if len(values) > 127:
+        raise KernelError(f"PDOL asks for {len(values)} bytes, more than GPO can carry")
+    return values
 
 
 def mandatory_pan(card: Mapping[int, bytes]) -> str:

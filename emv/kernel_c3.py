@@ -24,20 +24,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from emv import apdu, dol
+from emv import apdu
 from emv.gpo_kernel import (
     Cryptogram,
     decide_cvm,
     final_result,
+    gpo_values,
     mandatory_pan,
     offline_checks,
     offline_decision,
     online_oda,
+    parse_pdol,
     read_cryptogram_type,
     status_outcome,
     verify_cardholder,
 )
-from emv.kernel_common import KernelContext, KernelError, gpo_response, read_records, send
+from emv.kernel_common import KernelContext, gpo_response, read_records, send
 from emv.outcome import OdaReport, Outcome, TransactionResult
 from emv.tvr import Tvr
 
@@ -73,14 +75,8 @@ def cryptogram_type(card: Mapping[int, bytes]) -> Cryptogram:
 
 
 def _gpo(ctx: KernelContext) -> apdu.Response:
-    pdol_raw = ctx.fci_data.get(0x9F38, b"")
-    try:
-        pdol = dol.parse(pdol_raw)
-    except dol.DolError as exc:
-        raise KernelError(f"PDOL (9F38): {exc}") from None
-    values = dol.build(pdol, ctx.terminal_data())
-    if len(values) > 127:
-        raise KernelError(f"PDOL asks for {len(values)} bytes, more than GPO can carry")
+    pdol = parse_pdol(ctx)
+    values = gpo_values(pdol, ctx.terminal_data())
     ctx.record_dol_values(pdol, values)  # qVSDC computes its cryptogram at GPO, over these
     return send(ctx, apdu.gpo(values), "GET PROCESSING OPTIONS")
 

@@ -42,16 +42,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from emv import apdu, c7_torn, dol, tlv
+from emv import apdu, c7_torn, tlv
 from emv.gpo_kernel import (
     TTQ_CVM_REQUIRED,
     Cryptogram,
     bit_set,
     final_result,
+    gpo_values,
     mandatory_pan,
     offline_checks,
     offline_decision,
     online_oda,
+    parse_pdol,
     read_cryptogram_type,
     status_outcome,
     verify_cardholder,
@@ -170,16 +172,11 @@ def _gpo(ctx: KernelContext) -> _Gpo:
     offering EC that gets no answer is kept in the torn EC log.
     """
     pdol_raw = ctx.fci_data.get(0x9F38, b"")
-    try:
-        pdol = dol.parse(pdol_raw)
-    except dol.DolError as exc:
-        raise KernelError(f"PDOL (9F38): {exc}") from None
+    pdol = parse_pdol(ctx)
     offer_ec = any(e.tag == TAG_EC_TERMINAL_SUPPORT for e in pdol) and ec_offered(ctx)
     data = ctx.terminal_data()
     data[TAG_EC_TERMINAL_SUPPORT] = EC_SUPPORTED if offer_ec else EC_NOT_SUPPORTED
-    values = dol.build(pdol, data)
-    if len(values) > 127:
-        raise KernelError(f"PDOL asks for {len(values)} bytes, more than GPO can carry")
+    values = gpo_values(pdol, data)
     resent = c7_torn.take_pending(ctx, pdol_raw, pdol, values) if offer_ec else None
     if resent is not None:
         values = resent.pdol_values

@@ -428,6 +428,8 @@ PUBLIC: dict[str, set[str]] = {
         "run",
     },
     "emv.gpo_kernel": {
+        "gpo_values",
+        "parse_pdol",
         "AIP_DDA",
         "CTQ_CDCVM_PERFORMED",
         "CTQ_ONLINE_IF_EXPIRED",
