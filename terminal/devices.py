@@ -33,7 +33,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
 
 from terminal import registry
 from terminal.files import atomic_write, make_private_dir
@@ -80,6 +80,8 @@ __all__ = [
     "shown_url",
     "validate_url",
 ]
+
+_T = TypeVar("_T")
 
 KINDS: Final = ("reader", "scanner", "printer")
 PIN_PAD: Final = "pin-pad"
@@ -403,30 +405,32 @@ class LazyPinPad:
         self._opener = opener or registry.open_pin_pad
         self._pad: PinPad | None = None
 
+    def _opened(self) -> PinPad:
+        if self._pad is None:
+            self._pad = self._opener(self._url)
+        return self._pad
+
+    def _using(self, call: Callable[[PinPad], _T]) -> _T:
+        """``call`` on the opened pad; a pad that went away is closed, so that the next entry opens it again."""
+        pad = self._opened()
+        try:
+            return call(pad)
+        except DeviceGone:
+            self.close()
+            raise
+
     def enter_pin(
         self, request: PinRequest, timeout: float | None = None, cancel: CancelToken | None = None
     ) -> PinEntry:
-        if self._pad is None:
-            self._pad = self._opener(self._url)
-        try:
-            return self._pad.enter_pin(request, timeout, cancel)
-        except DeviceGone:
-            self.close()  # unplugged: the next entry opens it again
-            raise
+        return self._using(lambda pad: pad.enter_pin(request, timeout, cancel))
 
     def enter_offline_pin(
         self, request: OfflinePinRequest, timeout: float | None = None, cancel: CancelToken | None = None
     ) -> OfflinePin:
         """The pad's offline PIN for an inserted card (DeviceError when this pad cannot give one)."""
-        if self._pad is None:
-            self._pad = self._opener(self._url)
-        if not isinstance(self._pad, OfflinePinPad):
+        if not isinstance(self._opened(), OfflinePinPad):
             raise DeviceError(f"the PIN pad {self.url} cannot take an offline PIN for an inserted card")
-        try:
-            return self._pad.enter_offline_pin(request, timeout, cancel)
-        except DeviceGone:
-            self.close()
-            raise
+        return self._using(lambda pad: cast(OfflinePinPad, pad).enter_offline_pin(request, timeout, cancel))
 
     def encipher_offline_pin(
         self,
@@ -437,21 +441,15 @@ class LazyPinPad:
         cancel: CancelToken | None = None,
     ) -> EncipheredOfflinePin:
         """The pad's enciphered offline PIN for an inserted card (DeviceError when this pad cannot form one)."""
-        if self._pad is None:
-            self._pad = self._opener(self._url)
-        if not isinstance(self._pad, EncipheringPinPad):
+        if not isinstance(self._opened(), EncipheringPinPad):
             raise DeviceError(f"the PIN pad {self.url} cannot encipher an offline PIN")
-        try:
-            return self._pad.encipher_offline_pin(request, key, challenge, timeout, cancel)
-        except DeviceGone:
-            self.close()
-            raise
+        return self._using(
+            lambda pad: cast(EncipheringPinPad, pad).encipher_offline_pin(request, key, challenge, timeout, cancel)
+        )
 
     def offline_pin_ability(self) -> OfflinePinAbility:
         """What the pad this URL names can do for an offline PIN (it is opened to ask; DeviceError if it cannot be)."""
-        if self._pad is None:
-            self._pad = self._opener(self._url)
-        return offline_pin_ability(self._pad)
+        return offline_pin_ability(self._opened())
 
     def close(self) -> None:
         pad, self._pad = self._pad, None
