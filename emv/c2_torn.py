@@ -33,15 +33,15 @@ logged.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from emv import dol
 from emv.kernel_common import KernelContext
+from emv.memory_log import MemoryLog
 from emv.pan import pan_of
-from emv.transaction import bcd_date
+from emv.transaction import bcd_moment
 
 __all__ = ["MemoryTornLog", "TornLog", "TornRecord", "age_seconds", "log_torn", "pending", "pending_for", "recover_ac"]
 
@@ -78,16 +78,9 @@ class TornRecord:
         return self.pan == pan and self.psn == psn
 
 
-def _moment(date: bytes, time: bytes) -> datetime.datetime:
-    day = bcd_date(date)
-    digits = time.hex()
-    hh, mm, ss = (int(digits[i : i + 2]) for i in (0, 2, 4)) if digits.isdigit() else (0, 0, 0)
-    return datetime.datetime(day.year, day.month, day.day, min(hh, 23), min(mm, 59), min(ss, 59))
-
-
 def age_seconds(record: TornRecord, date: bytes, time: bytes) -> float:
     """How old ``record`` is at the transaction date and time given (BCD YYMMDD, HHMMSS)."""
-    return (_moment(date, time) - _moment(record.date, record.time)).total_seconds()
+    return (bcd_moment(date, time) - bcd_moment(record.date, record.time)).total_seconds()
 
 
 class TornLog(Protocol):
@@ -106,32 +99,16 @@ class TornLog(Protocol):
         """Every record, oldest first."""
 
 
-class MemoryTornLog:
-    """A torn transaction log in memory (a list, oldest first)."""
-
-    def __init__(self) -> None:
-        self._records: list[TornRecord] = []
+class MemoryTornLog(MemoryLog[TornRecord]):
+    """A torn transaction log in memory (a list, oldest first); a card has one record at most."""
 
     def find(self, pan: str, psn: bytes) -> TornRecord | None:
         return next((r for r in reversed(self._records) if r.matches(pan, psn)), None)
 
     def add(self, record: TornRecord, *, max_records: int) -> TornRecord | None:
-        if max_records <= 0:
-            return record
-        self._records = [r for r in self._records if not r.matches(record.pan, record.psn)]
-        self._records.append(record)
-        if len(self._records) > max_records:
-            return self._records.pop(0)
-        return None
-
-    def remove(self, record: TornRecord) -> None:
-        self._records = [r for r in self._records if r is not record]
-
-    def records(self) -> list[TornRecord]:
-        return list(self._records)
-
-    def __len__(self) -> int:
-        return len(self._records)
+        if max_records > 0:
+            self._records = [r for r in self._records if not r.matches(record.pan, record.psn)]
+        return super().add(record, max_records=max_records)
 
 
 def pending(

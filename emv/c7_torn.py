@@ -40,14 +40,14 @@ are never written to disk or logged.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from emv import dol
 from emv.kernel_common import KernelContext
-from emv.transaction import bcd_date
+from emv.memory_log import MemoryLog
+from emv.transaction import bcd_moment
 
 __all__ = [
     "LIFETIME_SECONDS",
@@ -107,28 +107,8 @@ class EcTornLog(Protocol):
         """Every record, oldest first."""
 
 
-class MemoryEcTornLog:
+class MemoryEcTornLog(MemoryLog[EcTornRecord]):
     """A torn EC log in memory (a list, oldest first)."""
-
-    def __init__(self) -> None:
-        self._records: list[EcTornRecord] = []
-
-    def add(self, record: EcTornRecord, *, max_records: int) -> EcTornRecord | None:
-        if max_records <= 0:
-            return record
-        self._records.append(record)
-        if len(self._records) > max_records:
-            return self._records.pop(0)
-        return None
-
-    def remove(self, record: EcTornRecord) -> None:
-        self._records = [r for r in self._records if r is not record]
-
-    def records(self) -> list[EcTornRecord]:
-        return list(self._records)
-
-    def __len__(self) -> int:
-        return len(self._records)
 
 
 def _same_sale(pdol: Sequence[dol.DolEntry], recorded: bytes, now: bytes) -> bool:
@@ -175,16 +155,9 @@ def take_pending(
 def age_seconds_of(record: EcTornRecord, date: bytes, time: bytes) -> float:
     """How old ``record`` is at the date and time given (BCD YYMMDD, HHMMSS); a bad date: infinitely."""
     try:
-        return (_moment(date, time) - _moment(record.date, record.time)).total_seconds()
+        return (bcd_moment(date, time) - bcd_moment(record.date, record.time)).total_seconds()
     except ValueError:
         return float("inf")
-
-
-def _moment(date: bytes, time: bytes) -> datetime.datetime:
-    day = bcd_date(date)
-    digits = time.hex()
-    hh, mm, ss = (int(digits[i : i + 2]) for i in (0, 2, 4)) if len(digits) == 6 and digits.isdigit() else (0, 0, 0)
-    return datetime.datetime(day.year, day.month, day.day, min(hh, 23), min(mm, 59), min(ss, 59))
 
 
 def keep(

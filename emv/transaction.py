@@ -31,6 +31,7 @@ __all__ = [
     "TransactionDataError",
     "bcd",
     "bcd_date",
+    "bcd_moment",
     "bcd_to_int",
 ]
 
@@ -87,6 +88,21 @@ def bcd_date(data: bytes) -> datetime.date:
     yy, mm, dd = int(text[0:2]), int(text[2:4]), int(text[4:6])
     year = 2000 + yy if yy < 50 else 1900 + yy
     return datetime.date(year, mm, dd)  # raises ValueError on month 13 etc.
+
+
+def bcd_moment(date: bytes, time: bytes) -> datetime.datetime:
+    """A transaction's date (9A, YYMMDD) and time (9F21, HHMMSS) in BCD as one moment.
+
+    A time that is not six BCD digits counts as midnight; hours, minutes and
+    seconds past their range are clamped.  A bad date raises ValueError.
+
+    >>> bcd_moment(bytes.fromhex("261206"), bytes.fromhex("134501"))
+    datetime.datetime(2026, 12, 6, 13, 45, 1)
+    """
+    day = bcd_date(date)
+    digits = time.hex()
+    hh, mm, ss = (int(digits[i : i + 2]) for i in (0, 2, 4)) if len(digits) == 6 and digits.isdigit() else (0, 0, 0)
+    return datetime.datetime(day.year, day.month, day.day, min(hh, 23), min(mm, 59), min(ss, 59))
 
 
 def _frozen_map(m: Mapping[int, bytes]) -> Mapping[int, bytes]:

@@ -461,6 +461,7 @@ PUBLIC: dict[str, set[str]] = {
     },
     "emv.kernel_c3": {"Cryptogram", "cryptogram_type", "decide_cvm", "run"},
     "emv.kernel_c7": {"EC_SUPPORTED", "Cryptogram", "cryptogram_type", "ec_offered", "run"},
+    "emv.memory_log": {"MemoryLog"},
     "emv.kernel_common": {
         "AflEntry",
         "KernelContext",
@@ -622,7 +623,7 @@ PUBLIC: dict[str, set[str]] = {
         "iter_primitives",
         "tag_hex",
     },
-    "emv.transaction": {"TransactionData", "TransactionDataError", "bcd", "bcd_date", "bcd_to_int"},
+    "emv.transaction": {"TransactionData", "TransactionDataError", "bcd", "bcd_date", "bcd_moment", "bcd_to_int"},
     "emv.tvr": {"Bit", "BitEffects", "Tsi", "Tvr"},
     # ---------------------------------------------------------------------------- terminal
     "terminal": set(),
