@@ -61,20 +61,26 @@ class RequestError(ValueError):
     """A ``PIN`` line the pad cannot take; the message (sent as ``ERR``) holds no PAN."""
 
 
+def _fields(line: str, command: str, allowed: tuple[str, ...], expected: str) -> dict[str, str]:
+    """The ``name=value`` fields of a ``command`` line, each allowed and given once; RequestError (``expected``)."""
+    words = line.split()
+    if not words or words[0] != command:
+        raise RequestError(expected)
+    fields: dict[str, str] = {}
+    for word in words[1:]:
+        name, sep, value = word.partition("=")
+        if not sep or name not in allowed or name in fields:
+            raise RequestError(f"unknown or repeated field {mask_text(name)[:20]!r}")
+        fields[name] = value
+    return fields
+
+
 def parse_request(line: str) -> tuple[PinRequest, float]:
     """``PIN amount=.. currency=.. pan=.. [format=4|0] [bypass=0|1] [timeout=S] [purpose=sale|refund]``.
 
     The request and its timeout; RequestError (its text goes back as ``ERR``) for anything else.
     """
-    words = line.split()
-    if not words or words[0] != "PIN":
-        raise RequestError("expected PIN amount=.. currency=.. pan=..")
-    fields: dict[str, str] = {}
-    for word in words[1:]:
-        name, sep, value = word.partition("=")
-        if not sep or name not in _FIELDS or name in fields:
-            raise RequestError(f"unknown or repeated field {mask_text(name)[:20]!r}")
-        fields[name] = value
+    fields = _fields(line, "PIN", _FIELDS, "expected PIN amount=.. currency=.. pan=..")
     try:
         amount, currency = int(fields["amount"]), int(fields["currency"])
         fmt = PinFormat(int(fields.get("format", "4")))
@@ -108,15 +114,9 @@ def _hex(text: str, name: str, low: int, high: int) -> bytes:
 def parse_offline_request(line: str) -> tuple[OfflinePinRequest, PublicKey, bytes, float]:
     """``EPIN amount=.. currency=.. modulus=HEX exponent=HEX challenge=HEX [tries=N] [last=0|1] [bypass=0|1]
     [timeout=S]`` -> the request, the card's key, its challenge and the timeout."""
-    words = line.split()
-    if not words or words[0] != "EPIN":
-        raise RequestError("expected EPIN amount=.. currency=.. modulus=.. exponent=.. challenge=..")
-    fields: dict[str, str] = {}
-    for word in words[1:]:
-        name, sep, value = word.partition("=")
-        if not sep or name not in _EPIN_FIELDS or name in fields:
-            raise RequestError(f"unknown or repeated field {mask_text(name)[:20]!r}")
-        fields[name] = value
+    fields = _fields(
+        line, "EPIN", _EPIN_FIELDS, "expected EPIN amount=.. currency=.. modulus=.. exponent=.. challenge=.."
+    )
     try:
         amount, currency = int(fields["amount"]), int(fields["currency"])
         bypass = {"0": False, "1": True}[fields.get("bypass", "0")]
