@@ -41,6 +41,7 @@ from emv.contact.ports import EncipheredPinEntry
 from emv.oda import PublicKey
 from emv.outcome import CvmPerformed, Outcome, TransactionResult
 from emv.pan import pan_of
+from emv.tvr import Tvr
 from terminal.offline import PaymentRefused
 from terminal.ports import (
     CancelToken,
@@ -142,10 +143,13 @@ def tvr_after_bypass(tvr_hex: str) -> str:
     >>> tvr_after_bypass("0000040000")
     '0000080000'
     """
-    tvr = bytearray.fromhex(tvr_hex)
-    if len(tvr) == 5:
-        tvr[2] = (tvr[2] & ~0x04 & 0xFF) | 0x08
-    return tvr.hex().upper()
+    raw = bytes.fromhex(tvr_hex)
+    if len(raw) != Tvr.LENGTH:
+        return raw.hex().upper()
+    tvr = Tvr(raw)
+    tvr.clear(Tvr.ONLINE_PIN_ENTERED)
+    tvr.set(Tvr.PIN_NOT_ENTERED)
+    return tvr.value.hex().upper()
 
 
 def pin_detail(online: OnlinePin | None, response_code: str | None, approved: bool) -> str | None:

@@ -47,6 +47,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from emv.outcome import TransactionResult
+from emv.tvr import Tvr
 from terminal.offline import OfflineBehavior, PaymentRefused
 from terminal.pin_entry import OnlinePin, collect_online_pin
 from terminal.ports import CancelToken
@@ -119,9 +120,11 @@ def tvr_online_pin_entered(tvr_hex: str) -> str:
     '0000040000'
     """
     try:
-        tvr = bytearray.fromhex(tvr_hex)
+        raw = bytes.fromhex(tvr_hex)
     except ValueError:
         return tvr_hex
-    if len(tvr) == 5:
-        tvr[2] |= 0x04
-    return tvr.hex().upper()
+    if len(raw) != Tvr.LENGTH:
+        return raw.hex().upper()
+    tvr = Tvr(raw)
+    tvr.set(Tvr.ONLINE_PIN_ENTERED)
+    return tvr.value.hex().upper()
